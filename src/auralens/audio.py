@@ -1,0 +1,272 @@
+"""Audio input/output with clear errors: load any common format to float32 mono.
+
+Loading goes through soundfile (wav, flac, ogg, mp3 with libsndfile ≥ 1.1) and resampling
+through soxr. Every failure raises :class:`AudioError` carrying the path and a plain reason,
+so a CLI can print one line and a batch job can skip the item.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Default upper bound on clip duration in seconds (configurable per call).
+DEFAULT_MAX_DURATION = 3600.0
+#: Sample rates accepted on input.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+#: Formats we write.
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+#: Peak level from which a clip is flagged as clipped.
+CLIP_LEVEL = 0.999
+#: RMS below which a clip is flagged as silent (-80 dBFS).
+SILENCE_RMS = 1e-4
+
+
+class AudioError(AuralensError):
+    """A file that cannot be used as audio.
+
+    Attributes:
+        path: the offending file.
+        reason: a short plain-language reason.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class AudioInfo:
+    """What was found while loading a file.
+
+    Attributes:
+        path: source file.
+        sample_rate: rate of the returned samples.
+        orig_sample_rate: rate stored in the file.
+        channels: channel count in the file (the result is averaged to mono).
+        duration: seconds of the returned samples.
+        peak: max |x| of the returned samples.
+        rms: root mean square of the returned samples.
+        flags: ``"silent"`` and/or ``"clipped"``.
+    """
+
+    path: Path
+    sample_rate: int
+    orig_sample_rate: int
+    channels: int
+    duration: float
+    peak: float
+    rms: float
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def silent(self) -> bool:
+        return "silent" in self.flags
+
+    @property
+    def clipped(self) -> bool:
+        return "clipped" in self.flags
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
+        if path.suffix.lower() == ".mp3":
+            return _read_fallback(path, exc)
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AudioError(path, f"unreadable or corrupt audio ({msg})") from exc
+    return data, int(sr)
+
+
+def _read_fallback(path: Path, first_exc: Exception) -> tuple[np.ndarray, int]:
+    """Decode through librosa/audioread for formats an old libsndfile lacks."""
+    import warnings
+
+    try:
+        import librosa
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, sr = librosa.load(str(path), sr=None, mono=False)
+    except Exception as exc:
+        raise AudioError(path, f"unreadable or corrupt audio ({first_exc})") from exc
+    y = np.atleast_2d(y).T.astype(np.float32)
+    return y, int(sr)
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample along the last axis with soxr (high quality).
+
+    Args:
+        wave: ``[T]`` or ``[C, T]`` float array.
+    Returns:
+        Resampled float32 array with the same leading shape.
+    """
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(wave, dtype=np.float32)
+    import soxr
+
+    if wave.ndim == 1:
+        return soxr.resample(wave.astype(np.float32), orig_sr, target_sr).astype(np.float32)
+    out = soxr.resample(np.ascontiguousarray(wave.T, dtype=np.float32), orig_sr, target_sr)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def inspect_wave(path: str | Path, wave: np.ndarray, sr: int, orig_sr: int | None = None,
+                 channels: int = 1) -> AudioInfo:
+    """Compute the silence/clipping flags of a loaded ``[T]`` wave."""
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    flags: list[str] = []
+    if rms < SILENCE_RMS:
+        flags.append("silent")
+    if peak >= CLIP_LEVEL:
+        flags.append("clipped")
+    return AudioInfo(Path(path), sr, orig_sr or sr, channels, wave.shape[-1] / sr, peak, rms, flags)
+
+
+def load_with_info(
+    path: str | Path,
+    sample_rate: int | None = None,
+    *,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+    mono: bool = True,
+) -> tuple[np.ndarray, AudioInfo]:
+    """Load an audio file as float32, averaged to mono, at ``sample_rate``.
+
+    Args:
+        path: wav/flac/ogg/mp3 (anything libsndfile reads).
+        sample_rate: target rate; None keeps the file's rate.
+        max_duration: reject files longer than this many seconds (None: no limit).
+        mono: average channels (default). When False returns ``[C, T]``.
+
+    Returns:
+        ``(wave, info)`` where wave is ``[T]`` (or ``[C, T]`` when ``mono=False``).
+
+    Raises:
+        AudioError: missing, unreadable/corrupt/truncated, empty, non-finite, too long,
+            or an unsupported sample rate.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    if sample_rate is not None and not (MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
+        raise AudioError(path, f"unsupported target sample rate {sample_rate} Hz")
+    _check_header(path, max_duration)
+    data, sr = _read(path)
+    if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE):
+        raise AudioError(
+            path, f"unsupported sample rate {sr} Hz (supported {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE})"
+        )
+    if data.shape[0] == 0:
+        raise AudioError(path, "zero samples")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(path, "contains NaN or Inf samples")
+    duration = data.shape[0] / sr
+    if max_duration is not None and duration > max_duration:
+        raise AudioError(path, f"duration {duration:.1f} s exceeds the limit of {max_duration:g} s")
+    channels = data.shape[1]
+    wave = data.mean(axis=1) if mono else data.T
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    out_sr = sample_rate or sr
+    wave = resample(wave, sr, out_sr)
+    info = inspect_wave(path, wave if mono else wave.mean(0), out_sr, sr, channels)
+    for flag in info.flags:
+        log.warning("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"
+                    else f"clipped (peak {info.peak:.3f})")
+    return wave, info
+
+
+def _check_header(path: Path, max_duration: float | None) -> None:
+    """Reject obviously bad files from the header alone (cheap, before decoding)."""
+    import soundfile as sf
+
+    try:
+        meta = sf.info(str(path))
+    except Exception:
+        return  # let the full read produce the precise error (or the mp3 fallback succeed)
+    if meta.samplerate and not (MIN_SAMPLE_RATE <= meta.samplerate <= MAX_SAMPLE_RATE):
+        raise AudioError(path, f"unsupported sample rate {meta.samplerate} Hz")
+    if max_duration is not None and meta.samplerate and meta.frames > 0:
+        duration = meta.frames / meta.samplerate
+        if math.isfinite(duration) and duration > max_duration * 1.01:
+            raise AudioError(
+                path, f"duration {duration:.1f} s exceeds the limit of {max_duration:g} s"
+            )
+
+
+def load(
+    path: str | Path,
+    sample_rate: int | None = None,
+    *,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+) -> np.ndarray:
+    """Load ``path`` as float32 mono ``[T]`` at ``sample_rate`` (see :func:`load_with_info`)."""
+    return load_with_info(path, sample_rate, max_duration=max_duration)[0]
+
+
+def load_sr(path: str | Path, sample_rate: int | None = None, **kw: object) -> tuple[np.ndarray, int]:
+    """Like :func:`load` but also returns the sample rate of the result."""
+    wave, info = load_with_info(path, sample_rate, **kw)  # type: ignore[arg-type]
+    return wave, info.sample_rate
+
+
+def write(path: str | Path, wave: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> Path:
+    """Atomically write ``wave`` (``[T]`` or ``[C, T]``) to a wav or flac file.
+
+    Float WAV (``FLOAT``) is used by default for wav so sums of written sources stay exact;
+    flac is 24-bit.
+    """
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(path, f"cannot write {path.suffix or 'extension-less'} files; use .wav or .flac")
+    wave = np.asarray(wave, dtype=np.float32)
+    if not np.all(np.isfinite(wave)):
+        raise AudioError(path, "refusing to write NaN or Inf samples")
+    data = wave.T if wave.ndim == 2 else wave
+    if subtype is None:
+        subtype = "FLOAT" if fmt == "WAV" else "PCM_24"
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data, sample_rate, format=fmt, subtype=subtype)
+    return path
+
+
+def fix_length(wave: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad the last axis to ``length`` samples."""
+    n = wave.shape[-1]
+    if n == length:
+        return wave
+    if n > length:
+        return wave[..., :length]
+    pad = [(0, 0)] * (wave.ndim - 1) + [(0, length - n)]
+    return np.pad(wave, pad)
+
+
+def loop_to_length(wave: np.ndarray, length: int) -> np.ndarray:
+    """Repeat (tile) a ``[T]`` wave until it has ``length`` samples, then trim."""
+    if wave.shape[-1] == 0:
+        raise ValueError("cannot loop an empty wave")
+    reps = int(math.ceil(length / wave.shape[-1]))
+    return np.tile(wave, reps)[:length]

@@ -1,0 +1,66 @@
+"""YAML presets → plain dicts with dotted-key overrides.
+
+A pipeline config is ``{stage: {backend: spec, params...}}``. Presets live in
+``configs/`` at the project root and inside the package (``auralens/presets``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.specs import _convert
+
+
+class ConfigError(AuralensError, ValueError):
+    """A config file or override that cannot be used."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(cfg, "codec.backend", "mel")``."""
+    parts = key.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
+    node[parts[-1]] = value
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values typed like spec params)."""
+    out = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, _, value = item.partition("=")
+        set_dotted(out, key.strip(), _convert(value.strip()))
+    return out
+
+
+def merge(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``other`` wins."""
+    out = copy.deepcopy(base)
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -1,0 +1,1 @@
+"""auralens.encoders"""

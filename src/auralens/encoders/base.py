@@ -1,0 +1,64 @@
+"""The ``Extractor`` protocol: audio → hidden states of one layer of an audio model.
+
+Backends register in :data:`EXTRACTORS` and are built from specs such as
+``hf:MIT/ast-finetuned-audioset-10-10-0.4593@layer=4`` or a local directory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from auralens.registry import Registry
+
+
+class Extractor(ABC):
+    """Hidden states of one layer of an audio model.
+
+    Attributes:
+        name: backend + model id, e.g. ``"ast:MIT/ast-…"``; used in cache keys and run.json.
+        sample_rate: rate the model expects (input waves must already be at this rate).
+        frame_rate: embedding frames per second of audio (approximate for patch grids).
+        dim: embedding size.
+        layer: ``"patch"`` / ``"features"`` (the first hidden state, before the encoder)
+            or an int k (output of block k).
+        revision: model revision/hash for cache keys.
+    """
+
+    name: str = "extractor"
+    sample_rate: int = 16000
+    frame_rate: float = 50.0
+    dim: int = 0
+    layer: str | int = "features"
+    revision: str = ""
+
+    @abstractmethod
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        """Embed one clip.
+
+        Args:
+            wave: ``[T]`` float32 mono at :attr:`sample_rate`.
+        Returns:
+            ``[frames, dim]`` float32.
+        """
+
+    def embed_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Embed several clips (backends override with a truly batched forward).
+
+        Returns:
+            one ``[frames_i, dim]`` array per input.
+        """
+        return [self.embed(w) for w in waves]
+
+    def num_layers(self) -> int:
+        """Number of blocks k usable as ``layer``; 0 when only one layer exists."""
+        return 0
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "layer": self.layer, "sample_rate": self.sample_rate,
+                "frame_rate": self.frame_rate, "dim": self.dim, "revision": self.revision}
+
+
+EXTRACTORS: Registry[Extractor] = Registry("extractor", default="classifier")

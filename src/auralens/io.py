@@ -1,0 +1,220 @@
+"""Small I/O helpers: atomic writes, JSON/JSONL, run.json, per-item error logs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    The temporary name keeps the suffix so libraries that infer formats from it work.
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                    dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write a UTF-8 text file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write a binary file."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, paths, numpy scalars/arrays and sets into JSON-ready values."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy / torch
+        return obj.tolist()
+    if isinstance(obj, float) and obj != obj:  # NaN → null, never a bogus number
+        return None
+    return obj
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
+    """Atomically write JSON."""
+    return write_text(path, json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def append_jsonl(path: str | Path, record: Any) -> None:
+    """Append one JSON line and flush it to disk (crash-safe for resumable jobs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(to_jsonable(record), ensure_ascii=False)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Read a JSONL file, ignoring a truncated last line left by a killed writer."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
+    return out
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
+    """Atomically write a whole JSONL file."""
+    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+    return write_text(path, text)
+
+
+class ErrorLog:
+    """Collects per-item failures of a batch job into ``errors.jsonl``.
+
+    Usage:
+        errors = ErrorLog(out_dir / "errors.jsonl")
+        with errors.guard(item_id, path):
+            process(item)
+        errors.summary()  # logs "2 of 40 items failed, see …/errors.jsonl"
+    """
+
+    def __init__(self, path: str | Path, *, reset: bool = False) -> None:
+        self.path = Path(path)
+        self.items: list[dict[str, Any]] = []
+        if reset and self.path.exists():
+            self.path.unlink()
+
+    def add(self, item: str, error: BaseException | str, path: str | Path | None = None) -> None:
+        record = {"item": str(item), "error": str(error),
+                  "type": type(error).__name__ if isinstance(error, BaseException) else "error"}
+        if path is not None:
+            record["path"] = str(path)
+        self.items.append(record)
+        append_jsonl(self.path, record)
+        log.error("skipped %s: %s", item, error)
+
+    @contextlib.contextmanager
+    def guard(self, item: str, path: str | Path | None = None) -> Iterator[None]:
+        """Record an exception raised inside the block instead of propagating it."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - batch jobs skip any per-item failure
+            self.add(item, exc, path)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def summary(self, total: int | None = None) -> str:
+        if not self.items:
+            return "no errors"
+        of = f" of {total}" if total is not None else ""
+        msg = f"{len(self.items)}{of} items failed; see {self.path}"
+        log.warning(msg)
+        return msg
+
+
+def package_versions(names: Iterable[str] = ()) -> dict[str, str | None]:
+    """Installed versions of auralens and its main dependencies (None when absent)."""
+    from importlib import metadata
+
+    base = ["auralens", "torch", "numpy", "scipy", "transformers", "diffusers", "soundfile",
+            "soxr", "librosa"]
+    out: dict[str, str | None] = {}
+    for name in [*base, *names]:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class Timer:
+    """Accumulates named wall-clock timings: ``with timer("stage"): ...``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def write_run_json(
+    out_dir: str | Path,
+    *,
+    command: str,
+    config: Any,
+    models: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/run.json`` with the resolved config, versions, models and timings."""
+    record = {
+        "command": command,
+        "argv": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config,
+        "seed": seed,
+        "models": models or {},
+        "timings_s": {k: round(v, 4) for k, v in (timings or {}).items()},
+        "versions": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if extra:
+        record.update(extra)
+    return write_json(Path(out_dir) / "run.json", record)

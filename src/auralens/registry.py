@@ -1,0 +1,129 @@
+"""Explicit per-stage registries with lazy loading.
+
+Each stage (extractor, codec, gate, separator, captioner, composer, image generator, judge,
+metric embedder) owns one :class:`Registry`. A backend registers either eagerly with the
+``@REGISTRY.register("name")`` decorator or lazily with a ``"module:Attr"`` string, so that
+heavy libraries (transformers, diffusers, gradio) are imported only when that backend is
+actually built.
+
+Example:
+    >>> CODECS = Registry("codec")
+    >>> CODECS.register("mel", "auralens.codecs.mel:MelCodec")
+    >>> codec = CODECS.build("mel@n_mels=80")
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from auralens.errors import AuralensError
+from auralens.specs import ModelSpec, parse_spec
+
+T = TypeVar("T")
+
+
+class RegistryError(AuralensError, KeyError):
+    """Unknown backend name or a lazy target that cannot be imported."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it one plain line
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """Name → backend factory map for one pipeline stage.
+
+    Args:
+        stage: human-readable stage name used in error messages ("codec", "separator" …).
+        default: name of the backend used when a spec is empty.
+    """
+
+    def __init__(self, stage: str, default: str | None = None) -> None:
+        self.stage = stage
+        self.default = default
+        self._entries: dict[str, Any] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, target: str | Callable[..., T] | None = None, *,
+                 aliases: tuple[str, ...] = ()) -> Any:
+        """Register ``target`` under ``name``; usable as a decorator when ``target`` is None.
+
+        ``target`` may be a class/factory or a lazy ``"package.module:Attr"`` string.
+        """
+        if target is None:
+            def deco(obj: Callable[..., T]) -> Callable[..., T]:
+                self._add(name, obj, aliases)
+                return obj
+            return deco
+        self._add(name, target, aliases)
+        return target
+
+    def _add(self, name: str, target: Any, aliases: tuple[str, ...]) -> None:
+        key = name.lower()
+        if key in self._entries and self._entries[key] is not target:
+            existing = self._entries[key]
+            # Re-registering the lazy string with its resolved object is fine.
+            if not (isinstance(existing, str) and _qualname(target) == existing):
+                raise RegistryError(f"{self.stage} backend {name!r} is already registered")
+        self._entries[key] = target
+        for alias in aliases:
+            self._aliases[alias.lower()] = key
+
+    def names(self) -> list[str]:
+        """Registered backend names, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        key = name.lower()
+        return key in self._entries or key in self._aliases
+
+    def get(self, name: str) -> Callable[..., T]:
+        """Resolve a backend factory by name, importing it on first use."""
+        key = self._aliases.get(name.lower(), name.lower())
+        if key not in self._entries:
+            raise RegistryError(
+                f"unknown {self.stage} backend {name!r}; available: {', '.join(self.names())}"
+            )
+        target = self._entries[key]
+        if isinstance(target, str):
+            target = _import_target(target, self.stage, name)
+            self._entries[key] = target
+        return target
+
+    def build(self, spec: str | ModelSpec | None = None, **overrides: Any) -> T:
+        """Build a backend from a spec string such as ``"hf:org/model@layer=4"``.
+
+        The spec's kind selects the backend; a bare local path or hub id uses the ``hf``
+        backend when registered. The factory is called as ``factory(spec, **params)`` where
+        ``params`` are the spec's ``@key=value`` pairs updated by ``overrides``.
+        """
+        if spec is None or (isinstance(spec, str) and not spec.strip()):
+            if self.default is None:
+                raise RegistryError(f"no {self.stage} backend given and no default is set")
+            spec = self.default
+        parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+        kind = parsed.kind
+        if kind not in self and kind == "path" and "hf" in self:
+            kind = "hf"
+        factory = self.get(kind)
+        params = {**parsed.params, **overrides}
+        return factory(parsed, **params)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
+
+
+def _import_target(target: str, stage: str, name: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(
+            f"{stage} backend {name!r} needs a package that is not installed: {exc}"
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise RegistryError(f"{stage} backend {name!r}: {target} does not exist") from exc

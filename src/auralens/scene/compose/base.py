@@ -1,0 +1,32 @@
+"""The ``Composer`` protocol: per-source captions → one image description."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from auralens.registry import Registry
+
+#: Prompting techniques understood by composers and the audio-LLM baseline.
+TECHNIQUES = ("zero-shot", "cot", "role", "few-shot")
+
+
+@dataclass
+class Description:
+    """A scene description and, for chain-of-thought, the reasoning kept apart."""
+
+    text: str
+    reasoning: str = ""
+
+
+class Composer(ABC):
+    """Reason from captions to a single vivid description fit for a text-to-image model."""
+
+    name: str = "composer"
+
+    @abstractmethod
+    def compose(self, captions: list[str], technique: str = "zero-shot") -> Description:
+        """Merge captions (one per kept source) into a :class:`Description`."""
+
+
+COMPOSERS: Registry[Composer] = Registry("composer", default="template")

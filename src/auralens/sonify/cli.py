@@ -1,0 +1,7 @@
+"""CLI for auralens.sonify (kept light: heavy imports happen inside commands)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Sonify: listen to what an audio model's hidden states keep.", no_args_is_help=True)

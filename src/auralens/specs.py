@@ -1,0 +1,145 @@
+"""Model specs: ``kind:id@key=value,key=value`` strings and local paths.
+
+Examples:
+    ``hf:MIT/ast-finetuned-audioset-10-10-0.4593@layer=4``
+        kind ``hf``, id ``MIT/ast-finetuned-audioset-10-10-0.4593``, params ``{"layer": 4}``
+    ``mel@n_mels=128`` kind ``mel``, no id
+    ``/models/my-hubert@layer=features`` kind ``path`` (a local directory)
+    ``openai:qwen2.5-7b@base_url=http://127.0.0.1:8000/v1``
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+
+_KIND_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_\-]*):(?!//)(.*)$")
+
+
+class SpecError(AuralensError, ValueError):
+    """A model spec string that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec.
+
+    Attributes:
+        kind: backend name ("hf", "mel", "openai", "path" for a local path …).
+        id: hub id, local path or model name; empty when the backend needs none.
+        params: ``@key=value`` options with ints, floats and booleans converted.
+        raw: the original string.
+    """
+
+    kind: str
+    id: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    raw: str = ""
+
+    @property
+    def path(self) -> Path | None:
+        """The id as an existing local path, else None."""
+        if not self.id:
+            return None
+        p = Path(os.path.expanduser(self.id))
+        return p if p.exists() else None
+
+    @property
+    def is_local(self) -> bool:
+        return self.path is not None
+
+    def with_params(self, **params: Any) -> ModelSpec:
+        return ModelSpec(self.kind, self.id, {**self.params, **params}, self.raw)
+
+    def __str__(self) -> str:
+        out = f"{self.kind}:{self.id}" if self.id else self.kind
+        if self.kind == "path":
+            out = self.id
+        if self.params:
+            out += "@" + ",".join(f"{k}={v}" for k, v in self.params.items())
+        return out
+
+
+def _convert(value: str) -> Any:
+    low = value.lower()
+    if low in {"true", "yes", "on"}:
+        return True
+    if low in {"false", "no", "off"}:
+        return False
+    if low in {"none", "null"}:
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """Parse ``key=value,key=value`` into a dict with typed values."""
+    params: dict[str, Any] = {}
+    if not text:
+        return params
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise SpecError(f"spec option {part!r} is not of the form key=value")
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if not key.isidentifier():
+            raise SpecError(f"spec option name {key!r} is not a valid name")
+        params[key] = _convert(value.strip())
+    return params
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        text.startswith(("/", "./", "../", "~"))
+        or Path(os.path.expanduser(text)).exists()
+    )
+
+
+def parse_spec(spec: str | ModelSpec) -> ModelSpec:
+    """Parse a model spec string.
+
+    Options start at an ``@`` followed by ``name=``; when the text before a later such ``@``
+    is an existing local path, that longer head is kept, so directories named ``model@v1``
+    work, and URLs inside option values keep their slashes.
+
+    Raises:
+        SpecError: when the string is empty or an option is malformed.
+    """
+    if isinstance(spec, ModelSpec):
+        return spec
+    raw = spec
+    text = spec.strip()
+    if not text:
+        raise SpecError("empty model spec")
+    head, params_text = text, ""
+    # Options begin at an "@" followed by "name="; URLs inside option values keep their "/".
+    ats = [m.start() for m in re.finditer(r"@(?=[A-Za-z_]\w*=)", text)]
+    if not ats and "@" in text and not _looks_like_path(text):
+        ats = [text.find("@")]  # "mel@bad" → reported as a malformed option below
+    if ats:
+        # An existing local path may itself contain "@": take the longest such head.
+        existing = [i for i in ats if Path(os.path.expanduser(text[:i])).exists()]
+        at = existing[-1] if existing else ats[0]
+        head, params_text = text[:at], text[at + 1 :]
+    params = parse_params(params_text)
+    if _looks_like_path(head):
+        return ModelSpec("path", os.path.expanduser(head), params, raw)
+    m = _KIND_RE.match(head)
+    if m:
+        kind, ident = m.group(1).lower(), m.group(2)
+        return ModelSpec(kind, ident, params, raw)
+    if "/" in head:  # bare hub id such as "facebook/hubert-base-ls960"
+        return ModelSpec("hf", head, params, raw)
+    return ModelSpec(head.lower(), "", params, raw)

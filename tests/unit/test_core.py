@@ -1,0 +1,115 @@
+"""Core: specs, registry, io, cache, types."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from auralens.cache import ArrayCache, hash_array, make_key
+from auralens.config import ConfigError, apply_overrides
+from auralens.io import ErrorLog, read_jsonl, write_json
+from auralens.registry import Registry, RegistryError
+from auralens.specs import ModelSpec, SpecError, parse_spec
+from auralens.types import Clip, SceneRecord, Source, load_scenes, save_records
+
+
+def test_parse_hub_spec_with_params():
+    s = parse_spec("hf:MIT/ast-finetuned-audioset-10-10-0.4593@layer=4")
+    assert (s.kind, s.id, s.params) == ("hf", "MIT/ast-finetuned-audioset-10-10-0.4593", {"layer": 4})
+
+
+def test_parse_bare_name_and_typed_params():
+    s = parse_spec("mel@n_mels=128,power=1.5,log=true,layer=patch")
+    assert s.kind == "mel" and s.id == ""
+    assert s.params == {"n_mels": 128, "power": 1.5, "log": True, "layer": "patch"}
+
+
+def test_parse_bare_hub_id_and_local_path(tmp_path):
+    assert parse_spec("facebook/hubert-base-ls960").kind == "hf"
+    d = tmp_path / "model@v1"
+    d.mkdir()
+    s = parse_spec(f"{d}@layer=features")
+    assert s.kind == "path" and s.id == str(d) and s.params == {"layer": "features"}
+    assert s.is_local
+
+
+def test_parse_url_param_is_not_a_kind():
+    s = parse_spec("openai:qwen@base_url=http://127.0.0.1:8000/v1")
+    assert s.kind == "openai" and s.id == "qwen"
+    assert s.params["base_url"] == "http://127.0.0.1:8000/v1"
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "mel@n_mels", "mel@1x=2"])
+def test_bad_specs(bad):
+    with pytest.raises(SpecError):
+        parse_spec(bad)
+
+
+def test_registry_lazy_and_build():
+    reg: Registry = Registry("thing", default="a")
+    reg.register("a", "auralens.specs:ModelSpec")
+
+    @reg.register("b")
+    def make_b(spec, **params):
+        return ("b", spec.id, params)
+
+    assert reg.get("a") is ModelSpec
+    assert "A" in reg and reg.names() == ["a", "b"]
+    assert reg.build("b:x@k=1", extra=2) == ("b", "x", {"k": 1, "extra": 2})
+    assert reg.build(None).kind.kind == "a"  # default backend, called as factory(spec)
+    with pytest.raises(RegistryError, match="unknown thing backend 'zzz'"):
+        reg.build("zzz")
+    reg.register("broken", "auralens.nope:X")
+    with pytest.raises(RegistryError, match="not installed"):
+        reg.get("broken")
+
+
+def test_cache_roundtrip_and_corrupt_entry(tmp_path):
+    cache = ArrayCache(tmp_path, "emb")
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    key = make_key(hash_array(a), backend="x", layer=3)
+    assert key != make_key(hash_array(a), backend="x", layer=4)
+    assert cache.get(key) is None
+    cache.put(key, {"emb": a})
+    np.testing.assert_array_equal(cache.get(key)["emb"], a)
+    cache.path_for(key).write_bytes(b"garbage")
+    assert cache.get(key) is None and key not in cache
+
+
+def test_error_log_collects(tmp_path):
+    log = ErrorLog(tmp_path / "errors.jsonl")
+    with log.guard("item1", "a.wav"):
+        raise ValueError("bad thing")
+    with log.guard("item2"):
+        pass
+    assert len(log) == 1
+    rec = read_jsonl(tmp_path / "errors.jsonl")
+    assert rec == [{"item": "item1", "error": "bad thing", "type": "ValueError", "path": "a.wav"}]
+
+
+def test_read_jsonl_skips_truncated_tail(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text(json.dumps({"a": 1}) + "\n" + '{"a": 2')
+    assert read_jsonl(p) == [{"a": 1}]
+
+
+def test_write_json_nan_to_null(tmp_path):
+    write_json(tmp_path / "r.json", {"x": float("nan"), "y": np.float32(1.5)})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": None, "y": 1.5}
+
+
+def test_scene_record_roundtrip(tmp_path):
+    rec = SceneRecord("m1", tmp_path / "m.wav", [Source(tmp_path / "s.wav", "dog", "background")])
+    save_records(tmp_path / "m.jsonl", [rec])
+    back = load_scenes(tmp_path / "m.jsonl")[0]
+    assert back.labels == ["dog"] and back.n_sources == 1 and back.sources[0].role == "background"
+    assert Clip.from_dict(Clip("c", "x.wav", ["a"]).to_dict()).label == "a"
+
+
+def test_overrides():
+    cfg = apply_overrides({"codec": {"backend": "mel"}}, ["codec.backend=dac", "train.lr=0.001"])
+    assert cfg == {"codec": {"backend": "dac"}, "train": {"lr": 0.001}}
+    with pytest.raises(ConfigError):
+        apply_overrides({}, ["nokey"])
