@@ -1,0 +1,90 @@
+"""Dataset sharding for array jobs: ``--shard i/n`` selects every n-th item, ``merge`` joins.
+
+Shards are taken over the items sorted by id, so each of ``n`` independent processes
+(SLURM array tasks, separate machines) gets a disjoint, deterministic slice whatever order
+the dataset was listed in; the union of all shards is the whole dataset. Each shard writes
+its own output directory; :func:`merge_jsonl` joins their ``results.jsonl`` files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from auralens.errors import AuralensError
+from auralens.io import read_jsonl, write_jsonl
+
+T = TypeVar("T")
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class ShardError(AuralensError, ValueError):
+    """A malformed ``--shard`` value."""
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """Parse ``"i/n"`` (0-based ``i``, ``0 <= i < n``); ``None``/``""`` means no sharding.
+
+    ``"env"`` reads ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT``.
+    """
+    if text is None or not str(text).strip():
+        return None
+    if str(text).strip().lower() == "env":
+        try:
+            index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+            count = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+        except (KeyError, ValueError) as exc:
+            raise ShardError("--shard env needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT") from exc
+        text = f"{index}/{count}"
+    m = _SHARD_RE.match(str(text))
+    if not m:
+        raise ShardError(f"--shard {text!r} is not of the form i/n (for example 0/4)")
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1 or not 0 <= index < count:
+        raise ShardError(f"--shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def shard_items(items: Iterable[T], shard: tuple[int, int] | str | None,
+                key: Callable[[T], Any] | None = None) -> list[T]:
+    """Return this shard's items: position ``i, i+n, i+2n, …`` in id order.
+
+    Args:
+        items: the full dataset.
+        shard: ``(i, n)``, an ``"i/n"`` string, or None for everything.
+        key: sort key (default: ``item.id`` when present, else the item itself).
+    """
+    parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    items = list(items)
+    if parsed is None:
+        return items
+    index, count = parsed
+    if key is None:
+        def key(x: Any) -> Any:
+            return getattr(x, "id", x)
+    ordered = sorted(items, key=key)
+    return ordered[index::count]
+
+
+def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id") -> int:
+    """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins).
+
+    Returns:
+        the number of merged records.
+    """
+    merged: dict[Any, Any] = {}
+    for part in parts:
+        part = Path(part)
+        if part.is_dir():
+            part = part / "results.jsonl"
+        if not part.exists():
+            raise AuralensError(f"{part}: shard results not found")
+        for rec in read_jsonl(part):
+            merged[rec.get(key, len(merged)) if isinstance(rec, dict) else len(merged)] = rec
+    records = [merged[k] for k in sorted(merged, key=str)]
+    write_jsonl(out, records)
+    return len(records)
