@@ -51,3 +51,6 @@ class Codec(ABC):
 
 
 CODECS: Registry[Codec] = Registry("codec", default="mel")
+
+# Lazy registrations: the module is imported only when the backend is built.
+CODECS.register("mel", "auralens.codecs.mel:build")

@@ -1,0 +1,197 @@
+"""The weight-free ``mel`` codec: log-mel spectrogram latent, Griffin-Lim decoder.
+
+This is the offline default codec. Nothing is downloaded and the result is deterministic.
+
+Default choices (all overridable from the spec, e.g. ``mel@n_mels=128,n_iter=64``):
+
+* ``sample_rate=22050``: enough bandwidth for environmental sound, half the cost of 44.1 kHz.
+* ``n_fft=1024``, ``hop_length=256`` (≈ 86.13 latent frames per second, 11.6 ms hop), Hann
+  window, centred frames: the usual TTS/vocoder analysis, a good time/frequency balance for
+  Griffin-Lim at this rate.
+* ``n_mels=128`` Slaney-normalised mel bands from ``fmin=0`` to ``fmax=sr/2``: 128 bands keep
+  enough spectral detail that the linear spectrum can be recovered well.
+* Magnitude (``power=1``) mel, natural log with a floor of ``1e-5`` (−100 dB), so silence maps to
+  a finite constant ``log(1e-5) ≈ -11.5`` rather than ``-inf``.
+* Decoding: ``exp`` → non-negative least-squares mel inversion (pseudo-inverse start, a few
+  multiplicative refinement steps) → ``n_iter=48`` iterations of *fast* Griffin-Lim
+  (momentum 0.99, Perraudin et al. 2013) from a seeded random phase (``seed=0``), so
+  ``decode`` is deterministic. Everything is vectorised in torch (``torch.stft``/``istft``);
+  a 5 s clip decodes in a fraction of a second on one CPU core.
+
+Input to :meth:`MelCodec.encode` must already be mono float32 at :attr:`MelCodec.sample_rate`
+(resampling is the caller's job, see :func:`auralens.audio.resample`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from auralens.codecs.base import Codec
+from auralens.specs import ModelSpec
+
+
+class MelCodec(Codec):
+    """Log-mel latent ``[n_mels, frames]`` ↔ audio via Griffin-Lim.
+
+    Args:
+        sample_rate: audio rate of encode input / decode output.
+        n_fft: FFT size (also the window length).
+        hop_length: samples between frames; ``frame_rate = sample_rate / hop_length``.
+        n_mels: mel bands (the latent dimension).
+        fmin: lowest mel band edge in Hz.
+        fmax: highest mel band edge in Hz (None: Nyquist).
+        n_iter: Griffin-Lim iterations in :meth:`decode`.
+        momentum: fast Griffin-Lim momentum (0 gives the classic algorithm).
+        log_floor: magnitude floor before the log.
+        nnls_iter: multiplicative refinement steps of the mel → linear inversion.
+        seed: seed of the random initial phase (decode is deterministic for a given seed).
+    """
+
+    def __init__(self, sample_rate: int = 22050, n_fft: int = 1024, hop_length: int = 256,
+                 n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None,
+                 n_iter: int = 48, momentum: float = 0.99, log_floor: float = 1e-5,
+                 nnls_iter: int = 20, seed: int = 0) -> None:
+        import librosa
+
+        if hop_length <= 0 or n_fft <= 0 or n_mels <= 0:
+            raise ValueError("n_fft, hop_length and n_mels must be positive")
+        if hop_length > n_fft:
+            raise ValueError(f"hop_length {hop_length} exceeds n_fft {n_fft}")
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.n_mels = int(n_mels)
+        self.fmin = float(fmin)
+        self.fmax = float(fmax) if fmax is not None else self.sample_rate / 2
+        self.n_iter = int(n_iter)
+        self.momentum = float(momentum)
+        self.log_floor = float(log_floor)
+        self.nnls_iter = int(nnls_iter)
+        self.seed = int(seed)
+        self.latent_dim = self.n_mels
+        self.frame_rate = self.sample_rate / self.hop_length
+        # [n_mels, n_fft // 2 + 1]
+        self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,
+                                       fmin=self.fmin, fmax=self.fmax).astype(np.float32)
+        self._fb_pinv = np.linalg.pinv(self._fb).astype(np.float32)
+        params = self.params()
+        self.revision = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        self.name = "mel@" + ",".join(f"{k}={v}" for k, v in params.items())
+
+    def params(self) -> dict[str, Any]:
+        """Settings that determine the latent and the decoded audio."""
+        return {"sample_rate": self.sample_rate, "n_fft": self.n_fft,
+                "hop_length": self.hop_length, "n_mels": self.n_mels, "fmin": self.fmin,
+                "fmax": self.fmax, "n_iter": self.n_iter, "momentum": self.momentum,
+                "log_floor": self.log_floor, "nnls_iter": self.nnls_iter, "seed": self.seed}
+
+    def num_frames(self, num_samples: int) -> int:
+        """Centred STFT: ``1 + num_samples // hop_length`` frames."""
+        return 1 + int(num_samples) // self.hop_length
+
+    def _window(self):  # noqa: ANN202 - torch type only imported lazily
+        import torch
+
+        return torch.hann_window(self.n_fft, dtype=torch.float32)
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        """Log-mel magnitude spectrogram.
+
+        Args:
+            wave: ``[T]`` float32 mono at :attr:`sample_rate`.
+        Returns:
+            ``[n_mels, 1 + T // hop_length]`` float32, natural log, floored at ``log(log_floor)``.
+        """
+        import torch
+
+        x = np.asarray(wave, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"mel codec expects a mono [T] wave, got shape {x.shape}")
+        if x.shape[0] < 2:
+            x = np.pad(x, (0, 2 - x.shape[0]))
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        # Reflect padding needs more samples than half a window; fall back to zeros for tiny clips.
+        pad_mode = "reflect" if t.shape[0] > self.n_fft // 2 else "constant"
+        spec = torch.stft(t, self.n_fft, self.hop_length, window=self._window(), center=True,
+                          pad_mode=pad_mode, return_complex=True)
+        mag = spec.abs().numpy()  # [F, frames]
+        mel = self._fb @ mag
+        return np.log(np.maximum(mel, self.log_floor)).astype(np.float32)
+
+    def mel_to_linear(self, mel: np.ndarray) -> np.ndarray:
+        """Non-negative linear magnitude ``[F, frames]`` whose mel projection matches ``mel``.
+
+        Starts from the clipped pseudo-inverse and refines with multiplicative NNLS updates
+        (Lee & Seung), which keep the solution non-negative and cost two matmuls each.
+        """
+        fb = self._fb
+        lin = np.maximum(self._fb_pinv @ mel, 1e-8)
+        numer = fb.T @ mel
+        for _ in range(self.nnls_iter):
+            lin *= numer / np.maximum(fb.T @ (fb @ lin), 1e-10)
+        return lin.astype(np.float32)
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """Invert a log-mel latent to audio with fast Griffin-Lim.
+
+        Args:
+            latent: ``[n_mels, frames]`` natural-log mel magnitudes (any float dtype).
+        Returns:
+            ``[(frames - 1) * hop_length]`` float32 at :attr:`sample_rate`.
+        """
+        import torch
+
+        z = np.asarray(latent, dtype=np.float32)
+        if z.ndim != 2 or z.shape[0] != self.n_mels:
+            raise ValueError(f"mel codec expects a [{self.n_mels}, frames] latent, got {z.shape}")
+        frames = z.shape[1]
+        if frames < 2:
+            z = np.pad(z, ((0, 0), (0, 2 - frames)), mode="edge")
+            frames = 2
+        # Latents predicted by a model may overshoot; clamp to the valid log range.
+        z = np.clip(np.nan_to_num(z, nan=np.log(self.log_floor)), np.log(self.log_floor), 20.0)
+        mag = torch.from_numpy(self.mel_to_linear(np.exp(z)))  # [F, frames]
+        length = (frames - 1) * self.hop_length
+        window = self._window()
+        gen = torch.Generator().manual_seed(self.seed)
+        phase = torch.rand(mag.shape, generator=gen, dtype=torch.float32) * (2 * np.pi)
+        angles = torch.polar(torch.ones_like(mag), phase)
+
+        def istft(spec: torch.Tensor) -> torch.Tensor:
+            return torch.istft(spec, self.n_fft, self.hop_length, window=window, center=True,
+                               length=length)
+
+        # Reflect padding needs more than half a window of signal; very short clips use zeros.
+        pad_mode = "reflect" if length > self.n_fft // 2 else "constant"
+
+        def stft(wave: torch.Tensor) -> torch.Tensor:
+            return torch.stft(wave, self.n_fft, self.hop_length, window=window, center=True,
+                              pad_mode=pad_mode, return_complex=True)
+
+        prev = torch.zeros_like(angles)
+        for _ in range(self.n_iter):
+            rebuilt = stft(istft(mag * angles))
+            accel = rebuilt - (self.momentum / (1 + self.momentum)) * prev if self.momentum else rebuilt
+            angles = accel / accel.abs().clamp_min(1e-16)
+            prev = rebuilt
+        wave = istft(mag * angles).numpy()
+        return np.nan_to_num(wave).astype(np.float32)
+
+
+def build(spec: ModelSpec | None = None, **params: Any) -> MelCodec:
+    """Registry factory: ``mel`` or ``mel@n_mels=80,n_iter=64``.
+
+    Raises:
+        ValueError: unknown option names.
+    """
+    allowed = set(MelCodec.__init__.__code__.co_varnames[1:MelCodec.__init__.__code__.co_argcount])
+    unknown = set(params) - allowed
+    if unknown:
+        from auralens.specs import SpecError
+
+        raise SpecError(f"unknown mel codec option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return MelCodec(**params)
