@@ -64,9 +64,10 @@ def test_mel_decode_deterministic_and_roundtrip_close() -> None:
 def test_mel_decode_5s_is_fast() -> None:
     codec = CODECS.build("mel")
     z = codec.encode(_tone(codec.sample_rate, 5.0))
-    start = time.perf_counter()
+    # CPU time, not wall time: the test machine is shared and wall time is noisy.
+    start = time.process_time()
     codec.decode(z)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_mel_rejects_bad_shapes() -> None:
