@@ -1,11 +1,53 @@
-"""Web UI (Gradio)."""
+"""Web UI (Gradio): Imagine, Sonify and Rate tabs on a local address.
+
+The layout lives in :mod:`auralens.ui_app.app` and the request handlers, which never
+import gradio, in :mod:`auralens.ui_app`. gradio itself is imported only when the UI
+starts, so ``auralens --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
-from auralens.errors import AuralensError
+from auralens.ui_app.core import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_UPLOAD_MB, UISettings
+
+log = logging.getLogger(__name__)
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, runs: Path | None = None) -> None:
-    raise AuralensError("the web UI is not built yet")
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    runs: Path | None = None,
+    *,
+    ratings: Path | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    imagine_config: dict[str, Any] | None = None,
+    work_root: Path | None = None,
+    block: bool = True,
+) -> Any:
+    """Start the web UI.
+
+    Args:
+        host: interface to bind (``127.0.0.1`` keeps it local).
+        port: TCP port.
+        runs: directory of trained sonify runs (Sonify and Rate tabs).
+        ratings: ratings CSV (default ``RUNS/ratings.csv``).
+        max_upload_mb: largest upload accepted, MB.
+        max_duration_s: longest clip accepted, seconds.
+        imagine_config: imagine pipeline config (None: the offline defaults).
+        work_root: where request outputs are written (default: a fresh temp dir).
+        block: serve until interrupted (False: return once the server is up).
+
+    Returns:
+        The running gradio ``Blocks`` (useful with ``block=False``).
+    """
+    from auralens.ui_app.app import serve
+
+    settings = UISettings(runs_dir=runs, ratings_path=ratings, work_root=work_root,
+                          max_upload_mb=max_upload_mb, max_duration_s=max_duration_s,
+                          imagine_config=imagine_config)
+    log.info("auralens UI on http://%s:%d (work dir %s)", host, port, settings.work_root)
+    return serve(settings, host, port, block=block)

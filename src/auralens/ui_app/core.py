@@ -1,0 +1,367 @@
+"""Settings, upload validation, run discovery and server-side work directories.
+
+Nothing here imports gradio, so every rule the web page enforces can be unit-tested
+directly. The security model is simple:
+
+* audio files are only read from the upload folders the server owns (gradio's temp
+  upload area), after a size, duration and decodability check;
+* a trained run is chosen by a *key* that is looked up in a list the server built by
+  scanning ``--runs``; no path sent by a browser is ever opened;
+* everything a request writes goes into a fresh directory under the server's work root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+
+log = logging.getLogger(__name__)
+
+#: Default upload limits (configurable through :class:`UISettings`).
+DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_DURATION_S = 600.0
+#: How many request work dirs to keep before the oldest are removed.
+DEFAULT_KEEP_WORK_DIRS = 32
+#: How deep under ``--runs`` to look for run directories.
+MAX_RUN_DEPTH = 4
+#: Post-processing names under ``renders/`` that are references, not sonifications.
+REFERENCE_RENDERS = ("original", "ceiling")
+RUN_MARKERS = ("best.safetensors", "history.jsonl", "renders")
+
+
+class UIError(AuralensError):
+    """A request the page answers with a message instead of results."""
+
+
+@dataclass
+class UISettings:
+    """Server-side configuration of one UI process.
+
+    Attributes:
+        runs_dir: directory scanned for trained sonify runs (None: the Sonify and Rate tabs
+            say so).
+        ratings_path: CSV file ratings are appended to.
+        work_root: parent of the per-request work directories.
+        max_upload_mb: largest accepted upload, in megabytes (10**6 bytes).
+        max_duration_s: longest accepted clip, in seconds.
+        imagine_config: pipeline config passed to ``imagine`` (None: offline defaults).
+        upload_roots: the only directories uploads may be read from; filled in by the app
+            with gradio's upload folder.
+        keep_work_dirs: request directories kept before old ones are pruned.
+    """
+
+    runs_dir: Path | None = None
+    ratings_path: Path | None = None
+    work_root: Path | None = None
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    imagine_config: dict[str, Any] | None = None
+    upload_roots: list[Path] = field(default_factory=list)
+    keep_work_dirs: int = DEFAULT_KEEP_WORK_DIRS
+
+    def __post_init__(self) -> None:
+        if self.runs_dir is not None:
+            self.runs_dir = Path(self.runs_dir).expanduser().resolve()
+        if self.work_root is None:
+            self.work_root = Path(tempfile.mkdtemp(prefix="auralens-ui-"))
+        self.work_root = Path(self.work_root).expanduser().resolve()
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        if self.ratings_path is None:
+            base = self.runs_dir if self.runs_dir is not None else self.work_root
+            self.ratings_path = base / "ratings.csv"
+        self.ratings_path = Path(self.ratings_path).expanduser().resolve()
+        self.upload_roots = [Path(p).resolve() for p in self.upload_roots]
+        if self.max_upload_mb <= 0 or self.max_duration_s <= 0:
+            raise UIError("upload limits must be positive")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+# --------------------------------------------------------------------------- paths
+def is_within(path: Path, root: Path) -> bool:
+    """True when ``path`` (resolved, symlinks followed) lies inside ``root``."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def new_work_dir(settings: UISettings, prefix: str) -> Path:
+    """A fresh directory under the work root for one request (old ones pruned)."""
+    root = settings.work_root
+    assert root is not None
+    prune_work_dirs(root, settings.keep_work_dirs)
+    safe = "".join(c for c in prefix if c.isalnum() or c in "-_") or "job"
+    return Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
+
+
+def prune_work_dirs(root: Path, keep: int) -> int:
+    """Remove the oldest request directories under ``root`` beyond ``keep``; returns count."""
+    dirs = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    if len(dirs) < keep:
+        return 0
+    dirs.sort(key=lambda p: p.stat().st_mtime)
+    removed = 0
+    for old in dirs[: len(dirs) - keep + 1]:
+        shutil.rmtree(old, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def publish(src: Path, work_dir: Path, name: str | None = None) -> Path:
+    """Copy a server-side file into ``work_dir`` so the page can serve it.
+
+    Files under ``--runs`` are copied rather than served in place: the runs directory
+    (checkpoints included) is never exposed to the browser.
+    """
+    dst = work_dir / (name or src.name)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------- uploads
+@dataclass
+class Upload:
+    """A validated upload.
+
+    Attributes:
+        path: the file inside an upload root.
+        name: file name for messages (never the server path).
+        wave: float32 mono ``[T]`` at ``sample_rate``.
+        sample_rate: Hz.
+        duration: seconds.
+        size_bytes: file size.
+        flags: ``"silent"`` / ``"clipped"`` from the loader.
+    """
+
+    path: Path
+    name: str
+    wave: np.ndarray
+    sample_rate: int
+    duration: float
+    size_bytes: int
+    flags: list[str] = field(default_factory=list)
+
+
+def _human_mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1_000_000:.1f} MB"
+
+
+def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -> Upload:
+    """Check one uploaded audio file and load it.
+
+    Args:
+        path: what gradio handed the handler (a file in its upload folder), or None.
+        settings: limits and the allowed upload roots.
+
+    Returns:
+        The loaded :class:`Upload`.
+
+    Raises:
+        UIError: nothing given, a path outside the upload roots, a missing/empty file,
+            a file over the size limit, too long, or not decodable as audio. Messages name
+            the file by its base name only.
+    """
+    from auralens.audio import AudioError, load_with_info
+
+    if path is None or str(path).strip() == "":
+        raise UIError("no audio given: upload or record a clip first")
+    p = Path(path)
+    name = p.name
+    if not settings.upload_roots:
+        raise UIError("uploads are not enabled on this server")
+    if not any(is_within(p, root) for root in settings.upload_roots):
+        log.warning("rejected a file outside the upload folders: %s", p)
+        raise UIError(f"{name}: not an uploaded file; upload it through the page")
+    p = p.resolve()
+    if not p.is_file():
+        raise UIError(f"{name}: the upload is missing (it may have expired); upload it again")
+    size = p.stat().st_size
+    if size == 0:
+        raise UIError(f"{name}: empty file (0 bytes)")
+    if size > settings.max_upload_bytes:
+        raise UIError(f"{name}: file is {_human_mb(size)}; the upload limit is "
+                      f"{settings.max_upload_mb:g} MB")
+    try:
+        wave, info = load_with_info(p, None, max_duration=settings.max_duration_s)
+    except AudioError as exc:
+        reason = exc.reason
+        if "exceeds the limit" in reason:
+            reason = (f"{reason.replace('exceeds the limit of', 'is longer than the limit of')} "
+                      f"({settings.max_duration_s / 60:g} min)")
+        raise UIError(f"{name}: {reason}") from exc
+    return Upload(p, name, wave, info.sample_rate, info.duration, size, list(info.flags))
+
+
+# --------------------------------------------------------------------------- runs
+@dataclass
+class RunInfo:
+    """A trained sonify run found under ``--runs``.
+
+    Attributes:
+        key: stable id used by the page (the path relative to the runs dir, POSIX form).
+        path: the run directory (server side only).
+        encoder: encoder spec from run.json, or "?".
+        layer: layer name/index, or "?".
+        codec: codec spec, or "?".
+        gate: gate architecture, or "?".
+        posts: post-processing variants with renders (sonifications).
+        clips: clip ids with an original render.
+        has_ceiling: whether codec-ceiling renders exist.
+        config: the run.json ``config`` mapping (empty when unreadable).
+    """
+
+    key: str
+    path: Path
+    encoder: str = "?"
+    layer: str = "?"
+    codec: str = "?"
+    gate: str = "?"
+    posts: list[str] = field(default_factory=list)
+    clips: list[str] = field(default_factory=list)
+    has_ceiling: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.key} — {self.encoder} · layer {self.layer} · {self.codec} · gate {self.gate}"
+
+
+def _find(cfg: dict[str, Any], *names: str) -> str | None:
+    """First value found under any of ``names`` at the top level or one level down."""
+    for name in names:
+        if name in cfg and not isinstance(cfg[name], dict):
+            return str(cfg[name])
+    for name in names:
+        node = cfg.get(name)
+        if isinstance(node, dict):
+            for sub in ("spec", "name", "backend", "id", "model"):
+                if sub in node and not isinstance(node[sub], dict):
+                    return str(node[sub])
+    for value in cfg.values():
+        if isinstance(value, dict):
+            for name in names:
+                if name in value and not isinstance(value[name], dict):
+                    return str(value[name])
+    return None
+
+
+def read_run_info(run_dir: Path, key: str) -> RunInfo:
+    """Summarise one run directory (tolerates a missing or partial run.json)."""
+    import json
+
+    info = RunInfo(key=key, path=run_dir)
+    cfg: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            cfg = data.get("config") if isinstance(data.get("config"), dict) else data
+    info.config = cfg
+    info.encoder = _find(cfg, "encoder", "extractor") or "?"
+    info.layer = _find(cfg, "layer") or "?"
+    info.codec = _find(cfg, "codec") or "?"
+    info.gate = _find(cfg, "gate", "model_name", "architecture") or "?"
+    renders = run_dir / "renders"
+    if renders.is_dir():
+        subdirs = sorted(d.name for d in renders.iterdir() if d.is_dir())
+        info.posts = [d for d in subdirs if d not in REFERENCE_RENDERS]
+        info.has_ceiling = "ceiling" in subdirs
+        original = renders / "original"
+        if original.is_dir():
+            info.clips = sorted(f.stem for f in original.glob("*.wav") if f.is_file())
+    return info
+
+
+def discover_runs(runs_dir: Path | None) -> dict[str, RunInfo]:
+    """Find trained sonify runs under ``runs_dir``.
+
+    A run is a directory with a ``run.json`` and at least one of ``best.safetensors``,
+    ``history.jsonl`` or ``renders/``. Symlinked directories are not followed, so the
+    list only contains directories really inside ``runs_dir``.
+
+    Returns:
+        ``{key: RunInfo}`` sorted by key; empty when ``runs_dir`` is None or missing.
+    """
+    if runs_dir is None or not Path(runs_dir).is_dir():
+        return {}
+    root = Path(runs_dir).resolve()
+    found: dict[str, RunInfo] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        depth = len(here.relative_to(root).parts)
+        # never descend into a run's own outputs or hidden folders
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "renders")
+        if depth >= MAX_RUN_DEPTH:
+            dirnames[:] = []
+        if "run.json" in filenames and any((here / m).exists() for m in RUN_MARKERS):
+            key = here.relative_to(root).as_posix() or "."
+            found[key] = read_run_info(here, key)
+            dirnames[:] = []
+    return dict(sorted(found.items()))
+
+
+def resolve_run(key: str | None, runs: dict[str, RunInfo]) -> RunInfo:
+    """Look a page-supplied key up in the server's run list (never used as a path)."""
+    if not key:
+        raise UIError("pick a trained run first")
+    # dropdown values may arrive as the label; accept either, nothing else
+    if key in runs:
+        return runs[key]
+    for info in runs.values():
+        if info.label == key:
+            return info
+    raise UIError("unknown run; press 'refresh runs' and pick one from the list")
+
+
+def resolve_choice(value: str | None, allowed: list[str], what: str) -> str:
+    """Return ``value`` only when it is one of the server-side ``allowed`` names."""
+    if not value:
+        raise UIError(f"pick a {what} first")
+    if value not in allowed:
+        raise UIError(f"unknown {what} {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- formatting
+def md_escape(text: object) -> str:
+    """Escape characters that would turn plain text into markdown/HTML."""
+    s = str(text)
+    for ch in ("\\", "`", "*", "_", "[", "]", "<", ">", "|", "#"):
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+def md_table(headers: list[str], rows: list[list[object]]) -> str:
+    """A small markdown table (cells escaped)."""
+    if not rows:
+        return ""
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def timings_md(timings: dict[str, float]) -> str:
+    """Per-stage timings as a table with a total row."""
+    if not timings:
+        return "_no timings recorded_"
+    rows: list[list[object]] = [[k, f"{float(v):.2f} s"] for k, v in timings.items()]
+    rows.append(["total", f"{sum(float(v) for v in timings.values()):.2f} s"])
+    return md_table(["stage", "time"], rows)
+
+
+def error_md(message: str) -> str:
+    return f"**Error:** {md_escape(message)}"

@@ -1,0 +1,307 @@
+"""The Imagine tab's handler: an upload → the imagine pipeline → a plain view object.
+
+The pipeline writes its outputs to a directory (sources/*.wav, activity.json,
+captions.json, description.txt, reasoning.txt, image.png, report.html, run.json); the
+view is read back from those files, so what the page shows is exactly what a CLI run
+would leave on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.io import Timer
+from auralens.ui_app.core import (
+    UIError,
+    UISettings,
+    md_escape,
+    md_table,
+    new_work_dir,
+    timings_md,
+    validate_upload,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceView:
+    """One separated source as the page shows it.
+
+    Attributes:
+        index: position in the separator output.
+        path: the source's wav (inside the request's work dir).
+        kept: whether the activity detector kept it.
+        score: the activity score (None when unknown).
+        caption: its caption ("" when none).
+    """
+
+    index: int
+    path: Path
+    kept: bool = True
+    score: float | None = None
+    caption: str = ""
+
+    @property
+    def label(self) -> str:
+        state = "kept" if self.kept else "dropped"
+        score = f", score {self.score:.3g}" if self.score is not None else ""
+        cap = f": {self.caption}" if self.caption else ""
+        return f"source {self.index + 1} ({state}{score}){cap}"
+
+
+@dataclass
+class ImagineView:
+    """Everything the Imagine tab displays for one request."""
+
+    ok: bool
+    status: str
+    sources: list[SourceView] = field(default_factory=list)
+    description: str = ""
+    reasoning: str = ""
+    image: Path | None = None
+    image_note: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    out_dir: Path | None = None
+    report: Path | None = None
+
+    @property
+    def kept_count(self) -> int:
+        return sum(s.kept for s in self.sources)
+
+    @property
+    def activity_md(self) -> str:
+        if not self.sources:
+            return "_no sources_"
+        rows: list[list[object]] = [
+            [s.index + 1, "kept" if s.kept else "dropped",
+             "" if s.score is None else f"{s.score:.3g}"]
+            for s in self.sources
+        ]
+        head = f"**Sources kept: {self.kept_count} of {len(self.sources)}**\n\n"
+        return head + md_table(["source", "activity", "score"], rows)
+
+    @property
+    def captions_md(self) -> str:
+        rows: list[list[object]] = [[s.index + 1, s.caption] for s in self.sources
+                                    if s.caption]
+        if not rows:
+            return "_no captions (no source was kept)_" if self.sources else "_no captions_"
+        return md_table(["source", "caption"], rows)
+
+    @property
+    def timings_md(self) -> str:
+        return timings_md(self.timings)
+
+
+# --------------------------------------------------------------------------- reading outputs
+_INDEX_RE = re.compile(r"(\d+)")
+
+
+def _index_of(value: Any, fallback: int) -> int:
+    """An integer source index from an int, a file name like ``source_2.wav`` or a key."""
+    if isinstance(value, bool):
+        return fallback
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = _INDEX_RE.findall(Path(value).stem)
+        if m:
+            return int(m[-1])
+    return fallback
+
+
+def _entries(data: Any, list_keys: tuple[str, ...]) -> list[tuple[int, Any]]:
+    """Normalise a JSON list/dict of per-source records to ``[(index, record)]``."""
+    if isinstance(data, dict):
+        for key in list_keys:
+            if key in data and isinstance(data[key], (list, dict)):
+                return _entries(data[key], ())
+        out = []
+        for i, (k, v) in enumerate(data.items()):
+            idx = _index_of(v.get("index", v.get("source", k)) if isinstance(v, dict) else k, i)
+            out.append((idx, v))
+        return out
+    if isinstance(data, list):
+        out = []
+        for i, v in enumerate(data):
+            if isinstance(v, dict):
+                idx = _index_of(v.get("index", v.get("source", v.get("file", v.get("path")))), i)
+            else:
+                idx = i
+            out.append((idx, v))
+        return out
+    return []
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s)", path, exc)
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def _as_float(v: Any) -> float | None:
+    try:
+        return None if v is None or isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_imagine_outputs(out_dir: Path) -> ImagineView:
+    """Build the view from an imagine output directory (tolerates missing files)."""
+    files = sorted((out_dir / "sources").glob("*.wav")) if (out_dir / "sources").is_dir() else []
+    sources = [SourceView(index=_index_of(f.name, i), path=f) for i, f in enumerate(files)]
+    # make indices unique and 0-based even when files are named source_1..source_M
+    if sources and min(s.index for s in sources) == 1 and len({s.index for s in sources}) == len(
+            sources):
+        for s in sources:
+            s.index -= 1
+    if len({s.index for s in sources}) != len(sources):
+        for i, s in enumerate(sources):
+            s.index = i
+    by_index = {s.index: s for s in sources}
+
+    activity = _read_json(out_dir / "activity.json")
+    shift = 0
+    act = _entries(activity, ("sources", "activity", "items"))
+    if act and by_index and min(i for i, _ in act) == 1 and 0 not in {i for i, _ in act}:
+        shift = 1
+    for idx, rec in act:
+        s = by_index.get(idx - shift)
+        if s is None:
+            continue
+        if isinstance(rec, dict):
+            kept = rec.get("kept", rec.get("active", rec.get("keep")))
+            if kept is not None:
+                s.kept = bool(kept)
+            s.score = _as_float(rec.get("score", rec.get("activity", rec.get("energy_db",
+                                                                           rec.get("rms_db")))))
+        elif isinstance(rec, bool):
+            s.kept = rec
+        else:
+            s.score = _as_float(rec)
+
+    captions = _read_json(out_dir / "captions.json")
+    cap_entries = _entries(captions, ("captions", "sources", "items"))
+    cshift = 1 if cap_entries and 0 not in {i for i, _ in cap_entries} and min(
+        i for i, _ in cap_entries) == 1 else 0
+    for idx, rec in cap_entries:
+        s = by_index.get(idx - cshift)
+        text = rec.get("caption", rec.get("text", "")) if isinstance(rec, dict) else rec
+        if s is not None and text:
+            s.caption = str(text)
+
+    run = _read_json(out_dir / "run.json") or {}
+    timings = run.get("timings_s") or run.get("timings") or {}
+    image = out_dir / "image.png"
+    report = out_dir / "report.html"
+    return ImagineView(
+        ok=True,
+        status="",
+        sources=sorted(sources, key=lambda s: s.index),
+        description=_read_text(out_dir / "description.txt"),
+        reasoning=_read_text(out_dir / "reasoning.txt"),
+        image=image if image.is_file() else None,
+        timings={str(k): float(v) for k, v in timings.items() if _as_float(v) is not None},
+        out_dir=out_dir,
+        report=report if report.is_file() else None,
+    )
+
+
+def _image_configured(config: dict[str, Any] | None) -> bool:
+    """Whether the config asks for an image generator (default: none)."""
+    if not config:
+        return False
+    node = config.get("image", config.get("render"))
+    if isinstance(node, dict):
+        node = node.get("backend", node.get("spec", node.get("name")))
+    return bool(node) and str(node).lower() not in ("none", "null", "off", "false")
+
+
+# --------------------------------------------------------------------------- the request
+def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
+    """Validate an upload, run the imagine pipeline on it and read back the results.
+
+    Every expected failure (bad upload, pipeline missing, a stage raising) becomes a view
+    with ``ok=False`` and a one-line status; nothing propagates to the web server.
+    """
+    from auralens.audio import write
+
+    timer = Timer()
+    try:
+        with timer("ui: check upload"):
+            upload = validate_upload(upload_path, settings)
+    except UIError as exc:
+        return ImagineView(ok=False, status=str(exc))
+    work = new_work_dir(settings, "imagine")
+    # the pipeline reads a clean wav the server wrote, never the client's file name
+    input_wav = write(work / "input.wav", upload.wave, upload.sample_rate)
+    out_dir = work / "out"
+    try:
+        from auralens.scene.pipeline import imagine
+    except ImportError as exc:
+        return _separate_only(input_wav, out_dir, settings, timer,
+                              f"imagine pipeline not available: {exc}")
+    try:
+        imagine(input_wav, out_dir, settings.imagine_config)
+    except AuralensError as exc:
+        view = read_imagine_outputs(out_dir)
+        view.ok, view.status = False, f"imagine failed: {exc}"
+        return view
+    except Exception as exc:  # noqa: BLE001 - any stage crash becomes a message on the page
+        log.exception("imagine crashed on %s", upload.name)
+        view = read_imagine_outputs(out_dir)
+        view.ok, view.status = False, f"imagine failed ({type(exc).__name__}): {exc}"
+        return view
+    view = read_imagine_outputs(out_dir)
+    view.timings = {**timer.timings, **view.timings}
+    notes = [f"{md_escape(upload.name)}: {upload.duration:.1f} s at {upload.sample_rate} Hz"]
+    if upload.flags:
+        notes.append("warning: input is " + " and ".join(upload.flags))
+    view.status = "; ".join(notes)
+    if view.image is None:
+        view.image_note = ("No image model is configured (image backend `none`); set an image "
+                           "generator in the imagine config to render the description."
+                           if not _image_configured(settings.imagine_config)
+                           else "The image generator produced no image.")
+    return view
+
+
+def _separate_only(input_wav: Path, out_dir: Path, settings: UISettings, timer: Timer,
+                   reason: str) -> ImagineView:
+    """Fallback while the full pipeline is unavailable: separation alone."""
+    try:
+        from auralens.scene.separate.run import load_separator, separate_file
+    except ImportError as exc:
+        return ImagineView(ok=False, status=f"{reason}; separator not available: {exc}")
+    spec = ((settings.imagine_config or {}).get("separator") or "tdcnpp")
+    if isinstance(spec, dict):
+        spec = spec.get("backend", "tdcnpp")
+    try:
+        with timer("separate"):
+            separator = load_separator(str(spec))
+            separate_file(input_wav, out_dir / "sources", separator=separator)
+    except Exception as exc:  # noqa: BLE001
+        return ImagineView(ok=False, status=f"{reason}; separator not available: {exc}")
+    view = read_imagine_outputs(out_dir)
+    view.ok, view.status = False, f"{reason} (showing separated sources only)"
+    view.timings = dict(timer.timings)
+    view.image_note = "No image: the imagine pipeline did not run."
+    return view

@@ -1,0 +1,287 @@
+"""The Sonify tab's handlers: pick a trained run and a clip → players, plots, metrics.
+
+Runs are looked up by key in the list the server discovered under ``--runs``; render
+files are copied into the request's work dir before the page serves them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.ui_app.core import (
+    RunInfo,
+    UIError,
+    UISettings,
+    discover_runs,
+    md_escape,
+    md_table,
+    new_work_dir,
+    publish,
+    resolve_choice,
+    resolve_run,
+    validate_upload,
+)
+
+log = logging.getLogger(__name__)
+
+#: The dropdown entry that selects "use my upload" instead of a test clip.
+UPLOAD_CHOICE = "(my upload)"
+
+
+@dataclass
+class SonifyView:
+    """What the Sonify tab displays for one request."""
+
+    ok: bool
+    status: str
+    original: Path | None = None
+    sonified: Path | None = None
+    ceiling: Path | None = None
+    plots: list[tuple[Path, str]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def metrics_md(self) -> str:
+        if not self.metrics:
+            return "_no metrics_"
+        rows: list[list[object]] = [[k, f"{v:.4g}"] for k, v in self.metrics.items()]
+        return md_table(["metric (sonification vs original)", "value"], rows)
+
+
+def no_runs_message(settings: UISettings) -> str:
+    if settings.runs_dir is None:
+        return ("no trained sonify runs: start the UI with `--runs DIR` pointing at a "
+                "directory of `auralens sonify train` outputs")
+    return f"no trained sonify runs found under {settings.runs_dir}"
+
+
+def list_runs(settings: UISettings) -> dict[str, RunInfo]:
+    """Rescan ``--runs`` (cheap: directory listing and small run.json reads)."""
+    return discover_runs(settings.runs_dir)
+
+
+def run_summary(info: RunInfo) -> str:
+    """Markdown summary of a run for the page."""
+    rows: list[list[object]] = [
+        ["encoder", info.encoder], ["layer", info.layer], ["codec", info.codec],
+        ["gate", info.gate], ["test clips", len(info.clips)],
+        ["post-processing", ", ".join(info.posts) or "none"],
+        ["codec ceiling renders", "yes" if info.has_ceiling else "no"],
+    ]
+    return md_table(["run " + info.key, ""], rows)
+
+
+def clip_choices(info: RunInfo) -> list[str]:
+    return [*info.clips, UPLOAD_CHOICE]
+
+
+def post_choices(info: RunInfo) -> list[str]:
+    return list(info.posts) or ["none"]
+
+
+# --------------------------------------------------------------------------- plots & metrics
+def _plot_fallback(waves: list[tuple[str, np.ndarray]], sr: int, out: Path) -> Path:
+    """Waveforms (top row) and log spectrograms (bottom row) of each wave, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import signal
+
+    n = len(waves)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5.0), squeeze=False)
+    for j, (name, w) in enumerate(waves):
+        t = np.arange(w.shape[-1]) / sr
+        axes[0, j].plot(t, w, linewidth=0.5)
+        axes[0, j].set_title(f"{name}: waveform")
+        axes[0, j].set_xlabel("s")
+        f, tt, sxx = signal.spectrogram(w, fs=sr, nperseg=min(1024, max(64, w.shape[-1] // 8)))
+        axes[1, j].pcolormesh(tt, f, 10 * np.log10(sxx + 1e-10), shading="auto")
+        axes[1, j].set_title(f"{name}: spectrogram")
+        axes[1, j].set_xlabel("s")
+        axes[1, j].set_ylabel("Hz")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def make_plots(waves: list[tuple[str, np.ndarray]], sr: int, out_dir: Path) -> list[tuple[Path, str]]:
+    """Waveform and spectrogram images through ``auralens.evaluate.plots`` when present."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plots = importlib.import_module("auralens.evaluate.plots")
+    except ImportError:
+        plots = None
+    out: list[tuple[Path, str]] = []
+    if plots is not None:
+        for kind in ("waveform", "spectrogram"):
+            fn = getattr(plots, f"plot_{kind}", None) or getattr(plots, kind, None)
+            if fn is None:
+                continue
+            for name, w in waves:
+                path = out_dir / f"{kind}_{name}.png"
+                try:
+                    res = fn(w, sr, path)
+                    path = Path(res) if isinstance(res, (str, Path)) else path
+                except Exception as exc:  # noqa: BLE001 - a plot failure must not hide audio
+                    log.warning("plot %s failed: %s", kind, exc)
+                    continue
+                if path.is_file():
+                    out.append((path, f"{name}: {kind}"))
+    if not out:
+        out.append((_plot_fallback(waves, sr, out_dir / "overview.png"),
+                    "waveforms and spectrograms"))
+    return out
+
+
+def compute_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
+    """Spectral distances and envelope correlation from ``auralens.evaluate.spectral``."""
+    n = min(ref.shape[-1], est.shape[-1])
+    ref, est = ref[:n], est[:n]
+    try:
+        spectral = importlib.import_module("auralens.evaluate.spectral")
+    except ImportError:
+        return {}
+    for name in ("spectral_metrics", "all_metrics", "compare", "metrics"):
+        fn = getattr(spectral, name, None)
+        if callable(fn):
+            try:
+                res = fn(ref, est, sr)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("metrics failed: %s", exc)
+                return {}
+            if isinstance(res, dict):
+                return {str(k): float(v) for k, v in res.items() if _is_num(v)}
+            if hasattr(res, "__dataclass_fields__"):
+                return {k: float(getattr(res, k)) for k in res.__dataclass_fields__
+                        if _is_num(getattr(res, k))}
+    return {}
+
+
+def _is_num(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(v, bool)
+
+
+# --------------------------------------------------------------------------- requests
+def _load(path: Path) -> tuple[np.ndarray, int]:
+    from auralens.audio import load_sr
+
+    return load_sr(path)
+
+
+def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path: str | None,
+                settings: UISettings, runs: dict[str, RunInfo] | None = None) -> SonifyView:
+    """Show one test clip's renders, or render an upload through the run's gate.
+
+    Args:
+        key: run key from the dropdown (resolved against the server's list).
+        clip: a test clip id, or :data:`UPLOAD_CHOICE`.
+        post: post-processing variant (one of the run's ``renders/`` subfolders).
+        upload_path: gradio's upload (only read when ``clip`` is the upload choice).
+        settings: server settings.
+        runs: the discovered runs (rescanned when None).
+    """
+    runs = list_runs(settings) if runs is None else runs
+    if not runs:
+        return SonifyView(ok=False, status=no_runs_message(settings))
+    try:
+        info = resolve_run(key, runs)
+        clip = resolve_choice(clip, clip_choices(info), "clip")
+        if clip == UPLOAD_CHOICE:
+            return _sonify_upload(info, post, upload_path, settings)
+        post = resolve_choice(post, info.posts, "post-processing")
+    except UIError as exc:
+        return SonifyView(ok=False, status=str(exc))
+    renders = info.path / "renders"
+    src_orig = renders / "original" / f"{clip}.wav"
+    src_son = renders / post / f"{clip}.wav"
+    if not src_son.is_file():
+        return SonifyView(ok=False, status=f"run {info.key} has no {post} render of {clip}")
+    work = new_work_dir(settings, "sonify")
+    view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · clip {md_escape(clip)} · "
+                                       f"{md_escape(post)}")
+    try:
+        view.original = publish(src_orig, work, "original.wav")
+        view.sonified = publish(src_son, work, f"sonified_{post}.wav")
+        src_ceil = renders / "ceiling" / f"{clip}.wav"
+        if src_ceil.is_file():
+            view.ceiling = publish(src_ceil, work, "ceiling.wav")
+        _add_analysis(view, work)
+    except (OSError, AuralensError) as exc:
+        view.ok, view.status = False, f"could not read the renders of {clip}: {exc}"
+    return view
+
+
+def _add_analysis(view: SonifyView, work: Path) -> None:
+    assert view.original is not None and view.sonified is not None
+    ref, sr = _load(view.original)
+    est, sr2 = _load(view.sonified)
+    if sr2 != sr:
+        from auralens.audio import resample
+
+        est = resample(est, sr2, sr)
+    waves = [("original", ref), ("sonification", est)]
+    view.plots = make_plots(waves, sr, work / "plots")
+    view.metrics = compute_metrics(ref, est, sr)
+
+
+def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
+                   settings: UISettings) -> SonifyView:
+    from auralens.audio import write
+
+    upload = validate_upload(upload_path, settings)
+    if post and post not in info.posts and post != "none":
+        raise UIError(f"unknown post-processing {post!r}")
+    try:
+        render_mod = importlib.import_module("auralens.sonify.render")
+    except ImportError as exc:
+        return SonifyView(ok=False, status=f"sonify renderer not available: {exc}")
+    work = new_work_dir(settings, "sonify")
+    try:
+        kwargs = {"post": post} if post and post != "none" else {}
+        out = render_mod.render(info.path, upload.wave, upload.sample_rate, **kwargs)
+    except AuralensError as exc:
+        return SonifyView(ok=False, status=f"rendering failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - show the failure in the page
+        log.exception("render failed for run %s", info.key)
+        return SonifyView(ok=False, status=f"rendering failed ({type(exc).__name__}): {exc}")
+    if isinstance(out, tuple):
+        wave, sr = np.asarray(out[0]), int(out[1])
+    else:
+        wave, sr = np.asarray(out), _codec_rate(render_mod, info)
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · {md_escape(upload.name)} · "
+                                      f"{md_escape(post or 'none')}")
+    view.original = write(work / "original.wav", upload.wave, upload.sample_rate)
+    view.sonified = write(work / "sonified.wav", wave, sr)
+    try:
+        _add_analysis(view, work)
+    except (OSError, AuralensError) as exc:
+        view.status += f" (analysis failed: {exc})"
+    return view
+
+
+def _codec_rate(render_mod: Any, info: RunInfo) -> int:
+    """The sample rate of ``render``'s output: asked from the module, else run.json."""
+    for name in ("output_sample_rate", "codec_sample_rate", "sample_rate_of"):
+        fn = getattr(render_mod, name, None)
+        if callable(fn):
+            return int(fn(info.path))
+    for key in ("codec_sample_rate", "sample_rate", "sr"):
+        for node in (info.config, info.config.get("codec") if isinstance(
+                info.config.get("codec"), dict) else {}):
+            if isinstance(node, dict) and key in node:
+                return int(node[key])
+    raise UIError("cannot tell the codec's sample rate for this run")
