@@ -1,0 +1,514 @@
+"""LLM-as-a-judge for scene descriptions, plus an offline keyword heuristic.
+
+Metrics (see ``prompts/``):
+
+* ``count`` — how many distinct sound sources the description mentions (1–4, 4 = four or
+  more); compared with the true count it gives the under-/equal-/over-separation rates
+  (US / ES / OS) of :func:`perception_rates`;
+* ``recognition`` — Yes/No: does the description cover all the (weak) labels; → accuracy;
+* ``coherence``, ``visual_detail``, ``imagination`` (plausible details inferred from the
+  sounds, not invented objects), ``appropriateness`` (fitness as a text-to-image prompt):
+  1–10 each.
+
+Answers must end with a line ``ANSWER: <value>``. A reply that does not is re-asked once
+(by default) with a format reminder; if that fails too the value is None — missing, counted
+in :attr:`LLMJudge.missing`, never silently turned into 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.evaluate.judge_base import JUDGES, Judge
+from auralens.specs import ModelSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+MISTRAL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
+
+Message = dict[str, str]
+ChatFn = Callable[[list[Message]], str]
+
+
+class JudgeError(AuralensError):
+    """A judge backend that cannot be reached or used."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one judge metric is asked and parsed.
+
+    Attributes:
+        name: metric key.
+        kind: "int" (a bounded integer) or "bool" (Yes/No).
+        lo: smallest valid integer.
+        hi: largest valid integer.
+        needs_labels: the prompt shows the true labels.
+    """
+
+    name: str
+    kind: str
+    lo: int = 1
+    hi: int = 10
+    needs_labels: bool = False
+
+    @property
+    def expected(self) -> str:
+        return "Yes or No" if self.kind == "bool" else f"a whole number from {self.lo} to {self.hi}"
+
+
+METRICS: dict[str, Metric] = {
+    "count": Metric("count", "int", 1, 4),
+    "recognition": Metric("recognition", "bool", needs_labels=True),
+    "coherence": Metric("coherence", "int"),
+    "visual_detail": Metric("visual_detail", "int"),
+    "imagination": Metric("imagination", "int", needs_labels=True),
+    "appropriateness": Metric("appropriateness", "int"),
+}
+SCORE_METRICS = ("coherence", "visual_detail", "imagination", "appropriateness")
+
+
+@cache
+def load_prompt(name: str) -> str:
+    """Text of ``prompts/<name>.txt`` shipped with the package."""
+    return resources.files("auralens.evaluate").joinpath("prompts", f"{name}.txt").read_text(
+        encoding="utf-8")
+
+
+def _metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise JudgeError(f"unknown judge metric {name!r}; known: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def format_labels(labels: Sequence[str] | None) -> str:
+    """``["crackling_fire", "dog"]`` → ``"crackling fire, dog"``."""
+    return ", ".join(str(lab).replace("_", " ") for lab in labels or []) or "(none given)"
+
+
+def build_messages(metric: str, text: str, labels: Sequence[str] | None = None) -> list[Message]:
+    """System + user messages asking ``metric`` about ``text``."""
+    m = _metric(metric)
+    user = load_prompt(m.name).replace("{text}", text.strip()).replace("{labels}", format_labels(labels))
+    return [{"role": "system", "content": load_prompt("system").strip()},
+            {"role": "user", "content": user.strip()}]
+
+
+_ANSWER_RE = re.compile(r"^[\s*_#>`]*answer\s*[:=]\s*(.+?)[\s*_`.]*$", re.IGNORECASE)
+
+
+def parse_answer(reply: str, metric: str) -> Any:
+    """Strictly parse a judge reply: the last non-empty line must be ``ANSWER: <value>``.
+
+    Returns:
+        int within the metric's range, bool for Yes/No metrics, or None when the reply does
+        not follow the format or the value is out of range.
+    """
+    m = _metric(metric)
+    lines = [ln for ln in (reply or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    match = _ANSWER_RE.match(lines[-1])
+    if not match:
+        return None
+    value = match.group(1).strip().strip("\"'")
+    if m.kind == "bool":
+        low = value.lower()
+        return True if low == "yes" else False if low == "no" else None
+    num = re.fullmatch(r"(\d+)(?:\s*/\s*10)?", value)
+    if not num:
+        return None
+    n = int(num.group(1))
+    return n if m.lo <= n <= m.hi else None
+
+
+@dataclass
+class JudgeAnswer:
+    """One judged value with the raw replies kept for auditing."""
+
+    metric: str
+    value: Any
+    replies: list[str] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> int:
+        return len(self.replies)
+
+
+# ----------------------------------------------------------------------------- chat backends
+
+
+def _openai_chat(spec: ModelSpec, params: dict[str, Any]) -> ChatFn:
+    """A minimal OpenAI-compatible ``/chat/completions`` client (stdlib only)."""
+    base_url = str(params.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+                   or "https://api.openai.com/v1").rstrip("/")
+    key = os.environ.get(str(params.get("api_key_env", "OPENAI_API_KEY")), "")
+    timeout = float(params.get("timeout", 120))
+    max_tokens = int(params.get("max_new_tokens", params.get("max_tokens", 256)))
+
+    def chat(messages: list[Message]) -> str:
+        body = json.dumps({"model": spec.id, "messages": messages, "temperature": 0.0,
+                           "max_tokens": max_tokens}).encode()
+        req = urllib.request.Request(f"{base_url}/chat/completions", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {key}"} if key else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                data = json.loads(resp.read().decode("utf-8"))
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise JudgeError(f"judge endpoint {base_url} failed: {exc}") from exc
+        try:
+            return str(data["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError) as exc:
+            raise JudgeError(f"judge endpoint {base_url} returned an unexpected body") from exc
+
+    return chat
+
+
+def _hf_chat(spec: ModelSpec, params: dict[str, Any]) -> ChatFn:
+    """Greedy chat with a local/hub causal LM through its chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_id = spec.id
+    try:
+        tok = AutoTokenizer.from_pretrained(model_id)
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").eval()
+    except OSError as exc:
+        raise ModelUnavailableError(model_id, str(exc).splitlines()[0]) from exc
+    device = str(params.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    max_new = int(params.get("max_new_tokens", 256))
+
+    def chat(messages: list[Message]) -> str:
+        if getattr(tok, "chat_template", None):
+            try:
+                ids = tok.apply_chat_template(messages, add_generation_prompt=True,
+                                              return_tensors="pt", return_dict=True)
+            except Exception:  # noqa: BLE001 - some templates (Mistral) reject a system role
+                merged = _merge_system(messages)
+                ids = tok.apply_chat_template(merged, add_generation_prompt=True,
+                                              return_tensors="pt", return_dict=True)
+        else:
+            ids = tok("\n\n".join(m["content"] for m in messages), return_tensors="pt")
+        ids = {k: v.to(device) for k, v in ids.items()}
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=max_new, do_sample=False,
+                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    return chat
+
+
+def _merge_system(messages: list[Message]) -> list[Message]:
+    """Fold a leading system message into the first user turn."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    rest = [dict(m) for m in messages[1:]]
+    if rest and rest[0]["role"] == "user":
+        rest[0]["content"] = messages[0]["content"] + "\n\n" + rest[0]["content"]
+    return rest
+
+
+def load_chat(spec: str | ModelSpec, **params: Any) -> tuple[ChatFn, str]:
+    """A chat callable for ``hf:`` / ``openai:`` specs (or a local model directory).
+
+    Uses the shared loader ``auralens.scene.llm.load_chat_model`` when it is installed, and
+    a small built-in client otherwise.
+
+    Returns:
+        ``(chat, name)``.
+    """
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if params:
+        parsed = parsed.with_params(**params)
+    try:
+        from auralens.scene.llm import load_chat_model  # shared with the composers
+    except ImportError:
+        load_chat_model = None
+    if load_chat_model is not None:
+        model = load_chat_model(parsed)
+        chat = model.chat if hasattr(model, "chat") else model
+        return chat, str(getattr(model, "name", parsed))
+    kind = "hf" if parsed.kind == "path" else parsed.kind
+    if kind == "openai":
+        return _openai_chat(parsed, parsed.params), f"openai:{parsed.id}"
+    if kind == "hf":
+        return _hf_chat(parsed, parsed.params), f"hf:{parsed.id}"
+    raise JudgeError(f"judge spec {parsed.raw or parsed!s}: expected an hf: or openai: model")
+
+
+# ----------------------------------------------------------------------------- judges
+
+
+class LLMJudge(Judge):
+    """A chat LLM asked one metric at a time with strict answer parsing and a retry.
+
+    Args:
+        spec: ``hf:<id or dir>`` or ``openai:<model>@base_url=…``; ignored when ``chat`` is
+            given.
+        chat: any callable ``messages -> reply`` (e.g. a ``ChatModel.chat``).
+        retries: re-asks with a format reminder after an unparseable reply.
+        name: label for outputs (defaults to the spec).
+    """
+
+    is_llm = True
+
+    def __init__(self, spec: str | ModelSpec | None = None, *, chat: ChatFn | None = None,
+                 retries: int = 1, name: str | None = None, **params: Any) -> None:
+        if chat is None:
+            if spec is None:
+                raise JudgeError("LLMJudge needs a model spec or a chat callable")
+            chat, auto_name = load_chat(spec, **params)
+            name = name or auto_name
+        self.chat = chat
+        self.retries = int(retries)
+        self.name = name or "llm"
+        self.missing: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()
+
+    def ask(self, metric: str, text: str, labels: list[str] | None = None) -> JudgeAnswer:
+        """Ask one metric, re-asking with a reminder until it parses or retries run out."""
+        m = _metric(metric)
+        messages = build_messages(metric, text, labels)
+        answer = JudgeAnswer(metric, None)
+        for attempt in range(self.retries + 1):
+            self.calls[metric] += 1
+            reply = self.chat(messages)
+            answer.replies.append(reply)
+            value = parse_answer(reply, metric)
+            if value is not None:
+                answer.value = value
+                return answer
+            if attempt < self.retries:
+                self.retried[metric] += 1
+                reminder = load_prompt("reminder").replace("{expected}", m.expected).strip()
+                messages = [*messages, {"role": "assistant", "content": reply},
+                            {"role": "user", "content": reminder}]
+        self.missing[metric] += 1
+        log.info("judge reply for %s unparseable after %d attempts", metric, len(answer.replies))
+        return answer
+
+    def score(self, metric: str, text: str, labels: list[str] | None = None) -> Any:
+        return self.ask(metric, text, labels).value
+
+    def stats(self) -> dict[str, Any]:
+        """Calls, retries and missing answers per metric (for run.json)."""
+        return {"calls": dict(self.calls), "retried": dict(self.retried),
+                "missing": dict(self.missing)}
+
+
+def mistral_judge(spec: ModelSpec, **params: Any) -> LLMJudge:
+    """The study's judge, Mistral-7B-Instruct-v0.3, through transformers (``hf:``)."""
+    return LLMJudge(ModelSpec("hf", MISTRAL_ID, dict(spec.params), MISTRAL_ID), **params)
+
+
+# Synonym groups for the heuristic judge: ESC-10 classes and a few common FSD50K ones.
+SOUND_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "dog": ("dog", "bark", "puppy", "hound", "woof"),
+    "rooster": ("rooster", "cock", "crow", "cockerel", "chicken"),
+    "rain": ("rain", "drizzle", "downpour", "raindrop", "shower"),
+    "sea_waves": ("wave", "sea", "ocean", "surf", "shore", "beach"),
+    "crackling_fire": ("fire", "flame", "crackl", "campfire", "fireplace", "ember"),
+    "crying_baby": ("baby", "infant", "cry", "crying", "newborn", "toddler"),
+    "sneezing": ("sneez",),
+    "clock_tick": ("clock", "tick"),
+    "helicopter": ("helicopter", "rotor", "chopper"),
+    "chainsaw": ("chainsaw", "saw", "logging"),
+    "cat": ("cat", "meow", "kitten"),
+    "bird": ("bird", "chirp", "tweet", "birdsong", "sparrow"),
+    "car": ("car", "vehicle", "engine", "traffic"),
+    "speech": ("speech", "talk", "voice", "conversation", "speak", "people"),
+    "music": ("music", "song", "melody", "guitar", "piano"),
+    "water": ("water", "stream", "river", "splash", "drip"),
+    "wind": ("wind", "gust", "breeze"),
+    "door": ("door", "knock"),
+    "footsteps": ("footstep", "walking", "step"),
+    "bell": ("bell", "chime"),
+}
+VISUAL_WORDS = frozenset((
+    "red orange yellow green blue purple pink brown black white grey gray golden silver dark "
+    "bright dim light shadow shadows sunlight sunset sunrise dusk dawn night morning evening "
+    "afternoon moon moonlit sky cloud clouds cloudy fog foggy mist misty glow glowing warm "
+    "cold wet dry large small tall tiny huge wide narrow old wooden stone metal glass brick "
+    "grass tree trees forest field street road room window wall floor table background "
+    "foreground distance left right center corner above below near far"
+).split())
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _label_terms(label: str) -> tuple[str, ...]:
+    key = label.strip().lower().replace(" ", "_")
+    if key in SOUND_SYNONYMS:
+        return SOUND_SYNONYMS[key]
+    parts = [p for p in re.split(r"[_\s,/()\-]+", label.lower()) if len(p) >= 3]
+    return tuple(_stem(p) for p in parts) or (label.lower(),)
+
+
+class KeywordJudge(Judge):
+    """An offline keyword heuristic — NOT an LLM; its numbers are labelled as such.
+
+    * ``count``: distinct sound concepts mentioned (built-in synonym groups plus the given
+      labels' words), clipped to 1–4; None when no sound word is found.
+    * ``recognition``: every label has one of its terms in the text (prefix match).
+    * ``visual_detail``: 1 + number of distinct visual words (colours, light, materials,
+      places, layout), capped at 10.
+
+    Coherence, imagination and appropriateness need language understanding; this judge
+    does not support them (see :attr:`supports`), so runners skip them with a note.
+    """
+
+    name = "keyword-heuristic (not an LLM)"
+    is_llm = False
+    supports = frozenset({"count", "recognition", "visual_detail"})
+
+    def __init__(self, spec: ModelSpec | None = None, **params: Any) -> None:
+        self.missing: Counter[str] = Counter()
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        return _WORD_RE.findall(text.lower())
+
+    @staticmethod
+    def _mentions(words: list[str], terms: tuple[str, ...]) -> bool:
+        return any(w.startswith(t) for w in words for t in terms)
+
+    def score(self, metric: str, text: str, labels: list[str] | None = None) -> Any:
+        _metric(metric)
+        if metric not in self.supports:
+            raise JudgeError(f"the keyword heuristic cannot score {metric!r} "
+                             f"(supported: {', '.join(sorted(self.supports))})")
+        words = self._words(text)
+        if metric == "recognition":
+            if not labels:
+                self.missing[metric] += 1
+                return None
+            return all(self._mentions(words, _label_terms(lab)) for lab in labels)
+        if metric == "visual_detail":
+            return 1 + min(9, len(set(words) & VISUAL_WORDS))
+        groups = dict(SOUND_SYNONYMS)
+        for lab in labels or []:
+            groups.setdefault(lab.strip().lower().replace(" ", "_"), _label_terms(lab))
+        found = {key for key, terms in groups.items() if self._mentions(words, terms)}
+        if not found:
+            self.missing[metric] += 1
+            return None
+        return max(1, min(4, len(found)))
+
+    def stats(self) -> dict[str, Any]:
+        return {"missing": dict(self.missing), "note": "keyword heuristic, not an LLM"}
+
+
+def build_judge(spec: str | ModelSpec | None = None, **params: Any) -> Judge:
+    """``JUDGES.build`` with the registry's default (``mistral``)."""
+    return JUDGES.build(spec, **params)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def perception_rates(pred: Sequence[int | None], true: Sequence[int]) -> dict[str, Any]:
+    """Source-perception rates over items with a parsed count.
+
+    ``US`` = fraction with ``pred < true`` (under-separated), ``ES`` = ``pred == true``,
+    ``OS`` = ``pred > true``. True counts above 4 are clipped to 4 (the judge's scale).
+
+    Returns:
+        ``{"US", "ES", "OS", "n", "missing"}``; rates are None when nothing parsed.
+    """
+    if len(pred) != len(true):
+        raise ValueError(f"{len(pred)} predicted counts but {len(true)} true counts")
+    pairs = [(int(p), min(int(t), 4)) for p, t in zip(pred, true, strict=True) if p is not None]
+    missing = len(pred) - len(pairs)
+    n = len(pairs)
+    if n == 0:
+        return {"US": None, "ES": None, "OS": None, "n": 0, "missing": missing}
+    return {"US": sum(p < t for p, t in pairs) / n, "ES": sum(p == t for p, t in pairs) / n,
+            "OS": sum(p > t for p, t in pairs) / n, "n": n, "missing": missing}
+
+
+def accuracy(values: Sequence[bool | None]) -> dict[str, Any]:
+    """Fraction of True among parsed Yes/No answers; ``{"acc", "n", "missing"}``."""
+    parsed = [bool(v) for v in values if v is not None]
+    n = len(parsed)
+    return {"acc": (sum(parsed) / n) if n else None, "n": n, "missing": len(values) - n}
+
+
+def recognition_per_caption(judge: Judge, captions: Sequence[str],
+                            labels: Sequence[str]) -> bool | None:
+    """Label recognition for a pipeline output, judged caption by caption.
+
+    A label counts as recognised when some caption is judged to cover it; the item is
+    recognised when every label is. None when a label was not recognised and at least one
+    of its judgements was missing (the answer is then unknown).
+    """
+    if not labels:
+        return None
+    for label in labels:
+        values = [judge.score("recognition", cap, [label]) for cap in captions]
+        if any(v is True for v in values):
+            continue
+        return None if any(v is None for v in values) or not values else False
+    return True
+
+
+def judge_description(
+    judge: Judge,
+    text: str,
+    labels: Sequence[str],
+    metrics: Sequence[str] = ("count", "recognition", *SCORE_METRICS),
+    *,
+    n_kept: int | None = None,
+    captions: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """All judge metrics for one description.
+
+    Args:
+        judge: the judge.
+        text: the description.
+        labels: the true (weak) labels of the clip.
+        metrics: which metrics to compute; ones the judge does not support are left out.
+        n_kept: for pipeline outputs, the number of kept sources is the perceived count
+            (no judge call).
+        captions: for pipeline outputs, recognition is judged per caption
+            (:func:`recognition_per_caption`).
+
+    Returns:
+        ``{metric: value or None}`` plus ``count_source`` / ``recognition_source`` saying
+        where those came from.
+    """
+    out: dict[str, Any] = {}
+    for metric in metrics:
+        if metric not in judge.supports and not (metric == "count" and n_kept is not None):
+            continue
+        if metric == "count" and n_kept is not None:
+            out["count"] = min(4, int(n_kept))  # 0 kept sources is a real (under-)count
+            out["count_source"] = "kept_sources"
+        elif metric == "recognition" and captions:
+            out["recognition"] = recognition_per_caption(judge, captions, labels)
+            out["recognition_source"] = "per_caption"
+        else:
+            out[metric] = judge.score(metric, text, list(labels))
+            if metric in ("count", "recognition"):
+                out[f"{metric}_source"] = "judge"
+    return out
