@@ -1,0 +1,226 @@
+"""Kernel Audio Distance (KAD): an unbiased kernel MMD² between embedding-frame sets.
+
+Estimator (Gretton et al. 2012, unbiased U-statistic), for reference frames ``x`` (N of
+them) and evaluated frames ``y`` (M)::
+
+    MMD²ᵤ = 1/(N(N−1)) Σ_{i≠j} k(xᵢ,xⱼ) + 1/(M(M−1)) Σ_{i≠j} k(yᵢ,yⱼ) − 2/(NM) Σ_{i,j} k(xᵢ,yⱼ)
+
+reported ×100 (``scale``) as the KAD toolkit does. Being unbiased it is ≈ 0 (and may be
+slightly negative) for two samples of one distribution; it needs no covariance, so it
+works with few frames and high dimensions where FAD cannot.
+
+Kernels (``d = ‖a − b‖``; all equal 1 at d = 0):
+
+* ``"rbf"`` (default): ``exp(−d² / (2σ²))``
+* ``"iq"`` inverse quadratic: ``σ² / (σ² + d²)``
+* ``"imq"`` inverse multiquadric: ``σ / √(σ² + d²)``
+
+Bandwidth σ: fixed by the user, or the **median pairwise distance of the reference set**.
+The public KAD toolkit's README says the bandwidth comes from the reference, while its code
+takes it from the evaluated set; we use the reference, so every score computed against one
+reference uses the same kernel and scores of different systems (and per-file scores) are
+comparable. When the reference has more than ``sigma_max_samples`` frames the median is taken
+over all pairs of a seeded random subsample of that many frames (a 5000-frame subsample
+gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %).
+
+Computation: torch, in blocks of ``chunk`` rows (memory ``chunk² `` per block), squared
+distances from ``‖a‖² + ‖b‖² − 2 a·b`` in ``dtype`` (float64 by default; float32 is ~2×
+faster on CPU and much faster on GPU), kernel sums accumulated in float64. The two
+within-set sums visit only the upper-triangle blocks (symmetry halves the work).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from auralens.evaluate.fad import MetricInputError, as_frames
+
+log = logging.getLogger(__name__)
+
+KERNELS = ("rbf", "iq", "imq")
+
+
+@dataclass
+class KadResult:
+    """One KAD value and how it was computed.
+
+    Attributes:
+        value: scaled unbiased MMD² (``scale × MMD²``).
+        sigma: kernel bandwidth used.
+        kernel: kernel name.
+        n_ref: reference frames.
+        n_eval: evaluated frames.
+        scale: multiplier applied.
+    """
+
+    value: float
+    sigma: float
+    kernel: str
+    n_ref: int
+    n_eval: int
+    scale: float = 100.0
+
+
+def _torch_dtype(dtype: str):  # noqa: ANN202 - torch imported lazily
+    import torch
+
+    return {"float64": torch.float64, "float32": torch.float32}[dtype]
+
+
+def median_pairwise_distance(frames: np.ndarray | Sequence[np.ndarray], *, max_samples: int = 5000,
+                             seed: int = 0, device: str = "cpu") -> float:
+    """Median Euclidean distance over all distinct pairs (of a seeded subsample when large).
+
+    Raises:
+        MetricInputError: fewer than 2 frames or all frames identical (σ would be 0).
+    """
+    import torch
+
+    x = as_frames(frames, "reference")
+    if x.shape[0] < 2:
+        raise MetricInputError("the median-distance bandwidth needs at least 2 reference frames")
+    if x.shape[0] > max_samples:
+        idx = np.random.default_rng(seed).choice(x.shape[0], size=max_samples, replace=False)
+        x = x[np.sort(idx)]
+    t = torch.from_numpy(x).to(device)
+    d = torch.cdist(t, t)
+    iu = torch.triu_indices(t.shape[0], t.shape[0], offset=1, device=t.device)
+    # numpy's median averages the two middle values of an even count (torch's takes the lower).
+    med = float(np.median(d[iu[0], iu[1]].cpu().numpy()))
+    if not med > 0:
+        raise MetricInputError("reference frames are all identical: the median distance is 0; "
+                               "pass a fixed sigma")
+    return med
+
+
+def _kernel(d2, sigma: float, kernel: str):  # noqa: ANN001, ANN202 - torch tensors
+    import torch
+
+    d2 = d2.clamp_min(0)  # the expansion can give tiny negatives
+    if kernel == "rbf":
+        return torch.exp(d2 * (-1.0 / (2.0 * sigma * sigma)))
+    if kernel == "iq":
+        return (sigma * sigma) / (sigma * sigma + d2)
+    if kernel == "imq":
+        return sigma / torch.sqrt(sigma * sigma + d2)
+    raise MetricInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+
+
+def kernel_sum(a, b, sigma: float, kernel: str = "rbf", *, chunk: int = 4096,  # noqa: ANN001
+               symmetric: bool = False) -> float:
+    """Σ k(aᵢ, bⱼ) over all pairs, or over ``i ≠ j`` when ``symmetric`` (``a is b``).
+
+    Args:
+        a: ``[N, D]`` torch tensor.
+        b: ``[M, D]`` torch tensor (ignored when ``symmetric``).
+        symmetric: ``b`` is ``a``: only upper-triangle blocks are computed and the diagonal
+            (``k = 1`` for every kernel here) is excluded.
+    Returns:
+        the sum as a Python float (float64 accumulation).
+    """
+    import torch
+
+    if symmetric:
+        b = a
+    an = (a * a).sum(1)
+    bn = an if symmetric else (b * b).sum(1)
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for i in range(0, a.shape[0], chunk):
+        ai, ani = a[i:i + chunk], an[i:i + chunk]
+        j0 = i if symmetric else 0
+        for j in range(j0, b.shape[0], chunk):
+            bj, bnj = b[j:j + chunk], bn[j:j + chunk]
+            d2 = ani[:, None] + bnj[None, :] - 2.0 * (ai @ bj.T)
+            k = _kernel(d2, sigma, kernel)
+            s = k.sum(dtype=torch.float64)
+            if symmetric:
+                if j == i:  # diagonal block: off-diagonal entries only, counted twice
+                    s = s - torch.diagonal(k).sum(dtype=torch.float64)
+                else:
+                    s = 2.0 * s
+            total += s
+    return float(total.item())
+
+
+def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Sequence[np.ndarray],
+        *, sigma: float | None = None, kernel: str = "rbf", scale: float = 100.0,
+        chunk: int = 4096, dtype: str = "float64", device: str = "cpu",
+        sigma_max_samples: int = 5000, seed: int = 0,
+        _ref_sum: tuple[float, int] | None = None) -> KadResult:
+    """Unbiased KAD between reference and evaluated frames.
+
+    Args:
+        reference: ``[N, D]`` frames or a list of per-clip frames (pooled).
+        evaluated: ``[M, D]`` frames or a list.
+        sigma: kernel bandwidth; None → median pairwise distance of the reference.
+        kernel: ``"rbf"``, ``"iq"`` or ``"imq"``.
+        scale: multiplier (100 as in the KAD toolkit).
+        chunk: rows per block (memory ≈ chunk² × 8 bytes per block in float64).
+        dtype: ``"float64"`` (default) or ``"float32"`` for the distance matmuls.
+        device: torch device (``"cuda"`` when available makes 200k frames take seconds).
+        sigma_max_samples: subsample size for the median bandwidth.
+        seed: subsample seed.
+
+    Raises:
+        MetricInputError: fewer than 2 frames on a side, dims differ, bad kernel/sigma.
+    """
+    import torch
+
+    if kernel not in KERNELS:
+        raise MetricInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    x = as_frames(reference, "reference")
+    y = as_frames(evaluated, "evaluated")
+    if x.shape[1] != y.shape[1]:
+        raise MetricInputError(f"embedding dims differ: {x.shape[1]} vs {y.shape[1]}")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise MetricInputError(f"KAD needs at least 2 frames per set (got {x.shape[0]} and {y.shape[0]})")
+    if sigma is None:
+        sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
+    if not (sigma > 0 and np.isfinite(sigma)):
+        raise MetricInputError(f"kernel bandwidth sigma must be positive and finite, got {sigma}")
+    td = _torch_dtype(dtype)
+    xt = torch.from_numpy(x).to(device=device, dtype=td)
+    yt = torch.from_numpy(y).to(device=device, dtype=td)
+    n, m = x.shape[0], y.shape[0]
+    if _ref_sum is not None and _ref_sum[1] == n:
+        kxx = _ref_sum[0]
+    else:
+        kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True)
+    kyy = kernel_sum(yt, yt, sigma, kernel, chunk=chunk, symmetric=True)
+    kxy = kernel_sum(xt, yt, sigma, kernel, chunk=chunk)
+    mmd = kxx / (n * (n - 1)) + kyy / (m * (m - 1)) - 2.0 * kxy / (n * m)
+    return KadResult(scale * mmd, float(sigma), kernel, n, m, scale)
+
+
+def kad_per_file(reference: np.ndarray | Sequence[np.ndarray], files: Mapping[str, np.ndarray], *,
+                 sigma: float | None = None, kernel: str = "rbf", scale: float = 100.0,
+                 chunk: int = 4096, dtype: str = "float64", device: str = "cpu",
+                 sigma_max_samples: int = 5000, seed: int = 0) -> dict[str, KadResult]:
+    """KAD of every evaluated file against the whole reference set, with ONE bandwidth.
+
+    σ is fixed once (given, or the reference's median distance) so the per-file values are
+    on the same kernel and comparable; the reference's within-set kernel sum is computed once.
+
+    Args:
+        reference: reference frames (pooled).
+        files: name → ``[frames, D]`` embeddings of one evaluated file (≥ 2 frames each).
+
+    Returns:
+        name → :class:`KadResult` (every result has the same ``sigma``).
+    """
+    import torch
+
+    x = as_frames(reference, "reference")
+    if sigma is None:
+        sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
+    xt = torch.from_numpy(x).to(device=device, dtype=_torch_dtype(dtype))
+    kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True)
+    out: dict[str, KadResult] = {}
+    for name, frames in files.items():
+        out[name] = kad(x, frames, sigma=sigma, kernel=kernel, scale=scale, chunk=chunk,
+                        dtype=dtype, device=device, _ref_sum=(kxx, x.shape[0]))
+    return out

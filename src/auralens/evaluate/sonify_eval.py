@@ -1,0 +1,307 @@
+"""Evaluate a trained sonify run directory: FAD, KAD and spectral metrics beside the ceiling.
+
+A run directory (written by ``auralens sonify train/render``)::
+
+    RUN/run.json                      config: encoder, layer, codec, gate, lr, epochs, timings
+    RUN/history.jsonl                 {"epoch", "train_loss", "val_loss", "lr", "time_s"} per line
+    RUN/renders/original/<clip>.wav   the test clips
+    RUN/renders/ceiling/<clip>.wav    codec encode → decode of the original (the ceiling)
+    RUN/renders/<post>/<clip>.wav     sonifications, one folder per post-processing
+
+Every *version* (a post-processing folder, and the ceiling itself) is scored against the
+originals:
+
+* set metrics — FAD (Gaussian fits of the pooled frames of all test clips; Ledoit–Wolf
+  shrinkage is used automatically and recorded when there are fewer frames than dims),
+  FAD∞ when there are enough frames, KAD (σ = median distance of the original frames, the
+  same σ for every version and every per-file score);
+* per-clip metrics — the spectral metrics of :mod:`auralens.evaluate.spectral` and per-file
+  KAD, averaged over clips.
+
+The ceiling row holds the same metrics for ``ceiling`` vs ``original``: the best a perfect
+gate could reach with this codec. Every sonification row carries them as ``ceiling_<metric>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.io import ErrorLog, read_json, read_jsonl
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
+SPECIAL_VERSIONS = ("original", "ceiling")
+
+
+class RunDirError(AuralensError, ValueError):
+    """A directory that is not a usable sonify run."""
+
+
+def config_value(record: Mapping[str, Any], key: str) -> Any:
+    """Look up a config entry in a run.json record tolerant of its nesting.
+
+    ``encoder`` also matches ``extractor``; a dict value yields its ``spec``/``name``/``id``.
+    Searched: the record, ``record["config"]`` and one level below that.
+    """
+    aliases = {"encoder": ("encoder", "extractor", "encoder_spec"),
+               "codec": ("codec", "codec_spec"), "layer": ("layer",), "gate": ("gate", "model", "arch"),
+               "lr": ("lr", "learning_rate"), "epochs": ("epochs", "num_epochs")}.get(key, (key,))
+    scopes: list[Mapping[str, Any]] = []
+    cfg = record.get("config") if isinstance(record, Mapping) else None
+    for scope in (cfg, record):
+        if isinstance(scope, Mapping):
+            scopes.append(scope)
+            scopes.extend(v for v in scope.values() if isinstance(v, Mapping))
+    for scope in scopes:
+        for alias in aliases:
+            if alias in scope and scope[alias] is not None:
+                value = scope[alias]
+                if isinstance(value, Mapping):
+                    for sub in ("spec", "name", "backend", "id", "model"):
+                        if isinstance(value.get(sub), str):
+                            return value[sub]
+                    continue
+                return value
+    if key == "layer":  # layer often lives inside the encoder spec ("…@layer=4")
+        enc = config_value(record, "encoder")
+        if isinstance(enc, str) and "layer=" in enc:
+            from auralens.specs import parse_spec
+
+            try:
+                return parse_spec(enc).params.get("layer")
+            except Exception:  # noqa: BLE001
+                return None
+    return None
+
+
+@dataclass
+class SonifyRun:
+    """A loaded run directory.
+
+    Attributes:
+        path: run directory.
+        name: display name (the directory name, made unique by the caller).
+        record: parsed run.json ({} when absent).
+        history: history.jsonl records.
+        versions: version name → clip id → wav path (``original`` and ``ceiling`` included
+            when present).
+    """
+
+    path: Path
+    name: str
+    record: dict[str, Any]
+    history: list[dict[str, Any]]
+    versions: dict[str, dict[str, Path]]
+
+    @property
+    def posts(self) -> list[str]:
+        """Sonification versions (post-processings), sorted, without original/ceiling."""
+        return sorted(v for v in self.versions if v not in SPECIAL_VERSIONS)
+
+    @property
+    def clips(self) -> list[str]:
+        return sorted(self.versions.get("original", {}))
+
+    def info(self) -> dict[str, Any]:
+        """Summary fields of the config: encoder, layer, codec, gate, lr, epochs."""
+        return {k: config_value(self.record, k)
+                for k in ("encoder", "layer", "codec", "gate", "lr", "epochs")}
+
+
+def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
+    """Read a run directory.
+
+    Raises:
+        RunDirError: missing directory, no ``renders/original`` or no sonification folder.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"{path}: run directory not found")
+    renders = path / "renders"
+    if not (renders / "original").is_dir():
+        raise RunDirError(f"{path}: not a sonify run (no renders/original/ folder); "
+                          "render the run first with `auralens sonify render`")
+    versions: dict[str, dict[str, Path]] = {}
+    for folder in sorted(p for p in renders.iterdir() if p.is_dir()):
+        files = {f.stem: f for f in sorted(folder.iterdir())
+                 if f.suffix.lower() in AUDIO_EXTS and not f.name.startswith(".")}
+        if files:
+            versions[folder.name] = files
+    if "original" not in versions:
+        raise RunDirError(f"{path}: renders/original/ holds no audio files")
+    record: dict[str, Any] = {}
+    if (path / "run.json").exists():
+        try:
+            record = read_json(path / "run.json")
+        except ValueError as exc:
+            raise RunDirError(f"{path / 'run.json'}: invalid JSON ({exc})") from exc
+    return SonifyRun(path, name or path.name, record, read_jsonl(path / "history.jsonl"), versions)
+
+
+@dataclass
+class VersionScores:
+    """Scores of one version of one run.
+
+    Attributes:
+        run: run name.
+        version: post-processing name (or ``ceiling``).
+        set_metrics: fad, fad_inf, kad, … (floats or None when not computable).
+        clip_metrics: clip id → metric → value.
+        notes: human-readable remarks (shrinkage used, skipped metrics).
+    """
+
+    run: str
+    version: str
+    set_metrics: dict[str, float | None] = field(default_factory=dict)
+    clip_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def means(self) -> dict[str, float]:
+        """Per-clip metrics averaged over clips."""
+        keys = sorted({k for m in self.clip_metrics.values() for k in m})
+        return {k: float(np.mean([m[k] for m in self.clip_metrics.values() if k in m])) for k in keys}
+
+
+@dataclass
+class RunScores:
+    """All versions of one run plus the embedder and sigma used."""
+
+    run: SonifyRun
+    embedder: str
+    kad_sigma: float | None
+    versions: dict[str, VersionScores]
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per version (ceiling first), sonifications carry ``ceiling_*``."""
+        info = self.run.info()
+        ceiling = self.versions.get("ceiling")
+        ceil_vals = {**ceiling.set_metrics, **ceiling.means()} if ceiling else {}
+        out = []
+        for vname in ["ceiling", *[v for v in self.versions if v != "ceiling"]]:
+            vs = self.versions.get(vname)
+            if vs is None:
+                continue
+            row: dict[str, Any] = {"run": self.run.name, "version": vname, **info,
+                                   "embedder": self.embedder, "n_clips": len(vs.clip_metrics)}
+            row.update(vs.set_metrics)
+            row.update(vs.means())
+            if vname != "ceiling":
+                row.update({f"ceiling_{k}": v for k, v in ceil_vals.items()})
+            row["notes"] = "; ".join(vs.notes)
+            out.append(row)
+        return out
+
+
+def _set_scores(ref_frames: list[np.ndarray], est_frames: list[np.ndarray], sigma: float,
+                notes: list[str]) -> dict[str, float | None]:
+    from auralens.evaluate.fad import (
+        InsufficientFramesError,
+        compute_stats,
+        fad_inf,
+        frechet_distance,
+    )
+    from auralens.evaluate.kad import kad
+
+    out: dict[str, float | None] = {}
+    ref = np.concatenate(ref_frames)
+    est = np.concatenate(est_frames)
+    n, d = min(ref.shape[0], est.shape[0]), ref.shape[1]
+    shrink = None if n > 2 * d else "ledoit-wolf"
+    if shrink:
+        notes.append(f"FAD with Ledoit-Wolf shrinkage ({n} frames, dim {d})")
+    ref_stats = compute_stats(ref, shrinkage=shrink)
+    out["fad"] = frechet_distance(ref_stats, compute_stats(est, shrinkage=shrink))
+    out["fad_inf"] = None
+    if est.shape[0] >= 10 * d:
+        try:
+            out["fad_inf"] = fad_inf(ref_stats, est, shrinkage=shrink).fad_inf
+        except InsufficientFramesError:
+            pass
+    out["kad"] = kad(ref, est, sigma=sigma).value
+    return out
+
+
+def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
+                 errors: ErrorLog | None = None, spectral: bool = True,
+                 versions: Sequence[str] | None = None) -> RunScores:
+    """Score every version (and the ceiling) of a run against its originals.
+
+    Args:
+        run: a loaded run.
+        embedder: a :class:`~auralens.evaluate.embedders.MetricEmbedder`.
+        cache: optional :class:`auralens.cache.ArrayCache` for embeddings.
+        errors: per-clip failures go here (the clip is skipped); None → raise.
+        spectral: also compute the per-clip spectral metrics.
+        versions: restrict to these versions (default: ceiling + every post).
+    """
+    from auralens import audio
+    from auralens.evaluate.embedders import circularity_warning
+    from auralens.evaluate.kad import kad_per_file, median_pairwise_distance
+    from auralens.evaluate.spectral import spectral_metrics
+    from auralens.progress import progress
+
+    warn = circularity_warning(embedder, run.record)
+    originals = run.versions["original"]
+    ref_emb: dict[str, np.ndarray] = {}
+    for cid, p in originals.items():
+        try:
+            ref_emb[cid] = embedder.embed_file(p, cache=cache)
+        except AuralensError as exc:
+            if errors is None:
+                raise
+            errors.add(f"{run.name}/original/{cid}", exc, p)
+    if not ref_emb:
+        raise RunDirError(f"{run.path}: no usable original clip")
+    sigma = median_pairwise_distance(np.concatenate(list(ref_emb.values())))
+    wanted = list(versions) if versions else [v for v in ("ceiling", *run.posts) if v in run.versions]
+    result: dict[str, VersionScores] = {}
+    for vname in wanted:
+        files = run.versions.get(vname, {})
+        vs = VersionScores(run.name, vname)
+        est_emb: dict[str, np.ndarray] = {}
+        for cid in progress(sorted(files), desc=f"{run.name}/{vname}"):
+            if cid not in ref_emb:
+                vs.notes.append(f"{cid}: no original, skipped")
+                continue
+            try:
+                est_emb[cid] = embedder.embed_file(files[cid], cache=cache)
+                if spectral:
+                    ref_w, ref_sr = audio.load_sr(originals[cid])
+                    est_w, est_sr = audio.load_sr(files[cid])
+                    # Compare within the band both share: the codec's rate limits the ceiling too.
+                    sr = min(ref_sr, est_sr)
+                    ref_w, est_w = audio.resample(ref_w, ref_sr, sr), audio.resample(est_w, est_sr, sr)
+                    vs.clip_metrics[cid] = spectral_metrics(ref_w, est_w, sr)
+                else:
+                    vs.clip_metrics[cid] = {}
+            except AuralensError as exc:
+                if errors is None:
+                    raise
+                errors.add(f"{run.name}/{vname}/{cid}", exc, files[cid])
+        missing = sorted(set(ref_emb) - set(files))
+        if missing:
+            vs.notes.append(f"{len(missing)} clip(s) without a render")
+        if not est_emb:
+            vs.notes.append("no usable renders")
+            result[vname] = vs
+            continue
+        try:
+            vs.set_metrics = _set_scores([ref_emb[c] for c in est_emb], list(est_emb.values()),
+                                         sigma, vs.notes)
+        except AuralensError as exc:
+            vs.notes.append(f"set metrics not computed: {exc}")
+        per_file = kad_per_file(np.concatenate([ref_emb[c] for c in est_emb]),
+                                {c: e for c, e in est_emb.items() if e.shape[0] >= 2}, sigma=sigma)
+        for cid, res in per_file.items():
+            vs.clip_metrics.setdefault(cid, {})["kad_file"] = res.value
+        result[vname] = vs
+    return RunScores(run, embedder.name, sigma, result, [warn] if warn else [])
