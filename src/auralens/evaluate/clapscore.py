@@ -1,0 +1,142 @@
+"""CLAPScore: cosine similarity of CLAP audio and text embeddings.
+
+The study scored each description against the mixture it was made from with the unfused
+LAION CLAP (``laion/clap-htsat-unfused``). The unfused model sees at most ``max_length_s``
+seconds (10 s) of 48 kHz audio; longer audio is centre-cropped here (deterministic, unlike
+the processor's random crop) and shorter audio is repeat-padded by the processor.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import ModelUnavailableError
+from auralens.specs import parse_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLAP = "laion/clap-htsat-unfused"
+
+
+def _model_id(model: str | Path) -> str:
+    """Accept a hub id, local dir or ``hf:``-prefixed spec; return what from_pretrained takes."""
+    text = str(model)
+    spec = parse_spec(text)
+    return spec.id if spec.kind in {"hf", "path"} and spec.id else text
+
+
+def check_local(model_id: str) -> None:
+    """A path-like id that does not exist is a user error, not a hub lookup."""
+    if model_id.startswith(("/", "./", "../", "~")) and not Path(model_id).expanduser().exists():
+        raise ModelUnavailableError(model_id, "no such local directory")
+
+
+def pooled(output: Any) -> Any:
+    """transformers 5 returns a model output from ``get_*_features``; 4.x a tensor."""
+    return output if hasattr(output, "ndim") else output.pooler_output
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of ``[N, D]`` and ``[N, D]`` → ``[N]`` (float64)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    return (a * b).sum(-1) / np.maximum(na * nb, 1e-12)
+
+
+class ClapScorer:
+    """Embed audio and text with CLAP and compare them.
+
+    Args:
+        model: hub id or local directory of a ``ClapModel`` + ``ClapProcessor``.
+        device: torch device string.
+        batch_size: items per forward pass.
+    """
+
+    def __init__(self, model: str | Path = DEFAULT_CLAP, device: str = "cpu",
+                 batch_size: int = 8) -> None:
+        import torch
+        from transformers import ClapModel, ClapProcessor
+
+        self.model_id = _model_id(model)
+        self.device = device
+        self.batch_size = batch_size
+        check_local(self.model_id)
+        try:
+            self.processor = ClapProcessor.from_pretrained(self.model_id)
+            self.model = ClapModel.from_pretrained(self.model_id).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(self.model_id, str(exc).splitlines()[0]) from exc
+        fe = self.processor.feature_extractor
+        self.sample_rate: int = int(fe.sampling_rate)
+        self.max_samples: int = int(round(fe.max_length_s * self.sample_rate))
+        # RoBERTa reserves two positions for padding offsets
+        self.max_tokens = min(int(getattr(self.processor.tokenizer, "model_max_length", 512)),
+                              int(self.model.config.text_config.max_position_embeddings) - 2)
+        self._torch = torch
+
+    @property
+    def name(self) -> str:
+        return f"clap:{self.model_id}"
+
+    def _prepare(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        from auralens.audio import resample
+
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim > 1:
+            wave = wave.mean(axis=0)
+        wave = resample(wave, sr, self.sample_rate)
+        if wave.shape[-1] > self.max_samples:  # deterministic centre crop
+            start = (wave.shape[-1] - self.max_samples) // 2
+            wave = wave[start : start + self.max_samples]
+        return wave
+
+    def embed_audio(self, waves: list[np.ndarray], sr: int) -> np.ndarray:
+        """Audio ``[T]`` arrays at ``sr`` → L2-normalised embeddings ``[N, D]``."""
+        out = []
+        for i in range(0, len(waves), self.batch_size):
+            chunk = [self._prepare(w, sr) for w in waves[i : i + self.batch_size]]
+            inputs = self.processor(audio=chunk, sampling_rate=self.sample_rate,
+                                    return_tensors="pt", truncation="rand_trunc",
+                                    padding="repeatpad")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with self._torch.inference_mode():
+                emb = pooled(self.model.get_audio_features(**inputs))
+            out.append(emb.float().cpu().numpy())
+        return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts → L2-normalised embeddings ``[N, D]``."""
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            inputs = self.processor(text=list(texts[i : i + self.batch_size]),
+                                    return_tensors="pt", padding=True, truncation=True,
+                                    max_length=self.max_tokens)
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with self._torch.inference_mode():
+                emb = pooled(self.model.get_text_features(**inputs))
+            out.append(emb.float().cpu().numpy())
+        return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
+
+    def score(self, waves: list[np.ndarray], texts: list[str], sr: int) -> np.ndarray:
+        """CLAPScore of each (audio, text) pair → ``[N]`` cosines in [-1, 1]."""
+        if len(waves) != len(texts):
+            raise ValueError(f"{len(waves)} audio clips but {len(texts)} texts")
+        if not waves:
+            return np.zeros(0)
+        return cosine(self.embed_audio(waves, sr), self.embed_text(texts))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def clap_score(audio: list[np.ndarray], texts: list[str], sr: int,
+               model: str | Path = DEFAULT_CLAP) -> np.ndarray:
+    """One-shot helper: build a :class:`ClapScorer` and score the pairs."""
+    return ClapScorer(model).score(audio, texts, sr)
