@@ -2,9 +2,132 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Sonify: listen to what an audio model's hidden states keep.", no_args_is_help=True)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    data: Path = typer.Argument(..., help="Dataset: ESC-50 layout or a folder of audio files."),
+    encoder: str = typer.Option("classifier", "--encoder", help="Extractor spec (e.g. classifier, hf:MIT/ast-…)."),
+    layer: str = typer.Option(None, "--layer", help="Layer: patch / features / block index."),
+    codec: str = typer.Option("mel", "--codec", help="Codec spec (mel, dac, oobleck, encodec …)."),
+    out: Path = typer.Option(..., "--out", help="PREP directory to write."),
+    seed: int = typer.Option(42, "--seed", help="Split seed."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep)."),
+    dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
+) -> None:
+    """Compute (or reuse from the cache) embeddings and latents of every clip."""
+    from auralens.sonify.prepare import prepare
+
+    res = prepare(data, encoder, codec, layer, out, seed=seed, batch_size=batch_size,
+                  duration=duration or None, dtype=dtype, limit=limit)
+    typer.echo(f"prepared {res.n_ok}/{res.n_clips} clips into {res.out} "
+               f"({res.computed_embeddings} embeddings and {res.computed_latents} latents computed, "
+               f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}")
+
+
+@app.command("train")
+def train_cmd(
+    prep: Path = typer.Argument(..., help="PREP directory from `auralens sonify prepare`."),
+    gate: str = typer.Option("lin", "--gate", help="Gate: v0–v11 or lin, conv, attn, conv-r, …"),
+    out: Path = typer.Option(..., "--out", help="RUN directory."),
+    lr: str = typer.Option("1e-3", "--lr", help="Learning rate, a comma list, or 'study' (the study's grid)."),
+    epochs: int = typer.Option(15, "--epochs", help="Epochs (the study used 15 and 50)."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    grad_accum: int = typer.Option(2, "--grad-accum", help="Gradient accumulation steps."),
+    eval_batch_size: int = typer.Option(32, "--eval-batch-size"),
+    seed: int = typer.Option(42, "--seed"),
+    blur: bool = typer.Option(False, "--blur", help="Gaussian-blur training embeddings (augmentation)."),
+    normalize: str = typer.Option("none", "--normalize", help="none or minmax (stats from the train split)."),
+    resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
+) -> None:
+    """Train a gate (one run per learning rate) with MSE on the prepared latents."""
+    from auralens.sonify.train import TrainConfig, parse_lrs, train, train_grid
+
+    lrs = parse_lrs(lr)
+    cfg = TrainConfig(gate=gate, lr=lrs[0], epochs=epochs, batch_size=batch_size,
+                      grad_accum=grad_accum, eval_batch_size=eval_batch_size, seed=seed, blur=blur,
+                      normalize=normalize, resample=resample, device=device)
+    if len(lrs) == 1 and lr.strip().lower() != "study":
+        res = train(prep, out, cfg, resume=resume, overwrite=overwrite)
+        typer.echo(f"{out}: best validation loss {res.best_val_loss:.6g} at epoch {res.best_epoch}")
+        return
+    results = train_grid(prep, out, cfg, lrs, resume=resume, overwrite=overwrite)
+    typer.echo((out / "summary.md").read_text(encoding="utf-8"))
+    if not any(r.status == "ok" for r in results):
+        from auralens.sonify.train import TrainError
+
+        raise TrainError(f"{out}: every learning rate diverged")
+
+
+@app.command("render")
+def render_cmd(
+    audio: Path = typer.Argument(None, help="Audio file to render (omit with --split)."),
+    run: Path = typer.Option(..., "--run", help="RUN directory (or an lr grid: its best run)."),
+    out: Path = typer.Option(None, "--out", help="Output wav (single-file mode)."),
+    post: list[str] = typer.Option(None, "--post", help="Post-processing chain, e.g. minmax,wiener "
+                                   "(repeat for several chains in --split mode)."),
+    split: str = typer.Option(None, "--split", help="Render a split of the prepared dataset into RUN/renders."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N clips of the split."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Re-render existing files."),
+) -> None:
+    """Render a clip (or a whole split) through a trained gate and the codec's decoder."""
+    from auralens.errors import AuralensError
+
+    chains = list(post) if post else ["minmax"]
+    if split:
+        from auralens.sonify.render import render_split
+
+        path = render_split(run, split, chains, limit=limit, overwrite=overwrite)
+        typer.echo(f"renders written to {path}")
+        return
+    if audio is None or out is None:
+        raise AuralensError("give AUDIO and --out, or --split test")
+    from auralens.audio import load_sr, write
+    from auralens.sonify.render import load_run, render
+
+    loaded = load_run(run)
+    wave, sr = load_sr(audio)
+    result = render(loaded, wave, sr, post=",".join(chains))
+    write(out, result, loaded.codec.sample_rate)
+    typer.echo(f"wrote {out} ({result.shape[0] / loaded.codec.sample_rate:.2f} s at {loaded.codec.sample_rate} Hz)")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    data: Path = typer.Argument(..., help="Dataset directory."),
+    encoder: str = typer.Option("classifier", "--encoder", help="Extractor spec."),
+    layers: str = typer.Option(..., "--layers", help="Comma list, e.g. patch,1,2,3."),
+    codec: str = typer.Option("mel", "--codec", help="Codec spec."),
+    gate: str = typer.Option("lin", "--gate", help="Gate name."),
+    out: Path = typer.Option(..., "--out", help="Sweep directory."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = typer.Option(15, "--epochs"),
+    seed: int = typer.Option(42, "--seed"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch in prepare."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
+    render_limit: int = typer.Option(None, "--render-limit", help="Render only N test clips per layer."),
+    post: list[str] = typer.Option(None, "--post", help="Post-processing chain(s) for the renders."),
+) -> None:
+    """Prepare, train and render one gate per layer of an extractor."""
+    from auralens.sonify.sweep import sweep
+    from auralens.sonify.train import TrainConfig
+
+    rows = sweep(data, encoder, layers, codec, gate, out, cfg=TrainConfig(gate=gate, lr=lr, epochs=epochs),
+                 seed=seed, batch_size=batch_size, limit=limit, post=list(post) if post else ["minmax"],
+                 render_limit=render_limit)
+    for row in rows:
+        typer.echo(f"layer {row['layer']}: {row['status']} best val {row.get('best_val_loss')}")
+    typer.echo(f"summary: {out / 'summary.md'}")
 
 
 def _mount_evaluation() -> None:

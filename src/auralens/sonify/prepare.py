@@ -1,0 +1,394 @@
+"""Dataset cache: embeddings and codec latents for every clip, computed once.
+
+``prepare(DATA, encoder, codec, layer, PREP)`` loads each clip once, cuts/pads it to a fixed
+``duration`` (5 s, ESC-50's clip length, so every clip yields the same frame counts), resamples
+it to the extractor's and the codec's rates, and stores
+
+* the embedding ``[frames, dim]`` (``extractor.embed_batch``, batched) and
+* the latent ``[latent_dim, frames]`` (``codec.encode``)
+
+in the content-addressed :class:`~auralens.cache.ArrayCache`. Keys combine the SHA-256 of the
+audio file's bytes with backend name, revision, sample rate, layer, dtype and duration, so a
+second run (or a run killed half-way) recomputes nothing that is already stored and does not
+even decode the audio of cached clips.
+
+PREP then holds:
+
+* ``index.jsonl`` — one line per usable clip: ``id, path, label, split, emb_key, lat_key,
+  emb_shape, lat_shape``;
+* ``train.txt``, ``val.txt``, ``test.txt`` — the splits (taken from DATA when it has them,
+  else a stratified split with ``seed``);
+* ``run.json`` — the resolved config, under ``prepared`` the extractor/codec descriptions,
+  specs and the cache root that training reads from;
+* ``errors.jsonl`` — clips that could not be used (unreadable audio, failing model …).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.cache import ArrayCache, default_cache_dir, hash_file, make_key
+from auralens.errors import AuralensError
+from auralens.io import ErrorLog, read_json, read_jsonl, write_jsonl, write_run_json
+from auralens.progress import progress
+
+log = logging.getLogger(__name__)
+
+#: Default clip duration in seconds (ESC-50 clips are 5 s).
+DEFAULT_DURATION = 5.0
+DTYPES = ("float32", "float16")
+
+
+class PrepareError(AuralensError):
+    """A prepared dataset that cannot be built or used."""
+
+
+def parse_layer(layer: str | int | None) -> str | int | None:
+    """``"4"`` → ``4``; ``"patch"``/``"features"`` stay strings; None stays None."""
+    if layer is None or isinstance(layer, int):
+        return layer
+    text = str(layer).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text or None
+
+
+def build_extractor(spec: Any, layer: str | int | None = None) -> Any:
+    """Build an extractor from a spec string (or pass an instance through).
+
+    The explicit ``layer`` overrides a ``@layer=`` option in the spec.
+    """
+    from auralens.encoders.base import EXTRACTORS, Extractor
+
+    if isinstance(spec, Extractor):
+        return spec
+    layer = parse_layer(layer)
+    overrides = {} if layer is None else {"layer": layer}
+    return EXTRACTORS.build(spec, **overrides)
+
+
+def build_codec(spec: Any) -> Any:
+    """Build a codec from a spec string (or pass an instance through)."""
+    from auralens.codecs.base import CODECS, Codec
+
+    if isinstance(spec, Codec):
+        return spec
+    return CODECS.build(spec)
+
+
+def _describe(obj: Any, spec: Any) -> dict[str, Any]:
+    out = dict(obj.describe())
+    out["spec"] = str(spec) if isinstance(spec, str) else out.get("name")
+    return out
+
+
+def embedding_key(content: str, extractor: Any, dtype: str, duration: float | None) -> str:
+    return make_key(content, kind="embedding", backend=extractor.name,
+                    revision=getattr(extractor, "revision", ""), sr=extractor.sample_rate,
+                    layer=str(extractor.layer), dtype=dtype, duration=duration)
+
+
+def latent_key(content: str, codec: Any, dtype: str, duration: float | None) -> str:
+    return make_key(content, kind="latent", backend=codec.name,
+                    revision=getattr(codec, "revision", ""), sr=codec.sample_rate,
+                    layer="", dtype=dtype, duration=duration)
+
+
+def load_clip_wave(path: Path, duration: float | None) -> tuple[np.ndarray, int]:
+    """Decode at the file's rate and cut/zero-pad to ``duration`` seconds."""
+    from auralens.audio import fix_length, load_sr
+
+    wave, sr = load_sr(path)
+    if duration is not None:
+        wave = fix_length(wave, int(round(duration * sr)))
+    return wave, sr
+
+
+@dataclass
+class PrepareResult:
+    """Summary of a :func:`prepare` run."""
+
+    out: Path
+    n_clips: int
+    n_ok: int
+    n_failed: int
+    computed_embeddings: int
+    computed_latents: int
+    seconds: float
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def _splits(data: Path, clips: Sequence[Any], seed: int) -> dict[str, list[Any]]:
+    from auralens.data.esc50 import make_splits, read_splits
+
+    if any((data / f"{name}.txt").is_file() for name in ("train", "val", "test")):
+        return read_splits(data, clips)
+    return make_splits(clips, seed=seed)
+
+
+def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None, out: str | Path, *,
+            seed: int = 42, batch_size: int = 8, duration: float | None = DEFAULT_DURATION,
+            dtype: str = "float32", cache_dir: str | Path | None = None,
+            limit: int | None = None) -> PrepareResult:
+    """Compute (or fetch from the cache) embeddings and latents for a dataset.
+
+    Args:
+        data: ESC-50-layout or plain folder dataset (see :func:`auralens.data.load_dataset`).
+        encoder: extractor spec (``"classifier"``, ``"hf:MIT/ast-…"``) or an Extractor.
+        codec: codec spec (``"mel"``, ``"dac"``) or a Codec.
+        layer: ``"patch"``/``"features"``/block index; None keeps the spec's or backend default.
+        out: PREP directory.
+        seed: split seed.
+        batch_size: clips per ``embed_batch`` call.
+        duration: seconds every clip is cut/padded to (None: keep each clip's length).
+        dtype: storage dtype of cached arrays (``float32`` or ``float16``).
+        cache_dir: cache root (default ``$AURALENS_CACHE``).
+        limit: use only the first ``limit`` clips (quick runs).
+
+    Returns:
+        a :class:`PrepareResult`; PREP holds index.jsonl, split files, run.json, errors.jsonl.
+    """
+    from auralens.audio import resample
+    from auralens.data import load_dataset
+    from auralens.data.esc50 import write_splits
+
+    if dtype not in DTYPES:
+        raise PrepareError(f"unsupported dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if batch_size < 1:
+        raise PrepareError("batch size must be at least 1")
+    start = time.perf_counter()
+    data, out = Path(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = sorted(load_dataset(data), key=lambda c: c.id)
+    if limit is not None:
+        clips = clips[: int(limit)]
+    if not clips:
+        raise PrepareError(f"{data}: no clips found")
+    splits = _splits(data, clips, seed)
+    write_splits(splits, out)
+    split_of = {c.id: name for name, members in splits.items() for c in members}
+
+    extractor = build_extractor(encoder, layer)
+    cod = build_codec(codec)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    emb_cache = ArrayCache(root, "embeddings")
+    lat_cache = ArrayCache(root, "latents")
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    np_dtype = np.dtype(dtype)
+
+    index: list[dict[str, Any]] = []
+    computed_emb = computed_lat = 0
+    batches = [clips[i:i + batch_size] for i in range(0, len(clips), batch_size)]
+    for batch in progress(batches, desc="prepare", total=len(batches)):
+        todo: list[dict[str, Any]] = []
+        for clip in batch:
+            with errors.guard(clip.id, clip.path):
+                if not clip.path.is_file():
+                    raise PrepareError(f"{clip.path}: file not found")
+                content = hash_file(clip.path)
+                rec = {"id": clip.id, "path": str(clip.path), "label": clip.label,
+                       "split": split_of.get(clip.id),
+                       "emb_key": embedding_key(content, extractor, dtype, duration),
+                       "lat_key": latent_key(content, cod, dtype, duration)}
+                rec["need_emb"] = rec["emb_key"] not in emb_cache
+                rec["need_lat"] = rec["lat_key"] not in lat_cache
+                if rec["need_emb"] or rec["need_lat"]:
+                    wave, sr = load_clip_wave(clip.path, duration)
+                    rec["wave_e"] = resample(wave, sr, extractor.sample_rate) if rec["need_emb"] else None
+                    rec["wave_c"] = resample(wave, sr, cod.sample_rate) if rec["need_lat"] else None
+                todo.append(rec)
+        need = [r for r in todo if r["need_emb"]]
+        if need:
+            embs = _embed_isolating(extractor, need, errors)
+            for rec, emb in zip(need, embs, strict=True):
+                if emb is None:
+                    rec["failed"] = True
+                    continue
+                emb_cache.put(rec["emb_key"], {"embedding": emb.astype(np_dtype)},
+                              meta={"clip": rec["id"], "extractor": extractor.name,
+                                    "layer": str(extractor.layer)})
+                computed_emb += 1
+        for rec in todo:
+            if rec.get("failed") or not rec["need_lat"]:
+                continue
+            with errors.guard(rec["id"], rec["path"]):
+                lat = np.asarray(cod.encode(rec["wave_c"]), dtype=np.float32)
+                if lat.ndim != 2 or not np.all(np.isfinite(lat)):
+                    raise PrepareError(f"{rec['path']}: codec gave a non-finite or malformed latent {lat.shape}")
+                lat_cache.put(rec["lat_key"], {"latent": lat.astype(np_dtype)},
+                              meta={"clip": rec["id"], "codec": cod.name})
+                computed_lat += 1
+                rec["lat_done"] = True
+            if rec["need_lat"] and not rec.get("lat_done"):
+                rec["failed"] = True
+        for rec in todo:
+            if rec.get("failed"):
+                continue
+            emb_shape = _shape(emb_cache, rec["emb_key"], "embedding")
+            lat_shape = _shape(lat_cache, rec["lat_key"], "latent")
+            index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
+                         | {"emb_shape": emb_shape, "lat_shape": lat_shape})
+
+    write_jsonl(out / "index.jsonl", index)
+    seconds = time.perf_counter() - start
+    counts = {name: sum(1 for r in index if r["split"] == name) for name in splits}
+    prepared = {
+        "extractor": _describe(extractor, encoder) | {"layer": extractor.layer},
+        "codec": _describe(cod, codec),
+        "cache_root": str(root),
+        "duration": duration,
+        "dtype": dtype,
+        "n_clips": len(clips),
+        "n_ok": len(index),
+        "n_failed": len(errors),
+        "computed": {"embeddings": computed_emb, "latents": computed_lat},
+        "splits": counts,
+        "emb_shape": index[0]["emb_shape"] if index else None,
+        "lat_shape": index[0]["lat_shape"] if index else None,
+    }
+    write_run_json(out, command="sonify prepare",
+                   config={"data": str(data), "encoder": prepared["extractor"]["spec"],
+                           "layer": extractor.layer, "codec": prepared["codec"]["spec"],
+                           "seed": seed, "batch_size": batch_size, "duration": duration,
+                           "dtype": dtype, "cache_dir": str(root), "limit": limit},
+                   models={"extractor": prepared["extractor"], "codec": prepared["codec"]},
+                   timings={"total": seconds}, seed=seed, extra={"prepared": prepared})
+    errors.summary(len(clips))
+    if not index:
+        raise PrepareError(f"{data}: no clip could be prepared; see {errors.path}")
+    log.info("prepared %d/%d clips in %.1f s (%d embeddings, %d latents computed)",
+             len(index), len(clips), seconds, computed_emb, computed_lat)
+    return PrepareResult(out, len(clips), len(index), len(errors), computed_emb, computed_lat,
+                         seconds, counts)
+
+
+def _shape(cache: ArrayCache, key: str, name: str) -> list[int]:
+    from safetensors import safe_open
+
+    with safe_open(str(cache.path_for(key)), framework="numpy") as fh:
+        return list(fh.get_slice(name).get_shape())
+
+
+def _embed_isolating(extractor: Any, recs: list[dict[str, Any]], errors: ErrorLog) -> list[np.ndarray | None]:
+    """``embed_batch`` on the batch; when it fails, retry clip by clip to isolate the bad one."""
+    def check(emb: Any, rec: dict[str, Any]) -> np.ndarray:
+        arr = np.asarray(emb, dtype=np.float32)
+        if arr.ndim != 2 or not np.all(np.isfinite(arr)):
+            raise PrepareError(f"{rec['path']}: extractor gave a non-finite or malformed embedding {arr.shape}")
+        return arr
+
+    try:
+        embs = extractor.embed_batch([r["wave_e"] for r in recs])
+        if len(embs) != len(recs):
+            raise PrepareError(f"extractor returned {len(embs)} embeddings for {len(recs)} clips")
+        return [check(e, r) for e, r in zip(embs, recs, strict=True)]
+    except Exception:  # noqa: BLE001 - fall back to one clip at a time to isolate the bad one
+        log.debug("batched embedding failed; retrying clip by clip", exc_info=True)
+    out: list[np.ndarray | None] = []
+    for rec in recs:
+        try:
+            out.append(check(extractor.embed_batch([rec["wave_e"]])[0], rec))
+        except Exception as exc:  # noqa: BLE001
+            errors.add(rec["id"], exc, rec["path"])
+            out.append(None)
+    return out
+
+
+# --- reading a prepared dataset back ---------------------------------------------------
+
+@dataclass
+class PreparedData:
+    """A prepared dataset loaded into memory.
+
+    Attributes:
+        root: PREP directory.
+        info: ``run.json["prepared"]``.
+        ids: clip ids per split.
+        emb: per split, ``[N, dim, frames]`` float32 (channel-first, see align.channel_first).
+        lat: per split, ``[N, latent_dim, frames]`` float32.
+        records: index.jsonl lines per split.
+    """
+
+    root: Path
+    info: dict[str, Any]
+    ids: dict[str, list[str]]
+    emb: dict[str, np.ndarray]
+    lat: dict[str, np.ndarray]
+    records: dict[str, list[dict[str, Any]]]
+
+    @property
+    def in_dim(self) -> int:
+        return int(next(iter(self.emb.values())).shape[1])
+
+    @property
+    def frames_in(self) -> int:
+        return int(next(iter(self.emb.values())).shape[2])
+
+    @property
+    def out_dim(self) -> int:
+        return int(next(iter(self.lat.values())).shape[1])
+
+    @property
+    def frames_out(self) -> int:
+        return int(next(iter(self.lat.values())).shape[2])
+
+
+def read_prepared_info(prep: str | Path) -> dict[str, Any]:
+    path = Path(prep) / "run.json"
+    if not path.is_file():
+        raise PrepareError(f"{prep}: not a prepared dataset (no run.json); run `auralens sonify prepare` first")
+    info = read_json(path).get("prepared")
+    if not info:
+        raise PrepareError(f"{path}: not written by `auralens sonify prepare`")
+    return info
+
+
+def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "test")) -> PreparedData:
+    """Load every cached embedding/latent of PREP into memory once.
+
+    Raises:
+        PrepareError: PREP is not a prepared dataset, an entry is missing from the cache, or
+            clips have different frame counts.
+    """
+    from auralens.sonify.align import channel_first
+
+    prep = Path(prep)
+    info = read_prepared_info(prep)
+    index = read_jsonl(prep / "index.jsonl")
+    root = Path(info["cache_root"])
+    emb_cache, lat_cache = ArrayCache(root, "embeddings"), ArrayCache(root, "latents")
+    ids: dict[str, list[str]] = {}
+    emb: dict[str, np.ndarray] = {}
+    lat: dict[str, np.ndarray] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
+    for split in splits:
+        recs = [r for r in index if r.get("split") == split]
+        if not recs:
+            continue
+        es, ls = [], []
+        for rec in progress(recs, desc=f"load {split}", total=len(recs)):
+            e = emb_cache.get(rec["emb_key"])
+            la = lat_cache.get(rec["lat_key"])
+            if e is None or la is None:
+                raise PrepareError(f"{prep}: cached arrays for clip {rec['id']} are missing from "
+                                   f"{root}; run `auralens sonify prepare` again")
+            es.append(channel_first(e["embedding"].astype(np.float32)))
+            ls.append(la["latent"].astype(np.float32))
+        shapes = {a.shape for a in es} | {("lat", *a.shape) for a in ls}
+        if len({a.shape for a in es}) > 1 or len({a.shape for a in ls}) > 1:
+            raise PrepareError(f"{prep}: clips have different frame counts ({sorted(map(str, shapes))[:4]}); "
+                               "prepare with a fixed --duration")
+        ids[split] = [r["id"] for r in recs]
+        emb[split] = np.stack(es)
+        lat[split] = np.stack(ls)
+        records[split] = recs
+    if "train" not in emb:
+        raise PrepareError(f"{prep}: no training clips in the prepared dataset")
+    return PreparedData(prep, info, ids, emb, lat, records)

@@ -1,0 +1,236 @@
+"""Render audio through a trained gate: wave → embedding → gate → latent → codec decode.
+
+:func:`render` turns one clip into the gate's rendition at the codec's sample rate (or
+``out_sr``), with the original clip's duration, always finite. :func:`render_split` renders a
+whole split of the prepared dataset into::
+
+    RUN/renders/original/<clip_id>.wav   the clip at the codec rate (cut/padded like in training)
+    RUN/renders/ceiling/<clip_id>.wav    codec.decode(codec.encode(original)): the best a gate can do
+    RUN/renders/<post>/<clip_id>.wav     the gate's rendition after post-processing chain <post>
+    RUN/renders/run.json, RUN/renders/errors.jsonl
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auralens.errors import AuralensError, CheckpointMismatchError
+from auralens.io import ErrorLog, read_json, read_jsonl, write_run_json
+from auralens.progress import progress
+from auralens.sonify import checkpoint as ckpt
+from auralens.sonify import postprocess
+from auralens.sonify.align import channel_first
+from auralens.sonify.prepare import build_codec, build_extractor, load_clip_wave
+from auralens.sonify.train import denormalize, normalize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POST = "minmax"
+
+
+class RenderError(AuralensError):
+    """A run directory that cannot be rendered from."""
+
+
+@dataclass
+class LoadedRun:
+    """A trained gate with its extractor and codec, ready to render."""
+
+    run_dir: Path
+    checkpoint: Path
+    model: torch.nn.Module
+    header: dict[str, Any]
+    norm: dict[str, np.ndarray]
+    extractor: Any
+    codec: Any
+
+
+def resolve_run(run_dir: str | Path) -> Path:
+    """The run directory holding a checkpoint; for an lr grid, the run with the lowest
+    validation loss."""
+    run = Path(run_dir)
+    if (run / "best.safetensors").exists() or (run / "last.safetensors").exists():
+        return run
+    candidates = []
+    for sub in sorted(run.glob("lr=*")):
+        info = sub / "run.json"
+        if (sub / "best.safetensors").exists() and info.exists():
+            loss = read_json(info).get("result", {}).get("best_val_loss")
+            if loss is not None:
+                candidates.append((float(loss), sub))
+    if candidates:
+        return min(candidates)[1]
+    raise RenderError(f"{run}: no trained gate found (best.safetensors); run `auralens sonify train` first")
+
+
+def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, codec: Any = None,
+             device: str = "cpu") -> LoadedRun:
+    """Load the gate of a run and rebuild its extractor and codec from the checkpoint header.
+
+    Args:
+        run_dir: RUN directory (or an lr grid directory: its best run is used).
+        which: ``best`` or ``last`` checkpoint.
+        encoder/codec: optional specs or instances to use instead of the recorded ones; they
+            must resolve to the same backends the gate was trained with.
+
+    Raises:
+        CheckpointMismatchError: ``encoder``/``codec`` differ from the checkpoint's.
+    """
+    run = resolve_run(run_dir)
+    path = run / f"{which}.safetensors"
+    if not path.exists():
+        path = run / "last.safetensors"
+    header = ckpt.read_header(path)
+    ext_info, cod_info = header["extractor"], header["codec"]
+    extractor = build_extractor(encoder if encoder is not None else ext_info["spec"], ext_info.get("layer"))
+    cod = build_codec(codec if codec is not None else cod_info["spec"])
+    for what, built, info in (("extractor", extractor, ext_info), ("codec", cod, cod_info)):
+        if built.name != info.get("name"):
+            raise CheckpointMismatchError(
+                f"{path}: checkpoint was trained for {what} {info.get('name')!r}, not {built.name!r}; "
+                "use a checkpoint trained with the same extractor, layer and codec")
+    if str(extractor.layer) != str(ext_info.get("layer")):
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint was trained on layer {ext_info.get('layer')!r}, not {extractor.layer!r}")
+    model, header, norm = ckpt.load_gate(path, extractor=extractor.name, layer=extractor.layer,
+                                         codec=cod.name)
+    return LoadedRun(run, path, model.to(device), header, norm, extractor, cod)
+
+
+def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int) -> np.ndarray:
+    """``[frames, dim]`` embedding → ``[latent_dim, frames_out]`` latent (de-normalised)."""
+    x = channel_first(np.nan_to_num(np.asarray(embedding, dtype=np.float32)))
+    norm = loaded.norm
+    if loaded.header.get("normalize") == "minmax" and norm:
+        x = normalize(x, norm["emb_min"], norm["emb_max"])
+    device = next(loaded.model.parameters()).device
+    with torch.no_grad():
+        z = loaded.model(torch.from_numpy(x)[None].to(device), frames_out=frames_out)[0].cpu().numpy()
+    if loaded.header.get("normalize") == "minmax" and norm:
+        z = denormalize(z, norm["lat_min"], norm["lat_max"])
+    return np.nan_to_num(z).astype(np.float32)
+
+
+def _decode(loaded: LoadedRun, latent: np.ndarray, length: int) -> np.ndarray:
+    from auralens.audio import fix_length
+
+    wave = np.asarray(loaded.codec.decode(latent), dtype=np.float32)
+    return fix_length(np.nan_to_num(wave), length)
+
+
+def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
+           post: str | Sequence[str] | None = DEFAULT_POST, *, out_sr: int | None = None,
+           embedding: np.ndarray | None = None) -> np.ndarray:
+    """Render one clip through a trained gate.
+
+    Args:
+        run_dir: RUN directory or a :class:`LoadedRun`.
+        wave: ``[T]`` float mono clip at ``sr``.
+        sr: its sample rate.
+        post: post-processing chain (``"minmax,wiener"``; None/``"none"``: raw decoder output).
+        out_sr: output rate (default: the codec's rate).
+        embedding: a precomputed ``[frames, dim]`` embedding of ``wave`` (skips the extractor).
+
+    Returns:
+        ``[round(T * rate / sr)]`` float32 at ``out_sr`` or the codec rate: the original
+        duration, always finite.
+    """
+    from auralens.audio import fix_length, resample
+
+    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
+    wave = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1))
+    if wave.size == 0:
+        raise RenderError("cannot render an empty clip")
+    codec = loaded.codec
+    c_sr = int(codec.sample_rate)
+    length = int(round(wave.shape[0] * c_sr / sr))
+    original = fix_length(resample(wave, sr, c_sr), length)
+    if embedding is None:
+        embedding = loaded.extractor.embed(resample(wave, sr, loaded.extractor.sample_rate))
+    latent = predict_latent(loaded, embedding, codec.num_frames(length))
+    out = postprocess.apply(_decode(loaded, latent, length), post, reference=original)
+    if out_sr is not None and out_sr != c_sr:
+        out = fix_length(resample(out, c_sr, out_sr), int(round(wave.shape[0] * out_sr / sr)))
+    return np.nan_to_num(out).astype(np.float32)
+
+
+def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] | str | None = (DEFAULT_POST,),
+                 *, limit: int | None = None, overwrite: bool = False) -> Path:
+    """Render every clip of a split of the run's prepared dataset into ``RUN/renders``.
+
+    Embeddings come from the prepare cache when present (else they are recomputed). Clips whose
+    outputs all exist are skipped (resumable); failures go to ``renders/errors.jsonl``.
+
+    Args:
+        run_dir: RUN directory (or an lr grid directory).
+        split: ``train`` / ``val`` / ``test``.
+        post: one or more post-processing chains; each gets ``renders/<chain name>/``.
+        limit: only the first ``limit`` clips.
+        overwrite: re-render existing files.
+
+    Returns:
+        the ``renders`` directory.
+    """
+    from auralens.audio import write
+    from auralens.cache import ArrayCache
+
+    start = time.perf_counter()
+    loaded = load_run(run_dir)
+    run = loaded.run_dir
+    chains = [post] if isinstance(post, str) or post is None else list(post)
+    chains = [c if c else "none" for c in chains] or ["none"]
+    names = [postprocess.chain_name(c) for c in chains]
+    prep = Path(loaded.header.get("prepared") or read_json(run / "run.json")["config"]["prepared"])
+    index = [r for r in read_jsonl(prep / "index.jsonl") if r.get("split") == split]
+    if not index:
+        raise RenderError(f"{prep}: no clips in split {split!r}")
+    if limit is not None:
+        index = index[: int(limit)]
+    out = run / "renders"
+    out.mkdir(parents=True, exist_ok=True)
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    cache_root = read_json(prep / "run.json").get("prepared", {}).get("cache_root")
+    emb_cache = ArrayCache(cache_root, "embeddings") if cache_root else None
+    duration = loaded.header.get("duration")
+    c_sr = int(loaded.codec.sample_rate)
+    rendered = skipped = 0
+    for rec in progress(index, desc=f"render {split}", total=len(index)):
+        cid = rec["id"].replace("/", "__")
+        targets = {name: out / name / f"{cid}.wav" for name in ("original", "ceiling", *names)}
+        if not overwrite and all(p.exists() for p in targets.values()):
+            skipped += 1
+            continue
+        with errors.guard(rec["id"], rec["path"]):
+            wave, sr = load_clip_wave(Path(rec["path"]), duration)
+            from auralens.audio import resample
+
+            original = resample(wave, sr, c_sr)
+            cached = emb_cache.get(rec["emb_key"]) if emb_cache is not None else None
+            emb = cached["embedding"].astype(np.float32) if cached else None
+            write(targets["original"], original, c_sr)
+            write(targets["ceiling"], np.nan_to_num(loaded.codec.roundtrip(original)), c_sr)
+            if emb is None:
+                emb = loaded.extractor.embed(resample(wave, sr, loaded.extractor.sample_rate))
+            latent = predict_latent(loaded, emb, loaded.codec.num_frames(original.shape[0]))
+            raw = _decode(loaded, latent, original.shape[0])
+            for chain, name in zip(chains, names, strict=True):
+                write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)
+            rendered += 1
+    seconds = time.perf_counter() - start
+    write_run_json(out, command="sonify render", seed=None,
+                   config={"run": str(run), "checkpoint": str(loaded.checkpoint), "split": split,
+                           "post": chains, "folders": names, "limit": limit, "sample_rate": c_sr},
+                   models={"extractor": loaded.header["extractor"], "codec": loaded.header["codec"]},
+                   timings={"render": seconds},
+                   extra={"counts": {"clips": len(index), "rendered": rendered, "skipped": skipped,
+                                     "failed": len(errors)}})
+    errors.summary(len(index))
+    return out

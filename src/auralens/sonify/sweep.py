@@ -1,0 +1,101 @@
+"""Layer sweep: prepare + train one gate per extractor layer + render the same test clips.
+
+Layout::
+
+    DIR/layer=<L>/prep/     prepared dataset of layer L (index.jsonl, splits, run.json)
+    DIR/layer=<L>/run/      the trained gate (RUN layout of :mod:`auralens.sonify.train`)
+                            with run/renders/… for the test split
+    DIR/summary.csv, DIR/summary.md, DIR/run.json
+
+All layers share the split (same seed), so every layer renders the same test clips. Rerunning
+the sweep resumes: cached arrays are reused, finished runs and existing renders are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from auralens.io import write_run_json, write_text
+from auralens.sonify.prepare import parse_layer, prepare
+from auralens.sonify.render import render_split
+from auralens.sonify.train import NonFiniteLossError, TrainConfig, _finished, train
+
+log = logging.getLogger(__name__)
+
+
+def parse_layers(text: str | Sequence[str | int]) -> list[str | int]:
+    """``"patch,1,2"`` → ``["patch", 1, 2]``."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    out = [parse_layer(p) for p in parts if str(p).strip()]
+    return [p for p in out if p is not None]
+
+
+def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, codec: Any,
+          gate: str, out: str | Path, *, cfg: TrainConfig | None = None, seed: int = 42,
+          batch_size: int = 8, duration: float | None = 5.0, limit: int | None = None,
+          post: Sequence[str] = ("minmax",), render_limit: int | None = None,
+          cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Run the layer sweep (see the module docstring).
+
+    Returns:
+        one summary row per layer: ``layer, status, best_val_loss, best_epoch, renders``.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    layer_list = parse_layers(layers)
+    base = replace(cfg or TrainConfig(), gate=gate, seed=seed)
+    rows: list[dict[str, Any]] = []
+    for layer in layer_list:
+        ldir = out / f"layer={layer}"
+        prep = ldir / "prep"
+        prepare(data, encoder, codec, layer, prep, seed=seed, batch_size=batch_size,
+                duration=duration, limit=limit, cache_dir=cache_dir)
+        run = ldir / "run"
+        row: dict[str, Any] = {"layer": str(layer), "run": str(run.relative_to(out))}
+        try:
+            res = _finished(run, base.epochs) or train(prep, run, base, resume=True)
+            row.update(status=res.status, best_val_loss=res.best_val_loss, best_epoch=res.best_epoch,
+                       first_val_loss=res.first_val_loss)
+        except NonFiniteLossError as exc:
+            log.warning("%s", exc)
+            row.update(status="diverged", best_val_loss=None, best_epoch=None, first_val_loss=None)
+        if row["status"] == "ok":
+            renders = render_split(run, "test", post, limit=render_limit)
+            row["renders"] = str(renders.relative_to(out))
+        rows.append(row)
+    _write_summary(out, rows)
+    write_run_json(out, command="sonify sweep", seed=seed,
+                   config={"data": str(data), "encoder": str(encoder), "layers": [str(x) for x in layer_list],
+                           "codec": str(codec), "gate": gate, "train": asdict(base),
+                           "batch_size": batch_size, "duration": duration, "limit": limit,
+                           "post": list(post), "render_limit": render_limit},
+                   timings={"total": time.perf_counter() - start}, extra={"layers": rows})
+    return rows
+
+
+_COLUMNS = ("layer", "status", "best_val_loss", "best_epoch", "first_val_loss", "run", "renders")
+
+
+def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    def cell(row: dict[str, Any], col: str) -> str:
+        v = row.get(col)
+        if v is None:
+            return ""
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_COLUMNS)
+    for row in rows:
+        w.writerow([cell(row, c) for c in _COLUMNS])
+    write_text(out / "summary.csv", buf.getvalue())
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(cell(r, c) for c in _COLUMNS) + " |" for r in rows]
+    write_text(out / "summary.md", "\n".join(lines) + "\n")

@@ -1,0 +1,464 @@
+"""Train a gate on a prepared dataset: MSE between predicted and codec latents.
+
+Recipe (the study's): AdamW, batch 64 with gradient accumulation 2 (128 clips per update),
+evaluation batch 32, seed 42, 15 epochs by default (50 also used), best checkpoint by validation
+loss. Tensors are read from the prepared cache into memory once; nothing re-decodes audio.
+
+RUN directory (read by the evaluation report, keep it stable)::
+
+    RUN/run.json          config (encoder spec, layer, codec spec, gate, lr, epochs …), timings, result
+    RUN/history.jsonl     {"epoch", "train_loss", "val_loss", "lr", "time_s"} per epoch
+    RUN/best.safetensors  lowest validation loss so far
+    RUN/last.safetensors  end of the latest epoch (with optimizer + RNG state, for --resume)
+    RUN/tb/               TensorBoard scalars (loss/train, loss/val, lr)
+
+Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
+``RUN/lr=<v>/`` plus ``RUN/summary.csv`` and ``RUN/summary.md``.
+
+Ablations: ``blur`` — Gaussian blur of training embeddings (kernel 7 along time × 13 along
+features, i.e. torchvision's ``(kx, ky) = (7, 13)`` on the ``[dim, frames]`` image, sigma drawn
+uniformly from [0.1, 2] per batch, reflect padding); ``normalize="minmax"`` — per-channel
+min-max scaling of embeddings and latents to [0, 1] with statistics from the train split,
+stored in the checkpoint and inverted at render time (losses are then in normalised units).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from auralens.errors import AuralensError
+from auralens.io import append_jsonl, read_json, read_jsonl, write_jsonl, write_run_json, write_text
+from auralens.sonify import checkpoint as ckpt
+from auralens.sonify import gates
+from auralens.sonify.prepare import PreparedData, load_prepared
+
+log = logging.getLogger(__name__)
+
+#: The study's learning-rate grid (``--lr study``).
+STUDY_LRS: tuple[float, ...] = (1, 5e-1, 1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 1e-5, 1e-6)
+NORMALIZE_MODES = ("none", "minmax")
+BLUR_KERNEL = (7, 13)  # (time, features)
+BLUR_SIGMA = (0.1, 2.0)
+
+
+class TrainError(AuralensError):
+    """A training run that cannot start or continue."""
+
+
+class NonFiniteLossError(TrainError):
+    """The loss became NaN/Inf; the run was stopped."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (defaults: the study's recipe)."""
+
+    gate: str = "lin"
+    lr: float = 1e-3
+    epochs: int = 15
+    batch_size: int = 64
+    grad_accum: int = 2
+    eval_batch_size: int = 32
+    seed: int = 42
+    weight_decay: float = 0.01
+    blur: bool = False
+    normalize: str = "none"
+    resample: str = "interp"
+    hidden: int = 256
+    channels: int = 8
+    device: str = "auto"
+    tensorboard: bool = True
+    gate_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        gates.canonical(self.gate)
+        if self.normalize not in NORMALIZE_MODES:
+            raise TrainError(f"unknown normalisation {self.normalize!r}; choose from {', '.join(NORMALIZE_MODES)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.eval_batch_size < 1:
+            raise TrainError("epochs, batch sizes and gradient accumulation must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainError(f"learning rate must be a positive number, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of one run."""
+
+    run_dir: Path
+    lr: float
+    status: str  # "ok" | "diverged"
+    epochs_run: int
+    best_epoch: int | None
+    best_val_loss: float | None
+    first_val_loss: float | None
+    final_train_loss: float | None
+    seconds: float
+    message: str = ""
+
+
+def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
+    """``"study"`` → the study grid; ``"1e-3,5e-4"`` → ``[0.001, 0.0005]``."""
+    if isinstance(text, (int, float)):
+        return [float(text)]
+    if not isinstance(text, str):
+        return [float(v) for v in text]
+    if text.strip().lower() == "study":
+        return [float(v) for v in STUDY_LRS]
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise TrainError(f"--lr: {part!r} is not a number (use a comma list or 'study')") from None
+    if not out:
+        raise TrainError("--lr: no learning rate given")
+    return out
+
+
+def lr_dirname(lr: float) -> str:
+    return f"lr={lr:g}"
+
+
+# --- normalisation and augmentation ---------------------------------------------------
+
+def minmax_stats(emb: np.ndarray, lat: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-channel min/max of ``[N, C, T]`` arrays (train split)."""
+    return {"emb_min": emb.min(axis=(0, 2)), "emb_max": emb.max(axis=(0, 2)),
+            "lat_min": lat.min(axis=(0, 2)), "lat_max": lat.max(axis=(0, 2))}
+
+
+def _scale(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.where(hi - lo > 1e-8, hi - lo, 1.0).astype(np.float32)
+
+
+def normalize(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``[..., C, T]`` → ``(x - lo) / (hi - lo)`` per channel C (constant channels → x - lo)."""
+    return ((x - lo[:, None]) / _scale(lo, hi)[:, None]).astype(np.float32)
+
+
+def denormalize(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize`."""
+    return (x * _scale(lo, hi)[:, None] + lo[:, None]).astype(np.float32)
+
+
+def _gauss1d(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, kernel: tuple[int, int] = BLUR_KERNEL) -> torch.Tensor:
+    """Separable Gaussian blur of ``[B, C, T]`` seen as a ``C × T`` image.
+
+    Args:
+        x: ``[B, C, T]``.
+        sigma: standard deviation (same on both axes, like torchvision's GaussianBlur).
+        kernel: (time, features) kernel sizes, odd.
+    """
+    kt, kc = kernel
+    img = x.unsqueeze(1)  # [B, 1, C, T]
+    for size, axis in ((kt, 3), (kc, 2)):
+        pad = size // 2
+        mode = "reflect" if img.shape[axis] > pad else "replicate"
+        w = _gauss1d(size, sigma).to(x)
+        if axis == 3:
+            img = F.conv2d(F.pad(img, (pad, pad, 0, 0), mode=mode), w.view(1, 1, 1, size))
+        else:
+            img = F.conv2d(F.pad(img, (0, 0, pad, pad), mode=mode), w.view(1, 1, size, 1))
+    return img.squeeze(1)
+
+
+# --- training ---------------------------------------------------------------------------
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batch: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, emb.shape[0], batch):
+            pred = model(emb[i:i + batch])
+            total += F.mse_loss(pred, lat[i:i + batch], reduction="sum").item()
+            count += pred.numel()
+    return total / max(count, 1)
+
+
+def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
+    info = data.info
+    return {"model_name": gates.canonical(cfg.gate), "model_args": model_args,
+            "extractor": info["extractor"], "codec": info["codec"], "normalize": cfg.normalize,
+            "duration": info.get("duration"), "prepared": str(data.root), "lr": cfg.lr,
+            "config": asdict(cfg), **state}
+
+
+def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
+               result: dict[str, Any] | None = None) -> None:
+    info = data.info
+    config = {"prepared": str(data.root), "encoder": info["extractor"].get("spec"),
+              "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
+              **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
+    write_run_json(run, command="sonify train", config=config,
+                   models={"extractor": info["extractor"], "codec": info["codec"]},
+                   timings=timings, seed=cfg.seed,
+                   extra={"result": result or {}, "shapes": {
+                       "emb": [data.in_dim, data.frames_in], "lat": [data.out_dim, data.frames_out],
+                       "train": len(data.ids.get("train", [])), "val": len(data.ids.get("val", [])),
+                       "test": len(data.ids.get("test", []))}})
+
+
+def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | None = None, *,
+          resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train one gate with one learning rate into the run directory ``out``.
+
+    Args:
+        prep: PREP directory or an already loaded :class:`PreparedData`.
+        out: RUN directory.
+        cfg: hyper-parameters.
+        resume: continue from ``out/last.safetensors`` (the next epoch after the stored one).
+        overwrite: start over even when ``out`` already holds a run.
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/Inf (``run.json`` records the stop).
+        TrainError: bad configuration, or ``out`` holds a run and neither resume nor overwrite.
+    """
+    cfg = cfg or TrainConfig()
+    cfg.validate()
+    run = Path(out)
+    data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
+    start_time = time.perf_counter()
+    last_path, best_path, hist_path = run / "last.safetensors", run / "best.safetensors", run / "history.jsonl"
+    if last_path.exists() and not resume and not overwrite:
+        raise TrainError(f"{run}: already holds a training run; pass --resume to continue it "
+                         "or --overwrite to start again")
+    run.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
+
+    train_e, train_l = data.emb["train"], data.lat["train"]
+    has_val = "val" in data.emb and len(data.emb["val"]) > 0
+    val_e, val_l = (data.emb["val"], data.lat["val"]) if has_val else (train_e, train_l)
+    norm: dict[str, np.ndarray] = {}
+    if cfg.normalize == "minmax":
+        norm = minmax_stats(train_e, train_l)
+        train_e, val_e = (normalize(a, norm["emb_min"], norm["emb_max"]) for a in (train_e, val_e))
+        train_l, val_l = (normalize(a, norm["lat_min"], norm["lat_max"]) for a in (train_l, val_l))
+    te, tl = torch.from_numpy(train_e).to(device), torch.from_numpy(train_l).to(device)
+    ve, vl = torch.from_numpy(val_e).to(device), torch.from_numpy(val_l).to(device)
+
+    torch.manual_seed(cfg.seed)
+    opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
+    model_args = gates.gate_args(cfg.gate, data.in_dim, data.out_dim, data.frames_in, data.frames_out, **opts)
+    build_args = {k: v for k, v in model_args.items() if k != "name"}
+    model = gates.build(cfg.gate, **build_args).to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    start_epoch, best_val, best_epoch, first_val = 1, math.inf, None, None
+    train_loss: float | None = None
+    if resume and last_path.exists():
+        ck = ckpt.load(last_path)
+        ckpt.check_compatible(ck.header, last_path, extractor=data.info["extractor"].get("name"),
+                              layer=data.info["extractor"].get("layer"),
+                              codec=data.info["codec"].get("name"), model_name=gates.canonical(cfg.gate))
+        model.load_state_dict(ck.model)
+        optim.load_state_dict(ckpt.optimizer_state(ck))
+        for group in optim.param_groups:
+            group["lr"] = cfg.lr
+        if ck.rng is not None:
+            torch.set_rng_state(ck.rng)
+        start_epoch = int(ck.header["epoch"]) + 1
+        best_val = float(ck.header.get("best_val_loss") or math.inf)
+        best_epoch = ck.header.get("best_epoch")
+        first_val = ck.header.get("first_val_loss")
+        train_loss = ck.header.get("train_loss")
+        # Drop history lines of epochs after the checkpoint (a run killed mid-write).
+        write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if h["epoch"] < start_epoch])
+        log.info("%s: resuming at epoch %d", run, start_epoch)
+    elif hist_path.exists():
+        hist_path.unlink()
+        best_path.unlink(missing_ok=True)
+
+    writer = _tb_writer(run / "tb") if cfg.tensorboard else None
+    _write_run(run, cfg, data, {}, {"status": "running"})
+    n = te.shape[0]
+    steps_per_update = cfg.grad_accum
+    epoch = start_epoch - 1
+    status, message = "ok", ""
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            # The order depends only on (seed, epoch), so a resumed run sees the same batches.
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+            total, count, micro = 0.0, 0, 0
+            optim.zero_grad(set_to_none=True)
+            batches = [order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+            for bi, idx in enumerate(batches):
+                idx = idx.to(device)
+                x, y = te[idx], tl[idx]
+                if cfg.blur:
+                    sigma = float(torch.empty(1).uniform_(*BLUR_SIGMA))
+                    x = gaussian_blur(x, sigma)
+                loss = F.mse_loss(model(x), y)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"{run}: training loss became {loss.item()} at epoch {epoch}, batch {bi + 1} "
+                        f"(lr={cfg.lr:g}); run stopped — try a smaller learning rate")
+                (loss / steps_per_update).backward()
+                micro += 1
+                if micro % steps_per_update == 0 or bi == len(batches) - 1:
+                    optim.step()
+                    optim.zero_grad(set_to_none=True)
+                total += loss.item() * len(idx)
+                count += len(idx)
+            train_loss = total / max(count, 1)
+            val_loss = _evaluate(model, ve, vl, cfg.eval_batch_size)
+            if not math.isfinite(val_loss):
+                raise NonFiniteLossError(f"{run}: validation loss became {val_loss} at epoch {epoch} "
+                                         f"(lr={cfg.lr:g}); run stopped — try a smaller learning rate")
+            if first_val is None:
+                first_val = val_loss
+            improved = val_loss < best_val
+            if improved:
+                best_val, best_epoch = val_loss, epoch
+            state = {"epoch": epoch, "val_loss": val_loss, "train_loss": train_loss,
+                     "best_val_loss": best_val, "best_epoch": best_epoch, "first_val_loss": first_val}
+            header = _header(cfg, data, model_args, **state)
+            model.cpu()
+            if improved:
+                ckpt.save(best_path, model, header, norm=norm)
+            ckpt.save(last_path, model, header, optimizer=optim, norm=norm, rng=True)
+            model.to(device)
+            elapsed = time.perf_counter() - t0
+            append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                     "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
+            if writer is not None:
+                writer.add_scalar("loss/train", train_loss, epoch)
+                writer.add_scalar("loss/val", val_loss, epoch)
+                writer.add_scalar("lr", optim.param_groups[0]["lr"], epoch)
+                writer.flush()
+            log.info("epoch %d/%d train %.5g val %.5g (%.1f s)", epoch, cfg.epochs, train_loss, val_loss, elapsed)
+    except NonFiniteLossError as exc:
+        status, message = "diverged", str(exc)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        seconds = time.perf_counter() - start_time
+        result = TrainResult(run, cfg.lr, status, epoch, best_epoch,
+                             None if math.isinf(best_val) else best_val, first_val, train_loss,
+                             seconds, message)
+        _write_run(run, cfg, data, {"train": seconds}, {
+            "status": status, "message": message, "epochs_run": epoch, "best_epoch": best_epoch,
+            "best_val_loss": result.best_val_loss, "first_val_loss": first_val,
+            "final_train_loss": train_loss, "val_split": "val" if has_val else "train"})
+    return result
+
+
+def _tb_writer(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception as exc:  # noqa: BLE001 - tensorboard is optional at run time
+        log.warning("TensorBoard logging disabled (%s)", exc)
+        return None
+    return SummaryWriter(log_dir=str(path))
+
+
+def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequence[float], *,
+               resume: bool = False, overwrite: bool = False) -> list[TrainResult]:
+    """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``.
+
+    A diverging learning rate is recorded as such and the grid continues. With ``resume``,
+    finished runs are skipped and unfinished ones continue.
+    """
+    from dataclasses import replace
+
+    out = Path(out)
+    data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
+    results: list[TrainResult] = []
+    for lr in lrs:
+        run = out / lr_dirname(lr)
+        done = _finished(run, cfg.epochs)
+        if resume and done is not None:
+            log.info("%s: already finished; skipped", run)
+            results.append(done)
+            continue
+        try:
+            results.append(train(data, run, replace(cfg, lr=float(lr)), resume=resume, overwrite=overwrite))
+        except NonFiniteLossError as exc:
+            log.warning("%s", exc)
+            info = read_json(run / "run.json").get("result", {})
+            results.append(TrainResult(run, float(lr), "diverged", int(info.get("epochs_run") or 0),
+                                       info.get("best_epoch"), info.get("best_val_loss"),
+                                       info.get("first_val_loss"), info.get("final_train_loss"),
+                                       0.0, str(exc)))
+    write_summary(out, results)
+    return results
+
+
+def _finished(run: Path, epochs: int) -> TrainResult | None:
+    path = run / "run.json"
+    if not path.exists():
+        return None
+    info = read_json(path)
+    res = info.get("result", {})
+    if res.get("status") not in ("ok", "diverged") or (res.get("status") == "ok" and (res.get("epochs_run") or 0) < epochs):
+        return None
+    return TrainResult(run, float(info["config"]["lr"]), res["status"], int(res.get("epochs_run") or 0),
+                       res.get("best_epoch"), res.get("best_val_loss"), res.get("first_val_loss"),
+                       res.get("final_train_loss"), float(info.get("timings_s", {}).get("train", 0.0)),
+                       res.get("message", ""))
+
+
+SUMMARY_COLUMNS = ("lr", "status", "best_val_loss", "best_epoch", "first_val_loss",
+                   "final_train_loss", "epochs_run", "time_s", "run")
+
+
+def _row(r: TrainResult, root: Path) -> dict[str, Any]:
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.6g}"
+
+    return {"lr": f"{r.lr:g}", "status": r.status, "best_val_loss": fmt(r.best_val_loss),
+            "best_epoch": "" if r.best_epoch is None else str(r.best_epoch),
+            "first_val_loss": fmt(r.first_val_loss), "final_train_loss": fmt(r.final_train_loss),
+            "epochs_run": str(r.epochs_run), "time_s": f"{r.seconds:.1f}",
+            "run": str(r.run_dir.relative_to(root)) if r.run_dir.is_relative_to(root) else str(r.run_dir)}
+
+
+def write_summary(out: str | Path, results: Sequence[TrainResult]) -> tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.md`` (one row per run, best first among finished)."""
+    out = Path(out)
+    rows = [_row(r, out) for r in results]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    csv_path = write_text(out / "summary.csv", buf.getvalue())
+    ok = [r for r in results if r.status == "ok" and r.best_val_loss is not None]
+    best = min(ok, key=lambda r: r.best_val_loss) if ok else None  # type: ignore[arg-type, return-value]
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in SUMMARY_COLUMNS) + " |" for row in rows]
+    if best is not None:
+        lines += ["", f"Best: lr={best.lr:g} (validation loss {best.best_val_loss:.6g}, epoch {best.best_epoch})."]
+    md_path = write_text(out / "summary.md", "\n".join(lines) + "\n")
+    return csv_path, md_path
