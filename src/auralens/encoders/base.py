@@ -62,3 +62,12 @@ class Extractor(ABC):
 
 
 EXTRACTORS: Registry[Extractor] = Registry("extractor", default="classifier")
+
+# Lazy registrations: transformers is imported only when a backend is built.
+EXTRACTORS.register("hf", "auralens.encoders.hf:build_hf")
+EXTRACTORS.register("ast", "auralens.encoders.ast:build_ast")
+EXTRACTORS.register("classifier", "auralens.encoders.ast:build_classifier")
+EXTRACTORS.register("hubert", "auralens.encoders.hf_ssl:build_hubert")
+EXTRACTORS.register("wav2vec2", "auralens.encoders.hf_ssl:build_wav2vec2")
+EXTRACTORS.register("wavlm", "auralens.encoders.hf_ssl:build_wavlm")
+EXTRACTORS.register("data2vec-audio", "auralens.encoders.hf_ssl:build_data2vec_audio")

@@ -1,0 +1,93 @@
+"""Tiny random-weight audio encoders and codecs for tests (each saves in well under 1 s).
+
+Every factory builds a model from a config object with small widths and two layers, seeds
+torch so the weights are reproducible, and writes it with ``save_pretrained`` (plus the
+feature extractor config where the real checkpoints ship one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _seed() -> None:
+    import torch
+
+    torch.manual_seed(0)
+
+
+def _ast_config(**extra: object):
+    from transformers import ASTConfig
+
+    # 64 mels × 128 frames (1.28 s) → 5 freq × 12 time patches = 60 patches.
+    return ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, num_mel_bins=64, max_length=128, **extra)
+
+
+def _ast_fe(out_dir: Path) -> None:
+    from transformers import ASTFeatureExtractor
+
+    ASTFeatureExtractor(num_mel_bins=64, max_length=128).save_pretrained(out_dir)
+
+
+def make_ast(out_dir: Path) -> None:
+    """A bare ``ASTModel`` (hidden 32, 2 blocks, 64 mels × 128 frames)."""
+    from transformers import ASTModel
+
+    _seed()
+    ASTModel(_ast_config()).save_pretrained(out_dir)
+    _ast_fe(out_dir)
+
+
+def make_ast_classifier(out_dir: Path) -> None:
+    """An ``ASTForAudioClassification`` with 3 labels (same trunk as :func:`make_ast`)."""
+    from transformers import ASTForAudioClassification
+
+    _seed()
+    labels = ["dog", "rain", "siren"]
+    cfg = _ast_config(id2label=dict(enumerate(labels)),
+                      label2id={n: i for i, n in enumerate(labels)})
+    ASTForAudioClassification(cfg).save_pretrained(out_dir)
+    _ast_fe(out_dir)
+
+
+def _ssl_kwargs() -> dict:
+    # The real conv stack (stride 320) with narrow channels: 1 s at 16 kHz → 49 frames.
+    return dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def _ssl_fe(out_dir: Path, layer_norm: bool) -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    Wav2Vec2FeatureExtractor(do_normalize=layer_norm,
+                             return_attention_mask=layer_norm).save_pretrained(out_dir)
+
+
+def make_hubert(out_dir: Path) -> None:
+    """A ``HubertModel`` with a group-norm feature encoder (like hubert-base)."""
+    from transformers import HubertConfig, HubertModel
+
+    _seed()
+    HubertModel(HubertConfig(**_ssl_kwargs())).save_pretrained(out_dir)
+    _ssl_fe(out_dir, layer_norm=False)
+
+
+def make_wav2vec2(out_dir: Path) -> None:
+    """A ``Wav2Vec2Model`` with a layer-norm feature encoder (uses attention masks)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    _seed()
+    cfg = Wav2Vec2Config(feat_extract_norm="layer", do_stable_layer_norm=True, **_ssl_kwargs())
+    Wav2Vec2Model(cfg).save_pretrained(out_dir)
+    _ssl_fe(out_dir, layer_norm=True)
+
+
+def make_wavlm(out_dir: Path) -> None:
+    """A ``WavLMModel`` (relative position buckets kept small)."""
+    from transformers import WavLMConfig, WavLMModel
+
+    _seed()
+    cfg = WavLMConfig(num_buckets=32, max_bucket_distance=100, **_ssl_kwargs())
+    WavLMModel(cfg).save_pretrained(out_dir)
+    _ssl_fe(out_dir, layer_norm=False)
