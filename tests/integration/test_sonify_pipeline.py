@@ -1,0 +1,194 @@
+"""prepare → train → render on a tiny procedural library with weight-free test doubles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factories.sonify import write_library
+from typer.testing import CliRunner
+
+from auralens.errors import CheckpointMismatchError
+from auralens.io import read_json, read_jsonl
+from auralens.sonify.cli import app
+from auralens.sonify.prepare import PrepareError, load_prepared, prepare
+from auralens.sonify.render import load_run, render, render_split
+from auralens.sonify.sweep import sweep
+from auralens.sonify.train import NonFiniteLossError, TrainConfig, TrainError, train, train_grid
+
+ENC, COD = "toyband", "toyband"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sonify-cache")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0, bad=1)
+
+
+@pytest.fixture(scope="module")
+def prep(library: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prep")
+    prepare(library, ENC, COD, 1, out, duration=1.0, batch_size=5, cache_dir=cache)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(prep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "lin"
+    train(prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=12, batch_size=4))
+    return run
+
+
+def test_prepare_writes_index_splits_and_errors(prep: Path) -> None:
+    index = read_jsonl(prep / "index.jsonl")
+    assert len(index) == 24  # 3 classes × 8, the corrupt file skipped
+    errors = read_jsonl(prep / "errors.jsonl")
+    assert len(errors) == 1 and "bad0" in errors[0]["item"]
+    splits = {n: (prep / f"{n}.txt").read_text().split() for n in ("train", "val", "test")}
+    assert [len(splits[n]) for n in ("train", "val", "test")] == [19, 3, 3]  # the dataset's split
+    info = read_json(prep / "run.json")["prepared"]
+    assert info["splits"] == {"train": 18, "val": 3, "test": 3}  # usable clips per split
+    assert info["extractor"]["layer"] == 1 and info["codec"]["name"].startswith("toyband-codec")
+    # 1 s at 8 kHz: toy extractor 50 fps (hop 160) → 51 frames of 16 dims; codec hop 128 → 63 frames.
+    assert info["emb_shape"] == [51, 16] and info["lat_shape"] == [12, 63]
+    data = load_prepared(prep)
+    assert data.emb["train"].shape == (18, 16, 51)  # channel-first, as the gates expect
+    assert data.lat["val"].shape == (3, 12, 63)
+
+
+def test_second_prepare_hits_the_cache(prep: Path, library: Path, cache: Path, tmp_path: Path) -> None:
+    entries = sorted(cache.rglob("*.safetensors"))
+    mtimes = [p.stat().st_mtime_ns for p in entries]
+    res = prepare(library, ENC, COD, 1, tmp_path / "again", duration=1.0, cache_dir=cache)
+    assert (res.computed_embeddings, res.computed_latents) == (0, 0) and res.n_ok == 24
+    assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.safetensors"))] == mtimes
+    # Another layer is another key: embeddings are recomputed, latents reused.
+    res2 = prepare(library, ENC, COD, 2, tmp_path / "layer2", duration=1.0, cache_dir=cache)
+    assert (res2.computed_embeddings, res2.computed_latents) == (24, 0)
+
+
+def test_training_loss_falls_and_run_layout(trained: Path) -> None:
+    hist = read_jsonl(trained / "history.jsonl")
+    assert [h["epoch"] for h in hist] == list(range(1, 13))
+    assert set(hist[0]) == {"epoch", "train_loss", "val_loss", "lr", "time_s"}
+    assert min(h["val_loss"] for h in hist) < 0.25 * hist[0]["val_loss"]
+    for name in ("run.json", "best.safetensors", "last.safetensors"):
+        assert (trained / name).exists()
+    assert any((trained / "tb").iterdir())
+    cfg = read_json(trained / "run.json")
+    assert cfg["config"]["encoder"] == ENC and cfg["config"]["codec"] == COD
+    assert cfg["config"]["layer"] == 1 and cfg["config"]["gate"] == "v0" and cfg["config"]["epochs"] == 12
+    assert cfg["result"]["status"] == "ok"
+    assert cfg["result"]["best_val_loss"] == pytest.approx(min(h["val_loss"] for h in hist))
+
+
+def test_render_is_finite_with_original_length(trained: Path) -> None:
+    loaded = load_run(trained)
+    rng = np.random.default_rng(0)
+    for n, sr in ((16000, 16000), (11025, 22050), (8000, 8000)):
+        wave = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        out = render(loaded, wave, sr, post="minmax")
+        assert out.shape == (round(n * 8000 / sr),) and np.all(np.isfinite(out))
+        assert render(loaded, wave, sr, post="none", out_sr=sr).shape == (n,)
+    silent = render(loaded, np.zeros(16000, np.float32), 16000, post="minmax,wiener")
+    assert np.all(np.isfinite(silent)) and silent.shape == (8000,)
+
+
+def test_render_split_layout_and_resume(trained: Path) -> None:
+    out = render_split(trained, "test", ["minmax", "none"])
+    for folder in ("original", "ceiling", "minmax", "none"):
+        assert len(list((out / folder).glob("*.wav"))) == 3
+    counts = read_json(out / "run.json")["counts"]
+    assert counts["rendered"] == 3
+    render_split(trained, "test", ["minmax", "none"])
+    assert read_json(out / "run.json")["counts"]["skipped"] == 3
+
+
+def test_resume_continues_from_last_epoch(prep: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(gate="conv", lr=5e-3, epochs=2, batch_size=8, tensorboard=False)
+    train(prep, tmp_path / "run", cfg)
+    with pytest.raises(TrainError, match="--resume"):
+        train(prep, tmp_path / "run", cfg)
+    cfg.epochs = 4
+    res = train(prep, tmp_path / "run", cfg, resume=True)
+    hist = read_jsonl(tmp_path / "run" / "history.jsonl")
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4] and res.epochs_run == 4
+    # Same result as an uninterrupted 4-epoch run (batch order and RNG state are restored).
+    full = train(prep, tmp_path / "full", TrainConfig(gate="conv", lr=5e-3, epochs=4, batch_size=8,
+                                                      tensorboard=False))
+    assert full.best_val_loss == pytest.approx(res.best_val_loss, rel=1e-4)
+
+
+def test_non_finite_loss_stops_and_grid_continues(prep: Path, tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match="non-finite|became"):
+        train(prep, tmp_path / "boom", TrainConfig(gate="lin", lr=1e6, epochs=3, batch_size=4, tensorboard=False))
+    assert read_json(tmp_path / "boom" / "run.json")["result"]["status"] == "diverged"
+    results = train_grid(prep, tmp_path / "grid", TrainConfig(gate="lin", epochs=2, batch_size=4, tensorboard=False),
+                         [1e6, 1e-2])
+    assert [r.status for r in results] == ["diverged", "ok"]
+    assert (tmp_path / "grid" / "lr=0.01" / "best.safetensors").exists()
+    assert "diverged" in (tmp_path / "grid" / "summary.csv").read_text()
+    assert "Best: lr=0.01" in (tmp_path / "grid" / "summary.md").read_text()
+    # An lr grid directory renders with its best run.
+    assert load_run(tmp_path / "grid").run_dir.name == "lr=0.01"
+
+
+def test_normalize_and_blur_ablation_renders(prep: Path, tmp_path: Path) -> None:
+    run = tmp_path / "norm"
+    train(prep, run, TrainConfig(gate="lin-r", lr=1e-2, epochs=2, batch_size=4, normalize="minmax",
+                                 blur=True, tensorboard=False))
+    loaded = load_run(run)
+    assert loaded.header["normalize"] == "minmax" and set(loaded.norm) >= {"lat_min", "lat_max"}
+    out = render(loaded, np.ones(16000, np.float32) * 0.1, 16000)
+    assert np.all(np.isfinite(out)) and out.shape == (8000,)
+
+
+def test_checkpoint_mismatch_is_refused(trained: Path) -> None:
+    with pytest.raises(CheckpointMismatchError, match="extractor"):
+        load_run(trained, encoder="toyband@dim=8")
+    with pytest.raises(CheckpointMismatchError, match="codec"):
+        load_run(trained, codec="toyband@bands=6")
+
+
+def test_prepare_rejects_empty_dataset(tmp_path: Path, cache: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no "):
+        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", cache_dir=cache)
+    with pytest.raises(PrepareError, match="dtype"):
+        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", dtype="int8", cache_dir=cache)
+
+
+def test_sweep_two_layers(library: Path, cache: Path, tmp_path: Path) -> None:
+    rows = sweep(library, ENC, "features,2", COD, "lin", tmp_path / "sweep",
+                 cfg=TrainConfig(lr=1e-2, epochs=2, batch_size=4, tensorboard=False),
+                 duration=1.0, render_limit=2, cache_dir=cache)
+    assert [r["layer"] for r in rows] == ["features", "2"] and all(r["status"] == "ok" for r in rows)
+    names = [sorted(p.name for p in (tmp_path / "sweep" / f"layer={x}" / "run" / "renders" / "minmax").glob("*.wav"))
+             for x in ("features", 2)]
+    assert names[0] == names[1] and len(names[0]) == 2  # the same test clips for every layer
+    assert "features" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
+def test_cli_train_and_render(prep: Path, tmp_path: Path, library: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(prep), "--gate", "v9", "--out", str(tmp_path / "run"),
+                              "--epochs", "2", "--lr", "1e-2", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    assert "best validation loss" in res.output
+    clip = next((library / "audio").glob("2-*.wav"))
+    res = runner.invoke(app, ["render", str(clip), "--run", str(tmp_path / "run"),
+                              "--out", str(tmp_path / "out.wav"), "--post", "minmax,wiener"])
+    assert res.exit_code == 0, res.output
+    import soundfile as sf
+
+    info = sf.info(str(tmp_path / "out.wav"))
+    assert info.samplerate == 8000 and info.frames == 8000
+    res = runner.invoke(app, ["train", "--help"])
+    assert res.exit_code == 0 and "--normalize" in res.output
+    assert json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])["epoch"] == 2

@@ -1,0 +1,149 @@
+"""End-to-end listening report on a fake run directory, plus the rating server round trip."""
+
+from __future__ import annotations
+
+import csv
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auralens import audio
+from auralens.evaluate.report import build_report, serve_ratings
+from auralens.io import write_json, write_jsonl
+
+SR = 16000
+CLIPS = ["sine_a", "noise<b>", "chirp_c"]
+
+
+def _clip(name: str, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(SR) / SR
+    env = np.sin(np.pi * t) ** 2
+    if name.startswith("sine"):
+        return (0.5 * np.sin(2 * np.pi * 440 * t) * env).astype(np.float32)
+    if name.startswith("noise"):
+        return (0.2 * rng.standard_normal(SR) * env).astype(np.float32)
+    return (0.4 * np.sin(2 * np.pi * (200 + 1500 * t) * t) * env).astype(np.float32)
+
+
+def make_fake_run(root: Path, name: str = "run_a", encoder: str = "hf:facebook/hubert-base-ls960@layer=3",
+                  posts: tuple[str, ...] = ("none", "minmax")) -> Path:
+    """A run directory as `auralens sonify train` + `render` write it (sine/noise clips)."""
+    rng = np.random.default_rng(0)
+    run = root / name
+    for cid in CLIPS:
+        x = _clip(cid, rng)
+        audio.write(run / "renders" / "original" / f"{cid}.wav", x, SR)
+        audio.write(run / "renders" / "ceiling" / f"{cid}.wav",
+                    x + 0.01 * rng.standard_normal(SR).astype(np.float32), SR)
+        for k, post in enumerate(posts):
+            y = 0.6 * x + (0.05 + 0.1 * k) * rng.standard_normal(SR).astype(np.float32)
+            audio.write(run / "renders" / post / f"{cid}.wav", np.clip(y, -1, 1), SR)
+    write_json(run / "run.json", {"command": "sonify train", "config": {
+        "encoder": encoder, "layer": 3, "codec": "mel", "gate": "mlp", "lr": 1e-3, "epochs": 4}})
+    write_jsonl(run / "history.jsonl", [
+        {"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "lr": 1e-3, "time_s": 0.1}
+        for e in range(4)])
+    return run
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    runs = [make_fake_run(root, "run_a"), make_fake_run(root, "run_<b>", posts=("none",))]
+    out = root / "report"
+    build_report(runs, out, embedder="logmel", use_cache=False)
+    return out
+
+
+def test_report_contains_every_clip_player_image_and_table(report_dir: Path) -> None:
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    for cid in CLIPS:
+        assert f"<h3>{cid.replace('<', '&lt;').replace('>', '&gt;')} " in page
+    assert "noise<b>" not in page and "run_<b>" not in page  # escaped everywhere
+    assert page.count("<audio controls") == 3 * (4 + 3)  # per clip: original, ceiling, posts
+    srcs = [s.split('"')[0] for s in page.split('src="')[1:]]
+    assert srcs and all((report_dir / s.replace("&amp;", "&")).exists() for s in srcs)
+    assert any(s.endswith("loss.png") for s in srcs) and any("summary_fad" in s for s in srcs)
+    assert "FAD" in page and "KAD" in page and "ceiling" in page and "logmel@" in page
+
+
+def test_metrics_files_have_ceiling_beside_each_version(report_dir: Path) -> None:
+    rows = list(csv.DictReader(open(report_dir / "metrics.csv", encoding="utf-8")))
+    assert {(r["run"], r["version"]) for r in rows} == {
+        ("run_a", "ceiling"), ("run_a", "none"), ("run_a", "minmax"),
+        ("run__b_", "ceiling"), ("run__b_", "none")}
+    by = {(r["run"], r["version"]): r for r in rows}
+    a_none, a_ceil = by[("run_a", "none")], by[("run_a", "ceiling")]
+    assert float(a_none["ceiling_fad"]) == pytest.approx(float(a_ceil["fad"]))
+    # The ceiling (tiny noise) is far closer to the originals than the noisy renders.
+    for key in ("fad", "kad", "mr_stft"):
+        assert float(a_ceil[key]) < float(a_none[key]) < float(by[("run_a", "minmax")][key])
+    assert a_none["encoder"].startswith("hf:facebook/hubert") and a_none["gate"] == "mlp"
+    data = json.loads((report_dir / "metrics.json").read_text())
+    assert data["embedder"].startswith("logmel@") and all(
+        np.isfinite(r["fad"]) for r in data["rows"])
+    clip_rows = list(csv.DictReader(open(report_dir / "clip_metrics.csv", encoding="utf-8")))
+    assert len(clip_rows) == 3 * 5 and all(r["kad_file"] for r in clip_rows)
+    assert (report_dir / "topk_fad.md").read_text().count("| ") > 2
+    assert json.loads((report_dir / "run.json").read_text())["command"] == "sonify report"
+
+
+def test_rating_server_round_trip(report_dir: Path) -> None:
+    from auralens.evaluate.ratings import aggregate_ratings, load_ratings
+
+    items = json.loads((report_dir / "items.json").read_text())
+    assert len(items) == 3 * 5  # ceiling + posts, per clip, per run
+    server, _ = serve_ratings(report_dir, "ann")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        page = urllib.request.urlopen(base + "/").read().decode()
+        assert "Rate sonifications" in page and page.count('class="item"') == len(items)
+
+        def post(body: dict) -> dict:
+            req = urllib.request.Request(base + "/api/rate", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                return json.loads(urllib.request.urlopen(req).read())
+            except urllib.error.HTTPError as exc:
+                return json.loads(exc.read())
+
+        assert post({"item": items[0]["id"], "visual": 4, "audio": 2})["ok"]
+        assert post({"item": items[1]["id"], "visual": 2, "audio": 4})["ok"]
+        assert not post({"item": items[1]["id"], "visual": 9, "audio": 4})["ok"]
+        assert not post({"item": "nope", "visual": 1, "audio": 1})["ok"]
+        assert urllib.request.urlopen(base + "/" + items[0]["audio"]).status == 200
+    finally:
+        server.shutdown()
+    ratings = load_ratings(report_dir / "ratings.csv")
+    assert [(r.rater, r.visual, r.audio) for r in ratings] == [("ann", 4, 2), ("ann", 2, 4)]
+    agg = aggregate_ratings(ratings, by=("version",))
+    assert {r["version"] for r in agg} == {f"{items[0]['run']}/{items[0]['version']}",
+                                          f"{items[1]['run']}/{items[1]['version']}"}
+
+
+def test_circular_embedder_is_flagged() -> None:
+    from auralens.evaluate.embedders import circularity_warning
+
+    cfg = {"config": {"encoder": "hf:facebook/hubert-base-ls960@layer=3", "codec": "mel"}}
+    assert "circular" in circularity_warning("hf:facebook/hubert-base-ls960@layer=9", cfg)
+    assert circularity_warning("clap:laion/clap-htsat-unfused", cfg) is None
+    assert circularity_warning("logmel", cfg) is None
+
+
+def test_cli_report_and_ratings(tmp_path: Path) -> None:
+    from auralens.cli import main
+
+    run = make_fake_run(tmp_path, posts=("none",))
+    assert main(["sonify", "report", str(run), "--out", str(tmp_path / "rep"), "--embedder", "mfcc"]) == 0
+    assert "mfcc@" in (tmp_path / "rep" / "index.html").read_text()
+    csv_path = tmp_path / "r.csv"
+    from auralens.evaluate.ratings import save_rating
+
+    save_rating(csv_path, rater="x", run="run_a", version="run_a/none", clip="c", visual=3, audio=4)
+    assert main(["sonify", "ratings", str(csv_path), "--out", str(tmp_path / "agg.md")]) == 0
+    assert "3.00 ± 0.00" in (tmp_path / "agg.md").read_text()
+    assert main(["sonify", "report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
