@@ -2,9 +2,88 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from auralens.cli_utils import default_group
 
 app = typer.Typer(help="Imagine: separate → caption → describe → image, or an audio LLM end to end.",
                   cls=default_group("run"), no_args_is_help=True)
+
+_MODE = typer.Option("pipeline", "--mode", help="pipeline (separate → caption → compose) or "
+                     "allm (one audio LLM on the whole mixture).")
+_SEP = typer.Option(None, "--separator", help="Separator spec (default: the committed TDCN++).")
+_CAP = typer.Option(None, "--captioner", help="classifier (default, offline), clap-zeroshot, "
+                    "qwen2-audio, whisper-aac, hf-audio-text:<id>, or a model dir.")
+_COMP = typer.Option(None, "--composer", help="template (default, offline), hf:qwen2.5, mistral, "
+                     "falcon3, hf:<id or dir>, openai:<model>@base_url=URL.")
+_TECH = typer.Option("zero-shot", "--technique", help="zero-shot, cot, role or few-shot.")
+_IMG = typer.Option("none", "--image", help="none (default, offline) or diffusers:sd3.5 / "
+                    "diffusers:<id or dir>@steps=28,guidance=4.5,width=1024,height=1024.")
+_ALLM = typer.Option("qwen2-audio", "--allm", help="Audio LLM for --mode allm: qwen2-audio[:<id "
+                     "or dir>] or hf-audio-text:<id or dir>.")
+_TPL = typer.Option(None, "--template", help="Your own prompt template file (see "
+                    "compose/prompts/README.md).", exists=False)
+_SEED = typer.Option(0, "--seed", help="Image seed.")
+_CFG = typer.Option(None, "--config", help="YAML with imagine options (flags override it).")
+_SET = typer.Option(None, "--set", help="Override a config key: --set activity.rule=frames.")
+
+
+def _config(config: Path | None, sets: list[str] | None, **flags: Any) -> dict[str, Any]:
+    from auralens.config import apply_overrides, load_yaml
+
+    cfg: dict[str, Any] = dict(load_yaml(config).get("imagine", load_yaml(config))) \
+        if config else {}
+    for key, value in flags.items():
+        if value is not None:
+            cfg[key] = str(value) if isinstance(value, Path) else value
+    return apply_overrides(cfg, sets)
+
+
+@app.command("run")
+def run(
+    input: Path = typer.Argument(..., help="Audio (wav/flac/ogg/mp3) or video (needs ffmpeg)."),
+    out: Path = typer.Option(..., "--out", help="Output directory."),
+    mode: str = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
+    composer: str | None = _COMP, technique: str = _TECH, image: str = _IMG,
+    allm: str = _ALLM, template: Path | None = _TPL, seed: int = _SEED,
+    config: Path | None = _CFG, set_: list[str] | None = _SET,
+) -> None:
+    """Describe (and optionally render) the scene heard in INPUT; writes OUT/report.html."""
+    from auralens.scene.pipeline import imagine
+
+    cfg = _config(config, set_, mode=mode, separator=separator, captioner=captioner,
+                  composer=composer, technique=technique, image=image, allm=allm,
+                  template=template, seed=seed)
+    res = imagine(input, out, cfg)
+    for reason in res.skipped.values():
+        typer.echo(f"note: {reason}", err=True)
+    if res.mode == "pipeline":
+        typer.echo(f"{res.n_estimates} estimates, {len(res.kept)} kept: "
+                   + "; ".join(res.captions))
+    if res.description:
+        typer.echo(f"description: {res.description}")
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("batch")
+def batch(
+    data: Path = typer.Argument(..., help="FUSS-style dataset dir or a JSONL manifest."),
+    out: Path = typer.Option(..., "--out", help="Output directory (results.jsonl, errors.jsonl)."),
+    split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. eval)."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N mixtures."),
+    mode: str = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
+    composer: str | None = _COMP, technique: str = _TECH, image: str = _IMG,
+    allm: str = _ALLM, template: Path | None = _TPL, seed: int = _SEED,
+    config: Path | None = _CFG, set_: list[str] | None = _SET,
+) -> None:
+    """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl)."""
+    from auralens.scene.pipeline import imagine_batch
+
+    cfg = _config(config, set_, mode=mode, separator=separator, captioner=captioner,
+                  composer=composer, technique=technique, image=image, allm=allm,
+                  template=template, seed=seed)
+    lines = imagine_batch(data, out, cfg, split=split, limit=limit)
+    typer.echo(f"{len(lines)} results in {out / 'results.jsonl'}")

@@ -25,8 +25,22 @@ class Composer(ABC):
     name: str = "composer"
 
     @abstractmethod
-    def compose(self, captions: list[str], technique: str = "zero-shot") -> Description:
-        """Merge captions (one per kept source) into a :class:`Description`."""
+    def compose(self, captions: list[str], technique: str = "zero-shot",
+                labels: list[str | None] | None = None) -> Description:
+        """Merge captions (one per kept source) into a :class:`Description`.
+
+        Args:
+            captions: one caption per kept source.
+            technique: one of :data:`TECHNIQUES`.
+            labels: optional class label per caption (from classifier/CLAP captioners);
+                composers that work from labels (``template``) prefer them.
+        """
 
 
 COMPOSERS: Registry[Composer] = Registry("composer", default="template")
+
+# Lazy registrations: heavy libraries load only when a backend is built.
+COMPOSERS.register("template", "auralens.scene.compose.template:build")
+COMPOSERS.register("hf", "auralens.scene.compose.hf_chat:build",
+                   aliases=("qwen2.5", "mistral", "falcon3"))
+COMPOSERS.register("openai", "auralens.scene.compose.openai_api:build")

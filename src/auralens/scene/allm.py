@@ -1,0 +1,73 @@
+"""End-to-end baseline: one audio LLM turns the whole mixture into a scene description.
+
+No separation, no per-source captions: the mixture goes straight into an audio-text chat model
+(Qwen2-Audio by default) with one of the prompting techniques (``zero-shot``, ``cot``,
+``role``, ``few-shot``) from ``compose/prompts/allm_<technique>.txt`` or a user's template.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.scene.caption.qwen2audio import DEFAULT_MODEL, AudioChatLM
+from auralens.scene.compose.base import Description
+from auralens.scene.compose.prompting import load_template, parse_answer
+from auralens.scene.llm import resolve_model_id
+from auralens.specs import ModelSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+_GEN = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")
+
+
+class AudioLLMDescriber:
+    """Mixture → :class:`~auralens.scene.compose.base.Description` with one audio LLM.
+
+    Args:
+        lm: a loaded :class:`~auralens.scene.caption.qwen2audio.AudioChatLM`.
+        template: a user template file (else the built-in one per technique).
+        **gen: generation options (``max_new_tokens`` 512 by default).
+    """
+
+    def __init__(self, lm: AudioChatLM, *, template: str | Path | None = None,
+                 **gen: Any) -> None:
+        self.lm = lm
+        self.template = template
+        self.gen = {"max_new_tokens": 512, **gen}
+        self.name = f"allm:{lm.model_id}"
+        self.sample_rate = lm.sample_rate
+
+    def messages(self, technique: str = "zero-shot") -> list[dict[str, str]]:
+        return load_template("allm", technique, self.template).render()
+
+    def describe(self, wave: np.ndarray, technique: str = "zero-shot") -> Description:
+        """``[T]`` float32 mixture at :attr:`sample_rate` → description (+ CoT reasoning)."""
+        answer = self.lm.ask(wave, self.messages(technique), **self.gen)
+        return parse_answer(answer, cot=technique == "cot")
+
+
+def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path | None = None,
+                   **overrides: Any) -> AudioLLMDescriber:
+    """Build the baseline from ``qwen2-audio[:<id|dir>]`` or ``hf-audio-text:<id|dir>``.
+
+    Raises:
+        ModelUnavailableError: when the model is not available offline.
+    """
+    parsed = parse_spec(spec or "qwen2-audio")
+    params = {**parsed.params, **overrides}
+    gen = {k: v for k, v in params.items() if k in _GEN}
+    load = {k: v for k, v in params.items() if k not in _GEN}
+    if parsed.kind == "hf-audio-text":
+        from auralens.scene.caption.hf_audio_text import load_audio_text
+
+        lm = load_audio_text(resolve_model_id(parsed), **load)
+    else:
+        from auralens.scene.caption.qwen2audio import load_qwen2audio
+
+        default = DEFAULT_MODEL if parsed.kind in ("qwen2-audio", "qwen2audio") else None
+        lm = load_qwen2audio(resolve_model_id(parsed, default=default), **load)
+    return AudioLLMDescriber(lm, template=template, **gen)

@@ -1,0 +1,52 @@
+"""Small helpers shared by the transformers-based captioners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.scene.llm import LOAD_OPTIONS, from_pretrained, hf_load_kwargs
+
+
+def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:
+    """Load ``model_cls`` from ``model_id`` with our load options; returns ``(model, device)``."""
+    kwargs, device = hf_load_kwargs({k: v for k, v in params.items() if k in LOAD_OPTIONS})
+    model = from_pretrained(model_cls.from_pretrained, model_id, **kwargs)
+    if device:
+        model.to(device)
+    model.eval()
+    return model, next(model.parameters()).device
+
+
+def processor_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if params.get("trust_remote_code") is True:
+        out["trust_remote_code"] = True
+    if params.get("revision"):
+        out["revision"] = str(params["revision"])
+    return out
+
+
+def as_tensor(output: Any) -> Any:
+    """``get_*_features`` return a tensor in older transformers, a model output in newer."""
+    if hasattr(output, "pooler_output") and output.pooler_output is not None:
+        return output.pooler_output
+    return output
+
+
+def chunks(wave: np.ndarray, sample_rate: int, seconds: float = 30.0) -> list[np.ndarray]:
+    """Split ``[T]`` into pieces of at most ``seconds`` (a short tail merges into the last)."""
+    size = int(seconds * sample_rate)
+    if wave.shape[-1] <= size:
+        return [wave]
+    pieces = [wave[i:i + size] for i in range(0, wave.shape[-1], size)]
+    if len(pieces) > 1 and pieces[-1].shape[-1] < sample_rate:  # < 1 s tail: not worth a call
+        pieces = pieces[:-1]
+    return pieces
+
+
+def model_dir_label(model_id: str) -> str:
+    p = Path(model_id)
+    return p.name if p.exists() else model_id

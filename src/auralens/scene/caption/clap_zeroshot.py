@@ -1,0 +1,97 @@
+"""Zero-shot captions from CLAP: rank a label vocabulary (AudioSet's 527 classes by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.scene.caption._hf import as_tensor, load_model, processor_kwargs
+from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
+from auralens.scene.llm import from_pretrained, resolve_model_id
+from auralens.specs import ModelSpec
+
+#: The AudioSet ontology's 527 class names, one per line.
+AUDIOSET_LABELS = Path(__file__).with_name("audioset_labels.txt")
+DEFAULT_MODEL = "laion/clap-htsat-unfused"
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """One label per line; blank lines and ``#`` comments ignored."""
+    path = Path(path)
+    if not path.exists():
+        raise AuralensError(f"{path}: label file not found")
+    labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    labels = [ln for ln in labels if ln and not ln.startswith("#")]
+    if not labels:
+        raise AuralensError(f"{path}: no labels in file")
+    return labels
+
+
+class ClapZeroShotCaptioner(Captioner):
+    """Caption = the best-matching labels with their softmax scores.
+
+    Args:
+        model_id: CLAP checkpoint (``laion/clap-htsat-unfused``) or local dir.
+        labels: label file (default: the AudioSet vocabulary).
+        top_k: labels named in the caption.
+        prompt: text template each label is embedded with.
+    """
+
+    def __init__(self, model_id: str = DEFAULT_MODEL, *, labels: str | Path | None = None,
+                 top_k: int = 3, prompt: str = "This is a sound of {label}.",
+                 **params: Any) -> None:
+        import torch
+        from transformers import AutoProcessor, ClapModel
+
+        self.model_id = model_id
+        self.name = f"clap-zeroshot:{model_id}"
+        self.top_k = int(top_k)
+        self.labels = read_labels(labels or AUDIOSET_LABELS)
+        self.processor = from_pretrained(AutoProcessor.from_pretrained, model_id,
+                                         **processor_kwargs(params))
+        self.model, self.device = load_model(ClapModel, model_id, params)
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        texts = [prompt.format(label=readable_label(lb)) for lb in self.labels]
+        embeds = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 64):  # batches keep memory flat for 527 labels
+                tok = self.processor.tokenizer(texts[i:i + 64], padding=True, return_tensors="pt")
+                tok = {k: v.to(self.device) for k, v in tok.items()}
+                embeds.append(as_tensor(self.model.get_text_features(**tok)).float())
+        self.text_embeds = torch.nn.functional.normalize(torch.cat(embeds), dim=-1)  # [L, D]
+
+    def scores(self, wave: np.ndarray) -> np.ndarray:
+        """``[T]`` → ``[L]`` softmax over the label vocabulary."""
+        import torch
+
+        feats = self.processor.feature_extractor(np.asarray(wave, dtype=np.float32),
+                                                 sampling_rate=self.sample_rate,
+                                                 return_tensors="pt")
+        feats = {k: v.to(self.device) for k, v in feats.items()}
+        with torch.inference_mode():
+            audio = as_tensor(self.model.get_audio_features(**feats)).float()
+            audio = torch.nn.functional.normalize(audio, dim=-1)  # [1, D]
+            logits = self.model.logit_scale_a.exp().float() * audio @ self.text_embeds.T
+        return torch.softmax(logits[0], dim=-1).cpu().numpy()
+
+    def describe(self, wave: np.ndarray) -> CaptionResult:
+        probs = self.scores(wave)
+        order = np.argsort(-probs)[: self.top_k]
+        top = [(self.labels[int(i)], float(probs[i])) for i in order]
+        label, score = top[0]
+        text = f"{sound_of(label)} ({score:.2f})"
+        if len(top) > 1:
+            text += ", possibly also " + ", ".join(f"{readable_label(lb)} ({s:.2f})"
+                                                    for lb, s in top[1:])
+        return CaptionResult(text, readable_label(label), score, top)
+
+    def caption(self, wave: np.ndarray) -> str:
+        return self.describe(wave).text
+
+
+def build(spec: ModelSpec, **params: Any) -> ClapZeroShotCaptioner:
+    """``clap-zeroshot`` / ``clap-zeroshot:<id or dir>@labels=FILE,top_k=3``."""
+    return ClapZeroShotCaptioner(resolve_model_id(spec, default=DEFAULT_MODEL), **params)

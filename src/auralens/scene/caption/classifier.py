@@ -1,0 +1,86 @@
+"""Offline default captioner: an ESC-50-style audio classifier's top label → a caption.
+
+Any transformers audio-classification directory works (``AutoModelForAudioClassification`` +
+``AutoFeatureExtractor``); the default is the classifier committed under
+``auralens/presets/classifier``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import ModelUnavailableError
+from auralens.scene.caption._hf import load_model, processor_kwargs
+from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
+from auralens.scene.llm import from_pretrained, resolve_model_id
+from auralens.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Where the committed offline classifier lives.
+PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "classifier"
+
+
+class ClassifierCaptioner(Captioner):
+    """``"the sound of a dog (confidence 0.83)"`` from a classifier's top class.
+
+    Args:
+        model_id: local dir or hub id of an audio-classification model.
+        top_k: how many runner-up classes to keep in :attr:`CaptionResult.top`.
+        confidence: include the confidence in the caption text.
+    """
+
+    def __init__(self, model_id: str, *, top_k: int = 3, confidence: bool = True,
+                 **params: Any) -> None:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        self.model_id = model_id
+        self.name = f"classifier:{model_id}"
+        self.top_k = int(top_k)
+        self.confidence = bool(confidence)
+        self.extractor = from_pretrained(AutoFeatureExtractor.from_pretrained, model_id,
+                                         **processor_kwargs(params))
+        self.model, self.device = load_model(AutoModelForAudioClassification, model_id, params)
+        self.sample_rate = int(getattr(self.extractor, "sampling_rate", 16000))
+        self.labels = [str(self.model.config.id2label[i])
+                       for i in range(len(self.model.config.id2label))]
+
+    def describe(self, wave: np.ndarray) -> CaptionResult:
+        """``[T]`` at :attr:`sample_rate` → caption with the top label and its probability."""
+        import torch
+
+        inputs = self.extractor(np.asarray(wave, dtype=np.float32), sampling_rate=self.sample_rate,
+                                return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits[0].float()
+        # Multi-label (AudioSet) heads use sigmoid scores, single-label heads softmax.
+        multi = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
+        probs = torch.sigmoid(logits) if multi else torch.softmax(logits, dim=-1)
+        scores, idx = torch.topk(probs, k=min(self.top_k, probs.shape[0]))
+        top = [(self.labels[int(i)], float(s)) for s, i in zip(scores, idx, strict=True)]
+        label, score = top[0]
+        text = sound_of(label)
+        if self.confidence:
+            text += f" (confidence {score:.2f})"
+        return CaptionResult(text, readable_label(label), score, top)
+
+    def caption(self, wave: np.ndarray) -> str:
+        return self.describe(wave).text
+
+
+def build(spec: ModelSpec, **params: Any) -> ClassifierCaptioner:
+    """``classifier`` (committed preset) or ``classifier:<dir or hub id>``."""
+    if spec.id:
+        model_id = resolve_model_id(spec)
+    else:
+        if not (PRESET_DIR / "config.json").exists():
+            raise ModelUnavailableError(
+                str(PRESET_DIR), "the committed offline classifier is missing; pass "
+                "--captioner classifier:<dir> with any audio-classification model directory")
+        model_id = str(PRESET_DIR)
+    return ClassifierCaptioner(model_id, **params)

@@ -1,0 +1,152 @@
+"""Qwen2-Audio (and other audio-text chat models) as captioners and as the audio-LLM baseline.
+
+:class:`AudioChatLM` wraps a processor with a chat template and a generative model that takes
+audio inside a user turn. It is used by the ``qwen2-audio`` and ``hf-audio-text`` captioners and
+by :mod:`auralens.scene.allm`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.scene.caption._hf import chunks, load_model, processor_kwargs
+from auralens.scene.caption.base import Captioner
+from auralens.scene.llm import Message, from_pretrained, resolve_model_id
+from auralens.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
+#: Our captioning instruction (the study asked the model to describe the audio in detail).
+CAPTION_INSTRUCTION = ("Listen carefully and describe this sound in detail: what is making it, "
+                       "how it sounds and where it might be happening. Answer in one or two "
+                       "sentences.")
+#: Longest audio one model call receives; longer inputs are chunked.
+CHUNK_SECONDS = 30.0
+
+
+class AudioChatLM:
+    """A chat model that listens: processor (feature extractor + tokenizer + chat template)
+    and a generative model.
+
+    Args:
+        model_id: hub id or local dir.
+        model_classes: transformers classes tried in order (first that loads wins).
+        **params: load options (dtype, device, quantize, offload, trust_remote_code) and
+            generation defaults (max_new_tokens 256, temperature 0).
+    """
+
+    def __init__(self, model_id: str, model_classes: Sequence[Any], **params: Any) -> None:
+        from transformers import AutoProcessor
+
+        self.model_id = model_id
+        self.params = params
+        self.processor = from_pretrained(AutoProcessor.from_pretrained, model_id,
+                                         **processor_kwargs(params))
+        if getattr(self.processor, "chat_template", None) is None:
+            raise AuralensError(f"{model_id}: processor has no chat template")
+        last: Exception | None = None
+        for cls in model_classes:
+            try:
+                self.model, self.device = load_model(cls, model_id, params)
+                break
+            except (ValueError, TypeError, KeyError) as exc:  # wrong architecture for this class
+                last = exc
+        else:
+            raise AuralensError(f"{model_id}: not an audio-text-to-text model ({last})")
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.gen_defaults = {k: v for k, v in params.items()
+                             if k in ("max_new_tokens", "temperature", "top_p",
+                                      "repetition_penalty")}
+        self._lock = threading.Lock()
+
+    def ask(self, wave: np.ndarray, messages: Sequence[Message], **gen: Any) -> str:
+        """Answer ``messages`` with ``wave`` attached to the last user turn.
+
+        Audio longer than 30 s becomes several audio items in that turn.
+
+        Args:
+            wave: ``[T]`` float32 at :attr:`sample_rate`.
+            messages: chat turns with string contents; earlier turns (few-shot examples)
+                stay text-only.
+        """
+        import torch
+
+        pieces = chunks(np.asarray(wave, dtype=np.float32), self.sample_rate, CHUNK_SECONDS)
+        conv: list[dict[str, Any]] = []
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        for i, m in enumerate(messages):
+            if i == last_user:
+                content = [{"type": "audio", "audio_url": f"clip-{k}.wav"}
+                           for k in range(len(pieces))]
+                content.append({"type": "text", "text": str(m["content"])})
+                conv.append({"role": "user", "content": content})
+            else:
+                conv.append({"role": m["role"],
+                             "content": [{"type": "text", "text": str(m["content"])}]})
+        text = self.processor.apply_chat_template(conv, add_generation_prompt=True,
+                                                  tokenize=False)
+        inputs = self.processor(text=[text], audio=pieces, sampling_rate=self.sample_rate,
+                                return_tensors="pt", padding=True)
+        inputs = inputs.to(self.device)
+        opts = {"max_new_tokens": 256, "temperature": 0.0, **self.gen_defaults, **gen}
+        temperature = float(opts.get("temperature") or 0.0)
+        kwargs: dict[str, Any] = {"max_new_tokens": int(opts["max_new_tokens"]),
+                                  "do_sample": temperature > 0}
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+        tok = self.processor.tokenizer
+        kwargs["pad_token_id"] = tok.pad_token_id if tok.pad_token_id is not None \
+            else tok.eos_token_id
+        with self._lock, torch.inference_mode():
+            if opts.get("seed") is not None:
+                torch.manual_seed(int(opts["seed"]))
+            out = self.model.generate(**inputs, **kwargs)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
+
+
+class AudioChatCaptioner(Captioner):
+    """Caption by asking an :class:`AudioChatLM`; inputs over 30 s are captioned per chunk
+    and the captions joined.
+
+    Args:
+        lm: the loaded audio chat model.
+        instruction: the user prompt (default :data:`CAPTION_INSTRUCTION`).
+        kind: registry name for :attr:`name`.
+    """
+
+    def __init__(self, lm: AudioChatLM, *, instruction: str | None = None,
+                 kind: str = "qwen2-audio") -> None:
+        self.lm = lm
+        self.instruction = instruction or CAPTION_INSTRUCTION
+        self.name = f"{kind}:{lm.model_id}"
+        self.sample_rate = lm.sample_rate
+
+    def caption(self, wave: np.ndarray) -> str:
+        parts = chunks(np.asarray(wave, dtype=np.float32), self.sample_rate, CHUNK_SECONDS)
+        captions = [self.lm.ask(p, [{"role": "user", "content": self.instruction}])
+                    for p in parts]
+        captions = [c for c in captions if c]
+        if len(captions) <= 1:
+            return captions[0] if captions else ""
+        return " ".join(f"Then: {c}" if i else c for i, c in enumerate(captions))
+
+
+def load_qwen2audio(model_id: str = DEFAULT_MODEL, **params: Any) -> AudioChatLM:
+    """Load Qwen2-Audio (``Qwen2AudioForConditionalGeneration`` + ``AutoProcessor``)."""
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    return AudioChatLM(model_id, [Qwen2AudioForConditionalGeneration], **params)
+
+
+def build(spec: ModelSpec, *, instruction: str | None = None, **params: Any) -> Captioner:
+    """``qwen2-audio`` (Qwen/Qwen2-Audio-7B-Instruct) or ``qwen2-audio:<id or dir>``."""
+    lm = load_qwen2audio(resolve_model_id(spec, default=DEFAULT_MODEL), **params)
+    return AudioChatCaptioner(lm, instruction=instruction, kind="qwen2-audio")

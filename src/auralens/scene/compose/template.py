@@ -1,0 +1,164 @@
+"""Offline default composer: a small label → setting knowledge base, no model at all.
+
+It picks the setting compatible with the most sources (``knowledge.json``), places every
+source at a position in that place, turns each label into a visual phrase and writes one
+deterministic paragraph that names every source's label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.scene.caption.base import readable_label
+from auralens.scene.compose.base import Composer, Description
+from auralens.specs import ModelSpec
+
+KNOWLEDGE = Path(__file__).with_name("knowledge.json")
+_CONFIDENCE = re.compile(r"\s*\((?:confidence\s*)?[0-9.]+\)")
+_SOUND_OF = re.compile(r"^(?:the\s+)?sound\s+of\s+(?:an?\s+)?", re.IGNORECASE)
+
+
+@dataclass
+class Setting:
+    """One place of the knowledge base."""
+
+    name: str
+    place: str
+    mood: str
+    labels: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Knowledge:
+    """Settings, label → visual phrases and position words."""
+
+    settings: list[Setting]
+    visuals: dict[str, str]
+    positions: list[str]
+
+    @property
+    def vocabulary(self) -> set[str]:
+        words = set(self.visuals)
+        for s in self.settings:
+            words |= s.labels
+        return words
+
+
+@lru_cache(maxsize=4)
+def load_knowledge(path: str | Path = KNOWLEDGE) -> Knowledge:
+    """Read a knowledge-base JSON file (same layout as the shipped ``knowledge.json``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        settings = [Setting(s["name"], s["place"], s.get("mood", ""),
+                            {readable_label(x) for x in s.get("labels", [])})
+                    for s in data["settings"]]
+        visuals = {readable_label(k): v for k, v in data.get("visuals", {}).items()}
+        positions = list(data.get("positions") or ["In the foreground", "In the background"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise AuralensError(f"{path}: not a usable knowledge base ({exc})") from exc
+    if not settings:
+        raise AuralensError(f"{path}: knowledge base has no settings")
+    return Knowledge(settings, visuals, positions)
+
+
+def label_from_caption(caption: str, vocabulary: set[str]) -> str:
+    """Best label for a free-text caption: a "the sound of X" caption gives X; otherwise the
+    longest knowledge-base label mentioned in the text; otherwise the caption itself."""
+    text = _CONFIDENCE.sub("", caption).strip()
+    text = text.split(", possibly also")[0].strip()
+    low = text.lower()
+    if _SOUND_OF.match(low):
+        return readable_label(_SOUND_OF.sub("", low))
+    found = [v for v in vocabulary if re.search(rf"\b{re.escape(v)}\b", low)]
+    if found:
+        return max(found, key=len)
+    return readable_label(text.rstrip("."))
+
+
+class TemplateComposer(Composer):
+    """Deterministic description from labels; ``cot`` also returns the reasoning steps.
+
+    Args:
+        knowledge: path of a knowledge-base JSON (default: the shipped one).
+    """
+
+    name = "template"
+
+    def __init__(self, knowledge: str | Path | None = None) -> None:
+        self.kb = load_knowledge(Path(knowledge) if knowledge else KNOWLEDGE)
+
+    def choose_setting(self, labels: list[str]) -> tuple[Setting, list[str]]:
+        """The setting compatible with most labels (first in file order on ties)."""
+        best, best_fit = self.kb.settings[-1], []
+        for setting in self.kb.settings:
+            fit = [lb for lb in labels if self._fits(lb, setting)]
+            if len(fit) > len(best_fit):
+                best, best_fit = setting, fit
+        return best, best_fit
+
+    @staticmethod
+    def _fits(label: str, setting: Setting) -> bool:
+        if label in setting.labels:
+            return True
+        # "dog bark" fits a setting that knows "dog"; "church bell" one that knows "church bells".
+        return any(re.search(rf"\b{re.escape(k)}s?\b", label) or
+                   re.search(rf"\b{re.escape(label)}s?\b", k) for k in setting.labels)
+
+    def visual(self, label: str) -> str:
+        phrase = self.kb.visuals.get(label)
+        if phrase is None:
+            for key, value in self.kb.visuals.items():
+                if re.search(rf"\b{re.escape(key)}\b", label):
+                    phrase = f"{value}, the {label} clearly in view"
+                    break
+        if phrase is None:
+            phrase = f"the source of the {label} sound, shown as a clearly visible detail"
+        if label not in phrase.lower():  # the description must name every source
+            phrase = f"{phrase} ({label})"
+        return phrase
+
+    def compose(self, captions: list[str], technique: str = "zero-shot",
+                labels: list[str | None] | None = None) -> Description:
+        if not captions:
+            raise AuralensError("nothing to compose: no captions (no source was kept)")
+        vocab = self.kb.vocabulary
+        names = [readable_label(lb) if lb else label_from_caption(c, vocab)
+                 for c, lb in zip(captions, labels or [None] * len(captions), strict=True)]
+        setting, fit = self.choose_setting(names)
+        positions = self.kb.positions
+        parts = []
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            where = positions[i] if i < len(positions) else positions[-1]
+            phrase = self.visual(name)
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                phrase = f"{phrase}, repeating the scene's {name} once more"
+            parts.append(f"{where}, {phrase}.")
+        place = setting.place[0].upper() + setting.place[1:]
+        text = " ".join([f"{place}.", *parts, setting.mood]).strip()
+        reasoning = ""
+        if technique == "cot":
+            lines = [f"1. Sources: {', '.join(names)}.",
+                     f"2. Setting: {setting.name} fits {len(fit)} of {len(names)} sources"
+                     f"{' (' + ', '.join(fit) + ')' if fit else ''}.",
+                     "3. Layout: " + "; ".join(
+                         f"{names[i]} {positions[min(i, len(positions) - 1)].lower()}"
+                         for i in range(len(names))) + ".",
+                     "4. Visual form: " + "; ".join(f"{n} → {self.visual(n)}" for n in names)
+                     + ".",
+                     "5. Combined into one description of the place."]
+            reasoning = "\n".join(lines)
+        return Description(text, reasoning)
+
+
+def build(spec: ModelSpec, **params: Any) -> TemplateComposer:
+    """``template`` or ``template@knowledge=FILE.json``."""
+    return TemplateComposer(params.get("knowledge") or (spec.id or None))

@@ -1,0 +1,395 @@
+"""Chat LLM loading shared by the composer, the audio-LLM baseline and the judge.
+
+Two kinds of backends behind one tiny protocol:
+
+- ``hf:<hub id | preset | local dir>``: a transformers causal LM driven through its tokenizer's
+  chat template (dtype/device chosen automatically, optional 4/8-bit quantisation, optional
+  CPU offload).
+- ``openai:<model>``: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, Ollama,
+  llama.cpp server …) over urllib with a timeout, retries with backoff and a concurrency cap.
+
+Example:
+    >>> model = load_chat_model("hf:qwen2.5@quantize=4bit")            # doctest: +SKIP
+    >>> model.chat([{"role": "user", "content": "Hello"}], max_new_tokens=32)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, runtime_checkable
+
+from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.specs import ModelSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+#: Short names for the chat LLMs the studies used.
+CHAT_PRESETS: dict[str, str] = {
+    "qwen2.5": "Qwen/Qwen2.5-7B-Instruct",
+    "mistral": "mistralai/Mistral-7B-Instruct-v0.3",
+    "falcon3": "tiiuae/Falcon3-7B-Instruct",
+}
+
+#: Options understood by :func:`hf_load_kwargs` (everything else is a generation option).
+LOAD_OPTIONS = ("dtype", "device", "quantize", "offload", "trust_remote_code", "revision")
+
+
+class LLMRequestError(AuralensError):
+    """An OpenAI-compatible endpoint kept failing after all retries."""
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Anything that answers a list of chat messages with one string.
+
+    Messages are ``{"role": "system" | "user" | "assistant", "content": str}`` dicts.
+    Generation options (``max_new_tokens``, ``temperature``, ``seed`` …) are keyword arguments;
+    backends ignore the ones they do not know.
+    """
+
+    name: str
+
+    def chat(self, messages: Sequence[Message], **gen: Any) -> str:
+        """Return the assistant's reply to ``messages``."""
+        ...
+
+
+# --------------------------------------------------------------------------- HF loading utils
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``"auto"`` → ``"cuda"`` when available, else ``"mps"`` or ``"cpu"``."""
+    import torch
+
+    if device and device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
+    """``"auto"`` → bfloat16 on CUDA with bf16 support, float16 on other GPUs, float32 on CPU."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device == "mps":
+            return torch.float16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+    name = names.get(str(dtype), str(dtype))
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise AuralensError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
+    return value
+
+
+def bitsandbytes_available() -> bool:
+    """True when CUDA and the bitsandbytes package are both present (quantised loading)."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+
+
+def hf_load_kwargs(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Translate our load options into ``from_pretrained`` keyword arguments.
+
+    Args:
+        params: ``dtype`` (auto), ``device`` (auto), ``quantize`` (None | "4bit" | "8bit"),
+            ``offload`` (bool: ``device_map="auto"`` spilling to CPU), ``trust_remote_code``
+            (only when explicitly true), ``revision``.
+
+    Returns:
+        ``(kwargs, device)``: where the model should be moved afterwards, or ``""`` when
+        ``device_map`` placed it already.
+    """
+    device = resolve_device(params.get("device", "auto"))
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(params.get("dtype", "auto"), device)}
+    if params.get("trust_remote_code") is True:
+        kwargs["trust_remote_code"] = True
+    if params.get("revision"):
+        kwargs["revision"] = str(params["revision"])
+    quantize = params.get("quantize")
+    placed = False
+    if quantize:
+        q = str(quantize).lower().replace("-", "")
+        if q not in ("4bit", "8bit", "4", "8"):
+            raise AuralensError(f"quantize must be 4bit or 8bit, not {quantize!r}")
+        if bitsandbytes_available():
+            from transformers import BitsAndBytesConfig
+
+            if q.startswith("4"):
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_compute_dtype=kwargs["dtype"],
+                    bnb_4bit_quant_type="nf4")
+            else:
+                kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            kwargs["device_map"] = "auto"
+            placed = True
+        else:
+            log.warning("quantize=%s needs CUDA and bitsandbytes; loading unquantised", quantize)
+    if params.get("offload") and not placed:
+        from auralens.cache import default_cache_dir
+
+        kwargs["device_map"] = "auto"
+        kwargs["offload_folder"] = str(default_cache_dir() / "offload")
+        placed = True
+    return kwargs, "" if placed else device
+
+
+def resolve_model_id(spec: ModelSpec, presets: dict[str, str] | None = None,
+                     default: str | None = None) -> str:
+    """The hub id or local directory a spec points at (presets expanded)."""
+    ident = spec.id or default or ""
+    if not ident:
+        raise AuralensError(f"model spec {spec.raw or spec!s} names no model")
+    if presets and ident.lower() in presets:
+        return presets[ident.lower()]
+    return os.path.expanduser(ident) if ident.startswith("~") else ident
+
+
+def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) -> Any:
+    """Call ``loader(model_id, **kwargs)``, turning "not found offline" into a clear error.
+
+    Raises:
+        ModelUnavailableError: when the files are neither a local directory nor in the cache.
+    """
+    try:
+        return loader(model_id, **kwargs)
+    except OSError as exc:  # hub/cache misses surface as OSError subclasses
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailableError(model_id, detail[:300]) from exc
+
+
+# --------------------------------------------------------------------------- HF chat model
+
+
+def _merge_system(messages: Sequence[Message]) -> list[Message]:
+    """Fold a system message into the first user turn (for templates without a system role)."""
+    system = "\n\n".join(str(m["content"]) for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        for m in rest:
+            if m["role"] == "user":
+                m["content"] = f"{system}\n\n{m['content']}"
+                break
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
+class HFChatModel:
+    """A transformers causal LM answered through its chat template.
+
+    Args:
+        model_id: hub id, preset name (``qwen2.5``, ``mistral``, ``falcon3``) or local dir.
+        **params: load options (see :func:`hf_load_kwargs`) and default generation options
+            (``max_new_tokens`` 512, ``temperature`` 0 = greedy).
+    """
+
+    def __init__(self, model_id: str, **params: Any) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_id = CHAT_PRESETS.get(model_id.lower(), model_id)
+        self.name = f"hf:{self.model_id}"
+        load = {k: v for k, v in params.items() if k in LOAD_OPTIONS}
+        self.gen_defaults = {k: v for k, v in params.items() if k not in LOAD_OPTIONS}
+        kwargs, device = hf_load_kwargs(load)
+        tok_kw = {k: v for k, v in kwargs.items() if k in ("trust_remote_code", "revision")}
+        self.tokenizer = from_pretrained(AutoTokenizer.from_pretrained, self.model_id, **tok_kw)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise AuralensError(f"{self.model_id}: tokenizer has no chat template; use an "
+                                "instruction-tuned (chat) model")
+        self.model = from_pretrained(AutoModelForCausalLM.from_pretrained, self.model_id, **kwargs)
+        if device:
+            self.model.to(device)
+        self.model.eval()
+        self._lock = threading.Lock()  # generate is not re-entrant on one model
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def _encode(self, messages: Sequence[Message]) -> Any:
+        try:
+            return self.tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        except Exception as exc:  # e.g. Mistral templates reject the system role
+            if not any(m["role"] == "system" for m in messages):
+                raise AuralensError(f"{self.model_id}: chat template failed ({exc})") from exc
+            return self.tokenizer.apply_chat_template(
+                _merge_system(messages), add_generation_prompt=True, return_tensors="pt",
+                return_dict=True)
+
+    def chat(self, messages: Sequence[Message], **gen: Any) -> str:
+        """Generate the assistant reply.
+
+        Args:
+            messages: chat turns.
+            **gen: ``max_new_tokens`` (512), ``temperature`` (0 → greedy), ``top_p``,
+                ``seed``, ``repetition_penalty``.
+        """
+        import torch
+
+        opts = {**{"max_new_tokens": 512, "temperature": 0.0}, **self.gen_defaults, **gen}
+        inputs = self._encode(messages).to(self.device)
+        temperature = float(opts.get("temperature") or 0.0)
+        kwargs: dict[str, Any] = {"max_new_tokens": int(opts["max_new_tokens"]),
+                                  "do_sample": temperature > 0}
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+            if opts.get("top_p") is not None:
+                kwargs["top_p"] = float(opts["top_p"])
+        if opts.get("repetition_penalty") is not None:
+            kwargs["repetition_penalty"] = float(opts["repetition_penalty"])
+        pad = self.tokenizer.pad_token_id
+        kwargs["pad_token_id"] = pad if pad is not None else self.tokenizer.eos_token_id
+        with self._lock, torch.inference_mode():
+            if opts.get("seed") is not None:
+                torch.manual_seed(int(opts["seed"]))
+            out = self.model.generate(**inputs, **kwargs)
+        new = out[0, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+class OpenAIChatModel:
+    """An OpenAI-compatible chat endpoint.
+
+    Args:
+        model: model name served by the endpoint (else ``$AURALENS_OPENAI_MODEL``).
+        base_url: e.g. ``http://127.0.0.1:8000/v1`` (else ``$AURALENS_OPENAI_BASE_URL``,
+            ``$OPENAI_BASE_URL``, then that local default).
+        api_key: bearer token (else ``$AURALENS_OPENAI_API_KEY`` / ``$OPENAI_API_KEY``);
+            never logged.
+        timeout: seconds per request.
+        retries: extra attempts on connection errors, 429 and 5xx.
+        backoff: first wait in seconds; doubles each retry.
+        max_concurrency: simultaneous requests from this object (``chat_many`` and threads).
+        **gen: default generation options (``max_new_tokens``, ``temperature`` …).
+    """
+
+    def __init__(self, model: str = "", *, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
+                 max_concurrency: int = 4, **gen: Any) -> None:
+        self.model = model or _env("AURALENS_OPENAI_MODEL") or ""
+        if not self.model:
+            raise AuralensError("openai backend needs a model name: openai:<model> or "
+                                "$AURALENS_OPENAI_MODEL")
+        self.base_url = (base_url or _env("AURALENS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+                         or "http://127.0.0.1:8000/v1").rstrip("/")
+        self._api_key = api_key or _env("AURALENS_OPENAI_API_KEY", "OPENAI_API_KEY")
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.backoff = float(backoff)
+        self.max_concurrency = max(1, int(max_concurrency))
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self.gen_defaults = gen
+        self.name = f"openai:{self.model}"
+
+    def __repr__(self) -> str:  # keeps the key out of logs and tracebacks
+        return f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r})"
+
+    def _payload(self, messages: Sequence[Message], gen: dict[str, Any]) -> dict[str, Any]:
+        opts = {**{"max_new_tokens": 512, "temperature": 0.0}, **self.gen_defaults, **gen}
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages),
+                                "max_tokens": int(opts["max_new_tokens"]),
+                                "temperature": float(opts["temperature"] or 0.0)}
+        for key in ("top_p", "seed", "stop"):
+            if opts.get(key) is not None:
+                body[key] = opts[key]
+        return body
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data,
+                                     headers=headers, method="POST")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - user URL
+            return json.loads(resp.read().decode("utf-8"))
+
+    def chat(self, messages: Sequence[Message], **gen: Any) -> str:
+        """POST one chat completion, retrying transient failures with exponential backoff."""
+        body = self._payload(messages, gen)
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                with self._slots:
+                    answer = self._post(body)
+                return str(answer["choices"][0]["message"]["content"] or "").strip()
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+                if exc.code != 429 and exc.code < 500:
+                    raise LLMRequestError(f"{self.base_url}: request rejected ({last})") from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                last = str(getattr(exc, "reason", exc))
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
+                raise LLMRequestError(f"{self.base_url}: unexpected response ({exc})") from exc
+            if attempt < self.retries:
+                wait = self.backoff * (2 ** attempt)
+                log.info("%s: %s; retrying in %.1f s", self.base_url, last, wait)
+                time.sleep(wait)
+        raise LLMRequestError(f"{self.base_url}: no answer after {self.retries + 1} attempts "
+                              f"({last})")
+
+    def chat_many(self, conversations: Sequence[Sequence[Message]], **gen: Any) -> list[str]:
+        """Answer several conversations concurrently (at most ``max_concurrency`` at once)."""
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(lambda m: self.chat(m, **gen), conversations))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_chat_model(spec: str | ModelSpec, **overrides: Any) -> ChatModel:
+    """Build a :class:`ChatModel` from a spec.
+
+    Specs:
+        ``hf:qwen2.5`` / ``qwen2.5`` / ``hf:org/model`` / ``/local/dir`` (+ ``@quantize=4bit``,
+        ``@offload=true``, ``@dtype=bfloat16``, ``@trust_remote_code=true``) and
+        ``openai:<model>@base_url=http://host:port/v1,timeout=60,max_concurrency=8``.
+
+    Raises:
+        ModelUnavailableError: an ``hf`` model that is not available offline.
+    """
+    parsed = parse_spec(spec)
+    params = {**parsed.params, **overrides}
+    kind = parsed.kind
+    if kind == "openai":
+        return OpenAIChatModel(parsed.id, **params)
+    if kind in CHAT_PRESETS and not parsed.id:
+        return HFChatModel(CHAT_PRESETS[kind], **params)
+    if kind in ("hf", "path"):
+        return HFChatModel(resolve_model_id(parsed, CHAT_PRESETS), **params)
+    raise AuralensError(f"unknown chat model spec {parsed.raw or spec!s}; use hf:<id>, a preset "
+                        f"({', '.join(CHAT_PRESETS)}), a local dir or openai:<model>")

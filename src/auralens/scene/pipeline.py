@@ -1,0 +1,608 @@
+"""Imagine: sound mixture → sources → captions → one scene description → image.
+
+Two modes share the input handling, the image stage and the outputs:
+
+- ``pipeline``: (1) separate, (2) keep the active estimates, (3) caption each kept source,
+  (4) compose one description, (5) render it.
+- ``allm``: (1) an audio LLM describes the whole mixture, (5) render it.
+
+Every run writes into ``out_dir``: ``sources/*.wav``, ``activity.json``, ``captions.json``,
+``description.txt`` (+ ``reasoning.txt`` for chain-of-thought), ``image.png`` when an image
+model is configured, ``reference.png`` for video input, ``report.html`` and ``run.json``
+(config, models, timings per stage, skipped stages).
+
+Example:
+    >>> from auralens.scene.pipeline import imagine
+    >>> result = imagine("mix.wav", "out/")                       # doctest: +SKIP
+    >>> result.description                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.io import (
+    ErrorLog,
+    Timer,
+    append_jsonl,
+    read_jsonl,
+    write_json,
+    write_run_json,
+    write_text,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("pipeline", "allm")
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
+_STAGE_KEYS = ("separator", "captioner", "composer", "image", "allm")
+
+
+class ImagineError(AuralensError):
+    """An input or configuration the imagine pipeline cannot use."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class ImagineConfig:
+    """Settings of one imagine run.
+
+    Stage entries are spec strings (``"classifier"``, ``"hf:qwen2.5@quantize=4bit"`` …),
+    ``{"backend": spec, "params": {...}}`` dicts, already-built backend objects, or None for
+    the offline default.
+
+    Attributes:
+        mode: ``pipeline`` or ``allm``.
+        separator, captioner, composer, image, allm: the stage backends.
+        technique: ``zero-shot`` | ``cot`` | ``role`` | ``few-shot``.
+        template: a user prompt template file (composer or audio LLM).
+        seed: image seed.
+        activity: :class:`~auralens.scene.separate.activity.ActivityConfig` fields.
+        min_kept: keep at least this many estimates (the most energetic) when the filter
+            drops them all, so every mixture gets a description.
+        report: write ``report.html`` (with spectrograms).
+    """
+
+    mode: str = "pipeline"
+    separator: Any = None
+    captioner: Any = None
+    composer: Any = None
+    image: Any = "none"
+    allm: Any = "qwen2-audio"
+    technique: str = "zero-shot"
+    template: str | None = None
+    seed: int = 0
+    activity: dict[str, Any] = field(default_factory=dict)
+    min_kept: int = 1
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        from auralens.scene.compose.base import TECHNIQUES
+
+        if self.mode not in MODES:
+            raise ImagineError(f"unknown mode {self.mode!r}; use pipeline or allm")
+        if self.technique not in TECHNIQUES:
+            raise ImagineError(f"unknown technique {self.technique!r}; use one of "
+                               f"{', '.join(TECHNIQUES)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ImagineConfig:
+        """Build from a plain dict (YAML / UI); ``render`` is accepted for ``image``."""
+        data = dict(data or {})
+        if "render" in data and "image" not in data:
+            data["image"] = data.pop("render")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ImagineError(f"unknown imagine option(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (built backends appear by name)."""
+        out = asdict(self)
+        for key in _STAGE_KEYS:
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (str, dict)):
+                out[key] = getattr(value, "name", type(value).__name__)
+        return out
+
+
+def _as_config(config: ImagineConfig | dict[str, Any] | None) -> ImagineConfig:
+    if isinstance(config, ImagineConfig):
+        return config
+    return ImagineConfig.from_dict(config)
+
+
+def _spec_params(value: Any) -> tuple[Any, dict[str, Any]]:
+    if isinstance(value, dict):
+        spec = value.get("backend", value.get("spec", value.get("name")))
+        return spec, dict(value.get("params") or {})
+    return value, {}
+
+
+class Stages:
+    """The backends of a config, built on first use and reused (batch jobs load once)."""
+
+    def __init__(self, config: ImagineConfig) -> None:
+        self.config = config
+        self._built: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}
+
+    def _get(self, key: str, build: Any) -> Any:
+        if key not in self._built:
+            value = getattr(self.config, key)
+            if value is not None and not isinstance(value, (str, dict)):
+                self._built[key] = value  # an already-built backend (API, tests)
+            else:
+                spec, params = _spec_params(value)
+                self._built[key] = build(spec, **params)
+        return self._built[key]
+
+    def separator(self) -> Any:
+        def build(spec: Any, **params: Any) -> Any:
+            from auralens.scene.separate.run import load_separator
+
+            return load_separator(spec, **params)
+        return self._get("separator", build)
+
+    def captioner(self) -> Any:
+        from auralens.scene.caption.base import CAPTIONERS
+
+        return self._get("captioner", CAPTIONERS.build)
+
+    def composer(self) -> Any:
+        from auralens.scene.compose.base import COMPOSERS
+
+        def build(spec: Any, **params: Any) -> Any:
+            kind = str(spec or "template").split(":")[0].split("@")[0].lower()
+            if self.config.template and kind != "template":
+                params.setdefault("template", self.config.template)
+            return COMPOSERS.build(spec, **params)
+        return self._get("composer", build)
+
+    def image(self) -> Any:
+        from auralens.scene.render.base import IMAGE_GENERATORS
+
+        return self._get("image", lambda spec, **p: IMAGE_GENERATORS.build(spec or "none", **p))
+
+    def allm(self) -> Any | None:
+        """The audio-LLM describer, or None (with the reason in :attr:`skipped`)."""
+        from auralens.scene.allm import load_audio_llm
+
+        if "allm" in self.skipped:
+            return None
+        try:
+            return self._get("allm", lambda spec, **p: load_audio_llm(
+                spec, template=self.config.template, **p))
+        except ModelUnavailableError as exc:
+            self.skipped["allm"] = f"audio-LLM stage skipped: {exc}"
+            log.warning("%s", self.skipped["allm"])
+            return None
+
+    def preload(self) -> None:
+        """Build every backend the mode needs (fail early, before a batch starts)."""
+        if self.config.mode == "allm":
+            self.allm()
+        else:
+            self.separator()
+            self.captioner()
+            self.composer()
+        self.image()
+
+    def models(self) -> dict[str, str]:
+        return {k: str(getattr(v, "name", type(v).__name__)) for k, v in self._built.items()}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class SceneResult:
+    """What one imagine run produced.
+
+    Attributes:
+        id: input stem (or the mixture id in batch jobs).
+        out_dir: output directory.
+        mode: ``pipeline`` or ``allm``.
+        n_estimates: separator outputs M (0 in allm mode).
+        kept: indices of the kept estimates.
+        labels: per kept source, the captioner's class label (None for free-text captioners).
+        captions: per kept source, the caption.
+        description: the scene description ("" when the stage was skipped).
+        reasoning: chain-of-thought reasoning, if any.
+        image: ``image.png`` or None.
+        reference: ``reference.png`` (video input) or None.
+        paths: every file written, by role.
+        timings: seconds per stage.
+        skipped: stage → reason, for stages that did not run.
+    """
+
+    id: str
+    out_dir: Path
+    mode: str = "pipeline"
+    n_estimates: int = 0
+    kept: list[int] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    description: str = ""
+    reasoning: str = ""
+    image: Path | None = None
+    reference: Path | None = None
+    paths: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- input handling
+
+
+def prepare_input(path: str | Path, out_dir: Path, sample_rate: int = 16000
+                  ) -> tuple[Path, Path | None]:
+    """Audio files pass through; video gets its audio track extracted with ffmpeg and a
+    reference frame (``reference.png``) grabbed at the clip's middle.
+
+    Returns:
+        ``(audio_path, reference_png_or_None)``.
+
+    Raises:
+        ImagineError: missing input, or video input without ffmpeg.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImagineError(f"{path}: file not found")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        return path, None
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise ImagineError(f"{path}: video input needs ffmpeg, which is not on PATH; install "
+                           "ffmpeg or pass an audio file")
+    audio = out_dir / "input.wav"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-i", str(path), "-vn",
+                           "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", str(audio)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not audio.exists():
+        msg = (proc.stderr.strip().splitlines() or ["no audio track"])[-1]
+        raise ImagineError(f"{path}: could not extract the audio track ({msg})")
+    from auralens.audio import load_with_info
+
+    _, info = load_with_info(audio)
+    reference = out_dir / "reference.png"
+    proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-ss",
+                           f"{info.duration / 2:.3f}", "-i", str(path), "-frames:v", "1",
+                           str(reference)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not reference.exists():
+        log.warning("%s: no reference frame could be extracted", path)
+        return audio, None
+    return audio, reference
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _keep(decisions: list[dict[str, Any]], min_kept: int) -> list[int]:
+    kept = [d["index"] for d in decisions if d["kept"]]
+    if len(kept) >= min_kept or not decisions:
+        return kept
+    # No estimate passed: keep the most energetic ones so the scene still gets described.
+    order = sorted(decisions, key=lambda d: -d["scores"].get("rms_ratio", 0.0))
+    for d in order:
+        if len(kept) >= min_kept:
+            break
+        if d["index"] not in kept and d["scores"].get("rms", 0.0) > 0:
+            d["kept"] = True
+            d["reason"] = "kept as the most energetic estimate (none passed the filter)"
+            kept.append(d["index"])
+    return sorted(kept)
+
+
+def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
+    from auralens.audio import resample
+
+    return resample(wave, sr, target)
+
+
+def imagine(input: str | Path, out_dir: str | Path,
+            config: ImagineConfig | dict[str, Any] | None = None, *,
+            stages: Stages | None = None, scene_id: str | None = None) -> SceneResult:
+    """Run the Imagine pipeline (or the audio-LLM baseline) on one audio or video file.
+
+    Args:
+        input: audio (wav/flac/ogg/mp3) or video (needs ffmpeg).
+        out_dir: output directory (created).
+        config: :class:`ImagineConfig`, a plain dict, or None for the offline defaults.
+        stages: loaded backends to reuse (batch jobs); built from ``config`` when None.
+        scene_id: id recorded in the result (default: the input's stem).
+
+    Returns:
+        A :class:`SceneResult`; the same facts are in ``out_dir/run.json``.
+    """
+    from auralens.audio import load, write
+
+    cfg = _as_config(config)
+    stages = stages or Stages(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    result = SceneResult(id=scene_id or Path(input).stem, out_dir=out, mode=cfg.mode)
+    skipped: dict[str, str] = {}
+
+    # 0. input: audio as is; video → audio track + reference frame
+    with timer("0_input"):
+        audio_path, reference = prepare_input(input, out)
+    result.reference = reference
+    if reference is not None:
+        result.paths["reference"] = str(reference)
+
+    description = None
+    if cfg.mode == "pipeline":
+        # 1. separation
+        with timer("1_load_separator"):
+            sep = stages.separator()
+        from auralens.scene.separate.run import separate_array
+
+        mix = load(audio_path, sep.sample_rate)
+        with timer("1_separate"):
+            est = separate_array(sep, mix)
+        result.n_estimates = int(est.shape[0])
+        source_files = [write(out / "sources" / f"source{k}.wav", w, sep.sample_rate)
+                        for k, w in enumerate(est)]
+        result.paths["sources"] = [str(p) for p in source_files]
+
+        # 2. activity filter
+        with timer("2_activity"):
+            from auralens.scene.separate.activity import ActivityConfig, filter_estimates
+
+            act_cfg = ActivityConfig(**cfg.activity)
+            decisions = filter_estimates(est, mix, act_cfg)
+            kept = _keep(decisions, cfg.min_kept)
+        for d in decisions:
+            d["file"] = f"sources/source{d['index']}.wav"
+        write_json(out / "activity.json", {"config": act_cfg, "n_estimates": len(decisions),
+                                           "n_kept": len(kept), "sources": decisions})
+        result.kept = kept
+        result.paths["activity"] = str(out / "activity.json")
+
+        # 3. per-source captions
+        with timer("3_load_captioner"):
+            captioner = stages.captioner()
+        records = []
+        with timer("3_caption"):
+            for k in kept:
+                wave = _resample(est[k], sep.sample_rate, captioner.sample_rate)
+                cap = captioner.describe(wave)
+                records.append({"index": k, "file": f"sources/source{k}.wav",
+                                "caption": cap.text, "label": cap.label, "score": cap.score,
+                                "top": [list(t) for t in cap.top]})
+        result.captions = [r["caption"] for r in records]
+        result.labels = [r["label"] for r in records]
+        write_json(out / "captions.json", {"captioner": captioner.name, "sources": records})
+        result.paths["captions"] = str(out / "captions.json")
+
+        # 4. compose one description
+        if records:
+            with timer("4_load_composer"):
+                composer = stages.composer()
+            with timer("4_compose"):
+                description = composer.compose(result.captions, cfg.technique,
+                                               labels=result.labels)
+        else:
+            skipped["compose"] = "no source was kept, nothing to describe"
+    else:
+        # 1. the audio LLM hears the whole mixture
+        with timer("1_load_allm"):
+            describer = stages.allm()
+        if describer is None:
+            skipped["allm"] = stages.skipped.get("allm", "no audio LLM available")
+        else:
+            mix = load(audio_path, describer.sample_rate)
+            with timer("1_allm_describe"):
+                description = describer.describe(mix, cfg.technique)
+
+    if description is not None:
+        result.description, result.reasoning = description.text, description.reasoning
+        write_text(out / "description.txt", description.text.strip() + "\n")
+        result.paths["description"] = str(out / "description.txt")
+        if description.reasoning:
+            write_text(out / "reasoning.txt", description.reasoning.strip() + "\n")
+            result.paths["reasoning"] = str(out / "reasoning.txt")
+
+    # 5. image
+    with timer("5_load_image"):
+        generator = stages.image()
+    if not getattr(generator, "available", True):
+        skipped["image"] = getattr(generator, "reason", "no image model configured")
+        log.info("%s", skipped["image"])
+    elif not result.description.strip():
+        skipped["image"] = "image stage skipped: there is no description to render"
+    else:
+        with timer("5_image"):
+            img = generator.generate(result.description, seed=cfg.seed)
+        from auralens.io import atomic_path
+
+        with atomic_path(out / "image.png") as tmp:
+            img.save(tmp, format="PNG")
+        result.image = out / "image.png"
+        result.paths["image"] = str(result.image)
+
+    result.skipped = skipped
+    # 6. report + run.json
+    if cfg.report:
+        with timer("6_report"):
+            result.paths["report"] = str(write_report(out, result, audio_path))
+    result.timings = dict(timer.timings)
+    write_run_json(out, command=f"imagine --mode {cfg.mode}", config=cfg.to_dict(),
+                   models=stages.models(), timings=result.timings, seed=cfg.seed,
+                   extra={"input": str(input), "skipped": skipped, "kept": result.kept,
+                          "n_estimates": result.n_estimates})
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
+    """A small log-magnitude spectrogram image of ``[T]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.signal import stft
+
+    from auralens.io import atomic_path
+
+    _, _, z = stft(wave, fs=sr, nperseg=512, noverlap=384)
+    db = 20 * np.log10(np.abs(z) + 1e-6)
+    fig, ax = plt.subplots(figsize=(5, 1.6), dpi=80)
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
+              extent=(0, wave.shape[-1] / sr, 0, sr / 2000))
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel("s", fontsize=7)
+    ax.set_ylabel("kHz", fontsize=7)
+    ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
+    """``report.html``: players, spectrograms, captions, description, image (all escaped)."""
+    import html
+    import os
+
+    from auralens.audio import load_sr
+
+    def rel(p: str | Path) -> str:
+        return html.escape(os.path.relpath(Path(p), out).replace(os.sep, "/"), quote=True)
+
+    esc = html.escape
+    spec_dir = out / "spectrograms"
+    rows = []
+    mix, sr = load_sr(audio_path)
+    mix_png = _spectrogram_png(mix, sr, spec_dir / "mixture.png", "mixture")
+    rows.append(f"<tr><td>mixture</td><td><audio controls src='{rel(audio_path)}'></audio></td>"
+                f"<td><img src='{rel(mix_png)}' alt='mixture spectrogram'></td><td></td></tr>")
+    captions = dict(zip(result.kept, result.captions, strict=False))
+    for k, src in enumerate(result.paths.get("sources", [])):
+        wave, ssr = load_sr(src)
+        png = _spectrogram_png(wave, ssr, spec_dir / f"source{k}.png", f"source {k}")
+        kept = k in captions
+        cap = esc(captions.get(k, "")) if kept else "<em>dropped by the activity filter</em>"
+        rows.append(f"<tr class='{'kept' if kept else 'dropped'}'><td>source {k}</td>"
+                    f"<td><audio controls src='{rel(src)}'></audio></td>"
+                    f"<td><img src='{rel(png)}' alt='source {k} spectrogram'></td>"
+                    f"<td>{cap}</td></tr>")
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>auralens imagine: {esc(result.id)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "td{padding:4px 8px;vertical-align:middle}tr.dropped{opacity:.5}"
+        "pre{white-space:pre-wrap;background:#f5f5f5;padding:1em}</style></head><body>",
+        f"<h1>Imagine: {esc(result.id)}</h1>",
+        f"<p>mode <b>{esc(result.mode)}</b>; {result.n_estimates} estimates, "
+        f"{len(result.kept)} kept</p>",
+        "<table><tr><th></th><th>audio</th><th>spectrogram</th><th>caption</th></tr>",
+        *rows, "</table>",
+        "<h2>Description</h2>",
+        f"<p>{esc(result.description) or '<em>no description</em>'}</p>",
+    ]
+    if result.reasoning:
+        parts.append(f"<h2>Reasoning</h2><pre>{esc(result.reasoning)}</pre>")
+    parts.append("<h2>Image</h2>")
+    if result.image is not None:
+        parts.append(f"<img src='{rel(result.image)}' alt='generated image' style='max-width:512px'>")
+    else:
+        parts.append(f"<p><em>{esc(result.skipped.get('image', 'no image'))}</em></p>")
+    if result.reference is not None:
+        parts.append(f"<h2>Reference frame</h2><img src='{rel(result.reference)}' "
+                     "alt='reference frame' style='max-width:512px'>")
+    if result.skipped:
+        parts.append("<h2>Skipped stages</h2><ul>" + "".join(
+            f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result.skipped.items()) + "</ul>")
+    parts.append("</body></html>\n")
+    return write_text(out / "report.html", "\n".join(parts))
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _load_scenes(root: Path, split: str | None) -> list[Any]:
+    """FUSS-style directory or a JSONL manifest → SceneRecords."""
+    from auralens.types import load_scenes
+
+    if root.is_file() and root.suffix == ".jsonl":
+        return load_scenes(root)
+    if not root.exists():
+        raise ImagineError(f"{root}: dataset directory not found")
+    from auralens.data.fuss import load_fuss
+
+    return load_fuss(root, split)
+
+
+def imagine_batch(data: str | Path, out_dir: str | Path,
+                  config: ImagineConfig | dict[str, Any] | None = None, *,
+                  split: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Imagine every mixture of a FUSS-style dataset (or a JSONL manifest of SceneRecords).
+
+    Writes ``out_dir/items/<id>/…`` per mixture, one line per finished mixture in
+    ``results.jsonl`` (resumable: finished ids are skipped on the next run), per-item
+    failures in ``errors.jsonl`` and ``run.json``.
+
+    Returns:
+        All result lines (previous runs' included).
+    """
+    from auralens.progress import progress
+
+    cfg = _as_config(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    with timer("load_data"):
+        records = _load_scenes(Path(data), split)
+    if limit is not None:
+        records = records[: int(limit)]
+    results_path = out / "results.jsonl"
+    done = {r.get("id") for r in read_jsonl(results_path)}
+    todo = [r for r in records if r.id not in done]
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    stages = Stages(cfg)
+    with timer("load_models"):
+        if todo:
+            stages.preload()
+    start = time.perf_counter()
+    for rec in progress(todo, desc="imagine", total=len(todo)):
+        with errors.guard(rec.id, rec.mixture):
+            res = imagine(rec.mixture, out / "items" / rec.id, cfg, stages=stages,
+                          scene_id=rec.id)
+            append_jsonl(results_path, {
+                "id": rec.id, "mode": cfg.mode, "technique": cfg.technique,
+                "n_sources": rec.n_sources, "true_labels": rec.labels,
+                "n_estimates": res.n_estimates, "kept": len(res.kept),
+                "kept_indices": res.kept, "labels": res.labels, "captions": res.captions,
+                "description": res.description, "reasoning": res.reasoning,
+                "paths": {"mixture": str(rec.mixture), "out_dir": str(res.out_dir),
+                          **res.paths},
+                "timings": {k: round(v, 4) for k, v in res.timings.items()},
+                "skipped": res.skipped})
+    timer.timings["items"] = time.perf_counter() - start
+    summary = errors.summary(len(todo))
+    lines = read_jsonl(results_path)
+    write_run_json(out, command=f"imagine batch --mode {cfg.mode}", config=cfg.to_dict(),
+                   models=stages.models(), timings=timer.timings, seed=cfg.seed,
+                   extra={"data": str(data), "n_items": len(records), "n_done": len(lines),
+                          "n_new": len(todo) - len(errors), "n_failed": len(errors),
+                          "errors": summary, "skipped": stages.skipped})
+    return lines
