@@ -131,8 +131,10 @@ def build_app(settings: UISettings) -> Any:
                 so_son = gr.Audio(label="Sonification", interactive=False, type="filepath")
                 so_ceil = gr.Audio(label="Codec ceiling", interactive=False, type="filepath",
                                    visible=False)
-            so_plots = gr.Gallery(label="Waveforms and spectrograms", columns=2, height="auto",
-                                  elem_id="sonify-plots")
+            with gr.Row(elem_id="sonify-plots"):
+                so_plots = [gr.Image(type="filepath", interactive=False, show_label=True,
+                                     label=name, buttons=["download", "fullscreen"])
+                            for name in ("waveforms", "spectrograms")]
             so_metrics = gr.Markdown(elem_id="sonify-metrics")
 
         with gr.Tab("Rate", id="rate"):
@@ -149,7 +151,10 @@ def build_app(settings: UISettings) -> Any:
             with gr.Row():
                 ra_orig = gr.Audio(label="Original", interactive=False, type="filepath")
                 ra_son = gr.Audio(label="Sonification", interactive=False, type="filepath")
-            ra_plots = gr.Gallery(label="Waveforms and spectrograms", columns=2, height="auto")
+            with gr.Row():
+                ra_plots = [gr.Image(type="filepath", interactive=False, label=name,
+                                     buttons=["download", "fullscreen"])
+                            for name in ("waveforms", "spectrograms")]
             with gr.Row():
                 ra_visual = gr.Slider(1, 5, value=3, step=1, label="Visual (1–5)",
                                       elem_id="rate-visual")
@@ -176,7 +181,7 @@ def build_app(settings: UISettings) -> Any:
                 return [gr.update(choices=[], value=None), gr.update(choices=[], value=None), ""]
             info = runs[key]
             clips = sonify_h.clip_choices(info) if with_upload else list(info.clips)
-            posts = sonify_h.post_choices(info) if with_upload else list(info.posts)
+            posts = sonify_h.post_choices(info) if with_upload else rate_h.rating_choices(info)
             return [gr.update(choices=clips, value=clips[0] if clips else None),
                     gr.update(choices=posts, value=posts[0] if posts else None),
                     sonify_h.run_summary(info)]
@@ -190,21 +195,23 @@ def build_app(settings: UISettings) -> Any:
                 view = sonify_h.SonifyView(ok=False, status=f"unexpected error: {exc}")
             ceil = (gr.update(value=str(view.ceiling), visible=True) if view.ceiling
                     else gr.update(value=None, visible=False))
+            images = [gr.update(value=str(p), label=cap, visible=True) for p, cap in view.plots]
+            images = (images + [gr.update(value=None, visible=not view.plots)] * 2)[:2]
             return [_status(view.ok, view.status),
                     str(view.original) if view.original else None,
                     str(view.sonified) if view.sonified else None, ceil,
-                    [(str(p), cap) for p, cap in view.plots], view.metrics_md if view.ok else ""]
+                    *images, view.metrics_md if view.ok else ""]
 
         so_refresh.click(refresh_runs, outputs=[so_run, so_status])
         so_run.change(lambda k: pick_run(k, True), inputs=[so_run],
                       outputs=[so_clip, so_post, so_summary])
         so_go.click(show, inputs=[so_run, so_clip, so_post, so_upload],
-                    outputs=[so_status, so_orig, so_son, so_ceil, so_plots, so_metrics],
+                    outputs=[so_status, so_orig, so_son, so_ceil, *so_plots, so_metrics],
                     concurrency_limit=1)
 
         def rate_load(key: str | None, clip: str | None, post: str | None) -> list[Any]:
-            status, orig, son, _ceil, plots, _metrics = show(key, clip, post, None)
-            return [status, orig, son, plots]
+            status, orig, son, _ceil, img1, img2, _metrics = show(key, clip, post, None)
+            return [status, orig, son, img1, img2]
 
         def rate_save(key: str | None, clip: str | None, post: str | None, visual: Any,
                       audio: Any, rater: str | None, comment: str | None) -> list[str]:
@@ -225,7 +232,7 @@ def build_app(settings: UISettings) -> Any:
         ra_run.change(lambda k: pick_run(k, False), inputs=[ra_run],
                       outputs=[ra_clip, ra_post, ra_status])
         ra_load.click(rate_load, inputs=[ra_run, ra_clip, ra_post],
-                      outputs=[ra_status, ra_orig, ra_son, ra_plots])
+                      outputs=[ra_status, ra_orig, ra_son, *ra_plots])
         ra_save.click(rate_save, inputs=[ra_run, ra_clip, ra_post, ra_visual, ra_audio,
                                          ra_rater, ra_comment], outputs=[ra_status, ra_agg])
 

@@ -199,7 +199,8 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
     try:
         wave, info = load_with_info(p, None, max_duration=settings.max_duration_s)
     except AudioError as exc:
-        reason = exc.reason
+        # libsndfile quotes the full server path; the page only ever names the file
+        reason = exc.reason.replace(str(p), name).replace(str(path), name)
         if "exceeds the limit" in reason:
             reason = (f"{reason.replace('exceeds the limit of', 'is longer than the limit of')} "
                       f"({settings.max_duration_s / 60:g} min)")

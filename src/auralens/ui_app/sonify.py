@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def run_summary(info: RunInfo) -> str:
         ["post-processing", ", ".join(info.posts) or "none"],
         ["codec ceiling renders", "yes" if info.has_ceiling else "no"],
     ]
-    return md_table(["run " + info.key, ""], rows)
+    return f"**Run {md_escape(info.key)}**\n\n" + md_table(["property", "value"], rows)
 
 
 def clip_choices(info: RunInfo) -> list[str]:
@@ -83,7 +84,29 @@ def clip_choices(info: RunInfo) -> list[str]:
 
 
 def post_choices(info: RunInfo) -> list[str]:
+    """Post-processing variants offered on the Sonify tab (test renders exist for each)."""
     return list(info.posts) or ["none"]
+
+
+def view_choices(info: RunInfo) -> list[str]:
+    """Render folders that can be compared with the original (variants and the ceiling)."""
+    return [*info.posts, *(["ceiling"] if info.has_ceiling else [])]
+
+
+_STEP_RE = re.compile(r"^([a-z]+)([-+]?[\d.]+(?:e[-+]?\d+)?)?$")
+
+
+def folder_to_chain(name: str) -> str | None:
+    """Invert ``postprocess.chain_name``: ``"minmax+threshold10"`` → ``"minmax,threshold:10"``."""
+    if name in ("", "none"):
+        return None
+    steps = []
+    for part in name.split("+"):
+        m = _STEP_RE.match(part)
+        if not m:
+            raise UIError(f"cannot use post-processing {name!r} for an upload")
+        steps.append(m.group(1) + (f":{m.group(2)}" if m.group(2) else ""))
+    return ",".join(steps)
 
 
 # --------------------------------------------------------------------------- plots & metrics
@@ -114,56 +137,30 @@ def _plot_fallback(waves: list[tuple[str, np.ndarray]], sr: int, out: Path) -> P
 
 
 def make_plots(waves: list[tuple[str, np.ndarray]], sr: int, out_dir: Path) -> list[tuple[Path, str]]:
-    """Waveform and spectrogram images through ``auralens.evaluate.plots`` when present."""
+    """Stacked waveform and spectrogram images (``auralens.evaluate.plots``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         plots = importlib.import_module("auralens.evaluate.plots")
-    except ImportError:
-        plots = None
-    out: list[tuple[Path, str]] = []
-    if plots is not None:
-        for kind in ("waveform", "spectrogram"):
-            fn = getattr(plots, f"plot_{kind}", None) or getattr(plots, kind, None)
-            if fn is None:
-                continue
-            for name, w in waves:
-                path = out_dir / f"{kind}_{name}.png"
-                try:
-                    res = fn(w, sr, path)
-                    path = Path(res) if isinstance(res, (str, Path)) else path
-                except Exception as exc:  # noqa: BLE001 - a plot failure must not hide audio
-                    log.warning("plot %s failed: %s", kind, exc)
-                    continue
-                if path.is_file():
-                    out.append((path, f"{name}: {kind}"))
-    if not out:
-        out.append((_plot_fallback(waves, sr, out_dir / "overview.png"),
-                    "waveforms and spectrograms"))
-    return out
+        return [
+            (plots.plot_waveform_stack(waves, sr, out_dir / "waveforms.png"), "waveforms"),
+            (plots.plot_spectrogram_stack(waves, sr, out_dir / "spectrograms.png"),
+             "spectrograms"),
+        ]
+    except (ImportError, AttributeError) as exc:
+        log.info("evaluate.plots unavailable (%s); using the built-in overview", exc)
+    return [(_plot_fallback(waves, sr, out_dir / "overview.png"), "waveforms and spectrograms")]
 
 
 def compute_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
-    """Spectral distances and envelope correlation from ``auralens.evaluate.spectral``."""
+    """Spectral distances and envelope correlation (``auralens.evaluate.spectral``)."""
     n = min(ref.shape[-1], est.shape[-1])
-    ref, est = ref[:n], est[:n]
     try:
         spectral = importlib.import_module("auralens.evaluate.spectral")
-    except ImportError:
+        res = spectral.spectral_metrics(ref[:n], est[:n], sr)
+    except (ImportError, AttributeError) as exc:
+        log.info("spectral metrics unavailable: %s", exc)
         return {}
-    for name in ("spectral_metrics", "all_metrics", "compare", "metrics"):
-        fn = getattr(spectral, name, None)
-        if callable(fn):
-            try:
-                res = fn(ref, est, sr)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("metrics failed: %s", exc)
-                return {}
-            if isinstance(res, dict):
-                return {str(k): float(v) for k, v in res.items() if _is_num(v)}
-            if hasattr(res, "__dataclass_fields__"):
-                return {k: float(getattr(res, k)) for k in res.__dataclass_fields__
-                        if _is_num(getattr(res, k))}
-    return {}
+    return {str(k): float(v) for k, v in res.items() if _is_num(v)}
 
 
 def _is_num(v: Any) -> bool:
@@ -201,12 +198,12 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
         clip = resolve_choice(clip, clip_choices(info), "clip")
         if clip == UPLOAD_CHOICE:
             return _sonify_upload(info, post, upload_path, settings)
-        post = resolve_choice(post, info.posts, "post-processing")
+        post = resolve_choice(post, view_choices(info), "post-processing")
     except UIError as exc:
         return SonifyView(ok=False, status=str(exc))
     renders = info.path / "renders"
     src_orig = renders / "original" / f"{clip}.wav"
-    src_son = renders / post / f"{clip}.wav"
+    src_son = renders / post / f"{clip}.wav"  # post is one of the discovered folder names
     if not src_son.is_file():
         return SonifyView(ok=False, status=f"run {info.key} has no {post} render of {clip}")
     work = new_work_dir(settings, "sonify")
@@ -242,46 +239,29 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
     from auralens.audio import write
 
     upload = validate_upload(upload_path, settings)
-    if post and post not in info.posts and post != "none":
-        raise UIError(f"unknown post-processing {post!r}")
+    post = resolve_choice(post, post_choices(info), "post-processing")
+    chain = folder_to_chain(post)
     try:
         render_mod = importlib.import_module("auralens.sonify.render")
     except ImportError as exc:
         return SonifyView(ok=False, status=f"sonify renderer not available: {exc}")
     work = new_work_dir(settings, "sonify")
     try:
-        kwargs = {"post": post} if post and post != "none" else {}
-        out = render_mod.render(info.path, upload.wave, upload.sample_rate, **kwargs)
+        # out_sr: the rendition comes back at the upload's rate, ready to compare
+        out = render_mod.render(info.path, upload.wave, upload.sample_rate, post=chain,
+                                out_sr=upload.sample_rate)
     except AuralensError as exc:
         return SonifyView(ok=False, status=f"rendering failed: {exc}")
     except Exception as exc:  # noqa: BLE001 - show the failure in the page
         log.exception("render failed for run %s", info.key)
         return SonifyView(ok=False, status=f"rendering failed ({type(exc).__name__}): {exc}")
-    if isinstance(out, tuple):
-        wave, sr = np.asarray(out[0]), int(out[1])
-    else:
-        wave, sr = np.asarray(out), _codec_rate(render_mod, info)
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    wave = np.asarray(out, dtype=np.float32).reshape(-1)
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · {md_escape(upload.name)} · "
                                       f"{md_escape(post or 'none')}")
     view.original = write(work / "original.wav", upload.wave, upload.sample_rate)
-    view.sonified = write(work / "sonified.wav", wave, sr)
+    view.sonified = write(work / "sonified.wav", wave, upload.sample_rate)
     try:
         _add_analysis(view, work)
     except (OSError, AuralensError) as exc:
         view.status += f" (analysis failed: {exc})"
     return view
-
-
-def _codec_rate(render_mod: Any, info: RunInfo) -> int:
-    """The sample rate of ``render``'s output: asked from the module, else run.json."""
-    for name in ("output_sample_rate", "codec_sample_rate", "sample_rate_of"):
-        fn = getattr(render_mod, name, None)
-        if callable(fn):
-            return int(fn(info.path))
-    for key in ("codec_sample_rate", "sample_rate", "sr"):
-        for node in (info.config, info.config.get("codec") if isinstance(
-                info.config.get("codec"), dict) else {}):
-            if isinstance(node, dict) and key in node:
-                return int(node[key])
-    raise UIError("cannot tell the codec's sample rate for this run")

@@ -1,0 +1,302 @@
+"""The web UI's pure functions: upload checks, run discovery, path handling, view reading."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralens.ui_app import core, imagine, rate, sonify
+from auralens.ui_app.core import UIError, UISettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> UISettings:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    return UISettings(runs_dir=tmp_path / "runs", work_root=tmp_path / "work",
+                      upload_roots=[uploads], max_upload_mb=1.0, max_duration_s=2.0)
+
+
+def _wav(path: Path, seconds: float, sr: int = 8000) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    return path
+
+
+# --------------------------------------------------------------------------- uploads
+def test_valid_upload_is_loaded(settings: UISettings) -> None:
+    path = _wav(settings.upload_roots[0] / "ok.wav", 1.5)
+    up = core.validate_upload(str(path), settings)
+    assert up.name == "ok.wav"
+    assert up.sample_rate == 8000
+    assert up.wave.shape == (12000,)
+    assert up.duration == pytest.approx(1.5)
+
+
+def test_missing_upload_asks_for_one(settings: UISettings) -> None:
+    with pytest.raises(UIError, match="no audio given"):
+        core.validate_upload(None, settings)
+
+
+def test_oversized_upload_names_the_limit(settings: UISettings) -> None:
+    # 1.2 MB of float samples at a short duration: over the size limit, under the time limit
+    path = settings.upload_roots[0] / "big.wav"
+    sf.write(path, np.zeros(300_000, np.float32), 192000, subtype="FLOAT")
+    with pytest.raises(UIError, match=r"big\.wav: file is 1\.2 MB; the upload limit is 1 MB"):
+        core.validate_upload(str(path), settings)
+
+
+def test_too_long_upload_names_the_limit(settings: UISettings) -> None:
+    path = _wav(settings.upload_roots[0] / "long.wav", 3.0, sr=2000)
+    with pytest.raises(UIError, match=r"long\.wav: duration 3\.0 s is longer than the limit of 2 s"):
+        core.validate_upload(str(path), settings)
+
+
+def test_corrupt_and_empty_uploads(settings: UISettings) -> None:
+    bad = settings.upload_roots[0] / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    with pytest.raises(UIError, match=r"^bad\.wav: unreadable or corrupt audio"):
+        core.validate_upload(str(bad), settings)
+    empty = settings.upload_roots[0] / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(UIError, match="empty file"):
+        core.validate_upload(str(empty), settings)
+
+
+def test_messages_never_reveal_server_paths(settings: UISettings) -> None:
+    bad = settings.upload_roots[0] / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(UIError) as err:
+        core.validate_upload(str(bad), settings)
+    assert str(settings.upload_roots[0]) not in str(err.value)
+
+
+def test_files_outside_the_upload_roots_are_refused(settings: UISettings, tmp_path: Path) -> None:
+    outside = _wav(tmp_path / "secret.wav", 0.5)
+    with pytest.raises(UIError, match="not an uploaded file"):
+        core.validate_upload(str(outside), settings)
+    # a path that climbs out of the upload root
+    sneaky = settings.upload_roots[0] / ".." / "secret.wav"
+    with pytest.raises(UIError, match="not an uploaded file"):
+        core.validate_upload(str(sneaky), settings)
+    # a symlink inside the upload root pointing outside it
+    link = settings.upload_roots[0] / "link.wav"
+    link.symlink_to(outside)
+    with pytest.raises(UIError, match="not an uploaded file"):
+        core.validate_upload(str(link), settings)
+
+
+def test_no_upload_roots_means_no_uploads(tmp_path: Path) -> None:
+    s = UISettings(work_root=tmp_path / "w")
+    with pytest.raises(UIError, match="not enabled"):
+        core.validate_upload(str(_wav(tmp_path / "a.wav", 0.2)), s)
+
+
+def test_is_within() -> None:
+    assert core.is_within(Path("/a/b/c"), Path("/a/b"))
+    assert not core.is_within(Path("/a/bc"), Path("/a/b"))
+    assert not core.is_within(Path("/a/b/../x"), Path("/a/b"))
+
+
+# --------------------------------------------------------------------------- work dirs
+def test_work_dirs_are_fresh_and_pruned(tmp_path: Path) -> None:
+    s = UISettings(work_root=tmp_path / "w", keep_work_dirs=3)
+    made = [core.new_work_dir(s, "../../evil name") for _ in range(5)]
+    for d in made:
+        assert core.is_within(d, tmp_path / "w")
+    assert made[-1].name.startswith("evilname-")
+    assert len(set(made)) == 5
+    assert len(list((tmp_path / "w").iterdir())) == 3
+    assert made[-1].exists() and not made[0].exists()
+
+
+def test_default_ratings_path(tmp_path: Path) -> None:
+    s = UISettings(runs_dir=tmp_path / "runs", work_root=tmp_path / "w")
+    assert s.ratings_path == (tmp_path / "runs" / "ratings.csv").resolve()
+    with pytest.raises(UIError):
+        UISettings(work_root=tmp_path / "w", max_upload_mb=0)
+
+
+# --------------------------------------------------------------------------- runs
+def _make_run(root: Path, name: str, clips: list[str], posts: list[str],
+              encoder: str = "ast:tiny", gate: str = "linear") -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {
+        "encoder": encoder, "layer": 6, "codec": {"backend": "mel", "sample_rate": 8000},
+        "gate": gate}}))
+    (run / "best.safetensors").write_bytes(b"x")
+    for sub in ["original", "ceiling", *posts]:
+        (run / "renders" / sub).mkdir(parents=True)
+        for c in clips:
+            _wav(run / "renders" / sub / f"{c}.wav", 0.5)
+    return run
+
+
+def test_discover_runs(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    _make_run(root, "ast-l6", ["c1", "c2"], ["raw", "denoise"])
+    _make_run(root / "group", "hubert-l3", ["c9"], ["raw"], encoder="hubert:tiny", gate="mlp")
+    (root / "not-a-run").mkdir()
+    (root / "not-a-run" / "notes.txt").write_text("x")
+    (root / "only-json").mkdir()
+    (root / "only-json" / "run.json").write_text("{}")
+    (root / "linked").symlink_to(root / "ast-l6")
+    runs = core.discover_runs(root)
+    assert list(runs) == ["ast-l6", "group/hubert-l3"]
+    a = runs["ast-l6"]
+    assert (a.encoder, a.layer, a.codec, a.gate) == ("ast:tiny", "6", "mel", "linear")
+    assert a.clips == ["c1", "c2"]
+    assert a.posts == ["denoise", "raw"]
+    assert a.has_ceiling
+    assert "ast:tiny" in a.label and "layer 6" in a.label
+    assert runs["group/hubert-l3"].gate == "mlp"
+
+
+def test_discover_runs_without_a_dir(tmp_path: Path) -> None:
+    assert core.discover_runs(None) == {}
+    assert core.discover_runs(tmp_path / "absent") == {}
+
+
+def test_resolve_run_only_accepts_known_keys(tmp_path: Path) -> None:
+    _make_run(tmp_path / "runs", "r1", ["c"], ["raw"])
+    runs = core.discover_runs(tmp_path / "runs")
+    assert core.resolve_run("r1", runs).path == (tmp_path / "runs" / "r1").resolve()
+    assert core.resolve_run(runs["r1"].label, runs).key == "r1"
+    for bad in ["../r1", str(tmp_path / "runs" / "r1"), "/etc", "r2"]:
+        with pytest.raises(UIError, match="unknown run"):
+            core.resolve_run(bad, runs)
+    with pytest.raises(UIError, match="pick a trained run"):
+        core.resolve_run(None, runs)
+    with pytest.raises(UIError, match="unknown clip"):
+        core.resolve_choice("../../x", ["c"], "clip")
+
+
+def test_sonify_clip_copies_renders_and_plots(settings: UISettings) -> None:
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok, view.status
+    for p in (view.original, view.sonified, view.ceiling):
+        assert p is not None and p.is_file()
+        assert core.is_within(p, settings.work_root)  # served from the work dir, not --runs
+    assert view.plots and all(p.is_file() for p, _ in view.plots)
+
+
+def test_sonify_refuses_bad_choices(settings: UISettings) -> None:
+    assert "no trained sonify runs found under" in sonify.sonify_clip(
+        "r1", "c1", "raw", None, settings).status
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    assert "unknown run" in sonify.sonify_clip("../r1", "c1", "raw", None, settings).status
+    assert "unknown clip" in sonify.sonify_clip("r1", "../../etc/passwd", "raw", None,
+                                                settings).status
+    assert "unknown post-processing" in sonify.sonify_clip("r1", "c1", "../original", None,
+                                                           settings).status
+
+
+def test_rating_form_validation(settings: UISettings) -> None:
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    runs = core.discover_runs(settings.runs_dir)
+    with pytest.raises(UIError, match="whole number from 1 to 5"):
+        rate.save("r1", "c1", "raw", 6, 3, "", "", settings, runs)
+    with pytest.raises(UIError, match="whole number from 1 to 5"):
+        rate.save("r1", "c1", "raw", 2.5, 3, "", "", settings, runs)
+    with pytest.raises(UIError, match="unknown clip"):
+        rate.save("r1", "nope", "raw", 3, 3, "", "", settings, runs)
+    with pytest.raises(UIError, match="longer than"):
+        rate.save("r1", "c1", "raw", 3, 3, "x" * 600, "", settings, runs)
+
+
+def test_ratings_round_trip(settings: UISettings) -> None:
+    pytest.importorskip("auralens.evaluate.ratings")
+    _make_run(settings.runs_dir, "r1", ["c1", "c2"], ["raw"])
+    runs = core.discover_runs(settings.runs_dir)
+    assert rate.rating_choices(runs["r1"]) == ["raw", "ceiling"]
+    assert "no ratings yet" in rate.aggregate_md(settings)
+    msg = rate.save("r1", "c1", "raw", 4, 2, "ann", "crisp\nbut noisy", settings, runs)
+    assert msg.startswith("saved:") and "visual 4, audio 2" in msg
+    rate.save("r1", "c2", "raw", 2, 5, "", "", settings, runs)
+    rate.save("r1", "c1", "ceiling", 5, 5, "ann", "", settings, runs)
+    text = settings.ratings_path.read_text()
+    assert text.count("\n") == 4 and "crisp but noisy" in text and "anonymous" in text
+    table = rate.aggregate_md(settings)
+    row = next(ln for ln in table.splitlines() if "r1/raw" in ln)
+    assert "3.00" in row and "3.50" in row and row.rstrip(" |").endswith("2")
+
+
+# --------------------------------------------------------------------------- imagine outputs
+def test_read_imagine_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sources").mkdir(parents=True)
+    for i in range(4):
+        _wav(out / "sources" / f"source_{i}.wav", 0.2)
+    (out / "activity.json").write_text(json.dumps([
+        {"index": i, "kept": i != 2, "score": 0.5 + i} for i in range(4)]))
+    (out / "captions.json").write_text(json.dumps({"source_0": "a dog barks",
+                                                   "source_1": "rain falls",
+                                                   "source_3": "a bell rings"}))
+    (out / "description.txt").write_text("A dog barks in the rain.\n")
+    (out / "run.json").write_text(json.dumps({"timings_s": {"separate": 1.5, "caption": 0.5}}))
+    view = imagine.read_imagine_outputs(out)
+    assert [s.index for s in view.sources] == [0, 1, 2, 3]
+    assert view.kept_count == 3
+    assert "Sources kept: 3 of 4" in view.activity_md
+    assert view.sources[1].caption == "rain falls" and view.sources[2].caption == ""
+    assert "a bell rings" in view.captions_md
+    assert view.description == "A dog barks in the rain."
+    assert view.image is None
+    assert "| total | 2.00 s |" in view.timings_md
+
+
+def test_run_imagine_reports_bad_uploads(settings: UISettings) -> None:
+    view = imagine.run_imagine(None, settings)
+    assert not view.ok and "no audio given" in view.status
+
+
+def test_markdown_is_escaped() -> None:
+    assert core.md_escape("<b>|x|</b>") == "\\<b\\>\\|x\\|\\</b\\>"
+    assert "\\<script\\>" in core.md_table(["a"], [["<script>"]])
+
+
+def test_importing_the_ui_does_not_import_gradio() -> None:
+    code = ("import sys, auralens.ui, auralens.ui_app.app; "
+            "sys.exit(1 if 'gradio' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_folder_to_chain() -> None:
+    assert sonify.folder_to_chain("minmax") == "minmax"
+    assert sonify.folder_to_chain("minmax+threshold10") == "minmax,threshold:10"
+    assert sonify.folder_to_chain("none") is None
+    with pytest.raises(UIError):
+        sonify.folder_to_chain("../x")
+
+
+def test_sonify_upload_renders_through_the_run(settings: UISettings,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    calls = {}
+
+    def fake_render(run_dir, wave, sr, post=None, *, out_sr=None):  # noqa: ANN001, ANN202
+        calls.update(run_dir=Path(run_dir), sr=sr, post=post, out_sr=out_sr)
+        return (wave[::-1] * 0.5).astype(np.float32)
+
+    monkeypatch.setitem(sys.modules, "auralens.sonify.render",
+                        types.SimpleNamespace(render=fake_render))
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax+wiener"])
+    up = _wav(settings.upload_roots[0] / "mine.wav", 1.0)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax+wiener", str(up), settings)
+    assert view.ok, view.status
+    assert calls == {"run_dir": (settings.runs_dir / "r1").resolve(), "sr": 8000,
+                     "post": "minmax,wiener", "out_sr": 8000}
+    out, sr = sf.read(view.sonified)
+    assert sr == 8000 and out.shape == (8000,)
+    assert {"si_sdr", "env_corr", "lsd_db"} <= set(view.metrics)
+    bad = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax+wiener", None, settings)
+    assert not bad.ok and "no audio given" in bad.status
