@@ -2,6 +2,120 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Datasets: synthesize, mix and split.", no_args_is_help=True)
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    from auralens.data import DatasetError
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(f) for f in text.replace(" ", "").split(",") if f]
+    except ValueError:
+        raise DatasetError(f"--folds must be comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+def _histogram_lines(hist: dict[int, int]) -> list[str]:
+    total = sum(hist.values()) or 1
+    width = max(hist.values(), default=1)
+    return [f"  {k} source{'s' if k != 1 else ' '}: {v:5d}  {'#' * max(1, round(30 * v / width))}"
+            f" ({100 * v / total:.0f}%)" for k, v in hist.items()]
+
+
+@app.command("synth")
+def synth_cmd(
+    out: Path = typer.Option(..., "--out", help="Output directory (ESC-50 layout)."),
+    clips_per_class: int = typer.Option(12, "--clips-per-class", help="Clips per class."),
+    seed: int = typer.Option(42, "--seed", help="Library seed."),
+    sample_rate: int = typer.Option(22050, "--sample-rate", help="Hz."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds per clip."),
+    classes: str | None = typer.Option(None, "--classes", help="Comma-separated subset of the classes."),
+) -> None:
+    """Write a procedural labelled sound library (audio/*.wav + meta/esc50.csv)."""
+    from auralens.data.synth import SYNTH_CLASSES, synthesize
+    from auralens.io import Timer, write_run_json
+
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    timer = Timer()
+    with timer("synth"):
+        synthesize(out, clips_per_class=clips_per_class, seed=seed, sample_rate=sample_rate,
+                   duration=duration, classes=names)
+    n_classes = len(names or SYNTH_CLASSES)
+    write_run_json(out, command="data synth", seed=seed, timings=timer.timings,
+                   config={"clips_per_class": clips_per_class, "sample_rate": sample_rate,
+                           "duration": duration, "classes": names or SYNTH_CLASSES})
+    typer.echo(f"{n_classes * clips_per_class} clips of {n_classes} classes written to {out} "
+               f"in {timer.timings['synth']:.1f} s")
+
+
+@app.command("mix")
+def mix_cmd(
+    src: Path = typer.Argument(..., help="Source dataset: ESC-50-layout folder or a folder of labelled audio."),
+    out: Path = typer.Option(..., "--out", help="Output directory (FUSS layout; resumes)."),
+    n: int = typer.Option(..., "--n", help="Number of mixtures."),
+    seed: int = typer.Option(0, "--seed", help="Recipe seed."),
+    no_reverb: bool = typer.Option(False, "--no-reverb", help="Skip the room simulation (dry sources)."),
+    folds: str | None = typer.Option(None, "--folds", help="Use only these folds, e.g. 1,2,3."),
+    split: str = typer.Option("train", "--split", help="Split folder name (train / validation / eval)."),
+    max_sources: int = typer.Option(4, "--max-sources", help="Most sources per mixture."),
+    min_sources: int = typer.Option(1, "--min-sources", help="Fewest sources per mixture."),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="Hz."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds per mixture."),
+) -> None:
+    """Make FUSS-recipe mixtures (background + foreground events in simulated rooms)."""
+    from auralens.data import detect_layout
+    from auralens.data.mix import build_mixtures, count_histogram
+    from auralens.io import Timer, read_jsonl, write_run_json
+
+    detect_layout(src)  # one-line error for a missing dataset before anything is created
+    fold_list = _parse_folds(folds)
+    timer = Timer()
+    with timer("mix"):
+        records = build_mixtures(src, out, n=n, seed=seed, sample_rate=sample_rate, duration=duration,
+                                 max_sources=max_sources, min_sources=min_sources, reverb=not no_reverb,
+                                 folds=fold_list, split=split)
+    hist = count_histogram(records)
+    errors = read_jsonl(out / "errors.jsonl")
+    write_run_json(out, command="data mix", seed=seed, timings=timer.timings,
+                   config={"src": str(src), "n": n, "reverb": not no_reverb, "folds": fold_list,
+                           "split": split, "max_sources": max_sources, "min_sources": min_sources,
+                           "sample_rate": sample_rate, "duration": duration},
+                   extra={"source_count_histogram": hist, "n_errors": len(errors)})
+    typer.echo(f"{len(records)} mixtures in {out / split} ({timer.timings['mix']:.1f} s)")
+    typer.echo("source-count histogram:")
+    for line in _histogram_lines(hist):
+        typer.echo(line)
+    if errors:
+        typer.echo(f"{len(errors)} clip(s) skipped; see {out / 'errors.jsonl'}")
+
+
+@app.command("split")
+def split_cmd(
+    data: Path = typer.Argument(..., help="Dataset: ESC-50-layout folder or a folder of labelled audio."),
+    out: Path = typer.Option(..., "--out", help="Directory for train.txt, val.txt, test.txt."),
+    seed: int = typer.Option(42, "--seed", help="Split seed."),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="train,val,test fractions."),
+) -> None:
+    """Write a deterministic, label-stratified train/val/test split."""
+    from auralens.data import DatasetError, load_dataset
+    from auralens.data.esc50 import make_splits, write_splits
+    from auralens.io import write_run_json
+
+    try:
+        r = tuple(float(x) for x in ratios.split(","))
+        if len(r) != 3:
+            raise ValueError
+    except ValueError:
+        raise DatasetError(f"--ratios must be three numbers like 0.8,0.1,0.1, got {ratios!r}") from None
+    clips = load_dataset(data)
+    splits = make_splits(clips, seed=seed, ratios=r)  # type: ignore[arg-type]
+    write_splits(splits, out)
+    write_run_json(out, command="data split", seed=seed,
+                   config={"data": str(data), "ratios": list(r)},
+                   extra={"counts": {k: len(v) for k, v in splits.items()}})
+    typer.echo(" ".join(f"{k}={len(v)}" for k, v in splits.items()) + f" written to {out}")

@@ -121,7 +121,7 @@ def make_splits(
         each list sorted by clip id.
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"ratios must be three non-negative numbers, got {ratios}")
+        raise DatasetError(f"ratios must be three non-negative numbers, got {ratios}")
     total = float(sum(ratios))
     r_val, r_test = ratios[1] / total, ratios[2] / total
     groups: dict[str, list[Clip]] = defaultdict(list)

@@ -1,0 +1,505 @@
+"""FUSS-recipe mixtures: one background plus foreground events, each in its own room position.
+
+The recipe follows the Free Universal Sound Separation data (Wisdom et al., 2020):
+
+* 1 to ``max_sources`` sources per mixture (counts balanced block by block, so any
+  prefix of the examples has a near-uniform count histogram);
+* exactly one *background* source that spans the whole clip (silence trimmed, looped);
+* the rest are *foreground* events (silence trimmed) at random onsets;
+* each source convolved with its own impulse response from an image-method shoebox room
+  (3–7 × 4–8 × 2.13–3.05 m, random microphone and source positions, random absorption
+  per wall and per mixture);
+* random levels: the background at −38…−28 dBFS, each foreground at a random SNR
+  against it; the mixture is scaled down (all sources alike) if its peak exceeds 0.9.
+
+Output mirrors the FUSS release so :func:`auralens.data.fuss.load_fuss` reads both::
+
+    out_dir/{split}/example00000.wav                         mixture (float32 WAV)
+    out_dir/{split}/example00000_sources/background0_sound.wav
+    out_dir/{split}/example00000_sources/foreground0_sound.wav …
+    out_dir/{split}/example00000.txt                         "onset\\toffset\\tlabel" per source
+    out_dir/{split}_example_list.txt                         tab-separated relative paths
+    out_dir/manifest.jsonl                                   SceneRecord.to_dict() per example
+    out_dir/{split}_mix_config.json                          settings (resume guard)
+    out_dir/errors.jsonl                                     clips that failed to load
+
+The mixture is the float32 sum of the written float32 sources, so reading the files back
+the sources sum to the mixture exactly (up to float32 rounding of the summation).
+Manifest paths are relative to ``out_dir``; :func:`~auralens.data.fuss.load_fuss` resolves
+them, and the records returned here carry ``out_dir``-joined paths.
+
+Every example draws from its own generator seeded by ``(seed, split, index)``, so an
+example does not depend on the others: re-running with a larger ``n`` keeps the first
+examples, and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.audio import AudioError, load
+from auralens.data import DatasetError
+from auralens.io import (
+    ErrorLog,
+    append_jsonl,
+    atomic_path,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text,
+)
+from auralens.types import Clip, SceneRecord, Source
+
+log = logging.getLogger(__name__)
+
+#: Room size ranges in metres (length, width, height), as in FUSS.
+ROOM_RANGES = ((3.0, 7.0), (4.0, 8.0), (2.13, 3.05))
+#: Per-wall energy absorption range.
+ABSORPTION_RANGE = (0.1, 0.7)
+#: Image-method order: enough for a dense early tail, cheap to compute.
+MAX_ORDER = 17
+#: Keep microphone and sources this far from the walls (metres).
+WALL_MARGIN = 0.4
+#: Minimum source–microphone distance (metres).
+MIN_DISTANCE = 0.5
+#: Background level range (dBFS, RMS over the clip).
+BACKGROUND_DBFS = (-38.0, -28.0)
+#: Foreground-to-background level range (dB, RMS over each event's active part).
+SNR_DB = (-5.0, 20.0)
+#: Mixture peak above which all sources are scaled down together.
+PEAK_LIMIT = 0.9
+#: Frame length (s) and relative threshold (dB below the loudest frame) of the activity trim.
+FRAME_S = 0.02
+ACTIVE_DB = -40.0
+#: A clip whose loudest frame is below this RMS is considered silent.
+SILENT_RMS = 1e-4
+#: Settings that must match to resume into an existing output directory.
+_RESUME_KEYS = ("seed", "sample_rate", "duration", "max_sources", "min_sources", "reverb",
+                "folds", "source")
+
+
+@dataclass
+class _Pool:
+    """Candidate clips plus a cache of loaded, trimmed waves and the known-bad ids."""
+
+    clips: list[Clip]
+    sample_rate: int
+    errors: ErrorLog
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+    bad: set[str] = field(default_factory=set)
+    max_cache: int = 512
+
+    def get(self, clip: Clip) -> np.ndarray | None:
+        """The clip's active part ``[T]`` at the pool rate, or None (failed/silent)."""
+        if clip.id in self.bad:
+            return None
+        if clip.id in self.cache:
+            return self.cache[clip.id]
+        try:
+            wave = load(clip.path, self.sample_rate)
+        except AudioError as exc:
+            self.errors.add(clip.id, exc, clip.path)
+            self.bad.add(clip.id)
+            return None
+        active = trim_silence(wave, self.sample_rate)
+        if active is None:
+            log.info("%s: silent, not used in mixtures", clip.path)
+            self.bad.add(clip.id)
+            return None
+        if len(self.cache) >= self.max_cache:
+            self.cache.pop(next(iter(self.cache)))
+        self.cache[clip.id] = active
+        return active
+
+
+def _frame_rms(wave: np.ndarray, frame: int) -> np.ndarray:
+    n = len(wave) // frame
+    if n == 0:
+        return np.sqrt(np.mean(np.square(wave, dtype=np.float64)))[None]
+    frames = wave[: n * frame].reshape(n, frame).astype(np.float64)
+    return np.sqrt(np.mean(frames**2, axis=1))
+
+
+def trim_silence(wave: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    """Cut leading/trailing frames more than 40 dB below the loudest frame.
+
+    Args:
+        wave: ``[T]``.
+    Returns:
+        the active part ``[T']``, or None when the whole clip is below -80 dBFS.
+    """
+    frame = max(1, int(FRAME_S * sample_rate))
+    rms = _frame_rms(wave, frame)
+    top = float(rms.max()) if rms.size else 0.0
+    if top < SILENT_RMS:
+        return None
+    active = np.flatnonzero(rms >= top * 10 ** (ACTIVE_DB / 20))
+    start, stop = int(active[0]) * frame, min(len(wave), (int(active[-1]) + 1) * frame)
+    return np.ascontiguousarray(wave[start:stop], dtype=np.float32)
+
+
+def write_float_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
+    """Atomically write ``wave`` ``[T]`` as a 32-bit float WAV with byte-reproducible content.
+
+    libsndfile stamps float WAVs with a PEAK chunk holding the write time, so identical
+    audio would give different bytes (and different content hashes); scipy writes the
+    plain fmt/fact/data chunks only.
+    """
+    from scipy.io import wavfile
+
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if not np.all(np.isfinite(wave)):
+        raise AudioError(path, "refusing to write NaN or Inf samples")
+    with atomic_path(path) as tmp:
+        wavfile.write(tmp, sample_rate, wave)
+    return path
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _example_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(split.encode("utf-8")), index])
+
+
+def source_count(seed: int, split: str, index: int, min_sources: int, max_sources: int) -> int:
+    """Number of sources of example ``index``: each block of K = max−min+1 examples holds
+    every count once (a seeded permutation), so counts are uniform and independent of ``n``."""
+    k = max_sources - min_sources + 1
+    block = index // k
+    perm = np.random.default_rng([seed, zlib.crc32(split.encode("utf-8")), 1 << 20, block]).permutation(k)
+    return min_sources + int(perm[index % k])
+
+
+def _random_room(rng: np.random.Generator, n_sources: int) -> dict[str, Any]:
+    dims = np.array([rng.uniform(lo, hi) for lo, hi in ROOM_RANGES])
+    walls = ["east", "west", "north", "south", "floor", "ceiling"]
+    absorption = {w: float(rng.uniform(*ABSORPTION_RANGE)) for w in walls}
+    mic = rng.uniform(WALL_MARGIN, dims - WALL_MARGIN)
+    sources = []
+    for _ in range(n_sources):
+        for _try in range(100):
+            pos = rng.uniform(WALL_MARGIN, dims - WALL_MARGIN)
+            if np.linalg.norm(pos - mic) >= MIN_DISTANCE:
+                break
+        sources.append(pos)
+    return {"dims": dims.round(4).tolist(), "absorption": absorption,
+            "mic": mic.round(4).tolist(), "sources": [p.round(4).tolist() for p in sources]}
+
+
+def room_impulse_responses(room: dict[str, Any], sample_rate: int,
+                           max_order: int = MAX_ORDER) -> list[np.ndarray]:
+    """Image-method impulse responses ``[L_k]`` from each source to the microphone."""
+    import pyroomacoustics as pra
+
+    shoebox = pra.ShoeBox(room["dims"], fs=sample_rate, materials=pra.make_materials(**room["absorption"]),
+                          max_order=max_order, air_absorption=False)
+    shoebox.add_microphone(room["mic"])
+    for pos in room["sources"]:
+        shoebox.add_source(pos)
+    shoebox.compute_rir()
+    return [np.asarray(r, dtype=np.float64) for r in shoebox.rir[0]]
+
+
+def _draw(rng: np.random.Generator, pool: _Pool, used_ids: set[str],
+          avoid_labels: set[str | None]) -> tuple[Clip, np.ndarray]:
+    """One usable clip not in ``used_ids``; labels in ``avoid_labels`` only when nothing else is left."""
+    for _ in range(20 * len(pool.clips) + 100):
+        usable = [c for c in pool.clips if c.id not in pool.bad and c.id not in used_ids]
+        if not usable:
+            raise DatasetError("not enough usable clips to mix (the rest are unreadable or silent)")
+        fresh = [c for c in usable if c.label not in avoid_labels] or usable
+        clip = fresh[int(rng.integers(len(fresh)))]
+        wave = pool.get(clip)
+        if wave is not None:
+            return clip, wave
+    raise DatasetError("could not find a usable clip to mix")
+
+
+def _pick_clips(rng: np.random.Generator, pool: _Pool, count: int,
+                background_candidates: int = 3) -> list[tuple[Clip, np.ndarray]]:
+    """Draw ``count`` usable clips with distinct labels while the pool allows it.
+
+    The first is the background: the candidate with the longest active part among a few
+    draws, so a short event is rarely looped over the whole clip.
+    """
+    used: set[str] = set()
+    candidates = []
+    for _ in range(background_candidates):
+        try:
+            clip, wave = _draw(rng, pool, used, set())
+        except DatasetError:
+            if candidates:
+                break
+            raise
+        candidates.append((clip, wave))
+        used.add(clip.id)
+    chosen = [max(candidates, key=lambda cw: len(cw[1]))]
+    used = {chosen[0][0].id}
+    labels = {chosen[0][0].label}
+    while len(chosen) < count:
+        clip, wave = _draw(rng, pool, used, labels)
+        chosen.append((clip, wave))
+        used.add(clip.id)
+        labels.add(clip.label)
+    return chosen
+
+
+def _best_segment(rng: np.random.Generator, wave: np.ndarray, length: int, tries: int = 8) -> tuple[np.ndarray, int]:
+    """A ``length``-sample segment of ``wave`` with energy: the loudest of a few random starts."""
+    if len(wave) <= length:
+        return wave, 0
+    starts = rng.integers(0, len(wave) - length + 1, tries)
+    energies = [_rms(wave[s:s + length]) for s in starts]
+    s = int(starts[int(np.argmax(energies))])
+    return wave[s:s + length], s
+
+
+def _loop_background(rng: np.random.Generator, wave: np.ndarray, length: int, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Loop ``wave`` from a random start to ``length`` samples, crossfading each seam (20 ms)."""
+    if len(wave) >= length:
+        start = int(rng.integers(len(wave) - length + 1))
+        return wave[start:start + length].astype(np.float32), start
+    start = int(rng.integers(len(wave)))
+    rolled = np.roll(wave, -start)
+    fade = min(len(wave) // 4, int(0.02 * sample_rate))
+    if fade < 2:
+        return np.resize(rolled, length).astype(np.float32), start
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out = np.zeros(length + fade, np.float32)
+    pos = 0
+    while pos < length:
+        seg = rolled.copy()
+        seg[:fade] *= ramp if pos > 0 else 1.0
+        seg[-fade:] *= ramp[::-1]
+        end = min(len(out), pos + len(seg))
+        out[pos:end] += seg[: end - pos]
+        pos += len(seg) - fade
+    return out[:length], start
+
+
+def _make_example(
+    index: int, rng: np.random.Generator, pool: _Pool, *, count: int, length: int, sample_rate: int,
+    reverb: bool,
+) -> tuple[list[np.ndarray], list[dict[str, Any]], dict[str, Any]]:
+    """Build one example's float32 sources ``[count][T]``, their descriptions and room meta."""
+    picks = _pick_clips(rng, pool, count)
+    dry: list[np.ndarray] = []
+    descs: list[dict[str, Any]] = []
+    # background: whole clip, looped
+    bg_clip, bg_wave = picks[0]
+    bg, bg_start = _loop_background(rng, bg_wave, length, sample_rate)
+    dry.append(bg.astype(np.float64))
+    descs.append({"clip": bg_clip, "role": "background", "onset": 0.0, "offset": length / sample_rate,
+                  "segment_start": bg_start / sample_rate})
+    for clip, wave in picks[1:]:
+        max_len = int(rng.uniform(0.5, 1.0) * length) if len(wave) > length else len(wave)
+        seg, seg_start = _best_segment(rng, wave, max_len)
+        onset = int(rng.integers(0, length - len(seg) + 1))
+        placed = np.zeros(length)
+        placed[onset:onset + len(seg)] = seg
+        dry.append(placed)
+        descs.append({"clip": clip, "role": "foreground", "onset": onset / sample_rate,
+                      "offset": (onset + len(seg)) / sample_rate, "segment_start": seg_start / sample_rate})
+    meta: dict[str, Any] = {"reverb": reverb}
+    if reverb:
+        room = _random_room(rng, count)
+        rirs = room_impulse_responses(room, sample_rate)
+        from scipy.signal import fftconvolve
+
+        wet = [fftconvolve(x, h)[:length] for x, h in zip(dry, rirs, strict=True)]
+        meta["room"] = room
+        meta["rir_samples"] = [len(h) for h in rirs]
+    else:
+        wet = dry
+    # levels: background absolute, foregrounds relative to it (RMS over their active span)
+    bg_db = float(rng.uniform(*BACKGROUND_DBFS))
+    gains: list[float] = []
+    snrs: list[float | None] = []
+    bg_rms = _rms(wet[0]) + 1e-12
+    gains.append(10 ** (bg_db / 20) / bg_rms)
+    snrs.append(None)
+    for x, d in zip(wet[1:], descs[1:], strict=True):
+        a, b = int(d["onset"] * sample_rate), int(d["offset"] * sample_rate)
+        snr = float(rng.uniform(*SNR_DB))
+        gains.append(10 ** ((bg_db + snr) / 20) / (_rms(x[a:b]) + 1e-12))
+        snrs.append(round(snr, 3))
+    sources = [(x * g) for x, g in zip(wet, gains, strict=True)]
+    peak = float(np.max(np.abs(np.sum(sources, axis=0))))
+    if peak > PEAK_LIMIT:
+        scale = PEAK_LIMIT / peak
+        sources = [x * scale for x in sources]
+        gains = [g * scale for g in gains]
+    for d, g, snr in zip(descs, gains, snrs, strict=True):
+        d["gain_db"] = round(20 * float(np.log10(g)), 3)
+        d["snr_db"] = snr
+    meta["background_dbfs"] = round(bg_db, 3)
+    return [x.astype(np.float32) for x in sources], descs, meta
+
+
+def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None) -> tuple[list[Clip], str]:
+    if isinstance(src, (str, Path)):
+        from auralens.data import load_dataset
+
+        clips = load_dataset(Path(src))
+        name = str(Path(src))
+    else:
+        clips = list(src)
+        name = f"<{len(clips)} clips>"
+    if folds is not None:
+        wanted = {int(f) for f in folds}
+        clips = [c for c in clips if c.fold in wanted]
+    if not clips:
+        raise DatasetError(f"{name}: no clips to mix" + (f" in folds {sorted(folds)}" if folds else ""))
+    # a stable order whatever the loader returned, so picks depend only on the seed
+    return sorted(clips, key=lambda c: c.id), name
+
+
+def _example_files(split: str, index: int, roles: Sequence[str]) -> tuple[str, list[str], str]:
+    stem = f"{split}/example{index:05d}"
+    counters: Counter[str] = Counter()
+    names = []
+    for role in roles:
+        names.append(f"{stem}_sources/{role}{counters[role]}_sound.wav")
+        counters[role] += 1
+    return f"{stem}.wav", names, f"{stem}.txt"
+
+
+def _finished(out_dir: Path, rec: dict[str, Any]) -> bool:
+    paths = [rec.get("mixture", "")] + [s.get("path", "") for s in rec.get("sources", [])]
+    return all(p and (out_dir / p).is_file() for p in paths)
+
+
+def _absolute(out_dir: Path, rec: dict[str, Any]) -> SceneRecord:
+    record = SceneRecord.from_dict(rec)
+    record.mixture = out_dir / record.mixture
+    for s in record.sources:
+        s.path = out_dir / s.path
+    return record
+
+
+def build_mixtures(
+    src: Path | Sequence[Clip],
+    out_dir: Path,
+    *,
+    n: int,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    duration: float = 10.0,
+    max_sources: int = 4,
+    min_sources: int = 1,
+    reverb: bool = True,
+    folds: Sequence[int] | None = None,
+    split: str = "train",
+) -> list[SceneRecord]:
+    """Make ``n`` FUSS-style mixtures from a labelled dataset (see the module docstring).
+
+    Args:
+        src: dataset directory (ESC-50 layout or a folder) or a list of clips.
+        out_dir: output root (created); may already hold other splits.
+        n: number of examples ``{split}/example00000`` … ``example{n-1:05d}``.
+        seed: recipe seed (same seed and inputs → identical files).
+        sample_rate: Hz of everything written.
+        duration: seconds per mixture.
+        max_sources: most sources per mixture (background included).
+        min_sources: fewest sources per mixture (≥ 1: the background).
+        reverb: convolve each source with a shoebox-room impulse response.
+        folds: use only clips from these folds.
+        split: subfolder name (FUSS uses train / validation / eval).
+
+    Returns:
+        One :class:`SceneRecord` per example (paths joined to ``out_dir``), in index order.
+
+    Raises:
+        DatasetError: missing/empty dataset, bad settings, or an ``out_dir`` made with
+            different settings.
+    """
+    from auralens.progress import progress
+
+    if n < 0:
+        raise DatasetError(f"n must be >= 0, got {n}")
+    if not 1 <= min_sources <= max_sources:
+        raise DatasetError(f"need 1 <= min_sources <= max_sources, got {min_sources} and {max_sources}")
+    if duration <= 0 or sample_rate <= 0:
+        raise DatasetError(f"duration and sample_rate must be positive, got {duration} and {sample_rate}")
+    if not split or "/" in split or split.startswith("."):
+        raise DatasetError(f"invalid split name {split!r}")
+    clips, source_name = _resolve_clips(src, folds)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
+                "min_sources": min_sources, "reverb": reverb,
+                "folds": sorted(int(f) for f in folds) if folds is not None else None,
+                "source": source_name, "split": split}
+    config_path = out_dir / f"{split}_mix_config.json"
+    if config_path.is_file():
+        old = read_json(config_path)
+        diff = [k for k in _RESUME_KEYS if old.get(k) != settings[k]]
+        if diff:
+            raise DatasetError(f"{out_dir}: split {split!r} was made with different settings "
+                               f"({', '.join(diff)}); use another --out or remove it")
+    write_json(config_path, settings)
+
+    manifest = out_dir / "manifest.jsonl"
+    previous = read_jsonl(manifest)
+    others = [r for r in previous if r.get("split") != split]
+    done = {r["id"]: r for r in previous if r.get("split") == split and _finished(out_dir, r)}
+    errors = ErrorLog(out_dir / "errors.jsonl")
+    pool = _Pool(clips, sample_rate, errors)
+    length = int(round(duration * sample_rate))
+    records: list[dict[str, Any]] = []
+    n_new = 0
+    for index in progress(range(n), desc=f"mix {split}", total=n):
+        ex_id = f"{split}/example{index:05d}"
+        if ex_id in done:
+            records.append(done[ex_id])
+            continue
+        rng = _example_rng(seed, split, index)
+        count = source_count(seed, split, index, min_sources, max_sources)
+        sources, descs, meta = _make_example(index, rng, pool, count=count, length=length,
+                                             sample_rate=sample_rate, reverb=reverb)
+        mix_rel, src_rels, txt_rel = _example_files(split, index, [d["role"] for d in descs])
+        mixture = np.zeros(length, np.float32)
+        for rel, x in zip(src_rels, sources, strict=True):
+            write_float_wav(out_dir / rel, x, sample_rate)
+            mixture += x  # float32 sum of exactly what was written
+        lines = [f"{d['onset']:.6f}\t{d['offset']:.6f}\t{d['clip'].label or 'sound'}" for d in descs]
+        write_text(out_dir / txt_rel, "\n".join(lines) + "\n")
+        write_float_wav(out_dir / mix_rel, mixture, sample_rate)  # last: its presence marks a finished example
+        meta.update({"seed": seed, "index": index, "n_sources": count})
+        record = SceneRecord(
+            id=ex_id, mixture=Path(mix_rel), sample_rate=sample_rate, duration=length / sample_rate,
+            split=split, meta=meta,
+            sources=[Source(path=Path(rel), label=d["clip"].label or "sound", role=d["role"],
+                            onset=round(d["onset"], 6), offset=round(d["offset"], 6), gain_db=d["gain_db"],
+                            origin=d["clip"].id)
+                     for rel, d in zip(src_rels, descs, strict=True)],
+        ).to_dict()
+        for s, d in zip(record["sources"], descs, strict=True):
+            s["snr_db"] = d["snr_db"]  # extra keys are ignored by Source.from_dict
+            s["segment_start"] = round(d["segment_start"], 6)
+        append_jsonl(manifest, record)  # crash-safe progress
+        records.append(record)
+        n_new += 1
+    # rewrite in order: other splits first, then this split's examples (beyond-n ones kept)
+    extra = [r for rid, r in sorted(done.items()) if int(rid.rsplit("example", 1)[1]) >= n]
+    write_jsonl(manifest, others + records + extra)
+    list_lines = ["\t".join([r["mixture"], *[s["path"] for s in r["sources"]]]) for r in records + extra]
+    write_text(out_dir / f"{split}_example_list.txt", "\n".join(list_lines) + ("\n" if list_lines else ""))
+    log.info("%s: %d new, %d kept examples; %s", out_dir, n_new, n - n_new, errors.summary())
+    return [_absolute(out_dir, r) for r in records]
+
+
+def count_histogram(records: Sequence[SceneRecord]) -> dict[int, int]:
+    """``{number of sources: number of mixtures}``, sorted by source count."""
+    return dict(sorted(Counter(r.n_sources for r in records).items()))

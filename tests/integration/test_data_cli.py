@@ -1,0 +1,69 @@
+"""``auralens data synth | mix | split`` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from auralens.cli import app, main
+from auralens.data.fuss import load_fuss
+
+runner = CliRunner()
+
+
+def test_mix_on_esc10(esc10: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mix"
+    res = runner.invoke(app, ["data", "mix", str(esc10), "--out", str(out), "--n", "8", "--seed", "2",
+                              "--folds", "1,2", "--duration", "4"])
+    assert res.exit_code == 0, res.output
+    assert "source-count histogram" in res.output and "2 sources:" in res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "data mix" and run["seed"] == 2
+    assert sum(run["source_count_histogram"].values()) == 8
+    assert run["config"]["folds"] == [1, 2]
+    recs = load_fuss(out)
+    assert len(recs) == 8 and all(r.sample_rate == 16000 for r in recs)
+    assert all(s.origin.split("-")[0] in {"1", "2"} for r in recs for s in r.sources)
+    assert sf.info(str(recs[0].mixture)).frames == 4 * 16000
+
+
+def test_synth_and_split_and_mix(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    res = runner.invoke(app, ["data", "synth", "--out", str(lib), "--clips-per-class", "2",
+                              "--sample-rate", "8000", "--duration", "1", "--classes", "siren,rain,wind"])
+    assert res.exit_code == 0, res.output
+    assert len(list((lib / "audio").glob("*.wav"))) == 6 and (lib / "run.json").is_file()
+    res = runner.invoke(app, ["data", "split", str(lib), "--out", str(tmp_path / "splits"),
+                              "--ratios", "0.5,0.5,0"])
+    assert res.exit_code == 0, res.output
+    lines = {k: (tmp_path / "splits" / f"{k}.txt").read_text().split() for k in ("train", "val", "test")}
+    assert [len(v) for v in lines.values()] == [3, 3, 0]
+    res = runner.invoke(app, ["data", "mix", str(lib), "--out", str(tmp_path / "m"), "--n", "3",
+                              "--no-reverb", "--max-sources", "2", "--sample-rate", "8000",
+                              "--duration", "2", "--split", "eval"])
+    assert res.exit_code == 0, res.output
+    recs = load_fuss(tmp_path / "m", split="eval")
+    assert len(recs) == 3 and all(1 <= r.n_sources <= 2 and not r.meta["reverb"] for r in recs)
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "auralens.cli", "data", "split", str(tmp_path / "missing"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ")
+    assert proc.stderr.strip().count("\n") == 0 and "missing" in proc.stderr
+    cases = [
+        ["data", "mix", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--n", "2"],
+        ["data", "synth", "--out", str(tmp_path / "s"), "--classes", "unicorn"],
+        ["data", "mix", str(tmp_path), "--out", str(tmp_path / "o"), "--n", "2", "--folds", "a,b"],
+        ["data", "split", str(tmp_path), "--out", str(tmp_path / "o"), "--ratios", "1,2"],
+    ]
+    for args in cases:
+        assert main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.strip().count("\n") == 0, err

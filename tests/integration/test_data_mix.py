@@ -1,0 +1,212 @@
+"""FUSS-recipe mixer and FUSS loader: exact sums, counts, determinism, resume, bad clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralens.data import DatasetError
+from auralens.data.esc50 import load_esc50
+from auralens.data.fuss import load_fuss
+from auralens.data.mix import build_mixtures, count_histogram, source_count
+from auralens.data.synth import synthesize
+
+SR, DUR = 8000, 3.0
+FAST = dict(sample_rate=SR, duration=DUR)
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(tmp_path_factory.mktemp("mixlib") / "lib", clips_per_class=3, seed=5,
+                      sample_rate=SR, duration=2.0)
+
+
+@pytest.fixture(scope="module")
+def reverb_run(lib: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    out = tmp_path_factory.mktemp("mix") / "out"
+    return out, build_mixtures(lib, out, n=8, seed=3, **FAST)
+
+
+def _read(p: Path) -> np.ndarray:
+    x, sr = sf.read(str(p), dtype="float32")
+    assert sr == SR
+    return x
+
+
+def test_sources_sum_to_mixture(reverb_run: tuple[Path, list]) -> None:
+    out, records = reverb_run
+    assert [r.id for r in records] == [f"train/example{i:05d}" for i in range(8)]
+    for rec in records:
+        assert sf.info(str(rec.mixture)).subtype == "FLOAT"
+        mix = _read(rec.mixture)
+        assert mix.shape == (int(SR * DUR),)
+        srcs = np.stack([_read(s.path) for s in rec.sources])
+        assert srcs.shape == (rec.n_sources, len(mix))
+        assert np.max(np.abs(srcs.sum(0) - mix)) < 1e-5
+        assert 0.0 < np.max(np.abs(mix)) <= 0.9 + 1e-6
+        # every source carries energy (no near-silent references)
+        assert all(np.sqrt(np.mean(s**2)) > 1e-4 for s in srcs), rec.id
+        assert rec.meta["reverb"] and len(rec.meta["room"]["sources"]) == rec.n_sources
+        dims = rec.meta["room"]["dims"]
+        assert 3 <= dims[0] <= 7 and 4 <= dims[1] <= 8 and 2.13 <= dims[2] <= 3.05
+        assert len(set(rec.labels)) == rec.n_sources  # distinct labels while the pool allows
+
+
+def test_fuss_layout_and_manifest(reverb_run: tuple[Path, list]) -> None:
+    out, records = reverb_run
+    rec = records[-1]
+    names = sorted(p.name for p in (out / "train" / "example00007_sources").iterdir())
+    expected = ["background0_sound.wav"] + [f"foreground{k}_sound.wav" for k in range(rec.n_sources - 1)]
+    assert names == expected
+    lines = (out / "train" / "example00007.txt").read_text().splitlines()
+    assert [ln.split("\t")[2] for ln in lines] == rec.labels
+    listing = (out / "train_example_list.txt").read_text().splitlines()
+    assert listing[7].split("\t")[0] == "train/example00007.wav" and len(listing) == 8
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 8 and not Path(manifest[0]["mixture"]).is_absolute()
+    assert manifest[3]["n_sources"] == records[3].n_sources
+    # the loader gives the same scenes from the manifest and from the bare FUSS layout
+    via_manifest = load_fuss(out)
+    assert [r.to_dict() for r in via_manifest] == [r.to_dict() for r in records]
+    bare = out.parent / "bare"
+    shutil.copytree(out, bare)
+    (bare / "manifest.jsonl").unlink()
+    for variant in (bare, bare / "train"):
+        got = load_fuss(variant)
+        assert [r.id for r in got] == [r.id for r in records]
+        assert [r.labels for r in got] == [r.labels for r in records]
+        assert [[s.role for s in r.sources] for r in got] == [[s.role for s in r.sources] for r in records]
+        assert got[2].sample_rate == SR and got[2].duration == pytest.approx(DUR)
+    assert load_fuss(out, split="validation") == []
+
+
+def test_official_release_layout(tmp_path: Path) -> None:
+    """Mirror of the FUSS release: list file, scaper .txt with appended RIR names, 'sound' labels."""
+    root = tmp_path / "ssdata_reverb"
+    for split, n_src in (("train", 3), ("eval", 1)):
+        d = root / split / "example00000_sources"
+        d.mkdir(parents=True)
+        parts = [f"{split}/example00000.wav"]
+        for k in range(n_src):
+            name = "background0_sound.wav" if k == 0 else f"foreground{k - 1}_sound.wav"
+            sf.write(str(d / name), np.zeros(1600), 16000, subtype="PCM_16")
+            parts.append(f"{split}/example00000_sources/{name}")
+        sf.write(str(root / parts[0]), np.zeros(1600), 16000, subtype="PCM_16")
+        (root / f"{split}_example_list.txt").write_text("\t".join(parts) + "\n")
+    (root / "train" / "example00000.txt").write_text(
+        "0.000\t10.000\tsound\n1.500\t3.250\tsound\n4.000\t9.000\tsound\n\n"
+        "room impulse responses used:\ntrain/rir_00001/background0.wav\n")
+    recs = load_fuss(root)
+    assert [r.id for r in recs] == ["train/example00000", "eval/example00000"]
+    assert recs[0].labels == ["sound"] * 3 and recs[0].sources[1].onset == 1.5
+    assert recs[0].sources[1].offset == 3.25 and recs[0].sources[0].role == "background"
+    assert recs[1].n_sources == 1 and recs[1].duration == pytest.approx(0.1)
+    assert [r.id for r in load_fuss(root, split="eval")] == ["eval/example00000"]
+    with pytest.raises(DatasetError, match="no FUSS examples"):
+        load_fuss(tmp_path / "ssdata_reverb" / "train" / "example00000_sources")
+
+
+def test_count_histogram_uniform(lib: Path, tmp_path: Path) -> None:
+    recs = build_mixtures(lib, tmp_path / "h", n=40, seed=11, reverb=False, sample_rate=SR, duration=1.0)
+    hist = count_histogram(recs)
+    assert hist == {1: 10, 2: 10, 3: 10, 4: 10}
+    assert [r.n_sources for r in recs] == [source_count(11, "train", i, 1, 4) for i in range(40)]
+    assert sum(r.sources[0].role == "background" for r in recs) == 40
+    assert all(s.role == "foreground" for r in recs for s in r.sources[1:])
+    # the counts are not a fixed cycle: the order within each block depends on the seed
+    other = [source_count(12, "train", i, 1, 4) for i in range(40)]
+    assert other != [r.n_sources for r in recs] and Counter(other) == Counter(hist)
+
+
+def test_determinism(lib: Path, tmp_path: Path) -> None:
+    a = build_mixtures(lib, tmp_path / "a", n=3, seed=9, **FAST)
+    b = build_mixtures(lib, tmp_path / "b", n=3, seed=9, **FAST)
+    c = build_mixtures(lib, tmp_path / "c", n=3, seed=10, **FAST)
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.mixture.read_bytes() == rb.mixture.read_bytes()
+        assert [s.path.read_bytes() for s in ra.sources] == [s.path.read_bytes() for s in rb.sources]
+        assert ra.meta == rb.meta and ra.labels == rb.labels
+    assert any(ra.mixture.read_bytes() != rc.mixture.read_bytes() for ra, rc in zip(a, c, strict=True))
+
+
+def test_no_reverb_and_background_span(lib: Path, tmp_path: Path) -> None:
+    recs = build_mixtures(lib, tmp_path / "dry", n=8, seed=4, reverb=False, **FAST)
+    n = int(SR * DUR)
+    for rec in recs:
+        assert rec.meta["reverb"] is False and "room" not in rec.meta
+        bg = rec.sources[0]
+        assert bg.role == "background" and bg.onset == 0.0 and bg.offset == pytest.approx(DUR)
+        x = _read(bg.path)
+        win = np.sqrt(np.mean(x[: n // 4000 * 4000].reshape(-1, SR // 2) ** 2, axis=1))
+        assert win.min() > 0 and 20 * np.log10(win.min() / win.max()) > -45, rec.id
+        for s in rec.sources[1:]:
+            y = _read(s.path)
+            a, b = round(s.onset * SR), round(s.offset * SR)
+            # dry foreground: exactly silent outside its event, active inside
+            assert not np.any(y[:a]) and not np.any(y[b:])
+            assert np.sqrt(np.mean(y[a:b] ** 2)) > 1e-4
+    wet = build_mixtures(lib, tmp_path / "wet", n=8, seed=4, **FAST)
+    assert [r.labels for r in wet] == [r.labels for r in recs]  # same recipe, rooms added
+    # reverberated events ring on after their dry offset; dry ones stop dead
+    ended = [(s, d) for r, rd in zip(wet, recs, strict=True)
+             for s, d in zip(r.sources[1:], rd.sources[1:], strict=True) if s.offset < DUR - 0.1]
+    assert ended
+    for s, d in ended:
+        b = round(s.offset * SR)
+        assert np.any(_read(s.path)[b:b + SR // 50] != 0) and not np.any(_read(d.path)[b:] != 0)
+
+
+def test_resume_keeps_finished_examples(lib: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    first = build_mixtures(lib, out, n=4, seed=1, **FAST)
+    before = {r.id: r.mixture.read_bytes() for r in first}
+    mtimes = {r.id: r.mixture.stat().st_mtime_ns for r in first}
+    first[2].mixture.unlink()  # an interrupted example
+    more = build_mixtures(lib, out, n=6, seed=1, **FAST)
+    assert [r.id for r in more] == [f"train/example{i:05d}" for i in range(6)]
+    for r in more[:4]:
+        assert r.mixture.read_bytes() == before[r.id]
+    assert more[0].mixture.stat().st_mtime_ns == mtimes[more[0].id]  # kept, not rewritten
+    assert more[2].mixture.stat().st_mtime_ns != mtimes[more[2].id]  # regenerated
+    fresh = build_mixtures(lib, tmp_path / "fresh", n=6, seed=1, **FAST)
+    assert [r.mixture.read_bytes() for r in fresh] == [r.mixture.read_bytes() for r in more]
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 6
+    with pytest.raises(DatasetError, match="different settings"):
+        build_mixtures(lib, out, n=6, seed=2, **FAST)
+    # another split can share the directory
+    build_mixtures(lib, out, n=2, seed=1, split="validation", **FAST)
+    assert len(load_fuss(out)) == 8 and len(load_fuss(out, split="train")) == 6
+
+
+def test_corrupt_clip_is_skipped(lib: Path, tmp_path: Path) -> None:
+    clips = load_esc50(lib)
+    pool = [c for c in clips if c.label in ("siren", "rain", "wind")][:3]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00not really audio" * 10)
+    pool[1].path = bad
+    recs = build_mixtures(pool, tmp_path / "o", n=4, seed=0, max_sources=2, **FAST)
+    assert len(recs) == 4
+    errors = [json.loads(x) for x in (tmp_path / "o" / "errors.jsonl").read_text().splitlines()]
+    assert [e["item"] for e in errors] == [pool[1].id] and "broken.wav" in errors[0]["path"]
+    assert all(s.origin != pool[1].id for r in recs for s in r.sources)
+
+
+def test_bad_inputs(lib: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not found"):
+        build_mixtures(tmp_path / "missing", tmp_path / "o", n=1)
+    with pytest.raises(DatasetError, match="no clips"):
+        build_mixtures(lib, tmp_path / "o", n=1, folds=[9])
+    with pytest.raises(DatasetError, match="min_sources"):
+        build_mixtures(lib, tmp_path / "o", n=1, max_sources=0)
+
+
+def test_folds_filter(lib: Path, tmp_path: Path) -> None:
+    recs = build_mixtures(lib, tmp_path / "f", n=4, seed=0, folds=[1], reverb=False, **FAST)
+    origins = {s.origin for r in recs for s in r.sources}
+    assert origins and all(o.startswith("1-") for o in origins)
