@@ -130,3 +130,13 @@ def test_dense_resampler_starts_as_interpolation() -> None:
     assert torch.allclose(r(x), align.interp_frames(x, 20), atol=1e-6)
     with pytest.raises(ValueError, match="unknown resample mode"):
         align.TimeResampler(4, 9, 20, "reshape")
+
+
+def test_to_gate_input_reorders_flat_patch_grids_only() -> None:
+    tokens = np.arange(2 * 3 * 4, dtype=np.float32).reshape(6, 4)  # F=2 × T=3 tokens, dim 4
+    flat = align.to_gate_input(tokens, {"layout": "flat", "freq_patches": 2})
+    assert flat.shape == (4, 6)
+    assert np.array_equal(flat, align.patch_grid_to_time_major(tokens, 2).T)
+    # Frame-based extractors (no grid info) and AST's own time layout are only transposed.
+    assert np.array_equal(align.to_gate_input(tokens, {}), tokens.T)
+    assert np.array_equal(align.to_gate_input(tokens, {"layout": "time", "freq_patches": 2}), tokens.T)

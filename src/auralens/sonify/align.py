@@ -72,6 +72,34 @@ def patch_grid_to_time_major(tokens: np.ndarray, freq_patches: int = 12) -> np.n
     return np.ascontiguousarray(grid.transpose(1, 0, 2).reshape(n, dim))
 
 
+def grid_info(extractor: object) -> dict[str, object]:
+    """Patch-grid facts of an extractor worth recording (empty for frame-based models).
+
+    AST-style extractors expose ``freq_patches`` and ``layout``; ``layout="flat"`` means the
+    tokens come frequency-major and :func:`to_gate_input` must reorder them.
+    """
+    fp = getattr(extractor, "freq_patches", None)
+    layout = getattr(extractor, "layout", None)
+    if not fp or layout is None:
+        return {}
+    return {"freq_patches": int(fp), "layout": str(layout)}
+
+
+def to_gate_input(embedding: np.ndarray, info: dict[str, object] | None = None) -> np.ndarray:
+    """The extractor's ``[frames, dim]`` output → the gate's ``[dim, frames]`` input.
+
+    With ``info = {"layout": "flat", "freq_patches": F}`` (AST's frequency-major patch tokens)
+    the tokens are first reordered time-major (:func:`patch_grid_to_time_major`), so the token
+    axis runs forward in time before it is treated as the time axis.
+    """
+    emb = np.asarray(embedding, dtype=np.float32)
+    info = info or {}
+    fp = int(info.get("freq_patches") or 0)  # type: ignore[call-overload]
+    if info.get("layout") == "flat" and fp > 1 and emb.shape[0] % fp == 0:
+        emb = patch_grid_to_time_major(emb, fp)
+    return channel_first(emb)
+
+
 def pool_patch_grid(tokens: np.ndarray, freq_patches: int = 12) -> np.ndarray:
     """Average the frequency patches of each time step: ``[F*T, dim]`` → ``[T, dim]``."""
     n, dim = tokens.shape

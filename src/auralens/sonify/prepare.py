@@ -84,8 +84,11 @@ def build_codec(spec: Any) -> Any:
 
 
 def _describe(obj: Any, spec: Any) -> dict[str, Any]:
+    from auralens.sonify.align import grid_info
+
     out = dict(obj.describe())
     out["spec"] = str(spec) if isinstance(spec, str) else out.get("name")
+    out.update(grid_info(obj))  # AST patch grids: how tokens map to time (see align.py)
     return out
 
 
@@ -311,7 +314,7 @@ class PreparedData:
         root: PREP directory.
         info: ``run.json["prepared"]``.
         ids: clip ids per split.
-        emb: per split, ``[N, dim, frames]`` float32 (channel-first, see align.channel_first).
+        emb: per split, ``[N, dim, frames]`` float32 (channel-first, see align.to_gate_input).
         lat: per split, ``[N, latent_dim, frames]`` float32.
         records: index.jsonl lines per split.
     """
@@ -357,7 +360,7 @@ def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "te
         PrepareError: PREP is not a prepared dataset, an entry is missing from the cache, or
             clips have different frame counts.
     """
-    from auralens.sonify.align import channel_first
+    from auralens.sonify.align import to_gate_input
 
     prep = Path(prep)
     info = read_prepared_info(prep)
@@ -379,7 +382,7 @@ def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "te
             if e is None or la is None:
                 raise PrepareError(f"{prep}: cached arrays for clip {rec['id']} are missing from "
                                    f"{root}; run `auralens sonify prepare` again")
-            es.append(channel_first(e["embedding"].astype(np.float32)))
+            es.append(to_gate_input(e["embedding"], info["extractor"]))
             ls.append(la["latent"].astype(np.float32))
         shapes = {a.shape for a in es} | {("lat", *a.shape) for a in ls}
         if len({a.shape for a in es}) > 1 or len({a.shape for a in ls}) > 1:

@@ -27,7 +27,7 @@ from auralens.io import ErrorLog, read_json, read_jsonl, write_run_json
 from auralens.progress import progress
 from auralens.sonify import checkpoint as ckpt
 from auralens.sonify import postprocess
-from auralens.sonify.align import channel_first
+from auralens.sonify.align import to_gate_input
 from auralens.sonify.prepare import build_codec, build_extractor, load_clip_wave
 from auralens.sonify.train import denormalize, normalize
 
@@ -107,7 +107,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
 
 def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int) -> np.ndarray:
     """``[frames, dim]`` embedding → ``[latent_dim, frames_out]`` latent (de-normalised)."""
-    x = channel_first(np.nan_to_num(np.asarray(embedding, dtype=np.float32)))
+    x = to_gate_input(np.nan_to_num(np.asarray(embedding, dtype=np.float32)), loaded.header["extractor"])
     norm = loaded.norm
     if loaded.header.get("normalize") == "minmax" and norm:
         x = normalize(x, norm["emb_min"], norm["emb_max"])
