@@ -108,14 +108,10 @@ class LogMelEmbedder(MetricEmbedder):
                      f"n_fft={self.n_fft},hop_length={self.hop_length}")
 
     def _logmel(self, wave: np.ndarray) -> np.ndarray:
-        import torch
+        from auralens.evaluate.spectral import stft_mag
 
         x = np.asarray(wave, dtype=np.float32).reshape(-1)
-        if x.shape[0] < self.n_fft:
-            x = np.pad(x, (0, self.n_fft - x.shape[0]))
-        spec = torch.stft(torch.from_numpy(x), self.n_fft, self.hop_length,
-                          window=torch.hann_window(self.n_fft), center=True,
-                          pad_mode="constant", return_complex=True).abs().numpy()
+        spec = stft_mag(x, self.n_fft, self.hop_length).astype(np.float32)
         return np.log(np.maximum(self._fb @ spec, self.floor)).T  # [frames, n_mels]
 
     def embed(self, wave: np.ndarray) -> np.ndarray:

@@ -1,0 +1,216 @@
+"""Listener ratings of sonifications: a 1–5 *visual* mark and a 1–5 *audio* mark per item.
+
+Plain functions, shared by ``auralens sonify rate`` and the web UI:
+
+* :func:`save_rating` appends one rating to a CSV atomically (file lock + rewrite through a
+  temporary file + rename, so concurrent raters never interleave or truncate rows);
+* :func:`load_ratings` reads one or more CSVs;
+* :func:`aggregate_ratings` gives mean, sample standard deviation and n per version;
+* :func:`ratings_markdown` / :func:`ratings_csv` format the aggregate.
+
+CSV columns: ``timestamp, rater, run, version, clip, visual, audio, comment``. A *version* is
+what is compared (``run/post``, or ``run/ceiling`` for the codec ceiling). The latest rating of
+a rater for one (run, version, clip) replaces earlier ones when aggregating (``latest_only``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.io import atomic_path
+
+MARKS = (1, 2, 3, 4, 5)
+
+
+class RatingError(AuralensError, ValueError):
+    """An invalid rating or ratings file."""
+
+
+@dataclass
+class Rating:
+    """One listener's marks for one item."""
+
+    timestamp: str
+    rater: str
+    run: str
+    version: str
+    clip: str
+    visual: int
+    audio: int
+    comment: str = ""
+
+
+COLUMNS = [f.name for f in fields(Rating)]
+
+
+def _mark(value: Any, what: str) -> int:
+    try:
+        mark = int(value)
+    except (TypeError, ValueError):
+        raise RatingError(f"{what} mark must be an integer 1–5, got {value!r}") from None
+    if mark not in MARKS or (isinstance(value, float) and value != mark):
+        raise RatingError(f"{what} mark must be an integer 1–5, got {value!r}")
+    return mark
+
+
+def make_rating(*, rater: str, run: str, version: str, clip: str, visual: Any, audio: Any,
+                comment: str = "", timestamp: str | None = None) -> Rating:
+    """Validate and build a :class:`Rating`.
+
+    Raises:
+        RatingError: empty rater/version/clip or marks outside 1–5.
+    """
+    rater = str(rater or "").strip()
+    if not rater:
+        raise RatingError("a rater name is required")
+    if not str(version or "").strip() or not str(clip or "").strip():
+        raise RatingError("version and clip are required")
+    return Rating(timestamp or time.strftime("%Y-%m-%dT%H:%M:%S"), rater, str(run or ""),
+                  str(version), str(clip), _mark(visual, "visual"), _mark(audio, "audio"),
+                  str(comment or "").replace("\r", " ").replace("\n", " ")[:500])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``path.lock`` (no-op where fcntl is unavailable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic rename still prevents torn files
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def save_rating(csv_path: str | Path, rating: Rating | None = None, **fields_: Any) -> Rating:
+    """Append one rating to ``csv_path`` atomically.
+
+    Call with a :class:`Rating` or with the keyword fields of :func:`make_rating`.
+
+    Returns:
+        the stored rating.
+    """
+    path = Path(csv_path)
+    rating = rating or make_rating(**fields_)
+    with _locked(path):
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        if not old.strip():
+            writer.writeheader()
+            old = ""
+        elif not old.endswith("\n"):
+            old += "\n"
+        writer.writerow(asdict(rating))
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(old + buf.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+    return rating
+
+
+def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
+    """Read ratings from one or more CSVs.
+
+    Raises:
+        RatingError: a missing file, missing columns or an invalid row (named by line).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Rating] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise RatingError(f"{p}: ratings file not found")
+        with open(p, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"rater", "version", "clip", "visual", "audio"} - set(reader.fieldnames or [])
+            if missing:
+                raise RatingError(f"{p}: not a ratings CSV (missing columns {sorted(missing)})")
+            for i, row in enumerate(reader, 2):
+                try:
+                    out.append(make_rating(**{k: row.get(k, "") for k in COLUMNS}))
+                except RatingError as exc:
+                    raise RatingError(f"{p}:{i}: {exc}") from None
+    return out
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def aggregate_ratings(ratings: Sequence[Rating], *, by: Sequence[str] = ("run", "version"),
+                      latest_only: bool = True) -> list[dict[str, Any]]:
+    """Mean ± sample std and n of the visual and audio marks per group.
+
+    Args:
+        ratings: loaded ratings.
+        by: grouping columns (``("version",)``, ``("run", "version")``, ``("rater",)`` …).
+        latest_only: keep only a rater's last rating of each (run, version, clip).
+
+    Returns:
+        rows ``{**group, "n", "visual_mean", "visual_std", "audio_mean", "audio_std"}``
+        sorted by group.
+    """
+    if latest_only:
+        latest: dict[tuple[str, str, str, str], Rating] = {}
+        for r in ratings:  # file order is time order; later rows win
+            latest[(r.rater, r.run, r.version, r.clip)] = r
+        ratings = list(latest.values())
+    groups: dict[tuple[str, ...], list[Rating]] = {}
+    for r in ratings:
+        groups.setdefault(tuple(str(getattr(r, b)) for b in by), []).append(r)
+    rows = []
+    for key in sorted(groups):
+        rs = groups[key]
+        vm, vs = _mean_std([r.visual for r in rs])
+        am, ast = _mean_std([r.audio for r in rs])
+        rows.append({**dict(zip(by, key, strict=True)), "n": len(rs), "visual_mean": vm,
+                     "visual_std": vs, "audio_mean": am, "audio_std": ast})
+    return rows
+
+
+def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table: group columns, ``visual`` and ``audio`` as ``mean ± std``, n."""
+    if not rows:
+        return "_no ratings_\n"
+    keys = [k for k in rows[0] if k not in {"n", "visual_mean", "visual_std", "audio_mean", "audio_std"}]
+    lines = ["| " + " | ".join([*keys, "visual (1–5)", "audio (1–5)", "n"]) + " |",
+             "|" + "---|" * (len(keys) + 3)]
+    for r in rows:
+        cells = [str(r[k]).replace("|", "\\|") for k in keys]
+        cells += [f"{r['visual_mean']:.2f} ± {r['visual_std']:.2f}",
+                  f"{r['audio_mean']:.2f} ± {r['audio_std']:.2f}", str(r["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ratings_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text of :func:`aggregate_ratings` rows."""
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()

@@ -1,0 +1,492 @@
+"""Static HTML listening report for one or more sonify runs, and the local rating server.
+
+``build_report(runs, out)`` writes a self-contained directory::
+
+    OUT/index.html           the page (relative links only; open it from disk)
+    OUT/audio/<run>/<version>/<clip>.wav      copies (or symlinks with link_audio=True)
+    OUT/img/<run>/<clip>_wave.png, _spec.png  original, ceiling, every version stacked
+    OUT/img/<run>/<version>/<clip>.png        original vs one version (used when rating)
+    OUT/img/<run>/loss.png                    train/val loss curves
+    OUT/img/summary_<metric>.png              per-version dot plots with the best line
+    OUT/metrics.csv, metrics.json             one row per run × version (ceiling included)
+    OUT/clip_metrics.csv                      one row per run × version × clip
+    OUT/topk_<metric>.csv/.md                 top runs per encoder × post-processing
+    OUT/items.json                            the rateable items (run, version, clip, files)
+    OUT/run.json, OUT/errors.jsonl            provenance; clips that failed and were skipped
+
+Every piece of text from run directories goes through :func:`html.escape`.
+
+``serve_ratings(report_dir, rater)`` serves the report directory on 127.0.0.1 (a free port)
+with a rating page (``rate.html``): each item shows the original and the version's waveform,
+two players and two 1–5 scales (visual, audio); each change is POSTed to ``/api/rate`` and
+stored with :func:`auralens.evaluate.ratings.save_rating` in ``report_dir/ratings.csv``.
+The item order is shuffled per rater and the version names are hidden (blind rating).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.io import ErrorLog, Timer, read_json, write_json, write_run_json, write_text
+
+log = logging.getLogger(__name__)
+
+#: Metrics in the summary table: key → (label, lower is better).
+SUMMARY_METRICS: dict[str, tuple[str, bool]] = {
+    "fad": ("FAD", True), "fad_inf": ("FAD∞", True), "kad": ("KAD", True),
+    "mr_stft": ("MR-STFT", True), "logmel_l1": ("log-mel L1", True), "lsd_db": ("LSD dB", True),
+    "spectral_convergence": ("SC", True), "env_corr": ("env. corr", False),
+    "si_sdr": ("SI-SDR dB*", False),
+}
+#: Per-clip metrics shown beside the players.
+CLIP_METRICS = ("kad_file", "mr_stft", "logmel_l1", "lsd_db", "env_corr", "si_sdr")
+PLOT_SR = 22050
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em auto;max-width:1200px;
+color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin-bottom:.3em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:middle}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+tr.ceiling td{background:#f7f7ee;font-style:italic}
+.ceil{color:#888;font-size:.85em;display:block}
+.best{font-weight:bold;color:#2e7d32}
+.warn{background:#fff3cd;border:1px solid #e0c36a;padding:.5em;margin:.5em 0}
+.meta{color:#555;font-size:.9em}
+audio{height:30px;width:260px}
+img{max-width:100%;border:1px solid #eee}
+.pair{display:flex;gap:1em;flex-wrap:wrap}.pair>div{flex:1 1 480px}
+nav a{margin-right:.8em}
+"""
+
+
+class ReportError(AuralensError, ValueError):
+    """A report that cannot be built or served."""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _safe(name: str) -> str:
+    """A file-system-safe component (run/version/clip names come from other people's dirs)."""
+    out = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(name)).strip(".")
+    return out or "_"
+
+
+def _place_audio(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if link:
+        os.symlink(os.path.relpath(src.resolve(), dst.parent.resolve()), dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    names: list[str] = []
+    for p in paths:
+        base = _safe(p.resolve().name)
+        name, i = base, 2
+        while name in names:
+            name, i = f"{base}-{i}", i + 1
+        names.append(name)
+    return names
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    import csv
+    import io
+
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    return write_text(path, buf.getvalue())
+
+
+def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str = "logmel",
+                 link_audio: bool = False, smoothing: float | None = 0.99, topk: int = 5,
+                 max_clips: int | None = None, use_cache: bool = True) -> Path:
+    """Evaluate runs and write the listening report.
+
+    Args:
+        runs: run directories (see :mod:`auralens.evaluate.sonify_eval`).
+        out: output directory (created; existing report files are overwritten).
+        embedder: metric embedder spec for FAD/KAD (``logmel`` is weight-free).
+        link_audio: symlink the audio instead of copying it (smaller, but not portable).
+        smoothing: EMA weight for the loss curves (None: raw curves only).
+        topk: rows per group in the top-k tables.
+        max_clips: show at most this many clips per run on the page (all are scored).
+        use_cache: cache embeddings in the auralens cache.
+
+    Returns:
+        path of ``index.html``.
+
+    Raises:
+        ReportError: no runs given; RunDirError for a directory that is not a run.
+    """
+    from auralens import audio
+    from auralens.cache import ArrayCache
+    from auralens.evaluate import plots
+    from auralens.evaluate.embedders import build_embedder
+    from auralens.evaluate.sonify_eval import evaluate_run, load_run
+    from auralens.progress import progress
+
+    if not runs:
+        raise ReportError("no run directories given")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    paths = [Path(r) for r in runs]
+    loaded = [load_run(p, n) for p, n in zip(paths, _unique_names(paths), strict=True)]
+    emb = build_embedder(embedder)
+    cache = ArrayCache(namespace="metric-embeddings") if use_cache else None
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+
+    scores = []
+    with timer("metrics"):
+        for run in loaded:
+            scores.append(evaluate_run(run, emb, cache=cache, errors=errors))
+    rows = [row for s in scores for row in s.rows()]
+    clip_rows = [{"run": s.run.name, "version": v, "clip": c, **m}
+                 for s in scores for v, vs in s.versions.items() for c, m in vs.clip_metrics.items()]
+    warnings = [w for s in scores for w in s.warnings]
+
+    items: list[dict[str, Any]] = []
+    clip_sections: list[str] = []
+    with timer("media"):
+        for s in scores:
+            run = s.run
+            rdir = _safe(run.name)
+            rel_audio: dict[tuple[str, str], str] = {}
+            for version, files in run.versions.items():
+                for cid, src in files.items():
+                    rel = f"audio/{rdir}/{_safe(version)}/{_safe(cid)}{src.suffix.lower()}"
+                    _place_audio(src, out / rel, link_audio)
+                    rel_audio[(version, cid)] = rel
+            if run.history:
+                plots.plot_loss_curves(run.history, out / "img" / rdir / "loss.png",
+                                       smoothing=smoothing, title=run.name)
+            order = [v for v in ("original", "ceiling") if v in run.versions] + run.posts
+            clips = run.clips[:max_clips] if max_clips else run.clips
+            for cid in progress(clips, desc=f"figures {run.name}"):
+                waves: dict[str, np.ndarray] = {}
+                for v in order:
+                    if cid in run.versions[v]:
+                        try:
+                            waves[v] = audio.load(run.versions[v][cid], PLOT_SR)
+                        except AuralensError as exc:
+                            errors.add(f"{run.name}/{v}/{cid}", exc, run.versions[v][cid])
+                if "original" not in waves:
+                    continue
+                stack = list(waves.items())
+                wave_png = f"img/{rdir}/{_safe(cid)}_wave.png"
+                spec_png = f"img/{rdir}/{_safe(cid)}_spec.png"
+                plots.plot_waveform_stack(stack, PLOT_SR, out / wave_png, title=f"{run.name} · {cid}")
+                plots.plot_spectrogram_stack(stack, PLOT_SR, out / spec_png)
+                for v, w in waves.items():
+                    if v == "original":
+                        continue
+                    item_png = f"img/{rdir}/{_safe(v)}/{_safe(cid)}.png"
+                    plots.plot_waveform_stack([("original", waves["original"]), ("this", w)],
+                                              PLOT_SR, out / item_png)
+                    items.append({"id": f"{run.name}/{v}/{cid}", "run": run.name, "version": v,
+                                  "clip": cid, "audio": rel_audio[(v, cid)],
+                                  "original": rel_audio[("original", cid)], "image": item_png})
+                clip_sections.append(_clip_html(s, cid, order, rel_audio, wave_png, spec_png))
+
+    with timer("summary"):
+        summary_imgs = _summary_plots(rows, out)
+        lower = {k: lb for k, (_, lb) in SUMMARY_METRICS.items()}
+        sonif_rows = [r for r in rows if r["version"] != "ceiling"]
+        plots.write_topk_tables(sonif_rows, out, {k: lower[k] for k in ("fad", "kad", "mr_stft")},
+                                k=topk)
+        write_json(out / "metrics.json", {"embedder": emb.name, "rows": rows,
+                                          "kad_sigma": {s.run.name: s.kad_sigma for s in scores},
+                                          "warnings": warnings})
+        _write_csv(out / "metrics.csv", rows)
+        _write_csv(out / "clip_metrics.csv", clip_rows)
+        write_json(out / "items.json", items)
+
+    page = _page_html(scores, rows, clip_sections, summary_imgs, emb.name, warnings, errors)
+    index = write_text(out / "index.html", page)
+    write_run_json(out, command="sonify report",
+                   config={"runs": [str(p) for p in paths], "embedder": embedder,
+                           "link_audio": link_audio, "smoothing": smoothing, "topk": topk,
+                           "max_clips": max_clips},
+                   models={"metric_embedder": emb.name}, timings=timer.timings,
+                   extra={"errors": len(errors)})
+    if len(errors):
+        errors.summary()
+    return index
+
+
+def _summary_plots(rows: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, str]]:
+    from auralens.evaluate import plots
+
+    imgs = []
+    multi = len({r["run"] for r in rows}) > 1
+    for key in ("fad", "kad", "mr_stft", "env_corr"):
+        label, lower = SUMMARY_METRICS[key]
+        vals = {(f"{r['run']}/{r['version']}" if multi else r["version"]): r.get(key)
+                for r in rows if r["version"] != "ceiling"}
+        if not any(v is not None for v in vals.values()):
+            continue
+        ceilings = {r.get(key) for r in rows if r["version"] == "ceiling" and r.get(key) is not None}
+        ceiling = ceilings.pop() if len(ceilings) == 1 else None
+        rel = f"img/summary_{key}.png"
+        plots.plot_metric_dots(vals, out / rel, metric=label, lower_is_better=lower, ceiling=ceiling)
+        imgs.append((label, rel))
+    return imgs
+
+
+def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    cols = ["run", "encoder", "layer", "gate", "codec", "version"]
+    metrics = [k for k in SUMMARY_METRICS if any(r.get(k) is not None for r in rows)]
+    best: dict[str, float] = {}
+    for k in metrics:
+        vals = [r[k] for r in rows if r["version"] != "ceiling" and isinstance(r.get(k), float)
+                and math.isfinite(r[k])]
+        if vals:
+            best[k] = min(vals) if SUMMARY_METRICS[k][1] else max(vals)
+    head = "".join(f'<th class="l">{_e(c)}</th>' for c in cols)
+    head += "".join(f"<th>{_e(SUMMARY_METRICS[k][0])}</th>" for k in metrics)
+    body = []
+    for r in rows:
+        is_ceil = r["version"] == "ceiling"
+        cells = "".join(f'<td class="l">{_e(_fmt(r.get(c)))}</td>' for c in cols)
+        for k in metrics:
+            v = r.get(k)
+            cls = ' class="best"' if not is_ceil and k in best and v == best[k] else ""
+            ceil = r.get(f"ceiling_{k}")
+            sub = f'<span class="ceil">ceiling {_e(_fmt(ceil))}</span>' if not is_ceil and ceil is not None else ""
+            cells += f"<td><span{cls}>{_e(_fmt(v))}</span>{sub}</td>"
+        body.append(f'<tr class="{"ceiling" if is_ceil else ""}">{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _clip_html(scores: Any, cid: str, order: Sequence[str], rel_audio: dict[tuple[str, str], str],
+               wave_png: str, spec_png: str) -> str:
+    run = scores.run
+    metric_cols = [m for m in CLIP_METRICS
+                   if any(m in vs.clip_metrics.get(cid, {}) for vs in scores.versions.values())]
+    head = ('<th class="l">version</th><th class="l">listen</th>'
+            + "".join(f"<th>{_e(m)}</th>" for m in metric_cols))
+    trs = []
+    for v in order:
+        if (v, cid) not in rel_audio:
+            continue
+        m = scores.versions[v].clip_metrics.get(cid, {}) if v in scores.versions else {}
+        cells = "".join(f"<td>{_e(_fmt(m.get(k)))}</td>" for k in metric_cols)
+        trs.append(f'<tr class="{"ceiling" if v == "ceiling" else ""}"><td class="l">{_e(v)}</td>'
+                   f'<td class="l"><audio controls preload="none" src="{_e(rel_audio[(v, cid)])}">'
+                   f"</audio></td>{cells}</tr>")
+    anchor = _e(f"{run.name}--{cid}")
+    return (f'<section id="{anchor}"><h3>{_e(cid)} <span class="meta">· {_e(run.name)}</span></h3>'
+            f"<table><tr>{head}</tr>{''.join(trs)}</table>"
+            f'<div class="pair"><div><img alt="waveforms of {_e(cid)}" src="{_e(wave_png)}"></div>'
+            f'<div><img alt="spectrograms of {_e(cid)}" src="{_e(spec_png)}"></div></div></section>')
+
+
+def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_sections: Sequence[str],
+               summary_imgs: Sequence[tuple[str, str]], embedder: str, warnings: Sequence[str],
+               errors: ErrorLog) -> str:
+    parts = ["<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+             "<title>auralens sonify report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>Sonification listening report</h1>",
+             f'<p class="meta">metric embedder: <code>{_e(embedder)}</code> · '
+             f"{len(scores)} run(s) · generated {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
+             '<nav><a href="#summary">summary</a><a href="#loss">loss curves</a>'
+             '<a href="#clips">clips</a><a href="metrics.csv">metrics.csv</a>'
+             '<a href="clip_metrics.csv">clip_metrics.csv</a></nav>']
+    for w in warnings:
+        parts.append(f'<div class="warn">⚠ {_e(w)}</div>')
+    if len(errors):
+        parts.append(f'<div class="warn">{len(errors)} file(s) could not be used; see errors.jsonl</div>')
+    parts.append('<h2 id="summary">Summary</h2>')
+    parts.append('<p class="meta">Each sonification is scored against the originals; the grey '
+                 "“ceiling” value beside it is the same metric for the codec’s own encode→decode of "
+                 "the original (the best a perfect gate can reach). FAD/KAD pool the frames of all "
+                 "test clips (KAD ×100, RBF kernel, σ = median distance of the original frames). "
+                 "* SI-SDR is meaningful only where phase is preserved (waveform codecs), not for "
+                 "Griffin-Lim output.</p>")
+    parts.append(_summary_table(rows))
+    for label, rel in summary_imgs:
+        parts.append(f'<img alt="{_e(label)} per version" src="{_e(rel)}" style="max-width:48%">')
+    parts.append('<h2 id="loss">Training curves</h2>')
+    for s in scores:
+        info = s.run.info()
+        desc = ", ".join(f"{k}={_fmt(v)}" for k, v in info.items() if v is not None)
+        parts.append(f"<h3>{_e(s.run.name)}</h3><p class=\"meta\">{_e(desc)}</p>")
+        if s.run.history:
+            parts.append(f'<img alt="loss curves of {_e(s.run.name)}" '
+                         f'src="img/{_e(_safe(s.run.name))}/loss.png" style="max-width:600px">')
+        else:
+            parts.append('<p class="meta">no history.jsonl</p>')
+    parts.append('<h2 id="clips">Clips</h2>')
+    parts.extend(clip_sections)
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- rating server
+
+def _rating_page(items: Sequence[dict[str, Any]], rater: str, seed: int) -> str:
+    order = list(items)
+    random.Random(f"{rater}:{seed}").shuffle(order)  # per-rater order, stable across reloads
+    blocks = []
+    for i, it in enumerate(order, 1):
+        radios = ""
+        for scale in ("visual", "audio"):
+            opts = "".join(f'<label><input type="radio" name="{scale}-{i}" value="{m}" '
+                           f'data-scale="{scale}">{m}</label> ' for m in range(1, 6))
+            radios += f'<div>{scale} mark: {opts}</div>'
+        blocks.append(
+            f'<section class="item" data-item="{_e(it["id"])}"><h3>item {i} of {len(order)}</h3>'
+            f'<div class="pair"><div><img alt="waveform: original (top) and this item" '
+            f'src="{_e(it["image"])}"></div><div>original: <audio controls preload="none" '
+            f'src="{_e(it["original"])}"></audio><br>this item: <audio controls preload="none" '
+            f'src="{_e(it["audio"])}"></audio>{radios}'
+            f'<input type="text" class="comment" placeholder="comment (optional)" size="40">'
+            f'<span class="status"></span></div></div></section>')
+    script = """
+<script>
+document.querySelectorAll('section.item').forEach(function(sec){
+  function send(){
+    var v=sec.querySelector('input[data-scale=visual]:checked');
+    var a=sec.querySelector('input[data-scale=audio]:checked');
+    if(!v||!a){return;}
+    var body={item:sec.dataset.item,visual:+v.value,audio:+a.value,
+              comment:sec.querySelector('.comment').value};
+    fetch('/api/rate',{method:'POST',headers:{'Content-Type':'application/json'},
+      body:JSON.stringify(body)}).then(function(r){return r.json();}).then(function(j){
+        sec.querySelector('.status').textContent=j.ok?' saved':' error: '+j.error;});
+  }
+  sec.querySelectorAll('input').forEach(function(el){el.addEventListener('change',send);});
+});
+</script>"""
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>rate sonifications</title><style>{_CSS}</style></head><body>"
+            f"<h1>Rate sonifications</h1><p class=\"meta\">rater: <b>{_e(rater)}</b> · "
+            f"{len(order)} items in random order · versions are hidden. For each item give a "
+            "<b>visual</b> mark (does the waveform look like the original's, 1–5) and an "
+            "<b>audio</b> mark (does it sound like the original, 1–5). Marks are saved as soon "
+            "as both are chosen.</p>" + "".join(blocks) + script + "</body></html>\n")
+
+
+def write_rating_page(report_dir: str | Path, rater: str, seed: int = 0) -> Path:
+    """Write ``report_dir/rate.html`` for ``rater`` from ``items.json``."""
+    report_dir = Path(report_dir)
+    items_path = report_dir / "items.json"
+    if not items_path.exists():
+        raise ReportError(f"{report_dir}: no items.json; build it with `auralens sonify report`")
+    return write_text(report_dir / "rate.html", _rating_page(read_json(items_path), rater, seed))
+
+
+class _RatingHandler(SimpleHTTPRequestHandler):
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.info("rating server: " + format, *args)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path in ("/", ""):
+            self.send_response(302)
+            self.send_header("Location", "/rate.html")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def _reply(self, code: int, obj: dict[str, Any]) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        from auralens.evaluate.ratings import RatingError, save_rating
+
+        if self.path != "/api/rate":
+            self._reply(404, {"ok": False, "error": "not found"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if not 0 < length <= 16384:
+                raise RatingError("request body missing or too large")
+            payload = json.loads(self.rfile.read(length))
+            item = self.server.items.get(str(payload.get("item")))
+            if item is None:
+                raise RatingError(f"unknown item {payload.get('item')!r}")
+            # Run/version/clip come from items.json, never from the client.
+            rating = save_rating(self.server.csv_path, rater=self.server.rater, run=item["run"],
+                                 version=f"{item['run']}/{item['version']}", clip=item["clip"],
+                                 visual=payload.get("visual"), audio=payload.get("audio"),
+                                 comment=str(payload.get("comment", "")))
+        except (RatingError, ValueError) as exc:
+            self._reply(400, {"ok": False, "error": str(exc)})
+            return
+        self._reply(200, {"ok": True, "timestamp": rating.timestamp})
+
+
+def serve_ratings(report_dir: str | Path, rater: str, *, port: int = 0, seed: int = 0,
+                  ) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Start the rating server on 127.0.0.1 in a background thread.
+
+    Args:
+        report_dir: a directory written by :func:`build_report`.
+        rater: listener name stored with every rating.
+        port: TCP port; 0 picks a free one (``server.server_address[1]``).
+
+    Returns:
+        ``(server, thread)``; call ``server.shutdown()`` to stop.
+    """
+    from functools import partial
+
+    from auralens.evaluate.ratings import make_rating
+
+    report_dir = Path(report_dir).resolve()
+    make_rating(rater=rater, run="", version="v", clip="c", visual=1, audio=1)  # validates rater
+    write_rating_page(report_dir, rater, seed)
+    handler = partial(_RatingHandler, directory=str(report_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.items = {it["id"]: it for it in read_json(report_dir / "items.json")}  # type: ignore[attr-defined]
+    server.rater = rater  # type: ignore[attr-defined]
+    server.csv_path = report_dir / "ratings.csv"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread

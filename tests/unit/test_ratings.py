@@ -1,0 +1,78 @@
+"""Ratings: validation, atomic append, round trip and aggregation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from auralens.evaluate.ratings import (
+    RatingError,
+    aggregate_ratings,
+    load_ratings,
+    ratings_csv,
+    ratings_markdown,
+    save_rating,
+)
+
+
+def test_round_trip_and_aggregate(tmp_path) -> None:
+    csv_path = tmp_path / "ratings.csv"
+    marks = {("ann", "c1"): (4, 5), ("ann", "c2"): (2, 3), ("bob", "c1"): (3, 4)}
+    for (rater, clip), (v, a) in marks.items():
+        save_rating(csv_path, rater=rater, run="r", version="r/minmax", clip=clip, visual=v, audio=a,
+                    comment="nice, \"quoted\"\nline")
+    save_rating(csv_path, rater="ann", run="r", version="r/none", clip="c1", visual=1, audio=1)
+    loaded = load_ratings(csv_path)
+    assert len(loaded) == 4 and loaded[0].comment == 'nice, "quoted" line'
+    rows = {r["version"]: r for r in aggregate_ratings(loaded, by=("version",))}
+    assert rows["r/minmax"]["n"] == 3
+    assert rows["r/minmax"]["visual_mean"] == pytest.approx(3.0)
+    assert rows["r/minmax"]["visual_std"] == pytest.approx(1.0)  # sample std of 4, 2, 3
+    assert rows["r/minmax"]["audio_mean"] == pytest.approx(4.0)
+    assert rows["r/none"]["n"] == 1 and rows["r/none"]["audio_std"] == 0.0
+    md = ratings_markdown(list(rows.values()))
+    assert "3.00 ± 1.00" in md and "r/none" in md
+    assert ratings_csv(list(rows.values())).splitlines()[0].startswith("version,n,")
+
+
+def test_latest_rating_of_a_rater_wins(tmp_path) -> None:
+    p = tmp_path / "ratings.csv"
+    save_rating(p, rater="ann", run="r", version="v", clip="c", visual=1, audio=1)
+    save_rating(p, rater="ann", run="r", version="v", clip="c", visual=5, audio=5)
+    latest = aggregate_ratings(load_ratings(p), by=("version",))
+    both = aggregate_ratings(load_ratings(p), by=("version",), latest_only=False)
+    assert latest[0]["n"] == 1 and latest[0]["visual_mean"] == 5
+    assert both[0]["n"] == 2 and both[0]["visual_mean"] == 3
+
+
+@pytest.mark.parametrize("visual,audio", [(0, 3), (6, 3), (3, "x"), (2.5, 3), (None, 1)])
+def test_invalid_marks_rejected(tmp_path, visual, audio) -> None:
+    with pytest.raises(RatingError, match="mark must be an integer 1–5"):
+        save_rating(tmp_path / "r.csv", rater="ann", run="r", version="v", clip="c",
+                    visual=visual, audio=audio)
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_missing_rater_and_bad_file(tmp_path) -> None:
+    with pytest.raises(RatingError, match="rater"):
+        save_rating(tmp_path / "r.csv", rater=" ", run="r", version="v", clip="c", visual=1, audio=1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(RatingError, match="not a ratings CSV"):
+        load_ratings(bad)
+
+
+def test_concurrent_appends_keep_every_row(tmp_path) -> None:
+    p = tmp_path / "ratings.csv"
+
+    def worker(name: str) -> None:
+        for i in range(15):
+            save_rating(p, rater=name, run="r", version="v", clip=f"c{i}", visual=1 + i % 5, audio=3)
+
+    threads = [threading.Thread(target=worker, args=(f"rater{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(load_ratings(p)) == 60
