@@ -1,0 +1,108 @@
+"""Agreement of the LLM judge with human annotations.
+
+The study checked its judge against its own annotations: 89 % agreement on source counts and
+84 % on label inclusion. Give the annotations as a CSV with columns ``id``, ``count`` (1–4)
+and ``labels_included`` (yes/no, true/false, 1/0), optionally ``method`` when several methods
+were annotated, and the experiment's ``results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.io import read_jsonl
+
+_TRUE = {"yes", "y", "true", "1"}
+_FALSE = {"no", "n", "false", "0"}
+
+
+class ValidationError(AuralensError):
+    """Annotation or results files that cannot be matched."""
+
+
+def _bool(value: str, where: str) -> bool | None:
+    v = value.strip().lower()
+    if not v:
+        return None
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValidationError(f"{where}: labels_included must be yes/no, got {value!r}")
+
+
+def read_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """Rows ``{"id", "method"?, "count": int|None, "labels_included": bool|None}``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"{path}: annotation file not found")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or [])
+        if "id" not in cols or not cols & {"count", "labels_included"}:
+            raise ValidationError(f"{path}: expected columns id, count, labels_included")
+        out = []
+        for i, row in enumerate(reader, start=2):
+            where = f"{path}:{i}"
+            count = (row.get("count") or "").strip()
+            if count and not count.isdigit():
+                raise ValidationError(f"{where}: count must be an integer, got {count!r}")
+            out.append({"id": row["id"].strip(), "method": (row.get("method") or "").strip() or None,
+                        "count": int(count) if count else None,
+                        "labels_included": _bool(row.get("labels_included") or "", where)})
+    return out
+
+
+def judge_agreement(annotations: str | Path, results: str | Path,
+                    method: str | None = None) -> dict[str, Any]:
+    """Agreement of judged ``count`` / ``recognition`` with the annotations.
+
+    Args:
+        annotations: CSV (see the module docstring).
+        results: an experiment's ``results.jsonl``.
+        method: use only this method's rows (needed when several methods share ids and
+            the CSV has no ``method`` column).
+
+    Returns:
+        ``{"count": {"agreement", "n", "confusion"}, "labels": {"agreement", "n"},
+        "matched", "unmatched"}``; agreement is None when nothing could be compared.
+    """
+    ann = read_annotations(annotations)
+    rows = [r for r in read_jsonl(results) if r.get("status", "ok") == "ok"
+            and (method is None or r.get("method") == method)]
+    if not rows:
+        raise ValidationError(f"{results}: no result rows" + (f" for method {method!r}" if method else ""))
+    by_key: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (str(r["id"]), str(r.get("method")))
+        by_key[key] = r
+    per_id = Counter(str(r["id"]) for r in rows)
+    count_pairs, label_pairs, unmatched = [], [], []
+    for a in ann:
+        if a["method"] is not None:
+            r = by_key.get((a["id"], a["method"]))
+        else:
+            if per_id.get(a["id"], 0) > 1:
+                raise ValidationError(f"{results}: several methods for id {a['id']!r}; "
+                                      "pass --method or add a method column")
+            r = next((v for (i, _), v in by_key.items() if i == a["id"]), None)
+        if r is None:
+            unmatched.append(a["id"])
+            continue
+        if a["count"] is not None and r.get("count") is not None:
+            count_pairs.append((a["count"], int(r["count"])))
+        if a["labels_included"] is not None and r.get("recognition") is not None:
+            label_pairs.append((a["labels_included"], bool(r["recognition"])))
+
+    def agree(pairs: list[tuple[Any, Any]]) -> float | None:
+        return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
+
+    confusion: dict[str, int] = Counter(f"{h}->{j}" for h, j in count_pairs)
+    return {"count": {"agreement": agree(count_pairs), "n": len(count_pairs),
+                      "confusion": dict(sorted(confusion.items()))},
+            "labels": {"agreement": agree(label_pairs), "n": len(label_pairs)},
+            "matched": len(ann) - len(unmatched), "unmatched": unmatched}

@@ -1,0 +1,209 @@
+"""FUSS-with-labels manifests: FUSS mixtures whose sources carry FSD50K weak labels.
+
+FUSS ships no labels, but every FUSS source is cut from an FSD50K clip, so the labels can be
+recovered from FSD50K's ground truth (the study did this for the FUSS eval set: 1000
+mixtures, 187 distinct labels).
+
+Expected input layout (official releases, unpacked anywhere)::
+
+    FUSS_ssdata/ (or FUSS_ssdata_reverb/ssdata_reverb/)
+      eval/
+        example00000.wav                   # the mixture (16 kHz mono)
+        example00000.jams                  # scaper annotation: one event per source, with
+                                           #   value.role (background/foreground) and
+                                           #   value.source_file (…/<FSD50K id>.wav)
+        example00000_sources/
+          background0_sound.wav            # the reference sources, named <role><k>_sound.wav
+          foreground0_sound.wav …
+      eval_example_list.txt                # optional: mixture<TAB>source<TAB>source …
+    FSD50K.ground_truth/
+      eval.csv                             # fname,labels,mids   (labels comma-separated)
+      dev.csv                              # fname,labels,mids,split
+
+Alternatively ``labels_csv`` gives labels per FUSS example directly
+(``id,labels`` with labels separated by ``;`` or ``,``; e.g. hand-made annotations).
+
+The result is a :class:`~auralens.types.SceneRecord` JSONL (``manifest.jsonl``) — the same
+format :func:`auralens.data.mix.build_mixtures` writes for our own mixtures, which
+:func:`manifest_from_mixer` re-exports with absolute paths.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from auralens.errors import AuralensError
+from auralens.types import SceneRecord, Source, load_scenes, save_records
+
+log = logging.getLogger(__name__)
+
+
+class ManifestError(AuralensError):
+    """FUSS / FSD50K inputs that do not have the expected layout."""
+
+
+def read_fsd50k_labels(ground_truth: Path) -> dict[str, list[str]]:
+    """``{fsd50k_id: [label, …]}`` from FSD50K's ``eval.csv`` / ``dev.csv``.
+
+    Args:
+        ground_truth: the ``FSD50K.ground_truth`` directory or one of its CSV files.
+    """
+    ground_truth = Path(ground_truth)
+    files = [ground_truth] if ground_truth.is_file() else sorted(ground_truth.glob("*.csv"))
+    files = [f for f in files if f.stem in ("eval", "dev") or ground_truth.is_file()]
+    if not files:
+        raise ManifestError(f"{ground_truth}: no FSD50K ground-truth CSV (eval.csv / dev.csv)")
+    out: dict[str, list[str]] = {}
+    for f in files:
+        with open(f, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"fname", "labels"} <= set(reader.fieldnames):
+                raise ManifestError(f"{f}: expected columns fname,labels (FSD50K ground truth)")
+            for row in reader:
+                out[str(row["fname"]).strip()] = [x.strip() for x in row["labels"].split(",")
+                                                  if x.strip()]
+    return out
+
+
+def _fsd_id(source_file: str) -> str:
+    """``…/fsd_data/eval/sound/123456.wav`` → ``"123456"`` (leading digits of the stem)."""
+    stem = Path(source_file).stem
+    m = re.match(r"\d+", stem)
+    return m.group(0) if m else stem
+
+
+def _jams_events(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        obs = data["annotations"][0]["data"]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise ManifestError(f"{path}: not a readable scaper JAMS file ({exc})") from exc
+    if isinstance(obs, dict):  # column-major JAMS variant
+        obs = [dict(zip(obs, vals, strict=True)) for vals in zip(*obs.values(), strict=True)]
+    return [o["value"] for o in obs]
+
+
+def _read_labels_csv(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"id", "labels"} <= set(reader.fieldnames):
+            raise ManifestError(f"{path}: expected columns id,labels")
+        for row in reader:
+            sep = ";" if ";" in row["labels"] else ","
+            out[row["id"].strip()] = [x.strip() for x in row["labels"].split(sep) if x.strip()]
+    return out
+
+
+def fuss_manifest(
+    fuss_root: str | Path,
+    out_path: str | Path,
+    *,
+    split: str = "eval",
+    fsd50k_ground_truth: str | Path | None = None,
+    labels_csv: str | Path | None = None,
+    label_mode: str = "first",
+) -> dict[str, Any]:
+    """Write a labelled manifest for one FUSS split.
+
+    Args:
+        fuss_root: directory holding ``<split>/exampleNNNNN.wav`` (FUSS ssdata or
+            ssdata_reverb).
+        out_path: manifest JSONL to write.
+        split: ``eval`` (the study), ``validation`` or ``train``.
+        fsd50k_ground_truth: ``FSD50K.ground_truth`` dir (labels via the JAMS source files).
+        labels_csv: ``id,labels`` CSV instead (labels per example, in source order).
+        label_mode: FSD50K gives several labels per clip (leaf and ancestors); ``first``
+            keeps the first one listed, ``all`` joins them with ``|`` (stored in
+            ``Source.label``; the full list is kept in the record's ``meta``).
+
+    Returns:
+        Stats: ``n`` mixtures, ``labels`` (distinct), ``source_counts`` histogram,
+        ``unlabelled`` sources.
+    """
+    root = Path(fuss_root)
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise ManifestError(f"{split_dir}: FUSS split directory not found")
+    mixtures = sorted(p for p in split_dir.glob("example*.wav"))
+    if not mixtures:
+        raise ManifestError(f"{split_dir}: no exampleNNNNN.wav mixtures")
+    fsd = read_fsd50k_labels(Path(fsd50k_ground_truth)) if fsd50k_ground_truth else None
+    given = _read_labels_csv(Path(labels_csv)) if labels_csv else None
+    if fsd is None and given is None:
+        raise ManifestError("give fsd50k_ground_truth or labels_csv to label the FUSS sources")
+    records, unlabelled = [], 0
+    for mix in mixtures:
+        src_dir = split_dir / f"{mix.stem}_sources"
+        files = sorted(src_dir.glob("*.wav"), key=lambda p: (not p.name.startswith("background"),
+                                                              p.name))
+        if not files:
+            raise ManifestError(f"{src_dir}: no source files")
+        per_source: list[list[str]] = [[] for _ in files]
+        origins = [""] * len(files)
+        if fsd is not None:
+            jams = mix.with_suffix(".jams")
+            if not jams.exists():
+                raise ManifestError(f"{jams}: JAMS annotation missing (needed to find the "
+                                    "FSD50K clip of each source)")
+            counters: Counter[str] = Counter()
+            by_name: dict[str, dict[str, Any]] = {}
+            for ev in _jams_events(jams):  # scaper names isolated events <role><k>_<label>
+                role = str(ev.get("role", "foreground"))
+                by_name[f"{role}{counters[role]}"] = ev
+                counters[role] += 1
+            for i, f in enumerate(files):
+                ev = by_name.get(f.stem.rsplit("_", 1)[0])
+                if ev is not None:
+                    origins[i] = _fsd_id(str(ev.get("source_file", "")))
+                    per_source[i] = fsd.get(origins[i], [])
+        if given is not None and mix.stem in given:
+            labs = given[mix.stem]
+            for i in range(len(files)):
+                per_source[i] = [labs[i]] if i < len(labs) else per_source[i]
+        sources = []
+        for f, labs, origin in zip(files, per_source, origins, strict=True):
+            if not labs:
+                unlabelled += 1
+            label = (labs[0] if label_mode == "first" else "|".join(labs)) if labs else "unknown"
+            role = "background" if f.name.startswith("background") else "foreground"
+            sources.append(Source(path=f.resolve(), label=label, role=role, origin=origin))
+        records.append(SceneRecord(id=mix.stem, mixture=mix.resolve(), sources=sources,
+                                   sample_rate=16000, duration=10.0, split=split,
+                                   meta={"all_labels": per_source, "dataset": "FUSS"}))
+    save_records(out_path, records)
+    return _stats(records, unlabelled)
+
+
+def manifest_from_mixer(mix_dir: str | Path, out_path: str | Path) -> dict[str, Any]:
+    """Re-export our mixer's ``manifest.jsonl`` (relative paths resolved) as a manifest.
+
+    Args:
+        mix_dir: output directory of :func:`auralens.data.mix.build_mixtures` (holds
+            ``manifest.jsonl``), or the manifest file itself.
+        out_path: manifest JSONL to write.
+    """
+    mix_dir = Path(mix_dir)
+    path = mix_dir if mix_dir.is_file() else mix_dir / "manifest.jsonl"
+    if not path.exists():
+        raise ManifestError(f"{path}: mixer manifest not found")
+    records = load_scenes(path)
+    for r in records:
+        r.mixture = r.mixture if r.mixture.is_absolute() else (path.parent / r.mixture).resolve()
+        for s in r.sources:
+            s.path = s.path if s.path.is_absolute() else (path.parent / s.path).resolve()
+    save_records(out_path, records)
+    return _stats(records, 0)
+
+
+def _stats(records: list[SceneRecord], unlabelled: int) -> dict[str, Any]:
+    labels = {lab for r in records for lab in r.labels if lab != "unknown"}
+    return {"n": len(records), "labels": len(labels),
+            "source_counts": dict(sorted(Counter(r.n_sources for r in records).items())),
+            "unlabelled": unlabelled}

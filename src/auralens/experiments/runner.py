@@ -1,0 +1,665 @@
+"""YAML-defined experiments that regenerate the Imagine study's tables and figures.
+
+Three kinds (``kind:`` in the YAML):
+
+* ``prompting`` (A) — prompting techniques (zero-shot / CoT / role / few-shot) compared on a
+  stratified subset (same source-count and label distribution as the full set);
+* ``pipeline`` (B) — the settings grid captioner × LLM × technique of the cascaded pipeline
+  (separate → caption → compose) against the end-to-end audio-LLM baseline;
+* ``video`` (C) — clips with a reference frame → description → image → CLIPScore of the
+  description against the generated image and against the reference frame.
+
+Every kind writes ``results.jsonl`` (one line per (item, method)), ``tables/`` (CSV and
+Markdown), ``figures/`` (PNG), ``skipped.json`` and ``run.json``. A rerun skips the
+(item, method) pairs already in ``results.jsonl``. A method or metric whose model is not
+available is skipped with the reason recorded in ``skipped.json`` and ``run.json`` —
+nothing is ever filled in with made-up values.
+
+YAML layout (see ``configs/experiments/``)::
+
+    name: prompting
+    kind: prompting
+    variant: offline            # picks variants.<variant>, merged over the base
+    data: {source: esc50, path: ../shared/data/esc10, n: 8, duration: 4.0}
+    subset: {n: 100, seed: 0}   # optional stratified subset
+    methods: [{name: …, type: allm|pipeline, …}]
+    grid: {captioner: […], composer: […], technique: […]}  # expanded into pipeline methods
+    judge: {spec: keyword, metrics: [count, recognition, …]}
+    clap: {model: laion/clap-htsat-unfused}   # or null
+    clip: {model: openai/clip-vit-base-patch32}  # video kind
+    image: {generator: none}
+    variants: {study: {…}, offline: {…}}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import random
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.config import ConfigError, apply_overrides, load_yaml, merge
+from auralens.errors import AuralensError
+from auralens.io import (
+    ErrorLog,
+    Timer,
+    append_jsonl,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_run_json,
+)
+from auralens.types import SceneRecord
+
+log = logging.getLogger(__name__)
+
+KINDS = ("prompting", "pipeline", "video")
+DEFAULT_METRICS = ("count", "recognition", "coherence", "visual_detail", "imagination",
+                   "appropriateness")
+
+
+class ExperimentError(AuralensError):
+    """An experiment definition or input that cannot be used."""
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Read an experiment YAML, pick its variant and apply ``key=value`` overrides.
+
+    The variant is chosen from ``variant`` (possibly set by an override), merged over the
+    base, then the overrides are applied again so they win over the variant.
+    """
+    base = load_yaml(path)
+    first = apply_overrides(base, list(overrides or []))
+    variants = first.pop("variants", {}) or {}
+    variant = first.get("variant")
+    if variant is not None:
+        if variant not in variants:
+            raise ConfigError(f"{path}: unknown variant {variant!r}; "
+                              f"available: {', '.join(variants) or 'none'}")
+        first = merge(first, variants[variant] or {})
+    cfg = apply_overrides(first, list(overrides or []))
+    cfg.setdefault("name", Path(path).stem)
+    kind = cfg.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    cfg["_source"] = str(path)
+    return cfg
+
+
+def expand_methods(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The explicit ``methods`` plus the ``grid`` product, each with a unique ``name``.
+
+    A grid is ``{captioner: [...], composer: [...], technique: [...]}`` (lists or scalars)
+    plus shared keys (``separator`` …); each combination becomes a ``pipeline`` method
+    named ``<captioner-name>/<composer-name>/<technique>``.
+    """
+    methods = []
+    for m in cfg.get("methods") or []:
+        m = resolve_refs(dict(m), cfg)
+        techniques = m.pop("techniques", None)
+        if techniques:  # one method per prompting technique
+            for t in techniques:
+                methods.append({**m, "technique": t, "name": f"{m.get('name', m.get('type'))}/{t}"})
+        else:
+            methods.append(m)
+    grid = resolve_refs(cfg.get("grid"), cfg)
+    if grid:
+        axes = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()
+                if k in ("captioner", "composer", "technique")}
+        shared = {k: v for k, v in grid.items() if k not in axes}
+        for combo in itertools.product(*axes.values()):
+            m = {"type": "pipeline", **shared, **dict(zip(axes, combo, strict=True))}
+            m["name"] = "/".join(_short(m.get(k)) for k in axes)
+            methods.append(m)
+    if cfg.get("baseline"):
+        methods.append({"name": "baseline", "type": "allm", **resolve_refs(cfg["baseline"], cfg)})
+    names = Counter(m.get("name") for m in methods)
+    if None in names or any(c > 1 for c in names.values()):
+        raise ConfigError(f"{cfg.get('_source')}: every method needs a unique name "
+                          f"(got {[m.get('name') for m in methods]})")
+    return methods
+
+
+def resolve_refs(value: Any, cfg: dict[str, Any]) -> Any:
+    """Replace strings ``"${a.b}"`` by ``cfg["a"]["b"]`` (so ``--set models.x=…`` reaches
+    values inside method lists)."""
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, cfg) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_refs(v, cfg) for v in value]
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        node: Any = cfg
+        for part in value[2:-1].split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"{cfg.get('_source')}: unresolved reference {value}")
+            node = node[part]
+        return resolve_refs(node, cfg)
+    return value
+
+
+def _short(value: Any) -> str:
+    """A short display name for a backend spec: its ``name`` or the last path component."""
+    if isinstance(value, dict):
+        return str(value.get("name") or value.get("spec"))
+    text = str(value)
+    return text.rstrip("/").split("/")[-1].split("@")[0]
+
+
+def _spec(value: Any) -> Any:
+    return value.get("spec") if isinstance(value, dict) else value
+
+
+# ----------------------------------------------------------------------------- items
+
+
+@dataclass
+class Item:
+    """One clip to describe.
+
+    Attributes:
+        id: item id.
+        audio: mixture / clip audio file.
+        labels: true (weak) labels; empty when unknown.
+        n_sources: true number of sources, or None.
+        sources: per-source files (for reference separation), possibly empty.
+        image: reference frame (video kind), or None.
+    """
+
+    id: str
+    audio: Path
+    labels: list[str] = field(default_factory=list)
+    n_sources: int | None = None
+    sources: list[Path] = field(default_factory=list)
+    image: Path | None = None
+
+    @classmethod
+    def from_scene(cls, rec: SceneRecord) -> Item:
+        return cls(rec.id, rec.mixture, list(dict.fromkeys(rec.labels)), rec.n_sources,
+                   [s.path for s in rec.sources])
+
+
+def stratified_sample(records: Sequence[Any], n: int, seed: int = 0) -> list[Any]:
+    """Pick ``n`` records keeping the source-count and label distribution of the whole set.
+
+    Records are split into strata by number of sources; each stratum gets a share of ``n``
+    proportional to its size (largest remainders). Inside a stratum records are chosen
+    greedily: at each step the candidate whose labels are most under-represented relative
+    to the full set's label frequencies (scaled to ``n``) is taken, ties broken by a seeded
+    shuffle. Works with :class:`SceneRecord` or :class:`Item` (``n_sources`` and ``labels``).
+
+    Returns:
+        The chosen records, in their original order.
+    """
+    records = list(records)
+    if n >= len(records):
+        return records
+    if n <= 0:
+        return []
+    rng = random.Random(seed)
+    strata: dict[Any, list[int]] = {}
+    for i, r in enumerate(records):
+        strata.setdefault(r.n_sources, []).append(i)
+    total = len(records)
+    quotas = {k: n * len(v) / total for k, v in strata.items()}
+    alloc = {k: int(q) for k, q in quotas.items()}
+    for k in sorted(quotas, key=lambda k: quotas[k] - alloc[k], reverse=True)[: n - sum(alloc.values())]:
+        alloc[k] += 1
+    label_freq = Counter(lab for r in records for lab in set(r.labels))
+    target = {lab: c * n / total for lab, c in label_freq.items()}
+    have: Counter[str] = Counter()
+    chosen: list[int] = []
+    for key in sorted(strata, key=str):
+        pool = strata[key][:]
+        rng.shuffle(pool)
+        for _ in range(alloc[key]):
+            def need(i: int) -> float:
+                labs = set(records[i].labels) or {""}
+                return sum(target.get(lab, 0.0) - have[lab] for lab in labs) / len(labs)
+            best = max(pool, key=need)  # max keeps the first (shuffled) on ties
+            pool.remove(best)
+            chosen.append(best)
+            have.update(set(records[best].labels))
+    return [records[i] for i in sorted(chosen)]
+
+
+def _resolve(path: Any, base: Path) -> Path:
+    p = Path(str(path)).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
+    """Build or read the experiment's items from ``cfg["data"]``.
+
+    Sources:
+        ``esc50`` / ``folder``: FUSS-style mixtures made with
+        :func:`auralens.data.mix.build_mixtures` into ``out_dir/data`` (``n``, ``seed``,
+        ``duration``, ``max_sources``, ``reverb``, ``folds``);
+        ``manifest``: a SceneRecord JSONL (``auralens experiment fuss-manifest``);
+        ``fuss``: an official FUSS directory via :func:`auralens.data.fuss.load_fuss`;
+        ``pairs``: a JSONL of ``{id, audio, image, labels?}`` (audio + reference frame);
+        ``videos``: a directory of videos; audio and the middle frame are extracted with
+        ffmpeg (an error naming ffmpeg when it is not installed).
+    """
+    data = dict(cfg.get("data") or {})
+    source = data.get("source", "esc50")
+    base = Path(cfg.get("_root", "."))  # relative data paths: from the working directory
+    if source in ("esc50", "folder"):
+        from auralens.data.mix import build_mixtures
+
+        src = _resolve(data.get("path", "../shared/data/esc10"), base)
+        if not src.exists():
+            raise ExperimentError(f"{src}: dataset directory not found (data.path)")
+        kw = {k: data[k] for k in ("seed", "duration", "max_sources", "min_sources", "reverb",
+                                   "folds", "sample_rate", "split") if k in data}
+        recs = build_mixtures(src, out_dir / "data", n=int(data.get("n", 8)), **kw)
+        items = [Item.from_scene(r) for r in recs]
+    elif source == "manifest":
+        from auralens.types import load_scenes
+
+        path = _resolve(data["path"], base)
+        if not path.exists():
+            raise ExperimentError(f"{path}: manifest not found (data.path)")
+        items = [Item.from_scene(r) for r in load_scenes(path)]
+        for it in items:
+            it.audio = _resolve(it.audio, path.parent)
+            it.sources = [_resolve(s, path.parent) for s in it.sources]
+    elif source == "fuss":
+        from auralens.data.fuss import load_fuss
+
+        items = [Item.from_scene(r) for r in load_fuss(_resolve(data["path"], base))]
+    elif source == "pairs":
+        path = _resolve(data["path"], base)
+        if not path.exists():
+            raise ExperimentError(f"{path}: pairs manifest not found (data.path)")
+        items = []
+        for d in read_jsonl(path):
+            labels = list(d.get("labels") or [])
+            items.append(Item(str(d["id"]), _resolve(d["audio"], path.parent), labels,
+                              d.get("n_sources", len(labels) or None),
+                              [_resolve(x, path.parent) for x in d.get("sources") or []],
+                              _resolve(d["image"], path.parent) if d.get("image") else None))
+    elif source == "videos":
+        items = extract_videos(_resolve(data["path"], base), out_dir / "data" / "frames")
+    else:
+        raise ExperimentError(f"unknown data.source {source!r}; use esc50, folder, manifest, "
+                              "fuss, pairs or videos")
+    subset = cfg.get("subset")
+    if subset and subset.get("n"):
+        items = stratified_sample(items, int(subset["n"]), int(subset.get("seed", 0)))
+    if data.get("limit"):
+        items = items[: int(data["limit"])]
+    if not items:
+        raise ExperimentError("the experiment has no items (check data.*)")
+    return items
+
+
+def extract_videos(video_dir: Path, out_dir: Path) -> list[Item]:
+    """Videos → (16 kHz mono wav, middle frame PNG) pairs with ffmpeg.
+
+    Raises:
+        ExperimentError: ffmpeg is not installed or the folder holds no videos.
+    """
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise ExperimentError("ffmpeg is not installed: give clips as audio + reference image "
+                              "pairs instead (data.source: pairs)")
+    videos = sorted(p for p in Path(video_dir).iterdir()
+                    if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi"))
+    if not videos:
+        raise ExperimentError(f"{video_dir}: no video files found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for v in videos:
+        wav, png = out_dir / f"{v.stem}.wav", out_dir / f"{v.stem}.png"
+        if not wav.exists():
+            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(v),
+                            "-vn", "-ac", "1", "-ar", "16000", str(wav)], check=True, timeout=300)
+        if not png.exists():
+            probe = subprocess.run([ffmpeg, "-nostdin", "-i", str(v)], capture_output=True,
+                                   text=True, timeout=60).stderr
+            dur = _ffmpeg_duration(probe)
+            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{dur / 2:.3f}",
+                            "-i", str(v), "-frames:v", "1", str(png)], check=True, timeout=300)
+        items.append(Item(v.stem, wav, [], None, [], png))
+    return items
+
+
+def _ffmpeg_duration(text: str) -> float:
+    import re
+
+    m = re.search(r"Duration:\s*(\d+):(\d+):([\d.]+)", text)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
+
+
+# ----------------------------------------------------------------------------- describers
+
+
+class Skip(Exception):
+    """A method or stage that cannot run here; the message says why."""
+
+
+class Describer:
+    """Turns an item into a description for one method; stage models are shared."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._captions: dict[tuple[str, str, str], tuple[list[str], int]] = {}
+
+    def _build(self, stage: str, spec: Any) -> Any:
+        key = (stage, repr(spec))
+        if key not in self._cache:
+            try:
+                self._cache[key] = _build_stage(stage, spec)
+            except Skip:
+                raise
+            except (AuralensError, ImportError, OSError) as exc:
+                self._cache[key] = Skip(f"{stage} {_spec(spec)!r} unavailable: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else exc!r}")
+        obj = self._cache[key]
+        if isinstance(obj, Skip):
+            raise obj
+        return obj
+
+    def check(self, method: dict[str, Any]) -> None:
+        """Load a method's models up front; raises :class:`Skip` when one is missing."""
+        if method["type"] == "allm":
+            self._build("allm", method.get("model"))
+        elif method["type"] == "pipeline":
+            if _spec(method.get("separator", "reference")) != "reference":
+                self._build("separator", method.get("separator"))
+            self._build("captioner", method.get("captioner"))
+            self._build("composer", method.get("composer"))
+        else:
+            raise ExperimentError(f"method {method.get('name')!r}: type must be allm or pipeline")
+
+    def describe(self, method: dict[str, Any], item: Item) -> dict[str, Any]:
+        """``{"description", "reasoning", "captions"?, "n_kept"?}`` for one item."""
+        technique = method.get("technique", "zero-shot")
+        if method["type"] == "allm":
+            model = self._build("allm", method.get("model"))
+            return _allm_describe(model, item, technique)
+        captions, n_kept = self._pipeline_captions(method, item)
+        composer = self._build("composer", method.get("composer"))
+        desc = composer.compose(captions, technique) if captions else None
+        return {"description": getattr(desc, "text", "") if desc else "",
+                "reasoning": getattr(desc, "reasoning", "") if desc else "",
+                "captions": captions, "n_kept": n_kept}
+
+    def _pipeline_captions(self, method: dict[str, Any], item: Item) -> tuple[list[str], int]:
+        sep_spec = method.get("separator", "reference")
+        key = (item.id, repr(sep_spec), repr(method.get("captioner")))
+        if key in self._captions:  # captions are shared by every LLM × technique setting
+            return self._captions[key]
+        from auralens.audio import load, resample
+
+        captioner = self._build("captioner", method.get("captioner"))
+        csr = int(getattr(captioner, "sample_rate", 16000))
+        if _spec(sep_spec) == "reference":  # oracle separation: the true source files
+            if not item.sources:
+                raise ExperimentError(f"{item.id}: reference separation needs source files")
+            waves = [load(p, csr) for p in item.sources]
+            waves = [w for w in waves if np.sqrt(np.mean(w**2)) > 1e-6]  # drop silent ones
+        else:
+            separator = self._build("separator", sep_spec)
+            ssr = int(getattr(separator, "sample_rate", 16000))
+            mix = load(item.audio, ssr)
+            est = separator.separate(mix)
+            from auralens.scene.separate.activity import ActivityConfig, filter_estimates
+
+            act = ActivityConfig(**(method.get("activity") or {}))
+            kept = [d["index"] for d in filter_estimates(est, mix, act) if d["kept"]]
+            waves = [resample(est[k], ssr, csr) for k in kept]
+        captions = [captioner.caption(w) for w in waves]
+        self._captions[key] = (captions, len(waves))
+        return captions, len(waves)
+
+
+def _build_stage(stage: str, spec: Any) -> Any:
+    """Build one stage backend from its registry (lazy imports)."""
+    params = dict(spec.get("params") or {}) if isinstance(spec, dict) else {}
+    spec = _spec(spec)
+    if stage == "allm":
+        if not spec or str(spec).lower() in ("none", "null"):
+            raise Skip("no audio LLM given (set allm model, e.g. --set "
+                       "baseline.model=hf:Qwen/Qwen2-Audio-7B-Instruct or a local dir)")
+        try:
+            from auralens.scene.allm import load_audio_llm
+        except ImportError as exc:
+            raise Skip(f"the audio-LLM baseline is not installed ({exc})") from exc
+        return load_audio_llm(spec, **params)
+    if stage == "separator":
+        from auralens.scene.separate.base import SEPARATORS as reg
+    elif stage == "captioner":
+        from auralens.scene.caption.base import CAPTIONERS as reg
+    elif stage == "composer":
+        from auralens.scene.compose.base import COMPOSERS as reg
+    elif stage == "image":
+        from auralens.scene.render.base import IMAGE_GENERATORS as reg
+        if not spec or str(spec).lower() in ("none", "null"):
+            raise Skip("no image generator configured (image.generator: none)")
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(stage)
+    return reg.build(spec, **params)
+
+
+def _allm_describe(model: Any, item: Item, technique: str) -> dict[str, Any]:
+    """Run the audio-LLM baseline on the mixture and return its description."""
+    from auralens.audio import load
+
+    wave = load(item.audio, int(getattr(model, "sample_rate", 16000)))
+    desc = model.describe(wave, technique)
+    return {"description": getattr(desc, "text", str(desc)),
+            "reasoning": getattr(desc, "reasoning", "")}
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, str]:
+    return (str(row.get("id")), str(row.get("method")))
+
+
+def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | None = None, *,
+                   overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) an experiment and write all its outputs.
+
+    Args:
+        config: YAML path or an already-loaded config dict.
+        out_dir: output directory (default ``runs/experiments/<name>``).
+        overrides: ``key=value`` strings applied over the YAML (``variant=study`` …).
+
+    Returns:
+        A summary: ``out_dir``, ``rows`` (results written in total), ``new`` (this run),
+        ``skipped`` (methods / metrics / stages with reasons), ``tables``, ``figures``.
+    """
+    from auralens.evaluate.aggregate import write_report
+
+    cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
+    out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    skipped: list[dict[str, str]] = []
+    with timer("data"):
+        items = load_items(cfg, out)
+    methods = expand_methods(cfg)
+    results_path = out / "results.jsonl"
+    old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
+    write_jsonl(results_path, old)  # drop stale "skipped" lines; they are retried
+    done = {_row_key(r) for r in old}
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+
+    describer = Describer(cfg)
+    evaluator = Evaluator(cfg, out, skipped)
+    runnable = []
+    for m in methods:
+        try:
+            with timer("load"):
+                describer.check(m)
+            runnable.append(m)
+        except Skip as exc:
+            skipped.append({"what": f"method {m['name']}", "reason": str(exc)})
+            log.warning("skipping method %s: %s", m["name"], exc)
+    image_gen = None
+    if cfg["kind"] == "video":
+        try:
+            image_gen = describer._build("image", (cfg.get("image") or {}).get("generator"))
+        except Skip as exc:
+            skipped.append({"what": "image generation (CLIPScore vs generated image)",
+                            "reason": str(exc)})
+
+    from auralens.progress import progress
+
+    todo = [(it, m) for m in runnable for it in items if (it.id, m["name"]) not in done]
+    new = 0
+    for item, method in progress(todo, desc=f"experiment {cfg['name']}", total=len(todo)):
+        with errors.guard(f"{item.id}:{method['name']}", item.audio):
+            with timer("describe"):
+                out_desc = describer.describe(method, item)
+            row: dict[str, Any] = {
+                "id": item.id, "method": method["name"], "type": method["type"],
+                "technique": method.get("technique", "zero-shot"),
+                "setting": {k: _spec(v) for k, v in method.items() if k not in ("name",)},
+                "n_sources": item.n_sources, "labels": item.labels, **out_desc, "status": "ok",
+            }
+            if image_gen is not None and row["description"]:
+                with timer("image"):
+                    img = image_gen.generate(row["description"], seed=int(cfg.get("seed", 0)))
+                    img_path = out / "images" / f"{item.id}__{method['name'].replace('/', '_')}.png"
+                    from auralens.io import atomic_path
+
+                    with atomic_path(img_path) as tmp:
+                        img.save(tmp, format="PNG")
+                    row["image"] = str(img_path.relative_to(out))
+            with timer("evaluate"):
+                row.update(evaluator.evaluate(row, item))
+            append_jsonl(results_path, row)
+            new += 1
+    errors.summary(len(todo))
+
+    rows = read_jsonl(results_path)
+    write_json(out / "skipped.json", evaluator.skipped_unique())
+    with timer("report"):
+        written = write_report(rows, out, title=cfg["name"])
+    summary = {"out_dir": str(out), "rows": len(rows), "new": new, "items": len(items),
+               "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
+               "errors": len(errors), **written}
+    write_run_json(out, command=f"experiment run {cfg.get('_source', '')}".strip(),
+                   config={k: v for k, v in cfg.items() if not k.startswith("_")},
+                   models=evaluator.models(), timings=timer.timings, seed=cfg.get("seed"),
+                   extra={"summary": summary, "judge": evaluator.judge_info()})
+    return summary
+
+
+class Evaluator:
+    """Judge + CLAPScore (+ CLIPScore for the video kind), each loaded once or skipped."""
+
+    def __init__(self, cfg: dict[str, Any], out_dir: Path, skipped: list[dict[str, str]]) -> None:
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.skipped = skipped
+        jcfg = cfg.get("judge") or {}
+        self.metrics = [m for m in (jcfg.get("metrics") or DEFAULT_METRICS)]
+        self.judge = None
+        if jcfg.get("spec") not in (None, "none"):
+            from auralens.evaluate.judge import build_judge
+
+            try:
+                self.judge = build_judge(jcfg["spec"], **(jcfg.get("params") or {}))
+            except (AuralensError, ImportError, OSError) as exc:
+                skipped.append({"what": "LLM judge (all judge metrics)",
+                                "reason": str(exc).splitlines()[0]})
+        else:
+            skipped.append({"what": "LLM judge (all judge metrics)", "reason": "judge.spec is none"})
+        if self.judge is not None:
+            for m in self.metrics:
+                if m not in self.judge.supports and m != "count":
+                    skipped.append({"what": f"judge metric {m}",
+                                    "reason": f"{self.judge.name} does not support it"})
+        self.clap = self._load("clap", "CLAPScore (description vs audio)")
+        self.clip = self._load("clip", "CLIPScore") if cfg["kind"] == "video" else None
+        self._audio_emb: dict[str, np.ndarray] = {}
+
+    def _load(self, key: str, what: str) -> Any:
+        model = (self.cfg.get(key) or {}).get("model")
+        if not model or str(model).lower() in ("none", "null"):
+            self.skipped.append({"what": what, "reason": f"{key}.model is not set"})
+            return None
+        try:
+            if key == "clap":
+                from auralens.evaluate.clapscore import ClapScorer
+
+                return ClapScorer(model)
+            from auralens.evaluate.clipscore import ClipScorer
+
+            return ClipScorer(model)
+        except (AuralensError, ImportError, OSError) as exc:
+            self.skipped.append({"what": what, "reason": str(exc).splitlines()[0]})
+            return None
+
+    def evaluate(self, row: dict[str, Any], item: Item) -> dict[str, Any]:
+        from auralens.evaluate.judge import judge_description
+
+        text = row.get("description") or ""
+        out: dict[str, Any] = {}
+        if self.judge is not None and text:
+            metrics = [m for m in self.metrics if item.labels or m not in ("recognition", "imagination")]
+            pipeline = row.get("type") == "pipeline"
+            out.update(judge_description(self.judge, text, item.labels, metrics,
+                                         n_kept=row.get("n_kept") if pipeline else None,
+                                         captions=row.get("captions") if pipeline else None))
+            out["judge"] = self.judge.name
+            out["judge_is_llm"] = self.judge.is_llm
+        elif row.get("type") == "pipeline" and row.get("n_kept") is not None and "count" in self.metrics:
+            out["count"] = min(4, int(row["n_kept"]))
+            out["count_source"] = "kept_sources"
+        if self.clap is not None and text:
+            if item.id not in self._audio_emb:  # one mixture is shared by every method
+                from auralens.audio import load
+
+                wave = load(item.audio, self.clap.sample_rate)
+                self._audio_emb[item.id] = self.clap.embed_audio([wave], self.clap.sample_rate)[0]
+            t = self.clap.embed_text([text])[0]
+            out["clapscore"] = float(np.dot(self._audio_emb[item.id], t))  # both unit-norm
+        if self.clip is not None and text:
+            if item.image is not None:
+                s = self.clip.score([text], [item.image])
+                out["clip_reference_cos"] = float(s["cos"][0])
+                out["clip_reference"] = float(s["clipscore"][0])
+            if row.get("image"):
+                s = self.clip.score([text], [self.out_dir / row["image"]])
+                out["clip_generated_cos"] = float(s["cos"][0])
+                out["clip_generated"] = float(s["clipscore"][0])
+        return out
+
+    def skipped_unique(self) -> list[dict[str, str]]:
+        seen, out = set(), []
+        for s in self.skipped:
+            key = (s["what"], s["reason"])
+            if key not in seen:
+                seen.add(key)
+                out.append(s)
+        return out
+
+    def models(self) -> dict[str, Any]:
+        return {"judge": getattr(self.judge, "name", None),
+                "clap": getattr(self.clap, "name", None), "clip": getattr(self.clip, "name", None)}
+
+    def judge_info(self) -> dict[str, Any]:
+        if self.judge is None:
+            return {}
+        stats = self.judge.stats() if hasattr(self.judge, "stats") else {}
+        return {"name": self.judge.name, "is_llm": self.judge.is_llm, **stats}
+
