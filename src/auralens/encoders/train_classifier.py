@@ -1,0 +1,355 @@
+"""Train the compact AST-architecture classifier on an ESC-50-layout folder.
+
+The result is an ordinary Hugging Face ``ASTForAudioClassification`` directory
+(``config.json`` with ``id2label``, ``model.safetensors``, ``preprocessor_config.json``), so it
+loads through the same ``ast`` extractor code path as the real AudioSet model
+(``EXTRACTORS.build(out_dir)`` or, for the committed preset, ``EXTRACTORS.build("classifier")``).
+
+Recipe:
+    * split: every fold except the last trains, the last fold validates (``val_fold`` overrides);
+    * input: the AST Kaldi filterbank (16 kHz, 10 ms hop, ``num_mel_bins`` × ``max_length``),
+      computed once per file and kept in the auralens cache (keyed by file content);
+    * augmentation (train only): random gain (±``gain_db``), random circular time shift of
+      the real frames, SpecAugment (2 frequency + 2 time masks) and mixup;
+    * AdamW, linear warm-up then cosine decay, label smoothing; the checkpoint with the best
+      validation accuracy is kept (ties: lower validation loss);
+    * resumable: ``OUT/train_state.pt`` holds the model, optimiser and history after every
+      epoch, and a rerun with the same OUT continues from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auralens.errors import AuralensError
+from auralens.io import ErrorLog, Timer, read_json, write_json, write_run_json
+
+log = logging.getLogger(__name__)
+
+#: Fbank normalisation constants of ASTFeatureExtractor (AudioSet statistics).
+FBANK_MEAN = -4.2677393
+FBANK_STD = 4.5689974
+
+
+@dataclass
+class ClassifierConfig:
+    """Architecture and training settings (all recorded in run.json).
+
+    Attributes mirror ``auralens train-classifier`` options; see its ``--help``.
+    """
+
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 768
+    num_mel_bins: int = 128
+    max_length: int = 512
+    patch_stride: int = 16
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.3
+    gain_db: float = 6.0
+    freq_mask: int = 24
+    time_mask: int = 48
+    augment: bool = True
+    val_fold: int | None = None
+    seed: int = 0
+    save_dtype: str = "float16"
+    max_steps: int | None = None
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fbank_extractor(cfg: ClassifierConfig) -> Any:
+    from transformers import ASTFeatureExtractor
+
+    return ASTFeatureExtractor(num_mel_bins=cfg.num_mel_bins, max_length=cfg.max_length,
+                               mean=FBANK_MEAN, std=FBANK_STD)
+
+
+def _features(clips: list[Any], cfg: ClassifierConfig, errors: ErrorLog) -> tuple[
+        list[Any], np.ndarray, np.ndarray]:
+    """Normalised fbanks ``[N, max_length, mels]`` (float16) and valid frame counts ``[N]``."""
+    from auralens.audio import load
+    from auralens.cache import ArrayCache, hash_file, make_key
+    from auralens.progress import progress
+
+    fe = _fbank_extractor(cfg)
+    cache = ArrayCache(namespace="fbank")
+    kept, feats, valid = [], [], []
+    for clip in progress(clips, desc="fbank features", total=len(clips)):
+        with errors.guard(clip.id, clip.path):
+            key = make_key(hash_file(clip.path), kind="ast-fbank", mels=cfg.num_mel_bins,
+                           max_length=cfg.max_length, mean=FBANK_MEAN, std=FBANK_STD)
+            hit = cache.get(key)
+            if hit is None:
+                wave = load(clip.path, 16000)
+                x = fe(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
+                n = 1 + max(0, wave.shape[0] - 400) // 160
+                hit = {"fbank": x.astype(np.float16),
+                       "valid": np.array([min(n, cfg.max_length)], np.int64)}
+                cache.put(key, hit)
+            feats.append(hit["fbank"])
+            valid.append(int(hit["valid"][0]))
+            kept.append(clip)
+    if not kept:
+        return kept, np.zeros((0, cfg.max_length, cfg.num_mel_bins), np.float16), np.zeros(0, int)
+    return kept, np.stack(feats), np.asarray(valid)
+
+
+def _augment(x: Any, valid: Any, cfg: ClassifierConfig, gen: Any) -> Any:
+    """Gain, circular shift of the real frames, SpecAugment masks; ``x`` is ``[B, T, F]``."""
+    import torch
+
+    x = x.clone()
+    bsz, total, mels = x.shape
+    pad_value = (0.0 - FBANK_MEAN) / (2 * FBANK_STD)  # what the extractor's zero padding becomes
+    for i in range(bsz):
+        n = int(valid[i])
+        # Gain g scales power by g²: log-fbank moves by 2 ln g, then the /(2 std) normalisation.
+        gain = (torch.rand(1, generator=gen).item() * 2 - 1) * cfg.gain_db
+        x[i, :n] += (2 * math.log(10 ** (gain / 20))) / (2 * FBANK_STD)
+        if n > 1:
+            shift = int(torch.randint(0, n, (1,), generator=gen))
+            x[i, :n] = torch.roll(x[i, :n], shift, dims=0)
+        for _ in range(2):
+            w = int(torch.randint(0, cfg.freq_mask + 1, (1,), generator=gen))
+            f0 = int(torch.randint(0, max(1, mels - w), (1,), generator=gen))
+            x[i, :, f0 : f0 + w] = 0.0
+            w = int(torch.randint(0, cfg.time_mask + 1, (1,), generator=gen))
+            t0 = int(torch.randint(0, max(1, n - w), (1,), generator=gen))
+            x[i, t0 : t0 + w, :] = 0.0
+        x[i, n:] = pad_value
+    return x
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
+    import torch
+
+    model.eval()
+    losses, correct = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[i : i + batch_size].astype(np.float32))
+            yb = torch.from_numpy(y[i : i + batch_size])
+            logits = model(input_values=xb).logits
+            losses += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(-1) == yb).sum())
+    model.train()
+    n = max(1, len(x))
+    return correct / n, losses / n
+
+
+def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None) -> dict[str, Any]:
+    """Train (or resume) the classifier and save the best checkpoint in HF format.
+
+    Args:
+        data: ESC-50-layout folder (``meta/esc50.csv`` + ``audio/``).
+        out: output directory (model files, run.json, history.json, train_state.pt).
+        cfg: settings; defaults to :class:`ClassifierConfig`.
+
+    Returns:
+        A summary: ``best_val_accuracy``, ``best_epoch``, ``epochs_run``, ``train_seconds`` …
+
+    Raises:
+        AuralensError: unusable dataset (fewer than two folds, no classes …).
+    """
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from auralens.data.esc50 import load_esc50
+    from auralens.progress import progress
+
+    cfg = cfg or ClassifierConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    timer = Timer()
+    clips = load_esc50(Path(data))
+    folds = sorted({c.fold for c in clips if c.fold is not None})
+    if len(folds) < 2:
+        raise AuralensError(f"{data}: need at least two folds (train + validation), found {folds}")
+    val_fold = cfg.val_fold if cfg.val_fold is not None else folds[-1]
+    if val_fold not in folds:
+        raise AuralensError(f"{data}: validation fold {val_fold} not present (folds {folds})")
+    # Contiguous class ids in the order of the dataset's own targets (ESC-10 uses 0, 1, 10 …).
+    by_target: dict[int, str] = {}
+    for c in clips:
+        by_target.setdefault(c.target if c.target is not None else -1, c.labels[0])
+    classes = [by_target[t] for t in sorted(by_target)]
+    label2id = {name: i for i, name in enumerate(classes)}
+    errors = ErrorLog(out / "errors.jsonl")
+    with timer("features"):
+        train_clips, x_tr, v_tr = _features([c for c in clips if c.fold != val_fold], cfg, errors)
+        val_clips, x_va, v_va = _features([c for c in clips if c.fold == val_fold], cfg, errors)
+    if not len(train_clips) or not len(val_clips):
+        raise AuralensError(f"{data}: no usable training or validation audio")
+    y_tr = np.array([label2id[c.labels[0]] for c in train_clips], np.int64)
+    y_va = np.array([label2id[c.labels[0]] for c in val_clips], np.int64)
+    log.info("%d train / %d val clips, %d classes", len(y_tr), len(y_va), len(classes))
+
+    torch.manual_seed(cfg.seed)
+    model_cfg = ASTConfig(
+        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+        num_mel_bins=cfg.num_mel_bins, max_length=cfg.max_length, patch_size=16,
+        frequency_stride=cfg.patch_stride, time_stride=cfg.patch_stride,
+        hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+        id2label=dict(enumerate(classes)), label2id=label2id,
+    )
+    model = ASTForAudioClassification(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(y_tr) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best = 0, 0, {"acc": -1.0, "loss": float("inf"), "epoch": -1}
+    train_seconds = 0.0
+    state_path = out / "train_state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        if state.get("config") != _config_fingerprint(cfg, classes):
+            raise AuralensError(f"{state_path}: made with different settings or data; "
+                                "use a new --out directory")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
+        best = {"acc": float(state["best_acc"]), "loss": float(state["best_loss"]),
+                "epoch": int(state["best_epoch"])}
+        train_seconds = float(state["train_seconds"])
+        history = read_json(out / "history.json") if (out / "history.json").exists() else []
+        log.info("resuming %s at epoch %d (best val acc %.3f)", out, start_epoch, best["acc"])
+
+    model.train()
+    soft_ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for epoch in range(start_epoch, cfg.epochs):
+        if step >= total_steps:
+            break
+        t0 = time.perf_counter()
+        order = torch.randperm(len(y_tr), generator=gen).numpy()
+        run_loss, seen = 0.0, 0
+        for b in progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}"):
+            if step >= total_steps:
+                break
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb = torch.from_numpy(x_tr[idx].astype(np.float32))
+            yb = torch.from_numpy(y_tr[idx])
+            if cfg.augment:
+                xb = _augment(xb, v_tr[idx], cfg, gen)
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+            if cfg.augment and cfg.mixup > 0 and len(idx) > 1:
+                lam = float(np.random.default_rng([cfg.seed, step]).beta(cfg.mixup, cfg.mixup))
+                perm = torch.randperm(len(idx), generator=gen)
+                logits = model(input_values=lam * xb + (1 - lam) * xb[perm]).logits
+                loss = lam * soft_ce(logits, yb) + (1 - lam) * soft_ce(logits, yb[perm])
+            else:
+                loss = soft_ce(model(input_values=xb).logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            run_loss += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        train_seconds += time.perf_counter() - t0
+        val_acc, val_loss = _evaluate(model, x_va, y_va, cfg.batch_size * 2)
+        record = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(1, seen),
+                  "val_accuracy": val_acc, "val_loss": val_loss,
+                  "lr": opt.param_groups[0]["lr"], "seconds": round(train_seconds, 1)}
+        history.append(record)
+        log.info("epoch %d: train loss %.4f, val acc %.3f, val loss %.4f", epoch + 1,
+                 record["train_loss"], val_acc, val_loss)
+        if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
+            best = {"acc": val_acc, "loss": val_loss, "epoch": epoch + 1}
+            _save_model(model, cfg, out)
+        write_json(out / "history.json", history)
+        _save_state(state_path, model, opt, gen, epoch, step, best, train_seconds, cfg, classes)
+
+    summary = {
+        "best_val_accuracy": best["acc"], "best_val_loss": best["loss"],
+        "best_epoch": best["epoch"], "epochs_run": len(history), "steps": step,
+        "train_seconds": round(train_seconds, 1), "classes": classes,
+        "train_clips": len(y_tr), "val_clips": len(y_va), "val_fold": val_fold,
+        "train_folds": [f for f in folds if f != val_fold],
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "history": history, "errors": len(errors),
+    }
+    timings = {**timer.timings, "train": train_seconds}
+    write_run_json(out, command="train-classifier", config={"data": str(data), **asdict(cfg)},
+                   models={"classifier": "ASTForAudioClassification"}, timings=timings,
+                   seed=cfg.seed, extra={"result": {k: v for k, v in summary.items()
+                                                    if k != "history"}})
+    errors.summary(len(clips))
+    return summary
+
+
+def _config_fingerprint(cfg: ClassifierConfig, classes: list[str]) -> str:
+    """Settings that must match for a resume to be valid (epochs may grow)."""
+    import json
+
+    keep = {k: v for k, v in asdict(cfg).items() if k not in {"epochs", "max_steps", "threads"}}
+    return json.dumps({"cfg": keep, "classes": classes}, sort_keys=True, default=str)
+
+
+def _save_state(path: Path, model: Any, opt: Any, gen: Any, epoch: int, step: int,
+                best: dict[str, Any], seconds: float, cfg: ClassifierConfig,
+                classes: list[str]) -> None:
+    import torch
+
+    from auralens.io import atomic_path
+
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "generator": gen.get_state(), "epoch": epoch, "step": step,
+             "best_acc": best["acc"], "best_loss": best["loss"], "best_epoch": best["epoch"],
+             "train_seconds": seconds, "config": _config_fingerprint(cfg, classes)}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _save_model(model: Any, cfg: ClassifierConfig, out: Path) -> None:
+    """save_pretrained (optionally float16 weights) + the feature extractor config."""
+    import copy
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+
+    from auralens.encoders.hf import torch_dtype
+
+    dtype = torch_dtype(cfg.save_dtype)
+    to_save = copy.deepcopy(model).to(dtype) if dtype != torch.float32 else model
+    # Write into a sibling temp dir, then rename file by file: a kill never leaves half a model.
+    tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=out))
+    try:
+        to_save.save_pretrained(tmp)
+        _fbank_extractor(cfg).save_pretrained(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
