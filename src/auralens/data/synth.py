@@ -155,13 +155,15 @@ def _rain(rng: Rng, n: int, sr: int) -> np.ndarray:
 
 def _engine(rng: Rng, n: int, sr: int) -> np.ndarray:
     f0 = rng.uniform(25, 60) * _smooth_envelope(rng, n, sr, 0.3, rng.uniform(0.02, 0.15))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    k = np.arange(1, 31)
-    amps = (1.0 / k) ** rng.uniform(0.7, 1.3) * rng.uniform(0.5, 1.0, len(k))
-    x = _harmonic_stack(phase, f0, sr, amps)
+    cycles = np.cumsum(f0) / sr
+    # a sawtooth/pulse blend is harmonically rich (1/k partials); the low-pass below
+    # removes the aliasing a naive waveform would otherwise add at these low pitches
+    saw = 2.0 * (cycles % 1.0) - 1.0
+    pulse = ((cycles % 1.0) < rng.uniform(0.1, 0.4)).astype(float)
+    x = saw + rng.uniform(0.0, 1.0) * (pulse - pulse.mean())
     # cylinder firing: amplitude modulation at half the crank rate
-    x *= 1.0 + rng.uniform(0.2, 0.6) * np.sin(phase / 2)
-    x = signal.sosfilt(_sos("lowpass", rng.uniform(700, 1800), sr, 2), x)
+    x *= 1.0 + rng.uniform(0.2, 0.6) * np.sin(np.pi * cycles)
+    x = signal.sosfilt(_sos("lowpass", rng.uniform(700, 1800), sr, 4), x)
     rumble = _filtered_noise(rng, n, sr, "lowpass", 300.0, 2)
     return x / (np.std(x) + 1e-9) + rng.uniform(0.1, 0.4) * rumble / (np.std(rumble) + 1e-9)
 
@@ -267,36 +269,35 @@ _VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240],
 
 
 def _voice(rng: Rng, n: int, sr: int) -> np.ndarray:
+    """Parallel formant synthesis: a glottal pulse train through per-syllable vowel resonators."""
     t = _time(n, sr)
     f0_base = rng.uniform(95, 260)
     intonation = _smooth_envelope(rng, n, sr, 1.5, rng.uniform(0.05, 0.2))
     vibrato = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 6) * t)
-    f0 = f0_base * intonation * vibrato
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    # syllables: voiced segments with their own vowel, separated by short pauses
-    env = np.zeros(n)
-    formants = np.zeros((n, 3))
+    cycles = np.cumsum(f0_base * intonation * vibrato) / sr
+    # one glottal pulse per period (rounded to a sample: a little natural jitter)
+    onsets = np.flatnonzero(np.diff(np.floor(cycles)) > 0)
+    m = max(4, int(0.004 * sr))
+    open_phase = np.sin(np.pi * np.arange(m) / m) ** 2
+    glottal = np.diff(open_phase, prepend=0.0)  # flow derivative: the excitation the tract sees
+    source = _place(n, onsets, np.ones(len(onsets)), glottal)
+    source += 0.03 * rng.standard_normal(n) * (np.std(source) + 1e-9)  # breathiness
+    x = np.zeros(n)
     pos = int(rng.uniform(0.0, 0.4) * sr)
     while pos < n:
         syl = int(rng.uniform(0.12, 0.3) * sr)
         seg = slice(pos, min(n, pos + syl))
-        m = seg.stop - seg.start
-        env[seg] = np.hanning(m + 2)[1:-1] ** 0.5
-        formants[seg] = _VOWELS[rng.integers(len(_VOWELS))] * rng.uniform(0.9, 1.15)
+        length = seg.stop - seg.start
+        if length > 16:
+            formants = _VOWELS[rng.integers(len(_VOWELS))] * rng.uniform(0.9, 1.15)
+            out = np.zeros(length)
+            for j, (freq, q) in enumerate(zip(formants, (6.0, 12.0, 18.0), strict=True)):
+                if freq < 0.45 * sr:
+                    b, a = signal.iirpeak(freq, q, fs=sr)
+                    out += signal.lfilter(b, a, source[seg]) / (j + 1)
+            x[seg] = out * np.hanning(length + 2)[1:-1] ** 0.5
         pos += syl + int(rng.choice([rng.uniform(0.02, 0.08), rng.uniform(0.3, 0.8)], p=[0.8, 0.2]) * sr)
-    formants[env == 0] = _VOWELS[0]
-    # harmonic amplitudes follow the resonance curve at each harmonic's instantaneous frequency
-    n_harm = int(min(40, 0.45 * sr / f0_base))
-    k = np.arange(1, n_harm + 1)[:, None]
-    fk = k * f0[None, :]
-    gain = np.zeros_like(fk)
-    for j, bw in enumerate((80.0, 100.0, 150.0)):
-        fj = formants[:, j][None, :]
-        gain += (1.0 / (1 + ((fk - fj) / bw) ** 2)) / (j + 1)
-    gain *= (1.0 / k) ** 0.5 * (fk < 0.45 * sr)
-    x = np.sum(gain * np.sin(k * phase[None, :]), axis=0) * env
-    breath = _filtered_noise(rng, n, sr, "bandpass", (1500.0, 5000.0), 2)
-    return x + 0.02 * breath * env / (np.std(breath) + 1e-9)
+    return x
 
 
 def _crickets(rng: Rng, n: int, sr: int) -> np.ndarray:
