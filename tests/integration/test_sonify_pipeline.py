@@ -192,3 +192,31 @@ def test_cli_train_and_render(prep: Path, tmp_path: Path, library: Path) -> None
     res = runner.invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "--normalize" in res.output
     assert json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+
+
+def test_cli_config_preset_and_explicit_flags(prep: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "preset.yaml"
+    cfg.write_text("train:\n  gate: lin-d\n  epochs: 1\n  batch_size: 4\n  lr: '2e-2'\n")
+    res = CliRunner().invoke(app, ["train", str(prep), "--config", str(cfg), "--epochs", "2",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    conf = read_json(tmp_path / "run" / "run.json")["config"]
+    assert (conf["gate"], conf["epochs"], conf["batch_size"], conf["lr"]) == ("v9", 2, 4, 0.02)
+    cfg.write_text("train:\n  epochz: 3\n")
+    res = CliRunner().invoke(app, ["train", str(prep), "--config", str(cfg), "--out", str(tmp_path / "r2")])
+    assert res.exit_code != 0 and "epochz" in str(res.exception)
+
+
+def test_shipped_presets_use_known_options() -> None:
+    from dataclasses import fields
+
+    from auralens.config import load_yaml
+    from auralens.sonify.train import TrainConfig
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    train_keys = {f.name for f in fields(TrainConfig)}
+    prep_keys = {"encoder", "layer", "codec", "seed", "batch_size", "duration", "dtype", "limit"}
+    for name in ("sonify-offline.yaml", "sonify-study.yaml"):
+        preset = load_yaml(root / name)
+        assert set(preset["train"]) <= train_keys and set(preset["prepare"]) <= prep_keys
+        assert preset["train"]["batch_size"] == 64 and preset["train"]["grad_accum"] == 2

@@ -8,9 +8,33 @@ import typer
 
 app = typer.Typer(help="Sonify: listen to what an audio model's hidden states keep.", no_args_is_help=True)
 
+CONFIG_HELP = "YAML preset (e.g. configs/sonify-offline.yaml); flags given on the command line win."
+
+
+def _apply_config(ctx: typer.Context, config: Path | None, section: str, values: dict) -> dict:
+    """Fill options left at their defaults from ``config[section]`` (explicit flags win)."""
+    if config is None:
+        return values
+    from auralens.config import ConfigError, load_yaml
+
+    preset = load_yaml(config).get(section) or {}
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{config}: section {section!r} must be a mapping")
+    unknown = set(preset) - set(values)
+    if unknown:
+        raise ConfigError(f"{config}: unknown {section} option(s) {', '.join(sorted(unknown))}")
+    out = dict(values)
+    for key, value in preset.items():
+        # typer ships its own click: compare the source by name, not by enum identity.
+        source = ctx.get_parameter_source(key)
+        if source is None or getattr(source, "name", "") in ("DEFAULT", "DEFAULT_MAP"):
+            out[key] = value
+    return out
+
 
 @app.command("prepare")
 def prepare_cmd(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Dataset: ESC-50 layout or a folder of audio files."),
     encoder: str = typer.Option("classifier", "--encoder", help="Extractor spec (e.g. classifier, hf:MIT/ast-…)."),
     layer: str = typer.Option(None, "--layer", help="Layer: patch / features / block index."),
@@ -21,12 +45,17 @@ def prepare_cmd(
     duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep)."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
+    config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Compute (or reuse from the cache) embeddings and latents of every clip."""
     from auralens.sonify.prepare import prepare
 
-    res = prepare(data, encoder, codec, layer, out, seed=seed, batch_size=batch_size,
-                  duration=duration or None, dtype=dtype, limit=limit)
+    o = _apply_config(ctx, config, "prepare", dict(
+        encoder=encoder, layer=layer, codec=codec, seed=seed, batch_size=batch_size,
+        duration=duration, dtype=dtype, limit=limit))
+    res = prepare(data, o["encoder"], o["codec"], o["layer"], out, seed=o["seed"],
+                  batch_size=o["batch_size"], duration=o["duration"] or None, dtype=o["dtype"],
+                  limit=o["limit"])
     typer.echo(f"prepared {res.n_ok}/{res.n_clips} clips into {res.out} "
                f"({res.computed_embeddings} embeddings and {res.computed_latents} latents computed, "
                f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}")
@@ -34,6 +63,7 @@ def prepare_cmd(
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     prep: Path = typer.Argument(..., help="PREP directory from `auralens sonify prepare`."),
     gate: str = typer.Option("lin", "--gate", help="Gate: v0–v11 or lin, conv, attn, conv-r, …"),
     out: Path = typer.Option(..., "--out", help="RUN directory."),
@@ -49,14 +79,18 @@ def train_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
+    config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Train a gate (one run per learning rate) with MSE on the prepared latents."""
     from auralens.sonify.train import TrainConfig, parse_lrs, train, train_grid
 
+    o = _apply_config(ctx, config, "train", dict(
+        gate=gate, lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
+        eval_batch_size=eval_batch_size, seed=seed, blur=blur, normalize=normalize,
+        resample=resample, device=device))
+    lr = str(o.pop("lr"))
     lrs = parse_lrs(lr)
-    cfg = TrainConfig(gate=gate, lr=lrs[0], epochs=epochs, batch_size=batch_size,
-                      grad_accum=grad_accum, eval_batch_size=eval_batch_size, seed=seed, blur=blur,
-                      normalize=normalize, resample=resample, device=device)
+    cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":
         res = train(prep, out, cfg, resume=resume, overwrite=overwrite)
         typer.echo(f"{out}: best validation loss {res.best_val_loss:.6g} at epoch {res.best_epoch}")
