@@ -1,0 +1,111 @@
+"""Active-source filter: which of the M estimates hold a real source.
+
+Rules (``ActivityConfig.rule``):
+
+* ``"study"`` (default, the rule the original study used): keep an estimate when
+  ``(Σ_t |s_t|) · max_t |s_t| > threshold`` **and** ``RMS(s) ≥ min_rms_ratio · RMS(x)``.
+  The first score grows with the clip length and level, so on its own it only removes
+  near-silent outputs; the RMS condition does most of the work.
+* ``"relative_db"``: keep when the estimate's energy relative to the mixture,
+  ``10·log10(‖s‖²/‖x‖²)``, is at least ``min_db`` (length- and level-independent).
+* ``"frames"``: keep when the estimate dominates locally: in at least ``min_active_frac`` of
+  the 32 ms frames its energy is within ``frame_db`` dB of the mixture frame's energy.
+  Short events (a single bark in 10 s) have a small global RMS but are locally dominant.
+
+Each decision records every score, so a report can show why an estimate was dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RULES = ("study", "relative_db", "frames")
+
+
+@dataclass
+class ActivityConfig:
+    """Thresholds of the active-source filter (see the module docstring)."""
+
+    rule: str = "study"
+    threshold: float = 0.1
+    min_rms_ratio: float = 0.1
+    min_db: float = -20.0
+    frame_db: float = -6.0
+    min_active_frac: float = 0.02
+    frame: int = 512
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown activity rule {self.rule!r}; choose one of {RULES}")
+
+
+def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
+    n = max(1, x.shape[-1] // frame)
+    x = x[..., : n * frame] if x.shape[-1] >= frame else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, frame - x.shape[-1])])
+    return (x.reshape(*x.shape[:-1], -1, frame) ** 2).sum(-1)
+
+
+def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
+                    frame_db: float = -6.0) -> list[dict[str, float]]:
+    """Scores of every estimate (``[M, T]``) against the mixture (``[T]``)."""
+    est = np.asarray(est, np.float64)
+    mix = np.asarray(mix, np.float64)
+    mix_rms = float(np.sqrt(np.mean(mix**2))) + 1e-12
+    mix_frames = _frame_energy(mix, frame)
+    est_frames = _frame_energy(est, frame)
+    audible = mix_frames > 1e-10  # ignore digitally silent frames of the mixture
+    out = []
+    for k in range(est.shape[0]):
+        s = est[k]
+        rms = float(np.sqrt(np.mean(s**2)))
+        ratio_db = 10 * np.log10(est_frames[k] / np.maximum(mix_frames, 1e-20) + 1e-20)
+        frac = float(np.mean((ratio_db >= frame_db) & audible)) if audible.any() else 0.0
+        out.append({
+            "sum_abs_times_peak": float(np.abs(s).sum() * np.abs(s).max()),
+            "rms": rms,
+            "rms_ratio": rms / mix_rms,
+            "energy_db": float(20 * np.log10(rms / mix_rms + 1e-12)),
+            "active_frame_fraction": frac,
+        })
+    return out
+
+
+def decide(scores: dict[str, float], cfg: ActivityConfig) -> tuple[bool, str]:
+    """``(kept, reason)`` for one estimate's scores."""
+    if cfg.rule == "study":
+        if scores["sum_abs_times_peak"] <= cfg.threshold:
+            return False, f"(Σ|s|)·max|s| = {scores['sum_abs_times_peak']:.3g} ≤ {cfg.threshold:g}"
+        if scores["rms_ratio"] < cfg.min_rms_ratio:
+            return False, f"RMS is {scores['rms_ratio']:.1%} of the mixture's < {cfg.min_rms_ratio:.0%}"
+        return True, "passes (Σ|s|)·max|s| and RMS rules"
+    if cfg.rule == "relative_db":
+        if scores["energy_db"] < cfg.min_db:
+            return False, f"energy {scores['energy_db']:.1f} dB re mixture < {cfg.min_db:g} dB"
+        return True, f"energy {scores['energy_db']:.1f} dB re mixture ≥ {cfg.min_db:g} dB"
+    if scores["active_frame_fraction"] < cfg.min_active_frac:
+        return False, (f"dominant in {scores['active_frame_fraction']:.1%} of frames "
+                       f"< {cfg.min_active_frac:.0%}")
+    return True, f"dominant in {scores['active_frame_fraction']:.1%} of frames"
+
+
+def filter_estimates(est: np.ndarray, mix: np.ndarray, cfg: ActivityConfig | None = None) -> list[dict[str, Any]]:
+    """Per estimate ``{"index", "kept", "reason", "scores"}`` under ``cfg``'s rule."""
+    cfg = cfg or ActivityConfig()
+    out = []
+    for k, sc in enumerate(activity_scores(est, mix, cfg.frame, cfg.frame_db)):
+        kept, reason = decide(sc, cfg)
+        out.append({"index": k, "kept": bool(kept), "reason": reason, "scores": sc})
+    return out
+
+
+def count_accuracy(pairs: list[tuple[int, int]]) -> dict[str, float]:
+    """``pairs`` of (true count, kept count) → rates of equal / under / over counts."""
+    if not pairs:
+        return {"equal": float("nan"), "under": float("nan"), "over": float("nan")}
+    arr = np.array(pairs)
+    return {"equal": float(np.mean(arr[:, 1] == arr[:, 0])),
+            "under": float(np.mean(arr[:, 1] < arr[:, 0])),
+            "over": float(np.mean(arr[:, 1] > arr[:, 0]))}

@@ -1,0 +1,377 @@
+"""Train a TDCN++ separator with the PIT FUSS loss.
+
+Data (``DATA``):
+
+* an ESC-50-layout folder (``meta/esc50.csv`` + ``audio/``): mixtures are made on the fly
+  ("dynamic mixing") from clips of ``train_folds``: 1–4 sources per mixture, random crops,
+  each crop normalised to a common RMS and then given a random gain in
+  ``[gain_db_min, 0]`` dB. A fixed, seeded set of mixtures from ``val_folds`` is the
+  validation set. Decoded clips are cached in ``RUN/cache/`` so a resumed run starts fast.
+* a FUSS-layout folder (``manifest.jsonl`` written by ``auralens data mix`` or real FUSS):
+  the ``train`` split gives random crops of the mixtures, ``validation``/``eval`` is the
+  validation set.
+
+Outputs in ``RUN``: ``last.safetensors`` + ``last_state.pt`` (optimizer, step, RNG; loaded
+with ``torch.load(weights_only=True)``), ``best.safetensors`` (highest validation MSi),
+``history.jsonl``, TensorBoard events in ``RUN/tb``, and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auralens.errors import AuralensError
+from auralens.io import append_jsonl, read_jsonl, write_run_json
+from auralens.scene.separate.loss import pit_loss
+from auralens.scene.separate.metrics import score_mixture, summarize
+from auralens.scene.separate.tdcnpp import (
+    TDCNpp,
+    TDCNppConfig,
+    load_checkpoint,
+    preset,
+    save_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(AuralensError):
+    """Training data or a run directory that cannot be used."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (every field can be overridden from the CLI or YAML).
+
+    Attributes:
+        preset: model size preset (``tiny`` / ``fuss``).
+        model: per-field overrides of the preset.
+        steps: total optimizer steps.
+        steps_per_epoch: validation + checkpoint every this many steps.
+        batch_size: mixtures per step.
+        crop_seconds: training crop length.
+        lr: Adam learning rate.
+        grad_clip: max gradient norm.
+        train_folds / val_folds: ESC-50 folds for dynamic mixing.
+        max_sources: mixtures have 1 … max_sources sources (≤ model outputs).
+        gain_db_min: source gains are uniform in ``[gain_db_min, 0]`` dB.
+        n_val: validation mixtures.
+        val_seconds: their length.
+        seed: RNG seed.
+        threads: torch intra-op threads (0: leave torch's default).
+    """
+
+    preset: str = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)
+    steps: int = 3000
+    steps_per_epoch: int = 250
+    batch_size: int = 8
+    crop_seconds: float = 3.0
+    lr: float = 1e-3
+    grad_clip: float = 5.0
+    train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    val_folds: list[int] = field(default_factory=lambda: [4])
+    max_sources: int = 4
+    gain_db_min: float = -12.0
+    n_val: int = 48
+    val_seconds: float = 4.0
+    seed: int = 0
+    threads: int = 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None) -> tuple[list[np.ndarray], list[str]]:
+    """Decode every clip of ``folds`` at ``sr`` (cached as one npz)."""
+    from auralens.audio import load
+    from auralens.data.esc50 import load_esc50
+
+    key = f"pool-{'-'.join(map(str, folds))}-{sr}.npz"
+    if cache is not None and (cache / key).exists():
+        data = np.load(cache / key, allow_pickle=False)
+        n = int(data["n"])
+        return [data[f"w{i}"] for i in range(n)], [str(x) for x in data["labels"]]
+    clips = load_esc50(root, folds=folds)
+    if not clips:
+        raise TrainError(f"{root}: no clips in folds {folds}")
+    waves, labels = [], []
+    from auralens.progress import progress
+
+    for clip in progress(clips, desc=f"decode folds {folds}"):
+        waves.append(load(clip.path, sr))
+        labels.append(clip.label or "")
+    if cache is not None:
+        from auralens.io import atomic_path
+
+        cache.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache / key) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, n=len(waves), labels=np.array(labels), **{f"w{i}": w for i, w in enumerate(waves)})
+    return waves, labels
+
+
+class DynamicMixer:
+    """Random 1…K-source mixtures from a pool of clips (``[M, T]`` references, zero-padded).
+
+    Args:
+        waves: clips ``[T_i]`` at the model rate.
+        labels: class of each clip (sources in one mixture come from distinct classes).
+        num_outputs: M, rows of the returned reference array.
+        max_sources: at most this many sources.
+        gain_db_min: gains are uniform in ``[gain_db_min, 0]`` dB after RMS normalisation.
+    """
+
+    def __init__(self, waves: list[np.ndarray], labels: list[str], num_outputs: int,
+                 max_sources: int, gain_db_min: float) -> None:
+        self.waves = waves
+        self.labels = np.array(labels)
+        self.num_outputs = num_outputs
+        self.max_sources = min(max_sources, num_outputs)
+        self.gain_db_min = gain_db_min
+
+    def _crop(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+        if wave.shape[0] <= length:
+            return np.pad(wave, (0, length - wave.shape[0]))
+        best, best_rms = None, -1.0
+        for _ in range(4):  # prefer a crop with sound in it (ESC clips are zero-padded)
+            start = int(rng.integers(0, wave.shape[0] - length + 1))
+            seg = wave[start:start + length]
+            rms = float(np.sqrt(np.mean(seg**2)))
+            if rms > best_rms:
+                best, best_rms = seg, rms
+            if rms > 1e-3:
+                break
+        assert best is not None
+        return best
+
+    def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One mixture: ``(mix [T], refs [M, T])`` with refs summing to mix exactly."""
+        n = int(n if n is not None else rng.integers(1, self.max_sources + 1))
+        classes = rng.permutation(np.unique(self.labels))[:n]
+        refs = np.zeros((self.num_outputs, length), np.float32)
+        for k, cls in enumerate(classes):
+            idx = rng.choice(np.flatnonzero(self.labels == cls))
+            seg = self._crop(self.waves[idx], length, rng).astype(np.float64)
+            rms = np.sqrt(np.mean(seg**2))
+            if rms < 1e-5:
+                continue  # digitally silent crop: this slot stays an absent source
+            gain = 10 ** (rng.uniform(self.gain_db_min, 0.0) / 20) * 0.05 / rms
+            refs[k] = (seg * gain).astype(np.float32)
+        peak = np.abs(refs.sum(0)).max()
+        if peak > 0.95:
+            refs *= 0.95 / peak
+        return refs.sum(0).astype(np.float32), refs
+
+
+class RecordCropper:
+    """Random crops of FUSS-layout records (mixture + its sources)."""
+
+    def __init__(self, records: list[Any], num_outputs: int, sr: int) -> None:
+        from auralens.audio import load
+
+        self.items = []
+        for rec in records:
+            srcs = [load(s.path, sr) for s in rec.sources][:num_outputs]
+            t = min(len(s) for s in srcs) if srcs else 0
+            refs = np.zeros((num_outputs, t), np.float32)
+            for k, s in enumerate(srcs):
+                refs[k] = s[:t]
+            self.items.append(refs)
+        self.num_outputs = num_outputs
+
+    def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        refs = self.items[int(rng.integers(len(self.items)))]
+        if refs.shape[1] > length:
+            start = int(rng.integers(0, refs.shape[1] - length + 1))
+            refs = refs[:, start:start + length]
+        else:
+            refs = np.pad(refs, ((0, 0), (0, length - refs.shape[1])))
+        # A crop can miss a source entirely; mark such rows absent.
+        refs = np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > 1e-5, refs, 0).astype(np.float32)
+        return refs.sum(0).astype(np.float32), refs
+
+
+def resolve_paths(records: list[Any], root: Path) -> list[Any]:
+    """Make relative mixture/source paths of manifest records relative to ``root``."""
+    for rec in records:
+        if not rec.mixture.is_absolute():
+            rec.mixture = root / rec.mixture
+        for src in rec.sources:
+            if not src.path.is_absolute():
+                src.path = root / src.path
+    return records
+
+
+def _fuss_records(root: Path, split: str) -> list[Any]:
+    """Records of one split: from ``manifest.jsonl`` when present, else the FUSS loader."""
+    from auralens.types import load_scenes
+
+    if (root / "manifest.jsonl").exists():
+        records = resolve_paths(load_scenes(root / "manifest.jsonl"), root)
+        return [r for r in records if (r.split or "train") == split]
+    try:
+        from auralens.data.fuss import load_fuss
+    except ImportError as exc:
+        raise TrainError(f"{root}: no manifest.jsonl and no FUSS loader available") from exc
+    return load_fuss(root, split=split)
+
+
+def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
+                 cache: Path | None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``."""
+    data = Path(data)
+    rng = np.random.default_rng(cfg.seed + 10_000)
+    val_len = int(cfg.val_seconds * sr)
+    if (data / "meta" / "esc50.csv").exists():
+        tw, tl = _load_pool(data, cfg.train_folds, sr, cache)
+        vw, vl = _load_pool(data, cfg.val_folds, sr, cache)
+        train = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+        val_mixer = DynamicMixer(vw, vl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+        counts = [1 + i % val_mixer.max_sources for i in range(cfg.n_val)]
+        val = [val_mixer.sample(val_len, rng, n) for n in counts]
+        return train, val
+    if (data / "manifest.jsonl").exists() or (data / "train").is_dir():
+        train_recs = _fuss_records(data, "train")
+        val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
+        if not train_recs or not val_recs:
+            raise TrainError(f"{data}: needs train and validation/eval mixtures")
+        train = RecordCropper(train_recs, num_outputs, sr)
+        val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr)
+        val = [(r.sum(0), r) for r in (it[:, :val_len] for it in val_src.items)]
+        return train, val
+    raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+@torch.inference_mode()
+def validate(model: TDCNpp, val: list[tuple[np.ndarray, np.ndarray]], batch: int = 8) -> dict[str, Any]:
+    """FUSS metrics (1S, MSi) of ``model`` on ``[(mix, refs)]`` (equal lengths)."""
+    model.eval()
+    scores = []
+    for i in range(0, len(val), batch):
+        chunk = val[i:i + batch]
+        mix = torch.from_numpy(np.stack([m for m, _ in chunk]))
+        est = model(mix).numpy()
+        for j, (m, r) in enumerate(chunk):
+            scores.append(score_mixture(m, r, est[j], id=str(i + j)))
+    model.train()
+    return summarize(scores)
+
+
+def _rng_state(rng: np.random.Generator) -> torch.Tensor:
+    return torch.tensor(list(json.dumps(rng.bit_generator.state).encode()), dtype=torch.uint8)
+
+
+def _set_rng(rng: np.random.Generator, blob: torch.Tensor) -> None:
+    rng.bit_generator.state = json.loads(bytes(blob.tolist()).decode())
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
+          init: str | Path | None = None) -> dict[str, Any]:
+    """Train (or resume) a TDCN++ in ``out``.
+
+    Args:
+        data: ESC-50-layout or FUSS-layout folder.
+        out: run directory; when it holds ``last.safetensors`` the run resumes from there.
+        cfg: settings.
+        init: optional checkpoint to start from (ignored when resuming).
+
+    Returns:
+        ``{"best": {...}, "last": {...}, "step": int}``.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from auralens.progress import progress
+
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
+    last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
+    step, best_msi = 0, -math.inf
+    if last_ckpt.exists() and last_state.exists():
+        model, _ = load_checkpoint(last_ckpt, expect=model_cfg)
+        model.train()
+        state = torch.load(last_state, weights_only=True)
+        step, best_msi = int(state["step"]), float(state["best_msi"])
+        _set_rng(rng, state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming %s at step %d", out, step)
+    elif init is not None:
+        model, _ = load_checkpoint(init, expect=model_cfg)
+        model.train()
+        state = None
+    else:
+        model, state = TDCNpp(model_cfg), None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # a resumed run may lower the learning rate
+            group["lr"] = cfg.lr
+    sr = model_cfg.sample_rate
+    sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache")
+    crop = int(cfg.crop_seconds * sr)
+    writer = SummaryWriter(str(out / "tb"))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("TDCN++ %s: %d parameters", cfg.preset, n_params)
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    last: dict[str, Any] = {}
+    bar = progress(range(step, cfg.steps), desc="train", total=cfg.steps - step)
+    for step in bar:  # noqa: B020 - step continues after the loop on purpose
+        batch = [sampler.sample(crop, rng) for _ in range(cfg.batch_size)]
+        mix = torch.from_numpy(np.stack([b[0] for b in batch]))
+        refs = torch.from_numpy(np.stack([b[1] for b in batch]))
+        loss, _ = pit_loss(refs, model(mix), mix)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        writer.add_scalar("train/loss", losses[-1], step + 1)
+        writer.add_scalar("train/grad_norm", float(gnorm), step + 1)
+        if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == cfg.steps:
+            summary = validate(model, val)
+            epoch = (step + 1 + cfg.steps_per_epoch - 1) // cfg.steps_per_epoch
+            last = {"step": step + 1, "epoch": epoch, "train_loss": float(np.mean(losses)),
+                    "val_1S": summary["1S"], "val_MSi": summary["MSi"],
+                    "elapsed_s": round(time.perf_counter() - t0, 1)}
+            losses = []
+            writer.add_scalar("val/MSi", summary["MSi"], step + 1)
+            writer.add_scalar("val/1S", summary["1S"], step + 1)
+            append_jsonl(out / "history.jsonl", last)
+            log.info("step %d: loss %.2f, val MSi %.2f dB, 1S %.2f dB", step + 1,
+                     last["train_loss"], summary["MSi"], summary["1S"])
+            if summary["MSi"] > best_msi:
+                best_msi = summary["MSi"]
+                save_checkpoint(out / "best.safetensors", model, {"step": step + 1, "val": last})
+            save_checkpoint(last_ckpt, model, {"step": step + 1})
+            from auralens.io import atomic_path
+
+            with atomic_path(last_state) as tmp:
+                torch.save({"optimizer": opt.state_dict(), "step": step + 1, "best_msi": best_msi,
+                            "rng": _rng_state(rng), "torch_rng": torch.get_rng_state()}, tmp)
+    writer.close()
+    history = read_jsonl(out / "history.jsonl")
+    best = max(history, key=lambda h: h["val_MSi"] if h["val_MSi"] == h["val_MSi"] else -1e9) if history else {}
+    write_run_json(out, command="separate train", config={"train": asdict(cfg), "model": model_cfg.to_dict(),
+                                                         "data": str(data)},
+                   seed=cfg.seed, timings={"train": time.perf_counter() - t0},
+                   models={"separator": "tdcnpp", "parameters": n_params},
+                   extra={"best": best, "last": last or (history[-1] if history else {})})
+    return {"best": best, "last": last, "step": cfg.steps}

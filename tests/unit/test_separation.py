@@ -1,0 +1,293 @@
+"""Separation: TDCN++ pieces, PIT loss, metrics, baselines, activity filter."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from factories.separate import micro_config
+
+from auralens.errors import AuralensError, CheckpointMismatchError
+from auralens.scene.separate.activity import ActivityConfig, count_accuracy, filter_estimates
+from auralens.scene.separate.loss import pairwise_loss, pit_loss
+from auralens.scene.separate.loss import si_snr as si_snr_torch
+from auralens.scene.separate.metrics import pit_align, score_mixture, si_snr, summarize
+from auralens.scene.separate.nmf import NMFSeparator
+from auralens.scene.separate.oracle import OracleMaskSeparator
+from auralens.scene.separate.tdcnpp import (
+    PRESETS,
+    TDCNpp,
+    TDCNppConfig,
+    chunked,
+    load_checkpoint,
+    mixture_consistency,
+    save_checkpoint,
+)
+
+SR = 16000
+
+
+def _scene(seconds: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three clearly different sources: a low tone, a high tone burst, and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    low = 0.3 * np.sin(2 * np.pi * 220 * t)
+    high = 0.3 * np.sin(2 * np.pi * 3000 * t) * (t > seconds / 2)
+    noise = 0.05 * rng.standard_normal(t.size)
+    refs = np.stack([low, high, noise]).astype(np.float32)
+    return refs.sum(0), refs
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("consistency", ["uniform", "learned"])
+def test_mixture_consistency_sums_to_mixture(consistency):
+    torch.manual_seed(0)
+    model = TDCNpp(micro_config(consistency=consistency)).eval()
+    mix = torch.randn(2, 8000) * 0.3
+    with torch.no_grad():
+        est, masks = model(mix, return_masks=True)
+    assert est.shape == (2, 4, 8000)
+    assert masks.shape[:3] == (2, 4, 257) and float(masks.min()) >= 0 and float(masks.max()) <= 1
+    assert float((est.sum(1) - mix).abs().max()) < 1e-5
+    # Without the projection the raw masked estimates do not sum to the mixture.
+    raw = TDCNpp(micro_config(consistency="none")).eval()
+    with torch.no_grad():
+        assert float((raw(mix).sum(1) - mix).abs().max()) > 1e-2
+
+
+def test_mixture_consistency_projection_weights():
+    est = torch.zeros(1, 3, 4)
+    mix = torch.ones(1, 4)
+    w = torch.tensor([[0.5, 0.25, 0.25]])
+    out = mixture_consistency(est, mix, w)
+    assert torch.allclose(out[0, :, 0], torch.tensor([0.5, 0.25, 0.25]))
+    assert torch.allclose(mixture_consistency(est, mix).sum(1), mix)
+
+
+def test_presets_and_block_layout():
+    fuss = PRESETS["fuss"]
+    assert (fuss.repeats, fuss.blocks_per_repeat, fuss.bottleneck, fuss.conv_channels) == (4, 8, 256, 512)
+    model = TDCNpp(fuss)
+    assert len(model.blocks) == 32
+    assert [b.depthwise.dilation[0] for b in model.blocks[:8]] == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert float(model.blocks[5].scale.detach()) == pytest.approx(0.9**5)
+    assert model.blocks[0].depthwise.groups == 512  # depthwise-separable
+    tiny_params = sum(p.numel() for p in TDCNpp(PRESETS["tiny"]).parameters())
+    assert tiny_params * 4 < 10 * 2**20
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    model = TDCNpp(micro_config()).eval()
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    loaded, header = load_checkpoint(path)
+    assert header["model_args"]["bottleneck"] == 16
+    x = torch.randn(1, 4000)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-6)
+    with pytest.raises(CheckpointMismatchError, match="config mismatch"):
+        load_checkpoint(path, expect=micro_config(bottleneck=32))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(CheckpointMismatchError, match="not a TDCN"):
+        load_checkpoint(tmp_path / "foreign.safetensors")
+    with pytest.raises(AuralensError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_tiny_model_overfits_a_few_mixtures():
+    torch.manual_seed(0)
+    model = TDCNpp(micro_config())
+    scenes = [_scene(0.3, seed=s) for s in range(3)]
+    mix = torch.from_numpy(np.stack([m for m, _ in scenes]))
+    refs = torch.from_numpy(np.stack([np.concatenate([r, np.zeros((1, r.shape[1]), np.float32)])
+                                      for _, r in scenes]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss, _ = pit_loss(refs, model(mix), mix)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < losses[0] - 3.0, losses
+
+
+def test_chunked_overlap_add_matches_unchunked():
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal(5000).astype(np.float32)
+    # A pointwise separator: chunking must reproduce it exactly and keep the sum.
+    def pointwise(x):
+        return np.stack([0.2 * x, 0.3 * x, 0.5 * x])
+
+    out = chunked(pointwise, mix, chunk=1200, overlap=300)
+    assert np.allclose(out, pointwise(mix), atol=1e-6)
+    # A separator whose output order flips from chunk to chunk is re-aligned.
+    calls = iter(itertools.count())
+
+    def flipping(x):
+        est = pointwise(x)
+        return est[::-1] if next(calls) % 2 else est
+
+    assert np.allclose(chunked(flipping, mix, 1200, 300), pointwise(mix), atol=1e-6)
+
+
+def test_chunked_model_close_to_unchunked():
+    from auralens.scene.separate.tdcnpp import TDCNppSeparator
+
+    torch.manual_seed(0)
+    cfg = micro_config(norm="frame", blocks_per_repeat=2, repeats=1)  # receptive field 5 frames
+    sep = TDCNppSeparator(TDCNpp(cfg), chunk_seconds=1.0, overlap_seconds=0.25)
+    mix = _scene(2.6)[0]
+    whole = sep._run(mix)
+    parts = sep.separate(mix)
+    assert parts.shape == whole.shape == (4, mix.size)
+    assert np.max(np.abs(parts.sum(0) - mix)) < 1e-5
+    assert np.mean(si_snr(parts, whole)) > 25.0
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def test_pit_picks_best_permutation():
+    mix, refs3 = _scene(0.25)
+    refs = np.concatenate([refs3, np.zeros((1, refs3.shape[1]), np.float32)])
+    true_perm = [2, 0, 3, 1]  # reference i sits in estimate true_perm[i]
+    est = np.zeros_like(refs)
+    rng = np.random.default_rng(1)
+    for i, j in enumerate(true_perm):
+        est[j] = refs[i] + 0.01 * rng.standard_normal(refs.shape[1])
+    r, e, m = (torch.from_numpy(a[None]) for a in (refs, est, mix))
+    loss, perm = pit_loss(r, e, m)
+    assert perm[0].tolist() == true_perm
+    pair = pairwise_loss(r, e, m)[0]
+    manual = min(sum(float(pair[i, p[i]]) for i in range(4)) for p in itertools.permutations(range(4)))
+    assert float(loss) == pytest.approx(manual / 4, rel=1e-5)
+    # Active refs use 10 log10(err + τ‖y‖²); the empty slot uses 10 log10(‖ŷ‖² + τ′‖x‖²).
+    y, yh = refs[0].astype(np.float64), est[true_perm[0]].astype(np.float64)
+    expect = 10 * np.log10(((y - yh) ** 2).sum() + 1e-3 * (y**2).sum())
+    assert float(pair[0, true_perm[0]]) == pytest.approx(expect, abs=1e-3)
+    yh3 = est[true_perm[3]].astype(np.float64)
+    expect0 = 10 * np.log10((yh3**2).sum() + 1e-2 * (mix.astype(np.float64) ** 2).sum())
+    assert float(pair[3, true_perm[3]]) == pytest.approx(expect0, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_si_snr_known_answers():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(4000)
+    ref -= ref.mean()
+    noise = rng.standard_normal(4000)
+    noise -= noise.mean()
+    noise -= (noise @ ref) / (ref @ ref) * ref  # orthogonal to the reference
+    noise *= np.sqrt((ref @ ref) / 10 / (noise @ noise))  # 10 dB below it
+    assert si_snr(ref + noise, ref) == pytest.approx(10.0, abs=1e-6)
+    assert si_snr(3.0 * (ref + noise), ref) == pytest.approx(10.0, abs=1e-6)  # scale-invariant
+    assert si_snr(ref, ref) > 70
+    t = si_snr_torch(torch.tensor(ref + noise), torch.tensor(ref))
+    assert float(t) == pytest.approx(10.0, abs=1e-4)
+
+
+def test_score_mixture_fuss_rules():
+    mix, refs = _scene(0.5)
+    padded = np.concatenate([refs, np.zeros((1, refs.shape[1]), np.float32)])
+    est = padded[[3, 2, 0, 1]]  # perfect, permuted, silent fourth output
+    score = score_mixture(mix, padded, est, bss=True)
+    assert score.n_sources == 3
+    assert sorted(score.pairs) == [(0, 2), (1, 3), (2, 1)]
+    assert min(score.si_snr) > 60 and min(score.si_snri) > 0
+    assert len(score.sdr) == 3 and min(score.sdr) > 30
+    assert pit_align(refs, est).tolist() == [2, 3, 1]
+    # Identity (the mixture copied to every output) has SI-SNRi exactly 0.
+    ident = score_mixture(mix, padded, np.stack([mix] * 4))
+    assert np.allclose(ident.si_snri, 0.0, atol=1e-9)
+    # An estimate 30 dB below the quietest reference is not an active pair.
+    quiet = est.copy()
+    quiet[2] *= 10 ** (-40 / 20) * np.sqrt((refs[1] ** 2).mean() / (refs[0] ** 2).mean())
+    assert len(score_mixture(mix, padded, quiet).si_snr) == 2
+
+
+def test_summarize_1s_and_msi():
+    one = score_mixture(np.ones(10), np.ones((1, 10)), np.ones((4, 10)))
+    assert one.n_sources == 1
+    from auralens.scene.separate.metrics import MixtureScore
+
+    scores = [MixtureScore("a", 1, si_snr=[20.0], si_snri=[0.0]),
+              MixtureScore("b", 2, si_snr=[5.0, 7.0], si_snri=[3.0, 5.0], n_active_est=2, n_dropped=2),
+              MixtureScore("c", 3, si_snr=[1.0], si_snri=[8.0], n_active_est=4, n_dropped=0)]
+    s = summarize(scores)
+    assert s["1S"] == 20.0
+    assert s["MSi"] == pytest.approx((3 + 5 + 8) / 3)
+    assert s["by_count"][2]["equal"] == 1.0 and s["by_count"][3]["over"] == 1.0
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def test_oracle_irm_beats_identity():
+    mix, refs = _scene(1.0)
+    irm = OracleMaskSeparator("irm")
+    est = irm.separate_with_refs(mix, refs)
+    assert est.shape == (4, mix.size)
+    assert np.max(np.abs(est.sum(0) - mix)) < 1e-4  # ratio masks sum to one
+    oracle = score_mixture(mix, refs, est)
+    ident = score_mixture(mix, refs, np.stack([mix] * 4))
+    assert np.mean(oracle.si_snri) > np.mean(ident.si_snri) + 10
+    ibm = OracleMaskSeparator("ibm").separate_with_refs(mix, refs)
+    assert np.mean(score_mixture(mix, refs, ibm).si_snri) > 5
+    with pytest.raises(AuralensError, match="reference"):
+        irm.separate(mix)
+
+
+def test_nmf_separates_two_tones():
+    t = np.arange(SR) / SR
+    a = (0.3 * np.sin(2 * np.pi * 300 * t) * (t < 0.6)).astype(np.float32)
+    b = (0.3 * np.sin(2 * np.pi * 2500 * t) * (t > 0.4)).astype(np.float32)
+    mix = a + b
+    est = NMFSeparator(num_sources=2, n_components=6, n_iter=60).separate(mix)
+    assert est.shape == (2, SR)
+    assert np.max(np.abs(est.sum(0) - mix)) < 1e-3
+    assert np.mean(score_mixture(mix, np.stack([a, b]), est).si_snri) > 3
+
+
+# ----------------------------------------------------------------------------- activity
+
+
+def test_activity_rules():
+    rng = np.random.default_rng(0)
+    n = 2 * SR
+    mix = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    loud = mix * 0.8
+    silent = np.zeros(n, np.float32)
+    burst = np.zeros(n, np.float32)
+    burst[:1024] = 0.05 * rng.standard_normal(1024)  # 64 ms at −6 dB re the noise
+    quiet = mix * 0.05  # −26 dB: below the 10 % RMS rule
+    est = np.stack([loud, silent, burst, quiet])
+    study = filter_estimates(est, mix + burst)
+    # The burst's global RMS is < 10 % of the mixture's: the study rule drops it …
+    assert [d["kept"] for d in study] == [True, False, False, False]
+    assert "RMS" in study[3]["reason"] and "max" in study[1]["reason"]
+    # … while the frame rule sees it dominate its frames.
+    frames = filter_estimates(est, mix + burst, ActivityConfig(rule="frames", frame_db=-10))
+    assert [d["kept"] for d in frames] == [True, False, True, False]
+    rel = filter_estimates(est, mix + burst, ActivityConfig(rule="relative_db", min_db=-30))
+    assert [d["kept"] for d in rel] == [True, False, True, True]
+    # The first rule alone is configurable: a huge threshold drops everything.
+    none = filter_estimates(est, mix, ActivityConfig(threshold=1e9))
+    assert not any(d["kept"] for d in none)
+    assert count_accuracy([(2, 2), (3, 2), (1, 2), (4, 4)]) == {"equal": 0.5, "under": 0.25, "over": 0.25}
+    with pytest.raises(ValueError):
+        ActivityConfig(rule="magic")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        TDCNppConfig(norm="batch")
+    assert TDCNppConfig().num_bins == 257
