@@ -249,7 +249,14 @@ def write(path: str | Path, wave: np.ndarray, sample_rate: int, *, subtype: str 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, sample_rate, format=fmt, subtype=subtype)
+        if fmt == "WAV" and subtype == "FLOAT":
+            # scipy writes no timestamped PEAK chunk, so identical audio gives identical bytes
+            # (content hashes and determinism checks rely on that).
+            from scipy.io import wavfile
+
+            wavfile.write(str(tmp), sample_rate, np.ascontiguousarray(data))
+        else:
+            sf.write(str(tmp), data, sample_rate, format=fmt, subtype=subtype)
     return path
 
 

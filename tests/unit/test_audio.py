@@ -139,3 +139,9 @@ def test_fuzz_valid_header_garbage_body(tmp_path, body):
     except AudioError:
         return
     assert np.all(np.isfinite(wave))
+
+
+def test_float_wav_is_byte_reproducible(tmp_path, noise):
+    a = write(tmp_path / "a.wav", noise, 16000).read_bytes()
+    b = write(tmp_path / "b.wav", noise, 16000).read_bytes()
+    assert a == b
