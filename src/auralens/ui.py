@@ -24,7 +24,7 @@ def launch(
     ratings: Path | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
-    imagine_config: dict[str, Any] | None = None,
+    imagine_config: dict[str, Any] | str | Path | None = None,
     work_root: Path | None = None,
     block: bool = True,
 ) -> Any:
@@ -37,7 +37,8 @@ def launch(
         ratings: ratings CSV (default ``RUNS/ratings.csv``).
         max_upload_mb: largest upload accepted, MB.
         max_duration_s: longest clip accepted, seconds.
-        imagine_config: imagine pipeline config (None: the offline defaults).
+        imagine_config: imagine pipeline config, as a dict or a YAML file (None: the
+            offline defaults).
         work_root: where request outputs are written (default: a fresh temp dir).
         block: serve until interrupted (False: return once the server is up).
 
@@ -46,6 +47,10 @@ def launch(
     """
     from auralens.ui_app.app import serve
 
+    if isinstance(imagine_config, (str, Path)):
+        from auralens.config import load_yaml
+
+        imagine_config = load_yaml(imagine_config)
     settings = UISettings(runs_dir=runs, ratings_path=ratings, work_root=work_root,
                           max_upload_mb=max_upload_mb, max_duration_s=max_duration_s,
                           imagine_config=imagine_config)

@@ -70,8 +70,21 @@ def _make_run(runs: Path) -> None:
     (run / "history.jsonl").write_text('{"epoch": 0, "loss": 1.0}\n')
 
 
+#: The committed offline models the imagine defaults load.
+PRESETS = ROOT / "src" / "auralens" / "presets"
+DEFAULT_MODELS = [PRESETS / "tdcnpp-tiny" / "model.safetensors", PRESETS / "classifier"]
+
+
+def _imagine_config(tiny_model) -> dict[str, str] | None:  # noqa: ANN001 - the fixture
+    """The offline defaults when their committed models exist, else tiny random models."""
+    if all(p.exists() for p in DEFAULT_MODELS):
+        return None
+    return {"separator": f"tdcnpp:{tiny_model('tdcnpp') / 'model.safetensors'}",
+            "captioner": f"classifier:{tiny_model('tiny_classifier')}"}
+
+
 @pytest.fixture(scope="module")
-def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ui_url(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Iterator[str]:  # noqa: ANN001
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent (run scripts/install_browser.sh)")
     pytest.importorskip("playwright.sync_api")
@@ -84,10 +97,16 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "AURALENS_NO_PROGRESS": "1"}
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from auralens.cli import main; import sys; sys.exit(main())",
-         "ui", "--host", "127.0.0.1", "--port", str(port), "--runs", str(runs)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    config = _imagine_config(tiny_model)
+    if config is None:  # exactly what `auralens ui` runs
+        cmd = [sys.executable, "-c", "import sys; from auralens.cli import main; sys.exit(main())",
+               "ui", "--host", "127.0.0.1", "--port", str(port), "--runs", str(runs)]
+    else:
+        launcher = ("import json, sys; from auralens.ui import launch; "
+                    "launch('127.0.0.1', int(sys.argv[1]), sys.argv[2], "
+                    "imagine_config=json.loads(sys.argv[3]))")
+        cmd = [sys.executable, "-c", launcher, str(port), str(runs), json.dumps(config)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_http(url, proc)
@@ -136,7 +155,6 @@ def _md_text(page: object, elem_id: str) -> str:
 
 
 def test_imagine_end_to_end(page: object, tmp_path: Path) -> None:
-    pytest.importorskip("auralens.scene.pipeline", reason="the imagine pipeline is not built yet")
     mix = _mixture(tmp_path / "bells_and_rain.wav")
     page.locator("#imagine-input input[type=file]").set_input_files(str(mix))  # type: ignore[attr-defined]
     # the player appears once the upload finished
@@ -166,8 +184,8 @@ def test_imagine_end_to_end(page: object, tmp_path: Path) -> None:
 
     captions = _md_text(page, "imagine-captions")
     assert "Captions" in captions
-    cap_rows = [ln for ln in captions.splitlines() if re.match(r"^\d+\s", ln.strip())]
-    assert len(cap_rows) == kept, captions
+    cap_rows = [ln for ln in captions.splitlines() if re.match(r"^\d+\s+\S", ln.strip())]
+    assert len(cap_rows) == kept, captions  # one caption per kept source
     description = page.locator("#imagine-description textarea").input_value()  # type: ignore[attr-defined]
     assert len(description.split()) >= 3, description
     assert "No image model is configured" in _md_text(page, "imagine-image-note")

@@ -71,6 +71,8 @@ def build_app(settings: UISettings) -> Any:
                 with gr.Column(scale=2):
                     im_activity = gr.Markdown(elem_id="imagine-activity")
                     im_timings = gr.Markdown(elem_id="imagine-timings")
+                    im_report = gr.File(label="HTML report", visible=False, interactive=False,
+                                        elem_id="imagine-report")
             with gr.Row():
                 im_image = gr.Image(label="Image", type="filepath", visible=False,
                                     interactive=False, elem_id="imagine-image")
@@ -102,12 +104,14 @@ def build_app(settings: UISettings) -> Any:
                 activity = view.activity_md if view.sources else ""
                 captions = ("### Captions\n" + view.captions_md) if view.sources else ""
                 timings = ("### Timings\n" + view.timings_md) if view.timings else ""
+                report = (gr.update(value=str(view.report), visible=True) if view.report
+                          else gr.update(value=None, visible=False))
                 return [_status(view.ok, view.status), view.description, view.reasoning,
-                        captions, activity, timings, image, view.image_note, *players]
+                        captions, activity, timings, report, image, view.image_note, *players]
 
             im_run.click(on_imagine, inputs=[im_input],
                          outputs=[im_status, im_desc, im_reason, im_captions, im_activity,
-                                  im_timings, im_image, im_image_note, *im_sources],
+                                  im_timings, im_report, im_image, im_image_note, *im_sources],
                          concurrency_limit=1)
 
         with gr.Tab("Sonify", id="sonify"):

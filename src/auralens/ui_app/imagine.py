@@ -38,8 +38,10 @@ class SourceView:
         index: position in the separator output.
         path: the source's wav (inside the request's work dir).
         kept: whether the activity detector kept it.
-        score: the activity score (None when unknown).
+        score: the activity score, the estimate's RMS relative to the mixture's (None when
+            unknown).
         caption: its caption ("" when none).
+        reason: the activity filter's explanation of its decision.
     """
 
     index: int
@@ -47,6 +49,7 @@ class SourceView:
     kept: bool = True
     score: float | None = None
     caption: str = ""
+    reason: str = ""
 
     @property
     def label(self) -> str:
@@ -81,18 +84,18 @@ class ImagineView:
             return "_no sources_"
         rows: list[list[object]] = [
             [s.index + 1, "kept" if s.kept else "dropped",
-             "" if s.score is None else f"{s.score:.3g}"]
+             "" if s.score is None else f"{s.score:.3g}", s.reason]
             for s in self.sources
         ]
         head = f"**Sources kept: {self.kept_count} of {len(self.sources)}**\n\n"
-        return head + md_table(["source", "activity", "score"], rows)
+        return head + md_table(["source", "activity", "RMS vs mix", "why"], rows)
 
     @property
     def captions_md(self) -> str:
         rows: list[list[object]] = [[s.index + 1, s.caption] for s in self.sources
                                     if s.caption]
         if not rows:
-            return "_no captions (no source was kept)_" if self.sources else "_no captions_"
+            return "_no captions (no source was kept)_" if self.sources and not self.kept_count else "_no captions_"
         return md_table(["source", "caption"], rows)
 
     @property
@@ -191,8 +194,9 @@ def read_imagine_outputs(out_dir: Path) -> ImagineView:
             kept = rec.get("kept", rec.get("active", rec.get("keep")))
             if kept is not None:
                 s.kept = bool(kept)
-            s.score = _as_float(rec.get("score", rec.get("activity", rec.get("energy_db",
-                                                                           rec.get("rms_db")))))
+            scores = rec.get("scores") if isinstance(rec.get("scores"), dict) else rec
+            s.score = _as_float(scores.get("rms_ratio", scores.get("score")))
+            s.reason = str(rec.get("reason", ""))
         elif isinstance(rec, bool):
             s.kept = rec
         else:
@@ -210,6 +214,7 @@ def read_imagine_outputs(out_dir: Path) -> ImagineView:
 
     run = _read_json(out_dir / "run.json") or {}
     timings = run.get("timings_s") or run.get("timings") or {}
+    skipped = run.get("skipped") if isinstance(run.get("skipped"), dict) else {}
     image = out_dir / "image.png"
     report = out_dir / "report.html"
     return ImagineView(
@@ -222,6 +227,7 @@ def read_imagine_outputs(out_dir: Path) -> ImagineView:
         timings={str(k): float(v) for k, v in timings.items() if _as_float(v) is not None},
         out_dir=out_dir,
         report=report if report.is_file() else None,
+        image_note=str(skipped.get("image", "")),
     )
 
 
@@ -277,10 +283,13 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
         notes.append("warning: input is " + " and ".join(upload.flags))
     view.status = "; ".join(notes)
     if view.image is None:
-        view.image_note = ("No image model is configured (image backend `none`); set an image "
-                           "generator in the imagine config to render the description."
-                           if not _image_configured(settings.imagine_config)
-                           else "The image generator produced no image.")
+        if not _image_configured(settings.imagine_config):
+            view.image_note = ("No image model is configured (image backend `none`); set an "
+                               "image generator in the imagine config to render the "
+                               "description.")
+        else:
+            view.image_note = "No image: " + md_escape(view.image_note or "the generator "
+                                                       "produced none")
     return view
 
 
