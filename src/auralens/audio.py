@@ -190,7 +190,8 @@ def load_with_info(
     wave = resample(wave, sr, out_sr)
     info = inspect_wave(path, wave if mono else wave.mean(0), out_sr, sr, channels)
     for flag in info.flags:
-        log.warning("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"
+        # Flags, not errors: logged quietly, returned in AudioInfo.flags for callers to report.
+        log.info("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"
                     else f"clipped (peak {info.peak:.3f})")
     return wave, info
 
