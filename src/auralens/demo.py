@@ -1,41 +1,167 @@
-"""The offline demo: everything runs with the offline defaults, nothing is downloaded."""
+"""The offline demo: the whole toolkit end to end with offline defaults, nothing downloaded.
+
+Steps (each with a progress bar and a log line):
+
+1. **Data** — the procedural sound library (``auralens data synth``) or ``--data`` (any
+   ESC-50-layout folder, e.g. ``../shared/data/esc10``).
+2. **Sonify** — a layer sweep over the committed offline classifier (AST architecture): one
+   ``lin`` gate per layer mapping its hidden states into the weight-free ``mel`` codec latent,
+   trained on the train split, rendered on held-out test clips.
+3. **Evaluate** — the listening report: every sonification beside the codec ceiling, FAD / KAD
+   on a weight-free log-mel embedder, spectral metrics, waveform and spectrogram figures.
+4. **Imagine** — FUSS-recipe mixtures built from the same data, separated by the committed
+   TDCN++ checkpoint, captioned by the classifier, composed into a scene description by the
+   template composer. No image model is available offline, so no image is made (and none is
+   faked).
+5. ``DIR/index.html`` links everything.
+"""
 
 from __future__ import annotations
 
+import html
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from auralens.io import Timer, write_run_json, write_text
+from auralens.io import Timer, read_jsonl, write_run_json, write_text
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: int = 42) -> Path:
-    """Build (or use) a dataset, make FUSS-style mixtures and write ``out/index.html``.
+@dataclass
+class DemoPlan:
+    """Sizes of one demo run (``quick`` shrinks everything for tests)."""
 
-    Returns:
-        the index page.
+    clips_per_class: int = 10
+    layers: tuple[str, ...] = ("patch", "2", "4")
+    gate: str = "lin"
+    epochs: int = 30
+    render_limit: int = 6
+    mixtures: int = 8
+    data_limit: int | None = None
+
+    @classmethod
+    def quick(cls) -> DemoPlan:
+        return cls(clips_per_class=3, layers=("patch", "2"), epochs=6, render_limit=2,
+                   mixtures=3, data_limit=None)
+
+
+def _say(step: str) -> None:
+    """Progress line on stderr (visible without -v)."""
+    import sys
+
+    print(f"[auralens demo] {step}", file=sys.stderr, flush=True)
+
+
+def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: int = 42,
+             plan: DemoPlan | None = None) -> Path:
+    """Run the offline demo into ``out`` and return ``out/index.html``.
+
+    Args:
+        out: output directory (re-running resumes: finished steps are reused).
+        data: ESC-50-layout dataset; None builds the procedural library.
+        quick: a reduced run (for tests).
+        seed: seed for data, splits, mixtures and training.
+        plan: explicit sizes (overrides ``quick``).
     """
     from auralens.data.mix import build_mixtures
     from auralens.data.synth import synthesize
+    from auralens.evaluate.report import build_report
+    from auralens.scene.pipeline import imagine_batch
+    from auralens.sonify.sweep import sweep
+    from auralens.sonify.train import TrainConfig
 
+    plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
+    start = time.perf_counter()
+
     with timer("data"):
         if data is None:
-            data = synthesize(out / "library", clips_per_class=4 if quick else 12, seed=seed)
+            _say(f"1/5 building the procedural sound library ({plan.clips_per_class} clips per class)")
+            data = synthesize(out / "library", clips_per_class=plan.clips_per_class, seed=seed)
+        else:
+            data = Path(data)
+            _say(f"1/5 using the dataset at {data}")
+
+    with timer("sonify"):
+        _say(f"2/5 sonify: one '{plan.gate}' gate per classifier layer ({', '.join(plan.layers)}) "
+             f"into the mel codec, {plan.epochs} epochs each")
+        cfg = TrainConfig(gate=plan.gate, epochs=plan.epochs, seed=seed, tensorboard=False)
+        rows = sweep(data, "classifier", list(plan.layers), "mel", plan.gate, out / "sonify",
+                     cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
+                     limit=plan.data_limit)
+
+    with timer("report"):
+        _say("3/5 evaluating sonifications against the codec ceiling (listening report)")
+        runs = [out / "sonify" / r["run"] for r in rows if r.get("status") == "ok"]
+        report = build_report(runs, out / "sonify" / "report", embedder="logmel") if runs else None
+
     with timer("mix"):
-        records = build_mixtures(data, out / "mixtures", n=4 if quick else 12, seed=seed)
-    rows = "\n".join(
-        f"<li>{r.id}: {r.n_sources} sources ({', '.join(r.labels)}) "
-        f"<audio controls src='{Path(r.mixture).relative_to(out)}'></audio></li>"
-        for r in records
-    )
-    index = write_text(out / "index.html",
-                       f"<!doctype html><html><head><meta charset='utf-8'><title>auralens demo</title>"
-                       f"</head><body><h1>auralens demo</h1><h2>Mixtures</h2><ul>{rows}</ul>"
-                       f"</body></html>\n")
-    write_run_json(out, command="demo", config={"data": str(data), "quick": quick},
-                   timings=timer.timings, seed=seed)
+        _say(f"4/5 imagine: building {plan.mixtures} FUSS-recipe mixtures and describing them")
+        build_mixtures(data, out / "mixtures", n=plan.mixtures, seed=seed)
+    with timer("imagine"):
+        results = imagine_batch(out / "mixtures", out / "imagine")
+
+    _say("5/5 writing the index page")
+    index = _write_index(out, rows, report, results, data)
+    write_run_json(out, command="demo",
+                   config={"data": str(data), "quick": quick, "plan": plan.__dict__},
+                   models={"extractor": "classifier", "codec": "mel", "separator": "tdcnpp",
+                           "captioner": "classifier", "composer": "template", "image": "none"},
+                   timings={**timer.timings, "total": time.perf_counter() - start}, seed=seed)
+    _say(f"done in {time.perf_counter() - start:.0f} s: open {index}")
     return index
+
+
+def _rel(path: Path | str, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _write_index(out: Path, rows: list[dict[str, Any]], report: Path | None,
+                 results: list[dict[str, Any]], data: Path) -> Path:
+    esc = html.escape
+    layer_rows = "".join(
+        f"<tr><td>{esc(str(r.get('layer')))}</td><td>{esc(str(r.get('status')))}</td>"
+        f"<td>{_fmt(r.get('first_val_loss'))}</td><td>{_fmt(r.get('best_val_loss'))}</td></tr>"
+        for r in rows)
+    report_link = (f"<p><a href='{esc(_rel(report, out))}'>Open the listening report</a></p>"
+                   if report else "<p>No sonify run finished; see sonify/summary.md.</p>")
+    errors = read_jsonl(out / "imagine" / "errors.jsonl")
+    scene_items = []
+    for r in results:
+        item_dir = out / "imagine" / "items" / str(r.get("id"))
+        page = item_dir / "report.html"
+        labels = ", ".join(str(x) for x in (r.get("true_labels") or []))
+        link = f"<a href='{esc(_rel(page, out))}'>report</a>" if page.exists() else ""
+        scene_items.append(
+            f"<li><b>{esc(str(r.get('id')))}</b> — true sources: {esc(labels)}; "
+            f"kept {esc(str(r.get('kept', '')))} of {esc(str(r.get('n_estimates', '')))} estimates — "
+            f"<i>{esc(str(r.get('description', ''))[:400])}</i> {link}</li>")
+    err_html = (f"<p>{len(errors)} mixtures failed; see imagine/errors.jsonl.</p>" if errors else "")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>auralens demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head>
+<body><h1>auralens demo</h1>
+<p>Data: {esc(str(data))}. Everything below ran offline with the default backends.</p>
+<h2>Sonify: what each classifier layer keeps</h2>
+<table><tr><th>layer</th><th>status</th><th>first val loss</th><th>best val loss</th></tr>
+{layer_rows}</table>
+{report_link}
+<h2>Imagine: sound scenes described</h2>
+<p>No text-to-image model is available offline, so no images were generated.</p>
+<ul>{''.join(scene_items)}</ul>{err_html}
+</body></html>
+"""
+    return write_text(out / "index.html", page)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) else ""
