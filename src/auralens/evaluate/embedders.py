@@ -205,7 +205,22 @@ for _kind in ("codec", "encodec", "dac", "oobleck"):
 
 
 def build_embedder(spec: str | ModelSpec | None = None, **params: Any) -> MetricEmbedder:
-    """Build a metric embedder from a spec (default ``logmel``)."""
+    """Build a metric embedder from a spec (default ``logmel``).
+
+    A kind that is not a metric embedder but is an extractor (or codec) backend name is
+    wrapped as one, so every extractor the encoders package registers works here too.
+    """
+    if spec is not None and not (isinstance(spec, str) and not spec.strip()):
+        parsed = parse_spec(spec)
+        if parsed.kind not in EMBEDDERS:
+            from auralens.codecs.base import CODECS
+            from auralens.encoders.base import EXTRACTORS
+
+            if parsed.kind in EXTRACTORS:
+                return build_extractor(parsed, **{**parsed.params, **params})
+            if parsed.kind in CODECS:
+                return build_codec(parsed, **{**parsed.params, **params})
+        spec = parsed
     return EMBEDDERS.build(spec, **params)
 
 

@@ -1,0 +1,64 @@
+"""Plots: debiased EMA, PNG outputs, top-k tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from auralens.evaluate.plots import (
+    ema,
+    plot_loss_curves,
+    plot_metric_dots,
+    plot_spectrogram_stack,
+    plot_waveform_stack,
+    topk_tables,
+)
+
+
+def test_ema_is_debiased_and_matches_recursion() -> None:
+    assert ema([5.0, 5.0, 5.0], 0.99).tolist() == pytest.approx([5.0, 5.0, 5.0])  # no pull to 0
+    v = [1.0, 3.0, 2.0]
+    w = 0.6
+    last, expected = 0.0, []
+    for i, x in enumerate(v):
+        last = w * last + (1 - w) * x
+        expected.append(last / (1 - w ** (i + 1)))
+    assert ema(v, w).tolist() == pytest.approx(expected)
+    assert ema(v, 0.0).tolist() == v
+    assert np.isnan(ema([1.0, float("nan"), 2.0], 0.5)[1])
+    with pytest.raises(ValueError):
+        ema(v, 1.0)
+
+
+def test_pngs_are_written(tmp_path) -> None:
+    sr = 8000
+    t = np.arange(sr) / sr
+    rows = [("original", np.sin(2 * np.pi * 300 * t)), ("v1", 0.5 * np.sin(2 * np.pi * 300 * t)),
+            ("v2", np.zeros(sr // 2))]
+    paths = [plot_waveform_stack(rows, sr, tmp_path / "w.png", title="clip"),
+             plot_spectrogram_stack(rows, sr, tmp_path / "s.png"),
+             plot_loss_curves([{"epoch": e, "train_loss": 1 / (e + 1), "val_loss": 2 / (e + 1)}
+                               for e in range(5)], tmp_path / "l.png", smoothing=0.9),
+             plot_metric_dots({"a": 1.0, "b": 0.5, "c": None}, tmp_path / "d.png", metric="FAD",
+                              ceiling=0.1)]
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 50
+    # The stack grows with the number of rows.
+    one = plot_waveform_stack(rows[:1], sr, tmp_path / "w1.png")
+    assert Image.open(one).size[1] < Image.open(paths[0]).size[1]
+
+
+def test_topk_tables_rank_within_groups() -> None:
+    rows = [{"encoder": "ast", "version": "none", "run": f"r{i}", "layer": i, "gate": "mlp",
+             "fad": float(10 - i)} for i in range(6)]
+    rows += [{"encoder": "hubert", "version": "none", "run": "h", "layer": 1, "gate": "mlp", "fad": 3.0},
+             {"encoder": "ast", "version": "none", "run": "bad", "fad": None}]
+    csv_text, md = topk_tables(rows, "fad", k=3)
+    lines = csv_text.strip().splitlines()
+    assert lines[0] == "encoder,version,rank,run,layer,gate,fad"
+    assert [ln.split(",")[3] for ln in lines[1:]] == ["r5", "r4", "r3", "h"]
+    assert md.startswith("| encoder | version | rank |") and "bad" not in md
+    _, md_high = topk_tables(rows, "fad", k=1, lower_is_better=False)
+    assert "| r0 |" in md_high
