@@ -186,3 +186,11 @@ def test_mistral_preset_names_the_study_model() -> None:
     # offline: the hub is unreachable, so the preset fails with the model id in the message
     with pytest.raises(AuralensError, match="Mistral-7B-Instruct-v0.3"):
         JUDGES.build("mistral")
+
+
+def test_hf_judge_with_tiny_chat_model_counts_garbage_as_missing(tiny_model) -> None:
+    # a random-weight LM never writes "ANSWER: n": asked twice, stored as missing, never 0
+    judge = JUDGES.build(f"hf:{tiny_model('tiny_chat_lm')}@max_new_tokens=6")
+    answer = judge.ask("count", "A dog barks while rain falls.")
+    assert answer.value is None and answer.attempts == 2
+    assert judge.missing["count"] == 1
