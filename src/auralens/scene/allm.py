@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.errors import AuralensError
 from auralens.scene.caption.qwen2audio import DEFAULT_MODEL, AudioChatLM
 from auralens.scene.compose.base import Description
 from auralens.scene.compose.prompting import load_template, parse_answer
@@ -61,13 +62,24 @@ def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path 
     params = {**parsed.params, **overrides}
     gen = {k: v for k, v in params.items() if k in _GEN}
     load = {k: v for k, v in params.items() if k not in _GEN}
-    if parsed.kind == "hf-audio-text":
+    kind = parsed.kind
+    if kind in ("hf", "path"):  # bare hub id or local dir: pick by the model's architecture
+        from auralens.scene.caption.auto import backend_for
+
+        kind = backend_for(resolve_model_id(parsed))
+    if kind not in ("qwen2-audio", "qwen2audio", "hf-audio-text"):
+        raise AuralensError(f"{parsed.raw or spec}: not an audio LLM spec; use qwen2-audio[:<id>] "
+                            "or hf-audio-text:<id>")
+    if kind == "hf-audio-text":
         from auralens.scene.caption.hf_audio_text import load_audio_text
 
         lm = load_audio_text(resolve_model_id(parsed), **load)
     else:
         from auralens.scene.caption.qwen2audio import load_qwen2audio
 
-        default = DEFAULT_MODEL if parsed.kind in ("qwen2-audio", "qwen2audio") else None
-        lm = load_qwen2audio(resolve_model_id(parsed, default=default), **load)
+        lm = load_qwen2audio(resolve_model_id(parsed, default=DEFAULT_MODEL), **load)
     return AudioLLMDescriber(lm, template=template, **gen)
+
+
+#: Name used by the experiment runner.
+load_allm = load_audio_llm

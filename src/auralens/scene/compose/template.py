@@ -32,6 +32,7 @@ class Setting:
     place: str
     mood: str
     labels: set[str] = field(default_factory=set)
+    core: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -56,9 +57,11 @@ def load_knowledge(path: str | Path = KNOWLEDGE) -> Knowledge:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        settings = [Setting(s["name"], s["place"], s.get("mood", ""),
-                            {readable_label(x) for x in s.get("labels", [])})
-                    for s in data["settings"]]
+        settings = []
+        for s in data["settings"]:
+            core = {readable_label(x) for x in s.get("core", [])}
+            labels = {readable_label(x) for x in s.get("labels", [])} | core
+            settings.append(Setting(s["name"], s["place"], s.get("mood", ""), labels, core))
         visuals = {readable_label(k): v for k, v in data.get("visuals", {}).items()}
         positions = list(data.get("positions") or ["In the foreground", "In the background"])
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
@@ -95,12 +98,14 @@ class TemplateComposer(Composer):
         self.kb = load_knowledge(Path(knowledge) if knowledge else KNOWLEDGE)
 
     def choose_setting(self, labels: list[str]) -> tuple[Setting, list[str]]:
-        """The setting compatible with most labels (first in file order on ties)."""
-        best, best_fit = self.kb.settings[-1], []
+        """The setting compatible with most labels; ties go to the setting for which more of
+        them are characteristic ("core"), then to file order. No fit → the last setting."""
+        best, best_fit, best_key = self.kb.settings[-1], [], (0, 0)
         for setting in self.kb.settings:
             fit = [lb for lb in labels if self._fits(lb, setting)]
-            if len(fit) > len(best_fit):
-                best, best_fit = setting, fit
+            key = (len(fit), sum(lb in setting.core for lb in fit))
+            if fit and key > best_key:
+                best, best_fit, best_key = setting, fit, key
         return best, best_fit
 
     @staticmethod

@@ -47,7 +47,7 @@ class DiffusersGenerator(ImageGenerator):
         self.device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, self.device)
         cls = self._pipeline_class(model_id)
-        kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
+        kwargs: dict[str, Any] = {_dtype_kwarg(): torch_dtype}
         if extra.get("trust_remote_code") is True:
             kwargs["trust_remote_code"] = True
         self.pipe = from_pretrained(cls.from_pretrained, model_id, **kwargs)
@@ -91,6 +91,15 @@ class DiffusersGenerator(ImageGenerator):
         with self._lock, torch.inference_mode():
             out = self.pipe(prompt=prompt, **kwargs)
         return out.images[0]
+
+
+def _dtype_kwarg() -> str:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (0.42 warns about the old name)."""
+    from importlib.metadata import version
+
+    parts = version("diffusers").split(".")[:2]
+    major, minor = int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
 
 
 def build(spec: ModelSpec, **params: Any) -> DiffusersGenerator:

@@ -1,0 +1,134 @@
+"""Captioners: classifier, CLAP zero-shot, Qwen2-Audio, Whisper AAC and generic audio-text
+models, each built tiny from a config and loaded from disk through the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auralens.errors import ModelUnavailableError
+from auralens.scene.caption import qwen2audio
+from auralens.scene.caption.base import CAPTIONERS, Captioner, readable_label, sound_of
+from auralens.scene.caption.clap_zeroshot import AUDIOSET_LABELS, read_labels
+
+
+def _noise(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(sr * seconds))).astype(np.float32)
+
+
+def test_label_helpers():
+    assert readable_label("church_bells") == "church bells"
+    assert sound_of("dog") == "the sound of a dog"
+    assert sound_of("engine") == "the sound of an engine"
+    assert sound_of("church_bells") == "the sound of church bells"
+    assert sound_of("rain") == "the sound of rain"
+    assert sound_of("engine hum") == "the sound of engine hum"
+
+
+def test_audioset_vocabulary_is_complete():
+    labels = read_labels(AUDIOSET_LABELS)
+    assert len(labels) == 527 and len(set(labels)) == 527
+    assert labels[0] == "Speech" and labels[-1] == "Field recording"
+    assert "Dog" in labels and "Siren" in labels
+
+
+def test_registry_knows_all_backends():
+    for name in ("classifier", "clap-zeroshot", "qwen2-audio", "whisper-aac", "hf-audio-text"):
+        assert name in CAPTIONERS
+
+
+def test_classifier_captioner(tiny_model):
+    path = tiny_model("tiny_classifier")
+    cap = CAPTIONERS.build(f"classifier:{path}")
+    assert isinstance(cap, Captioner) and cap.sample_rate == 16000
+    res = cap.describe(_noise(16000, 1.5))
+    assert res.label in {"dog", "rain", "siren", "church bells"}
+    assert res.text.startswith("the sound of") and res.label in res.text
+    assert 0.0 < res.score <= 1.0
+    assert [t[1] for t in res.top] == sorted((t[1] for t in res.top), reverse=True)
+    assert cap.caption(_noise(16000, 1.5)) == res.text  # deterministic
+    # A bare directory is routed to the classifier backend by its config.
+    assert type(CAPTIONERS.build(str(path))).__name__ == "ClassifierCaptioner"
+
+
+def test_classifier_default_preset_or_clear_error():
+    from auralens.scene.caption.classifier import PRESET_DIR
+
+    if (PRESET_DIR / "config.json").exists():
+        assert CAPTIONERS.build("classifier").labels
+    else:
+        with pytest.raises(ModelUnavailableError, match="classifier"):
+            CAPTIONERS.build("classifier")
+
+
+def test_clap_zeroshot_with_label_file(tiny_model, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# my vocabulary\ndog\nrain\nsiren\n\nbird chirps\n")
+    cap = CAPTIONERS.build(f"clap-zeroshot:{tiny_model('tiny_clap')}@top_k=2",
+                           labels=str(labels))
+    assert cap.sample_rate == 48000
+    wave = _noise(48000, 1.0)
+    probs = cap.scores(wave)
+    assert probs.shape == (4,) and np.isclose(probs.sum(), 1.0, atol=1e-5)
+    res = cap.describe(wave)
+    best = ["dog", "rain", "siren", "bird chirps"][int(np.argmax(probs))]
+    assert res.label == best and len(res.top) == 2
+    assert res.text.startswith(sound_of(best)) and "possibly also" in res.text
+
+
+def test_clap_zeroshot_full_audioset_vocabulary(tiny_model):
+    cap = CAPTIONERS.build(f"clap:{tiny_model('tiny_clap')}")
+    assert cap.text_embeds.shape[0] == 527
+    assert cap.describe(_noise(48000, 0.5)).top[0][0] in cap.labels
+
+
+def test_qwen2audio_captioner(tiny_model):
+    cap = CAPTIONERS.build(f"qwen2-audio:{tiny_model('tiny_qwen2audio')}@max_new_tokens=5")
+    assert cap.sample_rate == 16000 and cap.name.startswith("qwen2-audio:")
+    out = cap.caption(_noise(16000, 2.0))
+    assert isinstance(out, str) and out == cap.caption(_noise(16000, 2.0))
+
+
+def test_long_input_is_chunked_and_joined(tiny_model, monkeypatch):
+    cap = CAPTIONERS.build(f"qwen2-audio:{tiny_model('tiny_qwen2audio')}")
+    seen: list[int] = []
+
+    def fake_ask(wave, messages, **gen):
+        seen.append(wave.shape[0])
+        assert messages[-1]["content"] == qwen2audio.CAPTION_INSTRUCTION
+        return f"part{len(seen)}"
+
+    monkeypatch.setattr(cap.lm, "ask", fake_ask)
+    out = cap.caption(np.zeros(16000 * 65, np.float32))
+    assert seen == [16000 * 30, 16000 * 30, 16000 * 5]
+    assert out == "part1 Then: part2 Then: part3"
+
+
+def test_audio_chat_places_audio_in_last_user_turn(tiny_model):
+    lm = qwen2audio.load_qwen2audio(str(tiny_model("tiny_qwen2audio")), max_new_tokens=3)
+    msgs = [{"role": "user", "content": "example question"},
+            {"role": "assistant", "content": "example answer"},
+            {"role": "user", "content": "describe"}]
+    # 35 s → two audio items in the last turn; the processor checks audio tokens == audios.
+    out = lm.ask(_noise(16000, 35.0), msgs)
+    assert isinstance(out, str)
+
+
+def test_hf_audio_text_generic_backend(tiny_model):
+    cap = CAPTIONERS.build(f"hf-audio-text:{tiny_model('tiny_qwen2audio')}@max_new_tokens=4")
+    assert cap.name.startswith("hf-audio-text:")
+    assert isinstance(cap.caption(_noise(16000, 1.0)), str)
+
+
+def test_whisper_aac_captioner(tiny_model):
+    path = tiny_model("tiny_whisper_aac")
+    cap = CAPTIONERS.build(f"whisper-aac:{path}@max_new_tokens=5")
+    out = cap.caption(_noise(16000, 1.0))
+    assert isinstance(out, str) and 0 < len(out.split()) <= 5
+    assert type(CAPTIONERS.build(str(path))).__name__ == "WhisperCaptioner"
+
+
+def test_unavailable_hub_model_is_clear(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="Qwen/Qwen2-Audio-7B-Instruct"):
+        CAPTIONERS.build("qwen2-audio")
