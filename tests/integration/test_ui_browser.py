@@ -216,3 +216,16 @@ def test_sonify_tab_shows_a_discovered_run(page: object, tmp_path: Path) -> None
     assert env and float(env.group(1)) > 0.5, metrics  # the renders share one envelope
     assert page.locator("#sonify-plots img").count() >= 1  # type: ignore[attr-defined]
     page.screenshot(path=str(tmp_path / "ui-sonify.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_rate_tab_saves_and_aggregates(page: object) -> None:
+    page.get_by_role("tab", name="Rate").click()  # type: ignore[attr-defined]
+    from playwright.sync_api import expect
+
+    expect(page.locator("#rate-clip input")).to_have_value("dog_01", timeout=30_000)  # type: ignore[attr-defined]
+    expect(page.locator("#rate-post input")).to_have_value("raw")  # type: ignore[attr-defined]
+    page.locator("#rate-save").click()  # type: ignore[attr-defined]
+    page.locator("#rate-status", has_text="saved:").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    assert "visual 3, audio 3" in _md_text(page, "rate-status")
+    agg = _md_text(page, "rate-aggregate")
+    assert "ast-layer6/raw" in agg and "3.00" in agg
