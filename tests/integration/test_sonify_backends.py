@@ -30,17 +30,19 @@ def test_tiny_ast_patch_layer_time_major(tiny_model, library: Path, tmp_path: Pa
     info = read_json(prep / "run.json")["prepared"]
     # 64 mels × 128 frames → 5 frequency × 12 time patches, flattened frequency-major.
     assert info["extractor"]["freq_patches"] == 5 and info["extractor"]["layout"] == "flat"
-    n_tokens, dim = info["emb_shape"]
-    assert n_tokens % 5 == 0 and dim == 32
+    assert info["emb_shape"] == [60, 32]  # the full padded grid is cached
+    # 1 s = 98 fbank frames → 10 of the 12 time patches hold audio; the rest is padding.
+    assert info["extractor"]["valid_time_patches"] == 10
     data = load_prepared(prep)
-    assert data.emb["train"].shape[1:] == (32, n_tokens)
-    # The gate input is the time-major reordering of the cached tokens, transposed.
+    assert data.emb["train"].shape[1:] == (32, 50)
+    # The gate input is the time-major reordering of the cached tokens, cropped, transposed.
     from auralens.cache import ArrayCache
 
     rec = data.records["train"][0]
     raw = ArrayCache(info["cache_root"], "embeddings").get(rec["emb_key"])["embedding"]
-    grid = raw.reshape(5, n_tokens // 5, dim)  # [F, T, dim]
-    assert np.allclose(data.emb["train"][0][:, 0:5], grid[:, 0, :].T)  # tokens of time step 0
+    grid = raw.reshape(5, 12, 32)  # [F, T, dim], frequency-major as AST flattens it
+    assert np.allclose(data.emb["train"][0][:, 0:5], grid[:, 0, :].T)  # time step 0
+    assert np.allclose(data.emb["train"][0][:, 45:50], grid[:, 9, :].T)  # last time step with audio
     assert data.lat["train"].shape[1:] == (32, 1 + 22050 // 256)
     run = tmp_path / "run"
     train(prep, run, TrainConfig(gate="attn", lr=1e-2, epochs=2, batch_size=4, tensorboard=False))

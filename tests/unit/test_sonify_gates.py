@@ -140,3 +140,12 @@ def test_to_gate_input_reorders_flat_patch_grids_only() -> None:
     # Frame-based extractors (no grid info) and AST's own time layout are only transposed.
     assert np.array_equal(align.to_gate_input(tokens, {}), tokens.T)
     assert np.array_equal(align.to_gate_input(tokens, {"layout": "time", "freq_patches": 2}), tokens.T)
+
+
+def test_to_gate_input_drops_padding_time_patches() -> None:
+    tokens = np.arange(2 * 5 * 3, dtype=np.float32).reshape(10, 3)  # F=2 × T=5, dim 3
+    info = {"layout": "flat", "freq_patches": 2, "valid_time_patches": 3}
+    out = align.to_gate_input(tokens, info)
+    assert out.shape == (3, 6)  # 3 time steps × 2 frequency patches
+    assert np.array_equal(out, align.patch_grid_to_time_major(tokens, 2)[:6].T)
+    assert align.to_gate_input(tokens, info, valid_time_patches=5).shape == (3, 10)

@@ -30,7 +30,10 @@ Its patch embedder flattens the ``[dim, 12, 101]`` conv output *frequency-major*
 the sequence jumps back in time 12 times. :func:`patch_grid_to_time_major` reorders the tokens
 to index ``t * 12 + f``: the 12 frequency patches of time step 0, then of time step 1, and so
 on, so the token axis becomes monotonic in time (1212 tokens ≈ 101 time steps × 12 sub-steps)
-and interpolation along it is a sensible time mapping. :func:`pool_patch_grid` instead
+and interpolation along it is a sensible time mapping. The grid covers AST's padded 10.24 s
+input, so for shorter clips the time patches past the end of the audio are dropped first
+(:func:`to_gate_input`; a 5 s clip keeps 50 of 101 time patches = 600 tokens): otherwise a
+5 s latent would be stretched over 10.24 s of tokens. :func:`pool_patch_grid` instead
 averages the 12 frequency patches of each time step (``[101, dim]``).
 """
 
@@ -72,31 +75,46 @@ def patch_grid_to_time_major(tokens: np.ndarray, freq_patches: int = 12) -> np.n
     return np.ascontiguousarray(grid.transpose(1, 0, 2).reshape(n, dim))
 
 
-def grid_info(extractor: object) -> dict[str, object]:
+def grid_info(extractor: object, num_samples: int | None = None) -> dict[str, object]:
     """Patch-grid facts of an extractor worth recording (empty for frame-based models).
 
-    AST-style extractors expose ``freq_patches`` and ``layout``; ``layout="flat"`` means the
-    tokens come frequency-major and :func:`to_gate_input` must reorder them.
+    AST-style extractors expose ``freq_patches``, ``time_patches`` and ``layout``;
+    ``layout="flat"`` means the tokens come frequency-major and :func:`to_gate_input` must
+    reorder them. With ``num_samples`` (the clip length at the extractor's rate) and an
+    untrimmed grid, ``valid_time_patches`` records how many time patches hold real audio.
     """
     fp = getattr(extractor, "freq_patches", None)
     layout = getattr(extractor, "layout", None)
     if not fp or layout is None:
         return {}
-    return {"freq_patches": int(fp), "layout": str(layout)}
+    info: dict[str, object] = {"freq_patches": int(fp), "layout": str(layout),
+                               "time_patches": int(getattr(extractor, "time_patches", 0) or 0),
+                               "trim": bool(getattr(extractor, "trim", False))}
+    valid = getattr(extractor, "valid_time_patches", None)
+    if num_samples is not None and callable(valid) and not info["trim"]:
+        info["valid_time_patches"] = int(valid(int(num_samples)))
+    return info
 
 
-def to_gate_input(embedding: np.ndarray, info: dict[str, object] | None = None) -> np.ndarray:
+def to_gate_input(embedding: np.ndarray, info: dict[str, object] | None = None,
+                  valid_time_patches: int | None = None) -> np.ndarray:
     """The extractor's ``[frames, dim]`` output → the gate's ``[dim, frames]`` input.
 
     With ``info = {"layout": "flat", "freq_patches": F}`` (AST's frequency-major patch tokens)
     the tokens are first reordered time-major (:func:`patch_grid_to_time_major`), so the token
-    axis runs forward in time before it is treated as the time axis.
+    axis runs forward in time before it is treated as the time axis. AST pads every clip to
+    10.24 s; the time patches past the end of the audio are then dropped (``valid_time_patches``
+    argument, else ``info["valid_time_patches"]``), so interpolating the remaining tokens onto
+    the latent's frames maps audio time onto the same audio time.
     """
     emb = np.asarray(embedding, dtype=np.float32)
     info = info or {}
     fp = int(info.get("freq_patches") or 0)  # type: ignore[call-overload]
     if info.get("layout") == "flat" and fp > 1 and emb.shape[0] % fp == 0:
         emb = patch_grid_to_time_major(emb, fp)
+        valid = valid_time_patches if valid_time_patches is not None else info.get("valid_time_patches")
+        if valid is not None and 0 < int(valid) * fp < emb.shape[0]:  # type: ignore[call-overload]
+            emb = emb[: int(valid) * fp]  # type: ignore[call-overload]
     return channel_first(emb)
 
 

@@ -83,12 +83,13 @@ def build_codec(spec: Any) -> Any:
     return CODECS.build(spec)
 
 
-def _describe(obj: Any, spec: Any) -> dict[str, Any]:
+def _describe(obj: Any, spec: Any, duration: float | None = None) -> dict[str, Any]:
     from auralens.sonify.align import grid_info
 
     out = dict(obj.describe())
     out["spec"] = str(spec) if isinstance(spec, str) else out.get("name")
-    out.update(grid_info(obj))  # AST patch grids: how tokens map to time (see align.py)
+    n = None if duration is None else int(round(duration * obj.sample_rate))
+    out.update(grid_info(obj, n))  # AST patch grids: how tokens map to time (see align.py)
     return out
 
 
@@ -243,7 +244,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     seconds = time.perf_counter() - start
     counts = {name: sum(1 for r in index if r["split"] == name) for name in splits}
     prepared = {
-        "extractor": _describe(extractor, encoder) | {"layer": extractor.layer},
+        "extractor": _describe(extractor, encoder, duration) | {"layer": extractor.layer},
         "codec": _describe(cod, codec),
         "cache_root": str(root),
         "duration": duration,
@@ -375,22 +376,27 @@ def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "te
         recs = [r for r in index if r.get("split") == split]
         if not recs:
             continue
-        es, ls = [], []
-        for rec in progress(recs, desc=f"load {split}", total=len(recs)):
+        # Preallocated [N, C, T] arrays: no second full copy from stacking a list.
+        e_all: np.ndarray | None = None
+        l_all: np.ndarray | None = None
+        for i, rec in enumerate(progress(recs, desc=f"load {split}", total=len(recs))):
             e = emb_cache.get(rec["emb_key"])
             la = lat_cache.get(rec["lat_key"])
             if e is None or la is None:
                 raise PrepareError(f"{prep}: cached arrays for clip {rec['id']} are missing from "
                                    f"{root}; run `auralens sonify prepare` again")
-            es.append(to_gate_input(e["embedding"], info["extractor"]))
-            ls.append(la["latent"].astype(np.float32))
-        shapes = {a.shape for a in es} | {("lat", *a.shape) for a in ls}
-        if len({a.shape for a in es}) > 1 or len({a.shape for a in ls}) > 1:
-            raise PrepareError(f"{prep}: clips have different frame counts ({sorted(map(str, shapes))[:4]}); "
-                               "prepare with a fixed --duration")
+            x, z = to_gate_input(e["embedding"], info["extractor"]), la["latent"]
+            if e_all is None or l_all is None:
+                e_all = np.empty((len(recs), *x.shape), np.float32)
+                l_all = np.empty((len(recs), *z.shape), np.float32)
+            if x.shape != e_all.shape[1:] or z.shape != l_all.shape[1:]:
+                raise PrepareError(
+                    f"{prep}: clip {rec['id']} has shapes {x.shape}/{z.shape}, others "
+                    f"{e_all.shape[1:]}/{l_all.shape[1:]}; prepare with a fixed --duration")
+            e_all[i], l_all[i] = x, z
+        assert e_all is not None and l_all is not None
+        emb[split], lat[split] = e_all, l_all
         ids[split] = [r["id"] for r in recs]
-        emb[split] = np.stack(es)
-        lat[split] = np.stack(ls)
         records[split] = recs
     if "train" not in emb:
         raise PrepareError(f"{prep}: no training clips in the prepared dataset")

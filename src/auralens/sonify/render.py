@@ -105,9 +105,19 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
     return LoadedRun(run, path, model.to(device), header, norm, extractor, cod)
 
 
-def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int) -> np.ndarray:
-    """``[frames, dim]`` embedding → ``[latent_dim, frames_out]`` latent (de-normalised)."""
-    x = to_gate_input(np.nan_to_num(np.asarray(embedding, dtype=np.float32)), loaded.header["extractor"])
+def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int,
+                   num_samples: int | None = None) -> np.ndarray:
+    """``[frames, dim]`` embedding → ``[latent_dim, frames_out]`` latent (de-normalised).
+
+    ``num_samples`` (the clip length at the extractor's rate) lets AST patch grids drop the
+    time patches of their zero padding (see :func:`auralens.sonify.align.to_gate_input`).
+    """
+    info = loaded.header["extractor"]
+    valid_fn = getattr(loaded.extractor, "valid_time_patches", None)
+    valid = None
+    if num_samples is not None and callable(valid_fn) and not info.get("trim", False):
+        valid = int(valid_fn(int(num_samples)))
+    x = to_gate_input(np.nan_to_num(np.asarray(embedding, dtype=np.float32)), info, valid)
     norm = loaded.norm
     if loaded.header.get("normalize") == "minmax" and norm:
         x = normalize(x, norm["emb_min"], norm["emb_max"])
@@ -153,9 +163,10 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
     c_sr = int(codec.sample_rate)
     length = int(round(wave.shape[0] * c_sr / sr))
     original = fix_length(resample(wave, sr, c_sr), length)
+    wave_e = resample(wave, sr, loaded.extractor.sample_rate)
     if embedding is None:
-        embedding = loaded.extractor.embed(resample(wave, sr, loaded.extractor.sample_rate))
-    latent = predict_latent(loaded, embedding, codec.num_frames(length))
+        embedding = loaded.extractor.embed(wave_e)
+    latent = predict_latent(loaded, embedding, codec.num_frames(length), wave_e.shape[0])
     out = postprocess.apply(_decode(loaded, latent, length), post, reference=original)
     if out_sr is not None and out_sr != c_sr:
         out = fix_length(resample(out, c_sr, out_sr), int(round(wave.shape[0] * out_sr / sr)))
@@ -217,9 +228,11 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
             emb = cached["embedding"].astype(np.float32) if cached else None
             write(targets["original"], original, c_sr)
             write(targets["ceiling"], np.nan_to_num(loaded.codec.roundtrip(original)), c_sr)
+            wave_e = resample(wave, sr, loaded.extractor.sample_rate)
             if emb is None:
-                emb = loaded.extractor.embed(resample(wave, sr, loaded.extractor.sample_rate))
-            latent = predict_latent(loaded, emb, loaded.codec.num_frames(original.shape[0]))
+                emb = loaded.extractor.embed(wave_e)
+            latent = predict_latent(loaded, emb, loaded.codec.num_frames(original.shape[0]),
+                                    wave_e.shape[0])
             raw = _decode(loaded, latent, original.shape[0])
             for chain, name in zip(chains, names, strict=True):
                 write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)

@@ -344,11 +344,9 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             state = {"epoch": epoch, "val_loss": val_loss, "train_loss": train_loss,
                      "best_val_loss": best_val, "best_epoch": best_epoch, "first_val_loss": first_val}
             header = _header(cfg, data, model_args, **state)
-            model.cpu()
-            if improved:
+            if improved:  # ckpt.save copies tensors to the CPU itself
                 ckpt.save(best_path, model, header, norm=norm)
             ckpt.save(last_path, model, header, optimizer=optim, norm=norm, rng=True)
-            model.to(device)
             elapsed = time.perf_counter() - t0
             append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                                      "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
