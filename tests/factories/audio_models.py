@@ -91,3 +91,34 @@ def make_wavlm(out_dir: Path) -> None:
     cfg = WavLMConfig(num_buckets=32, max_bucket_distance=100, **_ssl_kwargs())
     WavLMModel(cfg).save_pretrained(out_dir)
     _ssl_fe(out_dir, layer_norm=False)
+
+
+def make_dac(out_dir: Path) -> None:
+    """A ``DacModel`` at 16 kHz with hop 8 (ratios 2×4), latent width 32, 2 codebooks."""
+    from transformers import DacConfig, DacModel
+
+    _seed()
+    cfg = DacConfig(encoder_hidden_size=8, downsampling_ratios=[2, 4], decoder_hidden_size=16,
+                    n_codebooks=2, codebook_size=16, codebook_dim=4, sampling_rate=16000)
+    DacModel(cfg).save_pretrained(out_dir)
+
+
+def make_encodec(out_dir: Path) -> None:
+    """An ``EncodecModel`` at 16 kHz, mono, hop 8 (ratios 4×2), latent width 16."""
+    from transformers import EncodecConfig, EncodecModel
+
+    _seed()
+    cfg = EncodecConfig(sampling_rate=16000, hidden_size=16, num_filters=4,
+                        upsampling_ratios=[4, 2], codebook_size=16, num_lstm_layers=1,
+                        target_bandwidths=[1.5])
+    EncodecModel(cfg).save_pretrained(out_dir)
+
+
+def make_oobleck(out_dir: Path) -> None:
+    """A diffusers ``AutoencoderOobleck``: stereo 16 kHz, hop 8 (ratios 2×4), 8 latent channels."""
+    from diffusers import AutoencoderOobleck
+
+    _seed()
+    AutoencoderOobleck(encoder_hidden_size=16, downsampling_ratios=[2, 4], channel_multiples=[1, 2],
+                       decoder_channels=8, decoder_input_channels=8, audio_channels=2,
+                       sampling_rate=16000).save_pretrained(out_dir)

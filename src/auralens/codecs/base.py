@@ -54,3 +54,7 @@ CODECS: Registry[Codec] = Registry("codec", default="mel")
 
 # Lazy registrations: the module is imported only when the backend is built.
 CODECS.register("mel", "auralens.codecs.mel:build")
+CODECS.register("dac", "auralens.codecs.dac:build")
+CODECS.register("encodec", "auralens.codecs.encodec:build")
+CODECS.register("oobleck", "auralens.codecs.oobleck:build")
+CODECS.register("hf", "auralens.codecs.neural:build_hf_codec")
