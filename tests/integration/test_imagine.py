@@ -235,3 +235,35 @@ def test_cli_missing_input_is_one_line(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:") and "nope.wav" in proc.stderr
+
+
+def test_video_input_uses_ffmpeg_for_audio_and_reference_frame(scenes, separator, tiny_model,
+                                                               tmp_path, monkeypatch):
+    """A stand-in ``ffmpeg`` on PATH: copies a known mixture as the audio track and draws a
+    frame, so the extraction and reference-frame calls are exercised end to end."""
+    import stat
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ffmpeg"
+    fake.write_text(f"""#!{sys.executable}
+import sys, shutil
+from PIL import Image
+args = sys.argv[1:]
+out = args[-1]
+if "-vn" in args:
+    assert args[args.index("-ar") + 1] == "16000"
+    shutil.copy({str(scenes[0].mixture)!r}, out)
+elif "-frames:v" in args:
+    assert float(args[args.index("-ss") + 1]) > 0
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(out)
+""")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    res = imagine(video, tmp_path / "o", _cfg(separator, tiny_model))
+    assert (tmp_path / "o" / "input.wav").exists() and res.kept
+    assert res.reference == tmp_path / "o" / "reference.png"
+    assert "reference.png" in (tmp_path / "o" / "report.html").read_text()
