@@ -141,7 +141,8 @@ def test_experiment_b_pipeline_grid(exp_a: Path, tiny_model, tmp_path: Path) -> 
                  "--method", method]) == 0
 
 
-def test_experiment_c_video_pairs(exp_a: Path, tiny_model, tmp_path: Path) -> None:
+def _pairs(exp_a: Path, tmp_path: Path) -> list[dict]:
+    """Audio + reference-frame pairs (the "video" form without ffmpeg) from A's mixtures."""
     from PIL import Image
 
     records = read_jsonl(exp_a / "data" / "manifest.jsonl")
@@ -157,13 +158,16 @@ def test_experiment_c_video_pairs(exp_a: Path, tiny_model, tmp_path: Path) -> No
         pairs.append({"id": rec["id"], "audio": str(mix), "image": str(img),
                       "labels": rec["labels"], "sources": srcs})
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return pairs
+
+
+def test_experiment_c_video_pairs(exp_a: Path, tiny_model, tmp_path: Path) -> None:
+    pairs = _pairs(exp_a, tmp_path)
     out = tmp_path / "c"  # ffmpeg is not required: clips are given as audio + frame pairs
-    cfg = load_experiment(CONFIGS / "video.yaml", [
-        f"data.path={tmp_path / 'pairs.jsonl'}",
-        f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
-        f"clip.model={tiny_model('clip_tiny')}",
-    ])
-    summary = run_experiment(cfg, out)
+    base = [f"data.path={tmp_path / 'pairs.jsonl'}",
+            f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+            f"clip.model={tiny_model('clip_tiny')}"]
+    summary = run_experiment(load_experiment(CONFIGS / "video.yaml", base), out)
     assert summary["errors"] == 0
     rows = read_jsonl(out / "results.jsonl")
     assert len(rows) == len(pairs)
@@ -186,3 +190,25 @@ def test_fuss_manifest_from_mixer(exp_a: Path, tmp_path: Path) -> None:
     recs = read_jsonl(out)
     assert len(recs) == 4 and all(Path(r["mixture"]).is_absolute() for r in recs)
     assert all(Path(s["path"]).exists() for r in recs for s in r["sources"])
+
+
+@pytest.mark.slow
+def test_experiment_c_with_generated_images(exp_a: Path, tiny_model, tmp_path: Path) -> None:
+    """With a (tiny) text-to-image model the generated images are scored too."""
+    from auralens.evaluate.clipscore import ClipScorer
+
+    _pairs(exp_a, tmp_path)
+    clip = ClipScorer(tiny_model("clip_tiny"))
+    base = [f"data.path={tmp_path / 'pairs.jsonl'}",
+            f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+            f"clip.model={tiny_model('clip_tiny')}"]
+    out2 = tmp_path / "c-images"
+    sd3 = tiny_model("tiny_sd3")
+    run_experiment(load_experiment(CONFIGS / "video.yaml", [
+        *base, "data.limit=2", f"image.generator=diffusers:{sd3}@steps=2,width=32,height=32"]), out2)
+    rows = read_jsonl(out2 / "results.jsonl")
+    assert len(rows) == 2
+    for r in rows:
+        gen = clip.score([r["description"]], [out2 / r["image"]])
+        assert r["clip_generated_cos"] == pytest.approx(float(gen["cos"][0]), abs=1e-5)
+    _check_outputs(out2, ("scores",))
