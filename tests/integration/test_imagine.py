@@ -267,3 +267,15 @@ elif "-frames:v" in args:
     assert (tmp_path / "o" / "input.wav").exists() and res.kept
     assert res.reference == tmp_path / "o" / "reference.png"
     assert "reference.png" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_batch_fails_early_on_unavailable_model(scenes, separator, tmp_path, monkeypatch):
+    from auralens.errors import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    manifest = tmp_path / "m.jsonl"
+    save_records(manifest, scenes[:1])
+    cfg = ImagineConfig(separator=separator, captioner="qwen2-audio")
+    with pytest.raises(ModelUnavailableError, match="Qwen2-Audio"):
+        imagine_batch(manifest, tmp_path / "b", cfg)
+    assert read_jsonl(tmp_path / "b" / "results.jsonl") == []

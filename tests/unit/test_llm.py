@@ -189,3 +189,27 @@ def test_merge_system_folds_into_first_user_turn():
                              {"role": "user", "content": "U"},
                              {"role": "assistant", "content": "A"}])
     assert out == [{"role": "user", "content": "S\n\nU"}, {"role": "assistant", "content": "A"}]
+
+
+def test_template_without_system_role_gets_system_folded_in(tiny_model, tmp_path):
+    import shutil
+
+    src = tiny_model("tiny_chat_lm")
+    dst = tmp_path / "no-system"
+    shutil.copytree(src, dst)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(dst)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                         "{{ raise_exception('system role not supported') }}{% endif %}"
+                         "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+                         "{% endif %}")
+    tok.save_pretrained(dst)
+    model = load_chat_model(str(dst), max_new_tokens=3)
+    enc = model._encode([{"role": "system", "content": "dog"},
+                         {"role": "user", "content": "rain"}])
+    text = model.tokenizer.decode(enc["input_ids"][0])
+    assert "dog" in text and "rain" in text and "system" not in text
+    assert isinstance(model.chat([{"role": "system", "content": "dog"},
+                                  {"role": "user", "content": "rain"}]), str)
