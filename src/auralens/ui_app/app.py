@@ -24,6 +24,8 @@ MAX_SOURCE_SLOTS = 8
 CSS = """
 #imagine-description textarea {font-size: 1.05rem;}
 .status-line {min-height: 1.5em;}
+#imagine-activity th, #imagine-timings th, #imagine-captions th {white-space: nowrap;}
+#imagine-activity td:nth-child(-n+3) {white-space: nowrap;}
 """
 
 
