@@ -212,13 +212,17 @@ def test_cli_run_and_batch(scenes, tiny_model, tmp_path):
     # The CLI takes specs only; NMF stands in for the (not yet committed) TDCN++ preset.
     wav = tmp_path / "mix.wav"
     write(wav, load(scenes[2].mixture, 16000)[:16000 * 2], 16000)
+    cfg = tmp_path / "imagine.yaml"
+    cfg.write_text("imagine:\n  technique: cot\n  min_kept: 1\n")
     runner = CliRunner()
     res = runner.invoke(app, ["imagine", str(wav), "--out", str(tmp_path / "o"),
                               "--separator", "nmf@n_iter=20", "--captioner",
                               f"classifier:{tiny_model('tiny_classifier')}",
-                              "--technique", "cot", "--set", "min_kept=1"])
+                              "--config", str(cfg), "--set", "seed=2"])
     assert res.exit_code == 0, res.output
     assert "description:" in res.output and (tmp_path / "o" / "report.html").exists()
+    assert (tmp_path / "o" / "reasoning.txt").exists()  # technique from the YAML
+    assert read_json(tmp_path / "o" / "run.json")["config"]["seed"] == 2
     res = runner.invoke(app, ["imagine", "batch", "--help"])
     assert res.exit_code == 0 and "FUSS" in res.output
     res = runner.invoke(app, ["imagine", str(tmp_path / "missing.wav"), "--out",

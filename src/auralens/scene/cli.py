@@ -12,21 +12,21 @@ from auralens.cli_utils import default_group
 app = typer.Typer(help="Imagine: separate → caption → describe → image, or an audio LLM end to end.",
                   cls=default_group("run"), no_args_is_help=True)
 
-_MODE = typer.Option("pipeline", "--mode", help="pipeline (separate → caption → compose) or "
-                     "allm (one audio LLM on the whole mixture).")
+_MODE = typer.Option(None, "--mode", help="pipeline (default: separate → caption → compose) "
+                     "or allm (one audio LLM on the whole mixture).")
 _SEP = typer.Option(None, "--separator", help="Separator spec (default: the committed TDCN++).")
 _CAP = typer.Option(None, "--captioner", help="classifier (default, offline), clap-zeroshot, "
                     "qwen2-audio, whisper-aac, hf-audio-text:<id>, or a model dir.")
 _COMP = typer.Option(None, "--composer", help="template (default, offline), hf:qwen2.5, mistral, "
                      "falcon3, hf:<id or dir>, openai:<model>@base_url=URL.")
-_TECH = typer.Option("zero-shot", "--technique", help="zero-shot, cot, role or few-shot.")
-_IMG = typer.Option("none", "--image", help="none (default, offline) or diffusers:sd3.5 / "
+_TECH = typer.Option(None, "--technique", help="zero-shot (default), cot, role or few-shot.")
+_IMG = typer.Option(None, "--image", help="none (default, offline) or diffusers:sd3.5 / "
                     "diffusers:<id or dir>@steps=28,guidance=4.5,width=1024,height=1024.")
-_ALLM = typer.Option("qwen2-audio", "--allm", help="Audio LLM for --mode allm: qwen2-audio[:<id "
-                     "or dir>] or hf-audio-text:<id or dir>.")
+_ALLM = typer.Option(None, "--allm", help="Audio LLM for --mode allm: qwen2-audio[:<id or "
+                     "dir>] (default) or hf-audio-text:<id or dir>.")
 _TPL = typer.Option(None, "--template", help="Your own prompt template file (see "
                     "compose/prompts/README.md).", exists=False)
-_SEED = typer.Option(0, "--seed", help="Image seed.")
+_SEED = typer.Option(None, "--seed", help="Image seed (default 0).")
 _CFG = typer.Option(None, "--config", help="YAML with imagine options (flags override it).")
 _SET = typer.Option(None, "--set", help="Override a config key: --set activity.rule=frames.")
 
@@ -34,8 +34,10 @@ _SET = typer.Option(None, "--set", help="Override a config key: --set activity.r
 def _config(config: Path | None, sets: list[str] | None, **flags: Any) -> dict[str, Any]:
     from auralens.config import apply_overrides, load_yaml
 
-    cfg: dict[str, Any] = dict(load_yaml(config).get("imagine", load_yaml(config))) \
-        if config else {}
+    cfg: dict[str, Any] = {}
+    if config:
+        data = load_yaml(config)
+        cfg = dict(data.get("imagine", data))
     for key, value in flags.items():
         if value is not None:
             cfg[key] = str(value) if isinstance(value, Path) else value
@@ -46,9 +48,9 @@ def _config(config: Path | None, sets: list[str] | None, **flags: Any) -> dict[s
 def run(
     input: Path = typer.Argument(..., help="Audio (wav/flac/ogg/mp3) or video (needs ffmpeg)."),
     out: Path = typer.Option(..., "--out", help="Output directory."),
-    mode: str = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
-    composer: str | None = _COMP, technique: str = _TECH, image: str = _IMG,
-    allm: str = _ALLM, template: Path | None = _TPL, seed: int = _SEED,
+    mode: str | None = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
+    composer: str | None = _COMP, technique: str | None = _TECH, image: str | None = _IMG,
+    allm: str | None = _ALLM, template: Path | None = _TPL, seed: int | None = _SEED,
     config: Path | None = _CFG, set_: list[str] | None = _SET,
 ) -> None:
     """Describe (and optionally render) the scene heard in INPUT; writes OUT/report.html."""
@@ -74,9 +76,9 @@ def batch(
     out: Path = typer.Option(..., "--out", help="Output directory (results.jsonl, errors.jsonl)."),
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. eval)."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N mixtures."),
-    mode: str = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
-    composer: str | None = _COMP, technique: str = _TECH, image: str = _IMG,
-    allm: str = _ALLM, template: Path | None = _TPL, seed: int = _SEED,
+    mode: str | None = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
+    composer: str | None = _COMP, technique: str | None = _TECH, image: str | None = _IMG,
+    allm: str | None = _ALLM, template: Path | None = _TPL, seed: int | None = _SEED,
     config: Path | None = _CFG, set_: list[str] | None = _SET,
 ) -> None:
     """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl)."""
