@@ -366,8 +366,8 @@ class Describer:
             except Skip:
                 raise
             except (AuralensError, ImportError, OSError) as exc:
-                self._cache[key] = Skip(f"{stage} {_spec(spec)!r} unavailable: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else exc!r}")
+                detail = str(exc).splitlines()[0].strip("\"'") if str(exc) else repr(exc)
+                self._cache[key] = Skip(f"{stage} {_spec(spec)!r} unavailable: {detail}")
         obj = self._cache[key]
         if isinstance(obj, Skip):
             raise obj
@@ -433,8 +433,8 @@ def _build_stage(stage: str, spec: Any) -> Any:
     spec = _spec(spec)
     if stage == "allm":
         if not spec or str(spec).lower() in ("none", "null"):
-            raise Skip("no audio LLM given (set allm model, e.g. --set "
-                       "baseline.model=hf:Qwen/Qwen2-Audio-7B-Instruct or a local dir)")
+            raise Skip("no audio LLM given (e.g. --set models.allm=qwen2-audio:"
+                       "Qwen/Qwen2-Audio-7B-Instruct, or qwen2-audio:<local dir>)")
         try:
             from auralens.scene.allm import load_audio_llm
         except ImportError as exc:
