@@ -124,18 +124,28 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Iterator[str
         log.close()
 
 
-@pytest.fixture
-def page(ui_url: str) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def browser(ui_url: str) -> Iterator[object]:
+    """One headless Chromium for the module (a fresh page per test)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            pg = browser.new_page(viewport={"width": 1280, "height": 900})
-            pg.goto(ui_url, wait_until="networkidle")
-            yield pg
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@pytest.fixture
+def page(browser: object, ui_url: str) -> Iterator[object]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    try:
+        pg = ctx.new_page()
+        pg.goto(ui_url, wait_until="networkidle")
+        yield pg
+    finally:
+        ctx.close()
 
 
 def _mixture(path: Path, seconds: float = 3.0, sr: int = 16000) -> Path:
