@@ -78,11 +78,16 @@ def ui(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(7860, "--port"),
     runs: Path | None = typer.Option(None, "--runs", help="Directory of trained sonify runs."),
+    ratings: Path | None = typer.Option(None, "--ratings", help="CSV file the Rate tab appends to."),
+    config: Path | None = typer.Option(None, "--config", help="Imagine YAML config (stage backends)."),
+    max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest accepted upload."),
+    max_duration_s: float = typer.Option(600.0, "--max-duration-s", help="Longest accepted clip."),
 ) -> None:
     """Start the web UI (Gradio) on a local address."""
     from auralens.ui import launch
 
-    launch(host=host, port=port, runs=runs)
+    launch(host=host, port=port, runs=runs, ratings=ratings, imagine_config=config,
+           max_upload_mb=max_upload_mb, max_duration_s=max_duration_s)
 
 
 _mount()
