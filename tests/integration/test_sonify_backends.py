@@ -18,6 +18,17 @@ from auralens.sonify.train import TrainConfig, train
 MEL = "mel@n_mels=32,n_iter=4"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """Tiny tensors run far faster on one thread, above all on a busy shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_library(tmp_path_factory.mktemp("lib"), per_class=6, seconds=1.0)

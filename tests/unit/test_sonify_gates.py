@@ -15,6 +15,17 @@ SMALL_SHAPES = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """Tiny tensors run far faster on one thread, above all on a busy shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("shape", list(SMALL_SHAPES))
 @pytest.mark.parametrize("name", gates.GATE_NAMES)
 def test_every_gate_forward_backward(name: str, shape: str) -> None:

@@ -56,7 +56,8 @@ def save(path: str | Path, model: torch.nn.Module, header: dict[str, Any], *,
     tensors: dict[str, torch.Tensor] = {
         f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
     }
-    head = {"format": FORMAT, "versions": package_versions(), **header}
+    head = {"format": FORMAT, **header}
+    head.setdefault("versions", package_versions())
     if optimizer is not None:
         state = optimizer.state_dict()
         for idx, st in state["state"].items():

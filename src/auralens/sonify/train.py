@@ -205,9 +205,22 @@ def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batc
 def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
     info = data.info
     return {"model_name": gates.canonical(cfg.gate), "model_args": model_args,
+            "versions": _versions(),
             "extractor": info["extractor"], "codec": info["codec"], "normalize": cfg.normalize,
             "duration": info.get("duration"), "prepared": str(data.root), "lr": cfg.lr,
             "config": asdict(cfg), **state}
+
+
+def _versions() -> dict[str, Any]:
+    global _VERSIONS
+    if _VERSIONS is None:  # read once per process: it is the same for every checkpoint
+        from auralens.io import package_versions
+
+        _VERSIONS = package_versions()
+    return _VERSIONS
+
+
+_VERSIONS: dict[str, Any] | None = None
 
 
 def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
