@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N clips")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     args = ap.parse_args()
     if not (args.data / "meta" / "esc50.csv").exists():
         print(f"error: {args.data} is not an ESC-50-layout dataset", file=sys.stderr)
@@ -65,6 +67,8 @@ def main() -> int:
     from auralens.sonify.render import load_run, render
     from auralens.sonify.train import TrainConfig, train
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sonify-"))
     encoder, note = args.encoder, ""
     try:

@@ -200,6 +200,11 @@ def test_cli_train_and_render(prep: Path, tmp_path: Path, library: Path) -> None
 
     info = sf.info(str(tmp_path / "out.wav"))
     assert info.samplerate == 8000 and info.frames == 8000
+    res = runner.invoke(app, ["render", "--run", str(tmp_path / "run"), "--split", "val",
+                              "--post", "minmax", "--post", "peak,square"])
+    assert res.exit_code == 0, res.output
+    for folder in ("original", "ceiling", "minmax", "peak+square"):
+        assert len(list((tmp_path / "run" / "renders" / folder).glob("*.wav"))) == 3
     res = runner.invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "--normalize" in res.output
     assert json.loads((tmp_path / "run" / "history.jsonl").read_text().splitlines()[-1])["epoch"] == 2
