@@ -287,7 +287,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         is_ceil = r["version"] == "ceiling"
-        cells = "".join(f'<td class="l">{_e(_fmt(r.get(c)))}</td>' for c in cols)
+        cells = "".join(_name_cell(r.get(c)) for c in cols)
         for k in metrics:
             v = r.get(k)
             cls = ' class="best"' if not is_ceil and k in best and v == best[k] else ""
@@ -295,7 +295,17 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
             sub = f'<span class="ceil">ceiling {_e(_fmt(ceil))}</span>' if not is_ceil and ceil is not None else ""
             cells += f"<td><span{cls}>{_e(_fmt(v))}</span>{sub}</td>"
         body.append(f'<tr class="{"ceiling" if is_ceil else ""}">{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{"".join(body)}</table></div>'
+
+
+def _name_cell(value: Any, limit: int = 32) -> str:
+    """A table cell for a spec/name: long specs shortened to their kind, full text on hover."""
+    text = _fmt(value)
+    if len(text) <= limit:
+        return f'<td class="l">{_e(text)}</td>'
+    short = text.split("@", 1)[0]
+    short = short if len(short) <= limit else short[: limit - 1] + "…"
+    return f'<td class="l" title="{_e(text)}">{_e(short)}…</td>'
 
 
 def _clip_html(scores: Any, cid: str, order: Sequence[str], rel_audio: dict[tuple[str, str], str],
