@@ -13,8 +13,8 @@ from auralens.errors import AuralensError, ModelUnavailableError
 
 @pytest.fixture
 def wave() -> np.ndarray:
-    t = np.arange(1000) / 16000
-    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 1000 samples: not a hop multiple
+    t = np.arange(1003) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 1003 samples: not a hop multiple
 
 
 @pytest.mark.parametrize("name,kind,dim", [("dac", "DacCodec", 32), ("encodec", "EncodecCodec", 16),
@@ -26,10 +26,10 @@ def test_codec_shapes_and_roundtrip(tiny_model, wave, name, kind, dim) -> None:
     assert codec.sample_rate == 16000 and codec.hop_length == 8 and codec.latent_dim == dim
     assert codec.frame_rate == pytest.approx(2000.0)
     z = codec.encode(wave)
-    assert z.shape == (dim, 125) == (dim, codec.num_frames(len(wave)))
+    assert z.shape == (dim, 126) == (dim, codec.num_frames(len(wave)))  # ceil(1003 / 8)
     assert z.dtype == np.float32 and np.all(np.isfinite(z))
     y = codec.decode(z)
-    assert y.shape == (1000,) and np.all(np.isfinite(y))
+    assert y.shape == (126 * 8,) and np.all(np.isfinite(y))
     np.testing.assert_array_equal(codec.encode(wave), z)  # deterministic
     assert codec.roundtrip(wave).shape == wave.shape
     # a bare local dir is dispatched by its config
@@ -45,11 +45,11 @@ def test_dac_quantized_latent_is_what_the_decoder_consumes(tiny_model, wave) -> 
     codec = CODECS.build(f"dac:{path}")
     z = codec.encode(wave)
     with torch.no_grad():
-        x = torch.from_numpy(np.pad(wave, (0, 0)))[None, None]
+        x = torch.from_numpy(np.pad(wave, (0, 5)))[None, None]  # zero-padded to 126 hops
         ref = codec.model.encode(x).quantized_representation[0].numpy()
         audio = codec.model.decode(quantized_representation=torch.from_numpy(z)[None]).audio_values
     np.testing.assert_allclose(z, ref, atol=1e-5)
-    np.testing.assert_allclose(codec.decode(z), audio[0, :1000].numpy(), atol=1e-5)
+    np.testing.assert_allclose(codec.decode(z), audio[0, :1008].numpy(), atol=1e-5)
     pre = CODECS.build(f"dac:{path}@latent=encoder").encode(wave)
     assert pre.shape == z.shape and not np.allclose(pre, z)
     coarse = CODECS.build(f"dac:{path}@n_quantizers=1").encode(wave)
@@ -72,7 +72,7 @@ def test_oobleck_pipeline_dir_with_vae_subfolder(tiny_model, tmp_path, wave) -> 
     shutil.copytree(tiny_model("oobleck"), root / "vae")
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableAudioPipeline"}))
     codec = CODECS.build(str(root))
-    assert codec.latent_dim == 8 and codec.encode(wave).shape == (8, 125)
+    assert codec.latent_dim == 8 and codec.encode(wave).shape == (8, 126)
 
 
 def test_missing_codec_is_model_unavailable(tmp_path, monkeypatch) -> None:
