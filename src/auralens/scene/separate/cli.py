@@ -56,8 +56,12 @@ def train_cmd(
     cfg = train_config(config, overrides, set_)
     result = train(data, out, cfg, init=init)
     best = result["best"]
-    typer.echo(f"best: step {best.get('step')} val MSi {best.get('val_MSi', float('nan')):.2f} dB, "
-               f"1S {best.get('val_1S', float('nan')):.2f} dB → {out / 'best.safetensors'}")
+    typer.echo(f"best: step {best.get('step')} val MSi {_db(best.get('val_MSi'))}, "
+               f"1S {_db(best.get('val_1S'))} → {out / 'best.safetensors'}")
+
+
+def _db(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f} dB"
 
 
 @app.command("eval")
@@ -78,5 +82,5 @@ def eval_cmd(
     summary = evaluate_separator(data, out, separator=separator, split=split, limit=limit,
                                  folds=[int(f) for f in folds.split(",") if f.strip()],
                                  n=n, seconds=seconds, bss=bss)
-    typer.echo(f"1S {summary['1S']:.2f} dB · MSi {summary['MSi']:.2f} dB over "
+    typer.echo(f"1S {_db(summary['1S'])} · MSi {_db(summary['MSi'])} over "
                f"{summary['n_mixtures']} mixtures → {out}")

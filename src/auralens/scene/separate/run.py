@@ -81,11 +81,13 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     Returns:
         The summary dict (also written to ``summary.json``).
     """
-    from auralens.audio import load, write
+    from auralens.audio import AudioError, load, write
     from auralens.io import Timer, write_json, write_run_json
 
     timer = Timer()
     out_dir = Path(out_dir)
+    if not Path(path).exists():  # name the input before spending time on the model
+        raise AudioError(path, "file not found")
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     with timer("load_audio"):

@@ -277,6 +277,11 @@ def _set_rng(rng: np.random.Generator, blob: torch.Tensor) -> None:
     rng.bit_generator.state = json.loads(bytes(blob.tolist()).decode())
 
 
+def _msi_key(entry: dict[str, Any]) -> float:
+    v = entry.get("val_MSi")
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else -math.inf
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
           init: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume) a TDCN++ in ``out``.
@@ -357,8 +362,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
             append_jsonl(out / "history.jsonl", last)
             log.info("step %d: loss %.2f, val MSi %.2f dB, 1S %.2f dB", step + 1,
                      last["train_loss"], summary["MSi"], summary["1S"])
-            if summary["MSi"] > best_msi:
-                best_msi = summary["MSi"]
+            score = summary["MSi"] if math.isfinite(summary["MSi"]) else -math.inf
+            if score > best_msi or not (out / "best.safetensors").exists():
+                best_msi = score
                 save_checkpoint(out / "best.safetensors", model, {"step": step + 1, "val": last})
             save_checkpoint(last_ckpt, model, {"step": step + 1})
             from auralens.io import atomic_path
@@ -368,7 +374,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                             "rng": _rng_state(rng), "torch_rng": torch.get_rng_state()}, tmp)
     writer.close()
     history = read_jsonl(out / "history.jsonl")
-    best = max(history, key=lambda h: h["val_MSi"] if h["val_MSi"] == h["val_MSi"] else -1e9) if history else {}
+    best = max(history, key=_msi_key) if history else {}
     write_run_json(out, command="separate train", config={"train": asdict(cfg), "model": model_cfg.to_dict(),
                                                          "data": str(data)},
                    seed=cfg.seed, timings={"train": time.perf_counter() - t0},

@@ -1,0 +1,178 @@
+"""Separation benchmark: committed TDCN++ vs NMF vs oracle masks on held-out ESC-10 mixtures.
+
+Held-out data: ``--n`` mixtures of ``--seconds`` s built from ESC-10 fold 4 (never seen in
+training; the validation mixtures during training are different seeded crops of the same
+fold) with the training mixer's recipe, a quarter each with 1, 2, 3 and 4 sources.
+
+Prints, for each separator, 1S / MSi (FUSS definitions, see auralens.scene.separate.metrics),
+SDR, the real-time factor, then how well each activity rule recovers the true source count
+from the TDCN++ estimates, the CPU real-time factor and peak memory of the ``tiny`` and
+``fuss`` presets on a 10 s input, and one JSON line with everything.
+
+Targets: TDCN++ MSi ≥ NMF MSi + 5 dB; TDCN++ MSi ≥ 60 % of the oracle IRM's MSi.
+
+Usage: python benchmarks/bench_separation.py [--data ../shared/data/esc10] [--n 40]
+       [--separator tdcnpp] [--threads 1] [--no-bss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rtf_worker(preset: str, seconds: float, threads: int, queue: mp.Queue) -> None:
+    """In a fresh process: RTF and peak RSS growth of one preset (random weights)."""
+    import torch
+
+    from auralens.scene.separate.tdcnpp import TDCNpp, TDCNppSeparator, load_checkpoint
+    from auralens.scene.separate.tdcnpp import preset as get
+
+    torch.set_num_threads(threads)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if preset == "committed":
+        model, _ = load_checkpoint(ROOT / "src/auralens/presets/tdcnpp-tiny/model.safetensors")
+    else:
+        model = TDCNpp(get(preset))
+    sep = TDCNppSeparator(model, chunk_seconds=max(seconds, 10.0))
+    mix = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * 16000))).astype(np.float32)
+    sep.separate(mix[:16000])  # warm-up
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sep.separate(mix)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    params = sum(p.numel() for p in model.parameters())
+    queue.put({"preset": preset, "rtf": min(times) / seconds, "params": params,
+               "peak_rss_mb": peak / 1024, "rss_growth_mb": (peak - base) / 1024})
+
+
+def measure_rtf(preset: str, seconds: float, threads: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_rtf_worker, args=(preset, seconds, threads, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "   n/a" if v is None or not math.isfinite(v) else f"{v:6.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "esc10")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--separator", default="tdcnpp", help="Model under test (spec).")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-bss", action="store_true")
+    ap.add_argument("--skip-rtf", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    from auralens.scene.separate.activity import ActivityConfig, count_accuracy, filter_estimates
+    from auralens.scene.separate.metrics import summarize
+    from auralens.scene.separate.run import evaluate_items, load_eval_items, load_separator
+
+    torch.set_num_threads(args.threads)
+    items = load_eval_items(args.data, folds=[4], n=args.n, seconds=args.seconds, seed=1234)
+    audio_s = sum(m.size for _, m, _ in items) / 16000
+    results: dict[str, dict] = {}
+    model_est: list[np.ndarray] = []
+    for spec in (args.separator, "nmf", "oracle-irm", "oracle-ibm"):
+        sep = load_separator(spec)
+        if spec == args.separator:  # keep the estimates for the activity-rule study
+            orig = sep.separate
+
+            def keep(mix, _orig=orig):
+                est = _orig(mix)
+                model_est.append(est)
+                return est
+
+            sep.separate = keep  # type: ignore[method-assign]
+        scores, spent = evaluate_items(sep, items, bss=not args.no_bss)
+        s = summarize(scores)
+        s["rtf"] = spent / audio_s
+        results[spec] = s
+
+    print(f"\nheld-out: {len(items)} mixtures × {args.seconds:g} s from ESC-10 fold 4 "
+          f"({args.threads} thread(s))")
+    print(f"{'separator':<14} {'1S':>6} {'MSi':>6} {'SDR2-4':>7} {'RTF':>7} " +
+          " ".join(f"{'SI-SNRi@' + str(k):>10}" for k in (2, 3, 4)))
+    for spec, s in results.items():
+        sdr = np.nanmean([s["by_count"][k]["sdr"] for k in s["by_count"] if k >= 2])
+        per = " ".join(f"{_fmt(s['by_count'].get(k, {}).get('si_snri', float('nan'))):>10}" for k in (2, 3, 4))
+        print(f"{spec:<14} {_fmt(s['1S'])} {_fmt(s['MSi'])} {_fmt(sdr):>7} {s['rtf']:7.4f} {per}")
+
+    rules = {
+        "study (Σ|s|·max>0.1 & RMS≥10%)": ActivityConfig(),
+        "study, RMS≥5%": ActivityConfig(min_rms_ratio=0.05),
+        "study, RMS≥20%": ActivityConfig(min_rms_ratio=0.2),
+        "relative_db ≥ -20": ActivityConfig(rule="relative_db", min_db=-20),
+        "relative_db ≥ -15": ActivityConfig(rule="relative_db", min_db=-15),
+        "relative_db ≥ -25": ActivityConfig(rule="relative_db", min_db=-25),
+        "frames (-6 dB, 2%)": ActivityConfig(rule="frames"),
+        "frames (-6 dB, 5%)": ActivityConfig(rule="frames", min_active_frac=0.05),
+        "frames (-10 dB, 5%)": ActivityConfig(rule="frames", frame_db=-10, min_active_frac=0.05),
+    }
+    activity: dict[str, dict] = {}
+    print("\nactivity filter on the model's estimates: true count recovered")
+    for name, cfg in rules.items():
+        pairs = []
+        dropped = 0
+        for (_, mix, refs), est in zip(items, model_est, strict=True):
+            kept = sum(d["kept"] for d in filter_estimates(est, mix, cfg))
+            dropped += est.shape[0] - kept
+            pairs.append((int(np.sum(np.sqrt((refs**2).mean(-1)) > 1e-8)), kept))
+        acc = count_accuracy(pairs)
+        acc["dropped_per_mixture"] = dropped / len(items)
+        activity[name] = acc
+        print(f"  {name:<32} equal {acc['equal']:.2f}  under {acc['under']:.2f}  over {acc['over']:.2f}"
+              f"  dropped/mix {acc['dropped_per_mixture']:.2f}")
+
+    rtf = {}
+    if not args.skip_rtf:
+        print(f"\nCPU real-time factor on a {args.seconds:g} s input ({args.threads} thread(s)):")
+        for preset in ("committed", "tiny", "fuss"):
+            r = measure_rtf(preset, args.seconds, args.threads)
+            rtf[preset] = r
+            print(f"  {preset:<10} params {r['params']:>9,d}  RTF {r['rtf']:.4f}  "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['rss_growth_mb']:.0f} MB for the model run)")
+
+    model, nmf, irm = (results[k]["MSi"] for k in (args.separator, "nmf", "oracle-irm"))
+    targets = {"beats_nmf_by_5dB": bool(model - nmf >= 5.0), "msi_minus_nmf": model - nmf,
+               "fraction_of_irm": model / irm if irm else float("nan"),
+               "reaches_60pct_irm": bool(irm and model / irm >= 0.6)}
+    print(f"\ntargets: MSi − NMF = {model - nmf:.2f} dB (≥ 5: {targets['beats_nmf_by_5dB']}); "
+          f"MSi / IRM MSi = {targets['fraction_of_irm']:.2f} (≥ 0.60: {targets['reaches_60pct_irm']})")
+
+    def clean(obj):
+        if isinstance(obj, float):
+            return round(obj, 4) if math.isfinite(obj) else None
+        if isinstance(obj, dict):
+            return {str(k): clean(v) for k, v in obj.items()}
+        return obj
+
+    print(json.dumps(clean({"bench": "separation", "n": len(items), "seconds": args.seconds,
+                            "threads": args.threads,
+                            "separators": {k: {kk: v[kk] for kk in ("1S", "MSi", "rtf", "equal_rate")}
+                                           | {"by_count": v["by_count"]} for k, v in results.items()},
+                            "activity": activity, "rtf": rtf, "targets": targets})))
+
+
+if __name__ == "__main__":
+    main()

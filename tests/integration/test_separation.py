@@ -1,0 +1,171 @@
+"""Separation end to end: CLI run/eval/train on small synthetic data, the committed checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from factories.separate import MICRO
+
+from auralens.audio import load
+from auralens.cli import main
+from auralens.io import read_json, read_jsonl
+from auralens.scene.separate.run import evaluate_separator, load_separator, separate_file
+from auralens.scene.separate.tdcnpp import DEFAULT_CHECKPOINT, TDCNppSeparator, load_checkpoint
+from auralens.types import SceneRecord, Source, save_records
+
+SR = 16000
+
+
+def _sources(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+    t = np.arange(length) / SR
+    out = []
+    for k in range(n):
+        kind = k % 3
+        if kind == 0:
+            w = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)
+        elif kind == 1:
+            w = 0.3 * np.sin(2 * np.pi * rng.uniform(2000, 4000) * t) * (t > t[-1] / 3)
+        else:
+            w = 0.05 * rng.standard_normal(length)
+        out.append(w)
+    return np.stack(out).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fuss_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FUSS-layout folder: 6 mixtures (4 train, 2 validation) with 1–3 sources, relative paths."""
+    root = tmp_path_factory.mktemp("fuss")
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(6):
+        split = "train" if i < 4 else "validation"
+        n = 1 + i % 3
+        refs = _sources(rng, n, int(0.6 * SR))
+        folder = root / split / f"ex{i}_sources"
+        folder.mkdir(parents=True)
+        srcs = []
+        for k, w in enumerate(refs):
+            sf.write(folder / f"s{k}.wav", w, SR, subtype="FLOAT")
+            srcs.append(Source(path=Path(split) / f"ex{i}_sources" / f"s{k}.wav", label=f"c{k}"))
+        sf.write(root / split / f"ex{i}.wav", refs.sum(0), SR, subtype="FLOAT")
+        records.append(SceneRecord(id=f"ex{i}", mixture=Path(split) / f"ex{i}.wav", sources=srcs,
+                                   duration=0.6, split=split))
+    save_records(root / "manifest.jsonl", records)
+    return root
+
+
+def test_cli_run_writes_sources_and_activity(tmp_path, tiny_model, capsys):
+    ckpt = tiny_model("tdcnpp") / "model.safetensors"
+    # 44.1 kHz stereo input: resampled to 16 kHz mono before separation.
+    rng = np.random.default_rng(1)
+    t = np.arange(int(1.2 * 44100)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.05 * rng.standard_normal(t.size)], 1)
+    sf.write(tmp_path / "mix.wav", stereo, 44100)
+    out = tmp_path / "out"
+    code = main(["separate", str(tmp_path / "mix.wav"), "--out", str(out),
+                 "--separator", f"tdcnpp:{ckpt}@chunk=0.5,overlap=0.1"])
+    assert code == 0
+    files = sorted((out / "sources").glob("source*.wav"))
+    assert [f.name for f in files] == [f"source{k}.wav" for k in range(4)]
+    waves = np.stack([sf.read(f)[0] for f in files])
+    mix = load(tmp_path / "mix.wav", SR)
+    assert waves.shape == (4, mix.size)
+    assert np.max(np.abs(waves.sum(0) - mix)) < 1e-4  # mixture consistency survives chunking
+    activity = read_json(out / "activity.json")
+    assert len(activity["estimates"]) == 4
+    assert {"kept", "reason", "scores"} <= set(activity["estimates"][0])
+    summary = read_json(out / "summary.json")
+    assert summary["n_estimates"] == 4 and summary["sample_rate"] == SR
+    assert (out / "run.json").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    sf.write(tmp_path / "mix.wav", np.zeros(1600, np.float32), SR)
+    assert main(["separate", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.wav" in err
+    assert main(["separate", str(tmp_path / "mix.wav"), "--out", str(tmp_path / "o"),
+                 "--separator", "oracle-irm"]) == 1
+    assert "reference" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["separate", str(tmp_path / "mix.wav"), "--out", str(tmp_path / "o"),
+                 "--separator", f"tdcnpp:{bad}"]) == 1
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_eval_oracle_and_nmf(fuss_dir, tmp_path):
+    irm = evaluate_separator(fuss_dir, tmp_path / "irm", separator="oracle-irm", bss=True)
+    assert irm["n_mixtures"] == 6
+    for name in ("by_count.csv", "summary.png", "summary.json", "scores.jsonl", "run.json"):
+        assert (tmp_path / "irm" / name).exists(), name
+    assert irm["MSi"] > 8 and irm["1S"] > 20
+    assert set(irm["by_count"]) == {1, 2, 3}
+    assert np.isfinite(irm["by_count"][2]["sdr"])
+    header = (tmp_path / "irm" / "by_count.csv").read_text().splitlines()[0]
+    assert header.startswith("n_sources,n_mixtures,n_pairs,si_snr,si_snri,sdr")
+    nmf = evaluate_separator(fuss_dir, tmp_path / "nmf", separator="nmf@n_iter=30", split="validation",
+                             bss=False)
+    assert nmf["n_mixtures"] == 2 and irm["MSi"] > nmf["MSi"]
+    code = main(["separate", "eval", str(fuss_dir), "--out", str(tmp_path / "cli"),
+                 "--separator", "oracle-ibm", "--limit", "3", "--no-bss"])
+    assert code == 0
+    assert read_json(tmp_path / "cli" / "run.json")["models"]["separator"] == "oracle-ibm"
+
+
+def test_train_resumes_and_writes_best(fuss_dir, tmp_path):
+    from auralens.scene.separate.train import TrainConfig, train
+
+    cfg = TrainConfig(preset="tiny", model=dict(MICRO), steps=2, steps_per_epoch=1, batch_size=2,
+                      crop_seconds=0.4, n_val=2, val_seconds=0.5)
+    out = tmp_path / "run"
+    train(fuss_dir, out, cfg)
+    assert [h["step"] for h in read_jsonl(out / "history.jsonl")] == [1, 2]
+    cfg.steps = 3
+    result = train(fuss_dir, out, cfg)  # resumes at step 2
+    assert [h["step"] for h in read_jsonl(out / "history.jsonl")] == [1, 2, 3]
+    assert result["step"] == 3
+    model, header = load_checkpoint(out / "best.safetensors")
+    assert header["model_args"]["bottleneck"] == MICRO["bottleneck"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "separate train" and run["config"]["train"]["steps"] == 3
+    assert list((out / "tb").iterdir())
+    # A run directory made for another config is refused instead of silently mixed.
+    from auralens.errors import CheckpointMismatchError
+
+    cfg.model = {**MICRO, "bottleneck": 8}
+    with pytest.raises(CheckpointMismatchError):
+        train(fuss_dir, out, cfg)
+
+
+def test_train_cli_help_and_config(tmp_path, fuss_dir):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  steps: 1\n  steps_per_epoch: 1\n  batch_size: 1\n  crop_seconds: 0.3\n"
+                   "  n_val: 1\n  val_seconds: 0.3\n")
+    code = main(["separate", "train", str(fuss_dir), "--out", str(tmp_path / "r"), "--config", str(cfg),
+                 "--set", f"model.bottleneck={MICRO['bottleneck']}", "--set", "model.conv_channels=32",
+                 "--set", "model.blocks_per_repeat=2", "--set", "model.repeats=1"])
+    assert code == 0
+    assert (tmp_path / "r" / "best.safetensors").exists()
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="committed checkpoint not built yet")
+def test_committed_checkpoint_separates_10s(tmp_path):
+    sep = load_separator()
+    assert isinstance(sep, TDCNppSeparator)
+    rng = np.random.default_rng(2)
+    mix = _sources(rng, 3, 10 * SR).sum(0)
+    est = sep.separate(mix)
+    assert est.shape == (4, 10 * SR) and est.dtype == np.float32
+    assert np.max(np.abs(est.sum(0) - mix)) < 1e-4
+    summary = separate_file(_write(tmp_path / "m.wav", mix), tmp_path / "o")
+    assert summary["n_estimates"] == 4 and 1 <= summary["n_kept"] <= 4
+
+
+def _write(path: Path, wave: np.ndarray) -> Path:
+    sf.write(path, wave, SR, subtype="FLOAT")
+    return path
