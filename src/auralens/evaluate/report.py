@@ -303,9 +303,9 @@ def _name_cell(value: Any, limit: int = 32) -> str:
     text = _fmt(value)
     if len(text) <= limit:
         return f'<td class="l">{_e(text)}</td>'
-    short = text.split("@", 1)[0]
+    short = text.split("@", 1)[0] + "@…" if "@" in text else text
     short = short if len(short) <= limit else short[: limit - 1] + "…"
-    return f'<td class="l" title="{_e(text)}">{_e(short)}…</td>'
+    return f'<td class="l" title="{_e(text)}">{_e(short)}</td>'
 
 
 def _clip_html(scores: Any, cid: str, order: Sequence[str], rel_audio: dict[tuple[str, str], str],
