@@ -173,28 +173,33 @@ class DynamicMixer:
 
 
 class RecordCropper:
-    """Random crops of FUSS-layout records (mixture + its sources)."""
+    """Random crops of FUSS-layout records; the crop's mixture is the sum of its sources.
+
+    Sources are held in memory as float16 (half the RAM; the quantisation noise sits near
+    −70 dB, far below the loss's 30 dB SNR cap) and cast back to float32 per crop.
+    """
 
     def __init__(self, records: list[Any], num_outputs: int, sr: int) -> None:
         from auralens.audio import load
+        from auralens.progress import progress
 
-        self.items = []
-        for rec in records:
+        self.items: list[np.ndarray] = []
+        for rec in progress(records, desc="load sources"):
             srcs = [load(s.path, sr) for s in rec.sources][:num_outputs]
-            t = min(len(s) for s in srcs) if srcs else 0
-            refs = np.zeros((num_outputs, t), np.float32)
-            for k, s in enumerate(srcs):
-                refs[k] = s[:t]
-            self.items.append(refs)
+            if not srcs:
+                continue
+            t = min(len(s) for s in srcs)
+            self.items.append(np.stack([s[:t] for s in srcs]).astype(np.float16))
+        if not self.items:
+            raise TrainError("no usable mixtures (records without sources)")
         self.num_outputs = num_outputs
 
     def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        refs = self.items[int(rng.integers(len(self.items)))]
-        if refs.shape[1] > length:
-            start = int(rng.integers(0, refs.shape[1] - length + 1))
-            refs = refs[:, start:start + length]
-        else:
-            refs = np.pad(refs, ((0, 0), (0, length - refs.shape[1])))
+        src = self.items[int(rng.integers(len(self.items)))]
+        refs = np.zeros((self.num_outputs, length), np.float32)
+        start = int(rng.integers(0, src.shape[1] - length + 1)) if src.shape[1] > length else 0
+        crop = src[:, start:start + length].astype(np.float32)
+        refs[: crop.shape[0], : crop.shape[1]] = crop
         # A crop can miss a source entirely; mark such rows absent.
         refs = np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > 1e-5, refs, 0).astype(np.float32)
         return refs.sum(0).astype(np.float32), refs
@@ -246,7 +251,11 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
             raise TrainError(f"{data}: needs train and validation/eval mixtures")
         train = RecordCropper(train_recs, num_outputs, sr)
         val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr)
-        val = [(r.sum(0), r) for r in (it[:, :val_len] for it in val_src.items)]
+        val = []
+        for item in val_src.items:  # the first val_seconds of each validation mixture
+            refs = np.zeros((num_outputs, min(val_len, item.shape[1])), np.float32)
+            refs[: item.shape[0]] = item[:, : refs.shape[1]].astype(np.float32)
+            val.append((refs.sum(0), refs))
         return train, val
     raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
 
