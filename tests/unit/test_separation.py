@@ -273,7 +273,7 @@ def test_activity_rules():
     study = filter_estimates(est, mix + burst)
     # The burst's global RMS is < 10 % of the mixture's: the study rule drops it …
     assert [d["kept"] for d in study] == [True, False, False, False]
-    assert "RMS" in study[3]["reason"] and "max" in study[1]["reason"]
+    assert "RMS" in study[3]["reason"] and "silent" in study[1]["reason"]
     # … while the frame rule sees it dominate its frames.
     frames = filter_estimates(est, mix + burst, ActivityConfig(rule="frames", frame_db=-10))
     assert [d["kept"] for d in frames] == [True, False, True, False]
@@ -281,7 +281,12 @@ def test_activity_rules():
     assert [d["kept"] for d in rel] == [True, False, True, True]
     # The first rule alone is configurable: a huge threshold drops everything.
     none = filter_estimates(est, mix, ActivityConfig(threshold=1e9))
-    assert not any(d["kept"] for d in none)
+    assert not any(d["kept"] for d in none) and "max" in none[0]["reason"]
+    # Non-finite or empty estimates are never kept.
+    bad = filter_estimates(np.stack([np.full(100, np.nan, np.float32), np.ones(100, np.float32)]),
+                           np.ones(100, np.float32))
+    assert [d["kept"] for d in bad] == [False, True] and "non-finite" in bad[0]["reason"]
+    assert [d["kept"] for d in filter_estimates(np.zeros((2, 0), np.float32), np.zeros(0))] == [False, False]
     assert count_accuracy([(2, 2), (3, 2), (1, 2), (4, 4)]) == {"equal": 0.5, "under": 0.25, "over": 0.25}
     with pytest.raises(ValueError):
         ActivityConfig(rule="magic")

@@ -53,6 +53,9 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     """Scores of every estimate (``[M, T]``) against the mixture (``[T]``)."""
     est = np.asarray(est, np.float64)
     mix = np.asarray(mix, np.float64)
+    if est.shape[-1] == 0:  # nothing to hear: every estimate scores zero (and is dropped)
+        keys = ("sum_abs_times_peak", "rms", "rms_ratio", "energy_db", "active_frame_fraction")
+        return [dict.fromkeys(keys, 0.0) | {"energy_db": -240.0} for _ in range(est.shape[0])]
     mix_rms = float(np.sqrt(np.mean(mix**2))) + 1e-12
     mix_frames = _frame_energy(mix, frame)
     est_frames = _frame_energy(est, frame)
@@ -75,6 +78,10 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
 
 def decide(scores: dict[str, float], cfg: ActivityConfig) -> tuple[bool, str]:
     """``(kept, reason)`` for one estimate's scores."""
+    if not all(np.isfinite(v) for v in scores.values()):
+        return False, "non-finite samples (NaN or Inf) in the estimate"
+    if scores["rms"] == 0.0:
+        return False, "silent (all zeros)"
     if cfg.rule == "study":
         if scores["sum_abs_times_peak"] <= cfg.threshold:
             return False, f"(Σ|s|)·max|s| = {scores['sum_abs_times_peak']:.3g} ≤ {cfg.threshold:g}"
