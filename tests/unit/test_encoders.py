@@ -48,6 +48,8 @@ def test_ast_time_layout_is_a_transpose_of_the_grid(tiny_model, clip) -> None:
     np.testing.assert_allclose(timed[t, f * 32 : (f + 1) * 32], flat[f * 12 + t], atol=1e-6)
     ext = EXTRACTORS.build(f"{path}@layer=last,layout=time")
     assert ext.frame_rate == pytest.approx(10.0) and ext.dim == 160
+    assert ext.name.endswith("@layout=time") and ext.describe()["freq_patches"] == 5
+    assert "@" not in EXTRACTORS.build(f"{path}@layer=2").name
     # trimmed to the audio: 0.5 s → 49 fbank frames → 5 time patches
     assert ext.embed(clip[:8000]).shape == (5, 160)
     assert ext.embed(clip).shape == (10, 160)

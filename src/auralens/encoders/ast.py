@@ -130,13 +130,23 @@ class ASTExtractor(Extractor):
         else:
             self.dim = hidden * self.freq_patches
             self.frame_rate = 1.0 / (config.time_stride * FBANK_SHIFT)
-        self.name = name or f"ast:{source}"
+        # Layout/trim change the output, so they are part of the name (cache keys, checkpoints).
+        opts = []
+        if layout != "flat":
+            opts.append(f"layout={layout}")
+        if self.trim != (layout == "time"):
+            opts.append(f"trim={str(self.trim).lower()}")
+        self.name = (name or f"ast:{source}") + ("@" + ",".join(opts) if opts else "")
         self.revision = model_revision(source)
         self._torch = torch
 
     # ------------------------------------------------------------------ public API
     def num_layers(self) -> int:
         return int(self.config.num_hidden_layers)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "layout": self.layout, "trim": self.trim,
+                "freq_patches": self.freq_patches, "time_patches": self.time_patches}
 
     @property
     def labels(self) -> list[str]:
