@@ -128,3 +128,15 @@ def test_ssl_generic_hf_dispatch_and_batching(tiny_model, clip) -> None:
     hub = EXTRACTORS.build(f"{tiny_model('hubert')}@layer=features")
     out = hub.embed_batch(waves)
     assert [o.shape for o in out] == [(49, 32), (24, 32)]
+
+
+def test_dtype_and_device_options(tiny_model, clip) -> None:
+    path = tiny_model("hubert")
+    ref = EXTRACTORS.build(f"{path}@layer=2,device=cpu").embed(clip)
+    half = EXTRACTORS.build(f"{path}@layer=2,device=cpu,dtype=bfloat16")
+    assert half.device == "cpu" and str(half.torch_dtype) == "torch.bfloat16"
+    out = half.embed(clip)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    assert np.abs(out - ref).mean() < 0.1 * np.abs(ref).mean()
+    with pytest.raises(Exception, match="unknown dtype"):
+        EXTRACTORS.build(f"{path}@dtype=float8")
