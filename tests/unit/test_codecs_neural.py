@@ -79,5 +79,8 @@ def test_missing_codec_is_model_unavailable(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError):
         CODECS.build("dac:nobody/no-such-dac-model")
+    for preset in ("dac", "dac_16khz", "dac_24khz", "dac_44khz", "dac:dac_16khz"):
+        with pytest.raises(ModelUnavailableError, match="descript/dac_"):
+            CODECS.build(preset)  # not in the (empty) hub cache of the test machine
     with pytest.raises(ModelUnavailableError):
         CODECS.build(str(tmp_path))

@@ -75,3 +75,17 @@ def build(spec: ModelSpec, **params: Any) -> DacCodec:
     ident = PRESETS.get(spec.id, spec.id)
     spec = ModelSpec(spec.kind, ident, spec.params, spec.raw)
     return DacCodec(codec_source(spec, default="descript/dac_44khz"), **params)
+
+
+def _preset(hub_id: str) -> Any:
+    def build_preset(spec: ModelSpec, **params: Any) -> DacCodec:
+        return DacCodec(codec_source(ModelSpec("dac", spec.id or hub_id), default=hub_id),
+                        **params)
+
+    build_preset.__doc__ = f"Registry factory for the ``{hub_id.split('/')[-1]}`` preset ({hub_id})."
+    return build_preset
+
+
+build_44khz = _preset("descript/dac_44khz")
+build_24khz = _preset("descript/dac_24khz")
+build_16khz = _preset("descript/dac_16khz")
