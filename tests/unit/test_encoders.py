@@ -91,6 +91,8 @@ def test_missing_model_offline_is_a_clear_error(tmp_path, monkeypatch) -> None:
         EXTRACTORS.build("hubert:nobody/definitely-not-cached-model")
     with pytest.raises(ModelUnavailableError):
         EXTRACTORS.build(f"{tmp_path}")  # a directory without config.json
+    with pytest.raises(ModelUnavailableError, match="train-classifier"):
+        EXTRACTORS.build(f"classifier:{tmp_path}")
 
 
 # ---------------------------------------------------------------- HuBERT family
