@@ -98,9 +98,13 @@ def test_prepare_skips_corrupt_clips(corrupt_library, tiny_model, tmp_path: Path
     info = json.loads((out / "run.json").read_text())["prepared"]
     assert (info["n_clips"], info["n_ok"], info["n_failed"]) == (81, 77, 4)
 
-    # A second run recomputes nothing, retries the bad clips and lists them again (no duplicates).
-    proc = run_cli(args, cli_env(tmp_path / "cache"))
-    assert proc.returncode == 0 and "(0 embeddings and 0 latents computed, 4 failed" in proc.stdout
+    # A second run (in-process, same cache) recomputes nothing, retries the bad clips and
+    # lists them again, without duplicates.
+    from auralens.sonify.prepare import prepare
+
+    res = prepare(root, f"hubert:{tiny_model('hubert')}", "mel", 1, out, duration=1.0,
+                  batch_size=16, cache_dir=tmp_path / "cache")
+    assert (res.n_ok, res.n_failed, res.computed_embeddings, res.computed_latents) == (77, 4, 0, 0)
     assert sorted(e["item"] for e in read_jsonl(out / "errors.jsonl")) == sorted(bad)
 
 
@@ -174,8 +178,11 @@ def test_imagine_batch_skips_corrupt_mixtures(corrupt_fuss, tiny_model, tmp_path
     run = json.loads((out / "run.json").read_text())
     assert (run["n_items"], run["n_failed"], run["n_done"]) == (40, 4, 36)
 
-    # Resume: finished mixtures are skipped, the bad ones retried and listed once again.
-    proc = run_cli(args, cli_env(tmp_path / "cache"))
-    assert proc.returncode == 0 and "36 results in" in proc.stdout
+    # Resume (in-process): finished mixtures are skipped, the bad ones retried and listed again.
+    from auralens.scene.pipeline import imagine_batch
+
+    lines = imagine_batch(fuss, out, {"separator": "nmf", "report": False,
+                                      "captioner": f"classifier:{tiny_model('tiny_classifier')}"})
+    assert len(lines) == 36 and len({r["id"] for r in lines}) == 36
     assert sorted(e["item"] for e in read_jsonl(out / "errors.jsonl")) == sorted(bad)
-    assert len(read_jsonl(out / "results.jsonl")) == 36
+    assert json.loads((out / "run.json").read_text())["n_new"] == 0
