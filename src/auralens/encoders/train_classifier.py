@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class ClassifierConfig:
     save_dtype: str = "float16"
     max_steps: int | None = None
     threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _fbank_extractor(cfg: ClassifierConfig) -> Any:
