@@ -52,7 +52,7 @@ QUICK_ARGS: dict[str, list[str]] = {
 BUDGETS: dict[str, float] = {"trainer_vs_hf": 1200.0, "sonify": 900.0, "demo": 900.0}
 #: Keys describing the machine/run rather than a measured result (left out of the table).
 CONTEXT_KEYS = {"bench", "run_id", "run_at", "machine", "status", "elapsed_s", "rc", "script", "args",
-                "host"}
+                "host", "platform"}
 
 
 def machine_info() -> dict[str, Any]:

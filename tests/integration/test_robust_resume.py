@@ -224,7 +224,9 @@ def test_sonify_train_killed_then_resumed(prepared: Path, tmp_path: Path) -> Non
         train(prepared, tmp_path / "ref", TrainConfig(gate="lin", lr=1e-2, epochs=epochs, batch_size=4,
                                                       grad_accum=1, device="cpu", tensorboard=False))
     run = tmp_path / "run"
-    kill_when(args(run), env, lambda: (run / "last.safetensors").exists())
+    # Kill once epoch 1 is fully recorded (checkpoint, then history line), i.e. while a later
+    # epoch trains; the checkpoint→history window itself is reproduced further down.
+    kill_when(args(run), env, lambda: len(complete_lines(run / "history.jsonl")) >= 1)
     last = ckpt.load(run / "last.safetensors")  # loads: written atomically
     done = int(last.header["epoch"])
     hist = complete_lines(run / "history.jsonl")
