@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -42,7 +41,6 @@ def _rtf_worker(preset: str, seconds: float, threads: int) -> dict:
     from auralens.scene.separate.tdcnpp import preset as get
 
     torch.set_num_threads(threads)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if preset == "committed":
         model, _ = load_checkpoint(ROOT / "src/auralens/presets/tdcnpp-tiny/model.safetensors")
     else:
@@ -50,15 +48,33 @@ def _rtf_worker(preset: str, seconds: float, threads: int) -> dict:
     sep = TDCNppSeparator(model, chunk_seconds=max(seconds, 10.0))
     mix = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * 16000))).astype(np.float32)
     sep.separate(mix[:16000])  # warm-up
+    base = _rss_kb("VmRSS")
+    _reset_peak()
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
         sep.separate(mix)
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _rss_kb("VmHWM")
     params = sum(p.numel() for p in model.parameters())
     return {"preset": preset, "rtf": min(times) / seconds, "params": params,
-            "peak_rss_mb": peak / 1024, "rss_growth_mb": (peak - base) / 1024}
+            "peak_rss_mb": peak / 1024, "peak_over_idle_mb": (peak - base) / 1024}
+
+
+def _rss_kb(field: str) -> int:
+    """VmRSS / VmHWM of this process in kB (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    """Reset VmHWM to the current RSS so the peak covers only what follows (Linux ≥ 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def measure_rtf(preset: str, seconds: float, threads: int) -> dict:
@@ -81,6 +97,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-bss", action="store_true")
     ap.add_argument("--skip-rtf", action="store_true")
+    ap.add_argument("--rtf-only", action="store_true", help="Only the real-time factor / memory part.")
     ap.add_argument("--recipe", choices=("mixer", "dynamic"), default="mixer",
                     help="mixer: auralens.data.mix FUSS recipe (rooms, onsets); "
                          "dynamic: the training mixer's recipe.")
@@ -88,6 +105,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.rtf_worker:
         print(json.dumps(_rtf_worker(args.rtf_worker, args.seconds, args.threads)))
+        return
+
+    if args.rtf_only:
+        for preset in ("committed", "tiny", "fuss"):
+            print(json.dumps(measure_rtf(preset, args.seconds, args.threads)), flush=True)
         return
 
     import torch
@@ -167,7 +189,7 @@ def main() -> None:
             r = measure_rtf(preset, args.seconds, args.threads)
             rtf[preset] = r
             print(f"  {preset:<10} params {r['params']:>9,d}  RTF {r['rtf']:.4f}  "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB (+{r['rss_growth_mb']:.0f} MB for the model run)")
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB ({r['peak_over_idle_mb']:+.0f} MB over the loaded, idle process)")
 
     model, nmf, irm = (results[k]["MSi"] for k in (args.separator, "nmf", "oracle-irm"))
     targets = {"beats_nmf_by_5dB": bool(model - nmf >= 5.0), "msi_minus_nmf": model - nmf,

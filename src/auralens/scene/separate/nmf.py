@@ -30,8 +30,8 @@ def nmf_kl(v: np.ndarray, n_components: int, n_iter: int, rng: np.random.Generat
     """KL-NMF by multiplicative updates: ``v [F, K] ≈ W [F, C] @ H [C, K]``."""
     f, k = v.shape
     scale = np.sqrt(v.mean() / n_components + EPS)
-    w = rng.uniform(0.5, 1.5, (f, n_components)) * scale
-    h = rng.uniform(0.5, 1.5, (n_components, k)) * scale
+    w = (rng.uniform(0.5, 1.5, (f, n_components)) * scale).astype(v.dtype)
+    h = (rng.uniform(0.5, 1.5, (n_components, k)) * scale).astype(v.dtype)
     ones = np.ones_like(v)
     for _ in range(n_iter):
         h *= (w.T @ (v / (w @ h + EPS))) / (w.T @ ones + EPS)
@@ -85,7 +85,7 @@ class NMFSeparator(Separator):
     def separate(self, mix: np.ndarray) -> np.ndarray:
         mix_t = torch.from_numpy(np.ascontiguousarray(mix, np.float32))
         spec = stft(mix_t, self.stft_cfg)  # [F, K]
-        v = spec.abs().double().numpy() + EPS
+        v = spec.abs().numpy().astype(np.float32) + np.float32(EPS)  # float32: twice as fast
         rng = np.random.default_rng(self.seed)
         w, h = nmf_kl(v, self.n_components, self.n_iter, rng)
         if self.cluster == "templates":
