@@ -47,7 +47,7 @@ class ModelSpec:
         if not self.id:
             return None
         p = Path(os.path.expanduser(self.id))
-        return p if p.exists() else None
+        return p if _exists(p) else None
 
     @property
     def is_local(self) -> bool:
@@ -63,6 +63,14 @@ class ModelSpec:
         if self.params:
             out += "@" + ",".join(f"{k}={v}" for k, v in self.params.items())
         return out
+
+
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that treats names the OS rejects (too long, NUL bytes) as absent."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _convert(value: str) -> Any:
@@ -103,7 +111,7 @@ def parse_params(text: str) -> dict[str, Any]:
 def _looks_like_path(text: str) -> bool:
     return (
         text.startswith(("/", "./", "../", "~"))
-        or Path(os.path.expanduser(text)).exists()
+        or _exists(Path(os.path.expanduser(text)))
     )
 
 
@@ -130,7 +138,7 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
         ats = [text.find("@")]  # "mel@bad" → reported as a malformed option below
     if ats:
         # An existing local path may itself contain "@": take the longest such head.
-        existing = [i for i in ats if Path(os.path.expanduser(text[:i])).exists()]
+        existing = [i for i in ats if _exists(Path(os.path.expanduser(text[:i])))]
         at = existing[-1] if existing else ats[0]
         head, params_text = text[:at], text[at + 1 :]
     params = parse_params(params_text)

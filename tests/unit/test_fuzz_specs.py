@@ -45,10 +45,6 @@ def test_well_formed_specs_round_trip(kind: str, ident: str, layer: int) -> None
     assert (again.kind, again.id, again.params) == (spec.kind, spec.id, spec.params)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "auralens.specs._looks_like_path / parse_spec call Path.exists() unguarded: a name longer "
-    "than the file system allows raises OSError (ENAMETOOLONG) "
-    "instead of SpecError"))
 @pytest.mark.parametrize("text", ["x" * 5000, "hf:" + "x" * 300 + "@layer=1"])
 def test_pathological_specs_raise_spec_error(text: str) -> None:
     _check(text)
