@@ -139,13 +139,16 @@ class TemplateComposer(Composer):
         setting, fit = self.choose_setting(names)
         positions = self.kb.positions
         parts = []
-        seen: dict[str, int] = {}
-        for i, name in enumerate(names):
+        # Several estimates with one label describe one thing seen once, heard from several
+        # places, rather than the same sentence repeated.
+        counts: dict[str, int] = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+        for i, name in enumerate(dict.fromkeys(names)):
             where = positions[i] if i < len(positions) else positions[-1]
             phrase = self.visual(name)
-            seen[name] = seen.get(name, 0) + 1
-            if seen[name] > 1:
-                phrase = f"{phrase}, repeating the scene's {name} once more"
+            if counts[name] > 1:
+                phrase = f"{phrase}, its {name} sound coming from several places at once"
             parts.append(f"{where}, {phrase}.")
         place = setting.place[0].upper() + setting.place[1:]
         text = " ".join([f"{place}.", *parts, setting.mood]).strip()
