@@ -143,13 +143,16 @@ def run_one(name: str, script: Path, args: list[str], budget: float, log_dir: Pa
                      "script": script.name, "args": args}
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, depth: int = 0) -> str:
+    """Compact cell text; structures nested deeper than two levels are elided."""
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+        if depth >= 2:
+            return "{…}"
+        return "{" + ", ".join(f"{k}: {_fmt(x, depth + 1)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v[:6]) + (", …" if len(v) > 6 else "") + "]"
+        return "[" + ", ".join(_fmt(x, depth + 1) for x in v[:6]) + (", …" if len(v) > 6 else "") + "]"
     return str(v)
 
 
@@ -171,15 +174,18 @@ def latest_records(path: Path) -> list[dict[str, Any]]:
 def render_table(records: list[dict[str, Any]]) -> str:
     """Markdown: machine(s), then one row per record with its measured values."""
     lines = []
-    machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in records}
-    for m in sorted(machines):
-        info = json.loads(m)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(r.get("run_id", ""), []).append(r)
+    for group in sorted(runs.values(), key=lambda g: g[0].get("run_at", "")):
+        info = group[0].get("machine", {})
+        names = ", ".join(sorted({r.get("bench", "?") for r in group}))
         if info:
-            gpu = f"; GPU {info['gpu']}" if info.get("gpu") else ""
-            lines.append(f"Machine: {info.get('nproc')} CPUs (`nproc`), {info.get('cpu')}, "
-                         f"{info.get('mem_gb')} GB RAM{gpu}; Python {info.get('python')}, torch "
-                         f"{info.get('torch')}; runs started {info.get('date')} (1-min load average "
-                         f"at start {info.get('load_avg_1min')}).")
+            gpu = f"; GPU {info['gpu']}" if info.get("gpu") else "; no GPU"
+            lines.append(f"- {names}: run {info.get('date')} on {info.get('nproc')} CPUs (`nproc`), "
+                         f"{info.get('cpu')}, {info.get('mem_gb')} GB RAM{gpu}; Python "
+                         f"{info.get('python')}, torch {info.get('torch')}; 1-min load average at "
+                         f"start {info.get('load_avg_1min')}")
     lines += ["", "| benchmark | status | time (s) | measured (one run) |", "|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r.get("bench", ""), r.get("run_at", ""))):
         values = {k: v for k, v in r.items() if k not in CONTEXT_KEYS}
