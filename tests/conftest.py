@@ -50,6 +50,20 @@ def noise(sr: int) -> np.ndarray:
     return (0.1 * np.random.default_rng(0).standard_normal(sr)).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One torch thread for a module: tiny tensors run far faster that way on a busy machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def esc10() -> Path:
     """../shared/data/esc10, or skip when it is absent."""

@@ -18,15 +18,7 @@ from auralens.sonify.train import TrainConfig, train
 MEL = "mel@n_mels=32,n_iter=4"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Tiny tensors run far faster on one thread, above all on a busy shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,7 @@ from auralens.sonify.train import (
     parse_lrs,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Tiny tensors run far faster on one thread, above all on a busy shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def test_peak_minmax_threshold_square_known_answers() -> None:
