@@ -102,17 +102,17 @@ def _label_seed(seed: int, label: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
 
 
-def _apportion(sizes: Sequence[int], ratio: float, seed: int) -> list[int]:
-    """Per-stratum counts summing to ``round(sum(sizes) * ratio)`` (largest remainder).
+def _apportion(sizes: Sequence[int], target: int, seed: int) -> list[int]:
+    """Per-stratum counts proportional to ``sizes`` that sum to ``target`` (largest remainder).
 
     Rounding each small class on its own can leave a split empty (3 clips × 10% → 0 per
     class); apportioning the total keeps the overall 80/10/10 while staying stratified.
     """
-    exact = [n * ratio for n in sizes]
+    total = sum(sizes)
+    target = max(0, min(target, total))
+    exact = [n * target / total if total else 0.0 for n in sizes]
     counts = [int(x) for x in exact]
-    target = min(int(round(sum(sizes) * ratio)), sum(sizes))
-    rng = np.random.default_rng(seed)
-    tie = rng.random(len(sizes))  # seeded tie-break so equal remainders rotate between classes
+    tie = np.random.default_rng(seed).random(len(sizes))  # seeded tie-break between classes
     order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - counts[i]), tie[i]))
     for i in order:
         if sum(counts) >= target:
@@ -122,6 +122,10 @@ def _apportion(sizes: Sequence[int], ratio: float, seed: int) -> list[int]:
     return counts
 
 
+def _half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
+
+
 def make_splits(
     clips: Sequence[Clip], seed: int = 42, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> dict[str, list[Clip]]:
@@ -129,8 +133,8 @@ def make_splits(
 
     Each label's clips (sorted by id, so input order does not matter) are shuffled with a
     generator seeded by ``(seed, label)`` and cut by ``ratios``; val and test get
-    clips apportioned so that the totals are ``round(N * ratio)`` (largest remainder over
-    labels) and train the rest.
+    clips apportioned so that the totals are ``N * ratio`` rounded half up (largest remainder
+    over labels) and train the rest.
 
     Args:
         clips: clips to split (unlabelled clips form their own stratum).
@@ -151,8 +155,10 @@ def make_splits(
     out: dict[str, list[Clip]] = {name: [] for name in SPLITS}
     labels = sorted(groups)
     sizes = [len(groups[label]) for label in labels]
-    quota_val = _apportion(sizes, r_val, seed)
-    quota_test = _apportion([n - v for n, v in zip(sizes, quota_val, strict=True)], r_test / max(1e-12, 1 - r_val), seed + 1)
+    n_total = sum(sizes)
+    quota_val = _apportion(sizes, _half_up(n_total * r_val), seed)
+    rest = [n - v for n, v in zip(sizes, quota_val, strict=True)]
+    quota_test = _apportion(rest, _half_up(n_total * r_test), seed + 1)
     for label, n_val, n_test in zip(labels, quota_val, quota_test, strict=True):
         members = sorted(groups[label], key=lambda c: c.id)
         order = _label_seed(seed, label).permutation(len(members))
