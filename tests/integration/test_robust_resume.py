@@ -333,9 +333,6 @@ def test_imagine_batch_killed_then_resumed(fuss: Path, tiny_model, tmp_path: Pat
 # --------------------------------------------------------------------------- kill windows
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "auralens.io.append_jsonl appends after a truncated last line left by a killed writer, "
-    "so the next record is glued to the fragment and lost (see docs/robustness.md)"))
 def test_append_after_a_truncated_line_keeps_the_new_record(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     append_jsonl(path, {"id": "a"})

@@ -70,9 +70,6 @@ def test_peak_and_minmax_known_answers() -> None:
     assert apply(np.array([np.nan, np.inf, 1.0]), "none").tolist() == [0.0, 0.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "auralens.sonify.postprocess.apply casts to float32 after the last finiteness check: "
-    "values beyond the float32 range (float64 input, or the result of square) come back as inf"))
 @pytest.mark.parametrize(("wave", "chain", "reference"), [
     (np.array([1e39, 0.0, -1.0]), "none", None),
     (np.full(4, F32_MAX, np.float32), "square", None),
@@ -81,10 +78,6 @@ def test_values_beyond_float32_range_stay_finite(wave, chain, reference) -> None
     assert np.all(np.isfinite(apply(wave, chain, reference=reference)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "auralens.sonify.postprocess.parse_chain accepts any float as a step argument; "
-    "apply then fails with ValueError/OverflowError in int() or scipy for wiener:nan, "
-    "wiener:inf and wiener:-5 instead of a PostprocessError"))
 @pytest.mark.parametrize("chain", ["wiener:nan", "wiener:inf", "wiener:-5"])
 def test_bad_step_arguments_are_refused_clearly(chain: str) -> None:
     wave = np.random.default_rng(0).standard_normal(64).astype(np.float32)

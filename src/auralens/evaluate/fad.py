@@ -173,7 +173,11 @@ def compute_stats(frames: np.ndarray | Sequence[np.ndarray], *, shrinkage: Shrin
             "embedder, or pass shrinkage='ledoit-wolf'")
     mu = x.mean(axis=0)
     xc = x - mu
-    sigma = xc.T @ xc / (n - 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sigma = xc.T @ xc / (n - 1)
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise MetricInputError("embedding frames are too large: their covariance overflows "
+                               "float64 (rescale the embeddings)")
     alpha = 0.0
     if shrinkage is not None:
         if isinstance(shrinkage, str):

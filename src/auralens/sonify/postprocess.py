@@ -103,6 +103,9 @@ def parse_chain(chain: str | Sequence[str] | None) -> list[tuple[str, float | No
                 value = float(arg)
             except ValueError:
                 raise PostprocessError(f"post-processing step {part!r}: {arg!r} is not a number") from None
+            if not np.isfinite(value) or value < 0 or (name == "wiener" and not 1 <= value <= 4096):
+                raise PostprocessError(f"post-processing step {part!r}: argument out of range "
+                                       "(threshold: a percentage ≥ 0; wiener: a window of 1–4096 samples)")
         out.append((name, value))
     return out
 
@@ -136,4 +139,6 @@ def apply(wave: np.ndarray, chain: str | Sequence[str] | None,
         else:
             x = fn(x, reference)
         x = _finite(x)
-    return x.astype(np.float32)
+    # Clip to the float32 range before the cast so huge values never turn into inf.
+    f32 = float(np.finfo(np.float32).max)
+    return np.clip(x, -f32, f32).astype(np.float32)
