@@ -48,6 +48,21 @@ class DemoPlan:
                    mixtures=3, data_limit=None)
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def classifier_for(data: Path | None) -> Path:
+    """The committed classifier that knows the data's classes.
+
+    ``classifier-synth`` was trained on the procedural library, ``classifier`` on ESC-10;
+    explaining (and captioning with) a model that never saw the classes would say little.
+    """
+    synth = PRESETS / "classifier-synth"
+    if data is None and (synth / "config.json").exists():
+        return synth
+    return PRESETS / "classifier"
+
+
 def _say(step: str) -> None:
     """Progress line on stderr (visible without -v)."""
     import sys
@@ -79,6 +94,7 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     timer = Timer()
     start = time.perf_counter()
 
+    classifier = classifier_for(data)
     with timer("data"):
         if data is None:
             _say(f"1/5 building the procedural sound library ({plan.clips_per_class} clips per class)")
@@ -91,7 +107,8 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         _say(f"2/5 sonify: one '{plan.gate}' gate per classifier layer ({', '.join(plan.layers)}) "
              f"into the mel codec, {plan.epochs} epochs each")
         cfg = TrainConfig(gate=plan.gate, epochs=plan.epochs, seed=seed, tensorboard=False)
-        rows = sweep(data, "classifier", list(plan.layers), "mel", plan.gate, out / "sonify",
+        rows = sweep(data, f"classifier:{classifier}", list(plan.layers), "mel", plan.gate,
+                     out / "sonify",
                      cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
                      limit=plan.data_limit)
 
@@ -104,14 +121,16 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         _say(f"4/5 imagine: building {plan.mixtures} FUSS-recipe mixtures and describing them")
         build_mixtures(data, out / "mixtures", n=plan.mixtures, seed=seed)
     with timer("imagine"):
-        results = imagine_batch(out / "mixtures", out / "imagine")
+        results = imagine_batch(out / "mixtures", out / "imagine",
+                                {"captioner": f"classifier:{classifier}"})
 
     _say("5/5 writing the index page")
     index = _write_index(out, rows, report, results, data)
     write_run_json(out, command="demo",
                    config={"data": str(data), "quick": quick, "plan": plan.__dict__},
-                   models={"extractor": "classifier", "codec": "mel", "separator": "tdcnpp",
-                           "captioner": "classifier", "composer": "template", "image": "none"},
+                   models={"extractor": f"classifier:{classifier}", "codec": "mel",
+                           "separator": "tdcnpp", "captioner": f"classifier:{classifier}",
+                           "composer": "template", "image": "none"},
                    timings={**timer.timings, "total": time.perf_counter() - start}, seed=seed)
     _say(f"done in {time.perf_counter() - start:.0f} s: open {index}")
     return index
