@@ -12,6 +12,13 @@ RUN directory (read by the evaluation report, keep it stable)::
     RUN/last.safetensors  end of the latest epoch (with optimizer + RNG state, for --resume)
     RUN/tb/               TensorBoard scalars (loss/train, loss/val, lr)
 
+Scale-out: the loop runs through ``accelerate.Accelerator``, so the same call works in one
+process and under ``accelerate launch --num_processes N`` (or ``torchrun``). Every process
+holds the (small) prepared tensors; each global batch of ``batch_size`` clips is split across
+the processes and the per-process losses are weighted so that the averaged gradient equals the
+single-process one (same effective batch, same number of updates). Validation losses are summed
+across processes; only the main process writes checkpoints, history, TensorBoard and run.json.
+
 Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
 ``RUN/lr=<v>/`` plus ``RUN/summary.csv`` and ``RUN/summary.md``.
 
@@ -24,6 +31,7 @@ stored in the checkpoint and inverted at render time (losses are then in normali
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -191,7 +199,17 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batch: int) -> float:
+def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batch: int,
+              acc: Any = None) -> float:
+    """Mean squared error over ``emb [N, C, T]`` → ``lat [N, D, T']``.
+
+    With an accelerator of several processes each one scores every ``num_processes``-th clip
+    and the sums are added across processes, so the result equals the one-process value.
+    ``model`` must be the unwrapped module: a DDP forward would need the same number of calls
+    on every process.
+    """
+    rank, world = (acc.process_index, acc.num_processes) if acc is not None else (0, 1)
+    emb, lat = emb[rank::world], lat[rank::world]
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -199,7 +217,35 @@ def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batc
             pred = model(emb[i:i + batch])
             total += F.mse_loss(pred, lat[i:i + batch], reduction="sum").item()
             count += pred.numel()
+    total, count = _sum_across(acc, total, count, device=emb.device)
     return total / max(count, 1)
+
+
+def _sum_across(acc: Any, *values: float, device: torch.device | None = None) -> list[float]:
+    """Add scalars over all processes (identity in a single process)."""
+    if acc is None or acc.num_processes == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device or acc.device)
+    return [float(v) for v in acc.reduce(t, reduction="sum").tolist()]
+
+
+def _accelerator() -> Any:
+    """The run's ``Accelerator`` (one process, or the processes of ``accelerate launch``).
+
+    ``device_placement=False``: tensors and the model are moved here, so a single-process run
+    still honours ``--device``; launched runs use the device the launcher assigned.
+    """
+    import os
+
+    from accelerate import Accelerator
+
+    acc = Accelerator(device_placement=False)
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > acc.num_processes:
+        # Without this every launched process would train alone into the same RUN directory.
+        raise TrainError(f"launched as {launched} processes but accelerate set up {acc.num_processes}; "
+                         "on machines without GPUs set ACCELERATE_USE_CPU=1 (see docs/scaling.md)")
+    return acc
 
 
 def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
@@ -265,8 +311,14 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     if last_path.exists() and not resume and not overwrite:
         raise TrainError(f"{run}: already holds a training run; pass --resume to continue it "
                          "or --overwrite to start again")
+    acc = _accelerator()
+    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+    if world > 1 and cfg.device not in ("auto", acc.device.type, str(acc.device)):
+        log.warning("--device %s ignored under %d processes: using %s", cfg.device, world, acc.device)
+    device = acc.device if world > 1 or cfg.device == "auto" else _device(cfg.device)
+    # Everyone checked for an existing run above; only now may the main process write.
+    acc.wait_for_everyone()
     run.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
 
     train_e, train_l = data.emb["train"], data.lat["train"]
     has_val = "val" in data.emb and len(data.emb["val"]) > 0
@@ -305,14 +357,22 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         first_val = ck.header.get("first_val_loss")
         train_loss = ck.header.get("train_loss")
         # Drop history lines of epochs after the checkpoint (a run killed mid-write).
-        write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if h["epoch"] < start_epoch])
+        if main:
+            write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if h["epoch"] < start_epoch])
         log.info("%s: resuming at epoch %d", run, start_epoch)
-    elif hist_path.exists():
+    elif hist_path.exists() and main:
         hist_path.unlink()
         best_path.unlink(missing_ok=True)
+    if world > 1 and rank > 0:
+        # Same initial weights everywhere (seeded above), different dropout masks per process.
+        torch.manual_seed(cfg.seed + 7919 * rank + start_epoch)
+    model, optim = acc.prepare(model, optim)
+    core = acc.unwrap_model(model)  # plain module: evaluation and checkpoints
 
-    writer = _tb_writer(run / "tb") if cfg.tensorboard else None
-    _write_run(run, cfg, data, {}, {"status": "running"})
+    writer = _tb_writer(run / "tb") if cfg.tensorboard and main else None
+    if main:
+        _write_run(run, cfg, data, {}, {"status": "running"})
+    acc.wait_for_everyone()
     n = te.shape[0]
     steps_per_update = cfg.grad_accum
     epoch = start_epoch - 1
@@ -323,29 +383,50 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             model.train()
             # The order depends only on (seed, epoch), so a resumed run sees the same batches.
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-            total, count, micro = 0.0, 0, 0
+            # Blur strengths from their own (seed, epoch) stream: identical on every process.
+            blur_gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch + 500_000)
+            total, count, micro = 0.0, 0.0, 0
             optim.zero_grad(set_to_none=True)
             batches = [order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
             for bi, idx in enumerate(batches):
-                idx = idx.to(device)
-                x, y = te[idx], tl[idx]
+                # This process's share of the global batch. A process left without clips (batch
+                # smaller than the process count) still runs forward/backward on one clip with
+                # weight 0, because DDP needs every process in each gradient all-reduce.
+                local, weight = idx[rank::world], 1.0
+                if len(local) == 0:
+                    local, weight = idx[:1], 0.0
+                local = local.to(device)
+                x, y = te[local], tl[local]
                 if cfg.blur:
-                    sigma = float(torch.empty(1).uniform_(*BLUR_SIGMA))
+                    sigma = float(torch.empty(1).uniform_(*BLUR_SIGMA, generator=blur_gen))
                     x = gaussian_blur(x, sigma)
-                loss = F.mse_loss(model(x), y)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{run}: training loss became {loss.item()} at epoch {epoch}, batch {bi + 1} "
-                        f"(lr={cfg.lr:g}); run stopped — try a smaller learning rate")
-                (loss / steps_per_update).backward()
                 micro += 1
-                if micro % steps_per_update == 0 or bi == len(batches) - 1:
+                update = micro % steps_per_update == 0 or bi == len(batches) - 1
+                # Skip the gradient all-reduce on accumulation steps that do not update.
+                sync = contextlib.nullcontext() if update or world == 1 else acc.no_sync(model)
+                with sync:
+                    pred = model(x)
+                    per_clip = pred[0].numel()
+                    sq = F.mse_loss(pred, y, reduction="sum") * weight
+                    bad = not bool(torch.isfinite(sq))
+                    if world > 1:
+                        bad = _sum_across(acc, float(bad), device=device)[0] > 0
+                    if bad:
+                        raise NonFiniteLossError(
+                            f"{run}: training loss became {sq.item() / max(per_clip * len(local), 1)} at "
+                            f"epoch {epoch}, batch {bi + 1} (lr={cfg.lr:g}); run stopped — try a "
+                            "smaller learning rate")
+                    # DDP averages gradients over processes: scaling by world / global element
+                    # count makes the result the mean over the whole global batch.
+                    acc.backward(sq * (world / (len(idx) * per_clip * steps_per_update)))
+                if update:
                     optim.step()
                     optim.zero_grad(set_to_none=True)
-                total += loss.item() * len(idx)
-                count += len(idx)
+                total += sq.item() / per_clip
+                count += len(local) * weight
+            total, count = _sum_across(acc, total, count, device=device)
             train_loss = total / max(count, 1)
-            val_loss = _evaluate(model, ve, vl, cfg.eval_batch_size)
+            val_loss = _evaluate(core, ve, vl, cfg.eval_batch_size, acc)
             if not math.isfinite(val_loss):
                 raise NonFiniteLossError(f"{run}: validation loss became {val_loss} at epoch {epoch} "
                                          f"(lr={cfg.lr:g}); run stopped — try a smaller learning rate")
@@ -357,17 +438,19 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             state = {"epoch": epoch, "val_loss": val_loss, "train_loss": train_loss,
                      "best_val_loss": best_val, "best_epoch": best_epoch, "first_val_loss": first_val}
             header = _header(cfg, data, model_args, **state)
-            if improved:  # ckpt.save copies tensors to the CPU itself
-                ckpt.save(best_path, model, header, norm=norm)
-            ckpt.save(last_path, model, header, optimizer=optim, norm=norm, rng=True)
             elapsed = time.perf_counter() - t0
-            append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                                     "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
+            if main:
+                if improved:  # ckpt.save copies tensors to the CPU itself
+                    ckpt.save(best_path, core, header, norm=norm)
+                ckpt.save(last_path, core, header, optimizer=optim, norm=norm, rng=True)
+                append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                         "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)
                 writer.add_scalar("loss/val", val_loss, epoch)
                 writer.add_scalar("lr", optim.param_groups[0]["lr"], epoch)
                 writer.flush()
+            acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
             log.info("epoch %d/%d train %.5g val %.5g (%.1f s)", epoch, cfg.epochs, train_loss, val_loss, elapsed)
     except NonFiniteLossError as exc:
         status, message = "diverged", str(exc)
@@ -379,10 +462,13 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         result = TrainResult(run, cfg.lr, status, epoch, best_epoch,
                              None if math.isinf(best_val) else best_val, first_val, train_loss,
                              seconds, message)
-        _write_run(run, cfg, data, {"train": seconds}, {
-            "status": status, "message": message, "epochs_run": epoch, "best_epoch": best_epoch,
-            "best_val_loss": result.best_val_loss, "first_val_loss": first_val,
-            "final_train_loss": train_loss, "val_split": "val" if has_val else "train"})
+        if main:
+            _write_run(run, cfg, data, {"train": seconds}, {
+                "status": status, "message": message, "epochs_run": epoch, "best_epoch": best_epoch,
+                "best_val_loss": result.best_val_loss, "first_val_loss": first_val,
+                "final_train_loss": train_loss, "val_split": "val" if has_val else "train",
+                "num_processes": world})
+    acc.wait_for_everyone()
     return result
 
 
@@ -423,7 +509,10 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                                        info.get("best_epoch"), info.get("best_val_loss"),
                                        info.get("first_val_loss"), info.get("final_train_loss"),
                                        0.0, str(exc)))
-    write_summary(out, results)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        write_summary(out, results)
     return results
 
 

@@ -1,0 +1,119 @@
+"""Gate training under ``accelerate launch --multi_gpu --num_processes 2`` on CPUs (gloo).
+
+``accelerate launch --cpu`` starts a single process unless MPI is set up; the torchrun-based
+multi-process launcher with ``ACCELERATE_USE_CPU=1`` gives two gloo CPU processes.
+
+The two-process run splits each global batch across the processes and weights their losses so
+the averaged gradient is the one-process gradient; it must therefore end close to the
+one-process run on the same prepared data (differences: float summation order only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from auralens.io import read_json, read_jsonl
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(AURALENS_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               AURALENS_NO_PROGRESS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONHASHSEED="0", ACCELERATE_DISABLE_RICH="1", ACCELERATE_USE_CPU="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """11 procedural 1 s clips → tiny HuBERT layer 1 embeddings + mel latents."""
+    from auralens.data.synth import synthesize
+    from auralens.sonify.prepare import prepare
+
+    root = tmp_path_factory.mktemp("scaleout-prep")
+    synthesize(root / "lib", clips_per_class=1, seed=5, sample_rate=16000, duration=1.0)
+    prepare(root / "lib", f"hubert:{tiny_model('hubert')}", "mel", 1, root / "prep", duration=1.0,
+            batch_size=11, cache_dir=root / "cache")
+    return root / "prep"
+
+
+def _train_args(prep: Path, out: Path) -> list[str]:
+    # batch 3 over 2 processes: uneven shares (2 + 1) and, for the last batch of one clip,
+    # a process with nothing to do — both paths are exercised.
+    return ["sonify", "train", str(prep), "--out", str(out), "--gate", "conv", "--lr", "1e-2",
+            "--epochs", "2", "--batch-size", "3", "--grad-accum", "2", "--eval-batch-size", "2",
+            "--device", "cpu", "--seed", "3"]
+
+
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate launcher not installed")
+def test_two_process_training_matches_one_process(prepared: Path, tmp_path: Path) -> None:
+    from auralens.sonify.train import TrainConfig, train
+
+    single = tmp_path / "single"
+    t0 = time.perf_counter()
+    train(prepared, single, TrainConfig(gate="conv", lr=1e-2, epochs=2, batch_size=3, grad_accum=2,
+                                        eval_batch_size=2, device="cpu", seed=3, tensorboard=False))
+    t_single = time.perf_counter() - t0
+
+    multi = tmp_path / "multi"
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "auralens.cli", *_train_args(prepared, multi)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    t_multi = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    hist = read_jsonl(multi / "history.jsonl")
+    assert [h["epoch"] for h in hist] == [1, 2]  # written once, by the main process only
+    run = read_json(multi / "run.json")
+    assert run["result"]["status"] == "ok" and run["result"]["num_processes"] == 2
+    assert (multi / "best.safetensors").is_file() and (multi / "last.safetensors").is_file()
+
+    ref = read_jsonl(single / "history.jsonl")
+    for a, b in zip(ref, hist, strict=True):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3), (ref, hist)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3), (ref, hist)
+    # The losses moved: the two runs agree on a trajectory, not on an untrained model.
+    assert hist[-1]["val_loss"] != pytest.approx(hist[0]["val_loss"], rel=1e-6)
+    print(json.dumps({"single_s": round(t_single, 1), "two_process_s": round(t_multi, 1)}))
+
+
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate launcher not installed")
+def test_two_process_resume_continues(prepared: Path, tmp_path: Path) -> None:
+    """A 1-epoch single-process run resumed for a second epoch under two processes."""
+    from auralens.sonify.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(prepared, run, TrainConfig(gate="conv", lr=1e-2, epochs=1, batch_size=3, grad_accum=2,
+                                     eval_batch_size=2, device="cpu", seed=3, tensorboard=False))
+    full = tmp_path / "full"
+    train(prepared, full, TrainConfig(gate="conv", lr=1e-2, epochs=2, batch_size=3, grad_accum=2,
+                                      eval_batch_size=2, device="cpu", seed=3, tensorboard=False))
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "auralens.cli", *_train_args(prepared, run), "--resume"]
+    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    hist = read_jsonl(run / "history.jsonl")
+    assert [h["epoch"] for h in hist] == [1, 2]
+    ref = read_jsonl(full / "history.jsonl")
+    assert hist[1]["val_loss"] == pytest.approx(ref[1]["val_loss"], rel=1e-3)
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
