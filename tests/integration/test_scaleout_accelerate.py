@@ -117,3 +117,41 @@ def test_two_process_resume_continues(prepared: Path, tmp_path: Path) -> None:
     ref = read_jsonl(full / "history.jsonl")
     assert hist[1]["val_loss"] == pytest.approx(ref[1]["val_loss"], rel=1e-3)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+_CLASSIFIER_SCRIPT = """
+import json, sys
+from auralens.encoders.train_classifier import ClassifierConfig, train_classifier
+cfg = ClassifierConfig(**json.loads(sys.argv[3]))
+train_classifier(sys.argv[1], sys.argv[2], cfg)
+"""
+
+
+def test_two_process_classifier_matches_one_process(tmp_path: Path) -> None:
+    """AST classifier: augmentation + mixup on, batch 3 over 2 processes, 2 epochs."""
+    from auralens.encoders.train_classifier import train_classifier
+    from tests.unit.test_classifier import _dataset
+
+    data = tmp_path / "data"
+    _dataset(data, per_class=2)  # 4 train clips, 4 validation clips
+    kw = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, num_mel_bins=32,
+              max_length=64, patch_stride=16, epochs=2, batch_size=3, lr=3e-3, warmup_epochs=0.5,
+              augment=True, mixup=0.3, dropout=0.0, save_dtype="float32", threads=1)
+    from auralens.encoders.train_classifier import ClassifierConfig
+
+    ref = train_classifier(data, tmp_path / "single", ClassifierConfig(**kw))
+    script = tmp_path / "train_clf.py"
+    script.write_text(_CLASSIFIER_SCRIPT)
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(script), str(data), str(tmp_path / "multi"), json.dumps(kw)]
+    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    hist = read_json(tmp_path / "multi" / "history.json")
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert read_json(tmp_path / "multi" / "run.json")["result"]["num_processes"] == 2
+    for a, b in zip(ref["history"], hist, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3), (ref["history"], hist)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3), (ref["history"], hist)
+        assert b["val_accuracy"] == a["val_accuracy"]
+    assert not list((tmp_path / "multi").glob(".errors.rank*"))

@@ -15,6 +15,12 @@ Recipe:
       validation accuracy is kept (ties: lower validation loss);
     * resumable: ``OUT/train_state.pt`` holds the model, optimiser and history after every
       epoch, and a rerun with the same OUT continues from there.
+
+Scale-out: the loop runs through ``accelerate.Accelerator``; ``accelerate launch
+--num_processes N`` (or torchrun) trains with N processes and no code change. Every process
+draws the same batch order and augmentation (one seeded generator), scores its share of each
+global batch, and weights its loss so the averaged gradient is the single-process one.
+Validation sums are added across processes; only the main process writes files.
 """
 
 from __future__ import annotations
@@ -141,20 +147,30 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
+def _evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int,
+              acc: Any = None) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on ``x [N, T, F]``; with several processes each scores
+    every ``num_processes``-th clip and the sums are added (``model``: the unwrapped module)."""
     import torch
 
+    rank, world = (acc.process_index, acc.num_processes) if acc is not None else (0, 1)
+    device = acc.device if acc is not None else torch.device("cpu")
+    x, y = x[rank::world], y[rank::world]
     model.eval()
     losses, correct = 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i : i + batch_size].astype(np.float32))
-            yb = torch.from_numpy(y[i : i + batch_size])
+            xb = torch.from_numpy(x[i : i + batch_size].astype(np.float32)).to(device)
+            yb = torch.from_numpy(y[i : i + batch_size]).to(device)
             logits = model(input_values=xb).logits
             losses += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(-1) == yb).sum())
     model.train()
-    n = max(1, len(x))
+    n = len(x)
+    if acc is not None and world > 1:
+        t = acc.reduce(torch.tensor([losses, correct, n], dtype=torch.float64, device=device), "sum")
+        losses, correct, n = (float(v) for v in t.tolist())
+    n = max(1, n)
     return correct / n, losses / n
 
 
@@ -172,7 +188,10 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     Raises:
         AuralensError: unusable dataset (fewer than two folds, no classes …).
     """
+    import os
+
     import torch
+    from accelerate import Accelerator
     from transformers import ASTConfig, ASTForAudioClassification
 
     from auralens.data.esc50 import load_esc50
@@ -180,6 +199,12 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
 
     cfg = cfg or ClassifierConfig()
     out = Path(out)
+    acc = Accelerator()
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > acc.num_processes:
+        raise AuralensError(f"launched as {launched} processes but accelerate set up "
+                            f"{acc.num_processes}; without GPUs set ACCELERATE_USE_CPU=1")
+    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -197,10 +222,14 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         by_target.setdefault(c.target if c.target is not None else -1, c.labels[0])
     classes = [by_target[t] for t in sorted(by_target)]
     label2id = {name: i for i, name in enumerate(classes)}
-    errors = ErrorLog(out / "errors.jsonl")
-    with timer("features"):
+    # Other processes keep their (identical) failure records in memory only.
+    errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl")
+    # The main process fills the fbank cache first; the others then only read it.
+    with timer("features"), acc.main_process_first():
         train_clips, x_tr, v_tr = _features([c for c in clips if c.fold != val_fold], cfg, errors)
         val_clips, x_va, v_va = _features([c for c in clips if c.fold == val_fold], cfg, errors)
+    if not main:
+        errors.path.unlink(missing_ok=True)
     if not len(train_clips) or not len(val_clips):
         raise AuralensError(f"{data}: no usable training or validation audio")
     y_tr = np.array([label2id[c.labels[0]] for c in train_clips], np.int64)
@@ -242,9 +271,13 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         train_seconds = float(state["train_seconds"])
         history = read_json(out / "history.json") if (out / "history.json").exists() else []
         log.info("resuming %s at epoch %d (best val acc %.3f)", out, start_epoch, best["acc"])
+    acc.wait_for_everyone()  # everyone has read the state before the main process rewrites it
 
+    model = model.to(acc.device)
+    model, opt = acc.prepare(model, opt)
+    core = acc.unwrap_model(model)
     model.train()
-    soft_ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    soft_ce_sum = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total_steps:
             break
@@ -255,39 +288,54 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
             if step >= total_steps:
                 break
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            # The whole global batch is augmented and mixed on every process (same generator,
+            # same draws); each process then forwards only its share.
             xb = torch.from_numpy(x_tr[idx].astype(np.float32))
             yb = torch.from_numpy(y_tr[idx])
             if cfg.augment:
                 xb = _augment(xb, v_tr[idx], cfg, gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+            ya, yb2, lam = yb, yb, 1.0
             if cfg.augment and cfg.mixup > 0 and len(idx) > 1:
                 lam = float(np.random.default_rng([cfg.seed, step]).beta(cfg.mixup, cfg.mixup))
                 perm = torch.randperm(len(idx), generator=gen)
-                logits = model(input_values=lam * xb + (1 - lam) * xb[perm]).logits
-                loss = lam * soft_ce(logits, yb) + (1 - lam) * soft_ce(logits, yb[perm])
-            else:
-                loss = soft_ce(model(input_values=xb).logits, yb)
+                xb, yb2 = lam * xb + (1 - lam) * xb[perm], yb[perm]
+            share, weight = slice(rank, None, world), 1.0
+            if len(range(len(idx))[share]) == 0:  # no clip for this process: weight-0 stand-in
+                share, weight = slice(0, 1), 0.0
+            xs, ya_s, yb_s = (t[share].to(acc.device) for t in (xb, ya, yb2))
+            logits = model(input_values=xs).logits
+            loss_sum = lam * soft_ce_sum(logits, ya_s) + (1 - lam) * soft_ce_sum(logits, yb_s)
+            loss_sum = loss_sum * weight
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            # DDP averages over processes: × world / global batch gives the global-batch mean.
+            acc.backward(loss_sum * (world / len(idx)))
+            acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            run_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
+            run_loss += float(loss_sum.detach())
+            seen += len(xs) if weight else 0
+        if world > 1:
+            t = acc.reduce(torch.tensor([run_loss, seen], dtype=torch.float64, device=acc.device), "sum")
+            run_loss, seen = (float(v) for v in t.tolist())
         train_seconds += time.perf_counter() - t0
-        val_acc, val_loss = _evaluate(model, x_va, y_va, cfg.batch_size * 2)
+        val_acc, val_loss = _evaluate(core, x_va, y_va, cfg.batch_size * 2, acc)
         record = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(1, seen),
                   "val_accuracy": val_acc, "val_loss": val_loss,
                   "lr": opt.param_groups[0]["lr"], "seconds": round(train_seconds, 1)}
         history.append(record)
         log.info("epoch %d: train loss %.4f, val acc %.3f, val loss %.4f", epoch + 1,
                  record["train_loss"], val_acc, val_loss)
-        if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
+        improved = val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"])
+        if improved:
             best = {"acc": val_acc, "loss": val_loss, "epoch": epoch + 1}
-            _save_model(model, cfg, out)
-        write_json(out / "history.json", history)
-        _save_state(state_path, model, opt, gen, epoch, step, best, train_seconds, cfg, classes)
+        if main:
+            if improved:
+                _save_model(core, cfg, out)
+            write_json(out / "history.json", history)
+            _save_state(state_path, core, opt, gen, epoch, step, best, train_seconds, cfg, classes)
+        acc.wait_for_everyone()
 
     summary = {
         "best_val_accuracy": best["acc"], "best_val_loss": best["loss"],
@@ -295,15 +343,17 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         "train_seconds": round(train_seconds, 1), "classes": classes,
         "train_clips": len(y_tr), "val_clips": len(y_va), "val_fold": val_fold,
         "train_folds": [f for f in folds if f != val_fold],
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "history": history, "errors": len(errors),
+        "parameters": int(sum(p.numel() for p in core.parameters())),
+        "history": history, "errors": len(errors), "num_processes": world,
     }
     timings = {**timer.timings, "train": train_seconds}
-    write_run_json(out, command="train-classifier", config={"data": str(data), **asdict(cfg)},
-                   models={"classifier": "ASTForAudioClassification"}, timings=timings,
-                   seed=cfg.seed, extra={"result": {k: v for k, v in summary.items()
-                                                    if k != "history"}})
-    errors.summary(len(clips))
+    if main:
+        write_run_json(out, command="train-classifier", config={"data": str(data), **asdict(cfg)},
+                       models={"classifier": "ASTForAudioClassification"}, timings=timings,
+                       seed=cfg.seed, extra={"result": {k: v for k, v in summary.items()
+                                                        if k != "history"}})
+        errors.summary(len(clips))
+    acc.wait_for_everyone()
     return summary
 
 
