@@ -70,6 +70,44 @@ def shard_items(items: Iterable[T], shard: tuple[int, int] | str | None,
     return ordered[index::count]
 
 
+def part_name(shard: tuple[int, int]) -> str:
+    """``(0, 4)`` → ``"part-0-of-4"`` (the folder name of one shard's outputs)."""
+    return f"part-{shard[0]}-of-{shard[1]}"
+
+
+def shard_dir(out: str | Path, shard: tuple[int, int] | None) -> Path:
+    """Where a shard writes its own files: ``out/shards/part-i-of-n`` (``out`` unsharded)."""
+    return Path(out) if shard is None else Path(out) / "shards" / part_name(shard)
+
+
+_PART_RE = re.compile(r"^part-(\d+)-of-(\d+)$")
+
+
+def find_parts(out: str | Path) -> list[Path]:
+    """The shard folders under ``out/shards``, checked to form one complete set.
+
+    Raises:
+        ShardError: no shards, shards of different counts, or some shard missing.
+    """
+    root = Path(out) / "shards"
+    found: dict[int, Path] = {}
+    counts: set[int] = set()
+    for d in sorted(root.glob("part-*-of-*")) if root.is_dir() else []:
+        m = _PART_RE.match(d.name)
+        if m and d.is_dir():
+            found[int(m.group(1))] = d
+            counts.add(int(m.group(2)))
+    if not found:
+        raise ShardError(f"{root}: no shard outputs (part-i-of-n folders) to merge")
+    if len(counts) > 1:
+        raise ShardError(f"{root}: shards of different counts {sorted(counts)}; remove the stale ones")
+    (count,) = counts
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        raise ShardError(f"{root}: shard(s) {', '.join(f'{i}/{count}' for i in missing)} not run yet")
+    return [found[i] for i in range(count)]
+
+
 def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id") -> int:
     """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins).
 

@@ -119,3 +119,17 @@ def split_cmd(
                    config={"data": str(data), "ratios": list(r)},
                    extra={"counts": {k: len(v) for k, v in splits.items()}})
     typer.echo(" ".join(f"{k}={len(v)}" for k, v in splits.items()) + f" written to {out}")
+
+
+@app.command("merge")
+def merge_cmd(
+    parts: list[Path] = typer.Argument(..., help="Shard results: results.jsonl files or folders holding one "
+                                       "(e.g. OUT/shards/*)."),
+    out: Path = typer.Option(..., "--out", help="Merged JSONL file to write."),
+    key: str = typer.Option("id", "--key", help="Record field that identifies an item (last part wins)."),
+) -> None:
+    """Join the JSONL results of sharded runs (`--shard i/n`) into one file, sorted by --key."""
+    from auralens.shard import merge_jsonl
+
+    n = merge_jsonl(parts, out, key=key)
+    typer.echo(f"{n} records from {len(parts)} part(s) written to {out}")

@@ -80,12 +80,18 @@ def batch(
     composer: str | None = _COMP, technique: str | None = _TECH, image: str | None = _IMG,
     allm: str | None = _ALLM, template: Path | None = _TPL, seed: int | None = _SEED,
     config: Path | None = _CFG, set_: list[str] | None = _SET,
+    shard: str | None = typer.Option(None, "--shard", help="Only shard i/n of the mixtures (0-based, "
+                                     "e.g. 1/8; 'env': SLURM array); results go to OUT/shards/part-i-of-n."),
 ) -> None:
-    """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl)."""
+    """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl).
+
+    Sharded runs are joined with `auralens data merge OUT/shards/* --out OUT/results.jsonl`."""
     from auralens.scene.pipeline import imagine_batch
+    from auralens.shard import parse_shard, shard_dir
 
     cfg = _config(config, set_, mode=mode, separator=separator, captioner=captioner,
                   composer=composer, technique=technique, image=image, allm=allm,
                   template=template, seed=seed)
-    lines = imagine_batch(data, out, cfg, split=split, limit=limit)
-    typer.echo(f"{len(lines)} results in {out / 'results.jsonl'}")
+    parsed = parse_shard(shard)
+    lines = imagine_batch(data, out, cfg, split=split, limit=limit, shard=parsed)
+    typer.echo(f"{len(lines)} results in {shard_dir(out, parsed) / 'results.jsonl'}")

@@ -554,30 +554,41 @@ def _load_scenes(root: Path, split: str | None) -> list[Any]:
 
 def imagine_batch(data: str | Path, out_dir: str | Path,
                   config: ImagineConfig | dict[str, Any] | None = None, *,
-                  split: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+                  split: str | None = None, limit: int | None = None,
+                  shard: str | tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Imagine every mixture of a FUSS-style dataset (or a JSONL manifest of SceneRecords).
 
     Writes ``out_dir/items/<id>/…`` per mixture, one line per finished mixture in
     ``results.jsonl`` (resumable: finished ids are skipped on the next run), per-item
     failures in ``errors.jsonl`` and ``run.json``.
 
+    With ``shard="i/n"`` (or ``"env"`` in a SLURM array) only every n-th mixture in id order
+    is processed; items still go to ``out_dir/items/<id>`` but ``results.jsonl``,
+    ``errors.jsonl`` and ``run.json`` go to ``out_dir/shards/part-i-of-n/``, so n jobs can
+    share one ``out_dir``; ``auralens data merge out_dir/shards/* --out
+    out_dir/results.jsonl`` joins them.
+
     Returns:
         All result lines (previous runs' included).
     """
     from auralens.progress import progress
+    from auralens.shard import parse_shard, shard_dir, shard_items
 
     cfg = _as_config(config)
+    parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    dest = shard_dir(out, parsed)
+    dest.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split)
     if limit is not None:
         records = records[: int(limit)]
-    results_path = out / "results.jsonl"
+    records = shard_items(records, parsed)
+    results_path = dest / "results.jsonl"
     done = {r.get("id") for r in read_jsonl(results_path)}
     todo = [r for r in records if r.id not in done]
-    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    errors = ErrorLog(dest / "errors.jsonl", reset=True)
     stages = Stages(cfg)
     with timer("load_models"):
         if todo:
@@ -600,9 +611,10 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     timer.timings["items"] = time.perf_counter() - start
     summary = errors.summary(len(todo))
     lines = read_jsonl(results_path)
-    write_run_json(out, command=f"imagine batch --mode {cfg.mode}", config=cfg.to_dict(),
+    write_run_json(dest, command=f"imagine batch --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=timer.timings, seed=cfg.seed,
                    extra={"data": str(data), "n_items": len(records), "n_done": len(lines),
+                          "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}",
                           "n_new": len(todo) - len(errors), "n_failed": len(errors),
                           "errors": summary, "skipped": stages.skipped})
     return lines

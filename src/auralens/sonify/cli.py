@@ -46,16 +46,25 @@ def prepare_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
+    shard: str = typer.Option(None, "--shard", help="Prepare only shard i/n (0-based, e.g. 0/4; "
+                              "'env': SLURM array task id/count); parts go to OUT/shards/."),
+    merge: bool = typer.Option(False, "--merge", help="Join OUT/shards/part-*-of-n into OUT/index.jsonl "
+                               "and run.json (after every shard finished); computes nothing."),
 ) -> None:
     """Compute (or reuse from the cache) embeddings and latents of every clip."""
-    from auralens.sonify.prepare import prepare
+    from auralens.sonify.prepare import merge_prepared, prepare
 
+    if merge:
+        res = merge_prepared(out)
+        typer.echo(f"merged shards into {res.out}: {res.n_ok}/{res.n_clips} clips, "
+                   f"{res.n_failed} failed; splits {res.splits}")
+        return
     o = _apply_config(ctx, config, "prepare", dict(
         encoder=encoder, layer=layer, codec=codec, seed=seed, batch_size=batch_size,
         duration=duration, dtype=dtype, limit=limit))
     res = prepare(data, o["encoder"], o["codec"], o["layer"], out, seed=o["seed"],
                   batch_size=o["batch_size"], duration=o["duration"] or None, dtype=o["dtype"],
-                  limit=o["limit"])
+                  limit=o["limit"], shard=shard)
     typer.echo(f"prepared {res.n_ok}/{res.n_clips} clips into {res.out} "
                f"({res.computed_embeddings} embeddings and {res.computed_latents} latents computed, "
                f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}")

@@ -21,6 +21,13 @@ PREP then holds:
 * ``run.json`` — the resolved config, under ``prepared`` the extractor/codec descriptions,
   specs and the cache root that training reads from;
 * ``errors.jsonl`` — clips that could not be used (unreadable audio, failing model …).
+
+Sharding (``shard="i/n"``, ``--shard i/n`` or ``--shard env`` in a SLURM array): the splits are
+still decided over the whole dataset and written to PREP by every shard (identical files), but
+a shard embeds only its clips (every n-th in id order) into the shared cache and writes its
+index, errors and run.json to ``PREP/shards/part-i-of-n/``. :func:`merge_prepared`
+(``--merge``) then joins the parts into the same ``index.jsonl``/``run.json`` an unsharded
+run writes.
 """
 
 from __future__ import annotations
@@ -140,7 +147,7 @@ def _splits(data: Path, clips: Sequence[Any], seed: int) -> dict[str, list[Any]]
 def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None, out: str | Path, *,
             seed: int = 42, batch_size: int = 8, duration: float | None = DEFAULT_DURATION,
             dtype: str = "float32", cache_dir: str | Path | None = None,
-            limit: int | None = None) -> PrepareResult:
+            limit: int | None = None, shard: str | tuple[int, int] | None = None) -> PrepareResult:
     """Compute (or fetch from the cache) embeddings and latents for a dataset.
 
     Args:
@@ -155,14 +162,19 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         dtype: storage dtype of cached arrays (``float32`` or ``float16``).
         cache_dir: cache root (default ``$AURALENS_CACHE``).
         limit: use only the first ``limit`` clips (quick runs).
+        shard: ``"i/n"`` (or ``"env"``): prepare only this shard's clips; its index, errors and
+            run.json go to ``PREP/shards/part-i-of-n`` (join them with :func:`merge_prepared`).
 
     Returns:
-        a :class:`PrepareResult`; PREP holds index.jsonl, split files, run.json, errors.jsonl.
+        a :class:`PrepareResult`; PREP holds index.jsonl, split files, run.json, errors.jsonl
+        (for a shard: the split files, and the rest under ``PREP/shards/part-i-of-n``).
     """
     from auralens.audio import resample
     from auralens.data import load_dataset
     from auralens.data.esc50 import write_splits
+    from auralens.shard import parse_shard, shard_dir, shard_items
 
+    parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     if dtype not in DTYPES:
         raise PrepareError(f"unsupported dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if batch_size < 1:
@@ -178,13 +190,17 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     splits = _splits(data, clips, seed)
     write_splits(splits, out)
     split_of = {c.id: name for name, members in splits.items() for c in members}
+    all_clips = len(clips)
+    clips = shard_items(clips, parsed)
+    dest = shard_dir(out, parsed)
+    dest.mkdir(parents=True, exist_ok=True)
 
     extractor = build_extractor(encoder, layer)
     cod = build_codec(codec)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emb_cache = ArrayCache(root, "embeddings")
     lat_cache = ArrayCache(root, "latents")
-    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    errors = ErrorLog(dest / "errors.jsonl", reset=True)
     np_dtype = np.dtype(dtype)
 
     index: list[dict[str, Any]] = []
@@ -240,9 +256,11 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
             index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
                          | {"emb_shape": emb_shape, "lat_shape": lat_shape})
 
-    write_jsonl(out / "index.jsonl", index)
+    write_jsonl(dest / "index.jsonl", index)
     seconds = time.perf_counter() - start
     counts = {name: sum(1 for r in index if r["split"] == name) for name in splits}
+    if parsed is not None:
+        log.info("shard %d/%d: %d of %d clips", parsed[0], parsed[1], len(clips), all_clips)
     prepared = {
         "extractor": _describe(extractor, encoder, duration) | {"layer": extractor.layer},
         "codec": _describe(cod, codec),
@@ -257,11 +275,12 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         "emb_shape": index[0]["emb_shape"] if index else None,
         "lat_shape": index[0]["lat_shape"] if index else None,
     }
-    write_run_json(out, command="sonify prepare",
+    write_run_json(dest, command="sonify prepare",
                    config={"data": str(data), "encoder": prepared["extractor"]["spec"],
                            "layer": extractor.layer, "codec": prepared["codec"]["spec"],
                            "seed": seed, "batch_size": batch_size, "duration": duration,
-                           "dtype": dtype, "cache_dir": str(root), "limit": limit},
+                           "dtype": dtype, "cache_dir": str(root), "limit": limit,
+                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"},
                    models={"extractor": prepared["extractor"], "codec": prepared["codec"]},
                    timings={"total": seconds}, seed=seed, extra={"prepared": prepared})
     errors.summary(len(clips))
@@ -269,8 +288,71 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         raise PrepareError(f"{data}: no clip could be prepared; see {errors.path}")
     log.info("prepared %d/%d clips in %.1f s (%d embeddings, %d latents computed)",
              len(index), len(clips), seconds, computed_emb, computed_lat)
-    return PrepareResult(out, len(clips), len(index), len(errors), computed_emb, computed_lat,
+    return PrepareResult(dest, len(clips), len(index), len(errors), computed_emb, computed_lat,
                          seconds, counts)
+
+
+#: Settings every shard of one prepared dataset must share.
+_SHARED = ("cache_root", "duration", "dtype")
+
+
+def merge_prepared(out: str | Path) -> PrepareResult:
+    """Join ``PREP/shards/part-*-of-n`` into ``PREP/index.jsonl``, ``errors.jsonl``, ``run.json``.
+
+    The result is what one unsharded :func:`prepare` run writes (same index lines in the same
+    order); timings and computed counts are the shards' sums.
+
+    Raises:
+        ShardError: shards missing or of different counts.
+        PrepareError: shards made with different extractors, codecs or settings.
+    """
+    from auralens.shard import find_parts
+
+    start = time.perf_counter()
+    out = Path(out)
+    parts = find_parts(out)
+    runs = [read_json(d / "run.json") for d in parts if (d / "run.json").is_file()]
+    if len(runs) != len(parts):
+        raise PrepareError(f"{out}: a shard has no run.json (still running or failed); rerun it")
+    infos = [r["prepared"] for r in runs]
+    first = infos[0]
+    for part, info in zip(parts[1:], infos[1:], strict=True):
+        for key in _SHARED:
+            if info.get(key) != first.get(key):
+                raise PrepareError(f"{part}: {key} {info.get(key)!r} differs from shard 0's {first.get(key)!r}")
+        for key in ("extractor", "codec"):
+            if info[key].get("spec") != first[key].get("spec") or info[key].get("name") != first[key].get("name"):
+                raise PrepareError(f"{part}: made with {key} {info[key].get('spec')!r}, shard 0 with "
+                                   f"{first[key].get('spec')!r}")
+    index = sorted((rec for d in parts for rec in read_jsonl(d / "index.jsonl")), key=lambda r: r["id"])
+    errors = [rec for d in parts for rec in read_jsonl(d / "errors.jsonl")]
+    write_jsonl(out / "index.jsonl", index)
+    errors_path = out / "errors.jsonl"
+    if errors:
+        write_jsonl(errors_path, errors)
+    else:
+        errors_path.unlink(missing_ok=True)
+    splits = {name: sum(1 for r in index if r["split"] == name)
+              for name in ("train", "val", "test") if any(name in i.get("splits", {}) for i in infos)}
+    n_clips = sum(int(i["n_clips"]) for i in infos)
+    computed = {k: sum(int(i["computed"][k]) for i in infos) for k in ("embeddings", "latents")}
+    prepared = {**first, "n_clips": n_clips, "n_ok": len(index), "n_failed": len(errors),
+                "computed": computed, "splits": splits,
+                "emb_shape": index[0]["emb_shape"] if index else None,
+                "lat_shape": index[0]["lat_shape"] if index else None,
+                "shards": len(parts)}
+    config = {**runs[0]["config"], "shard": None}
+    timings = {"total": sum(float(r.get("timings_s", {}).get("total", 0.0)) for r in runs),
+               "merge": time.perf_counter() - start}
+    write_run_json(out, command="sonify prepare --merge", config=config,
+                   models={"extractor": first["extractor"], "codec": first["codec"]},
+                   timings=timings, seed=runs[0].get("seed"),
+                   extra={"prepared": prepared, "merged_from": [str(d) for d in parts]})
+    if not index:
+        raise PrepareError(f"{out}: no clip could be prepared in any shard; see {errors_path}")
+    log.info("merged %d shards: %d/%d clips", len(parts), len(index), n_clips)
+    return PrepareResult(out, n_clips, len(index), len(errors), computed["embeddings"],
+                         computed["latents"], timings["total"], splits)
 
 
 def _shape(cache: ArrayCache, key: str, name: str) -> list[int]:
@@ -347,6 +429,9 @@ class PreparedData:
 def read_prepared_info(prep: str | Path) -> dict[str, Any]:
     path = Path(prep) / "run.json"
     if not path.is_file():
+        if (Path(prep) / "shards").is_dir():
+            raise PrepareError(f"{prep}: holds shard outputs but no merged index; run "
+                               "`auralens sonify prepare DATA --out PREP --merge` after the last shard")
         raise PrepareError(f"{prep}: not a prepared dataset (no run.json); run `auralens sonify prepare` first")
     info = read_json(path).get("prepared")
     if not info:
