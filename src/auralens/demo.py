@@ -38,6 +38,9 @@ class DemoPlan:
     layers: tuple[str, ...] = ("patch", "2", "4")
     gate: str = "lin"
     epochs: int = 30
+    #: Higher than the study's 1e-3: on the small demo set the log-mel latent is fitted far
+    #: better in 30 epochs (measured: best val loss 5.0 at 1e-2 vs 16.9 at 1e-3, layer 4).
+    lr: float = 1e-2
     render_limit: int = 6
     mixtures: int = 8
     data_limit: int | None = None
@@ -105,8 +108,9 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
 
     with timer("sonify"):
         _say(f"2/5 sonify: one '{plan.gate}' gate per classifier layer ({', '.join(plan.layers)}) "
-             f"into the mel codec, {plan.epochs} epochs each")
-        cfg = TrainConfig(gate=plan.gate, epochs=plan.epochs, seed=seed, tensorboard=False)
+             f"into the mel codec, {plan.epochs} epochs each (lr {plan.lr:g})")
+        cfg = TrainConfig(gate=plan.gate, epochs=plan.epochs, lr=plan.lr, seed=seed,
+                          tensorboard=False)
         rows = sweep(data, f"classifier:{classifier}", list(plan.layers), "mel", plan.gate,
                      out / "sonify",
                      cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
