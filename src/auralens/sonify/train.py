@@ -440,11 +440,13 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             header = _header(cfg, data, model_args, **state)
             elapsed = time.perf_counter() - t0
             if main:
+                # History first: a kill before the checkpoint leaves a line that resume trims
+                # (and the epoch is redone); the other order would lose the line for good.
+                append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                         "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
                 if improved:  # ckpt.save copies tensors to the CPU itself
                     ckpt.save(best_path, core, header, norm=norm)
                 ckpt.save(last_path, core, header, optimizer=optim, norm=norm, rng=True)
-                append_jsonl(hist_path, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                                         "lr": optim.param_groups[0]["lr"], "time_s": round(elapsed, 4)})
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)
                 writer.add_scalar("loss/val", val_loss, epoch)
