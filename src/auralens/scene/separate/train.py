@@ -68,6 +68,10 @@ class TrainConfig:
         val_seconds: their length.
         seed: RNG seed.
         threads: torch intra-op threads (0: leave torch's default).
+        dynamic_data: with FUSS-layout ``DATA``, an ESC-50 folder whose ``train_folds`` also
+            feed dry dynamic mixtures (empty: none). Mixing in the easier dry recipe keeps
+            a model fine-tuned on reverberant FUSS-recipe crops from collapsing onto one output.
+        dynamic_share: fraction of training examples drawn from ``dynamic_data``.
     """
 
     preset: str = "tiny"
@@ -86,6 +90,8 @@ class TrainConfig:
     val_seconds: float = 4.0
     seed: int = 0
     threads: int = 0
+    dynamic_data: str = ""
+    dynamic_share: float = 0.5
 
 
 # ----------------------------------------------------------------------------- data
@@ -205,6 +211,22 @@ class RecordCropper:
         return refs.sum(0).astype(np.float32), refs
 
 
+class MixedSampler:
+    """Draws each example from ``a`` with probability ``share_a``, else from ``b``.
+
+    Both samplers take ``(length, rng, n)`` and return ``(mix [T], refs [M, T])``.
+    """
+
+    def __init__(self, a: Any, b: Any, share_a: float) -> None:
+        if not 0.0 <= share_a <= 1.0:
+            raise TrainError(f"dynamic_share must be in [0, 1], got {share_a}")
+        self.a, self.b, self.share_a = a, b, share_a
+
+    def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        src = self.a if rng.random() < self.share_a else self.b
+        return src.sample(length, rng, n)
+
+
 def resolve_paths(records: list[Any], root: Path) -> list[Any]:
     """Make relative mixture/source paths of manifest records relative to ``root``."""
     for rec in records:
@@ -250,6 +272,13 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         if not train_recs or not val_recs:
             raise TrainError(f"{data}: needs train and validation/eval mixtures")
         train = RecordCropper(train_recs, num_outputs, sr)
+        if cfg.dynamic_data:
+            dyn_root = Path(cfg.dynamic_data)
+            if not (dyn_root / "meta" / "esc50.csv").exists():
+                raise TrainError(f"{dyn_root}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
+            tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache)
+            dyn = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+            train = MixedSampler(dyn, train, cfg.dynamic_share)
         val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr)
         val = []
         for item in val_src.items:  # the first val_seconds of each validation mixture
