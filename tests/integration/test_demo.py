@@ -15,9 +15,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "src" / "auralens" / "presets"
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
-    for name in ("classifier", "tdcnpp-tiny"):
-        if not (PRESETS / name).is_dir():
-            pytest.skip(f"committed offline checkpoint {name} is missing")
+    for name in ("classifier", "classifier-synth", "tdcnpp-tiny"):
+        assert (PRESETS / name / "MODEL_CARD.md").exists(), f"committed preset {name} is missing"
     out = tmp_path / "demo"
     env = {**os.environ, "AURALENS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "auralens.cli", "demo", "--out", str(out), "--quick"],

@@ -14,7 +14,7 @@ from auralens.audio import load
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl
 from auralens.scene.separate.run import evaluate_separator, load_separator, separate_file
-from auralens.scene.separate.tdcnpp import DEFAULT_CHECKPOINT, TDCNppSeparator, load_checkpoint
+from auralens.scene.separate.tdcnpp import TDCNppSeparator, load_checkpoint
 from auralens.types import SceneRecord, Source, save_records
 
 SR = 16000
@@ -153,7 +153,6 @@ def test_train_cli_help_and_config(tmp_path, fuss_dir):
     assert (tmp_path / "r" / "best.safetensors").exists()
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="committed checkpoint not built yet")
 def test_committed_checkpoint_separates_10s(tmp_path):
     sep = load_separator()
     assert isinstance(sep, TDCNppSeparator)
