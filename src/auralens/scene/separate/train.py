@@ -11,8 +11,8 @@ Data (``DATA``):
   the ``train`` split gives random crops of the mixtures, ``validation``/``eval`` is the
   validation set.
 
-Outputs in ``RUN``: ``last.safetensors`` + ``last_state.pt`` (optimizer, step, RNG; loaded
-with ``torch.load(weights_only=True)``), ``best.safetensors`` (highest validation MSi),
+Outputs in ``RUN``: ``last.safetensors`` + ``last_state.pt`` (optimizer, step, RNG and a copy
+of the weights; loaded with ``torch.load(weights_only=True)``), ``best.safetensors`` (highest validation MSi),
 ``history.jsonl``, TensorBoard events in ``RUN/tb``, and ``run.json``.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.io import append_jsonl, read_jsonl, write_run_json
+from auralens.io import append_jsonl, atomic_path, read_jsonl, write_jsonl, write_run_json
 from auralens.scene.separate.loss import pit_loss
 from auralens.scene.separate.metrics import score_mixture, summarize
 from auralens.scene.separate.tdcnpp import (
@@ -72,6 +72,8 @@ class TrainConfig:
             feed dry dynamic mixtures (empty: none). Mixing in the easier dry recipe keeps
             a model fine-tuned on reverberant FUSS-recipe crops from collapsing onto one output.
         dynamic_share: fraction of training examples drawn from ``dynamic_data``.
+        device: ``auto`` (the accelerator's device: a GPU when there is one), ``cpu``,
+            ``cuda``…; ignored under several processes, which use the launcher's devices.
     """
 
     preset: str = "tiny"
@@ -92,6 +94,7 @@ class TrainConfig:
     threads: int = 0
     dynamic_data: str = ""
     dynamic_share: float = 0.5
+    device: str = "auto"
 
 
 # ----------------------------------------------------------------------------- data
@@ -320,9 +323,112 @@ def _msi_key(entry: dict[str, Any]) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else -math.inf
 
 
+def _device(name: str, acc: Any) -> torch.device:
+    """The training device: the launcher's under several processes, else ``name``."""
+    if acc.num_processes > 1 or name == "auto":
+        return acc.device
+    return torch.device(name)
+
+
+def _accelerator() -> Any:
+    """The run's ``Accelerator`` (one process, or the processes of ``accelerate launch``)."""
+    import os
+
+    from accelerate import Accelerator
+
+    acc = Accelerator(device_placement=False)
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched > acc.num_processes:
+        # Without this every launched process would train alone into the same run directory.
+        raise TrainError(f"launched as {launched} processes but accelerate set up {acc.num_processes}; "
+                         "on machines without GPUs set ACCELERATE_USE_CPU=1 (see docs/scaling.md)")
+    return acc
+
+
+def _sum_across(acc: Any, *values: float, device: torch.device | None = None) -> list[float]:
+    """Add scalars over all processes (identity in a single process)."""
+    if acc.num_processes == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device or acc.device)
+    return [float(v) for v in acc.reduce(t, reduction="sum").tolist()]
+
+
+def _validate_split(model: TDCNpp, val: list[tuple[np.ndarray, np.ndarray]], acc: Any,
+                    device: torch.device, batch: int = 8) -> dict[str, Any]:
+    """:func:`validate` with every process scoring every ``num_processes``-th mixture.
+
+    The per-mixture scores are gathered and summarised in the one-process order, so the
+    result equals the one-process value up to float effects of the batch composition.
+    ``model`` must be the unwrapped module (a DDP forward needs matching calls everywhere).
+    """
+    rank, world = acc.process_index, acc.num_processes
+    idx = list(range(rank, len(val), world))
+    model.eval()
+    scores = []
+    with torch.inference_mode():
+        for i in range(0, len(idx), batch):
+            chunk = idx[i:i + batch]
+            mix = torch.from_numpy(np.stack([val[k][0] for k in chunk])).to(device)
+            est = model(mix).float().cpu().numpy()
+            for j, k in enumerate(chunk):
+                scores.append((k, score_mixture(val[k][0], val[k][1], est[j], id=str(k))))
+    model.train()
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        scores = gather_object(scores)
+    return summarize([s for _, s in sorted(scores, key=lambda x: x[0])])
+
+
+def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
+    """Model and training state of the run in ``out`` at one consistent step.
+
+    ``last.safetensors`` is written before ``last_state.pt``, which also holds its own copy of
+    the weights: a kill between the two leaves a newer weights file next to the previous
+    state, and resume falls back to that state with its own weights (the later epoch is
+    redone). A pair at different steps without such a copy is refused rather than resumed
+    with an optimizer from another step.
+    """
+    last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
+    try:
+        state = torch.load(last_state, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad file
+        raise TrainError(f"{last_state}: unreadable training state ({exc}); "
+                         "delete it and last.safetensors to start over") from exc
+    if "step" not in state:
+        raise TrainError(f"{last_state}: no step stored; delete it and last.safetensors to start over")
+    s_step = int(state["step"])
+    model, header = load_checkpoint(last_ckpt, expect=model_cfg)
+    w_step = header.get("step")
+    if w_step is None or int(w_step) != s_step:
+        if "model" not in state:
+            raise TrainError(f"{out}: last.safetensors is at step {w_step} but last_state.pt at step "
+                             f"{s_step}; refusing to resume from a mismatched pair — delete both "
+                             "to start over")
+        log.warning("%s: last.safetensors is at step %s, last_state.pt at %d (interrupted write); "
+                    "resuming from the state's own weights", out, w_step, s_step)
+        try:
+            model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as exc:
+            raise TrainError(f"{last_state}: stored weights do not fit the model ({exc})") from exc
+    model.train()
+    return model, state
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
           init: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume) a TDCN++ in ``out``.
+
+    Runs through ``accelerate.Accelerator``: the same call works in one process and under
+    ``accelerate launch --num_processes N``. Every process draws the same whole batch from the
+    seeded generator and trains on its share (``batch[rank::N]``), with the loss weighted so
+    the averaged gradient is the one-process gradient: batch size, learning rate and the data
+    seen do not depend on N. Validation mixtures are split across processes and the scores
+    gathered; only the main process writes files.
+
+    Per epoch the history line is written first, then the checkpoint (``best``, the state,
+    ``last``); resume drops history lines after the checkpoint's step, so a kill anywhere
+    records every epoch exactly once.
 
     Args:
         data: ESC-50-layout or FUSS-layout folder.
@@ -332,13 +438,17 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
 
     Returns:
         ``{"best": {...}, "last": {...}, "step": int}``.
-    """
-    from torch.utils.tensorboard import SummaryWriter
 
+    Raises:
+        TrainError: unusable data, or a run directory whose checkpoint files disagree.
+    """
     from auralens.progress import progress
 
     cfg = cfg or TrainConfig()
     out = Path(out)
+    acc = _accelerator()
+    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+    device = _device(cfg.device, acc)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -346,11 +456,10 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     rng = np.random.default_rng(cfg.seed)
     model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
+    hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
     if last_ckpt.exists() and last_state.exists():
-        model, _ = load_checkpoint(last_ckpt, expect=model_cfg)
-        model.train()
-        state = torch.load(last_state, weights_only=True)
+        model, state = _resume_state(out, model_cfg)
         step, best_msi = int(state["step"]), float(state["best_msi"])
         _set_rng(rng, state["rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -361,61 +470,101 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         state = None
     else:
         model, state = TDCNpp(model_cfg), None
+    acc.wait_for_everyone()  # everyone has read the run directory before the main process edits it
+    if main and hist_path.exists():
+        # Lines after the checkpoint's step (all of them on a fresh start) come from an epoch a
+        # kill cut short before its checkpoint: that epoch is redone and recorded once.
+        write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if int(h.get("step", 0)) <= step])
+        if step == 0:
+            (out / "best.safetensors").unlink(missing_ok=True)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         for group in opt.param_groups:  # a resumed run may lower the learning rate
             group["lr"] = cfg.lr
     sr = model_cfg.sample_rate
-    sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache")
+    with acc.main_process_first():  # the main process fills the decode cache, the others read it
+        sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache")
     crop = int(cfg.crop_seconds * sr)
-    writer = SummaryWriter(str(out / "tb"))
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("TDCN++ %s: %d parameters", cfg.preset, n_params)
+    writer = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    core = model
+    model, opt = acc.prepare(model, opt)
+    n_params = sum(p.numel() for p in core.parameters())
+    log.info("TDCN++ %s: %d parameters, %d process(es) on %s", cfg.preset, n_params, world, device)
     t0 = time.perf_counter()
     losses: list[float] = []
     last: dict[str, Any] = {}
-    bar = progress(range(step, cfg.steps), desc="train", total=cfg.steps - step)
+    bar = progress(range(step, cfg.steps), desc="train", total=cfg.steps - step,
+                   disable=None if main else True)
     for step in bar:  # noqa: B020 - step continues after the loop on purpose
+        # The whole batch on every process (same generator state), then this process's share.
         batch = [sampler.sample(crop, rng) for _ in range(cfg.batch_size)]
-        mix = torch.from_numpy(np.stack([b[0] for b in batch]))
-        refs = torch.from_numpy(np.stack([b[1] for b in batch]))
+        share, weight = batch[rank::world], 1.0
+        if not share:  # fewer mixtures than processes: DDP still needs a backward here
+            share, weight = batch[:1], 0.0
+        mix = torch.from_numpy(np.stack([b[0] for b in share])).to(device)
+        refs = torch.from_numpy(np.stack([b[1] for b in share])).to(device)
         loss, _ = pit_loss(refs, model(mix), mix)
+        # pit_loss is a mean over the share; DDP averages over processes. Scaled this way the
+        # update is the mean over the whole batch, as in one process.
+        frac = weight * len(share) / cfg.batch_size
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        acc.backward(loss * (frac * world))
+        gnorm = torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.grad_clip)
         opt.step()
-        losses.append(float(loss.detach()))
-        writer.add_scalar("train/loss", losses[-1], step + 1)
-        writer.add_scalar("train/grad_norm", float(gnorm), step + 1)
+        step_loss = float(loss.detach()) * frac
+        if world > 1:
+            step_loss = _sum_across(acc, step_loss, device=device)[0]
+        losses.append(step_loss)
+        if writer is not None:
+            writer.add_scalar("train/loss", losses[-1], step + 1)
+            writer.add_scalar("train/grad_norm", float(gnorm), step + 1)
         if (step + 1) % cfg.steps_per_epoch == 0 or step + 1 == cfg.steps:
-            summary = validate(model, val)
+            summary = _validate_split(core, val, acc, device)
             epoch = (step + 1 + cfg.steps_per_epoch - 1) // cfg.steps_per_epoch
             last = {"step": step + 1, "epoch": epoch, "train_loss": float(np.mean(losses)),
                     "val_1S": summary["1S"], "val_MSi": summary["MSi"],
                     "elapsed_s": round(time.perf_counter() - t0, 1)}
             losses = []
-            writer.add_scalar("val/MSi", summary["MSi"], step + 1)
-            writer.add_scalar("val/1S", summary["1S"], step + 1)
-            append_jsonl(out / "history.jsonl", last)
-            log.info("step %d: loss %.2f, val MSi %.2f dB, 1S %.2f dB", step + 1,
-                     last["train_loss"], summary["MSi"], summary["1S"])
             score = summary["MSi"] if math.isfinite(summary["MSi"]) else -math.inf
-            if score > best_msi or not (out / "best.safetensors").exists():
+            improved = score > best_msi or not (out / "best.safetensors").exists()
+            if improved:
                 best_msi = score
-                save_checkpoint(out / "best.safetensors", model, {"step": step + 1, "val": last})
-            save_checkpoint(last_ckpt, model, {"step": step + 1})
-            from auralens.io import atomic_path
-
-            with atomic_path(last_state) as tmp:
-                torch.save({"optimizer": opt.state_dict(), "step": step + 1, "best_msi": best_msi,
-                            "rng": _rng_state(rng), "torch_rng": torch.get_rng_state()}, tmp)
-    writer.close()
-    history = read_jsonl(out / "history.jsonl")
+            if main:
+                assert writer is not None
+                writer.add_scalar("val/MSi", summary["MSi"], step + 1)
+                writer.add_scalar("val/1S", summary["1S"], step + 1)
+                # History first, then the checkpoint: a kill in between leaves a line past the
+                # checkpoint's step, which resume drops (the epoch is redone, recorded once).
+                append_jsonl(hist_path, last)
+                log.info("step %d: loss %.2f, val MSi %.2f dB, 1S %.2f dB", step + 1,
+                         last["train_loss"], summary["MSi"], summary["1S"])
+                if improved:
+                    save_checkpoint(out / "best.safetensors", core, {"step": step + 1, "val": last})
+                save_checkpoint(last_ckpt, core, {"step": step + 1})
+                # The state last, with its own copy of the weights: a kill before it leaves the
+                # previous state, a consistent point that resume falls back to.
+                with atomic_path(last_state) as tmp:
+                    torch.save({"optimizer": opt.state_dict(), "step": step + 1, "best_msi": best_msi,
+                                "rng": _rng_state(rng), "torch_rng": torch.get_rng_state(),
+                                "model": {k: v.detach().cpu() for k, v in core.state_dict().items()}},
+                               tmp)
+            acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
+    if writer is not None:
+        writer.close()
+    history = read_jsonl(hist_path)
     best = max(history, key=_msi_key) if history else {}
-    write_run_json(out, command="separate train", config={"train": asdict(cfg), "model": model_cfg.to_dict(),
-                                                         "data": str(data)},
-                   seed=cfg.seed, timings={"train": time.perf_counter() - t0},
-                   models={"separator": "tdcnpp", "parameters": n_params},
-                   extra={"best": best, "last": last or (history[-1] if history else {})})
+    if main:
+        write_run_json(out, command="separate train",
+                       config={"train": asdict(cfg), "model": model_cfg.to_dict(), "data": str(data)},
+                       seed=cfg.seed, timings={"train": time.perf_counter() - t0},
+                       models={"separator": "tdcnpp", "parameters": n_params},
+                       extra={"best": best, "last": last or (history[-1] if history else {}),
+                              "num_processes": world})
+    acc.wait_for_everyone()
     return {"best": best, "last": last, "step": cfg.steps}
