@@ -11,34 +11,22 @@ one-process run on the same prepared data (differences: float summation order on
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from launch import accelerate_env, free_port
 
 from auralens.io import read_json, read_jsonl
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(AURALENS_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               AURALENS_NO_PROGRESS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONHASHSEED="0", ACCELERATE_DISABLE_RICH="1", ACCELERATE_USE_CPU="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +62,10 @@ def test_two_process_training_matches_one_process(prepared: Path, tmp_path: Path
 
     multi = tmp_path / "multi"
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "auralens.cli", *_train_args(prepared, multi)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     t_multi = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -108,9 +96,9 @@ def test_two_process_resume_continues(prepared: Path, tmp_path: Path) -> None:
     train(prepared, full, TrainConfig(gate="conv", lr=1e-2, epochs=2, batch_size=3, grad_accum=2,
                                       eval_batch_size=2, device="cpu", seed=3, tensorboard=False))
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "auralens.cli", *_train_args(prepared, run), "--resume"]
-    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     hist = read_jsonl(run / "history.jsonl")
     assert [h["epoch"] for h in hist] == [1, 2]
@@ -143,9 +131,9 @@ def test_two_process_classifier_matches_one_process(tmp_path: Path) -> None:
     script = tmp_path / "train_clf.py"
     script.write_text(_CLASSIFIER_SCRIPT)
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            str(script), str(data), str(tmp_path / "multi"), json.dumps(kw)]
-    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     hist = read_json(tmp_path / "multi" / "history.json")
     assert [h["epoch"] for h in hist] == [1, 2]

@@ -9,14 +9,13 @@ batch composition of the forward passes), record each epoch once and write its f
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from launch import accelerate_env, free_port
 
 from auralens.io import read_json, read_jsonl
 
@@ -28,19 +27,8 @@ SETTINGS = {"preset": "tiny", "model": MICRO_MODEL, "steps": 4, "steps_per_epoch
             "threads": 1, "seed": 0, "lr": 3e-3, "device": "cpu"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(AURALENS_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               AURALENS_NO_PROGRESS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONHASHSEED="0", ACCELERATE_DISABLE_RICH="1", ACCELERATE_USE_CPU="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +56,11 @@ def test_two_process_separation_training_matches_one_process(library: Path, tmp_
 
     multi = tmp_path / "multi"
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "auralens.cli", "separate", "train", str(library), "--config", str(cfg_path),
            "--out", str(multi)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     t_multi = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
 

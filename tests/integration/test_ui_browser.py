@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launch import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -33,10 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGINE_TIMEOUT_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
@@ -92,7 +88,7 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Iterator[str
     base = tmp_path_factory.mktemp("ui")
     runs = base / "runs"
     _make_run(runs)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(base / "uploads"), "TMPDIR": str(base),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "AURALENS_NO_PROGRESS": "1"}

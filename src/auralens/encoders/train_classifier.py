@@ -188,22 +188,16 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     Raises:
         AuralensError: unusable dataset (fewer than two folds, no classes …).
     """
-    import os
-
     import torch
-    from accelerate import Accelerator
     from transformers import ASTConfig, ASTForAudioClassification
 
     from auralens.data.esc50 import load_esc50
+    from auralens.distributed import make_accelerator
     from auralens.progress import progress
 
     cfg = cfg or ClassifierConfig()
     out = Path(out)
-    acc = Accelerator()
-    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if launched > acc.num_processes:
-        raise AuralensError(f"launched as {launched} processes but accelerate set up "
-                            f"{acc.num_processes}; without GPUs set ACCELERATE_USE_CPU=1")
+    acc = make_accelerator(AuralensError)
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

@@ -223,29 +223,17 @@ def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batc
 
 def _sum_across(acc: Any, *values: float, device: torch.device | None = None) -> list[float]:
     """Add scalars over all processes (identity in a single process)."""
-    if acc is None or acc.num_processes == 1:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device or acc.device)
-    return [float(v) for v in acc.reduce(t, reduction="sum").tolist()]
+    from auralens.distributed import sum_across
+
+    return sum_across(acc, *values, device=device)
 
 
 def _accelerator() -> Any:
-    """The run's ``Accelerator`` (one process, or the processes of ``accelerate launch``).
+    """The run's ``Accelerator``; ``device_placement=False`` so a single process honours
+    ``--device`` while launched runs use the device the launcher assigned."""
+    from auralens.distributed import make_accelerator
 
-    ``device_placement=False``: tensors and the model are moved here, so a single-process run
-    still honours ``--device``; launched runs use the device the launcher assigned.
-    """
-    import os
-
-    from accelerate import Accelerator
-
-    acc = Accelerator(device_placement=False)
-    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if launched > acc.num_processes:
-        # Without this every launched process would train alone into the same RUN directory.
-        raise TrainError(f"launched as {launched} processes but accelerate set up {acc.num_processes}; "
-                         "on machines without GPUs set ACCELERATE_USE_CPU=1 (see docs/scaling.md)")
-    return acc
+    return make_accelerator(TrainError, device_placement=False)
 
 
 def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
