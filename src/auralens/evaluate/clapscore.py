@@ -35,6 +35,23 @@ def check_local(model_id: str) -> None:
         raise ModelUnavailableError(model_id, "no such local directory")
 
 
+def load_model_and_processor(model: str | Path, model_cls: Any, load_processor: Any,
+                             device: str) -> tuple[str, Any, Any]:
+    """``(model_id, processor, model)`` for a hub id or local dir, in eval mode on ``device``.
+
+    Raises:
+        ModelUnavailableError: not available offline, or not loadable as ``model_cls``.
+    """
+    model_id = _model_id(model)
+    check_local(model_id)
+    try:
+        processor = load_processor(model_id)
+        net = model_cls.from_pretrained(model_id).to(device).eval()
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(model_id, str(exc).splitlines()[0]) from exc
+    return model_id, processor, net
+
+
 def pooled(output: Any) -> Any:
     """transformers 5 returns a model output from ``get_*_features``; 4.x a tensor."""
     return output if hasattr(output, "ndim") else output.pooler_output
@@ -63,15 +80,10 @@ class ClapScorer:
         import torch
         from transformers import ClapModel, ClapProcessor
 
-        self.model_id = _model_id(model)
         self.device = device
         self.batch_size = batch_size
-        check_local(self.model_id)
-        try:
-            self.processor = ClapProcessor.from_pretrained(self.model_id)
-            self.model = ClapModel.from_pretrained(self.model_id).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(self.model_id, str(exc).splitlines()[0]) from exc
+        self.model_id, self.processor, self.model = load_model_and_processor(
+            model, ClapModel, ClapProcessor.from_pretrained, device)
         fe = self.processor.feature_extractor
         self.sample_rate: int = int(fe.sampling_rate)
         self.max_samples: int = int(round(fe.max_length_s * self.sample_rate))

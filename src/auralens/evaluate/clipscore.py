@@ -16,8 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from auralens.errors import AuralensError, ModelUnavailableError
-from auralens.evaluate.clapscore import _model_id, _normalise, check_local, cosine, pooled
+from auralens.errors import AuralensError
+from auralens.evaluate.clapscore import (
+    _normalise,
+    cosine,
+    load_model_and_processor,
+    pooled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +76,10 @@ class ClipScorer:
         import torch
         from transformers import CLIPModel
 
-        self.model_id = _model_id(model)
         self.device = device
         self.batch_size = batch_size
-        check_local(self.model_id)
-        try:
-            self.processor = _load_processor(self.model_id)
-            self.model = CLIPModel.from_pretrained(self.model_id).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(self.model_id, str(exc).splitlines()[0]) from exc
+        self.model_id, self.processor, self.model = load_model_and_processor(
+            model, CLIPModel, _load_processor, device)
         self.max_tokens = int(self.model.config.text_config.max_position_embeddings)  # 77
         self._torch = torch
 
