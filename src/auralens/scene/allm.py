@@ -53,7 +53,8 @@ class AudioLLMDescriber:
 
 def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path | None = None,
                    **overrides: Any) -> AudioLLMDescriber:
-    """Build the baseline from ``qwen2-audio[:<id|dir>]`` or ``hf-audio-text:<id|dir>``.
+    """Build the baseline from ``qwen2-audio[:<id|dir>]``, ``hf-audio-text:<id|dir>`` or
+    ``openai-audio:<served model>@base_url=…`` (an OpenAI-compatible server such as vLLM).
 
     Raises:
         ModelUnavailableError: when the model is not available offline.
@@ -67,10 +68,14 @@ def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path 
         from auralens.scene.caption.auto import backend_for
 
         kind = backend_for(resolve_model_id(parsed))
-    if kind not in ("qwen2-audio", "qwen2audio", "hf-audio-text"):
-        raise AuralensError(f"{parsed.raw or spec}: not an audio LLM spec; use qwen2-audio[:<id>] "
-                            "or hf-audio-text:<id>")
-    if kind == "hf-audio-text":
+    if kind not in ("qwen2-audio", "qwen2audio", "hf-audio-text", "openai-audio", "openai"):
+        raise AuralensError(f"{parsed.raw or spec}: not an audio LLM spec; use qwen2-audio[:<id>], "
+                            "hf-audio-text:<id> or openai-audio:<served model>")
+    if kind in ("openai-audio", "openai"):  # a serving engine (vLLM) for throughput
+        from auralens.scene.caption.openai_audio import OpenAIAudioLM
+
+        lm = OpenAIAudioLM(parsed.id, **load)
+    elif kind == "hf-audio-text":
         from auralens.scene.caption.hf_audio_text import load_audio_text
 
         lm = load_audio_text(resolve_model_id(parsed), **load)

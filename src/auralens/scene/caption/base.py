@@ -84,5 +84,6 @@ CAPTIONERS.register("qwen2-audio", "auralens.scene.caption.qwen2audio:build",
                     aliases=("qwen2audio",))
 CAPTIONERS.register("whisper-aac", "auralens.scene.caption.whisper_aac:build")
 CAPTIONERS.register("hf-audio-text", "auralens.scene.caption.hf_audio_text:build")
+CAPTIONERS.register("openai-audio", "auralens.scene.caption.openai_audio:build")
 # A bare hub id or local directory: pick the backend from the model's config.
 CAPTIONERS.register("hf", "auralens.scene.caption.auto:build")

@@ -1,0 +1,72 @@
+"""Audio LLM behind an OpenAI-compatible server: the clip travels as a valid base64 WAV
+``input_audio`` part, and both the captioner and the end-to-end baseline use it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from auralens.scene.allm import load_audio_llm
+from auralens.scene.caption.base import CAPTIONERS
+
+ANSWER = "Reasoning: a dog and rain.\nFinal description: A wet backyard where a dog barks."
+
+
+@pytest.fixture
+def server():
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            data = json.dumps({"choices": [{"message": {"content": ANSWER}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield seen, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _audio_part(body: dict) -> np.ndarray:
+    user = [m for m in body["messages"] if m["role"] == "user"][-1]
+    parts = [p for p in user["content"] if p.get("type") == "input_audio"]
+    assert len(parts) == 1 and parts[0]["input_audio"]["format"] == "wav"
+    sr, pcm = wavfile.read(io.BytesIO(base64.b64decode(parts[0]["input_audio"]["data"])))
+    assert sr == 16000
+    return pcm.astype(np.float32) / 32767.0
+
+
+def test_allm_sends_the_clip_and_parses_cot(server, sine):
+    seen, url = server
+    allm = load_audio_llm(f"openai-audio:qwen2-audio@base_url={url},retries=0")
+    desc = allm.describe(sine, technique="cot")
+    assert desc.text == "A wet backyard where a dog barks."
+    assert "dog and rain" in desc.reasoning
+    received = _audio_part(seen[-1])
+    np.testing.assert_allclose(received, sine, atol=1e-4)  # the clip arrives intact (16-bit)
+    assert seen[-1]["model"] == "qwen2-audio"
+
+
+def test_captioner_backend(server, noise):
+    seen, url = server
+    cap = CAPTIONERS.build(f"openai-audio:served@base_url={url}")
+    assert cap.caption(noise) == ANSWER
+    assert len(_audio_part(seen[-1])) == len(noise)
+    assert cap.name == "openai-audio:served"
