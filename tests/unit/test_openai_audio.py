@@ -70,3 +70,17 @@ def test_captioner_backend(server, noise):
     assert cap.caption(noise) == ANSWER
     assert len(_audio_part(seen[-1])) == len(noise)
     assert cap.name == "openai-audio:served"
+
+
+def test_imagine_cli_allm_mode_uses_the_server(server, sine, tmp_path):
+    """The command line reaches the served audio LLM through --allm."""
+    from auralens.audio import write
+    from auralens.cli import main
+
+    seen, url = server
+    clip = write(tmp_path / "mix.wav", sine, 16000)
+    code = main(["imagine", str(clip), "--out", str(tmp_path / "o"), "--mode", "allm",
+                 "--technique", "cot", "--allm", f"openai-audio:served@base_url={url},retries=0"])
+    assert code == 0
+    assert (tmp_path / "o" / "description.txt").read_text().strip() == "A wet backyard where a dog barks."
+    assert len(_audio_part(seen[-1])) == len(sine)

@@ -16,14 +16,16 @@ _MODE = typer.Option(None, "--mode", help="pipeline (default: separate → capti
                      "or allm (one audio LLM on the whole mixture).")
 _SEP = typer.Option(None, "--separator", help="Separator spec (default: the committed TDCN++).")
 _CAP = typer.Option(None, "--captioner", help="classifier (default, offline), clap-zeroshot, "
-                    "qwen2-audio, whisper-aac, hf-audio-text:<id>, or a model dir.")
+                    "qwen2-audio, whisper-aac, hf-audio-text:<id>, "
+                    "openai-audio:<served model>@base_url=URL, or a model dir.")
 _COMP = typer.Option(None, "--composer", help="template (default, offline), hf:qwen2.5, mistral, "
                      "falcon3, hf:<id or dir>, openai:<model>@base_url=URL.")
 _TECH = typer.Option(None, "--technique", help="zero-shot (default), cot, role or few-shot.")
 _IMG = typer.Option(None, "--image", help="none (default, offline) or diffusers:sd3.5 / "
                     "diffusers:<id or dir>@steps=28,guidance=4.5,width=1024,height=1024.")
 _ALLM = typer.Option(None, "--allm", help="Audio LLM for --mode allm: qwen2-audio[:<id or "
-                     "dir>] (default) or hf-audio-text:<id or dir>.")
+                     "dir>] (default), hf-audio-text:<id or dir> or "
+                     "openai-audio:<served model>@base_url=URL (vLLM).")
 _TPL = typer.Option(None, "--template", help="Your own prompt template file (see "
                     "compose/prompts/README.md).", exists=False)
 _SEED = typer.Option(None, "--seed", help="Image seed (default 0).")
