@@ -66,7 +66,34 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.maximum(na * nb, 1e-12)
 
 
-class ClapScorer:
+class TextTower:
+    """``embed_text`` shared by the CLAP and CLIP scorers (both expose ``get_text_features``).
+
+    Needs ``processor``, ``model``, ``device``, ``batch_size``, ``max_tokens`` and ``_torch``.
+    """
+
+    processor: Any
+    model: Any
+    device: str
+    batch_size: int
+    max_tokens: int
+    _torch: Any
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts → L2-normalised embeddings ``[N, D]`` (longer texts are cut to the window)."""
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            inputs = self.processor(text=list(texts[i : i + self.batch_size]),
+                                    return_tensors="pt", padding=True, truncation=True,
+                                    max_length=self.max_tokens)
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            with self._torch.inference_mode():
+                emb = pooled(self.model.get_text_features(**inputs))
+            out.append(emb.float().cpu().numpy())
+        return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
+
+
+class ClapScorer(TextTower):
     """Embed audio and text with CLAP and compare them.
 
     Args:
@@ -119,19 +146,6 @@ class ClapScorer:
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             with self._torch.inference_mode():
                 emb = pooled(self.model.get_audio_features(**inputs))
-            out.append(emb.float().cpu().numpy())
-        return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
-
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        """Texts → L2-normalised embeddings ``[N, D]``."""
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            inputs = self.processor(text=list(texts[i : i + self.batch_size]),
-                                    return_tensors="pt", padding=True, truncation=True,
-                                    max_length=self.max_tokens)
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with self._torch.inference_mode():
-                emb = pooled(self.model.get_text_features(**inputs))
             out.append(emb.float().cpu().numpy())
         return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
 

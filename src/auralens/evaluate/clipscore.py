@@ -18,6 +18,7 @@ import numpy as np
 
 from auralens.errors import AuralensError
 from auralens.evaluate.clapscore import (
+    TextTower,
     _normalise,
     cosine,
     load_model_and_processor,
@@ -62,7 +63,7 @@ def _as_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
-class ClipScorer:
+class ClipScorer(TextTower):
     """Embed texts and images with CLIP and compare them.
 
     Args:
@@ -86,18 +87,6 @@ class ClipScorer:
     @property
     def name(self) -> str:
         return f"clip:{self.model_id}"
-
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        """Texts → L2-normalised ``[N, D]`` (CLIP's 77-token window; longer text is cut)."""
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            inputs = self.processor(text=list(texts[i : i + self.batch_size]), return_tensors="pt",
-                                    padding=True, truncation=True, max_length=self.max_tokens)
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            with self._torch.inference_mode():
-                emb = pooled(self.model.get_text_features(**inputs))
-            out.append(emb.float().cpu().numpy())
-        return _normalise(np.concatenate(out, axis=0)) if out else np.zeros((0, 0))
 
     def embed_images(self, images: list[Any]) -> np.ndarray:
         """PIL images, arrays ``[H, W, 3]`` uint8 or paths → L2-normalised ``[N, D]``."""
