@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 
@@ -22,3 +23,19 @@ def accelerate_env(cache: Path) -> dict[str, str]:
                PYTHONHASHSEED="0", ACCELERATE_DISABLE_RICH="1", ACCELERATE_USE_CPU="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
+
+
+#: The ``accelerate`` launcher installed beside this interpreter.
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def accelerate_two_cpu(*target: str) -> list[str]:
+    """``accelerate launch TARGET…`` as two processes on one machine (a script and its args)."""
+    return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+            str(free_port()), *target]
+
+
+def cli_two_cpu(*args: str) -> list[str]:
+    """``auralens ARGS…`` launched as two processes (see :func:`accelerate_two_cpu`)."""
+    return accelerate_two_cpu("-m", "auralens.cli", *args)

@@ -13,20 +13,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from launch import accelerate_env, free_port
+from launch import ACCELERATE, accelerate_env, accelerate_two_cpu, cli_two_cpu
 
 from auralens.io import read_json, read_jsonl
-
-ACCELERATE = Path(sys.executable).with_name("accelerate")
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +54,7 @@ def test_two_process_training_matches_one_process(prepared: Path, tmp_path: Path
     t_single = time.perf_counter() - t0
 
     multi = tmp_path / "multi"
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           "-m", "auralens.cli", *_train_args(prepared, multi)]
+    cmd = cli_two_cpu(*_train_args(prepared, multi))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     t_multi = time.perf_counter() - t0
@@ -95,9 +86,7 @@ def test_two_process_resume_continues(prepared: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     train(prepared, full, TrainConfig(gate="conv", lr=1e-2, epochs=2, batch_size=3, grad_accum=2,
                                       eval_batch_size=2, device="cpu", seed=3, tensorboard=False))
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           "-m", "auralens.cli", *_train_args(prepared, run), "--resume"]
+    cmd = cli_two_cpu(*_train_args(prepared, run), "--resume")
     proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     hist = read_jsonl(run / "history.jsonl")
@@ -130,9 +119,7 @@ def test_two_process_classifier_matches_one_process(tmp_path: Path) -> None:
     ref = train_classifier(data, tmp_path / "single", ClassifierConfig(**kw))
     script = tmp_path / "train_clf.py"
     script.write_text(_CLASSIFIER_SCRIPT)
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           str(script), str(data), str(tmp_path / "multi"), json.dumps(kw)]
+    cmd = accelerate_two_cpu(str(script), str(data), str(tmp_path / "multi"), json.dumps(kw))
     proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     hist = read_json(tmp_path / "multi" / "history.json")

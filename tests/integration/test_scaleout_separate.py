@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from launch import accelerate_env, free_port
+from launch import ACCELERATE, accelerate_env, cli_two_cpu
 
 from auralens.io import read_json, read_jsonl
 
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 MICRO_MODEL = {"bottleneck": 16, "conv_channels": 32, "blocks_per_repeat": 2, "repeats": 2}
 # batch 3 over 2 processes: uneven shares (2 + 1); 3 validation mixtures split 2 + 1.
 SETTINGS = {"preset": "tiny", "model": MICRO_MODEL, "steps": 4, "steps_per_epoch": 2, "batch_size": 3,
@@ -55,10 +53,8 @@ def test_two_process_separation_training_matches_one_process(library: Path, tmp_
     t_single = time.perf_counter() - t0
 
     multi = tmp_path / "multi"
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           "-m", "auralens.cli", "separate", "train", str(library), "--config", str(cfg_path),
-           "--out", str(multi)]
+    cmd = cli_two_cpu("separate", "train", str(library), "--config", str(cfg_path),
+                      "--out", str(multi))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=accelerate_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300)
     t_multi = time.perf_counter() - t0
