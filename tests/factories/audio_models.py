@@ -137,27 +137,3 @@ def make_whisper(out_dir: Path) -> None:
                         suppress_tokens=None)
     WhisperModel(cfg).save_pretrained(out_dir)
     WhisperFeatureExtractor(feature_size=80, chunk_length=2).save_pretrained(out_dir)
-
-
-def make_clap(out_dir: Path) -> None:
-    """A ``ClapModel`` with a 2-stage HTSAT (16 mels, 2 s at 48 kHz) and a 1-layer text tower."""
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapTextConfig,
-    )
-
-    _seed()
-    audio = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=16, patch_stride=(4, 4),
-                            patch_size=4, hidden_size=32, patch_embeds_hidden_size=16,
-                            depths=[1, 1], num_attention_heads=[2, 2], projection_dim=16,
-                            num_hidden_layers=2)
-    text = ClapTextConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1,
-                          num_attention_heads=2, intermediate_size=32, projection_dim=16,
-                          max_position_embeddings=40)
-    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(),
-                         projection_dim=16)).save_pretrained(out_dir)
-    ClapFeatureExtractor(feature_size=16, sampling_rate=48000, max_length_s=2,
-                         truncation="rand_trunc", padding="repeatpad").save_pretrained(out_dir)

@@ -1,4 +1,4 @@
-"""Tiny random-weight models for the Imagine stage (captioners, chat LLMs, CLAP, SD3).
+"""Tiny random-weight models for the Imagine stage (captioners, chat LLMs, SD3; CLAP is in eval_models.py).
 
 Nothing is downloaded: tokenizers are built from a small word-level vocabulary with the
 ``tokenizers`` library, models from config objects, and everything is saved with
@@ -122,34 +122,6 @@ def make_tiny_whisper_aac(out_dir: Path) -> None:
     WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(out_dir)
 
 
-def make_tiny_clap(out_dir: Path) -> None:
-    """A tiny CLAP (HTSAT depth 1 per stage, text hidden 32) with its processor."""
-    import torch
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapProcessor,
-        ClapTextConfig,
-    )
-
-    torch.manual_seed(0)
-    tok = make_tokenizer(chat=False)
-    text_cfg = ClapTextConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
-                              num_attention_heads=2, intermediate_size=64, projection_dim=16,
-                              max_position_embeddings=80, pad_token_id=tok.pad_token_id)
-    audio_cfg = ClapAudioConfig(window_size=4, num_mel_bins=64, spec_size=128, patch_size=4,
-                                patch_stride=(4, 4), hidden_size=32, depths=[1, 1],
-                                num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
-                                projection_dim=16, num_hidden_layers=2)
-    cfg = ClapConfig(text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(),
-                     projection_dim=16)
-    ClapModel(cfg).eval().save_pretrained(out_dir)
-    fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, max_length_s=1,
-                              fft_window_size=1024, hop_length=480,
-                              truncation="rand_trunc", padding="repeatpad")
-    ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out_dir)
 
 
 def make_tiny_classifier(out_dir: Path) -> None:

@@ -64,7 +64,7 @@ def test_classifier_default_preset_or_clear_error():
 def test_clap_zeroshot_with_label_file(tiny_model, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("# my vocabulary\ndog\nrain\nsiren\n\nbird chirps\n")
-    cap = CAPTIONERS.build(f"clap-zeroshot:{tiny_model('tiny_clap')}@top_k=2",
+    cap = CAPTIONERS.build(f"clap-zeroshot:{tiny_model('clap_tiny')}@top_k=2",
                            labels=str(labels))
     assert cap.sample_rate == 48000
     wave = _noise(48000, 1.0)
@@ -77,7 +77,7 @@ def test_clap_zeroshot_with_label_file(tiny_model, tmp_path):
 
 
 def test_clap_zeroshot_full_audioset_vocabulary(tiny_model):
-    cap = CAPTIONERS.build(f"clap:{tiny_model('tiny_clap')}")
+    cap = CAPTIONERS.build(f"clap:{tiny_model('clap_tiny')}")
     assert cap.text_embeds.shape[0] == 527
     assert cap.describe(_noise(48000, 0.5)).top[0][0] in cap.labels
 

@@ -33,7 +33,7 @@ def test_whisper_frames_follow_duration_and_windows(tiny_model) -> None:
 
 
 def test_clap_embed_pooled_and_stages(tiny_model) -> None:
-    path = tiny_model("clap")
+    path = tiny_model("clap_tiny")
     wave = _tone(48000, 1.0)
     emb = EXTRACTORS.build(f"clap:{path}").embed(wave)
     assert emb.shape == (1, 16)
