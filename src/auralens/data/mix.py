@@ -46,11 +46,11 @@ from typing import Any
 import numpy as np
 
 from auralens.audio import AudioError, load
+from auralens.audio import write as write_audio
 from auralens.data import DatasetError
 from auralens.io import (
     ErrorLog,
     append_jsonl,
-    atomic_path,
     read_json,
     read_jsonl,
     write_json,
@@ -147,21 +147,6 @@ def trim_silence(wave: np.ndarray, sample_rate: int) -> np.ndarray | None:
     return np.ascontiguousarray(wave[start:stop], dtype=np.float32)
 
 
-def write_float_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
-    """Atomically write ``wave`` ``[T]`` as a 32-bit float WAV with byte-reproducible content.
-
-    libsndfile stamps float WAVs with a PEAK chunk holding the write time, so identical
-    audio would give different bytes (and different content hashes); scipy writes the
-    plain fmt/fact/data chunks only.
-    """
-    from scipy.io import wavfile
-
-    wave = np.ascontiguousarray(wave, dtype=np.float32)
-    if not np.all(np.isfinite(wave)):
-        raise AudioError(path, "refusing to write NaN or Inf samples")
-    with atomic_path(path) as tmp:
-        wavfile.write(tmp, sample_rate, wave)
-    return path
 
 
 def _rms(x: np.ndarray) -> float:
@@ -471,11 +456,11 @@ def build_mixtures(
         mix_rel, src_rels, txt_rel = _example_files(split, index, [d["role"] for d in descs])
         mixture = np.zeros(length, np.float32)
         for rel, x in zip(src_rels, sources, strict=True):
-            write_float_wav(out_dir / rel, x, sample_rate)
+            write_audio(out_dir / rel, x, sample_rate)
             mixture += x  # float32 sum of exactly what was written
         lines = [f"{d['onset']:.6f}\t{d['offset']:.6f}\t{d['clip'].label or 'sound'}" for d in descs]
         write_text(out_dir / txt_rel, "\n".join(lines) + "\n")
-        write_float_wav(out_dir / mix_rel, mixture, sample_rate)  # last: its presence marks a finished example
+        write_audio(out_dir / mix_rel, mixture, sample_rate)  # last: its presence marks a finished example
         meta.update({"seed": seed, "index": index, "n_sources": count})
         record = SceneRecord(
             id=ex_id, mixture=Path(mix_rel), sample_rate=sample_rate, duration=length / sample_rate,
