@@ -1,10 +1,15 @@
-"""Helpers for tests that start processes: free local ports and a two-CPU-process launch env."""
+"""Helpers for tests that start processes or local servers: free ports, two-process
+accelerate launches, and stub HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -39,3 +44,17 @@ def accelerate_two_cpu(*target: str) -> list[str]:
 def cli_two_cpu(*args: str) -> list[str]:
     """``auralens ARGS…`` launched as two processes (see :func:`accelerate_two_cpu`)."""
     return accelerate_two_cpu("-m", "auralens.cli", *args)
+
+
+@contextlib.contextmanager
+def local_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 in a thread; yields the OpenAI-style base URL ``…/v1``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

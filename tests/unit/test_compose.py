@@ -188,8 +188,9 @@ def test_hf_composer_with_tiny_chat_lm(tiny_model):
 
 
 def test_openai_composer_against_stub(tmp_path):
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
+
+    from launch import local_server
 
     seen = []
 
@@ -206,17 +207,11 @@ def test_openai_composer_against_stub(tmp_path):
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with local_server(Handler) as url:
         comp = COMPOSERS.build(f"openai:qwen2.5-7b@base_url={url},max_new_tokens=99")
         d = comp.compose(["the sound of rain"], "cot")
         assert d == Description("Rain over a farm.", "Steps here.")
         assert seen[0]["model"] == "qwen2.5-7b" and seen[0]["max_tokens"] == 99
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_preset_names_resolve_to_hub_ids(monkeypatch):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from launch import local_server
 
 from auralens.errors import AuralensError, ModelUnavailableError
 from auralens.scene import llm
@@ -62,19 +63,14 @@ def _serve(state: StubState):
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server
+    return Handler
 
 
 @pytest.fixture
 def stub():
     state = StubState()
-    server = _serve(state)
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with local_server(_serve(state)) as url:
+        yield state, url
 
 
 def test_openai_client_answers_and_sends_key_only_in_header(stub):

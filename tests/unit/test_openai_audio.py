@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
+from launch import local_server
 from scipy.io import wavfile
 
 from auralens.scene.allm import load_audio_llm
@@ -37,11 +37,8 @@ def server():
             self.end_headers()
             self.wfile.write(data)
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield seen, f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+    with local_server(Handler) as url:
+        yield seen, url
 
 
 def _audio_part(body: dict) -> np.ndarray:

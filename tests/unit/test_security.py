@@ -14,15 +14,15 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import threading
 import traceback
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from launch import local_server
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "auralens"
 SECRET = "sk-test-5ecret-DO-NOT-LOG-7f3a9c"
@@ -324,14 +324,8 @@ class _Stub(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub_url() -> Iterator[str]:
     _Stub.plan, _Stub.auth = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_server(_Stub) as url:
+        yield url
 
 
 def _text_of(exc: BaseException) -> str:
