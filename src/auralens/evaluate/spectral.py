@@ -25,6 +25,7 @@ silent reference gives ≈ 0 dB rather than NaN.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,11 +96,16 @@ def mr_stft_distance(ref: np.ndarray, est: np.ndarray,
     return {"mr_stft": sc + lm, "mr_stft_sc": sc, "mr_stft_logmag": lm}
 
 
-def _mel(x: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Mel filterbank ``[n_mels, n_fft // 2 + 1]``, built once per setting (not per clip)."""
     import librosa
 
-    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
-    return fb @ _stft_mag(x, n_fft, hop)
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+
+
+def _mel(x: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int) -> np.ndarray:
+    return _mel_filters(sr, n_fft, n_mels) @ _stft_mag(x, n_fft, hop)
 
 
 def logmel_l1(ref: np.ndarray, est: np.ndarray, sr: int, n_fft: int = 1024,
