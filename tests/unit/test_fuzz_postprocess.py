@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from auralens.sonify.postprocess import STEP_NAMES, PostprocessError, apply, chain_name, parse_chain
 
 F32_MAX = float(np.finfo(np.float32).max)
-HUGE = float(np.float32(1e15))  # squares stay inside float32; larger values hit the cast bug (xfail below)
+HUGE = float(np.float32(1e15))  # squares stay inside float32; larger values are tested separately below
 
 # Samples: NaN, ±inf, and finite values up to ±1e15 (far beyond any sane decoder output).
 samples = st.one_of(st.floats(-HUGE, HUGE, width=32),
@@ -29,7 +29,7 @@ steps = st.one_of(
     st.builds(lambda p: f"threshold:{p:g}", st.floats(0, 100)),
     st.builds(lambda n: f"wiener:{n}", st.integers(1, 101)),
 )
-# One square at most: a second squares 1e30 past the float32 range (the cast bug, xfail below).
+# One square at most: a second squares 1e30 past the float32 range (clipping tested below).
 chains = st.lists(steps, max_size=5).filter(lambda c: c.count("square") <= 1).map(",".join)
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
