@@ -4,6 +4,7 @@ baseline, a tiny SD3 image stage, the CLI, batch jobs with resume and error coll
 from __future__ import annotations
 
 import html
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,28 @@ def test_batch_fails_early_on_unavailable_model(scenes, separator, tmp_path, mon
     with pytest.raises(ModelUnavailableError, match="Qwen2-Audio"):
         imagine_batch(manifest, tmp_path / "b", cfg)
     assert read_jsonl(tmp_path / "b" / "results.jsonl") == []
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_real_video_gives_audio_track_and_middle_frame(tmp_path):
+    """A real MP4 made by ffmpeg (test pattern + 440 Hz tone) through the offline defaults:
+    the 16 kHz audio track is extracted and the reference frame has the video's size."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    from auralens.audio import load_with_info
+
+    video = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=160x120:rate=10", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=16000", "-t", "3", "-shortest", str(video)],
+                   check=True)
+    res = imagine(video, tmp_path / "o")
+    wave, info = load_with_info(tmp_path / "o" / "input.wav")
+    assert info.sample_rate == 16000 and abs(info.duration - 3.0) < 0.2
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * 16000 / len(wave) - 440) < 5  # the tone survived
+    assert Image.open(res.reference).size == (160, 120)
+    assert (tmp_path / "o" / "description.txt").read_text().strip()

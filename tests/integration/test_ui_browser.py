@@ -1,6 +1,6 @@
 """The web UI in a real browser: start ``auralens ui``, drive it with Playwright.
 
-Needs the system Chromium at /usr/bin/chromium (``scripts/install_browser.sh``) and the
+Needs the system Chromium at /usr/bin/chromium (``scripts/install_test_tools.sh``) and the
 playwright Python package; skips cleanly without them. No browser is ever downloaded.
 
 Set ``AURALENS_UPDATE_DOCS_SCREENSHOT=1`` to refresh docs/ui-imagine.png from this run.
@@ -82,7 +82,7 @@ def _imagine_config(tiny_model) -> dict[str, str] | None:  # noqa: ANN001 - the 
 @pytest.fixture(scope="module")
 def ui_url(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Iterator[str]:  # noqa: ANN001
     if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (run scripts/install_browser.sh)")
+        pytest.skip("/usr/bin/chromium is absent (run scripts/install_test_tools.sh)")
     pytest.importorskip("playwright.sync_api")
     pytest.importorskip("gradio")
     base = tmp_path_factory.mktemp("ui")
