@@ -45,13 +45,24 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values typed like spec params)."""
+    """Apply ``key.sub=value`` strings (values typed like spec params; a value in brackets or
+    braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``)."""
     out = copy.deepcopy(cfg)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, _, value = item.partition("=")
-        set_dotted(out, key.strip(), _convert(value.strip()))
+        value = value.strip()
+        if value[:1] in ("[", "{"):
+            import yaml
+
+            try:
+                parsed: Any = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"override {item!r}: not a YAML list or mapping ({exc})") from exc
+        else:
+            parsed = _convert(value)
+        set_dotted(out, key.strip(), parsed)
     return out
 
 

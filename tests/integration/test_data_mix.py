@@ -210,3 +210,37 @@ def test_folds_filter(lib: Path, tmp_path: Path) -> None:
     recs = build_mixtures(lib, tmp_path / "f", n=4, seed=0, folds=[1], reverb=False, **FAST)
     origins = {s.origin for r in recs for s in r.sources}
     assert origins and all(o.startswith("1-") for o in origins)
+
+
+def test_recipe_mixer_crops_sum_and_mark_absent_sources(lib: Path, tmp_path: Path) -> None:
+    from auralens.data.mix import RecipeMixer, RoomBank
+    from auralens.io import ErrorLog
+
+    bank = RoomBank(2, 4, SR, seed=1)
+    assert len(bank.rooms) == 2 and all(len(r) == 4 for r in bank.rooms)
+    mixer = RecipeMixer(load_esc50(lib), num_outputs=4, max_sources=4, sample_rate=SR,
+                        errors=ErrorLog(tmp_path / "errors.jsonl"), seconds=DUR, bank=bank)
+    rng = np.random.default_rng(0)
+    length = int(1.0 * SR)
+    seen_absent = False
+    for n in (1, 2, 3, 4, 4, 4):
+        mix, refs = mixer.sample(length, rng, n)
+        assert mix.shape == (length,) and refs.shape == (4, length)
+        np.testing.assert_allclose(refs.sum(0), mix, atol=1e-6)
+        active = np.sqrt((refs**2).mean(-1)) > 1e-5
+        assert active.sum() <= n and (refs[~active] == 0).all()
+        assert active[0]  # the background spans the whole example, so every crop holds it
+        seen_absent |= bool(active.sum() < n)
+    # a 1 s crop of a 3 s example misses some foreground event sooner or later
+    for _ in range(40):
+        _, refs = mixer.sample(length, rng, 4)
+        seen_absent |= bool((np.sqrt((refs**2).mean(-1)) > 1e-5).sum() < 4)
+    assert seen_absent
+    # the same generator state gives the same crop (training resumes reproduce their data)
+    a = mixer.sample(length, np.random.default_rng(7))
+    b = mixer.sample(length, np.random.default_rng(7))
+    np.testing.assert_array_equal(a[1], b[1])
+    # dry: no bank, no room
+    dry = RecipeMixer(load_esc50(lib), 4, 2, SR, errors=ErrorLog(tmp_path / "e2.jsonl"), seconds=DUR)
+    mix, refs = dry.sample(length, rng)
+    assert 1 <= (np.abs(refs).sum(-1) > 0).sum() <= 2

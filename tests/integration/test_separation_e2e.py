@@ -153,6 +153,30 @@ def test_train_cli_help_and_config(tmp_path, fuss_dir):
     assert (tmp_path / "r" / "best.safetensors").exists()
 
 
+def test_train_fuss_recipe_on_the_fly_with_config_preset(tmp_path):
+    """``recipe: fuss`` on an ESC-50 folder; the YAML's preset is used unless --preset is given."""
+    from auralens.data.synth import synthesize
+
+    lib = synthesize(tmp_path / "lib", clips_per_class=2, seed=3, sample_rate=SR, duration=1.0)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  preset: small\n  recipe: fuss\n  rooms: 2\n  recipe_seconds: 1.5\n"
+                   "  count_weights: [0, 1, 1]\n  steps: 2\n  steps_per_epoch: 2\n  batch_size: 2\n"
+                   "  crop_seconds: 0.5\n  n_val: 3\n  val_seconds: 1.0\n  train_folds: [1]\n"
+                   "  val_folds: [2]\n")
+    micro = ["--set", "model.bottleneck=8", "--set", "model.conv_channels=16",
+             "--set", "model.blocks_per_repeat=2", "--set", "model.repeats=1"]
+    assert main(["separate", "train", str(lib), "--out", str(tmp_path / "r"), "--config", str(cfg), *micro]) == 0
+    run = read_json(tmp_path / "r" / "run.json")
+    assert run["config"]["train"]["preset"] == "small" and run["config"]["train"]["recipe"] == "fuss"
+    assert run["config"]["train"]["count_weights"] == [0, 1, 1]
+    assert [h["step"] for h in read_jsonl(tmp_path / "r" / "history.jsonl")] == [2]
+    assert main(["separate", "train", str(lib), "--out", str(tmp_path / "r2"), "--config", str(cfg),
+                 "--preset", "tiny", "--set", "steps=1", "--set", "steps_per_epoch=1", *micro]) == 0
+    assert read_json(tmp_path / "r2" / "run.json")["config"]["train"]["preset"] == "tiny"
+    assert main(["separate", "train", str(lib), "--out", str(tmp_path / "r3"), "--config", str(cfg),
+                 "--set", "recipe=wet", *micro]) == 1
+
+
 def test_committed_checkpoint_separates_10s(tmp_path):
     sep = load_separator()
     assert isinstance(sep, TDCNppSeparator)

@@ -113,3 +113,10 @@ def test_overrides():
     assert cfg == {"codec": {"backend": "dac"}, "train": {"lr": 0.001}}
     with pytest.raises(ConfigError):
         apply_overrides({}, ["nokey"])
+
+
+def test_overrides_take_yaml_lists_and_mappings():
+    cfg = apply_overrides({}, ["train.count_weights=[1, 1, 2.5]", "m={a: 1}", "s=plain"])
+    assert cfg == {"train": {"count_weights": [1, 1, 2.5]}, "m": {"a": 1}, "s": "plain"}
+    with pytest.raises(ConfigError, match="not a YAML list"):
+        apply_overrides({}, ["w=[1, 2"])

@@ -46,3 +46,20 @@ def test_mixed_sampler_with_dynamic_mixer_keeps_sums() -> None:
         assert refs.shape == (4, 1000)
         np.testing.assert_allclose(refs.sum(0), mix, atol=1e-6)
 
+
+
+def test_count_weights_sampler() -> None:
+    from auralens.scene.separate.train import _count_sampler
+
+    assert _count_sampler([], 4)(np.random.default_rng(0)) is None  # the sampler's own draw
+    draw = _count_sampler([1, 0, 2, 1], 4)
+    rng = np.random.default_rng(0)
+    counts = np.bincount([draw(rng) for _ in range(4000)], minlength=5)
+    assert counts[0] == 0 and counts[2] == 0
+    np.testing.assert_allclose(counts[1:] / 4000, [0.25, 0.0, 0.5, 0.25], atol=0.03)
+    # weights beyond the model's outputs are ignored, bad weights are refused
+    assert max(_count_sampler([1, 1, 1, 1, 5], 4)(rng) for _ in range(200)) <= 4
+    with pytest.raises(TrainError, match="count_weights"):
+        _count_sampler([0, 0], 4)
+    with pytest.raises(TrainError, match="count_weights"):
+        _count_sampler([1, -1], 4)

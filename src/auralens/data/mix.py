@@ -275,9 +275,13 @@ def _loop_background(rng: np.random.Generator, wave: np.ndarray, length: int, sa
 
 def _make_example(
     index: int, rng: np.random.Generator, pool: _Pool, *, count: int, length: int, sample_rate: int,
-    reverb: bool,
+    reverb: bool, rirs: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, Any]], dict[str, Any]]:
-    """Build one example's float32 sources ``[count][T]``, their descriptions and room meta."""
+    """Build one example's float32 sources ``[count][T]``, their descriptions and room meta.
+
+    ``rirs`` (at least ``count`` impulse responses of one room) replaces the image-method
+    room drawn from ``rng``: training draws rooms from a precomputed :class:`RoomBank`.
+    """
     picks = _pick_clips(rng, pool, count)
     dry: list[np.ndarray] = []
     descs: list[dict[str, Any]] = []
@@ -298,12 +302,14 @@ def _make_example(
                       "offset": (onset + len(seg)) / sample_rate, "segment_start": seg_start / sample_rate})
     meta: dict[str, Any] = {"reverb": reverb}
     if reverb:
-        room = _random_room(rng, count)
-        rirs = room_impulse_responses(room, sample_rate)
         from scipy.signal import fftconvolve
 
+        if rirs is None:
+            room = _random_room(rng, count)
+            rirs = room_impulse_responses(room, sample_rate)
+            meta["room"] = room
+        rirs = list(rirs)[:count]
         wet = [fftconvolve(x, h)[:length] for x, h in zip(dry, rirs, strict=True)]
-        meta["room"] = room
         meta["rir_samples"] = [len(h) for h in rirs]
     else:
         wet = dry
@@ -330,6 +336,74 @@ def _make_example(
         d["snr_db"] = snr
     meta["background_dbfs"] = round(bg_db, 3)
     return [x.astype(np.float32) for x in sources], descs, meta
+
+
+class RoomBank:
+    """``size`` image-method rooms with ``sources`` impulse responses each, drawn once.
+
+    Computing a room takes about 0.1 s, far longer than mixing an example; an on-the-fly
+    training mixer draws rooms from this bank instead (positions and absorption as in
+    :func:`build_mixtures`).
+    """
+
+    def __init__(self, size: int, sources: int, sample_rate: int, seed: int = 0) -> None:
+        from auralens.progress import progress
+
+        rng = np.random.default_rng([seed, 0x520_0B])
+        self.rooms = [room_impulse_responses(_random_room(rng, sources), sample_rate)
+                      for _ in progress(range(size), desc="room impulse responses")]
+
+    def draw(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """The impulse responses of one random room, in random source order."""
+        room = self.rooms[int(rng.integers(len(self.rooms)))]
+        return [room[i] for i in rng.permutation(len(room))]
+
+
+class RecipeMixer:
+    """FUSS-recipe examples made on the fly: ``sample(length, rng, n)`` → ``(mix [T], refs [M, T])``.
+
+    Each call builds a full ``seconds``-long example with :func:`build_mixtures`' recipe (looped
+    background, foreground events at random onsets, a room from ``bank``, random levels) and
+    returns a random ``length``-sample crop of it. Sources the crop misses (RMS ≤ 1e-5) become
+    all-zero rows, i.e. absent references.
+
+    Args:
+        clips: the clips to draw from (distinct labels within an example while possible).
+        num_outputs: M, rows of ``refs``.
+        max_sources: ``n`` is uniform in 1 … ``max_sources`` when not given.
+        sample_rate: rate of everything.
+        errors: where unreadable clips are reported (they are skipped).
+        seconds: length of the example before cropping.
+        bank: rooms to draw from (None: dry, no reverb).
+    """
+
+    def __init__(self, clips: Sequence[Clip], num_outputs: int, max_sources: int, sample_rate: int,
+                 errors: ErrorLog, seconds: float = 10.0, bank: RoomBank | None = None) -> None:
+        self.pool = _Pool(list(clips), sample_rate, errors, max_cache=len(clips) + 1)
+        from auralens.progress import progress
+
+        for clip in progress(self.pool.clips, desc="load clips"):  # decode once, up front
+            self.pool.get(clip)
+        if len(self.pool.bad) == len(self.pool.clips):
+            raise DatasetError("no usable clips to mix (all unreadable or silent)")
+        self.num_outputs = num_outputs
+        self.max_sources = min(max_sources, num_outputs)
+        self.sample_rate = sample_rate
+        self.length = int(seconds * sample_rate)
+        self.bank = bank
+
+    def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One crop: ``(mix [length], refs [M, length])``; refs sum to mix."""
+        n = int(n if n is not None else rng.integers(1, self.max_sources + 1))
+        rirs = self.bank.draw(rng) if self.bank is not None else None
+        sources, _, _ = _make_example(0, rng, self.pool, count=n, length=max(self.length, length),
+                                      sample_rate=self.sample_rate, reverb=rirs is not None, rirs=rirs)
+        full = np.stack(sources)
+        start = int(rng.integers(0, full.shape[1] - length + 1))
+        refs = np.zeros((self.num_outputs, length), np.float32)
+        refs[: full.shape[0]] = full[: self.num_outputs, start:start + length]
+        refs = np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > 1e-5, refs, 0).astype(np.float32)
+        return refs.sum(0).astype(np.float32), refs
 
 
 def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None) -> tuple[list[Clip], str]:

@@ -41,7 +41,8 @@ def run_cmd(
 def train_cmd(
     data: Path = typer.Argument(..., help="ESC-50-layout folder (dynamic mixing) or FUSS-layout folder."),
     out: Path = typer.Option(..., "--out", help="Run directory (resumes when it holds last.safetensors)."),
-    preset: str = typer.Option("tiny", "--preset", help="Model size preset: tiny or fuss."),
+    preset: str | None = typer.Option(None, "--preset",
+                                      help="Model size preset: tiny, small or fuss (default: the config's, else tiny)."),
     config: Path | None = typer.Option(None, "--config", help="YAML with TrainConfig fields."),
     steps: int | None = typer.Option(None, "--steps", help="Total optimizer steps."),
     batch_size: int | None = typer.Option(None, "--batch-size"),

@@ -74,6 +74,14 @@ class TrainConfig:
         dynamic_share: fraction of training examples drawn from ``dynamic_data``.
         device: ``auto`` (the accelerator's device: a GPU when there is one), ``cpu``,
             ``cuda``…; ignored under several processes, which use the launcher's devices.
+        recipe: with an ESC-50 ``DATA``: ``dry`` (:class:`DynamicMixer`: dry crops at random
+            gains) or ``fuss`` (:class:`auralens.data.mix.RecipeMixer`: the FUSS recipe of
+            ``auralens data mix`` made on the fly — looped background, events at random
+            onsets, reverberant rooms — for training and validation).
+        recipe_seconds: with ``recipe: fuss``, length of each example before cropping.
+        rooms: with ``recipe: fuss``, size of the precomputed room bank (0: dry).
+        count_weights: relative frequency of 1, 2, … sources per training mixture (empty:
+            uniform); validation keeps equal shares.
     """
 
     preset: str = "tiny"
@@ -95,6 +103,10 @@ class TrainConfig:
     dynamic_data: str = ""
     dynamic_share: float = 0.5
     device: str = "auto"
+    recipe: str = "dry"
+    recipe_seconds: float = 10.0
+    rooms: int = 256
+    count_weights: list[float] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- data
@@ -261,6 +273,10 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     data = Path(data)
     rng = np.random.default_rng(cfg.seed + 10_000)
     val_len = int(cfg.val_seconds * sr)
+    if (data / "meta" / "esc50.csv").exists() and cfg.recipe == "fuss":
+        return _recipe_sources(data, cfg, num_outputs, sr, rng, cache)
+    if cfg.recipe not in ("dry", "fuss"):
+        raise TrainError(f"unknown recipe {cfg.recipe!r}; use 'dry' or 'fuss'")
     if (data / "meta" / "esc50.csv").exists():
         tw, tl = _load_pool(data, cfg.train_folds, sr, cache)
         vw, vl = _load_pool(data, cfg.val_folds, sr, cache)
@@ -290,6 +306,38 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
             val.append((refs.sum(0), refs))
         return train, val
     raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
+
+
+def _recipe_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int, rng: np.random.Generator,
+                    cache: Path | None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """On-the-fly FUSS-recipe training mixtures and a fixed validation set of the same recipe."""
+    from auralens.data.esc50 import load_esc50
+    from auralens.data.mix import RecipeMixer, RoomBank
+    from auralens.io import ErrorLog
+
+    errors = ErrorLog((cache.parent if cache is not None else data) / "errors.jsonl")
+    bank = RoomBank(cfg.rooms, num_outputs, sr, seed=cfg.seed) if cfg.rooms > 0 else None
+    mixers = []
+    for folds in (cfg.train_folds, cfg.val_folds):
+        clips = load_esc50(data, folds=folds)
+        if not clips:
+            raise TrainError(f"{data}: no clips in folds {folds}")
+        mixers.append(RecipeMixer(clips, num_outputs, cfg.max_sources, sr, errors=errors,
+                                  seconds=cfg.recipe_seconds, bank=bank))
+    val_len = int(cfg.val_seconds * sr)
+    counts = [1 + i % mixers[1].max_sources for i in range(cfg.n_val)]
+    return mixers[0], [mixers[1].sample(val_len, rng, n) for n in counts]
+
+
+def _count_sampler(weights: list[float], max_sources: int) -> Any:
+    """``rng → n`` drawing 1 … len(weights) with the given relative weights (None: sampler's own)."""
+    if not weights:
+        return lambda rng: None
+    w = np.asarray(weights[:max_sources], dtype=np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise TrainError(f"count_weights must be non-negative with a positive sum, got {weights}")
+    p = w / w.sum()
+    return lambda rng: int(rng.choice(len(p), p=p)) + 1
 
 
 # ----------------------------------------------------------------------------- loop
@@ -479,6 +527,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     with acc.main_process_first():  # the main process fills the decode cache, the others read it
         sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache")
     crop = int(cfg.crop_seconds * sr)
+    draw_count = _count_sampler(cfg.count_weights, min(cfg.max_sources, model_cfg.num_sources))
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter
@@ -495,7 +544,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                    disable=None if main else True)
     for step in bar:  # noqa: B020 - step continues after the loop on purpose
         # The whole batch on every process (same generator state), then this process's share.
-        batch = [sampler.sample(crop, rng) for _ in range(cfg.batch_size)]
+        batch = [sampler.sample(crop, rng, draw_count(rng)) for _ in range(cfg.batch_size)]
         share, weight = batch[rank::world], 1.0
         if not share:  # fewer mixtures than processes: DDP still needs a backward here
             share, weight = batch[:1], 0.0
