@@ -120,3 +120,34 @@ def test_overrides_take_yaml_lists_and_mappings():
     assert cfg == {"train": {"count_weights": [1, 1, 2.5]}, "m": {"a": 1}, "s": "plain"}
     with pytest.raises(ConfigError, match="not a YAML list"):
         apply_overrides({}, ["w=[1, 2"])
+
+
+def test_checkpoint_container_round_trip_and_bad_files(tmp_path):
+    import torch
+
+    from auralens.checkpoint_io import read_checkpoint, read_header, write_checkpoint
+    from auralens.errors import AuralensError
+
+    class Bad(AuralensError):
+        pass
+
+    t = {"w": torch.arange(6.0).reshape(2, 3).t(), "b": torch.ones(2)}  # non-contiguous is fine
+    path = write_checkpoint(tmp_path / "c.safetensors", t, {"format": "x/1", "step": 3})
+    header, back = read_checkpoint(path, "test", Bad)
+    assert header == {"format": "x/1", "step": 3} and read_header(path, "test", Bad) == header
+    assert torch.equal(back["w"], t["w"]) and torch.equal(back["b"], t["b"])
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left
+    with pytest.raises(Bad, match="test checkpoint not found"):
+        read_header(tmp_path / "none.safetensors", "test", Bad)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(Bad, match="unreadable test checkpoint"):
+        read_checkpoint(tmp_path / "junk.safetensors", "test", Bad)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(Bad, match="no auralens header"):
+        read_header(tmp_path / "plain.safetensors", "test", Bad)
+    data = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 8])
+    with pytest.raises(Bad):
+        read_checkpoint(tmp_path / "cut.safetensors", "test", Bad)

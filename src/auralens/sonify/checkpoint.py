@@ -17,7 +17,6 @@ combination with :class:`~auralens.errors.CheckpointMismatchError`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from auralens.checkpoint_io import read_checkpoint, write_checkpoint
+from auralens.checkpoint_io import read_header as _read_header
 from auralens.errors import AuralensError, CheckpointMismatchError
-from auralens.io import atomic_path, package_versions
+from auralens.io import package_versions
 
 FORMAT = "auralens.sonify.gate/1"
-HEADER_KEY = "auralens"
 
 
 class CheckpointError(AuralensError):
@@ -51,28 +51,20 @@ def save(path: str | Path, model: torch.nn.Module, header: dict[str, Any], *,
          optimizer: torch.optim.Optimizer | None = None,
          norm: dict[str, np.ndarray] | None = None, rng: bool = False) -> Path:
     """Atomically write a checkpoint (see the module docstring for the layout)."""
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {
-        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
-    }
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     head = {"format": FORMAT, **header}
     head.setdefault("versions", package_versions())
     if optimizer is not None:
         state = optimizer.state_dict()
         for idx, st in state["state"].items():
             for key, value in st.items():
-                t = value if torch.is_tensor(value) else torch.tensor(value)
-                tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous().clone()
+                tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         head["optimizer_groups"] = state["param_groups"]
     for key, value in (norm or {}).items():
         tensors[f"norm.{key}"] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
     if rng:
         tensors["rng.torch"] = torch.get_rng_state()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(head, default=str)})
-    return path
+    return write_checkpoint(path, tensors, head)
 
 
 def load(path: str | Path) -> Checkpoint:
@@ -81,20 +73,7 @@ def load(path: str | Path) -> Checkpoint:
     Raises:
         CheckpointError: missing, unreadable, or not an auralens gate checkpoint.
     """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open API
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
-    if HEADER_KEY not in meta:
-        raise CheckpointError(f"{path}: not an auralens gate checkpoint (no header)")
-    header = json.loads(meta[HEADER_KEY])
+    header, tensors = read_checkpoint(path, "gate", CheckpointError)
     ck = Checkpoint(header=header, model={})
     for key, value in tensors.items():
         kind, _, rest = key.partition(".")
@@ -111,16 +90,7 @@ def load(path: str | Path) -> Checkpoint:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """Only the JSON header (cheap: no tensor is read)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if HEADER_KEY not in meta:
-        raise CheckpointError(f"{path}: not an auralens gate checkpoint (no header)")
-    return json.loads(meta[HEADER_KEY])
+    return _read_header(path, "gate", CheckpointError)
 
 
 def optimizer_state(ck: Checkpoint) -> dict[str, Any]:

@@ -25,7 +25,6 @@ file that is not one of ours or whose weights do not fit the stored config.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -283,9 +282,8 @@ class TDCNpp(nn.Module):
 
 def save_checkpoint(path: str | Path, model: TDCNpp, extra: dict[str, Any] | None = None) -> Path:
     """Atomically write ``model`` as safetensors with a JSON header in the metadata."""
-    from safetensors.torch import save_file
-
-    from auralens.io import atomic_path, package_versions
+    from auralens.checkpoint_io import write_checkpoint
+    from auralens.io import package_versions
 
     header = {
         "format": CHECKPOINT_FORMAT,
@@ -294,32 +292,22 @@ def save_checkpoint(path: str | Path, model: TDCNpp, extra: dict[str, Any] | Non
         "versions": {k: v for k, v in package_versions().items() if k in ("auralens", "torch")},
         **(extra or {}),
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"auralens": json.dumps(header)})
-    return Path(path)
+    return write_checkpoint(path, dict(model.state_dict()), header)
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a checkpoint (raises CheckpointMismatchError when absent)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise AuralensError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointMismatchError(f"{path}: not a safetensors checkpoint ({exc})") from exc
-    if "auralens" not in meta:
-        raise CheckpointMismatchError(f"{path}: no auralens header; not a TDCN++ checkpoint")
-    header = json.loads(meta["auralens"])
+def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     if header.get("format") != CHECKPOINT_FORMAT or header.get("model_name") != "tdcnpp":
         raise CheckpointMismatchError(
             f"{path}: checkpoint is {header.get('model_name')!r} ({header.get('format')}), "
             f"expected tdcnpp ({CHECKPOINT_FORMAT})")
     return header
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a checkpoint (raises CheckpointMismatchError when absent)."""
+    from auralens.checkpoint_io import read_header as read_any
+
+    return _check_header(Path(path), read_any(path, "TDCN++", CheckpointMismatchError))
 
 
 def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
@@ -333,19 +321,19 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
     Raises:
         CheckpointMismatchError: foreign file, config mismatch or weights that do not fit.
     """
-    from safetensors.torch import load_file
+    from auralens.checkpoint_io import read_checkpoint
 
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
-    header = read_header(path)
+    header, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError, device=map_location)
+    _check_header(path, header)
     cfg = TDCNppConfig.from_dict(header["model_args"])
     if expect is not None and cfg != expect:
         diff = {k: (v, getattr(cfg, k)) for k, v in expect.to_dict().items() if getattr(cfg, k) != v}
         raise CheckpointMismatchError(
             f"{path}: config mismatch (expected, stored): {diff}")
     model = TDCNpp(cfg)
-    state = load_file(str(path), device=map_location)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
