@@ -1,4 +1,4 @@
-"""Tiny random-weight models for the Imagine stage (captioners, chat LLMs, SD3; CLAP is in eval_models.py).
+"""Tiny random-weight models for the Imagine stage (captioners, chat LLMs, SD3; CLAP is in eval_models.py, the AST classifier in audio_models.py).
 
 Nothing is downloaded: tokenizers are built from a small word-level vocabulary with the
 ``tokenizers`` library, models from config objects, and everything is saved with
@@ -122,21 +122,6 @@ def make_tiny_whisper_aac(out_dir: Path) -> None:
     WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(out_dir)
 
 
-
-
-def make_tiny_classifier(out_dir: Path) -> None:
-    """A tiny AST audio classifier over four ESC-50-style labels."""
-    import torch
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
-    torch.manual_seed(0)
-    labels = ["dog", "rain", "siren", "church_bells"]
-    cfg = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, num_mel_bins=32, max_length=64,
-                    id2label=dict(enumerate(labels)),
-                    label2id={label: i for i, label in enumerate(labels)})
-    ASTForAudioClassification(cfg).eval().save_pretrained(out_dir)
-    ASTFeatureExtractor(num_mel_bins=32, max_length=64).save_pretrained(out_dir)
 
 
 def make_tiny_sd3(out_dir: Path) -> None:

@@ -37,7 +37,7 @@ def exp_a(esc10: Path, tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exp-a")
     cfg = load_experiment(CONFIGS / "prompting.yaml", [
         f"data.path={esc10}", "data.n=4", "data.duration=2.0", "subset.n=4",
-        f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+        f"models.captioner=classifier:{tiny_model('ast_classifier')}",
         f"models.allm=qwen2-audio:{tiny_model('tiny_qwen2audio')}@max_new_tokens=6",
         f"clap.model={tiny_model('clap_tiny')}",
     ])
@@ -88,7 +88,7 @@ def test_experiment_resumes(exp_a: Path, tiny_model) -> None:
     cfg = load_experiment(CONFIGS / "prompting.yaml", [
         f"data.path={ROOT.parent / 'shared' / 'data' / 'esc10'}", "data.n=4",
         "data.duration=2.0", "subset.n=4",
-        f"models.captioner=classifier:{tiny_model('tiny_classifier')}", "models.allm=none",
+        f"models.captioner=classifier:{tiny_model('ast_classifier')}", "models.allm=none",
     ])
     cfg["methods"][0]["techniques"] = ["zero-shot", "cot"]
     summary = run_experiment(cfg, exp_a)
@@ -102,11 +102,11 @@ def test_experiment_b_pipeline_grid(exp_a: Path, tiny_model, tmp_path: Path) -> 
     code = main(["experiment", "run", str(CONFIGS / "pipeline.yaml"), "--out", str(out),
                  "--set", "data.source=manifest",
                  "--set", f"data.path={exp_a / 'data' / 'manifest.jsonl'}",
-                 "--set", f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+                 "--set", f"models.captioner=classifier:{tiny_model('ast_classifier')}",
                  "--set", f"models.allm=qwen2-audio:{tiny_model('tiny_qwen2audio')}@max_new_tokens=6"])
     assert code == 0
     rows = read_jsonl(out / "results.jsonl")
-    captioner = Path(str(tiny_model("tiny_classifier"))).name
+    captioner = Path(str(tiny_model("ast_classifier"))).name
     assert {r["method"] for r in rows} == {f"{captioner}/template/zero-shot",
                                            f"{captioner}/template/cot", "baseline"}
     assert len(rows) == 3 * 4
@@ -165,7 +165,7 @@ def test_experiment_c_video_pairs(exp_a: Path, tiny_model, tmp_path: Path) -> No
     pairs = _pairs(exp_a, tmp_path)
     out = tmp_path / "c"  # ffmpeg is not required: clips are given as audio + frame pairs
     base = [f"data.path={tmp_path / 'pairs.jsonl'}",
-            f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+            f"models.captioner=classifier:{tiny_model('ast_classifier')}",
             f"clip.model={tiny_model('clip_tiny')}"]
     summary = run_experiment(load_experiment(CONFIGS / "video.yaml", base), out)
     assert summary["errors"] == 0
@@ -200,7 +200,7 @@ def test_experiment_c_with_generated_images(exp_a: Path, tiny_model, tmp_path: P
     _pairs(exp_a, tmp_path)
     clip = ClipScorer(tiny_model("clip_tiny"))
     base = [f"data.path={tmp_path / 'pairs.jsonl'}",
-            f"models.captioner=classifier:{tiny_model('tiny_classifier')}",
+            f"models.captioner=classifier:{tiny_model('ast_classifier')}",
             f"clip.model={tiny_model('clip_tiny')}"]
     out2 = tmp_path / "c-images"
     sd3 = tiny_model("tiny_sd3")

@@ -65,7 +65,7 @@ def separator(scenes) -> LookupSeparator:
 
 def _cfg(separator, tiny_model, **kw) -> ImagineConfig:
     return ImagineConfig(separator=separator,
-                         captioner=f"classifier:{tiny_model('tiny_classifier')}", **kw)
+                         captioner=f"classifier:{tiny_model('ast_classifier')}", **kw)
 
 
 def test_offline_pipeline_writes_everything(scenes, separator, tiny_model, tmp_path):
@@ -218,7 +218,7 @@ def test_cli_run_and_batch(scenes, tiny_model, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["imagine", str(wav), "--out", str(tmp_path / "o"),
                               "--separator", "nmf@n_iter=20", "--captioner",
-                              f"classifier:{tiny_model('tiny_classifier')}",
+                              f"classifier:{tiny_model('ast_classifier')}",
                               "--config", str(cfg), "--set", "seed=2"])
     assert res.exit_code == 0, res.output
     assert "description:" in res.output and (tmp_path / "o" / "report.html").exists()

@@ -163,7 +163,7 @@ def test_imagine_batch_skips_corrupt_mixtures(corrupt_fuss, tiny_model, tmp_path
     fuss, bad = corrupt_fuss
     out = tmp_path / "out"
     args = ["imagine", "batch", str(fuss), "--out", str(out), "--separator", "nmf",
-            "--captioner", f"classifier:{tiny_model('tiny_classifier')}", "--set", "report=false"]
+            "--captioner", f"classifier:{tiny_model('ast_classifier')}", "--set", "report=false"]
     proc = run_cli(args, cli_env(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "36 results in" in proc.stdout
@@ -182,7 +182,7 @@ def test_imagine_batch_skips_corrupt_mixtures(corrupt_fuss, tiny_model, tmp_path
     from auralens.scene.pipeline import imagine_batch
 
     lines = imagine_batch(fuss, out, {"separator": "nmf", "report": False,
-                                      "captioner": f"classifier:{tiny_model('tiny_classifier')}"})
+                                      "captioner": f"classifier:{tiny_model('ast_classifier')}"})
     assert len(lines) == 36 and len({r["id"] for r in lines}) == 36
     assert sorted(e["item"] for e in read_jsonl(out / "errors.jsonl")) == sorted(bad)
     assert json.loads((out / "run.json").read_text())["n_new"] == 0

@@ -301,7 +301,7 @@ def _comparable(line: dict, out: Path) -> str:
 def test_imagine_batch_killed_then_resumed(fuss: Path, tiny_model, tmp_path: Path) -> None:
     from auralens.scene.pipeline import imagine_batch
 
-    classifier = tiny_model("tiny_classifier")
+    classifier = tiny_model("ast_classifier")
     env = cli_env(tmp_path / "cache")
     ref_out, out = tmp_path / "ref", tmp_path / "out"
     with one_thread():

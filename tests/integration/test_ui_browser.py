@@ -76,7 +76,7 @@ def _imagine_config(tiny_model) -> dict[str, str] | None:  # noqa: ANN001 - the 
     if all(p.exists() for p in DEFAULT_MODELS):
         return None
     return {"separator": f"tdcnpp:{tiny_model('tdcnpp') / 'model.safetensors'}",
-            "captioner": f"classifier:{tiny_model('tiny_classifier')}"}
+            "captioner": f"classifier:{tiny_model('ast_classifier')}"}
 
 
 @pytest.fixture(scope="module")

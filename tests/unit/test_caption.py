@@ -38,7 +38,7 @@ def test_registry_knows_all_backends():
 
 
 def test_classifier_captioner(tiny_model):
-    path = tiny_model("tiny_classifier")
+    path = tiny_model("ast_classifier")
     cap = CAPTIONERS.build(f"classifier:{path}")
     assert isinstance(cap, Captioner) and cap.sample_rate == 16000
     res = cap.describe(_noise(16000, 1.5))
