@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -27,7 +28,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+    # The writer's pid in the name lets remove_stale_temps tell a killed writer's leftover
+    # from a file being written right now.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
                                     dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -38,6 +41,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+_TEMP_NAME = re.compile(r"^\..*\.(\d+)\.[A-Za-z0-9_]{8}\.tmp[^/]*$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but not ours, or not checkable: keep its file
+    return True
+
+
+def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
+                       max_age: float = 86400.0) -> list[Path]:
+    """Delete what :func:`atomic_path` left behind when its process was killed mid-write.
+
+    A temporary file (``.<stem>.<pid>.<random>.tmp<suffix>``, searched recursively) is
+    removed when its writer is no longer running and it is older than ``min_age`` seconds
+    (another machine writing to a shared disk has another pid space), or when it is older
+    than ``max_age`` whatever its pid says. Resumable jobs call this when they start.
+
+    Returns:
+        The removed paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for tmp in directory.rglob(".*.tmp*"):
+        match = _TEMP_NAME.match(tmp.name)
+        if match is None or not tmp.is_file():
+            continue
+        try:
+            age = now - tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its writer just renamed it
+        if age > max_age or (age > min_age and not _pid_alive(int(match.group(1)))):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    if removed:
+        log.info("%s: removed %d unfinished temporary file(s) of interrupted writes", directory, len(removed))
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -125,8 +125,15 @@ def test_train_resumes_and_writes_best(fuss_dir, tmp_path):
     out = tmp_path / "run"
     train(fuss_dir, out, cfg)
     assert [h["step"] for h in read_jsonl(out / "history.jsonl")] == [1, 2]
+    # a checkpoint write killed earlier (dead pid, old file) is cleaned up on resume
+    import os
+
+    stale = out / ".last.999999999.abcd1234.tmp.safetensors"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
     cfg.steps = 3
     result = train(fuss_dir, out, cfg)  # resumes at step 2
+    assert not stale.exists()
     assert [h["step"] for h in read_jsonl(out / "history.jsonl")] == [1, 2, 3]
     assert result["step"] == 3
     model, header = load_checkpoint(out / "best.safetensors")

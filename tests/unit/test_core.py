@@ -151,3 +151,38 @@ def test_checkpoint_container_round_trip_and_bad_files(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 8])
     with pytest.raises(Bad):
         read_checkpoint(tmp_path / "cut.safetensors", "test", Bad)
+
+
+def test_stale_temps_of_killed_writers_are_removed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from auralens.io import atomic_path, remove_stale_temps
+
+    # A writer killed inside atomic_path leaves its temporary file behind.
+    code = ("import sys, time\nfrom auralens.io import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'partial')\n"
+            "    print('ready', flush=True)\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "sub" / "a.bin")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = list((tmp_path / "sub").iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".a.") and not (tmp_path / "sub" / "a.bin").exists()
+    # too fresh: a writer on another machine could still own it
+    assert remove_stale_temps(tmp_path) == []
+    old = time.time() - 120
+    os.utime(left[0], (old, old))
+    # a live writer's file of the same age stays; other dot files stay
+    with atomic_path(tmp_path / "b.txt") as live:
+        live.write_text("x")
+        os.utime(live, (old, old))
+        (tmp_path / ".hidden.tmp").write_text("not ours")
+        assert remove_stale_temps(tmp_path) == [left[0]]
+        assert live.exists()
+    assert (tmp_path / "b.txt").read_text() == "x" and (tmp_path / ".hidden.tmp").exists()
+    assert remove_stale_temps(tmp_path / "missing") == []

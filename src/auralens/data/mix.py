@@ -53,6 +53,7 @@ from auralens.io import (
     append_jsonl,
     read_json,
     read_jsonl,
+    remove_stale_temps,
     write_json,
     write_jsonl,
     write_text,
@@ -496,6 +497,7 @@ def build_mixtures(
     clips, source_name = _resolve_clips(src, folds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
                 "folds": sorted(int(f) for f in folds) if folds is not None else None,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, Timer, read_json, write_json, write_run_json
+from auralens.io import ErrorLog, Timer, read_json, remove_stale_temps, write_json, write_run_json
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     acc = make_accelerator(AuralensError)
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     out.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     timer = Timer()

@@ -54,6 +54,7 @@ from auralens.io import (
     Timer,
     append_jsonl,
     read_jsonl,
+    remove_stale_temps,
     write_json,
     write_jsonl,
     write_run_json,
@@ -490,6 +491,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     timer = Timer()
     skipped: list[dict[str, str]] = []
     with timer("data"):

@@ -35,6 +35,7 @@ from auralens.io import (
     Timer,
     append_jsonl,
     read_jsonl,
+    remove_stale_temps,
     write_json,
     write_run_json,
     write_text,
@@ -579,6 +580,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split)

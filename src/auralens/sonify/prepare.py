@@ -43,7 +43,14 @@ import numpy as np
 
 from auralens.cache import ArrayCache, default_cache_dir, hash_file, make_key
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, read_json, read_jsonl, write_jsonl, write_run_json
+from auralens.io import (
+    ErrorLog,
+    read_json,
+    read_jsonl,
+    remove_stale_temps,
+    write_jsonl,
+    write_run_json,
+)
 from auralens.progress import progress
 
 log = logging.getLogger(__name__)
@@ -182,6 +189,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     start = time.perf_counter()
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     clips = sorted(load_dataset(data), key=lambda c: c.id)
     if limit is not None:
         clips = clips[: int(limit)]

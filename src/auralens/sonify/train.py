@@ -47,7 +47,15 @@ import torch
 import torch.nn.functional as F
 
 from auralens.errors import AuralensError
-from auralens.io import append_jsonl, read_json, read_jsonl, write_jsonl, write_run_json, write_text
+from auralens.io import (
+    append_jsonl,
+    read_json,
+    read_jsonl,
+    remove_stale_temps,
+    write_jsonl,
+    write_run_json,
+    write_text,
+)
 from auralens.sonify import checkpoint as ckpt
 from auralens.sonify import gates
 from auralens.sonify.prepare import PreparedData, load_prepared
@@ -307,6 +315,8 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     # Everyone checked for an existing run above; only now may the main process write.
     acc.wait_for_everyone()
     run.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(run)
 
     train_e, train_l = data.emb["train"], data.lat["train"]
     has_val = "val" in data.emb and len(data.emb["val"]) > 0

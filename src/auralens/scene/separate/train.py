@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.io import append_jsonl, atomic_path, read_jsonl, write_jsonl, write_run_json
+from auralens.io import (
+    append_jsonl,
+    atomic_path,
+    read_jsonl,
+    remove_stale_temps,
+    write_jsonl,
+    write_run_json,
+)
 from auralens.scene.separate.loss import pit_loss
 from auralens.scene.separate.metrics import score_mixture, summarize
 from auralens.scene.separate.tdcnpp import (
@@ -490,6 +497,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     device = _device(cfg.device, acc)
     out.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
