@@ -184,6 +184,35 @@ def test_train_fuss_recipe_on_the_fly_with_config_preset(tmp_path):
                  "--set", "recipe=wet", *micro]) == 1
 
 
+def test_keep_and_average_checkpoints(fuss_dir, tmp_path):
+    import torch
+
+    from auralens.errors import CheckpointMismatchError
+    from auralens.scene.separate.tdcnpp import TDCNpp, average_checkpoints, preset, save_checkpoint
+    from auralens.scene.separate.train import TrainConfig, train
+
+    cfg = TrainConfig(preset="tiny", model=dict(MICRO), steps=3, steps_per_epoch=1, batch_size=2,
+                      crop_seconds=0.4, n_val=2, val_seconds=0.5, keep=True)
+    out = tmp_path / "run"
+    train(fuss_dir, out, cfg)
+    kept = sorted((out / "keep").glob("step*.safetensors"))
+    assert [p.name for p in kept] == ["step1.safetensors", "step2.safetensors", "step3.safetensors"]
+    assert main(["separate", "average", *map(str, kept), "--out", str(tmp_path / "avg.safetensors")]) == 0
+    avg, header = load_checkpoint(tmp_path / "avg.safetensors")
+    assert [s["step"] for s in header["averaged_from"]] == [1, 2, 3]
+    states = [load_checkpoint(p)[0].state_dict() for p in kept]
+    for k, v in avg.state_dict().items():
+        torch.testing.assert_close(v, sum(s[k] for s in states) / 3, rtol=1e-6, atol=1e-7)
+    # the average of one checkpoint is that checkpoint; other configs are refused
+    one = average_checkpoints([kept[-1]], tmp_path / "one.safetensors")
+    for k, v in load_checkpoint(one)[0].state_dict().items():
+        torch.testing.assert_close(v, states[-1][k], rtol=0, atol=0)
+    other = save_checkpoint(tmp_path / "o.safetensors", TDCNpp(preset("tiny", **{**MICRO, "bottleneck": 8})))
+    with pytest.raises(CheckpointMismatchError, match="different TDCN"):
+        average_checkpoints([kept[0], other], tmp_path / "bad.safetensors")
+    assert main(["separate", "average", str(kept[0]), str(other), "--out", str(tmp_path / "b.safetensors")]) == 1
+
+
 def test_committed_checkpoint_separates_10s(tmp_path):
     sep = load_separator()
     assert isinstance(sep, TDCNppSeparator)

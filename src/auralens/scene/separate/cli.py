@@ -1,4 +1,4 @@
-"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``train``, ``eval``."""
+"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``train``, ``eval``, ``average``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def train_cmd(
     best = result["best"]
     typer.echo(f"best: step {best.get('step')} val MSi {_db(best.get('val_MSi'))}, "
                f"1S {_db(best.get('val_1S'))} → {out / 'best.safetensors'}")
+
+
+@app.command("average")
+def average_cmd(
+    checkpoints: list[Path] = typer.Argument(..., help="TDCN++ checkpoints of one model (e.g. RUN/keep/*.safetensors)."),
+    out: Path = typer.Option(..., "--out", help="Averaged checkpoint to write."),
+) -> None:
+    """Average the weights of several checkpoints of one training run."""
+    from auralens.scene.separate.tdcnpp import average_checkpoints
+
+    average_checkpoints(list(checkpoints), out)
+    typer.echo(f"averaged {len(checkpoints)} checkpoints → {out}")
 
 
 def _db(value: float | None) -> str:

@@ -343,6 +343,40 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
     return model, header
 
 
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the element-wise mean of several checkpoints of one model (weight averaging).
+
+    Averaging the weights of late checkpoints of one training run smooths out the noise of
+    the last updates. Every checkpoint must have the same config; the header of the last
+    one is kept, with ``averaged_from`` listing the sources and their steps.
+
+    Raises:
+        CheckpointMismatchError: fewer than one path, or checkpoints of different configs.
+    """
+    from auralens.checkpoint_io import read_checkpoint, write_checkpoint
+
+    if not paths:
+        raise CheckpointMismatchError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    header: dict[str, Any] = {}
+    sources = []
+    for path in paths:
+        h, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError)
+        _check_header(Path(path), h)
+        if header and h["model_args"] != header["model_args"]:
+            raise CheckpointMismatchError(f"{path}: a different TDCN++ config than {paths[0]}; "
+                                          "only checkpoints of one model can be averaged")
+        if total and set(state) != set(total):
+            raise CheckpointMismatchError(f"{path}: other tensors than {paths[0]}")
+        for k, v in state.items():
+            total[k] = total[k] + v.double() if k in total else v.double()
+        header = h
+        sources.append({"path": str(path), "step": h.get("step")})
+    mean = {k: (v / len(paths)).to(torch.float32) for k, v in total.items()}
+    header = {**header, "averaged_from": sources}
+    return write_checkpoint(out, mean, header)
+
+
 # ----------------------------------------------------------------------------- separator
 
 

@@ -89,6 +89,8 @@ class TrainConfig:
         rooms: with ``recipe: fuss``, size of the precomputed room bank (0: dry).
         count_weights: relative frequency of 1, 2, … sources per training mixture (empty:
             uniform); validation keeps equal shares.
+        keep: also keep every epoch's weights as ``RUN/keep/step{N}.safetensors`` (for
+            ``auralens separate average`` or a choice on another data set).
     """
 
     preset: str = "tiny"
@@ -114,6 +116,7 @@ class TrainConfig:
     recipe_seconds: float = 10.0
     rooms: int = 256
     count_weights: list[float] = field(default_factory=list)
+    keep: bool = False
 
 
 # ----------------------------------------------------------------------------- data
@@ -597,6 +600,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                 if improved:
                     save_checkpoint(out / "best.safetensors", core, {"step": step + 1, "val": last})
                 save_checkpoint(last_ckpt, core, {"step": step + 1})
+                if cfg.keep:
+                    save_checkpoint(out / "keep" / f"step{step + 1}.safetensors", core, {"step": step + 1})
                 # The state last, with its own copy of the weights: a kill before it leaves the
                 # previous state, a consistent point that resume falls back to.
                 with atomic_path(last_state) as tmp:
