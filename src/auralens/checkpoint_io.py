@@ -35,23 +35,7 @@ def _open_error(path: Path, what: str, error: type[AuralensError], exc: Exceptio
     return error(f"{path}: unreadable {what} checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})")
 
 
-def read_header(path: str | Path, what: str, error: type[AuralensError]) -> dict[str, Any]:
-    """The JSON header only (no tensor is read).
-
-    Raises:
-        error: the file is missing, not safetensors, or has no auralens header (``what``
-            names the expected kind in the message).
-    """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: {what} checkpoint not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise _open_error(path, what, error, exc) from exc
+def _parse_header(path: Path, meta: dict[str, str], what: str, error: type[AuralensError]) -> dict[str, Any]:
     if HEADER_KEY not in meta:
         raise error(f"{path}: no auralens header; not a {what} checkpoint")
     try:
@@ -63,14 +47,37 @@ def read_header(path: str | Path, what: str, error: type[AuralensError]) -> dict
     return header
 
 
+def _read(path: str | Path, what: str, error: type[AuralensError], device: str | None
+          ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Header and (unless ``device`` is None) tensors, from one opening of the file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt", device=device or "cpu") as fh:
+            meta = fh.metadata() or {}
+            header = _parse_header(path, meta, what, error)
+            tensors = {} if device is None else {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except AuralensError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise _open_error(path, what, error, exc) from exc
+    return header, tensors
+
+
+def read_header(path: str | Path, what: str, error: type[AuralensError]) -> dict[str, Any]:
+    """The JSON header only (no tensor is read).
+
+    Raises:
+        error: the file is missing, not safetensors, or has no auralens header (``what``
+            names the expected kind in the message).
+    """
+    return _read(path, what, error, None)[0]
+
+
 def read_checkpoint(path: str | Path, what: str, error: type[AuralensError],
                     device: str = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(header, tensors)`` of a checkpoint; errors as in :func:`read_header`."""
-    from safetensors.torch import load_file
-
-    header = read_header(path, what, error)
-    try:
-        tensors = load_file(str(path), device=device)
-    except Exception as exc:  # noqa: BLE001 - a truncated body fails only here
-        raise _open_error(Path(path), what, error, exc) from exc
-    return header, tensors
+    """``(header, tensors)`` of a checkpoint, read in one pass; errors as in :func:`read_header`."""
+    return _read(path, what, error, device)
