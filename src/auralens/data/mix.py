@@ -339,6 +339,12 @@ def _make_example(
     return [x.astype(np.float32) for x in sources], descs, meta
 
 
+def zero_absent(refs: np.ndarray, rms: float = 1e-5) -> np.ndarray:
+    """``[M, T]`` references with rows of RMS ≤ ``rms`` set to exact zeros (absent sources):
+    a crop can miss a source, leaving at most a faint reverb tail the loss should not chase."""
+    return np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > rms, refs, 0).astype(np.float32)
+
+
 class RoomBank:
     """``size`` image-method rooms with ``sources`` impulse responses each, drawn once.
 
@@ -403,7 +409,7 @@ class RecipeMixer:
         start = int(rng.integers(0, full.shape[1] - length + 1))
         refs = np.zeros((self.num_outputs, length), np.float32)
         refs[: full.shape[0]] = full[: self.num_outputs, start:start + length]
-        refs = np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > 1e-5, refs, 0).astype(np.float32)
+        refs = zero_absent(refs)
         return refs.sum(0).astype(np.float32), refs
 
 

@@ -351,7 +351,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     one is kept, with ``averaged_from`` listing the sources and their steps.
 
     Raises:
-        CheckpointMismatchError: fewer than one path, or checkpoints of different configs.
+        CheckpointMismatchError: no paths, or checkpoints of different configs or tensors.
     """
     from auralens.checkpoint_io import read_checkpoint, write_checkpoint
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from auralens.data.mix import zero_absent
 from auralens.errors import AuralensError
 from auralens.io import (
     append_jsonl,
@@ -231,8 +232,7 @@ class RecordCropper:
         start = int(rng.integers(0, src.shape[1] - length + 1)) if src.shape[1] > length else 0
         crop = src[:, start:start + length].astype(np.float32)
         refs[: crop.shape[0], : crop.shape[1]] = crop
-        # A crop can miss a source entirely; mark such rows absent.
-        refs = np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > 1e-5, refs, 0).astype(np.float32)
+        refs = zero_absent(refs)  # a crop can miss a source entirely
         return refs.sum(0).astype(np.float32), refs
 
 
@@ -283,15 +283,16 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     data = Path(data)
     rng = np.random.default_rng(cfg.seed + 10_000)
     val_len = int(cfg.val_seconds * sr)
-    if (data / "meta" / "esc50.csv").exists() and cfg.recipe == "fuss":
-        return _recipe_sources(data, cfg, num_outputs, sr, rng, cache)
     if cfg.recipe not in ("dry", "fuss"):
         raise TrainError(f"unknown recipe {cfg.recipe!r}; use 'dry' or 'fuss'")
     if (data / "meta" / "esc50.csv").exists():
-        tw, tl = _load_pool(data, cfg.train_folds, sr, cache)
-        vw, vl = _load_pool(data, cfg.val_folds, sr, cache)
-        train = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
-        val_mixer = DynamicMixer(vw, vl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+        if cfg.recipe == "fuss":
+            train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache)
+        else:
+            tw, tl = _load_pool(data, cfg.train_folds, sr, cache)
+            vw, vl = _load_pool(data, cfg.val_folds, sr, cache)
+            train = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+            val_mixer = DynamicMixer(vw, vl, num_outputs, cfg.max_sources, cfg.gain_db_min)
         counts = [1 + i % val_mixer.max_sources for i in range(cfg.n_val)]
         val = [val_mixer.sample(val_len, rng, n) for n in counts]
         return train, val
@@ -318,9 +319,9 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
 
 
-def _recipe_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int, rng: np.random.Generator,
-                    cache: Path | None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
-    """On-the-fly FUSS-recipe training mixtures and a fixed validation set of the same recipe."""
+def _recipe_mixers(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
+                   cache: Path | None) -> tuple[Any, Any]:
+    """On-the-fly FUSS-recipe mixers for the training and the validation folds (one room bank)."""
     from auralens.data.esc50 import load_esc50
     from auralens.data.mix import RecipeMixer, RoomBank
     from auralens.io import ErrorLog
@@ -334,9 +335,7 @@ def _recipe_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int, rng
             raise TrainError(f"{data}: no clips in folds {folds}")
         mixers.append(RecipeMixer(clips, num_outputs, cfg.max_sources, sr, errors=errors,
                                   seconds=cfg.recipe_seconds, bank=bank))
-    val_len = int(cfg.val_seconds * sr)
-    counts = [1 + i % mixers[1].max_sources for i in range(cfg.n_val)]
-    return mixers[0], [mixers[1].sample(val_len, rng, n) for n in counts]
+    return mixers[0], mixers[1]
 
 
 def _count_sampler(weights: list[float], max_sources: int) -> Any:
