@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,7 +17,7 @@ from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.scene.separate.activity import ActivityConfig, count_accuracy, filter_estimates
 from auralens.scene.separate.loss import pairwise_loss, pit_loss
 from auralens.scene.separate.loss import si_snr as si_snr_torch
-from auralens.scene.separate.metrics import pit_align, score_mixture, si_snr, summarize
+from auralens.scene.separate.metrics import bss_eval, pit_align, score_mixture, si_snr, summarize
 from auralens.scene.separate.nmf import NMFSeparator
 from auralens.scene.separate.oracle import OracleMaskSeparator
 from auralens.scene.separate.tdcnpp import (
@@ -212,6 +216,74 @@ def test_score_mixture_fuss_rules():
     quiet = est.copy()
     quiet[2] *= 10 ** (-40 / 20) * np.sqrt((refs[1] ** 2).mean() / (refs[0] ** 2).mean())
     assert len(score_mixture(mix, padded, quiet).si_snr) == 2
+
+
+def _run_python(code: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (torch's thread settings are process-wide)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bss_eval_survives_explicit_torch_threads():
+    # torch's batched float64 solve (oneMKL) broke once set_num_threads had been called, which
+    # made every bss_eval fail; the known answers must hold in such a process.
+    proc = _run_python("""
+        import json
+        import numpy as np
+        import torch
+        torch.set_num_threads(1)
+        torch.set_num_threads(2)
+        from auralens.scene.separate.metrics import bss_eval
+
+        rng = np.random.default_rng(0)
+        refs = rng.standard_normal((2, 16000))
+        noise = rng.standard_normal(refs.shape)
+        noise *= np.sqrt((refs**2).sum(-1, keepdims=True) / (noise**2).sum(-1, keepdims=True) / 100)
+        noisy = bss_eval(refs, refs + noise)  # 20 dB SNR
+        gain = bss_eval(refs, np.array([[0.5], [-2.0]]) * refs)
+        print(json.dumps({"noisy": [m.tolist() for m in noisy], "gain": [m.tolist() for m in gain]}))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    sdr, sir, sar = (np.array(m) for m in out["noisy"])
+    assert np.all(np.isfinite(sdr)) and np.all(np.isfinite(sir)) and np.all(np.isfinite(sar))
+    # The 512-tap filter absorbs ~512/16000 of the noise: SDR sits just above the SNR.
+    assert np.allclose(sdr, 20.0, atol=0.5)
+    assert np.allclose(sar, 20.0, atol=0.5)
+    assert np.all(sir > 30)  # the two references are independent
+    assert min(out["gain"][0]) > 60  # a gain is a (one-tap) filter: no distortion
+
+
+def test_bss_eval_matches_fast_bss_eval():
+    pytest.importorskip("fast_bss_eval")
+    rng = np.random.default_rng(3)
+    t = 6000
+    refs = np.cumsum(rng.standard_normal((3, t)), -1) * 0.05  # coloured, so the filter matters
+    mixing = np.eye(3) + 0.3 * rng.standard_normal((3, 3))
+    h = np.r_[1.0, 0.3 * rng.standard_normal(7)]
+    est = np.stack([np.convolve(r, h)[:t] for r in mixing @ refs]) + 0.1 * rng.standard_normal((3, t))
+    ours = np.array(bss_eval(refs, est))
+    # The reference values come from a fresh process, where fast_bss_eval's torch solve works.
+    proc = _run_python("""
+        import json
+        import sys
+        import numpy as np
+        import torch
+        import fast_bss_eval
+
+        refs, est = (np.array(x) for x in json.load(sys.stdin))
+        refs = refs + 1e-7 * np.random.default_rng(0).standard_normal(refs.shape)
+        out = fast_bss_eval.bss_eval_sources(torch.from_numpy(refs), torch.from_numpy(est),
+                                             compute_permutation=False, clamp_db=100)
+        print(json.dumps([m.tolist() for m in out]))
+    """, stdin=json.dumps([refs.tolist(), est.tolist()]))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert np.all(np.isfinite(ours))
+    assert np.allclose(ours, expected, atol=1e-6)
+    # One reference: SIR is undefined and reported as NaN.
+    sdr, sir, sar = bss_eval(refs[:1], est[:1])
+    assert np.isnan(sir).all() and np.isfinite(sdr).all() and np.allclose(sdr, sar)
 
 
 def test_summarize_1s_and_msi():

@@ -14,8 +14,8 @@ Per mixture (``x [T]``, references ``[N, T]``, estimates ``[M, T]``):
 Aggregates (:func:`summarize`): ``1S`` = mean absolute SI-SNR over the active pairs of
 single-source mixtures (there SI-SNRi is meaningless: the mixture *is* the source);
 ``MSi`` = mean SI-SNRi over the active pairs of 2–4-source mixtures. Both are also reported
-per true source count, with SDR/SIR/SAR (fast_bss_eval) and under/equal/over-separation
-rates from the activity filter.
+per true source count, with SDR/SIR/SAR (BSS Eval v4, :func:`bss_eval`) and
+under/equal/over-separation rates from the activity filter.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 ACTIVE_REF_RMS = 1e-8
 #: An estimate is active when its power exceeds this × the quietest reference power (FUSS).
 ACTIVE_SEP_RATIO = 0.01
+#: Taps of the bss_eval distortion filter (the BSS-Eval and fast_bss_eval default).
+BSS_FILTER_TAPS = 512
+#: bss_eval metrics are clamped to ±this many dB.
+BSS_CLAMP_DB = 100.0
 
 
 def si_snr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -115,7 +119,7 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
         refs: ``[N, T]`` references (zero rows allowed; they are ignored).
         est: ``[M, T]`` estimates, ``M >= active N``.
         id: mixture id.
-        bss: also compute SDR/SIR/SAR with fast_bss_eval on the active pairs.
+        bss: also compute SDR/SIR/SAR (:func:`bss_eval`) on the active pairs.
         kept: ``[M]`` bool from the activity filter (for the under/over-separation rates).
 
     Returns:
@@ -155,25 +159,78 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
 
 
 def bss_eval(refs: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SDR/SIR/SAR (dB) of already aligned ``[N, T]`` estimates with fast_bss_eval.
+    """SDR/SIR/SAR (dB) of already aligned ``[N, T]`` estimates (BSS Eval v4, sources).
 
-    A 512-tap distortion filter (the BSS-Eval default). With a single reference SIR is
-    undefined and returned as +inf by fast_bss_eval; we report NaN instead.
+    Estimate ``n`` is projected onto its reference filtered by a 512-tap FIR (the BSS-Eval
+    default) for SDR, and onto all references so filtered for SAR; SIR compares the two.
+    Definitions, normalisation and the ±100 dB clamp are those of
+    ``fast_bss_eval.bss_eval_sources(..., compute_permutation=False)`` (equal to ~1e-9 dB), but
+    the systems are solved one at a time in numpy: torch's batched float64 solve (oneMKL) fails
+    once ``torch.set_num_threads`` has been called in the process. With a single reference SIR
+    is undefined; we report NaN.
+
+    Returns:
+        ``(sdr, sir, sar)``, each ``[N]``.
     """
-    import fast_bss_eval
-    import torch
+    from scipy.linalg import toeplitz
 
     refs = np.asarray(refs, np.float64)
     est = np.asarray(est, np.float64)
+    if refs.ndim != 2 or refs.shape != est.shape:
+        raise ValueError(f"bss_eval needs [N, T] references and estimates, got {refs.shape} "
+                         f"and {est.shape}")
     # Tiny noise keeps the filter's Gram matrix invertible for digitally silent stretches.
     rng = np.random.default_rng(0)
     refs = refs + 1e-7 * rng.standard_normal(refs.shape)
-    # fast_bss_eval's numpy path breaks on numpy 2 (np.linalg.solve broadcasting); its torch
-    # path is the same algorithm.
-    sdr, sir, sar = (t.numpy() for t in fast_bss_eval.bss_eval_sources(
-        torch.from_numpy(refs), torch.from_numpy(est), compute_permutation=False, clamp_db=100))
-    sir = np.where(np.isfinite(sir) & (refs.shape[0] > 1), sir, np.nan)
+    acf, xcorr = _bss_correlations(_unit_norm(refs), _unit_norm(est), BSS_FILTER_TAPS)
+    n_src, _, taps = acf.shape
+    # SDR: estimate n onto its own filtered reference (a symmetric Toeplitz system per source).
+    coh_sdr = np.empty(n_src)
+    for i in range(n_src):
+        b = xcorr[i, i]
+        coh_sdr[i] = b @ np.linalg.solve(toeplitz(acf[i, i]), b)
+    # SAR: every estimate onto all filtered references. Block (r, c) of the Gram matrix holds
+    # acf_rc(j - i); a negative lag of acf_rc is the positive lag of acf_cr.
+    gram = np.empty((n_src * taps, n_src * taps))
+    for r in range(n_src):
+        for c in range(n_src):
+            gram[r * taps:(r + 1) * taps, c * taps:(c + 1) * taps] = toeplitz(acf[c, r], acf[r, c])
+    rhs = xcorr.transpose(0, 2, 1).reshape(n_src * taps, n_src)  # [(r, lag), estimate]
+    coh_sar = np.einsum("kn,kn->n", rhs, np.linalg.solve(gram, rhs))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sdr, sir, sar = (_coherence_db(c) for c in (coh_sdr, coh_sdr / coh_sar, coh_sar))
+    sir = np.where(np.isfinite(sir) & (n_src > 1), sir, np.nan)
     return sdr, sir, sar
+
+
+def _unit_norm(x: np.ndarray) -> np.ndarray:
+    """``[N, T]`` rows scaled to unit L2 norm (norms floored at 1e-6, as fast_bss_eval)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+
+def _bss_correlations(refs: np.ndarray, est: np.ndarray, taps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations at lags ``0..taps-1`` of ``[N, T]`` references and estimates.
+
+    Returns:
+        ``acf [N, N, taps]`` with ``acf[r, c, k] = sum_t refs[r, t + k] refs[c, t]`` and
+        ``xcorr [N, N, taps]`` with ``xcorr[r, n, k] = sum_t refs[r, t] est[n, t + k]``.
+    """
+    t = refs.shape[-1]
+    # Zero-padding to T + taps - 1 keeps lags |k| < taps free of circular wrap-around.
+    n_fft = 1 << math.ceil(math.log2(t + taps - 1))
+    ref_f = np.fft.rfft(refs, n_fft)
+    est_f = np.fft.rfft(est, n_fft)
+    acf = np.fft.irfft(ref_f[:, None, :] * ref_f[None, :, :].conj(), n_fft)[..., :taps]
+    xcorr = np.fft.irfft(ref_f[:, None, :].conj() * est_f[None, :, :], n_fft)[..., :taps]
+    return acf, xcorr
+
+
+def _coherence_db(coh: np.ndarray) -> np.ndarray:
+    """Squared cosine ``coh`` in [0, 1] → ``10 log10(coh / (1 - coh))`` clamped to ±BSS_CLAMP_DB."""
+    e = 10.0 ** (-BSS_CLAMP_DB / 10.0)
+    eps = e / (1.0 + e)
+    coh = np.clip(coh, eps, 1.0 - eps)
+    return 10.0 * np.log10(coh / (1.0 - coh))
 
 
 def _mean(values: list[float]) -> float:
