@@ -213,6 +213,44 @@ def test_keep_and_average_checkpoints(fuss_dir, tmp_path):
     assert main(["separate", "average", str(kept[0]), str(other), "--out", str(tmp_path / "b.safetensors")]) == 1
 
 
+def test_grow_keeps_the_function_and_trains_on(fuss_dir, tmp_path):
+    import torch
+
+    from auralens.errors import AuralensError
+    from auralens.scene.separate.tdcnpp import TDCNpp, grow_repeats, preset, save_checkpoint
+    from auralens.scene.separate.train import TrainConfig, train
+
+    torch.manual_seed(0)
+    small = TDCNpp(preset("tiny", **MICRO))
+    # randomise every tensor so "same output" cannot come from untouched initial values
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    src = save_checkpoint(tmp_path / "src.safetensors", small)
+    assert main(["separate", "grow", str(src), "--out", str(tmp_path / "g.safetensors"),
+                 "--repeats", str(small.cfg.repeats + 2)]) == 0
+    grown, header = load_checkpoint(tmp_path / "g.safetensors")
+    assert grown.cfg.repeats == small.cfg.repeats + 2
+    assert header["grown_from"]["repeats"] == small.cfg.repeats
+    assert len(grown.blocks) == len(small.blocks) + 2 * small.cfg.blocks_per_repeat
+    x = 0.1 * torch.randn(2, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), small.eval()(x), rtol=0, atol=1e-6)
+    # the new blocks are not stuck at the identity: their scales get gradients
+    grown.train()
+    grown(x).pow(2).sum().backward()
+    new_scales = [b.scale.grad for b in grown.blocks[len(small.blocks):]]
+    assert all(g is not None for g in new_scales) and any(float(g.abs()) > 0 for g in new_scales)
+    with pytest.raises(AuralensError, match="already has"):
+        grow_repeats(small, small.cfg.repeats)
+    # training goes on from the grown checkpoint with the deeper config
+    cfg = TrainConfig(preset="tiny", model={**MICRO, "repeats": grown.cfg.repeats}, steps=1,
+                      steps_per_epoch=1, batch_size=2, crop_seconds=0.4, n_val=2, val_seconds=0.5)
+    res = train(fuss_dir, tmp_path / "run", cfg, init=tmp_path / "g.safetensors")
+    assert res["step"] == 1
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors")[0].cfg.repeats == grown.cfg.repeats
+
+
 def test_committed_checkpoint_separates_10s(tmp_path):
     sep = load_separator()
     assert isinstance(sep, TDCNppSeparator)

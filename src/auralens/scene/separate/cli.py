@@ -1,4 +1,5 @@
-"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``train``, ``eval``, ``average``."""
+"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``train``, ``eval``, ``average``,
+``grow``."""
 
 from __future__ import annotations
 
@@ -76,6 +77,23 @@ def average_cmd(
 
     average_checkpoints(list(checkpoints), out)
     typer.echo(f"averaged {len(checkpoints)} checkpoints → {out}")
+
+
+@app.command("grow")
+def grow_cmd(
+    checkpoint: Path = typer.Argument(..., help="TDCN++ checkpoint to deepen."),
+    out: Path = typer.Option(..., "--out", help="Deeper checkpoint to write."),
+    repeats: int = typer.Option(..., "--repeats", help="Repeats of the dilation ladder in the new network."),
+) -> None:
+    """Deepen a trained TDCN++ by whole repeats without changing its output (new blocks start as the identity).
+
+    Train it on with ``separate train --init OUT --set model.repeats=N`` (or ``model: {repeats: N}``
+    in the config).
+    """
+    from auralens.scene.separate.tdcnpp import grow_checkpoint
+
+    grow_checkpoint(checkpoint, out, repeats)
+    typer.echo(f"grown to {repeats} repeats → {out}")
 
 
 def _db(value: float | None) -> str:

@@ -377,6 +377,43 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     return write_checkpoint(out, mean, header)
 
 
+def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
+    """A deeper copy of ``model`` that computes exactly the same function.
+
+    The new repeats of blocks are appended after the existing ones with their learnable scales
+    set to 0, so each new block is the identity, and their long-range skip projections are
+    zero, so they add nothing; every existing weight is copied. Training then starts from the
+    trained network's output and the new blocks (whose scales receive gradients at once) add
+    capacity without the collapse of a fresh start.
+
+    Raises:
+        AuralensError: ``repeats`` not larger than the model's.
+    """
+    cfg = model.cfg
+    if repeats <= cfg.repeats:
+        raise AuralensError(f"the model already has {cfg.repeats} repeats; grow to more than that")
+    grown = TDCNpp(TDCNppConfig(**{**cfg.to_dict(), "repeats": repeats}))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected, unexpected  # the grown network has every tensor of the original
+    with torch.no_grad():
+        for block in grown.blocks[cfg.repeats * cfg.blocks_per_repeat:]:
+            block.scale.zero_()
+        if cfg.long_skips:
+            for projs in grown.skips[cfg.repeats - 1:]:
+                for proj in projs:
+                    proj.weight.zero_()
+                    proj.bias.zero_()
+    return grown.train(model.training)
+
+
+def grow_checkpoint(path: str | Path, out: str | Path, repeats: int) -> Path:
+    """Write :func:`grow_repeats` of the checkpoint at ``path`` (header notes ``grown_from``)."""
+    model, header = load_checkpoint(path)
+    extra = {k: v for k, v in header.items() if k not in ("format", "model_name", "model_args", "versions")}
+    return save_checkpoint(out, grow_repeats(model, repeats),
+                           {**extra, "grown_from": {"path": str(path), "repeats": model.cfg.repeats}})
+
+
 # ----------------------------------------------------------------------------- separator
 
 
