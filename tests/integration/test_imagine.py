@@ -210,7 +210,8 @@ def test_batch_resumes_and_collects_errors(scenes, separator, tiny_model, tmp_pa
 def test_cli_run_and_batch(scenes, tiny_model, tmp_path):
     from auralens.cli import app
 
-    # The CLI takes specs only; NMF stands in for the (not yet committed) TDCN++ preset.
+    # The CLI takes specs only; a short NMF keeps this test fast (the TDCN++ default is tested
+    # in test_separation_e2e).
     wav = tmp_path / "mix.wav"
     write(wav, load(scenes[2].mixture, 16000)[:16000 * 2], 16000)
     cfg = tmp_path / "imagine.yaml"
