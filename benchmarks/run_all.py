@@ -43,7 +43,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 QUICK_ARGS: dict[str, list[str]] = {
     "sonify": ["--limit", "40"],
     "metrics": ["--n", "20000", "--n-ref-impl", "2000"],
-    "separation": ["--n", "24", "--seconds", "10"],
+    "separation": ["--n", "96", "--seconds", "10"],
     "imagine": ["--n", "4"],
     "demo": ["--skip-full"],
     "trainer_vs_hf": ["--gates", "lin,conv", "--clips", "160", "--epochs", "3"],
