@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--recipe", choices=("mixer", "dynamic"), default="mixer",
                     help="mixer: auralens.data.mix FUSS recipe (rooms, onsets); "
                          "dynamic: the training mixer's recipe.")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs",
+                    help="Where the held-out mixtures are built (reused by later runs).")
     ap.add_argument("--rtf-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rtf_worker:
@@ -122,7 +124,7 @@ def main() -> None:
     if args.recipe == "mixer":
         from auralens.data.mix import build_mixtures
 
-        mix_dir = ROOT / "runs" / f"bench-sep-fold4-n{args.n}-{args.seconds:g}s"
+        mix_dir = args.work / f"bench-sep-fold4-n{args.n}-{args.seconds:g}s"
         build_mixtures(args.data, mix_dir, n=args.n, seed=1234, duration=args.seconds, folds=[4],
                        split="eval")  # resumable: a second run reuses the files
         items = load_eval_items(mix_dir, split="eval")

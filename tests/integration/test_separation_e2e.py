@@ -266,3 +266,23 @@ def test_committed_checkpoint_separates_10s(tmp_path):
 def _write(path: Path, wave: np.ndarray) -> Path:
     sf.write(path, wave, SR, subtype="FLOAT")
     return path
+
+
+@pytest.mark.shared_data
+def test_benchmark_script_reports_targets(esc10, tmp_path):
+    """benchmarks/bench_separation.py end to end on a few short held-out mixtures."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_separation.py"
+    proc = subprocess.run([sys.executable, str(script), "--data", str(esc10), "--n", "4",
+                           "--seconds", "2", "--no-bss", "--skip-rtf", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n"] == 4 and set(result["separators"]) == {"tdcnpp", "nmf", "oracle-irm", "oracle-ibm"}
+    seps = result["separators"]
+    # the oracle bounds every mask model; the reported gap is the printed difference
+    assert seps["oracle-irm"]["MSi"] > seps["tdcnpp"]["MSi"]
+    assert result["targets"]["msi_minus_nmf"] == pytest.approx(seps["tdcnpp"]["MSi"] - seps["nmf"]["MSi"], abs=1e-3)
+    assert (tmp_path / "bench-sep-fold4-n4-2s" / "manifest.jsonl").exists()
