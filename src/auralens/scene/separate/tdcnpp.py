@@ -26,7 +26,7 @@ file that is not one of ours or whose weights do not fit the stored config.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +285,14 @@ def save_checkpoint(path: str | Path, model: TDCNpp, extra: dict[str, Any] | Non
     from auralens.checkpoint_io import write_checkpoint
     from auralens.io import package_versions
 
+    # The keys describing the model come last: they always describe ``model``, even when
+    # ``extra`` is the header of another checkpoint.
     header = {
+        **(extra or {}),
         "format": CHECKPOINT_FORMAT,
         "model_name": "tdcnpp",
         "model_args": model.cfg.to_dict(),
         "versions": {k: v for k, v in package_versions().items() if k in ("auralens", "torch")},
-        **(extra or {}),
     }
     return write_checkpoint(path, dict(model.state_dict()), header)
 
@@ -392,8 +394,9 @@ def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
     cfg = model.cfg
     if repeats <= cfg.repeats:
         raise AuralensError(f"the model already has {cfg.repeats} repeats; grow to more than that")
-    grown = TDCNpp(TDCNppConfig(**{**cfg.to_dict(), "repeats": repeats}))
-    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    grown = TDCNpp(replace(cfg, repeats=repeats))
+    # strict=False: the new blocks and skip projections are missing from the original
+    unexpected = grown.load_state_dict(model.state_dict(), strict=False).unexpected_keys
     assert not unexpected, unexpected  # the grown network has every tensor of the original
     with torch.no_grad():
         for block in grown.blocks[cfg.repeats * cfg.blocks_per_repeat:]:
@@ -409,9 +412,8 @@ def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
 def grow_checkpoint(path: str | Path, out: str | Path, repeats: int) -> Path:
     """Write :func:`grow_repeats` of the checkpoint at ``path`` (header notes ``grown_from``)."""
     model, header = load_checkpoint(path)
-    extra = {k: v for k, v in header.items() if k not in ("format", "model_name", "model_args", "versions")}
     return save_checkpoint(out, grow_repeats(model, repeats),
-                           {**extra, "grown_from": {"path": str(path), "repeats": model.cfg.repeats}})
+                           {**header, "grown_from": {"path": str(path), "repeats": model.cfg.repeats}})
 
 
 # ----------------------------------------------------------------------------- separator
