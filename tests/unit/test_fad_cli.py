@@ -45,3 +45,31 @@ def test_evaluate_commands(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "fad", str(one), str(est)]) == 1
     assert "more frames than embedding dimensions" in capsys.readouterr().err
     assert main(["evaluate", "fad", str(one), str(est), "--shrinkage", "ledoit-wolf"]) == 0
+
+
+def test_unreadable_file_is_skipped_and_reported(tmp_path: Path, capsys) -> None:
+    ref = _folder(tmp_path, "ref", [220, 330, 440, 550], 0.01)
+    est = _folder(tmp_path, "est", [220, 330, 440, 550], 0.2)
+    assert main(["evaluate", "fad", str(ref), str(est), "--out", str(tmp_path / "clean")]) == 0
+    clean = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    (est / "broken.wav").write_bytes(b"not audio at all")
+    for metric in ("fad", "kad"):
+        assert main(["evaluate", metric, str(ref), str(est), "--out", str(tmp_path / metric)]) == 0
+        res = json.loads((tmp_path / metric / "metrics.json").read_text())
+        assert [s["file"] for s in res["skipped"]] == [str(est / "broken.wav")]
+        assert "broken.wav" in res["skipped"][0]["error"]
+    fad = json.loads((tmp_path / "fad" / "metrics.json").read_text())
+    # The skipped file changes nothing: the score is the one of the four readable files.
+    assert fad["fad"] == clean["fad"] and fad["n_eval_frames"] == clean["n_eval_frames"]
+    assert "skipped" not in clean
+    # A folder with nothing readable is an error; so is a missing second folder (found before
+    # the first folder is embedded).
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.wav").write_bytes(b"junk")
+    capsys.readouterr()
+    assert main(["evaluate", "fad", str(ref), str(bad)]) == 1
+    assert "none of the 1 audio files could be read" in capsys.readouterr().err
+    assert main(["evaluate", "kad", str(ref), str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert "evaluated directory not found" in err and "embed reference" not in err

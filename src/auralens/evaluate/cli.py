@@ -3,32 +3,65 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import typer
 
+log = logging.getLogger(__name__)
+
 app = typer.Typer(help="Evaluate sonifications and scene descriptions.", no_args_is_help=True)
 
 
-def _dir_frames(folder: Path, embedder: object, what: str) -> dict[str, object]:
-    from auralens.cache import ArrayCache
+def _audio_files(folder: Path, what: str) -> list[Path]:
+    """The audio files under ``folder`` (recursive, sorted); a clear error when there are none."""
     from auralens.evaluate.fad import MetricInputError
     from auralens.evaluate.sonify_eval import AUDIO_EXTS
-    from auralens.progress import progress
 
     if not folder.is_dir():
         raise MetricInputError(f"{folder}: {what} directory not found")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTS)
     if not files:
         raise MetricInputError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)})")
+    return files
+
+
+def _embed_dirs(folders: list[tuple[Path, str]], embedder: object,
+                skipped: list[dict[str, str]]) -> list[dict[str, object]]:
+    """Frame embeddings ``{relative path: [N, D]}`` per folder.
+
+    Both folders are listed before anything is embedded, so a wrong second path fails at once.
+    An unreadable file is skipped and added to ``skipped`` (``{"file", "error"}``) while the
+    rest is scored; a folder left with no readable file is an error.
+    """
+    from auralens.cache import ArrayCache
+    from auralens.evaluate.fad import MetricInputError
+    from auralens.progress import progress
+
+    listed = [(folder, what, _audio_files(folder, what)) for folder, what in folders]
     cache = ArrayCache(namespace="metric-embeddings")
-    return {str(p.relative_to(folder)): embedder.embed_file(p, cache=cache)  # type: ignore[attr-defined]
-            for p in progress(files, desc=f"embed {what}")}
+    out = []
+    for folder, what, files in listed:
+        frames: dict[str, object] = {}
+        for p in progress(files, desc=f"embed {what}"):
+            try:
+                frames[str(p.relative_to(folder))] = embedder.embed_file(p, cache=cache)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - one bad file must not sink the folder's score
+                log.warning("skipped %s", exc)
+                skipped.append({"file": str(p), "error": str(exc)})
+        if not frames:
+            raise MetricInputError(f"{folder}: none of the {len(files)} audio files could be read")
+        out.append(frames)
+    return out
 
 
-def _emit(result: dict[str, object], out: Path | None, command: str) -> None:
+def _emit(result: dict[str, object], out: Path | None, command: str,
+          skipped: list[dict[str, str]] | None = None) -> None:
     from auralens.io import write_json, write_run_json
 
+    if skipped:
+        result["skipped"] = skipped
+        log.warning("%d unreadable file(s) skipped; listed under \"skipped\"", len(skipped))
     typer.echo(json.dumps(result, indent=2))
     if out is not None:
         write_json(out / "metrics.json", result)
@@ -56,8 +89,9 @@ def fad(
         except ValueError:
             shrink = shrinkage
     emb = build_embedder(embedder)
-    ref = list(_dir_frames(ref_dir, emb, "reference").values())
-    est = list(_dir_frames(eval_dir, emb, "evaluated").values())
+    skipped: list[dict[str, str]] = []
+    ref_frames, est_frames = _embed_dirs([(ref_dir, "reference"), (eval_dir, "evaluated")], emb, skipped)
+    ref, est = list(ref_frames.values()), list(est_frames.values())
     rs, es = compute_stats(ref, shrinkage=shrink), compute_stats(est, shrinkage=shrink)
     result: dict[str, object] = {"metric": "fad", "embedder": emb.name, "fad": frechet_distance(rs, es),
                                  "n_ref_frames": rs.n, "n_eval_frames": es.n, "dim": rs.dim,
@@ -68,7 +102,7 @@ def fad(
         res = fad_inf(rs, est, shrinkage=shrink)
         result.update({"fad_inf": res.fad_inf, "fad_inf_slope": res.slope, "fad_inf_r2": res.r2,
                        "fad_inf_points": res.points})
-    _emit(result, out, "evaluate fad")
+    _emit(result, out, "evaluate fad", skipped)
 
 
 @app.command()
@@ -87,8 +121,9 @@ def kad(
     from auralens.evaluate.embedders import build_embedder
 
     emb = build_embedder(embedder)
-    ref = list(_dir_frames(ref_dir, emb, "reference").values())
-    est_files = _dir_frames(eval_dir, emb, "evaluated")
+    skipped: list[dict[str, str]] = []
+    ref_frames, est_files = _embed_dirs([(ref_dir, "reference"), (eval_dir, "evaluated")], emb, skipped)
+    ref = list(ref_frames.values())
     res = kad_mod.kad(ref, list(est_files.values()), sigma=sigma, kernel=kernel, device=device)
     result: dict[str, object] = {"metric": "kad", "embedder": emb.name, "kad": res.value,
                                  "sigma": res.sigma, "kernel": kernel, "n_ref_frames": res.n_ref,
@@ -97,7 +132,7 @@ def kad(
     if per_file:
         pf = kad_mod.kad_per_file(ref, est_files, sigma=res.sigma, kernel=kernel, device=device)  # type: ignore[arg-type]
         result["per_file"] = {k: v.value for k, v in pf.items()}
-    _emit(result, out, "evaluate kad")
+    _emit(result, out, "evaluate kad", skipped)
 
 
 @app.command()
