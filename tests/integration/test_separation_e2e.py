@@ -98,6 +98,60 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "checkpoint" in capsys.readouterr().err
 
 
+def test_batch_resumes_skips_broken_files_and_shards(tmp_path, tiny_model, fuss_dir, capsys):
+    spec = f"tdcnpp:{tiny_model('tdcnpp') / 'model.safetensors'}"
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    for rel in ("a.wav", "sub/b.flac", "sub/c.wav"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(src / rel, _sources(rng, 2, int(0.5 * SR)).sum(0), SR)
+    (src / "sub" / "broken.wav").write_bytes(b"no audio here")
+    (src / ".hidden").mkdir()
+    sf.write(src / ".hidden" / "x.wav", np.zeros(800, np.float32), SR)
+    out = tmp_path / "out"
+    assert main(["separate", "batch", str(src), "--out", str(out), "-s", spec]) == 0
+    lines = read_jsonl(out / "results.jsonl")
+    assert [r["id"] for r in lines] == ["a", "sub/b", "sub/c"]
+    assert [e["item"] for e in read_jsonl(out / "errors.jsonl")] == ["sub/broken"]
+    assert "broken.wav" in read_jsonl(out / "errors.jsonl")[0]["error"]
+    # Each item is exactly what the single-file command writes.
+    single = separate_file(src / "sub" / "b.flac", tmp_path / "single", load_separator(spec))
+    for k in range(4):
+        np.testing.assert_array_equal(sf.read(out / "items" / "sub" / "b" / "sources" / f"source{k}.wav")[0],
+                                      sf.read(single["sources"][k])[0])
+    assert lines[1]["n_kept"] == single["n_kept"]
+    # A rerun separates nothing new and lists the broken file again.
+    assert main(["separate", "batch", str(src), "--out", str(out), "-s", spec]) == 0
+    assert len(read_jsonl(out / "results.jsonl")) == 3
+    run = read_json(out / "run.json")
+    assert (run["n_new"], run["n_failed"], run["n_done"]) == (0, 1, 3)
+    # Two shards share one output folder and merge into the whole set.
+    sharded = tmp_path / "sharded"
+    for i in range(2):
+        assert main(["separate", "batch", str(src), "--out", str(sharded), "-s", spec, "--shard", f"{i}/2"]) == 0
+    assert main(["data", "merge", *map(str, sorted((sharded / "shards").iterdir())),
+                 "--out", str(sharded / "results.jsonl")]) == 0
+    assert sorted(r["id"] for r in read_jsonl(sharded / "results.jsonl")) == ["a", "sub/b", "sub/c"]
+    # A FUSS manifest gives its mixtures (not the reference sources); a list file its paths.
+    assert main(["separate", "batch", str(fuss_dir), "--out", str(tmp_path / "fuss"), "-s", spec]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "fuss" / "results.jsonl")] == [f"ex{i}" for i in range(6)]
+    (tmp_path / "list.txt").write_text("# mixtures\nin/a.wav\n\nin/sub/c.wav\n")
+    assert main(["separate", "batch", str(tmp_path / "list.txt"), "--out", str(tmp_path / "l"), "-s", spec]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "l" / "results.jsonl")] == ["a", "c"]
+    # Nothing separable, nothing to separate, ambiguous names: one-line errors, exit 1.
+    capsys.readouterr()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.wav").write_bytes(b"junk")
+    assert main(["separate", "batch", str(tmp_path / "bad"), "--out", str(tmp_path / "b"), "-s", spec]) == 1
+    assert "no mixture could be separated" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["separate", "batch", str(tmp_path / "empty"), "--out", str(tmp_path / "e")]) == 1
+    assert "no audio files" in capsys.readouterr().err
+    (tmp_path / "dup.txt").write_text("in/sub/c.wav\nin/c.wav\n")
+    assert main(["separate", "batch", str(tmp_path / "dup.txt"), "--out", str(tmp_path / "d")]) == 1
+    assert "file names repeat (c)" in capsys.readouterr().err
+
+
 def test_eval_oracle_and_nmf(fuss_dir, tmp_path):
     irm = evaluate_separator(fuss_dir, tmp_path / "irm", separator="oracle-irm", bss=True)
     assert irm["n_mixtures"] == 6

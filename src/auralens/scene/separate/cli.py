@@ -1,13 +1,17 @@
-"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``train``, ``eval``, ``average``,
-``grow``."""
+"""CLI for separation: ``auralens separate MIX.wav`` (default ``run``), ``batch``, ``train``, ``eval``,
+``average``, ``grow``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from auralens.cli_utils import default_group
+
+if TYPE_CHECKING:
+    from auralens.scene.separate.activity import ActivityConfig
 
 app = typer.Typer(help="Separate a sound mixture into sources; train and evaluate separators.",
                   cls=default_group("run"), no_args_is_help=True)
@@ -16,26 +20,55 @@ _SEP_HELP = ("Separator spec: tdcnpp (committed tiny checkpoint), tdcnpp:/path/c
              "nmf, oracle-irm / oracle-ibm (eval only).")
 
 
+_THRESHOLD = typer.Option(0.1, "--threshold", help="Activity rule: (Σ|s|)·max|s| threshold.")
+_MIN_RMS = typer.Option(0.1, "--min-rms-ratio", help="Activity rule: RMS ≥ this × mixture RMS.")
+_RULE = typer.Option("study", "--rule", help="Activity rule: study, relative_db or frames "
+                     "(frames recovers the true source count most often; see the benchmark).")
+
+
+def _activity(rule: str, threshold: float, min_rms_ratio: float) -> ActivityConfig:
+    from auralens.scene.separate.activity import ActivityConfig
+
+    try:
+        return ActivityConfig(rule=rule, threshold=threshold, min_rms_ratio=min_rms_ratio)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rule") from None
+
+
 @app.command("run")
 def run_cmd(
     mix: Path = typer.Argument(..., help="Mixture audio file (any rate; resampled to 16 kHz)."),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
-    threshold: float = typer.Option(0.1, "--threshold", help="Activity rule: (Σ|s|)·max|s| threshold."),
-    min_rms_ratio: float = typer.Option(0.1, "--min-rms-ratio", help="Activity rule: RMS ≥ this × mixture RMS."),
-    rule: str = typer.Option("study", "--rule", help="Activity rule: study, relative_db or frames "
-                             "(frames recovers the true source count most often; see the benchmark)."),
+    threshold: float = _THRESHOLD, min_rms_ratio: float = _MIN_RMS, rule: str = _RULE,
 ) -> None:
     """Separate MIX into OUT/sources/source{k}.wav with activity.json and summary.json."""
-    from auralens.scene.separate.activity import ActivityConfig
     from auralens.scene.separate.run import separate_file
 
-    try:
-        activity = ActivityConfig(rule=rule, threshold=threshold, min_rms_ratio=min_rms_ratio)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--rule") from None
-    summary = separate_file(mix, out, separator=separator, activity=activity)
+    summary = separate_file(mix, out, separator=separator,
+                            activity=_activity(rule, threshold, min_rms_ratio))
     typer.echo(f"{summary['n_kept']} of {summary['n_estimates']} estimates kept; written to {out}")
+
+
+@app.command("batch")
+def batch_cmd(
+    source: Path = typer.Argument(..., help="Folder of audio files, FUSS folder/manifest.jsonl, "
+                                  "or a text file with one audio path per line."),
+    out: Path = typer.Option(..., "--out", help="Output directory (items/<id>/, results.jsonl, errors.jsonl)."),
+    separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
+    threshold: float = _THRESHOLD, min_rms_ratio: float = _MIN_RMS, rule: str = _RULE,
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N inputs (by id)."),
+    shard: str | None = typer.Option(None, "--shard", help="Only shard i/n of the inputs (0-based, "
+                                     "e.g. 1/8; 'env': SLURM array); results go to OUT/shards/part-i-of-n."),
+) -> None:
+    """Separate every mixture of SOURCE with one loaded model (resumable; failures go to errors.jsonl)."""
+    from auralens.scene.separate.run import separate_batch
+    from auralens.shard import parse_shard, shard_dir
+
+    parsed = parse_shard(shard)
+    lines = separate_batch(source, out, separator, limit=limit, shard=parsed,
+                           activity=_activity(rule, threshold, min_rms_ratio))
+    typer.echo(f"{len(lines)} results in {shard_dir(out, parsed) / 'results.jsonl'}")
 
 
 @app.command("train")

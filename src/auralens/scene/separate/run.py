@@ -119,6 +119,108 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     return summary
 
 
+def batch_inputs(source: str | Path) -> list[tuple[str, Path]]:
+    """``[(id, audio path)]`` to separate, sorted by id.
+
+    ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
+    folder of audio files (every ``.wav/.flac/.ogg/.mp3`` below it; id = the path relative to the
+    folder without its suffix) or a text file with one audio path per line (relative paths are
+    relative to the file; id = the file name without its suffix, which must be unique).
+    """
+    from auralens.evaluate.sonify_eval import AUDIO_EXTS
+
+    source = Path(source)
+    if not source.exists():
+        raise SeparationError(f"{source}: input not found")
+    if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
+        return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
+    if source.is_dir():
+        files = [p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTS
+                 and not any(part.startswith(".") for part in p.relative_to(source).parts)]
+        items = sorted((p.relative_to(source).with_suffix("").as_posix(), p) for p in files)
+        if not items:
+            raise SeparationError(f"{source}: no audio files ({', '.join(AUDIO_EXTS)})")
+        return items
+    lines = [ln.strip() for ln in source.read_text(errors="replace").splitlines()]
+    paths = [Path(ln) if Path(ln).is_absolute() else source.parent / ln
+             for ln in lines if ln and not ln.startswith("#")]
+    if not paths:
+        raise SeparationError(f"{source}: the list names no audio files")
+    ids = [p.with_suffix("").name for p in paths]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise SeparationError(f"{source}: file names repeat ({', '.join(dup[:5])}); "
+                              "put the files in one folder and pass the folder instead")
+    return sorted(zip(ids, paths, strict=True))
+
+
+def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
+                   *, activity: ActivityConfig | None = None, limit: int | None = None,
+                   shard: str | tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Separate every mixture of ``source`` (see :func:`batch_inputs`) with one loaded model.
+
+    Each mixture goes to ``out_dir/items/<id>/`` exactly as :func:`separate_file` writes it;
+    ``results.jsonl`` gets one line per finished mixture, so a rerun skips them (resume after a
+    kill); a file that cannot be read or separated is listed in ``errors.jsonl`` and the rest
+    goes on. With ``shard="i/n"`` only every n-th id is done and the bookkeeping files go to
+    ``out_dir/shards/part-i-of-n/`` (joined by ``auralens data merge``).
+
+    Returns:
+        All result lines (previous runs' included).
+
+    Raises:
+        SeparationError: no input, or not one mixture could be separated.
+    """
+    from auralens.io import (
+        ErrorLog,
+        Timer,
+        append_jsonl,
+        read_jsonl,
+        remove_stale_temps,
+        write_run_json,
+    )
+    from auralens.progress import progress
+    from auralens.shard import parse_shard, shard_dir, shard_items
+
+    timer = Timer()
+    parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    out = Path(out_dir)
+    dest = shard_dir(out, parsed)
+    items = batch_inputs(source)
+    if limit is not None:
+        items = items[: int(limit)]
+    items = shard_items(items, parsed, key=lambda it: it[0])
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
+    results_path = dest / "results.jsonl"
+    done = {r.get("id") for r in read_jsonl(results_path)}
+    todo = [it for it in items if it[0] not in done]
+    activity = activity or ActivityConfig()
+    with timer("load_model"):
+        sep = separator if isinstance(separator, Separator) else load_separator(separator)
+    errors = ErrorLog(dest / "errors.jsonl", reset=True)
+    with timer("separate"):
+        for rid, path in progress(todo, desc="separate", total=len(todo)):
+            with errors.guard(rid, path):
+                item_dir = out / "items" / rid
+                summary = separate_file(path, item_dir, sep, activity=activity)
+                append_jsonl(results_path, {
+                    "id": rid, "input": str(path), "out_dir": str(item_dir),
+                    **{k: summary[k] for k in ("duration_s", "n_estimates", "n_kept", "kept",
+                                               "real_time_factor")}})
+    lines = read_jsonl(results_path)
+    write_run_json(dest, command="separate batch",
+                   config={"source": str(source), "separator": sep.name, "activity": activity,
+                           "limit": limit},
+                   models={"separator": sep.name}, timings=timer.timings,
+                   extra={"n_items": len(items), "n_done": len(lines), "n_new": len(todo) - len(errors),
+                          "n_failed": len(errors), "errors": errors.summary(len(todo)),
+                          "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"})
+    if todo and not lines:  # every input failed; a rerun that only retries broken files is fine
+        raise SeparationError(f"{source}: no mixture could be separated; see {errors.path}")
+    return lines
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
