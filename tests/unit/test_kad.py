@@ -43,6 +43,17 @@ def test_float32_close_to_float64(sets) -> None:
     assert kad(x, y, dtype="float32").value == pytest.approx(kad(x, y).value, abs=1e-3)
 
 
+def test_float32_survives_a_large_common_offset(sets) -> None:
+    # ‖a‖²+‖b‖²−2a·b cancels badly in float32 when every embedding sits far from the origin;
+    # KAD is shift-invariant, so the offset must change nothing.
+    x, y = sets
+    exact = kad(x, y).value
+    for offset in (300.0, 1000.0):
+        assert kad(x + offset, y + offset, dtype="float32").value == pytest.approx(exact, abs=1e-3)
+    per_file = kad_per_file(x + 1000.0, {"y": y + 1000.0}, dtype="float32")["y"].value
+    assert per_file == pytest.approx(exact, abs=1e-3)
+
+
 def test_identical_sets_near_zero_and_symmetric(sets) -> None:
     x, y = sets
     assert abs(kad(x, x).value) < 1e-9 * 100 + 0.5  # unbiased: exactly ~0 up to a tiny negative

@@ -272,7 +272,8 @@ def test_bss_eval_matches_fast_bss_eval():
         import fast_bss_eval
 
         refs, est = (np.array(x) for x in json.load(sys.stdin))
-        refs = refs + 1e-7 * np.random.default_rng(0).standard_normal(refs.shape)
+        rms = np.sqrt((refs**2).mean(-1, keepdims=True))  # the same jitter as ours
+        refs = refs + 2e-6 * rms * np.random.default_rng(0).standard_normal(refs.shape)
         out = fast_bss_eval.bss_eval_sources(torch.from_numpy(refs), torch.from_numpy(est),
                                              compute_permutation=False, clamp_db=100)
         print(json.dumps([m.tolist() for m in out]))
@@ -284,6 +285,28 @@ def test_bss_eval_matches_fast_bss_eval():
     # One reference: SIR is undefined and reported as NaN.
     sdr, sir, sar = bss_eval(refs[:1], est[:1])
     assert np.isnan(sir).all() and np.isfinite(sdr).all() and np.allclose(sdr, sar)
+
+
+def test_bss_eval_does_not_depend_on_level():
+    # Quiet but active references (FUSS counts RMS > 1e-8) must score as loud ones do.
+    rng = np.random.default_rng(1)
+    refs = rng.standard_normal((2, 8000))
+    est = refs + 0.1 * rng.standard_normal(refs.shape)  # ≈ 20 dB
+    loud = np.array(bss_eval(refs, est))
+    for gain in (1e-4, 1e-6, 1e-7):
+        assert np.allclose(np.array(bss_eval(gain * refs, gain * est)), loud, atol=1e-3), gain
+
+
+def test_fewer_estimates_than_references_still_scores():
+    mix, refs = _scene(0.5)  # three active references
+    est = np.stack([refs[0], refs[1] + refs[2]])  # a two-output separator
+    score = score_mixture(mix, refs, est, bss=True)
+    assert score.n_sources == 3
+    # Two pairs are scored; the third reference meets a silent output (not an active pair).
+    assert len(score.si_snr) == 2 and len(score.sdr) == 2
+    assert sorted(i for i, _ in score.pairs)[0] == 0 and max(score.si_snr) > 60
+    summary = summarize([score])
+    assert summary["n_mixtures"] == 1 and np.isfinite(summary["MSi"])
 
 
 def test_summarize_1s_and_msi():
@@ -349,6 +372,12 @@ def test_activity_rules():
     # … while the frame rule sees it dominate its frames.
     frames = filter_estimates(est, mix + burst, ActivityConfig(rule="frames", frame_db=-10))
     assert [d["kept"] for d in frames] == [True, False, True, False]
+    # Digital silence around a short event does not count against it: 0.125 s in 10 s.
+    lone = np.zeros(10 * SR, np.float32)
+    lone[SR:SR + SR // 8] = 0.3 * rng.standard_normal(SR // 8)
+    alone = filter_estimates(np.stack([lone, np.zeros_like(lone)]), lone, ActivityConfig(rule="frames"))
+    assert [d["kept"] for d in alone] == [True, False]
+    assert alone[0]["scores"]["active_frame_fraction"] == pytest.approx(1.0)
     rel = filter_estimates(est, mix + burst, ActivityConfig(rule="relative_db", min_db=-30))
     assert [d["kept"] for d in rel] == [True, False, True, True]
     # The first rule alone is configurable: a huge threshold drops everything.

@@ -68,13 +68,46 @@ def test_envelope_correlation_follows_shape(burst: np.ndarray) -> None:
     assert envelope_correlation(burst, other, SR, method="rms") > 0.95
 
 
-def test_silence_never_gives_nan(burst: np.ndarray) -> None:
+def test_silence_is_handled(burst: np.ndarray) -> None:
     silent = np.zeros(SR, dtype=np.float32)
-    for ref, est in ((silent, silent), (burst, silent), (silent, burst)):
-        m = spectral_metrics(ref, est, SR)
-        assert all(np.isfinite(v) for v in m.values()), m
+    relative = {"mr_stft", "mr_stft_sc", "spectral_convergence", "si_sdr"}
+    m = spectral_metrics(burst, silent, SR)
+    assert all(np.isfinite(v) for v in m.values()), m
+    assert m["env_corr"] == 0.0
+    # A silent reference: the metrics relative to it are undefined (NaN), the rest finite.
+    for est in (silent, burst, 1e-3 * np.random.default_rng(0).standard_normal(SR)):
+        m = spectral_metrics(silent, est, SR)
+        assert {k for k, v in m.items() if not np.isfinite(v)} == relative, m
     assert spectral_metrics(silent, silent, SR)["env_corr"] == 1.0
-    assert spectral_metrics(burst, silent, SR)["env_corr"] == 0.0
+    # Just above −100 dBFS the reference counts as sounding again.
+    quiet = (2e-5 * np.sqrt(2) * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
+    assert np.isfinite(spectral_metrics(quiet, quiet, SR)["si_sdr"])
+
+
+def test_non_finite_samples_are_refused(burst: np.ndarray) -> None:
+    for bad in (np.nan, np.inf, -np.inf):
+        est = burst.copy()
+        est[100] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            spectral_metrics(burst, est, SR)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            spectral_metrics(est, burst, SR)
+
+
+def test_means_leave_out_clips_with_a_silent_original(burst: np.ndarray) -> None:
+    from auralens.evaluate.sonify_eval import VersionScores
+
+    silent = np.zeros(SR, dtype=np.float32)
+    noisy = burst + 0.01 * np.random.default_rng(1).standard_normal(SR).astype(np.float32)
+    vs = VersionScores("run", "none")
+    vs.clip_metrics = {f"c{i}": spectral_metrics(burst, noisy, SR) for i in range(3)}
+    vs.clip_metrics["quiet"] = spectral_metrics(silent, noisy, SR)
+    means = vs.means()
+    assert means["si_sdr"] == pytest.approx(vs.clip_metrics["c0"]["si_sdr"])
+    lm = [m["mr_stft_logmag"] for m in vs.clip_metrics.values()]
+    assert means["mr_stft_logmag"] == pytest.approx(np.mean(lm))  # defined for every clip
+    vs.clip_metrics = {"quiet": vs.clip_metrics["quiet"]}
+    assert np.isnan(vs.means()["si_sdr"])
 
 
 def test_lengths_are_aligned_and_short_inputs_work(burst: np.ndarray) -> None:

@@ -182,6 +182,10 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
         sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
     if not (sigma > 0 and np.isfinite(sigma)):
         raise MetricInputError(f"kernel bandwidth sigma must be positive and finite, got {sigma}")
+    # Distances do not change under a shift; centring on the reference keeps ‖a‖²+‖b‖²−2a·b
+    # from cancelling catastrophically in float32 when the embeddings share a large offset.
+    centre = x.mean(0, keepdims=True)
+    x, y = x - centre, y - centre
     td = _torch_dtype(dtype)
     xt = torch.from_numpy(x).to(device=device, dtype=td)
     yt = torch.from_numpy(y).to(device=device, dtype=td)
@@ -217,10 +221,12 @@ def kad_per_file(reference: np.ndarray | Sequence[np.ndarray], files: Mapping[st
     x = as_frames(reference, "reference")
     if sigma is None:
         sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
+    centre = x.mean(0, keepdims=True)  # as kad() does; shifting both sides changes no distance
+    x = x - centre
     xt = torch.from_numpy(x).to(device=device, dtype=_torch_dtype(dtype))
     kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True)
     out: dict[str, KadResult] = {}
     for name, frames in files.items():
-        out[name] = kad(x, frames, sigma=sigma, kernel=kernel, scale=scale, chunk=chunk,
+        out[name] = kad(x, as_frames(frames, name) - centre, sigma=sigma, kernel=kernel, scale=scale, chunk=chunk,
                         dtype=dtype, device=device, _ref_sum=(kxx, x.shape[0]))
     return out

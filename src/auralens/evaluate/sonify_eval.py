@@ -165,9 +165,18 @@ class VersionScores:
     notes: list[str] = field(default_factory=list)
 
     def means(self) -> dict[str, float]:
-        """Per-clip metrics averaged over clips."""
+        """Per-clip metrics averaged over the clips where they are defined (NaN when none is).
+
+        Relative metrics are NaN for a clip whose original is silent (see
+        :mod:`auralens.evaluate.spectral`); such clips are left out of those means.
+        """
         keys = sorted({k for m in self.clip_metrics.values() for k in m})
-        return {k: float(np.mean([m[k] for m in self.clip_metrics.values() if k in m])) for k in keys}
+        out = {}
+        for k in keys:
+            vals = [m[k] for m in self.clip_metrics.values() if k in m]
+            vals = [v for v in vals if np.isfinite(v)]
+            out[k] = float(np.mean(vals)) if vals else float("nan")
+        return out
 
 
 @dataclass
@@ -281,6 +290,8 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                     sr = min(ref_sr, est_sr)
                     ref_w, est_w = audio.resample(ref_w, ref_sr, sr), audio.resample(est_w, est_sr, sr)
                     vs.clip_metrics[cid] = spectral_metrics(ref_w, est_w, sr)
+                    if not np.isfinite(vs.clip_metrics[cid]["si_sdr"]):
+                        vs.notes.append(f"{cid}: silent original, relative metrics left out")
                 else:
                     vs.clip_metrics[cid] = {}
             except AuralensError as exc:

@@ -1,8 +1,11 @@
 """Signal-level distances between an original clip and its sonification.
 
-All functions take two mono ``[T]`` waves at one sample rate (the longer is trimmed to the
-shorter), compute in float64, and never return NaN: silence is handled by small documented
-epsilons.
+All functions take two mono ``[T]`` finite waves at one sample rate (the longer is trimmed to
+the shorter; NaN or infinite samples are refused with ``ValueError``) and compute in float64.
+Silence is handled by small documented epsilons, with one exception: the metrics measured
+*relative to the reference* (spectral convergence, the SC part of the MR-STFT distance,
+SI-SDR) are undefined for a silent reference (RMS ≤ ``SILENT_RMS``, −100 dBFS) and come back
+as NaN, which averages over clips leave out, instead of a huge number that would swamp them.
 
 * :func:`mr_stft_distance` — multi-resolution STFT distance: for each FFT size, spectral
   convergence ``‖|X|−|Y|‖_F / ‖|X|‖_F`` plus mean log-magnitude L1
@@ -19,8 +22,7 @@ epsilons.
 
 Epsilons: magnitudes get ``EPS_MAG = 1e-5`` (−100 dB re full scale) before logs, powers
 ``EPS_POW = 1e-10``; norms in ratios get ``EPS_NORM = 1e-8``; SI-SDR adds ``EPS_SDR = 1e-10``
-to both energies, so a perfect match gives a large finite value instead of +inf, and a
-silent reference gives ≈ 0 dB rather than NaN.
+to both energies, so a perfect match gives a large finite value instead of +inf.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ EPS_MAG = 1e-5
 EPS_POW = 1e-10
 EPS_NORM = 1e-8
 EPS_SDR = 1e-10
+#: A reference at or below this RMS (−100 dBFS) is silent: relative metrics are NaN for it.
+SILENT_RMS = 1e-5
 
 #: Metrics where lower is better (the rest: higher is better).
 LOWER_IS_BETTER = {"mr_stft", "mr_stft_sc", "mr_stft_logmag", "logmel_l1", "lsd_db",
@@ -49,7 +53,13 @@ def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         raise ValueError("cannot compare empty signals")
     ref, est = ref[:n], est[:n]
-    return np.nan_to_num(ref), np.nan_to_num(est)
+    if not (np.isfinite(ref).all() and np.isfinite(est).all()):
+        raise ValueError("cannot compare signals holding NaN or infinite samples")
+    return ref, est
+
+
+def _silent(x: np.ndarray) -> bool:
+    return bool(np.sqrt(np.mean(x * x)) <= SILENT_RMS)
 
 
 def stft_mag(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -72,8 +82,10 @@ _stft_mag = stft_mag
 
 def spectral_convergence(ref: np.ndarray, est: np.ndarray, n_fft: int = 2048,
                          hop: int | None = None) -> float:
-    """``‖|X|−|Y|‖_F / (‖|X|‖_F + ε)``; 0 for identical signals."""
+    """``‖|X|−|Y|‖_F / (‖|X|‖_F + ε)``; 0 for identical signals, NaN for a silent reference."""
     ref, est = _pair(ref, est)
+    if _silent(ref):
+        return float("nan")
     hop = hop or n_fft // 4
     a, b = _stft_mag(ref, n_fft, hop), _stft_mag(est, n_fft, hop)
     return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + EPS_NORM))
@@ -84,7 +96,8 @@ def mr_stft_distance(ref: np.ndarray, est: np.ndarray,
     """Multi-resolution STFT distance.
 
     Returns:
-        ``{"mr_stft": sc + logmag, "mr_stft_sc": mean SC, "mr_stft_logmag": mean log-L1}``.
+        ``{"mr_stft": sc + logmag, "mr_stft_sc": mean SC, "mr_stft_logmag": mean log-L1}``;
+        ``mr_stft`` and ``mr_stft_sc`` are NaN for a silent reference.
     """
     ref, est = _pair(ref, est)
     scs, lms = [], []
@@ -93,6 +106,8 @@ def mr_stft_distance(ref: np.ndarray, est: np.ndarray,
         scs.append(np.linalg.norm(a - b) / (np.linalg.norm(a) + EPS_NORM))
         lms.append(np.mean(np.abs(np.log(a + EPS_MAG) - np.log(b + EPS_MAG))))
     sc, lm = float(np.mean(scs)), float(np.mean(lms))
+    if _silent(ref):
+        sc = float("nan")
     return {"mr_stft": sc + lm, "mr_stft_sc": sc, "mr_stft_logmag": lm}
 
 
@@ -172,11 +187,14 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean signals.
 
     ``x`` vs ``0.5 x`` gives a large finite value (≈ 10 log10(‖αx‖² / EPS_SDR));
-    ``x`` vs ``x + noise`` gives the SNR. Phase-sensitive: see the module docstring.
+    ``x`` vs ``x + noise`` gives the SNR; a silent reference gives NaN. Phase-sensitive: see
+    the module docstring.
     """
     from auralens.scene.separate.metrics import si_snr  # the one SI-SNR/SI-SDR implementation
 
     ref, est = _pair(ref, est)
+    if _silent(ref):
+        return float("nan")
     return float(si_snr(est, ref, eps=EPS_SDR))
 
 
@@ -185,7 +203,8 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
 
     Returns:
         ``mr_stft, mr_stft_sc, mr_stft_logmag, logmel_l1, lsd_db, spectral_convergence,
-        env_corr, si_sdr`` (all finite floats).
+        env_corr, si_sdr``: finite floats, except the relative ones (``mr_stft``, ``mr_stft_sc``,
+        ``spectral_convergence``, ``si_sdr``), which are NaN for a silent reference.
     """
     out = mr_stft_distance(ref, est)
     out["logmel_l1"] = logmel_l1(ref, est, sr)

@@ -160,7 +160,8 @@ def compute_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, floa
     except (ImportError, AttributeError) as exc:
         log.info("spectral metrics unavailable: %s", exc)
         return {}
-    return {str(k): float(v) for k, v in res.items() if _is_num(v)}
+    # NaN (a metric relative to a silent original) is left out rather than shown as "nan".
+    return {str(k): float(v) for k, v in res.items() if _is_num(v) and np.isfinite(float(v))}
 
 
 def _is_num(v: Any) -> bool:

@@ -9,7 +9,8 @@ Rules (``ActivityConfig.rule``):
 * ``"relative_db"``: keep when the estimate's energy relative to the mixture,
   ``10·log10(‖s‖²/‖x‖²)``, is at least ``min_db`` (length- and level-independent).
 * ``"frames"``: keep when the estimate dominates locally: in at least ``min_active_frac`` of
-  the 32 ms frames its energy is within ``frame_db`` dB of the mixture frame's energy.
+  the mixture's audible 32 ms frames (digital silence is not counted) its energy is within
+  ``frame_db`` dB of the mixture frame's energy.
   Short events (a single bark in 10 s) have a small global RMS but are locally dominant.
 
 Each decision records every score, so a report can show why an estimate was dropped.
@@ -65,7 +66,9 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
         s = est[k]
         rms = float(np.sqrt(np.mean(s**2)))
         ratio_db = 10 * np.log10(est_frames[k] / np.maximum(mix_frames, 1e-20) + 1e-20)
-        frac = float(np.mean((ratio_db >= frame_db) & audible)) if audible.any() else 0.0
+        # The share of the *audible* frames: a short event in a file that is otherwise digital
+        # silence dominates all the frames there is anything to hear in.
+        frac = float(np.sum((ratio_db >= frame_db) & audible) / audible.sum()) if audible.any() else 0.0
         out.append({
             "sum_abs_times_peak": float(np.abs(s).sum() * np.abs(s).max()),
             "rms": rms,

@@ -117,7 +117,9 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
     Args:
         mix: ``[T]`` mixture.
         refs: ``[N, T]`` references (zero rows allowed; they are ignored).
-        est: ``[M, T]`` estimates, ``M >= active N``.
+        est: ``[M, T]`` estimates; when there are fewer than active references, silent rows
+            are added, so the references left over meet a silent output (an inactive pair,
+            not scored, as FUSS counts it) and the mixture is still scored.
         id: mixture id.
         bss: also compute SDR/SIR/SAR (:func:`bss_eval`) on the active pairs.
         kept: ``[M]`` bool from the activity filter (for the under/over-separation rates).
@@ -139,6 +141,8 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
     if active.size == 0:
         return score
     refs_a = refs[active]
+    if est.shape[0] < active.size:
+        est = np.concatenate([est, np.zeros((active.size - est.shape[0], t))])
     order = pit_align(refs_a, est)
     aligned = est[order]
     p_ref = (refs_a**2).mean(-1)
@@ -179,9 +183,11 @@ def bss_eval(refs: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     if refs.ndim != 2 or refs.shape != est.shape:
         raise ValueError(f"bss_eval needs [N, T] references and estimates, got {refs.shape} "
                          f"and {est.shape}")
-    # Tiny noise keeps the filter's Gram matrix invertible for digitally silent stretches.
+    # Tiny noise keeps the filter's Gram matrix invertible for digitally silent stretches. It
+    # is relative to each reference's RMS (−114 dB), so quiet references are not biased.
     rng = np.random.default_rng(0)
-    refs = refs + 1e-7 * rng.standard_normal(refs.shape)
+    rms = np.maximum(np.sqrt((refs**2).mean(-1, keepdims=True)), ACTIVE_REF_RMS)
+    refs = refs + 2e-6 * rms * rng.standard_normal(refs.shape)
     acf, xcorr = _bss_correlations(_unit_norm(refs), _unit_norm(est), BSS_FILTER_TAPS)
     n_src, _, taps = acf.shape
     # SDR: estimate n onto its own filtered reference (a symmetric Toeplitz system per source).
