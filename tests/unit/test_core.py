@@ -186,3 +186,22 @@ def test_stale_temps_of_killed_writers_are_removed(tmp_path):
         assert live.exists()
     assert (tmp_path / "b.txt").read_text() == "x" and (tmp_path / ".hidden.tmp").exists()
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
+    # mkstemp creates 0600 files; results must be as readable as any file the user writes.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nos.umask(0o022)\nfrom auralens.io import write_json\n"
+            "from auralens.cache import ArrayCache\nimport numpy as np\n"
+            "write_json(sys.argv[1] + '/run.json', {'a': 1})\n"
+            "ArrayCache(sys.argv[1], 'x').put('k' * 64, {'v': np.zeros(2)})\n"
+            "open(sys.argv[1] + '/plain.txt', 'w').close()\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    plain = os.stat(tmp_path / "plain.txt").st_mode & 0o777
+    assert plain == 0o644
+    assert os.stat(tmp_path / "run.json").st_mode & 0o777 == plain
+    entry = next((tmp_path / "x").rglob("*.safetensors"))
+    assert os.stat(entry).st_mode & 0o777 == plain
