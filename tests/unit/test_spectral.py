@@ -84,6 +84,13 @@ def test_silence_is_handled(burst: np.ndarray) -> None:
     assert np.isfinite(spectral_metrics(quiet, quiet, SR)["si_sdr"])
 
 
+def test_envelope_correlation_degenerate_cases(burst: np.ndarray) -> None:
+    # Two different constant envelopes are not "equal"; a faint faithful copy still correlates.
+    assert envelope_correlation(np.full(10, 0.5), np.full(10, 0.1), SR) == 0.0
+    assert envelope_correlation(np.full(10, 0.5), np.full(10, 0.5), SR) == 1.0
+    assert envelope_correlation(burst, 1e-10 * burst, SR) > 0.999
+
+
 def test_non_finite_samples_are_refused(burst: np.ndarray) -> None:
     for bad in (np.nan, np.inf, -np.inf):
         est = burst.copy()

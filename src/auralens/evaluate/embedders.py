@@ -3,7 +3,8 @@
 The offline defaults need no weights:
 
 * ``logmel`` — natural-log mel magnitudes, 64 bands, 16 kHz, 25 ms window / 10 ms hop
-  (``logmel@n_mels=128,sample_rate=22050`` to change).
+  (``logmel@n_mels=128,sample_rate=22050,n_fft=1024,hop_length=220`` to change; more bands
+  need a longer window, or the lowest bands stay empty).
 * ``mfcc`` — 20 MFCCs of that log-mel (DCT-II, ortho), same framing.
 
 Scores are only comparable with the same embedder, so every output names it (``name``,

@@ -297,7 +297,7 @@ def fad_inf(reference: np.ndarray | Sequence[np.ndarray] | GaussianStats,
         reference: reference frames or stats.
         evaluated: evaluated frames ``[M, D]`` or per-clip list.
         sizes: subset sizes; default ``num_points`` sizes evenly spaced in ``1/n`` between
-            ``max(2 D, M / 5)`` (capped at M) and ``M``.
+            ``max(2 D + 2, M / 5)`` (capped at M) and ``M``.
         num_points: number of default sizes.
         draws: random subsets averaged per size.
         shrinkage: covariance shrinkage for every fit (needed when sizes reach ``<= D``).
