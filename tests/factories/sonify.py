@@ -30,6 +30,8 @@ def _bands(n_bins: int, n_bands: int) -> np.ndarray:
 class ToyExtractor(Extractor):
     """Log band energies at 50 frames/s; ``layer`` k scales the features by (k + 1)."""
 
+    first_name = "features"  # layers: features, 1..num_layers() (checked by check_layer)
+
     def __init__(self, layer: Any = "features", dim: int = 16, sample_rate: int = 8000,
                  fail_on_silence: bool = False) -> None:
         self.layer = layer if layer is not None else "features"

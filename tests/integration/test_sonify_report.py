@@ -147,3 +147,29 @@ def test_cli_report_and_ratings(tmp_path: Path) -> None:
     assert main(["sonify", "ratings", str(csv_path), "--out", str(tmp_path / "agg.md")]) == 0
     assert "3.00 ± 0.00" in (tmp_path / "agg.md").read_text()
     assert main(["sonify", "report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
+
+
+def test_each_bad_render_is_listed_once(tmp_path: Path) -> None:
+    run = make_fake_run(tmp_path, posts=("minmax",))
+    bad = [run / "renders" / "minmax" / "sine_a.wav", run / "renders" / "ceiling" / "chirp_c.wav"]
+    bad[0].write_bytes(b"junk\n")
+    bad[1].write_bytes(b"")
+    out = tmp_path / "rep"
+    build_report([run], out, embedder="logmel", use_cache=False)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["path"] for e in errors) == sorted(str(p) for p in bad)
+    page = (out / "index.html").read_text()
+    assert "2 file(s) could not be used" in page
+    # No player (and no copied file) for an unusable render; the good ones keep theirs.
+    assert not (out / "audio" / "run_a" / "minmax" / "sine_a.wav").exists()
+    assert 'src="audio/run_a/minmax/chirp_c.wav"' in page
+    assert 'src="audio/run_a/minmax/sine_a.wav"' not in page
+
+
+def test_report_scores_only_the_clips_listed_by_render(tmp_path: Path) -> None:
+    from auralens.evaluate.sonify_eval import load_run
+
+    run = make_fake_run(tmp_path)
+    write_json(run / "renders" / "run.json", {"config": {"split": "test", "clips": ["sine_a", "chirp_c"]}})
+    assert load_run(run).clips == ["chirp_c", "sine_a"]
+    assert sorted(load_run(run).versions["minmax"]) == ["chirp_c", "sine_a"]

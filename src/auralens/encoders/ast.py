@@ -77,6 +77,8 @@ class ASTExtractor(Extractor):
         trust_remote_code: allow custom modelling code from the checkpoint (off by default).
     """
 
+    first_name = "patch"
+
     def __init__(self, source: str, layer: Any = None, layout: str = "flat",
                  trim: bool | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int = 8, name: str | None = None,
@@ -124,6 +126,8 @@ class ASTExtractor(Extractor):
         self.batch_size = max(1, int(batch_size))
         hidden = config.hidden_size
         seconds = config.max_length * FBANK_SHIFT
+        # The fbank is cut to max_length frames: later audio never reaches the model.
+        self.max_duration = float(seconds)
         if layout == "flat":
             self.dim = hidden
             self.frame_rate = self.freq_patches * self.time_patches / seconds
@@ -146,7 +150,8 @@ class ASTExtractor(Extractor):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "layout": self.layout, "trim": self.trim,
-                "freq_patches": self.freq_patches, "time_patches": self.time_patches}
+                "freq_patches": self.freq_patches, "time_patches": self.time_patches,
+                "max_duration": self.max_duration}
 
     @property
     def labels(self) -> list[str]:

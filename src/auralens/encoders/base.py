@@ -25,6 +25,11 @@ class Extractor(ABC):
         layer: ``"patch"`` / ``"features"`` (the first hidden state, before the encoder)
             or an int k (output of block k).
         revision: model revision/hash for cache keys.
+        max_duration: seconds of audio the model sees at most (a fixed input window, e.g.
+            AST's ``max_length`` fbank frames); longer input is cut by the model's feature
+            extractor. None: no limit (the backend handles any length).
+        first_name: name of the first hidden state (``"patch"``/``"features"``) for backends
+            whose layers :meth:`check_layer` can validate; None otherwise.
     """
 
     name: str = "extractor"
@@ -33,6 +38,8 @@ class Extractor(ABC):
     dim: int = 0
     layer: str | int = "features"
     revision: str = ""
+    max_duration: float | None = None
+    first_name: str | None = None
 
     @abstractmethod
     def embed(self, wave: np.ndarray) -> np.ndarray:
@@ -55,6 +62,22 @@ class Extractor(ABC):
     def num_layers(self) -> int:
         """Number of blocks k usable as ``layer``; 0 when only one layer exists."""
         return 0
+
+    def check_layer(self, layer: str | int | None) -> str | int | None:
+        """Validate a layer option against this model without building another one.
+
+        Returns:
+            the normalised layer, or None when this backend cannot tell without being built
+            with that layer.
+
+        Raises:
+            LayerError: an unknown or out-of-range layer.
+        """
+        if self.first_name is None or self.num_layers() <= 0:
+            return None
+        from auralens.encoders.hf import parse_layer
+
+        return parse_layer(layer, self.first_name, self.num_layers())
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "layer": self.layer, "sample_rate": self.sample_rate,

@@ -84,6 +84,8 @@ class ClapExtractor(Extractor):
             base = int(audio_cfg.patch_embeds_hidden_size)
             self.dim = base * 2 ** min(int(self.layer), stages - 1) if self.layer else base
         self.frame_rate = 1.0 / float(self.feature_extractor.max_length_s)
+        # Longer clips are cut (or "fused") by the feature extractor to this window.
+        self.max_duration = float(self.feature_extractor.max_length_s)
         self.batch_size = max(1, int(batch_size))
         self.name = name or f"clap:{source}"
         self.revision = model_revision(source)

@@ -48,6 +48,8 @@ class WhisperExtractor(Extractor):
         trust_remote_code: allow custom modelling code (off by default).
     """
 
+    first_name = "features"
+
     def __init__(self, source: str, layer: Any = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int = 4, name: str | None = None,
                  trust_remote_code: bool = False) -> None:

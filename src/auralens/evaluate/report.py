@@ -187,6 +187,8 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
 
     items: list[dict[str, Any]] = []
     clip_sections: list[str] = []
+    # Files the metrics could not use are already in errors.jsonl: no player, no second entry.
+    failed = {str(rec["path"]) for rec in errors.items if rec.get("path")}
     with timer("media"):
         for s in scores:
             run = s.run
@@ -194,6 +196,8 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
             rel_audio: dict[tuple[str, str], str] = {}
             for version, files in run.versions.items():
                 for cid, src in files.items():
+                    if str(src) in failed:
+                        continue
                     rel = f"audio/{rdir}/{_safe(version)}/{_safe(cid)}{src.suffix.lower()}"
                     _place_audio(src, out / rel, link_audio)
                     rel_audio[(version, cid)] = rel
@@ -205,11 +209,15 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
             for cid in progress(clips, desc=f"figures {run.name}"):
                 waves: dict[str, np.ndarray] = {}
                 for v in order:
-                    if cid in run.versions[v]:
-                        try:
-                            waves[v] = audio.load(run.versions[v][cid], PLOT_SR)
-                        except AuralensError as exc:
-                            errors.add(f"{run.name}/{v}/{cid}", exc, run.versions[v][cid])
+                    src = run.versions[v].get(cid)
+                    if src is None or str(src) in failed:
+                        continue
+                    try:
+                        waves[v] = audio.load(src, PLOT_SR)
+                    except AuralensError as exc:
+                        failed.add(str(src))
+                        rel_audio.pop((v, cid), None)
+                        errors.add(f"{run.name}/{v}/{cid}", exc, src)
                 if "original" not in waves:
                     continue
                 stack = list(waves.items())

@@ -135,8 +135,13 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
                  if f.suffix.lower() in AUDIO_EXTS and not f.name.startswith(".")}
         if files:
             versions[folder.name] = files
+    clips = _rendered_clips(renders)
+    if clips is not None:  # score exactly the clips `sonify render` lists (one split)
+        versions = {v: kept for v, files in versions.items()
+                    if (kept := {c: f for c, f in files.items() if c in clips})}
     if "original" not in versions:
-        raise RunDirError(f"{path}: renders/original/ holds no audio files")
+        raise RunDirError(f"{path}: renders/original/ holds no audio files"
+                          + (" listed in renders/run.json" if clips is not None else ""))
     record: dict[str, Any] = {}
     if (path / "run.json").exists():
         try:
@@ -144,6 +149,18 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
         except ValueError as exc:
             raise RunDirError(f"{path / 'run.json'}: invalid JSON ({exc})") from exc
     return SonifyRun(path, name or path.name, record, read_jsonl(path / "history.jsonl"), versions)
+
+
+def _rendered_clips(renders: Path) -> set[str] | None:
+    """Clip ids (file stems) listed in ``renders/run.json``; None when it lists none."""
+    manifest = renders / "run.json"
+    if not manifest.is_file():
+        return None
+    try:
+        clips = read_json(manifest).get("config", {}).get("clips")
+    except (ValueError, AttributeError):
+        return None
+    return {str(c) for c in clips} if isinstance(clips, list) else None
 
 
 @dataclass

@@ -42,7 +42,10 @@ def prepare_cmd(
     out: Path = typer.Option(..., "--out", help="PREP directory to write."),
     seed: int = typer.Option(42, "--seed", help="Split seed."),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch."),
-    duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep)."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep "
+                                   "each clip's length). At most the extractor's input window (5.12 s "
+                                   "for the offline classifier, 10.24 s for AudioSet AST): a longer "
+                                   "--duration is refused, and with 0 longer clips are skipped."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -86,7 +89,9 @@ def train_cmd(
     normalize: str = typer.Option("none", "--normalize", help="none or minmax (stats from the train split)."),
     resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors (only --lr "
+                                "and --epochs may differ from the stored run; finished lr-grid runs are "
+                                "skipped)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
@@ -119,11 +124,17 @@ def render_cmd(
     out: Path = typer.Option(None, "--out", help="Output wav (single-file mode)."),
     post: list[str] = typer.Option(None, "--post", help="Post-processing chain, e.g. minmax,wiener "
                                    "(repeat for several chains in --split mode)."),
-    split: str = typer.Option(None, "--split", help="Render a split of the prepared dataset into RUN/renders."),
+    split: str = typer.Option(None, "--split", help="Render a split of the prepared dataset into RUN/renders "
+                              "(one split per RUN: another split needs --overwrite)."),
     limit: int = typer.Option(None, "--limit", help="Only the first N clips of the split."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Re-render existing files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Empty RUN/renders and render again."),
 ) -> None:
-    """Render a clip (or a whole split) through a trained gate and the codec's decoder."""
+    """Render a clip (or a whole split) through a trained gate and the codec's decoder.
+
+    A clip longer than the extractor's input window (5.12 s for the offline classifier) is
+    cut to the window, with a warning: the model never sees later audio. Renders made by an
+    older checkpoint (the run was trained again) are rendered again.
+    """
     from auralens.errors import AuralensError
 
     chains = list(post) if post else ["minmax"]
@@ -160,14 +171,19 @@ def sweep_cmd(
     limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
     render_limit: int = typer.Option(None, "--render-limit", help="Render only N test clips per layer."),
     post: list[str] = typer.Option(None, "--post", help="Post-processing chain(s) for the renders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and render every layer again "
+                                   "(needed when OUT holds runs made with another gate, lr …)."),
 ) -> None:
-    """Prepare, train and render one gate per layer of an extractor."""
+    """Prepare, train and render one gate per layer of an extractor.
+
+    Rerunning resumes finished layers; all layers are checked before the first one runs.
+    """
     from auralens.sonify.sweep import sweep
     from auralens.sonify.train import TrainConfig
 
     rows = sweep(data, encoder, layers, codec, gate, out, cfg=TrainConfig(gate=gate, lr=lr, epochs=epochs),
                  seed=seed, batch_size=batch_size, limit=limit, post=list(post) if post else ["minmax"],
-                 render_limit=render_limit)
+                 render_limit=render_limit, overwrite=overwrite)
     for row in rows:
         typer.echo(f"layer {row['layer']}: {row['status']} best val {row.get('best_val_loss')}")
     typer.echo(f"summary: {out / 'summary.md'}")

@@ -22,12 +22,19 @@ PREP then holds:
   specs and the cache root that training reads from;
 * ``errors.jsonl`` — clips that could not be used (unreadable audio, failing model …).
 
+A fixed ``duration`` longer than the extractor's input window (``Extractor.max_duration``:
+5.12 s for the offline classifier, 10.24 s for AudioSet AST) is refused, since the model never
+sees the rest of the clip. With ``duration=None`` every clip keeps its length: clips longer
+than the window are skipped into errors.jsonl, and for AST patch grids each index line records
+``valid_time_patches`` so that training drops the padding patches exactly like rendering does.
+
 Sharding (``shard="i/n"``, ``--shard i/n`` or ``--shard env`` in a SLURM array): the splits are
 still decided over the whole dataset and written to PREP by every shard (identical files), but
 a shard embeds only its clips (every n-th in id order) into the shared cache and writes its
 index, errors and run.json to ``PREP/shards/part-i-of-n/``. :func:`merge_prepared`
 (``--merge``) then joins the parts into the same ``index.jsonl``/``run.json`` an unsharded
-run writes.
+run writes; it refuses shards whose extractor or codec description (layer included), cache,
+storage dtype, duration, data path, seed or limit differ.
 """
 
 from __future__ import annotations
@@ -97,26 +104,78 @@ def build_codec(spec: Any) -> Any:
     return CODECS.build(spec)
 
 
+def compute_dtype(obj: Any) -> str | None:
+    """The torch dtype a backend computes in (``"bfloat16"`` …), None for weight-free ones."""
+    dt = getattr(obj, "torch_dtype", None)
+    return None if dt is None else str(dt).removeprefix("torch.")
+
+
 def _describe(obj: Any, spec: Any, duration: float | None = None) -> dict[str, Any]:
     from auralens.sonify.align import grid_info
 
     out = dict(obj.describe())
     out["spec"] = str(spec) if isinstance(spec, str) else out.get("name")
+    if compute_dtype(obj) is not None:
+        out["compute_dtype"] = compute_dtype(obj)
     n = None if duration is None else int(round(duration * obj.sample_rate))
     out.update(grid_info(obj, n))  # AST patch grids: how tokens map to time (see align.py)
     return out
 
 
+def _compute_part(obj: Any) -> dict[str, str]:
+    # float32 adds nothing, so keys of float32 runs stay those of earlier versions.
+    dt = compute_dtype(obj)
+    return {} if dt in (None, "float32") else {"compute_dtype": dt}
+
+
 def embedding_key(content: str, extractor: Any, dtype: str, duration: float | None) -> str:
+    """Cache key of one clip's embedding (``dtype``: storage dtype; the compute dtype of the
+    model is part of the key too)."""
     return make_key(content, kind="embedding", backend=extractor.name,
                     revision=getattr(extractor, "revision", ""), sr=extractor.sample_rate,
-                    layer=str(extractor.layer), dtype=dtype, duration=duration)
+                    layer=str(extractor.layer), dtype=dtype, duration=duration,
+                    **_compute_part(extractor))
 
 
 def latent_key(content: str, codec: Any, dtype: str, duration: float | None) -> str:
+    """Cache key of one clip's codec latent (storage and compute dtype included)."""
     return make_key(content, kind="latent", backend=codec.name,
                     revision=getattr(codec, "revision", ""), sr=codec.sample_rate,
-                    layer="", dtype=dtype, duration=duration)
+                    layer="", dtype=dtype, duration=duration, **_compute_part(codec))
+
+
+def check_duration(extractor: Any, duration: float | None) -> None:
+    """Refuse a fixed ``duration`` longer than the extractor's input window.
+
+    Raises:
+        PrepareError: the model would only see the window's start while the latent covers
+            the whole clip (the gate would stretch one over the other).
+    """
+    window = getattr(extractor, "max_duration", None)
+    if duration is not None and window is not None and duration > float(window) + 1e-6:
+        raise PrepareError(
+            f"--duration {duration:g} s is longer than the input window of {extractor.name} "
+            f"({float(window):g} s): the model never sees audio after {float(window):g} s; use "
+            f"--duration {float(window):g} or less")
+
+
+def _clip_time_info(extractor: Any, wave: np.ndarray, sr: int, path: Any) -> dict[str, Any]:
+    """For ``duration=None`` (clips keep their length): refuse clips longer than the
+    extractor's window, and record how many AST time patches hold audio so that training
+    trims the patch grid exactly like rendering does (``valid_time_patches``)."""
+    from auralens.audio import resample
+
+    seconds = wave.shape[-1] / sr
+    window = getattr(extractor, "max_duration", None)
+    if window is not None and seconds > float(window) + 1e-6:
+        raise PrepareError(
+            f"{path}: {seconds:.2f} s is longer than the input window of {extractor.name} "
+            f"({float(window):g} s); prepare with --duration {float(window):g} to cut every clip")
+    valid_fn = getattr(extractor, "valid_time_patches", None)
+    if not callable(valid_fn) or getattr(extractor, "trim", False) or getattr(extractor, "layout", None) != "flat":
+        return {}
+    n = resample(wave, sr, extractor.sample_rate).shape[-1]
+    return {"valid_time_patches": int(valid_fn(int(n)))}
 
 
 def load_clip_wave(path: Path, duration: float | None) -> tuple[np.ndarray, int]:
@@ -187,6 +246,9 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     if batch_size < 1:
         raise PrepareError("batch size must be at least 1")
     start = time.perf_counter()
+    extractor = build_extractor(encoder, layer)
+    cod = build_codec(codec)
+    check_duration(extractor, duration)
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
@@ -203,8 +265,6 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     dest = shard_dir(out, parsed)
     dest.mkdir(parents=True, exist_ok=True)
 
-    extractor = build_extractor(encoder, layer)
-    cod = build_codec(codec)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emb_cache = ArrayCache(root, "embeddings")
     lat_cache = ArrayCache(root, "latents")
@@ -227,8 +287,12 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                        "lat_key": latent_key(content, cod, dtype, duration)}
                 rec["need_emb"] = rec["emb_key"] not in emb_cache
                 rec["need_lat"] = rec["lat_key"] not in lat_cache
-                if rec["need_emb"] or rec["need_lat"]:
+                if duration is None:  # clips keep their length: check it, note the AST grid
                     wave, sr = load_clip_wave(clip.path, duration)
+                    rec["time"] = _clip_time_info(extractor, wave, sr, clip.path)
+                if rec["need_emb"] or rec["need_lat"]:
+                    if duration is not None:
+                        wave, sr = load_clip_wave(clip.path, duration)
                     rec["wave_e"] = resample(wave, sr, extractor.sample_rate) if rec["need_emb"] else None
                     rec["wave_c"] = resample(wave, sr, cod.sample_rate) if rec["need_lat"] else None
                 todo.append(rec)
@@ -262,7 +326,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
             emb_shape = _shape(emb_cache, rec["emb_key"], "embedding")
             lat_shape = _shape(lat_cache, rec["lat_key"], "latent")
             index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
-                         | {"emb_shape": emb_shape, "lat_shape": lat_shape})
+                         | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
 
     write_jsonl(dest / "index.jsonl", index)
     seconds = time.perf_counter() - start
@@ -300,8 +364,45 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                          seconds, counts)
 
 
-#: Settings every shard of one prepared dataset must share.
-_SHARED = ("cache_root", "duration", "dtype")
+#: Settings every shard of one prepared dataset must share (``run.json["prepared"]``) …
+_SHARED = ("cache_root", "duration", "dtype", "extractor", "codec")
+#: … and in ``run.json["config"]``.
+_SHARED_CONFIG = ("data", "seed", "limit", "duration")
+
+
+def _first_difference(a: Any, b: Any, key: str) -> str | None:
+    """Dotted name of the first differing entry of two values (dicts compared key by key)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for sub in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(sub), b.get(sub), f"{key}.{sub}")
+            if found is not None:
+                return found
+        return None
+    if key.endswith("config.data") and a is not None and b is not None:
+        return None if Path(str(a)).resolve() == Path(str(b)).resolve() else key
+    return None if a == b else key
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _check_shards(parts: Sequence[Path], runs: Sequence[dict[str, Any]]) -> None:
+    """Refuse shards made with different settings, naming the first differing key."""
+    first = runs[0]
+    for part, run in zip(parts[1:], runs[1:], strict=True):
+        for scope, keys in (("prepared", _SHARED), ("config", _SHARED_CONFIG)):
+            for key in keys:
+                a, b = (r.get(scope, {}).get(key) for r in (first, run))
+                diff = _first_difference(a, b, f"{scope}.{key}")
+                if diff is not None:
+                    name = diff.split(".", 1)[1]
+                    raise PrepareError(
+                        f"{part}: {name} {_lookup(run, diff)!r} differs from {parts[0].name}'s "
+                        f"{_lookup(first, diff)!r}; prepare every shard with the same settings")
 
 
 def merge_prepared(out: str | Path) -> PrepareResult:
@@ -322,16 +423,9 @@ def merge_prepared(out: str | Path) -> PrepareResult:
     runs = [read_json(d / "run.json") for d in parts if (d / "run.json").is_file()]
     if len(runs) != len(parts):
         raise PrepareError(f"{out}: a shard has no run.json (still running or failed); rerun it")
+    _check_shards(parts, runs)
     infos = [r["prepared"] for r in runs]
     first = infos[0]
-    for part, info in zip(parts[1:], infos[1:], strict=True):
-        for key in _SHARED:
-            if info.get(key) != first.get(key):
-                raise PrepareError(f"{part}: {key} {info.get(key)!r} differs from shard 0's {first.get(key)!r}")
-        for key in ("extractor", "codec"):
-            if info[key].get("spec") != first[key].get("spec") or info[key].get("name") != first[key].get("name"):
-                raise PrepareError(f"{part}: made with {key} {info[key].get('spec')!r}, shard 0 with "
-                                   f"{first[key].get('spec')!r}")
     index = sorted((rec for d in parts for rec in read_jsonl(d / "index.jsonl")), key=lambda r: r["id"])
     errors = [rec for d in parts for rec in read_jsonl(d / "errors.jsonl")]
     write_jsonl(out / "index.jsonl", index)
@@ -478,7 +572,9 @@ def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "te
             if e is None or la is None:
                 raise PrepareError(f"{prep}: cached arrays for clip {rec['id']} are missing from "
                                    f"{root}; run `auralens sonify prepare` again")
-            x, z = to_gate_input(e["embedding"], info["extractor"]), la["latent"]
+            # valid_time_patches: recorded per clip when clips kept their own length.
+            x = to_gate_input(e["embedding"], info["extractor"], rec.get("valid_time_patches"))
+            z = la["latent"]
             if e_all is None or l_all is None:
                 e_all = np.empty((len(recs), *x.shape), np.float32)
                 l_all = np.empty((len(recs), *z.shape), np.float32)

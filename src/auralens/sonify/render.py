@@ -8,11 +8,22 @@ whole split of the prepared dataset into::
     RUN/renders/ceiling/<clip_id>.wav    codec.decode(codec.encode(original)): the best a gate can do
     RUN/renders/<post>/<clip_id>.wav     the gate's rendition after post-processing chain <post>
     RUN/renders/run.json, RUN/renders/errors.jsonl
+
+``renders/run.json`` records the split, the ids of the clips rendered so far and the identity
+(SHA-256) of the checkpoint they came from; the evaluation report scores exactly those clips.
+One ``renders/`` folder holds one split: rendering another split into it is refused unless
+``overwrite`` (which empties it first). Renders of an older checkpoint (the run was trained
+again) are removed and rendered again.
+
+Clips longer than the extractor's input window (``Extractor.max_duration``, 5.12 s for the
+offline classifier) are cut to the window by :func:`render` with a warning: the model never
+sees later audio, so a gate would otherwise stretch the window's tokens over the whole clip.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,6 +140,20 @@ def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int,
     return np.nan_to_num(z).astype(np.float32)
 
 
+def cut_to_window(extractor: Any, wave: np.ndarray, sr: int) -> np.ndarray:
+    """``wave`` cut to the extractor's input window (``max_duration``), with a warning when
+    that drops audio; unchanged for extractors without a window."""
+    window = getattr(extractor, "max_duration", None)
+    if window is None:
+        return wave
+    keep = int(np.floor(float(window) * sr + 1e-6))
+    if wave.shape[-1] <= keep:
+        return wave
+    log.warning("clip is %.2f s but %s sees at most %g s: rendering only the first %g s",
+                wave.shape[-1] / sr, extractor.name, float(window), float(window))
+    return wave[..., :keep]
+
+
 def _decode(loaded: LoadedRun, latent: np.ndarray, length: int) -> np.ndarray:
     from auralens.audio import fix_length
 
@@ -159,6 +184,7 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
     wave = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1))
     if wave.size == 0:
         raise RenderError("cannot render an empty clip")
+    wave = cut_to_window(loaded.extractor, wave, sr)
     codec = loaded.codec
     c_sr = int(codec.sample_rate)
     length = int(round(wave.shape[0] * c_sr / sr))
@@ -173,22 +199,58 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
     return np.nan_to_num(out).astype(np.float32)
 
 
+def checkpoint_identity(path: str | Path) -> dict[str, Any]:
+    """What identifies a checkpoint file's weights: its SHA-256 (plus path and epoch, for people)."""
+    from auralens.cache import hash_file
+
+    header = ckpt.read_header(path)
+    return {"path": str(path), "sha256": hash_file(Path(path)), "epoch": header.get("epoch")}
+
+
+def _existing_renders(out: Path) -> dict[str, Any] | None:
+    """``renders/run.json["config"]`` when ``out`` holds renders, None when it holds none."""
+    manifest = out / "run.json"
+    if manifest.is_file():
+        try:
+            return dict(read_json(manifest).get("config") or {})
+        except ValueError:
+            return {}
+    has_audio = out.is_dir() and any(p.is_dir() and any(p.glob("*.wav")) for p in out.iterdir())
+    return {} if has_audio else None
+
+
+def _clear_renders(out: Path) -> None:
+    """Remove what render_split wrote into ``out`` (sub-folders, run.json, errors.jsonl)."""
+    if not out.is_dir():
+        return
+    for child in out.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        elif child.name in ("run.json", "errors.jsonl"):
+            child.unlink()
+
+
 def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] | str | None = (DEFAULT_POST,),
                  *, limit: int | None = None, overwrite: bool = False) -> Path:
     """Render every clip of a split of the run's prepared dataset into ``RUN/renders``.
 
     Embeddings come from the prepare cache when present (else they are recomputed). Clips whose
-    outputs all exist are skipped (resumable); failures go to ``renders/errors.jsonl``.
+    outputs all exist are skipped (resumable) as long as ``renders/run.json`` shows the same
+    split and checkpoint; renders of another checkpoint (the run was trained again) are
+    removed and made again. Failures go to ``renders/errors.jsonl``.
 
     Args:
         run_dir: RUN directory (or an lr grid directory).
         split: ``train`` / ``val`` / ``test``.
         post: one or more post-processing chains; each gets ``renders/<chain name>/``.
         limit: only the first ``limit`` clips.
-        overwrite: re-render existing files.
+        overwrite: empty ``renders/`` and render again (needed to switch to another split).
 
     Returns:
         the ``renders`` directory.
+
+    Raises:
+        RenderError: no such split, or ``renders/`` holds another split and not ``overwrite``.
     """
     from auralens.audio import write
     from auralens.cache import ArrayCache
@@ -206,19 +268,50 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     if limit is not None:
         index = index[: int(limit)]
     out = run / "renders"
+    identity = checkpoint_identity(loaded.checkpoint)
+    previous = _existing_renders(out)
+    kept: list[str] = []
+    if previous is not None and overwrite:
+        _clear_renders(out)
+    elif previous is not None and previous.get("split") != split:
+        had = previous.get("split")
+        raise RenderError(
+            f"{out}: holds renders of the {had + ' split' if had else 'another or an unknown split'}; "
+            f"pass --overwrite to replace them with the {split} split (the report scores one split per run)")
+    elif previous is not None and (previous.get("checkpoint_sha256") != identity["sha256"]):
+        log.warning("%s: made with another checkpoint than %s (the run was trained again); "
+                    "rendering again", out, loaded.checkpoint)
+        _clear_renders(out)
+    elif previous is not None:
+        kept = [str(c) for c in previous.get("clips") or []]
     out.mkdir(parents=True, exist_ok=True)
+    config = {"run": str(run), "checkpoint": str(loaded.checkpoint), "checkpoint_sha256": identity["sha256"],
+              "checkpoint_epoch": identity["epoch"], "split": split, "post": chains, "folders": names,
+              "limit": limit, "sample_rate": int(loaded.codec.sample_rate)}
+
+    def manifest(clips: list[str], counts: dict[str, int], seconds: float | None) -> None:
+        write_run_json(out, command="sonify render", seed=None, config={**config, "clips": clips},
+                       models={"extractor": loaded.header["extractor"], "codec": loaded.header["codec"]},
+                       timings={} if seconds is None else {"render": seconds},
+                       extra={"counts": counts, "status": "running" if seconds is None else "done"})
+
+    # Written first: an interrupted render still says which split and checkpoint it holds.
+    manifest(kept, {}, None)
     errors = ErrorLog(out / "errors.jsonl", reset=True)
     cache_root = read_json(prep / "run.json").get("prepared", {}).get("cache_root")
     emb_cache = ArrayCache(cache_root, "embeddings") if cache_root else None
     duration = loaded.header.get("duration")
     c_sr = int(loaded.codec.sample_rate)
     rendered = skipped = 0
+    done = dict.fromkeys(kept)
     for rec in progress(index, desc=f"render {split}", total=len(index)):
         cid = rec["id"].replace("/", "__")
         targets = {name: out / name / f"{cid}.wav" for name in ("original", "ceiling", *names)}
         if not overwrite and all(p.exists() for p in targets.values()):
             skipped += 1
+            done[cid] = None
             continue
+        done.pop(cid, None)  # listed again only once all its files are written
         with errors.guard(rec["id"], rec["path"]):
             wave, sr = load_clip_wave(Path(rec["path"]), duration)
             from auralens.audio import resample
@@ -237,13 +330,9 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
             for chain, name in zip(chains, names, strict=True):
                 write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)
             rendered += 1
+            done[cid] = None
     seconds = time.perf_counter() - start
-    write_run_json(out, command="sonify render", seed=None,
-                   config={"run": str(run), "checkpoint": str(loaded.checkpoint), "split": split,
-                           "post": chains, "folders": names, "limit": limit, "sample_rate": c_sr},
-                   models={"extractor": loaded.header["extractor"], "codec": loaded.header["codec"]},
-                   timings={"render": seconds},
-                   extra={"counts": {"clips": len(index), "rendered": rendered, "skipped": skipped,
-                                     "failed": len(errors)}})
+    manifest(list(done), {"clips": len(index), "rendered": rendered, "skipped": skipped,
+                          "failed": len(errors)}, seconds)
     errors.summary(len(index))
     return out

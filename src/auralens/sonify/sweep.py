@@ -9,6 +9,9 @@ Layout::
 
 All layers share the split (same seed), so every layer renders the same test clips. Rerunning
 the sweep resumes: cached arrays are reused, finished runs and existing renders are skipped.
+A run made with other training settings (gate, learning rate …) is refused before anything
+runs, unless ``overwrite`` retrains every layer. Every layer is checked against the extractor
+before the first one is prepared.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from auralens.io import write_run_json, write_text
-from auralens.sonify.prepare import parse_layer, prepare
+from auralens.sonify.prepare import (
+    PrepareError,
+    build_extractor,
+    parse_layer,
+    prepare,
+    read_prepared_info,
+)
 from auralens.sonify.render import render_split
 from auralens.sonify.train import NonFiniteLossError, TrainConfig, _finished, train
 
@@ -34,23 +43,61 @@ def parse_layers(text: str | Sequence[str | int]) -> list[str | int]:
     """``"patch,1,2"`` → ``["patch", 1, 2]``."""
     parts = text.split(",") if isinstance(text, str) else list(text)
     out = [parse_layer(p) for p in parts if str(p).strip()]
-    return [p for p in out if p is not None]
+    return list(dict.fromkeys(p for p in out if p is not None))
+
+
+def check_layers(encoder: Any, layers: Sequence[str | int]) -> None:
+    """Refuse unknown or out-of-range layers before any work.
+
+    The extractor is built once and checks every layer itself (:meth:`Extractor.check_layer`);
+    a backend that cannot is built once per layer instead.
+
+    Raises:
+        PrepareError: naming every bad layer and why.
+    """
+    from auralens.errors import AuralensError
+
+    if not layers:
+        raise PrepareError("--layers: no layer given")
+    extractor = build_extractor(encoder, None)
+    bad = []
+    for layer in layers:
+        try:
+            if extractor.check_layer(layer) is None:
+                build_extractor(encoder, layer)
+        except AuralensError as exc:
+            bad.append(f"{layer} ({exc})")
+    if bad:
+        raise PrepareError(f"--layers: bad layer(s) {'; '.join(bad)}")
 
 
 def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, codec: Any,
           gate: str, out: str | Path, *, cfg: TrainConfig | None = None, seed: int = 42,
           batch_size: int = 8, duration: float | None = 5.0, limit: int | None = None,
           post: Sequence[str] = ("minmax",), render_limit: int | None = None,
-          cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+          cache_dir: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
     """Run the layer sweep (see the module docstring).
+
+    Args:
+        overwrite: retrain every layer and render again, even where finished runs exist.
 
     Returns:
         one summary row per layer: ``layer, status, best_val_loss, best_epoch, renders``.
+
+    Raises:
+        PrepareError: a bad layer (all are checked first).
+        TrainError: bad training options, or a layer's run was made with other settings
+            (without ``overwrite``); both before anything is prepared or trained.
     """
     start = time.perf_counter()
     out = Path(out)
     layer_list = parse_layers(layers)
     base = replace(cfg or TrainConfig(), gate=gate, seed=seed)
+    base.validate()
+    check_layers(encoder, layer_list)
+    if not overwrite:
+        for layer in layer_list:
+            _finished(out / f"layer={layer}" / "run", base)  # raises on other training settings
     rows: list[dict[str, Any]] = []
     for layer in layer_list:
         ldir = out / f"layer={layer}"
@@ -60,14 +107,17 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
         run = ldir / "run"
         row: dict[str, Any] = {"layer": str(layer), "run": str(run.relative_to(out))}
         try:
-            res = _finished(run, base.epochs) or train(prep, run, base, resume=True)
+            if overwrite:
+                res = train(prep, run, base, overwrite=True)
+            else:
+                res = _finished(run, base, read_prepared_info(prep)) or train(prep, run, base, resume=True)
             row.update(status=res.status, best_val_loss=res.best_val_loss, best_epoch=res.best_epoch,
                        first_val_loss=res.first_val_loss)
         except NonFiniteLossError as exc:
             log.warning("%s", exc)
             row.update(status="diverged", best_val_loss=None, best_epoch=None, first_val_loss=None)
         if row["status"] == "ok":
-            renders = render_split(run, "test", post, limit=render_limit)
+            renders = render_split(run, "test", post, limit=render_limit, overwrite=overwrite)
             row["renders"] = str(renders.relative_to(out))
         rows.append(row)
     _write_summary(out, rows)

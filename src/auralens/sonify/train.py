@@ -20,7 +20,13 @@ single-process one (same effective batch, same number of updates). Validation lo
 across processes; only the main process writes checkpoints, history, TensorBoard and run.json.
 
 Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
-``RUN/lr=<v>/`` plus ``RUN/summary.csv`` and ``RUN/summary.md``.
+``RUN/lr=<v>/`` plus ``RUN/summary.csv`` and ``RUN/summary.md`` (values naming the same folder,
+``1e-3`` and ``0.001``, train once).
+
+Resuming (``resume=True``) continues ``last.safetensors`` only with the settings it was trained
+with: any change other than :data:`RESUME_MAY_CHANGE` (learning rate, epochs, device …) is
+refused, listing the keys that differ. An lr grid resumed over finished runs likewise refuses
+runs made with other settings instead of reporting them as the new ones.
 
 Ablations: ``blur`` — Gaussian blur of training embeddings (kernel 7 along time × 13 along
 features, i.e. torchvision's ``(kx, ky) = (7, 13)`` on the ``[dim, frames]`` image, sigma drawn
@@ -37,7 +43,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from auralens.errors import AuralensError
+from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
     append_jsonl,
     read_json,
@@ -99,13 +105,61 @@ class TrainConfig:
     gate_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Check every option that can be checked without data (nothing is written before).
+
+        Raises:
+            TrainError: naming the option and the problem.
+        """
+        from auralens.sonify.align import RESAMPLE_MODES
+
         gates.canonical(self.gate)
         if self.normalize not in NORMALIZE_MODES:
             raise TrainError(f"unknown normalisation {self.normalize!r}; choose from {', '.join(NORMALIZE_MODES)}")
+        if self.resample not in RESAMPLE_MODES:
+            raise TrainError(f"--resample: unknown frame mapping {self.resample!r}; "
+                             f"choose from {', '.join(RESAMPLE_MODES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.eval_batch_size < 1:
             raise TrainError("epochs, batch sizes and gradient accumulation must be at least 1")
+        if self.hidden < 1 or self.channels < 1:
+            raise TrainError("--hidden and --channels must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainError(f"learning rate must be a positive number, got {self.lr}")
+        _device(self.device)
+
+
+#: TrainConfig fields that may change when a run is continued: they shape neither the model
+#: nor the loss it is trained on.
+RESUME_MAY_CHANGE = ("lr", "epochs", "device", "tensorboard", "eval_batch_size")
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip (tuples → lists …) so stored and requested values compare equal."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def config_differences(stored: Mapping[str, Any], cfg: TrainConfig,
+                       ignore: Sequence[str] = RESUME_MAY_CHANGE) -> list[str]:
+    """Keys of ``cfg`` whose value differs from a stored run config, as ``key a → b`` strings.
+
+    Gate names are compared by their canonical name (``lin`` = ``v0``); keys the stored config
+    does not hold (runs of older versions) are not compared.
+    """
+    want = asdict(cfg)
+    out = []
+    for key, value in want.items():
+        if key in ignore or key not in stored:
+            continue
+        have = stored[key]
+        if key == "gate":
+            try:
+                have, value = gates.canonical(str(have)), gates.canonical(str(value))
+            except AuralensError:
+                pass
+        if _plain(have) != _plain(value):
+            out.append(f"{key} {have!r} → {value!r}")
+    return out
 
 
 @dataclass
@@ -125,11 +179,14 @@ class TrainResult:
 
 
 def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
-    """``"study"`` → the study grid; ``"1e-3,5e-4"`` → ``[0.001, 0.0005]``."""
+    """``"study"`` → the study grid; ``"1e-3,5e-4"`` → ``[0.001, 0.0005]``.
+
+    Values that name the same run directory (``1e-3`` and ``0.001``) are kept once, in order.
+    """
     if isinstance(text, (int, float)):
         return [float(text)]
     if not isinstance(text, str):
-        return [float(v) for v in text]
+        return _unique_lrs(float(v) for v in text)
     if text.strip().lower() == "study":
         return [float(v) for v in STUDY_LRS]
     out = []
@@ -143,7 +200,15 @@ def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
             raise TrainError(f"--lr: {part!r} is not a number (use a comma list or 'study')") from None
     if not out:
         raise TrainError("--lr: no learning rate given")
-    return out
+    return _unique_lrs(out)
+
+
+def _unique_lrs(values: Any) -> list[float]:
+    """First of the values per run directory name, in order."""
+    seen: dict[str, float] = {}
+    for v in values:
+        seen.setdefault(lr_dirname(v), v)
+    return list(seen.values())
 
 
 def lr_dirname(lr: float) -> str:
@@ -202,9 +267,25 @@ def gaussian_blur(x: torch.Tensor, sigma: float, kernel: tuple[int, int] = BLUR_
 # --- training ---------------------------------------------------------------------------
 
 def _device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; any other name must be a usable device.
+
+    Raises:
+        TrainError: an unknown device name, or one this machine does not have.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise TrainError(f"--device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TrainError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise TrainError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return dev
 
 
 def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batch: int,
@@ -270,6 +351,7 @@ def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[st
     info = data.info
     config = {"prepared": str(data.root), "encoder": info["extractor"].get("spec"),
               "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
+              "duration": info.get("duration"),
               **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
     write_run_json(run, command="sonify train", config=config,
                    models={"extractor": info["extractor"], "codec": info["codec"]},
@@ -307,6 +389,16 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     if last_path.exists() and not resume and not overwrite:
         raise TrainError(f"{run}: already holds a training run; pass --resume to continue it "
                          "or --overwrite to start again")
+    if resume and last_path.exists():
+        check_resumable(ckpt.read_header(last_path), cfg, last_path)
+    torch.manual_seed(cfg.seed)
+    opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
+    try:
+        model_args = gates.gate_args(cfg.gate, data.in_dim, data.out_dim, data.frames_in, data.frames_out, **opts)
+        build_args = {k: v for k, v in model_args.items() if k != "name"}
+        model = gates.build(cfg.gate, **build_args)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"gate {cfg.gate!r} cannot be built with options {opts}: {exc}") from None
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     if world > 1 and cfg.device not in ("auto", acc.device.type, str(acc.device)):
@@ -329,11 +421,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     te, tl = torch.from_numpy(train_e).to(device), torch.from_numpy(train_l).to(device)
     ve, vl = torch.from_numpy(val_e).to(device), torch.from_numpy(val_l).to(device)
 
-    torch.manual_seed(cfg.seed)
-    opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
-    model_args = gates.gate_args(cfg.gate, data.in_dim, data.out_dim, data.frames_in, data.frames_out, **opts)
-    build_args = {k: v for k, v in model_args.items() if k != "name"}
-    model = gates.build(cfg.gate, **build_args).to(device)
+    model = model.to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     start_epoch, best_val, best_epoch, first_val = 1, math.inf, None, None
@@ -472,6 +560,23 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     return result
 
 
+def check_resumable(header: Mapping[str, Any], cfg: TrainConfig, path: str | Path = "checkpoint") -> None:
+    """Refuse to continue a checkpoint with settings that change the model or the loss.
+
+    Only the keys in :data:`RESUME_MAY_CHANGE` (learning rate, epochs, device …) may differ
+    from the stored ``header["config"]``.
+
+    Raises:
+        CheckpointMismatchError: listing every key that differs, with both values.
+    """
+    diffs = config_differences(header.get("config") or {}, cfg)
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{path}: cannot resume with changed settings ({'; '.join(diffs)}); only "
+            f"{', '.join(RESUME_MAY_CHANGE)} may change — drop those options or pass --overwrite "
+            "(or another --out) to start a new run")
+
+
 def _tb_writer(path: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -486,19 +591,29 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``.
 
     A diverging learning rate is recorded as such and the grid continues. With ``resume``,
-    finished runs are skipped and unfinished ones continue.
+    finished runs are skipped and unfinished ones continue; a run made with other settings is
+    refused (for every learning rate before any training starts) unless ``overwrite``.
     """
     from dataclasses import replace
 
     out = Path(out)
+    cfg.validate()
+    lrs = _unique_lrs(float(v) for v in lrs)
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
+    done: dict[float, TrainResult | None] = {}
+    if resume and not overwrite:  # refuse mismatched runs before any of them trains
+        for lr in lrs:
+            run, rcfg = out / lr_dirname(lr), replace(cfg, lr=float(lr))
+            done[lr] = _finished(run, rcfg, data.info)
+            if done[lr] is None and (run / "last.safetensors").exists():
+                check_resumable(ckpt.read_header(run / "last.safetensors"), rcfg, run / "last.safetensors")
     results: list[TrainResult] = []
     for lr in lrs:
         run = out / lr_dirname(lr)
-        done = _finished(run, cfg.epochs)
-        if resume and done is not None:
+        finished = done.get(lr)
+        if finished is not None:
             log.info("%s: already finished; skipped", run)
-            results.append(done)
+            results.append(finished)
             continue
         try:
             results.append(train(data, run, replace(cfg, lr=float(lr)), resume=resume, overwrite=overwrite))
@@ -516,15 +631,42 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     return results
 
 
-def _finished(run: Path, epochs: int) -> TrainResult | None:
+#: Run-config keys that tie a finished run to its prepared data.
+_DATA_KEYS = ("encoder", "layer", "codec", "duration")
+
+
+def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = None) -> TrainResult | None:
+    """The result of a finished run in ``run`` made with ``cfg``, else None (nothing or unfinished).
+
+    Args:
+        run: RUN directory.
+        cfg: the settings the caller wants; all but epochs/device/tensorboard/eval batch
+            size must match the stored ones (the learning rate included).
+        prepared: ``run.json["prepared"]`` of the data the caller trains on; its encoder,
+            layer, codec and duration must match too.
+
+    Raises:
+        TrainError: ``run`` holds a run made with other settings (the message lists them).
+    """
     path = run / "run.json"
     if not path.exists():
         return None
     info = read_json(path)
+    stored = info.get("config") or {}
+    diffs = config_differences(stored, cfg, ignore=tuple(k for k in RESUME_MAY_CHANGE if k != "lr"))
+    if prepared is not None:
+        ext, cod = prepared.get("extractor") or {}, prepared.get("codec") or {}
+        want = {"encoder": ext.get("spec"), "layer": ext.get("layer"), "codec": cod.get("spec"),
+                "duration": prepared.get("duration")}
+        diffs += [f"{k} {stored[k]!r} → {want[k]!r}" for k in _DATA_KEYS
+                  if k in stored and str(stored[k]) != str(want[k])]
+    if diffs:
+        raise TrainError(f"{run}: holds a run made with other settings ({'; '.join(diffs)}); choose "
+                         "another --out or pass --overwrite to train it again")
     res = info.get("result", {})
-    if res.get("status") not in ("ok", "diverged") or (res.get("status") == "ok" and (res.get("epochs_run") or 0) < epochs):
+    if res.get("status") not in ("ok", "diverged") or (res.get("status") == "ok" and (res.get("epochs_run") or 0) < cfg.epochs):
         return None
-    return TrainResult(run, float(info["config"]["lr"]), res["status"], int(res.get("epochs_run") or 0),
+    return TrainResult(run, float(stored["lr"]), res["status"], int(res.get("epochs_run") or 0),
                        res.get("best_epoch"), res.get("best_val_loss"), res.get("first_val_loss"),
                        res.get("final_train_loss"), float(info.get("timings_s", {}).get("train", 0.0)),
                        res.get("message", ""))

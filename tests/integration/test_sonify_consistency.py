@@ -1,0 +1,300 @@
+"""Sonify refuses to mix results made with different settings, and checks options up front.
+
+Covers: shard merges with other settings, resume with changed settings, lr grids and
+sweeps over finished runs of another config, one split per renders/ folder, renders of an
+older checkpoint, AST patch-grid trimming with ``duration=None``, the extractor's input
+window, the compute dtype in cache keys, and options checked before a run folder exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from factories.sonify import ToyCodec, ToyExtractor, write_library
+
+from auralens.errors import CheckpointMismatchError
+from auralens.evaluate.sonify_eval import load_run as load_eval_run
+from auralens.io import read_json, read_jsonl
+from auralens.sonify.prepare import (
+    PrepareError,
+    embedding_key,
+    latent_key,
+    load_prepared,
+    merge_prepared,
+    prepare,
+)
+from auralens.sonify.render import RenderError, load_run, render, render_split
+from auralens.sonify.sweep import sweep
+from auralens.sonify.train import TrainConfig, TrainError, parse_lrs, train, train_grid
+
+ENC, COD = "toyband", "toyband"
+MEL = "mel@n_mels=32,n_iter=4"
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("consistency-cache")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def prep(library: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prep")
+    prepare(library, ENC, COD, 1, out, duration=1.0, cache_dir=cache)
+    return out
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(gate="lin", lr=1e-2, epochs=1, batch_size=4, tensorboard=False)
+    return TrainConfig(**(base | kw))
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# --- 1. prepare --merge --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("second", "key"), [
+    ({"layer": 2}, "extractor.layer"),
+    ({"seed": 7}, "seed"),
+    ({"limit": 11}, "limit"),
+])
+def test_merge_refuses_shards_made_with_other_settings(library: Path, cache: Path, tmp_path: Path,
+                                                       second: dict, key: str) -> None:
+    out = tmp_path / "prep"
+    common = dict(duration=1.0, cache_dir=cache, limit=12)
+    prepare(library, ENC, COD, 1, out, shard="0/2", **common)
+    opts = {"layer": 1} | second
+    prepare(library, ENC, COD, opts.pop("layer"), out, shard="1/2", **(common | opts))
+    with pytest.raises(PrepareError, match=rf"part-1-of-2: {key} .* differs from part-0-of-2's") as exc:
+        merge_prepared(out)
+    assert "\n" not in str(exc.value)
+    assert not (out / "index.jsonl").exists()
+
+
+def test_merge_of_matching_shards_still_works(library: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prep"
+    for i in range(2):
+        prepare(library, ENC, COD, 1, out, shard=f"{i}/2", duration=1.0, cache_dir=cache, limit=12)
+    assert merge_prepared(out).n_ok == 12
+
+
+# --- 2. train --resume ---------------------------------------------------------------------
+
+def test_resume_refuses_changed_model_or_loss_settings(prep: Path, tmp_path: Path) -> None:
+    from auralens.cli import main
+
+    run = tmp_path / "run"
+    train(prep, run, _cfg())
+    before = _md5(run / "last.safetensors")
+    with pytest.raises(CheckpointMismatchError, match=r"normalize 'none' → 'minmax'"):
+        train(prep, run, _cfg(epochs=2, normalize="minmax"), resume=True)
+    with pytest.raises(CheckpointMismatchError) as exc:
+        train(prep, run, _cfg(epochs=2, resample="dense", hidden=32, batch_size=8), resume=True)
+    msg = str(exc.value)
+    assert "resample 'interp' → 'dense'" in msg and "hidden 256 → 32" in msg and "batch_size 4 → 8" in msg
+    assert "\n" not in msg and "lr" not in msg.split("(")[1].split(")")[0]
+    assert _md5(run / "last.safetensors") == before and len(read_jsonl(run / "history.jsonl")) == 1
+    # lr, epochs and the alias of the same gate may change.
+    res = train(prep, run, _cfg(gate="v0", epochs=2, lr=5e-3), resume=True)
+    assert res.epochs_run == 2
+    rc = main(["sonify", "train", str(prep), "--out", str(run), "--epochs", "3", "--batch-size", "4",
+               "--resume", "--blur", "--lr", "1e-2"])
+    assert rc == 1 and len(read_jsonl(run / "history.jsonl")) == 2
+
+
+# --- 3. lr grids and sweeps over finished runs --------------------------------------------
+
+def test_lr_grid_refuses_finished_runs_of_another_config(prep: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    train_grid(prep, grid, _cfg(), [1e-2, 5e-3])
+    stamp = _md5(grid / "lr=0.01" / "best.safetensors")
+    with pytest.raises(TrainError, match=r"lr=0.01: holds a run made with other settings \(gate 'v0' → 'v1'; "
+                                         r"normalize 'none' → 'minmax'\); choose another --out or pass --overwrite"):
+        train_grid(prep, grid, _cfg(gate="conv", normalize="minmax"), [1e-2, 5e-3], resume=True)
+    assert _md5(grid / "lr=0.01" / "best.safetensors") == stamp  # nothing was trained
+    # The same config is still skipped as finished.
+    again = train_grid(prep, grid, _cfg(), [1e-2, 5e-3], resume=True)
+    assert _md5(grid / "lr=0.01" / "best.safetensors") == stamp and [r.status for r in again] == ["ok", "ok"]
+    res = train_grid(prep, grid, _cfg(gate="conv"), [1e-2, 5e-3], overwrite=True)
+    assert [r.status for r in res] == ["ok", "ok"]
+    assert read_json(grid / "lr=0.005" / "run.json")["config"]["gate"] == "v1"
+
+
+def test_sweep_refuses_finished_runs_of_another_config(library: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    kw = dict(duration=1.0, render_limit=1, cache_dir=cache)
+    sweep(library, ENC, "1", COD, "lin", out, cfg=_cfg(), **kw)
+    stamp = _md5(out / "layer=1" / "run" / "best.safetensors")
+    with pytest.raises(TrainError, match=r"layer=1/run: holds a run made with other settings "
+                                         r"\(gate 'v0' → 'v1'; lr 0.01 → 0.5\).*--overwrite"):
+        sweep(library, ENC, "1", COD, "conv", out, cfg=_cfg(lr=0.5), **kw)
+    assert _md5(out / "layer=1" / "run" / "best.safetensors") == stamp
+    rows = sweep(library, ENC, "1", COD, "conv", out, cfg=_cfg(lr=0.05), overwrite=True, **kw)
+    conf = read_json(out / "layer=1" / "run" / "run.json")["config"]
+    assert rows[0]["status"] == "ok" and (conf["gate"], conf["lr"]) == ("v1", 0.05)
+    renders = read_json(out / "layer=1" / "run" / "renders" / "run.json")
+    assert renders["counts"]["rendered"] == 1  # rendered again with the new gate
+
+
+# --- 4./5. renders: one split per folder, re-rendered after retraining ----------------------
+
+def test_render_refuses_another_split_and_report_scores_one(prep: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(prep, run, _cfg())
+    out = render_split(run, "test", ["minmax"], limit=1)
+    test_ids = [r["id"] for r in read_jsonl(prep / "index.jsonl") if r["split"] == "test"][:1]
+    val_ids = [r["id"] for r in read_jsonl(prep / "index.jsonl") if r["split"] == "val"]
+    assert read_json(out / "run.json")["config"]["clips"] == test_ids
+    with pytest.raises(RenderError, match=r"holds renders of the test split; pass --overwrite") as exc:
+        render_split(run, "val", ["minmax"])
+    assert "\n" not in str(exc.value)
+    assert sorted(p.stem for p in (out / "original").glob("*.wav")) == test_ids
+    render_split(run, "val", ["minmax"], overwrite=True)
+    manifest = read_json(out / "run.json")["config"]
+    assert manifest["split"] == "val" and sorted(manifest["clips"]) == sorted(val_ids)
+    assert sorted(p.stem for p in (out / "minmax").glob("*.wav")) == sorted(val_ids)
+    # The report reads only the listed clips, even if a stray file lies in the folder.
+    sf.write(str(out / "original" / "stray.wav"), np.zeros(800, np.float32), 8000)
+    assert load_eval_run(run).clips == sorted(val_ids)
+
+
+def test_renders_of_an_older_checkpoint_are_made_again(prep: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(prep, run, _cfg())
+    out = render_split(run, "test", ["none"], limit=2)
+    first = read_json(out / "run.json")
+    files = sorted((out / "none").glob("*.wav"))
+    old = [_md5(p) for p in files]
+    assert len(first["config"]["checkpoint_sha256"]) == 64 and first["counts"]["rendered"] == 2
+    render_split(run, "test", ["none"], limit=2)
+    assert read_json(out / "run.json")["counts"]["skipped"] == 2  # same checkpoint: resumed
+    train(prep, run, _cfg(lr=0.2, epochs=2), overwrite=True)
+    render_split(run, "test", ["none"], limit=1)
+    again = read_json(out / "run.json")
+    assert again["counts"] == {"clips": 1, "rendered": 1, "skipped": 0, "failed": 0}
+    assert again["config"]["checkpoint_sha256"] != first["config"]["checkpoint_sha256"]
+    assert _md5(files[0]) != old[0]
+    assert not files[1].exists() and again["config"]["clips"] == [files[0].stem]  # stale render removed
+
+
+# --- 6./7. AST patch grids and the input window --------------------------------------------
+
+def test_duration_none_trims_the_ast_grid_like_render(tiny_model, library: Path, tmp_path: Path) -> None:
+    ast = f"ast:{tiny_model('ast')}"
+    prep = tmp_path / "prep"
+    prepare(library, ast, MEL, "patch", prep, duration=None, cache_dir=tmp_path / "c")
+    index = read_jsonl(prep / "index.jsonl")
+    # 1 s clips: 10 of the 12 time patches of the 1.28 s window hold audio.
+    assert {r["valid_time_patches"] for r in index} == {10}
+    data = load_prepared(prep)
+    assert data.emb["train"].shape[1:] == (32, 50)  # 10 time patches × 5 frequency patches
+    run = tmp_path / "run"
+    train(data, run, _cfg(gate="lin"))
+    loaded = load_run(run)
+    seen: list[tuple[int, ...]] = []
+    loaded.model.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
+    wave, sr = sf.read(data.records["test"][0]["path"], dtype="float32")
+    render(loaded, wave, sr)
+    assert seen == [(1, 32, 50)]
+
+
+def test_extractor_window_is_enforced(tiny_model, library: Path, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    ast = f"ast:{tiny_model('ast')}"
+    with pytest.raises(PrepareError, match=r"--duration 2 s is longer than the input window of .* \(1.28 s\)"):
+        prepare(library, ast, MEL, "patch", tmp_path / "p2", duration=2.0, cache_dir=tmp_path / "c")
+    assert not (tmp_path / "p2").exists()
+    # Clips keeping their length: a clip longer than the window is skipped into errors.jsonl.
+    lib = write_library(tmp_path / "lib", per_class=2, seconds=1.0)
+    long_clip = next((lib / "audio").glob("*.wav"))
+    sf.write(str(long_clip), 0.1 * np.ones(32000, np.float32), 16000)
+    prep = tmp_path / "p0"
+    res = prepare(lib, ast, MEL, "patch", prep, duration=None, cache_dir=tmp_path / "c")
+    errors = read_jsonl(prep / "errors.jsonl")
+    assert res.n_ok == 5 and [e["item"] for e in errors] == [long_clip.stem]
+    assert "2.00 s is longer than the input window" in errors[0]["error"]
+    # Single-file render cuts to the window and says so.
+    run = tmp_path / "run"
+    train(prep, run, _cfg())
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.render"):
+        out = render(load_run(run), 0.1 * np.ones(32000, np.float32), 16000)
+    assert out.shape == (round(1.28 * 22050),)
+    assert "rendering only the first 1.28 s" in caplog.text
+
+
+# --- 8. compute dtype in the cache key -----------------------------------------------------
+
+def test_cache_keys_include_the_compute_dtype() -> None:
+    import torch
+
+    ext, cod = ToyExtractor(), ToyCodec()
+    k_plain = embedding_key("abc", ext, "float32", 1.0)
+    ext.torch_dtype = torch.float32
+    assert embedding_key("abc", ext, "float32", 1.0) == k_plain  # float32 keeps earlier keys
+    ext.torch_dtype = torch.bfloat16
+    assert embedding_key("abc", ext, "float32", 1.0) != k_plain
+    l_plain = latent_key("abc", cod, "float32", 1.0)
+    cod.torch_dtype = torch.float16
+    assert latent_key("abc", cod, "float32", 1.0) != l_plain
+
+
+def test_prepare_in_another_compute_dtype_recomputes(tiny_model, library: Path, tmp_path: Path) -> None:
+    ast = f"ast:{tiny_model('ast')}"
+    kw = dict(duration=1.0, cache_dir=tmp_path / "c", limit=3)
+    prepare(library, ast, MEL, "patch", tmp_path / "f32", **kw)
+    res = prepare(library, f"{ast}@dtype=bfloat16", MEL, "patch", tmp_path / "bf16", **kw)
+    assert (res.computed_embeddings, res.computed_latents) == (3, 0)
+    info = read_json(tmp_path / "bf16" / "run.json")["prepared"]
+    assert info["extractor"]["compute_dtype"] == "bfloat16"
+
+
+# --- 9./10./11. options checked up front ---------------------------------------------------
+
+@pytest.mark.parametrize(("opts", "match"), [
+    (["--resample", "foo"], r"--resample: unknown frame mapping 'foo'"),
+    (["--device", "foo"], r"--device: unknown device 'foo'"),
+    (["--device", "cuda"], r"--device cuda: CUDA is not available"),
+])
+def test_bad_train_options_fail_before_the_run_folder_exists(prep: Path, tmp_path: Path, opts: list[str],
+                                                             match: str, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from auralens.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["sonify", "train", str(prep), "--out", str(out), "--epochs", "1", *opts]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    import re
+
+    assert re.search(match, err), err
+    assert not out.exists()
+
+
+def test_sweep_checks_every_layer_before_running(library: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    with pytest.raises(PrepareError, match=r"--layers: bad layer\(s\) 9 \(layer 9 is out of range"):
+        sweep(library, ENC, "1,9", COD, "lin", out, cfg=_cfg(), duration=1.0, cache_dir=cache)
+    assert not (out / "layer=1").exists()
+
+
+def test_duplicate_learning_rates_train_once(prep: Path, tmp_path: Path) -> None:
+    assert parse_lrs("1e-3,0.001,5e-4,0.0005") == [1e-3, 5e-4]
+    res = train_grid(prep, tmp_path / "grid", _cfg(), [1e-2, 0.01, 2e-2])
+    assert [r.lr for r in res] == [0.01, 0.02]
+    assert sorted(p.name for p in (tmp_path / "grid").glob("lr=*")) == ["lr=0.01", "lr=0.02"]
