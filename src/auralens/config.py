@@ -75,3 +75,24 @@ def merge(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def fingerprint(settings: Any) -> str:
+    """A short, stable hash of JSON-like settings (key order does not matter).
+
+    Resumable jobs store it with every result line and reuse a line only when the current
+    settings give the same fingerprint. Values JSON cannot hold (paths, built backends) are
+    hashed by their ``str``.
+    """
+    import hashlib
+    import json
+
+    text = json.dumps(settings, sort_keys=True, default=str, ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Top-level keys whose values differ between two settings dicts (for error messages)."""
+    old = old or {}
+    return sorted(k for k in set(old) | set(new)
+                  if fingerprint(old.get(k)) != fingerprint(new.get(k)))

@@ -113,7 +113,8 @@ def test_fuss_manifest_labels_sources_from_fsd50k(tmp_path: Path) -> None:
 
 def test_judge_validation_rejects_bad_annotations(tmp_path: Path) -> None:
     res = tmp_path / "results.jsonl"
-    res.write_text(json.dumps({"id": "a", "method": "m", "count": 2, "recognition": True}) + "\n")
+    res.write_text(json.dumps({"id": "a", "method": "m", "count": 2, "count_source": "judge",
+                               "recognition": True, "recognition_source": "judge"}) + "\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("id,count,labels_included\na,2,maybe\n")
     with pytest.raises(ValidationError, match="bad.csv:2: labels_included"):
@@ -121,5 +122,6 @@ def test_judge_validation_rejects_bad_annotations(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("id,count,labels_included\na,2,yes\nzzz,1,no\n")
     rep = judge_agreement(good, res)
-    assert rep["count"] == {"agreement": 1.0, "n": 1, "confusion": {"2->2": 1}}
-    assert rep["labels"] == {"agreement": 1.0, "n": 1} and rep["unmatched"] == ["zzz"]
+    assert rep["count"] == {"agreement": 1.0, "n": 1, "confusion": {"2->2": 1}, "left_out": {}}
+    assert rep["labels"] == {"agreement": 1.0, "n": 1, "left_out": {}}
+    assert rep["unmatched"] == ["zzz"]

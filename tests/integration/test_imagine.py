@@ -137,12 +137,13 @@ def test_allm_mode_with_tiny_qwen2audio(scenes, tiny_model, tmp_path):
     assert isinstance(model.describe(np.zeros(16000, np.float32), "cot").text, str)
 
 
-def test_allm_unavailable_is_skipped_not_faked(scenes, tmp_path, monkeypatch):
+def test_allm_unavailable_is_an_error_not_faked(scenes, tmp_path, monkeypatch):
+    # In allm mode the audio LLM is the whole job: no model, no run (and no empty report).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    res = imagine(scenes[0].mixture, tmp_path / "o", {"mode": "allm"})
-    assert "Qwen/Qwen2-Audio-7B-Instruct" in res.skipped["allm"]
-    assert not (tmp_path / "o" / "description.txt").exists() and res.description == ""
-    assert "allm" in read_json(tmp_path / "o" / "run.json")["skipped"]
+    with pytest.raises(ImagineError, match="needs an audio LLM.*Qwen/Qwen2-Audio-7B-Instruct"):
+        imagine(scenes[0].mixture, tmp_path / "o", {"mode": "allm"})
+    assert not (tmp_path / "o" / "description.txt").exists()
+    assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_image_stage_with_tiny_sd3(scenes, separator, tiny_model, tmp_path):

@@ -106,7 +106,8 @@ def build_messages(metric: str, text: str, labels: Sequence[str] | None = None) 
             {"role": "user", "content": user.strip()}]
 
 
-_ANSWER_RE = re.compile(r"^[\s*_#>`]*answer\s*[:=]\s*(.+?)[\s*_`.]*$", re.IGNORECASE)
+_ANSWER_RE = re.compile(r"^[\s*_#>`]*answer[\s*_]*[:=][\s*_`]*(.+?)[\s*_`.]*$",
+                        re.IGNORECASE)
 
 
 def parse_answer(reply: str, metric: str) -> Any:
@@ -123,11 +124,15 @@ def parse_answer(reply: str, metric: str) -> Any:
     match = _ANSWER_RE.match(lines[-1])
     if not match:
         return None
-    value = match.group(1).strip().strip("\"'")
+    # Markdown emphasis around the label or the value (``**ANSWER:** 7``, ``ANSWER: **Yes**``)
+    value = match.group(1).strip().strip("\"'*_`").strip()
     if m.kind == "bool":
         low = value.lower()
         return True if low == "yes" else False if low == "no" else None
-    num = re.fullmatch(r"(\d+)(?:\s*/\s*10)?", value)
+    # "7/10" restates the 1–10 scale; on any other scale ("3/10" for a 1–4 count) it is a
+    # confused answer, not a value
+    scale = r"(?:\s*/\s*10)?" if m.hi == 10 else ""
+    num = re.fullmatch(rf"(\d+){scale}", value)
     if not num:
         return None
     n = int(num.group(1))
@@ -458,18 +463,25 @@ def recognition_per_caption(judge: Judge, captions: Sequence[str],
                             labels: Sequence[str]) -> bool | None:
     """Label recognition for a pipeline output, judged caption by caption.
 
-    A label counts as recognised when some caption is judged to cover it; the item is
-    recognised when every label is. None when a label was not recognised and at least one
-    of its judgements was missing (the answer is then unknown).
+    A label counts as recognised when some caption is judged to cover it, as not recognised
+    when every caption is definitely judged not to, and as unknown otherwise (a missing
+    judgement). Every label is judged, so the verdict does not depend on label order: False
+    when any label is definitely not recognised, else None when any is unknown, else True.
     """
     if not labels:
         return None
+    verdicts = []
     for label in labels:
         values = [judge.score("recognition", cap, [label]) for cap in captions]
         if any(v is True for v in values):
-            continue
-        return None if any(v is None for v in values) or not values else False
-    return True
+            verdicts.append(True)
+        elif values and all(v is False for v in values):
+            verdicts.append(False)
+        else:
+            verdicts.append(None)
+    if any(v is False for v in verdicts):
+        return False
+    return None if any(v is None for v in verdicts) else True
 
 
 def judge_description(

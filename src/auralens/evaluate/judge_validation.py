@@ -18,6 +18,8 @@ from auralens.io import read_jsonl
 
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0"}
+#: ``recognition_source`` values that are a judge's verdict.
+_JUDGED_RECOGNITION = {"judge", "per_caption"}
 
 
 class ValidationError(AuralensError):
@@ -67,9 +69,17 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         method: use only this method's rows (needed when several methods share ids and
             the CSV has no ``method`` column).
 
+    Only the judge's own verdicts are compared: counts with ``count_source == "judge"``
+    (not the number of kept sources of a pipeline row) and recognition judged on the
+    description or per caption (not the ``False`` given to a row that kept nothing). Rows
+    left out are counted with the reason.
+
     Returns:
-        ``{"count": {"agreement", "n", "confusion"}, "labels": {"agreement", "n"},
-        "matched", "unmatched"}``; agreement is None when nothing could be compared.
+        ``{"count": {"agreement", "n", "confusion", "left_out"}, "labels": {"agreement",
+        "n", "left_out"}, "matched", "unmatched", "judges", "judge_is_llm"}``; agreement is
+        None when nothing could be compared; ``left_out`` maps a reason to a row count;
+        ``judge_is_llm`` is False when any compared row was scored by a heuristic judge
+        and None when no row names its judge.
     """
     ann = read_annotations(annotations)
     rows = [r for r in read_jsonl(results) if r.get("status", "ok") == "ok"
@@ -82,6 +92,9 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         by_key[key] = r
     per_id = Counter(str(r["id"]) for r in rows)
     count_pairs, label_pairs, unmatched = [], [], []
+    count_left: Counter[str] = Counter()
+    label_left: Counter[str] = Counter()
+    judges: dict[str, bool | None] = {}
     for a in ann:
         if a["method"] is not None:
             r = by_key.get((a["id"], a["method"]))
@@ -93,16 +106,33 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         if r is None:
             unmatched.append(a["id"])
             continue
+        used = False
         if a["count"] is not None and r.get("count") is not None:
-            count_pairs.append((a["count"], int(r["count"])))
+            source = r.get("count_source") or "unknown"
+            if source == "judge":
+                count_pairs.append((a["count"], int(r["count"])))
+                used = True
+            else:
+                count_left[f"count from {source}, not the judge"] += 1
         if a["labels_included"] is not None and r.get("recognition") is not None:
-            label_pairs.append((a["labels_included"], bool(r["recognition"])))
+            source = r.get("recognition_source") or "unknown"
+            if source in _JUDGED_RECOGNITION:
+                label_pairs.append((a["labels_included"], bool(r["recognition"])))
+                used = True
+            else:
+                label_left[f"recognition from {source}, not the judge"] += 1
+        if used and r.get("judge"):
+            judges[str(r["judge"])] = r.get("judge_is_llm")
 
     def agree(pairs: list[tuple[Any, Any]]) -> float | None:
         return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
 
     confusion: dict[str, int] = Counter(f"{h}->{j}" for h, j in count_pairs)
+    is_llm = None if not judges else all(v is not False for v in judges.values())
     return {"count": {"agreement": agree(count_pairs), "n": len(count_pairs),
-                      "confusion": dict(sorted(confusion.items()))},
-            "labels": {"agreement": agree(label_pairs), "n": len(label_pairs)},
-            "matched": len(ann) - len(unmatched), "unmatched": unmatched}
+                      "confusion": dict(sorted(confusion.items())),
+                      "left_out": dict(count_left)},
+            "labels": {"agreement": agree(label_pairs), "n": len(label_pairs),
+                       "left_out": dict(label_left)},
+            "matched": len(ann) - len(unmatched), "unmatched": unmatched,
+            "judges": sorted(judges), "judge_is_llm": is_llm}

@@ -22,7 +22,7 @@ def run(
     summary = run_experiment(config, out, overrides=set_)
     typer.echo(f"{summary['rows']} results ({summary['new']} new) in {summary['out_dir']}")
     for s in summary["skipped"]:
-        typer.echo(f"skipped {s['what']}: {s['reason']}")
+        typer.echo(f"{'note:' if s.get('kind') == 'note' else 'skipped'} {s['what']}: {s['reason']}")
     if summary["errors"]:
         typer.echo(f"{summary['errors']} items failed; see {summary['out_dir']}/errors.jsonl")
 
@@ -45,8 +45,22 @@ def judge_validate(
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f} %"
 
-    typer.echo(f"source count agreement: {pct(rep['count']['agreement'])} (n={rep['count']['n']})")
-    typer.echo(f"label inclusion agreement: {pct(rep['labels']['agreement'])} (n={rep['labels']['n']})")
+    def left(part: dict) -> str:
+        reasons = "; ".join(f"{n} {why}" for why, n in part["left_out"].items())
+        return f"; left out: {reasons}" if reasons else ""
+
+    if rep["judges"]:
+        typer.echo(f"judge: {', '.join(rep['judges'])}")
+    if rep["judge_is_llm"] is False:
+        typer.echo("warning: the judge was the keyword heuristic, not an LLM: these numbers do "
+                   "not validate an LLM judge", err=True)
+    typer.echo(f"source count agreement: {pct(rep['count']['agreement'])} "
+               f"(n={rep['count']['n']}{left(rep['count'])})")
+    if rep["count"]["n"] == 0 and rep["count"]["left_out"]:
+        typer.echo("cannot compare source counts: no compared row has a count from the judge",
+                   err=True)
+    typer.echo(f"label inclusion agreement: {pct(rep['labels']['agreement'])} "
+               f"(n={rep['labels']['n']}{left(rep['labels'])})")
     if rep["unmatched"]:
         typer.echo(f"{len(rep['unmatched'])} annotated ids not in the results")
 

@@ -11,9 +11,12 @@ Three kinds (``kind:`` in the YAML):
 
 Every kind writes ``results.jsonl`` (one line per (item, method)), ``tables/`` (CSV and
 Markdown), ``figures/`` (PNG), ``skipped.json`` and ``run.json``. A rerun skips the
-(item, method) pairs already in ``results.jsonl``. A method or metric whose model is not
-available is skipped with the reason recorded in ``skipped.json`` and ``run.json`` —
-nothing is ever filled in with made-up values.
+(item, method) pairs already in ``results.jsonl``; every row carries a fingerprint of its
+method's settings and of the evaluation settings, and a rerun whose settings for a method
+differ is refused (use another ``--out``). A method or metric whose model is not available
+is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
+filled in with made-up values. Unknown backend or metric names are configuration errors,
+reported before any work starts.
 
 YAML layout (see ``configs/experiments/``)::
 
@@ -47,7 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from auralens.config import ConfigError, apply_overrides, load_yaml, merge
+from auralens.config import (
+    ConfigError,
+    apply_overrides,
+    changed_keys,
+    fingerprint,
+    load_yaml,
+    merge,
+)
 from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
@@ -160,6 +170,135 @@ def _short(value: Any) -> str:
 
 def _spec(value: Any) -> Any:
     return value.get("spec") if isinstance(value, dict) else value
+
+
+def _registry(stage: str) -> Any:
+    if stage == "separator":
+        from auralens.scene.separate.base import SEPARATORS as reg
+    elif stage == "captioner":
+        from auralens.scene.caption.base import CAPTIONERS as reg
+    elif stage == "composer":
+        from auralens.scene.compose.base import COMPOSERS as reg
+    elif stage == "judge":
+        from auralens.evaluate.judge_base import JUDGES as reg
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(stage)
+    return reg
+
+
+def _check_backend_name(stage: str, value: Any, where: str) -> None:
+    """Raise :class:`ConfigError` when ``value`` names no registered ``stage`` backend (a typo,
+    unlike a known backend whose model is missing, which is skipped later)."""
+    from auralens.specs import ModelSpec, parse_spec
+
+    spec = _spec(value)
+    if spec is None:
+        return  # the registry's default
+    reg = _registry(stage)
+    kind = spec.kind if isinstance(spec, ModelSpec) else parse_spec(str(spec)).kind
+    if kind in reg or (kind == "path" and "hf" in reg):
+        return
+    raise ConfigError(f"{where}: unknown {stage} backend {kind!r}; known: {', '.join(reg.names())}")
+
+
+def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> None:
+    """Check names and options before any work: method types, stage backend names, activity
+    options, the judge backend and the judge metrics.
+
+    Raises:
+        ConfigError: one line naming the setting and the problem.
+    """
+    from auralens.evaluate.judge import METRICS
+    from auralens.scene.pipeline import ImagineError, activity_config
+
+    src = cfg.get("_source") or "experiment"
+    for m in methods:
+        name = m.get("name")
+        if m.get("type") not in ("allm", "pipeline"):
+            raise ConfigError(f"{src}: method {name!r}: type must be allm or pipeline, "
+                              f"got {m.get('type')!r}")
+        if m["type"] != "pipeline":
+            continue
+        if _spec(m.get("separator", "reference")) != "reference":
+            _check_backend_name("separator", m.get("separator"), f"{src}: method {name!r}")
+        _check_backend_name("captioner", m.get("captioner"), f"{src}: method {name!r}")
+        _check_backend_name("composer", m.get("composer"), f"{src}: method {name!r}")
+        try:
+            activity_config(m.get("activity"), where=f"method {name!r}: activity")
+        except ImagineError as exc:
+            raise ConfigError(f"{src}: {exc}") from exc
+    jcfg = cfg.get("judge") or {}
+    if jcfg.get("spec") not in (None, "none"):
+        _check_backend_name("judge", jcfg["spec"], f"{src}: judge.spec")
+    metrics = jcfg.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, list):
+            raise ConfigError(f"{src}: judge.metrics must be a list (e.g. [count, recognition]), "
+                              f"got {metrics!r}")
+        for metric in metrics:
+            if metric not in METRICS:
+                raise ConfigError(f"{src}: unknown judge metric {metric!r} (judge.metrics); "
+                                  f"known: {', '.join(METRICS)}")
+
+
+def _is_template_composer(value: Any) -> bool:
+    spec = _spec(value)
+    return spec is None or str(spec).split(":")[0].split("@")[0].lower() == "template"
+
+
+def method_notes(methods: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Techniques the offline template composer ignores (its rows equal zero-shot's);
+    entries of ``skipped.json`` with ``kind: note``."""
+    notes = []
+    for m in methods:
+        technique = m.get("technique", "zero-shot")
+        if (m.get("type") == "pipeline" and _is_template_composer(m.get("composer"))
+                and technique in ("role", "few-shot")):
+            notes.append({"kind": "note", "what": f"technique {technique!r} of method {m['name']}",
+                          "reason": "the template composer ignores it: these rows are the same "
+                                    "as zero-shot by construction (compare techniques with an "
+                                    "LLM composer)"})
+    return notes
+
+
+def settings_of(method: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """What shapes a method's result rows: the method itself and the evaluation settings."""
+    evaluation: dict[str, Any] = {"judge": cfg.get("judge"),
+                                  "clap": (cfg.get("clap") or {}).get("model")}
+    if cfg.get("kind") == "video":
+        evaluation["clip"] = (cfg.get("clip") or {}).get("model")
+        evaluation["image"] = cfg.get("image")
+        evaluation["seed"] = cfg.get("seed")
+    return {"method": {k: v for k, v in method.items() if k != "name"},
+            "evaluation": evaluation}
+
+
+def check_resume(out: Path, old: list[dict[str, Any]], methods: list[dict[str, Any]],
+                 cfg: dict[str, Any]) -> dict[str, str]:
+    """Fingerprint per method; refuse when ``old`` rows of one of ``methods`` differ.
+
+    Raises:
+        ExperimentError: a row of a method that is about to run was made with other (or
+            unrecorded) settings.
+    """
+    keys = {}
+    for m in methods:
+        settings = settings_of(m, cfg)
+        keys[m["name"]] = key = fingerprint(settings)
+        for r in old:
+            if r.get("method") != m["name"] or r.get("fingerprint") == key:
+                continue
+            if r.get("fingerprint") is None:
+                what = "without a settings fingerprint (an older version)"
+            else:
+                diff = changed_keys(r.get("settings", {}).get("method"), settings["method"])
+                if changed_keys(r.get("settings", {}).get("evaluation"), settings["evaluation"]):
+                    diff.append("evaluation (judge, clap …)")
+                what = "with different settings" + (f" ({', '.join(diff)})" if diff else "")
+            raise ExperimentError(f"{out}: results.jsonl holds rows of method {m['name']!r} made "
+                                  f"{what}; use another --out, or delete "
+                                  f"{out / 'results.jsonl'} to start over")
+    return keys
 
 
 # ----------------------------------------------------------------------------- items
@@ -357,7 +496,7 @@ class Describer:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self._cache: dict[tuple[str, str], Any] = {}
-        self._captions: dict[tuple[str, str, str], tuple[list[str], int]] = {}
+        self._captions: dict[tuple[str, ...], tuple[list[str], int]] = {}
 
     def _build(self, stage: str, spec: Any) -> Any:
         key = (stage, repr(spec))
@@ -376,9 +515,9 @@ class Describer:
 
     def check(self, method: dict[str, Any]) -> None:
         """Load a method's models up front; raises :class:`Skip` when one is missing."""
-        if method["type"] == "allm":
+        if method.get("type") == "allm":
             self._build("allm", method.get("model"))
-        elif method["type"] == "pipeline":
+        elif method.get("type") == "pipeline":
             if _spec(method.get("separator", "reference")) != "reference":
                 self._build("separator", method.get("separator"))
             self._build("captioner", method.get("captioner"))
@@ -401,8 +540,11 @@ class Describer:
 
     def _pipeline_captions(self, method: dict[str, Any], item: Item) -> tuple[list[str], int]:
         sep_spec = method.get("separator", "reference")
-        key = (item.id, repr(sep_spec), repr(method.get("captioner")))
-        if key in self._captions:  # captions are shared by every LLM × technique setting
+        # Everything that decides the kept sources and their captions; the composer and the
+        # technique come after, so their settings share one entry.
+        key = (item.id, repr(sep_spec), repr(method.get("captioner")),
+               repr(method.get("activity")))
+        if key in self._captions:
             return self._captions[key]
         from auralens.audio import load, resample
 
@@ -418,9 +560,11 @@ class Describer:
             ssr = int(getattr(separator, "sample_rate", 16000))
             mix = load(item.audio, ssr)
             est = separator.separate(mix)
-            from auralens.scene.separate.activity import ActivityConfig, filter_estimates
+            from auralens.scene.pipeline import activity_config
+            from auralens.scene.separate.activity import filter_estimates
 
-            act = ActivityConfig(**(method.get("activity") or {}))
+            act = activity_config(method.get("activity"), where=f"method {method['name']!r}: "
+                                  "activity")
             kept = [d["index"] for d in filter_estimates(est, mix, act) if d["kept"]]
             waves = [resample(est[k], ssr, csr) for k in kept]
         captions = [captioner.caption(w) for w in waves]
@@ -490,18 +634,16 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
 
     cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
+    methods = expand_methods(cfg)
+    validate_experiment(cfg, methods)  # config errors before any work
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     timer = Timer()
     skipped: list[dict[str, str]] = []
     with timer("data"):
         items = load_items(cfg, out)
-    methods = expand_methods(cfg)
     results_path = out / "results.jsonl"
     old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
-    write_jsonl(results_path, old)  # drop stale "skipped" lines; they are retried
-    done = {_row_key(r) for r in old}
-    errors = ErrorLog(out / "errors.jsonl", reset=True)
 
     describer = Describer(cfg)
     evaluator = Evaluator(cfg, out, skipped)
@@ -514,6 +656,14 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         except Skip as exc:
             skipped.append({"what": f"method {m['name']}", "reason": str(exc)})
             log.warning("skipping method %s: %s", m["name"], exc)
+    # Only methods that run add rows: refuse to mix their old rows with other settings.
+    keys = check_resume(out, old, runnable, cfg)
+    write_jsonl(results_path, old)  # drop stale "skipped" lines; they are retried
+    done = {_row_key(r) for r in old}
+    errors = ErrorLog(out / "errors.jsonl", reset=True)
+    for note in method_notes(runnable):
+        skipped.append(note)
+        log.warning("%s: %s", note["what"], note["reason"])
     image_gen = None
     if cfg["kind"] == "video":
         try:
@@ -534,6 +684,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
                 "id": item.id, "method": method["name"], "type": method["type"],
                 "technique": method.get("technique", "zero-shot"),
                 "setting": {k: _spec(v) for k, v in method.items() if k not in ("name",)},
+                "fingerprint": keys[method["name"]], "settings": settings_of(method, cfg),
                 "n_sources": item.n_sources, "labels": item.labels, **out_desc, "status": "ok",
             }
             if image_gen is not None and row["description"]:
@@ -616,17 +767,27 @@ class Evaluator:
 
         text = row.get("description") or ""
         out: dict[str, Any] = {}
+        pipeline = row.get("type") == "pipeline"
         if self.judge is not None and text:
             metrics = [m for m in self.metrics if item.labels or m not in ("recognition", "imagination")]
-            pipeline = row.get("type") == "pipeline"
             out.update(judge_description(self.judge, text, item.labels, metrics,
                                          n_kept=row.get("n_kept") if pipeline else None,
                                          captions=row.get("captions") if pipeline else None))
             out["judge"] = self.judge.name
             out["judge_is_llm"] = self.judge.is_llm
-        elif row.get("type") == "pipeline" and row.get("n_kept") is not None and "count" in self.metrics:
-            out["count"] = min(4, int(row["n_kept"]))
-            out["count_source"] = "kept_sources"
+        else:
+            if pipeline and row.get("n_kept") is not None and "count" in self.metrics:
+                out["count"] = min(4, int(row["n_kept"]))
+                out["count_source"] = "kept_sources"
+            if (self.judge is not None and item.labels and "recognition" in self.metrics
+                    and "recognition" in self.judge.supports):
+                # Nothing to describe names no label: a certain "not recognised", which
+                # must count in label accuracy rather than vanish as missing.
+                out["recognition"] = False
+                out["recognition_source"] = ("nothing_kept" if pipeline and row.get("n_kept") == 0
+                                             else "empty_description")
+                out["judge"] = self.judge.name
+                out["judge_is_llm"] = self.judge.is_llm
         if self.clap is not None and text:
             if item.id not in self._audio_emb:  # one mixture is shared by every method
                 from auralens.audio import load

@@ -62,7 +62,7 @@ def run(
                   composer=composer, technique=technique, image=image, allm=allm,
                   template=template, seed=seed)
     res = imagine(input, out, cfg)
-    for reason in res.skipped.values():
+    for reason in [*res.notes, *res.skipped.values()]:
         typer.echo(f"note: {reason}", err=True)
     if res.mode == "pipeline":
         typer.echo(f"{res.n_estimates} estimates, {len(res.kept)} kept: "
@@ -88,12 +88,14 @@ def batch(
     """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl).
 
     Sharded runs are joined with `auralens data merge OUT/shards/* --out OUT/results.jsonl`."""
-    from auralens.scene.pipeline import imagine_batch
+    from auralens.scene.pipeline import ImagineConfig, imagine_batch
     from auralens.shard import parse_shard, shard_dir
 
-    cfg = _config(config, set_, mode=mode, separator=separator, captioner=captioner,
-                  composer=composer, technique=technique, image=image, allm=allm,
-                  template=template, seed=seed)
+    cfg = ImagineConfig.from_dict(_config(
+        config, set_, mode=mode, separator=separator, captioner=captioner, composer=composer,
+        technique=technique, image=image, allm=allm, template=template, seed=seed))
     parsed = parse_shard(shard)
+    for note in cfg.notes():
+        typer.echo(f"note: {note}", err=True)
     lines = imagine_batch(data, out, cfg, split=split, limit=limit, shard=parsed)
     typer.echo(f"{len(lines)} results in {shard_dir(out, parsed) / 'results.jsonl'}")

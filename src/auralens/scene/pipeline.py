@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import subprocess
 import time
@@ -29,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.config import changed_keys, fingerprint
+from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
     Timer,
@@ -96,6 +98,9 @@ class ImagineConfig:
         if self.technique not in TECHNIQUES:
             raise ImagineError(f"unknown technique {self.technique!r}; use one of "
                                f"{', '.join(TECHNIQUES)}")
+        activity_config(self.activity)  # bad filter options fail here, before any work
+        if self.template is not None and not Path(self.template).expanduser().is_file():
+            raise ImagineError(f"{self.template}: template file not found (--template)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ImagineConfig:
@@ -117,6 +122,97 @@ class ImagineConfig:
             if value is not None and not isinstance(value, (str, dict)):
                 out[key] = getattr(value, "name", type(value).__name__)
         return out
+
+    def uses_template_composer(self) -> bool:
+        """True when pipeline mode writes descriptions with the offline template composer."""
+        if self.mode != "pipeline":
+            return False
+        value = self.composer
+        if value is None:
+            return True
+        if isinstance(value, (str, dict)):
+            spec, _ = _spec_params(value)
+            return str(spec or "template").split(":")[0].split("@")[0].lower() == "template"
+        return getattr(value, "name", "") == "template"
+
+    def notes(self) -> list[str]:
+        """Settings this config asks for that its backends ignore (printed and kept in
+        run.json, so a run never looks like it compared something it did not)."""
+        out = []
+        if self.uses_template_composer():
+            if self.template:
+                out.append(f"--template {self.template} is not used: the template composer "
+                           "writes from labels; use an LLM composer (--composer hf:…) or "
+                           "--mode allm")
+            if self.technique in ("role", "few-shot"):
+                out.append(f"the template composer ignores technique {self.technique!r}: the "
+                           "description is the same as with zero-shot (use an LLM composer "
+                           "to compare techniques)")
+        return out
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that shape a result (what resumable batch jobs compare).
+
+        Leaves out what cannot change a result: the report switch, the seed when no image
+        model runs, and a template the template composer ignores. A template file counts by
+        its content too.
+        """
+        out = self.to_dict()
+        out.pop("report", None)
+        no_image = self.image is None or (isinstance(self.image, str)
+                                          and self.image.strip().lower() in ("", "none"))
+        if no_image:
+            out.pop("seed", None)
+        if self.mode == "pipeline":
+            out.pop("allm", None)
+        else:
+            for key in ("separator", "captioner", "composer", "activity", "min_kept"):
+                out.pop(key, None)
+        if self.template and self.uses_template_composer():
+            out.pop("template", None)
+        elif self.template:
+            import hashlib
+
+            data = Path(self.template).expanduser().read_bytes()
+            out["template_sha256"] = hashlib.sha256(data).hexdigest()[:16]
+        return out
+
+
+def activity_config(settings: Any, where: str = "activity") -> Any:
+    """Check activity-filter options and build the
+    :class:`~auralens.scene.separate.activity.ActivityConfig`.
+
+    Raises:
+        ImagineError: not a mapping, an unknown option or rule, or a value of the wrong type
+            (one line naming the option).
+    """
+    from auralens.scene.separate.activity import RULES, ActivityConfig
+
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise ImagineError(f"{where} must be a mapping of filter options "
+                           f"(e.g. --set activity.rule=frames), got {settings!r}")
+    known = [f.name for f in fields(ActivityConfig)]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ImagineError(f"unknown {where} option {unknown[0]!r}; known: {', '.join(known)}")
+    values = dict(settings)
+    for key, value in settings.items():
+        if key == "rule":
+            if value not in RULES:
+                raise ImagineError(f"{where}.rule: unknown rule {value!r}; use one of "
+                                   f"{', '.join(RULES)}")
+        elif key == "frame":
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ImagineError(f"{where}.frame must be a positive whole number of samples, "
+                                   f"got {value!r}")
+        elif (isinstance(value, bool) or not isinstance(value, (int, float))
+              or not math.isfinite(value)):
+            raise ImagineError(f"{where}.{key} must be a number, got {value!r}")
+        else:
+            values[key] = float(value)
+    return ActivityConfig(**values)
 
 
 def _as_config(config: ImagineConfig | dict[str, Any] | None) -> ImagineConfig:
@@ -177,19 +273,24 @@ class Stages:
 
         return self._get("image", lambda spec, **p: IMAGE_GENERATORS.build(spec or "none", **p))
 
-    def allm(self) -> Any | None:
-        """The audio-LLM describer, or None (with the reason in :attr:`skipped`)."""
+    def allm(self) -> Any:
+        """The audio-LLM describer.
+
+        Raises:
+            ImagineError: it cannot be loaded. In ``allm`` mode the audio LLM is the whole
+                job, so this is an error rather than a skipped stage.
+        """
         from auralens.scene.allm import load_audio_llm
 
-        if "allm" in self.skipped:
-            return None
         try:
             return self._get("allm", lambda spec, **p: load_audio_llm(
                 spec, template=self.config.template, **p))
-        except ModelUnavailableError as exc:
-            self.skipped["allm"] = f"audio-LLM stage skipped: {exc}"
-            log.warning("%s", self.skipped["allm"])
-            return None
+        except ImagineError:
+            raise
+        except AuralensError as exc:
+            detail = str(exc).splitlines()[0].strip("\"'") if str(exc) else repr(exc)
+            raise ImagineError(f"--mode allm needs an audio LLM (--allm), and it cannot be "
+                               f"loaded: {detail}") from exc
 
     def preload(self) -> None:
         """Build every backend the mode needs (fail early, before a batch starts)."""
@@ -227,6 +328,7 @@ class SceneResult:
         paths: every file written, by role.
         timings: seconds per stage.
         skipped: stage → reason, for stages that did not run.
+        notes: settings the backends ignore (see :meth:`ImagineConfig.notes`).
     """
 
     id: str
@@ -243,6 +345,7 @@ class SceneResult:
     paths: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- input handling
@@ -336,7 +439,8 @@ def imagine(input: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    result = SceneResult(id=scene_id or Path(input).stem, out_dir=out, mode=cfg.mode)
+    result = SceneResult(id=scene_id or Path(input).stem, out_dir=out, mode=cfg.mode,
+                         notes=cfg.notes())
     skipped: dict[str, str] = {}
 
     # 0. input: audio as is; video → audio track + reference frame
@@ -363,9 +467,9 @@ def imagine(input: str | Path, out_dir: str | Path,
 
         # 2. activity filter
         with timer("2_activity"):
-            from auralens.scene.separate.activity import ActivityConfig, filter_estimates
+            from auralens.scene.separate.activity import filter_estimates
 
-            act_cfg = ActivityConfig(**cfg.activity)
+            act_cfg = activity_config(cfg.activity)
             decisions = filter_estimates(est, mix, act_cfg)
             kept = _keep(decisions, cfg.min_kept)
         for d in decisions:
@@ -404,12 +508,9 @@ def imagine(input: str | Path, out_dir: str | Path,
         # 1. the audio LLM hears the whole mixture
         with timer("1_load_allm"):
             describer = stages.allm()
-        if describer is None:
-            skipped["allm"] = stages.skipped.get("allm", "no audio LLM available")
-        else:
-            mix = load(audio_path, describer.sample_rate)
-            with timer("1_allm_describe"):
-                description = describer.describe(mix, cfg.technique)
+        mix = load(audio_path, describer.sample_rate)
+        with timer("1_allm_describe"):
+            description = describer.describe(mix, cfg.technique)
 
     if description is not None:
         result.description, result.reasoning = description.text, description.reasoning
@@ -446,7 +547,7 @@ def imagine(input: str | Path, out_dir: str | Path,
     write_run_json(out, command=f"imagine --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=result.timings, seed=cfg.seed,
                    extra={"input": str(input), "skipped": skipped, "kept": result.kept,
-                          "n_estimates": result.n_estimates})
+                          "n_estimates": result.n_estimates, "notes": result.notes})
     return result
 
 
@@ -540,17 +641,68 @@ def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
 # --------------------------------------------------------------------------- batch
 
 
+def _rebase(path: Path, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 def _load_scenes(root: Path, split: str | None) -> list[Any]:
-    """FUSS-style directory or a JSONL manifest → SceneRecords."""
+    """FUSS-style directory or a JSONL manifest → SceneRecords.
+
+    Relative paths in a manifest are resolved against the manifest's folder (``data mix``
+    writes them that way), not the working directory.
+
+    Raises:
+        ImagineError: the dataset is missing, or ``split`` matches no mixture.
+    """
     from auralens.types import load_scenes
 
     if root.is_file() and root.suffix == ".jsonl":
-        return load_scenes(root)
+        records = load_scenes(root)
+        for rec in records:
+            rec.mixture = _rebase(rec.mixture, root.parent)
+            for src in rec.sources:
+                src.path = _rebase(src.path, root.parent)
+        if split is not None:
+            found = sorted({str(r.split) for r in records if r.split})
+            records = [r for r in records if r.split == split]
+            if not records:
+                raise ImagineError(f"{root}: no mixture in split {split!r} (--split); splits "
+                                   f"found: {', '.join(found) or 'none'}")
+        return records
     if not root.exists():
         raise ImagineError(f"{root}: dataset directory not found")
     from auralens.data.fuss import load_fuss
 
-    return load_fuss(root, split)
+    records = load_fuss(root, split)
+    if not records and split is not None:
+        try:
+            found = sorted({str(r.split) for r in load_fuss(root) if r.split})
+        except AuralensError:
+            found = []
+        raise ImagineError(f"{root}: no mixture in split {split!r} (--split); splits found: "
+                           f"{', '.join(found) or 'none'}")
+    return records
+
+
+def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
+                  settings: dict[str, Any]) -> None:
+    """Refuse to add to ``results.jsonl`` when its lines were made with other settings.
+
+    Raises:
+        ImagineError: a line has another (or no) settings fingerprint.
+    """
+    for line in lines:
+        if line.get("fingerprint") == key:
+            continue
+        out = results_path.parent
+        if line.get("fingerprint") is None:
+            what = "without a settings fingerprint (an older version)"
+        else:
+            diff = changed_keys(line.get("settings"), settings)
+            what = "with different settings" + (f" ({', '.join(diff)})" if diff else "")
+        raise ImagineError(f"{out}: results.jsonl holds results made {what}; use another "
+                           f"--out, or delete {results_path} to start over")
 
 
 def imagine_batch(data: str | Path, out_dir: str | Path,
@@ -561,7 +713,9 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
 
     Writes ``out_dir/items/<id>/…`` per mixture, one line per finished mixture in
     ``results.jsonl`` (resumable: finished ids are skipped on the next run), per-item
-    failures in ``errors.jsonl`` and ``run.json``.
+    failures in ``errors.jsonl`` and ``run.json``. Every line carries the fingerprint of
+    :meth:`ImagineConfig.result_settings`; a rerun with other settings into the same
+    ``out_dir`` is refused rather than mixing results of two settings.
 
     With ``shard="i/n"`` (or ``"env"`` in a SLURM array) only every n-th mixture in id order
     is processed; items still go to ``out_dir/items/<id>`` but ``results.jsonl``,
@@ -571,23 +725,30 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
 
     Returns:
         All result lines (previous runs' included).
+
+    Raises:
+        ImagineError: bad data or split, ``out_dir`` made with other settings, or (in
+            ``allm`` mode) an audio LLM that cannot be loaded — all before any item runs.
     """
     from auralens.progress import progress
     from auralens.shard import parse_shard, shard_dir, shard_items
 
     cfg = _as_config(config)
+    settings = cfg.result_settings()
+    key = fingerprint(settings)
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
-    dest.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dest)
+    results_path = dest / "results.jsonl"
+    _check_resume(results_path, read_jsonl(results_path), key, settings)
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split)
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
     if limit is not None:
         records = records[: int(limit)]
     records = shard_items(records, parsed)
-    results_path = dest / "results.jsonl"
     done = {r.get("id") for r in read_jsonl(results_path)}
     todo = [r for r in records if r.id not in done]
     errors = ErrorLog(dest / "errors.jsonl", reset=True)
@@ -601,7 +762,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
             res = imagine(rec.mixture, out / "items" / rec.id, cfg, stages=stages,
                           scene_id=rec.id)
             append_jsonl(results_path, {
-                "id": rec.id, "mode": cfg.mode, "technique": cfg.technique,
+                "id": rec.id, "fingerprint": key, "settings": settings,
+                "mode": cfg.mode, "technique": cfg.technique,
                 "n_sources": rec.n_sources, "true_labels": rec.labels,
                 "n_estimates": res.n_estimates, "kept": len(res.kept),
                 "kept_indices": res.kept, "labels": res.labels, "captions": res.captions,
@@ -618,5 +780,6 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
                    extra={"data": str(data), "n_items": len(records), "n_done": len(lines),
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}",
                           "n_new": len(todo) - len(errors), "n_failed": len(errors),
-                          "errors": summary, "skipped": stages.skipped})
+                          "errors": summary, "skipped": stages.skipped, "notes": cfg.notes(),
+                          "fingerprint": key})
     return lines

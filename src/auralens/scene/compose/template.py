@@ -144,7 +144,8 @@ class TemplateComposer(Composer):
         counts: dict[str, int] = {}
         for name in names:
             counts[name] = counts.get(name, 0) + 1
-        for i, name in enumerate(dict.fromkeys(names)):
+        unique = list(dict.fromkeys(names))  # the text and the reasoning share this layout
+        for i, name in enumerate(unique):
             where = positions[i] if i < len(positions) else positions[-1]
             phrase = self.visual(name)
             if counts[name] > 1:
@@ -158,9 +159,10 @@ class TemplateComposer(Composer):
                      f"2. Setting: {setting.name} fits {len(fit)} of {len(names)} sources"
                      f"{' (' + ', '.join(fit) + ')' if fit else ''}.",
                      "3. Layout: " + "; ".join(
-                         f"{names[i]} {positions[min(i, len(positions) - 1)].lower()}"
-                         for i in range(len(names))) + ".",
-                     "4. Visual form: " + "; ".join(f"{n} → {self.visual(n)}" for n in names)
+                         f"{name} {positions[min(i, len(positions) - 1)].lower()}"
+                         + (f" (heard {counts[name]} times)" if counts[name] > 1 else "")
+                         for i, name in enumerate(unique)) + ".",
+                     "4. Visual form: " + "; ".join(f"{n} → {self.visual(n)}" for n in unique)
                      + ".",
                      "5. Combined into one description of the place."]
             reasoning = "\n".join(lines)

@@ -1,0 +1,129 @@
+"""The experiment runner against the review's reproductions: resume only with the same
+method settings, the caption cache keyed on the activity settings, recognition False for
+items that kept nothing, config errors before any work, and a note for techniques the
+template composer ignores. NMF + the committed classifier + the template composer + the
+keyword judge on three short synthetic mixtures (no shared data)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from auralens.cli import main
+from auralens.config import ConfigError
+from auralens.evaluate.aggregate import summarize_group
+from auralens.experiments.runner import ExperimentError, run_experiment
+from auralens.io import read_json, read_jsonl
+
+LOOSE = {"rule": "relative_db", "min_db": -60}
+STRICT = {"rule": "relative_db", "min_db": 30}  # no estimate is 30 dB above its mixture
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory) -> Path:
+    from auralens.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("exp-resume") / "lib", clips_per_class=1, seed=3,
+                      duration=1.0)
+
+
+def _method(name: str, activity: dict, **kw) -> dict:
+    return {"name": name, "type": "pipeline", "separator": "nmf@n_iter=10",
+            "captioner": "classifier", "composer": "template", "activity": activity, **kw}
+
+
+def _cfg(lib: Path, methods: list[dict], **kw) -> dict:
+    cfg = {"name": "t", "kind": "pipeline", "_source": "t.yaml",
+           "data": {"source": "esc50", "path": str(lib), "n": 3, "duration": 1.5,
+                    "reverb": False, "seed": 0, "max_sources": 2},
+           "methods": methods, "judge": {"spec": "keyword", "metrics": ["count", "recognition"]},
+           "clap": {"model": None}}
+    cfg.update(kw)
+    return copy.deepcopy(cfg)
+
+
+def test_caption_cache_is_keyed_on_activity(lib: Path, tmp_path: Path) -> None:
+    both = run_experiment(_cfg(lib, [_method("loose", LOOSE), _method("strict", STRICT)]),
+                          tmp_path / "both")
+    assert both["errors"] == 0
+    rows = read_jsonl(tmp_path / "both" / "results.jsonl")
+    kept = {m: [r["n_kept"] for r in rows if r["method"] == m] for m in ("loose", "strict")}
+    run_experiment(_cfg(lib, [_method("strict", STRICT)]), tmp_path / "alone")
+    alone = read_jsonl(tmp_path / "alone" / "results.jsonl")
+    assert kept["strict"] == [r["n_kept"] for r in alone] == [0, 0, 0]
+    assert all(k > 0 for k in kept["loose"])
+    # B6: nothing kept → a definite "not recognised" that counts in label accuracy
+    strict = [r for r in rows if r["method"] == "strict"]
+    assert all(r["recognition"] is False and r["recognition_source"] == "nothing_kept"
+               and r["count"] == 0 for r in strict)
+    summary = summarize_group(strict)
+    assert summary["label_acc"] == 0.0 and summary["recognition_missing"] == 0
+
+
+def test_resume_refuses_changed_method_settings(lib: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    first = run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)
+    assert first["new"] == 3
+    rows = read_jsonl(out / "results.jsonl")
+    assert len({r["fingerprint"] for r in rows}) == 1
+    before = (out / "results.jsonl").read_text()
+    changed = _method("m", {"rule": "relative_db", "min_db": -40})
+    with pytest.raises(ExperimentError, match=r"method 'm' made with different settings "
+                                              r"\(activity\).*another --out"):
+        run_experiment(_cfg(lib, [changed]), out)
+    other_sep = _method("m", LOOSE, separator="nmf@n_iter=11")
+    with pytest.raises(ExperimentError, match=r"different settings \(separator\)"):
+        run_experiment(_cfg(lib, [other_sep]), out)
+    other_judge = _cfg(lib, [_method("m", LOOSE)],
+                       judge={"spec": "keyword", "metrics": ["count"]})
+    with pytest.raises(ExperimentError, match=r"evaluation \(judge"):
+        run_experiment(other_judge, out)
+    assert (out / "results.jsonl").read_text() == before
+    # same settings: resumes with nothing to do
+    assert run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)["new"] == 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"judge": {"spec": "bogus"}}, "judge.spec: unknown judge backend 'bogus'"),
+    ({"judge": {"spec": "keyword", "metrics": ["bogus"]}}, "unknown judge metric 'bogus'"),
+    ({"judge": {"spec": "keyword", "metrics": "count"}}, "judge.metrics must be a list"),
+    ({"methods": [_method("m", {"bogus": 1})]}, "method 'm': activity.*'bogus'"),
+    ({"methods": [_method("m", LOOSE, captioner="captionr")]}, "unknown captioner backend"),
+    ({"methods": [_method("m", LOOSE, separator="nfm")]}, "unknown separator backend 'nfm'"),
+])
+def test_config_errors_before_any_work(lib: Path, tmp_path: Path, change: dict,
+                                       message: str) -> None:
+    cfg = _cfg(lib, [_method("m", LOOSE)])
+    cfg.update(copy.deepcopy(change))
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(cfg, tmp_path / "e")
+    assert not (tmp_path / "e").exists()  # no mixtures built, nothing written
+
+
+def test_cli_unknown_judge_is_one_line(lib: Path, tmp_path: Path, capsys) -> None:
+    yaml = tmp_path / "e.yaml"
+    yaml.write_text(f"name: e\nkind: pipeline\ndata: {{source: esc50, path: {lib}, n: 2}}\n"
+                    "methods: [{name: m, type: pipeline, separator: nmf, captioner: classifier,"
+                    " composer: template}]\njudge: {spec: keyword}\n")
+    assert main(["experiment", "run", str(yaml), "--out", str(tmp_path / "o"),
+                 "--set", "judge.spec=bogus"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "unknown judge backend 'bogus'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_template_composer_techniques_are_noted(lib: Path, tmp_path: Path, capsys) -> None:
+    methods = [{**_method("t", LOOSE), "name": f"t/{t}", "technique": t}
+               for t in ("zero-shot", "cot", "role", "few-shot")]
+    summary = run_experiment(_cfg(lib, methods, data={
+        "source": "esc50", "path": str(lib), "n": 1, "duration": 1.5, "reverb": False}),
+        tmp_path / "e")
+    notes = [s for s in read_json(tmp_path / "e" / "skipped.json") if s.get("kind") == "note"]
+    assert sorted(n["what"] for n in notes) == ["technique 'few-shot' of method t/few-shot",
+                                                "technique 'role' of method t/role"]
+    assert all("same as zero-shot by construction" in n["reason"] for n in notes)
+    assert notes[0] in summary["skipped"]
+    assert any(n["what"].startswith("technique") for n in
+               read_json(tmp_path / "e" / "run.json")["summary"]["skipped"])
