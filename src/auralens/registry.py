@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +23,8 @@ from auralens.errors import AuralensError
 from auralens.specs import ModelSpec, parse_spec
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(AuralensError, KeyError):
@@ -103,6 +106,12 @@ class Registry(Generic[T]):
                 raise RegistryError(f"no {self.stage} backend given and no default is set")
             spec = self.default
         parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+        if parsed.kind == "path" and parsed.id in self and not any(c in parsed.id for c in "/\\~"):
+            # A folder in the working directory that happens to share a backend's name ("mel",
+            # "classifier") must not replace the backend; "./mel" still names the folder.
+            log.info("%s: using the built-in %s backend; write ./%s for the local folder",
+                     parsed.id, self.stage, parsed.id)
+            parsed = ModelSpec(parsed.id.lower(), "", parsed.params, parsed.raw)
         kind = parsed.kind
         if kind not in self and kind == "path" and "hf" in self:
             kind = "hf"

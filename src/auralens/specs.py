@@ -10,6 +10,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -73,7 +74,13 @@ def _exists(path: Path) -> bool:
         return False
 
 
+_INT_RE = re.compile(r"^[+-]?(0|[1-9][0-9_]*)$")
+
+
 def _convert(value: str) -> Any:
+    """``true``/``false``/``none`` and plain numbers become Python values; everything else,
+    including digit strings with a leading zero (``revision=0123``) and numbers that would not
+    be finite (``12e4567``, ``nan``), stays text."""
     low = value.lower()
     if low in {"true", "yes", "on"}:
         return True
@@ -81,11 +88,16 @@ def _convert(value: str) -> Any:
         return False
     if low in {"none", "null"}:
         return None
-    for cast in (int, float):
+    if _INT_RE.match(value):
+        return int(value)
+    if value.lstrip("+-")[:1].isdigit() or value.lstrip("+-").startswith("."):
         try:
-            return cast(value)
+            number = float(value)
         except ValueError:
-            pass
+            return value
+        # A zero before another digit ("0123", "007.5") marks an identifier, not a number.
+        if math.isfinite(number) and not re.match(r"^[+-]?0[0-9]", value):
+            return number
     return value
 
 

@@ -47,6 +47,23 @@ def test_bad_specs(bad):
         parse_spec(bad)
 
 
+def test_spec_values_that_are_not_plain_numbers_stay_text():
+    params = parse_spec("hf:org/m@revision=0123,big=12e4567,x=nan,lr=1e-3,n=0,k=-2,f=0.5").params
+    assert params == {"revision": "0123", "big": "12e4567", "x": "nan", "lr": 0.001, "n": 0,
+                      "k": -2, "f": 0.5}
+    assert apply_overrides({}, ["model.revision=007"]) == {"model": {"revision": "007"}}
+
+
+def test_a_folder_named_like_a_backend_does_not_replace_it(tmp_path, monkeypatch):
+    reg = Registry("thing")
+    reg.register("mel", lambda spec, **p: ("backend", spec.kind, p))
+    reg.register("hf", lambda spec, **p: ("hf", spec.id))
+    (tmp_path / "mel").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert reg.build("mel@n=2") == ("backend", "mel", {"n": 2})
+    assert reg.build("./mel") == ("hf", "./mel")  # an explicit path still names the folder
+
+
 def test_registry_lazy_and_build():
     reg: Registry = Registry("thing", default="a")
     reg.register("a", "auralens.specs:ModelSpec")

@@ -76,6 +76,18 @@ def test_folder_loader(tmp_path: Path) -> None:
     assert detect_layout(tmp_path) == "folder" and len(load_dataset(tmp_path)) == 4
 
 
+def test_folder_ids_stay_unique_when_only_the_suffix_differs(tmp_path: Path) -> None:
+    for rel in ("dog/a.wav", "dog/a.flac", "cat/b.wav", "cat/c.wav"):
+        write(tmp_path / "data" / rel, np.full(100, 0.1, np.float32), 8000)
+    clips = load_folder(tmp_path / "data")
+    assert [c.id for c in clips] == ["cat/b", "cat/c", "dog/a.flac", "dog/a.wav"]
+    # Both files survive a split, each in exactly one part.
+    write_splits(make_splits(clips, ratios=(0.5, 0.0, 0.5), seed=0), tmp_path / "s")
+    parts = read_splits(tmp_path / "s", clips)
+    paths = sorted(str(c.path.relative_to(tmp_path / "data")) for part in parts.values() for c in part)
+    assert paths == ["cat/b.wav", "cat/c.wav", "dog/a.flac", "dog/a.wav"]
+
+
 def test_missing_and_empty_dirs(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found"):
         load_dataset(tmp_path / "nope")

@@ -19,6 +19,26 @@ def is_audio_file(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
+def audio_files(root: Path) -> list[Path]:
+    """Every audio file below ``root``, sorted; hidden files and folders are left out."""
+    out = []
+    for path in sorted(Path(root).rglob("*")):
+        rel = path.relative_to(root)
+        if not any(part.startswith(".") for part in rel.parts) and is_audio_file(path):
+            out.append(path)
+    return out
+
+
+def file_ids(root: Path, paths: list[Path]) -> list[str]:
+    """Ids of files below ``root``: the relative POSIX path without its suffix, except where
+    two files differ only by suffix (``a.wav``, ``a.flac``): those keep it, so ids stay unique."""
+    bare = [p.relative_to(root).with_suffix("").as_posix() for p in paths]
+    seen: dict[str, int] = {}
+    for b in bare:
+        seen[b] = seen.get(b, 0) + 1
+    return [b if seen[b] == 1 else p.relative_to(root).as_posix() for b, p in zip(bare, paths, strict=True)]
+
+
 def load_folder(root: Path) -> list[Clip]:
     """List every audio file under ``root`` (recursively, sorted).
 
@@ -27,7 +47,7 @@ def load_folder(root: Path) -> list[Clip]:
 
     Returns:
         One :class:`Clip` per file: ``id`` = path relative to ``root`` without suffix
-        (POSIX separators), ``labels`` = ``[parent folder name]`` for files in a
+        (POSIX separators; see :func:`file_ids`), ``labels`` = ``[parent folder name]`` for files in a
         subfolder, ``[]`` for files directly in ``root``.
 
     Raises:
@@ -38,13 +58,9 @@ def load_folder(root: Path) -> list[Clip]:
         raise DatasetError(f"{root}: dataset directory not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
-    clips: list[Clip] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not is_audio_file(path):
-            continue
-        labels = [path.parent.name] if len(rel.parts) > 1 else []
-        clips.append(Clip(id=rel.with_suffix("").as_posix(), path=path, labels=labels))
+    paths = audio_files(root)
+    clips = [Clip(id=cid, path=path, labels=[path.parent.name] if path.parent != root else [])
+             for cid, path in zip(file_ids(root, paths), paths, strict=True)]
     if not clips:
         raise DatasetError(
             f"{root}: no audio files found (looked for {', '.join(sorted(AUDIO_EXTENSIONS))})"

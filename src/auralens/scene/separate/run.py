@@ -123,11 +123,11 @@ def batch_inputs(source: str | Path) -> list[tuple[str, Path]]:
     """``[(id, audio path)]`` to separate, sorted by id.
 
     ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
-    folder of audio files (every ``.wav/.flac/.ogg/.mp3`` below it; id = the path relative to the
-    folder without its suffix) or a text file with one audio path per line (relative paths are
+    folder of audio files (every audio file below it; id = the path relative to the folder
+    without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
     relative to the file; id = the file name without its suffix, which must be unique).
     """
-    from auralens.evaluate.sonify_eval import AUDIO_EXTS
+    from auralens.data.folder import AUDIO_EXTENSIONS, audio_files, file_ids
 
     source = Path(source)
     if not source.exists():
@@ -135,12 +135,10 @@ def batch_inputs(source: str | Path) -> list[tuple[str, Path]]:
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
     if source.is_dir():
-        files = [p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTS
-                 and not any(part.startswith(".") for part in p.relative_to(source).parts)]
-        items = sorted((p.relative_to(source).with_suffix("").as_posix(), p) for p in files)
-        if not items:
-            raise SeparationError(f"{source}: no audio files ({', '.join(AUDIO_EXTS)})")
-        return items
+        files = audio_files(source)
+        if not files:
+            raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+        return sorted(zip(file_ids(source, files), files, strict=True))
     lines = [ln.strip() for ln in source.read_text(errors="replace").splitlines()]
     paths = [Path(ln) if Path(ln).is_absolute() else source.parent / ln
              for ln in lines if ln and not ln.startswith("#")]
