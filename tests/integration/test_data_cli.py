@@ -67,3 +67,86 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert main(args) == 1, args
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "synth", "--duration", "0"],
+    ["data", "synth", "--duration", "-2"],
+    ["data", "synth", "--sample-rate", "0"],
+    ["data", "synth", "--sample-rate", "100"],
+])
+def test_synth_refuses_bad_rate_or_duration(tmp_path: Path, args: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    assert main([*args, "--out", str(out), "--clips-per-class", "1", "--classes", "rain"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert ("duration" in err) if "--duration" in args else ("sample rate" in err)
+    assert not out.exists()
+
+
+def test_mix_refuses_unsupported_rate_before_writing(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    assert main(["data", "synth", "--out", str(lib), "--clips-per-class", "1", "--sample-rate", "8000",
+                 "--duration", "1", "--classes", "siren,rain"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "m"
+    assert main(["data", "mix", str(lib), "--out", str(out), "--n", "2", "--sample-rate", "100"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0 and "sample_rate" in err, err
+    assert not out.exists()
+
+
+def _skipped_line(output: str) -> str | None:
+    return next((ln for ln in output.splitlines() if "clip(s) skipped" in ln), None)
+
+
+def test_mix_reports_this_runs_distinct_skipped_clips(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    res = runner.invoke(app, ["data", "synth", "--out", str(lib), "--clips-per-class", "3",
+                              "--sample-rate", "8000", "--duration", "1", "--classes", "siren,rain,wind"])
+    assert res.exit_code == 0, res.output
+    wavs = sorted((lib / "audio").glob("*.wav"))
+    for p in wavs[::2]:  # 5 of 9 clips cannot be read
+        p.write_bytes(b"RIFF\x00\x00not really audio" * 10)
+    out = tmp_path / "m"
+    log_path = out / "errors.jsonl"
+    base = ["data", "mix", str(lib), "--out", str(out), "--no-reverb", "--max-sources", "2",
+            "--sample-rate", "8000", "--duration", "1"]
+
+    def run(n: int) -> tuple[str | None, int, list[str]]:
+        before = log_path.read_text().splitlines() if log_path.exists() else []
+        res = runner.invoke(app, [*base, "--n", str(n)])
+        assert res.exit_code == 0, res.output
+        new = log_path.read_text().splitlines()[len(before):] if log_path.exists() else []
+        n_errors = json.loads((out / "run.json").read_text())["n_errors"]
+        return _skipped_line(res.output), n_errors, [json.loads(x)["item"] for x in new]
+
+    line, n_errors, items = run(6)
+    assert items and n_errors == len(set(items))
+    assert line is not None and line.startswith(f"{n_errors} clip(s) skipped")
+    # the same job again: nothing is loaded, so nothing is skipped (the old lines stay in the log)
+    n_lines = len(log_path.read_text().splitlines())
+    line, n_errors, items = run(6)
+    assert (line, n_errors, items) == (None, 0, [])
+    assert len(log_path.read_text().splitlines()) == n_lines
+    # extending it re-reads clips: only this run's distinct skipped clips are counted
+    line, n_errors, items = run(10)
+    assert n_errors == len(set(items)) <= 5
+    assert (line is None) if not items else line.startswith(f"{n_errors} clip(s) skipped")
+
+
+def test_skipped_count_ignores_old_lines_duplicates_and_fragments(tmp_path: Path) -> None:
+    from auralens.data.cli import _skipped_this_run
+
+    log_path = tmp_path / "errors.jsonl"
+    old = b'{"item": "a", "error": "x"}\n{"item": "b", "error": "x"}\n{"item": "c", "err'
+    log_path.write_bytes(old)
+    assert _skipped_this_run(log_path, old) == []
+    log_path.write_bytes(old + b'\n{"item": "b", "error": "y"}\n{"item": "d"}\n{"item": "b"}\n')
+    assert _skipped_this_run(log_path, old) == ["b", "d"]
+    # a log that was replaced rather than appended to counts in full
+    log_path.write_bytes(b'{"item": "e"}\n{"item": "e"}\n')
+    assert _skipped_this_run(log_path, old) == ["e"]
+    assert _skipped_this_run(tmp_path / "missing.jsonl", b"") == []

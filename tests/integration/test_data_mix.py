@@ -197,6 +197,35 @@ def test_corrupt_clip_is_skipped(lib: Path, tmp_path: Path) -> None:
     assert all(s.origin != pool[1].id for r in recs for s in r.sources)
 
 
+def test_resume_with_broken_clips_gives_the_straight_run(lib: Path, tmp_path: Path) -> None:
+    # Which broken clips an earlier example happened to hit must not change later draws.
+    broken = tmp_path / "lib"
+    shutil.copytree(lib, broken)
+    for wav in sorted((broken / "audio").glob("*.wav"))[::4]:
+        wav.write_bytes(b"not audio")
+    straight = build_mixtures(broken, tmp_path / "straight", n=10, seed=4, max_sources=3, **FAST)
+    build_mixtures(broken, tmp_path / "resumed", n=3, seed=4, max_sources=3, **FAST)
+    resumed = build_mixtures(broken, tmp_path / "resumed", n=10, seed=4, max_sources=3, **FAST)
+    assert [r.mixture.read_bytes() for r in resumed] == [r.mixture.read_bytes() for r in straight]
+    assert [r.meta for r in resumed] == [r.meta for r in straight]
+
+
+def test_resume_follows_the_clips_not_the_path_spelling(lib: Path, tmp_path: Path, monkeypatch) -> None:
+    copy = tmp_path / "data" / "lib"
+    shutil.copytree(lib, copy)
+    out = tmp_path / "out"
+    build_mixtures(copy, out, n=2, seed=1, **FAST)
+    monkeypatch.chdir(tmp_path / "data")
+    assert len(build_mixtures(Path("lib"), out, n=3, seed=1, **FAST)) == 3  # relative spelling
+    shutil.move(str(copy), str(tmp_path / "moved"))
+    assert len(build_mixtures(tmp_path / "moved", out, n=4, seed=1, **FAST)) == 4  # moved folder
+    # A different dataset is refused, whatever its path.
+    victim = sorted((tmp_path / "moved" / "audio").glob("*.wav"))[0]
+    victim.unlink()
+    with pytest.raises(DatasetError, match=r"different settings \(clips\)"):
+        build_mixtures(tmp_path / "moved", out, n=4, seed=1, **FAST)
+
+
 def test_bad_inputs(lib: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found"):
         build_mixtures(tmp_path / "missing", tmp_path / "o", n=1)
@@ -244,3 +273,19 @@ def test_recipe_mixer_crops_sum_and_mark_absent_sources(lib: Path, tmp_path: Pat
     dry = RecipeMixer(load_esc50(lib), 4, 2, SR, errors=ErrorLog(tmp_path / "e2.jsonl"), seconds=DUR)
     mix, refs = dry.sample(length, rng)
     assert 1 <= (np.abs(refs).sum(-1) > 0).sum() <= 2
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"sample_rate": 100}, "sample_rate must be from 1000 to 768000 Hz"),
+    ({"sample_rate": 0}, "sample_rate must be from 1000"),
+    ({"sample_rate": 10**6}, "sample_rate must be from 1000"),
+    ({"duration": 0.0}, "duration must be a positive"),
+    ({"duration": float("nan")}, "duration must be a positive"),
+    ({"duration": 1e-5, "sample_rate": 8000}, "duration must be a positive"),
+])
+def test_unsupported_rate_or_duration_is_refused_up_front(lib: Path, tmp_path: Path, kw: dict,
+                                                          match: str) -> None:
+    out = tmp_path / "o"
+    with pytest.raises(DatasetError, match=match):
+        build_mixtures(lib, out, n=2, **{"sample_rate": SR, "duration": DUR, **kw})
+    assert not out.exists()  # no config, no errors.jsonl full of "unsupported rate" lines

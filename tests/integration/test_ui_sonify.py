@@ -68,6 +68,24 @@ def test_upload_is_rendered_through_the_gate(settings: UISettings) -> None:
     assert "si_sdr" in view.metrics
 
 
+def test_upload_longer_than_the_window_is_cut_and_said(settings: UISettings,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from factories.sonify import ToyExtractor
+
+    monkeypatch.setattr(ToyExtractor, "max_duration", 0.5)  # as AST's 5.12 s input window
+    sr = 8000
+    t = np.arange(int(1.5 * sr)) / sr
+    path = settings.upload_roots[0] / "long.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    view = sonify.sonify_clip("toy-lin", sonify.UPLOAD_CHOICE, "minmax", str(path), settings)
+    assert view.ok, view.status
+    assert "only the first 0.50 s of the 1.50 s upload were sonified (the model's input window)" in view.status
+    ref, _ = sf.read(view.original)
+    est, _ = sf.read(view.sonified)
+    assert ref.shape == est.shape == (sr // 2,)
+    assert np.allclose(ref, 0.3 * np.sin(2 * np.pi * 440 * t[: sr // 2]), atol=1e-4)
+
+
 def test_rate_the_trained_run(settings: UISettings) -> None:
     runs = core.discover_runs(settings.runs_dir)
     clip = runs["toy-lin"].clips[0]

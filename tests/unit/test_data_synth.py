@@ -107,3 +107,30 @@ def test_classes_are_distinguishable(library: Path) -> None:
         correct += pred == c.label
     acc = correct / len(test)
     assert acc >= 0.7, acc  # chance is 1/11
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"duration": 0}, "duration must be a positive"),
+    ({"duration": -1.0}, "duration must be a positive"),
+    ({"duration": float("nan")}, "duration must be a positive"),
+    ({"duration": 1e-6, "sample_rate": 8000}, "shorter than one sample"),
+    ({"sample_rate": 0}, "sample rate must be an integer from 1000 to 768000"),
+    ({"sample_rate": 100}, "sample rate must be an integer from 1000 to 768000"),
+    ({"sample_rate": 800_000}, "sample rate must be an integer from 1000 to 768000"),
+])
+def test_bad_rate_or_duration_is_refused_before_writing(tmp_path: Path, kw: dict, match: str) -> None:
+    out = tmp_path / "lib"
+    with pytest.raises(DatasetError, match=match):
+        synthesize(out, clips_per_class=1, classes=["rain"], **kw)
+    assert not out.exists()
+    with pytest.raises(DatasetError, match=match):
+        generate_clip("rain", np.random.default_rng(0), **{"sample_rate": 8000, "duration": 1.0, **kw})
+
+
+def test_rate_limits_are_loadable(tmp_path: Path) -> None:
+    from auralens.audio import MIN_SAMPLE_RATE, load_sr
+
+    lib = synthesize(tmp_path / "lib", clips_per_class=1, classes=["rain"], sample_rate=MIN_SAMPLE_RATE,
+                     duration=0.5)
+    wave, sr = load_sr(next((lib / "audio").glob("*.wav")))
+    assert sr == MIN_SAMPLE_RATE and wave.shape == (MIN_SAMPLE_RATE // 2,)

@@ -92,6 +92,67 @@ def test_files_outside_the_upload_roots_are_refused(settings: UISettings, tmp_pa
         core.validate_upload(str(link), settings)
 
 
+def _flac(path: Path, seconds: float, sr: int, channels: int) -> Path:
+    """A FLAC of silence: tiny on disk however long, wide or fast it is."""
+    with sf.SoundFile(path, "w", sr, channels, subtype="PCM_16", format="FLAC") as f:
+        block = np.zeros((sr // 10, channels), np.int16)
+        for _ in range(int(round(seconds * 10))):
+            f.write(block)
+    return path
+
+
+@pytest.fixture
+def no_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if an upload is decoded (the refusal must come from the header)."""
+    import auralens.audio
+
+    def boom(*args: object, **kw: object) -> None:
+        raise AssertionError("the upload was decoded")
+
+    monkeypatch.setattr(auralens.audio, "load_with_info", boom)
+
+
+def test_wide_fast_uploads_are_refused_before_decoding(tmp_path: Path, no_decode: None) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    s = UISettings(work_root=tmp_path / "w", upload_roots=[uploads])  # default limits (600 s)
+    # the reviewer's case: 8 channels at 96 kHz, a few KB of FLAC, hundreds of MB decoded
+    wide = _flac(uploads / "wide.flac", 3.0, 96000, 8)
+    assert wide.stat().st_size < s.max_upload_bytes
+    with pytest.raises(UIError, match=r"^wide\.flac: 8 channels; uploads may have at most 2"):
+        core.validate_upload(str(wide), s)
+    fast = _flac(uploads / "fast.flac", 0.2, 384000, 1)
+    with pytest.raises(UIError, match=r"^fast\.flac: sample rate 384000 Hz is above the upload limit of 192 kHz"):
+        core.validate_upload(str(fast), s)
+
+
+def test_decoded_size_is_capped(settings: UISettings, no_decode: None) -> None:
+    # limit 2 s: at most 2 s of 48 kHz stereo = 192000 samples; 0.6 s of 192 kHz stereo is more
+    assert core.max_upload_samples(settings) == 192_000
+    big = _flac(settings.upload_roots[0] / "hires.flac", 0.6, 192000, 2)
+    with pytest.raises(UIError, match=r"^hires\.flac: too much audio to decode \(0\.6 s × 2 channel\(s\) "
+                                      r"at 192 kHz\); the limit is 2 s of 48 kHz stereo"):
+        core.validate_upload(str(big), settings)
+    long = _flac(settings.upload_roots[0] / "long.flac", 3.0, 8000, 1)
+    with pytest.raises(UIError, match=r"^long\.flac: duration 3\.0 s is longer than the limit of 2 s"):
+        core.validate_upload(str(long), settings)
+
+
+def test_stereo_and_high_rate_uploads_within_the_cap_are_loaded(settings: UISettings) -> None:
+    ok = _flac(settings.upload_roots[0] / "stereo.flac", 1.9, 48000, 2)  # 182400 samples
+    up = core.validate_upload(str(ok), settings)
+    assert up.sample_rate == 48000 and up.wave.shape == (91200,)
+    hires = _flac(settings.upload_roots[0] / "hires.flac", 0.9, 192000, 1)  # 172800 samples
+    assert core.validate_upload(str(hires), settings).wave.shape == (172800,)
+
+
+def test_sonify_tab_shows_the_upload_refusal(settings: UISettings, no_decode: None) -> None:
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    wide = _flac(settings.upload_roots[0] / "wide.flac", 0.2, 8000, 6)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(wide), settings)
+    assert not view.ok and view.status == "wide.flac: 6 channels; uploads may have at most 2 (mono or stereo)"
+
+
 def test_no_upload_roots_means_no_uploads(tmp_path: Path) -> None:
     s = UISettings(work_root=tmp_path / "w")
     with pytest.raises(UIError, match="not enabled"):
@@ -229,6 +290,29 @@ def test_ratings_round_trip(settings: UISettings) -> None:
     assert "3.00" in row and "3.50" in row and row.rstrip(" |").endswith("2")
 
 
+@pytest.mark.parametrize(("rater", "comment"), [
+    ("=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\",\"y\")"),
+    ("+1", "-2+3"),
+    ("  @SUM(A1)", "\n-oops"),
+])
+def test_ratings_csv_cells_never_start_a_formula(settings: UISettings, rater: str, comment: str) -> None:
+    import csv
+
+    pytest.importorskip("auralens.evaluate.ratings")
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    runs = core.discover_runs(settings.runs_dir)
+    rate.save("r1", "c1", "raw", 3, 4, rater, comment, settings, runs)
+    rate.save("r1", "c1", "raw", 4, 4, "ann-marie", "a - b", settings, runs)
+    with open(settings.ratings_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    cells = [c for row in rows[1:] for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")], cells
+    header = rows[0]
+    first, second = (dict(zip(header, r, strict=True)) for r in rows[1:])
+    assert first["rater"] == "'" + rater.strip() and first["comment"] == "'" + comment.strip()
+    assert second["rater"] == "ann-marie" and second["comment"] == "a - b"  # only a leading sign is escaped
+
+
 # --------------------------------------------------------------------------- imagine outputs
 def test_read_imagine_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -300,3 +384,31 @@ def test_sonify_upload_renders_through_the_run(settings: UISettings,
     assert {"si_sdr", "env_corr", "lsd_db"} <= set(view.metrics)
     bad = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax+wiener", None, settings)
     assert not bad.ok and "no audio given" in bad.status
+    assert "only the first" not in view.status  # the whole upload was sonified
+
+
+def test_sonify_upload_longer_than_the_window_says_so(settings: UISettings,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    def cutting_render(run_dir, wave, sr, post=None, *, out_sr=None):  # noqa: ANN001, ANN202
+        return (0.5 * wave[: int(0.5 * sr)]).astype(np.float32)  # a 0.5 s input window
+
+    monkeypatch.setitem(sys.modules, "auralens.sonify.render",
+                        types.SimpleNamespace(render=cutting_render))
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    up = _wav(settings.upload_roots[0] / "long.wav", 1.5)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(up), settings)
+    assert view.ok, view.status
+    assert "only the first 0.50 s of the 1.50 s upload were sonified" in view.status
+    orig, sr = sf.read(view.original)
+    est, _ = sf.read(view.sonified)
+    assert sr == 8000 and orig.shape == est.shape == (4000,)
+    assert view.metrics["si_sdr"] > 30  # the halved first 0.5 s against the same 0.5 s
+
+
+def test_window_note() -> None:
+    assert sonify.window_note(8000, 8000, 8000) is None
+    assert sonify.window_note(8000, 8001, 8000) is None
+    note = sonify.window_note(20 * 16000, int(5.12 * 16000), 16000)
+    assert note is not None and note.startswith("only the first 5.12 s of the 20.00 s upload")

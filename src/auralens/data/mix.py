@@ -83,9 +83,10 @@ FRAME_S = 0.02
 ACTIVE_DB = -40.0
 #: A clip whose loudest frame is below this RMS is considered silent.
 SILENT_RMS = 1e-4
-#: Settings that must match to resume into an existing output directory.
+#: Settings that must match to resume into an existing output directory. The source counts by
+#: its clips (ids, labels, folds, file sizes), not by how its path was spelled.
 _RESUME_KEYS = ("seed", "sample_rate", "duration", "max_sources", "min_sources", "reverb",
-                "folds", "source")
+                "folds", "clips")
 
 
 @dataclass
@@ -200,8 +201,11 @@ def room_impulse_responses(room: dict[str, Any], sample_rate: int,
 def _draw(rng: np.random.Generator, pool: _Pool, used_ids: set[str],
           avoid_labels: set[str | None]) -> tuple[Clip, np.ndarray]:
     """One usable clip not in ``used_ids``; labels in ``avoid_labels`` only when nothing else is left."""
-    for _ in range(20 * len(pool.clips) + 100):
-        usable = [c for c in pool.clips if c.id not in pool.bad and c.id not in used_ids]
+    # The candidates never depend on which bad clips earlier examples happened to find (only on
+    # the ones this draw hit), so an example is the same in a straight and in a resumed run.
+    rejected: set[str] = set()
+    while True:
+        usable = [c for c in pool.clips if c.id not in rejected and c.id not in used_ids]
         if not usable:
             raise DatasetError("not enough usable clips to mix (the rest are unreadable or silent)")
         fresh = [c for c in usable if c.label not in avoid_labels] or usable
@@ -209,7 +213,7 @@ def _draw(rng: np.random.Generator, pool: _Pool, used_ids: set[str],
         wave = pool.get(clip)
         if wave is not None:
             return clip, wave
-    raise DatasetError("could not find a usable clip to mix")
+        rejected.add(clip.id)
 
 
 def _pick_clips(rng: np.random.Generator, pool: _Pool, count: int,
@@ -413,12 +417,36 @@ class RecipeMixer:
         return refs.sum(0).astype(np.float32), refs
 
 
+def _clips_fingerprint(clips: Sequence[Clip]) -> str:
+    """A short hash of what is mixed from: each clip's id, label, fold and file size."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in clips:
+        try:
+            size = Path(c.path).stat().st_size
+        except OSError:
+            size = -1
+        h.update(f"{c.id}\t{c.label}\t{c.fold}\t{size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _same_path(old: Any, new: str) -> bool | None:
+    """Whether a source recorded by an older version names ``new`` (None: cannot tell)."""
+    if not isinstance(old, str) or old.startswith("<"):
+        return None
+    try:
+        return Path(old).resolve() == Path(new).resolve()
+    except OSError:
+        return None
+
+
 def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None) -> tuple[list[Clip], str]:
     if isinstance(src, (str, Path)):
         from auralens.data import load_dataset
 
         clips = load_dataset(Path(src))
-        name = str(Path(src))
+        name = str(Path(src).resolve())
     else:
         clips = list(src)
         name = f"<{len(clips)} clips>"
@@ -496,8 +524,12 @@ def build_mixtures(
         raise DatasetError(f"n must be >= 0, got {n}")
     if not 1 <= min_sources <= max_sources:
         raise DatasetError(f"need 1 <= min_sources <= max_sources, got {min_sources} and {max_sources}")
-    if duration <= 0 or sample_rate <= 0:
-        raise DatasetError(f"duration and sample_rate must be positive, got {duration} and {sample_rate}")
+    from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise DatasetError(f"sample_rate must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+    if not duration > 0 or duration == float("inf") or int(round(duration * sample_rate)) < 1:
+        raise DatasetError(f"duration must be a positive number of seconds (at least one sample), got {duration}")
     if not split or "/" in split or split.startswith("."):
         raise DatasetError(f"invalid split name {split!r}")
     clips, source_name = _resolve_clips(src, folds)
@@ -507,11 +539,14 @@ def build_mixtures(
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
                 "folds": sorted(int(f) for f in folds) if folds is not None else None,
-                "source": source_name, "split": split}
+                "source": source_name, "clips": _clips_fingerprint(clips), "split": split}
     config_path = out_dir / f"{split}_mix_config.json"
     if config_path.is_file():
         old = read_json(config_path)
-        diff = [k for k in _RESUME_KEYS if old.get(k) != settings[k]]
+        keys = [k for k in _RESUME_KEYS if k != "clips" or "clips" in old]
+        diff = [k for k in keys if old.get(k) != settings[k]]
+        if "clips" not in old and _same_path(old.get("source"), source_name) is False:
+            diff.append("source")
         if diff:
             raise DatasetError(f"{out_dir}: split {split!r} was made with different settings "
                                f"({', '.join(diff)}); use another --out or remove it")

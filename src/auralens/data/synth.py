@@ -14,13 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import signal
 
-from auralens.audio import write
+from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, write
 from auralens.data import DatasetError
 from auralens.io import write_text
 
@@ -333,14 +334,36 @@ GENERATORS: dict[str, Generator] = {
 SYNTH_CLASSES: list[str] = list(GENERATORS)
 
 
+def check_clip_settings(sample_rate: int, duration: float) -> None:
+    """Refuse a sample rate or duration that would not give a loadable clip.
+
+    Raises:
+        DatasetError: ``sample_rate`` outside the rates :mod:`auralens.audio` loads
+            (:data:`~auralens.audio.MIN_SAMPLE_RATE` … :data:`~auralens.audio.MAX_SAMPLE_RATE`),
+            or ``duration`` not a positive finite number of seconds worth at least one sample.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+            or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise DatasetError(f"sample rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+                           f"got {sample_rate!r}")
+    if not isinstance(duration, (int, float, np.number)) or not math.isfinite(duration) or duration <= 0:
+        raise DatasetError(f"duration must be a positive number of seconds, got {duration!r}")
+    if int(round(duration * sample_rate)) < 1:
+        raise DatasetError(f"duration {duration} s is shorter than one sample at {sample_rate} Hz")
+
+
 def generate_clip(label: str, rng: Rng, *, sample_rate: int = 22050, duration: float = 5.0) -> np.ndarray:
     """One clip of class ``label`` as float32 ``[T]``, normalised to a random level.
 
     The level is drawn per clip (RMS −30…−16 dBFS, peak at most 0.5…0.9) so loudness
     varies naturally within a class.
+
+    Raises:
+        DatasetError: unknown ``label`` or settings refused by :func:`check_clip_settings`.
     """
     if label not in GENERATORS:
         raise DatasetError(f"unknown synth class {label!r}; choose from {', '.join(SYNTH_CLASSES)}")
+    check_clip_settings(sample_rate, duration)
     n = int(round(duration * sample_rate))
     x = np.asarray(GENERATORS[label](rng, n, sample_rate), dtype=np.float64)[:n]
     x = _fade(x - x.mean(), sample_rate)
@@ -376,6 +399,10 @@ def synthesize(
 
     Returns:
         ``out_dir``.
+
+    Raises:
+        DatasetError: unknown classes, ``clips_per_class < 1``, or a sample rate or
+            duration refused by :func:`check_clip_settings` (nothing is written then).
     """
     from auralens.progress import progress
 
@@ -386,6 +413,7 @@ def synthesize(
         raise DatasetError(f"unknown synth class(es) {', '.join(unknown)}; choose from {', '.join(SYNTH_CLASSES)}")
     if clips_per_class < 1:
         raise DatasetError(f"clips_per_class must be >= 1, got {clips_per_class}")
+    check_clip_settings(sample_rate, duration)  # before anything is written
     rows = []
     jobs = [(name, k) for name in names for k in range(clips_per_class)]
     for name, k in progress(jobs, desc="synth"):

@@ -4,7 +4,8 @@ Nothing here imports gradio, so every rule the web page enforces can be unit-tes
 directly. The security model is simple:
 
 * audio files are only read from the upload folders the server owns (gradio's temp
-  upload area), after a size, duration and decodability check;
+  upload area), after a size, duration and decodability check, and a header check that
+  bounds the decoded size (channels, sample rate, frames × channels);
 * a trained run is chosen by a *key* that is looked up in a list the server built by
   scanning ``--runs``; no path sent by a browser is ever opened;
 * everything a request writes goes into a fresh directory under the server's work root.
@@ -30,6 +31,13 @@ log = logging.getLogger(__name__)
 #: Default upload limits (configurable through :class:`UISettings`).
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_DURATION_S = 600.0
+#: Most channels an upload may have (every tab works on mono or stereo sound).
+MAX_UPLOAD_CHANNELS = 2
+#: Highest sample rate an upload may have, in Hz.
+MAX_UPLOAD_SAMPLE_RATE = 192_000
+#: Decoded samples (frames × channels) allowed per second of ``max_duration_s``: as much as
+#: 48 kHz stereo, so the memory a decode costs is bounded however well the file compresses.
+UPLOAD_SAMPLES_PER_SECOND = 48_000 * 2
 #: How many request work dirs to keep before the oldest are removed.
 DEFAULT_KEEP_WORK_DIRS = 32
 #: How deep under ``--runs`` to look for run directories.
@@ -161,6 +169,45 @@ def _human_mb(n_bytes: int) -> str:
     return f"{n_bytes / 1_000_000:.1f} MB"
 
 
+def max_upload_samples(settings: UISettings) -> int:
+    """Most decoded samples (frames × channels) one upload may hold."""
+    return int(settings.max_duration_s * UPLOAD_SAMPLES_PER_SECOND)
+
+
+def _check_decoded_size(p: Path, name: str, settings: UISettings) -> None:
+    """Refuse, from the header alone, a file whose decoded audio would be too large.
+
+    A small, well-compressed file (FLAC of silence, many channels, a high rate) can decode
+    to gigabytes of float32; the size and duration limits do not bound that, so the
+    channel count, the rate and ``frames × channels`` are checked before any decoding. A
+    file whose header cannot be read is refused here too: nothing else bounds its decode.
+    """
+    import soundfile as sf
+
+    try:
+        meta = sf.info(str(p))
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = msg.replace(str(p), name)
+        raise UIError(f"{name}: unreadable or corrupt audio ({msg})") from exc
+    if meta.channels > MAX_UPLOAD_CHANNELS:
+        raise UIError(f"{name}: {meta.channels} channels; uploads may have at most "
+                      f"{MAX_UPLOAD_CHANNELS} (mono or stereo)")
+    if meta.samplerate > MAX_UPLOAD_SAMPLE_RATE:
+        raise UIError(f"{name}: sample rate {meta.samplerate} Hz is above the upload limit of "
+                      f"{MAX_UPLOAD_SAMPLE_RATE // 1000} kHz")
+    if meta.samplerate > 0 and meta.frames / meta.samplerate > settings.max_duration_s * 1.01:
+        raise UIError(f"{name}: duration {meta.frames / meta.samplerate:.1f} s is longer than the limit of "
+                      f"{settings.max_duration_s:g} s ({settings.max_duration_s / 60:g} min)")
+    samples = int(meta.frames) * int(meta.channels)
+    limit = max_upload_samples(settings)
+    if samples > limit:
+        seconds = meta.frames / meta.samplerate if meta.samplerate else float("inf")
+        raise UIError(f"{name}: too much audio to decode ({seconds:.1f} s × {meta.channels} channel(s) at "
+                      f"{meta.samplerate / 1000:g} kHz); the limit is {settings.max_duration_s:g} s of "
+                      f"48 kHz stereo or the same number of samples")
+
+
 def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -> Upload:
     """Check one uploaded audio file and load it.
 
@@ -173,7 +220,9 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
 
     Raises:
         UIError: nothing given, a path outside the upload roots, a missing/empty file,
-            a file over the size limit, too long, or not decodable as audio. Messages name
+            a file over the size limit, more than :data:`MAX_UPLOAD_CHANNELS` channels, a
+            rate above :data:`MAX_UPLOAD_SAMPLE_RATE`, more decoded samples than
+            :func:`max_upload_samples`, too long, or not decodable as audio. Messages name
             the file by its base name only.
     """
     from auralens.audio import AudioError, load_with_info
@@ -196,6 +245,7 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
     if size > settings.max_upload_bytes:
         raise UIError(f"{name}: file is {_human_mb(size)}; the upload limit is "
                       f"{settings.max_upload_mb:g} MB")
+    _check_decoded_size(p, name, settings)
     try:
         wave, info = load_with_info(p, None, max_duration=settings.max_duration_s)
     except AudioError as exc:

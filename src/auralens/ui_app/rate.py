@@ -19,6 +19,8 @@ from auralens.ui_app.core import (
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 500
+#: First characters that make a spreadsheet read a CSV cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
 def _ratings_module() -> Any:
@@ -44,11 +46,19 @@ def _mark(value: Any, what: str) -> int:
 
 
 def _clean_text(text: str | None, what: str) -> str:
+    """Browser text made safe for one CSV cell: one line, and never read as a formula.
+
+    A value starting with one of :data:`FORMULA_PREFIXES` gets a leading ``'`` so that
+    Excel and LibreOffice show it as text instead of evaluating it.
+    """
     text = (text or "").strip()
     if len(text) > MAX_TEXT:
         raise UIError(f"{what} is longer than {MAX_TEXT} characters")
     # one CSV cell, one line
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    if text.startswith(FORMULA_PREFIXES):
+        text = "'" + text
+    return text
 
 
 def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio: Any,

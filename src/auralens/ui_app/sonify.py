@@ -235,6 +235,24 @@ def _add_analysis(view: SonifyView, work: Path) -> None:
     view.metrics = compute_metrics(ref, est, sr)
 
 
+def window_note(n_in: int, n_out: int, sr: int) -> str | None:
+    """A note for the page when the rendition is shorter than the upload, else None.
+
+    :func:`auralens.sonify.render.render` cuts a clip to the extractor's input window
+    (``Extractor.max_duration``) and returns exactly the rendered stretch at the upload's
+    rate, so a shorter result means the rest of the upload was never sonified.
+
+    Args:
+        n_in: samples in the upload.
+        n_out: samples in the rendition (same rate).
+        sr: that rate in Hz.
+    """
+    if n_out >= n_in:
+        return None
+    return (f"only the first {n_out / sr:.2f} s of the {n_in / sr:.2f} s upload were sonified "
+            "(the model's input window); the original is cut to the same length")
+
+
 def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
                    settings: UISettings) -> SonifyView:
     from auralens.audio import write
@@ -259,7 +277,13 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
     wave = np.asarray(out, dtype=np.float32).reshape(-1)
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · {md_escape(upload.name)} · "
                                       f"{md_escape(post or 'none')}")
-    view.original = write(work / "original.wav", upload.wave, upload.sample_rate)
+    original = upload.wave
+    note = window_note(upload.wave.shape[0], wave.shape[0], upload.sample_rate)
+    if note:
+        # the render covers only the model's input window: show and score the same stretch
+        original = upload.wave[: wave.shape[0]]
+        view.status += f" · {note}"
+    view.original = write(work / "original.wav", original, upload.sample_rate)
     view.sonified = write(work / "sonified.wav", wave, upload.sample_rate)
     try:
         _add_analysis(view, work)
