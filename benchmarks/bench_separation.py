@@ -117,6 +117,7 @@ def main() -> None:
     import torch
 
     from auralens.scene.separate.activity import ActivityConfig, count_accuracy, filter_estimates
+    from auralens.scene.separate.base import ReferenceSeparator
     from auralens.scene.separate.metrics import summarize
     from auralens.scene.separate.run import evaluate_items, load_eval_items, load_separator
 
@@ -133,17 +134,18 @@ def main() -> None:
     audio_s = sum(m.size for _, m, _ in items) / 16000
     results: dict[str, dict] = {}
     model_est: list[np.ndarray] = []
-    for spec in (args.separator, "nmf", "oracle-irm", "oracle-ibm"):
+    for spec in dict.fromkeys((args.separator, "nmf", "oracle-irm", "oracle-ibm")):  # once each
         sep = load_separator(spec)
         if spec == args.separator:  # keep the estimates for the activity-rule study
-            orig = sep.separate
+            method = "separate_with_refs" if isinstance(sep, ReferenceSeparator) else "separate"
+            orig = getattr(sep, method)
 
-            def keep(mix, _orig=orig):
-                est = _orig(mix)
+            def keep(*inputs, _orig=orig):
+                est = _orig(*inputs)
                 model_est.append(est)
                 return est
 
-            sep.separate = keep  # type: ignore[method-assign]
+            setattr(sep, method, keep)
         scores, spent = evaluate_items(sep, items, bss=not args.no_bss)
         s = summarize(scores)
         s["rtf"] = spent / audio_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +52,22 @@ SEPARATORS.register("oracle-irm", "auralens.scene.separate.oracle:build_irm", al
 SEPARATORS.register("oracle-ibm", "auralens.scene.separate.oracle:build_ibm", aliases=("ibm",))
 # A bare checkpoint path ("/runs/x/best.safetensors") is a TDCN++ checkpoint.
 SEPARATORS.register("path", "auralens.scene.separate.tdcnpp:build_tdcnpp")
+
+
+def check_options(backend: str, params: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
+    """Spec options of a separator backend, checked by name and type before anything is built.
+
+    Raises:
+        AuralensError: an unknown option or a value of the wrong type (one line).
+    """
+    from auralens.errors import AuralensError
+
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise AuralensError(f"unknown {backend} options {unknown}; use {', '.join(sorted(allowed))}")
+    for key, value in params.items():
+        want = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, want) or (want is int and value < 1):
+            kind = "a whole number ≥ 1" if want is int else want.__name__
+            raise AuralensError(f"{backend} option {key} must be {kind}, got {value!r}")
+    return params

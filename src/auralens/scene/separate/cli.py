@@ -17,7 +17,8 @@ app = typer.Typer(help="Separate a sound mixture into sources; train and evaluat
                   cls=default_group("run"), no_args_is_help=True)
 
 _SEP_HELP = ("Separator spec: tdcnpp (committed tiny checkpoint), tdcnpp:/path/ckpt.safetensors, "
-             "nmf, oracle-irm / oracle-ibm (eval only).")
+             "nmf, oracle-irm / oracle-ibm (eval only); options after @, e.g. "
+             "tdcnpp@chunk=10,overlap=1,device=cuda.")
 
 
 _THRESHOLD = typer.Option(0.1, "--threshold", help="Activity rule: (Σ|s|)·max|s| threshold.")
@@ -148,8 +149,14 @@ def eval_cmd(
     """PIT SI-SNR / SI-SNRi (1S, MSi), SDR/SIR/SAR and separation rates per source count."""
     from auralens.scene.separate.run import evaluate_separator
 
+    try:
+        fold_list = [int(f) for f in folds.split(",") if f.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{folds!r} is not a comma list of fold numbers", param_hint="--folds") from None
+    if limit is not None and limit < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--limit")
     summary = evaluate_separator(data, out, separator=separator, split=split, limit=limit,
-                                 folds=[int(f) for f in folds.split(",") if f.strip()],
+                                 folds=fold_list,
                                  n=n, seconds=seconds, bss=bss)
     typer.echo(f"1S {_db(summary['1S'])} · MSi {_db(summary['MSi'])} over "
                f"{summary['n_mixtures']} mixtures → {out}")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.scene.separate.base import Separator
+from auralens.scene.separate.base import Separator, check_options
 from auralens.scene.separate.tdcnpp import TDCNppConfig, istft, stft
 from auralens.specs import ModelSpec
 
@@ -104,4 +104,6 @@ class NMFSeparator(Separator):
 
 def build_nmf(spec: ModelSpec, **params: Any) -> NMFSeparator:
     """Registry factory for ``nmf`` (params: num_sources, n_components, n_iter, cluster, seed)."""
+    ints = dict.fromkeys(("num_sources", "n_components", "n_iter", "n_fft", "hop", "sample_rate"), int)
+    check_options("nmf", params, {**ints, "cluster": str, "seed": int})
     return NMFSeparator(**params)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.scene.separate.base import ReferenceSeparator
+from auralens.scene.separate.base import ReferenceSeparator, check_options
 from auralens.scene.separate.tdcnpp import TDCNppConfig, istft, stft
 from auralens.specs import ModelSpec
 
@@ -56,11 +56,14 @@ class OracleMaskSeparator(ReferenceSeparator):
         return out
 
 
+_OPTIONS = dict.fromkeys(("num_sources", "n_fft", "hop", "sample_rate"), int)
+
+
 def build_irm(spec: ModelSpec, **params: Any) -> OracleMaskSeparator:
     """Registry factory for ``oracle-irm`` (params: num_sources, n_fft, hop)."""
-    return OracleMaskSeparator("irm", **params)
+    return OracleMaskSeparator("irm", **check_options("oracle-irm", params, _OPTIONS))
 
 
 def build_ibm(spec: ModelSpec, **params: Any) -> OracleMaskSeparator:
     """Registry factory for ``oracle-ibm`` (params: num_sources, n_fft, hop)."""
-    return OracleMaskSeparator("ibm", **params)
+    return OracleMaskSeparator("ibm", **check_options("oracle-ibm", params, _OPTIONS))

@@ -53,12 +53,34 @@ def load_separator(spec: str | None = None, **params: Any) -> Separator:
     return SEPARATORS.build(spec, **params)
 
 
+#: Inputs shorter than this are zero-padded for the separator and the estimates cut back
+#: (an STFT with centred frames needs more samples than half its window).
+MIN_SEPARATE_SAMPLES = 2048
+
+
+def _padded(fn: Any, mix: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+    """``fn(mix, *rest)`` on inputs zero-padded to :data:`MIN_SEPARATE_SAMPLES`, cut back.
+
+    Zeros add nothing to a mixture, so estimates that sum to the padded mixture still sum to
+    the original once cut.
+    """
+    n = mix.shape[-1]
+    if n == 0:
+        raise SeparationError("empty mixture")
+    if n >= MIN_SEPARATE_SAMPLES:
+        return fn(mix, *rest)
+    pad = [(0, 0)] * (mix.ndim - 1) + [(0, MIN_SEPARATE_SAMPLES - n)]
+    padded = [np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, MIN_SEPARATE_SAMPLES - n)]) for x in rest]
+    return np.asarray(fn(np.pad(mix, pad), *padded))[..., :n]
+
+
 def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     """``[T]`` → ``[M, T]`` with shape checks (a backend returning a wrong shape is a bug)."""
     if isinstance(separator, ReferenceSeparator):
         raise SeparationError(f"{separator.name} needs reference sources; use it with "
                               "'auralens separate eval' only")
-    est = np.asarray(separator.separate(np.asarray(mix, np.float32)), np.float32)
+    mix = np.asarray(mix, np.float32)
+    est = np.asarray(_padded(separator.separate, mix), np.float32)
     if est.ndim != 2 or est.shape[1] != mix.shape[-1]:
         raise SeparationError(f"{separator.name} returned shape {est.shape} for {mix.shape[-1]} samples")
     return est
@@ -88,6 +110,8 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     out_dir = Path(out_dir)
     if not Path(path).exists():  # name the input before spending time on the model
         raise AudioError(path, "file not found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SeparationError(f"{out_dir}: exists and is not a directory (--out names a folder)")
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     with timer("load_audio"):
@@ -97,6 +121,8 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     activity = activity or ActivityConfig()
     decisions = filter_estimates(est, mix, activity)
     files = []
+    for stale in sorted((out_dir / "sources").glob("source*.wav")):  # from an earlier separator
+        stale.unlink()
     for k, wave in enumerate(est):
         files.append(str(write(out_dir / "sources" / f"source{k}.wav", wave, sep.sample_rate)))
     write_json(out_dir / "activity.json", {"config": activity, "estimates": decisions})
@@ -119,23 +145,27 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     return summary
 
 
-def batch_inputs(source: str | Path) -> list[tuple[str, Path]]:
+def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tuple[str, Path]]:
     """``[(id, audio path)]`` to separate, sorted by id.
 
     ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
     folder of audio files (every audio file below it; id = the path relative to the folder
     without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
     relative to the file; id = the file name without its suffix, which must be unique).
+    Files below a folder in ``exclude`` (an output folder inside ``source``) are left out.
     """
     from auralens.data.folder import AUDIO_EXTENSIONS, audio_files, file_ids
 
     source = Path(source)
     if not source.exists():
         raise SeparationError(f"{source}: input not found")
+    if source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS:
+        raise SeparationError(f"{source}: one audio file; batch takes a folder, a FUSS manifest "
+                              "or a text list (use 'auralens separate FILE --out DIR' for one file)")
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
     if source.is_dir():
-        files = audio_files(source)
+        files = [f for f in audio_files(source) if not any(f.resolve().is_relative_to(x) for x in exclude)]
         if not files:
             raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
         return sorted(zip(file_ids(source, files), files, strict=True))
@@ -184,7 +214,8 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
-    items = batch_inputs(source)
+    # An output folder inside the source must not feed its own results back in on a rerun.
+    items = batch_inputs(source, exclude=(out.resolve(),) if Path(source).is_dir() else ())
     if limit is not None:
         items = items[: int(limit)]
     items = shard_items(items, parsed, key=lambda it: it[0])
@@ -259,25 +290,40 @@ def _record_items(data: Path, split: str | None, sr: int) -> list[tuple[str, Pat
 
 def load_eval_items(data: str | Path, *, split: str | None = None, limit: int | None = None,
                     folds: list[int] | None = None, n: int = 40, seconds: float = 10.0,
-                    seed: int = 1234, sr: int = 16000) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``[(id, mix [T], refs [N, T])]`` from a FUSS folder/manifest or an ESC-50 folder."""
+                    seed: int = 1234, sr: int = 16000,
+                    errors: Any = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``[(id, mix [T], refs [N, T])]`` from a FUSS folder/manifest or an ESC-50 folder.
+
+    With an ``errors`` log (:class:`~auralens.io.ErrorLog`) a mixture whose audio cannot be
+    read is listed there and left out; without one it raises.
+    """
     from auralens.audio import fix_length, load
 
     data = Path(data)
     if (data / "meta" / "esc50.csv").exists():
         items = _esc_mixtures(data, folds or [4], n, seconds, seed, sr=sr)
-        return items[:limit] if limit else items
+        return items[:limit] if limit is not None else items
     if not data.exists():
         raise SeparationError(f"{data}: evaluation data not found")
     rows = _record_items(data, split, sr)
     if not rows:
         raise SeparationError(f"{data}: no mixtures{f' in split {split!r}' if split else ''}")
     out = []
-    for rid, mix_path, src_paths in rows[:limit] if limit else rows:
-        mix = load(mix_path, sr)
-        refs = np.stack([fix_length(load(p, sr), mix.shape[0]) for p in src_paths]) if src_paths \
-            else np.zeros((1, mix.shape[0]), np.float32)
-        out.append((rid, mix, refs))
+    for rid, mix_path, src_paths in rows[:limit] if limit is not None else rows:
+        def one(mix_path: Path = mix_path, src_paths: list[Path] = src_paths) -> tuple[np.ndarray, np.ndarray]:
+            mix = load(mix_path, sr)
+            refs = np.stack([fix_length(load(p, sr), mix.shape[0]) for p in src_paths]) if src_paths \
+                else np.zeros((1, mix.shape[0]), np.float32)
+            return mix, refs
+
+        if errors is None:
+            out.append((rid, *one()))
+            continue
+        loaded = None
+        with errors.guard(rid, mix_path):
+            loaded = one()
+        if loaded is not None:
+            out.append((rid, *loaded))
     return out
 
 
@@ -294,7 +340,7 @@ def evaluate_items(sep: Separator, items: list[tuple[str, np.ndarray, np.ndarray
         def one(rid: str = rid, mix: np.ndarray = mix, refs: np.ndarray = refs) -> Any:
             t0 = time.perf_counter()
             if isinstance(sep, ReferenceSeparator):
-                est = sep.separate_with_refs(mix, refs)
+                est = _padded(sep.separate_with_refs, mix, refs)
             else:
                 est = separate_array(sep, mix)
             dt = time.perf_counter() - t0
@@ -338,12 +384,15 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     out_dir = Path(out_dir)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
+    errors = ErrorLog(out_dir / "errors.jsonl", reset=True)
     with timer("load_data"):
         items = load_eval_items(data, split=split, limit=limit, folds=folds, n=n, seconds=seconds,
-                                sr=sep.sample_rate)
-    errors = ErrorLog(out_dir / "errors.jsonl", reset=True)
+                                sr=sep.sample_rate, errors=errors)
+    n_listed = len(items) + len(errors)
     with timer("evaluate"):
         scores, spent = evaluate_items(sep, items, activity=activity, bss=bss, errors=errors)
+    if n_listed and not scores:
+        raise SeparationError(f"{data}: no mixture could be evaluated; see {errors.path}")
     summary = summarize(scores)
     audio_s = sum(m.shape[-1] for _, m, _ in items) / sep.sample_rate
     summary["real_time_factor"] = spent / max(audio_s, 1e-9)
@@ -359,5 +408,5 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
                            "activity": activity or ActivityConfig()},
                    models={"separator": sep.name}, timings=timer.timings,
                    extra={"summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")}})
-    errors.summary(len(items))
+    errors.summary(n_listed)
     return summary

@@ -90,6 +90,11 @@ class TDCNppConfig:
             raise ValueError(f"consistency must be uniform/learned/none, got {self.consistency!r}")
         if self.n_fft % self.hop:
             raise ValueError("n_fft must be a multiple of hop")
+        sizes = ("sample_rate", "n_fft", "hop", "num_sources", "bottleneck", "conv_channels",
+                 "kernel_size", "blocks_per_repeat", "repeats")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     @property
     def num_bins(self) -> int:
@@ -105,12 +110,30 @@ class TDCNppConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TDCNppConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+    def from_dict(cls, data: Any) -> TDCNppConfig:
+        """Build from a mapping (a checkpoint header's ``model_args`` or user overrides).
+
+        Raises:
+            CheckpointMismatchError: not a mapping, unknown keys, values of the wrong type or
+                out of range.
+        """
+        if not isinstance(data, dict):
+            raise CheckpointMismatchError(f"TDCN++ config must be a mapping, got {type(data).__name__}")
+        types = {f.name: type(f.default) for f in fields(cls)}
+        unknown = sorted(set(data) - set(types))
         if unknown:
             raise CheckpointMismatchError(f"unknown TDCN++ config keys {unknown}")
-        return cls(**data)
+        for key, value in data.items():
+            want = types[key]
+            ok = (isinstance(value, bool) if want is bool
+                  else isinstance(value, (int, float)) and not isinstance(value, bool) if want is float
+                  else isinstance(value, want) and not isinstance(value, bool))
+            if not ok:
+                raise CheckpointMismatchError(f"TDCN++ config {key} must be {want.__name__}, got {value!r}")
+        try:
+            return cls(**data)
+        except ValueError as exc:
+            raise CheckpointMismatchError(f"invalid TDCN++ config: {exc}") from None
 
 
 #: Named size presets.
@@ -128,7 +151,7 @@ def preset(name: str, **overrides: Any) -> TDCNppConfig:
     """A copy of a named preset with single fields overridden."""
     if name not in PRESETS:
         raise AuralensError(f"unknown TDCN++ preset {name!r}; available: {', '.join(PRESETS)}")
-    return TDCNppConfig(**{**PRESETS[name].to_dict(), **overrides})
+    return TDCNppConfig.from_dict({**PRESETS[name].to_dict(), **overrides})
 
 
 class FeatureNorm(nn.Module):
@@ -302,6 +325,8 @@ def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
         raise CheckpointMismatchError(
             f"{path}: checkpoint is {header.get('model_name')!r} ({header.get('format')}), "
             f"expected tdcnpp ({CHECKPOINT_FORMAT})")
+    if not isinstance(header.get("model_args"), dict):
+        raise CheckpointMismatchError(f"{path}: the header holds no TDCN++ config (model_args)")
     return header
 
 
@@ -330,7 +355,10 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
         path = path / "model.safetensors"
     header, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError, device=map_location)
     _check_header(path, header)
-    cfg = TDCNppConfig.from_dict(header["model_args"])
+    try:
+        cfg = TDCNppConfig.from_dict(header["model_args"])
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"{path}: {exc}") from None
     if expect is not None and cfg != expect:
         diff = {k: (v, getattr(cfg, k)) for k, v in expect.to_dict().items() if getattr(cfg, k) != v}
         raise CheckpointMismatchError(
@@ -363,8 +391,13 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     header: dict[str, Any] = {}
     sources = []
     for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.safetensors"
         h, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError)
-        _check_header(Path(path), h)
+        _check_header(path, h)
+        if not header:  # the first one must be a loadable model, or the average would not be
+            load_checkpoint(path)
         if header and h["model_args"] != header["model_args"]:
             raise CheckpointMismatchError(f"{path}: a different TDCN++ config than {paths[0]}; "
                                           "only checkpoints of one model can be averaged")
@@ -434,7 +467,7 @@ def _align(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     return order
 
 
-def chunked(fn: Any, mix: np.ndarray, chunk: int, overlap: int) -> np.ndarray:
+def chunked(fn: Any, mix: np.ndarray, chunk: int, overlap: int, align: int = 1) -> np.ndarray:
     """Run ``fn([T']) -> [M, T']`` on overlapping chunks and cross-fade them together.
 
     Outputs of each chunk are permuted to match the previous chunk over the overlap, and the
@@ -445,7 +478,11 @@ def chunked(fn: Any, mix: np.ndarray, chunk: int, overlap: int) -> np.ndarray:
         fn: separator on ``[T']`` float32.
         mix: ``[T]``.
         chunk: chunk length in samples (> overlap).
-        overlap: samples shared by neighbouring chunks.
+        overlap: samples shared by neighbouring chunks (> 0: the overlap is what re-orders
+            the outputs of one chunk to match the previous one).
+        align: every chunk starts at a multiple of this (the STFT hop), so each chunk sees the
+            same frame grid as the whole input; the last chunk runs to the end and may be up
+            to ``align - 1`` samples longer than ``chunk``.
 
     Returns:
         ``[M, T]`` float32.
@@ -453,16 +490,17 @@ def chunked(fn: Any, mix: np.ndarray, chunk: int, overlap: int) -> np.ndarray:
     total = mix.shape[-1]
     if total <= chunk:
         return fn(mix)
-    if not 0 <= overlap < chunk:
-        raise ValueError("need 0 <= overlap < chunk")
-    step = chunk - overlap
-    # Every chunk is full length; the last one starts at total - chunk (overlapping more).
-    starts = [*range(0, total - chunk, step), total - chunk]
+    if not 0 < overlap < chunk:
+        raise ValueError("need 0 < overlap < chunk")
+    align = max(1, int(align))
+    step = max(align, (chunk - overlap) // align * align)
+    last = (total - chunk) // align * align
+    starts = [s for s in range(0, last, step)] + [last]
     out: np.ndarray | None = None
-    fade_in = _crossfade(overlap) if overlap else np.zeros(0, np.float32)
+    fade_in = _crossfade(overlap)
     prev_end = 0
-    for start in starts:
-        end = start + chunk
+    for i, start in enumerate(starts):
+        end = total if i == len(starts) - 1 else start + chunk
         est = np.asarray(fn(mix[start:end]), dtype=np.float32)
         if out is None:
             out = np.zeros((est.shape[0], total), np.float32)
@@ -470,10 +508,9 @@ def chunked(fn: Any, mix: np.ndarray, chunk: int, overlap: int) -> np.ndarray:
             prev_end = end
             continue
         ov = prev_end - start  # actual overlap (the last chunk may overlap more)
-        if ov > 0:
-            est = est[_align(out[:, start:prev_end], est[:, :ov])]
-            fin = _crossfade(ov) if ov != overlap else fade_in
-            out[:, start:prev_end] = out[:, start:prev_end] * (1 - fin) + est[:, :ov] * fin
+        est = est[_align(out[:, start:prev_end], est[:, :ov])]
+        fin = _crossfade(ov) if ov != overlap else fade_in
+        out[:, start:prev_end] = out[:, start:prev_end] * (1 - fin) + est[:, :ov] * fin
         out[:, prev_end:end] = est[:, ov:]
         prev_end = end
     assert out is not None
@@ -493,13 +530,19 @@ class TDCNppSeparator(Separator):
 
     def __init__(self, model: TDCNpp, name: str = "tdcnpp", *, chunk_seconds: float = 10.0,
                  overlap_seconds: float = 1.0, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.device = device
-        self.name = name
         self.sample_rate = model.cfg.sample_rate
-        self.num_sources = model.cfg.num_sources
         self.chunk = int(round(chunk_seconds * self.sample_rate))
         self.overlap = int(round(overlap_seconds * self.sample_rate))
+        if not model.cfg.n_fft <= self.chunk:
+            raise AuralensError(f"tdcnpp chunk must be at least one STFT window "
+                                f"({model.cfg.n_fft / self.sample_rate:g} s), got {chunk_seconds} s")
+        if not 0 < self.overlap < self.chunk:
+            raise AuralensError(f"tdcnpp overlap must be above 0 and below the chunk ({chunk_seconds} s), "
+                                f"got {overlap_seconds} s")
+        self.device = _torch_device(device)
+        self.model = model.to(self.device).eval()
+        self.name = name
+        self.num_sources = model.cfg.num_sources
 
     @torch.inference_mode()
     def _run(self, mix: np.ndarray) -> np.ndarray:
@@ -513,7 +556,29 @@ class TDCNppSeparator(Separator):
             raise ValueError(f"expected a mono [T] mixture, got shape {mix.shape}")
         if mix.shape[0] == 0:
             raise ValueError("empty mixture")
-        return chunked(self._run, mix, self.chunk, self.overlap)
+        return chunked(self._run, mix, self.chunk, self.overlap, align=self.model.cfg.hop)
+
+
+def _torch_device(name: str) -> str:
+    """``name`` checked to be a device this machine has (a one-line error otherwise)."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise AuralensError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AuralensError(f"device {name}: CUDA is not available on this machine; use cpu")
+    return str(dev)
+
+
+def _seconds(params: dict[str, Any], key: str, default: float) -> float:
+    value = params.get(key, default)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise AuralensError(f"tdcnpp option {key} must be a number of seconds, got {value!r}") from None
+    if not np.isfinite(out):
+        raise AuralensError(f"tdcnpp option {key} must be finite, got {value!r}")
+    return out
 
 
 def build_tdcnpp(spec: ModelSpec, **params: Any) -> TDCNppSeparator:
@@ -526,11 +591,11 @@ def build_tdcnpp(spec: ModelSpec, **params: Any) -> TDCNppSeparator:
         path = Path(spec.id)
     if not path.exists():
         raise AuralensError(f"{path}: TDCN++ checkpoint not found")
-    model, _ = load_checkpoint(path)
     unknown = set(params) - {"chunk", "overlap", "device"}
     if unknown:
         raise AuralensError(f"unknown tdcnpp options {sorted(unknown)}; use chunk, overlap, device")
-    return TDCNppSeparator(model, name=f"tdcnpp:{path}",
-                           chunk_seconds=float(params.get("chunk", 10.0)),
-                           overlap_seconds=float(params.get("overlap", 1.0)),
-                           device=str(params.get("device", "cpu")))
+    chunk, overlap = _seconds(params, "chunk", 10.0), _seconds(params, "overlap", 1.0)
+    device = _torch_device(str(params.get("device", "cpu")))
+    model, _ = load_checkpoint(path)
+    return TDCNppSeparator(model, name=f"tdcnpp:{path}", chunk_seconds=chunk,
+                           overlap_seconds=overlap, device=device)

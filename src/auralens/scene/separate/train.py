@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from auralens.data.mix import zero_absent
-from auralens.errors import AuralensError
+from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
     append_jsonl,
     atomic_path,
@@ -46,6 +46,7 @@ from auralens.scene.separate.tdcnpp import (
     TDCNppConfig,
     load_checkpoint,
     preset,
+    read_header,
     save_checkpoint,
 )
 
@@ -118,6 +119,26 @@ class TrainConfig:
     rooms: int = 256
     count_weights: list[float] = field(default_factory=list)
     keep: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train (one line naming the option)."""
+        positive = {"steps": self.steps, "steps_per_epoch": self.steps_per_epoch,
+                    "batch_size": self.batch_size, "max_sources": self.max_sources,
+                    "n_val": self.n_val}
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrainError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        for name in ("crop_seconds", "lr", "val_seconds", "recipe_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+                    or not math.isfinite(value):
+                raise TrainError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(self.model, dict):
+            raise TrainError(f"model must be a mapping of TDCN++ options, got {self.model!r}")
+        if self.recipe not in ("dry", "fuss"):
+            raise TrainError(f"recipe must be 'dry' or 'fuss', got {self.recipe!r}")
+        if not 0.0 <= float(self.dynamic_share) <= 1.0:
+            raise TrainError(f"dynamic_share must be in [0, 1], got {self.dynamic_share!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -220,8 +241,10 @@ class RecordCropper:
             srcs = [load(s.path, sr) for s in rec.sources][:num_outputs]
             if not srcs:
                 continue
-            t = min(len(s) for s in srcs)
-            self.items.append(np.stack([s[:t] for s in srcs]).astype(np.float16))
+            # Pad to the longest source (as evaluation does): a short event file must not cut
+            # the other sources, or the background, short.
+            t = max(len(s) for s in srcs)
+            self.items.append(np.stack([np.pad(s, (0, t - len(s))) for s in srcs]).astype(np.float16))
         if not self.items:
             raise TrainError("no usable mixtures (records without sources)")
         self.num_outputs = num_outputs
@@ -311,9 +334,13 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
             train = MixedSampler(dyn, train, cfg.dynamic_share)
         val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr)
         val = []
-        for item in val_src.items:  # the first val_seconds of each validation mixture
-            refs = np.zeros((num_outputs, min(val_len, item.shape[1])), np.float32)
-            refs[: item.shape[0]] = item[:, : refs.shape[1]].astype(np.float32)
+        # The first val_seconds of each validation mixture, zero-padded to one common length so
+        # they batch (validation mixtures may differ in length and be shorter than val_seconds).
+        common = min(val_len, max(item.shape[1] for item in val_src.items))
+        for item in val_src.items:
+            refs = np.zeros((num_outputs, common), np.float32)
+            n = min(common, item.shape[1])
+            refs[: item.shape[0], :n] = item[:, :n].astype(np.float32)
             val.append((refs.sum(0), refs))
         return train, val
     raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
@@ -384,7 +411,13 @@ def _device(name: str, acc: Any) -> torch.device:
     """The training device: the launcher's under several processes, else ``name``."""
     if acc.num_processes > 1 or name == "auto":
         return acc.device
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise TrainError(f"device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {name}: CUDA is not available on this machine; use cpu or auto")
+    return dev
 
 
 def _accelerator() -> Any:
@@ -429,6 +462,31 @@ def _validate_split(model: TDCNpp, val: list[tuple[np.ndarray, np.ndarray]], acc
     return summarize([s for _, s in sorted(scores, key=lambda x: x[0])])
 
 
+def _check_pair(out: Path, last_ckpt: Path, last_state: Path, steps_per_epoch: int) -> None:
+    """Refuse a run directory holding only one of the two files a resume needs.
+
+    Starting over there would silently replace a trained model. The one exception is a kill
+    between the two writes of the very first epoch (weights at that step, no state yet): that
+    epoch is simply redone.
+    """
+    if last_ckpt.exists() == last_state.exists():
+        return
+    if last_ckpt.exists():
+        try:
+            step = int(read_header(last_ckpt).get("step") or 0)
+        except Exception:  # noqa: BLE001 - an unreadable file is reported below
+            step = -1
+        if 0 <= step <= steps_per_epoch:
+            log.warning("%s: the first epoch's training state is missing (interrupted); "
+                        "starting over", out)
+            return
+        raise TrainError(f"{out}: holds last.safetensors (step {step}) but no last_state.pt, so "
+                         "training cannot resume exactly; continue from the weights with "
+                         f"--init {last_ckpt} and another --out, or delete {out} to start over")
+    raise TrainError(f"{out}: holds last_state.pt but no last.safetensors; delete "
+                     f"{last_state} to start over")
+
+
 def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
     """Model and training state of the run in ``out`` at one consistent step.
 
@@ -440,7 +498,8 @@ def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str,
     """
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     try:
-        state = torch.load(last_state, weights_only=True)
+        # States saved on a GPU resume anywhere; the optimizer moves them to the model's device.
+        state = torch.load(last_state, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad file
         raise TrainError(f"{last_state}: unreadable training state ({exc}); "
                          "delete it and last.safetensors to start over") from exc
@@ -495,6 +554,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
 
     cfg = cfg or TrainConfig()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out}: exists and is not a directory (--out names the run directory)")
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     device = _device(cfg.device, acc)
@@ -505,10 +566,17 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
+    try:
+        model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
+    except CheckpointMismatchError as exc:
+        raise TrainError(f"model options: {exc}") from None
+    if cfg.crop_seconds * model_cfg.sample_rate < model_cfg.n_fft:
+        raise TrainError(f"crop_seconds {cfg.crop_seconds} is shorter than one STFT window "
+                         f"({model_cfg.n_fft} samples)")
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
+    _check_pair(out, last_ckpt, last_state, cfg.steps_per_epoch)
     if last_ckpt.exists() and last_state.exists():
         model, state = _resume_state(out, model_cfg)
         step, best_msi = int(state["step"]), float(state["best_msi"])
