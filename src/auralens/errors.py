@@ -20,5 +20,13 @@ class ModelUnavailableError(AuralensError):
         self.model = model
 
 
+class MissingModelDirError(ModelUnavailableError):
+    """A model given as a local path (``/…``, ``./…``, ``../…``, ``~…``) that does not exist."""
+
+    def __init__(self, path: str) -> None:
+        AuralensError.__init__(self, f"{path}: directory does not exist")
+        self.model = path
+
+
 class CheckpointMismatchError(AuralensError):
     """A checkpoint was made for a different extractor/codec/model than requested."""

@@ -76,6 +76,18 @@ def test_clap_zeroshot_with_label_file(tiny_model, tmp_path):
     assert res.text.startswith(sound_of(best)) and "possibly also" in res.text
 
 
+def test_clap_zeroshot_long_clip_is_deterministic(tiny_model):
+    cap = CAPTIONERS.build(f"clap-zeroshot:{tiny_model('clap_tiny')}")
+    rng = np.random.default_rng(4)
+    sr = cap.sample_rate  # 2 s window in the tiny model
+    wave = (rng.standard_normal(5 * sr) * np.linspace(0.01, 0.5, 5 * sr)).astype(np.float32)
+    first = cap.scores(wave)
+    np.testing.assert_array_equal(cap.scores(wave), first)
+    # the centre 2 s, as the CLAP extractor and CLAPScore crop it
+    np.testing.assert_allclose(first, cap.scores(wave[int(1.5 * sr) : int(3.5 * sr)]),
+                               rtol=0, atol=1e-9)
+
+
 def test_clap_zeroshot_full_audioset_vocabulary(tiny_model):
     cap = CAPTIONERS.build(f"clap:{tiny_model('clap_tiny')}")
     assert cap.text_embeds.shape[0] == 527
@@ -112,6 +124,48 @@ def test_audio_chat_places_audio_in_last_user_turn(tiny_model):
     # 35 s → two audio items in the last turn; the processor checks audio tokens == audios.
     out = lm.ask(_noise(16000, 35.0), msgs)
     assert isinstance(out, str)
+
+
+def test_audio_chat_sampling_options_reach_generate(tiny_model):
+    import torch
+
+    path = tiny_model("tiny_qwen2audio")
+    wave = _noise(16000, 1.0)
+    spec = f"qwen2-audio:{path}@max_new_tokens=8,temperature=2.0"
+    seeded = CAPTIONERS.build(f"{spec},seed=1")
+    before = torch.get_rng_state()
+    first = seeded.caption(wave)
+    assert torch.equal(torch.get_rng_state(), before)  # the global RNG is left alone
+    assert first and seeded.caption(wave) == first  # the spec's seed makes sampling repeat
+    others = {CAPTIONERS.build(f"{spec},seed={s}").caption(wave) for s in (2, 3, 4)}
+    assert others - {first}  # and it is a real sample: other seeds give other text
+    # top_p this small keeps only the most likely token: sampling becomes greedy decoding
+    greedy = CAPTIONERS.build(f"qwen2-audio:{path}@max_new_tokens=8").caption(wave)
+    assert CAPTIONERS.build(f"{spec},top_p=1e-9,seed=5").caption(wave) == greedy
+
+
+def test_hf_audio_text_and_allm_pass_generation_options(tiny_model, monkeypatch):
+    from auralens.scene.allm import load_audio_llm
+
+    path = tiny_model("tiny_qwen2audio")
+    cap = CAPTIONERS.build(f"hf-audio-text:{path}@max_new_tokens=4,temperature=0.7,top_p=0.9,"
+                           "repetition_penalty=1.3,seed=7")
+    allm = load_audio_llm(f"qwen2-audio:{path}@max_new_tokens=4,temperature=0.7,top_p=0.9,"
+                          "repetition_penalty=1.3,seed=7")
+    for lm, run in ((cap.lm, lambda: cap.caption(_noise(16000, 1.0))),
+                    (allm.lm, lambda: allm.describe(_noise(16000, 1.0)))):
+        seen: list[dict] = []
+        real = lm.model.generate
+
+        def spy(*args, _real=real, _seen=seen, **kwargs):
+            _seen.append(kwargs)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(lm.model, "generate", spy)
+        first = run()
+        assert run() == first
+        assert seen[0]["do_sample"] is True and seen[0]["temperature"] == 0.7
+        assert seen[0]["top_p"] == 0.9 and seen[0]["repetition_penalty"] == 1.3
 
 
 def test_hf_audio_text_generic_backend(tiny_model):

@@ -84,3 +84,18 @@ def test_missing_codec_is_model_unavailable(tmp_path, monkeypatch) -> None:
             CODECS.build(preset)  # not in the (empty) hub cache of the test machine
     with pytest.raises(ModelUnavailableError):
         CODECS.build(str(tmp_path))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_oobleck_loads_without_the_casting_warning(tiny_model, wave, capfd, dtype) -> None:
+    import torch
+
+    path = tiny_model("oobleck")
+    capfd.readouterr()
+    codec = CODECS.build(f"oobleck:{path}@dtype={dtype},device=cpu")
+    err = capfd.readouterr().err
+    assert "should be kept in float32" not in err
+    # the model still computes in the requested dtype
+    assert next(codec.model.parameters()).dtype == getattr(torch, dtype)
+    z = codec.encode(wave)
+    assert z.dtype == np.float32 and z.shape == (8, 126) and np.all(np.isfinite(z))

@@ -132,6 +132,25 @@ def test_ssl_generic_hf_dispatch_and_batching(tiny_model, clip) -> None:
     assert [o.shape for o in out] == [(49, 32), (24, 32)]
 
 
+@pytest.mark.parametrize("layer", ["features", "last"])
+def test_group_norm_ssl_batch_equals_one_by_one(tiny_model, clip, layer) -> None:
+    # HuBERT base: group-norm feature encoder, no attention mask; its first GroupNorm
+    # normalises over time, so zero padding would change the shorter clips' frames.
+    ext = EXTRACTORS.build(f"hubert:{tiny_model('hubert')}@layer={layer},batch_size=3")
+    assert not ext.use_attention_mask and not ext.pads_exactly
+    rng = np.random.default_rng(1)
+    short = (0.2 * rng.standard_normal(7000)).astype(np.float32)
+    waves = [clip, short, clip[::-1].copy(), short * 0.5, clip[:12000]]
+    batched = ext.embed_batch(waves)
+    assert [b.shape[0] for b in batched] == [ext.num_frames(len(w)) for w in waves]
+    for w, b in zip(waves, batched, strict=True):
+        np.testing.assert_allclose(b, ext.embed(w), atol=1e-5)
+    # equal-length clips still share a pass, and batch_size does not change the result
+    one = EXTRACTORS.build(f"hubert:{tiny_model('hubert')}@layer={layer},batch_size=1")
+    for a, b in zip(one.embed_batch(waves), batched, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_dtype_and_device_options(tiny_model, clip) -> None:
     path = tiny_model("hubert")
     ref = EXTRACTORS.build(f"{path}@layer=2,device=cpu").embed(clip)

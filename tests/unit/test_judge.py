@@ -44,10 +44,12 @@ def _metric_of(prompt: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     calls: list[dict] = []
+    auth: list[str | None] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Handler.calls.append(body)
+        _Handler.auth.append(self.headers.get("Authorization"))
         first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         text = first_user.split('"""')[1]
         if text.startswith("GARBLED"):
@@ -95,6 +97,21 @@ def judge(stub_url: str) -> LLMJudge:
 ])
 def test_parse_answer_is_strict(reply: str, metric: str, value: object) -> None:
     assert parse_answer(reply, metric) == value
+
+
+def test_judge_api_key_env_sends_that_key(stub_url: str, monkeypatch) -> None:
+    from auralens.errors import AuralensError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AURALENS_OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("JUDGE_TEST_KEY", "judge-key-1")
+    judge = JUDGES.build(f"openai:stub-judge@base_url={stub_url},api_key_env=JUDGE_TEST_KEY")
+    _Handler.auth.clear()
+    assert judge.score("count", "A dog barks.") == 1
+    assert _Handler.auth == ["Bearer judge-key-1"]
+    assert "api_key_env" not in _Handler.calls[-1] and "judge-key-1" not in judge.name
+    with pytest.raises(AuralensError, match="UNSET_JUDGE_KEY is not set"):
+        JUDGES.build(f"openai:stub-judge@base_url={stub_url},api_key_env=UNSET_JUDGE_KEY")
 
 
 def test_prompts_carry_text_and_labels() -> None:

@@ -25,8 +25,10 @@ from auralens.scene.llm import (
 
 class StubState:
     def __init__(self) -> None:
-        self.script: list[int] = []  # status codes to return before answering 200
+        # status codes (or (status, body bytes, headers) replies) sent before answering 200
+        self.script: list = []
         self.requests: list[dict] = []
+        self.times: list[float] = []
         self.active = 0
         self.max_active = 0
         self.delay = 0.0
@@ -43,12 +45,22 @@ def _serve(state: StubState):
             with state.lock:
                 state.requests.append({"path": self.path, "body": body,
                                        "auth": self.headers.get("Authorization")})
+                state.times.append(time.monotonic())
                 state.active += 1
                 state.max_active = max(state.max_active, state.active)
                 status = state.script.pop(0) if state.script else 200
             time.sleep(state.delay)
             with state.lock:
                 state.active -= 1
+            if isinstance(status, tuple):
+                status, payload, headers = status
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
             if status != 200:
                 self.send_response(status)
                 self.end_headers()
@@ -108,6 +120,78 @@ def test_openai_client_gives_up_after_retries_and_does_not_retry_4xx(stub):
     assert len(state.requests) == 3  # a 400 is not retried
 
 
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+
+
+def test_openai_client_reports_the_servers_error_text(stub):
+    state, url = stub
+    key = "sk-secret-777"
+    model = OpenAIChatModel("tiny", base_url=url, api_key=key, retries=2, backoff=0.01, timeout=5)
+    msgs = [{"role": "user", "content": "x"}]
+    state.script = [(404, _error_body("The model `tiny` does not exist"), {})]
+    with pytest.raises(LLMRequestError, match=r"HTTP 404: The model `tiny` does not exist\)"):
+        model.chat(msgs)
+    # not JSON: the first non-empty line of the body; the key is masked, long text shortened
+    state.script = [(401, f"\n  bad key {key} given\nsecond line".encode(), {})]
+    with pytest.raises(LLMRequestError) as err:
+        model.chat(msgs)
+    assert "HTTP 401: bad key *** given)" in str(err.value) and key not in str(err.value)
+    assert "second line" not in str(err.value)
+    state.script = [(400, _error_body("max_tokens is too large " + "x" * 2000), {})]
+    with pytest.raises(LLMRequestError, match="max_tokens is too large") as err:
+        model.chat(msgs)
+    assert len(str(err.value)) < llm.ERROR_TEXT_LIMIT + len(url) + 60
+    # a 200 reply carrying an error object instead of choices
+    state.script = [(200, _error_body("backend overloaded"), {"Content-Type": "application/json"})]
+    with pytest.raises(LLMRequestError, match=r"reported an error \(backend overloaded\)"):
+        model.chat(msgs)
+    # retried 5xx: the last server text ends up in the final message
+    state.script = [(500, _error_body("out of memory"), {})] * 3
+    with pytest.raises(LLMRequestError, match=r"3 attempts \(HTTP 500: out of memory\)"):
+        model.chat(msgs)
+    assert len(state.requests) == 4 + 3  # rejections and error bodies are not retried
+
+
+def test_openai_client_honours_retry_after(stub, monkeypatch):
+    state, url = stub
+    waits: list[float] = []
+    real_sleep, me = time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:  # record the client's waits; the stub server sleeps too
+        if threading.current_thread() is me:
+            waits.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(llm.time, "sleep", sleep)
+    model = OpenAIChatModel("m", base_url=url, retries=3, backoff=0.01, timeout=5,
+                            max_retry_after=5)
+    state.script = [(429, b"slow down", {"Retry-After": "2"}),
+                    (503, b"busy", {"Retry-After": "3600"}),  # capped
+                    (500, b"oops", {"Retry-After": "9"})]  # only 429/503 carry a wait
+    assert model.chat([{"role": "user", "content": "x"}]) == "echo: x"
+    assert waits == [2.0, 5.0, 0.04]
+    waits.clear()
+    state.script = [(429, b"", {"Retry-After": "soon"})]  # unreadable: the backoff
+    assert model.chat([{"role": "user", "content": "y"}]) == "echo: y"
+    assert waits == [0.01]
+
+
+def test_openai_client_reads_the_key_from_api_key_env(stub, monkeypatch):
+    state, url = stub
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("AURALENS_OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("MY_JUDGE_KEY", "k-from-env")
+    model = load_chat_model(f"openai:tiny@base_url={url},api_key_env=MY_JUDGE_KEY")
+    assert "api_key_env" not in model.gen_defaults
+    assert model.chat([{"role": "user", "content": "hi"}]) == "echo: hi"
+    assert state.requests[-1]["auth"] == "Bearer k-from-env"
+    assert "api_key_env" not in state.requests[-1]["body"]
+    with pytest.raises(AuralensError, match="NO_SUCH_KEY_VAR is not set"):
+        load_chat_model(f"openai:tiny@base_url={url},api_key_env=NO_SUCH_KEY_VAR")
+
+
 def test_openai_client_unreachable_server_is_a_clear_error():
     model = OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", retries=1, backoff=0.01,
                             timeout=1)
@@ -157,6 +241,30 @@ def test_missing_model_names_model_and_remedy(monkeypatch):
     assert "Qwen/Qwen2.5-7B-Instruct" in msg and "local directory" in msg
     with pytest.raises(ModelUnavailableError, match="no-such-dir"):
         load_chat_model("/tmp/no-such-dir/model")
+
+
+def test_missing_local_dir_is_named_for_every_scene_stage(tmp_path, monkeypatch):
+    from auralens.errors import MissingModelDirError
+    from auralens.evaluate.judge import build_judge
+    from auralens.scene.caption.base import CAPTIONERS
+    from auralens.scene.compose.base import COMPOSERS
+    from auralens.scene.render.base import IMAGE_GENERATORS
+
+    missing = tmp_path / "no-such-model"
+    monkeypatch.chdir(tmp_path)
+    builders = [(CAPTIONERS.build, f"qwen2-audio:{missing}"),
+                (CAPTIONERS.build, f"clap-zeroshot:{missing}"),
+                (CAPTIONERS.build, "hf-audio-text:./no-such-model"),
+                (COMPOSERS.build, f"hf:{missing}"),
+                (IMAGE_GENERATORS.build, "diffusers:./no-such-model"),
+                (build_judge, f"hf:{missing}"),
+                (load_chat_model, str(missing))]
+    for build, spec in builders:
+        with pytest.raises(MissingModelDirError) as err:
+            build(spec)
+        path = str(missing) if str(missing) in spec else "./no-such-model"
+        assert str(err.value) == f"{path}: directory does not exist", spec
+        assert isinstance(err.value, ModelUnavailableError)  # callers that catch it still do
 
 
 def test_unknown_spec_is_rejected():

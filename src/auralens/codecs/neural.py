@@ -45,7 +45,12 @@ class NeuralCodec(Codec):
 
     def _finish(self) -> None:
         self.frame_rate = self.sample_rate / self.hop_length
-        self.model.to(self.device, self.torch_dtype).eval()
+        if getattr(self.model, "dtype", None) == self.torch_dtype:
+            # Already in the compute dtype: only move it. (A dtype given to diffusers' to()
+            # logs a "should be kept in float32" warning even when nothing is cast.)
+            self.model.to(self.device).eval()
+        else:
+            self.model.to(self.device, self.torch_dtype).eval()
 
     def num_frames(self, num_samples: int) -> int:
         """``ceil(num_samples / hop_length)`` latent frames."""

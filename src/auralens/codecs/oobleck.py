@@ -46,8 +46,9 @@ class OobleckCodec(NeuralCodec):
             elif source == "stabilityai/stable-audio-open-1.0":
                 subfolder = "vae"
         self._setup(source, device, dtype)
-        kwargs = {"subfolder": subfolder} if subfolder else {}
-        self.model = load(AutoencoderOobleck, source, **kwargs)
+        kwargs: dict[str, Any] = {"subfolder": subfolder} if subfolder else {}
+        # Loaded straight in the compute dtype, so _finish has nothing left to cast.
+        self.model = load(AutoencoderOobleck, source, torch_dtype=self.torch_dtype, **kwargs)
         cfg = self.model.config
         self.sample = bool(sample)
         self.seed = int(seed)

@@ -9,7 +9,12 @@ Layers:
       "image" (time chunks stacked along frequency), so these are token grids, not time
       frames: returned flattened as ``[H * W, channels]``.
 
-The feature extractor pads (repeat-pad) or cuts clips to its ``max_length_s`` (10 s).
+Clips shorter than the model window (the feature extractor's ``max_length_s``, 10 s) are
+repeat-padded by the feature extractor. Longer clips are centre-cropped to the window by
+:func:`centre_crop` before the feature extractor sees them, so the result is deterministic
+(the extractor's own ``rand_trunc``/``fusion`` would pick the crop at random). The
+CLAPScore (:mod:`auralens.evaluate.clapscore`) and the ``clap-zeroshot`` captioner use the
+same crop, so every CLAP path sees the same 10 s of a long clip.
 Input: mono float32 at 48 kHz.
 """
 
@@ -31,6 +36,22 @@ from auralens.encoders.hf import (
 )
 from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
+
+
+def window_samples(feature_extractor: Any) -> int:
+    """Samples in the CLAP window of ``feature_extractor`` (``max_length_s`` at its rate)."""
+    return int(round(float(feature_extractor.max_length_s) * int(feature_extractor.sampling_rate)))
+
+
+def centre_crop(wave: np.ndarray, max_samples: int) -> np.ndarray:
+    """The middle ``max_samples`` of ``wave`` (``[T]``), or ``wave`` itself when not longer.
+
+    The deterministic crop every CLAP path applies before the feature extractor.
+    """
+    if wave.shape[-1] <= max_samples:
+        return wave
+    start = (wave.shape[-1] - max_samples) // 2
+    return wave[..., start : start + max_samples]
 
 
 class ClapExtractor(Extractor):
@@ -84,11 +105,12 @@ class ClapExtractor(Extractor):
             base = int(audio_cfg.patch_embeds_hidden_size)
             self.dim = base * 2 ** min(int(self.layer), stages - 1) if self.layer else base
         self.frame_rate = 1.0 / float(self.feature_extractor.max_length_s)
-        # Longer clips are cut (or "fused") by the feature extractor to this window.
+        # Longer clips are centre-cropped to this window (see centre_crop).
         self.max_duration = float(self.feature_extractor.max_length_s)
+        self.max_samples = window_samples(self.feature_extractor)
         self.batch_size = max(1, int(batch_size))
         self.name = name or f"clap:{source}"
-        self.revision = model_revision(source)
+        self.revision = model_revision(source) + "+centre-crop"  # long clips used to be cropped at random
         self._stages = stages
         self._torch = torch
 
@@ -106,6 +128,7 @@ class ClapExtractor(Extractor):
             for w in chunk:
                 if w.ndim != 1:
                     raise AuralensError(f"CLAP expects mono [T] waves, got shape {w.shape}")
+            chunk = [centre_crop(w, self.max_samples) for w in chunk]
             inputs = self.feature_extractor(chunk, sampling_rate=self.sample_rate,
                                             return_tensors="pt")
             feats = inputs["input_features"].to(self.device, self.torch_dtype)

@@ -12,11 +12,16 @@ Layers:
     * ``k`` (1..num_layers): ``hidden_states[k]``, the output of block ``k``;
       ``last`` (default) = the last block.
 
-Batching: clips are zero-padded to the longest one. The attention mask is passed only when the
-checkpoint's feature extractor asks for it (``return_attention_mask``, i.e. layer-norm
-feature encoders such as the large models and WavLM); base models with group-norm feature
-encoders were trained without it, as Hugging Face recommends. Frames beyond each clip's own
-length (``_get_feat_extract_output_lengths``) are trimmed.
+Batching: the attention mask is passed only when the checkpoint's feature extractor asks for
+it (``return_attention_mask``, i.e. layer-norm feature encoders such as the large models);
+base models with group-norm feature encoders (HuBERT base, WavLM base) were trained without
+it, as Hugging Face recommends. With a mask and a layer-norm feature encoder, clips are
+zero-padded to the longest one and frames beyond each clip's own length
+(``_get_feat_extract_output_lengths``) are trimmed: the result equals one-by-one embedding.
+Without a mask (or with a group-norm feature encoder, whose first GroupNorm normalises over
+time) padding would change every frame of the shorter clips, so only clips of the same
+length share a forward pass; a clip whose length no other clip has runs alone. Either way
+a clip's embedding does not depend on its batch mates or on ``batch_size``.
 
 Input: mono float32 at 16 kHz (the feature extractor's ``sampling_rate``).
 """
@@ -96,6 +101,9 @@ class SSLExtractor(Extractor):
                 do_normalize=layer_norm, return_attention_mask=layer_norm)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.use_attention_mask = bool(self.feature_extractor.return_attention_mask)
+        # Zero padding is invisible only with a mask and per-frame (layer) normalisation.
+        self.pads_exactly = (self.use_attention_mask
+                             and getattr(self.config, "feat_extract_norm", "layer") != "group")
         stride = int(np.prod(self.config.conv_stride))
         self.frame_rate = self.sample_rate / stride
         self.dim = int(self.config.hidden_size)
@@ -103,6 +111,10 @@ class SSLExtractor(Extractor):
         self.batch_size = max(1, int(batch_size))
         self.name = name or f"{family}:{source}"
         self.revision = model_revision(source)
+        if not self.pads_exactly:
+            # Embeddings of mixed-length batches used to depend on their batch mates; a
+            # distinct revision keeps such cache entries from being reused.
+            self.revision += "+own-length"
         self._torch = torch
 
     def num_layers(self) -> int:
@@ -118,20 +130,34 @@ class SSLExtractor(Extractor):
         return self.embed_batch([wave])[0]
 
     def embed_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Padded, batched forward passes; each result trimmed to its clip's own frames."""
-        out: list[np.ndarray] = []
-        for i in range(0, len(waves), self.batch_size):
-            chunk = [np.asarray(w, dtype=np.float32) for w in waves[i : i + self.batch_size]]
-            for w in chunk:
-                if w.ndim != 1:
-                    raise AuralensError(f"{self.family} expects mono [T] waves, got {w.shape}")
-                if w.shape[0] < 400:
-                    raise AuralensError(
-                        f"{self.family} needs at least 400 samples (25 ms), got {w.shape[0]}")
-            states = self._forward(chunk)
-            for w, state in zip(chunk, states, strict=True):
-                out.append(np.ascontiguousarray(state[: self.num_frames(w.shape[0])].numpy()))
-        return out
+        """Batched forward passes; each result trimmed to its clip's own frames.
+
+        Padded batches when :attr:`pads_exactly`, else batches of equal-length clips only
+        (see the module docstring); results come back in the order of ``waves``.
+        """
+        arrays = [np.asarray(w, dtype=np.float32) for w in waves]
+        for w in arrays:
+            if w.ndim != 1:
+                raise AuralensError(f"{self.family} expects mono [T] waves, got {w.shape}")
+            if w.shape[0] < 400:
+                raise AuralensError(
+                    f"{self.family} needs at least 400 samples (25 ms), got {w.shape[0]}")
+        if self.pads_exactly:
+            groups = [list(range(len(arrays)))]
+        else:
+            by_length: dict[int, list[int]] = {}
+            for i, w in enumerate(arrays):
+                by_length.setdefault(w.shape[0], []).append(i)
+            groups = list(by_length.values())
+        out: list[np.ndarray | None] = [None] * len(arrays)
+        for group in groups:
+            for start in range(0, len(group), self.batch_size):
+                idx = group[start : start + self.batch_size]
+                states = self._forward([arrays[i] for i in idx])
+                for i, state in zip(idx, states, strict=True):
+                    frames = self.num_frames(arrays[i].shape[0])
+                    out[i] = np.ascontiguousarray(state[:frames].numpy())
+        return [o for o in out if o is not None]
 
     def _forward(self, chunk: list[np.ndarray]) -> Any:
         torch = self._torch

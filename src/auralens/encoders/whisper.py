@@ -8,8 +8,10 @@ convolutions (the second with stride 2) give 50 encoder frames per second, 1500 
   frames concatenated; the result is trimmed to ``ceil(T / 320)`` frames (the padding frames
   of the last window are dropped), so the frame count follows the clip's duration.
 * Layers: ``features`` = ``hidden_states[0]`` (convolutions + sinusoidal positions, before the
-  first block); ``k`` = ``hidden_states[k]`` (output of block ``k``, without the final layer
-  norm); ``last`` (default) = the last block.
+  first block); ``k`` = the output of block ``k``, taken from the block itself, so no ``k``
+  includes the encoder's final layer norm; ``last`` (default) = the output of the last block,
+  also without that layer norm (``last_hidden_state``, which transformers also reports as
+  the last entry of ``hidden_states``, is the layer-normed one; it is not used here).
 
 Input: mono float32 at 16 kHz.
 """
@@ -83,6 +85,10 @@ class WhisperExtractor(Extractor):
         self.batch_size = max(1, int(batch_size))
         self.name = name or f"whisper:{source}"
         self.revision = model_revision(source)
+        if self.layer == self.config.encoder_layers:
+            # The last block used to be read after the final layer norm; a distinct revision
+            # keeps cached embeddings of that kind from being served for the raw block output.
+            self.revision += "+raw-last-block"
         self._torch = torch
 
     def num_layers(self) -> int:
@@ -122,12 +128,33 @@ class WhisperExtractor(Extractor):
         torch = self._torch
         feats = self.feature_extractor(chunk, sampling_rate=self.sample_rate,
                                        return_tensors="pt")["input_features"]
+        x = feats.to(self.device, self.torch_dtype)
         with torch.inference_mode():
-            x = feats.to(self.device, self.torch_dtype)
-            result = self.encoder(x, output_hidden_states=True)
-            idx = 0 if self.layer == "features" else int(self.layer)
-            hidden = result.hidden_states[idx].float().cpu().numpy()
-        return list(hidden)
+            if self.layer == "features":
+                hidden = self.encoder(x, output_hidden_states=True).hidden_states[0]
+            else:
+                hidden = self._block_output(x, int(self.layer))
+        return list(hidden.float().cpu().numpy())
+
+    def _block_output(self, x: Any, k: int) -> Any:
+        """Output of block ``k`` (1-based) for mel input ``x``, caught by a forward hook.
+
+        ``hidden_states[-1]`` is the final layer norm's output, not the last block's, so every
+        block is read the same way, from the block.
+        """
+        caught: list[Any] = []
+
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            caught.append(output[0] if isinstance(output, tuple) else output)
+
+        handle = self.encoder.layers[k - 1].register_forward_hook(hook)
+        try:
+            self.encoder(x)
+        finally:
+            handle.remove()
+        if len(caught) != 1:
+            raise AuralensError(f"whisper block {k} ran {len(caught)} times in one forward pass")
+        return caught[0]
 
 
 def build_whisper(spec: ModelSpec, **params: Any) -> WhisperExtractor:

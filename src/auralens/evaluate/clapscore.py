@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.encoders.clap import centre_crop, window_samples
 from auralens.errors import ModelUnavailableError
 from auralens.specs import parse_spec
 
@@ -113,7 +114,7 @@ class ClapScorer(TextTower):
             model, ClapModel, ClapProcessor.from_pretrained, device)
         fe = self.processor.feature_extractor
         self.sample_rate: int = int(fe.sampling_rate)
-        self.max_samples: int = int(round(fe.max_length_s * self.sample_rate))
+        self.max_samples: int = window_samples(fe)
         # RoBERTa reserves two positions for padding offsets
         self.max_tokens = min(int(getattr(self.processor.tokenizer, "model_max_length", 512)),
                               int(self.model.config.text_config.max_position_embeddings) - 2)
@@ -129,11 +130,7 @@ class ClapScorer(TextTower):
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim > 1:
             wave = wave.mean(axis=0)
-        wave = resample(wave, sr, self.sample_rate)
-        if wave.shape[-1] > self.max_samples:  # deterministic centre crop
-            start = (wave.shape[-1] - self.max_samples) // 2
-            wave = wave[start : start + self.max_samples]
-        return wave
+        return centre_crop(resample(wave, sr, self.sample_rate), self.max_samples)
 
     def embed_audio(self, waves: list[np.ndarray], sr: int) -> np.ndarray:
         """Audio ``[T]`` arrays at ``sr`` → L2-normalised embeddings ``[N, D]``."""

@@ -49,12 +49,14 @@ class MetricEmbedder(ABC):
         dim: embedding size.
         model_id: the underlying model id ("" for weight-free features), used for the
             circularity check.
+        revision: the model's revision ("" for weight-free features), part of cache keys.
     """
 
     name: str = "embedder"
     sample_rate: int = 16000
     dim: int = 0
     model_id: str = ""
+    revision: str = ""
 
     @abstractmethod
     def embed(self, wave: np.ndarray) -> np.ndarray:
@@ -67,7 +69,9 @@ class MetricEmbedder(ABC):
 
         key = None
         if cache is not None:
-            key = make_key(hash_file(path), embedder=self.name, sr=self.sample_rate)
+            # The model revision counts too (only when there is one, so weight-free keys stay).
+            extra = {"revision": self.revision} if self.revision else {}
+            key = make_key(hash_file(path), embedder=self.name, sr=self.sample_rate, **extra)
             hit = cache.get(key)
             if hit is not None:
                 return hit["frames"]
@@ -141,6 +145,7 @@ class ExtractorEmbedder(MetricEmbedder):
 
     def __init__(self, extractor: Any, spec: ModelSpec) -> None:
         self.extractor = extractor
+        self.revision = str(getattr(extractor, "revision", "") or "")
         self.sample_rate = int(extractor.sample_rate)
         self.dim = int(getattr(extractor, "dim", 0) or 0)
         self.model_id = spec.id
@@ -158,6 +163,7 @@ class CodecLatentEmbedder(MetricEmbedder):
 
     def __init__(self, codec: Any, spec: ModelSpec) -> None:
         self.codec = codec
+        self.revision = str(getattr(codec, "revision", "") or "")
         self.sample_rate = int(codec.sample_rate)
         self.dim = int(codec.latent_dim)
         self.model_id = spec.id or getattr(codec, "name", "")

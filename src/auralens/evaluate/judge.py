@@ -17,12 +17,8 @@ in :attr:`LLMJudge.missing`, never silently turned into 0.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +26,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.errors import AuralensError
 from auralens.evaluate.judge_base import JUDGES, Judge
 from auralens.specs import ModelSpec, parse_spec
 
@@ -155,104 +151,22 @@ class JudgeAnswer:
 # ----------------------------------------------------------------------------- chat backends
 
 
-def _openai_chat(spec: ModelSpec, params: dict[str, Any]) -> ChatFn:
-    """A minimal OpenAI-compatible ``/chat/completions`` client (stdlib only)."""
-    base_url = str(params.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-                   or "https://api.openai.com/v1").rstrip("/")
-    key = os.environ.get(str(params.get("api_key_env", "OPENAI_API_KEY")), "")
-    timeout = float(params.get("timeout", 120))
-    max_tokens = int(params.get("max_new_tokens", params.get("max_tokens", 256)))
-
-    def chat(messages: list[Message]) -> str:
-        body = json.dumps({"model": spec.id, "messages": messages, "temperature": 0.0,
-                           "max_tokens": max_tokens}).encode()
-        req = urllib.request.Request(f"{base_url}/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {key}"} if key else {})})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                data = json.loads(resp.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise JudgeError(f"judge endpoint {base_url} failed: {exc}") from exc
-        try:
-            return str(data["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError) as exc:
-            raise JudgeError(f"judge endpoint {base_url} returned an unexpected body") from exc
-
-    return chat
-
-
-def _hf_chat(spec: ModelSpec, params: dict[str, Any]) -> ChatFn:
-    """Greedy chat with a local/hub causal LM through its chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model_id = spec.id
-    try:
-        tok = AutoTokenizer.from_pretrained(model_id)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").eval()
-    except OSError as exc:
-        raise ModelUnavailableError(model_id, str(exc).splitlines()[0]) from exc
-    device = str(params.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    max_new = int(params.get("max_new_tokens", 256))
-
-    def chat(messages: list[Message]) -> str:
-        if getattr(tok, "chat_template", None):
-            try:
-                ids = tok.apply_chat_template(messages, add_generation_prompt=True,
-                                              return_tensors="pt", return_dict=True)
-            except Exception:  # noqa: BLE001 - some templates (Mistral) reject a system role
-                merged = _merge_system(messages)
-                ids = tok.apply_chat_template(merged, add_generation_prompt=True,
-                                              return_tensors="pt", return_dict=True)
-        else:
-            ids = tok("\n\n".join(m["content"] for m in messages), return_tensors="pt")
-        ids = {k: v.to(device) for k, v in ids.items()}
-        with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    return chat
-
-
-def _merge_system(messages: list[Message]) -> list[Message]:
-    """Fold a leading system message into the first user turn."""
-    if not messages or messages[0]["role"] != "system":
-        return messages
-    rest = [dict(m) for m in messages[1:]]
-    if rest and rest[0]["role"] == "user":
-        rest[0]["content"] = messages[0]["content"] + "\n\n" + rest[0]["content"]
-    return rest
-
-
 def load_chat(spec: str | ModelSpec, **params: Any) -> tuple[ChatFn, str]:
-    """A chat callable for ``hf:`` / ``openai:`` specs (or a local model directory).
+    """A chat callable for ``hf:`` / ``openai:`` specs (or a local model directory), built by
+    the loader the composers use (:func:`auralens.scene.llm.load_chat_model`).
 
-    Uses the shared loader ``auralens.scene.llm.load_chat_model`` when it is installed, and
-    a small built-in client otherwise.
+    ``openai:<model>@base_url=…,api_key_env=MY_KEY`` reads the API key from ``$MY_KEY``.
 
     Returns:
         ``(chat, name)``.
     """
+    from auralens.scene.llm import load_chat_model
+
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if params:
         parsed = parsed.with_params(**params)
-    try:
-        from auralens.scene.llm import load_chat_model  # shared with the composers
-    except ImportError:
-        load_chat_model = None
-    if load_chat_model is not None:
-        model = load_chat_model(parsed)
-        chat = model.chat if hasattr(model, "chat") else model
-        return chat, str(getattr(model, "name", parsed))
-    kind = "hf" if parsed.kind == "path" else parsed.kind
-    if kind == "openai":
-        return _openai_chat(parsed, parsed.params), f"openai:{parsed.id}"
-    if kind == "hf":
-        return _hf_chat(parsed, parsed.params), f"hf:{parsed.id}"
-    raise JudgeError(f"judge spec {parsed.raw or parsed!s}: expected an hf: or openai: model")
+    model = load_chat_model(parsed)
+    return model.chat, str(getattr(model, "name", parsed))
 
 
 # ----------------------------------------------------------------------------- judges

@@ -17,12 +17,12 @@ from auralens.errors import AuralensError
 from auralens.scene.caption.qwen2audio import DEFAULT_MODEL, AudioChatLM
 from auralens.scene.compose.base import Description
 from auralens.scene.compose.prompting import load_template, parse_answer
-from auralens.scene.llm import resolve_model_id
+from auralens.scene.llm import GENERATION_OPTIONS, resolve_model_id
 from auralens.specs import ModelSpec, parse_spec
 
 log = logging.getLogger(__name__)
 
-_GEN = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")
+_GEN = GENERATION_OPTIONS
 
 
 class AudioLLMDescriber:

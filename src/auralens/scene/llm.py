@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,11 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
-from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
 from auralens.specs import ModelSpec, parse_spec
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ CHAT_PRESETS: dict[str, str] = {
 
 #: Options understood by :func:`hf_load_kwargs` (everything else is a generation option).
 LOAD_OPTIONS = ("dtype", "device", "quantize", "offload", "trust_remote_code", "revision")
+#: Generation options the transformers backends understand (see :func:`generation_kwargs`).
+GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")
 
 
 class LLMRequestError(AuralensError):
@@ -157,13 +160,21 @@ def hf_load_kwargs(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def resolve_model_id(spec: ModelSpec, presets: dict[str, str] | None = None,
                      default: str | None = None) -> str:
-    """The hub id or local directory a spec points at (presets expanded)."""
+    """The hub id or local directory a spec points at (presets expanded).
+
+    Raises:
+        MissingModelDirError: the id is a local path (``/``, ``./``, ``../``, ``~``) that
+            does not exist (rather than a hub lookup's confusing repo-id error).
+    """
     ident = spec.id or default or ""
     if not ident:
         raise AuralensError(f"model spec {spec.raw or spec!s} names no model")
     if presets and ident.lower() in presets:
         return presets[ident.lower()]
-    return os.path.expanduser(ident) if ident.startswith("~") else ident
+    path = os.path.expanduser(ident) if ident.startswith("~") else ident
+    if ident.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
+        raise MissingModelDirError(path)
+    return path
 
 
 def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) -> Any:
@@ -177,6 +188,54 @@ def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) ->
     except OSError as exc:  # hub/cache misses surface as OSError subclasses
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelUnavailableError(model_id, detail[:300]) from exc
+
+
+# --------------------------------------------------------------------------- HF generation
+
+
+def generation_kwargs(opts: dict[str, Any], pad_token_id: int | None) -> dict[str, Any]:
+    """``generate()`` keyword arguments from our generation options.
+
+    Args:
+        opts: ``max_new_tokens`` (required), ``temperature`` (0/None → greedy), ``top_p``
+            (used when sampling), ``repetition_penalty``; other keys are ignored (``seed``
+            goes to :func:`seeded`).
+        pad_token_id: the tokenizer's pad id (or its eos id).
+    """
+    temperature = float(opts.get("temperature") or 0.0)
+    kwargs: dict[str, Any] = {"max_new_tokens": int(opts["max_new_tokens"]),
+                              "do_sample": temperature > 0}
+    if temperature > 0:
+        kwargs["temperature"] = temperature
+        if opts.get("top_p") is not None:
+            kwargs["top_p"] = float(opts["top_p"])
+    if opts.get("repetition_penalty") is not None:
+        kwargs["repetition_penalty"] = float(opts["repetition_penalty"])
+    kwargs["pad_token_id"] = pad_token_id
+    return kwargs
+
+
+@contextlib.contextmanager
+def seeded(seed: Any, device: Any = None) -> Iterator[None]:
+    """Run the block with torch's RNGs seeded by ``seed`` (no-op when None).
+
+    The RNG state from before is restored afterwards, so a seeded call neither depends on
+    nor disturbs any other random draw in the process; the same seed gives the same samples.
+
+    Args:
+        seed: integer seed or None.
+        device: the model's device; CUDA generators are forked too when it is a GPU.
+    """
+    if seed is None:
+        yield
+        return
+    import torch
+
+    on_cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    devices = list(range(torch.cuda.device_count())) if on_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 # --------------------------------------------------------------------------- HF chat model
@@ -251,20 +310,9 @@ class HFChatModel:
 
         opts = {**{"max_new_tokens": 512, "temperature": 0.0}, **self.gen_defaults, **gen}
         inputs = self._encode(messages).to(self.device)
-        temperature = float(opts.get("temperature") or 0.0)
-        kwargs: dict[str, Any] = {"max_new_tokens": int(opts["max_new_tokens"]),
-                                  "do_sample": temperature > 0}
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-            if opts.get("top_p") is not None:
-                kwargs["top_p"] = float(opts["top_p"])
-        if opts.get("repetition_penalty") is not None:
-            kwargs["repetition_penalty"] = float(opts["repetition_penalty"])
         pad = self.tokenizer.pad_token_id
-        kwargs["pad_token_id"] = pad if pad is not None else self.tokenizer.eos_token_id
-        with self._lock, torch.inference_mode():
-            if opts.get("seed") is not None:
-                torch.manual_seed(int(opts["seed"]))
+        kwargs = generation_kwargs(opts, pad if pad is not None else self.tokenizer.eos_token_id)
+        with self._lock, torch.inference_mode(), seeded(opts.get("seed"), self.device):
             out = self.model.generate(**inputs, **kwargs)
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
@@ -281,24 +329,79 @@ def _env(*names: str) -> str | None:
     return None
 
 
+#: Longest wait a server's ``Retry-After`` may impose before a retry (seconds).
+MAX_RETRY_AFTER = 60.0
+#: Characters of a server's error text kept in an error message.
+ERROR_TEXT_LIMIT = 300
+
+
+def _error_message(data: Any) -> str | None:
+    """The error text of a JSON error body (``{"error": {"message": …}}``, ``{"error": "…"}``
+    or vLLM's ``{"object": "error", "message": …}``), or None when it carries none."""
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("type") or err.get("code")
+        return str(msg) if msg else json.dumps(err)[:ERROR_TEXT_LIMIT]
+    if isinstance(err, str) and err:
+        return err
+    if data.get("object") == "error" and data.get("message"):
+        return str(data["message"])
+    return None
+
+
+def _retry_after(value: str | None, limit: float) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay seconds or an HTTP date), capped at
+    ``limit``; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), limit)
+
+
 class OpenAIChatModel:
     """An OpenAI-compatible chat endpoint.
+
+    Errors name what the server said: a rejected request (4xx other than 429) or a reply
+    that carries an ``error`` object instead of ``choices`` raises :class:`LLMRequestError`
+    with the server's error message (or the first line of its body), shortened and with the
+    API key masked. 429 and 5xx are retried; on 429/503 a ``Retry-After`` header (at most
+    ``max_retry_after`` seconds) replaces the backoff wait.
 
     Args:
         model: model name served by the endpoint (else ``$AURALENS_OPENAI_MODEL``).
         base_url: e.g. ``http://127.0.0.1:8000/v1`` (else ``$AURALENS_OPENAI_BASE_URL``,
             ``$OPENAI_BASE_URL``, then that local default).
-        api_key: bearer token (else ``$AURALENS_OPENAI_API_KEY`` / ``$OPENAI_API_KEY``);
-            never logged.
+        api_key: bearer token (else read from ``api_key_env``, else
+            ``$AURALENS_OPENAI_API_KEY`` / ``$OPENAI_API_KEY``); never logged.
+        api_key_env: name of an environment variable holding the key (an error when it is
+            not set), e.g. ``openai:gpt-4o@api_key_env=MY_KEY``.
         timeout: seconds per request.
         retries: extra attempts on connection errors, 429 and 5xx.
         backoff: first wait in seconds; doubles each retry.
+        max_retry_after: longest ``Retry-After`` honoured (seconds).
         max_concurrency: simultaneous requests from this object (``chat_many`` and threads).
         **gen: default generation options (``max_new_tokens``, ``temperature`` …).
     """
 
     def __init__(self, model: str = "", *, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
+                 api_key_env: str | None = None, timeout: float = 120.0, retries: int = 3,
+                 backoff: float = 1.0, max_retry_after: float = MAX_RETRY_AFTER,
                  max_concurrency: int = 4, **gen: Any) -> None:
         self.model = model or _env("AURALENS_OPENAI_MODEL") or ""
         if not self.model:
@@ -306,10 +409,16 @@ class OpenAIChatModel:
                                 "$AURALENS_OPENAI_MODEL")
         self.base_url = (base_url or _env("AURALENS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
                          or "http://127.0.0.1:8000/v1").rstrip("/")
+        if not api_key and api_key_env:
+            api_key = _env(str(api_key_env))
+            if not api_key:
+                raise AuralensError(f"api_key_env={api_key_env}: the environment variable "
+                                    f"{api_key_env} is not set")
         self._api_key = api_key or _env("AURALENS_OPENAI_API_KEY", "OPENAI_API_KEY")
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
+        self.max_retry_after = max(0.0, float(max_retry_after))
         self.max_concurrency = max(1, int(max_concurrency))
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self.gen_defaults = gen
@@ -338,25 +447,60 @@ class OpenAIChatModel:
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - user URL
             return json.loads(resp.read().decode("utf-8"))
 
+    def _clean(self, text: str) -> str:
+        """Server text fit for an error message: one line, shortened, the key masked."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        text = " ".join(text.split())
+        if len(text) > ERROR_TEXT_LIMIT:
+            text = text[: ERROR_TEXT_LIMIT - 1] + "…"
+        return text
+
+    def _http_error_text(self, exc: urllib.error.HTTPError) -> str:
+        """The server's explanation of an HTTP error: ``error.message`` of a JSON body, else
+        the body's first non-empty line; ``""`` when there is none."""
+        try:
+            raw = exc.read(16384) or b""
+        except (OSError, ValueError):
+            return ""
+        text = raw.decode("utf-8", "replace")
+        try:
+            msg = _error_message(json.loads(text))
+        except ValueError:
+            msg = None
+        if msg is None:
+            msg = next((ln for ln in text.splitlines() if ln.strip()), "")
+        return self._clean(msg)
+
     def chat(self, messages: Sequence[Message], **gen: Any) -> str:
         """POST one chat completion, retrying transient failures with exponential backoff."""
         body = self._payload(messages, gen)
         last = ""
         for attempt in range(self.retries + 1):
+            wait = self.backoff * (2 ** attempt)
             try:
                 with self._slots:
                     answer = self._post(body)
+                if isinstance(answer, dict) and "choices" not in answer:
+                    error = _error_message(answer)
+                    if error is not None:
+                        raise LLMRequestError(f"{self.base_url}: the server reported an error "
+                                              f"({self._clean(error)})")
                 return str(answer["choices"][0]["message"]["content"] or "").strip()
             except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}"
+                detail = self._http_error_text(exc)
+                last = f"HTTP {exc.code}: {detail}" if detail else f"HTTP {exc.code}"
                 if exc.code != 429 and exc.code < 500:
                     raise LLMRequestError(f"{self.base_url}: request rejected ({last})") from exc
+                if exc.code in (429, 503):
+                    after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None,
+                                         self.max_retry_after)
+                    wait = wait if after is None else after
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = str(getattr(exc, "reason", exc))
             except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
                 raise LLMRequestError(f"{self.base_url}: unexpected response ({exc})") from exc
             if attempt < self.retries:
-                wait = self.backoff * (2 ** attempt)
                 log.info("%s: %s; retrying in %.1f s", self.base_url, last, wait)
                 time.sleep(wait)
         raise LLMRequestError(f"{self.base_url}: no answer after {self.retries + 1} attempts "

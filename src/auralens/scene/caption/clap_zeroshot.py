@@ -1,4 +1,8 @@
-"""Zero-shot captions from CLAP: rank a label vocabulary (AudioSet's 527 classes by default)."""
+"""Zero-shot captions from CLAP: rank a label vocabulary (AudioSet's 527 classes by default).
+
+Clips longer than the CLAP window (10 s) are centre-cropped to it, as in every CLAP path
+(:func:`auralens.encoders.clap.centre_crop`), so a caption does not change between runs.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.encoders.clap import centre_crop, window_samples
 from auralens.errors import AuralensError
 from auralens.scene.caption._hf import as_tensor, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
@@ -54,6 +59,7 @@ class ClapZeroShotCaptioner(Captioner):
                                          **processor_kwargs(params))
         self.model, self.device = load_model(ClapModel, model_id, params)
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.max_samples = window_samples(self.processor.feature_extractor)
         texts = [prompt.format(label=readable_label(lb)) for lb in self.labels]
         embeds = []
         with torch.inference_mode():
@@ -67,7 +73,8 @@ class ClapZeroShotCaptioner(Captioner):
         """``[T]`` → ``[L]`` softmax over the label vocabulary."""
         import torch
 
-        feats = self.processor.feature_extractor(np.asarray(wave, dtype=np.float32),
+        wave = centre_crop(np.asarray(wave, dtype=np.float32), self.max_samples)
+        feats = self.processor.feature_extractor(wave,
                                                  sampling_rate=self.sample_rate,
                                                  return_tensors="pt")
         feats = {k: v.to(self.device) for k, v in feats.items()}

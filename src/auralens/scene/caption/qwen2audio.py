@@ -17,7 +17,14 @@ import numpy as np
 from auralens.errors import AuralensError
 from auralens.scene.caption._hf import chunks, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner
-from auralens.scene.llm import Message, from_pretrained, resolve_model_id
+from auralens.scene.llm import (
+    GENERATION_OPTIONS,
+    Message,
+    from_pretrained,
+    generation_kwargs,
+    resolve_model_id,
+    seeded,
+)
 from auralens.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,8 @@ class AudioChatLM:
         model_id: hub id or local dir.
         model_classes: transformers classes tried in order (first that loads wins).
         **params: load options (dtype, device, quantize, offload, trust_remote_code) and
-            generation defaults (max_new_tokens 256, temperature 0).
+            generation defaults (max_new_tokens 256, temperature 0 = greedy, top_p,
+            repetition_penalty, seed: see :func:`~auralens.scene.llm.generation_kwargs`).
     """
 
     def __init__(self, model_id: str, model_classes: Sequence[Any], **params: Any) -> None:
@@ -61,9 +69,7 @@ class AudioChatLM:
         else:
             raise AuralensError(f"{model_id}: not an audio-text-to-text model ({last})")
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
-        self.gen_defaults = {k: v for k, v in params.items()
-                             if k in ("max_new_tokens", "temperature", "top_p",
-                                      "repetition_penalty")}
+        self.gen_defaults = {k: v for k, v in params.items() if k in GENERATION_OPTIONS}
         self._lock = threading.Lock()
 
     def ask(self, wave: np.ndarray, messages: Sequence[Message], **gen: Any) -> str:
@@ -96,17 +102,10 @@ class AudioChatLM:
                                 return_tensors="pt", padding=True)
         inputs = inputs.to(self.device)
         opts = {"max_new_tokens": 256, "temperature": 0.0, **self.gen_defaults, **gen}
-        temperature = float(opts.get("temperature") or 0.0)
-        kwargs: dict[str, Any] = {"max_new_tokens": int(opts["max_new_tokens"]),
-                                  "do_sample": temperature > 0}
-        if temperature > 0:
-            kwargs["temperature"] = temperature
         tok = self.processor.tokenizer
-        kwargs["pad_token_id"] = tok.pad_token_id if tok.pad_token_id is not None \
-            else tok.eos_token_id
-        with self._lock, torch.inference_mode():
-            if opts.get("seed") is not None:
-                torch.manual_seed(int(opts["seed"]))
+        kwargs = generation_kwargs(
+            opts, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        with self._lock, torch.inference_mode(), seeded(opts.get("seed"), self.device):
             out = self.model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
