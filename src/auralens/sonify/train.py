@@ -272,20 +272,9 @@ def _device(name: str) -> torch.device:
     Raises:
         TrainError: an unknown device name, or one this machine does not have.
     """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise TrainError(f"--device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise TrainError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise TrainError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
-    return dev
+    from auralens.devices import check_device
+
+    return check_device(name, TrainError, "--device")
 
 
 def _evaluate(model: torch.nn.Module, emb: torch.Tensor, lat: torch.Tensor, batch: int,

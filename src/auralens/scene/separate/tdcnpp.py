@@ -561,13 +561,9 @@ class TDCNppSeparator(Separator):
 
 def _torch_device(name: str) -> str:
     """``name`` checked to be a device this machine has (a one-line error otherwise)."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise AuralensError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AuralensError(f"device {name}: CUDA is not available on this machine; use cpu")
-    return str(dev)
+    from auralens.devices import check_device
+
+    return str(check_device(name))
 
 
 def _seconds(params: dict[str, Any], key: str, default: float) -> float:

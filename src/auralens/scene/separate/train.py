@@ -409,15 +409,11 @@ def _msi_key(entry: dict[str, Any]) -> float:
 
 def _device(name: str, acc: Any) -> torch.device:
     """The training device: the launcher's under several processes, else ``name``."""
+    from auralens.devices import check_device
+
     if acc.num_processes > 1 or name == "auto":
         return acc.device
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise TrainError(f"device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {name}: CUDA is not available on this machine; use cpu or auto")
-    return dev
+    return check_device(name, TrainError)
 
 
 def _accelerator() -> Any:
