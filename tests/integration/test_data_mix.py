@@ -219,6 +219,14 @@ def test_resume_follows_the_clips_not_the_path_spelling(lib: Path, tmp_path: Pat
     assert len(build_mixtures(Path("lib"), out, n=3, seed=1, **FAST)) == 3  # relative spelling
     shutil.move(str(copy), str(tmp_path / "moved"))
     assert len(build_mixtures(tmp_path / "moved", out, n=4, seed=1, **FAST)) == 4  # moved folder
+    # Another library with the same file names and sizes is refused.
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "moved", other)
+    for wav in sorted((other / "audio").glob("*.wav")):
+        data, sr = sf.read(wav, dtype="float32")
+        sf.write(wav, -data, sr, subtype=sf.info(str(wav)).subtype)  # same size, other audio
+    with pytest.raises(DatasetError, match=r"different settings \(clips\)"):
+        build_mixtures(other, out, n=4, seed=1, **FAST)
     # A different dataset is refused, whatever its path.
     victim = sorted((tmp_path / "moved" / "audio").glob("*.wav"))[0]
     victim.unlink()

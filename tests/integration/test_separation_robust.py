@@ -278,3 +278,27 @@ def test_state_saved_anywhere_loads_on_cpu(tmp_path, monkeypatch):
     train(root, tmp_path / "run", TrainConfig(**{**cfg, "steps": 2}))
     assert seen.get("map_location") == "cpu"
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["train"]["steps"] == 2
+
+
+def test_batch_refuses_results_of_other_settings(tmp_path, monkeypatch, capsys):
+    ckpt = _micro(tmp_path)
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32), SR)
+    out = tmp_path / "out"
+    assert main(["separate", "batch", str(src), "--out", str(out), "-s", f"tdcnpp:{ckpt}"]) == 0
+    capsys.readouterr()
+    for other in (["-s", "nmf"], ["-s", f"tdcnpp:{ckpt}", "--rule", "frames"]):
+        assert main(["separate", "batch", str(src), "--out", str(out), *other]) == 1
+        assert "other settings" in capsys.readouterr().err
+    # The same checkpoint spelled relative to the working directory is the same setting.
+    monkeypatch.chdir(tmp_path)
+    assert main(["separate", "batch", "in", "--out", "out", "-s", "tdcnpp:micro.safetensors"]) == 0
+    assert len(read_jsonl(out / "results.jsonl")) == 1
+
+
+def test_nmf_seed_zero_is_a_valid_option():
+    assert load_separator("nmf@seed=0").seed == 0
+    with pytest.raises(AuralensError, match="seed must be a whole number ≥ 0"):
+        load_separator("nmf@seed=-1")
+

@@ -121,3 +121,19 @@ def test_lengths_are_aligned_and_short_inputs_work(burst: np.ndarray) -> None:
     m = spectral_metrics(burst, burst[: SR // 2], SR)
     assert m["mr_stft"] == pytest.approx(0.0, abs=1e-9)
     assert np.isfinite(spectral_metrics(burst[:100], burst[:100] * 0.9, SR)["lsd_db"])
+
+
+def test_cli_prints_valid_json_for_a_silent_reference(tmp_path, capsys) -> None:
+    import json
+
+    import soundfile as sf
+
+    from auralens.cli import main
+
+    sf.write(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
+    sf.write(tmp_path / "noise.wav", (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32), SR)
+    capsys.readouterr()
+    assert main(["evaluate", "spectral", str(tmp_path / "silent.wav"), str(tmp_path / "noise.wav")]) == 0
+    printed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert printed["si_sdr"] is None and printed["lsd_db"] > 0
+

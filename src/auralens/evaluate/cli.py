@@ -62,7 +62,9 @@ def _emit(result: dict[str, object], out: Path | None, command: str,
     if skipped:
         result["skipped"] = skipped
         log.warning("%d unreadable file(s) skipped; listed under \"skipped\"", len(skipped))
-    typer.echo(json.dumps(result, indent=2))
+    from auralens.io import to_jsonable
+
+    typer.echo(json.dumps(to_jsonable(result), indent=2))  # NaN → null, as in metrics.json
     if out is not None:
         write_json(out / "metrics.json", result)
         write_run_json(out, command=command, config=result.get("config", {}),

@@ -54,8 +54,12 @@ SEPARATORS.register("oracle-ibm", "auralens.scene.separate.oracle:build_ibm", al
 SEPARATORS.register("path", "auralens.scene.separate.tdcnpp:build_tdcnpp")
 
 
-def check_options(backend: str, params: dict[str, Any], allowed: dict[str, type]) -> dict[str, Any]:
+def check_options(backend: str, params: dict[str, Any], allowed: dict[str, type],
+                  minimum: dict[str, int] | None = None) -> dict[str, Any]:
     """Spec options of a separator backend, checked by name and type before anything is built.
+
+    Whole-number options must be at least 1 (sizes, counts) unless ``minimum`` says otherwise
+    (``{"seed": 0}``).
 
     Raises:
         AuralensError: an unknown option or a value of the wrong type (one line).
@@ -66,8 +70,8 @@ def check_options(backend: str, params: dict[str, Any], allowed: dict[str, type]
     if unknown:
         raise AuralensError(f"unknown {backend} options {unknown}; use {', '.join(sorted(allowed))}")
     for key, value in params.items():
-        want = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, want) or (want is int and value < 1):
-            kind = "a whole number ≥ 1" if want is int else want.__name__
+        want, low = allowed[key], (minimum or {}).get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, want) or (want is int and value < low):
+            kind = f"a whole number ≥ {low}" if want is int else want.__name__
             raise AuralensError(f"{backend} option {key} must be {kind}, got {value!r}")
     return params

@@ -105,5 +105,5 @@ class NMFSeparator(Separator):
 def build_nmf(spec: ModelSpec, **params: Any) -> NMFSeparator:
     """Registry factory for ``nmf`` (params: num_sources, n_components, n_iter, cluster, seed)."""
     ints = dict.fromkeys(("num_sources", "n_components", "n_iter", "n_fft", "hop", "sample_rate"), int)
-    check_options("nmf", params, {**ints, "cluster": str, "seed": int})
+    check_options("nmf", params, {**ints, "cluster": str, "seed": int}, minimum={"seed": 0})
     return NMFSeparator(**params)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from auralens.config import fingerprint
 from auralens.errors import AuralensError
 from auralens.scene.separate.activity import ActivityConfig, filter_estimates
 from auralens.scene.separate.base import SEPARATORS, ReferenceSeparator, Separator
@@ -182,6 +183,20 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tup
     return sorted(zip(ids, paths, strict=True))
 
 
+def _separator_key(separator: str | Separator | None) -> str:
+    """A separator spec in a form that does not depend on how it was typed: the default
+    backend named, local paths absolute (a built separator: its name)."""
+    from auralens.specs import ModelSpec, parse_spec
+
+    if isinstance(separator, Separator):
+        return separator.name
+    spec = parse_spec(separator or SEPARATORS.default or "tdcnpp")
+    ident = spec.id
+    if ident and spec.path is not None:
+        ident = str(spec.path.resolve())
+    return str(ModelSpec(spec.kind, ident, dict(sorted(spec.params.items()))))
+
+
 def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
                    *, activity: ActivityConfig | None = None, limit: int | None = None,
                    shard: str | tuple[int, int] | None = None) -> list[dict[str, Any]]:
@@ -222,11 +237,24 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     dest.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest)
     results_path = dest / "results.jsonl"
-    done = {r.get("id") for r in read_jsonl(results_path)}
-    todo = [it for it in items if it[0] not in done]
     activity = activity or ActivityConfig()
+    # Results are reused only when they were made with the same separator and activity rule.
+    settings = {"separator": _separator_key(separator), "activity": asdict(activity)}
+    stamp = fingerprint(settings)
+    previous = read_jsonl(results_path)
+    other = [r.get("id") for r in previous if r.get("fingerprint") != stamp]
+    if other:
+        raise SeparationError(f"{results_path}: holds results made with other settings (e.g. "
+                              f"{other[0]}); use another --out, or delete {results_path} to start over")
+    done = {r.get("id") for r in previous}
+    todo = [it for it in items if it[0] not in done]
     with timer("load_model"):
-        sep = separator if isinstance(separator, Separator) else load_separator(separator)
+        if isinstance(separator, Separator):
+            sep = separator
+        elif todo:
+            sep = load_separator(separator)
+        else:  # nothing left to do: no need to load the model
+            sep = None
     errors = ErrorLog(dest / "errors.jsonl", reset=True)
     with timer("separate"):
         for rid, path in progress(todo, desc="separate", total=len(todo)):
@@ -236,12 +264,14 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
                 append_jsonl(results_path, {
                     "id": rid, "input": str(path), "out_dir": str(item_dir),
                     **{k: summary[k] for k in ("duration_s", "n_estimates", "n_kept", "kept",
-                                               "real_time_factor")}})
+                                               "real_time_factor")},
+                    "fingerprint": stamp})
     lines = read_jsonl(results_path)
+    name = sep.name if sep is not None else settings["separator"]
     write_run_json(dest, command="separate batch",
-                   config={"source": str(source), "separator": sep.name, "activity": activity,
-                           "limit": limit},
-                   models={"separator": sep.name}, timings=timer.timings,
+                   config={"source": str(source), "separator": name, "activity": activity,
+                           "limit": limit, "fingerprint": stamp},
+                   models={"separator": name}, timings=timer.timings,
                    extra={"n_items": len(items), "n_done": len(lines), "n_new": len(todo) - len(errors),
                           "n_failed": len(errors), "errors": errors.summary(len(todo)),
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"})
