@@ -3,7 +3,9 @@
 Covers: shard merges with other settings, resume with changed settings, lr grids and
 sweeps over finished runs of another config, one split per renders/ folder, renders of an
 older checkpoint, AST patch-grid trimming with ``duration=None``, the extractor's input
-window, the compute dtype in cache keys, and options checked before a run folder exists.
+window, the compute dtype in cache keys, options checked before a run folder exists,
+header-only clip lengths on cached ``duration=None`` reruns, encoder specs spelled relative vs
+absolute, renders of older versions, and layer spellings naming the same block.
 """
 
 from __future__ import annotations
@@ -298,3 +300,177 @@ def test_duplicate_learning_rates_train_once(prep: Path, tmp_path: Path) -> None
     res = train_grid(prep, tmp_path / "grid", _cfg(), [1e-2, 0.01, 2e-2])
     assert [r.lr for r in res] == [0.01, 0.02]
     assert sorted(p.name for p in (tmp_path / "grid").glob("lr=*")) == ["lr=0.01", "lr=0.02"]
+
+
+# --- 9. duration=None reruns read clip lengths from the headers -------------------------------
+
+def test_resampled_length_matches_resample() -> None:
+    from auralens.audio import resample
+    from auralens.sonify.prepare import resampled_length
+
+    for n, a, b in [(1, 32000, 16000), (5, 32000, 16000), (80, 16000, 44100), (16537, 22050, 16000),
+                    (24000, 48000, 16000), (12345, 44100, 24000), (777, 16000, 16000)]:
+        assert resampled_length(n, a, b) == resample(np.zeros(n, np.float32), a, b).shape[0], (n, a, b)
+
+
+def test_duration_none_rerun_decodes_only_clips_with_missing_arrays(
+        tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import auralens.sonify.prepare as prep_mod
+
+    ast = f"ast:{tiny_model('ast')}"
+    # 22.05 kHz clips of different lengths: the patch counts depend on the 16 kHz length.
+    lib = write_library(tmp_path / "lib", per_class=2, seconds=1.0, sr=22050)
+    clips = sorted((lib / "audio").glob("*.wav"))
+    for clip, seconds in zip(clips, (0.31, 0.55, 0.77, 0.93, 1.2), strict=False):
+        sf.write(str(clip), 0.1 * np.sin(np.arange(int(seconds * 22050)) / 7.0).astype(np.float32), 22050)
+    long_clip = clips[-1]
+    sf.write(str(long_clip), 0.1 * np.ones(int(2.0 * 22050), np.float32), 22050)  # > the 1.28 s window
+    decoded: list[str] = []
+    real_load = prep_mod.load_clip_wave
+
+    def counting(path: Path, duration: float | None):
+        decoded.append(Path(path).stem)
+        return real_load(path, duration)
+
+    monkeypatch.setattr(prep_mod, "load_clip_wave", counting)
+    kw = dict(duration=None, cache_dir=tmp_path / "c")
+    prepare(lib, ast, MEL, "patch", tmp_path / "p1", **kw)
+    first = read_jsonl(tmp_path / "p1" / "index.jsonl")
+    assert len(decoded) == 6 and len({r["valid_time_patches"] for r in first}) >= 4
+    decoded.clear()
+    prepare(lib, ast, MEL, "patch", tmp_path / "p2", **kw)
+    # Only the clip that is refused (so never cached) is decoded again; the rest come from headers.
+    assert decoded == [long_clip.stem]
+    assert read_jsonl(tmp_path / "p2" / "index.jsonl") == first
+    errors = read_jsonl(tmp_path / "p2" / "errors.jsonl")
+    assert [e["item"] for e in errors] == [long_clip.stem] and "2.00 s is longer" in errors[0]["error"]
+    # A header that cannot tell the length: the clip is decoded, with the same result.
+    decoded.clear()
+    monkeypatch.setattr(prep_mod, "header_length", lambda path: None)
+    prepare(lib, ast, MEL, "patch", tmp_path / "p3", **kw)
+    assert sorted(decoded) == sorted(c.stem for c in clips)
+    assert read_jsonl(tmp_path / "p3" / "index.jsonl") == first
+
+
+# --- 10. specs naming the same local directory; data checked before prepare rewrites ---------
+
+def test_normalise_spec_resolves_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auralens.sonify.train import normalise_spec
+
+    (tmp_path / "models" / "enc").mkdir(parents=True)
+    (tmp_path / "models" / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    absolute = f"classifier:{tmp_path / 'models' / 'enc'}"
+    assert normalise_spec("classifier:models/enc") == normalise_spec(absolute)
+    assert normalise_spec("classifier:./models/../models/enc") == normalise_spec(absolute)
+    assert normalise_spec("models/enc@layer=2") == normalise_spec(f"{tmp_path / 'models' / 'enc'}@layer=2")
+    assert normalise_spec("mel@n_mels=32,n_iter=4") == normalise_spec("mel@n_iter=4,n_mels=32")
+    assert normalise_spec("classifier:models/other") != normalise_spec(absolute)
+    assert normalise_spec("hf:MIT/ast-x") == "hf:MIT/ast-x"  # not a local path: as given
+    assert normalise_spec("mel@n_mels=32") != normalise_spec("mel@n_mels=64")
+
+
+def test_sweep_accepts_another_spelling_of_the_encoder_dir_and_refuses_before_preparing(
+        library: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "models" / "enc").mkdir(parents=True)
+    (tmp_path / "models" / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep"
+    kw = dict(cfg=_cfg(), duration=1.0, render_limit=1, cache_dir=cache)
+    sweep(library, f"{ENC}:{tmp_path / 'models' / 'enc'}", "1,2", COD, "lin", out, **kw)
+    stamps = {x: _md5(out / f"layer={x}" / "run" / "best.safetensors") for x in (1, 2)}
+    rows = sweep(library, f"{ENC}:models/enc", "1,2", COD, "lin", out, **kw)  # relative spelling
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert {x: _md5(out / f"layer={x}" / "run" / "best.safetensors") for x in (1, 2)} == stamps  # not retrained
+    preps = {x: _md5(out / f"layer={x}" / "prep" / "run.json") for x in (1, 2)}
+    with pytest.raises(TrainError, match=r"layer=1/run: holds a run made with other settings \(encoder .*models/other"):
+        sweep(library, f"{ENC}:models/other", "1,2", COD, "lin", out, **kw)
+    with pytest.raises(TrainError, match=r"layer=1/run: holds a run made with other settings \(duration 1.0 → 0.5\)"):
+        sweep(library, f"{ENC}:models/enc", "1,2", COD, "lin", out, **(kw | {"duration": 0.5}))
+    # Refused before any prep folder was written again.
+    assert {x: _md5(out / f"layer={x}" / "prep" / "run.json") for x in (1, 2)} == preps
+
+
+# --- 11. renders of an older version (no checkpoint SHA-256 recorded) -----------------------
+
+def _as_older_version(renders: Path, mtime_ns: int) -> None:
+    """Rewrite renders/run.json the way the version before checkpoint identities wrote it."""
+    import json
+    import os
+
+    manifest = read_json(renders / "run.json")
+    for key in ("checkpoint_sha256", "checkpoint_epoch", "clips"):
+        manifest["config"].pop(key)
+    (renders / "run.json").write_text(json.dumps(manifest), encoding="utf-8")
+    os.utime(renders / "run.json", ns=(mtime_ns, mtime_ns))
+
+
+def test_renders_without_a_recorded_checkpoint_are_kept_unless_the_checkpoint_is_newer(
+        prep: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    run = tmp_path / "run"
+    train(prep, run, _cfg())
+    out = render_split(run, "test", ["none"], limit=2)
+    files = sorted((out / "none").glob("*.wav"))
+    stamps = [_md5(p) for p in files]
+    ckpt_file = Path(read_json(out / "run.json")["config"]["checkpoint"])
+    ckpt_mtime = ckpt_file.stat().st_mtime_ns
+    _as_older_version(out, ckpt_mtime + 10**9)  # rendered after the checkpoint was written
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.render"):
+        render_split(run, "test", ["none"], limit=2)
+    again = read_json(out / "run.json")
+    assert again["counts"] == {"clips": 2, "rendered": 0, "skipped": 2, "failed": 0}
+    assert [_md5(p) for p in files] == stamps and "rendering again" not in caplog.text
+    assert len(again["config"]["checkpoint_sha256"]) == 64  # identity recorded from now on
+    # The checkpoint was written after such renders: made again, saying why.
+    _as_older_version(out, ckpt_mtime - 10**9)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.render"):
+        render_split(run, "test", ["none"], limit=2)
+    assert read_json(out / "run.json")["counts"]["rendered"] == 2
+    assert "was written after these renders" in caplog.text and "trained again" not in caplog.text
+    assert os.path.exists(files[0])
+
+
+# --- 12. layer spellings naming the same block train it once ---------------------------------
+
+def test_sweep_trains_a_layer_named_twice_once(library: Path, cache: Path, tmp_path: Path) -> None:
+    from auralens.sonify.sweep import check_layers, unique_layers
+
+    resolved = check_layers(ENC, ["last", 3, "features", -1, 2])
+    assert resolved == [3, 3, "features", 3, 2]  # the toy extractor has blocks 1..3
+    assert unique_layers(["last", 3, "features", -1, 2], resolved) == [("last", 3), ("features", "features"), (2, 2)]
+    out = tmp_path / "sweep"
+    rows = sweep(library, ENC, "3,last,-1", COD, "lin", out, cfg=_cfg(), duration=1.0, render_limit=1,
+                 cache_dir=cache)
+    assert [r["layer"] for r in rows] == ["3"]
+    assert sorted(p.name for p in out.glob("layer=*")) == ["layer=3"]
+    assert read_json(out / "run.json")["config"]["layers"] == ["3"]
+    # The first spelling names the folder; the prepared data records the resolved block.
+    rows = sweep(library, ENC, "last,3", COD, "lin", tmp_path / "sweep2", cfg=_cfg(), duration=1.0,
+                 render_limit=1, cache_dir=cache)
+    assert [r["layer"] for r in rows] == ["last"]
+    assert read_json(tmp_path / "sweep2" / "layer=last" / "prep" / "run.json")["prepared"]["extractor"]["layer"] == 3
+    # A rerun with the other spelling order resumes instead of refusing or retraining.
+    stamp = _md5(tmp_path / "sweep2" / "layer=last" / "run" / "best.safetensors")
+    rows = sweep(library, ENC, "last,3", COD, "lin", tmp_path / "sweep2", cfg=_cfg(), duration=1.0,
+                 render_limit=1, cache_dir=cache)
+    assert rows[0]["status"] == "ok"
+    assert _md5(tmp_path / "sweep2" / "layer=last" / "run" / "best.safetensors") == stamp
+
+
+# --- 13. --resume help lists what may change ---------------------------------------------
+
+def test_resume_help_names_every_option_that_may_change() -> None:
+    import typer.main
+
+    from auralens.sonify.cli import app
+    from auralens.sonify.train import RESUME_MAY_CHANGE
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    text = next(p for p in command.params if p.name == "resume").help
+    names = {"tensorboard": "TensorBoard"}
+    for key in RESUME_MAY_CHANGE:
+        assert names.get(key, "--" + key.replace("_", "-")) in text, key
+    assert "--batch-size" not in text.replace("--eval-batch-size", "")

@@ -89,9 +89,9 @@ def train_cmd(
     normalize: str = typer.Option("none", "--normalize", help="none or minmax (stats from the train split)."),
     resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors (only --lr "
-                                "and --epochs may differ from the stored run; finished lr-grid runs are "
-                                "skipped)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors (only --lr, "
+                                "--epochs, --device, --eval-batch-size and TensorBoard logging may "
+                                "differ from the stored run; finished lr-grid runs are skipped)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
@@ -133,7 +133,8 @@ def render_cmd(
 
     A clip longer than the extractor's input window (5.12 s for the offline classifier) is
     cut to the window, with a warning: the model never sees later audio. Renders made by an
-    older checkpoint (the run was trained again) are rendered again.
+    older checkpoint (the run was trained again) are rendered again; renders of an older
+    version, which record no checkpoint SHA-256, are kept unless the checkpoint is newer.
     """
     from auralens.errors import AuralensError
 

@@ -27,6 +27,8 @@ A fixed ``duration`` longer than the extractor's input window (``Extractor.max_d
 sees the rest of the clip. With ``duration=None`` every clip keeps its length: clips longer
 than the window are skipped into errors.jsonl, and for AST patch grids each index line records
 ``valid_time_patches`` so that training drops the padding patches exactly like rendering does.
+For clips whose arrays are all cached, the length comes from the file header (decoded only
+when the header cannot tell it exactly, e.g. MP3), so a rerun still decodes no audio.
 
 Sharding (``shard="i/n"``, ``--shard i/n`` or ``--shard env`` in a SLURM array): the splits are
 still decided over the whole dataset and written to PREP by every shard (identical files), but
@@ -159,13 +161,44 @@ def check_duration(extractor: Any, duration: float | None) -> None:
             f"--duration {float(window):g} or less")
 
 
-def _clip_time_info(extractor: Any, wave: np.ndarray, sr: int, path: Any) -> dict[str, Any]:
+def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
+    """Samples that :func:`auralens.audio.resample` gives for ``n`` samples at ``orig_sr``
+    (soxr rounds half up: ``floor(n * target / orig + 1/2)``), without resampling anything."""
+    if orig_sr == target_sr:
+        return int(n)
+    return (2 * int(n) * int(target_sr) + int(orig_sr)) // (2 * int(orig_sr))
+
+
+#: Formats whose header frame count libsndfile may only estimate (decoded instead).
+_ESTIMATED_LENGTH_FORMATS = frozenset({"MP3", "MPEG"})
+
+
+def header_length(path: str | Path) -> tuple[int, int] | None:
+    """``(frames, sample_rate)`` of an audio file from its header alone, or None when the
+    header cannot be read or its frame count may differ from what decoding gives (MPEG)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if path.suffix.lower() == ".mp3":
+        return None
+    try:
+        meta = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - unreadable header: the caller decodes instead
+        return None
+    if str(meta.format).upper() in _ESTIMATED_LENGTH_FORMATS or meta.frames <= 0 or meta.samplerate <= 0:
+        return None
+    return int(meta.frames), int(meta.samplerate)
+
+
+def _clip_time_info(extractor: Any, n: int, sr: int, path: Any) -> dict[str, Any]:
     """For ``duration=None`` (clips keep their length): refuse clips longer than the
     extractor's window, and record how many AST time patches hold audio so that training
-    trims the patch grid exactly like rendering does (``valid_time_patches``)."""
-    from auralens.audio import resample
+    trims the patch grid exactly like rendering does (``valid_time_patches``).
 
-    seconds = wave.shape[-1] / sr
+    Args:
+        n: the clip's length in samples at its own rate ``sr`` (decoded, or from the header).
+    """
+    seconds = n / sr
     window = getattr(extractor, "max_duration", None)
     if window is not None and seconds > float(window) + 1e-6:
         raise PrepareError(
@@ -174,8 +207,7 @@ def _clip_time_info(extractor: Any, wave: np.ndarray, sr: int, path: Any) -> dic
     valid_fn = getattr(extractor, "valid_time_patches", None)
     if not callable(valid_fn) or getattr(extractor, "trim", False) or getattr(extractor, "layout", None) != "flat":
         return {}
-    n = resample(wave, sr, extractor.sample_rate).shape[-1]
-    return {"valid_time_patches": int(valid_fn(int(n)))}
+    return {"valid_time_patches": int(valid_fn(resampled_length(n, sr, extractor.sample_rate)))}
 
 
 def load_clip_wave(path: Path, duration: float | None) -> tuple[np.ndarray, int]:
@@ -287,12 +319,17 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                        "lat_key": latent_key(content, cod, dtype, duration)}
                 rec["need_emb"] = rec["emb_key"] not in emb_cache
                 rec["need_lat"] = rec["lat_key"] not in lat_cache
-                if duration is None:  # clips keep their length: check it, note the AST grid
+                need_wave = rec["need_emb"] or rec["need_lat"]
+                if need_wave:
                     wave, sr = load_clip_wave(clip.path, duration)
-                    rec["time"] = _clip_time_info(extractor, wave, sr, clip.path)
-                if rec["need_emb"] or rec["need_lat"]:
-                    if duration is not None:
-                        wave, sr = load_clip_wave(clip.path, duration)
+                if duration is None:  # clips keep their length: check it, note the AST grid
+                    # With every array cached the length comes from the header: no decoding.
+                    length = (wave.shape[-1], sr) if need_wave else header_length(clip.path)
+                    if length is None:  # header unreadable or its length only estimated
+                        decoded, dsr = load_clip_wave(clip.path, duration)
+                        length = decoded.shape[-1], dsr
+                    rec["time"] = _clip_time_info(extractor, length[0], length[1], clip.path)
+                if need_wave:
                     rec["wave_e"] = resample(wave, sr, extractor.sample_rate) if rec["need_emb"] else None
                     rec["wave_c"] = resample(wave, sr, cod.sample_rate) if rec["need_lat"] else None
                 todo.append(rec)

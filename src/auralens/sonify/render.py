@@ -219,6 +219,24 @@ def _existing_renders(out: Path) -> dict[str, Any] | None:
     return {} if has_audio else None
 
 
+def _unidentified_renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path) -> str | None:
+    """For renders whose run.json records no checkpoint SHA-256 (written by an older version):
+    why they cannot be kept, or None when they were made from ``checkpoint`` as it is now
+    (the same file name, not modified after the renders were written)."""
+    recorded = previous.get("checkpoint")
+    if recorded and Path(str(recorded)).name != checkpoint.name:
+        return (f"made with {Path(str(recorded)).name} (recorded by an older version without its "
+                f"SHA-256), not {checkpoint.name}")
+    try:
+        newer = checkpoint.stat().st_mtime_ns > (out / "run.json").stat().st_mtime_ns
+    except OSError:
+        newer = True
+    if newer:
+        return (f"{checkpoint} was written after these renders, whose run.json (from an older "
+                "version) records no checkpoint SHA-256")
+    return None
+
+
 def _clear_renders(out: Path) -> None:
     """Remove what render_split wrote into ``out`` (sub-folders, run.json, errors.jsonl)."""
     if not out.is_dir():
@@ -237,7 +255,9 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     Embeddings come from the prepare cache when present (else they are recomputed). Clips whose
     outputs all exist are skipped (resumable) as long as ``renders/run.json`` shows the same
     split and checkpoint; renders of another checkpoint (the run was trained again) are
-    removed and made again. Failures go to ``renders/errors.jsonl``.
+    removed and made again. Renders from an older version, whose run.json records no
+    checkpoint SHA-256, are kept when the checkpoint has the recorded file name and was not
+    written after them, else made again. Failures go to ``renders/errors.jsonl``.
 
     Args:
         run_dir: RUN directory (or an lr grid directory).
@@ -278,7 +298,14 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         raise RenderError(
             f"{out}: holds renders of the {had + ' split' if had else 'another or an unknown split'}; "
             f"pass --overwrite to replace them with the {split} split (the report scores one split per run)")
-    elif previous is not None and (previous.get("checkpoint_sha256") != identity["sha256"]):
+    elif previous is not None and not previous.get("checkpoint_sha256"):
+        stale = _unidentified_renders_stale(out, previous, Path(loaded.checkpoint))
+        if stale:
+            log.warning("%s: %s; rendering again", out, stale)
+            _clear_renders(out)
+        else:
+            kept = [str(c) for c in previous.get("clips") or []]
+    elif previous is not None and previous["checkpoint_sha256"] != identity["sha256"]:
         log.warning("%s: made with another checkpoint than %s (the run was trained again); "
                     "rendering again", out, loaded.checkpoint)
         _clear_renders(out)

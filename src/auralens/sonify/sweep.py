@@ -9,9 +9,12 @@ Layout::
 
 All layers share the split (same seed), so every layer renders the same test clips. Rerunning
 the sweep resumes: cached arrays are reused, finished runs and existing renders are skipped.
-A run made with other training settings (gate, learning rate …) is refused before anything
-runs, unless ``overwrite`` retrains every layer. Every layer is checked against the extractor
-before the first one is prepared.
+A run made with other training settings (gate, learning rate …) or on other data (encoder,
+layer, codec, duration) is refused before anything runs, unless ``overwrite`` retrains every
+layer; encoder and codec specs naming the same local directory (relative or absolute) count as
+the same. Every layer is checked against the extractor before the first one is prepared, and
+spellings naming the same layer (``4,last`` for a model with 4 blocks) train it once, in the
+folder of the first spelling.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from auralens.io import write_run_json, write_text
 from auralens.sonify.prepare import (
     PrepareError,
+    build_codec,
     build_extractor,
     parse_layer,
     prepare,
@@ -46,11 +50,15 @@ def parse_layers(text: str | Sequence[str | int]) -> list[str | int]:
     return list(dict.fromkeys(p for p in out if p is not None))
 
 
-def check_layers(encoder: Any, layers: Sequence[str | int]) -> None:
+def check_layers(encoder: Any, layers: Sequence[str | int]) -> list[str | int]:
     """Refuse unknown or out-of-range layers before any work.
 
     The extractor is built once and checks every layer itself (:meth:`Extractor.check_layer`);
     a backend that cannot is built once per layer instead.
+
+    Returns:
+        the normalised layer of each entry (``"last"`` → the last block's index …), i.e. the
+        layer the extractor records in a prepared dataset.
 
     Raises:
         PrepareError: naming every bad layer and why.
@@ -61,14 +69,41 @@ def check_layers(encoder: Any, layers: Sequence[str | int]) -> None:
         raise PrepareError("--layers: no layer given")
     extractor = build_extractor(encoder, None)
     bad = []
+    resolved: list[str | int] = []
     for layer in layers:
         try:
-            if extractor.check_layer(layer) is None:
-                build_extractor(encoder, layer)
+            norm = extractor.check_layer(layer)
+            if norm is None:
+                norm = build_extractor(encoder, layer).layer
+            resolved.append(norm)
         except AuralensError as exc:
             bad.append(f"{layer} ({exc})")
     if bad:
         raise PrepareError(f"--layers: bad layer(s) {'; '.join(bad)}")
+    return resolved
+
+
+def unique_layers(layers: Sequence[str | int], resolved: Sequence[str | int]) -> list[tuple[str | int, str | int]]:
+    """``(spelling, layer)`` pairs with one entry per model layer, in order.
+
+    Spellings naming the same layer (``4`` and ``last`` for a model with 4 blocks) keep the
+    first one, which names the sweep's ``layer=<spelling>`` folder.
+    """
+    seen: dict[str, str | int] = {}
+    out: list[tuple[str | int, str | int]] = []
+    for spelling, layer in zip(layers, resolved, strict=True):
+        key = str(layer)
+        if key in seen:
+            log.info("layer %s names the same layer as %s (%s); trained once", spelling, seen[key], layer)
+            continue
+        seen[key] = spelling
+        out.append((spelling, layer))
+    return out
+
+
+def _spec_of(spec: Any, build: Any) -> str:
+    """The spec string :func:`prepare` records for ``spec`` (a backend instance: its name)."""
+    return spec if isinstance(spec, str) else str(build(spec).name)
 
 
 def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, codec: Any,
@@ -86,26 +121,32 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
 
     Raises:
         PrepareError: a bad layer (all are checked first).
-        TrainError: bad training options, or a layer's run was made with other settings
-            (without ``overwrite``); both before anything is prepared or trained.
+        TrainError: bad training options, or a layer's run was made with other training
+            settings or data (without ``overwrite``); both before anything is prepared or trained.
     """
     start = time.perf_counter()
     out = Path(out)
     layer_list = parse_layers(layers)
     base = replace(cfg or TrainConfig(), gate=gate, seed=seed)
     base.validate()
-    check_layers(encoder, layer_list)
+    plan = unique_layers(layer_list, check_layers(encoder, layer_list))
+    layer_list = [spelling for spelling, _ in plan]
     if not overwrite:
-        for layer in layer_list:
-            _finished(out / f"layer={layer}" / "run", base)  # raises on other training settings
+        # Training settings and the data each run was trained on (encoder, layer, codec,
+        # duration), checked for every layer before any prep folder is written.
+        enc_spec, cod_spec = _spec_of(encoder, build_extractor), _spec_of(codec, build_codec)
+        for spelling, resolved in plan:
+            planned = {"extractor": {"spec": enc_spec, "layer": resolved}, "codec": {"spec": cod_spec},
+                       "duration": duration}
+            _finished(out / f"layer={spelling}" / "run", base, planned)  # raises on other settings
     rows: list[dict[str, Any]] = []
-    for layer in layer_list:
-        ldir = out / f"layer={layer}"
+    for spelling, layer in plan:
+        ldir = out / f"layer={spelling}"
         prep = ldir / "prep"
         prepare(data, encoder, codec, layer, prep, seed=seed, batch_size=batch_size,
                 duration=duration, limit=limit, cache_dir=cache_dir)
         run = ldir / "run"
-        row: dict[str, Any] = {"layer": str(layer), "run": str(run.relative_to(out))}
+        row: dict[str, Any] = {"layer": str(spelling), "run": str(run.relative_to(out))}
         try:
             if overwrite:
                 res = train(prep, run, base, overwrite=True)

@@ -622,6 +622,41 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
 
 #: Run-config keys that tie a finished run to its prepared data.
 _DATA_KEYS = ("encoder", "layer", "codec", "duration")
+#: … of which these hold model specs (compared by :func:`normalise_spec`).
+_SPEC_KEYS = ("encoder", "codec")
+
+
+def normalise_spec(spec: Any) -> str:
+    """A model spec in a spelling-independent form, for comparing stored and requested specs.
+
+    A local path part is resolved (``classifier:presets/x`` run from ``/w`` equals
+    ``classifier:/w/presets/x``), the backend kind is lower-cased and ``@`` options are sorted.
+    Hub ids and specs that do not parse are returned as given.
+    """
+    from auralens.specs import SpecError, parse_spec
+
+    if not isinstance(spec, str):
+        return str(spec)
+    try:
+        parsed = parse_spec(spec)
+    except SpecError:
+        return spec
+    ident = parsed.id
+    if parsed.path is not None:
+        ident = str(parsed.path.expanduser().resolve())
+    head = ident if parsed.kind == "path" else (f"{parsed.kind}:{ident}" if ident else parsed.kind)
+    if parsed.params:
+        head += "@" + ",".join(f"{k}={parsed.params[k]}" for k in sorted(parsed.params))
+    return head
+
+
+def _data_differs(key: str, have: Any, want: Any) -> bool:
+    if key in _SPEC_KEYS:
+        return normalise_spec(have) != normalise_spec(want)
+    if key == "duration" and have is not None and want is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            return float(have) != float(want)  # 1 and 1.0 s are the same duration
+    return str(have) != str(want)
 
 
 def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = None) -> TrainResult | None:
@@ -631,8 +666,10 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
         run: RUN directory.
         cfg: the settings the caller wants; all but epochs/device/tensorboard/eval batch
             size must match the stored ones (the learning rate included).
-        prepared: ``run.json["prepared"]`` of the data the caller trains on; its encoder,
-            layer, codec and duration must match too.
+        prepared: ``run.json["prepared"]`` of the data the caller trains on (or a mapping of
+            the same shape describing the data it is about to prepare); its encoder, layer,
+            codec and duration must match too, encoder and codec specs compared with local
+            paths resolved (:func:`normalise_spec`).
 
     Raises:
         TrainError: ``run`` holds a run made with other settings (the message lists them).
@@ -648,7 +685,7 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
         want = {"encoder": ext.get("spec"), "layer": ext.get("layer"), "codec": cod.get("spec"),
                 "duration": prepared.get("duration")}
         diffs += [f"{k} {stored[k]!r} → {want[k]!r}" for k in _DATA_KEYS
-                  if k in stored and str(stored[k]) != str(want[k])]
+                  if k in stored and _data_differs(k, stored[k], want[k])]
     if diffs:
         raise TrainError(f"{run}: holds a run made with other settings ({'; '.join(diffs)}); choose "
                          "another --out or pass --overwrite to train it again")
