@@ -162,6 +162,11 @@ def append_jsonl(path: str | Path, record: Any) -> None:
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Read a JSONL file, ignoring a truncated last line left by a killed writer."""
+    return [record for _, record in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | Path) -> list[tuple[int, Any]]:
+    """Like :func:`read_jsonl`, with each record's 1-based line number (for messages)."""
     path = Path(path)
     if not path.exists():
         return []
@@ -172,7 +177,7 @@ def read_jsonl(path: str | Path) -> list[Any]:
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                out.append((i + 1, json.loads(line)))
             except json.JSONDecodeError:
                 log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
     return out

@@ -163,3 +163,70 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     if "/" in head:  # bare hub id such as "facebook/hubert-base-ls960"
         return ModelSpec("hf", head, params, raw)
     return ModelSpec(head.lower(), "", params, raw)
+
+
+class UnresolvedPathError(SpecError):
+    """A spec names a relative local path, and the directory it was relative to is unknown."""
+
+
+def resolve_local(text: str, resolve_relative: bool = True) -> str | None:
+    """``text`` as an absolute, symlink-free local path, or None when it names no local path
+    (a hub id or a served model's name): an absolute path, or a relative one that starts
+    with ``./`` / ``../`` or exists (read from the working directory, as backends read it).
+
+    Raises:
+        UnresolvedPathError: ``resolve_relative`` is False and ``text`` is a relative local
+            path.
+    """
+    p = Path(os.path.expanduser(text))
+    if p.is_absolute():
+        return str(p.resolve())
+    if not (text.startswith(("./", "../")) or _exists(p)):
+        return None
+    if not resolve_relative:
+        raise UnresolvedPathError(f"{text}: a relative path, and the directory it was given "
+                                  "from is not known")
+    return str(p.resolve())
+
+
+def canonical_spec(spec: str | ModelSpec | None, registry: Any = None, *,
+                   resolve_relative: bool = True) -> Any:
+    """The spelling-independent form of a stage spec, for settings fingerprints.
+
+    Two spellings that build the same backend give the same string: an empty spec becomes the
+    registry's default backend name (``None`` → ``"tdcnpp"`` for separators); a local path —
+    the whole spec or the id after ``kind:`` — becomes absolute with ``~`` expanded and
+    symlinks resolved (relative paths are read from the working directory, as the backends
+    read them); options are sorted. Backend aliases are kept (some select a model).
+
+    Args:
+        spec: a spec string, a :class:`ModelSpec`, None, or anything else (a built backend),
+            which is returned unchanged.
+        registry: the stage's :class:`~auralens.registry.Registry` (its ``default`` and its
+            names), or None.
+        resolve_relative: False when the working directory the spec was written for is not
+            known (a spec read back from an older run's ``run.json``).
+
+    Raises:
+        SpecError: the spec cannot be parsed.
+        UnresolvedPathError: ``resolve_relative`` is False and the spec names a relative
+            local path.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        default = getattr(registry, "default", None)
+        if default is None:
+            return None
+        spec = default
+    if not isinstance(spec, (str, ModelSpec)):
+        return spec
+    parsed = parse_spec(spec)
+    kind, ident = parsed.kind, parsed.id
+    if (kind == "path" and registry is not None and ident in registry
+            and not any(c in ident for c in "/\\~")):
+        kind, ident = ident.lower(), ""  # a bare backend name wins over a same-named folder
+    if ident:
+        ident = resolve_local(ident, resolve_relative) or ident
+    out = ident if kind == "path" else (f"{kind}:{ident}" if ident else kind)
+    if parsed.params:
+        out += "@" + ",".join(f"{k}={parsed.params[k]}" for k in sorted(parsed.params))
+    return out

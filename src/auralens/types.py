@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auralens.io import read_jsonl, write_jsonl
+from auralens.io import read_jsonl, read_jsonl_numbered, write_jsonl
 
 T = TypeVar("T")
 
@@ -154,4 +154,24 @@ def load_clips(path: str | Path) -> list[Clip]:
 
 
 def load_scenes(path: str | Path) -> list[SceneRecord]:
-    return [SceneRecord.from_dict(d) for d in read_jsonl(path)]
+    """Read a scene manifest (one :class:`SceneRecord` per line, as ``data mix`` writes).
+
+    Raises:
+        auralens.data.DatasetError: a line is not a scene record (one line naming the file
+            and the line).
+    """
+    from auralens.data import DatasetError
+
+    records = []
+    for number, data in read_jsonl_numbered(path):
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("sources", []), list):
+                raise TypeError("not a mapping with a list of sources")
+            rec = SceneRecord.from_dict(data)
+            if not isinstance(rec.id, (str, int)) or isinstance(rec.id, bool):
+                raise TypeError("bad id")
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise DatasetError(f"{path} line {number}: not a scene manifest record (needs id, "
+                               "mixture and sources with path and label)") from exc
+        records.append(rec)
+    return records

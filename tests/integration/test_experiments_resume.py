@@ -7,6 +7,7 @@ keyword judge on three short synthetic mixtures (no shared data)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,104 @@ def test_template_composer_techniques_are_noted(lib: Path, tmp_path: Path, capsy
     assert notes[0] in summary["skipped"]
     assert any(n["what"].startswith("technique") for n in
                read_json(tmp_path / "e" / "run.json")["summary"]["skipped"])
+
+
+def test_resume_accepts_equivalent_method_settings(lib: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    cfg = _cfg(lib, [_method("m", LOOSE)])
+    assert run_experiment(cfg, out)["new"] == 3
+    # defaults named, ints for floats, a dict spec, option order: the same settings
+    same = _method("m", {"rule": "relative_db", "min_db": -60.0, "threshold": 0.1},
+                   separator="nmf@n_iter=10", captioner=None, composer={"spec": "template"},
+                   technique="zero-shot")
+    assert run_experiment(_cfg(lib, [same]), out)["new"] == 0
+    # the judge's default metrics spelled out are the default
+    out2 = tmp_path / "d"
+    run_experiment(_cfg(lib, [_method("m", LOOSE)], judge={"spec": "keyword"}), out2)
+    from auralens.experiments.runner import DEFAULT_METRICS
+
+    spelled = {"spec": "keyword", "metrics": list(DEFAULT_METRICS)}
+    assert run_experiment(_cfg(lib, [_method("m", LOOSE)], judge=spelled), out2)["new"] == 0
+
+
+def test_settings_of_resolves_model_paths(tmp_path: Path, monkeypatch) -> None:
+    from auralens.config import fingerprint
+    from auralens.experiments.runner import settings_of
+
+    (tmp_path / "a" / "clf").mkdir(parents=True)
+    (tmp_path / "b" / "clf").mkdir(parents=True)
+    cfg = _cfg(tmp_path, [])
+
+    def key(captioner: str) -> str:
+        return fingerprint(settings_of(_method("m", LOOSE, captioner=captioner), cfg))
+
+    monkeypatch.chdir(tmp_path / "a")
+    rel = key("classifier:clf")
+    assert rel == key(f"classifier:{tmp_path / 'a' / 'clf'}") == key("classifier:./clf")
+    monkeypatch.chdir(tmp_path / "b")
+    assert key("classifier:clf") != rel
+    # with reference sources the activity filter is not used, so it does not count
+    ref = {"name": "r", "type": "pipeline", "captioner": "classifier", "composer": "template"}
+    assert (fingerprint(settings_of(ref, cfg))
+            == fingerprint(settings_of({**ref, "separator": "reference", "activity": LOOSE}, cfg)))
+    assert (fingerprint(settings_of(ref, cfg))
+            != fingerprint(settings_of({**ref, "separator": None}, cfg)))  # None → tdcnpp
+
+
+def _as_older_version(out: Path) -> None:
+    """Strip what rows gained with fingerprints (as an older version wrote them)."""
+    rows = read_jsonl(out / "results.jsonl")
+    for r in rows:
+        del r["fingerprint"], r["settings"]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_resume_rows_of_an_older_version(lib: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)
+    _as_older_version(out)
+    before = (out / "results.jsonl").read_text()
+    changed = _method("m", {"rule": "relative_db", "min_db": -40})
+    with pytest.raises(ExperimentError, match=r"method 'm' made with different settings "
+                                              r"\(activity\)"):
+        run_experiment(_cfg(lib, [changed]), out)
+    assert (out / "results.jsonl").read_text() == before
+    # the settings run.json records: resumes, and the old rows get the fingerprint
+    assert run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)["new"] == 0
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 3 and len({r["fingerprint"] for r in rows}) == 1
+    assert all(r["settings"]["method"]["activity"]["min_db"] == -60.0 for r in rows)
+    # rows whose own setting column disagrees with run.json, or no run.json: refused
+    _as_older_version(out)
+    rows = read_jsonl(out / "results.jsonl")
+    rows[0]["setting"]["separator"] = "nmf@n_iter=99"
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ExperimentError, match="without a settings fingerprint"):
+        run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)
+    (out / "run.json").unlink()
+    with pytest.raises(ExperimentError, match="without a settings fingerprint"):
+        run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)
+
+
+def test_other_settings_refused_before_data_and_models(lib: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    import auralens.experiments.runner as runner
+
+    out = tmp_path / "e"
+    run_experiment(_cfg(lib, [_method("m", LOOSE)]), out)
+    mixtures = sorted(p.name for p in (out / "data").rglob("*.wav"))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the settings check")
+
+    monkeypatch.setattr(runner, "load_items", no_work)
+    monkeypatch.setattr(runner.Describer, "check", no_work)
+    more = _cfg(lib, [_method("m", LOOSE)], judge={"spec": "keyword", "metrics": ["count"]})
+    more["data"]["n"] = 5
+    with pytest.raises(ExperimentError, match=r"evaluation \(judge"):
+        run_experiment(more, out)
+    # a changed method is refused even when its model would turn out to be missing
+    missing = _method("m", LOOSE, captioner=f"classifier:{tmp_path / 'no-such-model'}")
+    with pytest.raises(ExperimentError, match=r"different settings \(captioner\)"):
+        run_experiment(_cfg(lib, [missing]), out)
+    assert sorted(p.name for p in (out / "data").rglob("*.wav")) == mixtures

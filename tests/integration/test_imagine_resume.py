@@ -171,3 +171,126 @@ def test_cot_reasoning_layout_matches_the_description() -> None:
         assert entry.startswith(f"{name} {positions[i].lower()}")
         assert f"{positions[i]}, " in desc.text  # the text puts the i-th source there too
     assert "(heard 2 times)" in entries[0]
+
+
+PRESETS = Path(__file__).resolve().parents[2] / "src" / "auralens" / "presets"
+
+
+def test_result_settings_resolve_equivalent_spellings(tmp_path: Path, monkeypatch) -> None:
+    from auralens.config import fingerprint
+
+    def key(**kw) -> str:
+        return fingerprint(ImagineConfig(**kw).result_settings())
+
+    base = key(separator=NMF)
+    # the defaults named explicitly, a default activity value, ints for floats, option order
+    assert key(separator=NMF, captioner="classifier", composer="template", image="none",
+               activity={"threshold": 0.1}) == base
+    assert key(separator="nmf@n_iter=10", captioner=None, composer=None, image=None) == base
+    assert key(separator=None) == key(separator="tdcnpp") == key(separator={"backend": "tdcnpp"})
+    assert key(activity={"min_rms_ratio": 1}) == key(activity={"min_rms_ratio": 1.0})
+    assert key(separator="nmf@seed=1,n_iter=10") == key(separator="nmf@n_iter=10,seed=1")
+    # ... but another value is another setting
+    assert key(separator=NMF, activity={"threshold": 0.2}) != base
+    assert key(separator="nmf@n_iter=11") != base
+    # a model folder spelled relative or absolute is one setting; the same relative spelling
+    # from another working directory names another folder
+    monkeypatch.chdir(PRESETS)
+    rel = key(captioner="classifier:classifier-synth")
+    assert rel == key(captioner=f"classifier:{PRESETS / 'classifier-synth'}")
+    assert rel == key(captioner="classifier:./classifier-synth/")
+    other = tmp_path / "classifier-synth"
+    other.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert key(captioner="classifier:classifier-synth") != rel
+    # a template counts by content, not by the spelling of its path
+    tpl = tmp_path / "t.txt"
+    tpl.write_text("### user\n{captions}\n")
+    assert key(composer="hf:x", template="t.txt") == key(composer="hf:x", template=str(tpl))
+
+
+def test_batch_resumes_with_equivalent_settings(fuss: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(PRESETS)
+    out = tmp_path / "b"
+    imagine_batch(fuss, out, {"separator": NMF, "captioner": "classifier:classifier-synth",
+                              "activity": {"min_rms_ratio": 1}}, limit=1)
+    same = {"separator": "nmf@n_iter=10", "composer": "template", "image": "none",
+            "captioner": f"classifier:{PRESETS / 'classifier-synth'}",
+            "activity": {"min_rms_ratio": 1.0, "threshold": 0.1}}
+    lines = imagine_batch(fuss, out, same, limit=2)
+    assert len(lines) == 2 and read_json(out / "run.json")["n_new"] == 1
+    assert len({ln["fingerprint"] for ln in lines}) == 1
+    # the relative spelling from elsewhere names another folder: refused before any work
+    (tmp_path / "classifier-synth").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImagineError, match=r"different settings \(captioner\)"):
+        imagine_batch(fuss, out, {"separator": NMF, "captioner": "classifier:classifier-synth",
+                                  "activity": {"min_rms_ratio": 1}}, limit=3)
+    assert len(read_jsonl(out / "results.jsonl")) == 2
+
+
+def _as_older_version(out: Path) -> None:
+    """Strip what lines and run.json gained with fingerprints (as an older version wrote)."""
+    lines = read_jsonl(out / "results.jsonl")
+    for ln in lines:
+        del ln["fingerprint"], ln["settings"]
+    (out / "results.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    run = read_json(out / "run.json")
+    del run["fingerprint"], run["notes"]
+    (out / "run.json").write_text(json.dumps(run))
+
+
+def test_batch_resumes_results_of_an_older_version(fuss: Path, tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    imagine_batch(fuss, out, {"separator": NMF}, limit=1)
+    _as_older_version(out)
+    before = (out / "results.jsonl").read_text()
+    # other settings than run.json records: refused, naming what changed; nothing written
+    with pytest.raises(ImagineError, match=r"different settings \(technique\)"):
+        imagine_batch(fuss, out, {"separator": NMF, "technique": "cot"}, limit=2)
+    assert (out / "results.jsonl").read_text() == before
+    # the same settings (spelled differently): resumes, and the old line gets the fingerprint
+    lines = imagine_batch(fuss, out, {"separator": NMF, "captioner": "classifier"}, limit=2)
+    assert len(lines) == 2 and read_json(out / "run.json")["n_new"] == 1
+    assert lines[0]["fingerprint"] == lines[1]["fingerprint"]
+    assert lines[0]["settings"] == lines[1]["settings"]
+    # lines that disagree with run.json, or no run.json at all: cannot be determined
+    _as_older_version(out)
+    lines = read_jsonl(out / "results.jsonl")
+    lines[0]["technique"] = "cot"
+    (out / "results.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    with pytest.raises(ImagineError, match="without a settings fingerprint"):
+        imagine_batch(fuss, out, {"separator": NMF}, limit=2)
+    (out / "run.json").unlink()
+    with pytest.raises(ImagineError, match="without a settings fingerprint"):
+        imagine_batch(fuss, out, {"separator": NMF}, limit=2)
+
+
+def test_older_version_relative_model_path_needs_its_working_dir(fuss: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """A relative model path in an older run.json counts only when the lines show that run
+    started from the current working directory (they recorded the output folder relative)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").symlink_to(PRESETS / "classifier-synth")
+    cfg = {"separator": NMF, "captioner": "classifier:m"}
+    imagine_batch(fuss, "rel", cfg, limit=1)
+    _as_older_version(tmp_path / "rel")
+    lines = imagine_batch(fuss, "rel", cfg, limit=2)
+    assert len(lines) == 2 and "fingerprint" in lines[0]
+    # recorded with an absolute output folder: the old working directory is unknown
+    imagine_batch(fuss, tmp_path / "abs", cfg, limit=1)
+    _as_older_version(tmp_path / "abs")
+    with pytest.raises(ImagineError, match="without a settings fingerprint"):
+        imagine_batch(fuss, tmp_path / "abs", cfg, limit=2)
+
+
+def test_batch_on_a_jsonl_that_is_no_manifest_is_one_line(fuss: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    imagine_batch(fuss, tmp_path / "b", {"separator": NMF}, limit=1)
+    results = tmp_path / "b" / "results.jsonl"
+    capsys.readouterr()
+    assert main(["imagine", "batch", str(results), "--out", str(tmp_path / "c"),
+                 "--separator", NMF]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {results} line 1: not a scene manifest record (needs id, mixture "
+                   "and sources with path and label)")

@@ -11,7 +11,13 @@ from auralens.cache import ArrayCache, hash_array, make_key
 from auralens.config import ConfigError, apply_overrides
 from auralens.io import ErrorLog, read_jsonl, write_json
 from auralens.registry import Registry, RegistryError
-from auralens.specs import ModelSpec, SpecError, parse_spec
+from auralens.specs import (
+    ModelSpec,
+    SpecError,
+    UnresolvedPathError,
+    canonical_spec,
+    parse_spec,
+)
 from auralens.types import Clip, SceneRecord, Source, load_scenes, save_records
 
 
@@ -123,6 +129,79 @@ def test_scene_record_roundtrip(tmp_path):
     back = load_scenes(tmp_path / "m.jsonl")[0]
     assert back.labels == ["dog"] and back.n_sources == 1 and back.sources[0].role == "background"
     assert Clip.from_dict(Clip("c", "x.wav", ["a"]).to_dict()).label == "a"
+
+
+def test_load_scenes_names_the_line_that_is_not_a_scene_record(tmp_path):
+    from auralens.data import DatasetError
+
+    good = SceneRecord("m1", tmp_path / "m.wav", [Source(tmp_path / "s.wav", "dog")]).to_dict()
+    bad_lines = [
+        {"id": "x", "fingerprint": "abc", "paths": {"mixture": "m.wav"}},  # a results line
+        {"id": "x", "mixture": "m.wav", "sources": [{"path": "s.wav"}]},  # a source w/o label
+        {"id": "x", "mixture": "m.wav", "sources": ["s.wav"]},
+        {"id": "x", "mixture": "m.wav", "sources": "s.wav"},
+        {"id": None, "mixture": "m.wav"},
+        {"id": "x", "mixture": None},
+        ["not", "a", "mapping"],
+    ]
+    for bad in bad_lines:
+        path = tmp_path / "r.jsonl"
+        path.write_text(json.dumps(good) + "\n\n" + json.dumps(bad) + "\n")
+        with pytest.raises(DatasetError) as info:
+            load_scenes(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path} line 3: not a scene manifest record") and "\n" not in msg
+    path.write_text(json.dumps(good) + "\n")
+    assert [r.id for r in load_scenes(path)] == ["m1"]
+
+
+def test_separate_batch_on_a_results_file_is_one_line(tmp_path, capsys):
+    from auralens.cli import main
+
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"id": "a", "description": "x"}) + "\n")
+    assert main(["separate", "batch", str(path), "--out", str(tmp_path / "o"),
+                 "--separator", "nmf"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {path} line 1: not a scene manifest record (needs id, mixture and "
+                   "sources with path and label)")
+
+
+def test_canonical_spec_ignores_spelling_not_meaning(tmp_path, monkeypatch):
+    reg = Registry("thing", default="mel")
+    reg.register("mel", lambda spec, **p: None)
+    reg.register("clf", lambda spec, **p: None)
+    model = tmp_path / "models" / "clf-a"
+    model.mkdir(parents=True)
+    (tmp_path / "mel").mkdir()
+    monkeypatch.chdir(tmp_path)
+    # None / blank → the default backend; a same-named folder does not replace a backend
+    assert canonical_spec(None, reg) == canonical_spec(" ", reg) == "mel"
+    assert canonical_spec("mel", reg) == "mel"
+    assert canonical_spec("mel@b=2,a=1", reg) == canonical_spec("mel@a=1,b=2", reg)
+    # relative, ./-relative, ~-free absolute and symlinked spellings of one folder
+    link = tmp_path / "link"
+    link.symlink_to(model)
+    spellings = ["clf:models/clf-a", "clf:./models/clf-a", f"clf:{model}", f"clf:{link}",
+                 f"clf:{tmp_path}/models/../models/clf-a"]
+    assert {canonical_spec(s, reg) for s in spellings} == {f"clf:{model.resolve()}"}
+    assert canonical_spec("models/clf-a", reg) == str(model.resolve())  # a bare path
+    # hub ids and names stay text; other options or another folder differ
+    assert canonical_spec("clf:org/model", reg) == "clf:org/model"
+    assert canonical_spec("clf:models/clf-a@x=1", reg) != canonical_spec("clf:models/clf-a", reg)
+    # the same relative spelling from another working directory names another folder
+    other = tmp_path / "elsewhere"
+    (other / "models" / "clf-a").mkdir(parents=True)
+    monkeypatch.chdir(other)
+    assert canonical_spec("clf:models/clf-a", reg) == f"clf:{(other / 'models/clf-a').resolve()}"
+    # an unknown working directory: relative local paths cannot be resolved
+    with pytest.raises(UnresolvedPathError, match="models/clf-a"):
+        canonical_spec("clf:models/clf-a", reg, resolve_relative=False)
+    with pytest.raises(UnresolvedPathError):
+        canonical_spec("./nowhere", reg, resolve_relative=False)
+    assert canonical_spec(f"clf:{model}", reg, resolve_relative=False) == f"clf:{model.resolve()}"
+    assert canonical_spec("clf:org/model", reg, resolve_relative=False) == "clf:org/model"
+    assert canonical_spec(None, None) is None
 
 
 def test_overrides():

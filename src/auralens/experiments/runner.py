@@ -12,8 +12,10 @@ Three kinds (``kind:`` in the YAML):
 Every kind writes ``results.jsonl`` (one line per (item, method)), ``tables/`` (CSV and
 Markdown), ``figures/`` (PNG), ``skipped.json`` and ``run.json``. A rerun skips the
 (item, method) pairs already in ``results.jsonl``; every row carries a fingerprint of its
-method's settings and of the evaluation settings, and a rerun whose settings for a method
-differ is refused (use another ``--out``). A method or metric whose model is not available
+method's settings and of the evaluation settings (resolved: default backends and local model
+paths spelled out), and a rerun whose settings for a method differ is refused before any data
+or model is loaded (use another ``--out``); rows of a version without fingerprints are checked
+against the ``run.json`` beside them. A method or metric whose model is not available
 is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
 filled in with made-up values. Unknown backend or metric names are configuration errors,
 reported before any work starts.
@@ -261,43 +263,195 @@ def method_notes(methods: list[dict[str, Any]]) -> list[dict[str, str]]:
     return notes
 
 
-def settings_of(method: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """What shapes a method's result rows: the method itself and the evaluation settings."""
-    evaluation: dict[str, Any] = {"judge": cfg.get("judge"),
-                                  "clap": (cfg.get("clap") or {}).get("model")}
+def _canonical_entry(stage: str | None, value: Any, resolve_relative: bool) -> Any:
+    """A stage entry (spec string or ``{spec, params}``) in the spelling-independent form of
+    :func:`~auralens.specs.canonical_spec` (display names dropped)."""
+    from auralens.specs import canonical_spec
+
+    reg = None if stage is None else _registry(stage)
+    if isinstance(value, dict):
+        spec = canonical_spec(value.get("spec"), reg, resolve_relative=resolve_relative)
+        params = dict(sorted((value.get("params") or {}).items()))
+        return {"spec": spec, "params": params} if params else spec
+    return canonical_spec(value, reg, resolve_relative=resolve_relative)
+
+
+def _canonical_model(value: Any, resolve_relative: bool) -> Any:
+    """A metric model (hub id or local directory): None when switched off, local paths
+    absolute."""
+    from auralens.specs import resolve_local
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    if not isinstance(value, str):
+        return value
+    return resolve_local(value, resolve_relative) or value
+
+
+def settings_of(method: dict[str, Any], cfg: dict[str, Any], *,
+                resolve_relative: bool = True) -> dict[str, Any]:
+    """What shapes a method's result rows: the method itself and the evaluation settings.
+
+    Resolved so that equivalent spellings give the same settings: stage specs canonical (None
+    → the backend the runner builds for it, local paths absolute, options sorted; an absent
+    separator is the reference sources), the activity filter with its defaults filled in
+    (and left out with reference sources, which it never filters), the default technique and
+    judge metrics spelled out.
+
+    Args:
+        resolve_relative: False when the working directory ``cfg`` was written for is not
+            known (an older run's ``run.json``).
+
+    Raises:
+        auralens.specs.UnresolvedPathError: ``resolve_relative`` is False and a spec names a
+            relative local path.
+    """
+    from dataclasses import asdict
+
+    from auralens.scene.pipeline import activity_config
+
+    rr = resolve_relative
+    m = {k: v for k, v in method.items() if k != "name"}
+    m["technique"] = m.get("technique", "zero-shot")
+    if m.get("type") == "pipeline":
+        sep = m.get("separator", "reference")
+        m["separator"] = ("reference" if _spec(sep) == "reference"
+                          else _canonical_entry("separator", sep, rr))
+        m["captioner"] = _canonical_entry("captioner", m.get("captioner"), rr)
+        m["composer"] = _canonical_entry("composer", m.get("composer"), rr)
+        if m["separator"] == "reference":
+            m.pop("activity", None)
+        else:
+            m["activity"] = asdict(activity_config(m.get("activity")))
+    elif m.get("type") == "allm":
+        m["model"] = _canonical_entry(None, m.get("model"), rr)
+    jcfg = dict(cfg.get("judge") or {})
+    spec = jcfg.get("spec")
+    jcfg["spec"] = "none" if spec in (None, "none") else _canonical_entry("judge", spec, rr)
+    jcfg["metrics"] = list(jcfg.get("metrics") or DEFAULT_METRICS)
+    if not jcfg.get("params"):
+        jcfg.pop("params", None)
+    evaluation: dict[str, Any] = {"judge": jcfg,
+                                  "clap": _canonical_model((cfg.get("clap") or {}).get("model"),
+                                                           rr)}
     if cfg.get("kind") == "video":
-        evaluation["clip"] = (cfg.get("clip") or {}).get("model")
-        evaluation["image"] = cfg.get("image")
-        evaluation["seed"] = cfg.get("seed")
-    return {"method": {k: v for k, v in method.items() if k != "name"},
-            "evaluation": evaluation}
+        evaluation["clip"] = _canonical_model((cfg.get("clip") or {}).get("model"), rr)
+        image = dict(cfg.get("image") or {})
+        image["generator"] = _canonical_stage_image(image.get("generator"), rr)
+        evaluation["image"] = image
+        evaluation["seed"] = cfg.get("seed", 0)
+    return {"method": m, "evaluation": evaluation}
+
+
+def _canonical_stage_image(value: Any, resolve_relative: bool) -> Any:
+    from auralens.scene.render.base import IMAGE_GENERATORS
+    from auralens.specs import canonical_spec
+
+    spec = _spec(value)
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none", "null")):
+        return "none"
+    params = dict(sorted(((value.get("params") if isinstance(value, dict) else None)
+                          or {}).items()))
+    spec = canonical_spec(spec, IMAGE_GENERATORS, resolve_relative=resolve_relative)
+    return {"spec": spec, "params": params} if params else spec
+
+
+def switched_off(method: dict[str, Any]) -> bool:
+    """True for a method that never runs whatever is installed: an audio-LLM baseline with no
+    model given (``models.allm=none``). Its old rows are kept as they are and not compared."""
+    spec = _spec(method.get("model"))
+    return method.get("type") == "allm" and (not spec or str(spec).lower() in ("none", "null"))
+
+
+def _row_setting(method: dict[str, Any]) -> dict[str, Any]:
+    """The ``setting`` column of a result row (the method's specs as given)."""
+    return {k: _spec(v) for k, v in method.items() if k != "name"}
+
+
+def _same_working_dir(recorded: Any, actual: Path) -> bool:
+    """True when ``recorded`` (the output folder an older run wrote as typed) is relative and,
+    read from the current working directory, names ``actual``: that run was started from
+    here, so relative paths in its config mean what they mean now."""
+    if not isinstance(recorded, str) or not recorded or Path(recorded).is_absolute():
+        return False
+    return (Path.cwd() / recorded).resolve() == actual.resolve()
+
+
+def _legacy_methods(out: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Per method name in the ``run.json`` an older version wrote: its method dict and its
+    settings (None when they cannot be determined, e.g. a relative model path whose working
+    directory is unknown). Empty when ``run.json`` is missing or unreadable."""
+    from auralens.io import read_json
+
+    try:
+        run = read_json(out / "run.json")
+        config = run.get("config")
+        if not isinstance(config, dict):
+            return {}
+        cfg = {**copy.deepcopy(config), "_source": str(out / "run.json")}
+        methods = expand_methods(cfg)
+        here = _same_working_dir((run.get("summary") or {}).get("out_dir"), out)
+    except (OSError, ValueError, TypeError, AttributeError, AuralensError):
+        return {}
+    found: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    for m in methods:
+        try:
+            settings: dict[str, Any] | None = settings_of(m, cfg, resolve_relative=here)
+        except (ValueError, TypeError, AttributeError, AuralensError):
+            settings = None
+        found[str(m.get("name"))] = (m, settings)
+    return found
 
 
 def check_resume(out: Path, old: list[dict[str, Any]], methods: list[dict[str, Any]],
                  cfg: dict[str, Any]) -> dict[str, str]:
     """Fingerprint per method; refuse when ``old`` rows of one of ``methods`` differ.
 
+    Needs neither the items nor the models, so the runner calls it before any work. Rows
+    written before rows carried a fingerprint are checked against the method's settings in
+    the ``run.json`` beside them; when those give the current fingerprint the rows get it
+    (in ``old``, which the caller writes back).
+
     Raises:
-        ExperimentError: a row of a method that is about to run was made with other (or
-            unrecorded) settings.
+        ExperimentError: a row of one of ``methods`` was made with other settings, or with
+            no fingerprint and settings that differ or cannot be determined.
     """
     keys = {}
+    legacy_methods: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] | None = None
     for m in methods:
         settings = settings_of(m, cfg)
         keys[m["name"]] = key = fingerprint(settings)
-        for r in old:
-            if r.get("method") != m["name"] or r.get("fingerprint") == key:
-                continue
-            if r.get("fingerprint") is None:
-                what = "without a settings fingerprint (an older version)"
-            else:
-                diff = changed_keys(r.get("settings", {}).get("method"), settings["method"])
-                if changed_keys(r.get("settings", {}).get("evaluation"), settings["evaluation"]):
-                    diff.append("evaluation (judge, clap …)")
-                what = "with different settings" + (f" ({', '.join(diff)})" if diff else "")
-            raise ExperimentError(f"{out}: results.jsonl holds rows of method {m['name']!r} made "
+
+        def refuse(what: str, name: str = m["name"]) -> None:
+            raise ExperimentError(f"{out}: results.jsonl holds rows of method {name!r} made "
                                   f"{what}; use another --out, or delete "
                                   f"{out / 'results.jsonl'} to start over")
+
+        def different(prev: Any, settings: dict[str, Any] = settings) -> str:
+            prev = prev if isinstance(prev, dict) else {}
+            diff = changed_keys(prev.get("method"), settings["method"])
+            if changed_keys(prev.get("evaluation"), settings["evaluation"]):
+                diff.append("evaluation (judge, clap …)")
+            return "with different settings" + (f" ({', '.join(diff)})" if diff else "")
+
+        rows = [r for r in old if r.get("method") == m["name"]]
+        for r in rows:
+            if r.get("fingerprint") not in (None, key):
+                refuse(different(r.get("settings")))
+        legacy = [r for r in rows if r.get("fingerprint") is None]
+        if not legacy:
+            continue
+        if legacy_methods is None:
+            legacy_methods = _legacy_methods(out)
+        prev_method, prev = legacy_methods.get(m["name"], (None, None))
+        if prev is None or prev_method is None or any(
+                fingerprint(r.get("setting")) != fingerprint(_row_setting(prev_method))
+                for r in legacy):
+            refuse("without a settings fingerprint (an older version)")
+        if fingerprint(prev) != key:
+            refuse(different(prev))
+        for r in legacy:
+            r["fingerprint"], r["settings"] = key, settings
     return keys
 
 
@@ -636,14 +790,19 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
     methods = expand_methods(cfg)
     validate_experiment(cfg, methods)  # config errors before any work
+    results_path = out / "results.jsonl"
+    old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
+    # Other settings than the rows already there: refused before any data or model is
+    # loaded, for every method that is not switched off, whether or not its model turns out
+    # to be available here.
+    keys = check_resume(out, old, [m for m in methods if not switched_off(m)], cfg)
+    settings = {m["name"]: settings_of(m, cfg) for m in methods}
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     timer = Timer()
     skipped: list[dict[str, str]] = []
     with timer("data"):
         items = load_items(cfg, out)
-    results_path = out / "results.jsonl"
-    old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
 
     describer = Describer(cfg)
     evaluator = Evaluator(cfg, out, skipped)
@@ -656,9 +815,9 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         except Skip as exc:
             skipped.append({"what": f"method {m['name']}", "reason": str(exc)})
             log.warning("skipping method %s: %s", m["name"], exc)
-    # Only methods that run add rows: refuse to mix their old rows with other settings.
-    keys = check_resume(out, old, runnable, cfg)
-    write_jsonl(results_path, old)  # drop stale "skipped" lines; they are retried
+    # drops stale "skipped" lines (they are retried) and keeps fingerprints added to rows of
+    # an older version
+    write_jsonl(results_path, old)
     done = {_row_key(r) for r in old}
     errors = ErrorLog(out / "errors.jsonl", reset=True)
     for note in method_notes(runnable):
@@ -683,8 +842,8 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
             row: dict[str, Any] = {
                 "id": item.id, "method": method["name"], "type": method["type"],
                 "technique": method.get("technique", "zero-shot"),
-                "setting": {k: _spec(v) for k, v in method.items() if k not in ("name",)},
-                "fingerprint": keys[method["name"]], "settings": settings_of(method, cfg),
+                "setting": _row_setting(method),
+                "fingerprint": keys[method["name"]], "settings": settings[method["name"]],
                 "n_sources": item.n_sources, "labels": item.labels, **out_desc, "status": "ok",
             }
             if image_gen is not None and row["description"]:

@@ -36,9 +36,11 @@ from auralens.io import (
     ErrorLog,
     Timer,
     append_jsonl,
+    read_json,
     read_jsonl,
     remove_stale_temps,
     write_json,
+    write_jsonl,
     write_run_json,
     write_text,
 )
@@ -150,12 +152,24 @@ class ImagineConfig:
                            "to compare techniques)")
         return out
 
-    def result_settings(self) -> dict[str, Any]:
-        """The settings that shape a result (what resumable batch jobs compare).
+    def result_settings(self, *, resolve_relative: bool = True) -> dict[str, Any]:
+        """The settings that shape a result (what resumable batch jobs compare), resolved so
+        that equivalent spellings give the same settings.
 
-        Leaves out what cannot change a result: the report switch, the seed when no image
-        model runs, and a template the template composer ignores. A template file counts by
-        its content too.
+        Stage specs are canonical (:func:`~auralens.specs.canonical_spec`: None → the default
+        backend's name, local paths absolute, options sorted) and the activity filter is its
+        full :class:`~auralens.scene.separate.activity.ActivityConfig` (defaults filled in,
+        numbers as floats). Leaves out what cannot change a result: the report switch, the
+        seed when no image model runs, and a template the template composer ignores. A
+        template that is used counts by its content, not by how its path is spelled.
+
+        Args:
+            resolve_relative: False when the working directory these settings were typed in
+                is not known (an older run's ``run.json``).
+
+        Raises:
+            auralens.specs.UnresolvedPathError: ``resolve_relative`` is False and a stage spec
+                names a relative local path.
         """
         out = self.to_dict()
         out.pop("report", None)
@@ -163,19 +177,52 @@ class ImagineConfig:
                                           and self.image.strip().lower() in ("", "none"))
         if no_image:
             out.pop("seed", None)
+        for key in _STAGE_KEYS:
+            out[key] = _canonical_stage(key, getattr(self, key), resolve_relative)
+        out["activity"] = asdict(activity_config(self.activity))
         if self.mode == "pipeline":
             out.pop("allm", None)
         else:
             for key in ("separator", "captioner", "composer", "activity", "min_kept"):
                 out.pop(key, None)
-        if self.template and self.uses_template_composer():
-            out.pop("template", None)
-        elif self.template:
+        out.pop("template", None)
+        if self.template and not self.uses_template_composer():
             import hashlib
 
             data = Path(self.template).expanduser().read_bytes()
             out["template_sha256"] = hashlib.sha256(data).hexdigest()[:16]
         return out
+
+
+def _stage_registry(key: str) -> Any:
+    """The registry that builds stage ``key`` (None for the audio LLM, which has none)."""
+    if key == "separator":
+        from auralens.scene.separate.base import SEPARATORS as reg
+    elif key == "captioner":
+        from auralens.scene.caption.base import CAPTIONERS as reg
+    elif key == "composer":
+        from auralens.scene.compose.base import COMPOSERS as reg
+    elif key == "image":
+        from auralens.scene.render.base import IMAGE_GENERATORS as reg
+    else:
+        return None
+    return reg
+
+
+def _canonical_stage(key: str, value: Any, resolve_relative: bool = True) -> Any:
+    """A stage entry of :class:`ImagineConfig` in the spelling-independent form that settings
+    fingerprints use (a built backend appears by its name)."""
+    from auralens.specs import canonical_spec
+
+    if value is not None and not isinstance(value, (str, dict)):
+        return str(getattr(value, "name", type(value).__name__))
+    spec, params = _spec_params(value)
+    if key == "image" and isinstance(spec, str) and spec.strip().lower() in ("", "none"):
+        spec = "none"
+    if key == "allm" and spec is None:
+        spec = "qwen2-audio"  # what load_audio_llm builds for no spec
+    spec = canonical_spec(spec, _stage_registry(key), resolve_relative=resolve_relative)
+    return {"backend": spec, "params": dict(sorted(params.items()))} if params else spec
 
 
 def activity_config(settings: Any, where: str = "activity") -> Any:
@@ -685,24 +732,79 @@ def _load_scenes(root: Path, split: str | None) -> list[Any]:
     return records
 
 
+def _same_working_dir(recorded: Any, actual: Path) -> bool:
+    """True when ``recorded`` (a path an older run wrote as typed) is relative and, read from
+    the current working directory, names ``actual``: that run was started from here, so the
+    relative paths in its settings mean what they mean now."""
+    if not isinstance(recorded, str) or not recorded or Path(recorded).is_absolute():
+        return False
+    return (Path.cwd() / recorded).resolve() == actual.resolve()
+
+
+def _legacy_settings(dest: Path, out: Path, legacy: list[dict[str, Any]]
+                     ) -> dict[str, Any] | None:
+    """The result settings behind results lines written before lines carried a fingerprint,
+    derived from the ``config`` of the ``run.json`` beside them; None when they cannot be
+    determined (no readable config, a template whose content then is unknown, a relative
+    model path whose working directory is unknown, or lines that disagree with the config)."""
+    try:
+        config = read_json(dest / "run.json").get("config")
+        if not isinstance(config, dict):
+            return None
+        old = ImagineConfig.from_dict(config)
+        first = legacy[0]
+        here = _same_working_dir((first.get("paths") or {}).get("out_dir"),
+                                 out / "items" / str(first.get("id")))
+        settings = old.result_settings(resolve_relative=here)
+    except (OSError, ValueError, TypeError, AttributeError, AuralensError):
+        return None
+    if "template_sha256" in settings:
+        return None
+    if any(ln.get("mode", old.mode) != old.mode or ln.get("technique", old.technique)
+           != old.technique for ln in legacy):
+        return None
+    return settings
+
+
 def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
-                  settings: dict[str, Any]) -> None:
+                  settings: dict[str, Any], out: Path | None = None) -> None:
     """Refuse to add to ``results.jsonl`` when its lines were made with other settings.
 
+    Lines written before lines carried a fingerprint are checked against the settings in the
+    ``run.json`` beside them (see :func:`_legacy_settings`); when those give ``key`` the
+    lines get the fingerprint (the file is rewritten atomically).
+
     Raises:
-        ImagineError: a line has another (or no) settings fingerprint.
+        ImagineError: a line has another settings fingerprint, or none and the settings it
+            was made with differ or cannot be determined.
     """
-    for line in lines:
-        if line.get("fingerprint") == key:
-            continue
-        out = results_path.parent
-        if line.get("fingerprint") is None:
-            what = "without a settings fingerprint (an older version)"
-        else:
-            diff = changed_keys(line.get("settings"), settings)
-            what = "with different settings" + (f" ({', '.join(diff)})" if diff else "")
-        raise ImagineError(f"{out}: results.jsonl holds results made {what}; use another "
+    dest = results_path.parent
+    out = dest if out is None else out
+
+    def refuse(what: str) -> None:
+        raise ImagineError(f"{dest}: results.jsonl holds results made {what}; use another "
                            f"--out, or delete {results_path} to start over")
+
+    def different(old: Any) -> str:
+        diff = changed_keys(old, settings)
+        return "with different settings" + (f" ({', '.join(diff)})" if diff else "")
+
+    for line in lines:
+        if line.get("fingerprint") not in (None, key):
+            refuse(different(line.get("settings")))
+    legacy = [ln for ln in lines if ln.get("fingerprint") is None]
+    if not legacy:
+        return
+    old = _legacy_settings(dest, out, legacy)
+    if old is None:
+        refuse("without a settings fingerprint (an older version)")
+    if fingerprint(old) != key:
+        refuse(different(old))
+    for line in legacy:
+        line["fingerprint"], line["settings"] = key, settings
+    write_jsonl(results_path, lines)
+    log.info("%s: %d results lines from an older version match these settings; "
+             "fingerprint added", results_path, len(legacy))
 
 
 def imagine_batch(data: str | Path, out_dir: str | Path,
@@ -714,8 +816,10 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     Writes ``out_dir/items/<id>/…`` per mixture, one line per finished mixture in
     ``results.jsonl`` (resumable: finished ids are skipped on the next run), per-item
     failures in ``errors.jsonl`` and ``run.json``. Every line carries the fingerprint of
-    :meth:`ImagineConfig.result_settings`; a rerun with other settings into the same
-    ``out_dir`` is refused rather than mixing results of two settings.
+    :meth:`ImagineConfig.result_settings` (resolved, so equivalent spellings match); a rerun
+    with other settings into the same ``out_dir`` is refused rather than mixing results of two
+    settings. Lines of a version without fingerprints are checked against the ``config`` of
+    the ``run.json`` beside them (and get the fingerprint when it matches).
 
     With ``shard="i/n"`` (or ``"env"`` in a SLURM array) only every n-th mixture in id order
     is processed; items still go to ``out_dir/items/<id>`` but ``results.jsonl``,
@@ -740,7 +844,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
     results_path = dest / "results.jsonl"
-    _check_resume(results_path, read_jsonl(results_path), key, settings)
+    _check_resume(results_path, read_jsonl(results_path), key, settings, out)
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split)

@@ -627,27 +627,16 @@ _SPEC_KEYS = ("encoder", "codec")
 
 
 def normalise_spec(spec: Any) -> str:
-    """A model spec in a spelling-independent form, for comparing stored and requested specs.
-
-    A local path part is resolved (``classifier:presets/x`` run from ``/w`` equals
-    ``classifier:/w/presets/x``), the backend kind is lower-cased and ``@`` options are sorted.
-    Hub ids and specs that do not parse are returned as given.
-    """
-    from auralens.specs import SpecError, parse_spec
+    """A model spec in a spelling-independent form (:func:`auralens.specs.canonical_spec`), for
+    comparing stored and requested specs; specs that do not parse are returned as given."""
+    from auralens.specs import SpecError, canonical_spec
 
     if not isinstance(spec, str):
         return str(spec)
     try:
-        parsed = parse_spec(spec)
+        return str(canonical_spec(spec))
     except SpecError:
         return spec
-    ident = parsed.id
-    if parsed.path is not None:
-        ident = str(parsed.path.expanduser().resolve())
-    head = ident if parsed.kind == "path" else (f"{parsed.kind}:{ident}" if ident else parsed.kind)
-    if parsed.params:
-        head += "@" + ",".join(f"{k}={parsed.params[k]}" for k in sorted(parsed.params))
-    return head
 
 
 def _data_differs(key: str, have: Any, want: Any) -> bool:

@@ -184,17 +184,13 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tup
 
 
 def _separator_key(separator: str | Separator | None) -> str:
-    """A separator spec in a form that does not depend on how it was typed: the default
-    backend named, local paths absolute (a built separator: its name)."""
-    from auralens.specs import ModelSpec, parse_spec
+    """A separator spec in a form that does not depend on how it was typed
+    (:func:`auralens.specs.canonical_spec`; a built separator: its name)."""
+    from auralens.specs import canonical_spec
 
     if isinstance(separator, Separator):
         return separator.name
-    spec = parse_spec(separator or SEPARATORS.default or "tdcnpp")
-    ident = spec.id
-    if ident and spec.path is not None:
-        ident = str(spec.path.resolve())
-    return str(ModelSpec(spec.kind, ident, dict(sorted(spec.params.items()))))
+    return str(canonical_spec(separator, SEPARATORS))
 
 
 def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
