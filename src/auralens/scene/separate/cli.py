@@ -77,7 +77,7 @@ def batch_cmd(
 @app.command("train")
 def train_cmd(
     data: Path = typer.Argument(..., help="ESC-50-layout folder (dynamic mixing) or FUSS-layout folder."),
-    out: Path = typer.Option(..., "--out", help="Run directory (resumes when it holds last.safetensors)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumes when it holds last.safetensors and last_state.pt)."),
     preset: str | None = typer.Option(None, "--preset",
                                       help="Model size preset: tiny, small or fuss (default: the config's, else tiny)."),
     config: Path | None = typer.Option(None, "--config", help="YAML with TrainConfig fields."),

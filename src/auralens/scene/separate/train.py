@@ -536,7 +536,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
 
     Args:
         data: ESC-50-layout or FUSS-layout folder.
-        out: run directory; when it holds ``last.safetensors`` the run resumes from there.
+        out: run directory; when it holds ``last.safetensors`` and ``last_state.pt`` the run
+            resumes from there (only one of them is refused, see :func:`_check_pair`).
         cfg: settings.
         init: optional checkpoint to start from (ignored when resuming).
 
