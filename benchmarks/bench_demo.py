@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--skip-full", action="store_true")
     args = ap.parse_args()
+    if args.data is not None and not (args.data / "meta" / "esc50.csv").exists():
+        print(f"error: {args.data} is not an ESC-50-layout dataset", file=sys.stderr)
+        sys.exit(2)
     extra = ["--data", str(args.data)] if args.data else []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

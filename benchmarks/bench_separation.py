@@ -109,6 +109,9 @@ def main() -> None:
         print(json.dumps(_rtf_worker(args.rtf_worker, args.seconds, args.threads)))
         return
 
+    if not args.rtf_only and not (args.data / "meta" / "esc50.csv").exists():
+        print(f"error: {args.data} is not an ESC-50-layout dataset", file=sys.stderr)
+        sys.exit(2)
     if args.rtf_only:
         for preset in ("committed", "tiny", "fuss"):
             print(json.dumps(measure_rtf(preset, args.seconds, args.threads)), flush=True)

@@ -165,9 +165,12 @@ def latest_records(path: Path) -> list[dict[str, Any]]:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
+    # A failed or timed-out run does not replace the last measured one in the table.
     newest: dict[str, str] = {}
-    for r in records:
-        newest[r.get("bench", "?")] = r.get("run_id", "")
+    for ok_only in (False, True):
+        for r in records:
+            if not ok_only or r.get("status", "ok") == "ok":
+                newest[r.get("bench", "?")] = r.get("run_id", "")
     return [r for r in records if r.get("run_id", "") == newest.get(r.get("bench", "?"))]
 
 
@@ -239,6 +242,7 @@ def main() -> int:
             overrides[name.strip()] = shlex.split(rest)
         machine = machine_info()
         run_id = uuid.uuid4().hex[:12]
+        failed: list[str] = []
         print(f"machine: {machine}", flush=True)
         for name, script in scripts.items():
             if (only and name not in only) or name in skip:
@@ -250,6 +254,8 @@ def main() -> int:
                 continue
             run_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             records, status = run_one(name, script, args, budget, opts.logs)
+            if status["status"] != "ok":
+                failed.append(name)
             base = {"run_id": run_id, "run_at": run_at, "machine": machine, **status}
             rows = [{"bench": r.get("bench", name), **{k: v for k, v in r.items() if k != "bench"}, **base}
                     for r in records] or [{"bench": name, **base}]
@@ -262,6 +268,9 @@ def main() -> int:
     if not opts.no_doc:
         update_doc(opts.doc, render_table(latest_records(opts.results)))
         print(f"table updated in {opts.doc}")
+    if not opts.table_only and failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -104,3 +104,31 @@ def test_committed_classifier_beats_chance_on_esc10(esc10) -> None:
     probs = ext.classify([load(c.path, 16000) for c in clips])
     acc = np.mean([ext.labels[i] == c.labels[0] for i, c in zip(probs.argmax(1), clips, strict=True)])
     assert acc >= 0.3  # chance is 0.1; the model card reports 0.70 on all 80 clips
+
+
+def test_resume_with_dropout_equals_an_uninterrupted_run(data, tmp_path) -> None:
+    # Dropout draws come from torch's global generator: a resumed run must continue it.
+    cfg = dict(dropout=0.3)
+    straight = train_classifier(data, tmp_path / "a", _tiny_cfg(epochs=3, **cfg))
+    train_classifier(data, tmp_path / "b", _tiny_cfg(epochs=1, **cfg))
+    resumed = train_classifier(data, tmp_path / "b", _tiny_cfg(epochs=3, **cfg))
+    assert [h["val_loss"] for h in resumed["history"]] == pytest.approx(
+        [h["val_loss"] for h in straight["history"]], rel=1e-6)
+
+
+def test_resume_after_a_kill_between_history_and_state(data, tmp_path) -> None:
+    import json
+
+    out = tmp_path / "clf"
+    bad = data / "audio" / "1-99-A-0.wav"
+    bad.write_bytes(b"not audio")  # one broken clip: listed once per run, not once per resume
+    with open(data / "meta" / "esc50.csv", "a") as fh:
+        fh.write("1-99-A-0.wav,1,0,hum,True,99,A\n")
+    train_classifier(data, out, _tiny_cfg(epochs=2))
+    # The history of epoch 3 was written, then the run died before its state was saved.
+    history = read_json(out / "history.json")
+    history.append({**history[-1], "epoch": 3})
+    (out / "history.json").write_text(json.dumps(history))
+    more = train_classifier(data, out, _tiny_cfg(epochs=3))
+    assert [h["epoch"] for h in more["history"]] == [1, 2, 3] and more["epochs_run"] == 3
+    assert len((out / "errors.jsonl").read_text().splitlines()) == 1

@@ -219,7 +219,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     classes = [by_target[t] for t in sorted(by_target)]
     label2id = {name: i for i, name in enumerate(classes)}
     # Other processes keep their (identical) failure records in memory only.
-    errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl")
+    errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl", reset=True)
     # The main process fills the fbank cache first; the others then only read it.
     with timer("features"), acc.main_process_first():
         train_clips, x_tr, v_tr = _features([c for c in clips if c.fold != val_fold], cfg, errors)
@@ -265,7 +265,11 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         best = {"acc": float(state["best_acc"]), "loss": float(state["best_loss"]),
                 "epoch": int(state["best_epoch"])}
         train_seconds = float(state["train_seconds"])
+        if "torch_rng" in state:  # dropout draws continue where the stopped run left them
+            torch.set_rng_state(state["torch_rng"])
         history = read_json(out / "history.json") if (out / "history.json").exists() else []
+        # An epoch whose history line was written but whose state was not is redone once.
+        history = [h for h in history if int(h.get("epoch", 0)) <= start_epoch]
         log.info("resuming %s at epoch %d (best val acc %.3f)", out, start_epoch, best["acc"])
     acc.wait_for_everyone()  # everyone has read the state before the main process rewrites it
 
@@ -369,7 +373,8 @@ def _save_state(path: Path, model: Any, opt: Any, gen: Any, epoch: int, step: in
     from auralens.io import atomic_path
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "generator": gen.get_state(), "epoch": epoch, "step": step,
+             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+             "epoch": epoch, "step": step,
              "best_acc": best["acc"], "best_loss": best["loss"], "best_epoch": best["epoch"],
              "train_seconds": seconds, "config": _config_fingerprint(cfg, classes)}
     with atomic_path(path) as tmp:
