@@ -57,3 +57,82 @@ def test_write_report_files(tmp_path) -> None:
         missing = {r["method"]: r for r in csv.DictReader(fh)}
     assert missing["a"]["count"] == "1" and missing["a"]["coherence"] == "1"
     assert missing["b"]["skipped"] == "1"
+
+
+def test_pivot_orders_sources_whatever_the_first_method_has() -> None:
+    # the first method lacks a 1-source group (its 1-source items failed)
+    rows = [{"method": "a", "n_sources": 2, "count": 2},
+            {"method": "c", "n_sources": 1, "count": 1},
+            {"method": "c", "n_sources": 4, "count": 4},
+            {"method": "c", "n_sources": 3, "count": 1}]
+    es = pivot(summarize(rows, ("method", "n_sources")), "ES")
+    want = ["method", "n_sources=1", "n_sources=2", "n_sources=3", "n_sources=4"]
+    assert [list(line) for line in es] == [want, want]
+    assert es[0] == {"method": "a", "n_sources=1": None, "n_sources=2": 1.0,
+                     "n_sources=3": None, "n_sources=4": None}
+    md = to_markdown(es)
+    assert md.splitlines()[0] == "| method | n_sources=1 | n_sources=2 | n_sources=3 | n_sources=4 |"
+    assert "| a | – | 1.000 | – | – |" in md
+
+
+def test_source_chart_legend_in_source_order(tmp_path, monkeypatch) -> None:
+    import auralens.evaluate.aggregate as agg
+
+    seen = []
+    real = agg.bar_chart
+
+    def spy(table, keys, path, **kw):
+        seen.append((path.name, list(keys)))
+        return real(table, keys, path, **kw)
+
+    monkeypatch.setattr(agg, "bar_chart", spy)
+    rows = [{"method": "a", "n_sources": 2, "count": 2, "recognition": True},
+            {"method": "c", "n_sources": 1, "count": 1, "recognition": False}]
+    write_report(rows, tmp_path)
+    for name in ("es_by_sources.png", "accuracy_by_sources.png"):
+        assert (name, ["n_sources=1", "n_sources=2"]) in seen
+    header = (tmp_path / "tables" / "es_by_sources.csv").read_text().splitlines()[0]
+    assert header == "method,n_sources=1,n_sources=2"
+
+
+def test_markdown_escapes_pipes_and_line_breaks() -> None:
+    table = summarize([{"method": "a|b", "count": 1, "n_sources": 1},
+                       {"method": "two\nlines", "count": 2, "n_sources": 2}])
+    md = to_markdown(table).splitlines()
+    header, rows = md[0], md[2:]
+    assert "| a\\|b |" in md[2] and "| two lines |" in md[3]
+
+    def cells(line: str) -> int:  # cell separators: pipes that are not escaped
+        return len(line.replace("\\|", "")) - len(line.replace("\\|", "").replace("|", ""))
+
+    assert all(cells(r) == cells(header) for r in rows)
+    assert to_markdown([{"x|y": "p|q"}]).splitlines()[0] == "| x\\|y |"
+
+
+def test_failures_are_counted_and_flagged(tmp_path) -> None:
+    rows = [{"id": "i1", "method": "a", "n_sources": 1, "count": 1},
+            {"id": "i2", "method": "a", "n_sources": 2, "count": 2},
+            {"id": "i1", "method": "b", "n_sources": 1, "count": 1},
+            {"id": "i2", "method": "b", "n_sources": 2, "status": "error", "error": "boom"}]
+    a, b = summarize(rows)
+    assert (a["n"], a["skipped"]) == (2, 0) and (b["n"], b["skipped"]) == (1, 1)
+    by = {(t["method"], t["n_sources"]): t for t in summarize(rows, ("method", "n_sources"))}
+    assert by[("b", 2)]["skipped"] == 1 and by[("b", 1)]["skipped"] == 0
+    write_report(rows, tmp_path, title="t")
+    with open(tmp_path / "tables" / "missing.csv") as fh:
+        missing = {r["method"]: r["skipped"] for r in csv.DictReader(fh)}
+    assert missing == {"a": "0", "b": "1"}
+    for name in ("summary", "es_by_sources", "missing"):
+        md = (tmp_path / "tables" / f"{name}.md").read_text()
+        assert "compared over different items" in md and "b 1 of 2" in md, name
+        assert "a 2 of 2" not in md
+    # the same item failed for every method: the same items, but fewer than in the run
+    both = [*rows[:3], {**rows[1], "method": "b", "status": "error"},
+            {**rows[1], "method": "a", "status": "error"}]
+    both = [r for r in both if not (r["id"] == "i2" and r.get("status", "ok") == "ok")]
+    write_report(both, tmp_path / "both")
+    md = (tmp_path / "both" / "tables" / "summary.md").read_text()
+    assert "1 of 2 items have no result" in md and "different items" not in md
+    # every method has every item: no note
+    write_report(rows[:3] + [{**rows[3], "status": "ok", "count": 2}], tmp_path / "ok")
+    assert "different items" not in (tmp_path / "ok" / "tables" / "summary.md").read_text()

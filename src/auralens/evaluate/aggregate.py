@@ -4,6 +4,9 @@ Input rows are the lines of an experiment's ``results.jsonl``: one per (item, me
 at least ``method`` and ``n_sources`` and any of the metric keys below (None = missing).
 Every metric is summarised per method and per (method, number of sources), and the number
 of missing values is reported next to each mean — a missing judge answer is never a 0.
+Rows whose ``status`` is not ``ok`` (an item that failed or was skipped for a method) are
+left out of the means and counted in the ``skipped`` column; when methods end up with
+results for different items, every table says so in a note below it.
 
 Outputs of :func:`write_report`:
     ``summary.csv/.md``            every metric per method (+ ``<metric>_missing`` columns)
@@ -96,21 +99,33 @@ def summarize(rows: Iterable[dict[str, Any]], by: Sequence[str] = ("method",)) -
                                                                  if j != i) for k in keys))}
         keys.sort(key=lambda k: (order[tuple(x for j, x in enumerate(k) if j != i)],
                                  k[i] if k[i] is not None else 99))
-    return [{**dict(zip(by, key, strict=True)), **summarize_group(groups[key])} for key in keys]
+    table = [{**dict(zip(by, key, strict=True)), **summarize_group(groups[key])} for key in keys]
+    if any("skipped" in t for t in table):  # 0, not "missing", where a group skipped nothing
+        for t in table:
+            t.setdefault("skipped", 0)
+    return table
+
+
+def _source_order(value: Any) -> tuple[int, float, str]:
+    """Sort key for ``n_sources`` values: numbers ascending, anything else after them."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
 
 
 def pivot(table: Sequence[dict[str, Any]], value: str, row: str = "method",
           col: str = "n_sources") -> list[dict[str, Any]]:
-    """Long table → wide: one line per ``row`` with a column per ``col`` value."""
-    cols = sorted({t[col] for t in table if t.get(col) is not None})
+    """Long table → wide: one line per ``row`` with a column per ``col`` value.
+
+    Lines keep the first-seen order of ``row``; columns are in ascending ``col`` order
+    (1, 2, 3, 4 sources) whichever values the first line has.
+    """
+    cols = sorted({t[col] for t in table if t.get(col) is not None}, key=_source_order)
     out: dict[Any, dict[str, Any]] = {}
     for t in table:
-        line = out.setdefault(t[row], {row: t[row]})
+        line = out.setdefault(t[row], {row: t[row], **{f"{col}={c}": None for c in cols}})
         if t.get(col) is not None:
             line[f"{col}={t[col]}"] = t.get(value)
-    for line in out.values():
-        for c in cols:
-            line.setdefault(f"{col}={c}", None)
     return list(out.values())
 
 
@@ -133,21 +148,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def to_markdown(table: Sequence[dict[str, Any]], title: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table (None shown as "–")."""
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: ``|`` escaped, line breaks as spaces."""
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
+
+
+def to_markdown(table: Sequence[dict[str, Any]], title: str | None = None,
+                note: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table (None shown as "–"), with ``note`` below it."""
     cols = _columns(table)
     lines = [f"### {title}", ""] if title else []
     if not cols:
         return "\n".join([*lines, "(no rows)", ""])
-    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("| " + " | ".join(_cell(str(c)) for c in cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for t in table:
-        lines.append("| " + " | ".join(_fmt(t.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(_cell(_fmt(t.get(c))) for c in cols) + " |")
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: Sequence[dict[str, Any]], stem: str | Path, title: str | None = None) -> list[Path]:
-    """Write ``stem.csv`` and ``stem.md`` (atomic); empty cells for missing values in CSV."""
+def write_table(table: Sequence[dict[str, Any]], stem: str | Path, title: str | None = None,
+                note: str | None = None) -> list[Path]:
+    """Write ``stem.csv`` and ``stem.md`` (atomic); empty cells for missing values in CSV;
+    ``note`` goes below the Markdown table."""
     stem = Path(stem)
     cols = _columns(table)
     buf = io.StringIO()
@@ -156,7 +181,7 @@ def write_table(table: Sequence[dict[str, Any]], stem: str | Path, title: str | 
     for t in table:
         writer.writerow({c: ("" if t.get(c) is None else t.get(c)) for c in cols})
     csv_path = write_text(stem.with_suffix(".csv"), buf.getvalue())
-    md_path = write_text(stem.with_suffix(".md"), to_markdown(table, title))
+    md_path = write_text(stem.with_suffix(".md"), to_markdown(table, title, note))
     return [csv_path, md_path]
 
 
@@ -201,6 +226,34 @@ def bar_chart(table: Sequence[dict[str, Any]], keys: Sequence[str], path: str | 
     return path
 
 
+def coverage_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """A warning when some method lacks a result for some item of ``rows``, else None.
+
+    Rows without an ``id`` are not counted. An item counts for a method only with an ``ok``
+    row; failed or skipped rows (``status`` other than ``ok``) show who lacks what.
+    """
+    items: set[str] = set()
+    done: dict[Any, set[str]] = {}
+    for r in rows:
+        if r.get("id") is None:
+            continue
+        items.add(str(r["id"]))
+        ok = done.setdefault(r.get("method"), set())
+        if r.get("status", "ok") == "ok":
+            ok.add(str(r["id"]))
+    short = [f"{m} {len(ok)} of {len(items)}" for m, ok in done.items() if ok != items]
+    if not short:
+        return None
+    sets = list(done.values())
+    if any(ok != sets[0] for ok in sets):
+        return ("Note: methods are compared over different items — not every method has a "
+                "result for every item (failed or skipped: see the skipped column of "
+                "summary/missing). Items with a result: " + "; ".join(short) + ".")
+    return (f"Note: {len(items) - len(sets[0])} of {len(items)} items have no result (failed "
+            "or skipped: see the skipped column of summary/missing); every method covers the "
+            f"same {len(sets[0])}.")
+
+
 def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path,
                  title: str = "results") -> dict[str, list[str]]:
     """Write every table and figure for ``rows`` into ``out_dir``.
@@ -212,8 +265,12 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path,
     tables_dir, fig_dir = out_dir / "tables", out_dir / "figures"
     written: dict[str, list[str]] = {"tables": [], "figures": []}
 
+    note = coverage_note(rows)
+    if note:
+        log.warning("%s", note)
+
     def tab(table: Sequence[dict[str, Any]], name: str, caption: str) -> None:
-        for p in write_table(table, tables_dir / name, f"{title}: {caption}"):
+        for p in write_table(table, tables_dir / name, f"{title}: {caption}", note):
             written["tables"].append(str(p.relative_to(out_dir)))
 
     def fig(path: Path | None) -> None:

@@ -18,7 +18,10 @@ or model is loaded (use another ``--out``); rows of a version without fingerprin
 against the ``run.json`` beside them. A method or metric whose model is not available
 is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
 filled in with made-up values. Unknown backend or metric names are configuration errors,
-reported before any work starts.
+reported before any work starts. The tables cover exactly this run's items and methods:
+results of items another subset or limit chose stay in ``results.jsonl`` (reused if those
+items come back) but out of the tables, and an (item, method) pair that failed gets a
+``status: error`` line (retried on the next run) and counts in the ``skipped`` column.
 
 YAML layout (see ``configs/experiments/``)::
 
@@ -603,13 +606,18 @@ def extract_videos(video_dir: Path, out_dir: Path) -> list[Item]:
     """Videos → (16 kHz mono wav, middle frame PNG) pairs with ffmpeg.
 
     Raises:
-        ExperimentError: ffmpeg is not installed or the folder holds no videos.
+        ExperimentError: the folder does not exist, ffmpeg is not installed or the folder
+            holds no videos.
     """
+    video_dir = Path(video_dir)
+    if not video_dir.is_dir():
+        what = "is not a directory" if video_dir.exists() else "not found"
+        raise ExperimentError(f"{video_dir}: video directory {what} (data.path)")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise ExperimentError("ffmpeg is not installed: give clips as audio + reference image "
                               "pairs instead (data.source: pairs)")
-    videos = sorted(p for p in Path(video_dir).iterdir()
+    videos = sorted(p for p in video_dir.iterdir()
                     if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi"))
     if not videos:
         raise ExperimentError(f"{video_dir}: no video files found")
@@ -771,6 +779,39 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str]:
     return (str(row.get("id")), str(row.get("method")))
 
 
+def table_rows(rows: Sequence[dict[str, Any]], items: Sequence[Item],
+               methods: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows the tables of this run are computed over.
+
+    Only rows of the current ``items`` and configured ``methods`` count: a rerun into the
+    same folder with another subset or limit leaves older items in ``results.jsonl`` (they
+    are reused when they come back) but out of the tables. An ``ok`` row wins over a failure
+    record of the same pair. For every method with a row here, each current item without
+    one gets a ``status: missing`` row, so the ``skipped`` column shows items a method
+    lacks (a failure, or a model unavailable in this run) instead of a smaller ``n``.
+    """
+    ids = {it.id: it for it in items}
+    names = set(methods)
+    picked: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if str(r.get("id")) not in ids or r.get("method") not in names:
+            continue
+        key = _row_key(r)
+        if key not in picked or (r.get("status", "ok") == "ok"
+                                 and picked[key].get("status", "ok") != "ok"):
+            picked[key] = r
+    present = {m for _, m in picked}
+    out = []
+    for m in methods:  # configured order, items in their order
+        if m not in present:
+            continue
+        for it in ids.values():
+            out.append(picked.get((it.id, m)) or {
+                "id": it.id, "method": m, "n_sources": it.n_sources, "status": "missing",
+                "error": "no result for this item"})
+    return out
+
+
 def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | None = None, *,
                    overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or resume) an experiment and write all its outputs.
@@ -781,8 +822,12 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         overrides: ``key=value`` strings applied over the YAML (``variant=study`` …).
 
     Returns:
-        A summary: ``out_dir``, ``rows`` (results written in total), ``new`` (this run),
-        ``skipped`` (methods / metrics / stages with reasons), ``tables``, ``figures``.
+        A summary: ``out_dir``, ``rows`` (results in ``results.jsonl``), ``in_tables``
+        (those of this run's items and methods, which the tables use), ``outside_tables``
+        (the others, e.g. from a run with another subset), ``lacking`` ((item, method)
+        pairs of this run without a result: failed, or the method's model was missing),
+        ``new`` (this run), ``skipped`` (methods / metrics / stages with reasons),
+        ``tables``, ``figures``.
     """
     from auralens.evaluate.aggregate import write_report
 
@@ -836,6 +881,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     todo = [(it, m) for m in runnable for it in items if (it.id, m["name"]) not in done]
     new = 0
     for item, method in progress(todo, desc=f"experiment {cfg['name']}", total=len(todo)):
+        n_errors = len(errors)
         with errors.guard(f"{item.id}:{method['name']}", item.audio):
             with timer("describe"):
                 out_desc = describer.describe(method, item)
@@ -859,13 +905,33 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
                 row.update(evaluator.evaluate(row, item))
             append_jsonl(results_path, row)
             new += 1
+        if len(errors) > n_errors:
+            # a failure record: counted as skipped in the tables, dropped and retried on
+            # the next run (only ok rows are kept)
+            append_jsonl(results_path, {
+                "id": item.id, "method": method["name"], "type": method["type"],
+                "technique": method.get("technique", "zero-shot"),
+                "n_sources": item.n_sources, "labels": item.labels, "status": "error",
+                "error": errors.items[-1]["error"]})
     errors.summary(len(todo))
 
-    rows = read_jsonl(results_path)
+    all_rows = read_jsonl(results_path)
+    rows = table_rows(all_rows, items, [m["name"] for m in methods])
+    outside = sum(1 for r in all_rows if r.get("status", "ok") == "ok") - sum(
+        1 for r in rows if r.get("status", "ok") == "ok")
+    if outside:
+        log.warning("results.jsonl holds %d results of items or methods outside this run "
+                    "(another subset, limit or method list); the tables leave them out",
+                    outside)
     write_json(out / "skipped.json", evaluator.skipped_unique())
     with timer("report"):
         written = write_report(rows, out, title=cfg["name"])
-    summary = {"out_dir": str(out), "rows": len(rows), "new": new, "items": len(items),
+    summary = {"out_dir": str(out), "rows": sum(1 for r in all_rows
+                                                 if r.get("status", "ok") == "ok"),
+               "in_tables": sum(1 for r in rows if r.get("status", "ok") == "ok"),
+               "outside_tables": outside,
+               "lacking": sum(1 for r in rows if r.get("status", "ok") != "ok"),
+               "new": new, "items": len(items),
                "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
                "errors": len(errors), **written}
     write_run_json(out, command=f"experiment run {cfg.get('_source', '')}".strip(),
