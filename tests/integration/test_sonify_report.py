@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -102,6 +105,9 @@ def test_rating_server_round_trip(report_dir: Path) -> None:
     try:
         page = urllib.request.urlopen(base + "/").read().decode()
         assert "Rate sonifications" in page and page.count('class="item"') == len(items)
+        tokens = re.findall(r'data-item="([^"]*)"', page)
+        assert len(set(tokens)) == len(items)
+        by_token = server.tokens
 
         def post(body: dict) -> dict:
             req = urllib.request.Request(base + "/api/rate", data=json.dumps(body).encode(),
@@ -111,18 +117,72 @@ def test_rating_server_round_trip(report_dir: Path) -> None:
             except urllib.error.HTTPError as exc:
                 return json.loads(exc.read())
 
-        assert post({"item": items[0]["id"], "visual": 4, "audio": 2})["ok"]
-        assert post({"item": items[1]["id"], "visual": 2, "audio": 4})["ok"]
-        assert not post({"item": items[1]["id"], "visual": 9, "audio": 4})["ok"]
+        assert post({"item": tokens[0], "visual": 4, "audio": 2})["ok"]
+        assert post({"item": tokens[1], "visual": 2, "audio": 4})["ok"]
+        assert not post({"item": tokens[1], "visual": 9, "audio": 4})["ok"]
         assert not post({"item": "nope", "visual": 1, "audio": 1})["ok"]
-        assert urllib.request.urlopen(base + "/" + items[0]["audio"]).status == 200
+        assert not post({"item": items[0]["id"], "visual": 1, "audio": 1})["ok"]  # ids are not tokens
+        first = by_token[tokens[0]]
+        for kind in ("audio", "original", "image"):
+            got = urllib.request.urlopen(f"{base}/media/{tokens[0]}/{kind}").read()
+            assert got == (report_dir / first[kind]).read_bytes()
     finally:
         server.shutdown()
     ratings = load_ratings(report_dir / "ratings.csv")
     assert [(r.rater, r.visual, r.audio) for r in ratings] == [("ann", 4, 2), ("ann", 2, 4)]
+    second = by_token[tokens[1]]
+    assert [(r.run, r.version, r.clip) for r in ratings] == [
+        (it["run"], f"{it['run']}/{it['version']}", it["clip"]) for it in (first, second)]
     agg = aggregate_ratings(ratings, by=("version",))
-    assert {r["version"] for r in agg} == {f"{items[0]['run']}/{items[0]['version']}",
-                                          f"{items[1]['run']}/{items[1]['version']}"}
+    assert {r["version"] for r in agg} == {f"{first['run']}/{first['version']}",
+                                          f"{second['run']}/{second['version']}"}
+
+
+def test_rating_page_hides_versions(report_dir: Path) -> None:
+    items = json.loads((report_dir / "items.json").read_text())
+    server, _ = serve_ratings(report_dir, "bob")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        page = urllib.request.urlopen(base + "/rate.html").read().decode()
+        body = page.split("</style>", 1)[1]  # the shared stylesheet has a .ceiling class
+        attrs = re.findall(r'(?:src|href|data-item)="([^"]*)"', body)
+        assert attrs and all(re.fullmatch(r"media/[0-9a-f]{16}/(audio|original|image)|[0-9a-f]{16}", a)
+                             for a in attrs)
+        for word in ("ceiling", "minmax", "none", "run_a", "sine_a", "audio/", "img/"):
+            assert word not in body.replace('preload="none"', ""), word
+        assert (report_dir / "rate.html").read_text(encoding="utf-8") == page
+        # Only the page, its media and the API are served: not the report that names versions.
+        for path in ("/index.html", "/items.json", "/" + items[0]["audio"], "/" + items[0]["image"],
+                     "/media/0000000000000000/audio", f"/media/{attrs[-1]}/run.json"):
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(base + path)
+            assert exc.value.code == 404, path
+    finally:
+        server.shutdown()
+    # A second server gives new tokens: a copied URL does not survive a restart.
+    again, _ = serve_ratings(report_dir, "bob")
+    try:
+        assert not set(again.tokens) & set(re.findall(r'data-item="([^"]*)"', page))
+    finally:
+        again.shutdown()
+
+
+def test_busy_port_is_a_one_line_error(report_dir: Path, tmp_path: Path, capsys) -> None:
+    from auralens.cli import main
+    from auralens.evaluate.report import ReportError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ReportError, match=f"port {port} on 127.0.0.1 is not available"):
+            serve_ratings(report_dir, "ann", port=port)
+        capsys.readouterr()
+        assert main(["sonify", "rate", str(report_dir), "--rater", "ann", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: port ") and err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(ReportError, match="0–65535"):
+        serve_ratings(report_dir, "ann", port=70000)
 
 
 def test_circular_embedder_is_flagged() -> None:
@@ -145,7 +205,7 @@ def test_cli_report_and_ratings(tmp_path: Path) -> None:
 
     save_rating(csv_path, rater="x", run="run_a", version="run_a/none", clip="c", visual=3, audio=4)
     assert main(["sonify", "ratings", str(csv_path), "--out", str(tmp_path / "agg.md")]) == 0
-    assert "3.00 ± 0.00" in (tmp_path / "agg.md").read_text()
+    assert "| run_a/none | 3.00 ± – | 4.00 ± – | 1 |" in (tmp_path / "agg.md").read_text()
     assert main(["sonify", "report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 1
 
 
@@ -173,3 +233,81 @@ def test_report_scores_only_the_clips_listed_by_render(tmp_path: Path) -> None:
     write_json(run / "renders" / "run.json", {"config": {"split": "test", "clips": ["sine_a", "chirp_c"]}})
     assert load_run(run).clips == ["chirp_c", "sine_a"]
     assert sorted(load_run(run).versions["minmax"]) == ["chirp_c", "sine_a"]
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_names_that_clean_to_the_same_file_name_stay_apart(tmp_path: Path) -> None:
+    """Clip ids ``a b``/``a_b`` and versions ``x y``/``x_y`` each keep their own files."""
+    run = make_fake_run(tmp_path, posts=("x y", "x_y"))
+    renders = run / "renders"
+    for d in renders.iterdir():
+        (d / "sine_a.wav").rename(d / "a b.wav")
+        (d / "noise<b>.wav").rename(d / "a_b.wav")
+    out = tmp_path / "rep"
+    build_report([run], out, embedder="logmel", use_cache=False)
+    items = json.loads((out / "items.json").read_text())
+    assert len(items) == 3 * 3  # ceiling, "x y", "x_y" per clip
+    for key in ("audio", "image"):
+        assert len({it[key] for it in items}) == len(items), key
+    for it in items:
+        assert _md5(out / it["audio"]) == _md5(renders / it["version"] / f"{it['clip']}.wav")
+        assert _md5(out / it["original"]) == _md5(renders / "original" / f"{it['clip']}.wav")
+    # Names that cleaning leaves alone keep them; rewritten ones get a hash of the original.
+    assert (out / "audio/run_a/x_y/a_b.wav").exists()
+    assert _md5(out / "audio/run_a/x_y/a_b.wav") == _md5(renders / "x_y" / "a_b.wav")
+    page = (out / "index.html").read_text(encoding="utf-8")
+    sections = page.split("<section")[1:]
+    assert len(sections) == 3
+    srcs = [re.findall(r'src="([^"]*)"', sec) for sec in sections]
+    assert len({s for group in srcs for s in group}) == sum(len(g) for g in srcs)  # no shared file
+    for sec, group in zip(sections, srcs, strict=True):
+        cid = "a b" if "<h3>a b " in sec else "a_b" if "<h3>a_b " in sec else None
+        if cid is None:
+            continue
+        originals = [s for s in group if "/original/" in s]
+        assert [_md5(out / s) for s in originals] == [_md5(renders / "original" / f"{cid}.wav")]
+
+
+def test_bad_report_options_are_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    from auralens.cli import main
+    from auralens.evaluate.report import ReportError
+
+    run = make_fake_run(tmp_path, posts=("none",))
+    out = tmp_path / "rep"
+    for kwargs, pattern in (({"smoothing": 1.0}, r"smoothing .*\[0, 1\)"),
+                            ({"smoothing": -0.1}, "smoothing"), ({"smoothing": "x"}, "smoothing"),
+                            ({"smoothing": float("nan")}, "smoothing"),
+                            ({"topk": 0}, "topk must be an integer ≥ 1"),
+                            ({"topk": -2}, "topk"), ({"max_clips": 0}, "max_clips must be"),
+                            ({"max_clips": -1}, "max_clips")):
+        with pytest.raises(ReportError, match=pattern):
+            build_report([run], out, use_cache=False, **kwargs)
+        assert not out.exists()
+    for flags in (["--smoothing", "1.0"], ["--smoothing", "auto?"], ["--max-clips", "-1"],
+                  ["--max-clips", "0"], ["--topk", "0"]):
+        capsys.readouterr()
+        assert main(["sonify", "report", str(run), "--out", str(out), *flags]) == 1, flags
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (flags, err)
+        assert not out.exists()
+
+
+def test_max_clips_and_default_smoothing(tmp_path: Path, monkeypatch) -> None:
+    from auralens.evaluate import plots
+
+    weights = []
+    real = plots.plot_loss_curves
+    monkeypatch.setattr(plots, "plot_loss_curves",
+                        lambda h, path, smoothing=None, title=None: weights.append(smoothing)
+                        or real(h, path, smoothing=smoothing, title=title))
+    run = make_fake_run(tmp_path, posts=("none",))  # 4 epochs of history
+    out = tmp_path / "rep"
+    build_report([run], out, embedder="logmel", use_cache=False, max_clips=1)
+    assert (out / "index.html").read_text().count("<section") == 1
+    assert len(json.loads((out / "items.json").read_text())) == 2  # one clip: ceiling + none
+    build_report([run], out, embedder="logmel", use_cache=False, smoothing=0.5)
+    assert weights == [None, 0.5]  # a 4-point per-epoch history is drawn raw by default
+    assert (out / "index.html").read_text().count("<section") == 3

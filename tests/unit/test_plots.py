@@ -62,3 +62,28 @@ def test_topk_tables_rank_within_groups() -> None:
     assert md.startswith("| encoder | version | rank |") and "bad" not in md
     _, md_high = topk_tables(rows, "fad", k=1, lower_is_better=False)
     assert "| r0 |" in md_high
+
+
+def test_auto_smoothing_leaves_short_histories_raw() -> None:
+    from auralens.evaluate.plots import auto_smoothing
+
+    assert [auto_smoothing(n) for n in (0, 1, 5, 50, 99)] == [0.0] * 5  # per-epoch histories
+    assert auto_smoothing(100) == pytest.approx(0.9)
+    assert auto_smoothing(400) == pytest.approx(0.975)
+    assert auto_smoothing(100_000) == pytest.approx(0.99)
+
+
+def test_smoothed_loss_curve_keeps_the_raw_curve(tmp_path, monkeypatch) -> None:
+    from auralens.evaluate import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi=100: figs.append(fig) or path)
+    hist = [{"epoch": e, "val_loss": 100.0 / (e + 1)} for e in range(10)]
+    plot_loss_curves(hist, tmp_path / "a.png", smoothing=0.9)
+    plot_loss_curves(hist, tmp_path / "b.png")
+    smoothed = {ln.get_label(): ln.get_ydata() for ln in figs[0].axes[0].get_lines()}
+    assert set(smoothed) == {"val_loss (raw)", "val_loss (EMA 0.9)"}
+    assert np.asarray(smoothed["val_loss (raw)"])[-1] == pytest.approx(10.0)
+    assert np.asarray(smoothed["val_loss (EMA 0.9)"])[-1] > 20  # the lag the raw curve exposes
+    raw = {ln.get_label(): ln.get_ydata() for ln in figs[1].axes[0].get_lines()}
+    assert list(raw) == ["val_loss"] and np.asarray(raw["val_loss"])[-1] == pytest.approx(10.0)

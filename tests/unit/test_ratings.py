@@ -30,10 +30,38 @@ def test_round_trip_and_aggregate(tmp_path) -> None:
     assert rows["r/minmax"]["visual_mean"] == pytest.approx(3.0)
     assert rows["r/minmax"]["visual_std"] == pytest.approx(1.0)  # sample std of 4, 2, 3
     assert rows["r/minmax"]["audio_mean"] == pytest.approx(4.0)
-    assert rows["r/none"]["n"] == 1 and rows["r/none"]["audio_std"] == 0.0
+    # One rating has no spread: undefined, not a perfect-agreement 0.
+    assert rows["r/none"]["n"] == 1 and rows["r/none"]["audio_std"] is None
     md = ratings_markdown(list(rows.values()))
     assert "3.00 ± 1.00" in md and "r/none" in md
     assert ratings_csv(list(rows.values())).splitlines()[0].startswith("version,n,")
+
+
+def test_single_rating_shows_no_spread(tmp_path) -> None:
+    p = tmp_path / "ratings.csv"
+    save_rating(p, rater="ann", run="r", version="r/one", clip="c", visual=5, audio=4)
+    for rater, v in (("ann", 3), ("bob", 3)):  # two identical marks: a real std of 0
+        save_rating(p, rater=rater, run="r", version="r/two", clip="c", visual=v, audio=v)
+    rows = aggregate_ratings(load_ratings(p), by=("version",))
+    md = ratings_markdown(rows)
+    assert "| r/one | 5.00 ± – | 4.00 ± – | 1 |" in md
+    assert "| r/two | 3.00 ± 0.00 | 3.00 ± 0.00 | 2 |" in md
+    lines = ratings_csv(rows).splitlines()
+    assert lines[0] == "version,n,visual_mean,visual_std,audio_mean,audio_std"
+    assert lines[1] == "r/one,1,5.0000,,4.0000,"
+    assert lines[2] == "r/two,2,3.0000,0.0000,3.0000,0.0000"
+
+
+def test_unknown_grouping_column_is_refused(tmp_path) -> None:
+    from auralens.cli import main
+
+    p = tmp_path / "ratings.csv"
+    save_rating(p, rater="ann", run="r", version="r/v", clip="c", visual=5, audio=4)
+    with pytest.raises(RatingError, match=r"unknown grouping column 'foo'.*version, run, rater, clip"):
+        aggregate_ratings(load_ratings(p), by=("version", "foo"))
+    assert [r["rater"] for r in aggregate_ratings(load_ratings(p), by=("rater", "clip"))] == ["ann"]
+    assert main(["sonify", "ratings", str(p), "--by", "foo"]) == 1
+    assert main(["sonify", "ratings", str(p), "--by", "rater,clip"]) == 0
 
 
 def test_latest_rating_of_a_rater_wins(tmp_path) -> None:

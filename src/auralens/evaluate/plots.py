@@ -3,14 +3,18 @@
 * :func:`plot_waveform_stack` — the original on top, then one row per model version, on one
   shared time axis and amplitude scale (the layout of the study's figures).
 * :func:`plot_spectrogram_stack` — the same rows as log-magnitude spectrograms.
-* :func:`plot_loss_curves` — train/val loss from ``history.jsonl``; optional EMA smoothing.
+* :func:`plot_loss_curves` — train/val loss from ``history.jsonl``; optional EMA smoothing
+  (:func:`auto_smoothing` picks none for short per-epoch histories).
 * :func:`plot_metric_dots` — one dot per version, a line at the best value (and the ceiling).
 * :func:`topk_tables` — top-k runs per encoder × post-processing as CSV and Markdown.
 
 EMA smoothing follows TensorBoard's scalar dashboard: ``last = w·last + (1−w)·v`` starting
 from ``last = 0``, divided by the debias factor ``1 − w^(i+1)`` so the first points are not
 pulled towards 0 (the Adam-style bias correction). ``w = 0.99`` is heavy smoothing for
-noisy per-step curves; ``w = 0`` leaves the curve unchanged.
+noisy per-step curves; ``w = 0`` leaves the curve unchanged. On a per-epoch history of a few
+dozen points a heavy EMA is close to the running mean of all epochs and lags far behind the
+real curve, so :func:`auto_smoothing` gives no smoothing below
+:data:`AUTO_SMOOTHING_MIN_POINTS` points and a weight that grows with the length above.
 """
 
 from __future__ import annotations
@@ -42,6 +46,21 @@ def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
     _plt().close(fig)
     return path
+
+
+#: Histories shorter than this are drawn raw by :func:`auto_smoothing`.
+AUTO_SMOOTHING_MIN_POINTS = 100
+
+
+def auto_smoothing(n_points: int) -> float:
+    """EMA weight for a loss curve of ``n_points`` points.
+
+    0 (no smoothing) below :data:`AUTO_SMOOTHING_MIN_POINTS`; above, ``1 − 10/n`` capped at
+    0.99, so the average spans about a tenth of the curve (0.9 at 100 points, 0.99 from 1000).
+    """
+    if n_points < AUTO_SMOOTHING_MIN_POINTS:
+        return 0.0
+    return min(0.99, round(1.0 - 10.0 / n_points, 3))
 
 
 def ema(values: Sequence[float], weight: float = 0.99) -> np.ndarray:
@@ -135,7 +154,8 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, *,
 
     Args:
         history: records with ``epoch``, ``train_loss`` and/or ``val_loss``.
-        smoothing: EMA weight (e.g. 0.99); raw curves are drawn faintly underneath.
+        smoothing: EMA weight in ``[0, 1)`` (e.g. 0.99; None or 0: raw curves only). The raw
+            curves stay drawn under the smoothed ones (thinner, with their own legend entry).
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -145,11 +165,14 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, *,
         if not any(v is not None for v in vals):
             continue
         y = np.array([np.nan if v is None else float(v) for v in vals])
+        marker = "o" if len(y) <= 50 else None
         if smoothing:
-            ax.plot(epochs, y, color=color, alpha=0.25, lw=1)
-            ax.plot(epochs, ema(y, smoothing), color=color, lw=1.6, label=f"{key} (EMA {smoothing})")
+            ax.plot(epochs, y, color=color, alpha=0.45, lw=1, marker=marker, ms=3,
+                    label=f"{key} (raw)")
+            ax.plot(epochs, ema(y, smoothing), color=color, lw=1.6, ls="--",
+                    label=f"{key} (EMA {smoothing:g})")
         else:
-            ax.plot(epochs, y, color=color, lw=1.6, label=key)
+            ax.plot(epochs, y, color=color, lw=1.6, marker=marker, ms=3, label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if history:

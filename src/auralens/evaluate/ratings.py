@@ -5,7 +5,8 @@ Plain functions, shared by ``auralens sonify rate`` and the web UI:
 * :func:`save_rating` appends one rating to a CSV atomically (file lock + rewrite through a
   temporary file + rename, so concurrent raters never interleave or truncate rows);
 * :func:`load_ratings` reads one or more CSVs;
-* :func:`aggregate_ratings` gives mean, sample standard deviation and n per version;
+* :func:`aggregate_ratings` gives mean, sample standard deviation and n per version (the
+  std of a single rating is undefined: ``None``, shown as ``± –`` / an empty CSV cell);
 * :func:`ratings_markdown` / :func:`ratings_csv` format the aggregate.
 
 CSV columns: ``timestamp, rater, run, version, clip, visual, audio, comment``. A *version* is
@@ -51,6 +52,8 @@ class Rating:
 
 
 COLUMNS = [f.name for f in fields(Rating)]
+#: Columns :func:`aggregate_ratings` can group by.
+GROUP_COLUMNS = ("version", "run", "rater", "clip")
 
 
 def _mark(value: Any, what: str) -> int:
@@ -151,10 +154,11 @@ def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
     return out
 
 
-def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+def _mean_std(xs: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample std; the std of fewer than two values is undefined (None)."""
     n = len(xs)
     mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else None
     return mean, std
 
 
@@ -164,13 +168,21 @@ def aggregate_ratings(ratings: Sequence[Rating], *, by: Sequence[str] = ("run", 
 
     Args:
         ratings: loaded ratings.
-        by: grouping columns (``("version",)``, ``("run", "version")``, ``("rater",)`` …).
+        by: grouping columns from :data:`GROUP_COLUMNS` (``("version",)``,
+            ``("run", "version")``, ``("rater",)`` …).
         latest_only: keep only a rater's last rating of each (run, version, clip).
 
     Returns:
         rows ``{**group, "n", "visual_mean", "visual_std", "audio_mean", "audio_std"}``
-        sorted by group.
+        sorted by group; the std is None for a group of one rating.
+
+    Raises:
+        RatingError: a grouping column that is not in :data:`GROUP_COLUMNS`.
     """
+    unknown = [b for b in by if b not in GROUP_COLUMNS]
+    if unknown:
+        raise RatingError(f"unknown grouping column {unknown[0]!r}; use one or more of "
+                          f"{', '.join(GROUP_COLUMNS)}")
     if latest_only:
         latest: dict[tuple[str, str, str, str], Rating] = {}
         for r in ratings:  # file order is time order; later rows win
@@ -189,8 +201,15 @@ def aggregate_ratings(ratings: Sequence[Rating], *, by: Sequence[str] = ("run", 
     return rows
 
 
+def _mean_cell(mean: float, std: float | None) -> str:
+    return f"{mean:.2f} ± " + ("–" if std is None else f"{std:.2f}")
+
+
 def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table: group columns, ``visual`` and ``audio`` as ``mean ± std``, n."""
+    """Markdown table: group columns, ``visual`` and ``audio`` as ``mean ± std``, n.
+
+    A group of one rating has no spread: its cells read ``mean ± –``.
+    """
     if not rows:
         return "_no ratings_\n"
     keys = [k for k in rows[0] if k not in {"n", "visual_mean", "visual_std", "audio_mean", "audio_std"}]
@@ -198,19 +217,20 @@ def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
              "|" + "---|" * (len(keys) + 3)]
     for r in rows:
         cells = [str(r[k]).replace("|", "\\|") for k in keys]
-        cells += [f"{r['visual_mean']:.2f} ± {r['visual_std']:.2f}",
-                  f"{r['audio_mean']:.2f} ± {r['audio_std']:.2f}", str(r["n"])]
+        cells += [_mean_cell(r["visual_mean"], r["visual_std"]),
+                  _mean_cell(r["audio_mean"], r["audio_std"]), str(r["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def ratings_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV text of :func:`aggregate_ratings` rows."""
+    """CSV text of :func:`aggregate_ratings` rows (an undefined std is an empty cell)."""
     if not rows:
         return ""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else "" if v is None else v)
+                         for k, v in r.items()})
     return buf.getvalue()

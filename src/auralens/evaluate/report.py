@@ -6,7 +6,7 @@
     OUT/audio/<run>/<version>/<clip>.wav      copies (or symlinks with link_audio=True)
     OUT/img/<run>/<clip>_wave.png, _spec.png  original, ceiling, every version stacked
     OUT/img/<run>/<version>/<clip>.png        original vs one version (used when rating)
-    OUT/img/<run>/loss.png                    train/val loss curves
+    OUT/img/<run>/loss.png                    train/val loss curves (raw, plus EMA if asked)
     OUT/img/summary_<metric>.png              per-version dot plots with the best line
     OUT/metrics.csv, metrics.json             one row per run × version (ceiling included)
     OUT/clip_metrics.csv                      one row per run × version × clip
@@ -14,27 +14,36 @@
     OUT/items.json                            the rateable items (run, version, clip, files)
     OUT/run.json, OUT/errors.jsonl            provenance; clips that failed and were skipped
 
-Every piece of text from run directories goes through :func:`html.escape`.
+Every piece of text from run directories goes through :func:`html.escape`. Run, version and
+clip names become file names through :func:`_safe`; a name that cleaning changes gets a short
+hash of the original name (``a b`` → ``a_b-<hash>``), and the names of one run are made unique,
+so two names never share a file.
 
 ``serve_ratings(report_dir, rater)`` serves the report directory on 127.0.0.1 (a free port)
 with a rating page (``rate.html``): each item shows the original and the version's waveform,
 two players and two 1–5 scales (visual, audio); each change is POSTed to ``/api/rate`` and
 stored with :func:`auralens.evaluate.ratings.save_rating` in ``report_dir/ratings.csv``.
-The item order is shuffled per rater and the version names are hidden (blind rating).
+The item order is shuffled per rater and the version names are hidden (blind rating): the
+page names each item by a random token made when the server starts, its media are served as
+``/media/<token>/{audio,original,image}``, and the server maps tokens back to items. The
+server serves only the page, those media and ``/api/rate`` (not ``index.html`` or
+``items.json``, which name the versions).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
 import math
 import os
 import random
+import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -101,6 +110,34 @@ def _safe(name: str) -> str:
     return out or "_"
 
 
+def _name_map(names: Iterable[str], reserved: Callable[[str], bool] = lambda _: False,
+              ) -> dict[str, str]:
+    """Original name → unique file-system-safe name.
+
+    A name that :func:`_safe` leaves unchanged keeps it; one it rewrites (or a ``reserved``
+    one) gets ``-`` and a short hash of the original name, so ``a b`` and ``a_b`` never
+    share a file. Names are then made unique (``-2``, ``-3`` …) ignoring case, for
+    case-insensitive file systems.
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in sorted({str(n) for n in names}, key=lambda n: (_safe(n) != n, n)):
+        base = _safe(name)
+        if base != name or reserved(base):
+            base = f"{base}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
+        cand, i = base, 2
+        while cand.lower() in taken:
+            cand, i = f"{base}-{i}", i + 1
+        taken.add(cand.lower())
+        out[name] = cand
+    return out
+
+
+def _is_img_file_name(name: str) -> bool:
+    """Version directory names that could clash with ``img/<run>/`` files (loss.png, …_wave.png)."""
+    return name.lower().endswith(".png")
+
+
 def _place_audio(src: Path, dst: Path, link: bool) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() or dst.is_symlink():
@@ -137,8 +174,41 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return write_text(path, buf.getvalue())
 
 
+def _check_options(smoothing: float | str | None, topk: int, max_clips: int | None,
+                   ) -> float | str | None:
+    """Validate the report options before any work; returns the smoothing (a float, "auto", None).
+
+    Raises:
+        ReportError: smoothing outside ``[0, 1)`` (or not a number / "auto"), topk < 1,
+            max_clips < 1.
+    """
+    if isinstance(smoothing, str):
+        text = smoothing.strip().lower()
+        if text == "auto":
+            smoothing = "auto"
+        else:
+            try:
+                smoothing = float(text)
+            except ValueError:
+                raise ReportError(f"smoothing must be 'auto' or a number in [0, 1), "
+                                  f"got {smoothing!r}") from None
+    if smoothing is not None and smoothing != "auto":
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) \
+                or not (math.isfinite(smoothing) and 0.0 <= smoothing < 1.0):
+            raise ReportError(f"smoothing must be 'auto' or a number in [0, 1) (0: raw curves), "
+                              f"got {smoothing!r}")
+        smoothing = float(smoothing) or None
+    for name, value in (("topk", topk), ("max_clips", max_clips)):
+        if value is None and name == "max_clips":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReportError(f"{name} must be an integer ≥ 1, got {value!r}"
+                              + (" (leave it out to show every clip)" if name == "max_clips" else ""))
+    return smoothing
+
+
 def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str = "logmel",
-                 link_audio: bool = False, smoothing: float | None = 0.99, topk: int = 5,
+                 link_audio: bool = False, smoothing: float | str | None = "auto", topk: int = 5,
                  max_clips: int | None = None, use_cache: bool = True) -> Path:
     """Evaluate runs and write the listening report.
 
@@ -147,16 +217,20 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
         out: output directory (created; existing report files are overwritten).
         embedder: metric embedder spec for FAD/KAD (``logmel`` is weight-free).
         link_audio: symlink the audio instead of copying it (smaller, but not portable).
-        smoothing: EMA weight for the loss curves (None: raw curves only).
-        topk: rows per group in the top-k tables.
-        max_clips: show at most this many clips per run on the page (all are scored).
+        smoothing: EMA weight for the loss curves in ``[0, 1)`` (None or 0: raw curves only;
+            ``"auto"``: :func:`auralens.evaluate.plots.auto_smoothing` of each run's history
+            length, i.e. raw curves for short per-epoch histories).
+        topk: rows per group in the top-k tables (≥ 1).
+        max_clips: show at most this many clips per run on the page (≥ 1; None: all). All
+            clips are scored.
         use_cache: cache embeddings in the auralens cache.
 
     Returns:
         path of ``index.html``.
 
     Raises:
-        ReportError: no runs given; RunDirError for a directory that is not a run.
+        ReportError: no runs given or an invalid option (checked before any work);
+            RunDirError for a directory that is not a run.
     """
     from auralens import audio
     from auralens.cache import ArrayCache
@@ -167,6 +241,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
 
     if not runs:
         raise ReportError("no run directories given")
+    smoothing = _check_options(smoothing, topk, max_clips)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
@@ -193,19 +268,22 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
         for s in scores:
             run = s.run
             rdir = _safe(run.name)
+            vname = _name_map(run.versions, reserved=_is_img_file_name)
+            cname = _name_map(c for files in run.versions.values() for c in files)
             rel_audio: dict[tuple[str, str], str] = {}
             for version, files in run.versions.items():
                 for cid, src in files.items():
                     if str(src) in failed:
                         continue
-                    rel = f"audio/{rdir}/{_safe(version)}/{_safe(cid)}{src.suffix.lower()}"
+                    rel = f"audio/{rdir}/{vname[version]}/{cname[cid]}{src.suffix.lower()}"
                     _place_audio(src, out / rel, link_audio)
                     rel_audio[(version, cid)] = rel
             if run.history:
+                weight = plots.auto_smoothing(len(run.history)) if smoothing == "auto" else smoothing
                 plots.plot_loss_curves(run.history, out / "img" / rdir / "loss.png",
-                                       smoothing=smoothing, title=run.name)
+                                       smoothing=weight or None, title=run.name)
             order = [v for v in ("original", "ceiling") if v in run.versions] + run.posts
-            clips = run.clips[:max_clips] if max_clips else run.clips
+            clips = run.clips[:max_clips] if max_clips is not None else run.clips
             for cid in progress(clips, desc=f"figures {run.name}"):
                 waves: dict[str, np.ndarray] = {}
                 for v in order:
@@ -221,14 +299,14 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
                 if "original" not in waves:
                     continue
                 stack = list(waves.items())
-                wave_png = f"img/{rdir}/{_safe(cid)}_wave.png"
-                spec_png = f"img/{rdir}/{_safe(cid)}_spec.png"
+                wave_png = f"img/{rdir}/{cname[cid]}_wave.png"
+                spec_png = f"img/{rdir}/{cname[cid]}_spec.png"
                 plots.plot_waveform_stack(stack, PLOT_SR, out / wave_png, title=f"{run.name} · {cid}")
                 plots.plot_spectrogram_stack(stack, PLOT_SR, out / spec_png)
                 for v, w in waves.items():
                     if v == "original":
                         continue
-                    item_png = f"img/{rdir}/{_safe(v)}/{_safe(cid)}.png"
+                    item_png = f"img/{rdir}/{vname[v]}/{cname[cid]}.png"
                     plots.plot_waveform_stack([("original", waves["original"]), ("this", w)],
                                               PLOT_SR, out / item_png)
                     items.append({"id": f"{run.name}/{v}/{cid}", "run": run.name, "version": v,
@@ -382,22 +460,41 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
 
 # --------------------------------------------------------------------------- rating server
 
-def _rating_page(items: Sequence[dict[str, Any]], rater: str, seed: int) -> str:
+#: What ``/media/<token>/<kind>`` serves for an item: kind → its key in items.json.
+MEDIA_KINDS = ("audio", "original", "image")
+
+
+def _item_tokens(items: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """A fresh random token per item id: the page and its URLs name items only by these."""
+    tokens: dict[str, str] = {}
+    used: set[str] = set()
+    for it in items:
+        token = secrets.token_hex(8)
+        while token in used:
+            token = secrets.token_hex(8)
+        used.add(token)
+        tokens[str(it["id"])] = token
+    return tokens
+
+
+def _rating_page(items: Sequence[dict[str, Any]], rater: str, seed: int,
+                 tokens: dict[str, str]) -> str:
     order = list(items)
     random.Random(f"{rater}:{seed}").shuffle(order)  # per-rater order, stable across reloads
     blocks = []
     for i, it in enumerate(order, 1):
+        tok = _e(tokens[str(it["id"])])
         radios = ""
         for scale in ("visual", "audio"):
             opts = "".join(f'<label><input type="radio" name="{scale}-{i}" value="{m}" '
                            f'data-scale="{scale}">{m}</label> ' for m in range(1, 6))
             radios += f'<div>{scale} mark: {opts}</div>'
         blocks.append(
-            f'<section class="item" data-item="{_e(it["id"])}"><h3>item {i} of {len(order)}</h3>'
+            f'<section class="item" data-item="{tok}"><h3>item {i} of {len(order)}</h3>'
             f'<div class="pair"><div><img alt="waveform: original (top) and this item" '
-            f'src="{_e(it["image"])}"></div><div>original: <audio controls preload="none" '
-            f'src="{_e(it["original"])}"></audio><br>this item: <audio controls preload="none" '
-            f'src="{_e(it["audio"])}"></audio>{radios}'
+            f'src="media/{tok}/image"></div><div>original: <audio controls preload="none" '
+            f'src="media/{tok}/original"></audio><br>this item: <audio controls preload="none" '
+            f'src="media/{tok}/audio"></audio>{radios}'
             f'<input type="text" class="comment" placeholder="comment (optional)" size="40">'
             f'<span class="status"></span></div></div></section>')
     script = """
@@ -425,20 +522,56 @@ document.querySelectorAll('section.item').forEach(function(sec){
             "as both are chosen.</p>" + "".join(blocks) + script + "</body></html>\n")
 
 
-def write_rating_page(report_dir: str | Path, rater: str, seed: int = 0) -> Path:
-    """Write ``report_dir/rate.html`` for ``rater`` from ``items.json``."""
-    report_dir = Path(report_dir)
+def _load_items(report_dir: Path) -> list[dict[str, Any]]:
     items_path = report_dir / "items.json"
     if not items_path.exists():
         raise ReportError(f"{report_dir}: no items.json; build it with `auralens sonify report`")
-    return write_text(report_dir / "rate.html", _rating_page(read_json(items_path), rater, seed))
+    items = read_json(items_path)
+    if not isinstance(items, list) or not all(
+            isinstance(it, dict) and {"id", "run", "version", "clip", *MEDIA_KINDS} <= set(it)
+            for it in items):
+        raise ReportError(f"{items_path}: not an items list written by `auralens sonify report`")
+    return items
+
+
+def write_rating_page(report_dir: str | Path, rater: str, seed: int = 0,
+                      tokens: dict[str, str] | None = None) -> Path:
+    """Write ``report_dir/rate.html`` for ``rater`` from ``items.json``.
+
+    Args:
+        tokens: item id → opaque token used in the page (default: fresh random tokens; the
+            page's media links and POSTs work only with a server that holds the same map).
+    """
+    report_dir = Path(report_dir)
+    items = _load_items(report_dir)
+    return write_text(report_dir / "rate.html",
+                      _rating_page(items, rater, seed, tokens or _item_tokens(items)))
 
 
 class _RatingHandler(SimpleHTTPRequestHandler):
+    """Serves only the rating page, ``/media/<token>/<kind>`` and ``/api/rate``."""
+
     server: Any
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.info("rating server: " + format, *args)
+
+    def _route(self) -> bool:
+        """Point ``self.path`` at the file to serve; False (404 sent) for anything else."""
+        from urllib.parse import quote, urlsplit
+
+        path = urlsplit(self.path).path
+        if path == "/rate.html":
+            self.path = path
+            return True
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "media" and parts[3] in MEDIA_KINDS:
+            item = self.server.tokens.get(parts[2])
+            if item is not None:
+                self.path = "/" + quote(str(item[parts[3]]))
+                return True
+        self.send_error(404, "not found")
+        return False
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self.path in ("/", ""):
@@ -446,7 +579,12 @@ class _RatingHandler(SimpleHTTPRequestHandler):
             self.send_header("Location", "/rate.html")
             self.end_headers()
             return
-        super().do_GET()
+        if self._route():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        if self._route():
+            super().do_HEAD()
 
     def _reply(self, code: int, obj: dict[str, Any]) -> None:
         data = json.dumps(obj).encode()
@@ -467,10 +605,10 @@ class _RatingHandler(SimpleHTTPRequestHandler):
             if not 0 < length <= 16384:
                 raise RatingError("request body missing or too large")
             payload = json.loads(self.rfile.read(length))
-            item = self.server.items.get(str(payload.get("item")))
+            item = self.server.tokens.get(str(payload.get("item")))
             if item is None:
                 raise RatingError(f"unknown item {payload.get('item')!r}")
-            # Run/version/clip come from items.json, never from the client.
+            # Run/version/clip come from items.json through the token map, never from the client.
             rating = save_rating(self.server.csv_path, rater=self.server.rater, run=item["run"],
                                  version=f"{item['run']}/{item['version']}", clip=item["clip"],
                                  visual=payload.get("visual"), audio=payload.get("audio"),
@@ -485,6 +623,9 @@ def serve_ratings(report_dir: str | Path, rater: str, *, port: int = 0, seed: in
                   ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Start the rating server on 127.0.0.1 in a background thread.
 
+    Each start gives every item a new random token (``server.tokens``: token → item); the
+    page written to ``report_dir/rate.html`` and its media URLs use only these.
+
     Args:
         report_dir: a directory written by :func:`build_report`.
         rater: listener name stored with every rating.
@@ -492,6 +633,10 @@ def serve_ratings(report_dir: str | Path, rater: str, *, port: int = 0, seed: in
 
     Returns:
         ``(server, thread)``; call ``server.shutdown()`` to stop.
+
+    Raises:
+        ReportError: no items.json, a port outside 0–65535 or one that cannot be bound.
+        RatingError: an empty rater name.
     """
     from functools import partial
 
@@ -499,10 +644,22 @@ def serve_ratings(report_dir: str | Path, rater: str, *, port: int = 0, seed: in
 
     report_dir = Path(report_dir).resolve()
     make_rating(rater=rater, run="", version="v", clip="c", visual=1, audio=1)  # validates rater
-    write_rating_page(report_dir, rater, seed)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ReportError(f"port must be an integer in 0–65535 (0: a free one), got {port!r}")
+    items = _load_items(report_dir)
+    tokens = _item_tokens(items)
     handler = partial(_RatingHandler, directory=str(report_dir))
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.items = {it["id"]: it for it in read_json(report_dir / "items.json")}  # type: ignore[attr-defined]
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise ReportError(f"port {port} on 127.0.0.1 is not available ({exc.strerror or exc}); "
+                          "choose another --port, or 0 for a free one") from None
+    try:
+        write_rating_page(report_dir, rater, seed, tokens)
+    except BaseException:
+        server.server_close()
+        raise
+    server.tokens = {tokens[str(it["id"])]: it for it in items}  # type: ignore[attr-defined]
     server.rater = rater  # type: ignore[attr-defined]
     server.csv_path = report_dir / "ratings.csv"  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -14,15 +14,19 @@ def report(
                                  help="Metric embedder for FAD/KAD: logmel, mfcc, clap:laion/clap-htsat-unfused, …"),
     link_audio: bool = typer.Option(False, "--link-audio/--copy-audio",
                                     help="Symlink audio instead of copying (not portable)."),
-    smoothing: float = typer.Option(0.99, "--smoothing", help="EMA weight for loss curves (0: none)."),
-    topk: int = typer.Option(5, "--topk", help="Rows per group in the top-k tables."),
-    max_clips: int | None = typer.Option(None, "--max-clips", help="Clips shown per run (all are scored)."),
+    smoothing: str = typer.Option(
+        "auto", "--smoothing",
+        help="EMA weight in [0, 1) for the loss curves (0: raw curves only; auto: none for "
+             "histories under 100 points, heavier for longer ones). Raw curves are always drawn."),
+    topk: int = typer.Option(5, "--topk", help="Rows per group in the top-k tables (≥ 1)."),
+    max_clips: int | None = typer.Option(
+        None, "--max-clips", help="Clips shown per run, ≥ 1 (default: all; all are scored)."),
 ) -> None:
     """Score runs (FAD, KAD, spectral metrics beside the codec ceiling) and write an HTML report."""
     from auralens.evaluate.report import build_report
 
     index = build_report(runs, out, embedder=embedder, link_audio=link_audio,
-                         smoothing=smoothing or None, topk=topk, max_clips=max_clips)
+                         smoothing=smoothing, topk=topk, max_clips=max_clips)
     typer.echo(f"report written: {index}")
 
 
