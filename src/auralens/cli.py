@@ -64,7 +64,7 @@ def demo(
     out: Path = typer.Option(Path("auralens-demo"), "--out", help="Output directory."),
     data: Path | None = typer.Option(None, "--data", help="ESC-50-layout folder to use instead of the procedural library."),
     quick: bool = typer.Option(False, "--quick", help="A reduced run (for tests)."),
-    seed: int = typer.Option(42, "--seed"),
+    seed: int = typer.Option(42, "--seed", min=0),
 ) -> None:
     """Run the offline demo end to end and write DIR/index.html."""
     from auralens.demo import run_demo
@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AuralensError as exc:
         typer.echo(f"error: {exc}", err=True)
+        return 1
+    except OSError as exc:  # an output path that cannot be written, a file where a folder must be …
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        return 1
+    except UnicodeDecodeError as exc:  # a config, CSV or list given as a binary file
+        typer.echo(f"error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})", err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -117,7 +117,13 @@ class Registry(Generic[T]):
             kind = "hf"
         factory = self.get(kind)
         params = {**parsed.params, **overrides}
-        return factory(parsed, **params)
+        try:
+            return factory(parsed, **params)
+        except (TypeError, ValueError) as exc:
+            # Options a backend cannot take (unknown names, wrong types, impossible values)
+            # surface from its constructor; name the spec instead of showing a traceback.
+            raise RegistryError(f"{self.stage} {parsed.raw or spec}: invalid options "
+                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
 
 def _qualname(obj: Any) -> str:

@@ -63,7 +63,7 @@ def _histogram_lines(hist: dict[int, int]) -> list[str]:
 def synth_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory (ESC-50 layout)."),
     clips_per_class: int = typer.Option(12, "--clips-per-class", help="Clips per class."),
-    seed: int = typer.Option(42, "--seed", help="Library seed."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Library seed."),
     sample_rate: int = typer.Option(22050, "--sample-rate", help="Hz."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds per clip."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated subset of the classes."),
@@ -90,7 +90,7 @@ def mix_cmd(
     src: Path = typer.Argument(..., help="Source dataset: ESC-50-layout folder or a folder of labelled audio."),
     out: Path = typer.Option(..., "--out", help="Output directory (FUSS layout; resumes)."),
     n: int = typer.Option(..., "--n", help="Number of mixtures."),
-    seed: int = typer.Option(0, "--seed", help="Recipe seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Recipe seed."),
     no_reverb: bool = typer.Option(False, "--no-reverb", help="Skip the room simulation (dry sources)."),
     folds: str | None = typer.Option(None, "--folds", help="Use only these folds, e.g. 1,2,3."),
     split: str = typer.Option("train", "--split", help="Split folder name (train / validation / eval)."),
@@ -132,7 +132,7 @@ def mix_cmd(
 def split_cmd(
     data: Path = typer.Argument(..., help="Dataset: ESC-50-layout folder or a folder of labelled audio."),
     out: Path = typer.Option(..., "--out", help="Directory for train.txt, val.txt, test.txt."),
-    seed: int = typer.Option(42, "--seed", help="Split seed."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Split seed."),
     ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="train,val,test fractions."),
 ) -> None:
     """Write a deterministic, label-stratified train/val/test split."""

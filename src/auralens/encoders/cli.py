@@ -29,7 +29,7 @@ def train_classifier_cmd(
     save_dtype: str = typer.Option("float16", "--save-dtype", help="Weights dtype on disk."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Train the AST-architecture classifier on DATA: all folds but the last train, the last
     validates; the best epoch (val accuracy) is saved to OUT in Hugging Face format.

@@ -107,6 +107,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] | None = None) ->
         first = merge(first, variants[variant] or {})
     cfg = apply_overrides(first, list(overrides or []))
     cfg.setdefault("name", Path(path).stem)
+    name = str(cfg["name"])
+    if not name or name.startswith(".") or any(c in name for c in "/\\") or name != name.strip():
+        raise ConfigError(f"{path}: name {name!r} must be a plain folder name (no path separators)")
     kind = cfg.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -28,7 +28,7 @@ _ALLM = typer.Option(None, "--allm", help="Audio LLM for --mode allm: qwen2-audi
                      "openai-audio:<served model>@base_url=URL (vLLM).")
 _TPL = typer.Option(None, "--template", help="Your own prompt template file (see "
                     "compose/prompts/README.md).", exists=False)
-_SEED = typer.Option(None, "--seed", help="Image seed (default 0).")
+_SEED = typer.Option(None, "--seed", min=0, help="Image seed (default 0).")
 _CFG = typer.Option(None, "--config", help="YAML with imagine options (flags override it).")
 _SET = typer.Option(None, "--set", help="Override a config key: --set activity.rule=frames.")
 
@@ -77,7 +77,7 @@ def batch(
     data: Path = typer.Argument(..., help="FUSS-style dataset dir or a JSONL manifest."),
     out: Path = typer.Option(..., "--out", help="Output directory (results.jsonl, errors.jsonl)."),
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. eval)."),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N mixtures."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N mixtures."),
     mode: str | None = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
     composer: str | None = _COMP, technique: str | None = _TECH, image: str | None = _IMG,
     allm: str | None = _ALLM, template: Path | None = _TPL, seed: int | None = _SEED,

@@ -886,4 +886,6 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
                           "n_new": len(todo) - len(errors), "n_failed": len(errors),
                           "errors": summary, "skipped": stages.skipped, "notes": cfg.notes(),
                           "fingerprint": key})
+    if todo and not lines:  # every input failed (a rerun that only retries broken ones is fine)
+        raise ImagineError(f"{data}: no mixture could be imagined; see {errors.path}")
     return lines

@@ -40,14 +40,14 @@ def prepare_cmd(
     layer: str = typer.Option(None, "--layer", help="Layer: patch / features / block index."),
     codec: str = typer.Option("mel", "--codec", help="Codec spec (mel, dac, oobleck, encodec …)."),
     out: Path = typer.Option(..., "--out", help="PREP directory to write."),
-    seed: int = typer.Option(42, "--seed", help="Split seed."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Split seed."),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep "
                                    "each clip's length). At most the extractor's input window (5.12 s "
                                    "for the offline classifier, 10.24 s for AudioSet AST): a longer "
                                    "--duration is refused, and with 0 longer clips are skipped."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     shard: str = typer.Option(None, "--shard", help="Prepare only shard i/n (0-based, e.g. 0/4; "
                               "'env': SLURM array task id/count); parts go to OUT/shards/."),
@@ -84,7 +84,7 @@ def train_cmd(
     batch_size: int = typer.Option(64, "--batch-size"),
     grad_accum: int = typer.Option(2, "--grad-accum", help="Gradient accumulation steps."),
     eval_batch_size: int = typer.Option(32, "--eval-batch-size"),
-    seed: int = typer.Option(42, "--seed"),
+    seed: int = typer.Option(42, "--seed", min=0),
     blur: bool = typer.Option(False, "--blur", help="Gaussian-blur training embeddings (augmentation)."),
     normalize: str = typer.Option("none", "--normalize", help="none or minmax (stats from the train split)."),
     resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
@@ -126,7 +126,7 @@ def render_cmd(
                                    "(repeat for several chains in --split mode)."),
     split: str = typer.Option(None, "--split", help="Render a split of the prepared dataset into RUN/renders "
                               "(one split per RUN: another split needs --overwrite)."),
-    limit: int = typer.Option(None, "--limit", help="Only the first N clips of the split."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N clips of the split."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Empty RUN/renders and render again."),
 ) -> None:
     """Render a clip (or a whole split) through a trained gate and the codec's decoder.
@@ -167,10 +167,10 @@ def sweep_cmd(
     out: Path = typer.Option(..., "--out", help="Sweep directory."),
     lr: float = typer.Option(1e-3, "--lr"),
     epochs: int = typer.Option(15, "--epochs"),
-    seed: int = typer.Option(42, "--seed"),
+    seed: int = typer.Option(42, "--seed", min=0),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch in prepare."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N clips."),
-    render_limit: int = typer.Option(None, "--render-limit", help="Render only N test clips per layer."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips."),
+    render_limit: int = typer.Option(None, "--render-limit", min=1, help="Render only N test clips per layer."),
     post: list[str] = typer.Option(None, "--post", help="Post-processing chain(s) for the renders."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and render every layer again "
                                    "(needed when OUT holds runs made with another gate, lr …)."),

@@ -58,7 +58,7 @@ def batch_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory (items/<id>/, results.jsonl, errors.jsonl)."),
     separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
     threshold: float = _THRESHOLD, min_rms_ratio: float = _MIN_RMS, rule: str = _RULE,
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N inputs (by id)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N inputs (by id)."),
     shard: str | None = typer.Option(None, "--shard", help="Only shard i/n of the inputs (0-based, "
                                      "e.g. 1/8; 'env': SLURM array); results go to OUT/shards/part-i-of-n."),
 ) -> None:
@@ -85,7 +85,7 @@ def train_cmd(
     batch_size: int | None = typer.Option(None, "--batch-size"),
     crop: float | None = typer.Option(None, "--crop", help="Training crop in seconds."),
     lr: float | None = typer.Option(None, "--lr"),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(None, "--seed", min=0),
     init: Path | None = typer.Option(None, "--init", help="Start from this checkpoint."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (model.x=…)."),
 ) -> None:
@@ -142,7 +142,7 @@ def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory."),
     separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
     split: str | None = typer.Option(None, "--split", help="Manifest split to evaluate."),
-    limit: int | None = typer.Option(None, "--limit", help="Evaluate at most this many mixtures."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate at most this many mixtures."),
     folds: str = typer.Option("4", "--folds", help="ESC-50 input: folds to mix from (comma list)."),
     n: int = typer.Option(40, "--n", help="ESC-50 input: number of mixtures to build."),
     seconds: float = typer.Option(10.0, "--seconds", help="ESC-50 input: mixture length."),

@@ -412,6 +412,10 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     return write_checkpoint(out, mean, header)
 
 
+#: Deepest network ``grow`` builds (the FUSS baseline has 4 repeats).
+MAX_REPEATS = 64
+
+
 def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
     """A deeper copy of ``model`` that computes exactly the same function.
 
@@ -427,6 +431,8 @@ def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
     cfg = model.cfg
     if repeats <= cfg.repeats:
         raise AuralensError(f"the model already has {cfg.repeats} repeats; grow to more than that")
+    if repeats > MAX_REPEATS:
+        raise AuralensError(f"grow to at most {MAX_REPEATS} repeats, got {repeats}")
     grown = TDCNpp(replace(cfg, repeats=repeats))
     # strict=False: the new blocks and skip projections are missing from the original
     unexpected = grown.load_state_dict(model.state_dict(), strict=False).unexpected_keys

@@ -1,0 +1,76 @@
+"""Bad command-line input gives one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auralens.audio import write
+from auralens.cli import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_unwritable_output_and_non_text_inputs(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, err = _run(capsys, "data", "synth", "--out", str(blocker / "lib"), "--clips-per-class", "1")
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+    binary = tmp_path / "config.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01 not text")
+    code, err = _run(capsys, "experiment", "run", str(binary))
+    assert code == 1 and "not UTF-8" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "synth", "--out", "X", "--seed", "-1"],
+    ["data", "mix", "X", "--out", "Y", "--seed", "-1"],
+    ["sonify", "prepare", "X", "--out", "Y", "--limit", "0"],
+    ["sonify", "sweep", "X", "--out", "Y", "--layers", "1", "--render-limit", "-1"],
+    ["imagine", "batch", "X", "--out", "Y", "--limit", "-1"],
+])
+def test_out_of_range_numbers_are_usage_errors(capsys, argv: list[str]) -> None:
+    code, _ = _run(capsys, *argv)
+    assert code == 2
+
+
+def test_bad_backend_options_name_the_spec(tmp_path: Path, capsys) -> None:
+    for name in ("a.wav", "b.wav"):
+        write(tmp_path / "d" / name, 0.1 * np.ones(8000, np.float32), 16000)
+    code, err = _run(capsys, "evaluate", "fad", str(tmp_path / "d"), str(tmp_path / "d"),
+                     "--embedder", "logmel@n_mels=abc")
+    assert code == 1 and "logmel@n_mels=abc: invalid options" in err
+
+
+def test_grow_refuses_an_absurd_depth(tmp_path: Path, capsys) -> None:
+    from factories.separate import make_tdcnpp
+
+    ckpt = make_tdcnpp(tmp_path)
+    code, err = _run(capsys, "separate", "grow", str(ckpt), "--repeats", "100000",
+                     "--out", str(tmp_path / "big.safetensors"))
+    assert code == 1 and "at most" in err
+
+
+def test_imagine_batch_fails_when_every_mixture_fails(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "mixes" / "eval"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        (folder / f"example{i:05d}.wav").write_bytes(b"broken")
+    code, err = _run(capsys, "imagine", "batch", str(tmp_path / "mixes"), "--out", str(tmp_path / "o"),
+                     "--separator", "nmf")
+    assert code == 1 and "no mixture could be imagined" in err, err
+
+
+def test_experiment_name_must_be_a_plain_folder_name(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("kind: pipeline\nname: ../../elsewhere\n")
+    code, err = _run(capsys, "experiment", "run", str(cfg), "--out", str(tmp_path / "o"))
+    assert code == 1 and "plain folder name" in err
