@@ -74,3 +74,12 @@ def test_experiment_name_must_be_a_plain_folder_name(tmp_path: Path, capsys) -> 
     cfg.write_text("kind: pipeline\nname: ../../elsewhere\n")
     code, err = _run(capsys, "experiment", "run", str(cfg), "--out", str(tmp_path / "o"))
     assert code == 1 and "plain folder name" in err
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--lr", "-1"], ["--lr", "nan"],
+                                    ["--hidden-size", "0"], ["--mels", "3"], ["--max-length", "5"],
+                                    ["--patch-stride", "0"]])
+def test_train_classifier_options_are_checked(tmp_path: Path, capsys, option: list[str]) -> None:
+    code, err = _run(capsys, "train-classifier", str(tmp_path), "--out", str(tmp_path / "o"), *option)
+    assert code == 1 and "must be" in err, err  # the option is refused before the data is read
+    assert not (tmp_path / "o").exists()
