@@ -119,6 +119,8 @@ class Registry(Generic[T]):
         params = {**parsed.params, **overrides}
         try:
             return factory(parsed, **params)
+        except AuralensError:
+            raise  # already a clear, typed error (SpecError, LayerError …)
         except (TypeError, ValueError) as exc:
             # Options a backend cannot take (unknown names, wrong types, impossible values)
             # surface from its constructor; name the spec instead of showing a traceback.
