@@ -76,7 +76,7 @@ def demo(
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(7860, "--port"),
+    port: int = typer.Option(7860, "--port", min=1, max=65535),
     runs: Path | None = typer.Option(None, "--runs", help="Directory of trained sonify runs."),
     ratings: Path | None = typer.Option(None, "--ratings", help="CSV file the Rate tab appends to."),
     config: Path | None = typer.Option(None, "--config", help="Imagine YAML config (stage backends)."),

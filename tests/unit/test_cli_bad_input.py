@@ -83,3 +83,16 @@ def test_train_classifier_options_are_checked(tmp_path: Path, capsys, option: li
     code, err = _run(capsys, "train-classifier", str(tmp_path), "--out", str(tmp_path / "o"), *option)
     assert code == 1 and "must be" in err, err  # the option is refused before the data is read
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["ui", "--port", "70000"],
+    ["separate", "X.wav", "--out", "Y", "--threshold", "-1"],
+    ["separate", "eval", "X", "--out", "Y", "--n", "-1"],
+    ["separate", "eval", "X", "--out", "Y", "--seconds", "0"],
+    ["data", "synth", "--out", "Y", "--classes", ","],
+    ["data", "mix", "X", "--out", "Y", "--n", "0"],
+])
+def test_more_usage_errors(capsys, argv: list[str]) -> None:
+    code, _ = _run(capsys, *argv)
+    assert code == 2

@@ -72,7 +72,9 @@ def synth_cmd(
     from auralens.data.synth import SYNTH_CLASSES, synthesize
     from auralens.io import Timer, write_run_json
 
-    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
+    if names is not None and not names:
+        raise typer.BadParameter("names no class; give a comma list of classes", param_hint="--classes")
     timer = Timer()
     with timer("synth"):
         synthesize(out, clips_per_class=clips_per_class, seed=seed, sample_rate=sample_rate,
@@ -89,7 +91,7 @@ def synth_cmd(
 def mix_cmd(
     src: Path = typer.Argument(..., help="Source dataset: ESC-50-layout folder or a folder of labelled audio."),
     out: Path = typer.Option(..., "--out", help="Output directory (FUSS layout; resumes)."),
-    n: int = typer.Option(..., "--n", help="Number of mixtures."),
+    n: int = typer.Option(..., "--n", min=1, help="Number of mixtures."),
     seed: int = typer.Option(0, "--seed", min=0, help="Recipe seed."),
     no_reverb: bool = typer.Option(False, "--no-reverb", help="Skip the room simulation (dry sources)."),
     folds: str | None = typer.Option(None, "--folds", help="Use only these folds, e.g. 1,2,3."),

@@ -33,7 +33,7 @@ def report(
 def rate(
     report_dir: Path = typer.Argument(..., help="Directory written by `auralens sonify report`."),
     rater: str = typer.Option(..., "--rater", help="Your name (stored with every rating)."),
-    port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: a free one)."),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the page in a browser."),
 ) -> None:
     """Serve a local rating page: a 1–5 visual and a 1–5 audio mark per sonification."""

@@ -21,8 +21,8 @@ _SEP_HELP = ("Separator spec: tdcnpp (committed tiny checkpoint), tdcnpp:/path/c
              "tdcnpp@chunk=10,overlap=1,device=cuda.")
 
 
-_THRESHOLD = typer.Option(0.1, "--threshold", help="Activity rule: (Σ|s|)·max|s| threshold.")
-_MIN_RMS = typer.Option(0.1, "--min-rms-ratio", help="Activity rule: RMS ≥ this × mixture RMS.")
+_THRESHOLD = typer.Option(0.1, "--threshold", min=0.0, help="Activity rule: (Σ|s|)·max|s| threshold.")
+_MIN_RMS = typer.Option(0.1, "--min-rms-ratio", min=0.0, help="Activity rule: RMS ≥ this × mixture RMS.")
 _RULE = typer.Option("study", "--rule", help="Activity rule: study, relative_db or frames "
                      "(frames recovers the true source count most often; see the benchmark).")
 
@@ -144,8 +144,8 @@ def eval_cmd(
     split: str | None = typer.Option(None, "--split", help="Manifest split to evaluate."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate at most this many mixtures."),
     folds: str = typer.Option("4", "--folds", help="ESC-50 input: folds to mix from (comma list)."),
-    n: int = typer.Option(40, "--n", help="ESC-50 input: number of mixtures to build."),
-    seconds: float = typer.Option(10.0, "--seconds", help="ESC-50 input: mixture length."),
+    n: int = typer.Option(40, "--n", min=1, help="ESC-50 input: number of mixtures to build."),
+    seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="ESC-50 input: mixture length (≥ 0.1 s)."),
     bss: bool = typer.Option(True, "--bss/--no-bss", help="Also compute SDR/SIR/SAR."),
 ) -> None:
     """PIT SI-SNR / SI-SNRi (1S, MSi), SDR/SIR/SAR and separation rates per source count."""
