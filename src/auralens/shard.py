@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from auralens.errors import AuralensError
-from auralens.io import read_jsonl, write_jsonl
+from auralens.io import read_jsonl_numbered, write_jsonl
 
 T = TypeVar("T")
 
@@ -121,8 +121,15 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
             part = part / "results.jsonl"
         if not part.exists():
             raise AuralensError(f"{part}: shard results not found")
-        for rec in read_jsonl(part):
-            merged[rec.get(key, len(merged)) if isinstance(rec, dict) else len(merged)] = rec
+        for line, rec in read_jsonl_numbered(part):
+            # a record without its key could not be told apart from another shard's copy
+            if not isinstance(rec, dict):
+                raise AuralensError(f"{part}:{line}: not a JSON object, so not a shard result")
+            if key not in rec:
+                raise AuralensError(f"{part}:{line}: record has no {key!r} field (see --key)")
+            merged[rec[key]] = rec
+    if not merged:
+        raise AuralensError(f"no result records in {', '.join(str(p) for p in parts)}; nothing to merge")
     records = [merged[k] for k in sorted(merged, key=str)]
     write_jsonl(out, records)
     return len(records)

@@ -174,4 +174,7 @@ def load_scenes(path: str | Path) -> list[SceneRecord]:
             raise DatasetError(f"{path} line {number}: not a scene manifest record (needs id, "
                                "mixture and sources with path and label)") from exc
         records.append(rec)
+    if not records and Path(path).is_file() and Path(path).read_bytes().strip():
+        # every line was malformed JSON (skipped with a warning): not a manifest at all
+        raise DatasetError(f"{path}: no scene records (no line is valid JSON)")
     return records

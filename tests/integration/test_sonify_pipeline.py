@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,10 @@ def test_prepare_rejects_empty_dataset(tmp_path: Path, cache: Path) -> None:
         prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", cache_dir=cache)
     with pytest.raises(PrepareError, match="dtype"):
         prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", dtype="int8", cache_dir=cache)
+    for bad in (float("nan"), -1.0, 0.0, float("inf")):
+        with pytest.raises(PrepareError, match="--duration must be a positive number"):
+            prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p2", duration=bad, cache_dir=cache)
+    assert not (tmp_path / "p2").exists()
 
 
 def test_sweep_two_layers(library: Path, cache: Path, tmp_path: Path) -> None:
@@ -213,6 +218,20 @@ def test_cli_config_preset_and_explicit_flags(prep: Path, tmp_path: Path) -> Non
     cfg.write_text("train:\n  epochz: 3\n")
     res = CliRunner().invoke(app, ["train", str(prep), "--config", str(cfg), "--out", str(tmp_path / "r2")])
     assert res.exit_code != 0 and "epochz" in str(res.exception)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("train:\n  batch_size: abc\n", "train.batch_size: .*integer"),
+    ("train:\n  seed: -1\n", "train.seed: .*greater than or equal to 0"),
+    ("train:\n  epochs: [3]\n", "train.epochs must be a single value"),
+    ("train:\n  epochs: 1\nrender:\n  post: x\n", "unknown section.*render"),
+])
+def test_cli_config_values_are_checked_like_flags(prep: Path, tmp_path: Path, text: str, match: str) -> None:
+    cfg = tmp_path / "preset.yaml"
+    cfg.write_text(text)
+    res = CliRunner().invoke(app, ["train", str(prep), "--config", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code != 0 and re.search(match, str(res.exception)), res.output
+    assert str(cfg) in str(res.exception) and not (tmp_path / "run").exists()
 
 
 def test_shipped_presets_use_known_options() -> None:

@@ -153,6 +153,13 @@ def test_load_scenes_names_the_line_that_is_not_a_scene_record(tmp_path):
         assert msg.startswith(f"{path} line 3: not a scene manifest record") and "\n" not in msg
     path.write_text(json.dumps(good) + "\n")
     assert [r.id for r in load_scenes(path)] == ["m1"]
+    path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:20])  # a killed writer's last line
+    assert [r.id for r in load_scenes(path)] == ["m1"]
+    path.write_text('{"id": "a"\nnot json\n')  # nothing usable: not a manifest
+    with pytest.raises(DatasetError, match=r"r.jsonl: no scene records \(no line is valid JSON\)"):
+        load_scenes(path)
+    path.write_text("\n")
+    assert load_scenes(path) == []
 
 
 def test_separate_batch_on_a_results_file_is_one_line(tmp_path, capsys):

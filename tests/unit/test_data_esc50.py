@@ -119,6 +119,13 @@ def test_splits_deterministic_disjoint_stratified() -> None:
     assert all(c.split is None for c in clips)  # inputs untouched
 
 
+@pytest.mark.parametrize("ratios", [(float("nan"), 0.5, 0.5), (0.8, float("inf"), 0.1), (0.8, -0.1, 0.3),
+                                    (0.0, 0.0, 0.0), (0.5, 0.5)])
+def test_split_ratios_must_be_finite_non_negative(ratios) -> None:
+    with pytest.raises(DatasetError, match="ratios must be three non-negative numbers"):
+        make_splits(_clips(), ratios=ratios)
+
+
 def test_split_files_round_trip(tmp_path: Path, esc10: Path) -> None:
     clips = load_esc50(esc10)
     splits = make_splits(clips, seed=1)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from auralens.errors import AuralensError
 from auralens.io import read_jsonl, write_jsonl
 from auralens.shard import ShardError, merge_jsonl, parse_shard, shard_items
 from auralens.types import Clip
@@ -38,3 +39,24 @@ def test_merge(tmp_path):
     assert read_jsonl(tmp_path / "all.jsonl") == [{"id": "x", "v": 9}, {"id": "y", "v": 2}, {"id": "z", "v": 3}]
     with pytest.raises(Exception, match="not found"):
         merge_jsonl([tmp_path / "missing"], tmp_path / "o.jsonl")
+
+
+@pytest.mark.parametrize("lines, match", [
+    (['[1, 2]'], "not a JSON object"),
+    (['{"name": "x"}'], "no 'id' field"),
+    (['not json at all'], "no result records"),
+    ([], "no result records"),
+])
+def test_merge_refuses_what_is_not_shard_results(tmp_path, lines, match):
+    part = tmp_path / "p.jsonl"
+    part.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with pytest.raises(AuralensError, match=match):
+        merge_jsonl([part], tmp_path / "o.jsonl")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_merge_by_another_key(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"name": "b"}, {"name": "a", "v": 1}])
+    write_jsonl(tmp_path / "b.jsonl", [{"name": "a", "v": 2}])
+    assert merge_jsonl([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "o.jsonl", key="name") == 2
+    assert read_jsonl(tmp_path / "o.jsonl") == [{"name": "a", "v": 2}, {"name": "b"}]

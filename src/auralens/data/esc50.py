@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import math
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -145,7 +146,7 @@ def make_splits(
         ``{"train": [...], "val": [...], "test": [...]}`` of copies with ``split`` set,
         each list sorted by clip id.
     """
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+    if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
         raise DatasetError(f"ratios must be three non-negative numbers, got {ratios}")
     total = float(sum(ratios))
     r_val, r_test = ratios[1] / total, ratios[2] / total

@@ -162,13 +162,14 @@ def parse_layer(layer: Any, first_name: str, num_layers: int) -> str | int:
             layer = int(low)
         except ValueError:
             raise LayerError(
-                f"unknown layer {layer!r}; use {first_name!r}, 'last' or 0..{num_layers}"
+                f"unknown layer {layer!r}; use {first_name!r}, 'last', 0..{num_layers} or -1..-{num_layers + 1}"
             ) from None
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise LayerError(f"layer must be {first_name!r}, 'last' or an int, got {layer!r}")
     k = layer + num_layers + 1 if layer < 0 else layer
     if not 0 <= k <= num_layers:
-        raise LayerError(f"layer {layer} is out of range; the model has blocks 1..{num_layers}")
+        raise LayerError(f"layer {layer} is out of range; the model has blocks 1..{num_layers} "
+                         f"(0: {first_name}; negative counts from the end)")
     return k
 
 

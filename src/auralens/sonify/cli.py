@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
+from auralens.config import ConfigError
+
 app = typer.Typer(help="Sonify: listen to what an audio model's hidden states keep.", no_args_is_help=True)
+
+#: The sections of a sonify preset (``--config``): options of `sonify prepare` and of `sonify train`.
+SECTIONS = ("prepare", "train")
 
 CONFIG_HELP = "YAML preset (e.g. configs/sonify-offline.yaml); flags given on the command line win."
 
@@ -15,21 +20,40 @@ def _apply_config(ctx: typer.Context, config: Path | None, section: str, values:
     """Fill options left at their defaults from ``config[section]`` (explicit flags win)."""
     if config is None:
         return values
-    from auralens.config import ConfigError, load_yaml
+    from auralens.config import load_yaml
 
-    preset = load_yaml(config).get(section) or {}
+    data = load_yaml(config)
+    stray = set(data) - set(SECTIONS)
+    if stray:
+        raise ConfigError(f"{config}: unknown section(s) {', '.join(sorted(map(str, stray)))}; "
+                          f"a sonify preset has {' and '.join(SECTIONS)}")
+    preset = data.get(section) or {}
     if not isinstance(preset, dict):
         raise ConfigError(f"{config}: section {section!r} must be a mapping")
     unknown = set(preset) - set(values)
     if unknown:
         raise ConfigError(f"{config}: unknown {section} option(s) {', '.join(sorted(unknown))}")
+    params = {p.name: p for p in ctx.command.params}
     out = dict(values)
     for key, value in preset.items():
         # typer ships its own click: compare the source by name, not by enum identity.
         source = ctx.get_parameter_source(key)
         if source is None or getattr(source, "name", "") in ("DEFAULT", "DEFAULT_MAP"):
-            out[key] = value
+            out[key] = _typed(config, section, key, value, params.get(key), ctx)
     return out
+
+
+def _typed(config: Path, section: str, key: str, value: object, param: object, ctx: typer.Context) -> object:
+    """A YAML value converted and range-checked like the same flag on the command line."""
+    if value is None or param is None:
+        return value
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"{config}: {section}.{key} must be a single value, got {value!r}")
+    try:
+        # typer's own coercion: types and min/max bounds apply as they do to the flag
+        return param.process_value(ctx, value)  # type: ignore[attr-defined]
+    except typer.BadParameter as exc:
+        raise ConfigError(f"{config}: {section}.{key}: {exc.message}") from exc
 
 
 @app.command("prepare")

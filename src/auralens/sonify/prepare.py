@@ -42,6 +42,7 @@ storage dtype, duration, data path, seed or limit differ.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,9 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         raise PrepareError(f"unsupported dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if batch_size < 1:
         raise PrepareError("batch size must be at least 1")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise PrepareError(f"--duration must be a positive number of seconds (0: keep each clip's "
+                           f"length), got {duration:g}")
     start = time.perf_counter()
     extractor = build_extractor(encoder, layer)
     cod = build_codec(codec)
