@@ -53,13 +53,16 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, _, value = item.partition("=")
         value = value.strip()
+        if not all(part.strip() for part in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty key")
         if value[:1] in ("[", "{"):
             import yaml
 
             try:
                 parsed: Any = yaml.safe_load(value)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"override {item!r}: not a YAML list or mapping ({exc})") from exc
+                raise ConfigError(f"override {item!r}: not a YAML list or mapping "
+                                  f"({str(exc).splitlines()[0]})") from exc
         else:
             parsed = _convert(value)
         set_dotted(out, key.strip(), parsed)

@@ -185,6 +185,22 @@ def test_bad_config_is_rejected():
         ImagineConfig.from_dict({"colour": "blue"})
 
 
+@pytest.mark.parametrize("data, match", [
+    ({"separator": 5}, "separator must be a backend spec"),
+    ({"captioner": ["classifier"]}, "captioner must be a backend spec"),
+    ({"composer": {"params": {}}}, "composer must be a backend spec"),
+    ({"seed": "abc"}, "seed must be a whole number"),
+    ({"seed": -1}, "seed must be a whole number"),
+    ({"min_kept": 1.5}, "min_kept must be a whole number"),
+    ({"report": "yes"}, "report must be true or false"),
+    ({"activity": [0.1]}, "activity must be a mapping"),
+])
+def test_config_values_of_the_wrong_type_are_one_line_errors(data, match):
+    with pytest.raises(ImagineError, match=match):
+        ImagineConfig.from_dict(data)
+    assert ImagineConfig.from_dict({"composer": {"backend": "template"}, "seed": 3}).seed == 3
+
+
 def test_batch_resumes_and_collects_errors(scenes, separator, tiny_model, tmp_path):
     manifest = tmp_path / "m.jsonl"
     broken = tmp_path / "broken.wav"

@@ -3,6 +3,8 @@ models, each built tiny from a config and loaded from disk through the registry.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,28 @@ def test_classifier_captioner(tiny_model):
     assert cap.caption(_noise(16000, 1.5)) == res.text  # deterministic
     # A bare directory is routed to the classifier backend by its config.
     assert type(CAPTIONERS.build(str(path))).__name__ == "ClassifierCaptioner"
+
+
+@pytest.mark.parametrize("spec, named", [
+    ("classifier:{ast_classifier}@top_kk=2", "classifier option(s) top_kk; use confidence"),
+    ("clap-zeroshot:{clap_tiny}@label=x.txt", "clap-zeroshot option(s) label; use device, dtype, labels"),
+    ("whisper-aac:{tiny_whisper_aac}@beams=2", "whisper-aac option(s) beams; use device, dtype, max_new_tokens"),
+])
+def test_unknown_captioner_options_are_refused(tiny_model, spec, named):
+    from auralens.errors import AuralensError
+
+    name = spec.split("{")[1].split("}")[0]
+    with pytest.raises(AuralensError, match=re.escape(f"unknown {named}")):
+        CAPTIONERS.build(spec.replace("{" + name + "}", str(tiny_model(name))))
+
+
+def test_unknown_template_composer_options_are_refused():
+    from auralens.errors import AuralensError
+    from auralens.scene.compose.base import COMPOSERS
+
+    with pytest.raises(AuralensError, match="unknown template composer option"):
+        COMPOSERS.build("template@x=1")
+    assert COMPOSERS.build("template").name
 
 
 def test_classifier_default_preset_or_clear_error():

@@ -96,3 +96,32 @@ def test_train_classifier_options_are_checked(tmp_path: Path, capsys, option: li
 def test_more_usage_errors(capsys, argv: list[str]) -> None:
     code, _ = _run(capsys, *argv)
     assert code == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.n=abc", "data.n must be a whole number ≥ 1, got 'abc'"),
+    ("data.duration=nan", "data.duration must be a positive number of seconds"),
+    ("subset.n=abc", "subset.n must be a whole number ≥ 0"),
+    ("seed=-1", "seed must be a whole number ≥ 0"),
+    ("data.colour=red", "unknown data key(s) colour"),
+    ("grid.technique=[foo]", "unknown technique 'foo'"),
+    ("bogus.key=1", "unknown key(s) bogus"),
+    ("=1", "has an empty key"),
+    ("a=[1,", "not a YAML list or mapping"),
+])
+def test_experiment_settings_are_checked_before_any_work(tmp_path: Path, capsys, override: str,
+                                                         message: str) -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "pipeline.yaml"
+    code, err = _run(capsys, "experiment", "run", str(config), "--out", str(tmp_path / "o"),
+                     "--set", f"data.path={tmp_path / 'missing'}", "--set", override)
+    assert code == 1 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_imagine_config_of_the_wrong_type_is_one_line(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "im.yaml"
+    cfg.write_text("separator: 5\n")
+    write(tmp_path / "m.wav", 0.1 * np.ones(8000, np.float32), 16000)
+    code, err = _run(capsys, "imagine", "run", str(tmp_path / "m.wav"), "--out", str(tmp_path / "o"),
+                     "--config", str(cfg))
+    assert code == 1 and "separator must be a backend spec" in err and err.count("\n") == 1, err

@@ -73,3 +73,21 @@ def test_unreadable_file_is_skipped_and_reported(tmp_path: Path, capsys) -> None
     assert main(["evaluate", "kad", str(ref), str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert "evaluated directory not found" in err and "embed reference" not in err
+
+
+def test_kad_device_is_checked_before_embedding(tmp_path: Path, capsys) -> None:
+    import torch
+
+    ref = _folder(tmp_path, "ref", [220, 330], 0.01)
+    for device, message in [("foo", "--device: unknown device 'foo'"),
+                            *([] if torch.cuda.is_available() else
+                              [("cuda", "--device cuda: CUDA is not available on this machine")])]:
+        capsys.readouterr()
+        assert main(["evaluate", "kad", str(ref), str(ref), "--device", device]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "embed" not in err
+    scores = []
+    for device in ("cpu", "auto"):
+        assert main(["evaluate", "kad", str(ref), str(ref), "--device", device, "--out", str(tmp_path / device)]) == 0
+        scores.append(json.loads((tmp_path / device / "metrics.json").read_text())["kad"])
+    assert np.isfinite(scores[0]) and abs(scores[0] - scores[1]) < 1e-9

@@ -317,3 +317,10 @@ def test_template_without_system_role_gets_system_folded_in(tiny_model, tmp_path
     assert "dog" in text and "rain" in text and "system" not in text
     assert isinstance(model.chat([{"role": "system", "content": "dog"},
                                   {"role": "user", "content": "rain"}]), str)
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host/v1", "http://", "127.0.0.1:8000/v1"])
+def test_base_url_must_be_http(url):
+    with pytest.raises(AuralensError, match=r"base_url .* is not an http\(s\) URL"):
+        OpenAIChatModel("m", base_url=url)
+    assert OpenAIChatModel("m", base_url="https://example.org/v1/").base_url == "https://example.org/v1"

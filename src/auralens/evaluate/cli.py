@@ -115,13 +115,16 @@ def kad(
     sigma: float | None = typer.Option(None, "--sigma", help="Kernel bandwidth (default: median distance of the reference)."),
     kernel: str = typer.Option("rbf", "--kernel", help="rbf, iq or imq."),
     per_file: bool = typer.Option(False, "--per-file", help="Also score each evaluated file (one σ)."),
-    device: str = typer.Option("cpu", "--device", help="torch device (cuda makes large sets fast)."),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:N or auto "
+                               "(cuda makes large sets fast)."),
     out: Path | None = typer.Option(None, "--out", help="Write metrics.json + run.json here."),
 ) -> None:
     """Kernel Audio Distance (unbiased MMD² ×100) between two folders."""
+    from auralens.devices import check_device
     from auralens.evaluate import kad as kad_mod
     from auralens.evaluate.embedders import build_embedder
 
+    device = str(check_device(device, what="--device"))  # before any audio is embedded
     emb = build_embedder(embedder)
     skipped: list[dict[str, str]] = []
     ref_frames, est_files = _embed_dirs([(ref_dir, "reference"), (eval_dir, "evaluated")], emb, skipped)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import random
 import shutil
 import subprocess
@@ -79,6 +80,12 @@ from auralens.types import SceneRecord
 log = logging.getLogger(__name__)
 
 KINDS = ("prompting", "pipeline", "video")
+#: Top-level keys of an experiment YAML (``variants`` is merged away when loading; keys
+#: starting with ``_`` are added by the loader).
+TOP_KEYS = ("name", "kind", "variant", "description", "seed", "data", "subset", "models", "grid",
+            "methods", "baseline", "judge", "clap", "clip", "image")
+DATA_KEYS = ("source", "path", "n", "seed", "duration", "max_sources", "min_sources", "reverb",
+             "folds", "sample_rate", "split", "limit")
 DEFAULT_METRICS = ("count", "recognition", "coherence", "visual_detail", "imagination",
                    "appropriateness")
 
@@ -106,6 +113,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] | None = None) ->
                               f"available: {', '.join(variants) or 'none'}")
         first = merge(first, variants[variant] or {})
     cfg = apply_overrides(first, list(overrides or []))
+    unknown = sorted(str(k) for k in cfg if k not in TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
     cfg.setdefault("name", Path(path).stem)
     name = str(cfg["name"])
     if not name or name.startswith(".") or any(c in name for c in "/\\") or name != name.strip():
@@ -217,14 +227,19 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
         ConfigError: one line naming the setting and the problem.
     """
     from auralens.evaluate.judge import METRICS
+    from auralens.scene.compose.base import TECHNIQUES
     from auralens.scene.pipeline import ImagineError, activity_config
 
     src = cfg.get("_source") or "experiment"
+    _check_numbers(cfg, src)
     for m in methods:
         name = m.get("name")
         if m.get("type") not in ("allm", "pipeline"):
             raise ConfigError(f"{src}: method {name!r}: type must be allm or pipeline, "
                               f"got {m.get('type')!r}")
+        if m.get("technique", "zero-shot") not in TECHNIQUES:
+            raise ConfigError(f"{src}: method {name!r}: unknown technique {m.get('technique')!r}; "
+                              f"use one of {', '.join(TECHNIQUES)}")
         if m["type"] != "pipeline":
             continue
         if _spec(m.get("separator", "reference")) != "reference":
@@ -247,6 +262,30 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
             if metric not in METRICS:
                 raise ConfigError(f"{src}: unknown judge metric {metric!r} (judge.metrics); "
                                   f"known: {', '.join(METRICS)}")
+
+
+def _check_numbers(cfg: dict[str, Any], src: str) -> None:
+    """Whole numbers and durations of ``data``, ``subset`` and ``seed`` (a typo such as
+    ``data.n=abc`` is one line here instead of a traceback after the mixtures are built)."""
+    data, subset = cfg.get("data") or {}, cfg.get("subset") or {}
+    for key, section in (("data", data), ("subset", subset)):
+        if not isinstance(section, dict):
+            raise ConfigError(f"{src}: {key} must be a mapping, got {section!r}")
+    unknown = sorted(str(k) for k in data if k not in DATA_KEYS)
+    if unknown:
+        raise ConfigError(f"{src}: unknown data key(s) {', '.join(unknown)}; known: {', '.join(DATA_KEYS)}")
+    wholes = [("seed", cfg, "seed", 0), ("data.n", data, "n", 1), ("data.limit", data, "limit", 1),
+              ("data.seed", data, "seed", 0), ("data.max_sources", data, "max_sources", 1),
+              ("data.min_sources", data, "min_sources", 1), ("data.sample_rate", data, "sample_rate", 1),
+              ("subset.n", subset, "n", 0), ("subset.seed", subset, "seed", 0)]
+    for label, section, key, low in wholes:
+        value = section.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{src}: {label} must be a whole number ≥ {low}, got {value!r}")
+    duration = data.get("duration")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration) or duration <= 0):
+        raise ConfigError(f"{src}: data.duration must be a positive number of seconds, got {duration!r}")
 
 
 def _is_template_composer(value: Any) -> bool:

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -409,6 +410,10 @@ class OpenAIChatModel:
                                 "$AURALENS_OPENAI_MODEL")
         self.base_url = (base_url or _env("AURALENS_OPENAI_BASE_URL", "OPENAI_BASE_URL")
                          or "http://127.0.0.1:8000/v1").rstrip("/")
+        parts = urllib.parse.urlsplit(str(self.base_url))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise AuralensError(f"base_url {self.base_url!r} is not an http(s) URL such as "
+                                "http://127.0.0.1:8000/v1")
         if not api_key and api_key_env:
             api_key = _env(str(api_key_env))
             if not api_key:

@@ -100,6 +100,22 @@ class ImagineConfig:
         if self.technique not in TECHNIQUES:
             raise ImagineError(f"unknown technique {self.technique!r}; use one of "
                                f"{', '.join(TECHNIQUES)}")
+        for key in _STAGE_KEYS:
+            value = getattr(self, key)
+            # a number or a list is a typo in YAML / --set, not a backend
+            if isinstance(value, (bool, int, float, list)) or (isinstance(value, dict) and "backend" not in value):
+                raise ImagineError(f"{key} must be a backend spec (text such as 'classifier'), "
+                                   f"got {value!r}")
+        for key in ("seed", "min_kept"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ImagineError(f"{key} must be a whole number ≥ 0, got {value!r}")
+        if not isinstance(self.report, bool):
+            raise ImagineError(f"report must be true or false, got {self.report!r}")
+        if self.template is not None and not isinstance(self.template, (str, Path)):
+            raise ImagineError(f"template must be a file path, got {self.template!r}")
+        if not isinstance(self.activity, dict):
+            raise ImagineError(f"activity must be a mapping of filter options, got {self.activity!r}")
         activity_config(self.activity)  # bad filter options fail here, before any work
         if self.template is not None and not Path(self.template).expanduser().is_file():
             raise ImagineError(f"{self.template}: template file not found (--template)")

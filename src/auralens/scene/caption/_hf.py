@@ -7,7 +7,20 @@ from typing import Any
 
 import numpy as np
 
+from auralens.errors import AuralensError
 from auralens.scene.llm import LOAD_OPTIONS, from_pretrained, hf_load_kwargs
+
+
+def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) -> None:
+    """Refuse spec options a captioner would silently ignore (``classifier@top_kk=5``).
+
+    ``params`` are the options left after the constructor's own ``named`` ones; only the
+    model-loading options may remain.
+    """
+    unknown = sorted(set(params) - set(LOAD_OPTIONS))
+    if unknown:
+        raise AuralensError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
+                            f"{', '.join(sorted((*named, *LOAD_OPTIONS)))}")
 
 
 def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:

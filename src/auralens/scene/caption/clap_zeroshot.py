@@ -13,7 +13,7 @@ import numpy as np
 
 from auralens.encoders.clap import centre_crop, window_samples
 from auralens.errors import AuralensError
-from auralens.scene.caption._hf import as_tensor, load_model, processor_kwargs
+from auralens.scene.caption._hf import as_tensor, check_options, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
 from auralens.scene.llm import from_pretrained, resolve_model_id
 from auralens.specs import ModelSpec
@@ -51,6 +51,7 @@ class ClapZeroShotCaptioner(Captioner):
         import torch
         from transformers import AutoProcessor, ClapModel
 
+        check_options("clap-zeroshot", params, ("labels", "top_k", "prompt"))
         self.model_id = model_id
         self.name = f"clap-zeroshot:{model_id}"
         self.top_k = int(top_k)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import ModelUnavailableError
-from auralens.scene.caption._hf import load_model, processor_kwargs
+from auralens.scene.caption._hf import check_options, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
 from auralens.scene.llm import from_pretrained, resolve_model_id
 from auralens.specs import ModelSpec
@@ -38,6 +38,7 @@ class ClassifierCaptioner(Captioner):
                  **params: Any) -> None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+        check_options("classifier", params, ("top_k", "confidence"))
         self.model_id = model_id
         self.name = f"classifier:{model_id}"
         self.top_k = int(top_k)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from auralens.scene.caption._hf import chunks, load_model, processor_kwargs
+from auralens.scene.caption._hf import check_options, chunks, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner
 from auralens.scene.llm import from_pretrained, resolve_model_id
 from auralens.specs import ModelSpec
@@ -32,6 +32,7 @@ class WhisperCaptioner(Captioner):
             WhisperForConditionalGeneration,
         )
 
+        check_options("whisper-aac", params, ("prefix", "max_new_tokens", "num_beams"))
         self.model_id = model_id
         self.name = f"whisper-aac:{model_id}"
         kw = processor_kwargs(params)

@@ -171,4 +171,7 @@ class TemplateComposer(Composer):
 
 def build(spec: ModelSpec, **params: Any) -> TemplateComposer:
     """``template`` or ``template@knowledge=FILE.json``."""
+    unknown = sorted(set(params) - {"knowledge"})
+    if unknown:
+        raise AuralensError(f"unknown template composer option(s) {', '.join(unknown)}; use knowledge")
     return TemplateComposer(params.get("knowledge") or (spec.id or None))
