@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from auralens.errors import AuralensError
-from auralens.specs import ModelSpec, parse_spec
+from auralens.specs import ModelSpec, SpecError, parse_spec
 
 T = TypeVar("T")
 
@@ -124,7 +124,7 @@ class Registry(Generic[T]):
         except (TypeError, ValueError) as exc:
             # Options a backend cannot take (unknown names, wrong types, impossible values)
             # surface from its constructor; name the spec instead of showing a traceback.
-            raise RegistryError(f"{self.stage} {parsed.raw or spec}: invalid options "
+            raise SpecError(f"{self.stage} {parsed.raw or spec}: invalid options "
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
 

@@ -11,9 +11,28 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from auralens.ui_app.core import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_UPLOAD_MB, UISettings
+from auralens.errors import AuralensError
+from auralens.ui_app.core import DEFAULT_MAX_DURATION_S, DEFAULT_MAX_UPLOAD_MB, UIError, UISettings
 
 log = logging.getLogger(__name__)
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse an address the server could not listen on (unknown host, port in use) in one
+    line, before gradio starts (it would report a misleading "cannot find empty port")."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, OverflowError) as exc:
+        raise UIError(f"--host {host!r}: not an address this machine can listen on ({exc})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise UIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def launch(
@@ -45,12 +64,21 @@ def launch(
     Returns:
         The running gradio ``Blocks`` (useful with ``block=False``).
     """
+    from auralens.scene.pipeline import ImagineConfig
     from auralens.ui_app.app import serve
 
     if isinstance(imagine_config, (str, Path)):
         from auralens.config import load_yaml
 
+        source = imagine_config
         imagine_config = load_yaml(imagine_config)
+        try:  # the same checks as `imagine run --config`, before the server starts
+            ImagineConfig.from_dict(imagine_config)
+        except AuralensError as exc:
+            raise UIError(f"{source}: {exc}") from exc
+    if runs is not None and not Path(runs).expanduser().exists():
+        raise UIError(f"{runs}: runs directory not found (--runs)")
+    check_address(host, port)
     settings = UISettings(runs_dir=runs, ratings_path=ratings, work_root=work_root,
                           max_upload_mb=max_upload_mb, max_duration_s=max_duration_s,
                           imagine_config=imagine_config)

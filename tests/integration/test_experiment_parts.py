@@ -125,3 +125,7 @@ def test_judge_validation_rejects_bad_annotations(tmp_path: Path) -> None:
     assert rep["count"] == {"agreement": 1.0, "n": 1, "confusion": {"2->2": 1}, "left_out": {}}
     assert rep["labels"] == {"agreement": 1.0, "n": 1, "left_out": {}}
     assert rep["unmatched"] == ["zzz"]
+    other = tmp_path / "other.csv"
+    other.write_text("id,count,labels_included\nx,1,no\ny,2,yes\n")
+    with pytest.raises(ValidationError, match=r"none of the 2 annotated ids of .*other.csv \('x', 'y'\)"):
+        judge_agreement(other, res)

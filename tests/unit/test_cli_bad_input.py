@@ -125,3 +125,13 @@ def test_imagine_config_of_the_wrong_type_is_one_line(tmp_path: Path, capsys) ->
     code, err = _run(capsys, "imagine", "run", str(tmp_path / "m.wav"), "--out", str(tmp_path / "o"),
                      "--config", str(cfg))
     assert code == 1 and "separator must be a backend spec" in err and err.count("\n") == 1, err
+
+
+def test_experiment_with_a_mistyped_backend_option_fails_before_building_data(tmp_path: Path,
+                                                                              capsys) -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "pipeline.yaml"
+    (tmp_path / "lib").mkdir()
+    code, err = _run(capsys, "experiment", "run", str(config), "--out", str(tmp_path / "o"),
+                     "--set", f"data.path={tmp_path / 'lib'}", "--set", "models.captioner=classifier@x=1")
+    assert code == 1 and "captioner 'classifier@x=1': unknown classifier option(s) x" in err, err
+    assert not (tmp_path / "o").exists()

@@ -412,3 +412,40 @@ def test_window_note() -> None:
     assert sonify.window_note(8000, 8001, 8000) is None
     note = sonify.window_note(20 * 16000, int(5.12 * 16000), 16000)
     assert note is not None and note.startswith("only the first 5.12 s of the 20.00 s upload")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_upload_mb": float("nan")}, "upload limits must be positive numbers"),
+    ({"max_duration_s": 0.0}, "upload limits must be positive numbers"),
+    ({"runs_dir": "afile"}, "runs directory is not a directory"),
+    ({"ratings_path": "."}, "is a directory; --ratings names the CSV file"),
+    ({"ratings_path": "afile/r.csv"}, "a parent of the ratings file is not a directory"),
+])
+def test_settings_refuse_bad_paths_and_limits(tmp_path, monkeypatch, kwargs, match):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UIError, match=match):
+        UISettings(work_root=tmp_path / "work", **kwargs)
+    assert not (tmp_path / "work").exists()
+
+
+def test_address_checks_before_the_server_starts(tmp_path):
+    import socket
+
+    from auralens.ui import check_address, launch
+
+    with pytest.raises(UIError, match="--host 'not a host!': not an address"):
+        check_address("not a host!", 7860)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(UIError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_address("127.0.0.1", port)
+    check_address("127.0.0.1", port)  # free again
+    with pytest.raises(UIError, match="missing: runs directory not found"):
+        launch(runs=tmp_path / "missing", work_root=tmp_path / "w", block=False)
+    bad = tmp_path / "im.yaml"
+    bad.write_text("captioner: 3\n")
+    with pytest.raises(UIError, match="im.yaml: captioner must be a backend spec"):
+        launch(imagine_config=bad, work_root=tmp_path / "w", block=False)

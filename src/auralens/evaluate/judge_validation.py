@@ -124,6 +124,11 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         if used and r.get("judge"):
             judges[str(r["judge"])] = r.get("judge_is_llm")
 
+    if ann and len(unmatched) == len(ann):
+        shown = ", ".join(repr(i) for i in unmatched[:3]) + (" …" if len(unmatched) > 3 else "")
+        raise ValidationError(f"{results}: none of the {len(ann)} annotated ids of {annotations} "
+                              f"({shown}) has a result row" + (f" for method {method!r}" if method else ""))
+
     def agree(pairs: list[tuple[Any, Any]]) -> float | None:
         return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
 

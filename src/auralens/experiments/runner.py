@@ -75,6 +75,7 @@ from auralens.io import (
     write_jsonl,
     write_run_json,
 )
+from auralens.specs import SpecError
 from auralens.types import SceneRecord
 
 log = logging.getLogger(__name__)
@@ -578,6 +579,31 @@ def _resolve(path: Any, base: Path) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+#: What ``data.path`` holds for each ``data.source`` (for messages); esc50 has a default path.
+DATA_SOURCES = {"esc50": "dataset directory", "folder": "dataset directory", "manifest": "manifest",
+                "fuss": "FUSS directory", "pairs": "pairs manifest", "videos": "video directory"}
+
+
+def data_path(cfg: dict[str, Any]) -> Path:
+    """The experiment's existing ``data.path`` (resolved), checked before any model loads.
+
+    Raises:
+        ExperimentError: an unknown ``data.source``, or a missing path (one line).
+    """
+    data = cfg.get("data") or {}
+    source = data.get("source", "esc50")
+    if source not in DATA_SOURCES:
+        raise ExperimentError(f"unknown data.source {source!r}; use {', '.join(DATA_SOURCES)}")
+    if "path" not in data and source != "esc50":
+        raise ExperimentError(f"data.path is required with data.source {source}")
+    path = _resolve(data.get("path", "../shared/data/esc10"), Path(cfg.get("_root", ".")))
+    if not path.exists():
+        raise ExperimentError(f"{path}: {DATA_SOURCES[source]} not found (data.path)")
+    if DATA_SOURCES[source].endswith("directory") and not path.is_dir():
+        raise ExperimentError(f"{path}: {DATA_SOURCES[source]} is not a directory (data.path)")
+    return path
+
+
 def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
     """Build or read the experiment's items from ``cfg["data"]``.
 
@@ -709,6 +735,9 @@ class Describer:
                 self._cache[key] = _build_stage(stage, spec)
             except Skip:
                 raise
+            except SpecError as exc:
+                # a mistyped option is the configuration's fault, not a model missing here
+                raise ExperimentError(f"{stage} {_spec(spec)!r}: {str(exc).splitlines()[0]}") from exc
             except (AuralensError, ImportError, OSError) as exc:
                 detail = str(exc).splitlines()[0].strip("\"'") if str(exc) else repr(exc)
                 self._cache[key] = Skip(f"{stage} {_spec(spec)!r} unavailable: {detail}")
@@ -884,15 +913,11 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     # to be available here.
     keys = check_resume(out, old, [m for m in methods if not switched_off(m)], cfg)
     settings = {m["name"]: settings_of(m, cfg) for m in methods}
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
     timer = Timer()
     skipped: list[dict[str, str]] = []
-    with timer("data"):
-        items = load_items(cfg, out)
-
+    data_path(cfg)
+    # models before data: a mistyped backend option fails here, before mixtures are built
     describer = Describer(cfg)
-    evaluator = Evaluator(cfg, out, skipped)
     runnable = []
     for m in methods:
         try:
@@ -902,6 +927,11 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         except Skip as exc:
             skipped.append({"what": f"method {m['name']}", "reason": str(exc)})
             log.warning("skipping method %s: %s", m["name"], exc)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    with timer("data"):
+        items = load_items(cfg, out)
+    evaluator = Evaluator(cfg, out, skipped)
     # drops stale "skipped" lines (they are retried) and keeps fingerprints added to rows of
     # an older version
     write_jsonl(results_path, old)

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
-from auralens.specs import ModelSpec, parse_spec
+from auralens.specs import ModelSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ class OpenAIChatModel:
                          or "http://127.0.0.1:8000/v1").rstrip("/")
         parts = urllib.parse.urlsplit(str(self.base_url))
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise AuralensError(f"base_url {self.base_url!r} is not an http(s) URL such as "
+            raise SpecError(f"base_url {self.base_url!r} is not an http(s) URL such as "
                                 "http://127.0.0.1:8000/v1")
         if not api_key and api_key_env:
             api_key = _env(str(api_key_env))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -78,8 +79,20 @@ class UISettings:
     keep_work_dirs: int = DEFAULT_KEEP_WORK_DIRS
 
     def __post_init__(self) -> None:
+        # checked before the work directory is made: a typo leaves nothing behind
+        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0
+                and math.isfinite(self.max_duration_s) and self.max_duration_s > 0):
+            raise UIError("upload limits must be positive numbers (--max-upload-mb, --max-duration-s)")
         if self.runs_dir is not None:
             self.runs_dir = Path(self.runs_dir).expanduser().resolve()
+            if self.runs_dir.exists() and not self.runs_dir.is_dir():
+                raise UIError(f"{self.runs_dir}: runs directory is not a directory (--runs)")
+        if self.ratings_path is not None:
+            rp = Path(self.ratings_path).expanduser()
+            if rp.is_dir():
+                raise UIError(f"{rp}: is a directory; --ratings names the CSV file ratings go to")
+            if any(p.exists() and not p.is_dir() for p in rp.parents):
+                raise UIError(f"{rp}: a parent of the ratings file is not a directory (--ratings)")
         if self.work_root is None:
             self.work_root = Path(tempfile.mkdtemp(prefix="auralens-ui-"))
         self.work_root = Path(self.work_root).expanduser().resolve()
@@ -89,8 +102,6 @@ class UISettings:
             self.ratings_path = base / "ratings.csv"
         self.ratings_path = Path(self.ratings_path).expanduser().resolve()
         self.upload_roots = [Path(p).resolve() for p in self.upload_roots]
-        if self.max_upload_mb <= 0 or self.max_duration_s <= 0:
-            raise UIError("upload limits must be positive")
 
     @property
     def max_upload_bytes(self) -> int:

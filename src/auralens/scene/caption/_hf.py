@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from auralens.errors import AuralensError
 from auralens.scene.llm import LOAD_OPTIONS, from_pretrained, hf_load_kwargs
+from auralens.specs import SpecError
 
 
 def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) -> None:
@@ -19,7 +19,7 @@ def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) 
     """
     unknown = sorted(set(params) - set(LOAD_OPTIONS))
     if unknown:
-        raise AuralensError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
+        raise SpecError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
                             f"{', '.join(sorted((*named, *LOAD_OPTIONS)))}")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from auralens.errors import AuralensError
 from auralens.scene.caption.base import readable_label
 from auralens.scene.compose.base import Composer, Description
-from auralens.specs import ModelSpec
+from auralens.specs import ModelSpec, SpecError
 
 KNOWLEDGE = Path(__file__).with_name("knowledge.json")
 _CONFIDENCE = re.compile(r"\s*\((?:confidence\s*)?[0-9.]+\)")
@@ -173,5 +173,5 @@ def build(spec: ModelSpec, **params: Any) -> TemplateComposer:
     """``template`` or ``template@knowledge=FILE.json``."""
     unknown = sorted(set(params) - {"knowledge"})
     if unknown:
-        raise AuralensError(f"unknown template composer option(s) {', '.join(unknown)}; use knowledge")
+        raise SpecError(f"unknown template composer option(s) {', '.join(unknown)}; use knowledge")
     return TemplateComposer(params.get("knowledge") or (spec.id or None))

@@ -62,16 +62,16 @@ def check_options(backend: str, params: dict[str, Any], allowed: dict[str, type]
     (``{"seed": 0}``).
 
     Raises:
-        AuralensError: an unknown option or a value of the wrong type (one line).
+        SpecError: an unknown option or a value of the wrong type (one line).
     """
-    from auralens.errors import AuralensError
+    from auralens.specs import SpecError
 
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise AuralensError(f"unknown {backend} options {unknown}; use {', '.join(sorted(allowed))}")
+        raise SpecError(f"unknown {backend} options {unknown}; use {', '.join(sorted(allowed))}")
     for key, value in params.items():
         want, low = allowed[key], (minimum or {}).get(key, 1)
         if isinstance(value, bool) or not isinstance(value, want) or (want is int and value < low):
             kind = f"a whole number ≥ {low}" if want is int else want.__name__
-            raise AuralensError(f"{backend} option {key} must be {kind}, got {value!r}")
+            raise SpecError(f"{backend} option {key} must be {kind}, got {value!r}")
     return params

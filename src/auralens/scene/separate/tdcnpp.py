@@ -36,7 +36,7 @@ from torch import nn
 
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.scene.separate.base import Separator
-from auralens.specs import ModelSpec
+from auralens.specs import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -577,9 +577,9 @@ def _seconds(params: dict[str, Any], key: str, default: float) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise AuralensError(f"tdcnpp option {key} must be a number of seconds, got {value!r}") from None
+        raise SpecError(f"tdcnpp option {key} must be a number of seconds, got {value!r}") from None
     if not np.isfinite(out):
-        raise AuralensError(f"tdcnpp option {key} must be finite, got {value!r}")
+        raise SpecError(f"tdcnpp option {key} must be finite, got {value!r}")
     return out
 
 
@@ -595,7 +595,7 @@ def build_tdcnpp(spec: ModelSpec, **params: Any) -> TDCNppSeparator:
         raise AuralensError(f"{path}: TDCN++ checkpoint not found")
     unknown = set(params) - {"chunk", "overlap", "device"}
     if unknown:
-        raise AuralensError(f"unknown tdcnpp options {sorted(unknown)}; use chunk, overlap, device")
+        raise SpecError(f"unknown tdcnpp options {sorted(unknown)}; use chunk, overlap, device")
     chunk, overlap = _seconds(params, "chunk", 10.0), _seconds(params, "overlap", 1.0)
     device = _torch_device(str(params.get("device", "cpu")))
     model, _ = load_checkpoint(path)
