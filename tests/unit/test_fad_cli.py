@@ -91,3 +91,13 @@ def test_kad_device_is_checked_before_embedding(tmp_path: Path, capsys) -> None:
         assert main(["evaluate", "kad", str(ref), str(ref), "--device", device, "--out", str(tmp_path / device)]) == 0
         scores.append(json.loads((tmp_path / device / "metrics.json").read_text())["kad"])
     assert np.isfinite(scores[0]) and abs(scores[0] - scores[1]) < 1e-9
+
+
+def test_hidden_files_are_not_metric_inputs(tmp_path: Path) -> None:
+    ref = _folder(tmp_path, "ref", [220, 330], 0.01)
+    (ref / ".partial.wav").write_bytes(b"half-written")  # an atomic writer's temp file
+    (ref / ".cache").mkdir()
+    (ref / ".cache" / "x.wav").write_bytes(b"junk")
+    assert main(["evaluate", "fad", str(ref), str(ref), "--out", str(tmp_path / "o")]) == 0
+    res = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "skipped" not in res and res["n_ref_frames"] == 2 * 101

@@ -15,14 +15,14 @@ app = typer.Typer(help="Evaluate sonifications and scene descriptions.", no_args
 
 def _audio_files(folder: Path, what: str) -> list[Path]:
     """The audio files under ``folder`` (recursive, sorted); a clear error when there are none."""
+    from auralens.data.folder import AUDIO_EXTENSIONS, audio_files
     from auralens.evaluate.fad import MetricInputError
-    from auralens.evaluate.sonify_eval import AUDIO_EXTS
 
     if not folder.is_dir():
         raise MetricInputError(f"{folder}: {what} directory not found")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTS)
+    files = audio_files(folder)  # the same files every other folder input takes (hidden ones left out)
     if not files:
-        raise MetricInputError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)})")
+        raise MetricInputError(f"{folder}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     return files
 
 

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from auralens.data.folder import is_audio_file
 from auralens.errors import AuralensError
 from auralens.io import ErrorLog, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 SPECIAL_VERSIONS = ("original", "ceiling")
 
 
@@ -131,8 +131,7 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
                           "render the run first with `auralens sonify render`")
     versions: dict[str, dict[str, Path]] = {}
     for folder in sorted(p for p in renders.iterdir() if p.is_dir()):
-        files = {f.stem: f for f in sorted(folder.iterdir())
-                 if f.suffix.lower() in AUDIO_EXTS and not f.name.startswith(".")}
+        files = {f.stem: f for f in sorted(folder.iterdir()) if is_audio_file(f)}
         if files:
             versions[folder.name] = files
     clips = _rendered_clips(renders)
