@@ -95,6 +95,20 @@ def test_offline_pipeline_writes_everything(scenes, separator, tiny_model, tmp_p
     assert run["config"]["separator"] == "lookup" and run["skipped"]["image"]
 
 
+@pytest.mark.parametrize("n", [1, 100])
+def test_clips_shorter_than_an_analysis_window_still_get_a_report(tiny_model, tmp_path, n):
+    rng = np.random.default_rng(n)
+    clip = tmp_path / "tiny.wav"
+    write(clip, (0.3 * rng.standard_normal(n)).astype(np.float32), 16000)
+    cfg = ImagineConfig(separator="nmf", captioner=f"classifier:{tiny_model('ast_classifier')}",
+                        activity={"threshold": 0.0, "min_rms_ratio": 0.0})
+    res = imagine(clip, tmp_path / "o", cfg)
+    assert (tmp_path / "o" / "spectrograms" / "mixture.png").stat().st_size > 0
+    assert (tmp_path / "o" / "report.html").exists()
+    caps = read_json(tmp_path / "o" / "captions.json")["sources"]
+    assert caps and len(caps) == len(res.kept) and all(c["caption"].startswith("the sound of") for c in caps)
+
+
 def test_report_escapes_html(scenes, separator, tmp_path):
     class Evil:
         name = "evil"

@@ -63,6 +63,16 @@ def test_ast_embed_batch_matches_single(tiny_model, clip) -> None:
         np.testing.assert_allclose(b, ext.embed(w), atol=1e-4)
 
 
+def test_ast_refuses_clips_shorter_than_one_filterbank_window(tiny_model, clip) -> None:
+    from auralens.errors import AuralensError
+
+    ext = EXTRACTORS.build(f"{tiny_model('ast')}@layer=1")
+    for n in (1, 399):
+        with pytest.raises(AuralensError, match=f"AST needs at least 400 samples \\(25 ms\\), got {n}"):
+            ext.embed(clip[:n])
+    assert ext.embed(clip[:400]).shape[0] >= 1
+
+
 def test_ast_classifier_checkpoint_and_hf_dispatch(tiny_model, clip) -> None:
     path = tiny_model("ast_classifier")
     ext = EXTRACTORS.build(f"hf:{path}@layer=patch")

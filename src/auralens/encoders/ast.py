@@ -171,9 +171,13 @@ class ASTExtractor(Extractor):
     def features(self, waves: Sequence[np.ndarray]) -> Any:
         """Filterbank input ``[B, max_length, num_mel_bins]`` for ``waves`` (a torch tensor)."""
         batch = [np.asarray(w, dtype=np.float32) for w in waves]
+        win = int(round(FBANK_WINDOW * self.sample_rate))
         for w in batch:
             if w.ndim != 1:
                 raise AuralensError(f"AST expects mono [T] waves, got shape {w.shape}")
+            if w.shape[0] < win:  # the filterbank needs one whole window
+                raise AuralensError(f"AST needs at least {win} samples ({1000 * FBANK_WINDOW:g} ms), "
+                                    f"got {w.shape[0]}")
         out = self.feature_extractor(batch, sampling_rate=self.sample_rate, return_tensors="pt")
         return out["input_values"]
 

@@ -627,6 +627,8 @@ def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
 
     from auralens.io import atomic_path
 
+    if wave.shape[-1] < 512:  # a clip shorter than one window still gets a (short) picture
+        wave = np.pad(wave, (0, 512 - wave.shape[-1]))
     _, _, z = stft(wave, fs=sr, nperseg=512, noverlap=384)
     db = 20 * np.log10(np.abs(z) + 1e-6)
     fig, ax = plt.subplots(figsize=(5, 1.6), dpi=80)

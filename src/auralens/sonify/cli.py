@@ -176,7 +176,10 @@ def render_cmd(
 
     loaded = load_run(run)
     wave, sr = load_sr(audio)
-    result = render(loaded, wave, sr, post=",".join(chains))
+    try:
+        result = render(loaded, wave, sr, post=",".join(chains))
+    except AuralensError as exc:  # name the clip, as a batch job's error list does
+        raise AuralensError(f"{audio}: {exc}") from exc
     write(out, result, loaded.codec.sample_rate)
     typer.echo(f"wrote {out} ({result.shape[0] / loaded.codec.sample_rate:.2f} s at {loaded.codec.sample_rate} Hz)")
 

@@ -54,8 +54,11 @@ class ClassifierCaptioner(Captioner):
         """``[T]`` at :attr:`sample_rate` → caption with the top label and its probability."""
         import torch
 
-        inputs = self.extractor(np.asarray(wave, dtype=np.float32), sampling_rate=self.sample_rate,
-                                return_tensors="pt")
+        wave = np.asarray(wave, dtype=np.float32)
+        shortest = self.sample_rate // 10  # the filterbank needs whole 25 ms frames
+        if wave.shape[-1] < shortest:
+            wave = np.pad(wave, (0, shortest - wave.shape[-1]))
+        inputs = self.extractor(wave, sampling_rate=self.sample_rate, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             logits = self.model(**inputs).logits[0].float()
