@@ -215,6 +215,26 @@ def test_config_values_of_the_wrong_type_are_one_line_errors(data, match):
     assert ImagineConfig.from_dict({"composer": {"backend": "template"}, "seed": 3}).seed == 3
 
 
+def test_batch_takes_a_plain_folder_or_a_path_list(tiny_model, tmp_path):
+    folder = tmp_path / "clips"
+    rng = np.random.default_rng(0)
+    for name in ("a.wav", "sub/b.flac"):
+        write(folder / name, (0.2 * rng.standard_normal(8000)).astype(np.float32), 16000)
+    cfg = ImagineConfig(separator="nmf", captioner=f"classifier:{tiny_model('ast_classifier')}")
+    out = folder / "out"  # inside the input: its own outputs must not be fed back in
+    lines = imagine_batch(folder, out, cfg)
+    assert [ln["id"] for ln in lines] == ["a", "sub/b"]
+    assert all(ln["n_sources"] is None and ln["true_labels"] == [] and ln["description"] for ln in lines)
+    assert len(imagine_batch(folder, out, cfg)) == 2  # a rerun finds nothing new
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two clips\nclips/a.wav\n" + str(folder / "sub" / "b.flac") + "\n")
+    assert [ln["id"] for ln in imagine_batch(listing, tmp_path / "o2", cfg)] == ["a", "b"]
+    with pytest.raises(ImagineError, match="one audio file; batch takes a folder"):
+        imagine_batch(folder / "a.wav", tmp_path / "o3", cfg)
+    with pytest.raises(ImagineError, match="--split needs a FUSS folder or manifest"):
+        imagine_batch(listing, tmp_path / "o4", cfg, split="eval")
+
+
 def test_batch_resumes_and_collects_errors(scenes, separator, tiny_model, tmp_path):
     manifest = tmp_path / "m.jsonl"
     broken = tmp_path / "broken.wav"

@@ -74,7 +74,8 @@ def run(
 
 @app.command("batch")
 def batch(
-    data: Path = typer.Argument(..., help="FUSS-style dataset dir or a JSONL manifest."),
+    data: Path = typer.Argument(..., help="FUSS-style dataset dir, a JSONL manifest, a folder of audio "
+                                "files or a text file listing audio paths."),
     out: Path = typer.Option(..., "--out", help="Output directory (results.jsonl, errors.jsonl)."),
     split: str | None = typer.Option(None, "--split", help="Dataset split (e.g. eval)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N mixtures."),

@@ -711,8 +711,26 @@ def _rebase(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _load_scenes(root: Path, split: str | None) -> list[Any]:
-    """FUSS-style directory or a JSONL manifest → SceneRecords.
+def _plain_scenes(root: Path, exclude: tuple[Path, ...]) -> list[Any]:
+    """Records without references for a folder of audio files or a text list of paths (ids as
+    ``separate batch`` gives them; files below ``exclude``, the output folder, left out)."""
+    from auralens.data.folder import AUDIO_EXTENSIONS
+    from auralens.scene.separate.run import batch_inputs
+    from auralens.types import SceneRecord
+
+    if root.is_file() and root.suffix.lower() in AUDIO_EXTENSIONS:
+        raise ImagineError(f"{root}: one audio file; batch takes a folder, a FUSS manifest or a "
+                           "text list (use 'auralens imagine FILE --out DIR' for one file)")
+    try:
+        pairs = batch_inputs(root, exclude=exclude)
+    except AuralensError as exc:
+        raise ImagineError(str(exc)) from exc
+    return [SceneRecord(rid, path, []) for rid, path in pairs]
+
+
+def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) -> list[Any]:
+    """FUSS-style directory, a JSONL manifest, a folder of audio files or a text list of
+    audio paths → SceneRecords (the last two without reference sources).
 
     Relative paths in a manifest are resolved against the manifest's folder (``data mix``
     writes them that way), not the working directory.
@@ -720,8 +738,13 @@ def _load_scenes(root: Path, split: str | None) -> list[Any]:
     Raises:
         ImagineError: the dataset is missing, or ``split`` matches no mixture.
     """
+    from auralens.data import DatasetError
     from auralens.types import load_scenes
 
+    if root.is_file() and root.suffix != ".jsonl":
+        if split is not None:
+            raise ImagineError(f"{root}: --split needs a FUSS folder or manifest")
+        return _plain_scenes(root, exclude)
     if root.is_file() and root.suffix == ".jsonl":
         records = load_scenes(root)
         for rec in records:
@@ -739,7 +762,12 @@ def _load_scenes(root: Path, split: str | None) -> list[Any]:
         raise ImagineError(f"{root}: dataset directory not found")
     from auralens.data.fuss import load_fuss
 
-    records = load_fuss(root, split)
+    try:
+        records = load_fuss(root, split)
+    except DatasetError:
+        if split is not None or root.is_file():
+            raise
+        return _plain_scenes(root, exclude)  # not FUSS-style: every audio file below root
     if not records and split is not None:
         try:
             found = sorted({str(r.split) for r in load_fuss(root) if r.split})
@@ -865,7 +893,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     _check_resume(results_path, read_jsonl(results_path), key, settings, out)
     timer = Timer()
     with timer("load_data"):
-        records = _load_scenes(Path(data), split)
+        records = _load_scenes(Path(data), split, exclude=(out.resolve(),))
     dest.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest)
     if limit is not None:
@@ -886,7 +914,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
             append_jsonl(results_path, {
                 "id": rec.id, "fingerprint": key, "settings": settings,
                 "mode": cfg.mode, "technique": cfg.technique,
-                "n_sources": rec.n_sources, "true_labels": rec.labels,
+                # a plain audio file has no references: its source count is unknown
+                "n_sources": rec.n_sources if rec.sources else None, "true_labels": rec.labels,
                 "n_estimates": res.n_estimates, "kept": len(res.kept),
                 "kept_indices": res.kept, "labels": res.labels, "captions": res.captions,
                 "description": res.description, "reasoning": res.reasoning,
