@@ -137,3 +137,14 @@ def test_cli_prints_valid_json_for_a_silent_reference(tmp_path, capsys) -> None:
     printed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert printed["si_sdr"] is None and printed["lsd_db"] > 0
 
+
+
+def test_multichannel_input_is_refused_not_flattened() -> None:
+    rng = np.random.default_rng(0)
+    stereo = rng.standard_normal((2, 4000))
+    with pytest.raises(ValueError, match=r"mono \[T\] signals; the reference has shape \(2, 4000\)"):
+        spectral_metrics(stereo, stereo, 16000)
+    with pytest.raises(ValueError, match="the estimate has shape"):
+        si_sdr(stereo[0], stereo.T)
+    # singleton axes are mono: [1, T] and [T, 1] score like [T]
+    assert si_sdr(stereo[:1], stereo[0][:, None]) == si_sdr(stereo[0], stereo[0])

@@ -46,9 +46,16 @@ LOWER_IS_BETTER = {"mr_stft", "mr_stft_sc", "mr_stft_logmag", "logmel_l1", "lsd_
 PHASE_SENSITIVE = {"si_sdr"}
 
 
+def _mono(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if sum(d > 1 for d in x.shape) > 1:  # flattening [C, T] would compare channels end to end
+        raise ValueError(f"the metrics compare mono [T] signals; the {name} has shape {x.shape} "
+                         "(mix it down first)")
+    return x.reshape(-1)
+
+
 def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ref = np.asarray(ref, dtype=np.float64).reshape(-1)
-    est = np.asarray(est, dtype=np.float64).reshape(-1)
+    ref, est = _mono(ref, "reference"), _mono(est, "estimate")
     n = min(ref.shape[0], est.shape[0])
     if n == 0:
         raise ValueError("cannot compare empty signals")

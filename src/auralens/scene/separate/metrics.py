@@ -66,6 +66,9 @@ def pit_align(refs: np.ndarray, est: np.ndarray) -> np.ndarray:
     """
     from scipy.optimize import linear_sum_assignment
 
+    if refs.ndim != 2 or est.ndim != 2 or refs.shape[-1] != est.shape[-1]:
+        raise ValueError(f"pit_align needs refs [N, T] and est [M, T] of one length, got "
+                         f"{refs.shape} and {est.shape}")
     if est.shape[0] < refs.shape[0]:
         raise ValueError(f"{est.shape[0]} estimates cannot cover {refs.shape[0]} references")
     rows, cols = linear_sum_assignment(-si_snr_matrix(refs, est))
@@ -126,10 +129,24 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
 
     Returns:
         A :class:`MixtureScore`.
+
+    Raises:
+        ValueError: wrong shapes or non-finite samples (a NaN reference would otherwise
+            count as silent and leave the mixture unscored without a word).
     """
     refs = np.asarray(refs, np.float64)
     est = np.asarray(est, np.float64)
     mix = np.asarray(mix, np.float64)
+    where = f"mixture {id!r}: " if id else ""
+    if mix.ndim != 1 or refs.ndim != 2 or est.ndim != 2:
+        raise ValueError(f"{where}score_mixture needs mix [T], refs [N, T] and est [M, T], got "
+                         f"{mix.shape}, {refs.shape} and {est.shape}")
+    for name, arr in (("mixture", mix), ("references", refs), ("estimates", est)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}the {name} contain NaN or Inf samples")
+    if kept is not None and len(kept) != est.shape[0]:
+        raise ValueError(f"{where}kept has {len(kept)} flags for {est.shape[0]} estimates")
+    # lengths may differ by an STFT round trip's few samples: score the common part
     t = min(refs.shape[-1], est.shape[-1], mix.shape[-1])
     refs, est, mix = refs[:, :t], est[:, :t], mix[:t]
     ref_rms = np.sqrt((refs**2).mean(-1))
