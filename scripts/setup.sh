@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with the CPU build of torch and auralens (editable) plus test/UI extras.
-# Idempotent: a second run only checks what is installed.
+# Idempotent: a second run installs no dependency again (the editable auralens is rebuilt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
