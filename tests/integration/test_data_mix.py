@@ -197,6 +197,16 @@ def test_corrupt_clip_is_skipped(lib: Path, tmp_path: Path) -> None:
     assert all(s.origin != pool[1].id for r in recs for s in r.sources)
 
 
+def test_too_few_usable_clips_says_how_many(lib: Path, tmp_path: Path) -> None:
+    clips = [c for c in load_esc50(lib) if c.label in ("siren", "rain", "wind")][:3]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00not really audio" * 10)
+    clips[1].path = bad
+    with pytest.raises(DatasetError, match="an example needs 3 distinct clips, 3 are listed and 1 of "
+                                           "them are unreadable or silent"):
+        build_mixtures(clips, tmp_path / "o", n=1, seed=0, min_sources=3, max_sources=3, **FAST)
+
+
 def test_resume_with_broken_clips_gives_the_straight_run(lib: Path, tmp_path: Path) -> None:
     # Which broken clips an earlier example happened to hit must not change later draws.
     broken = tmp_path / "lib"

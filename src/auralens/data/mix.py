@@ -207,7 +207,10 @@ def _draw(rng: np.random.Generator, pool: _Pool, used_ids: set[str],
     while True:
         usable = [c for c in pool.clips if c.id not in rejected and c.id not in used_ids]
         if not usable:
-            raise DatasetError("not enough usable clips to mix (the rest are unreadable or silent)")
+            raise DatasetError(
+                f"not enough usable clips to mix: an example needs {len(used_ids) + 1} distinct clips, "
+                f"{len(pool.clips)} are listed and {len(pool.bad)} of them are unreadable or silent "
+                "(see errors.jsonl)")
         fresh = [c for c in usable if c.label not in avoid_labels] or usable
         clip = fresh[int(rng.integers(len(fresh)))]
         wave = pool.get(clip)
