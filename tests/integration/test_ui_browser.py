@@ -138,7 +138,10 @@ def page(browser: object, ui_url: str) -> Iterator[object]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     try:
         pg = ctx.new_page()
-        pg.goto(ui_url, wait_until="networkidle")
+        # "networkidle" never settles while gradio keeps its event stream open on a slow
+        # machine; wait for the page, then for the tabs gradio renders last
+        pg.goto(ui_url, wait_until="load", timeout=60_000)
+        pg.get_by_role("tab", name="Rate").wait_for(timeout=60_000)
         yield pg
     finally:
         ctx.close()
