@@ -125,7 +125,7 @@ class Registry(Generic[T]):
             # Options a backend cannot take (unknown names, wrong types, impossible values)
             # surface from its constructor; name the spec instead of showing a traceback.
             raise SpecError(f"{self.stage} {parsed.raw or spec}: invalid options "
-                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
 
 def _qualname(obj: Any) -> str:

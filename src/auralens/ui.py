@@ -64,11 +64,11 @@ def launch(
     Returns:
         The running gradio ``Blocks`` (useful with ``block=False``).
     """
-    from auralens.scene.pipeline import ImagineConfig
     from auralens.ui_app.app import serve
 
     if isinstance(imagine_config, (str, Path)):
         from auralens.config import load_yaml
+        from auralens.scene.pipeline import ImagineConfig
 
         source = imagine_config
         imagine_config = load_yaml(imagine_config)

@@ -619,23 +619,17 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
     """
     data = dict(cfg.get("data") or {})
     source = data.get("source", "esc50")
-    base = Path(cfg.get("_root", "."))  # relative data paths: from the working directory
+    path = data_path(cfg)  # a known source and an existing path
     if source in ("esc50", "folder"):
         from auralens.data.mix import build_mixtures
 
-        src = _resolve(data.get("path", "../shared/data/esc10"), base)
-        if not src.exists():
-            raise ExperimentError(f"{src}: dataset directory not found (data.path)")
         kw = {k: data[k] for k in ("seed", "duration", "max_sources", "min_sources", "reverb",
                                    "folds", "sample_rate", "split") if k in data}
-        recs = build_mixtures(src, out_dir / "data", n=int(data.get("n", 8)), **kw)
+        recs = build_mixtures(path, out_dir / "data", n=int(data.get("n", 8)), **kw)
         items = [Item.from_scene(r) for r in recs]
     elif source == "manifest":
         from auralens.types import load_scenes
 
-        path = _resolve(data["path"], base)
-        if not path.exists():
-            raise ExperimentError(f"{path}: manifest not found (data.path)")
         items = [Item.from_scene(r) for r in load_scenes(path)]
         for it in items:
             it.audio = _resolve(it.audio, path.parent)
@@ -643,11 +637,8 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
     elif source == "fuss":
         from auralens.data.fuss import load_fuss
 
-        items = [Item.from_scene(r) for r in load_fuss(_resolve(data["path"], base))]
+        items = [Item.from_scene(r) for r in load_fuss(path)]
     elif source == "pairs":
-        path = _resolve(data["path"], base)
-        if not path.exists():
-            raise ExperimentError(f"{path}: pairs manifest not found (data.path)")
         items = []
         for d in read_jsonl(path):
             labels = list(d.get("labels") or [])
@@ -655,11 +646,8 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
                               d.get("n_sources", len(labels) or None),
                               [_resolve(x, path.parent) for x in d.get("sources") or []],
                               _resolve(d["image"], path.parent) if d.get("image") else None))
-    elif source == "videos":
-        items = extract_videos(_resolve(data["path"], base), out_dir / "data" / "frames")
-    else:
-        raise ExperimentError(f"unknown data.source {source!r}; use esc50, folder, manifest, "
-                              "fuss, pairs or videos")
+    else:  # videos: data_path() knows no other source
+        items = extract_videos(path, out_dir / "data" / "frames")
     subset = cfg.get("subset")
     if subset and subset.get("n"):
         items = stratified_sample(items, int(subset["n"]), int(subset.get("seed", 0)))

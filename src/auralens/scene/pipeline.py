@@ -114,8 +114,6 @@ class ImagineConfig:
             raise ImagineError(f"report must be true or false, got {self.report!r}")
         if self.template is not None and not isinstance(self.template, (str, Path)):
             raise ImagineError(f"template must be a file path, got {self.template!r}")
-        if not isinstance(self.activity, dict):
-            raise ImagineError(f"activity must be a mapping of filter options, got {self.activity!r}")
         activity_config(self.activity)  # bad filter options fail here, before any work
         if self.template is not None and not Path(self.template).expanduser().is_file():
             raise ImagineError(f"{self.template}: template file not found (--template)")
@@ -714,15 +712,11 @@ def _rebase(path: Path, base: Path) -> Path:
 def _plain_scenes(root: Path, exclude: tuple[Path, ...]) -> list[Any]:
     """Records without references for a folder of audio files or a text list of paths (ids as
     ``separate batch`` gives them; files below ``exclude``, the output folder, left out)."""
-    from auralens.data.folder import AUDIO_EXTENSIONS
     from auralens.scene.separate.run import batch_inputs
     from auralens.types import SceneRecord
 
-    if root.is_file() and root.suffix.lower() in AUDIO_EXTENSIONS:
-        raise ImagineError(f"{root}: one audio file; batch takes a folder, a FUSS manifest or a "
-                           "text list (use 'auralens imagine FILE --out DIR' for one file)")
     try:
-        pairs = batch_inputs(root, exclude=exclude)
+        pairs = batch_inputs(root, exclude=exclude, command="imagine")
     except AuralensError as exc:
         raise ImagineError(str(exc)) from exc
     return [SceneRecord(rid, path, []) for rid, path in pairs]
@@ -765,7 +759,7 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
     try:
         records = load_fuss(root, split)
     except DatasetError:
-        if split is not None or root.is_file():
+        if split is not None:
             raise
         return _plain_scenes(root, exclude)  # not FUSS-style: every audio file below root
     if not records and split is not None:

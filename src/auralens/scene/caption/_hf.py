@@ -20,7 +20,7 @@ def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) 
     unknown = sorted(set(params) - set(LOAD_OPTIONS))
     if unknown:
         raise SpecError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
-                            f"{', '.join(sorted((*named, *LOAD_OPTIONS)))}")
+                        f"{', '.join(sorted((*named, *LOAD_OPTIONS)))}")
 
 
 def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:

@@ -146,7 +146,8 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     return summary
 
 
-def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tuple[str, Path]]:
+def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
+                 command: str = "separate") -> list[tuple[str, Path]]:
     """``[(id, audio path)]`` to separate, sorted by id.
 
     ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
@@ -154,6 +155,7 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tup
     without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
     relative to the file; id = the file name without its suffix, which must be unique).
     Files below a folder in ``exclude`` (an output folder inside ``source``) are left out.
+    ``command`` is the one-file command a single audio file is pointed to.
     """
     from auralens.data.folder import AUDIO_EXTENSIONS, audio_files, file_ids
 
@@ -162,7 +164,7 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = ()) -> list[tup
         raise SeparationError(f"{source}: input not found")
     if source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS:
         raise SeparationError(f"{source}: one audio file; batch takes a folder, a FUSS manifest "
-                              "or a text list (use 'auralens separate FILE --out DIR' for one file)")
+                              f"or a text list (use 'auralens {command} FILE --out DIR' for one file)")
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
     if source.is_dir():
