@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -308,3 +309,19 @@ def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
     assert os.stat(tmp_path / "run.json").st_mode & 0o777 == plain
     entry = next((tmp_path / "x").rglob("*.safetensors"))
     assert os.stat(entry).st_mode & 0o777 == plain
+
+
+def test_no_progress_also_quiets_model_loading_bars() -> None:
+    """AURALENS_NO_PROGRESS turns off transformers' weight-loading bars too (fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import auralens, transformers.utils.logging as tl; "
+            "print(tl.is_progress_bar_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    outs = {}
+    for flag in ("1", ""):
+        run_env = {**env, "AURALENS_NO_PROGRESS": flag}
+        outs[flag] = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                                    text=True, check=True).stdout.strip()
+    assert outs == {"1": "False", "": "True"}

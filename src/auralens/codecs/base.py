@@ -32,7 +32,12 @@ class Codec(ABC):
 
     @abstractmethod
     def decode(self, latent: np.ndarray) -> np.ndarray:
-        """``[latent_dim, frames]`` → ``[T]`` float32 at :attr:`sample_rate`."""
+        """``[latent_dim, frames]`` → ``[T]`` float32 at :attr:`sample_rate`.
+
+        ``T`` is what the frames cover (a whole number of hops), so it can differ from the
+        encoded clip's length by up to a frame; :meth:`roundtrip` and the renderers cut or
+        pad to the length wanted.
+        """
 
     def num_frames(self, num_samples: int) -> int:
         """Latent frames produced for ``num_samples`` input samples."""

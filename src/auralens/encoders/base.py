@@ -48,7 +48,9 @@ class Extractor(ABC):
         Args:
             wave: ``[T]`` float32 mono at :attr:`sample_rate`.
         Returns:
-            ``[frames, dim]`` float32.
+            ``[frames, dim]`` float32. For AST-type models the frames are the tokens of a fixed
+            patch grid (frequency × time, in the model's order, the padded input included),
+            not time steps; :mod:`auralens.sonify.align` maps them to time.
         """
 
     def embed_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
