@@ -192,6 +192,16 @@ def test_video_without_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
         imagine(video, tmp_path / "o")
 
 
+def test_activity_takes_the_config_object_separate_file_takes():
+    from auralens.scene.separate.activity import ActivityConfig
+
+    as_object = ImagineConfig(activity=ActivityConfig(rule="frames", threshold=0.2))
+    as_mapping = ImagineConfig(activity={"rule": "frames", "threshold": 0.2})
+    assert as_object.activity["rule"] == "frames" and as_object.activity["threshold"] == 0.2
+    assert as_object.result_settings() == as_mapping.result_settings()
+    assert as_object.to_dict()["activity"] == as_object.activity
+
+
 def test_bad_config_is_rejected():
     with pytest.raises(ImagineError, match="technique"):
         ImagineConfig(technique="telepathy")

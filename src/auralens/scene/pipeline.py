@@ -73,7 +73,8 @@ class ImagineConfig:
         technique: ``zero-shot`` | ``cot`` | ``role`` | ``few-shot``.
         template: a user prompt template file (composer or audio LLM).
         seed: image seed.
-        activity: :class:`~auralens.scene.separate.activity.ActivityConfig` fields.
+        activity: :class:`~auralens.scene.separate.activity.ActivityConfig` fields (a mapping,
+            or an ``ActivityConfig``, kept as its fields).
         min_kept: keep at least this many estimates (the most energetic) when the filter
             drops them all, so every mixture gets a description.
         report: write ``report.html`` (with spectrograms).
@@ -94,6 +95,10 @@ class ImagineConfig:
 
     def __post_init__(self) -> None:
         from auralens.scene.compose.base import TECHNIQUES
+        from auralens.scene.separate.activity import ActivityConfig
+
+        if isinstance(self.activity, ActivityConfig):  # the form separate_file takes
+            self.activity = asdict(self.activity)
 
         if self.mode not in MODES:
             raise ImagineError(f"unknown mode {self.mode!r}; use pipeline or allm")
