@@ -138,7 +138,7 @@ def test_mix_reports_this_runs_distinct_skipped_clips(tmp_path: Path) -> None:
 
 
 def test_skipped_count_ignores_old_lines_duplicates_and_fragments(tmp_path: Path) -> None:
-    from auralens.data.cli import _skipped_this_run
+    from auralens.data.mix import _skipped_this_run
 
     log_path = tmp_path / "errors.jsonl"
     old = b'{"item": "a", "error": "x"}\n{"item": "b", "error": "x"}\n{"item": "c", "err'

@@ -61,7 +61,7 @@ def test_python_api_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert Path(ns["mixture"]).is_file()
 
     # 2. sonify: every job folder has run.json; the render keeps the clip's duration
-    for folder in ("prep", "run", "separated", "scene", "scene-cot"):
+    for folder in ("library", "mixtures", "prep", "run", "separated", "scene", "scene-cot"):
         assert (work / folder / "run.json").is_file(), folder
     assert ns["prep"].n_ok == 15 and ns["result"].status == "ok"
     wave, sr = audio.load_sr(work / "layer-patch.wav")

@@ -20,38 +20,6 @@ def _parse_folds(text: str | None) -> list[int] | None:
         raise DatasetError(f"--folds must be comma-separated integers like 1,2,3, got {text!r}") from None
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def _skipped_this_run(path: Path, before: bytes) -> list[str]:
-    """Distinct items a run added to the append-only error log ``path``, in first-seen order.
-
-    Args:
-        path: the ``errors.jsonl`` the run appended to.
-        before: the file's bytes before the run (``b""`` if it did not exist).
-
-    Lines already there before the run (earlier runs) are not counted, and a clip logged
-    twice counts once. If the file was replaced rather than appended to, all of it counts.
-    """
-    import json
-
-    after = _read_bytes(path)
-    new = after[len(before):] if after.startswith(before) else after
-    items: dict[str, None] = {}
-    for line in new.decode("utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # blank line or a fragment left by a killed writer
-        if isinstance(record, dict) and "item" in record:
-            items.setdefault(str(record["item"]), None)
-    return list(items)
-
-
 def _histogram_lines(hist: dict[int, int]) -> list[str]:
     total = sum(hist.values()) or 1
     width = max(hist.values(), default=1)
@@ -70,7 +38,7 @@ def synth_cmd(
 ) -> None:
     """Write a procedural labelled sound library (audio/*.wav + meta/esc50.csv)."""
     from auralens.data.synth import SYNTH_CLASSES, synthesize
-    from auralens.io import Timer, write_run_json
+    from auralens.io import Timer
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
     if names is not None and not names:
@@ -79,10 +47,7 @@ def synth_cmd(
     with timer("synth"):
         synthesize(out, clips_per_class=clips_per_class, seed=seed, sample_rate=sample_rate,
                    duration=duration, classes=names)
-    n_classes = len(names or SYNTH_CLASSES)
-    write_run_json(out, command="data synth", seed=seed, timings=timer.timings,
-                   config={"clips_per_class": clips_per_class, "sample_rate": sample_rate,
-                           "duration": duration, "classes": names or SYNTH_CLASSES})
+    n_classes = len(names or SYNTH_CLASSES)  # synthesize wrote run.json
     typer.echo(f"{n_classes * clips_per_class} clips of {n_classes} classes written to {out} "
                f"in {timer.timings['synth']:.1f} s")
 
@@ -104,30 +69,23 @@ def mix_cmd(
     """Make FUSS-recipe mixtures (background + foreground events in simulated rooms)."""
     from auralens.data import detect_layout
     from auralens.data.mix import build_mixtures, count_histogram
-    from auralens.io import Timer, write_run_json
+    from auralens.io import Timer, read_json
 
     detect_layout(src)  # one-line error for a missing dataset before anything is created
     fold_list = _parse_folds(folds)
-    errors_path = out / "errors.jsonl"
-    errors_before = _read_bytes(errors_path)  # the log is appended to across runs
     timer = Timer()
     with timer("mix"):
         records = build_mixtures(src, out, n=n, seed=seed, sample_rate=sample_rate, duration=duration,
                                  max_sources=max_sources, min_sources=min_sources, reverb=not no_reverb,
                                  folds=fold_list, split=split)
     hist = count_histogram(records)
-    skipped = _skipped_this_run(errors_path, errors_before)
-    write_run_json(out, command="data mix", seed=seed, timings=timer.timings,
-                   config={"src": str(src), "n": n, "reverb": not no_reverb, "folds": fold_list,
-                           "split": split, "max_sources": max_sources, "min_sources": min_sources,
-                           "sample_rate": sample_rate, "duration": duration},
-                   extra={"source_count_histogram": hist, "n_errors": len(skipped)})
+    n_errors = read_json(out / "run.json")["n_errors"]  # build_mixtures wrote run.json
     typer.echo(f"{len(records)} mixtures in {out / split} ({timer.timings['mix']:.1f} s)")
     typer.echo("source-count histogram:")
     for line in _histogram_lines(hist):
         typer.echo(line)
-    if skipped:
-        typer.echo(f"{len(skipped)} clip(s) skipped; see {errors_path}")
+    if n_errors:
+        typer.echo(f"{n_errors} clip(s) skipped; see {out / 'errors.jsonl'}")
 
 
 @app.command("split")

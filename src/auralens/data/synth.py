@@ -384,8 +384,8 @@ def synthesize(
 ) -> Path:
     """Write a procedural ESC-50-layout library.
 
-    Files: ``out_dir/audio/{fold}-{src_id}-A-{target}.wav`` (16-bit PCM) and
-    ``out_dir/meta/esc50.csv``; clip ``k`` of a class gets fold ``k % 5 + 1`` so every fold
+    Files: ``out_dir/audio/{fold}-{src_id}-A-{target}.wav`` (16-bit PCM),
+    ``out_dir/meta/esc50.csv`` and ``out_dir/run.json``; clip ``k`` of a class gets fold ``k % 5 + 1`` so every fold
     holds every class.
 
     Args:
@@ -404,8 +404,12 @@ def synthesize(
         DatasetError: unknown classes, ``clips_per_class < 1``, or a sample rate or
             duration refused by :func:`check_clip_settings` (nothing is written then).
     """
+    import time
+
+    from auralens.io import write_run_json
     from auralens.progress import progress
 
+    start = time.perf_counter()
     out_dir = Path(out_dir)
     names = list(classes) if classes is not None else SYNTH_CLASSES
     unknown = [c for c in names if c not in GENERATORS]
@@ -430,5 +434,9 @@ def synthesize(
     writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
     writer.writerows(sorted(rows, key=lambda r: (r[1], r[0])))
     write_text(out_dir / "meta" / "esc50.csv", buf.getvalue())
+    write_run_json(out_dir, command="data synth", seed=seed,
+                   timings={"synth": time.perf_counter() - start},
+                   config={"clips_per_class": clips_per_class, "sample_rate": sample_rate,
+                           "duration": duration, "classes": names})
     log.info("synthesized %d clips of %d classes in %s", len(rows), len(names), out_dir)
     return out_dir
