@@ -418,3 +418,38 @@ def test_score_mixture_refuses_shapes_and_non_finite_samples() -> None:
     # a few samples of STFT round-trip difference are still scored on the common part
     score = score_mixture(mix, refs, refs[:, :790])
     assert score.n_sources == 2 and min(score.si_snr) > 90
+
+
+def test_scale_invariant_loss_ignores_gain_and_matches_its_formula() -> None:
+    torch.manual_seed(0)
+    refs = torch.randn(2, 4, 800)
+    refs[0, 3] = 0  # an absent source
+    order = [2, 0, 1, 3]
+    noisy = refs[:, order] + 0.05 * torch.randn(2, 4, 800)
+    noisy[0, 3] = 0.01 * torch.randn(800)
+    mix = refs.sum(1)
+    gains = torch.tensor([0.5, 2.0, 1.0, 1.0]).view(1, 4, 1)
+    loss, perm = pit_loss(refs, noisy, mix, scale_invariant=True)
+    loss_gained, perm_gained = pit_loss(refs, noisy * gains, mix, scale_invariant=True)
+    # reference i is estimated by output order.index(i), whatever the outputs' gains
+    expect = torch.tensor([order.index(i) for i in range(4)])
+    assert (perm == expect).all() and (perm_gained == expect).all()
+    # gains change only the empty output's term (example 0, output 3 has gain 1): same loss
+    assert loss_gained.item() == pytest.approx(loss.item(), abs=1e-3)
+    # the SNR loss does see the gains
+    assert pit_loss(refs, noisy * gains, mix)[0].item() > pit_loss(refs, noisy, mix)[0].item() + 1
+    # an active pair: 10·log10‖y‖² + 10·log10(‖ŷ − t‖² + τ‖t‖²) − 10·log10‖t‖²
+    y, e = refs[1, 0].double(), noisy[1, 1].double()
+    t = (e @ y) / (y @ y) * y
+    want = 10 * torch.log10(y @ y) + 10 * torch.log10(((e - t) ** 2).sum() + 1e-3 * (t @ t)) \
+        - 10 * torch.log10(t @ t)
+    got = pairwise_loss(refs.double(), noisy.double(), mix.double(), scale_invariant=True)[1, 0, 1]
+    assert got.item() == pytest.approx(want.item(), abs=1e-6)
+
+
+def test_train_loss_option_is_checked() -> None:
+    from auralens.scene.separate.train import TrainConfig, TrainError
+
+    assert TrainConfig(loss="si-snr").loss == "si-snr"
+    with pytest.raises(TrainError, match="loss must be 'fuss' or 'si-snr'"):
+        TrainConfig(loss="sdr")

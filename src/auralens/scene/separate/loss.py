@@ -7,6 +7,11 @@ For an output slot with no reference (an all-zero reference):
 ``10·log10(‖ŷ‖² + τ′‖x‖²)`` with ``τ′ = 1e-2`` relative to the mixture ``x`` (the estimate is
 pushed towards silence, but only down to −20 dB of the mixture).
 
+With ``scale_invariant=True`` an active pair is scored on the estimate's SI-SNR instead
+(the metric FUSS reports): ``10·log10(‖y‖²) + 10·log10(‖ŷ − t‖² + τ‖t‖²) − 10·log10(‖t‖²)`` with
+``t`` the projection of ``ŷ`` on ``y``; the first term, constant for each reference, keeps the
+sums over permutations comparable with the empty-output terms.
+
 The assignment of outputs to references is the permutation with the smallest total loss;
 with ``M = 4`` all 24 permutations are scored at once from the ``[B, M, M]`` pairwise matrix.
 """
@@ -37,32 +42,45 @@ def active_refs(refs: torch.Tensor, threshold: float = ACTIVE_RMS) -> torch.Tens
 
 
 def pairwise_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
-                  tau: float = TAU, tau_zero: float = TAU_ZERO) -> torch.Tensor:
+                  tau: float = TAU, tau_zero: float = TAU_ZERO, *,
+                  scale_invariant: bool = False) -> torch.Tensor:
     """Loss of every (reference i, estimate j) pair: ``[B, M, M]``.
 
     Args:
         refs: ``[B, M, T]`` references, all-zero rows for absent sources.
         est: ``[B, M, T]`` estimates.
         mixture: ``[B, T]``.
+        scale_invariant: score active pairs by SI-SNR (see the module docstring).
     """
-    err = (refs.unsqueeze(2) - est.unsqueeze(1)).pow(2).sum(-1)  # [B, Mi, Mj]
     ref_pow = refs.pow(2).sum(-1)  # [B, M]
     est_pow = est.pow(2).sum(-1)  # [B, M]
     mix_pow = mixture.pow(2).sum(-1)  # [B]
     active = active_refs(refs)  # [B, M]
-    loss_active = 10 * torch.log10(err + tau * ref_pow.unsqueeze(-1) + 1e-12)
+    if scale_invariant:
+        dot = torch.einsum("bit,bjt->bij", refs, est)  # [B, Mi, Mj]
+        # t = (⟨ŷ, y⟩ / ‖y‖²) y: ‖t‖² = ⟨ŷ, y⟩² / ‖y‖², ‖ŷ − t‖² = ‖ŷ‖² − ‖t‖²
+        target_pow = dot.pow(2) / (ref_pow.unsqueeze(-1) + 1e-12)
+        noise_pow = (est_pow.unsqueeze(1) - target_pow).clamp_min(0)
+        loss_active = (10 * torch.log10(ref_pow.unsqueeze(-1) + 1e-12)
+                       + 10 * torch.log10(noise_pow + tau * target_pow + 1e-12)
+                       - 10 * torch.log10(target_pow + 1e-12))
+    else:
+        err = (refs.unsqueeze(2) - est.unsqueeze(1)).pow(2).sum(-1)  # [B, Mi, Mj]
+        loss_active = 10 * torch.log10(err + tau * ref_pow.unsqueeze(-1) + 1e-12)
     loss_zero = 10 * torch.log10(est_pow + tau_zero * mix_pow.unsqueeze(-1) + 1e-12)  # [B, Mj]
     return torch.where(active.unsqueeze(-1), loss_active, loss_zero.unsqueeze(1).expand_as(loss_active))
 
 
 def pit_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
-             tau: float = TAU, tau_zero: float = TAU_ZERO) -> tuple[torch.Tensor, torch.Tensor]:
+             tau: float = TAU, tau_zero: float = TAU_ZERO, *,
+             scale_invariant: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Permutation-invariant FUSS loss.
 
     Args:
         refs: ``[B, M, T]`` (absent sources as zero rows).
         est: ``[B, M, T]``.
         mixture: ``[B, T]``.
+        scale_invariant: score active pairs by SI-SNR rather than SNR.
 
     Returns:
         ``(loss, perm)``: the mean over the batch of the per-example minimum of the summed
@@ -72,7 +90,7 @@ def pit_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
     if refs.shape != est.shape:
         raise ValueError(f"refs {tuple(refs.shape)} and estimates {tuple(est.shape)} differ")
     m = refs.shape[1]
-    pair = pairwise_loss(refs, est, mixture, tau, tau_zero)  # [B, M, M]
+    pair = pairwise_loss(refs, est, mixture, tau, tau_zero, scale_invariant=scale_invariant)  # [B, M, M]
     perms = _perms(m).to(refs.device)  # [P, M]
     # total[b, p] = Σ_i pair[b, i, perms[p, i]]
     idx = perms.T.unsqueeze(0).expand(pair.shape[0], m, perms.shape[0])  # [B, M, P]

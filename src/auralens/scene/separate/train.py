@@ -93,6 +93,8 @@ class TrainConfig:
             uniform); validation keeps equal shares.
         keep: also keep every epoch's weights as ``RUN/keep/step{N}.safetensors`` (for
             ``auralens separate average`` or a choice on another data set).
+        loss: ``fuss`` (thresholded SNR, the FUSS baseline's) or ``si-snr`` (active pairs
+            scored by thresholded SI-SNR, the reported metric; empty outputs as in ``fuss``).
     """
 
     preset: str = "tiny"
@@ -119,6 +121,7 @@ class TrainConfig:
     rooms: int = 256
     count_weights: list[float] = field(default_factory=list)
     keep: bool = False
+    loss: str = "fuss"
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot train (one line naming the option)."""
@@ -135,6 +138,8 @@ class TrainConfig:
                 raise TrainError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.model, dict):
             raise TrainError(f"model must be a mapping of TDCN++ options, got {self.model!r}")
+        if self.loss not in ("fuss", "si-snr"):
+            raise TrainError(f"loss must be 'fuss' or 'si-snr', got {self.loss!r}")
         if self.recipe not in ("dry", "fuss"):
             raise TrainError(f"recipe must be 'dry' or 'fuss', got {self.recipe!r}")
         if not 0.0 <= float(self.dynamic_share) <= 1.0:
@@ -626,7 +631,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
             share, weight = batch[:1], 0.0
         mix = torch.from_numpy(np.stack([b[0] for b in share])).to(device)
         refs = torch.from_numpy(np.stack([b[1] for b in share])).to(device)
-        loss, _ = pit_loss(refs, model(mix), mix)
+        loss, _ = pit_loss(refs, model(mix), mix, scale_invariant=cfg.loss == "si-snr")
         # pit_loss is a mean over the share; DDP averages over processes. Scaled this way the
         # update is the mean over the whole batch, as in one process.
         frac = weight * len(share) / cfg.batch_size
