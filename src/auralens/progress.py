@@ -22,6 +22,15 @@ def progress(items: Iterable[T], desc: str, total: int | None = None,
                     dynamic_ncols=True, leave=False)
 
 
+def quiet_diffusers_if_asked() -> None:
+    """Turn diffusers' own loading bars off under AURALENS_NO_PROGRESS (diffusers, unlike
+    transformers, does not follow HF_HUB_DISABLE_PROGRESS_BARS). Call before loading."""
+    if os.environ.get("AURALENS_NO_PROGRESS"):
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+
+
 def setup_logging(verbose: int = 0) -> None:
     """Configure the root logger once: warnings by default, info with -v, debug with -vv."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG

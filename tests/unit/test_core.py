@@ -312,16 +312,18 @@ def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
 
 
 def test_no_progress_also_quiets_model_loading_bars() -> None:
-    """AURALENS_NO_PROGRESS turns off transformers' weight-loading bars too (fresh process)."""
+    """AURALENS_NO_PROGRESS turns off transformers' and diffusers' loading bars too (fresh process)."""
     import subprocess
     import sys
 
-    code = ("import auralens, transformers.utils.logging as tl; "
-            "print(tl.is_progress_bar_enabled())")
+    code = ("import auralens, transformers.utils.logging as tl, diffusers.utils.logging as dl; "
+            "from auralens.progress import quiet_diffusers_if_asked; "
+            "quiet_diffusers_if_asked(); "  # what the diffusers loaders call
+            "print(tl.is_progress_bar_enabled(), dl.is_progress_bar_enabled())")
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     outs = {}
     for flag in ("1", ""):
         run_env = {**env, "AURALENS_NO_PROGRESS": flag}
         outs[flag] = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
                                     text=True, check=True).stdout.strip()
-    assert outs == {"1": "False", "": "True"}
+    assert outs == {"1": "False False", "": "True True"}

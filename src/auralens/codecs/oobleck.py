@@ -39,6 +39,9 @@ class OobleckCodec(NeuralCodec):
                  seed: int = 0, device: str | None = None, dtype: str | None = None) -> None:
         from diffusers import AutoencoderOobleck
 
+        from auralens.progress import quiet_diffusers_if_asked
+
+        quiet_diffusers_if_asked()
         if subfolder is None:
             local = Path(source)
             if local.is_dir():

@@ -50,6 +50,9 @@ class DiffusersGenerator(ImageGenerator):
         kwargs: dict[str, Any] = {_dtype_kwarg(): torch_dtype}
         if extra.get("trust_remote_code") is True:
             kwargs["trust_remote_code"] = True
+        from auralens.progress import quiet_diffusers_if_asked
+
+        quiet_diffusers_if_asked()
         self.pipe = from_pretrained(cls.from_pretrained, model_id, **kwargs)
         if offload and self.device.startswith("cuda"):
             self.pipe.enable_model_cpu_offload()

@@ -9,8 +9,9 @@ pushed towards silence, but only down to −20 dB of the mixture).
 
 With ``scale_invariant=True`` an active pair is scored on the estimate's SI-SNR instead
 (the metric FUSS reports): ``10·log10(‖y‖²) + 10·log10(‖ŷ − t‖² + τ‖t‖²) − 10·log10(‖t‖²)`` with
-``t`` the projection of ``ŷ`` on ``y``; the first term, constant for each reference, keeps the
-sums over permutations comparable with the empty-output terms.
+``t`` the projection of ``ŷ`` on ``y``. The first term is constant for each reference, so it
+changes neither the chosen permutation nor any gradient; it keeps the loss on the FUSS loss's
+scale (a silent estimate of an active reference scores ``10·log10‖y‖²`` in both).
 
 The assignment of outputs to references is the permutation with the smallest total loss;
 with ``M = 4`` all 24 permutations are scored at once from the ``[B, M, M]`` pairwise matrix.
