@@ -7,8 +7,9 @@ A pipeline config is ``{stage: {backend: spec, params...}}``. Presets live in
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from auralens.errors import AuralensError
 from auralens.specs import _convert
@@ -99,3 +100,41 @@ def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     old = old or {}
     return sorted(k for k in set(old) | set(new)
                   if fingerprint(old.get(k)) != fingerprint(new.get(k)))
+
+
+def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str, Any], *,
+                       legacy_settings: Callable[[list[dict[str, Any]]], Any],
+                       refuse: Callable[[str], NoReturn],
+                       different: Callable[[Any], str]) -> list[dict[str, Any]]:
+    """Check a resumable job's result ``rows`` against the current settings fingerprint.
+
+    A row with another fingerprint is refused. Rows with none (written by an older version)
+    are checked together against the settings ``legacy_settings(rows)`` derives for them
+    (None: they cannot be determined, refused); when those give ``key`` the rows are
+    stamped with ``key`` and ``settings`` in place.
+
+    Args:
+        rows: result rows of the job (``fingerprint`` and ``settings`` keys when stamped).
+        key: ``fingerprint(settings)``.
+        settings: the current settings.
+        legacy_settings: unfingerprinted rows → the settings they were made with, or None.
+        refuse: raises the job's own error for ``made <what>``.
+        different: earlier settings → ``"with different settings (…)"`` for ``refuse``.
+
+    Returns:
+        The rows stamped here (empty when there were none; the caller writes them back).
+    """
+    for row in rows:
+        if row.get("fingerprint") not in (None, key):
+            refuse(different(row.get("settings")))
+    legacy = [row for row in rows if row.get("fingerprint") is None]
+    if not legacy:
+        return []
+    old = legacy_settings(legacy)
+    if old is None:
+        refuse("without a settings fingerprint (an older version)")
+    if fingerprint(old) != key:
+        refuse(different(old))
+    for row in legacy:
+        row["fingerprint"], row["settings"] = key, settings
+    return legacy

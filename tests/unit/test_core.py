@@ -327,3 +327,31 @@ def test_no_progress_also_quiets_model_loading_bars() -> None:
         outs[flag] = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
                                     text=True, check=True).stdout.strip()
     assert outs == {"1": "False False", "": "True True"}
+
+
+def test_check_fingerprints_refuses_other_settings_and_stamps_matching_old_rows() -> None:
+    from auralens.config import check_fingerprints, fingerprint
+
+    settings = {"a": 1}
+    key = fingerprint(settings)
+
+    class Refused(Exception):
+        pass
+
+    def refuse(what: str):
+        raise Refused(what)
+
+    def check(rows, legacy):
+        return check_fingerprints(rows, key, settings, legacy_settings=lambda _: legacy,
+                                  refuse=refuse, different=lambda old: f"with {old}")
+
+    with pytest.raises(Refused, match="with {'a': 2}"):
+        check([{"fingerprint": "x", "settings": {"a": 2}}], settings)
+    with pytest.raises(Refused, match="without a settings fingerprint"):
+        check([{"id": 1}], None)
+    with pytest.raises(Refused, match="with {'a': 3}"):
+        check([{"id": 1}], {"a": 3})
+    rows = [{"id": 1}, {"id": 2, "fingerprint": key}]
+    assert check(rows, {"a": 1}) == [rows[0]]
+    assert rows[0] == {"id": 1, "fingerprint": key, "settings": settings}
+    assert check(rows, None) == []  # nothing left to stamp: legacy_settings not needed

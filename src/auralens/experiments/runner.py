@@ -42,6 +42,7 @@ YAML layout (see ``configs/experiments/``)::
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import math
@@ -52,7 +53,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -60,6 +61,7 @@ from auralens.config import (
     ConfigError,
     apply_overrides,
     changed_keys,
+    check_fingerprints,
     fingerprint,
     load_yaml,
     merge,
@@ -463,12 +465,12 @@ def check_resume(out: Path, old: list[dict[str, Any]], methods: list[dict[str, A
             no fingerprint and settings that differ or cannot be determined.
     """
     keys = {}
-    legacy_methods: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] | None = None
+    legacy_methods = functools.cache(lambda: _legacy_methods(out))  # read once, when needed
     for m in methods:
         settings = settings_of(m, cfg)
         keys[m["name"]] = key = fingerprint(settings)
 
-        def refuse(what: str, name: str = m["name"]) -> None:
+        def refuse(what: str, name: str = m["name"]) -> NoReturn:
             raise ExperimentError(f"{out}: results.jsonl holds rows of method {name!r} made "
                                   f"{what}; use another --out, or delete "
                                   f"{out / 'results.jsonl'} to start over")
@@ -480,24 +482,17 @@ def check_resume(out: Path, old: list[dict[str, Any]], methods: list[dict[str, A
                 diff.append("evaluation (judge, clap …)")
             return "with different settings" + (f" ({', '.join(diff)})" if diff else "")
 
-        rows = [r for r in old if r.get("method") == m["name"]]
-        for r in rows:
-            if r.get("fingerprint") not in (None, key):
-                refuse(different(r.get("settings")))
-        legacy = [r for r in rows if r.get("fingerprint") is None]
-        if not legacy:
-            continue
-        if legacy_methods is None:
-            legacy_methods = _legacy_methods(out)
-        prev_method, prev = legacy_methods.get(m["name"], (None, None))
-        if prev is None or prev_method is None or any(
-                fingerprint(r.get("setting")) != fingerprint(_row_setting(prev_method))
-                for r in legacy):
-            refuse("without a settings fingerprint (an older version)")
-        if fingerprint(prev) != key:
-            refuse(different(prev))
-        for r in legacy:
-            r["fingerprint"], r["settings"] = key, settings
+        def from_run_json(legacy: list[dict[str, Any]], name: str = m["name"]) -> Any:
+            """The method's settings in the run.json beside the rows, if the rows match it."""
+            prev_method, prev = legacy_methods().get(name, (None, None))
+            if prev_method is None or any(
+                    fingerprint(r.get("setting")) != fingerprint(_row_setting(prev_method))
+                    for r in legacy):
+                return None
+            return prev
+
+        check_fingerprints([r for r in old if r.get("method") == m["name"]], key, settings,
+                           legacy_settings=from_run_json, refuse=refuse, different=different)
     return keys
 
 

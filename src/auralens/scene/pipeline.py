@@ -26,11 +26,11 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from auralens.config import changed_keys, fingerprint
+from auralens.config import changed_keys, check_fingerprints, fingerprint
 from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
@@ -826,7 +826,7 @@ def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
     dest = results_path.parent
     out = dest if out is None else out
 
-    def refuse(what: str) -> None:
+    def refuse(what: str) -> NoReturn:
         raise ImagineError(f"{dest}: results.jsonl holds results made {what}; use another "
                            f"--out, or delete {results_path} to start over")
 
@@ -834,19 +834,10 @@ def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
         diff = changed_keys(old, settings)
         return "with different settings" + (f" ({', '.join(diff)})" if diff else "")
 
-    for line in lines:
-        if line.get("fingerprint") not in (None, key):
-            refuse(different(line.get("settings")))
-    legacy = [ln for ln in lines if ln.get("fingerprint") is None]
+    legacy = check_fingerprints(lines, key, settings, refuse=refuse, different=different,
+                                legacy_settings=lambda rows: _legacy_settings(dest, out, rows))
     if not legacy:
         return
-    old = _legacy_settings(dest, out, legacy)
-    if old is None:
-        refuse("without a settings fingerprint (an older version)")
-    if fingerprint(old) != key:
-        refuse(different(old))
-    for line in legacy:
-        line["fingerprint"], line["settings"] = key, settings
     write_jsonl(results_path, lines)
     log.info("%s: %d results lines from an older version match these settings; "
              "fingerprint added", results_path, len(legacy))
