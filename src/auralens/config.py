@@ -138,3 +138,12 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
     for row in legacy:
         row["fingerprint"], row["settings"] = key, settings
     return legacy
+
+
+def same_working_dir(recorded: Any, actual: Path) -> bool:
+    """True when ``recorded`` (a path an older run wrote as typed) is relative and, read from
+    the current working directory, names ``actual``: that run was started from here, so the
+    relative paths in its settings mean what they mean now."""
+    if not isinstance(recorded, str) or not recorded or Path(recorded).is_absolute():
+        return False
+    return (Path.cwd() / recorded).resolve() == actual.resolve()

@@ -65,6 +65,7 @@ from auralens.config import (
     fingerprint,
     load_yaml,
     merge,
+    same_working_dir,
 )
 from auralens.errors import AuralensError
 from auralens.io import (
@@ -194,15 +195,15 @@ def _spec(value: Any) -> Any:
 
 
 def _registry(stage: str) -> Any:
-    if stage == "separator":
-        from auralens.scene.separate.base import SEPARATORS as reg
-    elif stage == "captioner":
-        from auralens.scene.caption.base import CAPTIONERS as reg
-    elif stage == "composer":
-        from auralens.scene.compose.base import COMPOSERS as reg
-    elif stage == "judge":
-        from auralens.evaluate.judge_base import JUDGES as reg
-    else:  # pragma: no cover - internal misuse
+    """The registry of an imagine stage or of the judge."""
+    if stage == "judge":
+        from auralens.evaluate.judge_base import JUDGES
+
+        return JUDGES
+    from auralens.scene.pipeline import stage_registry
+
+    reg = stage_registry(stage)
+    if reg is None:  # pragma: no cover - internal misuse
         raise ValueError(stage)
     return reg
 
@@ -416,15 +417,6 @@ def _row_setting(method: dict[str, Any]) -> dict[str, Any]:
     return {k: _spec(v) for k, v in method.items() if k != "name"}
 
 
-def _same_working_dir(recorded: Any, actual: Path) -> bool:
-    """True when ``recorded`` (the output folder an older run wrote as typed) is relative and,
-    read from the current working directory, names ``actual``: that run was started from
-    here, so relative paths in its config mean what they mean now."""
-    if not isinstance(recorded, str) or not recorded or Path(recorded).is_absolute():
-        return False
-    return (Path.cwd() / recorded).resolve() == actual.resolve()
-
-
 def _legacy_methods(out: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
     """Per method name in the ``run.json`` an older version wrote: its method dict and its
     settings (None when they cannot be determined, e.g. a relative model path whose working
@@ -438,7 +430,7 @@ def _legacy_methods(out: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]
             return {}
         cfg = {**copy.deepcopy(config), "_source": str(out / "run.json")}
         methods = expand_methods(cfg)
-        here = _same_working_dir((run.get("summary") or {}).get("out_dir"), out)
+        here = same_working_dir((run.get("summary") or {}).get("out_dir"), out)
     except (OSError, ValueError, TypeError, AttributeError, AuralensError):
         return {}
     found: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
@@ -972,8 +964,9 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
 
     all_rows = read_jsonl(results_path)
     rows = table_rows(all_rows, items, [m["name"] for m in methods])
-    outside = sum(1 for r in all_rows if r.get("status", "ok") == "ok") - sum(
-        1 for r in rows if r.get("status", "ok") == "ok")
+    n_ok = sum(1 for r in all_rows if r.get("status", "ok") == "ok")
+    n_ok_tables = sum(1 for r in rows if r.get("status", "ok") == "ok")
+    outside = n_ok - n_ok_tables
     if outside:
         log.warning("results.jsonl holds %d results of items or methods outside this run "
                     "(another subset, limit or method list); the tables leave them out",
@@ -981,11 +974,8 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     write_json(out / "skipped.json", evaluator.skipped_unique())
     with timer("report"):
         written = write_report(rows, out, title=cfg["name"])
-    summary = {"out_dir": str(out), "rows": sum(1 for r in all_rows
-                                                 if r.get("status", "ok") == "ok"),
-               "in_tables": sum(1 for r in rows if r.get("status", "ok") == "ok"),
-               "outside_tables": outside,
-               "lacking": sum(1 for r in rows if r.get("status", "ok") != "ok"),
+    summary = {"out_dir": str(out), "rows": n_ok, "in_tables": n_ok_tables,
+               "outside_tables": outside, "lacking": len(rows) - n_ok_tables,
                "new": new, "items": len(items),
                "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
                "errors": len(errors), **written}

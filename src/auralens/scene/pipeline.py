@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from auralens.config import changed_keys, check_fingerprints, fingerprint
+from auralens.config import changed_keys, check_fingerprints, fingerprint, same_working_dir
 from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
@@ -213,8 +213,8 @@ class ImagineConfig:
         return out
 
 
-def _stage_registry(key: str) -> Any:
-    """The registry that builds stage ``key`` (None for the audio LLM, which has none)."""
+def stage_registry(key: str) -> Any:
+    """The registry that builds imagine stage ``key`` (None for the audio LLM, which has none)."""
     if key == "separator":
         from auralens.scene.separate.base import SEPARATORS as reg
     elif key == "captioner":
@@ -240,7 +240,7 @@ def _canonical_stage(key: str, value: Any, resolve_relative: bool = True) -> Any
         spec = "none"
     if key == "allm" and spec is None:
         spec = "qwen2-audio"  # what load_audio_llm builds for no spec
-    spec = canonical_spec(spec, _stage_registry(key), resolve_relative=resolve_relative)
+    spec = canonical_spec(spec, stage_registry(key), resolve_relative=resolve_relative)
     return {"backend": spec, "params": dict(sorted(params.items()))} if params else spec
 
 
@@ -777,15 +777,6 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
     return records
 
 
-def _same_working_dir(recorded: Any, actual: Path) -> bool:
-    """True when ``recorded`` (a path an older run wrote as typed) is relative and, read from
-    the current working directory, names ``actual``: that run was started from here, so the
-    relative paths in its settings mean what they mean now."""
-    if not isinstance(recorded, str) or not recorded or Path(recorded).is_absolute():
-        return False
-    return (Path.cwd() / recorded).resolve() == actual.resolve()
-
-
 def _legacy_settings(dest: Path, out: Path, legacy: list[dict[str, Any]]
                      ) -> dict[str, Any] | None:
     """The result settings behind results lines written before lines carried a fingerprint,
@@ -798,7 +789,7 @@ def _legacy_settings(dest: Path, out: Path, legacy: list[dict[str, Any]]
             return None
         old = ImagineConfig.from_dict(config)
         first = legacy[0]
-        here = _same_working_dir((first.get("paths") or {}).get("out_dir"),
+        here = same_working_dir((first.get("paths") or {}).get("out_dir"),
                                  out / "items" / str(first.get("id")))
         settings = old.result_settings(resolve_relative=here)
     except (OSError, ValueError, TypeError, AttributeError, AuralensError):

@@ -66,8 +66,6 @@ def batch_cmd(
     from auralens.scene.separate.run import separate_batch
     from auralens.shard import parse_shard, shard_dir
 
-    if limit is not None and limit < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--limit")
     parsed = parse_shard(shard)
     lines = separate_batch(source, out, separator, limit=limit, shard=parsed,
                            activity=_activity(rule, threshold, min_rms_ratio))
