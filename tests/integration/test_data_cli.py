@@ -135,18 +135,3 @@ def test_mix_reports_this_runs_distinct_skipped_clips(tmp_path: Path) -> None:
     line, n_errors, items = run(10)
     assert n_errors == len(set(items)) <= 5
     assert (line is None) if not items else line.startswith(f"{n_errors} clip(s) skipped")
-
-
-def test_skipped_count_ignores_old_lines_duplicates_and_fragments(tmp_path: Path) -> None:
-    from auralens.data.mix import _skipped_this_run
-
-    log_path = tmp_path / "errors.jsonl"
-    old = b'{"item": "a", "error": "x"}\n{"item": "b", "error": "x"}\n{"item": "c", "err'
-    log_path.write_bytes(old)
-    assert _skipped_this_run(log_path, old) == []
-    log_path.write_bytes(old + b'\n{"item": "b", "error": "y"}\n{"item": "d"}\n{"item": "b"}\n')
-    assert _skipped_this_run(log_path, old) == ["b", "d"]
-    # a log that was replaced rather than appended to counts in full
-    log_path.write_bytes(b'{"item": "e"}\n{"item": "e"}\n')
-    assert _skipped_this_run(log_path, old) == ["e"]
-    assert _skipped_this_run(tmp_path / "missing.jsonl", b"") == []

@@ -35,7 +35,6 @@ examples, and an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from collections import Counter
@@ -574,7 +573,6 @@ def build_mixtures(
     previous = read_jsonl(manifest)
     others = [r for r in previous if r.get("split") != split]
     done = {r["id"]: r for r in previous if r.get("split") == split and _finished(out_dir, r)}
-    errors_before = _read_bytes(out_dir / "errors.jsonl")  # the log is appended to across runs
     errors = ErrorLog(out_dir / "errors.jsonl")
     pool = _Pool(clips, sample_rate, errors)
     length = int(round(duration * sample_rate))
@@ -623,38 +621,8 @@ def build_mixtures(
     write_run_json(out_dir, command="data mix", seed=seed, timings={"mix": time.perf_counter() - start},
                    config={"src": source_name, "n": n, **config},
                    extra={"source_count_histogram": count_histogram(out),
-                          "n_errors": len(_skipped_this_run(out_dir / "errors.jsonl", errors_before))})
+                          "n_errors": len({r["item"] for r in errors.items})})  # distinct clips, this call only
     return out
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def _skipped_this_run(path: Path, before: bytes) -> list[str]:
-    """Distinct items a run added to the append-only error log ``path``, in first-seen order.
-
-    Args:
-        path: the ``errors.jsonl`` the run appended to.
-        before: the file's bytes before the run (``b""`` if it did not exist).
-
-    Lines already there before the run (earlier runs) are not counted, and a clip logged
-    twice counts once. If the file was replaced rather than appended to, all of it counts.
-    """
-    after = _read_bytes(path)
-    new = after[len(before):] if after.startswith(before) else after
-    items: dict[str, None] = {}
-    for line in new.decode("utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # blank line or a fragment left by a killed writer
-        if isinstance(record, dict) and "item" in record:
-            items.setdefault(str(record["item"]), None)
-    return list(items)
 
 
 def count_histogram(records: Sequence[SceneRecord]) -> dict[int, int]:
