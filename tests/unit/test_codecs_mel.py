@@ -79,3 +79,9 @@ def test_mel_rejects_bad_shapes() -> None:
     # very short input still works
     assert codec.encode(np.zeros(10, np.float32)).shape == (128, 1)
     assert np.all(np.isfinite(codec.decode(np.full((128, 1), 50.0, np.float32))))
+
+
+@pytest.mark.parametrize("spec,name", [("mel@n_mels=abc", "n_mels"), ("mel@n_iter=true", "n_iter")])
+def test_mel_option_of_the_wrong_type_is_named(spec, name) -> None:
+    with pytest.raises(SpecError, match=f"mel codec option {name} must be a number"):
+        CODECS.build(spec)

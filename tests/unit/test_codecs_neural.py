@@ -99,3 +99,56 @@ def test_oobleck_loads_without_the_casting_warning(tiny_model, wave, capfd, dtyp
     assert next(codec.model.parameters()).dtype == getattr(torch, dtype)
     z = codec.encode(wave)
     assert z.dtype == np.float32 and z.shape == (8, 126) and np.all(np.isfinite(z))
+
+
+# ---------------------------------------------------------------- wrong checkpoint kind
+@pytest.mark.parametrize("registry,spec,model,found", [
+    ("codec", "dac", "encodec", "encodec"),
+    ("codec", "encodec", "dac", "dac"),  # used to fail deep inside with an AttributeError
+    ("codec", "oobleck", "dac", "dac"),
+    ("extractor", "ast", "hubert", "hubert"),
+    ("extractor", "hubert", "dac", "dac"),  # used to say "not available offline"
+])
+def test_a_checkpoint_of_another_kind_is_refused_in_one_line(tiny_model, registry, spec, model, found) -> None:
+    from auralens.encoders.base import EXTRACTORS
+    from auralens.errors import CheckpointMismatchError
+
+    path = tiny_model(model)
+    reg = CODECS if registry == "codec" else EXTRACTORS
+    with pytest.raises(CheckpointMismatchError) as info:
+        reg.build(f"{spec}:{path}")
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and repr(found) in msg and "\n" not in msg
+
+
+def test_missing_weights_are_reported(tiny_model, tmp_path, caplog) -> None:
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = tiny_model("hubert")
+    dst = tmp_path / "partial"
+    shutil.copytree(src, dst)
+    weights = load_file(dst / "model.safetensors")
+    dropped = sorted(k for k in weights if k.endswith("final_layer_norm.weight"))[0]
+    del weights[dropped]
+    save_file(weights, dst / "model.safetensors", metadata={"format": "pt"})
+    from auralens.encoders.base import EXTRACTORS
+
+    with caplog.at_level("WARNING"):
+        EXTRACTORS.build(f"hubert:{dst}")
+    lines = [r.getMessage() for r in caplog.records if "were not in the checkpoint" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"{dst}: 1 weight(s)")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        EXTRACTORS.build(f"hubert:{src}")
+    assert not [r for r in caplog.records if "were not in the checkpoint" in r.getMessage()]
+
+
+def test_a_bare_codec_directory_is_a_codec_metric_embedder(tiny_model) -> None:
+    from auralens.evaluate.embedders import CodecLatentEmbedder, build_embedder
+
+    for name in ("oobleck", "dac"):
+        emb = build_embedder(str(tiny_model(name)))
+        assert isinstance(emb, CodecLatentEmbedder), name
+    assert not isinstance(build_embedder(str(tiny_model("hubert"))), CodecLatentEmbedder)

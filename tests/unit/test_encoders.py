@@ -171,3 +171,37 @@ def test_dtype_and_device_options(tiny_model, clip) -> None:
     assert np.abs(out - ref).mean() < 0.1 * np.abs(ref).mean()
     with pytest.raises(Exception, match="unknown dtype"):
         EXTRACTORS.build(f"{path}@dtype=float8")
+
+
+# ---------------------------------------------------------------- cache identity
+def test_model_revision_follows_every_weight_byte_and_preprocessing(tmp_path, monkeypatch) -> None:
+    from auralens import cache
+    from auralens.encoders import hf
+
+    monkeypatch.setenv("AURALENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hf, "_DIGESTS", {})
+    d = tmp_path / "model"
+    d.mkdir()
+    weights = bytearray(np.random.default_rng(0).bytes(400_000))
+    (d / "model.safetensors").write_bytes(bytes(weights))
+    (d / "config.json").write_text('{"model_type": "hubert"}')
+    (d / "preprocessor_config.json").write_text('{"do_normalize": false}')
+    base = hf.model_revision(str(d))
+    assert len(base) == 16 and hf.model_revision(str(d)) == base
+    (d / "README.md").write_text("notes")  # not part of what the model computes
+    assert hf.model_revision(str(d)) == base
+    (d / "preprocessor_config.json").write_text('{"do_normalize": true}')
+    changed_fe = hf.model_revision(str(d))
+    assert changed_fe != base
+    weights[200_000] ^= 1  # one bit in the middle, same size
+    (d / "model.safetensors").write_bytes(bytes(weights))
+    assert hf.model_revision(str(d)) not in (base, changed_fe)
+    # digests are remembered on disk: a new process does not re-read unchanged files
+    monkeypatch.setattr(hf, "_DIGESTS", {})
+    calls: list[object] = []
+    real = cache.hash_file
+    monkeypatch.setattr(cache, "hash_file", lambda p, *a: calls.append(p) or real(p, *a))
+    again = hf.model_revision(str(d))
+    assert calls == [] and (tmp_path / "cache" / "file-digests.json").is_file()
+    (d / "model.safetensors").write_bytes(bytes(weights) + b"\0")  # rewritten: hashed again
+    assert hf.model_revision(str(d)) != again and len(calls) == 1

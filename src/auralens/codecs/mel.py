@@ -216,4 +216,9 @@ def build(spec: ModelSpec | None = None, **params: Any) -> MelCodec:
         from auralens.specs import SpecError
 
         raise SpecError(f"unknown mel codec option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for name, value in params.items():  # every option is a number (fmax may be None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            from auralens.specs import SpecError
+
+            raise SpecError(f"mel codec option {name} must be a number, got {value!r}")
     return MelCodec(**params)

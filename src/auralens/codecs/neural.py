@@ -110,35 +110,49 @@ def codec_source(spec: ModelSpec, default: str) -> str:
 
 
 def load(cls: Any, source: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained`` with missing/offline models mapped to ModelUnavailableError."""
+    """``cls.from_pretrained`` through :func:`auralens.encoders.hf.load_pretrained`: the
+    checkpoint kind is checked and missing/offline models give a one-line error."""
+    from auralens.encoders.hf import load_pretrained
+
+    return load_pretrained(cls, source, **kwargs)
+
+
+def codec_kind_of_dir(root: Path) -> tuple[str | None, Path | None]:
+    """Which codec backend a local directory holds, from its ``config.json``.
+
+    Returns:
+        ``(kind, config path)``: kind ``dac`` / ``encodec`` (transformers ``model_type``) or
+        ``oobleck`` (diffusers ``_class_name: AutoencoderOobleck``, also a pipeline dir with
+        ``vae/``), None when it is something else; the config path is None when there is none.
+    """
+    cfg_path = root / "config.json"
+    if not cfg_path.exists() and (root / "vae" / "config.json").exists():
+        cfg_path = root / "vae" / "config.json"
+    if not cfg_path.exists():
+        return None, None
     try:
-        return cls.from_pretrained(source, **kwargs)
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        text = str(exc).strip().splitlines()
-        raise ModelUnavailableError(source, text[0] if text else type(exc).__name__) from exc
+        raise AuralensError(f"{cfg_path}: unreadable config ({exc})") from exc
+    if not isinstance(cfg, dict):
+        return None, cfg_path
+    if cfg.get("_class_name") == "AutoencoderOobleck":
+        return "oobleck", cfg_path
+    return {"dac": "dac", "encodec": "encodec"}.get(str(cfg.get("model_type", ""))), cfg_path
 
 
 def build_hf_codec(spec: ModelSpec, **params: Any) -> Codec:
-    """Generic codec backend for a bare local dir: its config says which codec it is.
-
-    ``config.json`` with ``model_type`` ``dac`` / ``encodec`` (transformers), or
-    ``_class_name: AutoencoderOobleck`` (diffusers; also a pipeline dir with ``vae/``).
-    """
+    """Generic codec backend for a bare local dir: its config says which codec it is
+    (see :func:`codec_kind_of_dir`)."""
     from auralens.codecs.base import CODECS
 
     if spec.path is None:
         raise ModelUnavailableError(spec.id or str(spec), "not a local directory; use "
                                     "dac:<id>, oobleck:<id> or encodec:<id> for hub models")
     root = spec.path
-    cfg_path = root / "config.json"
-    if not cfg_path.exists() and (root / "vae" / "config.json").exists():
-        cfg_path = root / "vae" / "config.json"
-    if not cfg_path.exists():
+    kind, cfg_path = codec_kind_of_dir(root)
+    if cfg_path is None:
         raise ModelUnavailableError(str(root), "the directory has no config.json")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    kind = {"dac": "dac", "encodec": "encodec"}.get(str(cfg.get("model_type", "")))
-    if cfg.get("_class_name") == "AutoencoderOobleck":
-        kind = "oobleck"
     if kind is None:
         raise AuralensError(f"{cfg_path}: not a codec auralens knows (dac, encodec, oobleck)")
     return CODECS.get(kind)(ModelSpec(kind, str(root), dict(params), spec.raw), **params)

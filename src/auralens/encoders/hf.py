@@ -81,11 +81,75 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(source)`` with offline failures mapped to ModelUnavailableError."""
+def expected_model_type(cls: Any) -> str | None:
+    """The ``model_type`` a transformers model/config class loads (None for other classes)."""
+    for holder in (cls, getattr(cls, "config_class", None)):
+        value = getattr(holder, "model_type", None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def check_checkpoint_kind(cls: Any, source: str, subfolder: str | None = None) -> None:
+    """Refuse a local model directory whose config names another architecture than ``cls``.
+
+    Without this, ``from_pretrained`` builds ``cls`` from the foreign config and leaves most
+    weights randomly initialised (only a log warning) or fails deep inside with an
+    AttributeError. Hub ids and directories without a readable ``config.json`` pass through.
+
+    Raises:
+        CheckpointMismatchError: ``model_type`` (transformers) or ``_class_name`` (diffusers)
+            differs from what ``cls`` loads.
+    """
+    from auralens.errors import CheckpointMismatchError
+
+    folder = Path(source) / subfolder if subfolder else Path(source)
     try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # hub id, or no/unreadable config: from_pretrained reports it
+    if not isinstance(config, dict):
+        return
+    want = expected_model_type(cls)
+    if want is not None:
+        have = config.get("model_type")
+        if have != want:
+            raise CheckpointMismatchError(
+                f"{source}: config.json has model_type {have!r}, not a {want!r} checkpoint; "
+                f"use the backend that matches it (e.g. '{have}:{source}')" if have else
+                f"{source}: config.json has no model_type, not a {want!r} checkpoint")
+        return
+    if not str(getattr(cls, "__module__", "")).startswith("diffusers"):
+        return  # a processor / feature extractor: its own files say nothing of the model
+    have_class = config.get("_class_name")
+    if "model_type" in config or (have_class and have_class != cls.__name__):
+        found = f"class {have_class!r}" if have_class else f"model_type {config.get('model_type')!r}"
+        raise CheckpointMismatchError(f"{folder}: config.json describes {found}, not a "
+                                      f"{cls.__name__} checkpoint")
+
+
+def warn_missing_weights(model: Any, source: str, missing: Any) -> None:
+    """One warning line when ``from_pretrained`` had to initialise weights at random."""
+    names = sorted(str(k) for k in (missing or ()))
+    if names:
+        log.warning("%s: %d weight(s) of %s were not in the checkpoint and are random (e.g. %s)",
+                    source, len(names), type(model).__name__, names[0])
+
+
+def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(source)`` with the checkpoint kind checked and offline failures
+    mapped to ModelUnavailableError (a local directory that fails to load: AuralensError)."""
+    check_checkpoint_kind(cls, source, kwargs.get("subfolder"))
+    is_model = hasattr(cls, "base_model_prefix")  # a PreTrainedModel, not a config/processor
+    try:
+        if is_model:
+            model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
+            warn_missing_weights(model, source, info.get("missing_keys"))
+            return model
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
+        if Path(source).is_dir():
+            raise AuralensError(f"{source}: cannot load as {cls.__name__}: {_short(exc)}") from exc
         raise ModelUnavailableError(source, _short(exc)) from exc
 
 
@@ -110,12 +174,63 @@ def torch_dtype(name: str | None) -> Any:
     return getattr(torch, key)
 
 
-def model_revision(source: str) -> str:
-    """A short identifier of the exact weights, for cache keys.
+# Files whose bytes decide what a model directory computes: weights and the JSON/text configs
+# (model, feature extractor, tokenizer). Other files (README, images) are left out.
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}
+_CONFIG_SUFFIXES = {".json", ".txt", ".model", ".tiktoken"}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
-    The hub commit hash when ``source`` lives in a hub cache snapshot; otherwise a hash of
-    ``config.json`` plus the size and first/last 64 KiB of every weight file (cheap even for
-    multi-GB checkpoints, and different for two random initialisations).
+
+def _digest_memo_path() -> Path:
+    from auralens.cache import default_cache_dir
+
+    return default_cache_dir() / "file-digests.json"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, remembered by (resolved path, size, mtime).
+
+    Weight files can be gigabytes, so a digest is computed once per version of the file and
+    kept in memory and in ``<cache>/file-digests.json``; a rewritten file (new size or mtime)
+    is hashed again.
+    """
+    from auralens.cache import hash_file
+    from auralens.io import read_json, write_json
+
+    st = path.stat()
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if ident in _DIGESTS:
+        return _DIGESTS[ident]
+    memo_path = _digest_memo_path()
+    try:
+        memo = read_json(memo_path) if memo_path.is_file() else {}
+    except Exception:  # noqa: BLE001 - an unreadable memo is rebuilt, never trusted
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    entry = memo.get(ident[0])
+    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        digest = str(entry.get("sha256", ""))
+    else:
+        digest = ""
+    if len(digest) != 64:
+        digest = hash_file(path)
+        memo[ident[0]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        try:
+            write_json(memo_path, memo)
+        except OSError as exc:  # a read-only cache only costs re-hashing next time
+            log.debug("could not save %s: %s", memo_path, exc)
+    _DIGESTS[ident] = digest
+    return digest
+
+
+def model_revision(source: str) -> str:
+    """A short identifier of the exact weights and preprocessing, for cache keys.
+
+    The hub commit hash when ``source`` lives in a hub cache snapshot; otherwise a hash of the
+    full bytes of every weight file and every JSON/text config file (model, feature extractor,
+    tokenizer) at the top of the directory, so changing any weight or preprocessing option
+    gives a new key (each file's digest is remembered, see :func:`file_digest`).
     """
     path = Path(source)
     if not path.is_dir():
@@ -130,14 +245,8 @@ def model_revision(source: str) -> str:
         return m.group(1)
     h = hashlib.sha256()
     for f in sorted(path.iterdir()):
-        if f.name == "config.json" or f.suffix in {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}:
-            size = f.stat().st_size
-            h.update(f"{f.name}:{size}".encode())
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 16))
-                if size > 1 << 17:
-                    fh.seek(-(1 << 16), os.SEEK_END)
-                    h.update(fh.read())
+        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES | _CONFIG_SUFFIXES:
+            h.update(f"{f.name}:{file_digest(f)}\n".encode())
     return h.hexdigest()[:16]
 
 

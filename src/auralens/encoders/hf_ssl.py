@@ -187,7 +187,9 @@ def _builder(family: str) -> Any:
         if spec.path is not None:  # a local dir may hold another family; trust its config
             model_type = str(read_config(source).get("model_type", family))
             fam = model_type if model_type in FAMILIES else family
-        params.setdefault("name", f"{family}:{spec.id or FAMILIES[family][1]}")
+            if fam != family:
+                log.warning("%s: its config is a %s model; loading it as %s", source, fam, fam)
+        params.setdefault("name", f"{fam}:{spec.id or FAMILIES[family][1]}")  # what was loaded
         return SSLExtractor(source, family=fam, **params)
 
     build.__name__ = f"build_{family.replace('-', '_')}"

@@ -203,9 +203,21 @@ def build_codec(spec: ModelSpec, **params: Any) -> CodecLatentEmbedder:
     return CodecLatentEmbedder(CODECS.build(inner, **params), inner)
 
 
+def build_path(spec: ModelSpec, **params: Any) -> MetricEmbedder:
+    """A bare local directory: a codec's latents when its config is a codec's (DAC, EnCodec,
+    Oobleck), else an extractor's hidden states (``hf`` dispatch on ``model_type``)."""
+    from auralens.codecs.base import CODECS
+    from auralens.codecs.neural import codec_kind_of_dir
+
+    if spec.path is not None and spec.path.is_dir() and codec_kind_of_dir(spec.path)[0]:
+        return CodecLatentEmbedder(CODECS.build(spec, **params), spec)
+    return build_extractor(spec, **params)
+
+
 EMBEDDERS.register("logmel", "auralens.evaluate.embedders:build_logmel")
 EMBEDDERS.register("mfcc", "auralens.evaluate.embedders:build_mfcc")
-for _kind in ("clap", "hf", "path", "ast", "hubert", "wav2vec2", "wavlm", "whisper", "extractor"):
+EMBEDDERS.register("path", "auralens.evaluate.embedders:build_path")
+for _kind in ("clap", "hf", "ast", "hubert", "wav2vec2", "wavlm", "whisper", "extractor"):
     EMBEDDERS.register(_kind, "auralens.evaluate.embedders:build_extractor")
 for _kind in ("codec", "encodec", "dac", "oobleck"):
     EMBEDDERS.register(_kind, "auralens.evaluate.embedders:build_codec")
