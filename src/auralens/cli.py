@@ -93,6 +93,18 @@ def ui(
 _mount()
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a KeyboardInterrupt (anywhere in its cause/context chain)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping expected errors to one line."""
     from auralens.errors import AuralensError
@@ -100,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
+        if exc.code == 130 and _interrupted(exc):  # typer turns Ctrl-C into a silent Exit(130)
+            typer.echo("interrupted", err=True)
+            return 130
         return int(exc.code or 0) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AuralensError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -55,7 +55,7 @@ def test_prepare_writes_index_splits_and_errors(prep: Path) -> None:
     errors = read_jsonl(prep / "errors.jsonl")
     assert len(errors) == 1 and "bad0" in errors[0]["item"]
     splits = {n: (prep / f"{n}.txt").read_text().split() for n in ("train", "val", "test")}
-    assert [len(splits[n]) for n in ("train", "val", "test")] == [19, 3, 3]  # the dataset's split
+    assert [len(splits[n]) for n in ("train", "val", "test")] == [18, 3, 3]  # usable clips only
     info = read_json(prep / "run.json")["prepared"]
     assert info["splits"] == {"train": 18, "val": 3, "test": 3}  # usable clips per split
     assert info["extractor"]["layer"] == 1 and info["codec"]["name"].startswith("toyband-codec")

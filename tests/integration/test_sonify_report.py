@@ -311,3 +311,26 @@ def test_max_clips_and_default_smoothing(tmp_path: Path, monkeypatch) -> None:
     build_report([run], out, embedder="logmel", use_cache=False, smoothing=0.5)
     assert weights == [None, 0.5]  # a 4-point per-epoch history is drawn raw by default
     assert (out / "index.html").read_text().count("<section") == 3
+
+
+def test_report_on_mostly_silent_clips_uses_the_non_zero_median_bandwidth(tmp_path: Path) -> None:
+    """1 s of sound padded to 5 s (as prepare does to short clips): most log-mel frames are the
+    same silent frame, so the median frame distance is 0. The report must still score the run,
+    with σ the median of the non-zero distances rather than an error or a ~0 bandwidth."""
+    rng = np.random.default_rng(0)
+    run = tmp_path / "silent_run"
+    for cid in CLIPS:
+        x = np.zeros(5 * SR, np.float32)
+        x[:SR] = _clip(cid, rng)
+        audio.write(run / "renders" / "original" / f"{cid}.wav", x, SR)
+        audio.write(run / "renders" / "ceiling" / f"{cid}.wav", x, SR)
+        y = x.copy()
+        y[:SR] = np.clip(0.6 * x[:SR] + 0.05 * rng.standard_normal(SR).astype(np.float32), -1, 1)
+        audio.write(run / "renders" / "minmax" / f"{cid}.wav", y, SR)
+    build_report([run], tmp_path / "report", embedder="logmel", use_cache=False)
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    sigma = metrics["kad_sigma"]["silent_run"]
+    assert sigma > 1.0  # the spread of the sounding frames, not 0 or a rounding residue
+    kad = {r["version"]: r["kad"] for r in metrics["rows"]}
+    # The ceiling here is the originals themselves: ≈ 0 (unbiased, so slightly negative).
+    assert abs(kad["ceiling"]) < 0.1 < kad["minmax"]

@@ -94,3 +94,36 @@ def test_per_file_uses_one_sigma_from_reference(sets) -> None:
     assert res["b"].value > res["a"].value > res["c"].value
     # Same value as a direct call with that sigma.
     assert res["a"].value == pytest.approx(kad(x, files["a"], sigma=sigmas.pop()).value, abs=1e-9)
+
+
+def test_zero_median_falls_back_to_median_of_non_zero_distances(caplog: pytest.LogCaptureFixture) -> None:
+    # 6 identical (silent) frames + [3, 4] + [6, 8]: 28 pairs = 15 zero, 7 of length 5 (each
+    # zero frame to [3, 4], and [3, 4] to [6, 8]), 6 of length 10. The median is 0; the median
+    # of the 13 non-zero distances is the 7th: 5.
+    x = np.array([[0.0, 0.0]] * 6 + [[3.0, 4.0], [6.0, 8.0]])
+    with caplog.at_level("WARNING", logger="auralens.evaluate.kad"):
+        assert median_pairwise_distance(x) == 5.0
+    assert "15 of 28" in caplog.text and "non-zero" in caplog.text
+    y = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
+    assert kad(x, y).sigma == 5.0
+    assert kad(x, y).value == pytest.approx(_reference_mmd(x, y, 5.0), abs=1e-9)
+
+
+def test_identical_frames_are_exactly_zero_apart() -> None:
+    # Far from the origin the ‖a‖²+‖b‖²−2a·b expansion leaves identical frames ~1e-6 apart;
+    # that must not pass for a bandwidth. 250 equal frames + 50 others: the median of the
+    # non-zero distances is the median distance between distinct frames.
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(128) * 5 - 20
+    x = np.tile(a, (300, 1))
+    x[250:] += rng.standard_normal((50, 128))
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))[np.triu_indices(300, 1)]
+    assert median_pairwise_distance(x) == pytest.approx(float(np.median(d[d > 0])), rel=1e-12)
+    assert median_pairwise_distance(x) > 1.0
+
+
+def test_all_identical_frames_still_raise() -> None:
+    x = np.tile(np.random.default_rng(0).standard_normal(64) * 5 - 20, (100, 1))
+    with pytest.raises(ValueError, match="all identical.*fixed sigma"):
+        median_pairwise_distance(x)
+    assert kad(x, x + 1.0, sigma=1.0).value > 0  # a fixed sigma still works

@@ -21,7 +21,12 @@ takes it from the evaluated set; we use the reference, so every score computed a
 reference uses the same kernel and scores of different systems (and per-file scores) are
 comparable. When the reference has more than ``sigma_max_samples`` frames the median is taken
 over all pairs of a seeded random subsample of that many frames (a 5000-frame subsample
-gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %).
+gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %). Distances are
+computed directly (``‖a − b‖``, not the ``‖a‖² + ‖b‖² − 2a·b`` expansion), so identical frames
+are exactly 0 apart. When more than half the pairs are identical frames (runs of silence give
+many equal frames) the median is 0, which would make the kernel useless; σ is then the median
+of the **non-zero** distances (logged as a warning). Only a reference whose frames are all
+identical has no bandwidth: that is an error, and a fixed σ must be given.
 
 Computation: torch, in blocks of ``chunk`` rows (memory ``chunk² `` per block), squared
 distances from ``‖a‖² + ‖b‖² − 2 a·b`` in ``dtype`` (float64 by default; float32 is ~2×
@@ -75,6 +80,11 @@ def median_pairwise_distance(frames: np.ndarray | Sequence[np.ndarray], *, max_s
                              seed: int = 0, device: str = "cpu") -> float:
     """Median Euclidean distance over all distinct pairs (of a seeded subsample when large).
 
+    When that median is 0 (more than half of the pairs are identical frames, e.g. silence),
+    the median of the non-zero distances is returned instead, with a warning: frames
+    ``[0, 0]`` ×6, ``[3, 4]``, ``[6, 8]`` give 15 zero, 7 five and 6 ten distances, so the
+    median is 0 and the bandwidth 5.
+
     Raises:
         MetricInputError: fewer than 2 frames or all frames identical (σ would be 0).
     """
@@ -87,13 +97,23 @@ def median_pairwise_distance(frames: np.ndarray | Sequence[np.ndarray], *, max_s
         idx = np.random.default_rng(seed).choice(x.shape[0], size=max_samples, replace=False)
         x = x[np.sort(idx)]
     t = torch.from_numpy(x).to(device)
-    d = torch.cdist(t, t)
+    # Direct differences: the matmul expansion leaves identical frames ~1e-6 apart instead of 0,
+    # and those would then pass for a (tiny, meaningless) bandwidth.
+    d = torch.cdist(t, t, compute_mode="donot_use_mm_for_euclid_dist")
     iu = torch.triu_indices(t.shape[0], t.shape[0], offset=1, device=t.device)
+    dist = d[iu[0], iu[1]].cpu().numpy()
     # numpy's median averages the two middle values of an even count (torch's takes the lower).
-    med = float(np.median(d[iu[0], iu[1]].cpu().numpy()))
-    if not med > 0:
+    med = float(np.median(dist))
+    if med > 0:
+        return med
+    nonzero = dist[dist > 0]
+    if nonzero.size == 0:
         raise MetricInputError("reference frames are all identical: the median distance is 0; "
                                "pass a fixed sigma")
+    med = float(np.median(nonzero))
+    log.warning("%d of %d reference frame pairs are identical (e.g. silence), so the median "
+                "distance is 0; using the median of the non-zero distances as sigma = %.6g",
+                dist.size - nonzero.size, dist.size, med)
     return med
 
 
@@ -156,7 +176,8 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
     Args:
         reference: ``[N, D]`` frames or a list of per-clip frames (pooled).
         evaluated: ``[M, D]`` frames or a list.
-        sigma: kernel bandwidth; None → median pairwise distance of the reference.
+        sigma: kernel bandwidth; None → median pairwise distance of the reference (of its
+            non-zero distances when that median is 0, see :func:`median_pairwise_distance`).
         kernel: ``"rbf"``, ``"iq"`` or ``"imq"``.
         scale: multiplier (100 as in the KAD toolkit).
         chunk: rows per block (memory ≈ chunk² × 8 bytes per block in float64).

@@ -436,7 +436,8 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
     parts.append('<p class="meta">Each sonification is scored against the originals; the grey '
                  "“ceiling” value beside it is the same metric for the codec’s own encode→decode of "
                  "the original (the best a perfect gate can reach). FAD/KAD pool the frames of all "
-                 "test clips (KAD ×100, RBF kernel, σ = median distance of the original frames). "
+                 "test clips (KAD ×100, RBF kernel, σ = median distance of the original frames, or "
+                 "of their non-zero distances when most frames are identical, e.g. silence). "
                  "* SI-SDR is meaningful only where phase is preserved (waveform codecs), not for "
                  "Griffin-Lim output.</p>")
     parts.append(_summary_table(rows))

@@ -120,7 +120,7 @@ def train_cmd(
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Train a gate (one run per learning rate) with MSE on the prepared latents."""
-    from auralens.sonify.train import TrainConfig, parse_lrs, train, train_grid
+    from auralens.sonify.train import TrainConfig, loss_name, parse_lrs, train, train_grid
 
     o = _apply_config(ctx, config, "train", dict(
         gate=gate, lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
@@ -131,7 +131,7 @@ def train_cmd(
     cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":
         res = train(prep, out, cfg, resume=resume, overwrite=overwrite)
-        typer.echo(f"{out}: best validation loss {res.best_val_loss:.6g} at epoch {res.best_epoch}")
+        typer.echo(f"{out}: best {loss_name(res.val_split)} {res.best_val_loss:.6g} at epoch {res.best_epoch}")
         return
     results = train_grid(prep, out, cfg, lrs, resume=resume, overwrite=overwrite)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
@@ -161,8 +161,14 @@ def render_cmd(
     version, which record no checkpoint SHA-256, are kept unless the checkpoint is newer.
     """
     from auralens.errors import AuralensError
+    from auralens.sonify.postprocess import parse_chain
 
     chains = list(post) if post else ["minmax"]
+    for chain in chains:  # an option error, named as such (not as a problem of AUDIO)
+        try:
+            parse_chain(chain)
+        except AuralensError as exc:
+            raise AuralensError(f"--post {chain!r}: {exc}") from None
     if split:
         from auralens.sonify.render import render_split
 
@@ -196,7 +202,11 @@ def sweep_cmd(
     epochs: int = typer.Option(15, "--epochs"),
     seed: int = typer.Option(42, "--seed", min=0),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch in prepare."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep "
+                                   "each clip's length), as in `sonify prepare`; at most the "
+                                   "extractor's input window."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips (a rerun must "
+                              "pass the same N, or --overwrite)."),
     render_limit: int = typer.Option(None, "--render-limit", min=1, help="Render only N test clips per layer."),
     post: list[str] = typer.Option(None, "--post", help="Post-processing chain(s) for the renders."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and render every layer again "
@@ -210,10 +220,11 @@ def sweep_cmd(
     from auralens.sonify.train import TrainConfig
 
     rows = sweep(data, encoder, layers, codec, gate, out, cfg=TrainConfig(gate=gate, lr=lr, epochs=epochs),
-                 seed=seed, batch_size=batch_size, limit=limit, post=list(post) if post else ["minmax"],
-                 render_limit=render_limit, overwrite=overwrite)
+                 seed=seed, batch_size=batch_size, duration=duration or None, limit=limit,
+                 post=list(post) if post else ["minmax"], render_limit=render_limit, overwrite=overwrite)
     for row in rows:
-        typer.echo(f"layer {row['layer']}: {row['status']} best val {row.get('best_val_loss')}")
+        which = "train" if row.get("val_split") == "train" else "val"  # no validation clips
+        typer.echo(f"layer {row['layer']}: {row['status']} best {which} {row.get('best_val_loss')}")
     typer.echo(f"summary: {out / 'summary.md'}")
 
 

@@ -17,9 +17,13 @@ PREP then holds:
 * ``index.jsonl`` — one line per usable clip: ``id, path, label, split, emb_key, lat_key,
   emb_shape, lat_shape``;
 * ``train.txt``, ``val.txt``, ``test.txt`` — the splits (taken from DATA when it has them,
-  else a stratified split with ``seed``);
+  else a stratified split with ``seed``), listing only the clips in ``index.jsonl``: the split
+  is decided over every clip found (so it does not change when a clip fails), and clips that
+  failed are then left out of it;
 * ``run.json`` — the resolved config, under ``prepared`` the extractor/codec descriptions,
-  specs and the cache root that training reads from;
+  specs, the cache root that training reads from, the usable clips per split and the array
+  shapes (``emb_shape``/``lat_shape``; None when clips keep their own length and the shapes
+  differ, with ``shapes_vary`` and the per-axis ``emb_shape_min``/``max`` …);
 * ``errors.jsonl`` — clips that could not be used (unreadable audio, failing model …).
 
 A fixed ``duration`` longer than the extractor's input window (``Extractor.max_duration``:
@@ -31,7 +35,8 @@ For clips whose arrays are all cached, the length comes from the file header (de
 when the header cannot tell it exactly, e.g. MP3), so a rerun still decodes no audio.
 
 Sharding (``shard="i/n"``, ``--shard i/n`` or ``--shard env`` in a SLURM array): the splits are
-still decided over the whole dataset and written to PREP by every shard (identical files), but
+still decided over the whole dataset and written to PREP by every shard (identical files,
+listing every clip until the merge leaves out the ones that failed), but
 a shard embeds only its clips (every n-th in id order) into the shared cache and writes its
 index, errors and run.json to ``PREP/shards/part-i-of-n/``. :func:`merge_prepared`
 (``--merge``) then joins the parts into the same ``index.jsonl``/``run.json`` an unsharded
@@ -294,7 +299,8 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     if not clips:
         raise PrepareError(f"{data}: no clips found")
     splits = _splits(data, clips, seed)
-    write_splits(splits, out)
+    if parsed is not None:  # every shard writes the whole split; the merge drops failed clips
+        write_splits(splits, out)
     split_of = {c.id: name for name, members in splits.items() for c in members}
     all_clips = len(clips)
     clips = shard_items(clips, parsed)
@@ -370,8 +376,13 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                          | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
 
     write_jsonl(dest / "index.jsonl", index)
+    if parsed is None:  # split files list usable clips only (training never sees the others)
+        usable = {r["id"] for r in index}
+        write_splits({name: [c for c in members if c.id in usable] for name, members in splits.items()}, out)
     seconds = time.perf_counter() - start
     counts = {name: sum(1 for r in index if r["split"] == name) for name in splits}
+    if parsed is None:
+        _warn_empty_splits(out, counts)
     if parsed is not None:
         log.info("shard %d/%d: %d of %d clips", parsed[0], parsed[1], len(clips), all_clips)
     prepared = {
@@ -385,8 +396,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         "n_failed": len(errors),
         "computed": {"embeddings": computed_emb, "latents": computed_lat},
         "splits": counts,
-        "emb_shape": index[0]["emb_shape"] if index else None,
-        "lat_shape": index[0]["lat_shape"] if index else None,
+        **shape_summary(index),
     }
     write_run_json(dest, command="sonify prepare",
                    config={"data": str(data), "encoder": prepared["extractor"]["spec"],
@@ -479,11 +489,12 @@ def merge_prepared(out: str | Path) -> PrepareResult:
               for name in ("train", "val", "test") if any(name in i.get("splits", {}) for i in infos)}
     n_clips = sum(int(i["n_clips"]) for i in infos)
     computed = {k: sum(int(i["computed"][k]) for i in infos) for k in ("embeddings", "latents")}
-    prepared = {**first, "n_clips": n_clips, "n_ok": len(index), "n_failed": len(errors),
-                "computed": computed, "splits": splits,
-                "emb_shape": index[0]["emb_shape"] if index else None,
-                "lat_shape": index[0]["lat_shape"] if index else None,
-                "shards": len(parts)}
+    _filter_split_files(out, index)
+    _warn_empty_splits(out, splits)
+    shapes = shape_summary(index)
+    prepared = {**{k: v for k, v in first.items() if k not in _SHAPE_KEYS}, "n_clips": n_clips,
+                "n_ok": len(index), "n_failed": len(errors), "computed": computed, "splits": splits,
+                **shapes, "shards": len(parts)}
     config = {**runs[0]["config"], "shard": None}
     timings = {"total": sum(float(r.get("timings_s", {}).get("total", 0.0)) for r in runs),
                "merge": time.perf_counter() - start}
@@ -496,6 +507,60 @@ def merge_prepared(out: str | Path) -> PrepareResult:
     log.info("merged %d shards: %d/%d clips", len(parts), len(index), n_clips)
     return PrepareResult(out, n_clips, len(index), len(errors), computed["embeddings"],
                          computed["latents"], timings["total"], splits)
+
+
+#: Keys :func:`shape_summary` may write (a merge recomputes them from the joined index).
+_SHAPE_KEYS = ("emb_shape", "lat_shape", "shapes_vary", "emb_shape_min", "emb_shape_max",
+               "lat_shape_min", "lat_shape_max")
+
+
+def shape_summary(index: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``emb_shape``/``lat_shape`` of the prepared clips for ``run.json``.
+
+    With a fixed duration every clip has the same shapes, recorded as they are. When clips keep
+    their own length (``duration=None``) and shapes differ, both are None, ``shapes_vary`` is
+    True and ``emb_shape_min``/``_max`` (``lat_…``) give the smallest and largest size per
+    axis, e.g. ``[frames, dim]``; index.jsonl holds each clip's shapes.
+    """
+    out: dict[str, Any] = {"emb_shape": None, "lat_shape": None}
+    if not index:
+        return out
+    for kind in ("emb", "lat"):
+        shapes = [list(r[f"{kind}_shape"]) for r in index]
+        if all(s == shapes[0] for s in shapes):
+            out[f"{kind}_shape"] = shapes[0]
+            continue
+        out["shapes_vary"] = True
+        out[f"{kind}_shape_min"] = [int(v) for v in np.min(shapes, axis=0)]
+        out[f"{kind}_shape_max"] = [int(v) for v in np.max(shapes, axis=0)]
+    return out
+
+
+def _split_entry(rec: dict[str, Any]) -> str:
+    """A clip's line in a split file (the rule of :func:`auralens.data.esc50.write_splits`)."""
+    path = Path(str(rec["path"]))
+    return path.name if rec["id"] == path.stem else str(rec["id"])
+
+
+def _filter_split_files(out: Path, index: Sequence[dict[str, Any]]) -> None:
+    """Rewrite PREP's split files (as the shards wrote them) to list only the clips in ``index``."""
+    from auralens.io import write_text
+
+    usable = {_split_entry(r) for r in index}
+    for name in ("train", "val", "test"):
+        path = out / f"{name}.txt"
+        if path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() in usable]
+            write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def _warn_empty_splits(out: Path, counts: dict[str, int]) -> None:
+    """Say which splits hold no usable clip (tiny --limit, failed clips): training then picks
+    checkpoints by the training loss, and an empty test split cannot be rendered."""
+    empty = [name for name in ("train", "val", "test") if not counts.get(name)]
+    if empty:
+        log.warning("%s: no usable clips in the %s split%s (usable clips per split: %s)", out,
+                    " and ".join(empty), "s" if len(empty) > 1 else "", counts)
 
 
 def _shape(cache: ArrayCache, key: str, name: str) -> list[int]:

@@ -9,8 +9,10 @@ whole split of the prepared dataset into::
     RUN/renders/<post>/<clip_id>.wav     the gate's rendition after post-processing chain <post>
     RUN/renders/run.json, RUN/renders/errors.jsonl
 
-``renders/run.json`` records the split, the ids of the clips rendered so far and the identity
-(SHA-256) of the checkpoint they came from; the evaluation report scores exactly those clips.
+``renders/run.json`` records the split, the ids of the clips rendered so far, the identity
+(SHA-256) of the checkpoint they came from and every post-processing folder ``renders/`` holds
+(``folders``, with their chains in ``post``: also those of earlier calls with other ``post``
+chains, which the report scores too); the evaluation report scores exactly those clips.
 One ``renders/`` folder holds one split: rendering another split into it is refused unless
 ``overwrite`` (which empties it first). Renders of an older checkpoint (the run was trained
 again) are removed and rendered again.
@@ -168,7 +170,8 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
 
     Args:
         run_dir: RUN directory or a :class:`LoadedRun`.
-        wave: ``[T]`` float mono clip at ``sr``.
+        wave: ``[T]`` float mono clip at ``sr`` (``[1, T]`` / ``[T, 1]`` are accepted; mix
+            several channels down first, e.g. ``wave.mean(axis=1)`` for ``[T, C]``).
         sr: its sample rate.
         post: post-processing chain (``"minmax,wiener"``; None/``"none"``: raw decoder output).
         out_sr: output rate (default: the codec's rate).
@@ -177,13 +180,24 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
     Returns:
         ``[round(T * rate / sr)]`` float32 at ``out_sr`` or the codec rate: the original
         duration, always finite.
+
+    Raises:
+        RenderError: an empty, multi-channel or non-finite clip.
+        PostprocessError: an unknown ``post`` step.
     """
     from auralens.audio import fix_length, resample
 
-    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
-    wave = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1))
+    postprocess.parse_chain(post)  # a bad chain fails before any model work
+    wave = np.asarray(wave, dtype=np.float32)
+    if sum(d > 1 for d in wave.shape) > 1:  # flattening [T, C] would interleave the channels
+        raise RenderError(f"render takes a mono [T] clip, got shape {wave.shape}; mix the channels "
+                          "down first (e.g. wave.mean(axis=1) for [T, C], as the audio loader does)")
+    wave = wave.reshape(-1)
     if wave.size == 0:
         raise RenderError("cannot render an empty clip")
+    if not np.all(np.isfinite(wave)):
+        raise RenderError(f"the clip contains {int(np.sum(~np.isfinite(wave)))} NaN or Inf samples")
+    loaded = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     wave = cut_to_window(loaded.extractor, wave, sr)
     codec = loaded.codec
     c_sr = int(codec.sample_rate)
@@ -246,6 +260,17 @@ def _clear_renders(out: Path) -> None:
             shutil.rmtree(child)
         elif child.name in ("run.json", "errors.jsonl"):
             child.unlink()
+
+
+def _post_folders(out: Path, current: dict[str, str], earlier: dict[str, Any]) -> dict[str, Any]:
+    """Folder → chain of every post-processing folder of ``out``: this call's (in order), then
+    the other folders holding audio (their chain from an earlier run.json, else None)."""
+    found = current | {name: chain for name, chain in earlier.items() if (out / name).is_dir()}
+    if out.is_dir():
+        for sub in sorted(p for p in out.iterdir() if p.is_dir()):
+            if sub.name not in ("original", "ceiling") and any(sub.glob("*.wav")):
+                found.setdefault(sub.name, None)
+    return found
 
 
 def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] | str | None = (DEFAULT_POST,),
@@ -313,14 +338,22 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         kept = [str(c) for c in previous.get("clips") or []]
     out.mkdir(parents=True, exist_ok=True)
     config = {"run": str(run), "checkpoint": str(loaded.checkpoint), "checkpoint_sha256": identity["sha256"],
-              "checkpoint_epoch": identity["epoch"], "split": split, "post": chains, "folders": names,
+              "checkpoint_epoch": identity["epoch"], "split": split,
               "limit": limit, "sample_rate": int(loaded.codec.sample_rate)}
+    # Folders of earlier calls with other chains stay (the report scores every folder).
+    earlier = dict(zip((previous or {}).get("folders") or [], (previous or {}).get("post") or [],
+                       strict=False))
 
-    def manifest(clips: list[str], counts: dict[str, int], seconds: float | None) -> None:
-        write_run_json(out, command="sonify render", seed=None, config={**config, "clips": clips},
+    def manifest(clips: list[str], counts: dict[str, int], seconds: float | None,
+                 status: str | None = None) -> None:
+        folders = _post_folders(out, dict(zip(names, chains, strict=True)), earlier)
+        write_run_json(out, command="sonify render", seed=None,
+                       config={**config, "post": list(folders.values()), "folders": list(folders),
+                               "clips": clips},
                        models={"extractor": loaded.header["extractor"], "codec": loaded.header["codec"]},
                        timings={} if seconds is None else {"render": seconds},
-                       extra={"counts": counts, "status": "running" if seconds is None else "done"})
+                       extra={"counts": counts,
+                              "status": status or ("running" if seconds is None else "done")})
 
     # Written first: an interrupted render still says which split and checkpoint it holds.
     manifest(kept, {}, None)
@@ -331,33 +364,38 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     c_sr = int(loaded.codec.sample_rate)
     rendered = skipped = 0
     done = dict.fromkeys(kept)
-    for rec in progress(index, desc=f"render {split}", total=len(index)):
-        cid = rec["id"].replace("/", "__")
-        targets = {name: out / name / f"{cid}.wav" for name in ("original", "ceiling", *names)}
-        if not overwrite and all(p.exists() for p in targets.values()):
-            skipped += 1
-            done[cid] = None
-            continue
-        done.pop(cid, None)  # listed again only once all its files are written
-        with errors.guard(rec["id"], rec["path"]):
-            wave, sr = load_clip_wave(Path(rec["path"]), duration)
-            from auralens.audio import resample
+    try:
+        for rec in progress(index, desc=f"render {split}", total=len(index)):
+            cid = rec["id"].replace("/", "__")
+            targets = {name: out / name / f"{cid}.wav" for name in ("original", "ceiling", *names)}
+            if not overwrite and all(p.exists() for p in targets.values()):
+                skipped += 1
+                done[cid] = None
+                continue
+            done.pop(cid, None)  # listed again only once all its files are written
+            with errors.guard(rec["id"], rec["path"]):
+                wave, sr = load_clip_wave(Path(rec["path"]), duration)
+                from auralens.audio import resample
 
-            original = resample(wave, sr, c_sr)
-            cached = emb_cache.get(rec["emb_key"]) if emb_cache is not None else None
-            emb = cached["embedding"].astype(np.float32) if cached else None
-            write(targets["original"], original, c_sr)
-            write(targets["ceiling"], np.nan_to_num(loaded.codec.roundtrip(original)), c_sr)
-            wave_e = resample(wave, sr, loaded.extractor.sample_rate)
-            if emb is None:
-                emb = loaded.extractor.embed(wave_e)
-            latent = predict_latent(loaded, emb, loaded.codec.num_frames(original.shape[0]),
-                                    wave_e.shape[0])
-            raw = _decode(loaded, latent, original.shape[0])
-            for chain, name in zip(chains, names, strict=True):
-                write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)
-            rendered += 1
-            done[cid] = None
+                original = resample(wave, sr, c_sr)
+                cached = emb_cache.get(rec["emb_key"]) if emb_cache is not None else None
+                emb = cached["embedding"].astype(np.float32) if cached else None
+                write(targets["original"], original, c_sr)
+                write(targets["ceiling"], np.nan_to_num(loaded.codec.roundtrip(original)), c_sr)
+                wave_e = resample(wave, sr, loaded.extractor.sample_rate)
+                if emb is None:
+                    emb = loaded.extractor.embed(wave_e)
+                latent = predict_latent(loaded, emb, loaded.codec.num_frames(original.shape[0]),
+                                        wave_e.shape[0])
+                raw = _decode(loaded, latent, original.shape[0])
+                for chain, name in zip(chains, names, strict=True):
+                    write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)
+                rendered += 1
+                done[cid] = None
+    except KeyboardInterrupt:  # record the clips finished so far, then stop
+        manifest(list(done), {"clips": len(index), "rendered": rendered, "skipped": skipped,
+                              "failed": len(errors)}, time.perf_counter() - start, "interrupted")
+        raise
     seconds = time.perf_counter() - start
     manifest(list(done), {"clips": len(index), "rendered": rendered, "skipped": skipped,
                           "failed": len(errors)}, seconds)

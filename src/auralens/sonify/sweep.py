@@ -12,7 +12,10 @@ the sweep resumes: cached arrays are reused, finished runs and existing renders 
 A run made with other training settings (gate, learning rate …) or on other data (encoder,
 layer, codec, duration) is refused before anything runs, unless ``overwrite`` retrains every
 layer; encoder and codec specs naming the same local directory (relative or absolute) count as
-the same. Every layer is checked against the extractor before the first one is prepared, and
+the same. A changed ``limit`` (the clips a layer was prepared from) is refused the same way for
+layers that already hold a run, and a test split without usable clips (nothing to render) is
+refused after the first layer is prepared, before any layer trains. Every layer is checked
+against the extractor before the first one is prepared, and
 spellings naming the same layer (``4,last`` for a model with 4 blocks) train it once, in the
 folder of the first spelling.
 """
@@ -28,7 +31,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from auralens.io import write_run_json, write_text
+from auralens.io import read_json, write_run_json, write_text
 from auralens.sonify.prepare import (
     PrepareError,
     build_codec,
@@ -114,6 +117,9 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
     """Run the layer sweep (see the module docstring).
 
     Args:
+        duration: seconds every clip is cut/padded to, as in :func:`prepare` (None: each clip
+            keeps its length).
+        limit: use only the first ``limit`` clips (must match the runs already in ``out``).
         overwrite: retrain every layer and render again, even where finished runs exist.
 
     Returns:
@@ -122,7 +128,9 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
     Raises:
         PrepareError: a bad layer (all are checked first).
         TrainError: bad training options, or a layer's run was made with other training
-            settings or data (without ``overwrite``); both before anything is prepared or trained.
+            settings or data or another ``limit`` (without ``overwrite``); both before anything
+            is prepared or trained.
+        PrepareError: the prepared test split is empty (before any layer trains).
     """
     start = time.perf_counter()
     out = Path(out)
@@ -138,13 +146,19 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
         for spelling, resolved in plan:
             planned = {"extractor": {"spec": enc_spec, "layer": resolved}, "codec": {"spec": cod_spec},
                        "duration": duration}
-            _finished(out / f"layer={spelling}" / "run", base, planned)  # raises on other settings
+            ldir = out / f"layer={spelling}"
+            _finished(ldir / "run", base, planned)  # raises on other settings
+            _check_limit(ldir, limit)
     rows: list[dict[str, Any]] = []
     for spelling, layer in plan:
         ldir = out / f"layer={spelling}"
         prep = ldir / "prep"
-        prepare(data, encoder, codec, layer, prep, seed=seed, batch_size=batch_size,
-                duration=duration, limit=limit, cache_dir=cache_dir)
+        res_prep = prepare(data, encoder, codec, layer, prep, seed=seed, batch_size=batch_size,
+                           duration=duration, limit=limit, cache_dir=cache_dir)
+        if not res_prep.splits.get("test"):  # every layer shares the split: fail before training
+            raise PrepareError(f"{prep}: no usable clips in the test split (usable clips per split: "
+                               f"{res_prep.splits}); the sweep renders the test split — use more "
+                               "clips (a larger --limit)")
         run = ldir / "run"
         row: dict[str, Any] = {"layer": str(spelling), "run": str(run.relative_to(out))}
         try:
@@ -153,7 +167,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             else:
                 res = _finished(run, base, read_prepared_info(prep)) or train(prep, run, base, resume=True)
             row.update(status=res.status, best_val_loss=res.best_val_loss, best_epoch=res.best_epoch,
-                       first_val_loss=res.first_val_loss)
+                       first_val_loss=res.first_val_loss, val_split=res.val_split)
         except NonFiniteLossError as exc:
             log.warning("%s", exc)
             row.update(status="diverged", best_val_loss=None, best_epoch=None, first_val_loss=None)
@@ -169,6 +183,25 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
                            "post": list(post), "render_limit": render_limit},
                    timings={"total": time.perf_counter() - start}, extra={"layers": rows})
     return rows
+
+
+def _check_limit(ldir: Path, limit: int | None) -> None:
+    """Refuse a ``limit`` other than the one a layer with a run was prepared with: preparing
+    again would change its data under a run that counts as finished.
+
+    Raises:
+        TrainError: naming both limits.
+    """
+    from auralens.sonify.train import TrainError
+
+    prep_json = ldir / "prep" / "run.json"
+    if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
+        return
+    stored = (read_json(prep_json).get("config") or {}).get("limit")
+    if stored != limit:
+        have, want = (f"--limit {v}" if v is not None else "no --limit" for v in (stored, limit))
+        raise TrainError(f"{ldir}: was prepared and trained with {have}, not {want}; pass the same "
+                         "--limit, or --overwrite (or another --out) to prepare and train it again")
 
 
 _COLUMNS = ("layer", "status", "best_val_loss", "best_epoch", "first_val_loss", "run", "renders")

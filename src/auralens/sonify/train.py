@@ -6,7 +6,10 @@ loss. Tensors are read from the prepared cache into memory once; nothing re-deco
 
 RUN directory (read by the evaluation report, keep it stable)::
 
-    RUN/run.json          config (encoder spec, layer, codec spec, gate, lr, epochs …), timings, result
+    RUN/run.json          config (encoder spec, layer, codec spec, gate, lr, epochs, device asked
+                          and device_resolved …), timings, result (status ok / diverged /
+                          interrupted / failed, epochs_run, losses, val_split: "train" when the
+                          dataset has no validation clips and the train loss stands in)
     RUN/history.jsonl     {"epoch", "train_loss", "val_loss", "lr", "time_s"} per epoch
     RUN/best.safetensors  lowest validation loss so far
     RUN/last.safetensors  end of the latest epoch (with optimizer + RNG state, for --resume)
@@ -164,11 +167,16 @@ def config_differences(stored: Mapping[str, Any], cfg: TrainConfig,
 
 @dataclass
 class TrainResult:
-    """Outcome of one run."""
+    """Outcome of one run.
+
+    ``val_split`` names the split the validation losses were computed on: ``"val"``, or
+    ``"train"`` when the prepared dataset has no validation clips (the "validation" losses
+    are then training losses and say nothing about generalisation).
+    """
 
     run_dir: Path
     lr: float
-    status: str  # "ok" | "diverged"
+    status: str  # "ok" | "diverged" | "interrupted" | "failed"
     epochs_run: int
     best_epoch: int | None
     best_val_loss: float | None
@@ -176,6 +184,7 @@ class TrainResult:
     final_train_loss: float | None
     seconds: float
     message: str = ""
+    val_split: str = "val"
 
 
 def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
@@ -336,12 +345,14 @@ _VERSIONS: dict[str, Any] | None = None
 
 
 def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
-               result: dict[str, Any] | None = None) -> None:
+               result: dict[str, Any] | None = None, device: torch.device | None = None) -> None:
     info = data.info
     config = {"prepared": str(data.root), "encoder": info["extractor"].get("spec"),
               "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
               "duration": info.get("duration"),
               **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
+    if device is not None:  # "device" is the request (auto …); this is what it resolved to
+        config["device_resolved"] = str(device)
     write_run_json(run, command="sonify train", config=config,
                    models={"extractor": info["extractor"], "codec": info["codec"]},
                    timings=timings, seed=cfg.seed,
@@ -364,6 +375,11 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
 
     Returns:
         a :class:`TrainResult`.
+
+    ``run.json["result"]["status"]`` is ``ok`` when every epoch ran, ``diverged`` after a
+    non-finite loss, ``interrupted`` after Ctrl-C (KeyboardInterrupt) and ``failed`` after any
+    other error; for the last two ``epochs_run`` and the losses are those of the last epoch
+    whose checkpoint was written, which is where ``resume`` continues.
 
     Raises:
         NonFiniteLossError: the loss became NaN/Inf (``run.json`` records the stop).
@@ -402,6 +418,11 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     train_e, train_l = data.emb["train"], data.lat["train"]
     has_val = "val" in data.emb and len(data.emb["val"]) > 0
     val_e, val_l = (data.emb["val"], data.lat["val"]) if has_val else (train_e, train_l)
+    val_split = "val" if has_val else "train"
+    if not has_val and main:
+        log.warning("%s: the prepared dataset has no validation clips; the best checkpoint and "
+                    "the reported losses use the TRAINING loss instead (prepare more clips, or "
+                    "give DATA a val.txt, for a real validation loss)", data.root)
     norm: dict[str, np.ndarray] = {}
     if cfg.normalize == "minmax":
         norm = minmax_stats(train_e, train_l)
@@ -446,11 +467,15 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
 
     writer = _tb_writer(run / "tb") if cfg.tensorboard and main else None
     if main:
-        _write_run(run, cfg, data, {}, {"status": "running"})
+        _write_run(run, cfg, data, {}, {"status": "running", "val_split": val_split}, device)
     acc.wait_for_everyone()
     n = te.shape[0]
     steps_per_update = cfg.grad_accum
     epoch = start_epoch - 1
+    # State as of the last epoch whose checkpoint exists: what an interrupted run reports
+    # (the epoch in progress is lost, and resume redoes it).
+    done = {"epoch": epoch, "train_loss": train_loss, "best_val": best_val, "best_epoch": best_epoch,
+            "first_val": first_val}
     status, message = "ok", ""
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -528,23 +553,34 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
                 writer.add_scalar("lr", optim.param_groups[0]["lr"], epoch)
                 writer.flush()
             acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
+            done = {"epoch": epoch, "train_loss": train_loss, "best_val": best_val,
+                    "best_epoch": best_epoch, "first_val": first_val}
             log.info("epoch %d/%d train %.5g val %.5g (%.1f s)", epoch, cfg.epochs, train_loss, val_loss, elapsed)
     except NonFiniteLossError as exc:
         status, message = "diverged", str(exc)
+        raise
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted during epoch {done['epoch'] + 1}; --resume continues"
+        raise
+    except BaseException as exc:
+        status, message = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
         if writer is not None:
             writer.close()
         seconds = time.perf_counter() - start_time
+        if status in ("interrupted", "failed"):  # report the last finished epoch, not the lost one
+            epoch, train_loss, best_val = done["epoch"], done["train_loss"], done["best_val"]
+            best_epoch, first_val = done["best_epoch"], done["first_val"]
         result = TrainResult(run, cfg.lr, status, epoch, best_epoch,
                              None if math.isinf(best_val) else best_val, first_val, train_loss,
-                             seconds, message)
+                             seconds, message, val_split)
         if main:
             _write_run(run, cfg, data, {"train": seconds}, {
                 "status": status, "message": message, "epochs_run": epoch, "best_epoch": best_epoch,
                 "best_val_loss": result.best_val_loss, "first_val_loss": first_val,
-                "final_train_loss": train_loss, "val_split": "val" if has_val else "train",
-                "num_processes": world})
+                "final_train_loss": train_loss, "val_split": val_split,
+                "num_processes": world}, device)
     acc.wait_for_everyone()
     return result
 
@@ -612,7 +648,7 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
             results.append(TrainResult(run, float(lr), "diverged", int(info.get("epochs_run") or 0),
                                        info.get("best_epoch"), info.get("best_val_loss"),
                                        info.get("first_val_loss"), info.get("final_train_loss"),
-                                       0.0, str(exc)))
+                                       0.0, str(exc), info.get("val_split", "val")))
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -684,7 +720,12 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
     return TrainResult(run, float(stored["lr"]), res["status"], int(res.get("epochs_run") or 0),
                        res.get("best_epoch"), res.get("best_val_loss"), res.get("first_val_loss"),
                        res.get("final_train_loss"), float(info.get("timings_s", {}).get("train", 0.0)),
-                       res.get("message", ""))
+                       res.get("message", ""), res.get("val_split", "val"))
+
+
+def loss_name(val_split: str) -> str:
+    """How to call the loss a run selected its best checkpoint by (see TrainResult.val_split)."""
+    return "validation loss" if val_split == "val" else "training loss (no validation clips)"
 
 
 SUMMARY_COLUMNS = ("lr", "status", "best_val_loss", "best_epoch", "first_val_loss",
@@ -716,6 +757,7 @@ def write_summary(out: str | Path, results: Sequence[TrainResult]) -> tuple[Path
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
     lines += ["| " + " | ".join(row[c] for c in SUMMARY_COLUMNS) + " |" for row in rows]
     if best is not None:
-        lines += ["", f"Best: lr={best.lr:g} (validation loss {best.best_val_loss:.6g}, epoch {best.best_epoch})."]
+        lines += ["", f"Best: lr={best.lr:g} ({loss_name(best.val_split)} {best.best_val_loss:.6g}, "
+                      f"epoch {best.best_epoch})."]
     md_path = write_text(out / "summary.md", "\n".join(lines) + "\n")
     return csv_path, md_path
