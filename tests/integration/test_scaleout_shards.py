@@ -43,7 +43,15 @@ def test_sharded_prepare_then_merge_equals_unsharded(library: Path, tiny_model, 
     res = runner.invoke(app, [*base, "--shard", "0/2"], env=env)
     assert res.exit_code == 0, res.output
     assert not (prep / "index.jsonl").exists()
-    res = runner.invoke(app, [*base, "--merge"], env=env)
+    # Options that contradict the shards would be ignored: refused, like other DATA or --shard.
+    for extra in (["--duration", "2"], ["--seed", "7"], ["--shard", "0/2"]):
+        res = runner.invoke(app, [*base, *extra, "--merge"], env=env)
+        assert res.exit_code == 1 and "--merge" in str(res.exception), (extra, res.output)
+    other = [str(tmp_path) if a == str(library) else a for a in base]
+    res = runner.invoke(app, [*other, "--merge"], env=env)
+    assert res.exit_code == 1 and "were prepared from" in str(res.exception), res.output
+    assert not (prep / "index.jsonl").exists()
+    res = runner.invoke(app, [*base, "--merge"], env=env)  # the shards' own command, repeated
     assert res.exit_code == 0, res.output
 
     assert read_jsonl(prep / "index.jsonl") == read_jsonl(ref / "index.jsonl")

@@ -282,12 +282,13 @@ def test_bad_report_options_are_refused_before_any_work(tmp_path: Path, capsys) 
                             ({"smoothing": float("nan")}, "smoothing"),
                             ({"topk": 0}, "topk must be an integer ≥ 1"),
                             ({"topk": -2}, "topk"), ({"max_clips": 0}, "max_clips must be"),
-                            ({"max_clips": -1}, "max_clips")):
+                            ({"max_clips": -1}, "max_clips"), ({"sigma": 0.0}, "sigma must be"),
+                            ({"sigma": float("inf")}, "sigma must be")):
         with pytest.raises(ReportError, match=pattern):
             build_report([run], out, use_cache=False, **kwargs)
         assert not out.exists()
     for flags in (["--smoothing", "1.0"], ["--smoothing", "auto?"], ["--max-clips", "-1"],
-                  ["--max-clips", "0"], ["--topk", "0"]):
+                  ["--max-clips", "0"], ["--topk", "0"], ["--sigma", "-1"]):
         capsys.readouterr()
         assert main(["sonify", "report", str(run), "--out", str(out), *flags]) == 1, flags
         err = capsys.readouterr().err
@@ -334,3 +335,21 @@ def test_report_on_mostly_silent_clips_uses_the_non_zero_median_bandwidth(tmp_pa
     kad = {r["version"]: r["kad"] for r in metrics["rows"]}
     # The ceiling here is the originals themselves: ≈ 0 (unbiased, so slightly negative).
     assert abs(kad["ceiling"]) < 0.1 < kad["minmax"]
+
+
+def test_a_fixed_sigma_is_used_for_every_run_and_named_on_the_page(tmp_path: Path) -> None:
+    from auralens.cli import main
+
+    runs = [make_fake_run(tmp_path, "run_a"), make_fake_run(tmp_path, "run_b", posts=("none",))]
+    free = tmp_path / "free"
+    build_report(runs, free, embedder="logmel", use_cache=False)
+    median = json.loads((free / "metrics.json").read_text())["kad_sigma"]["run_a"]
+    fixed = tmp_path / "fixed"
+    assert main(["sonify", "report", *map(str, runs), "--out", str(fixed), "--sigma", "2.5"]) == 0
+    metrics = json.loads((fixed / "metrics.json").read_text())
+    assert metrics["kad_sigma"] == {"run_a": 2.5, "run_b": 2.5} and median != 2.5
+    kad = {(r["run"], r["version"]): r["kad"] for r in metrics["rows"]}
+    kad_free = {(r["run"], r["version"]): r["kad"] for r in json.loads((free / "metrics.json").read_text())["rows"]}
+    assert kad.keys() == kad_free.keys() and kad != kad_free  # another kernel, other values
+    assert "fixed σ = 2.5" in (fixed / "index.html").read_text()
+    assert "fixed σ" not in (free / "index.html").read_text()

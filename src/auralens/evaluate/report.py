@@ -209,7 +209,8 @@ def _check_options(smoothing: float | str | None, topk: int, max_clips: int | No
 
 def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str = "logmel",
                  link_audio: bool = False, smoothing: float | str | None = "auto", topk: int = 5,
-                 max_clips: int | None = None, use_cache: bool = True) -> Path:
+                 max_clips: int | None = None, use_cache: bool = True,
+                 sigma: float | None = None) -> Path:
     """Evaluate runs and write the listening report.
 
     Args:
@@ -224,6 +225,8 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
         max_clips: show at most this many clips per run on the page (≥ 1; None: all). All
             clips are scored.
         use_cache: cache embeddings in the auralens cache.
+        sigma: a fixed KAD bandwidth for every run (> 0; None: each run's median distance of
+            its original frames).
 
     Returns:
         path of ``index.html``.
@@ -242,6 +245,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     if not runs:
         raise ReportError("no run directories given")
     smoothing = _check_options(smoothing, topk, max_clips)
+    if sigma is not None and not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+                                  and math.isfinite(sigma) and sigma > 0):
+        raise ReportError(f"sigma must be a positive number, got {sigma!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
@@ -254,7 +260,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     scores = []
     with timer("metrics"):
         for run in loaded:
-            scores.append(evaluate_run(run, emb, cache=cache, errors=errors))
+            scores.append(evaluate_run(run, emb, cache=cache, errors=errors, sigma=sigma))
     rows = [row for s in scores for row in s.rows()]
     clip_rows = [{"run": s.run.name, "version": v, "clip": c, **m}
                  for s in scores for v, vs in s.versions.items() for c, m in vs.clip_metrics.items()]
@@ -417,6 +423,14 @@ def _clip_html(scores: Any, cid: str, order: Sequence[str], rel_audio: dict[tupl
             f'<div><img alt="spectrograms of {_e(cid)}" src="{_e(spec_png)}"></div></div></section>')
 
 
+def _sigma_note(scores: Sequence[Any]) -> str:
+    """How σ was chosen, for the summary text: a fixed value or each run's median distance."""
+    if scores and all(s.fixed_sigma for s in scores):
+        return f"fixed σ = {scores[0].kad_sigma:.6g}"
+    return ("σ = median distance of the original frames, or of their non-zero distances when "
+            "most frames are identical, e.g. silence")
+
+
 def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_sections: Sequence[str],
                summary_imgs: Sequence[tuple[str, str]], embedder: str, warnings: Sequence[str],
                errors: ErrorLog) -> str:
@@ -436,8 +450,7 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
     parts.append('<p class="meta">Each sonification is scored against the originals; the grey '
                  "“ceiling” value beside it is the same metric for the codec’s own encode→decode of "
                  "the original (the best a perfect gate can reach). FAD/KAD pool the frames of all "
-                 "test clips (KAD ×100, RBF kernel, σ = median distance of the original frames, or "
-                 "of their non-zero distances when most frames are identical, e.g. silence). "
+                 f"test clips (KAD ×100, RBF kernel, {_sigma_note(scores)}). "
                  "* SI-SDR is meaningful only where phase is preserved (waveform codecs), not for "
                  "Griffin-Lim output.</p>")
     parts.append(_summary_table(rows))

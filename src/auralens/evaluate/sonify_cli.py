@@ -21,12 +21,15 @@ def report(
     topk: int = typer.Option(5, "--topk", help="Rows per group in the top-k tables (≥ 1)."),
     max_clips: int | None = typer.Option(
         None, "--max-clips", help="Clips shown per run, ≥ 1 (default: all; all are scored)."),
+    sigma: float | None = typer.Option(
+        None, "--sigma", help="Fixed KAD kernel bandwidth for every run (default: each run's median "
+                              "distance of its original frames)."),
 ) -> None:
     """Score runs (FAD, KAD, spectral metrics beside the codec ceiling) and write an HTML report."""
     from auralens.evaluate.report import build_report
 
     index = build_report(runs, out, embedder=embedder, link_audio=link_audio,
-                         smoothing=smoothing, topk=topk, max_clips=max_clips)
+                         smoothing=smoothing, topk=topk, max_clips=max_clips, sigma=sigma)
     typer.echo(f"report written: {index}")
 
 

@@ -204,6 +204,7 @@ class RunScores:
     kad_sigma: float | None
     versions: dict[str, VersionScores]
     warnings: list[str] = field(default_factory=list)
+    fixed_sigma: bool = False  # kad_sigma was given, not the originals' median distance
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per version (ceiling first), sonifications carry ``ceiling_*``."""
@@ -257,7 +258,7 @@ def _set_scores(ref_frames: list[np.ndarray], est_frames: list[np.ndarray], sigm
 
 def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                  errors: ErrorLog | None = None, spectral: bool = True,
-                 versions: Sequence[str] | None = None) -> RunScores:
+                 versions: Sequence[str] | None = None, sigma: float | None = None) -> RunScores:
     """Score every version (and the ceiling) of a run against its originals.
 
     Args:
@@ -267,6 +268,8 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
         errors: per-clip failures go here (the clip is skipped); None → raise.
         spectral: also compute the per-clip spectral metrics.
         versions: restrict to these versions (default: ceiling + every post).
+        sigma: KAD kernel bandwidth (None: the median distance of this run's original frames;
+            a fixed value makes KAD comparable across runs and reports).
     """
     from auralens import audio
     from auralens.evaluate.embedders import circularity_warning
@@ -286,7 +289,9 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
             errors.add(f"{run.name}/original/{cid}", exc, p)
     if not ref_emb:
         raise RunDirError(f"{run.path}: no usable original clip")
-    sigma = median_pairwise_distance(np.concatenate(list(ref_emb.values())))
+    fixed_sigma = sigma is not None
+    if sigma is None:
+        sigma = median_pairwise_distance(np.concatenate(list(ref_emb.values())))
     wanted = list(versions) if versions else [v for v in ("ceiling", *run.posts) if v in run.versions]
     result: dict[str, VersionScores] = {}
     for vname in wanted:
@@ -331,4 +336,4 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
         for cid, res in per_file.items():
             vs.clip_metrics.setdefault(cid, {})["kad_file"] = res.value
         result[vname] = vs
-    return RunScores(run, embedder.name, sigma, result, [warn] if warn else [])
+    return RunScores(run, embedder.name, sigma, result, [warn] if warn else [], fixed_sigma=fixed_sigma)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
 from auralens.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Sonify: listen to what an audio model's hidden states keep.", no_args_is_help=True)
 
@@ -56,6 +59,42 @@ def _typed(config: Path, section: str, key: str, value: object, param: object, c
         raise ConfigError(f"{config}: {section}.{key}: {exc.message}") from exc
 
 
+def _check_merge_settings(ctx: typer.Context, data: Path, out: Path) -> None:
+    """``prepare --merge`` joins what the shards computed, so the command may repeat the shards'
+    options; refuse DATA or an option whose value contradicts the shards' run.json (it would be
+    silently ignored), and warn where only the spelling of a spec may differ."""
+    from auralens.io import read_json
+    from auralens.sonify.prepare import PrepareError
+
+    def on_command_line(name: str) -> bool:  # by name: typer ships its own click
+        return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+    if on_command_line("shard"):
+        raise PrepareError("--merge joins every shard; drop --shard")
+    recorded = None
+    for part in sorted((out / "shards").glob("part-*-of-*")):
+        try:
+            recorded = read_json(part / "run.json")["config"]
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # merge_prepared reports unfinished or broken shards
+    if not isinstance(recorded, dict):
+        return
+    if "data" in recorded and Path(str(recorded["data"])).resolve() != data.resolve():
+        raise PrepareError(f"{out}: the shards were prepared from {recorded['data']}, not {data}")
+    given = {name for name in ctx.params if on_command_line(name)}
+    typed = {"seed": ctx.params["seed"], "dtype": ctx.params["dtype"], "limit": ctx.params["limit"],
+             "duration": ctx.params["duration"] or None}
+    for name, value in typed.items():
+        if name in given and name in recorded and recorded[name] != value:
+            raise PrepareError(f"{out}: the shards were prepared with --{name} {recorded[name]}, "
+                               f"not {value}; --merge cannot change it")
+    for name in ("encoder", "codec", "layer"):
+        if name in given and name in recorded and str(recorded[name]) != str(ctx.params[name]):
+            log.warning("--merge ignores --%s %s: the shards' run.json says %s", name,
+                        ctx.params[name], recorded[name])
+
+
 @app.command("prepare")
 def prepare_cmd(
     ctx: typer.Context,
@@ -82,6 +121,7 @@ def prepare_cmd(
     from auralens.sonify.prepare import merge_prepared, prepare
 
     if merge:
+        _check_merge_settings(ctx, data, out)
         res = merge_prepared(out)
         typer.echo(f"merged shards into {res.out}: {res.n_ok}/{res.n_clips} clips, "
                    f"{res.n_failed} failed; splits {res.splits}")
