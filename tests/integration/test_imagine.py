@@ -157,7 +157,10 @@ def test_allm_unavailable_is_an_error_not_faked(scenes, tmp_path, monkeypatch):
     with pytest.raises(ImagineError, match="needs an audio LLM.*Qwen/Qwen2-Audio-7B-Instruct"):
         imagine(scenes[0].mixture, tmp_path / "o", {"mode": "allm"})
     assert not (tmp_path / "o" / "description.txt").exists()
-    assert not (tmp_path / "o" / "run.json").exists()
+    assert not (tmp_path / "o" / "report.html").exists()
+    # the hub model is only found missing when it loads: run.json records the failure
+    run = read_json(tmp_path / "o" / "run.json")
+    assert run["status"] == "failed" and "Qwen/Qwen2-Audio-7B-Instruct" in run["error"]
 
 
 def test_image_stage_with_tiny_sd3(scenes, separator, tiny_model, tmp_path):

@@ -210,3 +210,75 @@ def test_unavailable_hub_model_is_clear(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match="Qwen/Qwen2-Audio-7B-Instruct"):
         CAPTIONERS.build("qwen2-audio")
+
+
+@pytest.mark.parametrize("n", [1, 80, 800])
+def test_qwen2audio_pads_clips_shorter_than_the_model_needs(tiny_model, n):
+    # Under ~0.05 s the processor gives one audio token and Qwen2-Audio's forward pass used
+    # to fail inside transformers ("'NoneType' object is not subscriptable").
+    from auralens.scene.allm import load_audio_llm
+
+    path = tiny_model("tiny_qwen2audio")
+    cap = CAPTIONERS.build(f"qwen2-audio:{path}@max_new_tokens=3")
+    wave = _noise(16000, n / 16000)
+    assert wave.shape == (n,) and isinstance(cap.caption(wave), str)
+    allm = load_audio_llm(f"qwen2-audio:{path}@max_new_tokens=3")
+    assert isinstance(allm.describe(wave).text, str)
+
+
+def test_audio_chat_model_failures_are_one_line_errors_naming_the_model(tiny_model, monkeypatch):
+    from auralens.errors import AuralensError
+
+    path = tiny_model("tiny_qwen2audio")
+    lm = qwen2audio.load_qwen2audio(str(path), max_new_tokens=2)
+
+    def broken(**kwargs):
+        raise RuntimeError("CUDA error: device-side assert\nsecond line of a long trace")
+
+    monkeypatch.setattr(lm.model, "generate", broken)
+    with pytest.raises(AuralensError) as err:
+        lm.ask(np.zeros(24000, np.float32), [{"role": "user", "content": "describe"}])
+    assert str(err.value) == (f"{path}: the model failed on a 1.50 s clip "
+                              "(RuntimeError: CUDA error: device-side assert)")
+
+
+def test_whisper_aac_caps_max_new_tokens_to_the_decoder_positions(tiny_model, caplog):
+    path = tiny_model("tiny_whisper_aac")  # max_target_positions=64
+    with caplog.at_level("WARNING"):
+        cap = CAPTIONERS.build(f"whisper-aac:{path}@max_new_tokens=500")
+    assert cap.max_new_tokens == 63  # the start token takes one position
+    assert "max_new_tokens=500" in caplog.text and "using 63" in caplog.text
+    assert isinstance(cap.caption(_noise(16000, 0.5)), str)  # used to be a ValueError
+    prefixed = CAPTIONERS.build(f"whisper-aac:{path}@max_new_tokens=64,prefix=the sound")
+    assert prefixed.max_new_tokens == 61 and isinstance(prefixed.caption(_noise(16000, 0.5)), str)
+
+
+def test_text_only_llm_is_refused_as_an_audio_model_before_its_weights_load(tiny_model,
+                                                                            monkeypatch):
+    from auralens.errors import AuralensError
+    from auralens.scene.allm import load_audio_llm
+    from auralens.scene.caption.hf_audio_text import load_audio_text
+
+    chat = tiny_model("tiny_chat_lm")
+    message = f"{chat}: not an audio-language model (no audio feature extractor)"
+    for build in (lambda: CAPTIONERS.build(str(chat)),
+                  lambda: CAPTIONERS.build(f"hf-audio-text:{chat}"),
+                  lambda: load_audio_llm(str(chat))):
+        with pytest.raises(AuralensError, match=re.escape(message)):
+            build()
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr(qwen2audio, "load_model", no_weights)
+    with pytest.raises(AuralensError, match=re.escape(message)):
+        load_audio_text(str(chat))  # the loader itself, past the spec checks
+
+
+def test_a_folder_without_config_is_not_a_model(tmp_path):
+    from auralens.errors import AuralensError
+
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(AuralensError, match=re.escape(f"{tmp_path / 'emptydir'}: not a model "
+                                                      "folder (no config.json)")):
+        CAPTIONERS.build(str(tmp_path / "emptydir"))

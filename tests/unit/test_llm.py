@@ -153,6 +153,47 @@ def test_openai_client_reports_the_servers_error_text(stub):
     assert len(state.requests) == 4 + 3  # rejections and error bodies are not retried
 
 
+def _reply(payload) -> tuple[int, bytes, dict]:
+    data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    return 200, data, {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("content, text", [
+    ([{"type": "text", "text": "A rainy "}, {"type": "text", "text": "street at night."}],
+     "A rainy street at night."),
+    ([{"type": "text", "text": "A farm."}, {"type": "image_url", "image_url": {"url": "x"}}],
+     "A farm."),
+    ([], ""),
+    (None, ""),
+])
+def test_openai_reply_content_parts_are_joined(stub, content, text):
+    state, url = stub
+    model = OpenAIChatModel("m", base_url=url, retries=0, timeout=5)
+    state.script = [_reply({"choices": [{"message": {"role": "assistant", "content": content}}]})]
+    assert model.chat([{"role": "user", "content": "x"}]) == text  # never a Python repr
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"choices": [{"message": {"content": [{"type": "image_url", "image_url": {}}]}}]},
+     "the server's reply content has no text parts (parts of type image_url)"),
+    ({"choices": [{"message": {"content": {"text": "x"}}}]},
+     "the server's reply content is a dict, not text"),
+    ({"id": "x", "object": "chat.completion"}, "the server's reply has no 'choices' (id, object)"),
+    ({"choices": []}, "the server's reply has no message in 'choices'"),
+    ("<html><body>proxy login</body></html>",
+     "the server did not return JSON (its reply starts with '<html><body>proxy login"),
+    ('{"choices": [ {"message": ', "the server did not return JSON"),
+])
+def test_openai_reply_of_another_shape_is_a_clear_error(stub, payload, message):
+    state, url = stub
+    model = OpenAIChatModel("m", base_url=url, retries=2, backoff=0.01, timeout=5)
+    state.script = [_reply(payload)]
+    with pytest.raises(LLMRequestError) as err:
+        model.chat([{"role": "user", "content": "x"}])
+    assert str(err.value).startswith(f"{url}: {message}")
+    assert "\n" not in str(err.value) and len(state.requests) == 1  # not retried
+
+
 def test_openai_client_honours_retry_after(stub, monkeypatch):
     state, url = stub
     waits: list[float] = []

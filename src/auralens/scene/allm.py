@@ -51,26 +51,68 @@ class AudioLLMDescriber:
         return parse_answer(answer, cot=technique == "cot")
 
 
+_KINDS = ("qwen2-audio", "qwen2audio", "hf-audio-text", "openai-audio", "openai")
+
+
+def _resolve(spec: str | ModelSpec | None, overrides: dict[str, Any], *, load: bool
+             ) -> tuple[ModelSpec, str, dict[str, Any]]:
+    """``(parsed spec, backend kind, options)``; a bare id or folder gets its kind from the
+    model's config (``load=False``: only from a local folder's ``config.json``, no network)."""
+    parsed = parse_spec(spec or "qwen2-audio")
+    params = {**parsed.params, **overrides}
+    kind = parsed.kind
+    if kind in ("hf", "path"):  # bare hub id or local dir: pick by the model's architecture
+        from auralens.scene.caption.auto import backend_for, kind_for
+        from auralens.scene.llm import check_model_dir, model_kind
+
+        model_id = resolve_model_id(parsed)
+        if load:
+            kind = backend_for(model_id)
+        else:
+            path = check_model_dir(model_id)
+            kind = kind_for(model_kind(path)) if path is not None else "hf-audio-text"
+    if kind not in _KINDS:
+        raise AuralensError(f"{parsed.raw or spec}: not an audio LLM spec; use qwen2-audio[:<id>], "
+                            "hf-audio-text:<id> or openai-audio:<served model>")
+    return parsed, kind, params
+
+
+def check_audio_llm(spec: str | ModelSpec | None = None, **overrides: Any) -> None:
+    """Cheap checks of an audio-LLM spec before any work (no weights read, no request sent):
+    the backend, option names and values, and a local folder's files.
+
+    Raises:
+        AuralensError: one line naming the problem (``"<dir>: not an audio-language model (no
+            audio feature extractor)"``, ``"unknown qwen2-audio option(s) …"`` …).
+    """
+    from auralens.scene.caption.qwen2audio import QWEN2AUDIO_KIND, check_audio_lm_spec
+
+    parsed, kind, params = _resolve(spec, overrides, load=False)
+    if kind in ("openai-audio", "openai"):
+        from auralens.scene.llm import check_openai_spec, check_values, whole_rule
+
+        check_values("openai-audio", params, {"sample_rate": whole_rule(1)})
+        check_openai_spec("openai-audio", parsed.id, params, ("sample_rate",))
+    elif kind == "hf-audio-text":
+        check_audio_lm_spec(kind, resolve_model_id(parsed), params)
+    else:
+        check_audio_lm_spec("qwen2-audio", resolve_model_id(parsed, default=DEFAULT_MODEL),
+                            params, expect=QWEN2AUDIO_KIND, label="Qwen2-Audio")
+
+
 def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path | None = None,
                    **overrides: Any) -> AudioLLMDescriber:
     """Build the baseline from ``qwen2-audio[:<id|dir>]``, ``hf-audio-text:<id|dir>`` or
     ``openai-audio:<served model>@base_url=…`` (an OpenAI-compatible server such as vLLM).
 
     Raises:
+        SpecError: an unknown option or a bad value (see :func:`check_audio_llm`).
         ModelUnavailableError: when the model is not available offline.
     """
-    parsed = parse_spec(spec or "qwen2-audio")
-    params = {**parsed.params, **overrides}
+    check_audio_llm(spec, **overrides)
+    parsed, kind, params = _resolve(spec, overrides, load=True)
     gen = {k: v for k, v in params.items() if k in _GEN}
     load = {k: v for k, v in params.items() if k not in _GEN}
-    kind = parsed.kind
-    if kind in ("hf", "path"):  # bare hub id or local dir: pick by the model's architecture
-        from auralens.scene.caption.auto import backend_for
-
-        kind = backend_for(resolve_model_id(parsed))
-    if kind not in ("qwen2-audio", "qwen2audio", "hf-audio-text", "openai-audio", "openai"):
-        raise AuralensError(f"{parsed.raw or spec}: not an audio LLM spec; use qwen2-audio[:<id>], "
-                            "hf-audio-text:<id> or openai-audio:<served model>")
     if kind in ("openai-audio", "openai"):  # a serving engine (vLLM) for throughput
         from auralens.scene.caption.openai_audio import OpenAIAudioLM
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
@@ -46,6 +48,11 @@ CHAT_PRESETS: dict[str, str] = {
 LOAD_OPTIONS = ("dtype", "device", "quantize", "offload", "trust_remote_code", "revision")
 #: Generation options the transformers backends understand (see :func:`generation_kwargs`).
 GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")
+#: Connection options of :class:`OpenAIChatModel`.
+OPENAI_OPTIONS = ("base_url", "api_key", "api_key_env", "timeout", "retries", "backoff",
+                  "max_retry_after", "max_concurrency")
+#: Generation options an OpenAI-compatible request carries (see ``OpenAIChatModel._payload``).
+OPENAI_GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "seed", "stop")
 
 
 class LLMRequestError(AuralensError):
@@ -66,6 +73,200 @@ class ChatModel(Protocol):
     def chat(self, messages: Sequence[Message], **gen: Any) -> str:
         """Return the assistant's reply to ``messages``."""
         ...
+
+
+# --------------------------------------------------------------------------- spec checks
+
+
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """``"TypeError: first line of the message"``, shortened: a library's failure as part of
+    a one-line error (multi-line text would break ``errors.jsonl`` and the CLI's one line)."""
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_options(backend: str, params: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse spec options a backend would silently ignore (``hf:…@temprature=0.5``).
+
+    Raises:
+        SpecError: one line naming the unknown options and the allowed ones.
+    """
+    allowed = set(allowed)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise SpecError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
+                        f"{', '.join(sorted(allowed))}")
+
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def whole_rule(low: int, *, optional: bool = False) -> Rule:
+    """A value rule: a whole number ≥ ``low`` (or None when ``optional``)."""
+    def test(v: Any) -> bool:
+        return (optional and v is None) or (not isinstance(v, bool) and isinstance(v, int)
+                                            and v >= low)
+    return test, f"a whole number ≥ {low}"
+
+
+def number_rule(low: float, *, above: bool = False, high: float | None = None,
+                optional: bool = False, unit: str = "") -> Rule:
+    """A value rule: a finite number ≥ ``low`` (> when ``above``), at most ``high``."""
+    def test(v: Any) -> bool:
+        if optional and v is None:
+            return True
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (v > low if above else v >= low) and (high is None or v <= high)
+    if high is not None:
+        wording = f"a number in {'(' if above else '['}{low:g}, {high:g}]"
+    else:
+        wording = f"a number{unit} {'>' if above else '≥'} {low:g}"
+    return test, wording
+
+
+#: A value rule: true or false.
+BOOL_RULE: Rule = (lambda v: isinstance(v, bool), "true or false")
+#: A value rule: text (a file path, a prompt …).
+TEXT_RULE: Rule = (lambda v: isinstance(v, str), "text")
+
+#: What the shared load / generation / connection options must be.
+VALUE_RULES: dict[str, Rule] = {
+    "max_new_tokens": whole_rule(1),
+    "temperature": number_rule(0.0, optional=True),
+    "top_p": number_rule(0.0, above=True, high=1.0, optional=True),
+    "seed": whole_rule(0, optional=True),
+    "repetition_penalty": number_rule(0.0, above=True, optional=True),
+    "offload": BOOL_RULE,
+    "trust_remote_code": BOOL_RULE,
+    "device": (lambda v: v is None or isinstance(v, str), "a device name such as cpu or cuda"),
+    "timeout": number_rule(0.0, above=True, unit=" of seconds"),
+    "retries": whole_rule(0),
+    "backoff": number_rule(0.0, unit=" of seconds"),
+    "max_retry_after": number_rule(0.0, unit=" of seconds"),
+    "max_concurrency": whole_rule(1),
+    "base_url": (lambda v: isinstance(v, str), "a URL such as http://127.0.0.1:8000/v1"),
+    "api_key_env": (lambda v: isinstance(v, str), "the name of an environment variable"),
+    "instruction": (lambda v: v is None or isinstance(v, str), "text"),
+    "template": (lambda v: v is None or isinstance(v, str), "a file path"),
+}
+
+
+def check_values(backend: str, params: Mapping[str, Any],
+                 rules: Mapping[str, Rule] | None = None) -> None:
+    """Check the values of known options (:data:`VALUE_RULES`, then ``rules``) without
+    loading anything, so ``max_new_tokens=abc`` fails before any work instead of at the first
+    ``generate``.
+
+    Raises:
+        SpecError: ``"<backend> option <name> must be …, got …"``.
+    """
+    for key, value in params.items():
+        rule = (rules or {}).get(key) or VALUE_RULES.get(key)
+        if rule is not None and not rule[0](value):
+            raise SpecError(f"{backend} option {key} must be {rule[1]}, got {value!r}")
+    if params.get("dtype") not in (None, "auto"):
+        try:
+            resolve_dtype(params["dtype"], "cpu")
+        except AuralensError as exc:
+            raise SpecError(f"{backend} option dtype: {exc}") from exc
+    quantize = params.get("quantize")
+    if quantize and str(quantize).lower().replace("-", "") not in ("4bit", "8bit", "4", "8"):
+        raise SpecError(f"{backend} option quantize must be 4bit or 8bit, got {quantize!r}")
+
+
+def local_dir(model_id: str) -> Path | None:
+    """``model_id`` as an existing local path, or None for a hub id (checked when it loads)."""
+    path = Path(os.path.expanduser(model_id))
+    try:
+        return path if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file as a dict (one-line error when it is not JSON)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AuralensError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise AuralensError(f"{path}: not a JSON object")
+    return data
+
+
+def check_model_dir(model_id: str) -> Path | None:
+    """Cheap check that a local ``model_id`` is a transformers model folder (``config.json``);
+    no weights are read. Returns the folder, or None for a hub id.
+
+    Raises:
+        AuralensError: a file, or a folder without ``config.json``.
+    """
+    path = local_dir(model_id)
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise AuralensError(f"{model_id}: not a model folder (a file; give the folder that "
+                            "holds config.json)")
+    if not (path / "config.json").is_file():
+        raise AuralensError(f"{model_id}: not a model folder (no config.json)")
+    return path
+
+
+def model_kind(path: Path) -> str:
+    """``model_type`` and ``architectures`` of a model folder's ``config.json``, as one string."""
+    cfg = read_json_file(path / "config.json")
+    return " ".join([str(cfg.get("model_type", "")), *map(str, cfg.get("architectures") or [])])
+
+
+def has_audio_feature_extractor(path: Path) -> bool:
+    """True when a model folder saves an audio feature extractor (``preprocessor_config.json``,
+    or a ``processor_config.json`` with a ``feature_extractor``), as audio models do."""
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():
+        data = read_json_file(pre)
+        if "feature_extractor_type" in data or "sampling_rate" in data:
+            return True
+    proc = path / "processor_config.json"
+    return proc.is_file() and isinstance(read_json_file(proc).get("feature_extractor"), dict)
+
+
+def has_chat_template(path: Path) -> bool:
+    """True when a model folder's tokenizer carries a chat template."""
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    tok = path / "tokenizer_config.json"
+    return tok.is_file() and bool(read_json_file(tok).get("chat_template"))
+
+
+def check_hf_chat_spec(backend: str, model_id: str, params: Mapping[str, Any],
+                       extra: Iterable[str] = ()) -> None:
+    """Cheap checks of a transformers chat-model spec: option names and values, and for a
+    local folder ``config.json`` and a tokenizer chat template (no weights are read).
+
+    Args:
+        backend: registry name for messages (``hf``).
+        model_id: resolved hub id or local folder.
+        params: the spec's options.
+        extra: options the caller takes besides the load and generation options.
+    """
+    check_options(backend, params, (*LOAD_OPTIONS, *GENERATION_OPTIONS, *extra))
+    check_values(backend, params)
+    path = check_model_dir(model_id)
+    if path is not None and not has_chat_template(path):
+        raise AuralensError(f"{model_id}: tokenizer has no chat template; use an "
+                            "instruction-tuned (chat) model")
+
+
+def check_openai_spec(backend: str, model: str, params: Mapping[str, Any],
+                      extra: Iterable[str] = ()) -> None:
+    """Cheap checks of an OpenAI-compatible spec: option names and values, the model name,
+    the URL and ``api_key_env`` (no request is sent)."""
+    extra = tuple(extra)
+    check_options(backend, params, (*OPENAI_OPTIONS, *OPENAI_GENERATION_OPTIONS, *extra))
+    check_values(backend, params)
+    OpenAIChatModel(model, **{k: v for k, v in params.items() if k not in extra})
 
 
 # --------------------------------------------------------------------------- HF loading utils
@@ -313,8 +514,11 @@ class HFChatModel:
         inputs = self._encode(messages).to(self.device)
         pad = self.tokenizer.pad_token_id
         kwargs = generation_kwargs(opts, pad if pad is not None else self.tokenizer.eos_token_id)
-        with self._lock, torch.inference_mode(), seeded(opts.get("seed"), self.device):
-            out = self.model.generate(**inputs, **kwargs)
+        try:
+            with self._lock, torch.inference_mode(), seeded(opts.get("seed"), self.device):
+                out = self.model.generate(**inputs, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one line naming the model, not a traceback
+            raise AuralensError(f"{self.model_id}: generation failed ({error_line(exc)})") from exc
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
@@ -450,7 +654,50 @@ class OpenAIChatModel:
         req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data,
                                      headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - user URL
-            return json.loads(resp.read().decode("utf-8"))
+            text = resp.read().decode("utf-8", "replace")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:  # a proxy's HTML page, a cut-off body …
+            start = self._clean(text.lstrip()[:40]) or "an empty body"
+            raise LLMRequestError(f"{self.base_url}: the server did not return JSON (its "
+                                  f"reply starts with {start!r})") from exc
+
+    def _reply_text(self, answer: Any) -> str:
+        """The assistant text of a chat-completion reply: ``content`` as a string, or the
+        text parts of a list of content parts joined.
+
+        Raises:
+            LLMRequestError: a reply without ``choices``, or content of another shape.
+        """
+        if not isinstance(answer, dict) or "choices" not in answer:
+            error = _error_message(answer)
+            if error is not None:
+                raise LLMRequestError(f"{self.base_url}: the server reported an error "
+                                      f"({self._clean(error)})")
+            keys = ", ".join(sorted(map(str, answer))) if isinstance(answer, dict) else \
+                type(answer).__name__
+            raise LLMRequestError(f"{self.base_url}: the server's reply has no 'choices' "
+                                  f"({self._clean(keys) or 'empty'})")
+        choices = answer["choices"]
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        if not isinstance(message, dict):
+            raise LLMRequestError(f"{self.base_url}: the server's reply has no message in "
+                                  "'choices'")
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            return content or ""
+        if isinstance(content, list):  # content parts: [{"type": "text", "text": "…"}, …]
+            texts = [p.get("text") for p in content
+                     if isinstance(p, dict) and p.get("type") in ("text", "output_text")]
+            if (texts or not content) and all(isinstance(t, str) for t in texts):
+                return "".join(texts)
+            kinds = sorted({str(p.get("type")) if isinstance(p, dict) else type(p).__name__
+                            for p in content})
+            raise LLMRequestError(f"{self.base_url}: the server's reply content has no text "
+                                  f"parts (parts of type {', '.join(kinds)})")
+        raise LLMRequestError(f"{self.base_url}: the server's reply content is a "
+                              f"{type(content).__name__}, not text")
 
     def _clean(self, text: str) -> str:
         """Server text fit for an error message: one line, shortened, the key masked."""
@@ -486,12 +733,7 @@ class OpenAIChatModel:
             try:
                 with self._slots:
                     answer = self._post(body)
-                if isinstance(answer, dict) and "choices" not in answer:
-                    error = _error_message(answer)
-                    if error is not None:
-                        raise LLMRequestError(f"{self.base_url}: the server reported an error "
-                                              f"({self._clean(error)})")
-                return str(answer["choices"][0]["message"]["content"] or "").strip()
+                return self._reply_text(answer).strip()
             except urllib.error.HTTPError as exc:
                 detail = self._http_error_text(exc)
                 last = f"HTTP {exc.code}: {detail}" if detail else f"HTTP {exc.code}"
@@ -503,7 +745,7 @@ class OpenAIChatModel:
                     wait = wait if after is None else after
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = str(getattr(exc, "reason", exc))
-            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
                 raise LLMRequestError(f"{self.base_url}: unexpected response ({exc})") from exc
             if attempt < self.retries:
                 log.info("%s: %s; retrying in %.1f s", self.base_url, last, wait)

@@ -9,7 +9,9 @@ Two modes share the input handling, the image stage and the outputs:
 Every run writes into ``out_dir``: ``sources/*.wav``, ``activity.json``, ``captions.json``,
 ``description.txt`` (+ ``reasoning.txt`` for chain-of-thought), ``image.png`` when an image
 model is configured, ``reference.png`` for video input, ``report.html`` and ``run.json``
-(config, models, timings per stage, skipped stages).
+(status, config, models, timings per stage, skipped stages). Stage specs are checked before
+any work; a rerun first removes the files an earlier run wrote into ``out_dir``, and a run
+that fails records ``status: failed`` and the error in ``run.json``.
 
 Example:
     >>> from auralens.scene.pipeline import imagine
@@ -19,11 +21,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import importlib
 import logging
 import math
+import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -136,12 +143,18 @@ class ImagineConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready copy (built backends appear by name)."""
-        out = asdict(self)
-        for key in _STAGE_KEYS:
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, (str, dict)):
-                out[key] = getattr(value, "name", type(value).__name__)
+        """JSON-ready copy (built backends appear by name).
+
+        Built backends are replaced by their names before anything is copied: deep-copying
+        one would copy a whole model, or fail on the lock it holds.
+        """
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _STAGE_KEYS and value is not None and not isinstance(value, (str, dict)):
+                out[f.name] = str(getattr(value, "name", type(value).__name__))
+            else:
+                out[f.name] = copy.deepcopy(value)  # specs, dicts and numbers: small
         return out
 
     def uses_template_composer(self) -> bool:
@@ -228,6 +241,49 @@ def stage_registry(key: str) -> Any:
     return reg
 
 
+def check_stage(key: str, value: Any, template: Any = None) -> None:
+    """Cheap checks of one configured stage before any work: the backend exists, its options
+    have known names and sensible values, and a local model folder looks like the right kind
+    of model. No weights are read and nothing is fetched (stages still load lazily, one big
+    model at a time); a backend module's ``check_spec(spec, **params)`` does the
+    backend-specific part.
+
+    Args:
+        key: ``separator``, ``captioner``, ``composer``, ``image`` or ``allm``.
+        value: the stage's entry in :class:`ImagineConfig`; built backends are not checked.
+        template: the config's prompt template (given to LLM composers).
+
+    Raises:
+        AuralensError: one line naming the backend or folder and the problem.
+    """
+    from auralens.specs import ModelSpec, parse_spec
+
+    if value is not None and not isinstance(value, (str, dict)):
+        return  # an already-built backend (API, tests)
+    spec, params = _spec_params(value)
+    if key == "allm":
+        from auralens.scene.allm import check_audio_llm
+
+        check_audio_llm(spec, **params)
+        return
+    reg = stage_registry(key)
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        spec = "none" if key == "image" else reg.default
+    parsed = parse_spec(spec)
+    # the same backend choice as Registry.build
+    if parsed.kind == "path" and parsed.id in reg and not any(c in parsed.id for c in "/\\~"):
+        parsed = ModelSpec(parsed.id.lower(), "", parsed.params, parsed.raw)
+    kind = "hf" if parsed.kind not in reg and parsed.kind == "path" and "hf" in reg else parsed.kind
+    factory = reg.get(kind)  # an unknown backend name fails here
+    params = {**parsed.params, **params}
+    if key == "composer" and template and parsed.kind.lower() != "template":
+        params.setdefault("template", str(template))
+    module = importlib.import_module(getattr(factory, "__module__", "") or __name__)
+    check = getattr(module, "check_spec", None)
+    if check is not None:
+        check(parsed, **params)
+
+
 def _canonical_stage(key: str, value: Any, resolve_relative: bool = True) -> Any:
     """A stage entry of :class:`ImagineConfig` in the spelling-independent form that settings
     fingerprints use (a built backend appears by its name)."""
@@ -294,6 +350,13 @@ def _spec_params(value: Any) -> tuple[Any, dict[str, Any]]:
     return value, {}
 
 
+def _allm_error(exc: AuralensError) -> ImagineError:
+    """In ``allm`` mode the audio LLM is the whole job: its failure is the run's error."""
+    detail = str(exc).splitlines()[0].strip("\"'") if str(exc) else repr(exc)
+    return ImagineError(f"--mode allm needs an audio LLM (--allm), and it cannot be loaded: "
+                        f"{detail}")
+
+
 class Stages:
     """The backends of a config, built on first use and reused (batch jobs load once)."""
 
@@ -301,6 +364,34 @@ class Stages:
         self.config = config
         self._built: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
+        self._checked = False
+
+    def keys(self) -> tuple[str, ...]:
+        """The stages the config's mode uses."""
+        if self.config.mode == "allm":
+            return ("allm", "image")
+        return ("separator", "captioner", "composer", "image")
+
+    def check(self) -> None:
+        """Check every stage's spec (:func:`check_stage`) before any work; once per object.
+
+        A bad spec (an unknown option, ``steps=abc``, a chat model given as the image
+        model …) then fails in one line before separation rather than after it.
+        """
+        if self._checked:
+            return
+        for key in self.keys():
+            if key in self._built:
+                continue
+            try:
+                check_stage(key, getattr(self.config, key), self.config.template)
+            except ImagineError:
+                raise
+            except AuralensError as exc:
+                if key == "allm":
+                    raise _allm_error(exc) from exc
+                raise
+        self._checked = True
 
     def _get(self, key: str, build: Any) -> Any:
         if key not in self._built:
@@ -354,19 +445,13 @@ class Stages:
         except ImagineError:
             raise
         except AuralensError as exc:
-            detail = str(exc).splitlines()[0].strip("\"'") if str(exc) else repr(exc)
-            raise ImagineError(f"--mode allm needs an audio LLM (--allm), and it cannot be "
-                               f"loaded: {detail}") from exc
+            raise _allm_error(exc) from exc
 
     def preload(self) -> None:
         """Build every backend the mode needs (fail early, before a batch starts)."""
-        if self.config.mode == "allm":
-            self.allm()
-        else:
-            self.separator()
-            self.captioner()
-            self.composer()
-        self.image()
+        self.check()
+        for key in self.keys():
+            getattr(self, key)()
 
     def models(self) -> dict[str, str]:
         return {k: str(getattr(v, "name", type(v).__name__)) for k, v in self._built.items()}
@@ -483,6 +568,66 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
     return resample(wave, sr, target)
 
 
+#: Files an imagine run writes at the top of its folder; run.json first, so that a run
+#: stopped while clearing leaves no run.json rather than the previous run's.
+OUTPUT_FILES = ("run.json", "report.html", "activity.json", "captions.json", "description.txt",
+                "reasoning.txt", "image.png", "reference.png", "input.wav")
+#: Files it writes in sub-folders (sources and report spectrograms), by name pattern.
+OUTPUT_PATTERNS = (("sources", re.compile(r"source\d+\.wav")),
+                   ("spectrograms", re.compile(r"(?:mixture|source\d+)\.png")))
+
+
+def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
+    """Remove the files an earlier imagine run wrote into ``out`` (only names imagine
+    writes, never other files), so a rerun never leaves an image, sources or spectrograms
+    that its ``run.json`` does not describe.
+
+    Args:
+        out: the output folder.
+        keep: the run's input, left alone when it lies among those names.
+
+    Returns:
+        The removed paths.
+    """
+    keep = keep.resolve() if keep is not None else None
+    found = [out / name for name in OUTPUT_FILES]
+    for sub, pattern in OUTPUT_PATTERNS:
+        if (out / sub).is_dir():
+            found += sorted(p for p in (out / sub).iterdir() if pattern.fullmatch(p.name))
+    removed = []
+    for path in found:
+        if (path.is_file() or path.is_symlink()) and path.resolve() != keep:
+            path.unlink()
+            removed.append(path)
+    for sub, _ in OUTPUT_PATTERNS:
+        with contextlib.suppress(OSError):  # only when nothing else is in it
+            (out / sub).rmdir()
+    if removed:
+        log.info("%s: removed %d file(s) of an earlier run", out, len(removed))
+    return removed
+
+
+def _message(exc: BaseException) -> str:
+    """An exception as one line (expected errors as their message, others with their type)."""
+    from auralens.scene.llm import error_line
+
+    if isinstance(exc, AuralensError) and str(exc).strip():
+        return str(exc).strip().splitlines()[0]
+    return error_line(exc)
+
+
+@contextlib.contextmanager
+def _about(input: str | Path, what: str) -> Iterator[None]:
+    """Name the input and the step in a model's one-line failure (``errors.jsonl`` and the
+    CLI then say which file broke which stage)."""
+    try:
+        yield
+    except ImagineError:
+        raise
+    except AuralensError as exc:
+        raise ImagineError(f"{input}: {what}: {_message(exc)}") from exc
+
+
 def imagine(input: str | Path, out_dir: str | Path,
             config: ImagineConfig | dict[str, Any] | None = None, *,
             stages: Stages | None = None, scene_id: str | None = None) -> SceneResult:
@@ -497,16 +642,48 @@ def imagine(input: str | Path, out_dir: str | Path,
 
     Returns:
         A :class:`SceneResult`; the same facts are in ``out_dir/run.json``.
-    """
-    from auralens.audio import load, write
 
+    Every stage's spec is checked before any work (:meth:`Stages.check`). Files of an earlier
+    run in ``out_dir`` are removed first (:func:`clear_outputs`); when the run then fails,
+    ``run.json`` says so (``status: failed`` and the error) and the exception propagates.
+    """
     cfg = _as_config(config)
     stages = stages or Stages(cfg)
+    stages.check()  # a bad spec fails here, before separation, leaving out_dir as it was
+    if not Path(input).exists():
+        raise ImagineError(f"{input}: file not found")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, keep=Path(input))
     timer = Timer()
     result = SceneResult(id=scene_id or Path(input).stem, out_dir=out, mode=cfg.mode,
                          notes=cfg.notes())
+    try:
+        return _run(input, out, cfg, stages, timer, result)
+    except BaseException as exc:
+        _write_failed_run(out, cfg, stages, timer, input, result, exc)
+        raise
+
+
+def _write_failed_run(out: Path, cfg: ImagineConfig, stages: Stages, timer: Timer,
+                      input: str | Path, result: SceneResult, exc: BaseException) -> None:
+    """``run.json`` of a run that started and failed: ``status`` and the error, so the
+    folder never shows the previous run's record next to this run's partial outputs."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        write_run_json(out, command=f"imagine --mode {cfg.mode}", config=cfg.to_dict(),
+                       models=stages.models(), timings=timer.timings, seed=cfg.seed,
+                       extra={"input": str(input), "status": status, "error": _message(exc),
+                              "error_type": type(exc).__name__, "paths": result.paths})
+    except Exception as write_exc:  # noqa: BLE001 - the run's own error is the one to report
+        log.warning("%s: could not record the failed run (%s)", out, write_exc)
+
+
+def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer: Timer,
+         result: SceneResult) -> SceneResult:
+    """The stages of :func:`imagine` (``out`` exists and holds no earlier run's files)."""
+    from auralens.audio import load, write
+
     skipped: dict[str, str] = {}
 
     # 0. input: audio as is; video → audio track + reference frame
@@ -552,7 +729,8 @@ def imagine(input: str | Path, out_dir: str | Path,
         with timer("3_caption"):
             for k in kept:
                 wave = _resample(est[k], sep.sample_rate, captioner.sample_rate)
-                cap = captioner.describe(wave)
+                with _about(input, f"captioning source {k}"):
+                    cap = captioner.describe(wave)
                 records.append({"index": k, "file": f"sources/source{k}.wav",
                                 "caption": cap.text, "label": cap.label, "score": cap.score,
                                 "top": [list(t) for t in cap.top]})
@@ -565,7 +743,7 @@ def imagine(input: str | Path, out_dir: str | Path,
         if records:
             with timer("4_load_composer"):
                 composer = stages.composer()
-            with timer("4_compose"):
+            with timer("4_compose"), _about(input, "composing the description"):
                 description = composer.compose(result.captions, cfg.technique,
                                                labels=result.labels)
         else:
@@ -575,7 +753,7 @@ def imagine(input: str | Path, out_dir: str | Path,
         with timer("1_load_allm"):
             describer = stages.allm()
         mix = load(audio_path, describer.sample_rate)
-        with timer("1_allm_describe"):
+        with timer("1_allm_describe"), _about(input, "the audio LLM"):
             description = describer.describe(mix, cfg.technique)
 
     if description is not None:
@@ -595,7 +773,7 @@ def imagine(input: str | Path, out_dir: str | Path,
     elif not result.description.strip():
         skipped["image"] = "image stage skipped: there is no description to render"
     else:
-        with timer("5_image"):
+        with timer("5_image"), _about(input, "rendering the image"):
             img = generator.generate(result.description, seed=cfg.seed)
         from auralens.io import atomic_path
 
@@ -612,8 +790,9 @@ def imagine(input: str | Path, out_dir: str | Path,
     result.timings = dict(timer.timings)
     write_run_json(out, command=f"imagine --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=result.timings, seed=cfg.seed,
-                   extra={"input": str(input), "skipped": skipped, "kept": result.kept,
-                          "n_estimates": result.n_estimates, "notes": result.notes})
+                   extra={"input": str(input), "status": "ok", "skipped": skipped,
+                          "kept": result.kept, "n_estimates": result.n_estimates,
+                          "notes": result.notes})
     return result
 
 
@@ -860,6 +1039,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     Raises:
         ImagineError: bad data or split, ``out_dir`` made with other settings, or (in
             ``allm`` mode) an audio LLM that cannot be loaded — all before any item runs.
+        AuralensError: a bad stage spec (:meth:`Stages.check`), before the data is read.
     """
     from auralens.progress import progress
     from auralens.shard import parse_shard, shard_dir, shard_items
@@ -872,6 +1052,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     dest = shard_dir(out, parsed)
     results_path = dest / "results.jsonl"
     _check_resume(results_path, read_jsonl(results_path), key, settings, out)
+    stages = Stages(cfg)
+    stages.check()  # bad specs fail before the data is read or a model is loaded
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split, exclude=(out.resolve(),))
@@ -883,7 +1065,6 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     done = {r.get("id") for r in read_jsonl(results_path)}
     todo = [r for r in records if r.id not in done]
     errors = ErrorLog(dest / "errors.jsonl", reset=True)
-    stages = Stages(cfg)
     with timer("load_models"):
         if todo:
             stages.preload()

@@ -7,20 +7,37 @@ from typing import Any
 
 import numpy as np
 
+from auralens.errors import AuralensError
+from auralens.scene import llm
 from auralens.scene.llm import LOAD_OPTIONS, from_pretrained, hf_load_kwargs
-from auralens.specs import SpecError
 
 
 def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) -> None:
     """Refuse spec options a captioner would silently ignore (``classifier@top_kk=5``).
 
-    ``params`` are the options left after the constructor's own ``named`` ones; only the
-    model-loading options may remain.
+    ``params`` may hold the constructor's own ``named`` options and the model-loading ones.
     """
-    unknown = sorted(set(params) - set(LOAD_OPTIONS))
-    if unknown:
-        raise SpecError(f"unknown {backend} option(s) {', '.join(unknown)}; use "
-                        f"{', '.join(sorted((*named, *LOAD_OPTIONS)))}")
+    llm.check_options(backend, params, (*named, *LOAD_OPTIONS))
+
+
+def check_audio_model(model_id: str, what: str = "audio model",
+                      expect: tuple[str, ...] = (), label: str = "") -> None:
+    """Cheap checks of a local audio model folder (no weights read): ``config.json``, an audio
+    feature extractor, and (``expect``) a ``model_type``/architecture naming ``label``.
+    Hub ids pass (their files are checked when they load).
+
+    Raises:
+        AuralensError: ``"<dir>: not an audio-language model (no audio feature extractor)"`` …
+    """
+    path = llm.check_model_dir(model_id)
+    if path is None:
+        return
+    if not llm.has_audio_feature_extractor(path):
+        raise AuralensError(f"{model_id}: not an {what} (no audio feature extractor)")
+    kind = llm.model_kind(path)
+    if expect and not any(e in kind.lower() for e in expect):
+        raise AuralensError(f"{model_id}: not a {label} model (config.json: "
+                            f"{kind.strip() or 'no model_type'})")
 
 
 def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:

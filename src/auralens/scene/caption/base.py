@@ -1,4 +1,10 @@
-"""The ``Captioner`` protocol: one source's audio → a short text caption."""
+"""The ``Captioner`` protocol: one source's audio → a short text caption.
+
+A backend module may also define ``check_spec(spec, **params)``: cheap checks of a spec (option
+names and values, a local folder's files; no weights, no network) that
+:func:`auralens.scene.pipeline.check_stage` runs for every configured stage before any work,
+and that the backend's ``build`` calls first.
+"""
 
 from __future__ import annotations
 

@@ -13,9 +13,21 @@ import numpy as np
 
 from auralens.encoders.clap import centre_crop, window_samples
 from auralens.errors import AuralensError
-from auralens.scene.caption._hf import as_tensor, check_options, load_model, processor_kwargs
+from auralens.scene.caption._hf import (
+    as_tensor,
+    check_audio_model,
+    check_options,
+    load_model,
+    processor_kwargs,
+)
 from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
-from auralens.scene.llm import from_pretrained, resolve_model_id
+from auralens.scene.llm import (
+    TEXT_RULE,
+    check_values,
+    from_pretrained,
+    resolve_model_id,
+    whole_rule,
+)
 from auralens.specs import ModelSpec
 
 #: The AudioSet ontology's 527 class names, one per line.
@@ -51,7 +63,7 @@ class ClapZeroShotCaptioner(Captioner):
         import torch
         from transformers import AutoProcessor, ClapModel
 
-        check_options("clap-zeroshot", params, ("labels", "top_k", "prompt"))
+        check_options("clap-zeroshot", params, _NAMED)
         self.model_id = model_id
         self.name = f"clap-zeroshot:{model_id}"
         self.top_k = int(top_k)
@@ -100,6 +112,21 @@ class ClapZeroShotCaptioner(Captioner):
         return self.describe(wave).text
 
 
+_NAMED = ("labels", "top_k", "prompt")
+_RULES = {"labels": TEXT_RULE, "top_k": whole_rule(1), "prompt": TEXT_RULE}
+
+
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and values, the label file and a local folder's files (no weights read)."""
+    check_options("clap-zeroshot", params, _NAMED)
+    check_values("clap-zeroshot", params, _RULES)
+    if params.get("labels") and not Path(params["labels"]).expanduser().is_file():
+        raise AuralensError(f"{params['labels']}: label file not found (clap-zeroshot labels=)")
+    check_audio_model(resolve_model_id(spec, default=DEFAULT_MODEL), "audio model",
+                      ("clap",), "CLAP")
+
+
 def build(spec: ModelSpec, **params: Any) -> ClapZeroShotCaptioner:
     """``clap-zeroshot`` / ``clap-zeroshot:<id or dir>@labels=FILE,top_k=3``."""
+    check_spec(spec, **params)
     return ClapZeroShotCaptioner(resolve_model_id(spec, default=DEFAULT_MODEL), **params)

@@ -14,9 +14,20 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import ModelUnavailableError
-from auralens.scene.caption._hf import check_options, load_model, processor_kwargs
+from auralens.scene.caption._hf import (
+    check_audio_model,
+    check_options,
+    load_model,
+    processor_kwargs,
+)
 from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
-from auralens.scene.llm import from_pretrained, resolve_model_id
+from auralens.scene.llm import (
+    BOOL_RULE,
+    check_values,
+    from_pretrained,
+    resolve_model_id,
+    whole_rule,
+)
 from auralens.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -38,7 +49,7 @@ class ClassifierCaptioner(Captioner):
                  **params: Any) -> None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-        check_options("classifier", params, ("top_k", "confidence"))
+        check_options("classifier", params, _NAMED)
         self.model_id = model_id
         self.name = f"classifier:{model_id}"
         self.top_k = int(top_k)
@@ -77,14 +88,28 @@ class ClassifierCaptioner(Captioner):
         return self.describe(wave).text
 
 
+_NAMED = ("top_k", "confidence")
+_RULES = {"top_k": whole_rule(1), "confidence": BOOL_RULE}
+
+
+def _model_id(spec: ModelSpec) -> str:
+    if spec.id:
+        return resolve_model_id(spec)
+    if not (PRESET_DIR / "config.json").exists():
+        raise ModelUnavailableError(
+            str(PRESET_DIR), "the committed offline classifier is missing; pass "
+            "--captioner classifier:<dir> with any audio-classification model directory")
+    return str(PRESET_DIR)
+
+
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and values, and a local folder's files (no weights read)."""
+    check_options("classifier", params, _NAMED)
+    check_values("classifier", params, _RULES)
+    check_audio_model(_model_id(spec), "audio classifier")
+
+
 def build(spec: ModelSpec, **params: Any) -> ClassifierCaptioner:
     """``classifier`` (committed preset) or ``classifier:<dir or hub id>``."""
-    if spec.id:
-        model_id = resolve_model_id(spec)
-    else:
-        if not (PRESET_DIR / "config.json").exists():
-            raise ModelUnavailableError(
-                str(PRESET_DIR), "the committed offline classifier is missing; pass "
-                "--captioner classifier:<dir> with any audio-classification model directory")
-        model_id = str(PRESET_DIR)
-    return ClassifierCaptioner(model_id, **params)
+    check_spec(spec, **params)
+    return ClassifierCaptioner(_model_id(spec), **params)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from auralens.scene.caption.qwen2audio import AudioChatCaptioner
+from auralens.scene.llm import check_openai_spec, check_values, whole_rule
 from auralens.specs import ModelSpec
 
 #: Rate clips are sent at (Qwen2-Audio's feature extractor rate).
@@ -75,8 +76,15 @@ class OpenAIAudioLM:
         return self.client.chat(self.request(wave, messages), **gen)
 
 
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and values, the model name and URL (no request is sent)."""
+    check_values("openai-audio", params, {"sample_rate": whole_rule(1)})
+    check_openai_spec("openai-audio", spec.id, params, ("instruction", "sample_rate"))
+
+
 def build(spec: ModelSpec, **params: Any) -> AudioChatCaptioner:
     """Registry factory: ``openai-audio:<model>@base_url=…`` as a captioner."""
+    check_spec(spec, **params)
     instruction = params.pop("instruction", None)
     return AudioChatCaptioner(OpenAIAudioLM(spec.id, **params), instruction=instruction,
                               kind="openai-audio")

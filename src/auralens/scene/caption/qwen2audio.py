@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import AuralensError
-from auralens.scene.caption._hf import chunks, load_model, processor_kwargs
+from auralens.scene.caption._hf import check_audio_model, chunks, load_model, processor_kwargs
 from auralens.scene.caption.base import Captioner
 from auralens.scene.llm import (
     GENERATION_OPTIONS,
+    LOAD_OPTIONS,
     Message,
+    check_options,
+    check_values,
+    error_line,
     from_pretrained,
     generation_kwargs,
     resolve_model_id,
@@ -36,6 +40,25 @@ CAPTION_INSTRUCTION = ("Listen carefully and describe this sound in detail: what
                        "sentences.")
 #: Longest audio one model call receives; longer inputs are chunked.
 CHUNK_SECONDS = 30.0
+#: Shortest audio one model call receives (seconds); shorter clips are zero-padded. Qwen2-Audio
+#: needs at least two audio tokens (~0.05 s) or its forward pass fails.
+MIN_SECONDS = 0.1
+
+
+def check_audio_lm_spec(backend: str, model_id: str, params: dict[str, Any],
+                        extra: tuple[str, ...] = (), expect: tuple[str, ...] = (),
+                        label: str = "") -> None:
+    """Cheap checks of an audio chat model spec (no weights read): option names and values,
+    and for a local folder ``config.json``, an audio feature extractor and (``expect``) the
+    architecture.
+
+    Raises:
+        SpecError: an unknown option or a bad value.
+        AuralensError: ``"<dir>: not an audio-language model (no audio feature extractor)"``.
+    """
+    check_options(backend, params, (*LOAD_OPTIONS, *GENERATION_OPTIONS, *extra))
+    check_values(backend, params)
+    check_audio_model(model_id, "audio-language model", expect, label)
 
 
 class AudioChatLM:
@@ -53,10 +76,16 @@ class AudioChatLM:
     def __init__(self, model_id: str, model_classes: Sequence[Any], **params: Any) -> None:
         from transformers import AutoProcessor
 
+        check_options("audio LM", params, (*LOAD_OPTIONS, *GENERATION_OPTIONS))
         self.model_id = model_id
         self.params = params
         self.processor = from_pretrained(AutoProcessor.from_pretrained, model_id,
                                          **processor_kwargs(params))
+        # A text-only LLM's "processor" is its tokenizer: refuse before loading its weights.
+        extractor = getattr(self.processor, "feature_extractor", None)
+        if extractor is None or not hasattr(extractor, "sampling_rate"):
+            raise AuralensError(f"{model_id}: not an audio-language model (no audio feature "
+                                "extractor)")
         if getattr(self.processor, "chat_template", None) is None:
             raise AuralensError(f"{model_id}: processor has no chat template")
         last: Exception | None = None
@@ -68,23 +97,42 @@ class AudioChatLM:
                 last = exc
         else:
             raise AuralensError(f"{model_id}: not an audio-text-to-text model ({last})")
-        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+        self.sample_rate = int(extractor.sampling_rate)
+        self.min_samples = int(MIN_SECONDS * self.sample_rate)
         self.gen_defaults = {k: v for k, v in params.items() if k in GENERATION_OPTIONS}
         self._lock = threading.Lock()
 
     def ask(self, wave: np.ndarray, messages: Sequence[Message], **gen: Any) -> str:
         """Answer ``messages`` with ``wave`` attached to the last user turn.
 
-        Audio longer than 30 s becomes several audio items in that turn.
+        Audio longer than 30 s becomes several audio items in that turn; audio shorter than
+        :data:`MIN_SECONDS` is zero-padded to it.
 
         Args:
             wave: ``[T]`` float32 at :attr:`sample_rate`.
             messages: chat turns with string contents; earlier turns (few-shot examples)
                 stay text-only.
+
+        Raises:
+            AuralensError: the model failed (one line naming the model and the clip length).
         """
+        wave = np.asarray(wave, dtype=np.float32)
+        try:
+            return self._ask(wave, messages, **gen)
+        except AuralensError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line naming the model, not a traceback
+            raise AuralensError(f"{self.model_id}: the model failed on a "
+                                f"{wave.shape[-1] / self.sample_rate:.2f} s clip "
+                                f"({error_line(exc)})") from exc
+
+    def _ask(self, wave: np.ndarray, messages: Sequence[Message], **gen: Any) -> str:
         import torch
 
-        pieces = chunks(np.asarray(wave, dtype=np.float32), self.sample_rate, CHUNK_SECONDS)
+        pieces = chunks(wave, self.sample_rate, CHUNK_SECONDS)
+        # Zeros add no sound; the model needs a minimum number of audio frames.
+        pieces = [np.pad(p, (0, self.min_samples - p.shape[-1]))
+                  if p.shape[-1] < self.min_samples else p for p in pieces]
         conv: list[dict[str, Any]] = []
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         for i, m in enumerate(messages):
@@ -145,7 +193,18 @@ def load_qwen2audio(model_id: str = DEFAULT_MODEL, **params: Any) -> AudioChatLM
     return AudioChatLM(model_id, [Qwen2AudioForConditionalGeneration], **params)
 
 
+#: ``model_type`` / architecture words of a Qwen2-Audio checkpoint.
+QWEN2AUDIO_KIND = ("qwen2_audio", "qwen2audio")
+
+
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and values, and a local folder's files (no weights read)."""
+    check_audio_lm_spec("qwen2-audio", resolve_model_id(spec, default=DEFAULT_MODEL), params,
+                        ("instruction",), QWEN2AUDIO_KIND, "Qwen2-Audio")
+
+
 def build(spec: ModelSpec, *, instruction: str | None = None, **params: Any) -> Captioner:
     """``qwen2-audio`` (Qwen/Qwen2-Audio-7B-Instruct) or ``qwen2-audio:<id or dir>``."""
+    check_spec(spec, instruction=instruction, **params)
     lm = load_qwen2audio(resolve_model_id(spec, default=DEFAULT_MODEL), **params)
     return AudioChatCaptioner(lm, instruction=instruction, kind="qwen2-audio")

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from auralens.scene.compose.chat import ChatComposer
-from auralens.scene.llm import OpenAIChatModel
+from auralens.scene.llm import OPENAI_GENERATION_OPTIONS, OpenAIChatModel, check_openai_spec
 from auralens.specs import ModelSpec
 
-_GEN = ("max_new_tokens", "temperature", "top_p", "seed")
+
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and values, the model name and URL (no request is sent)."""
+    check_openai_spec("openai composer", spec.id, params, extra=("template",))
 
 
 def build(spec: ModelSpec, *, template: str | None = None, **params: Any) -> ChatComposer:
     """``openai:<model>@base_url=http://host:port/v1,timeout=60,retries=3,max_concurrency=4``."""
-    gen = {k: v for k, v in params.items() if k in _GEN}
-    conn = {k: v for k, v in params.items() if k not in _GEN}
+    check_spec(spec, **params)
+    gen = {k: v for k, v in params.items() if k in OPENAI_GENERATION_OPTIONS}
+    conn = {k: v for k, v in params.items() if k not in OPENAI_GENERATION_OPTIONS}
     return ChatComposer(OpenAIChatModel(spec.id, **conn), template=template, **gen)

@@ -169,9 +169,18 @@ class TemplateComposer(Composer):
         return Description(text, reasoning)
 
 
-def build(spec: ModelSpec, **params: Any) -> TemplateComposer:
-    """``template`` or ``template@knowledge=FILE.json``."""
+def check_spec(spec: ModelSpec, **params: Any) -> None:
+    """Option names and the knowledge file (cheap: no model)."""
     unknown = sorted(set(params) - {"knowledge"})
     if unknown:
         raise SpecError(f"unknown template composer option(s) {', '.join(unknown)}; use knowledge")
-    return TemplateComposer(params.get("knowledge") or (spec.id or None))
+    knowledge = params.get("knowledge") or (spec.id or None)
+    if knowledge is not None and not Path(str(knowledge)).expanduser().is_file():
+        raise AuralensError(f"{knowledge}: knowledge file not found (template composer)")
+
+
+def build(spec: ModelSpec, **params: Any) -> TemplateComposer:
+    """``template`` or ``template@knowledge=FILE.json``."""
+    check_spec(spec, **params)
+    knowledge = params.get("knowledge") or (spec.id or None)
+    return TemplateComposer(Path(str(knowledge)).expanduser() if knowledge else None)

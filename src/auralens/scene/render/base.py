@@ -1,4 +1,10 @@
-"""The ``ImageGenerator`` protocol: text → image."""
+"""The ``ImageGenerator`` protocol: text → image.
+
+A backend module may also define ``check_spec(spec, **params)``: cheap checks of a spec (option
+names and values, a local folder's files; no weights, no network) that
+:func:`auralens.scene.pipeline.check_stage` runs for every configured stage before any work,
+and that the backend's ``build`` calls first.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from auralens.errors import AuralensError
 from auralens.registry import Registry
+from auralens.specs import SpecError
 
 
 class ImageSkipped(AuralensError):
@@ -43,6 +50,18 @@ class NoImage(ImageGenerator):
 
 IMAGE_GENERATORS: Registry[ImageGenerator] = Registry("image generator", default="none")
 
-IMAGE_GENERATORS.register("none", lambda spec, **params: NoImage())
+def check_spec(spec: Any, **params: Any) -> None:
+    """The ``none`` backend takes no options (``none@steps=4`` is a mistake, not a setting)."""
+    if params:
+        raise SpecError(f"unknown none image option(s) {', '.join(sorted(params))}; the none "
+                        "backend takes no options (use diffusers:<id or dir>@… for an image)")
+
+
+def _no_image(spec: Any, **params: Any) -> NoImage:
+    check_spec(spec, **params)
+    return NoImage()
+
+
+IMAGE_GENERATORS.register("none", _no_image)
 IMAGE_GENERATORS.register("diffusers", "auralens.scene.render.diffusers_t2i:build",
                           aliases=("sd3.5",))
