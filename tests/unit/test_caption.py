@@ -282,3 +282,17 @@ def test_a_folder_without_config_is_not_a_model(tmp_path):
     with pytest.raises(AuralensError, match=re.escape(f"{tmp_path / 'emptydir'}: not a model "
                                                       "folder (no config.json)")):
         CAPTIONERS.build(str(tmp_path / "emptydir"))
+
+
+def test_long_input_chunks_cover_every_sample() -> None:
+    from auralens.scene.caption._hf import chunks
+
+    sr = 100
+    wave = np.arange(6050, dtype=np.float32)  # 60.5 s: a 0.5 s tail
+    pieces = chunks(wave, sr, seconds=30.0)
+    assert [len(p) for p in pieces] == [3000, 3000, 3000]
+    assert pieces[-1][-1] == wave[-1] and pieces[-1][0] == wave[-3000]  # the last 30 s, not dropped
+    pieces = chunks(np.arange(6200, dtype=np.float32), sr, seconds=30.0)  # a 2 s tail: its own piece
+    assert [len(p) for p in pieces] == [3000, 3000, 200]
+    short = chunks(wave[:2500], sr)
+    assert len(short) == 1 and short[0] is not None and len(short[0]) == 2500

@@ -67,13 +67,18 @@ def as_tensor(output: Any) -> Any:
 
 
 def chunks(wave: np.ndarray, sample_rate: int, seconds: float = 30.0) -> list[np.ndarray]:
-    """Split ``[T]`` into pieces of at most ``seconds`` (a short tail merges into the last)."""
+    """Split ``[T]`` into pieces of at most ``seconds``.
+
+    A tail shorter than 1 s is not worth its own model call: the last piece is then the final
+    ``seconds`` of the input instead (overlapping the one before), so no audio is left out.
+    """
     size = int(seconds * sample_rate)
-    if wave.shape[-1] <= size:
+    n = wave.shape[-1]
+    if n <= size:
         return [wave]
-    pieces = [wave[i:i + size] for i in range(0, wave.shape[-1], size)]
-    if len(pieces) > 1 and pieces[-1].shape[-1] < sample_rate:  # < 1 s tail: not worth a call
-        pieces = pieces[:-1]
+    pieces = [wave[i:i + size] for i in range(0, n, size)]
+    if pieces[-1].shape[-1] < sample_rate:
+        pieces[-1] = wave[..., n - size:]
     return pieces
 
 
