@@ -76,8 +76,8 @@ def test_train_classifier_resumes(data, tmp_path) -> None:
     assert first["epochs_run"] == 2
     more = train_classifier(data, out, _tiny_cfg(epochs=3, augment=True))
     assert more["epochs_run"] == 3 and [h["epoch"] for h in more["history"]] == [1, 2, 3]
-    with pytest.raises(Exception, match="different settings"):
-        train_classifier(data, out, _tiny_cfg(epochs=4, hidden_size=64))
+    with pytest.raises(Exception, match=r"different settings or data \(hidden_size 32 → 64\)"):
+        train_classifier(data, out, _tiny_cfg(epochs=4, hidden_size=64, augment=True))
 
 
 def test_committed_classifier_preset() -> None:
@@ -132,3 +132,104 @@ def test_resume_after_a_kill_between_history_and_state(data, tmp_path) -> None:
     more = train_classifier(data, out, _tiny_cfg(epochs=3))
     assert [h["epoch"] for h in more["history"]] == [1, 2, 3] and more["epochs_run"] == 3
     assert len((out / "errors.jsonl").read_text().splitlines()) == 1
+
+
+def _stop_at(monkeypatch, call: int, exc: BaseException, out=None, seen: list | None = None) -> None:
+    """Make the ``call``-th validation (1-based: the end of that epoch) raise ``exc``; with
+    ``seen``, record the run.json status under ``out`` at each validation."""
+    import auralens.encoders.train_classifier as tc
+
+    real, count = tc._evaluate, {"n": 0}
+
+    def evaluate(model, x, y, batch_size, acc=None):  # noqa: ANN001, ANN202
+        count["n"] += 1
+        if seen is not None:  # what run.json says while the run trains
+            seen.append(read_json(out / "run.json")["result"]["status"])
+        if count["n"] == call:
+            raise exc
+        return real(model, x, y, batch_size, acc)
+
+    monkeypatch.setattr(tc, "_evaluate", evaluate)
+
+
+def test_interrupted_run_says_so_in_run_json_and_resumes(data, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "clf"
+    seen: list[str] = []
+    _stop_at(monkeypatch, 3, KeyboardInterrupt(), out, seen)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(data, out, _tiny_cfg(epochs=6))
+    assert seen == ["running"] * 3
+    assert (out / "model.safetensors").exists()  # the best of the two finished epochs …
+    res = read_json(out / "run.json")["result"]
+    assert res["status"] == "interrupted" and res["epochs_run"] == 2  # … is marked unfinished
+    assert res["message"].startswith("interrupted after epoch 2 of 6")
+    assert res["best_epoch"] in (1, 2) and read_json(out / "run.json")["config"]["epochs"] == 6
+    monkeypatch.undo()
+    done = train_classifier(data, out, _tiny_cfg(epochs=6))
+    run = read_json(out / "run.json")
+    assert run["result"]["status"] == "ok" and run["result"]["epochs_run"] == done["epochs_run"] == 6
+    assert run["result"]["resumed_from_epoch"] == 2 and run["result"]["epochs_this_run"] == 4
+    assert [h["epoch"] for h in done["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_failed_run_says_so_in_run_json(data, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "clf"
+    _stop_at(monkeypatch, 2, RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError):
+        train_classifier(data, out, _tiny_cfg(epochs=3))
+    res = read_json(out / "run.json")["result"]
+    assert res["status"] == "failed" and res["epochs_run"] == 1
+    assert res["message"] == "RuntimeError: out of memory"
+
+
+def test_rerun_with_fewer_epochs_is_refused_and_a_no_op_rerun_stays_truthful(data, tmp_path) -> None:
+    out = tmp_path / "clf"
+    first = train_classifier(data, out, _tiny_cfg(epochs=3))
+    before = (out / "run.json").read_text()
+    with pytest.raises(Exception, match=r"already trained for 3 epochs, more than epochs 2; pass "
+                                        r"--epochs 3 or more to continue it"):
+        train_classifier(data, out, _tiny_cfg(epochs=2))
+    assert (out / "run.json").read_text() == before  # the refusal changed nothing
+    again = train_classifier(data, out, _tiny_cfg(epochs=3))  # nothing left to train
+    run = read_json(out / "run.json")
+    assert run["config"]["epochs"] == run["result"]["epochs_run"] == again["epochs_run"] == 3
+    assert run["result"]["epochs_this_run"] == 0 and run["timings_s"]["train"] == 0
+    # the training time of the run that did the work is kept, not replaced by the rerun's
+    assert run["result"]["train_seconds"] == first["train_seconds"] > 0
+
+
+def test_resume_with_other_settings_names_the_differing_keys(data, tmp_path) -> None:
+    out = tmp_path / "clf"
+    train_classifier(data, out, _tiny_cfg(epochs=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(Exception) as err:
+        train_classifier(data, out, _tiny_cfg(epochs=2, lr=1e-3, seed=5))
+    msg = str(err.value)
+    assert "lr 0.003 → 0.001" in msg and "seed 0 → 5" in msg and "hidden_size" not in msg
+    assert "only epochs, max_steps, threads may change" in msg and "\n" not in msg
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # other data (a class renamed) is named as such
+    csv = data / "meta" / "esc50.csv"
+    csv.write_text(csv.read_text().replace(",hiss,", ",fizz,"))
+    with pytest.raises(Exception, match=r"the data's classes \(missing now: hiss; new: fizz\)"):
+        train_classifier(data, out, _tiny_cfg(epochs=2))
+
+
+def test_stop_right_after_a_saved_epoch_reports_that_epoch(data, tmp_path, monkeypatch) -> None:
+    # Ctrl-C after the state of epoch 2 reached the disk but before the loop noted it.
+    import auralens.encoders.train_classifier as tc
+
+    real, calls = tc._save_state, {"n": 0}
+
+    def save_then_stop(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tc, "_save_state", save_then_stop)
+    out = tmp_path / "clf"
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(data, out, _tiny_cfg(epochs=4))
+    res = read_json(out / "run.json")["result"]
+    assert res["status"] == "interrupted" and res["epochs_run"] == 2 and res["steps"] == 4

@@ -101,3 +101,84 @@ def test_hidden_files_are_not_metric_inputs(tmp_path: Path) -> None:
     assert main(["evaluate", "fad", str(ref), str(ref), "--out", str(tmp_path / "o")]) == 0
     res = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert "skipped" not in res and res["n_ref_frames"] == 2 * 101
+
+
+def _short(root: Path, name: str, n: int = 80) -> Path:
+    """A folder with one 5 ms clip (80 samples at 16 kHz: one log-mel frame)."""
+    audio.write(root / name / "blip.wav", (0.3 * np.ones(n)).astype(np.float32), SR)
+    return root / name
+
+
+def test_too_short_clips_name_the_folder_and_the_frames(tmp_path: Path, capsys) -> None:
+    ref = _folder(tmp_path, "ref", [220, 330], 0.01)
+    short = _short(tmp_path, "short")
+    for metric in ("fad", "kad"):
+        for args, what in (([short, ref], "reference"), ([ref, short], "evaluated")):
+            capsys.readouterr()
+            assert main(["evaluate", metric, *map(str, args)]) == 1
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert err == (f"error: {short}: the {what} clips are too short for {metric.upper()}: "
+                           f"1 embedding frame(s) in all (blip.wav: 1); {metric.upper()} needs at "
+                           "least 2 — use longer clips or more of them")
+    # Enough frames for a covariance but not for 64 dims: the folder is named too.
+    _short(tmp_path, "short", 800)
+    audio.write(short / "blip2.wav", 0.3 * np.ones(800, np.float32), SR)
+    capsys.readouterr()
+    assert main(["evaluate", "fad", str(ref), str(short)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {short} (evaluated): FAD needs more frames than embedding dimensions" in err
+
+
+def test_kad_per_file_reports_a_too_short_file_instead_of_failing(tmp_path: Path) -> None:
+    ref = _folder(tmp_path, "ref", [220, 330, 440], 0.01)
+    est = _folder(tmp_path, "est", [220, 330], 0.2)
+    audio.write(est / "blip.wav", 0.3 * np.ones(80, np.float32), SR)
+    assert main(["evaluate", "kad", str(ref), str(est), "--per-file", "--out", str(tmp_path / "o")]) == 0
+    res = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert res["per_file"]["blip.wav"] is None and res["per_file_too_short"] == ["blip.wav"]
+    assert res["per_file"]["tone220.wav"] > 0
+
+
+def test_run_json_records_absolute_paths_cwd_and_timings(tmp_path: Path, monkeypatch) -> None:
+    _folder(tmp_path, "ref", [220, 330], 0.01)
+    _folder(tmp_path, "est", [220, 330], 0.2)
+    monkeypatch.chdir(tmp_path)
+    for metric, extra in (("fad", []), ("kad", ["--kernel", "imq"])):
+        assert main(["evaluate", metric, "ref", "est", "--out", f"o_{metric}", *extra]) == 0
+        run = json.loads((tmp_path / f"o_{metric}" / "run.json").read_text())
+        assert run["config"]["ref_dir"] == str(tmp_path.resolve() / "ref")
+        assert run["config"]["eval_dir"] == str(tmp_path.resolve() / "est")
+        assert run["cwd"] == str(tmp_path)
+        assert set(run["timings_s"]) == {"embed", "metric", "total"}
+        assert run["timings_s"]["total"] >= run["timings_s"]["embed"] > 0
+        metrics = json.loads((tmp_path / f"o_{metric}" / "metrics.json").read_text())
+        assert metrics["config"] == run["config"]
+    assert run["config"]["kernel"] == "imq" and run["config"]["per_file"] is False
+    assert main(["evaluate", "spectral", "ref/tone220.wav", "est/tone220.wav", "--out", "o_sp"]) == 0
+    run = json.loads((tmp_path / "o_sp" / "run.json").read_text())
+    assert run["config"]["est"] == str(tmp_path.resolve() / "est" / "tone220.wav")
+    assert set(run["timings_s"]) == {"load", "metric", "total"}
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    import tempfile
+
+    ref = _folder(tmp_path, "ref", [220, 330], 0.01)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for metric in ("fad", "kad"):
+        for out in (blocker, blocker / "sub"):
+            capsys.readouterr()
+            assert main(["evaluate", metric, str(ref), str(ref), "--out", str(out)]) == 1
+            err = capsys.readouterr().err
+            assert f"error: {out}: " in err and "embed" not in err and "Traceback" not in err
+    # A directory the user may not write to (root ignores modes, so the probe is made to fail).
+    def denied(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
+    capsys.readouterr()
+    assert main(["evaluate", "fad", str(ref), str(ref), "--out", str(tmp_path / "ro")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'ro'}: output directory is not writable (Permission denied)" in err
+    assert "embed" not in err

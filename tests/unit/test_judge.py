@@ -205,3 +205,27 @@ def test_hf_judge_with_tiny_chat_model_counts_garbage_as_missing(tiny_model) -> 
     answer = judge.ask("count", "A dog barks while rain falls.")
     assert answer.value is None and answer.attempts == 2
     assert judge.missing["count"] == 1
+
+
+@pytest.mark.parametrize(("spec", "unknown", "allowed"), [
+    ("openai:stub@base_url={url},timeuot=2", "timeuot", "timeout"),
+    ("openai:stub@base_url={url},max_new_token=5", "max_new_token", "max_new_tokens"),
+    ("hf:{model}@max_new_token=5", "max_new_token", "max_new_tokens"),
+])
+def test_misspelt_judge_options_are_refused(stub_url: str, tiny_model, spec: str, unknown: str,
+                                            allowed: str) -> None:
+    from auralens.specs import SpecError
+
+    spec = spec.format(url=stub_url, model=tiny_model("tiny_chat_lm"))
+    with pytest.raises(SpecError, match=rf"unknown \w+ judge option\(s\) {unknown}; use .*{allowed}") as err:
+        JUDGES.build(spec)
+    assert "\n" not in str(err.value)
+
+
+def test_judge_options_are_kept_out_of_the_chat_model(stub_url: str) -> None:
+    # retries and name are the judge's own: they reach LLMJudge, not the endpoint's options
+    judge = JUDGES.build(f"openai:stub-judge@base_url={stub_url},retries=0,name=my-judge,timeout=5")
+    assert judge.retries == 0 and judge.name == "my-judge"
+    assert judge.ask("count", "GARBLED").attempts == 1
+    with pytest.raises(Exception, match="retries must be a whole number ≥ 0, got -1"):
+        JUDGES.build(f"openai:stub-judge@base_url={stub_url},retries=-1")

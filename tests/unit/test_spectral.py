@@ -148,3 +148,47 @@ def test_multichannel_input_is_refused_not_flattened() -> None:
         si_sdr(stereo[0], stereo.T)
     # singleton axes are mono: [1, T] and [T, 1] score like [T]
     assert si_sdr(stereo[:1], stereo[0][:, None]) == si_sdr(stereo[0], stereo[0])
+
+
+def _files(tmp_path, ref: np.ndarray, est: np.ndarray):
+    import soundfile as sf
+
+    sf.write(tmp_path / "ref.wav", ref, SR)
+    sf.write(tmp_path / "est.wav", est, SR)
+    return tmp_path / "ref.wav", tmp_path / "est.wav"
+
+
+def test_file_comparison_reports_lengths_and_warns_on_a_mismatch(burst: np.ndarray, tmp_path,
+                                                                  capsys) -> None:
+    import json
+
+    from auralens.cli import main
+    from auralens.evaluate.spectral import ANALYSIS_FRAME
+
+    ref, est = _files(tmp_path, burst, burst[: SR // 2])
+    capsys.readouterr()
+    assert main(["evaluate", "spectral", str(ref), str(est)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["compared_samples"], out["compared_s"]) == (SR // 2, 0.5)
+    assert (out["ref_duration_s"], out["est_duration_s"]) == (1.0, 0.5)
+    assert out["warnings"] == [f"lengths differ by more than one analysis frame ({ANALYSIS_FRAME} "
+                               f"samples): {ref} is 1.000 s, {est} is 0.500 s; only the first "
+                               "0.500 s of each were compared"]
+    # A few samples of difference (resampling, codec padding) is no mismatch.
+    ref, est = _files(tmp_path, burst, burst[: SR - ANALYSIS_FRAME])
+    assert main(["evaluate", "spectral", str(ref), str(est)]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
+@pytest.mark.parametrize("n", [1, 80, 511])
+def test_file_too_short_for_the_metrics_is_an_error(burst: np.ndarray, tmp_path, capsys, n: int) -> None:
+    from auralens.cli import main
+
+    ref, est = _files(tmp_path, burst, burst[:n])
+    capsys.readouterr()
+    assert main(["evaluate", "spectral", str(ref), str(est)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (f"error: {est}: too short for the spectral metrics ({n} samples, "
+                                    f"{1000 * n / SR:.1f} ms at {SR} Hz); they need at least 512 "
+                                    "samples (32 ms)")

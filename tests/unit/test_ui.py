@@ -449,3 +449,61 @@ def test_address_checks_before_the_server_starts(tmp_path):
     bad.write_text("captioner: 3\n")
     with pytest.raises(UIError, match="im.yaml: captioner must be a backend spec"):
         launch(imagine_config=bad, work_root=tmp_path / "w", block=False)
+
+
+# --------------------------------------------------------------------------- short and flagged uploads
+@pytest.mark.parametrize("samples", [1, 40, 799])  # one sample, 5 ms, just under 0.1 s at 8 kHz
+def test_too_short_uploads_are_refused_on_both_tabs(settings: UISettings, samples: int) -> None:
+    path = settings.upload_roots[0] / "tiny.wav"
+    sf.write(path, np.full(samples, 0.3, np.float32), 8000)
+    with pytest.raises(UIError, match=rf"^tiny\.wav: too short to analyse \(.* ms, {samples} samples "
+                                      r"at 8000 Hz\); uploads must be at least 0\.1 s long$"):
+        core.validate_upload(str(path), settings)
+    view = imagine.run_imagine(str(path), settings)  # refused before the pipeline runs
+    assert not view.ok and "too short to analyse" in view.status and view.description == ""
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    son = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(path), settings)
+    assert not son.ok and "at least 0.1 s long" in son.status
+
+
+def test_upload_of_the_minimum_duration_is_accepted(settings: UISettings) -> None:
+    up = core.validate_upload(str(_wav(settings.upload_roots[0] / "min.wav", 0.1)), settings)
+    assert up.wave.shape == (800,)
+
+
+def _fake_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    def render(run_dir, wave, sr, post=None, *, out_sr=None):  # noqa: ANN001, ANN202
+        return np.asarray(wave, np.float32).copy()  # a silent input gives a silent output
+
+    monkeypatch.setitem(sys.modules, "auralens.sonify.render", types.SimpleNamespace(render=render))
+
+
+def test_sonify_upload_of_silence_warns_and_leaves_the_metrics_out(
+        settings: UISettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_render(monkeypatch)
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    path = settings.upload_roots[0] / "silent.wav"
+    sf.write(path, np.zeros(8000, np.float32), 8000)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(path), settings)
+    assert view.ok, view.status
+    assert "warning: input is silent" in view.status
+    # silence against silence would read lsd_db 0, env_corr 1: "perfect"
+    assert view.metrics == {}
+    assert "not meaningful" in view.metrics_md and "lsd" not in view.metrics_md
+
+
+def test_sonify_upload_that_clips_warns_and_keeps_the_metrics(
+        settings: UISettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_render(monkeypatch)
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    path = settings.upload_roots[0] / "hot.wav"
+    t = np.arange(8000) / 8000
+    sf.write(path, np.clip(2 * np.sin(2 * np.pi * 220 * t), -1, 1).astype(np.float32), 8000)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(path), settings)
+    assert view.ok and "warning: input is clipped" in view.status
+    assert {"lsd_db", "env_corr"} <= set(view.metrics) and "not meaningful" not in view.metrics_md
+    ok = _wav(settings.upload_roots[0] / "ok.wav", 1.0)
+    plain = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(ok), settings)
+    assert plain.ok and "warning" not in plain.status

@@ -14,7 +14,17 @@ Recipe:
     * AdamW, linear warm-up then cosine decay, label smoothing; the checkpoint with the best
       validation accuracy is kept (ties: lower validation loss);
     * resumable: ``OUT/train_state.pt`` holds the model, optimiser and history after every
-      epoch, and a rerun with the same OUT continues from there.
+      epoch, and a rerun with the same OUT continues from there. Only ``epochs`` (never below
+      the epochs already trained), ``max_steps`` and ``threads`` may change on a rerun; any other
+      change is refused with the differing keys and both values.
+
+``OUT/run.json`` tells how the run stands: ``result.status`` is ``running`` while it trains,
+``ok`` when it finished, ``interrupted`` after Ctrl-C and ``failed`` after an error, and
+``result.epochs_run`` counts the epochs whose state was saved (where a rerun continues), so a
+``model.safetensors`` left by a stopped run is never mistaken for a finished one.
+``timings_s`` are this invocation's (``features``, ``train``, ``total``); ``result.train_seconds``
+adds up the training time of every invocation, and ``result.resumed_from_epoch`` /
+``epochs_this_run`` say what this one did.
 
 Scale-out: the loop runs through ``accelerate.Accelerator``; ``accelerate launch
 --num_processes N`` (or torchrun) trains with N processes and no code change. Every process
@@ -231,7 +241,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         remove_stale_temps(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    timer = Timer()
+    timer, started = Timer(), time.perf_counter()
     clips = load_esc50(Path(data))
     folds = sorted({c.fold for c in clips if c.fold is not None})
     if len(folds) < 2:
@@ -245,6 +255,12 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         by_target.setdefault(c.target if c.target is not None else -1, c.labels[0])
     classes = [by_target[t] for t in sorted(by_target)]
     label2id = {name: i for i, name in enumerate(classes)}
+    state_path = out / "train_state.pt"
+    state: dict[str, Any] | None = None
+    if state_path.exists():
+        # Checked before anything is written: a refused rerun leaves the run as it was.
+        state = torch.load(state_path, weights_only=True)
+        _check_resume(state, state_path, cfg, classes)
     # Other processes keep their (identical) failure records in memory only.
     errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl", reset=True)
     # The main process fills the fbank cache first; the others then only read it.
@@ -279,12 +295,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, {"acc": -1.0, "loss": float("inf"), "epoch": -1}
     train_seconds = 0.0
-    state_path = out / "train_state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        if state.get("config") != _config_fingerprint(cfg, classes):
-            raise AuralensError(f"{state_path}: made with different settings or data; "
-                                "use a new --out directory")
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
@@ -305,83 +316,191 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     core = acc.unwrap_model(model)
     model.train()
     soft_ce_sum = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
-    for epoch in range(start_epoch, cfg.epochs):
-        if step >= total_steps:
-            break
-        t0 = time.perf_counter()
-        order = torch.randperm(len(y_tr), generator=gen).numpy()
-        run_loss, seen = 0.0, 0
-        for b in progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}"):
+    info = {"data": str(Path(data).resolve()), "train_clips": len(y_tr), "val_clips": len(y_va),
+            "val_fold": val_fold, "classes": classes, "num_processes": world,
+            "parameters": int(sum(p.numel() for p in core.parameters()))}
+    # Epochs whose state is saved: what a stopped run reports and where a rerun continues.
+    done = {"epochs": start_epoch, "step": step, "best": dict(best), "train_seconds": train_seconds}
+    session_train = 0.0
+    if main:
+        _write_run(out, cfg, timer, started, 0.0, {**info, **_progress(done, start_epoch),
+                                                   "status": "running"})
+    status, message = "ok", ""
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
             if step >= total_steps:
                 break
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            # The whole global batch is augmented and mixed on every process (same generator,
-            # same draws); each process then forwards only its share.
-            xb = torch.from_numpy(x_tr[idx].astype(np.float32))
-            yb = torch.from_numpy(y_tr[idx])
-            if cfg.augment:
-                xb = _augment(xb, v_tr[idx], cfg, gen)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
-            ya, yb2, lam = yb, yb, 1.0
-            if cfg.augment and cfg.mixup > 0 and len(idx) > 1:
-                lam = float(np.random.default_rng([cfg.seed, step]).beta(cfg.mixup, cfg.mixup))
-                perm = torch.randperm(len(idx), generator=gen)
-                xb, yb2 = lam * xb + (1 - lam) * xb[perm], yb[perm]
-            share, weight = slice(rank, None, world), 1.0
-            if len(range(len(idx))[share]) == 0:  # no clip for this process: weight-0 stand-in
-                share, weight = slice(0, 1), 0.0
-            xs, ya_s, yb_s = (t[share].to(acc.device) for t in (xb, ya, yb2))
-            logits = model(input_values=xs).logits
-            loss_sum = lam * soft_ce_sum(logits, ya_s) + (1 - lam) * soft_ce_sum(logits, yb_s)
-            loss_sum = loss_sum * weight
-            opt.zero_grad(set_to_none=True)
-            # DDP averages over processes: × world / global batch gives the global-batch mean.
-            acc.backward(loss_sum * (world / len(idx)))
-            acc.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            run_loss += float(loss_sum.detach())
-            seen += len(xs) if weight else 0
-        if world > 1:
-            t = acc.reduce(torch.tensor([run_loss, seen], dtype=torch.float64, device=acc.device), "sum")
-            run_loss, seen = (float(v) for v in t.tolist())
-        train_seconds += time.perf_counter() - t0
-        val_acc, val_loss = _evaluate(core, x_va, y_va, cfg.batch_size * 2, acc)
-        record = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(1, seen),
-                  "val_accuracy": val_acc, "val_loss": val_loss,
-                  "lr": opt.param_groups[0]["lr"], "seconds": round(train_seconds, 1)}
-        history.append(record)
-        log.info("epoch %d: train loss %.4f, val acc %.3f, val loss %.4f", epoch + 1,
-                 record["train_loss"], val_acc, val_loss)
-        improved = val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"])
-        if improved:
-            best = {"acc": val_acc, "loss": val_loss, "epoch": epoch + 1}
-        if main:
+            t0 = time.perf_counter()
+            order = torch.randperm(len(y_tr), generator=gen).numpy()
+            run_loss, seen = 0.0, 0
+            for b in progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}"):
+                if step >= total_steps:
+                    break
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                # The whole global batch is augmented and mixed on every process (same generator,
+                # same draws); each process then forwards only its share.
+                xb = torch.from_numpy(x_tr[idx].astype(np.float32))
+                yb = torch.from_numpy(y_tr[idx])
+                if cfg.augment:
+                    xb = _augment(xb, v_tr[idx], cfg, gen)
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+                ya, yb2, lam = yb, yb, 1.0
+                if cfg.augment and cfg.mixup > 0 and len(idx) > 1:
+                    lam = float(np.random.default_rng([cfg.seed, step]).beta(cfg.mixup, cfg.mixup))
+                    perm = torch.randperm(len(idx), generator=gen)
+                    xb, yb2 = lam * xb + (1 - lam) * xb[perm], yb[perm]
+                share, weight = slice(rank, None, world), 1.0
+                if len(range(len(idx))[share]) == 0:  # no clip for this process: weight-0 stand-in
+                    share, weight = slice(0, 1), 0.0
+                xs, ya_s, yb_s = (t[share].to(acc.device) for t in (xb, ya, yb2))
+                logits = model(input_values=xs).logits
+                loss_sum = lam * soft_ce_sum(logits, ya_s) + (1 - lam) * soft_ce_sum(logits, yb_s)
+                loss_sum = loss_sum * weight
+                opt.zero_grad(set_to_none=True)
+                # DDP averages over processes: × world / global batch gives the global-batch mean.
+                acc.backward(loss_sum * (world / len(idx)))
+                acc.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                step += 1
+                run_loss += float(loss_sum.detach())
+                seen += len(xs) if weight else 0
+            if world > 1:
+                t = acc.reduce(torch.tensor([run_loss, seen], dtype=torch.float64, device=acc.device), "sum")
+                run_loss, seen = (float(v) for v in t.tolist())
+            train_seconds += time.perf_counter() - t0
+            session_train += time.perf_counter() - t0
+            val_acc, val_loss = _evaluate(core, x_va, y_va, cfg.batch_size * 2, acc)
+            record = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(1, seen),
+                      "val_accuracy": val_acc, "val_loss": val_loss,
+                      "lr": opt.param_groups[0]["lr"], "seconds": round(train_seconds, 1)}
+            history.append(record)
+            log.info("epoch %d: train loss %.4f, val acc %.3f, val loss %.4f", epoch + 1,
+                     record["train_loss"], val_acc, val_loss)
+            improved = val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"])
             if improved:
-                _save_model(core, cfg, out)
-            write_json(out / "history.json", history)
-            _save_state(state_path, core, opt, gen, epoch, step, best, train_seconds, cfg, classes)
-        acc.wait_for_everyone()
+                best = {"acc": val_acc, "loss": val_loss, "epoch": epoch + 1}
+            if main:
+                if improved:
+                    _save_model(core, cfg, out)
+                write_json(out / "history.json", history)
+                _save_state(state_path, core, opt, gen, epoch, step, best, train_seconds, cfg, classes)
+            acc.wait_for_everyone()
+            done.update(epochs=epoch + 1, step=step, best=dict(best), train_seconds=train_seconds)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as exc:
+        status, message = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if status != "ok" and main:  # a finished run's record is written below, with the summary
+            _saved_progress(state_path, done)
+            if status == "interrupted":
+                message = (f"interrupted after epoch {done['epochs']} of {cfg.epochs}; rerun with "
+                           "the same --out to continue")
+            _write_run(out, cfg, timer, started, session_train, {
+                **info, **_progress(done, start_epoch), "status": status, "message": message,
+                "errors": len(errors)})
+    if step >= total_steps and done["epochs"] < cfg.epochs:
+        message = f"stopped at max_steps {cfg.max_steps} after {done['epochs']} epochs"
+    history = history[: done["epochs"]]
 
     summary = {
         "best_val_accuracy": best["acc"], "best_val_loss": best["loss"],
-        "best_epoch": best["epoch"], "epochs_run": len(history), "steps": step,
-        "train_seconds": round(train_seconds, 1), "classes": classes,
+        "best_epoch": best["epoch"], "epochs_run": done["epochs"], "steps": step,
+        "train_seconds": round(train_seconds, 3), "classes": classes,
         "train_clips": len(y_tr), "val_clips": len(y_va), "val_fold": val_fold,
         "train_folds": [f for f in folds if f != val_fold],
-        "parameters": int(sum(p.numel() for p in core.parameters())),
+        "parameters": info["parameters"],
         "history": history, "errors": len(errors), "num_processes": world,
     }
-    timings = {**timer.timings, "train": train_seconds}
     if main:
-        write_run_json(out, command="train-classifier", config={"data": str(data), **asdict(cfg)},
-                       models={"classifier": "ASTForAudioClassification"}, timings=timings,
-                       seed=cfg.seed, extra={"result": {k: v for k, v in summary.items()
-                                                        if k != "history"}})
+        _write_run(out, cfg, timer, started, session_train, {
+            **info, **_progress(done, start_epoch), "status": "ok", "message": message,
+            **{k: v for k, v in summary.items() if k != "history"}})
         errors.summary(len(clips))
     acc.wait_for_everyone()
     return summary
+
+
+def _saved_progress(state_path: Path, done: dict[str, Any]) -> None:
+    """Bring ``done`` up to the state file on disk: a stop that lands after an epoch's state
+    was saved but before the loop noted it must not under-report that epoch."""
+    import torch
+
+    try:
+        state = torch.load(state_path, weights_only=True, mmap=True)  # mmap: no tensor is read
+        if int(state["epoch"]) + 1 > done["epochs"]:
+            done.update(epochs=int(state["epoch"]) + 1, step=int(state["step"]),
+                        train_seconds=float(state["train_seconds"]),
+                        best={"acc": float(state["best_acc"]), "loss": float(state["best_loss"]),
+                              "epoch": int(state["best_epoch"])})
+    except Exception as exc:  # noqa: BLE001 - the record of a stopped run must still be written
+        log.debug("could not read %s: %s", state_path, exc)
+
+
+def _progress(done: dict[str, Any], start_epoch: int) -> dict[str, Any]:
+    """The run.json fields that say how far training got."""
+    best = done["best"]
+    trained = best["epoch"] > 0
+    return {"epochs_run": done["epochs"], "resumed_from_epoch": start_epoch,
+            "epochs_this_run": done["epochs"] - start_epoch, "steps": done["step"],
+            "best_epoch": best["epoch"] if trained else None,
+            "best_val_accuracy": best["acc"] if trained else None,
+            "train_seconds": round(done["train_seconds"], 3)}
+
+
+def _write_run(out: Path, cfg: ClassifierConfig, timer: Timer, started: float,
+               session_train: float, result: dict[str, Any]) -> None:
+    """run.json: the settings, this invocation's timings and ``result`` (status, epochs_run …)."""
+    result = dict(result)
+    data = result.pop("data")
+    timings = {**timer.timings, "train": session_train, "total": time.perf_counter() - started}
+    write_run_json(out, command="train-classifier", config={"data": data, **asdict(cfg)},
+                   models={"classifier": "ASTForAudioClassification"}, timings=timings,
+                   seed=cfg.seed, extra={"result": result})
+
+
+#: Settings a rerun may change (everything else must match the saved state).
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "threads")
+
+
+def _check_resume(state: dict[str, Any], path: Path, cfg: ClassifierConfig,
+                  classes: list[str]) -> None:
+    """Refuse to continue ``state`` with other settings or data, or with fewer epochs.
+
+    Raises:
+        AuralensError: naming each differing key with its saved and new value, or the
+            epochs already trained.
+    """
+    import json
+
+    try:
+        saved = json.loads(state.get("config") or "{}")
+    except (TypeError, ValueError):
+        saved = {}
+    want = json.loads(_config_fingerprint(cfg, classes))
+    if not isinstance(saved, dict) or "cfg" not in saved:
+        raise AuralensError(f"{path}: its settings cannot be read; use a new --out directory")
+    diffs = [f"{key} {saved['cfg'].get(key)!r} → {want['cfg'].get(key)!r}"
+             for key in sorted(set(saved["cfg"]) | set(want["cfg"]))
+             if saved["cfg"].get(key) != want["cfg"].get(key)]
+    old_classes = saved.get("classes") or []
+    if old_classes != classes:
+        gone, new = sorted(set(old_classes) - set(classes)), sorted(set(classes) - set(old_classes))
+        what = "; ".join(part for part in (f"missing now: {', '.join(gone)}" if gone else "",
+                                          f"new: {', '.join(new)}" if new else "") if part)
+        diffs.append(f"the data's classes ({what or 'same names, other order'})")
+    if diffs:
+        raise AuralensError(f"{path}: made with different settings or data ({'; '.join(diffs)}); "
+                            f"only {', '.join(RESUME_MAY_CHANGE)} may change on a rerun — use a "
+                            "new --out directory")
+    trained = int(state["epoch"]) + 1
+    if cfg.epochs < trained:
+        raise AuralensError(f"{path}: already trained for {trained} epochs, more than epochs "
+                            f"{cfg.epochs}; pass --epochs {trained} or more to continue it, or "
+                            "use a new --out directory")
 
 
 def _config_fingerprint(cfg: ClassifierConfig, classes: list[str]) -> str:

@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import typer
+
+from auralens.io import Timer
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Evaluate sonifications and scene descriptions.", no_args_is_help=True)
 
 
-def _emit(result: dict[str, object], out: Path | None, command: str) -> None:
-    """Print ``result`` as JSON (NaN → null, as in metrics.json) and store it under ``out``."""
+def _start(out: Path | None) -> Timer:
+    """Check ``--out`` is a writable directory before any audio is read (a read-only folder
+    must not cost the whole metric first), and start the run's timer."""
+    from auralens.evaluate.folders import check_out_dir
+
+    if out is not None:
+        check_out_dir(out)
+    return Timer()
+
+
+def _emit(result: dict[str, object], out: Path | None, command: str, timer: Timer,
+          started: float) -> None:
+    """Print ``result`` as JSON (NaN → null, as in metrics.json) and store it under ``out``
+    with the stage timings and the total."""
     from auralens.evaluate.folders import write_metrics
     from auralens.io import to_jsonable
 
     typer.echo(json.dumps(to_jsonable(result), indent=2))
     if out is not None:
-        write_metrics(result, out, command)
+        timings = {**timer.timings, "total": time.perf_counter() - started}
+        write_metrics(result, out, command, timings=timings)
 
 
 @app.command()
@@ -35,13 +51,16 @@ def fad(
     """Fréchet Audio Distance between two folders (frames pooled over all files)."""
     from auralens.evaluate.folders import fad_folders
 
+    started = time.perf_counter()
+    timer = _start(out)
     shrink: str | float | None = None
     if shrinkage and shrinkage.lower() != "none":
         try:
             shrink = float(shrinkage)
         except ValueError:
             shrink = shrinkage
-    _emit(fad_folders(ref_dir, eval_dir, embedder=embedder, shrinkage=shrink, inf=inf), out, "evaluate fad")
+    _emit(fad_folders(ref_dir, eval_dir, embedder=embedder, shrinkage=shrink, inf=inf, timer=timer),
+          out, "evaluate fad", timer, started)
 
 
 @app.command()
@@ -60,9 +79,12 @@ def kad(
     from auralens.devices import check_device
     from auralens.evaluate.folders import kad_folders
 
+    started = time.perf_counter()
     device = str(check_device(device, what="--device"))  # named as on the command line
+    timer = _start(out)
     _emit(kad_folders(ref_dir, eval_dir, embedder=embedder, sigma=sigma, kernel=kernel,
-                      per_file=per_file, device=device), out, "evaluate kad")
+                      per_file=per_file, device=device, timer=timer),
+          out, "evaluate kad", timer, started)
 
 
 @app.command()
@@ -74,4 +96,6 @@ def spectral(
     """Spectral distances, envelope correlation and SI-SDR between two files."""
     from auralens.evaluate.folders import spectral_files
 
-    _emit(spectral_files(ref, est), out, "evaluate spectral")
+    started = time.perf_counter()
+    timer = _start(out)
+    _emit(spectral_files(ref, est, timer=timer), out, "evaluate spectral", timer, started)

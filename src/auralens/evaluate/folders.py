@@ -4,6 +4,10 @@ Each function returns the JSON-ready result the CLI prints (``metric``, the valu
 counts, ``config`` and, when some file could not be read, ``skipped``: ``[{"file",
 "error"}]``); :func:`write_metrics` stores it as ``metrics.json`` + ``run.json``.
 
+Paths in ``config`` are absolute (resolved), so a ``metrics.json`` read later from another
+directory still names its inputs. Pass a :class:`auralens.io.Timer` to collect the stages'
+timings for ``run.json``.
+
 Folders are read recursively with :func:`auralens.data.folder.audio_files` (hidden files left
 out). Frame embeddings are cached per file (:class:`auralens.cache.ArrayCache`, namespace
 ``metric-embeddings``), so scoring many runs against one reference embeds it once.
@@ -11,15 +15,61 @@ out). Frame embeddings are cached per file (:class:`auralens.cache.ArrayCache`, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from auralens.evaluate.fad import MetricInputError
+from auralens.evaluate.fad import InsufficientFramesError, MetricInputError
+from auralens.io import Timer
 
 log = logging.getLogger(__name__)
+
+
+def _stage(timer: Timer | None, name: str) -> contextlib.AbstractContextManager[None]:
+    return timer(name) if timer is not None else contextlib.nullcontext()
+
+
+def _abs(path: str | Path) -> str:
+    """``path`` made absolute (symlinks resolved), as recorded in ``config``."""
+    return str(Path(path).expanduser().resolve())
+
+
+def check_frames(folder: str | Path, what: str, frames: dict[str, np.ndarray], need: int,
+                 metric: str) -> None:
+    """Refuse a folder whose clips give fewer than ``need`` embedding frames in all.
+
+    Args:
+        folder: the folder, named in the message.
+        what: ``"reference"`` or ``"evaluated"``.
+        frames: ``{file: [frames, dim]}`` from :func:`embed_folders`.
+        need: frames the metric needs (2 for a covariance or an unbiased MMD).
+        metric: ``"FAD"`` / ``"KAD"``, for the message.
+
+    Raises:
+        InsufficientFramesError: naming the folder and each file's frame count (first five).
+    """
+    total = sum(int(f.shape[0]) for f in frames.values())
+    if total >= need:
+        return
+    listed = ", ".join(f"{name}: {int(f.shape[0])}" for name, f in list(frames.items())[:5])
+    more = f" and {len(frames) - 5} more" if len(frames) > 5 else ""
+    raise InsufficientFramesError(
+        f"{folder}: the {what} clips are too short for {metric}: {total} embedding frame(s) in "
+        f"all ({listed}{more}); {metric} needs at least {need} — use longer clips or more of them")
+
+
+@contextlib.contextmanager
+def _naming(folder: str | Path, what: str) -> Iterator[None]:
+    """Prefix a metric's input error with the folder it came from."""
+    try:
+        yield
+    except InsufficientFramesError as exc:
+        raise InsufficientFramesError(f"{folder} ({what}): {exc}") from exc
 
 
 def folder_audio(folder: str | Path, what: str = "audio") -> list[Path]:
@@ -82,7 +132,8 @@ def _with_skipped(result: dict[str, Any], skipped: list[dict[str, str]]) -> dict
 
 
 def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | Any = "logmel",
-                shrinkage: str | float | None = None, inf: bool = False) -> dict[str, Any]:
+                shrinkage: str | float | None = None, inf: bool = False,
+                timer: Timer | None = None) -> dict[str, Any]:
     """Fréchet Audio Distance between two folders, frames pooled over all files.
 
     Args:
@@ -92,34 +143,48 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
         shrinkage: ``None``, ``"ledoit-wolf"`` or an intensity in ``[0, 1]`` (see
             :func:`~auralens.evaluate.fad.compute_stats`).
         inf: also extrapolate FAD∞ (``fad_inf``, ``fad_inf_slope``, ``fad_inf_r2``, ``fad_inf_points``).
+        timer: collects the ``embed`` and ``metric`` timings.
 
     Returns:
         ``{"metric": "fad", "embedder", "fad", "n_ref_frames", "n_eval_frames", "dim",
         "shrinkage_ref", "shrinkage_eval", "config"[, "skipped"]}``.
+
+    Raises:
+        InsufficientFramesError: a folder's clips give too few frames (the folder named).
     """
     from auralens.evaluate.embedders import build_embedder
     from auralens.evaluate.fad import compute_stats, fad_inf, frechet_distance
 
     emb = build_embedder(embedder) if isinstance(embedder, str) else embedder
     skipped: list[dict[str, str]] = []
-    ref_frames, est_frames = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")], emb, skipped)
+    with _stage(timer, "embed"):
+        ref_frames, est_frames = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")],
+                                               emb, skipped)
+    check_frames(ref_dir, "reference", ref_frames, 2, "FAD")
+    check_frames(eval_dir, "evaluated", est_frames, 2, "FAD")
     ref, est = list(ref_frames.values()), list(est_frames.values())
-    rs, es = compute_stats(ref, shrinkage=shrinkage), compute_stats(est, shrinkage=shrinkage)
-    result: dict[str, Any] = {"metric": "fad", "embedder": emb.name, "fad": frechet_distance(rs, es),
-                              "n_ref_frames": rs.n, "n_eval_frames": es.n, "dim": rs.dim,
-                              "shrinkage_ref": rs.shrinkage, "shrinkage_eval": es.shrinkage,
-                              "config": {"ref_dir": str(ref_dir), "eval_dir": str(eval_dir),
-                                         "shrinkage": shrinkage}}
-    if inf:
-        res = fad_inf(rs, est, shrinkage=shrinkage)
-        result.update({"fad_inf": res.fad_inf, "fad_inf_slope": res.slope, "fad_inf_r2": res.r2,
-                       "fad_inf_points": res.points})
+    with _stage(timer, "metric"):
+        with _naming(ref_dir, "reference"):
+            rs = compute_stats(ref, shrinkage=shrinkage)
+        with _naming(eval_dir, "evaluated"):
+            es = compute_stats(est, shrinkage=shrinkage)
+        result: dict[str, Any] = {
+            "metric": "fad", "embedder": emb.name, "fad": frechet_distance(rs, es),
+            "n_ref_frames": rs.n, "n_eval_frames": es.n, "dim": rs.dim,
+            "shrinkage_ref": rs.shrinkage, "shrinkage_eval": es.shrinkage,
+            "config": {"ref_dir": _abs(ref_dir), "eval_dir": _abs(eval_dir), "embedder": emb.name,
+                       "shrinkage": shrinkage, "inf": inf}}
+        if inf:
+            with _naming(eval_dir, "evaluated"):
+                res = fad_inf(rs, est, shrinkage=shrinkage)
+            result.update({"fad_inf": res.fad_inf, "fad_inf_slope": res.slope, "fad_inf_r2": res.r2,
+                           "fad_inf_points": res.points})
     return _with_skipped(result, skipped)
 
 
 def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | Any = "logmel",
                 sigma: float | None = None, kernel: str = "rbf", per_file: bool = False,
-                device: str = "cpu") -> dict[str, Any]:
+                device: str = "cpu", timer: Timer | None = None) -> dict[str, Any]:
     """Kernel Audio Distance (unbiased MMD² × 100) between two folders.
 
     Args:
@@ -128,13 +193,18 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
         sigma: kernel bandwidth; ``None`` takes the median pairwise distance of the reference.
         kernel: ``rbf``, ``iq`` or ``imq``.
         per_file: also score each evaluated file against the reference with the same σ
-            (``per_file``: ``{relative path: value}``).
+            (``per_file``: ``{relative path: value}``; a file with fewer than 2 frames gets
+            null and is listed under ``per_file_too_short``).
         device: torch device (``cpu``, ``cuda``, ``cuda:N``, ``auto``), checked before any
             audio is embedded.
+        timer: collects the ``embed`` and ``metric`` timings.
 
     Returns:
         ``{"metric": "kad", "embedder", "kad", "sigma", "kernel", "n_ref_frames",
         "n_eval_frames", "config"[, "per_file"][, "skipped"]}``.
+
+    Raises:
+        InsufficientFramesError: a folder's clips give fewer than 2 frames (the folder named).
     """
     from auralens.devices import check_device
     from auralens.evaluate import kad as kad_mod
@@ -143,43 +213,108 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     device = str(check_device(device, what="device"))
     emb = build_embedder(embedder) if isinstance(embedder, str) else embedder
     skipped: list[dict[str, str]] = []
-    ref_frames, est_files = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")], emb, skipped)
+    with _stage(timer, "embed"):
+        ref_frames, est_files = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")],
+                                              emb, skipped)
+    check_frames(ref_dir, "reference", ref_frames, 2, "KAD")
+    check_frames(eval_dir, "evaluated", est_files, 2, "KAD")
     ref = list(ref_frames.values())
-    res = kad_mod.kad(ref, list(est_files.values()), sigma=sigma, kernel=kernel, device=device)
-    result: dict[str, Any] = {"metric": "kad", "embedder": emb.name, "kad": res.value,
-                              "sigma": res.sigma, "kernel": kernel, "n_ref_frames": res.n_ref,
-                              "n_eval_frames": res.n_eval,
-                              "config": {"ref_dir": str(ref_dir), "eval_dir": str(eval_dir)}}
-    if per_file:
-        pf = kad_mod.kad_per_file(ref, est_files, sigma=res.sigma, kernel=kernel, device=device)
-        result["per_file"] = {k: v.value for k, v in pf.items()}
+    with _stage(timer, "metric"):
+        res = kad_mod.kad(ref, list(est_files.values()), sigma=sigma, kernel=kernel, device=device)
+        result: dict[str, Any] = {
+            "metric": "kad", "embedder": emb.name, "kad": res.value, "sigma": res.sigma,
+            "kernel": kernel, "n_ref_frames": res.n_ref, "n_eval_frames": res.n_eval,
+            "config": {"ref_dir": _abs(ref_dir), "eval_dir": _abs(eval_dir), "embedder": emb.name,
+                       "sigma": sigma, "kernel": kernel, "per_file": per_file, "device": device}}
+        if per_file:
+            # An unbiased MMD needs 2 frames per set: a shorter file is reported, not fatal.
+            short = sorted(k for k, v in est_files.items() if v.shape[0] < 2)
+            scored = {k: v for k, v in est_files.items() if k not in short}
+            pf = kad_mod.kad_per_file(ref, scored, sigma=res.sigma, kernel=kernel, device=device)
+            result["per_file"] = {k: (pf[k].value if k in pf else None) for k in est_files}
+            if short:
+                result["per_file_too_short"] = short
+                log.warning("%d evaluated file(s) shorter than 2 embedding frames have no "
+                            "per-file KAD; listed under \"per_file_too_short\"", len(short))
     return _with_skipped(result, skipped)
 
 
-def spectral_files(ref: str | Path, est: str | Path) -> dict[str, Any]:
+def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None) -> dict[str, Any]:
     """Spectral distances, envelope correlation and SI-SDR between two audio files.
 
-    Both are mixed to mono and resampled to the lower of their two rates first.
+    Both are mixed to mono and resampled to the lower of their two rates first, then the first
+    ``compared_samples`` of each are compared (the shorter file's length). Lengths that differ
+    by more than one analysis frame (:data:`~auralens.evaluate.spectral.ANALYSIS_FRAME`
+    samples) add a line to ``warnings`` (and the log).
 
     Returns:
-        ``{"metric": "spectral", "sample_rate", <spectral_metrics keys>, "config"}``.
+        ``{"metric": "spectral", "sample_rate", "compared_samples", "compared_s",
+        "ref_duration_s", "est_duration_s", "warnings", <spectral_metrics keys>, "config"}``.
+
+    Raises:
+        MetricInputError: a file shorter than
+            :data:`~auralens.evaluate.spectral.MIN_COMPARE_SAMPLES` samples (at the compared
+            rate), too short for the metrics to mean anything.
     """
     from auralens import audio
-    from auralens.evaluate.spectral import spectral_metrics
+    from auralens.evaluate.spectral import MIN_COMPARE_SAMPLES, compare_lengths, spectral_metrics
 
-    rw, rsr = audio.load_sr(ref)
-    ew, esr = audio.load_sr(est)
-    sr = min(rsr, esr)
-    m = spectral_metrics(audio.resample(rw, rsr, sr), audio.resample(ew, esr, sr), sr)
-    return {"metric": "spectral", "sample_rate": sr, **m, "config": {"ref": str(ref), "est": str(est)}}
+    with _stage(timer, "load"):
+        rw, rsr = audio.load_sr(ref)
+        ew, esr = audio.load_sr(est)
+        sr = min(rsr, esr)
+        rw, ew = audio.resample(rw, rsr, sr), audio.resample(ew, esr, sr)
+    for path, wave in ((ref, rw), (est, ew)):
+        if wave.shape[-1] < MIN_COMPARE_SAMPLES:
+            raise MetricInputError(
+                f"{path}: too short for the spectral metrics ({wave.shape[-1]} samples, "
+                f"{1000 * wave.shape[-1] / sr:.1f} ms at {sr} Hz); they need at least "
+                f"{MIN_COMPARE_SAMPLES} samples ({1000 * MIN_COMPARE_SAMPLES / sr:.0f} ms)")
+    lengths, warning = compare_lengths(rw.shape[-1], ew.shape[-1], sr, str(ref), str(est))
+    warnings = [warning] if warning else []
+    for line in warnings:
+        log.warning("%s", line)
+    with _stage(timer, "metric"):
+        m = spectral_metrics(rw, ew, sr)
+    return {"metric": "spectral", "sample_rate": sr, **lengths, "warnings": warnings, **m,
+            "config": {"ref": _abs(ref), "est": _abs(est)}}
 
 
-def write_metrics(result: dict[str, Any], out: str | Path, command: str) -> Path:
-    """Write ``result`` as ``OUT/metrics.json`` (NaN as null) and a ``run.json`` beside it."""
+def check_out_dir(out: str | Path) -> Path:
+    """Make ``out`` (parents too) and prove it writable with a probe file, before any work.
+
+    Raises:
+        AuralensError: ``out`` is a file, or cannot be created or written.
+    """
+    import tempfile
+
+    from auralens.errors import AuralensError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AuralensError(f"{out}: --out must be a directory; a file has that name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise AuralensError(f"{out}: output directory is not writable "
+                            f"({exc.strerror or exc}); choose another --out") from exc
+    return out
+
+
+def write_metrics(result: dict[str, Any], out: str | Path, command: str,
+                  timings: dict[str, float] | None = None) -> Path:
+    """Write ``result`` as ``OUT/metrics.json`` (NaN as null) and a ``run.json`` beside it.
+
+    ``run.json`` holds the resolved ``config`` (absolute paths), the working directory the
+    command ran in, and ``timings`` (seconds per stage).
+    """
     from auralens.io import write_json, write_run_json
 
     out = Path(out)
     write_json(out / "metrics.json", result)
     write_run_json(out, command=command, config=result.get("config", {}),
-                   models={"metric_embedder": result.get("embedder")})
+                   models={"metric_embedder": result.get("embedder")}, timings=timings,
+                   extra={"cwd": os.getcwd()})
     return out / "metrics.json"

@@ -151,20 +151,54 @@ class JudgeAnswer:
 # ----------------------------------------------------------------------------- chat backends
 
 
+#: Options of :class:`LLMJudge` itself; every other spec option belongs to the chat model.
+#: (On an ``openai:`` judge ``retries`` is the judge's re-asks, not the connection retries.)
+JUDGE_OPTIONS = ("retries", "name")
+
+
+def check_chat_spec(spec: ModelSpec) -> None:
+    """Refuse chat-model options the backend would silently ignore, and bad values, before
+    anything loads (the checks the ``hf`` / ``openai`` composers run).
+
+    Raises:
+        SpecError: one line naming the unknown options and the allowed ones.
+    """
+    from auralens.scene.llm import (
+        CHAT_PRESETS,
+        check_hf_chat_spec,
+        check_openai_spec,
+        resolve_model_id,
+    )
+
+    if spec.kind == "openai":
+        check_openai_spec("openai judge", spec.id, spec.params)
+    elif spec.kind in CHAT_PRESETS and not spec.id:
+        check_hf_chat_spec("hf judge", CHAT_PRESETS[spec.kind], spec.params)
+    elif spec.kind in ("hf", "path"):
+        check_hf_chat_spec("hf judge", resolve_model_id(spec, CHAT_PRESETS), spec.params)
+    # any other kind: load_chat_model refuses it with the list of accepted specs
+
+
 def load_chat(spec: str | ModelSpec, **params: Any) -> tuple[ChatFn, str]:
     """A chat callable for ``hf:`` / ``openai:`` specs (or a local model directory), built by
     the loader the composers use (:func:`auralens.scene.llm.load_chat_model`).
 
     ``openai:<model>@base_url=…,api_key_env=MY_KEY`` reads the API key from ``$MY_KEY``.
+    The judge's own options (:data:`JUDGE_OPTIONS`) are taken out of the spec first; the
+    rest is checked (:func:`check_chat_spec`), so a misspelt option is refused, not ignored.
 
     Returns:
         ``(chat, name)``.
+
+    Raises:
+        SpecError: an unknown option or a bad value.
     """
     from auralens.scene.llm import load_chat_model
 
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    if params:
-        parsed = parsed.with_params(**params)
+    merged = {k: v for k, v in {**parsed.params, **params}.items() if k not in JUDGE_OPTIONS}
+    parsed = ModelSpec(parsed.kind, parsed.id, merged, parsed.raw)
+    check_chat_spec(parsed)
     model = load_chat_model(parsed)
     return model.chat, str(getattr(model, "name", parsed))
 
@@ -187,6 +221,8 @@ class LLMJudge(Judge):
 
     def __init__(self, spec: str | ModelSpec | None = None, *, chat: ChatFn | None = None,
                  retries: int = 1, name: str | None = None, **params: Any) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise JudgeError(f"judge option retries must be a whole number ≥ 0, got {retries!r}")
         if chat is None:
             if spec is None:
                 raise JudgeError("LLMJudge needs a model spec or a chat callable")

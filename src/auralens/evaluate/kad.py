@@ -198,7 +198,8 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
     if x.shape[1] != y.shape[1]:
         raise MetricInputError(f"embedding dims differ: {x.shape[1]} vs {y.shape[1]}")
     if x.shape[0] < 2 or y.shape[0] < 2:
-        raise MetricInputError(f"KAD needs at least 2 frames per set (got {x.shape[0]} and {y.shape[0]})")
+        raise MetricInputError(f"KAD needs at least 2 frames per set (got {x.shape[0]} reference and "
+                               f"{y.shape[0]} evaluated frame(s)); the clips are too short")
     if sigma is None:
         sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
     if not (sigma > 0 and np.isfinite(sigma)):

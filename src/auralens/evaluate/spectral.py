@@ -20,6 +20,13 @@ as NaN, which averages over clips leave out, instead of a huge number that would
   (a waveform codec's ceiling); for Griffin-Lim or generated audio, whose phase is
   arbitrary, it is near or below 0 dB whatever the quality.
 
+Lengths: the functions compare the first ``min(len(ref), len(est))`` samples. Comparing two
+*files* (:func:`auralens.evaluate.folders.spectral_files`) reports the compared length and
+each file's duration (:func:`compare_lengths`); a mismatch of more than one analysis frame
+(:data:`ANALYSIS_FRAME` samples, the largest STFT size) is a warning in the output, and a file
+shorter than :data:`MIN_COMPARE_SAMPLES` (the smallest STFT size) is an error: its metrics
+would be numbers computed from zero padding.
+
 Epsilons: magnitudes get ``EPS_MAG = 1e-5`` (−100 dB re full scale) before logs, powers
 ``EPS_POW = 1e-10``; norms in ratios get ``EPS_NORM = 1e-8``; SI-SDR adds ``EPS_SDR = 1e-10``
 to both energies, so a perfect match gives a large finite value instead of +inf.
@@ -38,6 +45,12 @@ EPS_NORM = 1e-8
 EPS_SDR = 1e-10
 #: A reference at or below this RMS (−100 dBFS) is silent: relative metrics are NaN for it.
 SILENT_RMS = 1e-5
+
+#: Largest STFT size the metrics use (MR-STFT, LSD, spectral convergence): cutting more than
+#: one such frame off the longer signal is reported as a length mismatch.
+ANALYSIS_FRAME = 2048
+#: Fewest samples a file comparison accepts: the smallest STFT size of the MR-STFT distance.
+MIN_COMPARE_SAMPLES = 512
 
 #: Metrics where lower is better (the rest: higher is better).
 LOWER_IS_BETTER = {"mr_stft", "mr_stft_sc", "mr_stft_logmag", "logmel_l1", "lsd_db",
@@ -63,6 +76,28 @@ def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(ref).all() and np.isfinite(est).all()):
         raise ValueError("cannot compare signals holding NaN or infinite samples")
     return ref, est
+
+
+def compare_lengths(n_ref: int, n_est: int, sr: int, ref_name: str = "reference",
+                    est_name: str = "estimate") -> tuple[dict[str, float | int], str | None]:
+    """What a comparison of ``n_ref`` and ``n_est`` samples at ``sr`` actually compares.
+
+    Returns:
+        ``({"compared_samples", "compared_s", "ref_duration_s", "est_duration_s"}, warning)``;
+        ``warning`` is None unless the longer signal loses more than :data:`ANALYSIS_FRAME`
+        samples (a different clip, or a render cut to a model's window: the metrics then
+        describe only the common start).
+    """
+    n = min(n_ref, n_est)
+    info: dict[str, float | int] = {"compared_samples": n, "compared_s": round(n / sr, 6),
+                                    "ref_duration_s": round(n_ref / sr, 6),
+                                    "est_duration_s": round(n_est / sr, 6)}
+    warning = None
+    if abs(n_ref - n_est) > ANALYSIS_FRAME:
+        warning = (f"lengths differ by more than one analysis frame ({ANALYSIS_FRAME} samples): "
+                   f"{ref_name} is {n_ref / sr:.3f} s, {est_name} is {n_est / sr:.3f} s; only "
+                   f"the first {n / sr:.3f} s of each were compared")
+    return info, warning
 
 
 def _silent(x: np.ndarray) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from auralens.ui_app import imagine as imagine_h
 from auralens.ui_app import rate as rate_h
 from auralens.ui_app import sonify as sonify_h
-from auralens.ui_app.core import UIError, UISettings, error_md, md_escape
+from auralens.ui_app.core import MIN_UPLOAD_DURATION_S, UIError, UISettings, error_md, md_escape
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def build_app(settings: UISettings) -> Any:
         settings.upload_roots = [Path(get_upload_folder()).resolve()]
 
     limits = (f"Limits: {settings.max_upload_mb:g} MB and "
-              f"{settings.max_duration_s / 60:g} min per clip.")
+              f"{MIN_UPLOAD_DURATION_S:g} s to {settings.max_duration_s / 60:g} min per clip.")
 
     def run_choices() -> list[tuple[str, str]]:
         return [(info.label, key) for key, info in sonify_h.list_runs(settings).items()]

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 #: Default upload limits (configurable through :class:`UISettings`).
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_DURATION_S = 600.0
+#: Shortest accepted upload, in seconds: below this the separators, captioners and the
+#: sonify extractors see a handful of frames (a 5 ms clip is one fbank frame), and the
+#: Imagine tab would describe a scene from nothing. Both tabs refuse such a file.
+MIN_UPLOAD_DURATION_S = 0.1
 #: Most channels an upload may have (every tab works on mono or stereo sound).
 MAX_UPLOAD_CHANNELS = 2
 #: Highest sample rate an upload may have, in Hz.
@@ -233,8 +237,8 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
         UIError: nothing given, a path outside the upload roots, a missing/empty file,
             a file over the size limit, more than :data:`MAX_UPLOAD_CHANNELS` channels, a
             rate above :data:`MAX_UPLOAD_SAMPLE_RATE`, more decoded samples than
-            :func:`max_upload_samples`, too long, or not decodable as audio. Messages name
-            the file by its base name only.
+            :func:`max_upload_samples`, too long, shorter than :data:`MIN_UPLOAD_DURATION_S`,
+            or not decodable as audio. Messages name the file by its base name only.
     """
     from auralens.audio import AudioError, load_with_info
 
@@ -266,6 +270,10 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
             reason = (f"{reason.replace('exceeds the limit of', 'is longer than the limit of')} "
                       f"({settings.max_duration_s / 60:g} min)")
         raise UIError(f"{name}: {reason}") from exc
+    if info.duration < MIN_UPLOAD_DURATION_S:
+        raise UIError(f"{name}: too short to analyse ({info.duration * 1000:.1f} ms, "
+                      f"{wave.shape[-1]} samples at {info.sample_rate} Hz); uploads must be at "
+                      f"least {MIN_UPLOAD_DURATION_S:g} s long")
     return Upload(p, name, wave, info.sample_rate, info.duration, size, list(info.flags))
 
 

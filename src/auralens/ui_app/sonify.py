@@ -47,9 +47,13 @@ class SonifyView:
     ceiling: Path | None = None
     plots: list[tuple[Path, str]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: Shown instead of the table when the metrics were left out on purpose (silent input).
+    metrics_note: str = ""
 
     @property
     def metrics_md(self) -> str:
+        if self.metrics_note:
+            return f"_{md_escape(self.metrics_note)}_"
         if not self.metrics:
             return "_no metrics_"
         rows: list[list[object]] = [[k, f"{v:.4g}"] for k, v in self.metrics.items()]
@@ -277,6 +281,8 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
     wave = np.asarray(out, dtype=np.float32).reshape(-1)
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · {md_escape(upload.name)} · "
                                       f"{md_escape(post or 'none')}")
+    if upload.flags:  # the loader's flags, worded as on the Imagine tab
+        view.status += " · warning: input is " + " and ".join(upload.flags)
     original = upload.wave
     note = window_note(upload.wave.shape[0], wave.shape[0], upload.sample_rate)
     if note:
@@ -289,4 +295,10 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
         _add_analysis(view, work)
     except (OSError, AuralensError) as exc:
         view.status += f" (analysis failed: {exc})"
+    if "silent" in upload.flags:
+        # Distances to a silent original score a silent output as perfect (lsd 0, env_corr 1)
+        # and anything else as awful: neither says how well the gate sonifies sound.
+        view.metrics = {}
+        view.metrics_note = ("metrics not shown: the input is silent, so distances to it are "
+                             "not meaningful")
     return view
