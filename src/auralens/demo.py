@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auralens.io import Timer, read_jsonl, write_run_json, write_text
+from auralens.config import changed_keys
+from auralens.errors import AuralensError
+from auralens.io import (
+    Timer,
+    read_json,
+    read_jsonl,
+    to_jsonable,
+    write_json,
+    write_run_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,78 @@ def classifier_for(data: Path | None) -> Path:
     return PRESETS / "classifier"
 
 
+class DemoError(AuralensError):
+    """A demo output folder that cannot be used for this run (message names the folder)."""
+
+
+#: The settings a demo folder was made with, written before step 1 (resume guard).
+CONFIG_NAME = "demo_config.json"
+
+
+def demo_settings(data: Path | None, *, quick: bool, seed: int, plan: DemoPlan) -> dict[str, Any]:
+    """What shapes a demo's outputs: seed, data (None: the procedural library), quick, plan."""
+    return to_jsonable({"seed": seed, "data": None if data is None else str(Path(data).resolve()),
+                        "quick": quick, "plan": plan.__dict__})
+
+
+def _recorded(out: Path) -> dict[str, Any] | None:
+    """The settings of the demo in ``out``: its config, or (older versions) its ``run.json``."""
+    if (out / CONFIG_NAME).is_file():
+        try:
+            old = read_json(out / CONFIG_NAME)
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):  # cannot tell which demo is there: never mix into it
+            raise DemoError(f"{out / CONFIG_NAME}: unreadable settings record; choose another --out, "
+                            f"or remove {out} to run the demo there again")
+        return old
+    try:
+        run = read_json(out / "run.json") if (out / "run.json").is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(run, dict) and run.get("command") == "demo" and isinstance(run.get("config"), dict)):
+        return None
+    cfg = run["config"]
+    data = cfg.get("data")
+    if isinstance(data, str) and (data == str(out / "library")
+                                  or Path(data).resolve() == (out / "library").resolve()):
+        data = None  # that run built the procedural library itself
+    elif isinstance(data, str):
+        data = str(Path(data).resolve())
+    return {"seed": run.get("seed"), "data": data, "quick": cfg.get("quick"), "plan": cfg.get("plan")}
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "data":
+        return "the procedural library" if value is None else str(value)
+    return str(value)
+
+
+def check_demo_dir(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to run into a demo folder made with other settings (before anything is written).
+
+    Every step resumes from what is in ``out``; a folder of another seed or dataset would
+    otherwise be rewritten step by step until one refuses, leaving a mix of both runs.
+
+    Raises:
+        DemoError: ``out`` is a file, or holds a demo whose seed, data, quick or plan differ.
+    """
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out}: exists and is not a directory; choose another --out")
+    old = _recorded(out) if out.is_dir() else None
+    if old is None:
+        return
+    diff = changed_keys(old, settings)
+    if "quick" in diff and "plan" in diff:
+        diff.remove("plan")  # the sizes follow from --quick
+    if diff:
+        order = list(settings)
+        what = "; ".join(f"{k} {_show(k, old.get(k))} → {_show(k, settings[k])}" if k != "plan" else "plan sizes"
+                         for k in sorted(diff, key=order.index))
+        raise DemoError(f"{out}: holds a demo made with other settings ({what}); choose another --out, "
+                        f"or remove {out} to run the demo there again")
+
+
 def _say(step: str) -> None:
     """Progress line on stderr (visible without -v)."""
     import sys
@@ -78,11 +160,15 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     """Run the offline demo into ``out`` and return ``out/index.html``.
 
     Args:
-        out: output directory (re-running resumes: finished steps are reused).
+        out: output directory (re-running with the same settings resumes: finished steps are
+            reused; other settings are refused before anything is written).
         data: ESC-50-layout dataset; None builds the procedural library.
         quick: a reduced run (for tests).
         seed: seed for data, splits, mixtures and training.
         plan: explicit sizes (overrides ``quick``).
+
+    Raises:
+        DemoError: ``out`` holds a demo made with other settings.
     """
     from auralens.data.mix import build_mixtures
     from auralens.data.synth import synthesize
@@ -93,7 +179,10 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
 
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     out = Path(out)
+    settings = demo_settings(data, quick=quick, seed=seed, plan=plan)
+    check_demo_dir(out, settings)  # before step 1 rewrites anything of an earlier demo
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG_NAME, settings)
     timer = Timer()
     start = time.perf_counter()
 

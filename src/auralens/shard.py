@@ -8,6 +8,8 @@ its own output directory; :func:`merge_jsonl` joins their ``results.jsonl`` file
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from auralens.errors import AuralensError
-from auralens.io import read_jsonl_numbered, write_jsonl
+from auralens.io import write_jsonl
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -108,28 +111,97 @@ def find_parts(out: str | Path) -> list[Path]:
     return [found[i] for i in range(count)]
 
 
+def _read_part(path: Path) -> list[tuple[int, Any]]:
+    """``(line number, record)`` of a results file; unparsable lines are skipped with a warning.
+
+    Only the last line can be cut short by a killed writer; a bad line before it is corrupt
+    (or a fragment a resumed writer appended after), and the warning says which.
+    """
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append((i + 1, json.loads(line)))
+        except json.JSONDecodeError:
+            if i == last:
+                log.warning("%s: skipping an incomplete last line %d", path, i + 1)
+            else:
+                log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
+    return out
+
+
+def _part_settings(part: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings behind ``rec`` for naming what differs: its own, or its ``run.json``'s config."""
+    if isinstance(rec.get("settings"), dict):
+        return rec["settings"]
+    try:
+        run = json.loads((part.parent / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = run.get("config") if isinstance(run, dict) else None
+    if not isinstance(cfg, dict) or cfg.get("fingerprint", run.get("fingerprint")) != rec.get("fingerprint"):
+        return None  # that run.json describes another run than these lines
+    return {k: v for k, v in cfg.items() if k != "fingerprint"}
+
+
 def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id") -> int:
     """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins).
 
+    Records that carry a settings ``fingerprint`` (``separate batch``, ``imagine batch``) must
+    all carry the same one: shards run with different settings are not one result set.
+    Records without one are merged as they are.
+
     Returns:
         the number of merged records.
+
+    Raises:
+        AuralensError: a part missing or holding no shard results, parts made with different
+            settings, or ``out`` naming a directory (nothing is written then).
     """
+    from auralens.config import changed_keys
+
+    out = Path(out)
+    if out.is_dir():
+        raise AuralensError(f"{out}: is a directory; --out names the merged JSONL file to write "
+                            f"(e.g. {out / 'results.jsonl'})")
     merged: dict[Any, Any] = {}
+    first: tuple[Path, int, dict[str, Any]] | None = None  # the first fingerprinted record
     for part in parts:
         part = Path(part)
         if part.is_dir():
             part = part / "results.jsonl"
         if not part.exists():
             raise AuralensError(f"{part}: shard results not found")
-        for line, rec in read_jsonl_numbered(part):
+        if part.is_dir():
+            raise AuralensError(f"{part}: is a directory, not a results file")
+        for line, rec in _read_part(part):
             # a record without its key could not be told apart from another shard's copy
             if not isinstance(rec, dict):
                 raise AuralensError(f"{part}:{line}: not a JSON object, so not a shard result")
             if key not in rec:
                 raise AuralensError(f"{part}:{line}: record has no {key!r} field (see --key)")
+            stamp = rec.get("fingerprint")
+            if stamp is not None:
+                if first is None:
+                    first = (part, line, rec)
+                elif stamp != first[2].get("fingerprint"):
+                    a, b = _part_settings(first[0], first[2]), _part_settings(part, rec)
+                    keys = changed_keys(a, b) if a is not None and b is not None else []
+                    what = (f"{', '.join(keys)} differ{'s' if len(keys) == 1 else ''}" if keys
+                            else f"fingerprints {first[2].get('fingerprint')} and {stamp}")
+                    raise AuralensError(f"{first[0]}:{first[1]} and {part}:{line} were made with different "
+                                        f"settings ({what}); merge only the parts of one run (rerun the odd "
+                                        "shard with the others' settings)")
             merged[rec[key]] = rec
     if not merged:
         raise AuralensError(f"no result records in {', '.join(str(p) for p in parts)}; nothing to merge")
     records = [merged[k] for k in sorted(merged, key=str)]
-    write_jsonl(out, records)
+    try:
+        write_jsonl(out, records)
+    except OSError as exc:  # name --out, not the temporary file beside it
+        raise AuralensError(f"{out}: cannot write the merged results ({exc.strerror or exc})") from None
     return len(records)

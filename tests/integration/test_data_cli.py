@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,56 @@ def test_mix_reports_this_runs_distinct_skipped_clips(tmp_path: Path) -> None:
     line, n_errors, items = run(10)
     assert n_errors == len(set(items)) <= 5
     assert (line is None) if not items else line.startswith(f"{n_errors} clip(s) skipped")
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    return err
+
+
+def test_absurd_sizes_are_one_line_refusals_before_any_work(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """These used to end in an OOM kill or a MemoryError traceback."""
+    out = tmp_path / "s"
+    assert main(["data", "synth", "--out", str(out), "--clips-per-class", "100000000"]) == 1
+    assert "from 1 to 1000" in _one_line_error(capsys)
+    assert main(["data", "synth", "--out", str(out), "--clips-per-class", "1", "--duration", "100000"]) == 1
+    assert "longer than the 600 s limit" in _one_line_error(capsys)
+    assert not out.exists()
+    lib = tmp_path / "lib"
+    assert main(["data", "synth", "--out", str(lib), "--clips-per-class", "1", "--sample-rate", "8000",
+                 "--duration", "1", "--classes", "siren,rain"]) == 0
+    capsys.readouterr()
+    m = tmp_path / "m"
+    assert main(["data", "mix", str(lib), "--out", str(m), "--n", "1", "--duration", "100000", "--no-reverb"]) == 1
+    assert "longer than the 600 s limit" in _one_line_error(capsys)
+    # a billion 10 s mixtures (about 2 PB) fit on no test machine's disk
+    assert main(["data", "mix", str(lib), "--out", str(m), "--n", "1000000000", "--no-reverb"]) == 1
+    assert "is free on that disk" in _one_line_error(capsys)
+    assert not m.exists()
+    res = runner.invoke(app, ["data", "synth", "--help"])
+    text = re.sub(r"[\s│]+", " ", res.output)  # rich wraps the help in a box
+    assert "Seconds per clip (at most 600" in text and "Clips per class (at most 1000)" in text
+
+
+def test_synth_into_an_existing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    base = ["data", "synth", "--out", str(lib), "--clips-per-class", "2", "--sample-rate", "8000",
+            "--duration", "0.5", "--classes", "siren,rain"]
+    assert main(base) == 0
+    csv_before = (lib / "meta" / "esc50.csv").read_text()
+    # another seed used to add 4 wavs beside the old ones and list only the new ones in the csv
+    assert main([*base, "--seed", "7"]) == 1
+    assert "(seed 42 → 7)" in _one_line_error(capsys)
+    assert len(list((lib / "audio").iterdir())) == 4 and (lib / "meta" / "esc50.csv").read_text() == csv_before
+    assert main(base) == 0  # the same settings: nothing to do
+    assert "4 clips of 2 classes written" in capsys.readouterr().out
+    # a user's ESC-50 copy used to get its csv replaced
+    esc = tmp_path / "esc"
+    (esc / "meta").mkdir(parents=True)
+    (esc / "meta" / "esc50.csv").write_text("filename,fold,target,category\n")
+    assert main(["data", "synth", "--out", str(esc)]) == 1
+    assert "did not make (meta/esc50.csv)" in _one_line_error(capsys)
+    assert (esc / "meta" / "esc50.csv").read_text() == "filename,fold,target,category\n"
+    assert not (esc / "audio").exists()

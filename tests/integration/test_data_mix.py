@@ -300,6 +300,8 @@ def test_recipe_mixer_crops_sum_and_mark_absent_sources(lib: Path, tmp_path: Pat
     ({"duration": 0.0}, "duration must be a positive"),
     ({"duration": float("nan")}, "duration must be a positive"),
     ({"duration": 1e-5, "sample_rate": 8000}, "duration must be a positive"),
+    ({"duration": 100_000.0}, "duration 100000 s is longer than the 600 s limit"),  # used to allocate 16 GiB
+    ({"duration": 600.0, "sample_rate": 96_000}, "57600000 samples, more than the limit"),
 ])
 def test_unsupported_rate_or_duration_is_refused_up_front(lib: Path, tmp_path: Path, kw: dict,
                                                           match: str) -> None:
@@ -307,3 +309,25 @@ def test_unsupported_rate_or_duration_is_refused_up_front(lib: Path, tmp_path: P
     with pytest.raises(DatasetError, match=match):
         build_mixtures(lib, out, n=2, **{"sample_rate": SR, "duration": DUR, **kw})
     assert not out.exists()  # no config, no errors.jsonl full of "unsupported rate" lines
+
+
+def test_mixtures_that_cannot_fit_on_the_disk_are_refused_up_front(lib: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    free = {"bytes": 10**12}
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**13, 0, free["bytes"]))
+    out = tmp_path / "o"
+    kw = dict(seed=0, reverb=False, max_sources=2, sample_rate=SR, duration=1.0)
+    # 10**9 mixtures stream one by one, but a mixture and 1.5 sources of 32 kB each need ~80 TB
+    with pytest.raises(DatasetError, match=r"1000000000 mixtures of 1 s need about 73.7 TiB but only 931.3 GiB"):
+        build_mixtures(lib, out, n=10**9, **kw)
+    assert not out.exists()
+    build_mixtures(lib, out, n=2, **kw)
+    # only what is still to be made counts: a finished run needs nothing more
+    free["bytes"] = 1000
+    assert len(build_mixtures(lib, out, n=2, **kw)) == 2
+    with pytest.raises(DatasetError, match=r"o: 1 mixtures of 1 s need about 79.1 KiB but only 1000.0 B is free"):
+        build_mixtures(lib, out, n=3, **kw)
+    assert len(load_fuss(out)) == 2

@@ -111,3 +111,35 @@ def test_imagine_batch_shards_merge_to_the_unsharded_results(tmp_path: Path, tin
     # Resume: a shard rerun finds its items done and redoes nothing.
     again = imagine_batch(manifest, out, _cfg(sep, tiny_model), shard="0/2")
     assert read_json(parts[0] / "run.json")["n_new"] == 0 and len(again) == len(read_jsonl(parts[0] / "results.jsonl"))
+
+
+
+def test_separate_batch_shards_of_different_settings_are_not_merged(tmp_path: Path, capsys) -> None:
+    """Shards run with another activity rule used to merge into one file with two fingerprints."""
+    from auralens.cli import main
+    from auralens.data.mix import build_mixtures
+    from auralens.data.synth import synthesize
+
+    lib = synthesize(tmp_path / "lib", clips_per_class=1, seed=2, duration=1.0, sample_rate=16000,
+                     classes=["siren", "rain", "engine"])
+    build_mixtures(lib, tmp_path / "mm", n=4, seed=2, duration=1.0, max_sources=2, reverb=False)
+    out = tmp_path / "sb"
+    assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(out), "--shard", "0/2"]) == 0
+    assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(out), "--shard", "1/2",
+                 "--rule", "frames"]) == 0
+    parts = sorted(map(str, (out / "shards").iterdir()))
+    capsys.readouterr()
+    assert main(["data", "merge", *parts, "--out", str(out / "results.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "part-0-of-2/results.jsonl:1 and" in err and "part-1-of-2/results.jsonl:1" in err
+    assert "different settings (activity differs)" in err
+    assert not (out / "results.jsonl").exists()
+    # the same settings in every shard merge as before
+    out2 = tmp_path / "sb2"
+    for i in (0, 1):
+        assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(out2), "--shard", f"{i}/2"]) == 0
+    assert main(["data", "merge", *map(str, sorted((out2 / "shards").iterdir())),
+                 "--out", str(out2 / "results.jsonl")]) == 0
+    merged = read_jsonl(out2 / "results.jsonl")
+    assert len(merged) == 4 and len({r["fingerprint"] for r in merged}) == 1

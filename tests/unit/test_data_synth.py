@@ -134,3 +134,100 @@ def test_rate_limits_are_loadable(tmp_path: Path) -> None:
                      duration=0.5)
     wave, sr = load_sr(next((lib / "audio").glob("*.wav")))
     assert sr == MIN_SAMPLE_RATE and wave.shape == (MIN_SAMPLE_RATE // 2,)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"duration": 100_000.0}, "longer than the 600 s limit"),
+    ({"duration": 600.0, "sample_rate": 96_000}, "57600000 samples, more than the limit"),
+    ({"clips_per_class": 100_000_000}, "clips_per_class must be an integer from 1 to 1000"),
+    ({"clips_per_class": 0}, "clips_per_class must be an integer from 1 to 1000"),
+])
+def test_absurd_sizes_are_refused_before_any_work(tmp_path: Path, kw: dict, match: str) -> None:
+    """A mistyped size used to exhaust memory (every job listed up front, a 16 GiB buffer)."""
+    out = tmp_path / "lib"
+    with pytest.raises(DatasetError, match=match):
+        synthesize(out, **{"clips_per_class": 1, "classes": ["rain"], **kw})
+    assert not out.exists()
+    if "duration" in kw:
+        with pytest.raises(DatasetError, match=match):
+            generate_clip("church_bells", np.random.default_rng(0),
+                          **{"sample_rate": 22050, **{k: v for k, v in kw.items() if k != "clips_per_class"}})
+
+
+def test_a_library_that_cannot_fit_on_the_disk_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 40_000, 40_000))
+    out = tmp_path / "lib"
+    # 3 clips of 1 s at 8 kHz, 16-bit: 48 kB of samples (plus headers and csv lines) > 40 kB free
+    with pytest.raises(DatasetError, match=r"3 clips of 1 s need about 47.2 KiB but only 39.1 KiB is free"):
+        synthesize(out, clips_per_class=3, classes=["rain"], sample_rate=8000, duration=1.0)
+    assert not out.exists()
+    synthesize(out, clips_per_class=2, classes=["rain"], sample_rate=8000, duration=1.0)  # 32 kB fits
+    assert len(list((out / "audio").glob("*.wav"))) == 2
+
+
+SMALL = dict(clips_per_class=2, sample_rate=8000, duration=0.5, classes=["rain", "siren"])
+
+
+def _snapshot(lib: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(lib)): p.read_bytes() for p in sorted(lib.rglob("*"))
+            if p.is_file() and p.name != "run.json"}
+
+
+def test_rerun_with_other_settings_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    lib = synthesize(tmp_path / "lib", seed=1, **SMALL)
+    before = _snapshot(lib)
+    with pytest.raises(DatasetError, match=r"made with other settings \(seed 1 → 2\); use another --out"):
+        synthesize(lib, seed=2, **SMALL)
+    with pytest.raises(DatasetError, match=r"\(clips_per_class 2 → 3\)"):
+        synthesize(lib, seed=1, **{**SMALL, "clips_per_class": 3})
+    assert _snapshot(lib) == before  # nothing rewritten: wavs and csv still agree
+    (lib / "synth_config.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="synth_config.json: unreadable settings record"):
+        synthesize(lib, seed=1, **SMALL)
+
+
+def test_same_settings_rerun_resumes(tmp_path: Path) -> None:
+    from auralens.io import read_json
+
+    lib = synthesize(tmp_path / "lib", seed=1, **SMALL)
+    before = _snapshot(lib)
+    wavs = sorted((lib / "audio").glob("*.wav"))
+    mtimes = {p.name: p.stat().st_mtime_ns for p in wavs}
+    wavs[1].unlink()  # an interrupted run
+    (lib / "meta" / "esc50.csv").unlink()
+    synthesize(lib, seed=1, **SMALL)
+    assert _snapshot(lib) == before
+    assert read_json(lib / "run.json")["n_new"] == 1
+    assert all(p.stat().st_mtime_ns == mtimes[p.name] for p in wavs if p != wavs[1])  # kept, not rewritten
+
+
+def test_a_dataset_synth_did_not_make_is_not_overwritten(tmp_path: Path) -> None:
+    esc = tmp_path / "esc"
+    (esc / "meta").mkdir(parents=True)
+    (esc / "audio").mkdir()
+    csv_text = "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
+    (esc / "meta" / "esc50.csv").write_text(csv_text)
+    (esc / "audio" / "1-1-A-0.wav").write_bytes(b"user audio")
+    with pytest.raises(DatasetError, match=r"holds files that data synth did not make \(meta/esc50.csv, audio/"):
+        synthesize(esc, **SMALL)
+    assert (esc / "meta" / "esc50.csv").read_text() == csv_text
+    assert sorted(p.name for p in (esc / "audio").iterdir()) == ["1-1-A-0.wav"]
+    loose = tmp_path / "loose"
+    (loose / "audio").mkdir(parents=True)
+    (loose / "audio" / "mine.wav").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="did not make"):
+        synthesize(loose, **SMALL)
+    assert not (loose / "meta").exists()
+
+
+def test_a_library_of_an_older_version_is_checked_by_its_run_json(tmp_path: Path) -> None:
+    lib = synthesize(tmp_path / "lib", seed=1, **SMALL)
+    (lib / "synth_config.json").unlink()  # versions before the config recorded only run.json
+    with pytest.raises(DatasetError, match=r"\(seed 1 → 5\)"):
+        synthesize(lib, seed=5, **SMALL)
+    synthesize(lib, seed=1, **SMALL)  # the same settings resume and record the config
+    assert (lib / "synth_config.json").is_file()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from auralens.errors import AuralensError
-from auralens.io import read_jsonl, write_jsonl
+from auralens.io import read_jsonl, write_json, write_jsonl
 from auralens.shard import ShardError, merge_jsonl, parse_shard, shard_items
 from auralens.types import Clip
 
@@ -60,3 +60,49 @@ def test_merge_by_another_key(tmp_path):
     write_jsonl(tmp_path / "b.jsonl", [{"name": "a", "v": 2}])
     assert merge_jsonl([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "o.jsonl", key="name") == 2
     assert read_jsonl(tmp_path / "o.jsonl") == [{"name": "a", "v": 2}, {"name": "b"}]
+
+
+def test_merge_refuses_parts_made_with_different_settings(tmp_path):
+    """`separate batch --shard 0/2` and `--shard 1/2 --rule frames` used to merge silently."""
+    a, b = tmp_path / "part-0-of-2", tmp_path / "part-1-of-2"
+    write_jsonl(a / "results.jsonl", [{"id": "x", "fingerprint": "f1"}, {"id": "z", "fingerprint": "f1"}])
+    write_jsonl(b / "results.jsonl", [{"id": "y", "fingerprint": "f2"}])
+    out = tmp_path / "all.jsonl"
+    with pytest.raises(AuralensError, match=r"part-0-of-2/results.jsonl:1 and .*part-1-of-2/results.jsonl:1 were "
+                                            r"made with different settings \(fingerprints f1 and f2\)"):
+        merge_jsonl([a, b], out)
+    assert not out.exists()
+    # separate batch: what differs is named from each part's run.json (when it describes those lines)
+    write_json(a / "run.json", {"config": {"separator": "tdcnpp", "activity": {"rule": "energy"},
+                                           "fingerprint": "f1"}})
+    write_json(b / "run.json", {"config": {"separator": "tdcnpp", "activity": {"rule": "frames"},
+                                           "fingerprint": "f2"}})
+    with pytest.raises(AuralensError, match=r"different settings \(activity differs\); merge only the parts of one run"):
+        merge_jsonl([a, b], out)
+    # imagine batch: the lines carry their settings
+    write_jsonl(b / "results.jsonl", [{"id": "y", "fingerprint": "f3", "settings": {"seed": 1, "mode": "pipeline"}}])
+    write_jsonl(a / "results.jsonl", [{"id": "x", "fingerprint": "f4", "settings": {"seed": 2, "mode": "pipeline"}}])
+    with pytest.raises(AuralensError, match=r"\(seed differs\)"):
+        merge_jsonl([a, b], out)
+    # the same fingerprint everywhere, or none (older versions, other JSONL): merged as before
+    write_jsonl(b / "results.jsonl", [{"id": "y", "fingerprint": "f4"}, {"id": "w"}])
+    assert merge_jsonl([a, b], out) == 3
+
+
+def test_merge_out_naming_a_directory_names_out(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "x"}])
+    (tmp_path / "o").mkdir()
+    with pytest.raises(AuralensError, match=r"^\S+/o: is a directory; --out names the merged JSONL file") as exc:
+        merge_jsonl([tmp_path / "a.jsonl"], tmp_path / "o")
+    assert ".tmp" not in str(exc.value)
+
+
+def test_merge_names_a_corrupt_middle_line(tmp_path, caplog):
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n{"id": "c", "v"', encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert merge_jsonl([part], tmp_path / "o.jsonl") == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"skipping corrupt line 2 of {part} (not valid JSON)" in messages
+    assert f"{part}: skipping an incomplete last line 4" in messages
+    assert not any("incomplete" in m and "line 2" in m for m in messages)

@@ -29,16 +29,18 @@ def _histogram_lines(hist: dict[int, int]) -> list[str]:
 
 @app.command("synth")
 def synth_cmd(
-    out: Path = typer.Option(..., "--out", help="Output directory (ESC-50 layout)."),
-    clips_per_class: int = typer.Option(12, "--clips-per-class", help="Clips per class."),
+    out: Path = typer.Option(..., "--out", help="Output directory (ESC-50 layout; a rerun with the same "
+                             "settings resumes, one with other settings is refused)."),
+    clips_per_class: int = typer.Option(12, "--clips-per-class", help="Clips per class (at most 1000)."),
     seed: int = typer.Option(42, "--seed", min=0, help="Library seed."),
     sample_rate: int = typer.Option(22050, "--sample-rate", help="Hz."),
-    duration: float = typer.Option(5.0, "--duration", help="Seconds per clip."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds per clip (at most 600, and at most "
+                                   "600 s worth of 48 kHz samples)."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated subset of the classes."),
 ) -> None:
     """Write a procedural labelled sound library (audio/*.wav + meta/esc50.csv)."""
     from auralens.data.synth import SYNTH_CLASSES, synthesize
-    from auralens.io import Timer
+    from auralens.io import Timer, read_json
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
     if names is not None and not names:
@@ -47,8 +49,10 @@ def synth_cmd(
     with timer("synth"):
         synthesize(out, clips_per_class=clips_per_class, seed=seed, sample_rate=sample_rate,
                    duration=duration, classes=names)
-    n_classes = len(names or SYNTH_CLASSES)  # synthesize wrote run.json
-    typer.echo(f"{n_classes * clips_per_class} clips of {n_classes} classes written to {out} "
+    n_classes = len(names or SYNTH_CLASSES)
+    n_new = read_json(out / "run.json")["n_new"]  # synthesize wrote run.json
+    kept = f" ({n_classes * clips_per_class - n_new} already there)" if n_new < n_classes * clips_per_class else ""
+    typer.echo(f"{n_classes * clips_per_class} clips of {n_classes} classes written to {out}{kept} "
                f"in {timer.timings['synth']:.1f} s")
 
 
@@ -64,7 +68,8 @@ def mix_cmd(
     max_sources: int = typer.Option(4, "--max-sources", help="Most sources per mixture."),
     min_sources: int = typer.Option(1, "--min-sources", help="Fewest sources per mixture."),
     sample_rate: int = typer.Option(16000, "--sample-rate", help="Hz."),
-    duration: float = typer.Option(10.0, "--duration", help="Seconds per mixture."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds per mixture (at most 600, and at most "
+                                   "600 s worth of 48 kHz samples)."),
 ) -> None:
     """Make FUSS-recipe mixtures (background + foreground events in simulated rooms)."""
     from auralens.data import detect_layout
@@ -122,7 +127,10 @@ def merge_cmd(
     out: Path = typer.Option(..., "--out", help="Merged JSONL file to write."),
     key: str = typer.Option("id", "--key", help="Record field that identifies an item (last part wins)."),
 ) -> None:
-    """Join the JSONL results of sharded runs (`--shard i/n`) into one file, sorted by --key."""
+    """Join the JSONL results of sharded runs (`--shard i/n`) into one file, sorted by --key.
+
+    Parts whose records carry different settings fingerprints are refused.
+    """
     from auralens.shard import merge_jsonl
 
     n = merge_jsonl(parts, out, key=key)

@@ -47,7 +47,7 @@ import numpy as np
 
 from auralens.audio import AudioError, load
 from auralens.audio import write as write_audio
-from auralens.data import DatasetError
+from auralens.data import DatasetError, check_free_space, check_length
 from auralens.io import (
     ErrorLog,
     append_jsonl,
@@ -515,7 +515,8 @@ def build_mixtures(
         n: number of examples ``{split}/example00000`` … ``example{n-1:05d}``.
         seed: recipe seed (same seed and inputs → identical files).
         sample_rate: Hz of everything written.
-        duration: seconds per mixture.
+        duration: seconds per mixture (at most :data:`~auralens.data.MAX_DURATION_S` and
+            :data:`~auralens.data.MAX_SAMPLES` samples).
         max_sources: most sources per mixture (background included).
         min_sources: fewest sources per mixture (≥ 1: the background).
         reverb: convolve each source with a shoebox-room impulse response.
@@ -528,8 +529,9 @@ def build_mixtures(
         ``n_errors``, the clips this call could not use (listed in ``errors.jsonl``).
 
     Raises:
-        DatasetError: missing/empty dataset, bad settings, or an ``out_dir`` made with
-            different settings.
+        DatasetError: missing/empty dataset, bad settings, an ``out_dir`` made with
+            different settings, or mixtures that clearly do not fit on the disk (all before
+            anything is written).
     """
     import time
 
@@ -547,12 +549,11 @@ def build_mixtures(
         raise DatasetError(f"sample_rate must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
     if not duration > 0 or duration == float("inf") or int(round(duration * sample_rate)) < 1:
         raise DatasetError(f"duration must be a positive number of seconds (at least one sample), got {duration}")
+    length = check_length(duration, sample_rate)  # an absurd duration would allocate gigabytes per source
     if not split or "/" in split or split.startswith("."):
         raise DatasetError(f"invalid split name {split!r}")
     clips, source_name = _resolve_clips(src, folds)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir)
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
                 "folds": sorted(int(f) for f in folds) if folds is not None else None,
@@ -567,15 +568,20 @@ def build_mixtures(
         if diff:
             raise DatasetError(f"{out_dir}: split {split!r} was made with different settings "
                                f"({', '.join(diff)}); use another --out or remove it")
-    write_json(config_path, settings)
 
     manifest = out_dir / "manifest.jsonl"
     previous = read_jsonl(manifest)
     others = [r for r in previous if r.get("split") != split]
     done = {r["id"]: r for r in previous if r.get("split") == split and _finished(out_dir, r)}
+    n_todo = n - sum(1 for rid in done if int(rid.rsplit("example", 1)[1]) < n)
+    # float32 WAVs: the mixture plus its sources (the counts are uniform over min…max)
+    per_example = 4 * length * (1 + (min_sources + max_sources) / 2) + 1024
+    check_free_space(out_dir, int(n_todo * per_example), f"{n_todo} mixtures of {duration:g} s")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
+    write_json(config_path, settings)
     errors = ErrorLog(out_dir / "errors.jsonl")
     pool = _Pool(clips, sample_rate, errors)
-    length = int(round(duration * sample_rate))
     records: list[dict[str, Any]] = []
     n_new = 0
     for index in progress(range(n), desc=f"mix {split}", total=n):

@@ -12,18 +12,18 @@ change when other classes or more clips are requested.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import signal
 
 from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, write
-from auralens.data import DatasetError
-from auralens.io import write_text
+from auralens.data import DatasetError, check_free_space, check_length
+from auralens.io import atomic_path, read_json, remove_stale_temps, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ Generator = Callable[[Rng, int, int], np.ndarray]
 
 #: Number of cross-validation folds the library is split into (as ESC-50).
 N_FOLDS = 5
+#: Most clips per class: clip ``k`` of class ``t`` gets the ESC-50 ``src_file`` id
+#: ``100000 + 1000·t + k``, unique only while ``k < 1000`` (ESC-50 itself has 40 per class).
+MAX_CLIPS_PER_CLASS = 1000
+#: The settings a library is made with, written before the first clip (resume guard).
+CONFIG_NAME = "synth_config.json"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -197,12 +202,13 @@ def _bell(rng: Rng, n: int, sr: int) -> np.ndarray:
     freqs = f0 * ratios
     tau = rng.uniform(1.0, 3.0) / np.sqrt(ratios / 0.5)  # higher partials die faster
     amps = rng.uniform(0.3, 1.0, len(ratios)) / np.sqrt(np.arange(1, len(ratios) + 1))
-    m = n
-    tt = np.arange(m) / sr
+    tt = np.arange(n) / sr
     alive = freqs < 0.45 * sr
-    kernel = np.sum((amps * alive)[:, None] * np.exp(-tt[None, :] / tau[:, None])
-                    * np.sin(2 * np.pi * freqs[:, None] * tt[None, :] + rng.uniform(0, 6.3, (len(ratios), 1))),
-                    axis=0)
+    phases = rng.uniform(0, 6.3, (len(ratios), 1))
+    # partial by partial (the same sum as over a [partials, n] array, without holding one)
+    kernel = np.zeros(n)
+    for amp, t_decay, freq, ph in zip(amps * alive, tau, freqs, phases[:, 0], strict=True):
+        kernel += amp * np.exp(-tt / t_decay) * np.sin(2 * np.pi * freq * tt + ph)
     n_strikes = rng.integers(1, 5)
     gap = rng.uniform(0.8, 1.6)
     start = rng.uniform(0.0, 0.5)
@@ -340,7 +346,9 @@ def check_clip_settings(sample_rate: int, duration: float) -> None:
     Raises:
         DatasetError: ``sample_rate`` outside the rates :mod:`auralens.audio` loads
             (:data:`~auralens.audio.MIN_SAMPLE_RATE` … :data:`~auralens.audio.MAX_SAMPLE_RATE`),
-            or ``duration`` not a positive finite number of seconds worth at least one sample.
+            or ``duration`` not a positive finite number of seconds worth at least one sample
+            and at most :data:`~auralens.data.MAX_DURATION_S` seconds /
+            :data:`~auralens.data.MAX_SAMPLES` samples.
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
             or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
@@ -348,8 +356,7 @@ def check_clip_settings(sample_rate: int, duration: float) -> None:
                            f"got {sample_rate!r}")
     if not isinstance(duration, (int, float, np.number)) or not math.isfinite(duration) or duration <= 0:
         raise DatasetError(f"duration must be a positive number of seconds, got {duration!r}")
-    if int(round(duration * sample_rate)) < 1:
-        raise DatasetError(f"duration {duration} s is shorter than one sample at {sample_rate} Hz")
+    check_length(duration, sample_rate)
 
 
 def generate_clip(label: str, rng: Rng, *, sample_rate: int = 22050, duration: float = 5.0) -> np.ndarray:
@@ -385,15 +392,21 @@ def synthesize(
     """Write a procedural ESC-50-layout library.
 
     Files: ``out_dir/audio/{fold}-{src_id}-A-{target}.wav`` (16-bit PCM),
-    ``out_dir/meta/esc50.csv`` and ``out_dir/run.json``; clip ``k`` of a class gets fold ``k % 5 + 1`` so every fold
-    holds every class.
+    ``out_dir/meta/esc50.csv``, ``out_dir/synth_config.json`` (the settings, written first) and
+    ``out_dir/run.json``; clip ``k`` of a class gets fold ``k % 5 + 1`` so every fold holds
+    every class.
+
+    A rerun into the same ``out_dir`` with the same settings resumes (clips already written
+    are kept); one with other settings is refused, naming the setting, and so is an
+    ``out_dir`` that holds a dataset this function did not make (its ``meta/esc50.csv`` or
+    audio files would be overwritten or mixed in).
 
     Args:
         out_dir: destination (created).
-        clips_per_class: clips per class.
+        clips_per_class: clips per class (1 … :data:`MAX_CLIPS_PER_CLASS`).
         seed: library seed (same seed → identical files).
         sample_rate: Hz.
-        duration: seconds per clip.
+        duration: seconds per clip (at most :data:`~auralens.data.MAX_DURATION_S`).
         classes: subset of :data:`SYNTH_CLASSES` (default: all). ``target`` is always the
             index in :data:`SYNTH_CLASSES`.
 
@@ -401,8 +414,10 @@ def synthesize(
         ``out_dir``.
 
     Raises:
-        DatasetError: unknown classes, ``clips_per_class < 1``, or a sample rate or
-            duration refused by :func:`check_clip_settings` (nothing is written then).
+        DatasetError: unknown classes, ``clips_per_class`` out of range, a sample rate or
+            duration refused by :func:`check_clip_settings`, an ``out_dir`` made with other
+            settings or holding another dataset, or a library that clearly does not fit on
+            the disk (nothing is written then).
     """
     import time
 
@@ -415,28 +430,94 @@ def synthesize(
     unknown = [c for c in names if c not in GENERATORS]
     if unknown:
         raise DatasetError(f"unknown synth class(es) {', '.join(unknown)}; choose from {', '.join(SYNTH_CLASSES)}")
-    if clips_per_class < 1:
-        raise DatasetError(f"clips_per_class must be >= 1, got {clips_per_class}")
+    if isinstance(clips_per_class, bool) or not isinstance(clips_per_class, (int, np.integer)) \
+            or not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS:
+        raise DatasetError(f"clips_per_class must be an integer from 1 to {MAX_CLIPS_PER_CLASS}, "
+                           f"got {clips_per_class!r}")
     check_clip_settings(sample_rate, duration)  # before anything is written
-    rows = []
-    jobs = [(name, k) for name in names for k in range(clips_per_class)]
-    for name, k in progress(jobs, desc="synth"):
+    settings = {"seed": seed, "clips_per_class": int(clips_per_class), "sample_rate": int(sample_rate),
+                "duration": duration, "classes": names}
+    _check_out_dir(out_dir, settings)
+    n_samples = int(round(duration * sample_rate))
+
+    def clip_name(name: str, k: int) -> tuple[str, int, int, int]:
         target = SYNTH_CLASSES.index(name)
-        rng = np.random.default_rng([seed, target, k])
-        wave = generate_clip(name, rng, sample_rate=sample_rate, duration=duration)
         fold = k % N_FOLDS + 1
         src_id = 100000 + target * 1000 + k
-        filename = f"{fold}-{src_id}-A-{target}.wav"
+        return f"{fold}-{src_id}-A-{target}.wav", fold, target, src_id
+
+    todo = [(name, k) for name in names for k in range(clips_per_class)
+            if not (out_dir / "audio" / clip_name(name, k)[0]).is_file()]
+    # 16-bit PCM plus a 44-byte header per clip, and a CSV line each
+    check_free_space(out_dir, len(todo) * (2 * n_samples + 44 + 64), f"{len(todo)} clips of {duration:g} s")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
+    write_json(out_dir / CONFIG_NAME, settings)
+    for name, k in progress(todo, desc="synth"):
+        filename, _, target, _ = clip_name(name, k)
+        rng = np.random.default_rng([seed, target, k])
+        wave = generate_clip(name, rng, sample_rate=sample_rate, duration=duration)
         write(out_dir / "audio" / filename, wave, sample_rate, subtype="PCM_16")
-        rows.append([filename, fold, target, name, "False", src_id, "A"])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
-    writer.writerows(sorted(rows, key=lambda r: (r[1], r[0])))
-    write_text(out_dir / "meta" / "esc50.csv", buf.getvalue())
+    rows = []
+    for name in names:
+        for k in range(clips_per_class):
+            filename, fold, target, src_id = clip_name(name, k)
+            rows.append([filename, fold, target, name, "False", src_id, "A"])
+    with atomic_path(out_dir / "meta" / "esc50.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        writer.writerows(sorted(rows, key=lambda r: (r[1], r[0])))
     write_run_json(out_dir, command="data synth", seed=seed,
                    timings={"synth": time.perf_counter() - start},
-                   config={"clips_per_class": clips_per_class, "sample_rate": sample_rate,
-                           "duration": duration, "classes": names})
-    log.info("synthesized %d clips of %d classes in %s", len(rows), len(names), out_dir)
+                   config={k: v for k, v in settings.items() if k != "seed"},
+                   extra={"n_clips": len(rows), "n_new": len(todo)})
+    log.info("synthesized %d new clips (%d in all) of %d classes in %s", len(todo), len(rows), len(names), out_dir)
     return out_dir
+
+
+def _recorded_settings(out_dir: Path) -> dict[str, Any] | None:
+    """The settings ``out_dir`` was synthesized with, or None when synth did not make it.
+
+    Libraries of versions before :data:`CONFIG_NAME` are recognised by their ``run.json``.
+    """
+    config = out_dir / CONFIG_NAME
+    if config.is_file():
+        try:
+            old = read_json(config)
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):  # cannot tell what is there: never write over it
+            raise DatasetError(f"{config}: unreadable settings record; use another --out, or remove "
+                               f"{out_dir} to make it again")
+        return old
+    try:
+        run = read_json(out_dir / "run.json") if (out_dir / "run.json").is_file() else None
+    except (OSError, ValueError):
+        return None
+    if isinstance(run, dict) and run.get("command") == "data synth" and isinstance(run.get("config"), dict):
+        return {**run["config"], "seed": run.get("seed")}
+    return None
+
+
+def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse an ``out_dir`` made with other settings or holding a dataset synth did not make."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: exists and is not a directory; choose another --out")
+    old = _recorded_settings(out_dir)
+    if old is None:
+        found = [f"{p.relative_to(out_dir)}" for p in (out_dir / "meta" / "esc50.csv", out_dir / "run.json")
+                 if p.is_file()]
+        audio = out_dir / "audio"
+        if audio.is_dir() and any(audio.iterdir()):
+            found.append("audio/ files")
+        if found:
+            raise DatasetError(f"{out_dir}: holds files that data synth did not make ({', '.join(found)}); "
+                               "choose an empty or new --out")
+        return
+    diff = [f"{k} {old.get(k)!r} → {settings[k]!r}" if k == "classes" else f"{k} {old.get(k)} → {settings[k]}"
+            for k in settings if old.get(k) != settings[k]]
+    if diff:
+        raise DatasetError(f"{out_dir}: holds a synth library made with other settings ({'; '.join(diff)}); "
+                           f"use another --out, or remove {out_dir} to make it again")

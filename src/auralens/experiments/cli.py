@@ -88,3 +88,19 @@ def fuss_manifest_cmd(
                               labels_csv=labels_csv, label_mode=label_mode)
     typer.echo(f"{out}: {stats['n']} mixtures, {stats['labels']} labels, "
                f"sources per mixture {stats['source_counts']}, unlabelled sources {stats['unlabelled']}")
+
+
+@app.command("video-pairs")
+def video_pairs_cmd(
+    out: Path = typer.Argument(..., help="Pairs JSONL to write (video.yaml's data.path)."),
+    mixer: Path = typer.Option(..., "--from-mixer", help="Our mixer's output dir (auralens data mix …)."),
+    frames: Path | None = typer.Option(None, "--frames", help="Folder of reference frames named after the "
+                                       "mixtures (example00000.png); without it pairs have no image."),
+) -> None:
+    """Write the video experiment's audio + reference-frame pairs from our mixer's output (offline)."""
+    from auralens.experiments.fussmanifest import pairs_from_mixer
+
+    stats = pairs_from_mixer(mixer, out, frames=frames)
+    typer.echo(f"{out}: {stats['n']} pairs, {stats['labels']} labels, "
+               f"sources per mixture {stats['source_counts']}"
+               + ("" if frames is not None else " (no reference frames)"))

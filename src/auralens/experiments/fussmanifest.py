@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from auralens.errors import AuralensError
+from auralens.io import write_jsonl
 from auralens.types import SceneRecord, Source, load_scenes, save_records
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,60 @@ def manifest_from_mixer(mix_dir: str | Path, out_path: str | Path) -> dict[str, 
         for s in r.sources:
             s.path = s.path if s.path.is_absolute() else (path.parent / s.path).resolve()
     save_records(out_path, records)
+    return _stats(records, 0)
+
+
+#: Image suffixes a reference frame may have (``pairs_from_mixer(frames=…)``).
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def pairs_from_mixer(mix_dir: str | Path, out_path: str | Path, *,
+                     frames: str | Path | None = None) -> dict[str, Any]:
+    """Write the audio + reference-frame pairs JSONL of the video experiment from our mixer.
+
+    One line per mixture of ``mix_dir/manifest.jsonl`` (what ``auralens data mix`` writes):
+    ``{"id", "audio", "labels", "n_sources", "sources"[, "image"]}`` with absolute paths, so
+    the offline variant of ``configs/experiments/video.yaml`` (reference separation) runs
+    without videos or ffmpeg.
+
+    Args:
+        mix_dir: output directory of :func:`auralens.data.mix.build_mixtures`, or its manifest.
+        out_path: pairs JSONL to write.
+        frames: a folder with one reference image per mixture, named after it
+            (``example00000.png`` / ``.jpg``); None leaves ``image`` out (CLIPScore against a
+            reference frame is then skipped per item; the offline variant computes none).
+
+    Raises:
+        ManifestError: no manifest, an empty one, or a mixture without its frame.
+    """
+    mix_dir = Path(mix_dir)
+    path = mix_dir if mix_dir.is_file() else mix_dir / "manifest.jsonl"
+    if not path.exists():
+        raise ManifestError(f"{path}: mixer manifest not found (make one with auralens data mix)")
+    records = load_scenes(path)
+    if not records:
+        raise ManifestError(f"{path}: holds no mixtures")
+    frame_dir = Path(frames) if frames is not None else None
+    if frame_dir is not None and not frame_dir.is_dir():
+        raise ManifestError(f"{frame_dir}: frames folder not found")
+    pairs = []
+    for r in records:
+        audio = r.mixture if r.mixture.is_absolute() else path.parent / r.mixture
+        pair: dict[str, Any] = {
+            "id": r.id, "audio": str(audio.resolve()), "labels": list(dict.fromkeys(r.labels)),
+            "n_sources": r.n_sources,
+            "sources": [str((s.path if s.path.is_absolute() else path.parent / s.path).resolve())
+                        for s in r.sources]}
+        if frame_dir is not None:
+            stem = Path(str(r.id)).name
+            image = next((frame_dir / f"{stem}{suf}" for suf in FRAME_SUFFIXES
+                          if (frame_dir / f"{stem}{suf}").is_file()), None)
+            if image is None:
+                raise ManifestError(f"{frame_dir}: no reference frame for {r.id} "
+                                    f"({stem}.png or {stem}.jpg)")
+            pair["image"] = str(image.resolve())
+        pairs.append(pair)
+    write_jsonl(out_path, pairs)
     return _stats(records, 0)
 
 

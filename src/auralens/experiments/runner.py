@@ -571,6 +571,16 @@ DATA_SOURCES = {"esc50": "dataset directory", "folder": "dataset directory", "ma
                 "fuss": "FUSS directory", "pairs": "pairs manifest", "videos": "video directory"}
 
 
+#: How to make a missing ``data.path`` (appended to the not-found message).
+_HOW_TO_MAKE = {
+    "pairs": "; it is a JSONL of {\"id\", \"audio\", \"image\"?, \"labels\"?, \"sources\"?} lines — make "
+             "one offline with: auralens data mix ../shared/data/esc10 --out data/video_mix --n 8 "
+             "--duration 4 --no-reverb && auralens experiment video-pairs data/video_pairs.jsonl "
+             "--from-mixer data/video_mix (see configs/experiments/video.yaml)",
+    "manifest": "; make one with auralens experiment fuss-manifest (--fuss … or --from-mixer …)",
+}
+
+
 def data_path(cfg: dict[str, Any]) -> Path:
     """The experiment's existing ``data.path`` (resolved), checked before any model loads.
 
@@ -585,7 +595,7 @@ def data_path(cfg: dict[str, Any]) -> Path:
         raise ExperimentError(f"data.path is required with data.source {source}")
     path = _resolve(data.get("path", "../shared/data/esc10"), Path(cfg.get("_root", ".")))
     if not path.exists():
-        raise ExperimentError(f"{path}: {DATA_SOURCES[source]} not found (data.path)")
+        raise ExperimentError(f"{path}: {DATA_SOURCES[source]} not found (data.path)" + _HOW_TO_MAKE.get(source, ""))
     if DATA_SOURCES[source].endswith("directory") and not path.is_dir():
         raise ExperimentError(f"{path}: {DATA_SOURCES[source]} is not a directory (data.path)")
     return path
