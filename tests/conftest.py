@@ -96,3 +96,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
         return built[name]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def sonify_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh embeddings/latents cache for one test module."""
+    return tmp_path_factory.mktemp("sonify-cache")
+
+
+@pytest.fixture(scope="module")
+def sonify_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny procedural library (8 clips per class, 1 s) with one unreadable clip, per module."""
+    from factories.sonify import write_library
+
+    return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0, bad=1)
+

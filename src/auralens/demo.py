@@ -29,8 +29,8 @@ from auralens.config import changed_keys
 from auralens.errors import AuralensError
 from auralens.io import (
     Timer,
-    read_json,
     read_jsonl,
+    read_recorded_settings,
     to_jsonable,
     write_json,
     write_run_json,
@@ -92,21 +92,12 @@ def demo_settings(data: Path | None, *, quick: bool, seed: int, plan: DemoPlan) 
 
 def _recorded(out: Path) -> dict[str, Any] | None:
     """The settings of the demo in ``out``: its config, or (older versions) its ``run.json``."""
-    if (out / CONFIG_NAME).is_file():
-        try:
-            old = read_json(out / CONFIG_NAME)
-        except (OSError, ValueError):
-            old = None
-        if not isinstance(old, dict):  # cannot tell which demo is there: never mix into it
-            raise DemoError(f"{out / CONFIG_NAME}: unreadable settings record; choose another --out, "
-                            f"or remove {out} to run the demo there again")
+    def refuse(message: str) -> None:  # cannot tell which demo is there: never mix into it
+        raise DemoError(message)
+
+    old, run = read_recorded_settings(out, CONFIG_NAME, "demo", refuse)
+    if run is None:
         return old
-    try:
-        run = read_json(out / "run.json") if (out / "run.json").is_file() else None
-    except (OSError, ValueError):
-        return None
-    if not (isinstance(run, dict) and run.get("command") == "demo" and isinstance(run.get("config"), dict)):
-        return None
     cfg = run["config"]
     data = cfg.get("data")
     if isinstance(data, str) and (data == str(out / "library")

@@ -143,6 +143,35 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_recorded_settings(folder: Path, config_name: str, command: str, unreadable: Any,
+                           ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What a resumable job recorded in ``folder``: ``(settings, None)`` from its settings file
+    ``config_name``, else ``(None, run.json)`` when an older version's ``run.json`` of
+    ``command`` is there (the caller maps it), else ``(None, None)``.
+
+    Args:
+        unreadable: called with a one-line message when the settings file exists but is not a
+            JSON object; it must raise (never write over what cannot be identified).
+    """
+    config = folder / config_name
+    if config.is_file():
+        try:
+            old = read_json(config)
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):
+            unreadable(f"{config}: unreadable settings record; choose another --out, or remove "
+                       f"{folder} to make it again")
+        return old, None
+    try:
+        run = read_json(folder / "run.json") if (folder / "run.json").is_file() else None
+    except (OSError, ValueError):
+        return None, None
+    if isinstance(run, dict) and run.get("command") == command and isinstance(run.get("config"), dict):
+        return None, run
+    return None, None
+
+
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line and flush it to disk (crash-safe for resumable jobs)."""
     path = Path(path)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from factories.sonify import write_library
 
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl
@@ -27,19 +26,9 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("outcomes-cache")
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0, bad=1)
-
-
-@pytest.fixture(scope="module")
-def prep(library: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prep(sonify_library: Path, sonify_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prep")
-    prepare(library, ENC, COD, 1, out, duration=1.0, batch_size=8, cache_dir=cache)
+    prepare(sonify_library, ENC, COD, 1, out, duration=1.0, batch_size=8, cache_dir=sonify_cache)
     return out
 
 
@@ -137,19 +126,19 @@ def test_split_files_list_only_prepared_clips(prep: Path) -> None:
 
 
 def test_empty_validation_split_is_named_training_loss(
-        library: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        sonify_library: Path, sonify_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
     # The dataset's own split puts only the corrupt clip in val: nothing usable is left there.
     data = tmp_path / "data"
     data.mkdir()
-    (data / "audio").symlink_to(library / "audio")
-    (data / "meta").symlink_to(library / "meta")
-    names = sorted(p.name for p in (library / "audio").glob("*.wav") if "bad" not in p.name)
+    (data / "audio").symlink_to(sonify_library / "audio")
+    (data / "meta").symlink_to(sonify_library / "meta")
+    names = sorted(p.name for p in (sonify_library / "audio").glob("*.wav") if "bad" not in p.name)
     (data / "val.txt").write_text("1-bad0-A-0.wav\n")
     (data / "test.txt").write_text("".join(f"{n}\n" for n in names[:3]))
     (data / "train.txt").write_text("".join(f"{n}\n" for n in names[3:]))
     with caplog.at_level(logging.WARNING):
-        res = prepare(data, ENC, COD, 1, tmp_path / "prep", duration=1.0, cache_dir=cache)
+        res = prepare(data, ENC, COD, 1, tmp_path / "prep", duration=1.0, cache_dir=sonify_cache)
     assert res.splits == {"train": 21, "val": 0, "test": 3}
     assert (tmp_path / "prep" / "val.txt").read_text() == ""
     assert "no usable clips in the val split" in caplog.text
@@ -161,10 +150,10 @@ def test_empty_validation_split_is_named_training_loss(
     assert read_json(tmp_path / "run" / "run.json")["result"]["val_split"] == "train"
 
 
-def test_limit_two_gives_train_only_splits_with_a_warning(library: Path, cache: Path, tmp_path: Path,
+def test_limit_two_gives_train_only_splits_with_a_warning(sonify_library: Path, sonify_cache: Path, tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        res = prepare(library, ENC, COD, 1, tmp_path / "prep", duration=1.0, limit=2, cache_dir=cache)
+        res = prepare(sonify_library, ENC, COD, 1, tmp_path / "prep", duration=1.0, limit=2, cache_dir=sonify_cache)
     assert res.splits == {"train": 2, "val": 0, "test": 0}
     assert "no usable clips in the val and test splits" in caplog.text
     out = train(tmp_path / "prep", tmp_path / "run", TrainConfig(epochs=1, batch_size=2, tensorboard=False))
@@ -174,10 +163,10 @@ def test_limit_two_gives_train_only_splits_with_a_warning(library: Path, cache: 
 # --------------------------------------------------------------------------- sweep
 
 
-def test_sweep_duration_limit_and_empty_test_split(library: Path, tmp_path: Path,
+def test_sweep_duration_limit_and_empty_test_split(sonify_library: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sweep"
-    base = ["sonify", "sweep", str(library), "--encoder", ENC, "--codec", COD, "--layers", "1",
+    base = ["sonify", "sweep", str(sonify_library), "--encoder", ENC, "--codec", COD, "--layers", "1",
             "--epochs", "1", "--lr", "1e-2", "--render-limit", "1", "--out", str(out)]
     code, stdout, err = _cli(capsys, *base, "--duration", "0.5")
     assert code == 0, err
@@ -204,9 +193,9 @@ def test_sweep_duration_limit_and_empty_test_split(library: Path, tmp_path: Path
     assert not (tmp_path / "small" / "layer=1" / "run").exists()
 
 
-def test_sweep_keep_length_duration_zero(library: Path, cache: Path, tmp_path: Path) -> None:
-    rows = sweep(library, ENC, "1", COD, "lin", tmp_path / "sweep", cfg=TrainConfig(epochs=1, tensorboard=False),
-                 duration=None, render_limit=1, cache_dir=cache)
+def test_sweep_keep_length_duration_zero(sonify_library: Path, sonify_cache: Path, tmp_path: Path) -> None:
+    rows = sweep(sonify_library, ENC, "1", COD, "lin", tmp_path / "sweep", cfg=TrainConfig(epochs=1, tensorboard=False),
+                 duration=None, render_limit=1, cache_dir=sonify_cache)
     assert rows[0]["status"] == "ok"
     assert read_json(tmp_path / "sweep" / "layer=1" / "prep" / "run.json")["prepared"]["duration"] is None
 
@@ -232,9 +221,9 @@ def test_render_refuses_multichannel_and_non_finite(trained: Path) -> None:
         render(loaded, bad, 8000)
 
 
-def test_render_cli_names_the_bad_post_option(trained: Path, library: Path, tmp_path: Path,
+def test_render_cli_names_the_bad_post_option(trained: Path, sonify_library: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    clip = next((library / "audio").glob("2-*.wav"))
+    clip = next((sonify_library / "audio").glob("2-*.wav"))
     code, _, err = _cli(capsys, "sonify", "render", str(clip), "--run", str(trained),
                         "--out", str(tmp_path / "o.wav"), "--post", "bogus")
     assert code == 1 and err.startswith("error: --post 'bogus': unknown post-processing step")
@@ -279,13 +268,13 @@ def test_interrupted_render_split_records_its_finished_clips(
 # --------------------------------------------------------------------------- prepare shapes
 
 
-def test_keep_length_prepare_records_varying_shapes(cache: Path, tmp_path: Path) -> None:
+def test_keep_length_prepare_records_varying_shapes(sonify_cache: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     rng = np.random.default_rng(0)
     for label, seconds in (("a", 0.5), ("b", 1.0), ("c", 0.8)):
         (data / label).mkdir(parents=True)
         sf.write(str(data / label / "x.wav"), (0.1 * rng.standard_normal(int(seconds * 8000))).astype(np.float32), 8000)
-    prepare(data, ENC, COD, 1, tmp_path / "prep", duration=None, cache_dir=cache)
+    prepare(data, ENC, COD, 1, tmp_path / "prep", duration=None, cache_dir=sonify_cache)
     info = read_json(tmp_path / "prep" / "run.json")["prepared"]
     assert info["emb_shape"] is None and info["lat_shape"] is None and info["shapes_vary"] is True
     # 0.5 s and 1 s at 8 kHz: toyband's 50 fps gives 26 and 51 frames of 16 dims.

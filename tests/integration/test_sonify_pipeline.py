@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories.sonify import write_library
 from typer.testing import CliRunner
 
 from auralens.errors import CheckpointMismatchError
@@ -26,19 +25,9 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("sonify-cache")
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0, bad=1)
-
-
-@pytest.fixture(scope="module")
-def prep(library: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prep(sonify_library: Path, sonify_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prep")
-    prepare(library, ENC, COD, 1, out, duration=1.0, batch_size=5, cache_dir=cache)
+    prepare(sonify_library, ENC, COD, 1, out, duration=1.0, batch_size=5, cache_dir=sonify_cache)
     return out
 
 
@@ -66,14 +55,14 @@ def test_prepare_writes_index_splits_and_errors(prep: Path) -> None:
     assert data.lat["val"].shape == (3, 12, 63)
 
 
-def test_second_prepare_hits_the_cache(prep: Path, library: Path, cache: Path, tmp_path: Path) -> None:
-    entries = sorted(cache.rglob("*.safetensors"))
+def test_second_prepare_hits_the_cache(prep: Path, sonify_library: Path, sonify_cache: Path, tmp_path: Path) -> None:
+    entries = sorted(sonify_cache.rglob("*.safetensors"))
     mtimes = [p.stat().st_mtime_ns for p in entries]
-    res = prepare(library, ENC, COD, 1, tmp_path / "again", duration=1.0, cache_dir=cache)
+    res = prepare(sonify_library, ENC, COD, 1, tmp_path / "again", duration=1.0, cache_dir=sonify_cache)
     assert (res.computed_embeddings, res.computed_latents) == (0, 0) and res.n_ok == 24
-    assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.safetensors"))] == mtimes
+    assert [p.stat().st_mtime_ns for p in sorted(sonify_cache.rglob("*.safetensors"))] == mtimes
     # Another layer is another key: embeddings are recomputed, latents reused.
-    res2 = prepare(library, ENC, COD, 2, tmp_path / "layer2", duration=1.0, cache_dir=cache)
+    res2 = prepare(sonify_library, ENC, COD, 2, tmp_path / "layer2", duration=1.0, cache_dir=sonify_cache)
     assert (res2.computed_embeddings, res2.computed_latents) == (24, 0)
 
 
@@ -160,22 +149,22 @@ def test_checkpoint_mismatch_is_refused(trained: Path) -> None:
         load_run(trained, codec="toyband@bands=6")
 
 
-def test_prepare_rejects_empty_dataset(tmp_path: Path, cache: Path) -> None:
+def test_prepare_rejects_empty_dataset(tmp_path: Path, sonify_cache: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="no "):
-        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", cache_dir=cache)
+        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", cache_dir=sonify_cache)
     with pytest.raises(PrepareError, match="dtype"):
-        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", dtype="int8", cache_dir=cache)
+        prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", dtype="int8", cache_dir=sonify_cache)
     for bad in (float("nan"), -1.0, 0.0, float("inf")):
         with pytest.raises(PrepareError, match="--duration must be a positive number"):
-            prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p2", duration=bad, cache_dir=cache)
+            prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p2", duration=bad, cache_dir=sonify_cache)
     assert not (tmp_path / "p2").exists()
 
 
-def test_sweep_two_layers(library: Path, cache: Path, tmp_path: Path) -> None:
-    rows = sweep(library, ENC, "features,2", COD, "lin", tmp_path / "sweep",
+def test_sweep_two_layers(sonify_library: Path, sonify_cache: Path, tmp_path: Path) -> None:
+    rows = sweep(sonify_library, ENC, "features,2", COD, "lin", tmp_path / "sweep",
                  cfg=TrainConfig(lr=1e-2, epochs=2, batch_size=4, tensorboard=False),
-                 duration=1.0, render_limit=2, cache_dir=cache)
+                 duration=1.0, render_limit=2, cache_dir=sonify_cache)
     assert [r["layer"] for r in rows] == ["features", "2"] and all(r["status"] == "ok" for r in rows)
     names = [sorted(p.name for p in (tmp_path / "sweep" / f"layer={x}" / "run" / "renders" / "minmax").glob("*.wav"))
              for x in ("features", 2)]
@@ -183,13 +172,13 @@ def test_sweep_two_layers(library: Path, cache: Path, tmp_path: Path) -> None:
     assert "features" in (tmp_path / "sweep" / "summary.md").read_text()
 
 
-def test_cli_train_and_render(prep: Path, tmp_path: Path, library: Path) -> None:
+def test_cli_train_and_render(prep: Path, tmp_path: Path, sonify_library: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train", str(prep), "--gate", "v9", "--out", str(tmp_path / "run"),
                               "--epochs", "2", "--lr", "1e-2", "--batch-size", "4"])
     assert res.exit_code == 0, res.output
     assert "best validation loss" in res.output
-    clip = next((library / "audio").glob("2-*.wav"))
+    clip = next((sonify_library / "audio").glob("2-*.wav"))
     res = runner.invoke(app, ["render", str(clip), "--run", str(tmp_path / "run"),
                               "--out", str(tmp_path / "out.wav"), "--post", "minmax,wiener"])
     assert res.exit_code == 0, res.output

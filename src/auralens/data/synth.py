@@ -23,7 +23,7 @@ from scipy import signal
 
 from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, write
 from auralens.data import DatasetError, check_free_space, check_length
-from auralens.io import atomic_path, read_json, remove_stale_temps, write_json
+from auralens.io import atomic_path, read_recorded_settings, remove_stale_temps, write_json
 
 log = logging.getLogger(__name__)
 
@@ -480,23 +480,13 @@ def _recorded_settings(out_dir: Path) -> dict[str, Any] | None:
 
     Libraries of versions before :data:`CONFIG_NAME` are recognised by their ``run.json``.
     """
-    config = out_dir / CONFIG_NAME
-    if config.is_file():
-        try:
-            old = read_json(config)
-        except (OSError, ValueError):
-            old = None
-        if not isinstance(old, dict):  # cannot tell what is there: never write over it
-            raise DatasetError(f"{config}: unreadable settings record; use another --out, or remove "
-                               f"{out_dir} to make it again")
+    def refuse(message: str) -> None:  # cannot tell what is there: never write over it
+        raise DatasetError(message)
+
+    old, run = read_recorded_settings(out_dir, CONFIG_NAME, "data synth", refuse)
+    if run is None:
         return old
-    try:
-        run = read_json(out_dir / "run.json") if (out_dir / "run.json").is_file() else None
-    except (OSError, ValueError):
-        return None
-    if isinstance(run, dict) and run.get("command") == "data synth" and isinstance(run.get("config"), dict):
-        return {**run["config"], "seed": run.get("seed")}
-    return None
+    return {**run["config"], "seed": run.get("seed")}
 
 
 def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
