@@ -2,7 +2,8 @@
 
 1. Runs: when the offline encoder (``--encoder``, default ``classifier``) is available, a
    short ``auralens sonify sweep`` (prepare → train → render, ``--layers``) on the first
-   ``--limit`` clips. Otherwise (the encoder checkpoint is missing) a stand-in run is built from
+   5 × ``--limit`` clips (enough for its train/val/test splits; 8 test clips are rendered).
+   Otherwise (the encoder checkpoint is missing) a stand-in run is built from
    the same clips with the weight-free ``mel`` codec: ``original`` (5 s at the codec rate),
    ``ceiling`` (mel encode → decode), and two *codec-variant* versions that stand where gate
    outputs would be (``mel32``: 32 mel bands; ``gl8``: 8 Griffin-Lim iterations). The report

@@ -248,6 +248,24 @@ def test_batch_takes_a_plain_folder_or_a_path_list(tiny_model, tmp_path):
         imagine_batch(listing, tmp_path / "o4", cfg, split="eval")
 
 
+def test_a_folder_with_example_names_and_other_audio_is_a_plain_folder(tiny_model, tmp_path):
+    """Files named like FUSS mixtures beside other audio: every file is an item, and the
+    broken ones are listed, as separate batch does (a FUSS split folder has nothing else)."""
+    folder = tmp_path / "clips"
+    rng = np.random.default_rng(0)
+    for name in ("example00000.wav", "example00001.wav", "yy.wav"):
+        write(folder / name, (0.2 * rng.standard_normal(8000)).astype(np.float32), 16000)
+    (folder / "zz.wav").write_bytes(b"")
+    cfg = ImagineConfig(separator="nmf", captioner=f"classifier:{tiny_model('ast_classifier')}")
+    lines = imagine_batch(folder, tmp_path / "out", cfg)
+    assert [ln["id"] for ln in lines] == ["example00000", "example00001", "yy"]
+    assert [e["item"] for e in read_jsonl(tmp_path / "out" / "errors.jsonl")] == ["zz"]
+    (folder / "yy.wav").unlink()
+    (folder / "zz.wav").unlink()
+    fuss = imagine_batch(folder, tmp_path / "out2", cfg)  # only example*.wav: a FUSS split folder
+    assert [ln["id"] for ln in fuss] == ["clips/example00000", "clips/example00001"]  # FUSS ids
+
+
 def test_batch_resumes_and_collects_errors(scenes, separator, tiny_model, tmp_path):
     manifest = tmp_path / "m.jsonl"
     broken = tmp_path / "broken.wav"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Datasets: synthesize, mix and split.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: synthesize, mix, split and merge.", no_args_is_help=True)
 
 
 def _parse_folds(text: str | None) -> list[int] | None:

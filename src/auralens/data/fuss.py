@@ -124,6 +124,18 @@ def _from_folder(root: Path, folder: Path, split: str) -> list[SceneRecord]:
     return records
 
 
+def stray_audio(folder: Path) -> list[Path]:
+    """Audio files directly in ``folder`` that are not FUSS mixtures (``exampleNNNNN.wav``).
+
+    A FUSS split folder holds nothing else at its top, so such files mean the folder is a
+    user's folder of recordings that merely contains ``example*.wav`` names.
+    """
+    from auralens.data.folder import AUDIO_EXTENSIONS
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not _EXAMPLE_RE.match(p.name))
+
+
 def load_fuss(root: Path, split: str | None = None) -> list[SceneRecord]:
     """Read FUSS-layout examples.
 

@@ -9,7 +9,8 @@ import typer
 
 from auralens.cli_utils import default_group
 
-app = typer.Typer(help="Imagine: separate → caption → describe → image, or an audio LLM end to end.",
+app = typer.Typer(help="Imagine: separate → caption → describe → image, or an audio LLM end to end. "
+                       "'auralens imagine INPUT' is short for 'auralens imagine run INPUT'.",
                   cls=default_group("run"), no_args_is_help=True)
 
 _MODE = typer.Option(None, "--mode", help="pipeline (default: separate → caption → compose) "

@@ -938,8 +938,11 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
         return records
     if not root.exists():
         raise ImagineError(f"{root}: dataset directory not found")
-    from auralens.data.fuss import load_fuss
+    from auralens.data.fuss import load_fuss, stray_audio
 
+    if split is None and not (root / "manifest.jsonl").exists() and stray_audio(root):
+        # other audio beside example*.wav: a folder of recordings, not a FUSS split folder
+        return _plain_scenes(root, exclude)
     try:
         records = load_fuss(root, split)
     except DatasetError:
