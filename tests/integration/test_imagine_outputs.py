@@ -132,6 +132,24 @@ def test_rerun_removes_the_earlier_runs_files_and_keeps_the_users(mix, tmp_path)
     assert "image" in run["skipped"]
 
 
+def test_a_folder_that_held_no_imagine_run_keeps_every_file(mix, tmp_path):
+    out = tmp_path / "myproject"
+    mine = {"image.png": b"my picture", "reasoning.txt": b"my notes",
+            "sources/source3.wav": b"my recording", "run.json": b'{"command": "sonify train"}'}
+    for rel, data in mine.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    with pytest.raises(ImagineError):  # fails after starting: writes its failed record
+        imagine(mix, out, _config(2, captioner=Captioner("model fell over")))
+    for rel, data in mine.items():
+        if rel != "run.json":
+            assert (out / rel).read_bytes() == data, rel
+    assert read_json(out / "run.json")["status"] == "failed"
+    imagine(mix, out, _config(2))  # now an imagine run's folder: a rerun clears its file names
+    assert not (out / "sources" / "source3.wav").exists() and not (out / "image.png").exists()
+    assert read_json(out / "run.json")["status"] == "ok"
+
+
 def test_a_failed_rerun_is_recorded_as_failed_not_as_the_earlier_run(mix, tmp_path):
     out = tmp_path / "o"
     imagine(mix, out, _config(3, image=Picture()))
@@ -186,7 +204,8 @@ def test_batch_items_are_cleaned_and_failures_are_one_line(tmp_path):
     for item in ("a", "b", "broken"):
         (out / "items" / item).mkdir(parents=True)
         (out / "items" / item / "image.png").write_bytes(b"old")
-        (out / "items" / item / "run.json").write_text('{"status": "ok", "old": true}')
+        (out / "items" / item / "run.json").write_text(
+            '{"command": "imagine --mode pipeline", "status": "ok", "old": true}')
 
     class FailsOnB(Captioner):
         def describe(self, wave):

@@ -143,3 +143,24 @@ def test_separate_batch_shards_of_different_settings_are_not_merged(tmp_path: Pa
                  "--out", str(out2 / "results.jsonl")]) == 0
     merged = read_jsonl(out2 / "results.jsonl")
     assert len(merged) == 4 and len({r["fingerprint"] for r in merged}) == 1
+
+
+def test_merge_from_another_directory_with_another_spelling_of_data(library: Path, tiny_model,
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    from auralens.cli import app
+
+    runner = CliRunner()
+    env = {"AURALENS_CACHE": str(tmp_path / "cache"), "AURALENS_NO_PROGRESS": "1"}
+    monkeypatch.chdir(library.parent)
+    rel = ["sonify", "prepare", library.name, "--encoder", f"hubert:{tiny_model('hubert')}", "--codec",
+           "mel", "--layer", "1", "--duration", "1", "--out", "prep-rel"]
+    for part in ("0/2", "1/2"):
+        res = runner.invoke(app, [*rel, "--shard", part], env=env)
+        assert res.exit_code == 0, res.output
+    recorded = read_json(library.parent / "prep-rel" / "shards" / "part-0-of-2" / "run.json")["config"]["data"]
+    assert recorded == str(library.resolve())  # absolute: comparable from anywhere
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["sonify", "prepare", str(library), "--out", str(library.parent / "prep-rel"),
+                              "--merge"], env=env)
+    assert res.exit_code == 0, res.output
+    assert (library.parent / "prep-rel" / "index.jsonl").is_file()

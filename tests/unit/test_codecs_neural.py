@@ -152,3 +152,20 @@ def test_a_bare_codec_directory_is_a_codec_metric_embedder(tiny_model) -> None:
         emb = build_embedder(str(tiny_model(name)))
         assert isinstance(emb, CodecLatentEmbedder), name
     assert not isinstance(build_embedder(str(tiny_model("hubert"))), CodecLatentEmbedder)
+
+
+def test_a_pipeline_folders_codec_revision_follows_its_vae(tiny_model, tmp_path) -> None:
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    pipe = tmp_path / "pipe"
+    shutil.copytree(tiny_model("oobleck"), pipe / "vae")
+    (pipe / "model_index.json").write_text('{"_class_name": "StableAudioPipeline"}')
+    before = CODECS.build(f"oobleck:{pipe}").revision
+    weights = next((pipe / "vae").glob("*.safetensors"))
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights)
+    assert CODECS.build(f"oobleck:{pipe}").revision != before

@@ -189,6 +189,8 @@ def test_model_revision_follows_every_weight_byte_and_preprocessing(tmp_path, mo
     base = hf.model_revision(str(d))
     assert len(base) == 16 and hf.model_revision(str(d)) == base
     (d / "README.md").write_text("notes")  # not part of what the model computes
+    (d / "run.json").write_text('{"timings_s": {"train": 1.0}}')  # training bookkeeping
+    (d / "train_state.pt").write_bytes(b"optimizer state")
     assert hf.model_revision(str(d)) == base
     (d / "preprocessor_config.json").write_text('{"do_normalize": true}')
     changed_fe = hf.model_revision(str(d))

@@ -49,6 +49,10 @@ class OobleckCodec(NeuralCodec):
             elif source == "stabilityai/stable-audio-open-1.0":
                 subfolder = "vae"
         self._setup(source, device, dtype)
+        if subfolder and Path(source).is_dir():  # the VAE's own files, not the pipeline root's
+            from auralens.encoders.hf import model_revision
+
+            self.revision = model_revision(str(Path(source) / subfolder))
         kwargs: dict[str, Any] = {"subfolder": subfolder} if subfolder else {}
         # Loaded straight in the compute dtype, so _finish has nothing left to cast.
         self.model = load(AutoencoderOobleck, source, torch_dtype=self.torch_dtype, **kwargs)

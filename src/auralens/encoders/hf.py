@@ -174,11 +174,17 @@ def torch_dtype(name: str | None) -> Any:
     return getattr(torch, key)
 
 
-# Files whose bytes decide what a model directory computes: weights and the JSON/text configs
-# (model, feature extractor, tokenizer). Other files (README, images) are left out.
-_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}
-_CONFIG_SUFFIXES = {".json", ".txt", ".model", ".tiktoken"}
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+# Files whose bytes decide what a model directory computes: weights and the configs of the
+# model, feature extractor, processor and tokenizer. Bookkeeping that training writes beside
+# them (run.json, history, optimizer state, training_args.bin) is left out, so rewriting it
+# does not invalidate cached embeddings.
+_REVISION_FILES = re.compile(
+    r"(?:.*\.safetensors|(?:diffusion_)?pytorch_model.*\.bin|model.*\.(?:pt|pth|ckpt)"
+    r"|.*\.(?:safetensors|bin)\.index\.json|config\.json"
+    r"|(?:preprocessor|processor|feature_extractor|generation|tokenizer)_config\.json"
+    r"|(?:tokenizer|special_tokens_map|added_tokens|chat_template)\.json|chat_template\.jinja"
+    r"|vocab.*\.(?:txt|json)|merges\.txt|.*\.model|.*\.tiktoken)")
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
 
 
 def _digest_memo_path() -> Path:
@@ -188,17 +194,18 @@ def _digest_memo_path() -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, remembered by (resolved path, size, mtime).
+    """SHA-256 of a file's bytes, remembered by (resolved path, size, mtime, ctime).
 
     Weight files can be gigabytes, so a digest is computed once per version of the file and
-    kept in memory and in ``<cache>/file-digests.json``; a rewritten file (new size or mtime)
-    is hashed again.
+    kept in memory and in ``<cache>/file-digests.json``; a rewritten file is hashed again (the
+    change time counts too: copies that keep the modification time, ``cp -p`` or
+    ``rsync -a``, still change it).
     """
     from auralens.cache import hash_file
     from auralens.io import read_json, write_json
 
     st = path.stat()
-    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if ident in _DIGESTS:
         return _DIGESTS[ident]
     memo_path = _digest_memo_path()
@@ -209,13 +216,15 @@ def file_digest(path: Path) -> str:
     if not isinstance(memo, dict):
         memo = {}
     entry = memo.get(ident[0])
-    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+    if isinstance(entry, dict) and (entry.get("size"), entry.get("mtime_ns"), entry.get("ctime_ns")) \
+            == ident[1:]:
         digest = str(entry.get("sha256", ""))
     else:
         digest = ""
     if len(digest) != 64:
         digest = hash_file(path)
-        memo[ident[0]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        memo[ident[0]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+                          "sha256": digest}
         try:
             write_json(memo_path, memo)
         except OSError as exc:  # a read-only cache only costs re-hashing next time
@@ -228,9 +237,10 @@ def model_revision(source: str) -> str:
     """A short identifier of the exact weights and preprocessing, for cache keys.
 
     The hub commit hash when ``source`` lives in a hub cache snapshot; otherwise a hash of the
-    full bytes of every weight file and every JSON/text config file (model, feature extractor,
-    tokenizer) at the top of the directory, so changing any weight or preprocessing option
-    gives a new key (each file's digest is remembered, see :func:`file_digest`).
+    full bytes of every weight file and every model, feature-extractor, processor and
+    tokenizer config at the top of the directory, so changing any weight or preprocessing
+    option gives a new key, while training bookkeeping beside them (run.json, optimizer state)
+    does not (each file's digest is remembered, see :func:`file_digest`).
     """
     path = Path(source)
     if not path.is_dir():
@@ -245,7 +255,7 @@ def model_revision(source: str) -> str:
         return m.group(1)
     h = hashlib.sha256()
     for f in sorted(path.iterdir()):
-        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES | _CONFIG_SUFFIXES:
+        if f.is_file() and _REVISION_FILES.fullmatch(f.name):
             h.update(f"{f.name}:{file_digest(f)}\n".encode())
     return h.hexdigest()[:16]
 

@@ -21,9 +21,9 @@ takes it from the evaluated set; we use the reference, so every score computed a
 reference uses the same kernel and scores of different systems (and per-file scores) are
 comparable. When the reference has more than ``sigma_max_samples`` frames the median is taken
 over all pairs of a seeded random subsample of that many frames (a 5000-frame subsample
-gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %). Distances are
-computed directly (``‖a − b‖``, not the ``‖a‖² + ‖b‖² − 2a·b`` expansion), so identical frames
-are exactly 0 apart. When more than half the pairs are identical frames (runs of silence give
+gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %). Pairs of
+identical frames are set to exactly 0 apart (the fast ``‖a‖² + ‖b‖² − 2a·b`` expansion would
+leave them ~1e-6 apart). When more than half the pairs are identical frames (runs of silence give
 many equal frames) the median is 0, which would make the kernel useless; σ is then the median
 of the **non-zero** distances (logged as a warning). Only a reference whose frames are all
 identical has no bandwidth: that is an error, and a fixed σ must be given.
@@ -97,11 +97,14 @@ def median_pairwise_distance(frames: np.ndarray | Sequence[np.ndarray], *, max_s
         idx = np.random.default_rng(seed).choice(x.shape[0], size=max_samples, replace=False)
         x = x[np.sort(idx)]
     t = torch.from_numpy(x).to(device)
-    # Direct differences: the matmul expansion leaves identical frames ~1e-6 apart instead of 0,
-    # and those would then pass for a (tiny, meaningless) bandwidth.
-    d = torch.cdist(t, t, compute_mode="donot_use_mm_for_euclid_dist")
+    d = torch.cdist(t, t)  # the fast matmul expansion; exact duplicates are set to 0 below
     iu = torch.triu_indices(t.shape[0], t.shape[0], offset=1, device=t.device)
-    dist = d[iu[0], iu[1]].cpu().numpy()
+    dist = d[iu[0], iu[1]]
+    # The expansion leaves identical frames ~1e-6 apart instead of 0, and those would pass for
+    # a (tiny, meaningless) bandwidth: pairs of identical rows are exactly 0 apart.
+    _, group = torch.unique(t, dim=0, return_inverse=True)
+    dist[group[iu[0]] == group[iu[1]]] = 0.0
+    dist = dist.cpu().numpy()
     # numpy's median averages the two middle values of an even count (torch's takes the lower).
     med = float(np.median(dist))
     if med > 0:

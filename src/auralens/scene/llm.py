@@ -140,7 +140,7 @@ VALUE_RULES: dict[str, Rule] = {
     "repetition_penalty": number_rule(0.0, above=True, optional=True),
     "offload": BOOL_RULE,
     "trust_remote_code": BOOL_RULE,
-    "device": (lambda v: v is None or isinstance(v, str), "a device name such as cpu or cuda"),
+    "device": (lambda v: v is None or isinstance(v, str), "a device name such as cpu, cuda or cuda:0"),
     "timeout": number_rule(0.0, above=True, unit=" of seconds"),
     "retries": whole_rule(0),
     "backoff": number_rule(0.0, unit=" of seconds"),

@@ -582,6 +582,9 @@ def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
     writes, never other files), so a rerun never leaves an image, sources or spectrograms
     that its ``run.json`` does not describe.
 
+    Nothing is removed unless ``out/run.json`` is an imagine run's record: a folder that never
+    held an imagine run may hold a user's own ``image.png`` or ``sources/source1.wav``.
+
     Args:
         out: the output folder.
         keep: the run's input, left alone when it lies among those names.
@@ -589,6 +592,12 @@ def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
     Returns:
         The removed paths.
     """
+    try:
+        record = read_json(out / "run.json")
+    except (OSError, ValueError):
+        record = None
+    if not (isinstance(record, dict) and str(record.get("command", "")).startswith("imagine --mode")):
+        return []
     keep = keep.resolve() if keep is not None else None
     found = [out / name for name in OUTPUT_FILES]
     for sub, pattern in OUTPUT_PATTERNS:

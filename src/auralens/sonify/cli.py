@@ -80,7 +80,9 @@ def _check_merge_settings(ctx: typer.Context, data: Path, out: Path) -> None:
             continue  # merge_prepared reports unfinished or broken shards
     if not isinstance(recorded, dict):
         return
-    if "data" in recorded and Path(str(recorded["data"])).resolve() != data.resolve():
+    shard_data = Path(str(recorded.get("data") or ""))
+    # a relative path (older shards) was relative to a working directory that is not recorded
+    if shard_data.is_absolute() and shard_data.resolve() != data.resolve():
         raise PrepareError(f"{out}: the shards were prepared from {recorded['data']}, not {data}")
     given = {name for name in ctx.params if on_command_line(name)}
     typed = {"seed": ctx.params["seed"], "dtype": ctx.params["dtype"], "limit": ctx.params["limit"],

@@ -399,7 +399,8 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         **shape_summary(index),
     }
     write_run_json(dest, command="sonify prepare",
-                   config={"data": str(data), "encoder": prepared["extractor"]["spec"],
+                   config={"data": str(Path(data).resolve()),  # comparable from any directory
+                           "encoder": prepared["extractor"]["spec"],
                            "layer": extractor.layer, "codec": prepared["codec"]["spec"],
                            "seed": seed, "batch_size": batch_size, "duration": duration,
                            "dtype": dtype, "cache_dir": str(root), "limit": limit,

@@ -547,14 +547,15 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
                 if improved:  # ckpt.save copies tensors to the CPU itself
                     ckpt.save(best_path, core, header, norm=norm)
                 ckpt.save(last_path, core, header, optimizer=optim, norm=norm, rng=True)
+            # this epoch is now where resume continues (before anything else can be interrupted)
+            done = {"epoch": epoch, "train_loss": train_loss, "best_val": best_val,
+                    "best_epoch": best_epoch, "first_val": first_val}
             if writer is not None:
                 writer.add_scalar("loss/train", train_loss, epoch)
                 writer.add_scalar("loss/val", val_loss, epoch)
                 writer.add_scalar("lr", optim.param_groups[0]["lr"], epoch)
                 writer.flush()
             acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
-            done = {"epoch": epoch, "train_loss": train_loss, "best_val": best_val,
-                    "best_epoch": best_epoch, "first_val": first_val}
             log.info("epoch %d/%d train %.5g val %.5g (%.1f s)", epoch, cfg.epochs, train_loss, val_loss, elapsed)
     except NonFiniteLossError as exc:
         status, message = "diverged", str(exc)
