@@ -111,3 +111,16 @@ def sonify_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return write_library(tmp_path_factory.mktemp("lib"), per_class=8, seconds=1.0, bad=1)
 
+
+@pytest.fixture(scope="module")
+def sonify_prep(sonify_library: Path, sonify_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PREP of ``sonify_library`` with the weight-free ``toyband`` doubles (layer 1, 1 s clips,
+    batches of 5: the last batch is partial)."""
+    import factories.sonify  # noqa: F401 - registers the toyband extractor and codec
+
+    from auralens.sonify.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prep")
+    prepare(sonify_library, "toyband", "toyband", 1, out, duration=1.0, batch_size=5, cache_dir=sonify_cache)
+    return out
+

@@ -26,16 +26,9 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
-def prep(sonify_library: Path, sonify_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prep")
-    prepare(sonify_library, ENC, COD, 1, out, duration=1.0, batch_size=8, cache_dir=sonify_cache)
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(prep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(sonify_prep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "lin"
-    train(prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=2, batch_size=4, tensorboard=False))
+    train(sonify_prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=2, batch_size=4, tensorboard=False))
     return run
 
 
@@ -50,7 +43,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 @pytest.mark.parametrize("where", ["evaluate", "checkpoint"])
 def test_ctrl_c_in_train_is_recorded_as_interrupted_and_resumes(
-        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        sonify_prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], where: str) -> None:
     """A real SIGINT in epoch 3 (during validation, or between its history line and its
     checkpoint): run.json says interrupted with the 2 finished epochs, stderr says so, and
@@ -78,7 +71,7 @@ def test_ctrl_c_in_train_is_recorded_as_interrupted_and_resumes(
             return original(path, *args, **kwargs)
 
         monkeypatch.setattr(ckpt, "save", hook)
-    args = ["sonify", "train", str(prep), "--gate", "conv", "--epochs", "5", "--batch-size", "4",
+    args = ["sonify", "train", str(sonify_prep), "--gate", "conv", "--epochs", "5", "--batch-size", "4",
             "--device", "cpu", "--out", str(run)]
     code, _, err = _cli(capsys, *args)
     assert code == 130
@@ -98,14 +91,14 @@ def test_ctrl_c_in_train_is_recorded_as_interrupted_and_resumes(
     assert result["status"] == "ok" and result["epochs_run"] == 5
 
 
-def test_other_failures_are_not_recorded_as_ok(prep: Path, tmp_path: Path,
+def test_other_failures_are_not_recorded_as_ok(sonify_prep: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(train_mod, "_evaluate", boom)
     with pytest.raises(RuntimeError):
-        train(prep, tmp_path / "run", TrainConfig(gate="lin", epochs=3, batch_size=4, tensorboard=False))
+        train(sonify_prep, tmp_path / "run", TrainConfig(gate="lin", epochs=3, batch_size=4, tensorboard=False))
     result = read_json(tmp_path / "run" / "run.json")["result"]
     assert result["status"] == "failed" and "disk on fire" in result["message"]
     assert result["epochs_run"] == 0
@@ -119,9 +112,9 @@ def test_train_records_requested_and_resolved_device(trained: Path) -> None:
 # --------------------------------------------------------------------------- empty splits
 
 
-def test_split_files_list_only_prepared_clips(prep: Path) -> None:
-    ids = {r["id"] for r in read_jsonl(prep / "index.jsonl")}
-    listed = [line for n in ("train", "val", "test") for line in (prep / f"{n}.txt").read_text().split()]
+def test_split_files_list_only_prepared_clips(sonify_prep: Path) -> None:
+    ids = {r["id"] for r in read_jsonl(sonify_prep / "index.jsonl")}
+    listed = [line for n in ("train", "val", "test") for line in (sonify_prep / f"{n}.txt").read_text().split()]
     assert len(listed) == len(ids) == 24 and not any("bad0" in line for line in listed)
 
 
@@ -230,9 +223,9 @@ def test_render_cli_names_the_bad_post_option(trained: Path, sonify_library: Pat
     assert str(clip) not in err and not (tmp_path / "o.wav").exists()
 
 
-def test_renders_manifest_lists_every_post_folder(prep: Path, tmp_path: Path) -> None:
+def test_renders_manifest_lists_every_post_folder(sonify_prep: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=1, batch_size=4, tensorboard=False))
+    train(sonify_prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=1, batch_size=4, tensorboard=False))
     render_split(run, "test", ["peak"])
     out = render_split(run, "test", ["minmax"])
     config = read_json(out / "run.json")["config"]

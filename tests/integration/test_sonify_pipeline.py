@@ -25,10 +25,8 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
-def prep(sonify_library: Path, sonify_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prep")
-    prepare(sonify_library, ENC, COD, 1, out, duration=1.0, batch_size=5, cache_dir=sonify_cache)
-    return out
+def prep(sonify_prep: Path) -> Path:
+    return sonify_prep
 
 
 @pytest.fixture(scope="module")
