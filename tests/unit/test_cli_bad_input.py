@@ -59,6 +59,21 @@ def test_grow_refuses_an_absurd_depth(tmp_path: Path, capsys) -> None:
     assert code == 1 and "at most" in err
 
 
+def test_grow_and_average_never_write_over_their_input(tmp_path: Path, capsys) -> None:
+    from factories.separate import make_tdcnpp
+
+    ckpt = make_tdcnpp(tmp_path)
+    before = ckpt.read_bytes()
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(before)
+    for argv in (["grow", str(ckpt), "--repeats", "3", "--out", str(ckpt)],
+                 ["average", str(other), str(ckpt), "--out", str(ckpt)],
+                 ["average", str(tmp_path), "--out", str(ckpt)]):  # a folder means its model.safetensors
+        code, err = _run(capsys, "separate", *argv)
+        assert code == 1 and "is the input checkpoint" in err and err.count("\n") == 1, (argv, err)
+    assert ckpt.read_bytes() == before
+
+
 def test_imagine_batch_fails_when_every_mixture_fails(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "mixes" / "eval"
     folder.mkdir(parents=True)

@@ -373,6 +373,18 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
     return model, header
 
 
+def _refuse_writing_over_inputs(out: str | Path, inputs: list[str | Path]) -> None:
+    """A derived checkpoint must not replace one it is made from (a typo would otherwise
+    destroy a trained model, or the committed default)."""
+    target = Path(out).resolve()
+    for path in inputs:
+        path = Path(path)
+        source = (path / "model.safetensors" if path.is_dir() else path).resolve()
+        if source == target:
+            raise CheckpointMismatchError(f"--out {out} is the input checkpoint {path}; write the "
+                                          "new checkpoint to another file")
+
+
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """Write the element-wise mean of several checkpoints of one model (weight averaging).
 
@@ -387,6 +399,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
 
     if not paths:
         raise CheckpointMismatchError("no checkpoints to average")
+    _refuse_writing_over_inputs(out, list(paths))
     total: dict[str, torch.Tensor] = {}
     header: dict[str, Any] = {}
     sources = []
@@ -449,7 +462,9 @@ def grow_repeats(model: TDCNpp, repeats: int) -> TDCNpp:
 
 
 def grow_checkpoint(path: str | Path, out: str | Path, repeats: int) -> Path:
-    """Write :func:`grow_repeats` of the checkpoint at ``path`` (header notes ``grown_from``)."""
+    """Write :func:`grow_repeats` of the checkpoint at ``path`` (header notes ``grown_from``);
+    ``out`` must be another file."""
+    _refuse_writing_over_inputs(out, [path])
     model, header = load_checkpoint(path)
     return save_checkpoint(out, grow_repeats(model, repeats),
                            {**header, "grown_from": {"path": str(path), "repeats": model.cfg.repeats}})
