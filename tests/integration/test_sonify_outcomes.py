@@ -275,3 +275,12 @@ def test_keep_length_prepare_records_varying_shapes(sonify_cache: Path, tmp_path
     lat = [r["lat_shape"] for r in read_jsonl(tmp_path / "prep" / "index.jsonl")]
     assert info["lat_shape_min"] == [12, min(s[1] for s in lat)] and info["lat_shape_max"] == [12, 63]
 
+
+
+def test_render_never_writes_over_its_input(trained: Path, sonify_library: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "mine.wav"
+    clip.write_bytes(next((sonify_library / "audio").glob("2-*.wav")).read_bytes())
+    before = clip.read_bytes()
+    code, _, err = _cli(capsys, "sonify", "render", str(clip), "--run", str(trained), "--out", str(clip))
+    assert code == 1 and "is the input audio" in err and clip.read_bytes() == before

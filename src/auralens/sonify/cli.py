@@ -219,6 +219,8 @@ def render_cmd(
         return
     if audio is None or out is None:
         raise AuralensError("give AUDIO and --out, or --split test")
+    if out.resolve() == audio.resolve():
+        raise AuralensError(f"--out {out} is the input audio; write the rendering to another file")
     from auralens.audio import load_sr, write
     from auralens.sonify.render import load_run, render
 
