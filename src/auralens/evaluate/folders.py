@@ -131,6 +131,22 @@ def _with_skipped(result: dict[str, Any], skipped: list[dict[str, str]]) -> dict
     return result
 
 
+def _embed_pair(ref_dir: str | Path, eval_dir: str | Path, embedder: str | Any,
+                timer: Timer | None, metric: str) -> tuple[Any, dict, dict, list[dict[str, str]]]:
+    """Build the embedder, embed both folders (the ``embed`` timing) and check that each has
+    the 2 frames a set needs for ``metric``; returns ``(embedder, ref, evaluated, skipped)``."""
+    from auralens.evaluate.embedders import build_embedder
+
+    emb = build_embedder(embedder) if isinstance(embedder, str) else embedder
+    skipped: list[dict[str, str]] = []
+    with _stage(timer, "embed"):
+        ref_frames, est_frames = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")],
+                                               emb, skipped)
+    check_frames(ref_dir, "reference", ref_frames, 2, metric)
+    check_frames(eval_dir, "evaluated", est_frames, 2, metric)
+    return emb, ref_frames, est_frames, skipped
+
+
 def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | Any = "logmel",
                 shrinkage: str | float | None = None, inf: bool = False,
                 timer: Timer | None = None) -> dict[str, Any]:
@@ -152,16 +168,9 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     Raises:
         InsufficientFramesError: a folder's clips give too few frames (the folder named).
     """
-    from auralens.evaluate.embedders import build_embedder
     from auralens.evaluate.fad import compute_stats, fad_inf, frechet_distance
 
-    emb = build_embedder(embedder) if isinstance(embedder, str) else embedder
-    skipped: list[dict[str, str]] = []
-    with _stage(timer, "embed"):
-        ref_frames, est_frames = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")],
-                                               emb, skipped)
-    check_frames(ref_dir, "reference", ref_frames, 2, "FAD")
-    check_frames(eval_dir, "evaluated", est_frames, 2, "FAD")
+    emb, ref_frames, est_frames, skipped = _embed_pair(ref_dir, eval_dir, embedder, timer, "FAD")
     ref, est = list(ref_frames.values()), list(est_frames.values())
     with _stage(timer, "metric"):
         with _naming(ref_dir, "reference"):
@@ -208,16 +217,9 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     """
     from auralens.devices import check_device
     from auralens.evaluate import kad as kad_mod
-    from auralens.evaluate.embedders import build_embedder
 
     device = str(check_device(device, what="device"))
-    emb = build_embedder(embedder) if isinstance(embedder, str) else embedder
-    skipped: list[dict[str, str]] = []
-    with _stage(timer, "embed"):
-        ref_frames, est_files = embed_folders([(ref_dir, "reference"), (eval_dir, "evaluated")],
-                                              emb, skipped)
-    check_frames(ref_dir, "reference", ref_frames, 2, "KAD")
-    check_frames(eval_dir, "evaluated", est_files, 2, "KAD")
+    emb, ref_frames, est_files, skipped = _embed_pair(ref_dir, eval_dir, embedder, timer, "KAD")
     ref = list(ref_frames.values())
     with _stage(timer, "metric"):
         res = kad_mod.kad(ref, list(est_files.values()), sigma=sigma, kernel=kernel, device=device)
