@@ -94,6 +94,29 @@ class Registry(Generic[T]):
             self._entries[key] = target
         return target
 
+    def resolve(self, spec: str | ModelSpec, *, quiet: bool = False) -> tuple[ModelSpec, Callable[..., T]]:
+        """The parsed spec and the factory :meth:`build` would call, without calling it.
+
+        A bare name that is also a folder in the working directory means the backend; a
+        local path or hub id with no backend kind goes to ``hf`` when registered. ``quiet``
+        leaves out the log line about the first case (for checks made before building).
+
+        Raises:
+            RegistryError: unknown backend name.
+        """
+        parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+        if parsed.kind == "path" and parsed.id in self and not any(c in parsed.id for c in "/\\~"):
+            # A folder in the working directory that happens to share a backend's name ("mel",
+            # "classifier") must not replace the backend; "./mel" still names the folder.
+            if not quiet:
+                log.info("%s: using the built-in %s backend; write ./%s for the local folder",
+                         parsed.id, self.stage, parsed.id)
+            parsed = ModelSpec(parsed.id.lower(), "", parsed.params, parsed.raw)
+        kind = parsed.kind
+        if kind not in self and kind == "path" and "hf" in self:
+            kind = "hf"
+        return parsed, self.get(kind)
+
     def build(self, spec: str | ModelSpec | None = None, **overrides: Any) -> T:
         """Build a backend from a spec string such as ``"hf:org/model@layer=4"``.
 
@@ -105,17 +128,7 @@ class Registry(Generic[T]):
             if self.default is None:
                 raise RegistryError(f"no {self.stage} backend given and no default is set")
             spec = self.default
-        parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-        if parsed.kind == "path" and parsed.id in self and not any(c in parsed.id for c in "/\\~"):
-            # A folder in the working directory that happens to share a backend's name ("mel",
-            # "classifier") must not replace the backend; "./mel" still names the folder.
-            log.info("%s: using the built-in %s backend; write ./%s for the local folder",
-                     parsed.id, self.stage, parsed.id)
-            parsed = ModelSpec(parsed.id.lower(), "", parsed.params, parsed.raw)
-        kind = parsed.kind
-        if kind not in self and kind == "path" and "hf" in self:
-            kind = "hf"
-        factory = self.get(kind)
+        parsed, factory = self.resolve(spec)
         params = {**parsed.params, **overrides}
         try:
             return factory(parsed, **params)

@@ -256,7 +256,6 @@ def check_stage(key: str, value: Any, template: Any = None) -> None:
     Raises:
         AuralensError: one line naming the backend or folder and the problem.
     """
-    from auralens.specs import ModelSpec, parse_spec
 
     if value is not None and not isinstance(value, (str, dict)):
         return  # an already-built backend (API, tests)
@@ -269,12 +268,7 @@ def check_stage(key: str, value: Any, template: Any = None) -> None:
     reg = stage_registry(key)
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         spec = "none" if key == "image" else reg.default
-    parsed = parse_spec(spec)
-    # the same backend choice as Registry.build
-    if parsed.kind == "path" and parsed.id in reg and not any(c in parsed.id for c in "/\\~"):
-        parsed = ModelSpec(parsed.id.lower(), "", parsed.params, parsed.raw)
-    kind = "hf" if parsed.kind not in reg and parsed.kind == "path" and "hf" in reg else parsed.kind
-    factory = reg.get(kind)  # an unknown backend name fails here
+    parsed, factory = reg.resolve(spec, quiet=True)  # an unknown backend name fails here
     params = {**parsed.params, **params}
     if key == "composer" and template and parsed.kind.lower() != "template":
         params.setdefault("template", str(template))
