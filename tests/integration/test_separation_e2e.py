@@ -340,3 +340,36 @@ def test_benchmark_script_reports_targets(esc10, tmp_path):
     assert seps["oracle-irm"]["MSi"] > seps["tdcnpp"]["MSi"]
     assert result["targets"]["msi_minus_nmf"] == pytest.approx(seps["tdcnpp"]["MSi"] - seps["nmf"]["MSi"], abs=1e-3)
     assert (tmp_path / "bench-sep-fold4-n4-2s" / "manifest.jsonl").exists()
+
+
+def test_train_class_slots_from_a_universal_checkpoint(tmp_path, fuss_dir):
+    """``assign: classes``: one slot per training class, started from a 4-output checkpoint;
+    the trained separator still returns M estimates that sum to the input."""
+    import torch
+
+    from auralens.data.synth import synthesize
+    from auralens.scene.separate.tdcnpp import TDCNpp, preset, save_checkpoint
+    from auralens.scene.separate.train import TrainConfig, TrainError, train
+
+    lib = synthesize(tmp_path / "lib", clips_per_class=2, seed=3, sample_rate=SR, duration=1.0)
+    classes = sorted({line.split(",")[3] for line in (lib / "meta" / "esc50.csv").read_text().splitlines()[1:]})
+    torch.manual_seed(0)
+    start = save_checkpoint(tmp_path / "u.safetensors", TDCNpp(preset("tiny", **MICRO)))
+    cfg = TrainConfig(preset="tiny", model=dict(MICRO), assign="classes", recipe="fuss", rooms=0,
+                      recipe_seconds=1.5, steps=2, steps_per_epoch=1, batch_size=2, crop_seconds=0.5,
+                      n_val=3, val_seconds=1.0, train_folds=[1], val_folds=[2])
+    train(lib, tmp_path / "r", cfg, init=start)
+    model, _ = load_checkpoint(tmp_path / "r" / "best.safetensors")
+    assert model.cfg.slot_labels == classes and model.cfg.outputs == len(classes) > 4
+    sep = TDCNppSeparator(model)
+    mix = 0.1 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    est = sep.separate(mix)
+    assert est.shape == (4, SR)
+    np.testing.assert_allclose(est.sum(0), mix, atol=1e-5)
+    # resumes with the slot config it was made with
+    cfg.steps = 3
+    assert train(lib, tmp_path / "r", cfg)["step"] == 3
+    # class slots need class labels: a FUSS-layout folder is refused in one line
+    with pytest.raises(TrainError, match="needs an ESC-50 folder"):
+        train(fuss_dir, tmp_path / "r2", cfg)
+    assert main(["separate", "train", str(lib), "--out", str(tmp_path / "r3"), "--set", "assign=slots"]) == 1

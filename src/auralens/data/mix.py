@@ -352,6 +352,21 @@ def zero_absent(refs: np.ndarray, rms: float = 1e-5) -> np.ndarray:
     return np.where(np.sqrt((refs**2).mean(-1, keepdims=True)) > rms, refs, 0).astype(np.float32)
 
 
+def to_slots(refs: np.ndarray, labels: Sequence[str | None], slots: dict[str, int]) -> np.ndarray:
+    """Lay ``[n, T]`` references out by class: ``[S, T]`` with row ``slots[label]`` the sum of the
+    references of that class (``S = len(slots)``; classes not present stay all-zero rows).
+
+    Raises:
+        DatasetError: a label that has no slot.
+    """
+    out = np.zeros((len(slots), refs.shape[-1]), np.float32)
+    for row, label in zip(refs, labels, strict=False):
+        if label not in slots:
+            raise DatasetError(f"class {label!r} has no output slot (slots: {', '.join(slots)})")
+        out[slots[label]] += row
+    return out
+
+
 class RoomBank:
     """``size`` image-method rooms with ``sources`` impulse responses each, drawn once.
 
@@ -405,18 +420,22 @@ class RecipeMixer:
         self.sample_rate = sample_rate
         self.length = int(seconds * sample_rate)
         self.bank = bank
+        #: When set (class → row), ``sample`` lays references out by class (:func:`to_slots`).
+        self.slots: dict[str, int] | None = None
 
     def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One crop: ``(mix [length], refs [M, length])``; refs sum to mix."""
         n = int(n if n is not None else rng.integers(1, self.max_sources + 1))
         rirs = self.bank.draw(rng) if self.bank is not None else None
-        sources, _, _ = _make_example(0, rng, self.pool, count=n, length=max(self.length, length),
-                                      sample_rate=self.sample_rate, reverb=rirs is not None, rirs=rirs)
+        sources, descs, _ = _make_example(0, rng, self.pool, count=n, length=max(self.length, length),
+                                          sample_rate=self.sample_rate, reverb=rirs is not None, rirs=rirs)
         full = np.stack(sources)
         start = int(rng.integers(0, full.shape[1] - length + 1))
         refs = np.zeros((self.num_outputs, length), np.float32)
         refs[: full.shape[0]] = full[: self.num_outputs, start:start + length]
         refs = zero_absent(refs)
+        if self.slots is not None:
+            refs = to_slots(refs, [d["clip"].label for d in descs], self.slots)
         return refs.sum(0).astype(np.float32), refs
 
 

@@ -42,6 +42,33 @@ def active_refs(refs: torch.Tensor, threshold: float = ACTIVE_RMS) -> torch.Tens
     return refs.pow(2).mean(dim=-1).sqrt() > threshold
 
 
+def _pair_losses(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor, tau: float,
+                 tau_zero: float, scale_invariant: bool, pairwise: bool) -> torch.Tensor:
+    """Loss of every (reference i, estimate j) pair ``[B, M, M]`` (``pairwise``), or of the pairs
+    (i, i) only, ``[B, M]``."""
+    ref_pow = refs.pow(2).sum(-1)  # [B, M]
+    est_pow = est.pow(2).sum(-1)  # [B, M]
+    mix_pow = mixture.pow(2).sum(-1)  # [B]
+    active = active_refs(refs)  # [B, M]
+    # r[i] against e[j]: broadcast to [B, Mi, Mj] for every pair, [B, M] for the diagonal
+    r_pow, e_pow = (ref_pow.unsqueeze(-1), est_pow.unsqueeze(1)) if pairwise else (ref_pow, est_pow)
+    if scale_invariant:
+        dot = torch.einsum("bit,bjt->bij", refs, est) if pairwise else (refs * est).sum(-1)
+        # t = (⟨ŷ, y⟩ / ‖y‖²) y: ‖t‖² = ⟨ŷ, y⟩² / ‖y‖², ‖ŷ − t‖² = ‖ŷ‖² − ‖t‖²
+        target_pow = dot.pow(2) / (r_pow + 1e-12)
+        noise_pow = (e_pow - target_pow).clamp_min(0)
+        loss_active = (10 * torch.log10(r_pow + 1e-12)
+                       + 10 * torch.log10(noise_pow + tau * target_pow + 1e-12)
+                       - 10 * torch.log10(target_pow + 1e-12))
+    else:
+        diff = refs.unsqueeze(2) - est.unsqueeze(1) if pairwise else refs - est
+        loss_active = 10 * torch.log10(diff.pow(2).sum(-1) + tau * r_pow + 1e-12)
+    loss_zero = 10 * torch.log10(est_pow + tau_zero * mix_pow.unsqueeze(-1) + 1e-12)  # [B, Mj]
+    if pairwise:
+        return torch.where(active.unsqueeze(-1), loss_active, loss_zero.unsqueeze(1).expand_as(loss_active))
+    return torch.where(active, loss_active, loss_zero)
+
+
 def pairwise_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
                   tau: float = TAU, tau_zero: float = TAU_ZERO, *,
                   scale_invariant: bool = False) -> torch.Tensor:
@@ -53,23 +80,7 @@ def pairwise_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
         mixture: ``[B, T]``.
         scale_invariant: score active pairs by SI-SNR (see the module docstring).
     """
-    ref_pow = refs.pow(2).sum(-1)  # [B, M]
-    est_pow = est.pow(2).sum(-1)  # [B, M]
-    mix_pow = mixture.pow(2).sum(-1)  # [B]
-    active = active_refs(refs)  # [B, M]
-    if scale_invariant:
-        dot = torch.einsum("bit,bjt->bij", refs, est)  # [B, Mi, Mj]
-        # t = (⟨ŷ, y⟩ / ‖y‖²) y: ‖t‖² = ⟨ŷ, y⟩² / ‖y‖², ‖ŷ − t‖² = ‖ŷ‖² − ‖t‖²
-        target_pow = dot.pow(2) / (ref_pow.unsqueeze(-1) + 1e-12)
-        noise_pow = (est_pow.unsqueeze(1) - target_pow).clamp_min(0)
-        loss_active = (10 * torch.log10(ref_pow.unsqueeze(-1) + 1e-12)
-                       + 10 * torch.log10(noise_pow + tau * target_pow + 1e-12)
-                       - 10 * torch.log10(target_pow + 1e-12))
-    else:
-        err = (refs.unsqueeze(2) - est.unsqueeze(1)).pow(2).sum(-1)  # [B, Mi, Mj]
-        loss_active = 10 * torch.log10(err + tau * ref_pow.unsqueeze(-1) + 1e-12)
-    loss_zero = 10 * torch.log10(est_pow + tau_zero * mix_pow.unsqueeze(-1) + 1e-12)  # [B, Mj]
-    return torch.where(active.unsqueeze(-1), loss_active, loss_zero.unsqueeze(1).expand_as(loss_active))
+    return _pair_losses(refs, est, mixture, tau, tau_zero, scale_invariant, pairwise=True)
 
 
 def pit_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
@@ -98,6 +109,23 @@ def pit_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
     total = pair.gather(2, idx).sum(dim=1)  # [B, P]
     best, which = total.min(dim=1)
     return best.mean() / m, perms[which]
+
+
+def assigned_loss(refs: torch.Tensor, est: torch.Tensor, mixture: torch.Tensor,
+                  tau: float = TAU, tau_zero: float = TAU_ZERO, *,
+                  scale_invariant: bool = False) -> torch.Tensor:
+    """The FUSS loss with a fixed assignment: estimate ``i`` is scored against reference ``i``
+    (class slots, where each output stands for one class). Same scale as :func:`pit_loss`:
+    the mean over the batch of the summed pair losses divided by the number of outputs.
+
+    Args:
+        refs: ``[B, S, T]`` (absent classes as zero rows).
+        est: ``[B, S, T]``.
+        mixture: ``[B, T]``.
+    """
+    if refs.shape != est.shape:
+        raise ValueError(f"refs {tuple(refs.shape)} and estimates {tuple(est.shape)} differ")
+    return _pair_losses(refs, est, mixture, tau, tau_zero, scale_invariant, pairwise=False).mean()
 
 
 def si_snr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

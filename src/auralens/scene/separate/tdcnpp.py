@@ -26,7 +26,7 @@ file that is not one of ours or whose weights do not fit the stored config.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,11 @@ class TDCNppConfig:
         scale_init: block scales start at ``scale_init**ℓ``.
         long_skips: add the TDCN++ skip-residual connections between repeats.
         feature_floor: added to ``|X|`` before the log.
+        num_slots: mask outputs of the network (0: ``num_sources``). With more slots than
+            sources the network predicts one slot per sound class (``slot_labels``, trained with
+            a fixed class-to-slot assignment) and :func:`merge_slots` folds them into
+            ``num_sources`` estimates: the ``num_sources − 1`` loudest slots and the sum of the rest.
+        slot_labels: the class each slot stands for (empty: slots are unnamed).
     """
 
     sample_rate: int = 16000
@@ -82,6 +87,8 @@ class TDCNppConfig:
     scale_init: float = 0.9
     long_skips: bool = True
     feature_floor: float = 1e-6
+    num_slots: int = 0
+    slot_labels: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.norm not in ("feature", "frame"):
@@ -95,6 +102,16 @@ class TDCNppConfig:
         for name in sizes:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_slots and self.num_slots < self.num_sources:
+            raise ValueError(f"num_slots must be 0 or at least num_sources ({self.num_sources}), "
+                             f"got {self.num_slots}")
+        if self.slot_labels and len(self.slot_labels) != self.outputs:
+            raise ValueError(f"slot_labels names {len(self.slot_labels)} slots, the network has {self.outputs}")
+
+    @property
+    def outputs(self) -> int:
+        """Mask outputs of the network (slots, or sources when there are no extra slots)."""
+        return self.num_slots or self.num_sources
 
     @property
     def num_bins(self) -> int:
@@ -119,7 +136,8 @@ class TDCNppConfig:
         """
         if not isinstance(data, dict):
             raise CheckpointMismatchError(f"TDCN++ config must be a mapping, got {type(data).__name__}")
-        types = {f.name: type(f.default) for f in fields(cls)}
+        types = {f.name: type(f.default_factory() if f.default is MISSING else f.default)  # type: ignore[misc]
+                 for f in fields(cls)}
         unknown = sorted(set(data) - set(types))
         if unknown:
             raise CheckpointMismatchError(f"unknown TDCN++ config keys {unknown}")
@@ -128,6 +146,8 @@ class TDCNppConfig:
             ok = (isinstance(value, bool) if want is bool
                   else isinstance(value, (int, float)) and not isinstance(value, bool) if want is float
                   else isinstance(value, want) and not isinstance(value, bool))
+            if want is list:
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             if not ok:
                 raise CheckpointMismatchError(f"TDCN++ config {key} must be {want.__name__}, got {value!r}")
         try:
@@ -261,18 +281,20 @@ class TDCNpp(nn.Module):
             for r in range(1, cfg.repeats if cfg.long_skips else 1)
         )
         self.out_act = nn.PReLU(cfg.bottleneck)
-        self.mask_proj = nn.Conv1d(cfg.bottleneck, cfg.num_sources * n_bins, 1)
-        self.weight_proj = (nn.Linear(cfg.bottleneck, cfg.num_sources)
+        self.mask_proj = nn.Conv1d(cfg.bottleneck, cfg.outputs * n_bins, 1)
+        self.weight_proj = (nn.Linear(cfg.bottleneck, cfg.outputs)
                             if cfg.consistency == "learned" else None)
 
     def features(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex ``[B, F, K]`` → log-magnitude features ``[B, F, K]``."""
         return torch.log(spec.abs() + self.cfg.feature_floor)
 
-    def forward(self, mixture: torch.Tensor, *, return_masks: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, mixture: torch.Tensor, *, return_masks: bool = False,
+                slots: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Separate ``[B, T]`` mixtures into ``[B, M, T]`` estimates.
 
-        With ``return_masks`` also returns the masks ``[B, M, F, K]``.
+        With ``return_masks`` also returns the masks ``[B, S, F, K]`` (``S`` = ``cfg.outputs``).
+        With ``slots`` the estimates are every slot's, ``[B, S, T]``, not merged into ``M``.
         """
         cfg = self.cfg
         if mixture.dim() != 2:
@@ -290,14 +312,28 @@ class TDCNpp(nn.Module):
             h = block(h)
         h = self.out_act(h)
         b, _, k = h.shape
-        masks = torch.sigmoid(self.mask_proj(h)).reshape(b, cfg.num_sources, cfg.num_bins, k)
+        masks = torch.sigmoid(self.mask_proj(h)).reshape(b, cfg.outputs, cfg.num_bins, k)
         est = istft(masks * spec.unsqueeze(1), cfg, length)  # [B, M, T]
         if cfg.consistency != "none":
             weights = None
             if self.weight_proj is not None:
                 weights = torch.softmax(self.weight_proj(h.mean(dim=-1)), dim=-1)
             est = mixture_consistency(est, mixture, weights)
+        if cfg.outputs > cfg.num_sources and not slots:
+            est = merge_slots(est, cfg.num_sources)
         return (est, masks) if return_masks else est
+
+
+def merge_slots(est: torch.Tensor, m: int) -> torch.Tensor:
+    """Fold ``[B, S, T]`` slot estimates into ``[B, m, T]``: the ``m − 1`` loudest slots of each
+    example (loudest first) and, last, the sum of all the others. The sum over outputs is kept,
+    so mixture consistency still holds."""
+    if est.shape[1] <= m:
+        return est
+    order = est.pow(2).sum(-1).argsort(dim=1, descending=True)  # [B, S]
+    idx = order.unsqueeze(-1).expand(-1, -1, est.shape[-1])
+    ranked = est.gather(1, idx)
+    return torch.cat([ranked[:, : m - 1], ranked[:, m - 1:].sum(dim=1, keepdim=True)], dim=1)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -1,4 +1,5 @@
-"""Train a TDCN++ separator with the PIT FUSS loss.
+"""Train a TDCN++ separator with the PIT FUSS loss (or, with ``assign: classes``, one output
+slot per sound class and a fixed class-to-slot assignment).
 
 Data (``DATA``):
 
@@ -22,14 +23,14 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from auralens.data.mix import zero_absent
+from auralens.data.mix import to_slots, zero_absent
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
     append_jsonl,
@@ -39,7 +40,7 @@ from auralens.io import (
     write_jsonl,
     write_run_json,
 )
-from auralens.scene.separate.loss import pit_loss
+from auralens.scene.separate.loss import assigned_loss, pit_loss
 from auralens.scene.separate.metrics import score_mixture, summarize
 from auralens.scene.separate.tdcnpp import (
     TDCNpp,
@@ -95,6 +96,11 @@ class TrainConfig:
             ``auralens separate average`` or a choice on another data set).
         loss: ``fuss`` (thresholded SNR, the FUSS baseline's) or ``si-snr`` (active pairs
             scored by thresholded SI-SNR, the reported metric; empty outputs as in ``fuss``).
+        assign: how outputs meet references in the loss: ``pit`` (the best permutation, the
+            universal-separation setting) or ``classes`` (one network slot per sound class of
+            the training clips, a fixed assignment; the model gets ``num_slots`` = the number
+            of classes and ``slot_labels`` = their names, and merges slots into
+            ``num_sources`` estimates at inference). ``classes`` needs an ESC-50 ``DATA``.
     """
 
     preset: str = "tiny"
@@ -122,6 +128,7 @@ class TrainConfig:
     count_weights: list[float] = field(default_factory=list)
     keep: bool = False
     loss: str = "fuss"
+    assign: str = "pit"
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot train (one line naming the option)."""
@@ -142,6 +149,8 @@ class TrainConfig:
             raise TrainError(f"loss must be 'fuss' or 'si-snr', got {self.loss!r}")
         if self.recipe not in ("dry", "fuss"):
             raise TrainError(f"recipe must be 'dry' or 'fuss', got {self.recipe!r}")
+        if self.assign not in ("pit", "classes"):
+            raise TrainError(f"assign must be 'pit' or 'classes', got {self.assign!r}")
         if not 0.0 <= float(self.dynamic_share) <= 1.0:
             raise TrainError(f"dynamic_share must be in [0, 1], got {self.dynamic_share!r}")
 
@@ -195,6 +204,8 @@ class DynamicMixer:
         self.num_outputs = num_outputs
         self.max_sources = min(max_sources, num_outputs)
         self.gain_db_min = gain_db_min
+        #: When set (class → row), ``sample`` lays references out by class (``to_slots``).
+        self.slots: dict[str, int] | None = None
 
     def _crop(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
         if wave.shape[0] <= length:
@@ -227,6 +238,8 @@ class DynamicMixer:
         peak = np.abs(refs.sum(0)).max()
         if peak > 0.95:
             refs *= 0.95 / peak
+        if self.slots is not None:
+            refs = to_slots(refs, [str(c) for c in classes], self.slots)
         return refs.sum(0).astype(np.float32), refs
 
 
@@ -306,8 +319,13 @@ def _fuss_records(root: Path, split: str) -> list[Any]:
 
 
 def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
-                 cache: Path | None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
-    """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``."""
+                 cache: Path | None, slots: dict[str, int] | None = None,
+                 ) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``.
+
+    With ``slots`` (class → row) the training references are laid out by class, ``[S, T]``;
+    validation references stay ``[num_outputs, T]`` (scored by PIT like any separator's).
+    """
     data = Path(data)
     rng = np.random.default_rng(cfg.seed + 10_000)
     val_len = int(cfg.val_seconds * sr)
@@ -323,7 +341,11 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
             val_mixer = DynamicMixer(vw, vl, num_outputs, cfg.max_sources, cfg.gain_db_min)
         counts = [1 + i % val_mixer.max_sources for i in range(cfg.n_val)]
         val = [val_mixer.sample(val_len, rng, n) for n in counts]
+        train.slots = slots
         return train, val
+    if slots is not None:
+        raise TrainError(f"{data}: assign 'classes' needs an ESC-50 folder (meta/esc50.csv) to "
+                         "know each clip's class")
     if (data / "manifest.jsonl").exists() or (data / "train").is_dir():
         train_recs = _fuss_records(data, "train")
         val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
@@ -488,6 +510,55 @@ def _check_pair(out: Path, last_ckpt: Path, last_state: Path, steps_per_epoch: i
                      f"{last_state} to start over")
 
 
+def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNppConfig:
+    """``model_cfg`` with one slot per class of the training clips (``assign: classes``).
+
+    Raises:
+        TrainError: not an ESC-50 folder, fewer classes than sources, or a model whose
+            ``slot_labels`` name other classes.
+    """
+    from auralens.data.esc50 import load_esc50
+
+    if not (Path(data) / "meta" / "esc50.csv").exists():
+        raise TrainError(f"{data}: assign 'classes' needs an ESC-50 folder (meta/esc50.csv) to "
+                         "know each clip's class")
+    labels = sorted({c.label or "" for c in load_esc50(Path(data), folds=cfg.train_folds)})
+    if len(labels) < model_cfg.num_sources:
+        raise TrainError(f"{data}: assign 'classes' needs at least {model_cfg.num_sources} classes "
+                         f"in folds {cfg.train_folds}, found {len(labels)}")
+    if model_cfg.slot_labels and model_cfg.slot_labels != labels:
+        raise TrainError(f"model slot_labels {model_cfg.slot_labels} differ from the classes of "
+                         f"{data} folds {cfg.train_folds}: {labels}")
+    return replace(model_cfg, num_slots=len(labels), slot_labels=labels)
+
+
+def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
+    """A model of ``model_cfg`` started from the checkpoint ``init``.
+
+    The checkpoint must have the same config, except that its output slots may differ (a
+    universal separator becoming a class-slot one): then every tensor of the same shape is
+    copied and the output layers start fresh.
+
+    Raises:
+        CheckpointMismatchError: any other config difference.
+    """
+    header = read_header(init)
+    stored = TDCNppConfig.from_dict(header["model_args"])
+    slot_keys = {"num_slots": 0, "slot_labels": []}
+    if replace(stored, **slot_keys) != replace(model_cfg, **slot_keys) or stored == model_cfg:
+        model, _ = load_checkpoint(init, expect=model_cfg)  # identical, or the usual mismatch error
+        return model.train()
+    source, _ = load_checkpoint(init)
+    model = TDCNpp(model_cfg)
+    own = model.state_dict()
+    fit = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fit, strict=False)
+    fresh = sorted(set(own) - set(fit))
+    log.info("%s: copied %d tensors; %s start fresh (%d → %d outputs)", init, len(fit),
+             ", ".join(fresh), stored.outputs, model_cfg.outputs)
+    return model.train()
+
+
 def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
     """Model and training state of the run in ``out`` at one consistent step.
 
@@ -572,6 +643,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
     except CheckpointMismatchError as exc:
         raise TrainError(f"model options: {exc}") from None
+    if cfg.assign == "classes":
+        model_cfg = class_slots(Path(data), cfg, model_cfg)
     if cfg.crop_seconds * model_cfg.sample_rate < model_cfg.n_fft:
         raise TrainError(f"crop_seconds {cfg.crop_seconds} is shorter than one STFT window "
                          f"({model_cfg.n_fft} samples)")
@@ -586,9 +659,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming %s at step %d", out, step)
     elif init is not None:
-        model, _ = load_checkpoint(init, expect=model_cfg)
-        model.train()
-        state = None
+        model, state = init_model(init, model_cfg), None
     else:
         model, state = TDCNpp(model_cfg), None
     acc.wait_for_everyone()  # everyone has read the run directory before the main process edits it
@@ -606,7 +677,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
             group["lr"] = cfg.lr
     sr = model_cfg.sample_rate
     with acc.main_process_first():  # the main process fills the decode cache, the others read it
-        sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache")
+        slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
+        sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache", slots)
     crop = int(cfg.crop_seconds * sr)
     draw_count = _count_sampler(cfg.count_weights, min(cfg.max_sources, model_cfg.num_sources))
     writer = None
@@ -631,7 +703,10 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
             share, weight = batch[:1], 0.0
         mix = torch.from_numpy(np.stack([b[0] for b in share])).to(device)
         refs = torch.from_numpy(np.stack([b[1] for b in share])).to(device)
-        loss, _ = pit_loss(refs, model(mix), mix, scale_invariant=cfg.loss == "si-snr")
+        if slots is not None:
+            loss = assigned_loss(refs, model(mix, slots=True), mix, scale_invariant=cfg.loss == "si-snr")
+        else:
+            loss, _ = pit_loss(refs, model(mix), mix, scale_invariant=cfg.loss == "si-snr")
         # pit_loss is a mean over the share; DDP averages over processes. Scaled this way the
         # update is the mean over the whole batch, as in one process.
         frac = weight * len(share) / cfg.batch_size
