@@ -7,6 +7,7 @@ import pytest
 import torch
 from factories.separate import MICRO, micro_config
 
+from auralens.checkpoint_io import read_checkpoint, write_checkpoint
 from auralens.data import DatasetError
 from auralens.data.mix import to_slots
 from auralens.errors import CheckpointMismatchError
@@ -14,6 +15,7 @@ from auralens.scene.separate.loss import assigned_loss, pairwise_loss
 from auralens.scene.separate.tdcnpp import (
     TDCNpp,
     TDCNppConfig,
+    average_checkpoints,
     load_checkpoint,
     merge_slots,
     save_checkpoint,
@@ -110,3 +112,38 @@ def test_init_copies_the_trunk_into_a_slot_network(tmp_path) -> None:
         torch.testing.assert_close(same.state_dict()[name], value, rtol=0, atol=0)
     with pytest.raises(CheckpointMismatchError, match="config mismatch"):
         init_model(path, micro_config(num_slots=6, slot_labels=LABELS, bottleneck=8))
+
+
+def test_init_refuses_slots_of_other_classes_and_reads_folders(tmp_path) -> None:
+    torch.manual_seed(0)
+    slot_cfg = micro_config(num_slots=6, slot_labels=LABELS)
+    (tmp_path / "run").mkdir()
+    path = save_checkpoint(tmp_path / "run" / "model.safetensors", TDCNpp(slot_cfg))
+    # the same classes continue exactly, also from the run's folder
+    same = init_model(tmp_path / "run", slot_cfg)
+    torch.testing.assert_close(same.mask_proj.weight, load_checkpoint(path)[0].mask_proj.weight,
+                               rtol=0, atol=0)
+    # other classes, same count: copying would put each slot on the wrong class
+    other = micro_config(num_slots=6, slot_labels=[f"d{i}" for i in range(6)])
+    with pytest.raises(CheckpointMismatchError, match="do not match this run's classes"):
+        init_model(path, other)
+    # a universal run would silently drop the trained slot layer
+    with pytest.raises(CheckpointMismatchError, match="assign=classes"):
+        init_model(path, micro_config())
+
+
+def test_average_accepts_headers_written_before_the_slot_fields(tmp_path) -> None:
+    torch.manual_seed(0)
+    new = save_checkpoint(tmp_path / "new.safetensors", TDCNpp(micro_config()))
+    header, state = read_checkpoint(new, "TDCN++", CheckpointMismatchError)
+    header["model_args"] = {k: v for k, v in header["model_args"].items()
+                            if k not in ("num_slots", "slot_labels")}
+    old = write_checkpoint(tmp_path / "old.safetensors", {k: 3 * v for k, v in state.items()}, header)
+    out = average_checkpoints([old, new], tmp_path / "avg.safetensors")
+    model, _ = load_checkpoint(out)
+    name = "mask_proj.weight"
+    torch.testing.assert_close(model.state_dict()[name], 2 * state[name])
+    # a real config difference is still refused
+    other = save_checkpoint(tmp_path / "other.safetensors", TDCNpp(micro_config(num_slots=6, slot_labels=LABELS)))
+    with pytest.raises(CheckpointMismatchError, match="different TDCN\\+\\+ config"):
+        average_checkpoints([new, other], tmp_path / "bad.safetensors")

@@ -366,11 +366,25 @@ def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     return header
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """``path``, or ``path/model.safetensors`` when ``path`` is a folder."""
+    path = Path(path)
+    return path / "model.safetensors" if path.is_dir() else path
+
+
 def read_header(path: str | Path) -> dict[str, Any]:
-    """The JSON header of a checkpoint (raises CheckpointMismatchError when absent)."""
+    """The JSON header of a checkpoint file or folder (raises CheckpointMismatchError when absent)."""
     from auralens.checkpoint_io import read_header as read_any
 
-    return _check_header(Path(path), read_any(path, "TDCN++", CheckpointMismatchError))
+    path = checkpoint_file(path)
+    return _check_header(path, read_any(path, "TDCN++", CheckpointMismatchError))
+
+
+def _parse_config(path: Path, header: dict[str, Any]) -> TDCNppConfig:
+    try:
+        return TDCNppConfig.from_dict(header["model_args"])
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"{path}: {exc}") from None
 
 
 def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
@@ -386,15 +400,10 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
     """
     from auralens.checkpoint_io import read_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = checkpoint_file(path)
     header, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError, device=map_location)
     _check_header(path, header)
-    try:
-        cfg = TDCNppConfig.from_dict(header["model_args"])
-    except CheckpointMismatchError as exc:
-        raise CheckpointMismatchError(f"{path}: {exc}") from None
+    cfg = _parse_config(path, header)
     if expect is not None and cfg != expect:
         diff = {k: (v, getattr(cfg, k)) for k, v in expect.to_dict().items() if getattr(cfg, k) != v}
         raise CheckpointMismatchError(
@@ -414,9 +423,7 @@ def _refuse_writing_over_inputs(out: str | Path, inputs: list[str | Path]) -> No
     destroy a trained model, or the committed default)."""
     target = Path(out).resolve()
     for path in inputs:
-        path = Path(path)
-        source = (path / "model.safetensors" if path.is_dir() else path).resolve()
-        if source == target:
+        if checkpoint_file(path).resolve() == target:
             raise CheckpointMismatchError(f"--out {out} is the input checkpoint {path}; write the "
                                           "new checkpoint to another file")
 
@@ -438,16 +445,16 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     _refuse_writing_over_inputs(out, list(paths))
     total: dict[str, torch.Tensor] = {}
     header: dict[str, Any] = {}
+    first: TDCNppConfig | None = None
     sources = []
     for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.safetensors"
+        path = checkpoint_file(path)
         h, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError)
         _check_header(path, h)
-        if not header:  # the first one must be a loadable model, or the average would not be
-            load_checkpoint(path)
-        if header and h["model_args"] != header["model_args"]:
+        if first is None:  # the first one must be a loadable model, or the average would not be
+            first = load_checkpoint(path)[0].cfg
+        # parsed configs, so a header written before a field existed matches its default
+        elif _parse_config(path, h) != first:
             raise CheckpointMismatchError(f"{path}: a different TDCN++ config than {paths[0]}; "
                                           "only checkpoints of one model can be averaged")
         if total and set(state) != set(total):

@@ -535,15 +535,24 @@ def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNpp
 def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
     """A model of ``model_cfg`` started from the checkpoint ``init``.
 
-    The checkpoint must have the same config, except that its output slots may differ (a
-    universal separator becoming a class-slot one): then every tensor of the same shape is
-    copied and the output layers start fresh.
+    The checkpoint must have the same config, except that a universal separator may become a
+    class-slot one: then every tensor of the same shape is copied and the output layers start
+    fresh.
 
     Raises:
-        CheckpointMismatchError: any other config difference.
+        CheckpointMismatchError: any other config difference, including a class-slot
+            checkpoint with other classes than ``model_cfg`` (its slots would be copied onto
+            the wrong classes) or started as a universal separator.
     """
     header = read_header(init)
     stored = TDCNppConfig.from_dict(header["model_args"])
+    has_slots = stored.outputs > stored.num_sources or bool(stored.slot_labels)
+    if has_slots and (stored.num_slots, stored.slot_labels) != (model_cfg.num_slots, model_cfg.slot_labels):
+        want = (f"this run's classes {model_cfg.slot_labels}" if model_cfg.slot_labels
+                else "this run (no class slots; add --set assign=classes to continue it per class)")
+        raise CheckpointMismatchError(
+            f"{init}: its output slots ({stored.slot_labels or stored.num_slots}) do not match "
+            f"{want}")
     slot_keys = {"num_slots": 0, "slot_labels": []}
     if replace(stored, **slot_keys) != replace(model_cfg, **slot_keys) or stored == model_cfg:
         model, _ = load_checkpoint(init, expect=model_cfg)  # identical, or the usual mismatch error
