@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,12 +207,43 @@ def _check_header(path: Path, max_duration: float | None) -> None:
         return  # let the full read produce the precise error (or the mp3 fallback succeed)
     if meta.samplerate and not (MIN_SAMPLE_RATE <= meta.samplerate <= MAX_SAMPLE_RATE):
         raise AudioError(path, f"unsupported sample rate {meta.samplerate} Hz")
+    if meta.format in ("WAV", "WAVEX"):
+        _check_wav_data_size(path, meta.extra_info)
     if max_duration is not None and meta.samplerate and meta.frames > 0:
         duration = meta.frames / meta.samplerate
         if math.isfinite(duration) and duration > max_duration * 1.01:
             raise AudioError(
                 path, f"duration {duration:.1f} s exceeds the limit of {max_duration:g} s"
             )
+
+
+#: libsndfile's WAV header dump: ``data : N (should be M)`` when the data chunk declares
+#: N bytes but the file holds only M of them.
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_WAV_BYTES_PER_SEC = re.compile(r"^\s*Bytes/sec\s*:\s*(\d+)", re.MULTILINE)
+#: A data size of 0 or 0xFFFFFFFF marks a streamed WAV whose writer could not seek back.
+_WAV_STREAMED_SIZES = (0, 0xFFFFFFFF)
+
+
+def _check_wav_data_size(path: Path, extra_info: str) -> None:
+    """Refuse a WAV whose data chunk is shorter than its header says (a cut-off copy).
+
+    libsndfile reads such a file without complaint, returning only the samples present, so
+    without this check a half-copied file would be analysed as if it were whole.
+    """
+    found = _WAV_DATA_SIZE.search(extra_info or "")
+    if found is None:
+        return
+    declared, held = int(found.group(1)), int(found.group(2))
+    if declared in _WAV_STREAMED_SIZES or declared <= held:
+        return
+    rate = _WAV_BYTES_PER_SEC.search(extra_info)
+    if rate is not None and int(rate.group(1)) > 0:
+        per_s = int(rate.group(1))
+        sizes = f"the header declares {declared / per_s:.3f} s but the file holds {held / per_s:.3f} s"
+    else:
+        sizes = f"the header declares {declared} data bytes but the file holds {held}"
+    raise AudioError(path, f"truncated WAV: {sizes}")
 
 
 def load(

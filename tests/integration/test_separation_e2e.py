@@ -201,6 +201,20 @@ def test_train_resumes_and_writes_best(fuss_dir, tmp_path):
     cfg.model = {**MICRO, "bottleneck": 8}
     with pytest.raises(CheckpointMismatchError):
         train(fuss_dir, out, cfg)
+    # Other settings are refused too (another seed would change the validation set that
+    # `best` is chosen on); the learning rate and the step count may change.
+    from dataclasses import replace
+
+    from auralens.scene.separate.train import TrainError
+
+    cfg.model = dict(MICRO)
+    for change in ({"seed": 5}, {"batch_size": 3}, {"loss": "si-snr"}):
+        with pytest.raises(TrainError, match=f"resumed with other settings \\({next(iter(change))} "):
+            train(fuss_dir, out, replace(cfg, **change))
+    with pytest.raises(TrainError, match="at step 3, past --steps 2"):
+        train(fuss_dir, out, replace(cfg, steps=2))
+    assert train(fuss_dir, out, replace(cfg, steps=4, lr=1e-4))["step"] == 4
+    assert [h["step"] for h in read_jsonl(out / "history.jsonl")] == [1, 2, 3, 4]
 
 
 def test_train_cli_help_and_config(tmp_path, fuss_dir):

@@ -16,9 +16,16 @@ from auralens.checkpoint_io import read_checkpoint, write_checkpoint
 from auralens.cli import main
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import read_jsonl
-from auralens.scene.separate.run import load_separator, separate_file
+from auralens.scene.separate.run import (
+    MIN_SEPARATE_SAMPLES,
+    load_separator,
+    min_samples,
+    separate_array,
+    separate_file,
+)
 from auralens.scene.separate.tdcnpp import (
     TDCNpp,
+    TDCNppSeparator,
     average_checkpoints,
     chunked,
     load_checkpoint,
@@ -74,6 +81,59 @@ def test_very_short_inputs_are_separated(tmp_path, capsys):
 
     est = _padded(irm, mix, np.stack([mix, np.zeros_like(mix)]))
     assert est.shape[-1] == 100 and np.allclose(est.sum(0), mix, atol=1e-5)
+
+
+def test_windows_longer_than_the_padding_are_separated(tmp_path, capsys):
+    # Short inputs are padded for the separator; a window above 2048 samples needs more.
+    mix = (0.2 * np.random.default_rng(1).standard_normal(800)).astype(np.float32)  # 0.05 s
+    sf.write(tmp_path / "short.wav", mix, SR, subtype="FLOAT")
+    out = tmp_path / "nmf"
+    assert main(["separate", str(tmp_path / "short.wav"), "--out", str(out),
+                 "-s", "nmf@n_fft=4096,hop=1024"]) == 0
+    waves = np.stack([sf.read(f)[0] for f in sorted((out / "sources").glob("source*.wav"))])
+    assert waves.shape == (4, 800) and np.max(np.abs(waves.sum(0) - mix)) < 1e-5
+    assert min_samples(load_separator("nmf@n_fft=4096,hop=1024")) == 4096
+    assert min_samples(load_separator("nmf")) == MIN_SEPARATE_SAMPLES
+    # The oracle in evaluation: every short mixture is scored, none skipped.
+    root = _fuss(tmp_path / "f", {"eval": [0.05, 0.05]})
+    assert main(["separate", "eval", str(root), "--out", str(tmp_path / "e"), "--no-bss",
+                 "-s", "oracle-irm@n_fft=4096,hop=1024"]) == 0
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["n_mixtures"] == 2
+    assert read_jsonl(tmp_path / "e" / "errors.jsonl") == []
+    # A TDCN++ separator does not declare its window; its network's config gives it.
+    torch.manual_seed(0)
+    sep = TDCNppSeparator(TDCNpp(micro_config(n_fft=4096, hop=1024)))
+    assert min_samples(sep) == 4096
+    est = separate_array(sep, mix)
+    assert est.shape == (4, 800) and np.max(np.abs(est.sum(0) - mix)) < 1e-5
+
+
+def test_batch_refuses_an_oracle_before_any_file(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        sf.write(src / f"{name}.wav", np.zeros(4000, np.float32), SR)
+    capsys.readouterr()
+    assert main(["separate", "batch", str(src), "--out", str(tmp_path / "bo"), "-s", "oracle-irm"]) == 1
+    captured = capsys.readouterr()
+    assert "oracle-irm needs reference sources" in captured.err and captured.err.count("\n") == 1
+    assert "skipped" not in captured.err + captured.out
+    assert not (tmp_path / "bo").exists()  # refused before anything was written
+
+
+def test_batch_and_eval_refuse_an_out_that_is_a_file(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", np.zeros(4000, np.float32), SR)
+    root = _fuss(tmp_path / "f", {"eval": [0.5]})
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    capsys.readouterr()
+    for args in (["batch", str(src)], ["eval", str(root), "--no-bss"]):
+        assert main(["separate", *args, "--out", str(afile), "-s", "nmf"]) == 1
+        err = capsys.readouterr().err
+        assert f"{afile}: exists and is not a directory" in err and err.count("\n") == 1, err
+    assert afile.read_text() == "keep me"
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -188,6 +248,7 @@ def test_eval_argument_mistakes_broken_items_and_total_failure(tmp_path, capsys)
     assert main(["separate", "eval", str(root), "--out", str(tmp_path / "e1"), "--no-bss", "-s", "nmf"]) == 0
     assert json.loads((tmp_path / "e1" / "summary.json").read_text())["n_mixtures"] == 2
     assert [e["item"] for e in read_jsonl(tmp_path / "e1" / "errors.jsonl")] == ["eval1"]
+    assert json.loads((tmp_path / "e1" / "run.json").read_text())["errors"] == 1  # as summary.json
 
     class Broken(Separator):
         name, sample_rate, num_sources = "broken", SR, 2

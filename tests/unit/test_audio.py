@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -60,6 +62,48 @@ def test_truncated(tmp_path, noise):
         assert "t.flac" in str(exc)
     else:  # libsndfile may decode the readable prefix; it must then be shorter and finite
         assert len(wave) < len(noise) and np.all(np.isfinite(wave))
+
+
+def test_truncated_wav_is_refused(tmp_path):
+    # libsndfile decodes the bytes that are there without complaint; the header still says 2 s.
+    p = tmp_path / "cut.wav"
+    sf.write(p, np.zeros(32000, np.float32), 16000, subtype="PCM_16")
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(AudioError, match=r"truncated WAV: the header declares 2\.000 s but the file "
+                                         r"holds 0\.99\d s") as e:
+        load(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def _with_chunk_after_data(path, chunk_id: bytes, body: bytes) -> None:
+    """Append a RIFF chunk after the data chunk (as some editors write LIST tags)."""
+    data = bytearray(path.read_bytes() + chunk_id + struct.pack("<I", len(body)) + body)
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    path.write_bytes(bytes(data))
+
+
+def test_whole_wavs_pass_the_truncation_check(tmp_path, noise):
+    n = len(noise)
+    paths = [write(tmp_path / "float.wav", noise, 16000)]  # scipy float WAV with a fact chunk
+    for subtype in ("PCM_16", "PCM_24", "FLOAT", "PCM_U8"):
+        paths.append(tmp_path / f"{subtype}.wav")
+        sf.write(paths[-1], noise, 16000, subtype=subtype)
+    with sf.SoundFile(tmp_path / "tagged.wav", "w", 16000, 1, subtype="PCM_16") as fh:
+        fh.title = "tagged"  # a LIST chunk before the data
+        fh.write(noise)
+    paths.append(tmp_path / "tagged.wav")
+    paths.append(tmp_path / "after.wav")
+    sf.write(paths[-1], noise, 16000, subtype="PCM_16")
+    _with_chunk_after_data(paths[-1], b"LIST", b"INFOINAM" + struct.pack("<I", 6) + b"hello\x00")
+    # A streamed WAV whose writer could not seek back leaves the size at 0xFFFFFFFF.
+    paths.append(tmp_path / "streamed.wav")
+    sf.write(paths[-1], noise, 16000, subtype="PCM_16")
+    raw = bytearray(paths[-1].read_bytes())
+    at = raw.find(b"data")
+    raw[4:8] = raw[at + 4: at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    paths[-1].write_bytes(bytes(raw))
+    for path in paths:
+        assert load(path).shape == (n,), path
 
 
 def test_zero_samples(tmp_path):

@@ -72,6 +72,11 @@ def test_grow_and_average_never_write_over_their_input(tmp_path: Path, capsys) -
         code, err = _run(capsys, "separate", *argv)
         assert code == 1 and "is the input checkpoint" in err and err.count("\n") == 1, (argv, err)
     assert ckpt.read_bytes() == before
+    # a folder as --out is named as such before any work (not a temporary file's error after it)
+    for argv in (["grow", str(ckpt), "--repeats", "3", "--out", str(tmp_path)],
+                 ["average", str(other), "--out", str(tmp_path)]):
+        code, err = _run(capsys, "separate", *argv)
+        assert code == 1 and "is a directory" in err and str(tmp_path) in err and ".tmp" not in err, (argv, err)
 
 
 def test_imagine_batch_fails_when_every_mixture_fails(tmp_path: Path, capsys) -> None:

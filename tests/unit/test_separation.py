@@ -453,3 +453,33 @@ def test_train_loss_option_is_checked() -> None:
     assert TrainConfig(loss="si-snr").loss == "si-snr"
     with pytest.raises(TrainError, match="loss must be 'fuss' or 'si-snr'"):
         TrainConfig(loss="sdr")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"grad_clip": -1.0}, "grad_clip must be a positive number"),
+    ({"grad_clip": "abc"}, "grad_clip must be a positive number"),
+    ({"gain_db_min": 5}, "gain_db_min must be a number ≤ 0"),
+    ({"gain_db_min": "abc"}, "gain_db_min must be a number ≤ 0"),
+    ({"dynamic_share": "abc"}, "dynamic_share must be in"),
+    ({"seed": -1}, "seed must be a whole number ≥ 0"),
+    ({"threads": -1}, "threads must be a whole number ≥ 0"),
+    ({"rooms": -1}, "rooms must be a whole number ≥ 0"),
+    ({"keep": "maybe"}, "keep must be true or false"),
+    ({"preset": [1]}, "preset must be a string"),
+    ({"train_folds": ["a"]}, "train_folds must be a fold number"),
+    ({"val_folds": []}, "val_folds must be a fold number"),
+    ({"count_weights": 1}, "count_weights must be a list"),
+    ({"count_weights": [0, 0]}, "count_weights must be a list"),
+])
+def test_train_settings_are_checked_up_front(override, message) -> None:
+    from auralens.scene.separate.train import TrainConfig, TrainError
+
+    with pytest.raises(TrainError, match=message):
+        TrainConfig(**override)
+
+
+def test_a_single_fold_number_means_one_fold() -> None:
+    from auralens.scene.separate.train import TrainConfig
+
+    cfg = TrainConfig(train_folds=1, val_folds=4)
+    assert cfg.train_folds == [1] and cfg.val_folds == [4]

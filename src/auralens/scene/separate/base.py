@@ -17,11 +17,15 @@ class Separator(ABC):
         name: backend + checkpoint (run.json).
         sample_rate: rate of input and output (16 kHz for FUSS models).
         num_sources: M, the number of estimates returned.
+        min_samples: shortest input ``separate`` accepts; shorter mixtures are zero-padded to
+            it and the estimates cut back (an STFT with centred frames needs more samples than
+            half its window).
     """
 
     name: str = "separator"
     sample_rate: int = 16000
     num_sources: int = 4
+    min_samples: int = 2048
 
     @abstractmethod
     def separate(self, mix: np.ndarray) -> np.ndarray:

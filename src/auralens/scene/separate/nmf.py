@@ -81,6 +81,8 @@ class NMFSeparator(Separator):
         self.seed = seed
         self.sample_rate = sample_rate
         self.stft_cfg = TDCNppConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop)
+        # A window longer than the default padding would still be refused by torch.stft.
+        self.min_samples = max(Separator.min_samples, n_fft)
 
     def separate(self, mix: np.ndarray) -> np.ndarray:
         mix_t = torch.from_numpy(np.ascontiguousarray(mix, np.float32))

@@ -36,6 +36,8 @@ class OracleMaskSeparator(ReferenceSeparator):
         self.num_sources = num_sources
         self.sample_rate = sample_rate
         self.stft_cfg = TDCNppConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop)
+        # A window longer than the default padding would still be refused by torch.stft.
+        self.min_samples = max(ReferenceSeparator.min_samples, n_fft)
 
     def masks(self, refs: np.ndarray) -> torch.Tensor:
         """``[N, T]`` references → ``[N, F, K]`` masks."""

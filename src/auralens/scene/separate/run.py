@@ -59,8 +59,15 @@ def load_separator(spec: str | None = None, **params: Any) -> Separator:
 MIN_SEPARATE_SAMPLES = 2048
 
 
-def _padded(fn: Any, mix: np.ndarray, *rest: np.ndarray) -> np.ndarray:
-    """``fn(mix, *rest)`` on inputs zero-padded to :data:`MIN_SEPARATE_SAMPLES`, cut back.
+def min_samples(separator: Separator) -> int:
+    """The length shorter inputs are zero-padded to: the separator's ``min_samples`` (its STFT
+    window, for the built-in ones), and at least :data:`MIN_SEPARATE_SAMPLES`."""
+    return max(MIN_SEPARATE_SAMPLES, int(getattr(separator, "min_samples", MIN_SEPARATE_SAMPLES)))
+
+
+def _padded(fn: Any, mix: np.ndarray, *rest: np.ndarray,
+            min_samples: int = MIN_SEPARATE_SAMPLES) -> np.ndarray:
+    """``fn(mix, *rest)`` on inputs zero-padded to ``min_samples``, cut back.
 
     Zeros add nothing to a mixture, so estimates that sum to the padded mixture still sum to
     the original once cut.
@@ -68,20 +75,32 @@ def _padded(fn: Any, mix: np.ndarray, *rest: np.ndarray) -> np.ndarray:
     n = mix.shape[-1]
     if n == 0:
         raise SeparationError("empty mixture")
-    if n >= MIN_SEPARATE_SAMPLES:
+    if n >= min_samples:
         return fn(mix, *rest)
-    pad = [(0, 0)] * (mix.ndim - 1) + [(0, MIN_SEPARATE_SAMPLES - n)]
-    padded = [np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, MIN_SEPARATE_SAMPLES - n)]) for x in rest]
+    pad = [(0, 0)] * (mix.ndim - 1) + [(0, min_samples - n)]
+    padded = [np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, min_samples - n)]) for x in rest]
     return np.asarray(fn(np.pad(mix, pad), *padded))[..., :n]
+
+
+def _refuse_reference(separator: Separator) -> None:
+    """An oracle needs the reference sources, which only evaluation has."""
+    if isinstance(separator, ReferenceSeparator):
+        raise SeparationError(f"{separator.name} needs reference sources; use it with "
+                              "'auralens separate eval' only")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists')."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SeparationError(f"{out_dir}: exists and is not a directory (--out names a folder)")
 
 
 def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     """``[T]`` → ``[M, T]`` with shape checks (a backend returning a wrong shape is a bug)."""
-    if isinstance(separator, ReferenceSeparator):
-        raise SeparationError(f"{separator.name} needs reference sources; use it with "
-                              "'auralens separate eval' only")
+    _refuse_reference(separator)
     mix = np.asarray(mix, np.float32)
-    est = np.asarray(_padded(separator.separate, mix), np.float32)
+    est = np.asarray(_padded(separator.separate, mix, min_samples=min_samples(separator)),
+                     np.float32)
     if est.ndim != 2 or est.shape[1] != mix.shape[-1]:
         raise SeparationError(f"{separator.name} returned shape {est.shape} for {mix.shape[-1]} samples")
     return est
@@ -111,8 +130,7 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     out_dir = Path(out_dir)
     if not Path(path).exists():  # name the input before spending time on the model
         raise AudioError(path, "file not found")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SeparationError(f"{out_dir}: exists and is not a directory (--out names a folder)")
+    _check_out_dir(out_dir)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     with timer("load_audio"):
@@ -226,14 +244,13 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     timer = Timer()
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
+    _check_out_dir(out)
     dest = shard_dir(out, parsed)
     # An output folder inside the source must not feed its own results back in on a rerun.
     items = batch_inputs(source, exclude=(out.resolve(),) if Path(source).is_dir() else ())
     if limit is not None:
         items = items[: int(limit)]
     items = shard_items(items, parsed, key=lambda it: it[0])
-    dest.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dest)
     results_path = dest / "results.jsonl"
     activity = activity or ActivityConfig()
     # Results are reused only when they were made with the same separator and activity rule.
@@ -253,6 +270,10 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
             sep = load_separator(separator)
         else:  # nothing left to do: no need to load the model
             sep = None
+    if sep is not None:  # refuse an oracle once, not once per file
+        _refuse_reference(sep)
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
     errors = ErrorLog(dest / "errors.jsonl", reset=True)
     with timer("separate"):
         for rid, path in progress(todo, desc="separate", total=len(todo)):
@@ -368,7 +389,7 @@ def evaluate_items(sep: Separator, items: list[tuple[str, np.ndarray, np.ndarray
         def one(rid: str = rid, mix: np.ndarray = mix, refs: np.ndarray = refs) -> Any:
             t0 = time.perf_counter()
             if isinstance(sep, ReferenceSeparator):
-                est = _padded(sep.separate_with_refs, mix, refs)
+                est = _padded(sep.separate_with_refs, mix, refs, min_samples=min_samples(sep))
             else:
                 est = separate_array(sep, mix)
             dt = time.perf_counter() - t0
@@ -410,6 +431,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
 
     timer = Timer()
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     errors = ErrorLog(out_dir / "errors.jsonl", reset=True)
@@ -435,6 +457,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
                            "n": n, "seconds": seconds, "bss": bss,
                            "activity": activity or ActivityConfig()},
                    models={"separator": sep.name}, timings=timer.timings,
-                   extra={"summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")}})
+                   extra={"summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
+                          "errors": len(errors)})
     errors.summary(n_listed)
     return summary

@@ -421,6 +421,8 @@ def load_checkpoint(path: str | Path, expect: TDCNppConfig | None = None,
 def _refuse_writing_over_inputs(out: str | Path, inputs: list[str | Path]) -> None:
     """A derived checkpoint must not replace one it is made from (a typo would otherwise
     destroy a trained model, or the committed default)."""
+    if Path(out).is_dir():
+        raise CheckpointMismatchError(f"--out {out} is a directory; name the .safetensors file to write")
     target = Path(out).resolve()
     for path in inputs:
         if checkpoint_file(path).resolve() == target:
@@ -607,6 +609,8 @@ class TDCNppSeparator(Separator):
         self.model = model.to(self.device).eval()
         self.name = name
         self.num_sources = model.cfg.num_sources
+        # torch.stft needs more samples than half a window: shorter inputs are padded to this
+        self.min_samples = max(Separator.min_samples, model.cfg.n_fft)
 
     @torch.inference_mode()
     def _run(self, mix: np.ndarray) -> np.ndarray:

@@ -151,8 +151,38 @@ class TrainConfig:
             raise TrainError(f"recipe must be 'dry' or 'fuss', got {self.recipe!r}")
         if self.assign not in ("pit", "classes"):
             raise TrainError(f"assign must be 'pit' or 'classes', got {self.assign!r}")
-        if not 0.0 <= float(self.dynamic_share) <= 1.0:
+        if not _number(self.dynamic_share) or not 0.0 <= self.dynamic_share <= 1.0:
             raise TrainError(f"dynamic_share must be in [0, 1], got {self.dynamic_share!r}")
+        if not _number(self.grad_clip) or not self.grad_clip > 0:
+            # a negative limit would flip the gradients' sign (training uphill)
+            raise TrainError(f"grad_clip must be a positive number, got {self.grad_clip!r}")
+        if not _number(self.gain_db_min) or self.gain_db_min > 0:
+            raise TrainError(f"gain_db_min must be a number ≤ 0 (dB), got {self.gain_db_min!r}")
+        for name in ("seed", "threads", "rooms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise TrainError(f"{name} must be a whole number ≥ 0, got {value!r}")
+        for name in ("preset", "dynamic_data", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise TrainError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.keep, bool):
+            raise TrainError(f"keep must be true or false, got {self.keep!r}")
+        for name in ("train_folds", "val_folds"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = [value]  # `--set val_folds=4` means one fold
+                setattr(self, name, value)
+            if not isinstance(value, list) or not value or any(
+                    isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+                raise TrainError(f"{name} must be a fold number or a list of them (≥ 1), got {value!r}")
+        w = self.count_weights
+        if not isinstance(w, list) or not all(_number(v) and v >= 0 for v in w) or (w and not sum(w) > 0):
+            raise TrainError(f"count_weights must be a list of numbers ≥ 0, not all 0, got {w!r}")
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ----------------------------------------------------------------------------- data
@@ -568,6 +598,34 @@ def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
     return model.train()
 
 
+#: Settings a resumed run may change; any other change would mix two trainings in one run
+#: (another seed or validation folds also change the validation set ``best`` is chosen on).
+RESUME_MAY_CHANGE = ("steps", "lr", "threads", "device", "keep")
+
+
+def _run_settings(cfg: TrainConfig, data: str | Path) -> str:
+    """The settings a resume must keep, as JSON (stored in ``last_state.pt``). The model
+    options are left to the checkpoint's own config check."""
+    kept = {k: v for k, v in asdict(cfg).items() if k not in (*RESUME_MAY_CHANGE, "model", "preset")}
+    return json.dumps({**kept, "data": str(Path(data).resolve())}, sort_keys=True)
+
+
+def _check_resume_settings(out: Path, state: dict[str, Any], cfg: TrainConfig, data: str | Path) -> None:
+    """Refuse to resume with other settings than the run was started with (states written
+    before settings were stored are resumed unchecked). A moved data folder only warns."""
+    if "settings" not in state:
+        return
+    before, now = json.loads(state["settings"]), json.loads(_run_settings(cfg, data))
+    if before.get("data") != now["data"]:
+        log.warning("%s: the run was trained on %s, resumed on %s", out, before.get("data"), now["data"])
+    changed = [f"{k} {before.get(k)!r} → {now[k]!r}" for k in sorted(now)
+               if k != "data" and before.get(k) != now[k]]
+    if changed:
+        raise TrainError(f"{out}: resumed with other settings ({'; '.join(changed)}); only "
+                         f"{', '.join(RESUME_MAY_CHANGE)} may change — use another --out, or "
+                         "--init from this run's checkpoint")
+
+
 def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
     """Model and training state of the run in ``out`` at one consistent step.
 
@@ -624,13 +682,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         out: run directory; when it holds ``last.safetensors`` and ``last_state.pt`` the run
             resumes from there (only one of them is refused, see :func:`_check_pair`).
         cfg: settings.
-        init: optional checkpoint to start from (ignored when resuming).
+        init: optional checkpoint to start from (not used when resuming; a warning says so).
 
     Returns:
         ``{"best": {...}, "last": {...}, "step": int}``.
 
     Raises:
-        TrainError: unusable data, or a run directory whose checkpoint files disagree.
+        TrainError: unusable data, a run directory whose checkpoint files disagree, a resume
+            with other settings than :data:`RESUME_MAY_CHANGE`, or ``steps`` below the run's.
     """
     from auralens.progress import progress
 
@@ -664,6 +723,12 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     if last_ckpt.exists() and last_state.exists():
         model, state = _resume_state(out, model_cfg)
         step, best_msi = int(state["step"]), float(state["best_msi"])
+        _check_resume_settings(out, state, cfg, data)
+        if step > cfg.steps:
+            raise TrainError(f"{out}: the run is at step {step}, past --steps {cfg.steps}; "
+                             "give more steps to go on, or another --out")
+        if init is not None:
+            log.warning("%s: resuming at step %d; --init %s is not used", out, step, init)
         _set_rng(rng, state["rng"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming %s at step %d", out, step)
@@ -760,6 +825,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                 with atomic_path(last_state) as tmp:
                     torch.save({"optimizer": opt.state_dict(), "step": step + 1, "best_msi": best_msi,
                                 "rng": _rng_state(rng), "torch_rng": torch.get_rng_state(),
+                                "settings": _run_settings(cfg, data),
                                 "model": {k: v.detach().cpu() for k, v in core.state_dict().items()}},
                                tmp)
             acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
