@@ -189,6 +189,8 @@ def load_with_info(
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     out_sr = sample_rate or sr
     wave = resample(wave, sr, out_sr)
+    if wave.shape[-1] == 0:  # e.g. 1 sample at 44.1 kHz resampled to 16 kHz
+        raise AudioError(path, f"too short: {data.shape[0]} sample(s) at {sr} Hz leave none at {out_sr} Hz")
     info = inspect_wave(path, wave if mono else wave.mean(0), out_sr, sr, channels)
     for flag in info.flags:
         # Flags, not errors: logged quietly, returned in AudioInfo.flags for callers to report.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -39,6 +40,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    if path.is_dir():  # name the user's path, not the temporary file the rename would fail on
+        raise IsADirectoryError(errno.EISDIR, "is a directory; expected a file path", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets remove_stale_temps tell a killed writer's leftover
     # from a file being written right now.

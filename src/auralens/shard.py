@@ -86,6 +86,28 @@ def shard_dir(out: str | Path, shard: tuple[int, int] | None) -> Path:
 _PART_RE = re.compile(r"^part-(\d+)-of-(\d+)$")
 
 
+def _check_one_set(where: object, parts: dict[Path, tuple[int, int]], missing_hint: str) -> int:
+    """Check that ``parts`` (folder → ``(i, n)``) form one set of shards, none missing; return ``n``.
+
+    Raises:
+        ShardError: shards of different counts, an index not below its count, or some shard
+            missing (``missing_hint`` says what to do).
+    """
+    odd = [d.name for d, (i, n) in parts.items() if i >= n]
+    if odd:
+        raise ShardError(f"{where}: {', '.join(odd)} is not a shard folder name (part-i-of-n needs i < n)")
+    counts = sorted({n for _, n in parts.values()})
+    if len(counts) > 1:
+        names = ", ".join(sorted({d.name for d in parts}))
+        raise ShardError(f"{where}: shards of different counts {counts} ({names}); remove the stale ones")
+    (count,) = counts
+    have = {i for i, _ in parts.values()}
+    missing = [i for i in range(count) if i not in have]
+    if missing:
+        raise ShardError(f"{where}: shard(s) {', '.join(f'{i}/{count}' for i in missing)} {missing_hint}")
+    return count
+
+
 def find_parts(out: str | Path) -> list[Path]:
     """The shard folders under ``out/shards``, checked to form one complete set.
 
@@ -93,22 +115,34 @@ def find_parts(out: str | Path) -> list[Path]:
         ShardError: no shards, shards of different counts, or some shard missing.
     """
     root = Path(out) / "shards"
-    found: dict[int, Path] = {}
-    counts: set[int] = set()
+    parts: dict[Path, tuple[int, int]] = {}
     for d in sorted(root.glob("part-*-of-*")) if root.is_dir() else []:
         m = _PART_RE.match(d.name)
         if m and d.is_dir():
-            found[int(m.group(1))] = d
-            counts.add(int(m.group(2)))
-    if not found:
+            parts[d] = (int(m.group(1)), int(m.group(2)))
+    if not parts:
         raise ShardError(f"{root}: no shard outputs (part-i-of-n folders) to merge")
-    if len(counts) > 1:
-        raise ShardError(f"{root}: shards of different counts {sorted(counts)}; remove the stale ones")
-    (count,) = counts
-    missing = [i for i in range(count) if i not in found]
-    if missing:
-        raise ShardError(f"{root}: shard(s) {', '.join(f'{i}/{count}' for i in missing)} not run yet")
+    count = _check_one_set(root, parts, "not run yet")
+    found = {i: d for d, (i, _) in parts.items()}
     return [found[i] for i in range(count)]
+
+
+def _check_shard_parts(files: Sequence[Path]) -> None:
+    """When results files lie in ``part-i-of-n`` folders, check that those form one complete set.
+
+    Plain JSONL files elsewhere are merged as they are; a stale ``part-1-of-3`` beside a
+    ``part-0-of-2``, or a shard left out, would otherwise merge into a silently partial file.
+    """
+    parts: dict[Path, tuple[int, int]] = {}
+    for f in files:
+        m = _PART_RE.match(f.parent.name)
+        if m:
+            parts[f.parent] = (int(m.group(1)), int(m.group(2)))
+    if not parts:
+        return
+    parents = sorted({str(d.parent) for d in parts})
+    where = parents[0] if len(parents) == 1 else ", ".join(sorted(str(d) for d in parts))
+    _check_one_set(where, parts, "not among the parts given; merge every part of one run")
 
 
 def _read_part(path: Path) -> list[tuple[int, Any]]:
@@ -153,14 +187,16 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
 
     Records that carry a settings ``fingerprint`` (``separate batch``, ``imagine batch``) must
     all carry the same one: shards run with different settings are not one result set.
-    Records without one are merged as they are.
+    Records without one are merged as they are. Parts in shard folders (``part-i-of-n``, what
+    ``--shard`` writes) must be one complete set of shards, as :func:`find_parts` checks.
 
     Returns:
         the number of merged records.
 
     Raises:
         AuralensError: a part missing or holding no shard results, parts made with different
-            settings, or ``out`` naming a directory (nothing is written then).
+            settings, shard folders (``part-i-of-n``) that are not one complete set, or ``out``
+            naming a directory or one of the parts (nothing is written then).
     """
     from auralens.config import changed_keys
 
@@ -168,8 +204,7 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
     if out.is_dir():
         raise AuralensError(f"{out}: is a directory; --out names the merged JSONL file to write "
                             f"(e.g. {out / 'results.jsonl'})")
-    merged: dict[Any, Any] = {}
-    first: tuple[Path, int, dict[str, Any]] | None = None  # the first fingerprinted record
+    files = []
     for part in parts:
         part = Path(part)
         if part.is_dir():
@@ -178,6 +213,16 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
             raise AuralensError(f"{part}: shard results not found")
         if part.is_dir():
             raise AuralensError(f"{part}: is a directory, not a results file")
+        files.append(part)
+    _check_shard_parts(files)
+    for part in files:
+        if out.resolve() == part.resolve() or (out.exists() and os.path.samefile(out, part)):
+            same = "" if str(part) == str(out) else f" ({part})"
+            raise AuralensError(f"{out}: --out is one of the parts being merged{same}; "
+                                "write the merged results to another file")
+    merged: dict[Any, Any] = {}
+    first: tuple[Path, int, dict[str, Any]] | None = None  # the first fingerprinted record
+    for part in files:
         for line, rec in _read_part(part):
             # a record without its key could not be told apart from another shard's copy
             if not isinstance(rec, dict):

@@ -112,6 +112,14 @@ def test_zero_samples(tmp_path):
         load(tmp_path / "z.wav")
 
 
+def test_too_short_to_survive_resampling(tmp_path):
+    """One sample at 44.1 kHz became zero at 16 kHz and failed later as "empty mixture", unnamed."""
+    sf.write(tmp_path / "one.wav", np.full(1, 0.1, np.float32), 44100)
+    with pytest.raises(AudioError, match=r"one\.wav: too short: 1 sample\(s\) at 44100 Hz leave none at 16000 Hz"):
+        load(tmp_path / "one.wav", 16000)
+    assert load(tmp_path / "one.wav").shape == (1,)  # at its own rate it is one sample
+
+
 def test_nan_samples(tmp_path, noise):
     bad = noise.copy()
     bad[10] = np.nan

@@ -311,6 +311,29 @@ def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
     assert os.stat(entry).st_mode & 0o777 == plain
 
 
+def test_atomic_path_to_an_existing_directory_names_it_not_a_temp_file(tmp_path, capsys):
+    """It used to fail on the rename with `.emp.<pid>.<random>.tmp: Is a directory`."""
+    import errno
+
+    from auralens.cli import main
+    from auralens.io import atomic_path
+
+    target = tmp_path / "emp"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        with atomic_path(target):
+            raise AssertionError("must not get a temporary file")
+    assert exc.value.errno == errno.EISDIR and exc.value.filename == str(target)
+    assert exc.value.strerror == "is a directory; expected a file path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emp"] and not any(target.iterdir())
+    # through the CLI: one line naming the user's path
+    save_records(tmp_path / "mix" / "manifest.jsonl", [SceneRecord("a", tmp_path / "mix" / "a.wav", [])])
+    capsys.readouterr()
+    assert main(["experiment", "video-pairs", str(target), "--from-mixer", str(tmp_path / "mix")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {target}: is a directory; expected a file path\n"
+
+
 def test_no_progress_also_quiets_model_loading_bars() -> None:
     """AURALENS_NO_PROGRESS turns off transformers' and diffusers' loading bars too (fresh process)."""
     import subprocess

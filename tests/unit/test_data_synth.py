@@ -79,6 +79,21 @@ def test_unknown_class(tmp_path: Path) -> None:
         synthesize(tmp_path, classes=["unicorn"])
 
 
+def test_repeated_class_is_refused_naming_it(tmp_path: Path, capsys) -> None:
+    """`--classes rain,rain` used to write each rain clip twice to meta/esc50.csv."""
+    from auralens.cli import main
+
+    with pytest.raises(DatasetError, match=r"^synth class\(es\) rain given more than once; name each class once$"):
+        synthesize(tmp_path / "a", classes=["rain", "siren", "rain"], clips_per_class=1, duration=0.1)
+    assert not (tmp_path / "a").exists()
+    capsys.readouterr()
+    assert main(["data", "synth", "--out", str(tmp_path / "b"), "--classes", "rain, rain",
+                 "--clips-per-class", "1", "--duration", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: synth class(es) rain given more than once; name each class once\n"
+    assert not (tmp_path / "b").exists()
+
+
 def _logmel_stats(x: np.ndarray, sr: int) -> np.ndarray:
     import librosa
     from scipy import signal

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from auralens.errors import AuralensError
@@ -106,3 +108,47 @@ def test_merge_names_a_corrupt_middle_line(tmp_path, caplog):
     assert f"skipping corrupt line 2 of {part} (not valid JSON)" in messages
     assert f"{part}: skipping an incomplete last line 4" in messages
     assert not any("incomplete" in m and "line 2" in m for m in messages)
+
+
+def test_merge_checks_shard_folders_form_one_complete_set(tmp_path, capsys):
+    """A stale part-1-of-3 beside part-0-of-2, or a shard left out, used to merge silently."""
+    from auralens.cli import main
+
+    shards = tmp_path / "shards"
+    write_jsonl(shards / "part-0-of-2" / "results.jsonl", [{"id": "a"}, {"id": "c"}])
+    write_jsonl(shards / "part-1-of-3" / "results.jsonl", [{"id": "b"}])
+    out = tmp_path / "all.jsonl"
+    with pytest.raises(ShardError, match=rf"^{re.escape(str(shards))}: shards of different counts \[2, 3\] "
+                                         r"\(part-0-of-2, part-1-of-3\); remove the stale ones$"):
+        merge_jsonl(sorted(shards.iterdir()), out)
+    with pytest.raises(ShardError, match=rf"^{re.escape(str(shards))}: shard\(s\) 1/2 not among the parts given"):
+        merge_jsonl([shards / "part-0-of-2" / "results.jsonl"], out)
+    capsys.readouterr()
+    assert main(["data", "merge", str(shards / "part-0-of-2"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shards}: shard(s) 1/2") and err.count("\n") == 1, err
+    assert not out.exists()
+    write_jsonl(shards / "part-1-of-2" / "results.jsonl", [{"id": "b"}])
+    assert merge_jsonl([shards / "part-0-of-2", shards / "part-1-of-2"], out) == 3
+    # files given as results.jsonl inside the folders are checked the same way
+    (shards / "part-1-of-3" / "results.jsonl").unlink()
+    (shards / "part-1-of-3").rmdir()
+    write_jsonl(shards / "part-2-of-2" / "results.jsonl", [{"id": "d"}])
+    with pytest.raises(ShardError, match="part-2-of-2 is not a shard folder name"):
+        merge_jsonl(sorted(shards.glob("*/results.jsonl")), out)
+
+
+def test_merge_refuses_an_out_that_is_one_of_its_parts(tmp_path):
+    """`--out sh/shards/part-0-of-2/results.jsonl` used to overwrite that shard's results."""
+    shards = tmp_path / "shards"
+    write_jsonl(shards / "part-0-of-2" / "results.jsonl", [{"id": "a"}])
+    write_jsonl(shards / "part-1-of-2" / "results.jsonl", [{"id": "b"}])
+    out = shards / "part-0-of-2" / "results.jsonl"
+    with pytest.raises(AuralensError, match=rf"^{re.escape(str(out))}: --out is one of the parts being merged; "):
+        merge_jsonl([shards / "part-0-of-2", shards / "part-1-of-2"], out)
+    assert read_jsonl(out) == [{"id": "a"}]
+    # another spelling of the same file is caught too, and plain files as well
+    write_jsonl(tmp_path / "x.jsonl", [{"id": "x"}])
+    with pytest.raises(AuralensError, match=r"--out is one of the parts being merged \(.*x\.jsonl\)"):
+        merge_jsonl([tmp_path / "x.jsonl"], tmp_path / "shards" / ".." / "x.jsonl")
+    assert read_jsonl(tmp_path / "x.jsonl") == [{"id": "x"}]

@@ -414,7 +414,7 @@ def synthesize(
         ``out_dir``.
 
     Raises:
-        DatasetError: unknown classes, ``clips_per_class`` out of range, a sample rate or
+        DatasetError: unknown or repeated classes, ``clips_per_class`` out of range, a sample rate or
             duration refused by :func:`check_clip_settings`, an ``out_dir`` made with other
             settings or holding another dataset, or a library that clearly does not fit on
             the disk (nothing is written then).
@@ -430,6 +430,9 @@ def synthesize(
     unknown = [c for c in names if c not in GENERATORS]
     if unknown:
         raise DatasetError(f"unknown synth class(es) {', '.join(unknown)}; choose from {', '.join(SYNTH_CLASSES)}")
+    repeated = [c for c in dict.fromkeys(names) if names.count(c) > 1]
+    if repeated:  # each would be written twice to meta/esc50.csv
+        raise DatasetError(f"synth class(es) {', '.join(repeated)} given more than once; name each class once")
     if isinstance(clips_per_class, bool) or not isinstance(clips_per_class, (int, np.integer)) \
             or not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS:
         raise DatasetError(f"clips_per_class must be an integer from 1 to {MAX_CLIPS_PER_CLASS}, "
