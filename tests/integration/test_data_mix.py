@@ -253,6 +253,14 @@ def test_bad_inputs(lib: Path, tmp_path: Path) -> None:
         build_mixtures(lib, tmp_path / "o", n=1, max_sources=0)
 
 
+@pytest.mark.parametrize("reverb", ["false", "maybe", 0, None])
+def test_non_bool_reverb_is_refused(lib: Path, tmp_path: Path, reverb: object) -> None:
+    # a string "false" is truthy: it used to turn reverb on silently
+    with pytest.raises(DatasetError, match="reverb must be true or false"):
+        build_mixtures(lib, tmp_path / "o", n=1, reverb=reverb, **FAST)  # type: ignore[arg-type]
+    assert not (tmp_path / "o").exists()
+
+
 def test_folds_filter(lib: Path, tmp_path: Path) -> None:
     recs = build_mixtures(lib, tmp_path / "f", n=4, seed=0, folds=[1], reverb=False, **FAST)
     origins = {s.origin for r in recs for s in r.sources}

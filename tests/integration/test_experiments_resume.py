@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 
 from auralens.cli import main
-from auralens.config import ConfigError
+from auralens.config import ConfigError, load_yaml
 from auralens.evaluate.aggregate import summarize_group
-from auralens.experiments.runner import ExperimentError, run_experiment
+from auralens.experiments.runner import (
+    ExperimentError,
+    _check_numbers,
+    expand_methods,
+    load_experiment,
+    load_items,
+    run_experiment,
+    validate_experiment,
+)
 from auralens.io import read_json, read_jsonl
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
 LOOSE = {"rule": "relative_db", "min_db": -60}
 STRICT = {"rule": "relative_db", "min_db": 30}  # no estimate is 30 dB above its mixture
 
@@ -229,3 +238,54 @@ def test_other_settings_refused_before_data_and_models(lib: Path, tmp_path: Path
     with pytest.raises(ExperimentError, match=r"different settings \(captioner\)"):
         run_experiment(_cfg(lib, [missing]), out)
     assert sorted(p.name for p in (out / "data").rglob("*.wav")) == mixtures
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("judge.spex=mistral", "unknown judge key(s) spex; known: spec, metrics, params"),
+    ("clap.modl=x", "unknown clap key(s) modl; known: model"),
+    ("grid.captionr=[x]", "unknown grid key(s) captionr; known: captioner, composer, technique"),
+    ("subset.nn=1", "unknown subset key(s) nn; known: n, seed"),
+    ("baseline.modle=x", "unknown baseline key(s) modle; known: model, technique"),
+    ("judge=keyword", "judge must be a mapping (e.g. judge.spec=…), got 'keyword'"),
+    ("grid=5", "grid must be a mapping (e.g. grid.captioner=…), got 5"),
+    ("data.folds=abc", "data.folds must be a list of whole numbers ≥ 0 (e.g. [1, 2]) or one"),
+    ("data.folds=[1,x]", "data.folds must be a list of whole numbers ≥ 0"),
+    ("data.folds=[-1]", "data.folds must be a list of whole numbers ≥ 0"),
+    ("data.folds=-1", "data.folds must be a list of whole numbers ≥ 0"),
+    ("data.reverb=maybe", "data.reverb must be true or false, got 'maybe'"),
+    ("data.reverb='false'", "data.reverb must be true or false, got \"'false'\""),
+])
+def test_section_keys_folds_and_reverb_are_checked(tmp_path: Path, capsys, override: str,
+                                                  message: str) -> None:
+    capsys.readouterr()
+    code = main(["experiment", "run", str(CONFIGS / "pipeline.yaml"), "--out", str(tmp_path / "o"),
+                 "--set", f"data.path={tmp_path / 'missing'}", "--set", override])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_pass_the_config_check(config: Path) -> None:
+    for variant in [None, *(load_yaml(config).get("variants") or {})]:
+        cfg = load_experiment(config, [f"variant={variant}"] if variant else [])
+        _check_numbers(cfg, str(config))
+        validate_experiment(cfg, expand_methods(cfg))
+
+
+def test_one_fold_is_a_one_item_list(lib: Path, tmp_path: Path) -> None:
+    cfg = _cfg(lib, [_method("m", LOOSE)])
+    cfg["data"].update(n=1, folds=1)
+    _check_numbers(cfg, "t.yaml")
+    assert len(load_items(cfg, tmp_path)) == 1
+    assert read_json(tmp_path / "data" / "train_mix_config.json")["folds"] == [1]
+
+
+def test_out_that_is_a_file_is_refused_up_front(lib: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    with pytest.raises(ExperimentError,
+                       match=r"afile: exists and is not a directory \(--out names a folder\)"):
+        run_experiment(_cfg(lib, [_method("m", LOOSE)]), afile)
+    assert afile.read_text() == "keep"

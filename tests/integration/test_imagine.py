@@ -221,6 +221,9 @@ def test_bad_config_is_rejected():
     ({"min_kept": 1.5}, "min_kept must be a whole number"),
     ({"report": "yes"}, "report must be true or false"),
     ({"activity": [0.1]}, "activity must be a mapping"),
+    ({"activity": {"min_rms_ratio": -1}}, r"activity.min_rms_ratio must be ≥ 0, got -1"),
+    ({"activity": {"threshold": -0.5}}, r"activity.threshold must be ≥ 0"),
+    ({"activity": {"min_active_frac": 5}}, r"activity.min_active_frac must be from 0 to 1"),
 ])
 def test_config_values_of_the_wrong_type_are_one_line_errors(data, match):
     with pytest.raises(ImagineError, match=match):
@@ -312,6 +315,35 @@ def test_cli_run_and_batch(scenes, tiny_model, tmp_path):
     res = runner.invoke(app, ["imagine", str(tmp_path / "missing.wav"), "--out",
                               str(tmp_path / "o2")])
     assert res.exit_code != 0
+
+
+@pytest.mark.parametrize("text", ["imagine: 5\n", "imagine:\n", "imagine: [a, b]\n"])
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_cli_imagine_section_that_is_no_mapping_is_one_line(tmp_path, capsys, text, command):
+    from auralens.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    capsys.readouterr()
+    code = main(["imagine", command, str(tmp_path / "in.wav"), "--out", str(tmp_path / "o"),
+                 "--config", str(cfg)])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {cfg}: 'imagine' must be a mapping\n"
+
+
+def test_cli_out_that_is_a_file_is_refused_up_front(tmp_path, capsys):
+    from auralens.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    wav = tmp_path / "in.wav"
+    write(wav, 0.1 * np.ones(8000, np.float32), 16000)
+    for argv in (["imagine", str(wav)], ["imagine", "batch", str(tmp_path)]):
+        capsys.readouterr()
+        assert main([*argv, "--out", str(afile)]) == 1
+        assert capsys.readouterr().err == (f"error: {afile}: exists and is not a directory "
+                                           "(--out names a folder)\n")
+    assert afile.read_text() == "keep"
 
 
 def test_cli_missing_input_is_one_line(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from auralens.cli import main
 from auralens.evaluate.judge import LLMJudge, parse_answer, recognition_per_caption
-from auralens.evaluate.judge_validation import judge_agreement
+from auralens.evaluate.judge_validation import ValidationError, judge_agreement
 
 
 def _order_judge() -> LLMJudge:
@@ -96,3 +96,21 @@ def test_judge_validate_says_when_it_cannot_compare_counts(tmp_path: Path, capsy
     assert main(["experiment", "judge-validate", str(ann), str(res)]) == 0
     out = capsys.readouterr()
     assert "source count agreement: n/a" in out.out and "cannot compare source counts" in out.err
+
+
+def test_judge_validate_refuses_a_repeated_annotation(tmp_path: Path, capsys) -> None:
+    res = _results(tmp_path / "results.jsonl", [
+        {"id": "a", "method": "m", "count": 2, "count_source": "judge"},
+        {"id": "a", "method": "n", "count": 2, "count_source": "judge"}])
+    ann = tmp_path / "ann.csv"
+    ann.write_text("id,count,labels_included,method\na,2,,m\na,2,,n\nb,1,,m\na,3,,m\n")
+    capsys.readouterr()
+    assert main(["experiment", "judge-validate", str(ann), str(res)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {ann}: lines 2 and 5 both annotate id 'a', method 'm'; keep one\n"
+    ann.write_text("id,count,labels_included\na,2,\na,2,\n")  # no method column
+    with pytest.raises(ValidationError, match=r"lines 2 and 3 both annotate id 'a'; keep one"):
+        judge_agreement(ann, res, method="m")
+    ann.write_text("id,count,labels_included,method\na,2,,m\na,2,,n\n")  # one per method
+    assert judge_agreement(ann, res)["count"] == {"agreement": 1.0, "n": 2, "confusion": {"2->2": 2},
+                                                 "left_out": {}}

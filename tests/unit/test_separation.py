@@ -393,6 +393,19 @@ def test_activity_rules():
         ActivityConfig(rule="magic")
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"threshold": -0.1}, "threshold must be ≥ 0"),
+    ({"min_rms_ratio": -1.0}, "min_rms_ratio must be ≥ 0"),
+    ({"min_rms_ratio": float("nan")}, "min_rms_ratio must be ≥ 0"),
+    ({"min_active_frac": 5.0}, "min_active_frac must be from 0 to 1"),
+    ({"min_active_frac": -0.5}, "min_active_frac must be from 0 to 1"),
+])
+def test_activity_thresholds_out_of_range_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ActivityConfig(**kw)
+    ActivityConfig(threshold=0.0, min_rms_ratio=0.0, min_active_frac=1.0)  # the bounds are fine
+
+
 def test_config_validation():
     with pytest.raises(ValueError):
         TDCNppConfig(norm="batch")

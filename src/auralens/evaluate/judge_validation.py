@@ -48,14 +48,23 @@ def read_annotations(path: str | Path) -> list[dict[str, Any]]:
         if "id" not in cols or not cols & {"count", "labels_included"}:
             raise ValidationError(f"{path}: expected columns id, count, labels_included")
         out = []
+        seen: dict[tuple[str, str | None], int] = {}
         for i, row in enumerate(reader, start=2):
             where = f"{path}:{i}"
             count = (row.get("count") or "").strip()
             if count and not count.isdigit():
                 raise ValidationError(f"{where}: count must be an integer, got {count!r}")
-            out.append({"id": row["id"].strip(), "method": (row.get("method") or "").strip() or None,
-                        "count": int(count) if count else None,
-                        "labels_included": _bool(row.get("labels_included") or "", where)})
+            ann = {"id": (row["id"] or "").strip(),
+                   "method": (row.get("method") or "").strip() or None,
+                   "count": int(count) if count else None,
+                   "labels_included": _bool(row.get("labels_included") or "", where)}
+            key = (ann["id"], ann["method"])
+            if key in seen:  # it would count twice in the agreement
+                what = f"id {key[0]!r}" + (f", method {key[1]!r}" if key[1] else "")
+                raise ValidationError(f"{path}: lines {seen[key]} and {i} both annotate {what}; "
+                                      "keep one")
+            seen[key] = i
+            out.append(ann)
     return out
 
 

@@ -92,6 +92,19 @@ DATA_KEYS = ("source", "path", "n", "seed", "duration", "max_sources", "min_sour
              "folds", "sample_rate", "split", "limit")
 DEFAULT_METRICS = ("count", "recognition", "coherence", "visual_detail", "imagination",
                    "appropriateness")
+#: Keys of the mapping sections, as the code reads them: ``judge`` (:class:`Evaluator`,
+#: :func:`settings_of`), ``clap`` / ``clip`` (``Evaluator._load``), ``subset``
+#: (:func:`load_items`), ``grid`` (:func:`expand_methods`: the axes and the keys a pipeline
+#: method shares), ``baseline`` (an ``allm`` method), ``image`` (the video kind's generator).
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "judge": ("spec", "metrics", "params"),
+    "clap": ("model",),
+    "clip": ("model",),
+    "subset": ("n", "seed"),
+    "grid": ("captioner", "composer", "technique", "separator", "activity"),
+    "baseline": ("model", "technique", "name"),
+    "image": ("generator",),
+}
 
 
 class ExperimentError(AuralensError):
@@ -269,15 +282,20 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
 
 
 def _check_numbers(cfg: dict[str, Any], src: str) -> None:
-    """Whole numbers and durations of ``data``, ``subset`` and ``seed`` (a typo such as
-    ``data.n=abc`` is one line here instead of a traceback after the mixtures are built)."""
+    """The mapping sections and their keys (:data:`DATA_KEYS`, :data:`SECTION_KEYS`), whole
+    numbers and durations of ``data``, ``subset`` and ``seed``, ``data.folds`` and
+    ``data.reverb`` (a typo such as ``data.n=abc`` or ``judge.spex=…`` is one line here
+    instead of a traceback, or of a setting silently ignored)."""
     data, subset = cfg.get("data") or {}, cfg.get("subset") or {}
-    for key, section in (("data", data), ("subset", subset)):
+    for key, known in (("data", DATA_KEYS), *SECTION_KEYS.items()):
+        section = cfg.get(key) or {}
         if not isinstance(section, dict):
-            raise ConfigError(f"{src}: {key} must be a mapping, got {section!r}")
-    unknown = sorted(str(k) for k in data if k not in DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"{src}: unknown data key(s) {', '.join(unknown)}; known: {', '.join(DATA_KEYS)}")
+            hint = f" (e.g. {key}.{known[0]}=…)"
+            raise ConfigError(f"{src}: {key} must be a mapping{hint}, got {section!r}")
+        unknown = sorted(str(k) for k in section if k not in known)
+        if unknown:
+            raise ConfigError(f"{src}: unknown {key} key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(known)}")
     wholes = [("seed", cfg, "seed", 0), ("data.n", data, "n", 1), ("data.limit", data, "limit", 1),
               ("data.seed", data, "seed", 0), ("data.max_sources", data, "max_sources", 1),
               ("data.min_sources", data, "min_sources", 1), ("data.sample_rate", data, "sample_rate", 1),
@@ -290,6 +308,22 @@ def _check_numbers(cfg: dict[str, Any], src: str) -> None:
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                  or not math.isfinite(duration) or duration <= 0):
         raise ConfigError(f"{src}: data.duration must be a positive number of seconds, got {duration!r}")
+    folds = data.get("folds")
+    if folds is not None and not (
+            (isinstance(folds, int) and not isinstance(folds, bool) and folds >= 0)
+            or (isinstance(folds, list) and all(isinstance(f, int) and not isinstance(f, bool)
+                                                and f >= 0 for f in folds))):
+        raise ConfigError(f"{src}: data.folds must be a list of whole numbers ≥ 0 (e.g. [1, 2]) "
+                          f"or one such number, got {folds!r}")
+    reverb = data.get("reverb")
+    if reverb is not None and not isinstance(reverb, bool):
+        raise ConfigError(f"{src}: data.reverb must be true or false, got {reverb!r}")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists')."""
+    if out.exists() and not out.is_dir():
+        raise ExperimentError(f"{out}: exists and is not a directory (--out names a folder)")
 
 
 def _is_template_composer(value: Any) -> bool:
@@ -622,6 +656,8 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
 
         kw = {k: data[k] for k in ("seed", "duration", "max_sources", "min_sources", "reverb",
                                    "folds", "sample_rate", "split") if k in data}
+        if isinstance(kw.get("folds"), int):  # one fold
+            kw["folds"] = [kw["folds"]]
         recs = build_mixtures(path, out_dir / "data", n=int(data.get("n", 8)), **kw)
         items = [Item.from_scene(r) for r in recs]
     elif source == "manifest":
@@ -889,8 +925,10 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
 
     cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
+    _check_numbers(cfg, cfg.get("_source") or "experiment")  # sections expand_methods reads
     methods = expand_methods(cfg)
     validate_experiment(cfg, methods)  # config errors before any work
+    _check_out(out)
     results_path = out / "results.jsonl"
     old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
     # Other settings than the rows already there: refused before any data or model is

@@ -326,9 +326,24 @@ def activity_config(settings: Any, where: str = "activity") -> Any:
         elif (isinstance(value, bool) or not isinstance(value, (int, float))
               or not math.isfinite(value)):
             raise ImagineError(f"{where}.{key} must be a number, got {value!r}")
+        elif key in ("threshold", "min_rms_ratio") and value < 0:
+            raise ImagineError(f"{where}.{key} must be ≥ 0, got {value!r}")
+        elif key == "min_active_frac" and not 0 <= value <= 1:
+            raise ImagineError(f"{where}.{key} must be from 0 to 1 (a fraction of the frames), "
+                               f"got {value!r}")
         else:
             values[key] = float(value)
     return ActivityConfig(**values)
+
+
+def check_out_dir(out_dir: str | Path) -> None:
+    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists').
+
+    Raises:
+        ImagineError: ``out_dir`` exists and is not a directory.
+    """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ImagineError(f"{out_dir}: exists and is not a directory (--out names a folder)")
 
 
 def _as_config(config: ImagineConfig | dict[str, Any] | None) -> ImagineConfig:
@@ -651,11 +666,12 @@ def imagine(input: str | Path, out_dir: str | Path,
     ``run.json`` says so (``status: failed`` and the error) and the exception propagates.
     """
     cfg = _as_config(config)
+    out = Path(out_dir)
+    check_out_dir(out)
     stages = stages or Stages(cfg)
     stages.check()  # a bad spec fails here, before separation, leaving out_dir as it was
     if not Path(input).exists():
         raise ImagineError(f"{input}: file not found")
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clear_outputs(out, keep=Path(input))
     timer = Timer()
@@ -1056,6 +1072,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
+    check_out_dir(out)
+    check_out_dir(dest)
     results_path = dest / "results.jsonl"
     _check_resume(results_path, read_jsonl(results_path), key, settings, out)
     stages = Stages(cfg)
