@@ -6,6 +6,9 @@ from typing import Any
 
 from auralens.errors import AuralensError
 
+# The device types auralens runs models on.
+_TYPES = ("cpu", "cuda", "mps")
+
 
 def check_device(name: str, error: type[AuralensError] = AuralensError, what: str = "device") -> Any:
     """``auto`` → cuda when available, else cpu; any other name must be a device this machine has.
@@ -28,7 +31,10 @@ def check_device(name: str, error: type[AuralensError] = AuralensError, what: st
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise error(f"{what}: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        dev = None
+    if dev is None or dev.type not in _TYPES:
+        # torch knows more types (meta, xla, hpu …) that cannot run a model here.
+        raise error(f"{what}: unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise error(f"{what} {name}: CUDA is not available on this machine; use cpu or auto")

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -58,8 +60,9 @@ class MelCodec(Codec):
                  nnls_iter: int = 20, seed: int = 0) -> None:
         import librosa
 
-        if hop_length <= 0 or n_fft <= 0 or n_mels <= 0:
-            raise ValueError("n_fft, hop_length and n_mels must be positive")
+        _check_options(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                       n_mels=n_mels, fmin=fmin, fmax=fmax, n_iter=n_iter, momentum=momentum,
+                       log_floor=log_floor, nnls_iter=nnls_iter, seed=seed)
         if hop_length > n_fft:
             raise ValueError(f"hop_length {hop_length} exceeds n_fft {n_fft}")
         self.sample_rate = int(sample_rate)
@@ -76,8 +79,16 @@ class MelCodec(Codec):
         self.latent_dim = self.n_mels
         self.frame_rate = self.sample_rate / self.hop_length
         # [n_mels, n_fft // 2 + 1]
-        self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,
-                                       fmin=self.fmin, fmax=self.fmax).astype(np.float32)
+        with warnings.catch_warnings():  # empty bands are refused below, in one line
+            warnings.simplefilter("ignore", UserWarning)
+            self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft,
+                                           n_mels=self.n_mels, fmin=self.fmin,
+                                           fmax=self.fmax).astype(np.float32)
+        if not np.all(self._fb.max(axis=1) > 0):
+            empty = int(np.sum(self._fb.max(axis=1) <= 0))
+            raise ValueError(f"{empty} of n_mels={self.n_mels} mel bands between fmin={self.fmin:g} "
+                             f"and fmax={self.fmax:g} Hz are empty at n_fft={self.n_fft}; "
+                             "use fewer n_mels, a wider fmin–fmax range or a larger n_fft")
         self._fb_pinv = np.linalg.pinv(self._fb).astype(np.float32)
         self._win = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
         self._wsum_cache: dict[int, np.ndarray] = {}
@@ -202,6 +213,50 @@ class MelCodec(Codec):
             prev = rebuilt
         wave = self._istft(mag * angles, length)
         return np.nan_to_num(wave).astype(np.float32)
+
+
+def _is_int(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value) and float(value).is_integer())
+
+
+def _check_options(*, sample_rate: Any, n_fft: Any, hop_length: Any, n_mels: Any, fmin: Any,
+                   fmax: Any, n_iter: Any, momentum: Any, log_floor: Any, nnls_iter: Any,
+                   seed: Any) -> None:
+    """Refuse impossible settings with a message naming the option.
+
+    Raises:
+        ValueError: a count that is not a whole number in range, a non-finite number, a band
+            edge outside ``0 ≤ fmin < fmax ≤ sample_rate / 2``, a negative momentum or a
+            non-positive log floor.
+    """
+    for name, value, low in (("sample_rate", sample_rate, 1), ("n_fft", n_fft, 1),
+                             ("hop_length", hop_length, 1), ("n_mels", n_mels, 1),
+                             ("n_iter", n_iter, 0), ("nnls_iter", nnls_iter, 0), ("seed", seed, 0)):
+        if not _is_int(value) or value < low:
+            raise ValueError(f"mel codec option {name} must be a whole number ≥ {low}, got {value!r}")
+    for name, value in (("fmin", fmin), ("momentum", momentum), ("log_floor", log_floor)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value):
+            raise ValueError(f"mel codec option {name} must be a finite number, got {value!r}")
+    nyquist = float(sample_rate) / 2
+    if fmax is not None and (isinstance(fmax, bool)
+                             or not isinstance(fmax, (int, float, np.integer, np.floating))
+                             or not math.isfinite(fmax)):
+        raise ValueError(f"mel codec option fmax must be a finite number, got {fmax!r}")
+    if fmin < 0:
+        raise ValueError(f"mel codec option fmin must be ≥ 0 Hz, got {fmin!r}")
+    if fmax is not None and not 0 < fmax <= nyquist:
+        raise ValueError(f"mel codec option fmax must be in (0, sample_rate/2 = {nyquist:g}] Hz, "
+                         f"got {fmax!r}")
+    top = nyquist if fmax is None else float(fmax)
+    if fmin >= top:
+        raise ValueError(f"mel codec option fmin={fmin!r} must be below fmax "
+                         f"({top:g} Hz{'' if fmax is not None else ', sample_rate/2'})")
+    if momentum < 0:
+        raise ValueError(f"mel codec option momentum must be ≥ 0, got {momentum!r}")
+    if log_floor <= 0:
+        raise ValueError(f"mel codec option log_floor must be > 0, got {log_floor!r}")
 
 
 def build(spec: ModelSpec | None = None, **params: Any) -> MelCodec:

@@ -154,12 +154,17 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
 
 
 def pick_device(device: str | None = None) -> str:
-    """``"auto"``/None → ``"cuda"`` when available else ``"cpu"``; otherwise unchanged."""
-    import torch
+    """``"auto"``/None → ``"cuda"`` when available else ``"cpu"``; otherwise the name, checked.
+
+    Raises:
+        AuralensError: an unknown device type or one this machine does not have (one line,
+            see :func:`auralens.devices.check_device`).
+    """
+    from auralens.devices import check_device
 
     if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+        return str(check_device("auto"))
+    return str(check_device(str(device)))
 
 
 def torch_dtype(name: str | None) -> Any:

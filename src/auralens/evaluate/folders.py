@@ -76,12 +76,15 @@ def folder_audio(folder: str | Path, what: str = "audio") -> list[Path]:
     """The audio files under ``folder`` (recursive, sorted).
 
     Raises:
-        MetricInputError: the folder is missing or holds no audio file.
+        MetricInputError: the folder is missing, not a directory or holds no audio file.
     """
     from auralens.data.folder import AUDIO_EXTENSIONS, audio_files
 
     folder = Path(folder)
     if not folder.is_dir():
+        if folder.exists():
+            raise MetricInputError(f"{folder}: the {what} path is not a directory; "
+                                   "pass a folder of audio files")
         raise MetricInputError(f"{folder}: {what} directory not found")
     files = audio_files(folder)
     if not files:

@@ -207,6 +207,21 @@ def _check_options(smoothing: float | str | None, topk: int, max_clips: int | No
     return smoothing
 
 
+def _check_out(out: Path, runs: Sequence[Path]) -> None:
+    """Refuse a report directory that is, or lies inside, a run being reported: the report's
+    run.json and files would overwrite the run's own (run.json, renders/ …).
+
+    Raises:
+        ReportError: naming --out and the run.
+    """
+    target = out.expanduser().resolve()
+    for run in runs:
+        root = run.expanduser().resolve()
+        if target == root or root in target.parents:
+            raise ReportError(f"--out {out}: {'is' if target == root else 'lies inside'} the run "
+                              f"directory {run}; write the report to a directory outside the runs")
+
+
 def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str = "logmel",
                  link_audio: bool = False, smoothing: float | str | None = "auto", topk: int = 5,
                  max_clips: int | None = None, use_cache: bool = True,
@@ -249,9 +264,10 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
                                   and math.isfinite(sigma) and sigma > 0):
         raise ReportError(f"sigma must be a positive number, got {sigma!r}")
     out = Path(out)
+    paths = [Path(r) for r in runs]
+    _check_out(out, paths)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    paths = [Path(r) for r in runs]
     loaded = [load_run(p, n) for p, n in zip(paths, _unique_names(paths), strict=True)]
     emb = build_embedder(embedder)
     cache = ArrayCache(namespace="metric-embeddings") if use_cache else None

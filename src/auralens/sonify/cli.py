@@ -52,6 +52,9 @@ def _typed(config: Path, section: str, key: str, value: object, param: object, c
         return value
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{config}: {section}.{key} must be a single value, got {value!r}")
+    if isinstance(value, bool) and not getattr(param, "is_flag", False):
+        # YAML true/false would pass as 1/0 to an integer or number option
+        raise ConfigError(f"{config}: {section}.{key} is not a true/false option, got {value!r}")
     try:
         # typer's own coercion: types and min/max bounds apply as they do to the flag
         return param.process_value(ctx, value)  # type: ignore[attr-defined]

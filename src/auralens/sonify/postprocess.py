@@ -6,7 +6,7 @@ Steps (all map a ``[T]`` float wave to a finite ``[T]`` float32 wave, silent inp
 * ``peak``         – rescale so ``max |x| = 1``.
 * ``minmax``       – affine map of the render's [min, max] onto the *original* clip's
   [min, max] (the study's preferred step; needs ``reference``).
-* ``threshold:P``  – zero every sample with ``|x| < P % of max |x|`` (default P = 5).
+* ``threshold:P``  – zero every sample with ``|x| < P % of max |x|`` (0 ≤ P ≤ 100, default 5).
 * ``square``       – sign-preserving square ``sign(x)·x²`` (suppresses low-level noise).
 * ``wiener``       – :func:`scipy.signal.wiener` (local-variance denoising, window 29 by default;
   ``wiener:N`` sets the window).
@@ -78,13 +78,16 @@ _STEPS: dict[str, Callable[..., np.ndarray]] = {
     "threshold": threshold, "square": square, "wiener": wiener,
 }
 STEP_NAMES = tuple(_STEPS)
+#: Steps that take a ``:N`` argument; the others refuse one rather than ignore it.
+_TAKES_ARGUMENT = ("threshold", "wiener")
 
 
 def parse_chain(chain: str | Sequence[str] | None) -> list[tuple[str, float | None]]:
     """``"minmax,threshold:10"`` → ``[("minmax", None), ("threshold", 10.0)]``.
 
     Raises:
-        PostprocessError: an unknown step or a non-numeric argument.
+        PostprocessError: an unknown step, a non-numeric or out-of-range argument, or an
+            argument to a step that takes none.
     """
     if chain is None:
         return []
@@ -99,13 +102,19 @@ def parse_chain(chain: str | Sequence[str] | None) -> list[tuple[str, float | No
             raise PostprocessError(f"unknown post-processing step {name!r}; choose from {', '.join(STEP_NAMES)}")
         value: float | None = None
         if arg:
+            if name not in _TAKES_ARGUMENT:
+                raise PostprocessError(f"post-processing step {part!r}: {name} takes no argument "
+                                       f"(only {' and '.join(_TAKES_ARGUMENT)} do)")
             try:
                 value = float(arg)
             except ValueError:
                 raise PostprocessError(f"post-processing step {part!r}: {arg!r} is not a number") from None
-            if not np.isfinite(value) or value < 0 or (name == "wiener" and not 1 <= value <= 4096):
-                raise PostprocessError(f"post-processing step {part!r}: argument out of range "
-                                       "(threshold: a percentage ≥ 0; wiener: a window of 1–4096 samples)")
+            if name == "threshold" and not (np.isfinite(value) and 0 <= value <= 100):
+                raise PostprocessError(f"post-processing step {part!r}: threshold takes a "
+                                       "percentage of the peak in [0, 100]")
+            if name == "wiener" and not (np.isfinite(value) and 1 <= value <= 4096):
+                raise PostprocessError(f"post-processing step {part!r}: wiener takes a window "
+                                       "of 1–4096 samples")
         out.append((name, value))
     return out
 

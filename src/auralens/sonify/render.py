@@ -321,7 +321,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     elif previous is not None and previous.get("split") != split:
         had = previous.get("split")
         raise RenderError(
-            f"{out}: holds renders of the {had + ' split' if had else 'another or an unknown split'}; "
+            f"{out}: holds renders of {'the ' + had + ' split' if had else 'an unknown split'}; "
             f"pass --overwrite to replace them with the {split} split (the report scores one split per run)")
     elif previous is not None and not previous.get("checkpoint_sha256"):
         stale = _unidentified_renders_stale(out, previous, Path(loaded.checkpoint))

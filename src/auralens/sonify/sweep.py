@@ -12,7 +12,7 @@ the sweep resumes: cached arrays are reused, finished runs and existing renders 
 A run made with other training settings (gate, learning rate …) or on other data (encoder,
 layer, codec, duration) is refused before anything runs, unless ``overwrite`` retrains every
 layer; encoder and codec specs naming the same local directory (relative or absolute) count as
-the same. A changed ``limit`` (the clips a layer was prepared from) is refused the same way for
+the same. A changed ``limit`` or dataset (the clips a layer was prepared from) is refused the same way for
 layers that already hold a run, and a test split without usable clips (nothing to render) is
 refused after the first layer is prepared, before any layer trains. Every layer is checked
 against the extractor before the first one is prepared, and
@@ -127,8 +127,9 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
 
     Raises:
         PrepareError: a bad layer (all are checked first).
+        AuralensError: a ``post`` chain that does not parse (before anything runs).
         TrainError: bad training options, or a layer's run was made with other training
-            settings or data or another ``limit`` (without ``overwrite``); both before anything
+            settings or data, another ``limit`` or ``data`` (without ``overwrite``); both before anything
             is prepared or trained.
         PrepareError: the prepared test split is empty (before any layer trains).
     """
@@ -137,6 +138,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
     layer_list = parse_layers(layers)
     base = replace(cfg or TrainConfig(), gate=gate, seed=seed)
     base.validate()
+    _check_post(post)
     plan = unique_layers(layer_list, check_layers(encoder, layer_list))
     layer_list = [spelling for spelling, _ in plan]
     if not overwrite:
@@ -149,6 +151,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             ldir = out / f"layer={spelling}"
             _finished(ldir / "run", base, planned)  # raises on other settings
             _check_limit(ldir, limit)
+            _check_data(ldir, data)
     rows: list[dict[str, Any]] = []
     for spelling, layer in plan:
         ldir = out / f"layer={spelling}"
@@ -183,6 +186,43 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
                            "post": list(post), "render_limit": render_limit},
                    timings={"total": time.perf_counter() - start}, extra={"layers": rows})
     return rows
+
+
+def _check_post(post: Sequence[str]) -> None:
+    """Parse every post-processing chain before anything is prepared or trained.
+
+    Raises:
+        AuralensError: ``--post 'chain': why`` for the first chain that does not parse.
+    """
+    from auralens.errors import AuralensError
+    from auralens.sonify.postprocess import parse_chain
+
+    for chain in post:
+        try:
+            parse_chain(chain)
+        except AuralensError as exc:
+            raise AuralensError(f"--post {chain!r}: {exc}") from None
+
+
+def _check_data(ldir: Path, data: str | Path) -> None:
+    """Refuse a dataset other than the one a layer with a run was prepared from (its runs
+    would otherwise count as finished on the new data).
+
+    Raises:
+        TrainError: naming both dataset paths.
+    """
+    from auralens.sonify.train import TrainError
+
+    prep_json = ldir / "prep" / "run.json"
+    if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
+        return
+    stored = (read_json(prep_json).get("config") or {}).get("data")
+    if not stored:
+        return
+    # a relative path (older runs) is taken relative to the current directory, as prepare did
+    if Path(str(stored)).resolve() != Path(data).resolve():
+        raise TrainError(f"{ldir}: was prepared and trained from {stored}, not {data}; pass the same "
+                         "DATA, or --overwrite (or another --out) to prepare and train it again")
 
 
 def _check_limit(ldir: Path, limit: int | None) -> None:

@@ -23,7 +23,7 @@ single-process one (same effective batch, same number of updates). Validation lo
 across processes; only the main process writes checkpoints, history, TensorBoard and run.json.
 
 Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
-``RUN/lr=<v>/`` plus ``RUN/summary.csv`` and ``RUN/summary.md`` (values naming the same folder,
+``RUN/lr=<v>/`` plus ``RUN/summary.csv``, ``RUN/summary.md`` and ``RUN/run.json`` (values naming the same folder,
 ``1e-3`` and ``0.001``, train once).
 
 Resuming (``resume=True``) continues ``last.safetensors`` only with the settings it was trained
@@ -323,12 +323,24 @@ def _accelerator() -> Any:
     return make_accelerator(TrainError, device_placement=False)
 
 
+def prepared_fingerprint(data: PreparedData) -> str:
+    """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of a prepared index: two
+    prepared folders holding the same clips with the same cached arrays share it."""
+    import hashlib
+    import json
+
+    rows = sorted((str(r.get("id")), str(r.get("split")), str(r.get("emb_key")), str(r.get("lat_key")))
+                  for recs in data.records.values() for r in recs)
+    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
 def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
     info = data.info
     return {"model_name": gates.canonical(cfg.gate), "model_args": model_args,
             "versions": _versions(),
             "extractor": info["extractor"], "codec": info["codec"], "normalize": cfg.normalize,
-            "duration": info.get("duration"), "prepared": str(data.root), "lr": cfg.lr,
+            "duration": info.get("duration"), "prepared": str(data.root),
+            "prepared_sha256": prepared_fingerprint(data), "lr": cfg.lr,
             "config": asdict(cfg), **state}
 
 
@@ -347,7 +359,8 @@ _VERSIONS: dict[str, Any] | None = None
 def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
                result: dict[str, Any] | None = None, device: torch.device | None = None) -> None:
     info = data.info
-    config = {"prepared": str(data.root), "encoder": info["extractor"].get("spec"),
+    config = {"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
+              "encoder": info["extractor"].get("spec"),
               "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
               "duration": info.get("duration"),
               **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
@@ -395,7 +408,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         raise TrainError(f"{run}: already holds a training run; pass --resume to continue it "
                          "or --overwrite to start again")
     if resume and last_path.exists():
-        check_resumable(ckpt.read_header(last_path), cfg, last_path)
+        check_resumable(ckpt.read_header(last_path), cfg, last_path, prepared=data)
     torch.manual_seed(cfg.seed)
     opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
     try:
@@ -586,16 +599,22 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     return result
 
 
-def check_resumable(header: Mapping[str, Any], cfg: TrainConfig, path: str | Path = "checkpoint") -> None:
+def check_resumable(header: Mapping[str, Any], cfg: TrainConfig, path: str | Path = "checkpoint", *,
+                    prepared: PreparedData | None = None) -> None:
     """Refuse to continue a checkpoint with settings that change the model or the loss.
 
     Only the keys in :data:`RESUME_MAY_CHANGE` (learning rate, epochs, device …) may differ
-    from the stored ``header["config"]``.
+    from the stored ``header["config"]``; with ``prepared``, the prepared data must be the one
+    the checkpoint was trained on (:func:`prepared_fingerprint`; checkpoints of older versions,
+    which record none, are not checked).
 
     Raises:
         CheckpointMismatchError: listing every key that differs, with both values.
     """
     diffs = config_differences(header.get("config") or {}, cfg)
+    stored_fp = header.get("prepared_sha256")
+    if prepared is not None and stored_fp and stored_fp != prepared_fingerprint(prepared):
+        diffs.append(f"prepared data {header.get('prepared')} → {prepared.root}")
     if diffs:
         raise CheckpointMismatchError(
             f"{path}: cannot resume with changed settings ({'; '.join(diffs)}); only "
@@ -614,7 +633,7 @@ def _tb_writer(path: Path) -> Any:
 
 def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequence[float], *,
                resume: bool = False, overwrite: bool = False) -> list[TrainResult]:
-    """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``.
+    """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``/``run.json``.
 
     A diverging learning rate is recorded as such and the grid continues. With ``resume``,
     finished runs are skipped and unfinished ones continue; a run made with other settings is
@@ -630,9 +649,11 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     if resume and not overwrite:  # refuse mismatched runs before any of them trains
         for lr in lrs:
             run, rcfg = out / lr_dirname(lr), replace(cfg, lr=float(lr))
-            done[lr] = _finished(run, rcfg, data.info)
+            done[lr] = _finished(run, rcfg, data.info, fingerprint=prepared_fingerprint(data),
+                                 prepared_root=data.root)
             if done[lr] is None and (run / "last.safetensors").exists():
-                check_resumable(ckpt.read_header(run / "last.safetensors"), rcfg, run / "last.safetensors")
+                check_resumable(ckpt.read_header(run / "last.safetensors"), rcfg, run / "last.safetensors",
+                                prepared=data)
     results: list[TrainResult] = []
     for lr in lrs:
         run = out / lr_dirname(lr)
@@ -654,6 +675,16 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
 
     if PartialState().is_main_process:
         write_summary(out, results)
+        info = data.info
+        write_run_json(out, command="sonify train", seed=cfg.seed,
+                       config={"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
+                               "encoder": info["extractor"].get("spec"),
+                               "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
+                               "duration": info.get("duration"), **asdict(cfg),
+                               "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate),
+                               "lr": [float(v) for v in lrs]},
+                       models={"extractor": info["extractor"], "codec": info["codec"]},
+                       extra={"result": {"grid": [_row(r, out) for r in results]}})
     return results
 
 
@@ -685,7 +716,8 @@ def _data_differs(key: str, have: Any, want: Any) -> bool:
     return str(have) != str(want)
 
 
-def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = None) -> TrainResult | None:
+def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = None, *,
+              fingerprint: str | None = None, prepared_root: str | Path | None = None) -> TrainResult | None:
     """The result of a finished run in ``run`` made with ``cfg``, else None (nothing or unfinished).
 
     Args:
@@ -696,6 +728,9 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
             the same shape describing the data it is about to prepare); its encoder, layer,
             codec and duration must match too, encoder and codec specs compared with local
             paths resolved (:func:`normalise_spec`).
+        fingerprint: :func:`prepared_fingerprint` of that data; compared with the stored one
+            where the run records it (runs of older versions are not checked); ``prepared_root``
+            names that data in the message.
 
     Raises:
         TrainError: ``run`` holds a run made with other settings (the message lists them).
@@ -712,6 +747,8 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
                 "duration": prepared.get("duration")}
         diffs += [f"{k} {stored[k]!r} → {want[k]!r}" for k in _DATA_KEYS
                   if k in stored and _data_differs(k, stored[k], want[k])]
+    if fingerprint is not None and stored.get("prepared_sha256") and stored["prepared_sha256"] != fingerprint:
+        diffs.append(f"prepared data {stored.get('prepared')} → {prepared_root or 'another prepared dataset'}")
     if diffs:
         raise TrainError(f"{run}: holds a run made with other settings ({'; '.join(diffs)}); choose "
                          "another --out or pass --overwrite to train it again")
