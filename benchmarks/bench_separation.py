@@ -159,7 +159,9 @@ def main() -> None:
     print(f"{'separator':<14} {'1S':>6} {'MSi':>6} {'SDR2-4':>7} {'RTF':>7} " +
           " ".join(f"{'SI-SNRi@' + str(k):>10}" for k in (2, 3, 4)))
     for spec, s in results.items():
-        sdr = np.nanmean([s["by_count"][k]["sdr"] for k in s["by_count"] if k >= 2])
+        sdrs = [v for k, c in s["by_count"].items()
+                if k >= 2 and (v := c["sdr"]) is not None and math.isfinite(v)]
+        sdr = float(np.mean(sdrs)) if sdrs else float("nan")  # no SDR under --no-bss
         per = " ".join(f"{_fmt(s['by_count'].get(k, {}).get('si_snri', float('nan'))):>10}" for k in (2, 3, 4))
         print(f"{spec:<14} {_fmt(s['1S'])} {_fmt(s['MSi'])} {_fmt(sdr):>7} {s['rtf']:7.4f} {per}")
 
