@@ -29,6 +29,7 @@ from auralens.config import changed_keys
 from auralens.errors import AuralensError
 from auralens.io import (
     Timer,
+    check_out_dir,
     read_jsonl,
     read_recorded_settings,
     to_jsonable,
@@ -123,8 +124,7 @@ def check_demo_dir(out: Path, settings: dict[str, Any]) -> None:
     Raises:
         DemoError: ``out`` is a file, or holds a demo whose seed, data, quick or plan differ.
     """
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"{out}: exists and is not a directory; choose another --out")
+    check_out_dir(out, DemoError, "; choose another --out")
     old = _recorded(out) if out.is_dir() else None
     if old is None:
         return

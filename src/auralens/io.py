@@ -32,6 +32,14 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def check_out_dir(out: str | Path, error: type[Exception],
+                  hint: str = " (--out names a folder)") -> None:
+    """Refuse an output folder that exists as a file, before any work (``mkdir`` would only
+    say 'File exists', after the work): ``error(f"{out}: exists and is not a directory{hint}")``."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise error(f"{out}: exists and is not a directory{hint}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.

@@ -23,7 +23,13 @@ from scipy import signal
 
 from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, write
 from auralens.data import DatasetError, check_free_space, check_length
-from auralens.io import atomic_path, read_recorded_settings, remove_stale_temps, write_json
+from auralens.io import (
+    atomic_path,
+    check_out_dir,
+    read_recorded_settings,
+    remove_stale_temps,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -496,8 +502,7 @@ def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
     """Refuse an ``out_dir`` made with other settings or holding a dataset synth did not make."""
     if not out_dir.exists():
         return
-    if not out_dir.is_dir():
-        raise DatasetError(f"{out_dir}: exists and is not a directory; choose another --out")
+    check_out_dir(out_dir, DatasetError, "; choose another --out")
     old = _recorded_settings(out_dir)
     if old is None:
         found = [f"{p.relative_to(out_dir)}" for p in (out_dir / "meta" / "esc50.csv", out_dir / "run.json")

@@ -72,6 +72,7 @@ from auralens.io import (
     ErrorLog,
     Timer,
     append_jsonl,
+    check_out_dir,
     read_jsonl,
     remove_stale_temps,
     write_json,
@@ -318,12 +319,6 @@ def _check_numbers(cfg: dict[str, Any], src: str) -> None:
     reverb = data.get("reverb")
     if reverb is not None and not isinstance(reverb, bool):
         raise ConfigError(f"{src}: data.reverb must be true or false, got {reverb!r}")
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists')."""
-    if out.exists() and not out.is_dir():
-        raise ExperimentError(f"{out}: exists and is not a directory (--out names a folder)")
 
 
 def _is_template_composer(value: Any) -> bool:
@@ -928,7 +923,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     _check_numbers(cfg, cfg.get("_source") or "experiment")  # sections expand_methods reads
     methods = expand_methods(cfg)
     validate_experiment(cfg, methods)  # config errors before any work
-    _check_out(out)
+    check_out_dir(out, ExperimentError)
     results_path = out / "results.jsonl"
     old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
     # Other settings than the rows already there: refused before any data or model is

@@ -43,6 +43,7 @@ from auralens.io import (
     ErrorLog,
     Timer,
     append_jsonl,
+    check_out_dir,
     read_json,
     read_jsonl,
     remove_stale_temps,
@@ -334,16 +335,6 @@ def activity_config(settings: Any, where: str = "activity") -> Any:
         else:
             values[key] = float(value)
     return ActivityConfig(**values)
-
-
-def check_out_dir(out_dir: str | Path) -> None:
-    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists').
-
-    Raises:
-        ImagineError: ``out_dir`` exists and is not a directory.
-    """
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise ImagineError(f"{out_dir}: exists and is not a directory (--out names a folder)")
 
 
 def _as_config(config: ImagineConfig | dict[str, Any] | None) -> ImagineConfig:
@@ -667,7 +658,7 @@ def imagine(input: str | Path, out_dir: str | Path,
     """
     cfg = _as_config(config)
     out = Path(out_dir)
-    check_out_dir(out)
+    check_out_dir(out, ImagineError)
     stages = stages or Stages(cfg)
     stages.check()  # a bad spec fails here, before separation, leaving out_dir as it was
     if not Path(input).exists():
@@ -1072,8 +1063,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
     dest = shard_dir(out, parsed)
-    check_out_dir(out)
-    check_out_dir(dest)
+    check_out_dir(out, ImagineError)
+    check_out_dir(dest, ImagineError)
     results_path = dest / "results.jsonl"
     _check_resume(results_path, read_jsonl(results_path), key, settings, out)
     stages = Stages(cfg)

@@ -17,6 +17,7 @@ import numpy as np
 
 from auralens.config import fingerprint
 from auralens.errors import AuralensError
+from auralens.io import check_out_dir
 from auralens.scene.separate.activity import ActivityConfig, filter_estimates
 from auralens.scene.separate.base import SEPARATORS, ReferenceSeparator, Separator
 
@@ -89,12 +90,6 @@ def _refuse_reference(separator: Separator) -> None:
                               "'auralens separate eval' only")
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``--out`` that is a file before any work (mkdir would only say 'File exists')."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SeparationError(f"{out_dir}: exists and is not a directory (--out names a folder)")
-
-
 def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     """``[T]`` → ``[M, T]`` with shape checks (a backend returning a wrong shape is a bug)."""
     _refuse_reference(separator)
@@ -130,7 +125,7 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     out_dir = Path(out_dir)
     if not Path(path).exists():  # name the input before spending time on the model
         raise AudioError(path, "file not found")
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir, SeparationError)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     with timer("load_audio"):
@@ -244,7 +239,7 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     timer = Timer()
     parsed = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     out = Path(out_dir)
-    _check_out_dir(out)
+    check_out_dir(out, SeparationError)
     dest = shard_dir(out, parsed)
     # An output folder inside the source must not feed its own results back in on a rerun.
     items = batch_inputs(source, exclude=(out.resolve(),) if Path(source).is_dir() else ())
@@ -431,7 +426,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
 
     timer = Timer()
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir, SeparationError)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     errors = ErrorLog(out_dir / "errors.jsonl", reset=True)

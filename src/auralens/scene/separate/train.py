@@ -35,6 +35,7 @@ from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
     append_jsonl,
     atomic_path,
+    check_out_dir,
     read_jsonl,
     remove_stale_temps,
     write_jsonl,
@@ -695,8 +696,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
 
     cfg = cfg or TrainConfig()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"{out}: exists and is not a directory (--out names the run directory)")
+    check_out_dir(out, TrainError, " (--out names the run directory)")
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     device = _device(cfg.device, acc)
