@@ -9,6 +9,10 @@ import numpy as np
 
 from auralens.registry import Registry
 
+#: Inputs shorter than this are zero-padded for the separator and the estimates cut back
+#: (an STFT with centred frames needs more samples than half its window).
+MIN_SEPARATE_SAMPLES = 2048
+
 
 class Separator(ABC):
     """Universal sound separation.
@@ -25,7 +29,7 @@ class Separator(ABC):
     name: str = "separator"
     sample_rate: int = 16000
     num_sources: int = 4
-    min_samples: int = 2048
+    min_samples: int = MIN_SEPARATE_SAMPLES
 
     @abstractmethod
     def separate(self, mix: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.scene.separate.base import Separator, check_options
+from auralens.scene.separate.base import MIN_SEPARATE_SAMPLES, Separator, check_options
 from auralens.scene.separate.tdcnpp import TDCNppConfig, istft, stft
 from auralens.specs import ModelSpec
 
@@ -82,7 +82,7 @@ class NMFSeparator(Separator):
         self.sample_rate = sample_rate
         self.stft_cfg = TDCNppConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop)
         # A window longer than the default padding would still be refused by torch.stft.
-        self.min_samples = max(Separator.min_samples, n_fft)
+        self.min_samples = max(MIN_SEPARATE_SAMPLES, n_fft)
 
     def separate(self, mix: np.ndarray) -> np.ndarray:
         mix_t = torch.from_numpy(np.ascontiguousarray(mix, np.float32))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from auralens.errors import AuralensError
-from auralens.scene.separate.base import ReferenceSeparator, check_options
+from auralens.scene.separate.base import MIN_SEPARATE_SAMPLES, ReferenceSeparator, check_options
 from auralens.scene.separate.tdcnpp import TDCNppConfig, istft, stft
 from auralens.specs import ModelSpec
 
@@ -37,7 +37,7 @@ class OracleMaskSeparator(ReferenceSeparator):
         self.sample_rate = sample_rate
         self.stft_cfg = TDCNppConfig(sample_rate=sample_rate, n_fft=n_fft, hop=hop)
         # A window longer than the default padding would still be refused by torch.stft.
-        self.min_samples = max(ReferenceSeparator.min_samples, n_fft)
+        self.min_samples = max(MIN_SEPARATE_SAMPLES, n_fft)
 
     def masks(self, refs: np.ndarray) -> torch.Tensor:
         """``[N, T]`` references → ``[N, F, K]`` masks."""

@@ -19,7 +19,12 @@ from auralens.config import fingerprint
 from auralens.errors import AuralensError
 from auralens.io import check_out_dir
 from auralens.scene.separate.activity import ActivityConfig, filter_estimates
-from auralens.scene.separate.base import SEPARATORS, ReferenceSeparator, Separator
+from auralens.scene.separate.base import (
+    MIN_SEPARATE_SAMPLES,
+    SEPARATORS,
+    ReferenceSeparator,
+    Separator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +60,10 @@ def load_separator(spec: str | None = None, **params: Any) -> Separator:
     return SEPARATORS.build(spec, **params)
 
 
-#: Inputs shorter than this are zero-padded for the separator and the estimates cut back
-#: (an STFT with centred frames needs more samples than half its window).
-MIN_SEPARATE_SAMPLES = 2048
-
-
 def min_samples(separator: Separator) -> int:
     """The length shorter inputs are zero-padded to: the separator's ``min_samples`` (its STFT
     window, for the built-in ones), and at least :data:`MIN_SEPARATE_SAMPLES`."""
-    return max(MIN_SEPARATE_SAMPLES, int(getattr(separator, "min_samples", MIN_SEPARATE_SAMPLES)))
+    return max(MIN_SEPARATE_SAMPLES, int(separator.min_samples))
 
 
 def _padded(fn: Any, mix: np.ndarray, *rest: np.ndarray,

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from auralens.errors import AuralensError, CheckpointMismatchError
-from auralens.scene.separate.base import Separator
+from auralens.scene.separate.base import MIN_SEPARATE_SAMPLES, Separator
 from auralens.specs import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -610,7 +610,7 @@ class TDCNppSeparator(Separator):
         self.name = name
         self.num_sources = model.cfg.num_sources
         # torch.stft needs more samples than half a window: shorter inputs are padded to this
-        self.min_samples = max(Separator.min_samples, model.cfg.n_fft)
+        self.min_samples = max(MIN_SEPARATE_SAMPLES, model.cfg.n_fft)
 
     @torch.inference_mode()
     def _run(self, mix: np.ndarray) -> np.ndarray:
