@@ -375,8 +375,7 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         train.slots = slots
         return train, val
     if slots is not None:
-        raise TrainError(f"{data}: assign 'classes' needs an ESC-50 folder (meta/esc50.csv) to "
-                         "know each clip's class")
+        _need_classes(data)
     if (data / "manifest.jsonl").exists() or (data / "train").is_dir():
         train_recs = _fuss_records(data, "train")
         val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
@@ -541,6 +540,13 @@ def _check_pair(out: Path, last_ckpt: Path, last_state: Path, steps_per_epoch: i
                      f"{last_state} to start over")
 
 
+def _need_classes(data: Path) -> None:
+    """``assign: classes`` reads each clip's class from an ESC-50 folder's metadata."""
+    if not (Path(data) / "meta" / "esc50.csv").exists():
+        raise TrainError(f"{data}: assign 'classes' needs an ESC-50 folder (meta/esc50.csv) to "
+                         "know each clip's class")
+
+
 def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNppConfig:
     """``model_cfg`` with one slot per class of the training clips (``assign: classes``).
 
@@ -550,9 +556,7 @@ def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNpp
     """
     from auralens.data.esc50 import load_esc50
 
-    if not (Path(data) / "meta" / "esc50.csv").exists():
-        raise TrainError(f"{data}: assign 'classes' needs an ESC-50 folder (meta/esc50.csv) to "
-                         "know each clip's class")
+    _need_classes(data)
     labels = sorted({c.label or "" for c in load_esc50(Path(data), folds=cfg.train_folds)})
     if len(labels) < model_cfg.num_sources:
         raise TrainError(f"{data}: assign 'classes' needs at least {model_cfg.num_sources} classes "
