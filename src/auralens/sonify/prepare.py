@@ -46,6 +46,7 @@ storage dtype, duration, data path, seed or limit differ.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -617,6 +618,16 @@ class PreparedData:
     emb: dict[str, np.ndarray]
     lat: dict[str, np.ndarray]
     records: dict[str, list[dict[str, Any]]]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of the index."""
+        import hashlib
+        import json
+
+        rows = sorted((str(r.get("id")), str(r.get("split")), str(r.get("emb_key")), str(r.get("lat_key")))
+                      for recs in self.records.values() for r in recs)
+        return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
 
     @property
     def in_dim(self) -> int:

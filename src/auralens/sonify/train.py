@@ -324,14 +324,9 @@ def _accelerator() -> Any:
 
 
 def prepared_fingerprint(data: PreparedData) -> str:
-    """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of a prepared index: two
-    prepared folders holding the same clips with the same cached arrays share it."""
-    import hashlib
-    import json
-
-    rows = sorted((str(r.get("id")), str(r.get("split")), str(r.get("emb_key")), str(r.get("lat_key")))
-                  for recs in data.records.values() for r in recs)
-    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+    """:attr:`PreparedData.fingerprint`: two prepared folders holding the same clips with the
+    same cached arrays share it (computed once per loaded dataset, read at every checkpoint)."""
+    return data.fingerprint
 
 
 def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **state: Any) -> dict[str, Any]:
