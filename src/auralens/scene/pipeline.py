@@ -327,14 +327,12 @@ def activity_config(settings: Any, where: str = "activity") -> Any:
         elif (isinstance(value, bool) or not isinstance(value, (int, float))
               or not math.isfinite(value)):
             raise ImagineError(f"{where}.{key} must be a number, got {value!r}")
-        elif key in ("threshold", "min_rms_ratio") and value < 0:
-            raise ImagineError(f"{where}.{key} must be ≥ 0, got {value!r}")
-        elif key == "min_active_frac" and not 0 <= value <= 1:
-            raise ImagineError(f"{where}.{key} must be from 0 to 1 (a fraction of the frames), "
-                               f"got {value!r}")
         else:
             values[key] = float(value)
-    return ActivityConfig(**values)
+    try:
+        return ActivityConfig(**values)
+    except ValueError as exc:  # a value out of range, checked where the config is defined
+        raise ImagineError(f"{where}.{exc}") from None
 
 
 def _as_config(config: ImagineConfig | dict[str, Any] | None) -> ImagineConfig:

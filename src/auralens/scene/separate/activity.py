@@ -41,11 +41,12 @@ class ActivityConfig:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"unknown activity rule {self.rule!r}; choose one of {RULES}")
+        # Messages start with the option's name: activity_config prefixes where it came from.
         for key in ("threshold", "min_rms_ratio"):
             if not getattr(self, key) >= 0:  # NaN fails too
-                raise ValueError(f"activity {key} must be ≥ 0, got {getattr(self, key)!r}")
+                raise ValueError(f"{key} must be ≥ 0, got {getattr(self, key)!r}")
         if not 0 <= self.min_active_frac <= 1:
-            raise ValueError(f"activity min_active_frac must be from 0 to 1, "
+            raise ValueError(f"min_active_frac must be from 0 to 1 (a fraction of the frames), "
                              f"got {self.min_active_frac!r}")
 
 
