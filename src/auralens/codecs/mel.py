@@ -235,15 +235,12 @@ def _check_options(*, sample_rate: Any, n_fft: Any, hop_length: Any, n_mels: Any
                              ("n_iter", n_iter, 0), ("nnls_iter", nnls_iter, 0), ("seed", seed, 0)):
         if not _is_int(value) or value < low:
             raise ValueError(f"mel codec option {name} must be a whole number ≥ {low}, got {value!r}")
-    for name, value in (("fmin", fmin), ("momentum", momentum), ("log_floor", log_floor)):
+    numbers = [("fmin", fmin), ("momentum", momentum), ("log_floor", log_floor)]
+    for name, value in numbers + ([("fmax", fmax)] if fmax is not None else []):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(value):
             raise ValueError(f"mel codec option {name} must be a finite number, got {value!r}")
     nyquist = float(sample_rate) / 2
-    if fmax is not None and (isinstance(fmax, bool)
-                             or not isinstance(fmax, (int, float, np.integer, np.floating))
-                             or not math.isfinite(fmax)):
-        raise ValueError(f"mel codec option fmax must be a finite number, got {fmax!r}")
     if fmin < 0:
         raise ValueError(f"mel codec option fmin must be ≥ 0 Hz, got {fmin!r}")
     if fmax is not None and not 0 < fmax <= nyquist:

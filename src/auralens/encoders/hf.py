@@ -162,9 +162,7 @@ def pick_device(device: str | None = None) -> str:
     """
     from auralens.devices import check_device
 
-    if device in (None, "", "auto"):
-        return str(check_device("auto"))
-    return str(check_device(str(device)))
+    return str(check_device(str(device or "auto")))
 
 
 def torch_dtype(name: str | None) -> Any:
