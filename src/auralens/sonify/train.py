@@ -351,14 +351,20 @@ def _versions() -> dict[str, Any]:
 _VERSIONS: dict[str, Any] | None = None
 
 
+def _run_config(cfg: TrainConfig, data: PreparedData) -> dict[str, Any]:
+    """run.json ``config`` of a training run (or an lr grid): the data it trained on and ``cfg``."""
+    info = data.info
+    return {"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
+            "encoder": info["extractor"].get("spec"),
+            "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
+            "duration": info.get("duration"),
+            **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
+
+
 def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
                result: dict[str, Any] | None = None, device: torch.device | None = None) -> None:
     info = data.info
-    config = {"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
-              "encoder": info["extractor"].get("spec"),
-              "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
-              "duration": info.get("duration"),
-              **asdict(cfg), "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate)}
+    config = _run_config(cfg, data)
     if device is not None:  # "device" is the request (auto …); this is what it resolved to
         config["device_resolved"] = str(device)
     write_run_json(run, command="sonify train", config=config,
@@ -672,12 +678,7 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
         write_summary(out, results)
         info = data.info
         write_run_json(out, command="sonify train", seed=cfg.seed,
-                       config={"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
-                               "encoder": info["extractor"].get("spec"),
-                               "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
-                               "duration": info.get("duration"), **asdict(cfg),
-                               "gate": gates.canonical(cfg.gate), "gate_alias": gates.alias(cfg.gate),
-                               "lr": [float(v) for v in lrs]},
+                       config={**_run_config(cfg, data), "lr": [float(v) for v in lrs]},
                        models={"extractor": info["extractor"], "codec": info["codec"]},
                        extra={"result": {"grid": [_row(r, out) for r in results]}})
     return results
