@@ -141,8 +141,7 @@ class TrainConfig:
                 raise TrainError(f"{name} must be a whole number ≥ 1, got {value!r}")
         for name in ("crop_seconds", "lr", "val_seconds", "recipe_seconds"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-                    or not math.isfinite(value):
+            if not _number(value) or not value > 0:
                 raise TrainError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.model, dict):
             raise TrainError(f"model must be a mapping of TDCN++ options, got {self.model!r}")
