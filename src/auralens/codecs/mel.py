@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_number
 from auralens.codecs.base import Codec
 from auralens.specs import ModelSpec
 
@@ -216,8 +216,7 @@ class MelCodec(Codec):
 
 
 def _is_int(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value) and float(value).is_integer())
+    return is_number(value) and float(value).is_integer()
 
 
 def _check_options(*, sample_rate: Any, n_fft: Any, hop_length: Any, n_mels: Any, fmin: Any,
@@ -237,8 +236,7 @@ def _check_options(*, sample_rate: Any, n_fft: Any, hop_length: Any, n_mels: Any
             raise ValueError(f"mel codec option {name} must be a whole number ≥ {low}, got {value!r}")
     numbers = [("fmin", fmin), ("momentum", momentum), ("log_floor", log_floor)]
     for name, value in numbers + ([("fmax", fmax)] if fmax is not None else []):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(value):
+        if not is_number(value):
             raise ValueError(f"mel codec option {name} must be a finite number, got {value!r}")
     nyquist = float(sample_rate) / 2
     if fmin < 0:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from scipy import signal
 
 from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, write
+from auralens.checks import is_number, is_whole
 from auralens.data import DatasetError, check_free_space, check_length
 from auralens.io import (
     atomic_path,
@@ -356,11 +356,10 @@ def check_clip_settings(sample_rate: int, duration: float) -> None:
             and at most :data:`~auralens.data.MAX_DURATION_S` seconds /
             :data:`~auralens.data.MAX_SAMPLES` samples.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
-            or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+    if not is_whole(sample_rate) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise DatasetError(f"sample rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
                            f"got {sample_rate!r}")
-    if not isinstance(duration, (int, float, np.number)) or not math.isfinite(duration) or duration <= 0:
+    if not is_number(duration) or duration <= 0:
         raise DatasetError(f"duration must be a positive number of seconds, got {duration!r}")
     check_length(duration, sample_rate)
 
@@ -439,8 +438,7 @@ def synthesize(
     repeated = [c for c in dict.fromkeys(names) if names.count(c) > 1]
     if repeated:  # each would be written twice to meta/esc50.csv
         raise DatasetError(f"synth class(es) {', '.join(repeated)} given more than once; name each class once")
-    if isinstance(clips_per_class, bool) or not isinstance(clips_per_class, (int, np.integer)) \
-            or not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS:
+    if not is_whole(clips_per_class) or not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS:
         raise DatasetError(f"clips_per_class must be an integer from 1 to {MAX_CLIPS_PER_CLASS}, "
                            f"got {clips_per_class!r}")
     check_clip_settings(sample_rate, duration)  # before anything is written

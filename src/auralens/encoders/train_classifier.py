@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError
 from auralens.io import ErrorLog, Timer, read_json, remove_stale_temps, write_json, write_run_json
 
@@ -93,25 +94,25 @@ class ClassifierConfig:
                     "batch_size": 1}
         for name, low in at_least.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_whole(value, low):
                 raise AuralensError(f"{name} must be a whole number ≥ {low}, got {value!r}")
         if self.hidden_size % self.num_heads:
             raise AuralensError(f"hidden_size {self.hidden_size} must be a multiple of the "
                                 f"{self.num_heads} attention heads")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (is_number(self.lr) and self.lr > 0):
             raise AuralensError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("dropout", "label_smoothing"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            if not (is_number(value) and 0.0 <= value < 1.0):
                 raise AuralensError(f"{name} must be in [0, 1), got {value!r}")
         for name in ("weight_decay", "warmup_epochs", "mixup", "gain_db"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (is_number(value) and value >= 0):
                 raise AuralensError(f"{name} must be a number ≥ 0, got {value!r}")
-        if self.threads is not None and self.threads < 1:
-            raise AuralensError(f"threads must be at least 1, got {self.threads}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise AuralensError(f"max_steps must be at least 1, got {self.max_steps}")
+        for name in ("threads", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and not is_whole(value, 1):
+                raise AuralensError(f"{name} must be a whole number ≥ 1, got {value!r}")
 
 
 def _fbank_extractor(cfg: ClassifierConfig) -> Any:

@@ -26,6 +26,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from auralens.checks import is_whole
 from auralens.errors import AuralensError
 from auralens.evaluate.judge_base import JUDGES, Judge
 from auralens.specs import ModelSpec, parse_spec
@@ -221,7 +222,7 @@ class LLMJudge(Judge):
 
     def __init__(self, spec: str | ModelSpec | None = None, *, chat: ChatFn | None = None,
                  retries: int = 1, name: str | None = None, **params: Any) -> None:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if not is_whole(retries, 0):
             raise JudgeError(f"judge option retries must be a whole number ≥ 0, got {retries!r}")
         if chat is None:
             if spec is None:

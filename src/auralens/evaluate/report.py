@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError
 from auralens.io import ErrorLog, Timer, read_json, write_json, write_run_json, write_text
 
@@ -193,15 +194,14 @@ def _check_options(smoothing: float | str | None, topk: int, max_clips: int | No
                 raise ReportError(f"smoothing must be 'auto' or a number in [0, 1), "
                                   f"got {smoothing!r}") from None
     if smoothing is not None and smoothing != "auto":
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) \
-                or not (math.isfinite(smoothing) and 0.0 <= smoothing < 1.0):
+        if not is_number(smoothing) or not 0.0 <= smoothing < 1.0:
             raise ReportError(f"smoothing must be 'auto' or a number in [0, 1) (0: raw curves), "
                               f"got {smoothing!r}")
         smoothing = float(smoothing) or None
     for name, value in (("topk", topk), ("max_clips", max_clips)):
         if value is None and name == "max_clips":
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_whole(value, 1):
             raise ReportError(f"{name} must be an integer ≥ 1, got {value!r}"
                               + (" (leave it out to show every clip)" if name == "max_clips" else ""))
     return smoothing
@@ -260,8 +260,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     if not runs:
         raise ReportError("no run directories given")
     smoothing = _check_options(smoothing, topk, max_clips)
-    if sigma is not None and not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
-                                  and math.isfinite(sigma) and sigma > 0):
+    if sigma is not None and not (is_number(sigma) and sigma > 0):
         raise ReportError(f"sigma must be a positive number, got {sigma!r}")
     out = Path(out)
     paths = [Path(r) for r in runs]

@@ -45,7 +45,6 @@ import copy
 import functools
 import itertools
 import logging
-import math
 import random
 import shutil
 import subprocess
@@ -57,6 +56,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.config import (
     ConfigError,
     apply_overrides,
@@ -303,17 +303,14 @@ def _check_numbers(cfg: dict[str, Any], src: str) -> None:
               ("subset.n", subset, "n", 0), ("subset.seed", subset, "seed", 0)]
     for label, section, key, low in wholes:
         value = section.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        if value is not None and not is_whole(value, low):
             raise ConfigError(f"{src}: {label} must be a whole number ≥ {low}, got {value!r}")
     duration = data.get("duration")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                                 or not math.isfinite(duration) or duration <= 0):
+    if duration is not None and not (is_number(duration) and duration > 0):
         raise ConfigError(f"{src}: data.duration must be a positive number of seconds, got {duration!r}")
     folds = data.get("folds")
     if folds is not None and not (
-            (isinstance(folds, int) and not isinstance(folds, bool) and folds >= 0)
-            or (isinstance(folds, list) and all(isinstance(f, int) and not isinstance(f, bool)
-                                                and f >= 0 for f in folds))):
+            is_whole(folds, 0) or (isinstance(folds, list) and all(is_whole(f, 0) for f in folds))):
         raise ConfigError(f"{src}: data.folds must be a list of whole numbers ≥ 0 (e.g. [1, 2]) "
                           f"or one such number, got {folds!r}")
     reverb = data.get("reverb")

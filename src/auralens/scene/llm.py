@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
 from auralens.specs import ModelSpec, SpecError, parse_spec
 
@@ -105,8 +105,7 @@ Rule = tuple[Callable[[Any], bool], str]
 def whole_rule(low: int, *, optional: bool = False) -> Rule:
     """A value rule: a whole number ≥ ``low`` (or None when ``optional``)."""
     def test(v: Any) -> bool:
-        return (optional and v is None) or (not isinstance(v, bool) and isinstance(v, int)
-                                            and v >= low)
+        return (optional and v is None) or is_whole(v, low)
     return test, f"a whole number ≥ {low}"
 
 
@@ -116,7 +115,7 @@ def number_rule(low: float, *, above: bool = False, high: float | None = None,
     def test(v: Any) -> bool:
         if optional and v is None:
             return True
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_number(v):
             return False
         return (v > low if above else v >= low) and (high is None or v <= high)
     if high is not None:

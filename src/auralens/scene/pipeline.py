@@ -25,7 +25,6 @@ import contextlib
 import copy
 import importlib
 import logging
-import math
 import re
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.config import changed_keys, check_fingerprints, fingerprint, same_working_dir
 from auralens.errors import AuralensError
 from auralens.io import (
@@ -121,7 +121,7 @@ class ImagineConfig:
                                    f"got {value!r}")
         for key in ("seed", "min_kept"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not is_whole(value, 0):
                 raise ImagineError(f"{key} must be a whole number ≥ 0, got {value!r}")
         if not isinstance(self.report, bool):
             raise ImagineError(f"report must be true or false, got {self.report!r}")
@@ -321,11 +321,10 @@ def activity_config(settings: Any, where: str = "activity") -> Any:
                 raise ImagineError(f"{where}.rule: unknown rule {value!r}; use one of "
                                    f"{', '.join(RULES)}")
         elif key == "frame":
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_whole(value, 1):
                 raise ImagineError(f"{where}.frame must be a positive whole number of samples, "
                                    f"got {value!r}")
-        elif (isinstance(value, bool) or not isinstance(value, (int, float))
-              or not math.isfinite(value)):
+        elif not is_number(value):
             raise ImagineError(f"{where}.{key} must be a number, got {value!r}")
         else:
             values[key] = float(value)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from auralens.checks import is_number, is_whole
 from auralens.data.mix import to_slots, zero_absent
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
@@ -137,11 +138,11 @@ class TrainConfig:
                     "batch_size": self.batch_size, "max_sources": self.max_sources,
                     "n_val": self.n_val}
         for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_whole(value, 1):
                 raise TrainError(f"{name} must be a whole number ≥ 1, got {value!r}")
         for name in ("crop_seconds", "lr", "val_seconds", "recipe_seconds"):
             value = getattr(self, name)
-            if not _number(value) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise TrainError(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.model, dict):
             raise TrainError(f"model must be a mapping of TDCN++ options, got {self.model!r}")
@@ -151,16 +152,16 @@ class TrainConfig:
             raise TrainError(f"recipe must be 'dry' or 'fuss', got {self.recipe!r}")
         if self.assign not in ("pit", "classes"):
             raise TrainError(f"assign must be 'pit' or 'classes', got {self.assign!r}")
-        if not _number(self.dynamic_share) or not 0.0 <= self.dynamic_share <= 1.0:
+        if not is_number(self.dynamic_share) or not 0.0 <= self.dynamic_share <= 1.0:
             raise TrainError(f"dynamic_share must be in [0, 1], got {self.dynamic_share!r}")
-        if not _number(self.grad_clip) or not self.grad_clip > 0:
+        if not is_number(self.grad_clip) or not self.grad_clip > 0:
             # a negative limit would flip the gradients' sign (training uphill)
             raise TrainError(f"grad_clip must be a positive number, got {self.grad_clip!r}")
-        if not _number(self.gain_db_min) or self.gain_db_min > 0:
+        if not is_number(self.gain_db_min) or self.gain_db_min > 0:
             raise TrainError(f"gain_db_min must be a number ≤ 0 (dB), got {self.gain_db_min!r}")
         for name in ("seed", "threads", "rooms"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not is_whole(value, 0):
                 raise TrainError(f"{name} must be a whole number ≥ 0, got {value!r}")
         for name in ("preset", "dynamic_data", "device"):
             if not isinstance(getattr(self, name), str):
@@ -169,20 +170,14 @@ class TrainConfig:
             raise TrainError(f"keep must be true or false, got {self.keep!r}")
         for name in ("train_folds", "val_folds"):
             value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
+            if is_whole(value):
                 value = [value]  # `--set val_folds=4` means one fold
                 setattr(self, name, value)
-            if not isinstance(value, list) or not value or any(
-                    isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            if not isinstance(value, list) or not value or not all(is_whole(v, 1) for v in value):
                 raise TrainError(f"{name} must be a fold number or a list of them (≥ 1), got {value!r}")
         w = self.count_weights
-        if not isinstance(w, list) or not all(_number(v) and v >= 0 for v in w) or (w and not sum(w) > 0):
+        if not isinstance(w, list) or not all(is_number(v) and v >= 0 for v in w) or (w and not sum(w) > 0):
             raise TrainError(f"count_weights must be a list of numbers ≥ 0, not all 0, got {w!r}")
-
-
-def _number(value: Any) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ----------------------------------------------------------------------------- data

@@ -1,0 +1,27 @@
+"""Type tests for option values from YAML, ``--set`` and the Python API.
+
+YAML turns ``true`` into a bool, and a bool is an ``int`` to Python, so ``epochs: true`` would
+pass a plain ``isinstance(value, int)`` test as 1. These predicates refuse bools and accept
+numpy scalars, which the Python API may be handed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def is_whole(value: Any, low: int | None = None) -> bool:
+    """True for an integer (not a bool) that is ≥ ``low`` when given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return False
+    return low is None or bool(value >= low)
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (numpy scalars included), not a bool."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(value)
