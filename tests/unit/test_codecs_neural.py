@@ -169,3 +169,40 @@ def test_a_pipeline_folders_codec_revision_follows_its_vae(tiny_model, tmp_path)
     tensors[name] = tensors[name] + 1.0
     save_file(tensors, weights)
     assert CODECS.build(f"oobleck:{pipe}").revision != before
+
+
+def test_oobleck_sample_seed_is_part_of_the_name(tiny_model, wave) -> None:
+    """The name keys the latent cache, so two seeds must not share cached latents."""
+    path = tiny_model("oobleck")
+    one, two = (CODECS.build(f"oobleck:{path}@sample=true,seed={s}") for s in (1, 2))
+    assert one.name != two.name and "seed=1" in one.name
+    assert not np.allclose(one.encode(wave), two.encode(wave))
+    assert "seed" not in CODECS.build(f"oobleck:{path}").name  # the mean has no seed
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("oobleck:{p}@sample=maybe", "sample must be true or false"),
+    ("oobleck:{p}@sample=true,seed=1.5", "seed must be a whole number"),
+    ("oobleck:{p}@seed=-1", "seed must be a whole number"),
+])
+def test_oobleck_refuses_bad_options(tiny_model, spec, match) -> None:
+    with pytest.raises(AuralensError, match=match) as exc:
+        CODECS.build(spec.format(p=tiny_model("oobleck")))
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    ("n_quantizers=0", "from 1 to"), ("n_quantizers=-1", "from 1 to"), ("n_quantizers=abc", "from 1 to"),
+    ("n_quantizers=99", "from 1 to"), ("latent=encoder,n_quantizers=1", "latent=quantized only"),
+])
+def test_dac_refuses_impossible_quantizer_counts(tiny_model, option, match) -> None:
+    """0 or -1 failed every clip inside torch; 99 was accepted and named as if used."""
+    with pytest.raises(AuralensError, match=match) as exc:
+        CODECS.build(f"dac:{tiny_model('dac')}@{option}")
+    assert "\n" not in str(exc.value)
+
+
+def test_decoding_an_empty_latent_is_refused(tiny_model) -> None:
+    codec = CODECS.build(f"encodec:{tiny_model('encodec')}")
+    with pytest.raises(AuralensError, match="frames ≥ 1"):
+        codec.decode(np.zeros((codec.latent_dim, 0), np.float32))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from auralens.checks import is_whole
 from auralens.codecs.neural import NeuralCodec, codec_source, load
 from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
@@ -47,9 +48,16 @@ class DacCodec(NeuralCodec):
 
         if latent not in {"quantized", "encoder"}:
             raise AuralensError(f"dac latent must be 'quantized' or 'encoder', got {latent!r}")
+        if latent == "encoder" and n_quantizers is not None:
+            raise AuralensError("dac option n_quantizers applies to latent=quantized only; "
+                                "the encoder latent is taken before any codebook")
         self._setup(source, device, dtype)
         self.model = load(DacModel, source)
         cfg = self.model.config
+        books = int(cfg.n_codebooks)
+        if n_quantizers is not None and not (is_whole(n_quantizers, 1) and n_quantizers <= books):
+            raise AuralensError(f"dac option n_quantizers must be a whole number from 1 to {books} "
+                                f"(the codebooks of {source}), got {n_quantizers!r}")
         self.latent = latent
         self.n_quantizers = n_quantizers
         self.sample_rate = int(cfg.sampling_rate)

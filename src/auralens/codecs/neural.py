@@ -75,9 +75,9 @@ class NeuralCodec(Codec):
         import torch
 
         z = np.asarray(latent, dtype=np.float32)
-        if z.ndim != 2 or z.shape[0] != self.latent_dim:
+        if z.ndim != 2 or z.shape[0] != self.latent_dim or z.shape[1] == 0:
             raise AuralensError(
-                f"{self.name} expects a [{self.latent_dim}, frames] latent, got {z.shape}")
+                f"{self.name} expects a [{self.latent_dim}, frames ≥ 1] latent, got {z.shape}")
         with torch.inference_mode():
             y = self._decode(torch.from_numpy(z)[None].to(self.device, self.torch_dtype))
         y = y.float().cpu()

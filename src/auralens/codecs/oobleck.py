@@ -19,7 +19,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import is_whole
 from auralens.codecs.neural import NeuralCodec, codec_source, load
+from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
 
 
@@ -41,6 +43,11 @@ class OobleckCodec(NeuralCodec):
 
         from auralens.progress import quiet_diffusers_if_asked
 
+        if not isinstance(sample, bool):  # `sample=maybe` must not read as true
+            raise AuralensError(f"oobleck option sample must be true or false, got {sample!r}")
+        if not is_whole(seed, 0):
+            raise AuralensError(f"oobleck option seed must be a whole number ≥ 0, got {seed!r}")
+
         quiet_diffusers_if_asked()
         if subfolder is None:
             local = Path(source)
@@ -57,14 +64,15 @@ class OobleckCodec(NeuralCodec):
         # Loaded straight in the compute dtype, so _finish has nothing left to cast.
         self.model = load(AutoencoderOobleck, source, torch_dtype=self.torch_dtype, **kwargs)
         cfg = self.model.config
-        self.sample = bool(sample)
+        self.sample = sample
         self.seed = int(seed)
         self.sample_rate = int(cfg.sampling_rate)
         self.hop_length = int(math.prod(cfg.downsampling_ratios))
         # The encoder emits 2 × latent channels (mean, scale); the decoder takes the latent.
         self.latent_dim = int(cfg.decoder_input_channels)
         self.audio_channels = int(cfg.audio_channels)
-        self.name = f"oobleck:{source}" + ("@sample=true" if sample else "")
+        # The name keys the latent cache: a posterior sample depends on its seed.
+        self.name = f"oobleck:{source}" + (f"@sample=true,seed={self.seed}" if sample else "")
         self._finish()
 
     def _encode(self, x: Any) -> Any:
