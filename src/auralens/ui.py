@@ -35,6 +35,17 @@ def check_address(host: str, port: int) -> None:
             raise UIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def check_imagine_config(config: dict[str, Any], source: str) -> None:
+    """Run the checks ``imagine run`` makes before any work (option names, every stage's
+    spec), so a bad config stops the UI at startup instead of failing every request."""
+    from auralens.scene.pipeline import ImagineConfig, Stages
+
+    try:
+        Stages(ImagineConfig.from_dict(config)).check()
+    except AuralensError as exc:
+        raise UIError(f"{source}: {exc}") from exc
+
+
 def launch(
     host: str = "127.0.0.1",
     port: int = 7860,
@@ -68,14 +79,16 @@ def launch(
 
     if isinstance(imagine_config, (str, Path)):
         from auralens.config import load_yaml
-        from auralens.scene.pipeline import ImagineConfig
 
         source = imagine_config
-        imagine_config = load_yaml(imagine_config)
-        try:  # the same checks as `imagine run --config`, before the server starts
-            ImagineConfig.from_dict(imagine_config)
-        except AuralensError as exc:
-            raise UIError(f"{source}: {exc}") from exc
+        data = load_yaml(imagine_config)
+        # the file `imagine run --config` reads: its `imagine:` section, or the whole file
+        imagine_config = data.get("imagine", data)
+        if not isinstance(imagine_config, dict):
+            raise UIError(f"{source}: 'imagine' must be a mapping")
+        check_imagine_config(imagine_config, str(source))
+    elif imagine_config is not None:
+        check_imagine_config(imagine_config, "imagine_config")
     if runs is not None and not Path(runs).expanduser().exists():
         raise UIError(f"{runs}: runs directory not found (--runs)")
     check_address(host, port)

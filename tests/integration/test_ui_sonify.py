@@ -94,3 +94,32 @@ def test_rate_the_trained_run(settings: UISettings) -> None:
     table = rate.aggregate_md(settings)
     row = next(ln for ln in table.splitlines() if "toy-lin/minmax" in ln)
     assert "3.00 ± 1.41" in row and "4.00 ± 0.00" in row
+
+
+def test_renders_of_a_run_trained_again_are_flagged_and_not_rated(runs_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    pytest.importorskip("auralens.evaluate.ratings")
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_dir / "toy-lin", runs / "toy-lin")
+    prep = json.loads((runs / "toy-lin" / "run.json").read_text())["config"]["prepared"]
+    (tmp_path / "uploads").mkdir()
+    settings = UISettings(runs_dir=runs, work_root=tmp_path / "work",
+                          ratings_path=tmp_path / "ratings.csv", upload_roots=[tmp_path / "uploads"])
+    found = core.discover_runs(runs)
+    clip = found["toy-lin"].clips[0]
+    assert "warning" not in sonify.sonify_clip("toy-lin", clip, "minmax", None, settings).status
+    # trained again in place: best.safetensors changes, renders/ stays
+    train(prep, runs / "toy-lin", TrainConfig(gate="lin", lr=5e-2, epochs=3, batch_size=4),
+          overwrite=True)
+    assert (runs / "toy-lin" / "renders" / "minmax" / f"{clip}.wav").is_file()
+    view = sonify.sonify_clip("toy-lin", clip, "minmax", None, settings)
+    assert view.ok and "earlier checkpoint" in view.status
+    with pytest.raises(core.UIError, match="not saved: run toy-lin: these renders were made"):
+        rate.save("toy-lin", clip, "minmax", 3, 3, "ann", "", settings, found)
+    assert not settings.ratings_path.exists()
+    render_split(runs / "toy-lin", "test", post=["minmax"])  # rendered again: current
+    assert "warning" not in sonify.sonify_clip("toy-lin", clip, "minmax", None, settings).status
+    assert rate.save("toy-lin", clip, "minmax", 3, 3, "ann", "", settings, found).startswith("saved:")

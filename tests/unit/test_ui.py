@@ -507,3 +507,187 @@ def test_sonify_upload_that_clips_warns_and_keeps_the_metrics(
     ok = _wav(settings.upload_roots[0] / "ok.wav", 1.0)
     plain = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(ok), settings)
     assert plain.ok and "warning" not in plain.status
+
+
+# --------------------------------------------------------------------------- fixes
+def test_captions_follow_the_real_index_when_source_0_is_dropped(tmp_path: Path) -> None:
+    # what the pipeline writes: every estimate in sources/, only kept ones in captions.json
+    out = tmp_path / "out"
+    (out / "sources").mkdir(parents=True)
+    for k in range(3):
+        _wav(out / "sources" / f"source{k}.wav", 0.2)
+    (out / "activity.json").write_text(json.dumps({"sources": [
+        {"index": k, "kept": k > 0, "reason": "", "scores": {}} for k in range(3)]}))
+    (out / "captions.json").write_text(json.dumps({"captioner": "x", "sources": [
+        {"index": 1, "file": "sources/source1.wav", "caption": "dog"},
+        {"index": 2, "file": "sources/source2.wav", "caption": "rain"}]}))
+    view = imagine.read_imagine_outputs(out)
+    assert [(s.index, s.kept, s.caption) for s in view.sources] == [
+        (0, False, ""), (1, True, "dog"), (2, True, "rain")]
+
+
+def test_activity_follows_the_real_index_when_source_0_is_not_listed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sources").mkdir(parents=True)
+    for k in range(3):
+        _wav(out / "sources" / f"source{k}.wav", 0.2)
+    (out / "activity.json").write_text(json.dumps([{"index": 1, "kept": False},
+                                                   {"index": 2, "kept": False}]))
+    view = imagine.read_imagine_outputs(out)
+    assert [s.kept for s in view.sources] == [True, False, False]
+
+
+def _record_renders(run: Path, sha: str | None) -> None:
+    """The renders/run.json ``sonify render`` writes (checkpoint SHA-256 and split)."""
+    cfg = {"split": "test", "checkpoint": str(run / "best.safetensors")}
+    if sha is not None:
+        cfg["checkpoint_sha256"] = sha
+    (run / "renders" / "run.json").write_text(json.dumps({"config": cfg}))
+
+
+def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UISettings) -> None:
+    import hashlib
+    import os
+
+    pytest.importorskip("auralens.evaluate.ratings")
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    _record_renders(run, hashlib.sha256(b"x").hexdigest())
+    runs = core.discover_runs(settings.runs_dir)
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok and "warning" not in view.status
+    assert rate.save("r1", "c1", "raw", 3, 3, "ann", "", settings, runs).startswith("saved:")
+
+    (run / "best.safetensors").write_bytes(b"retrained")  # the run was trained again
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok and view.sonified is not None
+    assert "**warning:** these renders were made with an earlier checkpoint" in view.status
+    with pytest.raises(UIError, match=r"not saved: run r1: these renders were made with an "
+                                      r"earlier checkpoint .* --split test"):
+        rate.save("r1", "c1", "raw", 5, 5, "ann", "", settings, runs)
+    assert settings.ratings_path.read_text().count("\n") == 2  # header and the first rating
+
+    # renders of an older version record no SHA-256: stale when the checkpoint is newer
+    _record_renders(run, None)
+    old = (run / "renders" / "run.json").stat().st_mtime_ns
+    os.utime(run / "best.safetensors", ns=(old + 10**9, old + 10**9))
+    assert "earlier checkpoint" in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
+    os.utime(run / "best.safetensors", ns=(old - 10**9, old - 10**9))
+    assert "warning" not in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
+
+
+def test_unnamed_raters_do_not_replace_each_other(settings: UISettings) -> None:
+    import csv
+
+    pytest.importorskip("auralens.evaluate.ratings")
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    runs = core.discover_runs(settings.runs_dir)
+    rate.save("r1", "c1", "raw", 1, 1, "", "", settings, runs)
+    rate.save("r1", "c1", "raw", 5, 5, "  ", "", settings, runs)
+    rate.save("r1", "c1", "raw", 2, 2, "ann", "", settings, runs)
+    rate.save("r1", "c1", "raw", 4, 4, "ann", "", settings, runs)  # replaces ann's 2
+    with open(settings.ratings_path, newline="", encoding="utf-8") as fh:
+        raters = [r["rater"] for r in csv.DictReader(fh)]
+    assert raters[0].startswith("anonymous-") and raters[1].startswith("anonymous-")
+    assert raters[0] != raters[1]
+    row = next(ln for ln in rate.aggregate_md(settings).splitlines() if "r1/raw" in ln)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[-1] == "3" and cells[1].startswith("3.33")  # (1 + 5 + 4) / 3
+
+
+def test_pruning_leaves_folders_the_ui_did_not_make(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "w"
+    mine = root / "my_project"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "important.txt").write_text("x")
+    os.utime(mine, (0, 0))  # the oldest folder in the work root
+    s = UISettings(work_root=root, keep_work_dirs=2)
+    made = [core.new_work_dir(s, "sonify") for _ in range(4)]
+    assert (mine / "data" / "important.txt").is_file()
+    assert [d.exists() for d in made] == [False, False, True, True]
+
+
+def test_a_removed_work_root_is_made_again(settings: UISettings) -> None:
+    import shutil
+
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    shutil.rmtree(settings.work_root)  # e.g. a temp-folder cleaner
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok, view.status
+    assert view.sonified is not None and core.is_within(view.sonified, settings.work_root)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"RIFF garbage", "unreadable or corrupt audio"),
+    (b"", "empty file (0 bytes)"),
+])
+def test_a_broken_render_is_named_under_runs_and_not_played(settings: UISettings, data: bytes,
+                                                            reason: str) -> None:
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    (run / "renders" / "raw" / "c1.wav").write_bytes(data)
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert not view.ok and view.status.startswith(f"r1/renders/raw/c1.wav: {reason}")
+    assert str(settings.work_root) not in view.status and str(settings.runs_dir) not in view.status
+    assert view.original is None and view.sonified is None and view.ceiling is None
+
+
+def test_a_broken_ceiling_is_left_out_with_a_note(settings: UISettings) -> None:
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    (run / "renders" / "ceiling" / "c1.wav").write_bytes(b"junk")
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok and view.sonified is not None and view.ceiling is None
+    assert "ceiling not shown: r1/renders/ceiling/c1.wav: unreadable or corrupt audio" in \
+        view.status.replace("\\", "")
+
+
+def test_max_duration_below_the_shortest_clip_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UIError, match=r"^--max-duration-s 0.05 is below the shortest clip "
+                                      r"accepted \(0.1 s\)$"):
+        UISettings(work_root=tmp_path / "w", max_duration_s=0.05)
+    assert UISettings(work_root=tmp_path / "w", max_duration_s=0.1).max_duration_s == 0.1
+
+
+def test_an_unreadable_ratings_csv_is_a_message(settings: UISettings) -> None:
+    pytest.importorskip("auralens.evaluate.ratings")
+    settings.ratings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.ratings_path.write_bytes(b"timestamp,rater,run,version,clip,visual,audio,comment\n"
+                                      b"t,\xff\xfe,r1,r1/raw,c1,3,3,\n")
+    md = rate.aggregate_md(settings)
+    assert md.startswith("could not read the ratings:") and "ratings.csv" in md
+
+
+def test_ui_config_gets_the_checks_imagine_run_makes(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from auralens import ui
+    from auralens.ui_app import app
+
+    started = []
+    monkeypatch.setattr(app, "serve", lambda settings, *a, **k: started.append(settings))
+    bad = tmp_path / "im.yaml"
+    bad.write_text("separator: nonexistent\n")
+    with pytest.raises(UIError, match=r"im.yaml: unknown separator backend 'nonexistent'"):
+        ui.launch(imagine_config=bad, work_root=tmp_path / "w", port=0, block=False)
+    with pytest.raises(UIError, match=r"^imagine_config: unknown separator backend"):
+        ui.launch(imagine_config={"separator": "nonexistent"}, work_root=tmp_path / "w",
+                  port=0, block=False)
+    assert started == []
+    good = tmp_path / "ok.yaml"  # the layout `imagine run --config` reads
+    good.write_text("imagine:\n  separator: nmf\n")
+    ui.launch(imagine_config=good, work_root=tmp_path / "w", port=0, block=False)
+    assert started and started[0].imagine_config == {"separator": "nmf"}
+
+
+def test_without_the_pipeline_the_separated_sources_are_shown(settings: UISettings,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "auralens.scene.pipeline", None)  # import fails
+    settings.imagine_config = {"separator": "nmf"}
+    t = np.arange(8000) / 8000
+    path = settings.upload_roots[0] / "mix.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1500 * t))
+             .astype(np.float32), 8000)
+    view = imagine.run_imagine(str(path), settings)
+    assert not view.ok and "showing separated sources only" in view.status
+    assert view.sources and [s.index for s in view.sources] == list(range(len(view.sources)))
+    assert all(s.path.is_file() for s in view.sources)
+    assert 0 < view.kept_count and all(s.reason for s in view.sources)  # activity.json was read

@@ -150,13 +150,16 @@ def build_app(settings: UISettings) -> Any:
             with gr.Row():
                 ra_run = gr.Dropdown(choices=[], label="Trained run", elem_id="rate-run", scale=4)
                 ra_refresh = gr.Button("Refresh runs", scale=1)
+            ra_summary = gr.Markdown(elem_id="rate-summary")
             with gr.Row():
                 ra_clip = gr.Dropdown(choices=[], label="Clip", elem_id="rate-clip")
                 ra_post = gr.Dropdown(choices=[], label="Post-processing", elem_id="rate-post")
             ra_load = gr.Button("Load clip")
             with gr.Row():
-                ra_orig = gr.Audio(label="Original", interactive=False, type="filepath")
-                ra_son = gr.Audio(label="Sonification", interactive=False, type="filepath")
+                ra_orig = gr.Audio(label="Original", interactive=False, type="filepath",
+                                   elem_id="rate-original")
+                ra_son = gr.Audio(label="Sonification", interactive=False, type="filepath",
+                                  elem_id="rate-sonified")
             with gr.Row():
                 ra_plots = [gr.Image(type="filepath", interactive=False, label=name,
                                      buttons=["download", "fullscreen"])
@@ -167,7 +170,9 @@ def build_app(settings: UISettings) -> Any:
                 ra_audio = gr.Slider(1, 5, value=3, step=1, label="Audio (1–5)",
                                      elem_id="rate-audio")
             with gr.Row():
-                ra_rater = gr.Textbox(label="Rater (optional)", max_lines=1)
+                ra_rater = gr.Textbox(label="Rater (optional)", max_lines=1,
+                                      info="Each unnamed rating counts as another rater; with "
+                                           "a name, rating a clip again replaces your mark.")
                 ra_comment = gr.Textbox(label="Comment (optional)", max_lines=2)
             ra_save = gr.Button("Save rating", variant="primary", elem_id="rate-save")
             ra_status = gr.Markdown(elem_id="rate-status", elem_classes="status-line")
@@ -234,9 +239,20 @@ def build_app(settings: UISettings) -> Any:
                 msg = error_md(f"could not save the rating: {exc}")
             return [msg, rate_h.aggregate_md(settings)]
 
+        def rate_clear(picked: str | None) -> list[Any]:
+            # a rating is saved for the run, clip and variant picked in the dropdowns, so
+            # what was loaded for another pick must not keep playing; with nothing picked the
+            # status keeps the refresh's "no runs" note
+            return ["" if picked else gr.update(), None, None, gr.update(value=None),
+                    gr.update(value=None)]
+
         ra_refresh.click(refresh_runs, outputs=[ra_run, ra_status])
-        ra_run.change(lambda k: pick_run(k, False), inputs=[ra_run],
-                      outputs=[ra_clip, ra_post, ra_status])
+        ra_run.change(lambda k: [*pick_run(k, False), *rate_clear(k)], inputs=[ra_run],
+                      outputs=[ra_clip, ra_post, ra_summary, ra_status, ra_orig, ra_son,
+                               *ra_plots])
+        for picker in (ra_clip, ra_post):
+            picker.change(rate_clear, inputs=[picker],
+                          outputs=[ra_status, ra_orig, ra_son, *ra_plots])
         ra_load.click(rate_load, inputs=[ra_run, ra_clip, ra_post],
                       outputs=[ra_status, ra_orig, ra_son, *ra_plots])
         ra_save.click(rate_save, inputs=[ra_run, ra_clip, ra_post, ra_visual, ra_audio,

@@ -45,6 +45,9 @@ MAX_UPLOAD_SAMPLE_RATE = 192_000
 UPLOAD_SAMPLES_PER_SECOND = 48_000 * 2
 #: How many request work dirs to keep before the oldest are removed.
 DEFAULT_KEEP_WORK_DIRS = 32
+#: Empty file that marks a directory under the work root as one :func:`new_work_dir` made;
+#: only those are ever pruned (``--work-root`` may be a folder holding other things).
+WORK_DIR_MARKER = ".auralens-ui-request"
 #: How deep under ``--runs`` to look for run directories.
 MAX_RUN_DEPTH = 4
 #: Post-processing names under ``renders/`` that are references, not sonifications.
@@ -87,6 +90,10 @@ class UISettings:
         if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0
                 and math.isfinite(self.max_duration_s) and self.max_duration_s > 0):
             raise UIError("upload limits must be positive numbers (--max-upload-mb, --max-duration-s)")
+        if self.max_duration_s < MIN_UPLOAD_DURATION_S:
+            # every upload would be refused, either as too short or as too long
+            raise UIError(f"--max-duration-s {self.max_duration_s:g} is below the shortest clip "
+                          f"accepted ({MIN_UPLOAD_DURATION_S:g} s)")
         if self.runs_dir is not None:
             self.runs_dir = Path(self.runs_dir).expanduser().resolve()
             if self.runs_dir.exists() and not self.runs_dir.is_dir():
@@ -126,14 +133,23 @@ def new_work_dir(settings: UISettings, prefix: str) -> Path:
     """A fresh directory under the work root for one request (old ones pruned)."""
     root = settings.work_root
     assert root is not None
+    # a temp cleaner may have removed the work root since the server started
+    root.mkdir(parents=True, exist_ok=True)
     prune_work_dirs(root, settings.keep_work_dirs)
     safe = "".join(c for c in prefix if c.isalnum() or c in "-_") or "job"
-    return Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
+    work = Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
+    (work / WORK_DIR_MARKER).touch()
+    return work
 
 
 def prune_work_dirs(root: Path, keep: int) -> int:
-    """Remove the oldest request directories under ``root`` beyond ``keep``; returns count."""
-    dirs = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    """Remove the oldest request directories under ``root`` beyond ``keep``; returns count.
+
+    Only directories :func:`new_work_dir` made (they hold :data:`WORK_DIR_MARKER`) count and
+    are removed; anything else in ``root`` is left alone.
+    """
+    dirs = [p for p in root.iterdir()
+            if p.is_dir() and not p.is_symlink() and (p / WORK_DIR_MARKER).is_file()]
     if len(dirs) < keep:
         return 0
     dirs.sort(key=lambda p: p.stat().st_mtime)
@@ -354,6 +370,58 @@ def read_run_info(run_dir: Path, key: str) -> RunInfo:
         if original.is_dir():
             info.clips = sorted(f.stem for f in original.glob("*.wav") if f.is_file())
     return info
+
+
+#: SHA-256 of checkpoints by (path, size, mtime), so a request does not hash one again.
+_CHECKPOINT_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _checkpoint_sha256(path: Path) -> str:
+    from auralens.cache import hash_file
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKPOINT_HASHES:
+        _CHECKPOINT_HASHES[key] = hash_file(path)
+    return _CHECKPOINT_HASHES[key]
+
+
+def stale_renders(run_dir: Path) -> str | None:
+    """Why ``run_dir/renders`` does not show the run's current checkpoint, or None.
+
+    Training a run again (``overwrite``, resume) replaces its checkpoint but keeps
+    ``renders/``; ``renders/run.json`` records the SHA-256 of the checkpoint rendered, which
+    is compared with the one ``sonify render`` would load now (``best``, else ``last``).
+    Renders recording no SHA-256 (older versions) are stale when the checkpoint is newer.
+    None also when nothing can be compared (no run.json, no checkpoint).
+    """
+    import json
+
+    manifest = run_dir / "renders" / "run.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(cfg, dict):
+        return None
+    checkpoint = run_dir / "best.safetensors"
+    if not checkpoint.is_file():
+        checkpoint = run_dir / "last.safetensors"
+    recorded = cfg.get("checkpoint_sha256")
+    try:
+        if not checkpoint.is_file():
+            return None
+        if recorded and _checkpoint_sha256(checkpoint) == recorded:
+            return None
+        if not recorded and checkpoint.stat().st_mtime_ns <= manifest.stat().st_mtime_ns:
+            return None
+    except OSError:
+        return None
+    split = cfg.get("split") if isinstance(cfg.get("split"), str) else "test"
+    return (f"these renders were made with an earlier checkpoint than the run's "
+            f"{checkpoint.name} (the run was trained again); render them again with "
+            f"`auralens sonify render --run RUN --split {split}`")
 
 
 def discover_runs(runs_dir: Path | None) -> dict[str, RunInfo]:

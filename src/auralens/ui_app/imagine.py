@@ -170,24 +170,18 @@ def _as_float(v: Any) -> float | None:
 def read_imagine_outputs(out_dir: Path) -> ImagineView:
     """Build the view from an imagine output directory (tolerates missing files)."""
     files = sorted((out_dir / "sources").glob("*.wav")) if (out_dir / "sources").is_dir() else []
+    # the pipeline names every estimate sources/source{k}.wav with its 0-based index k, and
+    # activity.json and captions.json refer to sources by that same index
     sources = [SourceView(index=_index_of(f.name, i), path=f) for i, f in enumerate(files)]
-    # make indices unique and 0-based even when files are named source_1..source_M
-    if sources and min(s.index for s in sources) == 1 and len({s.index for s in sources}) == len(
-            sources):
-        for s in sources:
-            s.index -= 1
     if len({s.index for s in sources}) != len(sources):
         for i, s in enumerate(sources):
             s.index = i
     by_index = {s.index: s for s in sources}
 
     activity = _read_json(out_dir / "activity.json")
-    shift = 0
-    act = _entries(activity, ("sources", "activity", "items"))
-    if act and by_index and min(i for i, _ in act) == 1 and 0 not in {i for i, _ in act}:
-        shift = 1
-    for idx, rec in act:
-        s = by_index.get(idx - shift)
+    # "estimates": what separate_file writes (the fallback below)
+    for idx, rec in _entries(activity, ("sources", "estimates", "activity", "items")):
+        s = by_index.get(idx)
         if s is None:
             continue
         if isinstance(rec, dict):
@@ -203,11 +197,9 @@ def read_imagine_outputs(out_dir: Path) -> ImagineView:
             s.score = _as_float(rec)
 
     captions = _read_json(out_dir / "captions.json")
-    cap_entries = _entries(captions, ("captions", "sources", "items"))
-    cshift = 1 if cap_entries and 0 not in {i for i, _ in cap_entries} and min(
-        i for i, _ in cap_entries) == 1 else 0
-    for idx, rec in cap_entries:
-        s = by_index.get(idx - cshift)
+    # only kept sources are captioned: a list without index 0 is not 1-based numbering
+    for idx, rec in _entries(captions, ("captions", "sources", "items")):
+        s = by_index.get(idx)
         text = rec.get("caption", rec.get("text", "")) if isinstance(rec, dict) else rec
         if s is not None and text:
             s.caption = str(text)
@@ -306,7 +298,7 @@ def _separate_only(input_wav: Path, out_dir: Path, settings: UISettings, timer: 
     try:
         with timer("separate"):
             separator = load_separator(str(spec))
-            separate_file(input_wav, out_dir / "sources", separator=separator)
+            separate_file(input_wav, out_dir, separator=separator)  # writes out_dir/sources/
     except Exception as exc:  # noqa: BLE001
         return ImagineView(ok=False, status=f"{reason}; separator not available: {exc}")
     view = read_imagine_outputs(out_dir)

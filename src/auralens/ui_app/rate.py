@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import uuid
 from typing import Any
 
 from auralens.errors import AuralensError
@@ -14,6 +15,7 @@ from auralens.ui_app.core import (
     md_escape,
     resolve_choice,
     resolve_run,
+    stale_renders,
 )
 
 log = logging.getLogger(__name__)
@@ -66,18 +68,26 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
          runs: dict[str, RunInfo]) -> str:
     """Validate one rating form and append it to the ratings CSV.
 
+    An unnamed rater gets an id of their own (``anonymous-<8 hex>``) per rating: aggregates
+    keep each rater's latest rating of a clip, so one shared name would let different
+    people replace each other's marks. A named rater's new rating replaces their earlier one.
+
     Returns:
         A markdown confirmation line.
 
     Raises:
-        UIError: unknown run/clip/post, marks outside 1–5, over-long text, ratings missing.
+        UIError: unknown run/clip/post, marks outside 1–5, over-long text, ratings missing,
+            or renders made with an earlier checkpoint than the run's.
     """
     info = resolve_run(key, runs)
     clip = resolve_choice(clip, info.clips, "clip")
     post = resolve_choice(post, rating_choices(info), "post-processing")
     v, a = _mark(visual, "visual"), _mark(audio, "audio")
-    rater = _clean_text(rater, "rater name") or "anonymous"
+    rater = _clean_text(rater, "rater name") or f"anonymous-{uuid.uuid4().hex[:8]}"
     comment = _clean_text(comment, "comment")
+    stale = stale_renders(info.path)
+    if stale:  # a rating is recorded against the run, not the model that made these renders
+        raise UIError(f"not saved: run {info.key}: {stale}")
     mod = _ratings_module()
     try:
         mod.save_rating(settings.ratings_path, rater=rater, run=info.key,
@@ -102,4 +112,8 @@ def aggregate_md(settings: UISettings) -> str:
         return md_escape(str(exc))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash
         return f"could not read the ratings: {md_escape(exc)}"
+    except OSError as exc:  # e.g. no permission to read it
+        return f"could not read the ratings: {md_escape(path.name)}: {md_escape(exc.strerror or exc)}"
+    except UnicodeDecodeError:
+        return f"could not read the ratings: {md_escape(path.name)}: not UTF-8 text"
     return mod.ratings_markdown(rows)

@@ -27,6 +27,7 @@ from auralens.ui_app.core import (
     publish,
     resolve_choice,
     resolve_run,
+    stale_renders,
     validate_upload,
 )
 
@@ -211,25 +212,65 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
     src_son = renders / post / f"{clip}.wav"  # post is one of the discovered folder names
     if not src_son.is_file():
         return SonifyView(ok=False, status=f"run {info.key} has no {post} render of {clip}")
+    # the renders are read where they are, so a broken one is named by its place under
+    # --runs and never reaches the players
+    try:
+        ref, sr = _load_render(src_orig, settings)
+        est, sr2 = _load_render(src_son, settings)
+    except UIError as exc:
+        return SonifyView(ok=False, status=str(exc))
+    src_ceil = renders / "ceiling" / f"{clip}.wav"
+    ceiling_note = ""
+    if src_ceil.is_file():
+        try:
+            _load_render(src_ceil, settings)
+        except UIError as exc:
+            ceiling_note, src_ceil = f" · ceiling not shown: {md_escape(exc)}", None
     work = new_work_dir(settings, "sonify")
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · clip {md_escape(clip)} · "
-                                       f"{md_escape(post)}")
+                                       f"{md_escape(post)}{ceiling_note}")
+    stale = stale_renders(info.path)
+    if stale:
+        view.status = f"**warning:** {md_escape(stale)} · " + view.status
     try:
         view.original = publish(src_orig, work, "original.wav")
         view.sonified = publish(src_son, work, f"sonified_{post}.wav")
-        src_ceil = renders / "ceiling" / f"{clip}.wav"
-        if src_ceil.is_file():
+        if src_ceil is not None and src_ceil.is_file():
             view.ceiling = publish(src_ceil, work, "ceiling.wav")
-        _add_analysis(view, work)
+    except OSError as exc:
+        return SonifyView(ok=False, status=f"could not copy the renders of {clip}: "
+                                           f"{exc.strerror or type(exc).__name__}")
+    try:
+        _analyse(view, work, ref, sr, est, sr2)
     except (OSError, AuralensError) as exc:
-        view.ok, view.status = False, f"could not read the renders of {clip}: {exc}"
+        view.status += f" (analysis failed: {md_escape(exc)})"
     return view
+
+
+def _load_render(path: Path, settings: UISettings) -> tuple[np.ndarray, int]:
+    """Load one render file; a broken one is named relative to ``--runs``."""
+    from auralens.audio import AudioError
+
+    root, name = settings.runs_dir, path.name
+    if root is not None and path.is_relative_to(root):
+        name = path.relative_to(root).as_posix()
+    try:
+        return _load(path)
+    except (OSError, AuralensError) as exc:
+        msg = exc.reason if isinstance(exc, AudioError) else (
+            getattr(exc, "strerror", None) or str(exc))
+        raise UIError(f"{name}: {msg.replace(str(path), name)}") from exc
 
 
 def _add_analysis(view: SonifyView, work: Path) -> None:
     assert view.original is not None and view.sonified is not None
     ref, sr = _load(view.original)
     est, sr2 = _load(view.sonified)
+    _analyse(view, work, ref, sr, est, sr2)
+
+
+def _analyse(view: SonifyView, work: Path, ref: np.ndarray, sr: int, est: np.ndarray,
+             sr2: int) -> None:
     if sr2 != sr:
         from auralens.audio import resample
 
