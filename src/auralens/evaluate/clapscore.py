@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_whole
 from auralens.encoders.clap import centre_crop, window_samples
 from auralens.errors import ModelUnavailableError
+from auralens.evaluate.fad import MetricInputError
 from auralens.specs import parse_spec
 
 log = logging.getLogger(__name__)
@@ -124,19 +126,39 @@ class ClapScorer(TextTower):
     def name(self) -> str:
         return f"clap:{self.model_id}"
 
-    def _prepare(self, wave: np.ndarray, sr: int) -> np.ndarray:
+    def _prepare(self, wave: np.ndarray, sr: int, what: str = "audio") -> np.ndarray:
+        """Mono, resampled and centre-cropped; ``what`` names the clip in errors.
+
+        Raises:
+            MetricInputError: not ``[T]`` or channels-first ``[C, T]``, empty, or NaN/inf.
+        """
         from auralens.audio import resample
 
         wave = np.asarray(wave, dtype=np.float32)
-        if wave.ndim > 1:
-            wave = wave.mean(axis=0)
+        if wave.ndim == 2 and wave.shape[0] < wave.shape[1]:
+            wave = wave.mean(axis=0)  # [C, T]: fewer channels than samples, so unambiguous
+        elif wave.ndim != 1:
+            hint = " (channels last? pass it transposed)" if wave.ndim == 2 else ""
+            raise MetricInputError(f"{what}: expected mono [T] or channels-first [C, T] audio, "
+                                   f"got shape {wave.shape}{hint}")
+        if wave.size == 0:
+            raise MetricInputError(f"{what}: empty audio (0 samples)")
+        if not np.all(np.isfinite(wave)):
+            raise MetricInputError(f"{what}: audio contains NaN or inf samples")
         return centre_crop(resample(wave, sr, self.sample_rate), self.max_samples)
 
     def embed_audio(self, waves: list[np.ndarray], sr: int) -> np.ndarray:
-        """Audio ``[T]`` arrays at ``sr`` → L2-normalised embeddings ``[N, D]``."""
+        """Audio ``[T]`` (or ``[C, T]``) arrays at ``sr`` → L2-normalised embeddings ``[N, D]``.
+
+        Raises:
+            MetricInputError: a bad ``sr`` or a clip :meth:`_prepare` refuses (its index named).
+        """
+        if not is_whole(sr, 1):
+            raise MetricInputError(f"sample rate must be a whole number of Hz ≥ 1, got {sr!r}")
         out = []
         for i in range(0, len(waves), self.batch_size):
-            chunk = [self._prepare(w, sr) for w in waves[i : i + self.batch_size]]
+            chunk = [self._prepare(w, sr, f"audio clip {i + k}")
+                     for k, w in enumerate(waves[i : i + self.batch_size])]
             inputs = self.processor(audio=chunk, sampling_rate=self.sample_rate,
                                     return_tensors="pt", truncation="rand_trunc",
                                     padding="repeatpad")

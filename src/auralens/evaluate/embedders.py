@@ -8,7 +8,9 @@ The offline defaults need no weights:
 * ``mfcc`` — 20 MFCCs of that log-mel (DCT-II, ortho), same framing.
 
 Scores are only comparable with the same embedder, so every output names it (``name``,
-e.g. ``logmel@sample_rate=16000,n_mels=64,n_fft=400,hop_length=160``).
+e.g. ``logmel@sample_rate=16000,n_mels=64,n_fft=400,hop_length=160``). The name holds every
+option that changes the frames (a non-default ``floor``, a model's ``dtype`` other than
+float32), and it keys the embedding cache.
 
 Model embedders wrap the other stages' registries lazily (nothing heavy is imported until
 one is built):
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.registry import Registry
 from auralens.specs import ModelSpec, parse_spec
 
@@ -83,6 +86,31 @@ class MetricEmbedder(ABC):
 
 EMBEDDERS: Registry[MetricEmbedder] = Registry("metric embedder", default="logmel")
 
+#: Log-mel magnitude floor when none is given (left out of the embedder's name).
+DEFAULT_FLOOR = 1e-5
+
+
+def _check_whole(option: str, value: Any) -> None:
+    # ValueError: the registry reports it with the spec ("metric embedder logmel@…: invalid
+    # options (…)")
+    if not is_whole(value, 1):
+        raise ValueError(f"{option} must be a whole number ≥ 1, got {value!r}")
+
+
+def _with_options(base: str, options: list[str]) -> str:
+    """``base`` with ``key=value`` options added (after its own ``@…`` options, if any)."""
+    if not options:
+        return base
+    return base + ("," if re.search(r"@[A-Za-z_]\w*=", base) else "@") + ",".join(options)
+
+
+def _dtype_option(model: Any) -> list[str]:
+    """``["dtype=bfloat16"]`` for a model computing in a dtype other than float32 (which
+    changes its output, so it must reach the name and the cache key), else ``[]``."""
+    dtype = getattr(model, "torch_dtype", None)
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return [] if name == "float32" else [f"dtype={name}"]
+
 
 class LogMelEmbedder(MetricEmbedder):
     """Log-mel frames ``[frames, n_mels]`` (weight-free).
@@ -92,15 +120,30 @@ class LogMelEmbedder(MetricEmbedder):
         n_mels: mel bands (= dim).
         n_fft: window/FFT length (400 = 25 ms at 16 kHz).
         hop_length: frame step (160 = 10 ms at 16 kHz).
-        floor: magnitude floor before the log.
+        floor: magnitude floor before the log (in :attr:`name` when not the default).
+
+    Raises:
+        ValueError: an option that is not a whole number ≥ 1 (``floor``: a number ≥ 0);
+            :func:`build_embedder` reports it as a ``SpecError`` naming the spec.
     """
 
     kind = "logmel"
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 400,
-                 hop_length: int = 160, floor: float = 1e-5) -> None:
+                 hop_length: int = 160, floor: float = DEFAULT_FLOOR) -> None:
         import librosa
 
+        from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+        for option, value in (("sample_rate", sample_rate), ("n_mels", n_mels),
+                              ("n_fft", n_fft), ("hop_length", hop_length)):
+            _check_whole(option, value)
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:  # audio.load refuses others
+            raise ValueError(f"sample_rate must be {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz, "
+                             f"got {sample_rate}")
+        # 0 is allowed (exact silence then gives -inf, and that file is skipped as unscorable)
+        if not is_number(floor) or floor < 0:
+            raise ValueError(f"floor must be a finite number ≥ 0, got {floor!r}")
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
         self.n_fft = int(n_fft)
@@ -109,27 +152,38 @@ class LogMelEmbedder(MetricEmbedder):
         self.dim = self.n_mels
         self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft,
                                        n_mels=self.n_mels).astype(np.float32)
+        # Every option that changes the frames is in the name (it keys the embedding cache);
+        # the default floor is left out so the default names stay as they were.
         self.name = (f"{self.kind}@sample_rate={self.sample_rate},n_mels={self.n_mels},"
                      f"n_fft={self.n_fft},hop_length={self.hop_length}")
+        if self.floor != DEFAULT_FLOOR:
+            self.name += f",floor={self.floor!r}"
 
     def _logmel(self, wave: np.ndarray) -> np.ndarray:
         from auralens.evaluate.spectral import stft_mag
 
         x = np.asarray(wave, dtype=np.float32).reshape(-1)
         spec = stft_mag(x, self.n_fft, self.hop_length).astype(np.float32)
-        return np.log(np.maximum(self._fb @ spec, self.floor)).T  # [frames, n_mels]
+        with np.errstate(divide="ignore"):  # floor=0 on silence: -inf, refused by the caller
+            return np.log(np.maximum(self._fb @ spec, self.floor)).T  # [frames, n_mels]
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         return self._logmel(wave).astype(np.float32)
 
 
 class MfccEmbedder(LogMelEmbedder):
-    """MFCC frames ``[frames, n_mfcc]`` from the log-mel (DCT-II, orthonormal)."""
+    """MFCC frames ``[frames, n_mfcc]`` from the log-mel (DCT-II, orthonormal).
+
+    ``n_mfcc`` is at most ``n_mels`` (the DCT of ``n_mels`` bands has that many coefficients).
+    """
 
     kind = "mfcc"
 
     def __init__(self, n_mfcc: int = 20, **params: Any) -> None:
         super().__init__(**params)
+        _check_whole("n_mfcc", n_mfcc)
+        if n_mfcc > self.n_mels:  # the DCT of n_mels bands has n_mels coefficients
+            raise ValueError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({self.n_mels})")
         self.n_mfcc = int(n_mfcc)
         self.dim = self.n_mfcc
         self.name += f",n_mfcc={self.n_mfcc}"
@@ -151,7 +205,8 @@ class ExtractorEmbedder(MetricEmbedder):
         self.model_id = spec.id
         layer = getattr(extractor, "layer", None)
         base = getattr(extractor, "name", "") or str(spec)
-        self.name = f"{base}@layer={layer}" if layer is not None and "layer=" not in base else base
+        name = f"{base}@layer={layer}" if layer is not None and "layer=" not in base else base
+        self.name = _with_options(name, _dtype_option(extractor))
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         out = np.asarray(self.extractor.embed(wave), dtype=np.float32)
@@ -167,7 +222,9 @@ class CodecLatentEmbedder(MetricEmbedder):
         self.sample_rate = int(codec.sample_rate)
         self.dim = int(codec.latent_dim)
         self.model_id = spec.id or getattr(codec, "name", "")
-        self.name = f"codec-latent:{getattr(codec, 'name', str(spec))}"
+        # (a sampling codec's name already carries its seed)
+        self.name = _with_options(f"codec-latent:{getattr(codec, 'name', str(spec))}",
+                                  _dtype_option(codec))
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         return np.asarray(self.codec.encode(wave), dtype=np.float32).T

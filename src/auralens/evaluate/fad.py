@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from auralens.checks import is_number
 from auralens.errors import AuralensError
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,21 @@ def ledoit_wolf_intensity(x: np.ndarray) -> float:
     return 0.0 if delta <= 0 else float(np.clip(beta / delta, 0.0, 1.0))
 
 
+def check_shrinkage(shrinkage: Shrinkage) -> None:
+    """Refuse a shrinkage :func:`compute_stats` cannot use (callers check it before embedding).
+
+    Raises:
+        MetricInputError: not None, ``"ledoit-wolf"`` (``"lw"``) or a number in ``[0, 1]``.
+    """
+    if shrinkage is None:
+        return
+    if isinstance(shrinkage, str):
+        if shrinkage.lower().replace("_", "-") not in {"ledoit-wolf", "lw"}:
+            raise MetricInputError(f"unknown shrinkage {shrinkage!r}; use 'ledoit-wolf' or a float")
+    elif not (is_number(shrinkage) and 0.0 <= shrinkage <= 1.0):
+        raise MetricInputError(f"shrinkage intensity must be in [0, 1], got {shrinkage!r}")
+
+
 def compute_stats(frames: np.ndarray | Sequence[np.ndarray], *, shrinkage: Shrinkage = None,
                   embedder: str = "") -> GaussianStats:
     """Gaussian fit of embedding frames.
@@ -162,6 +178,7 @@ def compute_stats(frames: np.ndarray | Sequence[np.ndarray], *, shrinkage: Shrin
         InsufficientFramesError: ``N <= D`` without shrinkage, or ``N < 2``.
         MetricInputError: bad shapes / non-finite values / bad shrinkage.
     """
+    check_shrinkage(shrinkage)
     x = as_frames(frames)
     n, d = x.shape
     if n < 2:
@@ -180,14 +197,7 @@ def compute_stats(frames: np.ndarray | Sequence[np.ndarray], *, shrinkage: Shrin
                                "float64 (rescale the embeddings)")
     alpha = 0.0
     if shrinkage is not None:
-        if isinstance(shrinkage, str):
-            if shrinkage.lower().replace("_", "-") not in {"ledoit-wolf", "lw"}:
-                raise MetricInputError(f"unknown shrinkage {shrinkage!r}; use 'ledoit-wolf' or a float")
-            alpha = ledoit_wolf_intensity(x)
-        else:
-            alpha = float(shrinkage)
-            if not 0.0 <= alpha <= 1.0:
-                raise MetricInputError(f"shrinkage intensity must be in [0, 1], got {alpha}")
+        alpha = ledoit_wolf_intensity(x) if isinstance(shrinkage, str) else float(shrinkage)
         if n <= d and alpha == 0.0:
             raise InsufficientFramesError(
                 f"shrinkage intensity 0 leaves a singular covariance ({n} frames, dim {d})")

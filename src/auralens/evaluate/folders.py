@@ -99,30 +99,43 @@ def embed_folders(folders: list[tuple[str | Path, str]], embedder: Any,
     Args:
         folders: ``(folder, what)`` pairs; ``what`` names the folder in messages.
         embedder: a :class:`~auralens.evaluate.embedders.MetricEmbedder`.
-        skipped: unreadable files are appended here (``{"file", "error"}``) and left out.
+        skipped: unreadable files, and files whose embedding is not finite, are appended here
+            (``{"file", "error"}``) and left out.
 
     Every folder is listed before anything is embedded, so a wrong second path fails at once.
 
     Raises:
         MetricInputError: a folder is missing, empty, or has no readable file.
+        SpecError: a bad embedder option (not a per-file problem).
     """
     from auralens.cache import ArrayCache
     from auralens.progress import progress
+    from auralens.specs import SpecError
 
     listed = [(Path(folder), what, folder_audio(folder, what)) for folder, what in folders]
     cache = ArrayCache(namespace="metric-embeddings")
     out = []
     for folder, what, files in listed:
         frames: dict[str, np.ndarray] = {}
+        errors: list[str] = []
         for p in progress(files, desc=f"embed {what}"):
             try:
-                frames[str(p.relative_to(folder))] = embedder.embed_file(p, cache=cache)
+                emb = embedder.embed_file(p, cache=cache)
+                if not np.all(np.isfinite(emb)):
+                    # e.g. log-mel of digital silence with floor=0: -inf would sink the metric
+                    raise MetricInputError(f"{p}: its embedding contains NaN or inf; "
+                                           "the file cannot be scored")
+                frames[str(p.relative_to(folder))] = emb
+            except SpecError:
+                raise  # a bad embedder option fails every file: report it, not N skips
             except Exception as exc:  # noqa: BLE001 - one bad file must not sink the folder's score
                 log.warning("skipped %s", exc)
+                errors.append(str(exc))
                 if skipped is not None:
                     skipped.append({"file": str(p), "error": str(exc)})
         if not frames:
-            raise MetricInputError(f"{folder}: none of the {len(files)} audio files could be read")
+            raise MetricInputError(f"{folder}: none of the {len(files)} audio files could be read "
+                                   f"(first: {errors[0]})")
         out.append(frames)
     return out
 
@@ -171,8 +184,9 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     Raises:
         InsufficientFramesError: a folder's clips give too few frames (the folder named).
     """
-    from auralens.evaluate.fad import compute_stats, fad_inf, frechet_distance
+    from auralens.evaluate.fad import check_shrinkage, compute_stats, fad_inf, frechet_distance
 
+    check_shrinkage(shrinkage)  # a typo must not cost the embedding of both folders first
     emb, ref_frames, est_frames, skipped = _embed_pair(ref_dir, eval_dir, embedder, timer, "FAD")
     ref, est = list(ref_frames.values()), list(est_frames.values())
     with _stage(timer, "metric"):
@@ -222,6 +236,7 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     from auralens.evaluate import kad as kad_mod
 
     device = str(check_device(device, what="device"))
+    kad_mod.check_kernel(sigma, kernel)  # before embedding, like the device
     emb, ref_frames, est_files, skipped = _embed_pair(ref_dir, eval_dir, embedder, timer, "KAD")
     ref = list(ref_frames.values())
     with _stage(timer, "metric"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -95,10 +95,18 @@ def format_labels(labels: Sequence[str] | None) -> str:
     return ", ".join(str(lab).replace("_", " ") for lab in labels or []) or "(none given)"
 
 
+_PLACEHOLDER_RE = re.compile(r"\{(text|labels)\}")
+
+
 def build_messages(metric: str, text: str, labels: Sequence[str] | None = None) -> list[Message]:
-    """System + user messages asking ``metric`` about ``text``."""
+    """System + user messages asking ``metric`` about ``text``.
+
+    The placeholders are filled in one pass, so a description or label that itself contains
+    ``{labels}`` or ``{text}`` is inserted verbatim.
+    """
     m = _metric(metric)
-    user = load_prompt(m.name).replace("{text}", text.strip()).replace("{labels}", format_labels(labels))
+    values = {"text": text.strip(), "labels": format_labels(labels)}
+    user = _PLACEHOLDER_RE.sub(lambda match: values[match.group(1)], load_prompt(m.name))
     return [{"role": "system", "content": load_prompt("system").strip()},
             {"role": "user", "content": user.strip()}]
 
@@ -237,10 +245,17 @@ class LLMJudge(Judge):
         self.retried: Counter[str] = Counter()
 
     def ask(self, metric: str, text: str, labels: list[str] | None = None) -> JudgeAnswer:
-        """Ask one metric, re-asking with a reminder until it parses or retries run out."""
+        """Ask one metric, re-asking with a reminder until it parses or retries run out.
+
+        Recognition without labels has nothing to check: missing (None), the model is not
+        asked, as with the keyword judge.
+        """
         m = _metric(metric)
-        messages = build_messages(metric, text, labels)
         answer = JudgeAnswer(metric, None)
+        if metric == "recognition" and not labels:
+            self.missing[metric] += 1
+            return answer
+        messages = build_messages(metric, text, labels)
         for attempt in range(self.retries + 1):
             self.calls[metric] += 1
             reply = self.chat(messages)
@@ -278,12 +293,12 @@ SOUND_SYNONYMS: dict[str, tuple[str, ...]] = {
     "rooster": ("rooster", "cock", "crow", "cockerel", "chicken"),
     "rain": ("rain", "drizzle", "downpour", "raindrop", "shower"),
     "sea_waves": ("wave", "sea", "ocean", "surf", "shore", "beach"),
-    "crackling_fire": ("fire", "flame", "crackl", "campfire", "fireplace", "ember"),
+    "crackling_fire": ("fire", "flame", "crackle", "campfire", "fireplace", "ember"),
     "crying_baby": ("baby", "infant", "cry", "crying", "newborn", "toddler"),
-    "sneezing": ("sneez",),
+    "sneezing": ("sneeze",),
     "clock_tick": ("clock", "tick"),
     "helicopter": ("helicopter", "rotor", "chopper"),
-    "chainsaw": ("chainsaw", "saw", "logging"),
+    "chainsaw": ("chainsaw", "sawing", "logging"),  # not "saw": "I saw" is no sound
     "cat": ("cat", "meow", "kitten"),
     "bird": ("bird", "chirp", "tweet", "birdsong", "sparrow"),
     "car": ("car", "vehicle", "engine", "traffic"),
@@ -307,10 +322,30 @@ _WORD_RE = re.compile(r"[a-z]+")
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ing", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
+    """A label word's base form: ``barking`` → ``bark``, ``crackling`` → ``crackle``,
+    ``dishes`` → ``dish``, ``waves`` → ``wave`` (``glass`` stays)."""
+    if word.endswith("ing") and len(word) >= 6:
+        base = word[:-3]
+        return base + "e" if re.search(r"[^aeiou]l$", base) else base  # crackl → crackle
+    if word.endswith("es") and re.search(r"(?:[sxz]|[cs]h)es$", word) and len(word) >= 5:
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) >= 4:
+        return word[:-1]
     return word
+
+
+@cache
+def _forms(term: str) -> frozenset[str]:
+    """``term`` with the plural and verb endings s, es, ed, ing (a final e dropped before
+    ing, a consonant's y turned into ies/ied, a short word's final consonant doubled)."""
+    out = {term, term + "s", term + "es", term + "ed", term + "ing"}
+    if term.endswith("e"):
+        out |= {term + "d", term[:-1] + "ing"}
+    if re.search(r"[^aeiou]y$", term):
+        out |= {term[:-1] + "ies", term[:-1] + "ied"}
+    if re.search(r"(?:^|[^aeiou])[aeiou][^aeiouwxy]$", term):  # drip → dripping, dripped
+        out |= {term + term[-1] + "ing", term + term[-1] + "ed"}
+    return frozenset(out)
 
 
 def _label_terms(label: str) -> tuple[str, ...]:
@@ -325,10 +360,14 @@ class KeywordJudge(Judge):
     """An offline keyword heuristic — NOT an LLM; its numbers are labelled as such.
 
     * ``count``: distinct sound concepts mentioned (built-in synonym groups plus the given
-      labels' words), clipped to 1–4; None when no sound word is found.
-    * ``recognition``: every label has one of its terms in the text (prefix match).
+      labels' words; a label sharing a word with a group is that group's source, not
+      another one), clipped to 1–4; None when no sound word is found.
+    * ``recognition``: every label has one of its terms in the text.
     * ``visual_detail``: 1 + number of distinct visual words (colours, light, materials,
       places, layout), capped at 10.
+
+    Sound words match whole, with plural and verb endings (``bark`` matches ``barks``,
+    ``barking``, ``barked``; ``cat`` does not match ``category``).
 
     Coherence, imagination and appropriateness need language understanding; this judge
     does not support them (see :attr:`supports`), so runners skip them with a note.
@@ -346,8 +385,9 @@ class KeywordJudge(Judge):
         return _WORD_RE.findall(text.lower())
 
     @staticmethod
-    def _mentions(words: list[str], terms: tuple[str, ...]) -> bool:
-        return any(w.startswith(t) for w in words for t in terms)
+    def _mentions(words: list[str], terms: Iterable[str]) -> bool:
+        found = set(words)
+        return any(found & _forms(t) for t in terms)
 
     def score(self, metric: str, text: str, labels: list[str] | None = None) -> Any:
         _metric(metric)
@@ -362,14 +402,18 @@ class KeywordJudge(Judge):
             return all(self._mentions(words, _label_terms(lab)) for lab in labels)
         if metric == "visual_detail":
             return 1 + min(9, len(set(words) & VISUAL_WORDS))
-        groups = dict(SOUND_SYNONYMS)
+        groups = [set(terms) for terms in SOUND_SYNONYMS.values()]
         for lab in labels or []:
-            groups.setdefault(lab.strip().lower().replace(" ", "_"), _label_terms(lab))
-        found = {key for key, terms in groups.items() if self._mentions(words, terms)}
+            # A label is one source: merged with every group it shares a word with, so
+            # "Dog barking" next to the dog group does not count a dog twice.
+            terms = set(_label_terms(lab))
+            shared = [g for g in groups if g & terms]
+            groups = [g for g in groups if not g & terms] + [terms.union(*shared)]
+        found = sum(1 for terms in groups if self._mentions(words, terms))
         if not found:
             self.missing[metric] += 1
             return None
-        return max(1, min(4, len(found)))
+        return max(1, min(4, found))
 
     def stats(self) -> dict[str, Any]:
         return {"missing": dict(self.missing), "note": "keyword heuristic, not an LLM"}

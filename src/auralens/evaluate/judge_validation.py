@@ -4,17 +4,22 @@ The study checked its judge against its own annotations: 89 % agreement on sourc
 84 % on label inclusion. Give the annotations as a CSV with columns ``id``, ``count`` (1–4)
 and ``labels_included`` (yes/no, true/false, 1/0), optionally ``method`` when several methods
 were annotated, and the experiment's ``results.jsonl``.
+
+The judge counts on a 1–4 scale where 4 means four or more, so an annotated count above 4 is
+clipped to 4 (as :func:`~auralens.evaluate.judge.perception_rates` clips true counts); a count
+below 1 is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from auralens.errors import AuralensError
-from auralens.io import read_jsonl
+from auralens.io import read_jsonl_numbered
 
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0"}
@@ -38,11 +43,19 @@ def _bool(value: str, where: str) -> bool | None:
 
 
 def read_annotations(path: str | Path) -> list[dict[str, Any]]:
-    """Rows ``{"id", "method"?, "count": int|None, "labels_included": bool|None}``."""
+    """Rows ``{"id", "method"?, "count": int|None, "labels_included": bool|None}``.
+
+    Counts above 4 are clipped to 4 (the judge's "four or more").
+
+    Raises:
+        ValidationError: a missing file or column, a count that is not a whole number ≥ 1, a
+            bad ``labels_included`` or a repeated annotation (file and line named).
+    """
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"{path}: annotation file not found")
-    with open(path, newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a spreadsheet's CSV export often starts with a byte-order mark
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or [])
         if "id" not in cols or not cols & {"count", "labels_included"}:
@@ -52,11 +65,15 @@ def read_annotations(path: str | Path) -> list[dict[str, Any]]:
         for i, row in enumerate(reader, start=2):
             where = f"{path}:{i}"
             count = (row.get("count") or "").strip()
-            if count and not count.isdigit():
+            if count and not re.fullmatch(r"[0-9]+", count):
                 raise ValidationError(f"{where}: count must be an integer, got {count!r}")
+            if count and int(count) < 1:
+                raise ValidationError(f"{where}: count must be at least 1 (the scale is 1–4, "
+                                      f"4 = four or more), got {count!r}")
             ann = {"id": (row["id"] or "").strip(),
                    "method": (row.get("method") or "").strip() or None,
-                   "count": int(count) if count else None,
+                   # the judge answers 1–4 with 4 = four or more: clip as perception_rates does
+                   "count": min(int(count), 4) if count else None,
                    "labels_included": _bool(row.get("labels_included") or "", where)}
             key = (ann["id"], ann["method"])
             if key in seen:  # it would count twice in the agreement
@@ -91,8 +108,15 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         and None when no row names its judge.
     """
     ann = read_annotations(annotations)
-    rows = [r for r in read_jsonl(results) if r.get("status", "ok") == "ok"
-            and (method is None or r.get("method") == method)]
+    rows = []
+    for line, r in read_jsonl_numbered(results):
+        if not isinstance(r, dict):
+            raise ValidationError(f"{results}:{line}: a result row must be a JSON object")
+        if r.get("status", "ok") != "ok" or (method is not None and r.get("method") != method):
+            continue
+        if r.get("id") is None:
+            raise ValidationError(f"{results}:{line}: result row has no id")
+        rows.append(r)
     if not rows:
         raise ValidationError(f"{results}: no result rows" + (f" for method {method!r}" if method else ""))
     by_key: dict[tuple, dict[str, Any]] = {}

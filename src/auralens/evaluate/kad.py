@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from auralens.checks import is_number
 from auralens.evaluate.fad import MetricInputError, as_frames
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,19 @@ def kernel_sum(a, b, sigma: float, kernel: str = "rbf", *, chunk: int = 4096,  #
     return float(total.item())
 
 
+def check_kernel(sigma: float | None, kernel: str) -> None:
+    """Refuse a kernel or a fixed bandwidth :func:`kad` cannot use (callers check them
+    before any audio is embedded).
+
+    Raises:
+        MetricInputError: an unknown kernel, or a sigma that is not a positive finite number.
+    """
+    if kernel not in KERNELS:
+        raise MetricInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if sigma is not None and not (is_number(sigma) and sigma > 0):
+        raise MetricInputError(f"kernel bandwidth sigma must be positive and finite, got {sigma}")
+
+
 def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Sequence[np.ndarray],
         *, sigma: float | None = None, kernel: str = "rbf", scale: float = 100.0,
         chunk: int = 4096, dtype: str = "float64", device: str = "cpu",
@@ -194,8 +208,7 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
     """
     import torch
 
-    if kernel not in KERNELS:
-        raise MetricInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    check_kernel(sigma, kernel)
     x = as_frames(reference, "reference")
     y = as_frames(evaluated, "evaluated")
     if x.shape[1] != y.shape[1]:
@@ -240,9 +253,13 @@ def kad_per_file(reference: np.ndarray | Sequence[np.ndarray], files: Mapping[st
 
     Returns:
         name → :class:`KadResult` (every result has the same ``sigma``).
+
+    Raises:
+        MetricInputError: an unknown kernel or a sigma that is not positive and finite.
     """
     import torch
 
+    check_kernel(sigma, kernel)  # before the reference's kernel sum, which would divide by sigma
     x = as_frames(reference, "reference")
     if sigma is None:
         sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)

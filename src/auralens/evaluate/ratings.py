@@ -103,17 +103,34 @@ def _locked(path: Path) -> Iterator[None]:
 def save_rating(csv_path: str | Path, rating: Rating | None = None, **fields_: Any) -> Rating:
     """Append one rating to ``csv_path`` atomically.
 
-    Call with a :class:`Rating` or with the keyword fields of :func:`make_rating`.
+    Call with a :class:`Rating` or with the keyword fields of :func:`make_rating`. An existing
+    file keeps its column order; one whose header does not hold exactly the rating columns
+    is refused (it is not a ratings file, and appending would corrupt it).
 
     Returns:
         the stored rating.
+
+    Raises:
+        RatingError: an invalid rating, or an existing file that is not a ratings CSV.
     """
     path = Path(csv_path)
     rating = rating or make_rating(**fields_)
     with _locked(path):
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        try:
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+        except UnicodeDecodeError:
+            raise RatingError(f"{path}: not a ratings CSV (not UTF-8 text); choose another file") from None
+        except OSError as exc:
+            raise RatingError(f"{path}: cannot read the ratings file ({exc.strerror or exc})") from None
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        header = COLUMNS
+        if old.strip():
+            # Values go under the file's own header: its columns may be in another order.
+            header = next(csv.reader(io.StringIO(old.lstrip("\ufeff"))), [])
+            if sorted(header) != sorted(COLUMNS):
+                raise RatingError(f"{path}: not a ratings CSV (its header is {','.join(header)!r}; "
+                                  f"expected the columns {','.join(COLUMNS)}); choose another file")
+        writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
         if not old.strip():
             writer.writeheader()
             old = ""
