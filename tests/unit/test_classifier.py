@@ -233,3 +233,140 @@ def test_stop_right_after_a_saved_epoch_reports_that_epoch(data, tmp_path, monke
         train_classifier(data, out, _tiny_cfg(epochs=4))
     res = read_json(out / "run.json")["result"]
     assert res["status"] == "interrupted" and res["epochs_run"] == 2 and res["steps"] == 4
+
+
+def _edit_csv(root, old: str, new: str) -> None:
+    csv = root / "meta" / "esc50.csv"
+    text = csv.read_text()
+    assert old in text
+    csv.write_text(text.replace(old, new))
+
+
+def test_resume_on_other_data_or_val_fold_is_refused(data, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "clf"
+    train_classifier(data, out, _tiny_cfg(epochs=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # the same classes, one clip moved into the validation fold
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    _edit_csv(moved, "1-00-A-0.wav,1,", "1-00-A-0.wav,2,")
+    with pytest.raises(Exception, match=r"the data's clips \(other files, folds or targets\)"):
+        train_classifier(moved, out, _tiny_cfg(epochs=2))
+    # the same clips and classes, the validation fold renumbered: the default fold moves
+    renumbered = tmp_path / "renumbered"
+    shutil.copytree(data, renumbered)
+    _edit_csv(renumbered, ",2,", ",3,")
+    with pytest.raises(Exception, match=r"val_fold 2 → 3; the data's clips"):
+        train_classifier(renumbered, out, _tiny_cfg(epochs=2))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # --val-fold naming the default fold is the same run
+    again = train_classifier(data, out, _tiny_cfg(epochs=2, val_fold=2))
+    assert again["epochs_run"] == 2 and again["val_fold"] == 2
+
+
+def test_state_without_a_data_fingerprint_resumes_unchecked(data, tmp_path) -> None:
+    import json
+
+    import torch
+
+    out = tmp_path / "clf"
+    train_classifier(data, out, _tiny_cfg(epochs=1))
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    saved = json.loads(state["config"])
+    saved["cfg"]["val_fold"] = None  # what the option held; no "data" entry
+    state["config"] = json.dumps({"cfg": saved["cfg"], "classes": saved["classes"]})
+    torch.save(state, out / "train_state.pt")
+    _edit_csv(data, "1-00-A-0.wav,1,", "1-00-A-0.wav,2,")  # other data, which it cannot tell
+    assert train_classifier(data, out, _tiny_cfg(epochs=2, val_fold=2))["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ("1-03-A-3.wav,1,3,hiss", "1-03-A-3.wav,1,3,Hiss",
+     r"esc50\.csv: target 3 has several categories \('Hiss', 'hiss'\)"),
+    ("1-00-A-0.wav,1,0,hum", "1-00-A-0.wav,1,1,hum",
+     r"esc50\.csv: category 'hum' has several targets \(0, 1\)"),
+])
+def test_category_not_matching_its_target_is_refused_before_out_exists(data, tmp_path, old, new,
+                                                                       match) -> None:
+    _edit_csv(data, old, new)
+    out = tmp_path / "clf"
+    with pytest.raises(Exception, match=match):
+        train_classifier(data, out, _tiny_cfg(epochs=1))
+    assert not out.exists()
+
+
+def test_missing_data_creates_no_out(tmp_path) -> None:
+    out = tmp_path / "clf"
+    with pytest.raises(Exception, match=r"esc50\.csv: ESC-50 metadata file not found"):
+        train_classifier(tmp_path / "nowhere", out, _tiny_cfg(epochs=1))
+    assert not out.exists()
+
+
+def test_unreadable_state_is_a_one_line_error(data, tmp_path) -> None:
+    from auralens.errors import AuralensError
+
+    out = tmp_path / "clf"
+    train_classifier(data, out, _tiny_cfg(epochs=1))
+    state = out / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:300])  # truncated by a full disk or a kill
+    with pytest.raises(AuralensError) as err:
+        train_classifier(data, out, _tiny_cfg(epochs=2))
+    assert str(err.value).startswith(f"{state}: unreadable (")
+    assert str(err.value).endswith("; use a new --out or delete it") and "\n" not in str(err.value)
+
+
+def test_save_dtype_is_checked_with_the_other_settings() -> None:
+    with pytest.raises(Exception, match=r"save_dtype must be one of \['bfloat16', 'float16', "
+                                        r"'float32'\], got 'foo'"):
+        _tiny_cfg(save_dtype="foo")
+    assert _tiny_cfg(save_dtype="bf16").save_dtype == "bf16"
+
+
+def test_too_short_clip_is_skipped_saying_so(data, tmp_path) -> None:
+    import json
+
+    write(data / "audio" / "1-98-A-0.wav", np.zeros(100, np.float32), 16000)
+    with open(data / "meta" / "esc50.csv", "a") as fh:
+        fh.write("1-98-A-0.wav,1,0,hum,True,98,A\n")
+    out = tmp_path / "clf"
+    result = train_classifier(data, out, _tiny_cfg(epochs=1))
+    assert result["errors"] == 1
+    (entry,) = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert entry["item"] == "1-98-A-0"
+    assert entry["error"] == "too short: 100 samples at 16 kHz, needs at least 400 (25 ms)"
+
+
+def test_max_steps_stop_mid_epoch_resumes_where_it_stopped(data, tmp_path) -> None:
+    # 8 training clips, batches of 3: 3 steps per epoch; the warm-up spans every step, so the
+    # learning rate does not depend on where max_steps puts the end of the schedule.
+    cfg = dict(epochs=2, batch_size=3, warmup_epochs=2.0, augment=True)
+    straight = train_classifier(data, tmp_path / "a", _tiny_cfg(**cfg))
+    assert [(h["epoch"], h["step"]) for h in straight["history"]] == [(1, 3), (2, 6)]
+    out = tmp_path / "b"
+    first = train_classifier(data, out, _tiny_cfg(max_steps=2, **cfg))
+    assert first["epochs_run"] == 0 and first["steps"] == 2 and first["history"] == []
+    res = read_json(out / "run.json")["result"]
+    assert res["epochs_run"] == 0 and res["steps"] == 2
+    assert res["message"].startswith("stopped at max_steps 2 after batch 2 of 3 of epoch 1")
+    second = train_classifier(data, out, _tiny_cfg(max_steps=4, **cfg))
+    assert [(h["epoch"], h["step"]) for h in second["history"]] == [(1, 3)]
+    done = train_classifier(data, out, _tiny_cfg(**cfg))
+    assert [(h["epoch"], h["step"]) for h in done["history"]] == [(1, 3), (2, 6)]
+    for key in ("train_loss", "val_loss"):
+        assert [h[key] for h in done["history"]] == pytest.approx(
+            [h[key] for h in straight["history"]], rel=1e-5), key
+
+
+def test_cli_says_when_max_steps_stopped_the_first_epoch(data, tmp_path, capsys) -> None:
+    from auralens.cli import main
+
+    args = ["train-classifier", str(data), "--out", str(tmp_path / "clf"), "--hidden-size", "32",
+            "--layers", "1", "--heads", "2", "--intermediate-size", "64", "--mels", "32",
+            "--max-length", "64", "--batch-size", "3", "--epochs", "1", "--threads", "1"]
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert capsys.readouterr().out.strip() == ("no epoch finished (1 steps); rerun with the same "
+                                               "--out to continue")
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("best val accuracy ")

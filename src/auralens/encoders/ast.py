@@ -40,10 +40,11 @@ import numpy as np
 
 from auralens.encoders.base import Extractor
 from auralens.encoders.hf import (
+    batch_size_option,
+    bool_option,
     load_pretrained,
     model_revision,
     model_source,
-    parse_layer,
     pick_device,
     torch_dtype,
 )
@@ -78,6 +79,7 @@ class ASTExtractor(Extractor):
     """
 
     first_name = "patch"
+    zero_is_first = True
 
     def __init__(self, source: str, layer: Any = None, layout: str = "flat",
                  trim: bool | None = None, device: str | None = None,
@@ -88,6 +90,8 @@ class ASTExtractor(Extractor):
 
         if layout not in {"flat", "time"}:
             raise AuralensError(f"AST layout must be 'flat' or 'time', got {layout!r}")
+        trim = (layout == "time") if trim is None else bool_option("trim", trim)
+        batch_size = batch_size_option(batch_size)
         self.source = source
         config = load_pretrained(ASTConfig, source, trust_remote_code=trust_remote_code)
         self.config = config
@@ -118,12 +122,10 @@ class ASTExtractor(Extractor):
         self.sample_rate = int(fe.sampling_rate)
         self.freq_patches = (config.num_mel_bins - config.patch_size) // config.frequency_stride + 1
         self.time_patches = (config.max_length - config.patch_size) // config.time_stride + 1
-        self.layer = parse_layer(layer, "patch", config.num_hidden_layers)
-        if self.layer == 0:
-            self.layer = "patch"
+        self.layer = self.resolve_layer(layer)
         self.layout = layout
-        self.trim = (layout == "time") if trim is None else bool(trim)
-        self.batch_size = max(1, int(batch_size))
+        self.trim = trim
+        self.batch_size = batch_size
         hidden = config.hidden_size
         seconds = config.max_length * FBANK_SHIFT
         # The fbank is cut to max_length frames: later audio never reaches the model.

@@ -30,6 +30,8 @@ class Extractor(ABC):
             extractor. None: no limit (the backend handles any length).
         first_name: name of the first hidden state (``"patch"``/``"features"``) for backends
             whose layers :meth:`check_layer` can validate; None otherwise.
+        zero_is_first: True when ``layer=0`` is that first hidden state (AST, Whisper), so
+            both spellings are recorded as :attr:`first_name`.
     """
 
     name: str = "extractor"
@@ -40,6 +42,7 @@ class Extractor(ABC):
     revision: str = ""
     max_duration: float | None = None
     first_name: str | None = None
+    zero_is_first: bool = False
 
     @abstractmethod
     def embed(self, wave: np.ndarray) -> np.ndarray:
@@ -77,9 +80,19 @@ class Extractor(ABC):
         """
         if self.first_name is None or self.num_layers() <= 0:
             return None
+        return self.resolve_layer(layer)
+
+    def resolve_layer(self, layer: str | int | None) -> str | int:
+        """``layer`` as this backend records it (:attr:`layer`, cache keys, run.json).
+
+        Raises:
+            LayerError: an unknown or out-of-range layer.
+        """
         from auralens.encoders.hf import parse_layer
 
-        return parse_layer(layer, self.first_name, self.num_layers())
+        k = parse_layer(layer, str(self.first_name), self.num_layers())
+        # One layer, one name: otherwise ``0`` and the first name key, sweep and resume apart.
+        return self.first_name if self.zero_is_first and k == 0 else k
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "layer": self.layer, "sample_rate": self.sample_rate,

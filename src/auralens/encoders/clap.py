@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_whole
 from auralens.encoders.base import Extractor
 from auralens.encoders.hf import (
     LayerError,
+    batch_size_option,
     load_pretrained,
     model_revision,
     model_source,
@@ -73,6 +75,7 @@ class ClapExtractor(Extractor):
         import torch
         from transformers import ClapFeatureExtractor, ClapModel
 
+        self.batch_size = batch_size_option(batch_size)
         self.source = source
         self.device = pick_device(device)
         self.torch_dtype = torch_dtype(dtype)
@@ -89,11 +92,13 @@ class ClapExtractor(Extractor):
         if isinstance(layer, str) and layer.lower() in {"embed", "pooled"}:
             self.layer: str | int = layer.lower()
         else:
-            try:
-                k = int(layer)
-            except (TypeError, ValueError):
+            # Only whole numbers: int() would take ``true`` as stage 1 and 1.5 as 1.
+            text = layer.strip() if isinstance(layer, str) else None
+            k = int(text) if text is not None and text.lstrip("-").isdigit() else layer
+            if not is_whole(k):
                 raise LayerError(f"CLAP layer must be 'embed', 'pooled' or 0..{stages}, "
-                                 f"got {layer!r}") from None
+                                 f"got {layer!r}")
+            k = int(k)
             if not 0 <= k <= stages:
                 raise LayerError(f"CLAP layer {k} out of range 0..{stages}")
             self.layer = k
@@ -108,7 +113,6 @@ class ClapExtractor(Extractor):
         # Longer clips are centre-cropped to this window (see centre_crop).
         self.max_duration = float(self.feature_extractor.max_length_s)
         self.max_samples = window_samples(self.feature_extractor)
-        self.batch_size = max(1, int(batch_size))
         self.name = name or f"clap:{source}"
         self.revision = model_revision(source) + "+centre-crop"  # long clips used to be cropped at random
         self._stages = stages
@@ -128,6 +132,8 @@ class ClapExtractor(Extractor):
             for w in chunk:
                 if w.ndim != 1:
                     raise AuralensError(f"CLAP expects mono [T] waves, got shape {w.shape}")
+                if w.shape[0] == 0:  # the repeat-padding divides by the length
+                    raise AuralensError("CLAP cannot embed an empty wave (0 samples)")
             chunk = [centre_crop(w, self.max_samples) for w in chunk]
             inputs = self.feature_extractor(chunk, sampling_rate=self.sample_rate,
                                             return_tensors="pt")

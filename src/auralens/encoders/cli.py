@@ -43,5 +43,9 @@ def train_classifier_cmd(
         val_fold=val_fold, augment=augment, mixup=mixup, save_dtype=save_dtype,
         max_steps=max_steps, threads=threads, seed=seed)
     result = train_classifier(data, out, cfg)
+    if result["best_epoch"] < 1:  # --max-steps stopped the first epoch partway
+        typer.echo(f"no epoch finished ({result['steps']} steps); rerun with the same --out "
+                   "to continue")
+        return
     typer.echo(f"best val accuracy {result['best_val_accuracy']:.3f} at epoch "
                f"{result['best_epoch']} ({result['train_seconds']:.0f} s training); saved to {out}")

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import is_whole
 from auralens.errors import AuralensError, ModelUnavailableError
-from auralens.specs import ModelSpec
+from auralens.specs import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ MODEL_TYPES: dict[str, str] = {
     "hubert": "hubert",
     "wav2vec2": "wav2vec2",
     "wavlm": "wavlm",
-    "data2vec-audio": "wav2vec2",
+    "data2vec-audio": "data2vec-audio",
     "whisper": "whisper",
     "clap": "clap",
 }
@@ -293,6 +294,30 @@ def parse_layer(layer: Any, first_name: str, num_layers: int) -> str | int:
         raise LayerError(f"layer {layer} is out of range; the model has blocks 1..{num_layers} "
                          f"(0: {first_name}; negative counts from the end)")
     return k
+
+
+def batch_size_option(value: Any) -> int:
+    """The ``batch_size`` option: a whole number ≥ 1 (``0`` or ``-3`` is refused, not run as 1).
+
+    Raises:
+        SpecError: any other value.
+    """
+    if not is_whole(value, 1):
+        raise SpecError(f"batch_size must be a whole number ≥ 1, got {value!r}")
+    return int(value)
+
+
+def bool_option(name: str, value: Any) -> bool:
+    """A true/false option (``trim=nope`` or ``trim=2`` is refused, not read as true).
+
+    Raises:
+        SpecError: anything but a bool.
+    """
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise SpecError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def build_hf(spec: ModelSpec, **params: Any) -> Any:

@@ -36,6 +36,7 @@ import numpy as np
 
 from auralens.encoders.base import Extractor
 from auralens.encoders.hf import (
+    batch_size_option,
     load_pretrained,
     model_revision,
     model_source,
@@ -81,6 +82,7 @@ class SSLExtractor(Extractor):
         import transformers
         from transformers import Wav2Vec2FeatureExtractor
 
+        batch_size = batch_size_option(batch_size)
         if family not in FAMILIES:
             raise AuralensError(f"unknown SSL family {family!r}; use one of {sorted(FAMILIES)}")
         self.source = source
@@ -108,7 +110,7 @@ class SSLExtractor(Extractor):
         self.frame_rate = self.sample_rate / stride
         self.dim = int(self.config.hidden_size)
         self.layer = parse_layer(layer, self.first_name, self.config.num_hidden_layers)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = batch_size
         self.name = name or f"{family}:{source}"
         self.revision = model_revision(source)
         if not self.pads_exactly:

@@ -14,9 +14,11 @@ Recipe:
     * AdamW, linear warm-up then cosine decay, label smoothing; the checkpoint with the best
       validation accuracy is kept (ties: lower validation loss);
     * resumable: ``OUT/train_state.pt`` holds the model, optimiser and history after every
-      epoch, and a rerun with the same OUT continues from there. Only ``epochs`` (never below
-      the epochs already trained), ``max_steps`` and ``threads`` may change on a rerun; any other
-      change is refused with the differing keys and both values.
+      epoch (and, when ``max_steps`` stops an epoch partway, the position in it), and a rerun
+      with the same OUT continues from there. Only ``epochs`` (never below the epochs already
+      trained), ``max_steps`` and ``threads`` may change on a rerun; any other change, other
+      data (the clip list with folds and targets) or another resolved validation fold is
+      refused with the differing keys and both values.
 
 ``OUT/run.json`` tells how the run stands: ``result.status`` is ``running`` while it trains,
 ``ok`` when it finished, ``interrupted`` after Ctrl-C and ``failed`` after an error, and
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from auralens.checks import is_number, is_whole
+from auralens.encoders.hf import _DTYPES, _short
 from auralens.errors import AuralensError
 from auralens.io import ErrorLog, Timer, read_json, remove_stale_temps, write_json, write_run_json
 
@@ -113,6 +116,9 @@ class ClassifierConfig:
             value = getattr(self, name)
             if value is not None and not is_whole(value, 1):
                 raise AuralensError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        if not isinstance(self.save_dtype, str) or self.save_dtype.lower() not in _DTYPES:
+            raise AuralensError(f"save_dtype must be one of {sorted(set(_DTYPES.values()))}, "
+                                f"got {self.save_dtype!r}")
 
 
 def _fbank_extractor(cfg: ClassifierConfig) -> Any:
@@ -139,6 +145,9 @@ def _features(clips: list[Any], cfg: ClassifierConfig, errors: ErrorLog) -> tupl
             hit = cache.get(key)
             if hit is None:
                 wave = load(clip.path, 16000)
+                if wave.shape[0] < 400:  # the filterbank needs one whole 25 ms window
+                    raise AuralensError(f"too short: {wave.shape[0]} samples at 16 kHz, needs at "
+                                        "least 400 (25 ms)")
                 x = fe(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
                 n = 1 + max(0, wave.shape[0] - 400) // 160
                 hit = {"fbank": x.astype(np.float16),
@@ -237,12 +246,8 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     out = Path(out)
     acc = make_accelerator(AuralensError)
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
-    out.mkdir(parents=True, exist_ok=True)
-    if main:
-        remove_stale_temps(out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     timer, started = Timer(), time.perf_counter()
+    # The data and a saved state are checked before OUT is created or written to.
     clips = load_esc50(Path(data))
     folds = sorted({c.fold for c in clips if c.fold is not None})
     if len(folds) < 2:
@@ -250,18 +255,22 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     val_fold = cfg.val_fold if cfg.val_fold is not None else folds[-1]
     if val_fold not in folds:
         raise AuralensError(f"{data}: validation fold {val_fold} not present (folds {folds})")
-    # Contiguous class ids in the order of the dataset's own targets (ESC-10 uses 0, 1, 10 …).
-    by_target: dict[int, str] = {}
-    for c in clips:
-        by_target.setdefault(c.target if c.target is not None else -1, c.labels[0])
-    classes = [by_target[t] for t in sorted(by_target)]
+    classes = _classes(clips, Path(data) / "meta" / "esc50.csv")
     label2id = {name: i for i, name in enumerate(classes)}
+    data_id = _data_fingerprint(clips)
+    if out.exists() and not out.is_dir():
+        raise AuralensError(f"{out}: exists and is not a directory; pick another --out")
     state_path = out / "train_state.pt"
     state: dict[str, Any] | None = None
     if state_path.exists():
         # Checked before anything is written: a refused rerun leaves the run as it was.
-        state = torch.load(state_path, weights_only=True)
-        _check_resume(state, state_path, cfg, classes)
+        state = _load_state(state_path)
+        _check_resume(state, state_path, cfg, classes, data_id, val_fold, folds[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     # Other processes keep their (identical) failure records in memory only.
     errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl", reset=True)
     # The main process fills the fbank cache first; the others then only read it.
@@ -296,7 +305,13 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, {"acc": -1.0, "loss": float("inf"), "epoch": -1}
     train_seconds = 0.0
+    partial: dict[str, Any] | None = None  # where a max_steps stop left an epoch
     if state is not None:
+        partial = state.get("partial")
+        if partial is not None and len(partial["order"]) != len(y_tr):
+            raise AuralensError(f"{state_path}: stopped partway through an epoch of "
+                                f"{len(partial['order'])} training clips, {len(y_tr)} are usable "
+                                "now; use a new --out directory")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
@@ -326,15 +341,22 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     if main:
         _write_run(out, cfg, timer, started, 0.0, {**info, **_progress(done, start_epoch),
                                                    "status": "running"})
+    fingerprint = _config_fingerprint(cfg, classes, data_id, val_fold)
     status, message = "ok", ""
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if step >= total_steps:
                 break
             t0 = time.perf_counter()
-            order = torch.randperm(len(y_tr), generator=gen).numpy()
-            run_loss, seen = 0.0, 0
-            for b in progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}"):
+            if partial is not None:  # finish the epoch where the saved state stopped
+                order, first = partial["order"].numpy(), int(partial["batch"])
+                run_loss, seen = (float(partial["run_loss"]), float(partial["seen"])) if main else (0.0, 0)
+                partial = None
+            else:
+                order, first = torch.randperm(len(y_tr), generator=gen).numpy(), 0
+                run_loss, seen = 0.0, 0
+            next_batch = first
+            for b in progress(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}"):
                 if step >= total_steps:
                     break
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -364,6 +386,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
                 acc.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 step += 1
+                next_batch = b + 1
                 run_loss += float(loss_sum.detach())
                 seen += len(xs) if weight else 0
             if world > 1:
@@ -371,6 +394,21 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
                 run_loss, seen = (float(v) for v in t.tolist())
             train_seconds += time.perf_counter() - t0
             session_train += time.perf_counter() - t0
+            if next_batch < steps_per_epoch:
+                # max_steps stopped the epoch partway: it is not finished, so it is neither
+                # validated nor counted; the state keeps the position and a rerun continues
+                # from the next batch (resumed = uninterrupted).
+                if main:
+                    _save_state(state_path, core, opt, gen, epoch - 1, step, best, train_seconds,
+                                fingerprint, partial={"batch": next_batch,
+                                                      "order": torch.from_numpy(order),
+                                                      "run_loss": run_loss, "seen": seen})
+                acc.wait_for_everyone()
+                done.update(step=step, train_seconds=train_seconds)
+                message = (f"stopped at max_steps {cfg.max_steps} after batch {next_batch} of "
+                           f"{steps_per_epoch} of epoch {epoch + 1}; rerun with the same --out "
+                           "to continue")
+                break
             val_acc, val_loss = _evaluate(core, x_va, y_va, cfg.batch_size * 2, acc)
             record = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(1, seen),
                       "val_accuracy": val_acc, "val_loss": val_loss,
@@ -385,7 +423,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
                 if improved:
                     _save_model(core, cfg, out)
                 write_json(out / "history.json", history)
-                _save_state(state_path, core, opt, gen, epoch, step, best, train_seconds, cfg, classes)
+                _save_state(state_path, core, opt, gen, epoch, step, best, train_seconds, fingerprint)
             acc.wait_for_everyone()
             done.update(epochs=epoch + 1, step=step, best=dict(best), train_seconds=train_seconds)
     except KeyboardInterrupt:
@@ -403,7 +441,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
             _write_run(out, cfg, timer, started, session_train, {
                 **info, **_progress(done, start_epoch), "status": status, "message": message,
                 "errors": len(errors)})
-    if step >= total_steps and done["epochs"] < cfg.epochs:
+    if step >= total_steps and done["epochs"] < cfg.epochs and not message:
         message = f"stopped at max_steps {cfg.max_steps} after {done['epochs']} epochs"
     history = history[: done["epochs"]]
 
@@ -468,8 +506,11 @@ RESUME_MAY_CHANGE = ("epochs", "max_steps", "threads")
 
 
 def _check_resume(state: dict[str, Any], path: Path, cfg: ClassifierConfig,
-                  classes: list[str]) -> None:
+                  classes: list[str], data_id: str, val_fold: int, default_fold: int) -> None:
     """Refuse to continue ``state`` with other settings or data, or with fewer epochs.
+
+    ``val_fold`` is compared as resolved (``--val-fold 2`` equals the default when 2 is the
+    last fold); ``default_fold`` resolves the None that older states recorded.
 
     Raises:
         AuralensError: naming each differing key with its saved and new value, or the
@@ -481,18 +522,24 @@ def _check_resume(state: dict[str, Any], path: Path, cfg: ClassifierConfig,
         saved = json.loads(state.get("config") or "{}")
     except (TypeError, ValueError):
         saved = {}
-    want = json.loads(_config_fingerprint(cfg, classes))
-    if not isinstance(saved, dict) or "cfg" not in saved:
+    want = json.loads(_config_fingerprint(cfg, classes, data_id, val_fold))
+    if not isinstance(saved, dict) or not isinstance(saved.get("cfg"), dict):
         raise AuralensError(f"{path}: its settings cannot be read; use a new --out directory")
-    diffs = [f"{key} {saved['cfg'].get(key)!r} → {want['cfg'].get(key)!r}"
-             for key in sorted(set(saved["cfg"]) | set(want["cfg"]))
-             if saved["cfg"].get(key) != want["cfg"].get(key)]
+    old_cfg = dict(saved["cfg"])
+    if old_cfg.get("val_fold") is None:
+        old_cfg["val_fold"] = default_fold
+    diffs = [f"{key} {old_cfg.get(key)!r} → {want['cfg'].get(key)!r}"
+             for key in sorted(set(old_cfg) | set(want["cfg"]))
+             if old_cfg.get(key) != want["cfg"].get(key)]
     old_classes = saved.get("classes") or []
     if old_classes != classes:
         gone, new = sorted(set(old_classes) - set(classes)), sorted(set(classes) - set(old_classes))
         what = "; ".join(part for part in (f"missing now: {', '.join(gone)}" if gone else "",
                                           f"new: {', '.join(new)}" if new else "") if part)
         diffs.append(f"the data's classes ({what or 'same names, other order'})")
+    # States written before the data was fingerprinted resume unchecked.
+    if "data" in saved and saved["data"] != data_id:
+        diffs.append("the data's clips (other files, folds or targets)")
     if diffs:
         raise AuralensError(f"{path}: made with different settings or data ({'; '.join(diffs)}); "
                             f"only {', '.join(RESUME_MAY_CHANGE)} may change on a rerun — use a "
@@ -504,17 +551,80 @@ def _check_resume(state: dict[str, Any], path: Path, cfg: ClassifierConfig,
                             "use a new --out directory")
 
 
-def _config_fingerprint(cfg: ClassifierConfig, classes: list[str]) -> str:
-    """Settings that must match for a resume to be valid (epochs may grow)."""
+def _config_fingerprint(cfg: ClassifierConfig, classes: list[str], data_id: str,
+                        val_fold: int) -> str:
+    """Settings and data that must match for a resume to be valid (epochs may grow)."""
     import json
 
-    keep = {k: v for k, v in asdict(cfg).items() if k not in {"epochs", "max_steps", "threads"}}
-    return json.dumps({"cfg": keep, "classes": classes}, sort_keys=True, default=str)
+    keep = {k: v for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE}
+    keep["val_fold"] = val_fold  # resolved: the option's None and the fold it names are one
+    return json.dumps({"cfg": keep, "classes": classes, "data": data_id}, sort_keys=True,
+                      default=str)
+
+
+def _classes(clips: list[Any], csv_path: Path) -> list[str]:
+    """Class names in the order of the dataset's own targets (ESC-10 uses 0, 1, 10 …).
+
+    Raises:
+        AuralensError: a category under several targets or a target under several categories
+            (class ids would be wrong or a class never trained).
+    """
+    by_target: dict[int, set[str]] = {}
+    by_name: dict[str, set[int]] = {}
+    for c in clips:
+        target = c.target if c.target is not None else -1
+        by_target.setdefault(target, set()).add(c.labels[0])
+        by_name.setdefault(c.labels[0], set()).add(target)
+    for name, targets in by_name.items():
+        if len(targets) > 1:
+            raise AuralensError(f"{csv_path}: category {name!r} has several targets "
+                                f"({', '.join(map(str, sorted(targets)))}); each category needs "
+                                "one target")
+    for target, names in by_target.items():
+        if len(names) > 1:
+            raise AuralensError(f"{csv_path}: target {target} has several categories "
+                                f"({', '.join(map(repr, sorted(names)))}); each target needs one "
+                                "category")
+    return [next(iter(by_target[t])) for t in sorted(by_target)]
+
+
+def _data_fingerprint(clips: list[Any]) -> str:
+    """Hash of the clip list (file, fold, target, category), for resume checks."""
+    import hashlib
+    import json
+
+    rows = sorted((c.path.name, c.fold, c.target, c.labels[0]) for c in clips)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+#: Keys every train_state.pt holds.
+_STATE_KEYS = {"model", "optimizer", "generator", "epoch", "step", "best_acc", "best_loss",
+               "best_epoch", "train_seconds"}
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """``train_state.pt``, or a one-line error when it cannot be resumed from.
+
+    Raises:
+        AuralensError: a truncated, corrupt or foreign file.
+    """
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file at all
+        why = _short(exc).split(". ")[0]  # torch appends several sentences of advice
+        raise AuralensError(f"{path}: unreadable ({why}); use a new --out or delete it") from None
+    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+        raise AuralensError(f"{path}: not a train-classifier state; use a new --out or delete it")
+    return state
 
 
 def _save_state(path: Path, model: Any, opt: Any, gen: Any, epoch: int, step: int,
-                best: dict[str, Any], seconds: float, cfg: ClassifierConfig,
-                classes: list[str]) -> None:
+                best: dict[str, Any], seconds: float, fingerprint: str,
+                partial: dict[str, Any] | None = None) -> None:
+    """State after ``epoch`` (0-based); ``partial``: how far the next epoch got (its batch
+    order, next batch, loss sums) when max_steps stopped it partway."""
     import torch
 
     from auralens.io import atomic_path
@@ -523,7 +633,9 @@ def _save_state(path: Path, model: Any, opt: Any, gen: Any, epoch: int, step: in
              "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
              "epoch": epoch, "step": step,
              "best_acc": best["acc"], "best_loss": best["loss"], "best_epoch": best["epoch"],
-             "train_seconds": seconds, "config": _config_fingerprint(cfg, classes)}
+             "train_seconds": seconds, "config": fingerprint}
+    if partial is not None:
+        state["partial"] = partial
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 

@@ -7,8 +7,8 @@ convolutions (the second with stride 2) give 50 encoder frames per second, 1500 
 * Clips longer than one window are cut into consecutive windows, encoded as one batch, and the
   frames concatenated; the result is trimmed to ``ceil(T / 320)`` frames (the padding frames
   of the last window are dropped), so the frame count follows the clip's duration.
-* Layers: ``features`` = ``hidden_states[0]`` (convolutions + sinusoidal positions, before the
-  first block); ``k`` = the output of block ``k``, taken from the block itself, so no ``k``
+* Layers: ``features`` (also spelt ``0``) = ``hidden_states[0]`` (convolutions + sinusoidal
+  positions, before the first block); ``k`` = the output of block ``k``, taken from the block itself, so no ``k``
   includes the encoder's final layer norm; ``last`` (default) = the output of the last block,
   also without that layer norm (``last_hidden_state``, which transformers also reports as
   the last entry of ``hidden_states``, is the layer-normed one; it is not used here).
@@ -26,10 +26,10 @@ import numpy as np
 
 from auralens.encoders.base import Extractor
 from auralens.encoders.hf import (
+    batch_size_option,
     load_pretrained,
     model_revision,
     model_source,
-    parse_layer,
     pick_device,
     torch_dtype,
 )
@@ -51,6 +51,7 @@ class WhisperExtractor(Extractor):
     """
 
     first_name = "features"
+    zero_is_first = True
 
     def __init__(self, source: str, layer: Any = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int = 4, name: str | None = None,
@@ -58,6 +59,7 @@ class WhisperExtractor(Extractor):
         import torch
         from transformers import WhisperFeatureExtractor, WhisperModel
 
+        self.batch_size = batch_size_option(batch_size)
         self.source = source
         self.device = pick_device(device)
         self.torch_dtype = torch_dtype(dtype)
@@ -81,8 +83,7 @@ class WhisperExtractor(Extractor):
                 f"encoder ({self.config.max_source_positions} positions)")
         self.frame_rate = self.sample_rate / self.samples_per_frame
         self.dim = int(self.config.d_model)
-        self.layer = parse_layer(layer, "features", self.config.encoder_layers)
-        self.batch_size = max(1, int(batch_size))
+        self.layer = self.resolve_layer(layer)  # 0 is "features", hidden_states[0]
         self.name = name or f"whisper:{source}"
         self.revision = model_revision(source)
         if self.layer == self.config.encoder_layers:
@@ -110,6 +111,8 @@ class WhisperExtractor(Extractor):
             w = np.asarray(w, dtype=np.float32)
             if w.ndim != 1:
                 raise AuralensError(f"whisper expects mono [T] waves, got shape {w.shape}")
+            if w.shape[0] == 0:  # would come back as one frame of padding
+                raise AuralensError("whisper cannot embed an empty wave (0 samples)")
             n = max(1, math.ceil(w.shape[0] / self.window))
             for j in range(n):
                 windows.append(w[j * self.window : (j + 1) * self.window])
