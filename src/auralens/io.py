@@ -145,6 +145,29 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+#: ``api_key=VALUE`` inside a spec string or a command-line argument (the value ends at a
+#: comma, as spec options do); ``api_key_env`` names a variable, not a secret.
+_SECRET_OPTION = re.compile(r"(api[_-]key\s*=\s*)[^,\s]+", re.IGNORECASE)
+#: Mapping keys whose values are secrets.
+SECRET_KEYS = frozenset({"api_key", "api-key"})
+#: What a masked secret reads as.
+MASK = "***"
+
+
+def mask_secrets(obj: Any) -> Any:
+    """A copy of JSON-ready ``obj`` with API keys replaced by ``***``: the values of
+    ``api_key`` entries and of ``api_key=…`` options in spec strings and arguments (so
+    records such as ``run.json`` never hold a key in plain text)."""
+    if isinstance(obj, dict):
+        return {k: MASK if str(k).lower() in SECRET_KEYS and v not in (None, "")
+                else mask_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_secrets(v) for v in obj]
+    if isinstance(obj, str):
+        return _SECRET_OPTION.sub(lambda m: m.group(1) + MASK, obj)
+    return obj
+
+
 def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
     """Atomically write JSON."""
     return write_text(path, json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False) + "\n")
@@ -316,7 +339,8 @@ def write_run_json(
     seed: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``out_dir/run.json`` with the resolved config, versions, models and timings."""
+    """Write ``out_dir/run.json`` with the resolved config, versions, models and timings
+    (API keys masked, see :func:`mask_secrets`)."""
     record = {
         "command": command,
         "argv": sys.argv,
@@ -331,4 +355,5 @@ def write_run_json(
     }
     if extra:
         record.update(extra)
-    return write_json(Path(out_dir) / "run.json", record)
+    # specs and argv may carry an API key (openai:…@api_key=…)
+    return write_json(Path(out_dir) / "run.json", mask_secrets(to_jsonable(record)))

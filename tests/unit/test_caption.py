@@ -296,3 +296,98 @@ def test_long_input_chunks_cover_every_sample() -> None:
     assert [len(p) for p in pieces] == [3000, 3000, 200]
     short = chunks(wave[:2500], sr)
     assert len(short) == 1 and short[0] is not None and len(short[0]) == 2500
+
+
+def test_an_empty_answer_is_a_failed_caption_never_an_empty_one(tiny_model, monkeypatch):
+    from auralens.scene.caption.base import EmptyCaptionError
+
+    cap = CAPTIONERS.build(f"qwen2-audio:{tiny_model('tiny_qwen2audio')}")
+    answers = iter(["", "  ", "rain on a roof"])
+    monkeypatch.setattr(cap.lm, "ask", lambda wave, messages, **gen: next(answers))
+    with pytest.raises(EmptyCaptionError) as err:
+        cap.caption(_noise(16000, 1.0))
+    assert str(err.value) == f"{cap.name}: the model gave an empty caption for a 1.00 s clip"
+    # an empty chunk among others is dropped; the others still make the caption
+    assert cap.caption(_noise(16000, 35.0)) == "rain on a roof"
+
+    whisper = CAPTIONERS.build(f"whisper-aac:{tiny_model('tiny_whisper_aac')}")
+    monkeypatch.setattr(whisper, "_one", lambda wave: "")
+    with pytest.raises(EmptyCaptionError, match="empty caption for a 0.50 s clip"):
+        whisper.caption(_noise(16000, 0.5))
+
+
+def test_whisper_aac_chunks_at_the_extractors_window(tiny_model, monkeypatch):
+    cap = CAPTIONERS.build(f"whisper-aac:{tiny_model('tiny_whisper_aac')}")
+    monkeypatch.setattr(cap.extractor, "chunk_length", 10)  # a checkpoint with a 10 s window
+    seen: list[int] = []
+
+    def one(wave):
+        seen.append(wave.shape[0])
+        return f"part{len(seen)}"
+
+    monkeypatch.setattr(cap, "_one", one)
+    assert cap.caption(np.zeros(16000 * 25, np.float32)) == "part1 part2 part3"
+    assert seen == [16000 * 10, 16000 * 10, 16000 * 5]  # every second is heard
+
+
+@pytest.mark.parametrize("name, spec", [
+    ("ast_classifier", "classifier:{}"), ("clap_tiny", "clap-zeroshot:{}"),
+    ("tiny_qwen2audio", "qwen2-audio:{}@max_new_tokens=2"),
+    ("tiny_whisper_aac", "whisper-aac:{}@max_new_tokens=2"),
+])
+def test_captioners_refuse_audio_that_is_not_one_channel_of_samples(tiny_model, name, spec):
+    from auralens.errors import AuralensError
+
+    cap = CAPTIONERS.build(spec.format(tiny_model(name)))
+    sr = cap.sample_rate
+    stereo = np.zeros((sr // 10, 2), np.float32)  # [T, 2]: would be read as T clips
+    with pytest.raises(AuralensError) as err:
+        cap.describe(stereo)
+    assert str(err.value) == (f"{cap.name}: expected mono audio of shape [T], got shape "
+                              f"({sr // 10}, 2); mix the channels down first")
+    with pytest.raises(AuralensError) as err:  # CLAP used to divide by zero
+        cap.describe(np.zeros(0, np.float32))
+    assert str(err.value) == f"{cap.name}: empty audio (0 samples)"
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("a sound", "clap-zeroshot option prompt 'a sound' must contain {label} (else every label "
+                "gets the same text)"),
+    ("{x} {label}", "clap-zeroshot option prompt '{x} {label}' has unknown field(s) x; only "
+                    "{label} is filled in"),
+    ("{} {label}", "has unknown field(s) {}"),
+    ("sound of {label", "is not a valid template"),
+])
+def test_clap_prompt_must_name_the_label_and_nothing_else(tiny_model, prompt, message):
+    from auralens.scene.pipeline import check_stage
+    from auralens.specs import SpecError
+
+    path = tiny_model("clap_tiny")
+    with pytest.raises(SpecError) as err:  # before any work
+        check_stage("captioner", {"backend": f"clap-zeroshot:{path}", "params": {"prompt": prompt}})
+    assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        CAPTIONERS.build(f"clap-zeroshot:{path}", prompt=prompt)
+    cap = CAPTIONERS.build(f"clap-zeroshot:{path}", prompt="the {label} sound")
+    assert cap.describe(_noise(48000, 0.5)).label
+
+
+def test_imagine_refuses_an_empty_caption_from_any_captioner(tmp_path, noise):
+    from auralens.audio import write
+    from auralens.scene.caption.base import CaptionResult
+    from auralens.scene.pipeline import ImagineError, imagine
+
+    class Silent(Captioner):  # a captioner object given through the Python API
+        name = "silent"
+
+        def caption(self, wave):
+            return ""
+
+        def describe(self, wave):
+            return CaptionResult(" ", label=None)
+
+    clip = write(tmp_path / "mix.wav", noise, 16000)
+    with pytest.raises(ImagineError, match="captioning source 0: silent gave an empty caption"):
+        imagine(clip, tmp_path / "o", {"separator": "nmf@n_iter=5", "captioner": Silent(),
+                                       "report": False})
+    assert not (tmp_path / "o" / "description.txt").exists()

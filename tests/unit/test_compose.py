@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -222,3 +223,97 @@ def test_preset_names_resolve_to_hub_ids(monkeypatch):
                         ("falcon3", "tiiuae/Falcon3-7B-Instruct")):
         with pytest.raises(ModelUnavailableError, match=hub):
             COMPOSERS.build(preset)
+
+
+# ---------------------------------------------------------------- empty descriptions
+
+
+@pytest.mark.parametrize("answer, reasoning", [
+    ("Final description:", ""),
+    ("1. a dog\n2. a farm\n**Final description:** ", "1. a dog\n2. a farm"),
+    ("Thinking.\nFinal description: \"\"", "Thinking."),
+])
+def test_a_marker_with_nothing_after_it_is_no_description(answer, reasoning):
+    for cot in (True, False):
+        assert parse_answer(answer, cot=cot) == Description("", reasoning)  # never the marker
+    with pytest.raises(AuralensError) as err:
+        ChatComposer(FakeChat(answer)).compose(["the sound of a dog"], "cot")
+    assert str(err.value).startswith("fake: the model gave no description (its answer starts "
+                                     "with ")
+    assert "\n" not in str(err.value)
+
+
+def test_chat_composer_refuses_an_empty_answer_and_empty_captions():
+    with pytest.raises(AuralensError, match=r"fake: the model gave no description \(its "
+                                            r"answer was empty; if it was cut off"):
+        ChatComposer(FakeChat("")).compose(["the sound of a dog"])
+    fake = FakeChat("A farm.")
+    with pytest.raises(AuralensError, match="caption 2 is empty"):
+        ChatComposer(fake).compose(["the sound of a dog", " "])
+    assert fake.calls == []  # nothing was asked
+
+
+def test_template_composer_refuses_a_caption_without_a_sound():
+    comp = COMPOSERS.build("template")
+    with pytest.raises(AuralensError) as err:
+        comp.compose(["the sound of a dog", ""])
+    assert str(err.value) == "caption 2 ('') names no sound: nothing to describe for it"
+    assert "dog" in comp.compose(["the sound of a dog"]).text
+
+
+# ---------------------------------------------------------------- checked up front
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"settings": [{"name": "x", "place": "", "labels": ["dog"]}]},
+     "knowledge base settings[0].place must be non-empty text"),
+    ({"settings": [{"name": "x", "place": "a park", "labels": ["dog"]}],
+      "positions": "In the foreground"},
+     "knowledge base positions must be a list of non-empty phrases"),
+    ({"settings": [{"name": "x", "place": "a park", "labels": "dog"}]},
+     "knowledge base settings[0].labels must be a list of non-empty labels"),
+    ({"settings": []}, "knowledge base settings must be a non-empty list of settings"),
+    ({"settings": [{"name": "x", "place": "a park"}], "visuals": {"dog": ""}},
+     "knowledge base visuals must be an object of label → non-empty phrase"),
+    ([1, 2], "knowledge base must be a JSON object"),
+])
+def test_a_bad_knowledge_base_fails_when_checked(tmp_path, data, message):
+    from auralens.scene.pipeline import check_stage
+
+    kb = tmp_path / "kb.json"
+    kb.write_text(json.dumps(data))
+    with pytest.raises(AuralensError) as err:
+        check_stage("composer", f"template@knowledge={kb}")  # before any work
+    assert str(err.value) == f"{kb}: {message}"
+    with pytest.raises(AuralensError, match=re.escape(message)):
+        TemplateComposer(kb)
+
+
+def test_llm_composer_template_is_read_before_any_work(tiny_model, tmp_path):
+    from auralens.scene.pipeline import ImagineConfig, Stages, check_stage
+
+    chat = tiny_model("tiny_chat_lm")
+    no_user = tmp_path / "no_user.txt"
+    no_user.write_text("### system\nYou are helpful.\n")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    missing = tmp_path / "nope.txt"
+    for spec, message in ((f"hf:{chat}@template={missing}", f"{missing}: template file not found"),
+                          (f"hf:{chat}@template={no_user}", f"{no_user}: no user turn"),
+                          (f"hf:{chat}@template={binary}", f"{binary}: template file cannot be "
+                                                           "read as UTF-8 text"),
+                          (f"openai:m@base_url=http://127.0.0.1:9/v1,template={no_user}",
+                           f"{no_user}: no user turn")):
+        with pytest.raises(AuralensError) as err:
+            check_stage("composer", spec)
+        assert str(err.value).startswith(message)
+        with pytest.raises(AuralensError, match=re.escape(message)):
+            COMPOSERS.build(spec)  # before the model loads
+    # --template reaches the LLM composer's check, and the audio LLM's
+    with pytest.raises(AuralensError, match=re.escape(f"{no_user}: no user turn")):
+        Stages(ImagineConfig(separator="nmf", composer=f"hf:{chat}", template=str(no_user))).check()
+    allm = Stages(ImagineConfig(mode="allm", allm=str(tiny_model("tiny_qwen2audio")),
+                                template=str(no_user)))
+    with pytest.raises(AuralensError) as err:
+        allm.check()
+    assert str(err.value) == f"{no_user}: no user turn (--template)"

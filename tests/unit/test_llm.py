@@ -365,3 +365,103 @@ def test_base_url_must_be_http(url):
     with pytest.raises(AuralensError, match=r"base_url .* is not an http\(s\) URL"):
         OpenAIChatModel("m", base_url=url)
     assert OpenAIChatModel("m", base_url="https://example.org/v1/").base_url == "https://example.org/v1"
+
+
+def _raw_server(replies: list[bytes]):
+    """A server that writes each raw HTTP reply in turn (the last one repeats) and closes."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.path)
+            self.wfile.write(replies[min(len(seen), len(replies)) - 1])
+            self.wfile.flush()
+            self.close_connection = True
+
+    seen: list[str] = []
+    return Handler, seen
+
+
+def _http(body: bytes, length: int | None = None) -> bytes:
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
+    return head.encode() + body
+
+
+OK_BODY = json.dumps({"choices": [{"message": {"content": "a farm"}}]}).encode()
+
+
+@pytest.mark.parametrize("bad, said", [
+    (_http(b'{"choices":', length=500), "the reply was cut short"),  # IncompleteRead
+    (b"GARBAGE\r\n\r\n", "BadStatusLine: GARBAGE"),
+])
+def test_openai_client_retries_a_cut_or_garbled_reply(bad, said):
+    handler, seen = _raw_server([bad, _http(OK_BODY)])
+    with local_server(handler) as url:
+        model = OpenAIChatModel("m", base_url=url, retries=1, backoff=0.01, timeout=5)
+        assert model.chat([{"role": "user", "content": "x"}]) == "a farm"  # retried
+        assert len(seen) == 2
+    handler, seen = _raw_server([bad])
+    with local_server(handler) as url:
+        model = OpenAIChatModel("m", base_url=url, retries=1, backoff=0.01, timeout=5)
+        with pytest.raises(LLMRequestError) as err:
+            model.chat([{"role": "user", "content": "x"}])
+    assert str(err.value) == f"{url}: no answer after 2 attempts ({said})"
+
+
+def test_openai_reply_json_python_cannot_read_is_a_clear_error():
+    body = b'{"choices": [{"message": {"content": "a"}}], "x": ' + b"9" * 5000 + b"}"
+    handler, seen = _raw_server([_http(body)])
+    with local_server(handler) as url:
+        model = OpenAIChatModel("m", base_url=url, retries=2, backoff=0.01, timeout=5)
+        with pytest.raises(LLMRequestError) as err:
+            model.chat([{"role": "user", "content": "x"}])
+    assert str(err.value).startswith(f"{url}: the server's reply could not be read "
+                                     "(ValueError: Exceeds the limit")
+    assert "\n" not in str(err.value) and len(seen) == 1  # a reply of the same shape: not retried
+
+
+def test_openai_answer_cut_at_the_token_limit_is_reported(stub, caplog):
+    state, url = stub
+    model = OpenAIChatModel("m", base_url=url, retries=0, timeout=5)
+    state.script = [_reply({"choices": [{"finish_reason": "length",
+                                         "message": {"content": "A long"}}]})]
+    with caplog.at_level("WARNING", logger="auralens.scene.llm"):
+        assert model.chat([{"role": "user", "content": "x"}]) == "A long"
+    assert "cut off at the token limit" in caplog.text and "max_new_tokens" in caplog.text
+
+
+def test_template_failing_with_the_system_turn_folded_in_is_a_one_line_error(tiny_model,
+                                                                              tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    dst = tmp_path / "broken-template"
+    shutil.copytree(tiny_model("tiny_chat_lm"), dst)
+    tok = AutoTokenizer.from_pretrained(dst)
+    tok.chat_template = "{{ raise_exception('this template is broken') }}"
+    tok.save_pretrained(dst)
+    model = load_chat_model(str(dst), max_new_tokens=3)
+    with pytest.raises(AuralensError) as err:
+        model.chat([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+    assert str(err.value) == (f"{dst}: chat template failed "
+                              "(TemplateError: this template is broken)")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bool", "int64", "float64", "uint8"])
+def test_only_float_dtypes_pass_the_spec_check(dtype):
+    import torch
+
+    from auralens.specs import SpecError
+
+    with pytest.raises(SpecError, match=f"hf option dtype: unknown dtype '{dtype}'; use auto"):
+        llm.check_values("hf", {"dtype": dtype})
+    with pytest.raises(AuralensError):
+        llm.resolve_dtype(getattr(torch, dtype))
+    for good, want in (("float16", torch.float16), ("bf16", torch.bfloat16),
+                       ("fp32", torch.float32), (torch.bfloat16, torch.bfloat16)):
+        assert llm.resolve_dtype(good) == want
+    llm.check_values("hf", {"dtype": "auto"})

@@ -81,3 +81,58 @@ def test_imagine_cli_allm_mode_uses_the_server(server, sine, tmp_path):
     assert code == 0
     assert (tmp_path / "o" / "description.txt").read_text().strip() == "A wet backyard where a dog barks."
     assert len(_audio_part(seen[-1])) == len(sine)
+
+
+@pytest.fixture
+def answering():
+    """A server that answers with ``state["content"]`` (None for a null content)."""
+    state: dict = {"content": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = json.dumps({"choices": [{"message": {"content": state["content"]}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    with local_server(Handler) as url:
+        yield state, url
+
+
+@pytest.mark.parametrize("content", [None, "", "   "])
+def test_an_empty_caption_fails_the_run_instead_of_becoming_a_label(answering, noise, tmp_path,
+                                                                    capsys, content):
+    from auralens.audio import write
+    from auralens.cli import main
+    from auralens.scene.caption.base import EmptyCaptionError
+
+    state, url = answering
+    state["content"] = content
+    cap = CAPTIONERS.build(f"openai-audio:served@base_url={url},retries=0")
+    with pytest.raises(EmptyCaptionError, match="openai-audio:served: the model gave an empty "
+                                                "caption for a 1.00 s clip"):
+        cap.caption(noise)
+    clip = write(tmp_path / "mix.wav", noise, 16000)
+    code = main(["imagine", str(clip), "--out", str(tmp_path / "o"), "--separator", "nmf",
+                 "--captioner", f"openai-audio:served@base_url={url},retries=0"])
+    err = capsys.readouterr().err
+    assert code != 0 and "the model gave an empty caption" in err
+    assert "source of the  sound" not in err
+    assert not (tmp_path / "o" / "description.txt").exists()
+
+
+@pytest.mark.parametrize("content", [None, "Final description:", "Reasoning.\nFinal description: **"])
+def test_allm_answer_without_a_description_is_an_error(answering, sine, content):
+    from auralens.errors import AuralensError
+
+    state, url = answering
+    state["content"] = content
+    allm = load_audio_llm(f"openai-audio:served@base_url={url},retries=0")
+    with pytest.raises(AuralensError, match="the model gave no description"):
+        allm.describe(sine, technique="cot")

@@ -34,3 +34,12 @@ def test_sd35_preset_is_unavailable_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match="stable-diffusion-3.5-medium"):
         IMAGE_GENERATORS.build("diffusers:sd3.5")
+
+
+def test_prompt_length_over_the_text_encoder_limit_is_refused_when_built(tiny_model):
+    from auralens.scene.render.diffusers_t2i import DiffusersGenerator
+    from auralens.specs import SpecError
+
+    with pytest.raises(SpecError, match=r"max_sequence_length must be a whole number in "
+                                        r"\[1, 512\], got 1000"):
+        DiffusersGenerator(str(tiny_model("tiny_sd3")), max_sequence_length=1000)

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import AuralensError
+from auralens.scene.caption.base import mono_wave
 from auralens.scene.caption.qwen2audio import DEFAULT_MODEL, AudioChatLM
 from auralens.scene.compose.base import Description
-from auralens.scene.compose.prompting import load_template, parse_answer
+from auralens.scene.compose.prompting import load_template, parse_answer, require_description
 from auralens.scene.llm import GENERATION_OPTIONS, resolve_model_id
 from auralens.specs import ModelSpec, parse_spec
 
@@ -47,8 +48,10 @@ class AudioLLMDescriber:
 
     def describe(self, wave: np.ndarray, technique: str = "zero-shot") -> Description:
         """``[T]`` float32 mixture at :attr:`sample_rate` → description (+ CoT reasoning)."""
+        wave = mono_wave(wave, self.name)
         answer = self.lm.ask(wave, self.messages(technique), **self.gen)
-        return parse_answer(answer, cot=technique == "cot")
+        return require_description(parse_answer(answer, cot=technique == "cot"), answer,
+                                   self.name)
 
 
 _KINDS = ("qwen2-audio", "qwen2audio", "hf-audio-text", "openai-audio", "openai")

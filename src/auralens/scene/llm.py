@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -148,7 +149,7 @@ VALUE_RULES: dict[str, Rule] = {
     "base_url": (lambda v: isinstance(v, str), "a URL such as http://127.0.0.1:8000/v1"),
     "api_key_env": (lambda v: isinstance(v, str), "the name of an environment variable"),
     "instruction": (lambda v: v is None or isinstance(v, str), "text"),
-    "template": (lambda v: v is None or isinstance(v, str), "a file path"),
+    "template": (lambda v: v is None or isinstance(v, (str, Path)), "a file path"),
 }
 
 
@@ -285,8 +286,15 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
-    """``"auto"`` → bfloat16 on CUDA with bf16 support, float16 on other GPUs, float32 on CPU."""
+    """``"auto"`` → bfloat16 on CUDA with bf16 support, float16 on other GPUs, float32 on CPU.
+
+    Raises:
+        AuralensError: a name other than auto, float32, float16 or bfloat16 (and their short
+            forms fp32, fp16, half, bf16).
+    """
     import torch
+
+    floats = (torch.float32, torch.float16, torch.bfloat16)
 
     if dtype is None or dtype == "auto":
         if device.startswith("cuda"):
@@ -294,12 +302,14 @@ def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
         if device == "mps":
             return torch.float16
         return torch.float32
-    if isinstance(dtype, torch.dtype):
+    if isinstance(dtype, torch.dtype) and dtype in floats:
         return dtype
     names = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
     name = names.get(str(dtype), str(dtype))
     value = getattr(torch, name, None)
-    if not isinstance(value, torch.dtype):
+    # Weights in an integer or bool dtype load but cannot run; other float widths are not
+    # supported by the backends.
+    if value not in floats:
         raise AuralensError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
     return value
 
@@ -494,10 +504,15 @@ class HFChatModel:
                 list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True)
         except Exception as exc:  # e.g. Mistral templates reject the system role
             if not any(m["role"] == "system" for m in messages):
-                raise AuralensError(f"{self.model_id}: chat template failed ({exc})") from exc
+                raise AuralensError(f"{self.model_id}: chat template failed "
+                                    f"({error_line(exc)})") from exc
+        try:
             return self.tokenizer.apply_chat_template(
                 _merge_system(messages), add_generation_prompt=True, return_tensors="pt",
                 return_dict=True)
+        except Exception as exc:  # noqa: BLE001 - a template that fails either way
+            raise AuralensError(f"{self.model_id}: chat template failed "
+                                f"({error_line(exc)})") from exc
 
     def chat(self, messages: Sequence[Message], **gen: Any) -> str:
         """Generate the assistant reply.
@@ -660,6 +675,9 @@ class OpenAIChatModel:
             start = self._clean(text.lstrip()[:40]) or "an empty body"
             raise LLMRequestError(f"{self.base_url}: the server did not return JSON (its "
                                   f"reply starts with {start!r})") from exc
+        except (ValueError, RecursionError) as exc:  # JSON that Python cannot hold (huge ints)
+            raise LLMRequestError(f"{self.base_url}: the server's reply could not be read "
+                                  f"({self._clean(error_line(exc))})") from exc
 
     def _reply_text(self, answer: Any) -> str:
         """The assistant text of a chat-completion reply: ``content`` as a string, or the
@@ -683,6 +701,9 @@ class OpenAIChatModel:
         if not isinstance(message, dict):
             raise LLMRequestError(f"{self.base_url}: the server's reply has no message in "
                                   "'choices'")
+        if first.get("finish_reason") == "length":  # the answer stopped at max_tokens
+            log.warning("%s: the answer of %s was cut off at the token limit; raise "
+                        "max_new_tokens", self.base_url, self.model)
         content = message.get("content")
         if content is None or isinstance(content, str):
             return content or ""
@@ -712,7 +733,7 @@ class OpenAIChatModel:
         the body's first non-empty line; ``""`` when there is none."""
         try:
             raw = exc.read(16384) or b""
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             return ""
         text = raw.decode("utf-8", "replace")
         try:
@@ -744,6 +765,9 @@ class OpenAIChatModel:
                     wait = wait if after is None else after
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 last = str(getattr(exc, "reason", exc))
+            except http.client.HTTPException as exc:  # a body cut short, a garbled status line
+                last = ("the reply was cut short" if isinstance(exc, http.client.IncompleteRead)
+                        else self._clean(error_line(exc)))
             except (KeyError, IndexError, TypeError, AttributeError) as exc:
                 raise LLMRequestError(f"{self.base_url}: unexpected response ({exc})") from exc
             if attempt < self.retries:

@@ -44,9 +44,11 @@ from auralens.io import (
     Timer,
     append_jsonl,
     check_out_dir,
+    mask_secrets,
     read_json,
     read_jsonl,
     remove_stale_temps,
+    to_jsonable,
     write_json,
     write_jsonl,
     write_run_json,
@@ -193,8 +195,9 @@ class ImagineConfig:
         backend's name, local paths absolute, options sorted) and the activity filter is its
         full :class:`~auralens.scene.separate.activity.ActivityConfig` (defaults filled in,
         numbers as floats). Leaves out what cannot change a result: the report switch, the
-        seed when no image model runs, and a template the template composer ignores. A
-        template that is used counts by its content, not by how its path is spelled.
+        seed when no image model runs, a template the template composer ignores, and API keys
+        (``api_key=***``). A template that is used counts by its content, not by how its path
+        is spelled.
 
         Args:
             resolve_relative: False when the working directory these settings were typed in
@@ -224,7 +227,8 @@ class ImagineConfig:
 
             data = Path(self.template).expanduser().read_bytes()
             out["template_sha256"] = hashlib.sha256(data).hexdigest()[:16]
-        return out
+        # an API key does not shape a result, and results lines must not hold it
+        return mask_secrets(to_jsonable(out))
 
 
 def stage_registry(key: str) -> Any:
@@ -265,6 +269,13 @@ def check_stage(key: str, value: Any, template: Any = None) -> None:
         from auralens.scene.allm import check_audio_llm
 
         check_audio_llm(spec, **params)
+        if template:  # read before any work: a template without a user turn fails here
+            from auralens.scene.compose.prompting import TemplateError, load_template
+
+            try:
+                load_template("allm", path=template)
+            except TemplateError as exc:  # the template's fault, not the audio LLM's
+                raise ImagineError(f"{exc} (--template)") from exc
         return
     reg = stage_registry(key)
     if spec is None or (isinstance(spec, str) and not spec.strip()):
@@ -738,6 +749,9 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
                 wave = _resample(est[k], sep.sample_rate, captioner.sample_rate)
                 with _about(input, f"captioning source {k}"):
                     cap = captioner.describe(wave)
+                if not str(cap.text or "").strip():  # would become an empty label downstream
+                    raise ImagineError(f"{input}: captioning source {k}: {captioner.name} "
+                                       "gave an empty caption")
                 records.append({"index": k, "file": f"sources/source{k}.wav",
                                 "caption": cap.text, "label": cap.label, "score": cap.score,
                                 "top": [list(t) for t in cap.top]})

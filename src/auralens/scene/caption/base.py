@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from auralens.errors import AuralensError
 from auralens.registry import Registry
 
 
@@ -55,6 +56,39 @@ class Captioner(ABC):
     def describe(self, wave: np.ndarray) -> CaptionResult:
         """Caption plus label/score when the backend knows them (default: text only)."""
         return CaptionResult(self.caption(wave))
+
+
+class EmptyCaptionError(AuralensError):
+    """An audio model answered with no text: a failed caption, never a label."""
+
+
+def mono_wave(wave: np.ndarray, name: str) -> np.ndarray:
+    """``wave`` as float32 ``[T]``.
+
+    Raises:
+        AuralensError: not one channel (a ``[T, 2]`` array would be read as T clips of one
+            sample each) or no samples at all.
+    """
+    arr = np.asarray(wave, dtype=np.float32)
+    if arr.ndim != 1:
+        raise AuralensError(f"{name}: expected mono audio of shape [T], got shape "
+                            f"{tuple(arr.shape)}; mix the channels down first")
+    if arr.size == 0:
+        raise AuralensError(f"{name}: empty audio (0 samples)")
+    return arr
+
+
+def require_caption(text: str, name: str, seconds: float) -> str:
+    """``text`` stripped.
+
+    Raises:
+        EmptyCaptionError: the model gave no text for the clip.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise EmptyCaptionError(f"{name}: the model gave an empty caption for a "
+                                f"{seconds:.2f} s clip")
+    return text
 
 
 _MASS_NOUNS = {"rain", "wind", "water", "music", "speech", "fire", "thunder", "traffic",

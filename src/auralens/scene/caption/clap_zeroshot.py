@@ -6,6 +6,7 @@ Clips longer than the CLAP window (10 s) are centre-cropped to it, as in every C
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from auralens.scene.caption._hf import (
     load_model,
     processor_kwargs,
 )
-from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
+from auralens.scene.caption.base import (
+    Captioner,
+    CaptionResult,
+    mono_wave,
+    readable_label,
+    sound_of,
+)
 from auralens.scene.llm import (
     TEXT_RULE,
     check_values,
@@ -28,7 +35,7 @@ from auralens.scene.llm import (
     resolve_model_id,
     whole_rule,
 )
-from auralens.specs import ModelSpec
+from auralens.specs import ModelSpec, SpecError
 
 #: The AudioSet ontology's 527 class names, one per line.
 AUDIOSET_LABELS = Path(__file__).with_name("audioset_labels.txt")
@@ -45,6 +52,27 @@ def read_labels(path: str | Path) -> list[str]:
     if not labels:
         raise AuralensError(f"{path}: no labels in file")
     return labels
+
+
+def check_prompt(prompt: str) -> None:
+    """A label prompt must name ``{label}`` and no other field: without it every label
+    gets the same text (the first label would always win), another field has no value.
+
+    Raises:
+        SpecError: one line naming the prompt and the problem.
+    """
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None]
+    except ValueError as exc:  # an unmatched brace
+        raise SpecError(f"clap-zeroshot option prompt {prompt!r} is not a valid template "
+                        f"({exc}); write {{label}} where the label goes") from exc
+    other = sorted({f or "{}" for f in fields} - {"label"})
+    if other:
+        raise SpecError(f"clap-zeroshot option prompt {prompt!r} has unknown field(s) "
+                        f"{', '.join(other)}; only {{label}} is filled in")
+    if "label" not in fields:
+        raise SpecError(f"clap-zeroshot option prompt {prompt!r} must contain {{label}} "
+                        "(else every label gets the same text)")
 
 
 class ClapZeroShotCaptioner(Captioner):
@@ -64,6 +92,7 @@ class ClapZeroShotCaptioner(Captioner):
         from transformers import AutoProcessor, ClapModel
 
         check_options("clap-zeroshot", params, _NAMED)
+        check_prompt(prompt)
         self.model_id = model_id
         self.name = f"clap-zeroshot:{model_id}"
         self.top_k = int(top_k)
@@ -86,7 +115,7 @@ class ClapZeroShotCaptioner(Captioner):
         """``[T]`` → ``[L]`` softmax over the label vocabulary."""
         import torch
 
-        wave = centre_crop(np.asarray(wave, dtype=np.float32), self.max_samples)
+        wave = centre_crop(mono_wave(wave, self.name), self.max_samples)
         feats = self.processor.feature_extractor(wave,
                                                  sampling_rate=self.sample_rate,
                                                  return_tensors="pt")
@@ -120,6 +149,8 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
     """Option names and values, the label file and a local folder's files (no weights read)."""
     check_options("clap-zeroshot", params, _NAMED)
     check_values("clap-zeroshot", params, _RULES)
+    if params.get("prompt") is not None:
+        check_prompt(params["prompt"])
     if params.get("labels") and not Path(params["labels"]).expanduser().is_file():
         raise AuralensError(f"{params['labels']}: label file not found (clap-zeroshot labels=)")
     check_audio_model(resolve_model_id(spec, default=DEFAULT_MODEL), "audio model",

@@ -20,7 +20,13 @@ from auralens.scene.caption._hf import (
     load_model,
     processor_kwargs,
 )
-from auralens.scene.caption.base import Captioner, CaptionResult, readable_label, sound_of
+from auralens.scene.caption.base import (
+    Captioner,
+    CaptionResult,
+    mono_wave,
+    readable_label,
+    sound_of,
+)
 from auralens.scene.llm import (
     BOOL_RULE,
     check_values,
@@ -65,7 +71,7 @@ class ClassifierCaptioner(Captioner):
         """``[T]`` at :attr:`sample_rate` → caption with the top label and its probability."""
         import torch
 
-        wave = np.asarray(wave, dtype=np.float32)
+        wave = mono_wave(wave, self.name)
         shortest = self.sample_rate // 10  # the filterbank needs whole 25 ms frames
         if wave.shape[-1] < shortest:
             wave = np.pad(wave, (0, shortest - wave.shape[-1]))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.scene.caption.base import mono_wave
 from auralens.scene.caption.qwen2audio import AudioChatCaptioner
 from auralens.scene.llm import check_openai_spec, check_values, whole_rule
 from auralens.specs import ModelSpec
@@ -73,6 +74,7 @@ class OpenAIAudioLM:
 
     def ask(self, wave: np.ndarray, messages: Sequence[dict[str, Any]], **gen: Any) -> str:
         """Answer ``messages`` about ``wave`` (``[T]`` float32 at :attr:`sample_rate`)."""
+        wave = mono_wave(wave, self.client.name)
         return self.client.chat(self.request(wave, messages), **gen)
 
 

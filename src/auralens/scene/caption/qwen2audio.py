@@ -16,7 +16,7 @@ import numpy as np
 
 from auralens.errors import AuralensError
 from auralens.scene.caption._hf import check_audio_model, chunks, load_model, processor_kwargs
-from auralens.scene.caption.base import Captioner
+from auralens.scene.caption.base import Captioner, mono_wave, require_caption
 from auralens.scene.llm import (
     GENERATION_OPTIONS,
     LOAD_OPTIONS,
@@ -116,7 +116,7 @@ class AudioChatLM:
         Raises:
             AuralensError: the model failed (one line naming the model and the clip length).
         """
-        wave = np.asarray(wave, dtype=np.float32)
+        wave = mono_wave(wave, self.model_id)
         try:
             return self._ask(wave, messages, **gen)
         except AuralensError:
@@ -177,12 +177,19 @@ class AudioChatCaptioner(Captioner):
         self.sample_rate = lm.sample_rate
 
     def caption(self, wave: np.ndarray) -> str:
-        parts = chunks(np.asarray(wave, dtype=np.float32), self.sample_rate, CHUNK_SECONDS)
-        captions = [self.lm.ask(p, [{"role": "user", "content": self.instruction}])
+        """``[T]`` → caption; chunks the model left empty are dropped.
+
+        Raises:
+            EmptyCaptionError: the model said nothing about any chunk.
+        """
+        wave = mono_wave(wave, self.name)
+        parts = chunks(wave, self.sample_rate, CHUNK_SECONDS)
+        captions = [self.lm.ask(p, [{"role": "user", "content": self.instruction}]).strip()
                     for p in parts]
         captions = [c for c in captions if c]
         if len(captions) <= 1:
-            return captions[0] if captions else ""
+            return require_caption(captions[0] if captions else "", self.name,
+                                   wave.shape[-1] / self.sample_rate)
         return " ".join(f"Then: {c}" if i else c for i, c in enumerate(captions))
 
 

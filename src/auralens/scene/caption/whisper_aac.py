@@ -15,7 +15,7 @@ from auralens.scene.caption._hf import (
     load_model,
     processor_kwargs,
 )
-from auralens.scene.caption.base import Captioner
+from auralens.scene.caption.base import Captioner, mono_wave, require_caption
 from auralens.scene.llm import (
     TEXT_RULE,
     check_values,
@@ -102,8 +102,17 @@ class WhisperCaptioner(Captioner):
         return text.strip()
 
     def caption(self, wave: np.ndarray) -> str:
-        parts = chunks(np.asarray(wave, dtype=np.float32), self.sample_rate, 30.0)
-        return " ".join(c for c in (self._one(p) for p in parts) if c)
+        """``[T]`` → caption; audio longer than the extractor's window (``chunk_length``,
+        30 s for Whisper) is captioned per window, as the extractor cuts off the rest.
+
+        Raises:
+            EmptyCaptionError: the model said nothing about any chunk.
+        """
+        wave = mono_wave(wave, self.name)
+        seconds = float(getattr(self.extractor, "chunk_length", None) or 30.0)
+        parts = chunks(wave, self.sample_rate, seconds)
+        text = " ".join(c for c in (self._one(p) for p in parts) if c)
+        return require_caption(text, self.name, wave.shape[-1] / self.sample_rate)
 
 
 def check_spec(spec: ModelSpec, **params: Any) -> None:

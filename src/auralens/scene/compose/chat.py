@@ -8,7 +8,12 @@ from typing import Any
 
 from auralens.errors import AuralensError
 from auralens.scene.compose.base import Composer, Description
-from auralens.scene.compose.prompting import format_captions, load_template, parse_answer
+from auralens.scene.compose.prompting import (
+    format_captions,
+    load_template,
+    parse_answer,
+    require_description,
+)
 from auralens.scene.llm import ChatModel
 
 log = logging.getLogger(__name__)
@@ -39,8 +44,9 @@ class ChatComposer(Composer):
                 labels: list[str | None] | None = None) -> Description:
         if not captions:
             raise AuralensError("nothing to compose: no captions (no source was kept)")
+        empty = [i for i, c in enumerate(captions, 1) if not str(c).strip()]
+        if empty:
+            raise AuralensError(f"caption {empty[0]} is empty: nothing to describe for it")
         answer = self.llm.chat(self.messages(captions, technique), **self.gen)
-        desc = parse_answer(answer, cot=technique == "cot")
-        if not desc.text:
-            log.warning("%s returned an empty description", self.name)
-        return desc
+        return require_description(parse_answer(answer, cot=technique == "cot"), answer,
+                                   self.name)

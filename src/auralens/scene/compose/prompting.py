@@ -77,13 +77,33 @@ def load_template(task: str, technique: str = "zero-shot",
         p = Path(path).expanduser()
         if not p.is_file():
             raise TemplateError(f"{p}: template file not found")
-        return parse_template(p.read_text(encoding="utf-8"), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"{p}: template file cannot be read as UTF-8 text "
+                                f"({type(exc).__name__})") from exc
+        return parse_template(text, str(p))
     if technique not in TECHNIQUES:
         raise TemplateError(f"unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}")
     p = PROMPTS_DIR / f"{task}_{technique}.txt"
     if not p.exists():
         raise TemplateError(f"no built-in {task} template for technique {technique!r}")
     return parse_template(p.read_text(encoding="utf-8"), str(p))
+
+
+def require_description(desc: Description, answer: str, name: str) -> Description:
+    """``desc`` when it holds text.
+
+    Raises:
+        AuralensError: the model's answer holds no description (empty, or a marker with
+            nothing after it), naming the model and how the answer starts.
+    """
+    if desc.text.strip():
+        return desc
+    start = " ".join((answer or "").split())[:60]
+    said = f"its answer starts with {start!r}" if start else "its answer was empty"
+    raise AuralensError(f"{name}: the model gave no description ({said}; if it was cut off "
+                        "at the token limit, raise max_new_tokens)")
 
 
 def format_captions(captions: list[str]) -> str:
@@ -105,7 +125,8 @@ def parse_answer(text: str, cot: bool = False) -> Description:
 
     The last ``Final description:`` (or a similar marker, in bold or not) wins. With no
     marker, a CoT answer's last paragraph is the description and the rest the reasoning;
-    a non-CoT answer is the description as a whole.
+    a non-CoT answer is the description as a whole. A marker with nothing after it (an
+    answer cut off at the token limit) gives an empty description, never the marker itself.
     """
     raw = (text or "").strip()
     if not raw:
@@ -116,9 +137,7 @@ def parse_answer(text: str, cot: bool = False) -> Description:
         hits = list(pattern.finditer(raw))
         if hits:
             last = hits[-1]
-            answer = _clean(raw[last.end():])
-            if answer:
-                return Description(answer, raw[:last.start()].strip())
+            return Description(_clean(raw[last.end():]), raw[:last.start()].strip())
     if not cot:
         return Description(_clean(raw), "")
     paragraphs = [p for p in re.split(r"\n\s*\n", raw) if p.strip()]

@@ -51,23 +51,69 @@ class Knowledge:
         return words
 
 
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(_text(v) for v in value)
+
+
+def check_knowledge(data: Any, path: Path) -> None:
+    """Check a knowledge base's layout, so a bad file fails when it is read, not halfway
+    through a description (an empty ``place`` or a string of ``positions``).
+
+    Raises:
+        AuralensError: ``"<file>: knowledge base <key> must be …"``.
+    """
+    def bad(key: str, what: str) -> AuralensError:
+        return AuralensError(f"{path}: knowledge base {key} must be {what}")
+
+    if not isinstance(data, dict):
+        raise AuralensError(f"{path}: knowledge base must be a JSON object")
+    settings = data.get("settings")
+    if not isinstance(settings, list) or not settings:
+        raise bad("settings", "a non-empty list of settings")
+    for i, setting in enumerate(settings):
+        if not isinstance(setting, dict):
+            raise bad(f"settings[{i}]", "an object with name, place, mood and labels")
+        for key in ("name", "place"):
+            if not _text(setting.get(key)):
+                raise bad(f"settings[{i}].{key}", "non-empty text")
+        if not isinstance(setting.get("mood", ""), str):
+            raise bad(f"settings[{i}].mood", "text")
+        for key in ("labels", "core"):
+            if not _texts(setting.get(key, [])):
+                raise bad(f"settings[{i}].{key}", "a list of non-empty labels")
+    visuals = data.get("visuals", {})
+    if not isinstance(visuals, dict) or not all(_text(k) and _text(v)
+                                                for k, v in visuals.items()):
+        raise bad("visuals", "an object of label → non-empty phrase")
+    positions = data.get("positions")
+    if positions is not None and not _texts(positions):
+        raise bad("positions", "a list of non-empty phrases")
+
+
 @lru_cache(maxsize=4)
 def load_knowledge(path: str | Path = KNOWLEDGE) -> Knowledge:
-    """Read a knowledge-base JSON file (same layout as the shipped ``knowledge.json``)."""
+    """Read a knowledge-base JSON file (same layout as the shipped ``knowledge.json``).
+
+    Raises:
+        AuralensError: an unreadable file or a bad layout (:func:`check_knowledge`).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        settings = []
-        for s in data["settings"]:
-            core = {readable_label(x) for x in s.get("core", [])}
-            labels = {readable_label(x) for x in s.get("labels", [])} | core
-            settings.append(Setting(s["name"], s["place"], s.get("mood", ""), labels, core))
-        visuals = {readable_label(k): v for k, v in data.get("visuals", {}).items()}
-        positions = list(data.get("positions") or ["In the foreground", "In the background"])
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise AuralensError(f"{path}: not a usable knowledge base ({exc})") from exc
-    if not settings:
-        raise AuralensError(f"{path}: knowledge base has no settings")
+    check_knowledge(data, path)
+    settings = []
+    for s in data["settings"]:
+        core = {readable_label(x) for x in s.get("core", [])}
+        labels = {readable_label(x) for x in s.get("labels", [])} | core
+        settings.append(Setting(s["name"], s["place"], s.get("mood", ""), labels, core))
+    visuals = {readable_label(k): v for k, v in data.get("visuals", {}).items()}
+    positions = list(data.get("positions") or ["In the foreground", "In the background"])
     return Knowledge(settings, visuals, positions)
 
 
@@ -136,6 +182,10 @@ class TemplateComposer(Composer):
         vocab = self.kb.vocabulary
         names = [readable_label(lb) if lb else label_from_caption(c, vocab)
                  for c, lb in zip(captions, labels or [None] * len(captions), strict=True)]
+        empty = [i for i, name in enumerate(names, 1) if not name]
+        if empty:  # "" would describe "the source of the  sound"
+            raise AuralensError(f"caption {empty[0]} ({captions[empty[0] - 1]!r}) names no "
+                                "sound: nothing to describe for it")
         setting, fit = self.choose_setting(names)
         positions = self.kb.positions
         parts = []
@@ -177,6 +227,8 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
     knowledge = params.get("knowledge") or (spec.id or None)
     if knowledge is not None and not Path(str(knowledge)).expanduser().is_file():
         raise AuralensError(f"{knowledge}: knowledge file not found (template composer)")
+    if knowledge is not None:  # a bad layout fails here, before any work
+        load_knowledge(Path(str(knowledge)).expanduser())
 
 
 def build(spec: ModelSpec, **params: Any) -> TemplateComposer:

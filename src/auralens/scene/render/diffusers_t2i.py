@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import is_whole
 from auralens.errors import AuralensError
 from auralens.scene.llm import (
     BOOL_RULE,
@@ -34,13 +35,17 @@ IMAGE_PRESETS = {"sd3.5": "stabilityai/stable-diffusion-3.5-medium",
                  "sd3.5-large": "stabilityai/stable-diffusion-3.5-large"}
 
 
+#: Longest prompt in tokens the text encoders of SD3 / Flux pipelines take (T5).
+MAX_SEQUENCE_LENGTH = 512
+
 #: Spec options of the diffusers backend and what their values must be.
 OPTIONS = {
     "steps": whole_rule(1),
     "guidance": number_rule(0.0, high=100.0),
     "width": whole_rule(8),
     "height": whole_rule(8),
-    "max_sequence_length": whole_rule(1, optional=True),
+    "max_sequence_length": (lambda v: v is None or (is_whole(v, 1) and v <= MAX_SEQUENCE_LENGTH),
+                            f"a whole number in [1, {MAX_SEQUENCE_LENGTH}]"),
     "negative_prompt": (lambda v: v is None or isinstance(v, str), "text"),
     "offload": BOOL_RULE,
     "trust_remote_code": BOOL_RULE,
@@ -110,7 +115,8 @@ class DiffusersGenerator(ImageGenerator):
         # the same checks as the spec path, for objects built in Python
         check_options("diffusers", extra, ("trust_remote_code",))
         check_values("diffusers", {"steps": steps, "guidance": guidance, "width": width,
-                                   "height": height, **extra}, OPTIONS)
+                                   "height": height, "max_sequence_length": max_sequence_length,
+                                   **extra}, OPTIONS)
         self.model_id = model_id
         self.name = f"diffusers:{model_id}"
         self.steps, self.guidance = int(steps), float(guidance)
