@@ -117,11 +117,22 @@ def test_rating_server_round_trip(report_dir: Path) -> None:
             except urllib.error.HTTPError as exc:
                 return json.loads(exc.read())
 
-        assert post({"item": tokens[0], "visual": 4, "audio": 2})["ok"]
+        assert post({"item": tokens[0], "visual": 4, "audio": 2, "comment": None})["ok"]
         assert post({"item": tokens[1], "visual": 2, "audio": 4})["ok"]
         assert not post({"item": tokens[1], "visual": 9, "audio": 4})["ok"]
         assert not post({"item": "nope", "visual": 1, "audio": 1})["ok"]
         assert not post({"item": items[0]["id"], "visual": 1, "audio": 1})["ok"]  # ids are not tokens
+        assert not post({"item": tokens[1], "visual": True, "audio": 4})["ok"]  # not stored as 1
+        # A body that is not a rating object gets a 400 and a one-line reason, not a dropped
+        # connection.
+        for body in (b'"x"', b"[1]", b"null", b"{bad", json.dumps(
+                {"item": tokens[1], "visual": 1, "audio": 1, "comment": [1]}).encode()):
+            req = urllib.request.Request(base + "/api/rate", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(req)
+            reply = json.loads(exc.value.read())
+            assert exc.value.code == 400 and not reply["ok"] and "\n" not in reply["error"], body
         first = by_token[tokens[0]]
         for kind in ("audio", "original", "image"):
             got = urllib.request.urlopen(f"{base}/media/{tokens[0]}/{kind}").read()
@@ -130,6 +141,7 @@ def test_rating_server_round_trip(report_dir: Path) -> None:
         server.shutdown()
     ratings = load_ratings(report_dir / "ratings.csv")
     assert [(r.rater, r.visual, r.audio) for r in ratings] == [("ann", 4, 2), ("ann", 2, 4)]
+    assert ratings[0].comment == ""  # a null comment is no comment, not the text "None"
     second = by_token[tokens[1]]
     assert [(r.run, r.version, r.clip) for r in ratings] == [
         (it["run"], f"{it['run']}/{it['version']}", it["clip"]) for it in (first, second)]
@@ -353,3 +365,96 @@ def test_a_fixed_sigma_is_used_for_every_run_and_named_on_the_page(tmp_path: Pat
     assert kad.keys() == kad_free.keys() and kad != kad_free  # another kernel, other values
     assert "fixed σ = 2.5" in (fixed / "index.html").read_text()
     assert "fixed σ" not in (free / "index.html").read_text()
+
+
+def test_bad_history_lines_are_skipped_and_the_report_is_written(tmp_path: Path, capsys) -> None:
+    from auralens.cli import main
+
+    run = make_fake_run(tmp_path, posts=("none",))
+    with open(run / "history.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('[1, 2]\n{"epoch": 9, "train_loss": "nan?"}\n{"epoch": null, "val_loss": 0.3}\n')
+    out = tmp_path / "rep"
+    assert main(["sonify", "report", str(run), "--out", str(out), "--embedder", "logmel"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert (out / "img" / "run_a" / "loss.png").exists() and "loss.png" in page
+    hist = run / "history.jsonl"
+    assert (f"{hist}: 3 line(s) left out of the loss curves: line 5 (not a JSON object), "
+            "6 (train_loss is &quot;nan?&quot;, not a number), 7 (epoch is null, not a number)") in page
+    assert any(str(hist) in w for w in json.loads((out / "metrics.json").read_text())["warnings"])
+
+
+def _summary_rows(page: str) -> list[list[str]]:
+    table = page.split('<h2 id="summary">', 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr) for tr in table.split("<tr")[1:]]
+
+
+def test_every_version_is_scored_on_the_clips_all_of_them_have(tmp_path: Path) -> None:
+    """No ceiling render of chirp_c and an unreadable minmax render of sine_a: every version,
+    the ceiling included, is scored on noise<b> alone, and the page says so."""
+    run = make_fake_run(tmp_path)
+    (run / "renders" / "ceiling" / "chirp_c.wav").unlink()
+    (run / "renders" / "minmax" / "sine_a.wav").write_bytes(b"junk\n")
+    out = tmp_path / "rep"
+    build_report([run], out, embedder="logmel", use_cache=False)
+    rows = {r["version"]: r for r in csv.DictReader(open(out / "metrics.csv", encoding="utf-8"))}
+    assert {v: r["n_clips"] for v, r in rows.items()} == {"ceiling": "1", "none": "1", "minmax": "1"}
+    # (then a note on the shrinkage that one clip's frames need)
+    assert rows["ceiling"]["notes"].startswith("1 clip(s) without a render: chirp_c; "
+                                        "left out as not usable in every version: sine_a")
+    assert rows["minmax"]["notes"].startswith("1 render(s) failed to load: sine_a; "
+                                       "left out as not usable in every version: chirp_c")
+    assert rows["none"]["notes"].startswith("left out as not usable in every version: chirp_c, sine_a")
+    for key in ("fad", "kad", "mr_stft"):  # the ceiling beside each version is its own row's
+        assert rows["none"][f"ceiling_{key}"] == rows["minmax"][f"ceiling_{key}"] == rows["ceiling"][key]
+    # The same clip scored alone in each version: its per-clip metrics are the version's means.
+    clips = {(r["version"], r["clip"]): r for r in csv.DictReader(open(out / "clip_metrics.csv"))}
+    for v in rows:
+        assert float(rows[v]["mr_stft"]) == pytest.approx(float(clips[(v, "noise<b>")]["mr_stft"]))
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "every version is scored on the 1 clip(s) usable in all of them; left out: chirp_c, sine_a" in page
+    table = _summary_rows(page)
+    head = table[0]
+    assert "n_clips" in head and head[-1] == "notes"
+    by_version = {r[head.index("version")]: r for r in table[1:]}
+    assert by_version["minmax"][head.index("n_clips")] == "1"
+    assert by_version["minmax"][-1] == _e(rows["minmax"]["notes"])
+
+
+def _e(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_versions_without_a_common_clip_say_their_rows_differ(tmp_path: Path) -> None:
+    """Each version misses a different clip: no clip is usable in all, so each is scored on its
+    own two, the page warns, and no ceiling from other clips is put beside a version."""
+    run = make_fake_run(tmp_path)
+    (run / "renders" / "ceiling" / "chirp_c.wav").unlink()
+    (run / "renders" / "none" / "noise<b>.wav").unlink()
+    (run / "renders" / "minmax" / "sine_a.wav").write_bytes(b"junk\n")
+    out = tmp_path / "rep"
+    build_report([run], out, embedder="logmel", use_cache=False)
+    data = json.loads((out / "metrics.json").read_text())
+    rows = {r["version"]: r for r in data["rows"]}
+    assert {v: r["n_clips"] for v, r in rows.items()} == {"ceiling": 2, "none": 2, "minmax": 2}
+    assert not any(k.startswith("ceiling_") for r in rows.values() for k in r)
+    assert rows["minmax"]["notes"] == "1 render(s) failed to load: sine_a"
+    assert rows["none"]["notes"] == "1 clip(s) without a render: noise<b>"
+    assert any("each version is scored on its own clips" in w for w in data["warnings"])
+    assert "each version is scored on its own clips" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_runs_scored_on_different_clips_are_flagged(tmp_path: Path) -> None:
+    runs = [make_fake_run(tmp_path, "run_a", posts=("none",)),
+            make_fake_run(tmp_path, "run_b", posts=("none",))]
+    for d in (runs[1] / "renders").iterdir():
+        (d / "chirp_c.wav").unlink()
+    out = tmp_path / "rep"
+    build_report(runs, out, embedder="logmel", use_cache=False)
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert {(r["run"], r["n_clips"]) for r in rows} == {("run_a", 3), ("run_b", 2)}
+    assert "the rows are not all scored on the same clips" in (out / "index.html").read_text()
+    same = tmp_path / "same"
+    build_report(runs[:1], same, embedder="logmel", use_cache=False)
+    assert "not all scored on the same clips" not in (same / "index.html").read_text()

@@ -87,3 +87,25 @@ def test_smoothed_loss_curve_keeps_the_raw_curve(tmp_path, monkeypatch) -> None:
     assert np.asarray(smoothed["val_loss (EMA 0.9)"])[-1] > 20  # the lag the raw curve exposes
     raw = {ln.get_label(): ln.get_ydata() for ln in figs[1].axes[0].get_lines()}
     assert list(raw) == ["val_loss"] and np.asarray(raw["val_loss"])[-1] == pytest.approx(10.0)
+
+
+def test_topk_markdown_escapes_html_in_names() -> None:
+    rows = [{"encoder": "<script>x</script>", "version": "none", "run": "a|b&c\nd", "layer": 1,
+             "gate": "mlp", "fad": 1.0}]
+    csv_text, md = topk_tables(rows, "fad")
+    assert "<script>" not in md and "&lt;script&gt;x&lt;/script&gt;" in md
+    row = md.strip().splitlines()[-1]
+    assert "| a\\|b&amp;c d |" in row and row.count(" | ") == 6  # one row, seven cells
+    assert "<script>x</script>" in csv_text  # the CSV keeps the name as it is
+
+
+def test_infinite_loss_is_a_gap(tmp_path, monkeypatch) -> None:
+    from auralens.evaluate import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi=100: figs.append(fig) or path)
+    plot_loss_curves([{"epoch": 0, "train_loss": 1.0}, {"epoch": 1, "train_loss": float("inf")},
+                      {"epoch": 2, "train_loss": 0.5}], tmp_path / "a.png")
+    y = np.asarray(figs[0].axes[0].get_lines()[0].get_ydata())
+    assert y[0] == 1.0 and np.isnan(y[1]) and y[2] == 0.5
+    assert figs[0].axes[0].get_ylim()[1] < 10

@@ -74,7 +74,8 @@ def test_latest_rating_of_a_rater_wins(tmp_path) -> None:
     assert both[0]["n"] == 2 and both[0]["visual_mean"] == 3
 
 
-@pytest.mark.parametrize("visual,audio", [(0, 3), (6, 3), (3, "x"), (2.5, 3), (None, 1)])
+@pytest.mark.parametrize("visual,audio", [(0, 3), (6, 3), (3, "x"), (2.5, 3), (None, 1),
+                                          (True, 3), (4, True), (float("nan"), 3)])
 def test_invalid_marks_rejected(tmp_path, visual, audio) -> None:
     with pytest.raises(RatingError, match="mark must be an integer 1–5"):
         save_rating(tmp_path / "r.csv", rater="ann", run="r", version="v", clip="c",
@@ -104,3 +105,18 @@ def test_concurrent_appends_keep_every_row(tmp_path) -> None:
     for t in threads:
         t.join()
     assert len(load_ratings(p)) == 60
+
+
+def test_whole_float_and_csv_text_marks_are_kept(tmp_path) -> None:
+    r = save_rating(tmp_path / "r.csv", rater="ann", run="r", version="v", clip="c",
+                    visual=4.0, audio=" 2 ")
+    assert (r.visual, r.audio) == (4, 2)
+    assert [(x.visual, x.audio) for x in load_ratings(tmp_path / "r.csv")] == [(4, 2)]
+
+
+def test_markdown_escapes_names() -> None:
+    rows = [{"version": "<script>alert(1)</script>|x&y", "n": 1, "visual_mean": 3.0,
+             "visual_std": None, "audio_mean": 4.0, "audio_std": None}]
+    md = ratings_markdown(rows)
+    assert "<script>" not in md
+    assert "| &lt;script&gt;alert(1)&lt;/script&gt;\\|x&amp;y | 3.00 ± – |" in md

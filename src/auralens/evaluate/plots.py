@@ -20,6 +20,7 @@ real curve, so :func:`auto_smoothing` gives no smoothing below
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -164,7 +165,8 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, *,
         vals = [h.get(key) for h in history]
         if not any(v is not None for v in vals):
             continue
-        y = np.array([np.nan if v is None else float(v) for v in vals])
+        # A diverged (infinite) loss is a gap, like NaN, not a point that breaks the y range.
+        y = np.array([np.nan if v is None or not math.isfinite(float(v)) else float(v) for v in vals])
         marker = "o" if len(y) <= 50 else None
         if smoothing:
             ax.plot(epochs, y, color=color, alpha=0.45, lw=1, marker=marker, ms=3,
@@ -231,8 +233,16 @@ def topk_tables(rows: Sequence[Mapping[str, Any]], metric: str, *, k: int = 5,
     writer.writerow(header)
     writer.writerows(table)
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in table]
+    md += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in table]
     return buf.getvalue(), "\n".join(md) + "\n"
+
+
+def md_cell(value: Any) -> str:
+    """A Markdown table cell: run and encoder names come from other people's directories, and
+    Markdown viewers render HTML in cells, so ``<``, ``>`` and ``&`` are escaped; ``|`` and line
+    breaks would split the row."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return " ".join(text.splitlines())
 
 
 def write_topk_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import html
 import io
 import math
 import os
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError
 from auralens.io import atomic_path
 
@@ -57,11 +59,15 @@ GROUP_COLUMNS = ("version", "run", "rater", "clip")
 
 
 def _mark(value: Any, what: str) -> int:
-    try:
+    """A 1–5 mark from an int, a whole float or CSV text; a bool (JSON ``true``) is refused,
+    not stored as 1."""
+    mark: int | None = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            mark = int(value)
+    elif is_whole(value) or (is_number(value) and float(value).is_integer()):
         mark = int(value)
-    except (TypeError, ValueError):
-        raise RatingError(f"{what} mark must be an integer 1–5, got {value!r}") from None
-    if mark not in MARKS or (isinstance(value, float) and value != mark):
+    if mark not in MARKS:
         raise RatingError(f"{what} mark must be an integer 1–5, got {value!r}")
     return mark
 
@@ -222,6 +228,12 @@ def _mean_cell(mean: float, std: float | None) -> str:
     return f"{mean:.2f} ± " + ("–" if std is None else f"{std:.2f}")
 
 
+def _md_cell(value: Any) -> str:
+    """Run/version/clip names as a Markdown cell: HTML-special characters escaped (viewers
+    render HTML in cells), ``|`` and line breaks kept from splitting the row."""
+    return " ".join(html.escape(str(value), quote=False).replace("|", "\\|").splitlines())
+
+
 def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table: group columns, ``visual`` and ``audio`` as ``mean ± std``, n.
 
@@ -233,7 +245,7 @@ def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join([*keys, "visual (1–5)", "audio (1–5)", "n"]) + " |",
              "|" + "---|" * (len(keys) + 3)]
     for r in rows:
-        cells = [str(r[k]).replace("|", "\\|") for k in keys]
+        cells = [_md_cell(r[k]) for k in keys]
         cells += [_mean_cell(r["visual_mean"], r["visual_std"]),
                   _mean_cell(r["audio_mean"], r["audio_std"]), str(r["n"])]
         lines.append("| " + " | ".join(cells) + " |")

@@ -160,6 +160,10 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     import csv
     import io
@@ -171,7 +175,9 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+        # An undefined value (None, or NaN for a silent original) is an empty cell, as it is
+        # null in metrics.json: "nan" would read as a number.
+        writer.writerow({k: ("" if r.get(k) is None or _is_nan(r.get(k)) else r.get(k)) for k in keys})
     return write_text(path, buf.getvalue())
 
 
@@ -280,6 +286,11 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     clip_rows = [{"run": s.run.name, "version": v, "clip": c, **m}
                  for s in scores for v, vs in s.versions.items() for c, m in vs.clip_metrics.items()]
     warnings = [w for s in scores for w in s.warnings]
+    # Runs scored on different clips (within one run, evaluate_run has already said so).
+    if len(scores) > 1 and len({tuple(vs.scored) for s in scores
+                                for vs in s.versions.values() if vs.scored}) > 1:
+        warnings.append("the rows are not all scored on the same clips (see n_clips and notes): "
+                        "compare FAD/KAD and the means only between rows scored on the same clips")
 
     items: list[dict[str, Any]] = []
     clip_sections: list[str] = []
@@ -381,7 +392,8 @@ def _summary_plots(rows: Sequence[dict[str, Any]], out: Path) -> list[tuple[str,
 
 
 def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    cols = ["run", "encoder", "layer", "gate", "codec", "version"]
+    # n_clips and notes say which clips each row's values cover.
+    cols = ["run", "encoder", "layer", "gate", "codec", "version", "n_clips"]
     metrics = [k for k in SUMMARY_METRICS if any(r.get(k) is not None for r in rows)]
     best: dict[str, float] = {}
     for k in metrics:
@@ -391,6 +403,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
             best[k] = min(vals) if SUMMARY_METRICS[k][1] else max(vals)
     head = "".join(f'<th class="l">{_e(c)}</th>' for c in cols)
     head += "".join(f"<th>{_e(SUMMARY_METRICS[k][0])}</th>" for k in metrics)
+    head += '<th class="l">notes</th>'
     body = []
     for r in rows:
         is_ceil = r["version"] == "ceiling"
@@ -401,6 +414,7 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
             ceil = r.get(f"ceiling_{k}")
             sub = f'<span class="ceil">ceiling {_e(_fmt(ceil))}</span>' if not is_ceil and ceil is not None else ""
             cells += f"<td><span{cls}>{_e(_fmt(v))}</span>{sub}</td>"
+        cells += f'<td class="l">{_e(r.get("notes") or "")}</td>'
         body.append(f'<tr class="{"ceiling" if is_ceil else ""}">{cells}</tr>')
     return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
@@ -464,8 +478,9 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
     parts.append('<h2 id="summary">Summary</h2>')
     parts.append('<p class="meta">Each sonification is scored against the originals; the grey '
                  "“ceiling” value beside it is the same metric for the codec’s own encode→decode of "
-                 "the original (the best a perfect gate can reach). FAD/KAD pool the frames of all "
-                 f"test clips (KAD ×100, RBF kernel, {_sigma_note(scores)}). "
+                 "the original (the best a perfect gate can reach), on the same clips. FAD/KAD pool "
+                 "the frames of the scored test clips (n_clips: those usable in every version of "
+                 f"the run; KAD ×100, RBF kernel, {_sigma_note(scores)}). "
                  "* SI-SDR is meaningful only where phase is preserved (waveform codecs), not for "
                  "Griffin-Lim output.</p>")
     parts.append(_summary_table(rows))
@@ -480,7 +495,7 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
             parts.append(f'<img alt="loss curves of {_e(s.run.name)}" '
                          f'src="img/{_e(_safe(s.run.name))}/loss.png" style="max-width:600px">')
         else:
-            parts.append('<p class="meta">no history.jsonl</p>')
+            parts.append('<p class="meta">no usable history.jsonl records</p>')
     parts.append('<h2 id="clips">Clips</h2>')
     parts.extend(clip_sections)
     parts.append("</body></html>\n")
@@ -634,6 +649,12 @@ class _RatingHandler(SimpleHTTPRequestHandler):
             if not 0 < length <= 16384:
                 raise RatingError("request body missing or too large")
             payload = json.loads(self.rfile.read(length))
+            if not isinstance(payload, dict):
+                raise RatingError(f"request body must be a JSON object with item, visual and "
+                                  f"audio, got {type(payload).__name__}")
+            comment = payload.get("comment")
+            if comment is not None and not isinstance(comment, str):
+                raise RatingError(f"comment must be text, got {comment!r}"[:200])
             item = self.server.tokens.get(str(payload.get("item")))
             if item is None:
                 raise RatingError(f"unknown item {payload.get('item')!r}")
@@ -641,7 +662,7 @@ class _RatingHandler(SimpleHTTPRequestHandler):
             rating = save_rating(self.server.csv_path, rater=self.server.rater, run=item["run"],
                                  version=f"{item['run']}/{item['version']}", clip=item["clip"],
                                  visual=payload.get("visual"), audio=payload.get("audio"),
-                                 comment=str(payload.get("comment", "")))
+                                 comment=comment or "")
         except (RatingError, ValueError) as exc:
             self._reply(400, {"ok": False, "error": str(exc)})
             return

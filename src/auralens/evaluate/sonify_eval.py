@@ -20,21 +20,29 @@ originals:
 
 The ceiling row holds the same metrics for ``ceiling`` vs ``original``: the best a perfect
 gate could reach with this codec. Every sonification row carries them as ``ceiling_<metric>``.
+
+Every version of a run is scored on the same clips: those with a usable original and a usable
+render in every version (a clip missing from one version, or whose render fails to load, is left
+out of all of them, and a run warning names it). Only when no clip is usable in every version
+is each version scored on its own clips; the rows then say so, and a sonification row carries
+the ceiling's values only where both were scored on the same clips.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from auralens.checks import is_number
 from auralens.data.folder import is_audio_file
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, read_json, read_jsonl
+from auralens.io import ErrorLog, read_json, read_jsonl_numbered
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +98,10 @@ class SonifyRun:
         path: run directory.
         name: display name (the directory name, made unique by the caller).
         record: parsed run.json ({} when absent).
-        history: history.jsonl records.
+        history: history.jsonl records (lines that are not a valid record are left out).
         versions: version name → clip id → wav path (``original`` and ``ceiling`` included
             when present).
+        warnings: problems found while reading (history lines left out, by file:line).
     """
 
     path: Path
@@ -100,6 +109,7 @@ class SonifyRun:
     record: dict[str, Any]
     history: list[dict[str, Any]]
     versions: dict[str, dict[str, Path]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def posts(self) -> list[str]:
@@ -147,7 +157,45 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
             record = read_json(path / "run.json")
         except ValueError as exc:
             raise RunDirError(f"{path / 'run.json'}: invalid JSON ({exc})") from exc
-    return SonifyRun(path, name or path.name, record, read_jsonl(path / "history.jsonl"), versions)
+    history, warnings = read_history(path / "history.jsonl")
+    return SonifyRun(path, name or path.name, record, history, versions, warnings)
+
+
+#: history.jsonl fields that must be numbers (or null) to be drawn.
+HISTORY_NUMBERS = ("epoch", "train_loss", "val_loss")
+
+
+def read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The usable records of a ``history.jsonl`` and one warning naming the lines left out.
+
+    A record must be a JSON object whose ``epoch`` (when given) is a number and whose
+    ``train_loss`` and ``val_loss`` are numbers or null (a NaN or infinite loss is kept: it is
+    drawn as a gap); any other line is left out so that one bad line does not lose the whole
+    loss plot.
+    """
+    history: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for line, rec in read_jsonl_numbered(path):
+        if not isinstance(rec, dict):
+            bad.append(f"{line} (not a JSON object)")
+            continue
+        # A loss may be null (not measured) or NaN/inf (diverged); an epoch must be a number.
+        wrong = [k for k in HISTORY_NUMBERS if k in rec and not is_number(rec[k])
+                 and not (k != "epoch" and (rec[k] is None or isinstance(rec[k], float)))]
+        if wrong:
+            bad.append(f"{line} ({wrong[0]} is {json.dumps(rec[wrong[0]])}, not a number)")
+            continue
+        history.append(rec)
+    if not bad:
+        return history, []
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return history, [f"{path}: {len(bad)} line(s) left out of the loss curves: line {shown}"]
+
+
+def _names(ids: Iterable[str], limit: int = 5) -> str:
+    """Clip ids for a note: the first ``limit``, then a count."""
+    ids = sorted(ids)
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def _rendered_clips(renders: Path) -> set[str] | None:
@@ -170,8 +218,10 @@ class VersionScores:
         run: run name.
         version: post-processing name (or ``ceiling``).
         set_metrics: fad, fad_inf, kad, … (floats or None when not computable).
-        clip_metrics: clip id → metric → value.
-        notes: human-readable remarks (shrinkage used, skipped metrics).
+        clip_metrics: clip id → metric → value (every clip with a usable render).
+        notes: human-readable remarks (shrinkage used, skipped metrics, clips left out).
+        scored: the clips the set metrics and the means cover (empty: every clip of
+            ``clip_metrics``).
     """
 
     run: str
@@ -179,17 +229,21 @@ class VersionScores:
     set_metrics: dict[str, float | None] = field(default_factory=dict)
     clip_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    scored: list[str] = field(default_factory=list)
 
     def means(self) -> dict[str, float]:
-        """Per-clip metrics averaged over the clips where they are defined (NaN when none is).
+        """Per-clip metrics averaged over the scored clips where they are defined (NaN when
+        none is).
 
         Relative metrics are NaN for a clip whose original is silent (see
         :mod:`auralens.evaluate.spectral`); such clips are left out of those means.
         """
-        keys = sorted({k for m in self.clip_metrics.values() for k in m})
+        clips = ([self.clip_metrics[c] for c in self.scored if c in self.clip_metrics]
+                 if self.scored else list(self.clip_metrics.values()))
+        keys = sorted({k for m in clips for k in m})
         out = {}
         for k in keys:
-            vals = [m[k] for m in self.clip_metrics.values() if k in m]
+            vals = [m[k] for m in clips if k in m]
             vals = [v for v in vals if np.isfinite(v)]
             out[k] = float(np.mean(vals)) if vals else float("nan")
         return out
@@ -207,7 +261,11 @@ class RunScores:
     fixed_sigma: bool = False  # kad_sigma was given, not the originals' median distance
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per version (ceiling first), sonifications carry ``ceiling_*``."""
+        """One flat row per version (ceiling first); ``n_clips`` is the number of clips scored.
+
+        A sonification carries ``ceiling_*`` only when it was scored on the ceiling's clips
+        (a ceiling from other clips beside it would not be comparable).
+        """
         info = self.run.info()
         ceiling = self.versions.get("ceiling")
         ceil_vals = {**ceiling.set_metrics, **ceiling.means()} if ceiling else {}
@@ -217,10 +275,11 @@ class RunScores:
             if vs is None:
                 continue
             row: dict[str, Any] = {"run": self.run.name, "version": vname, **info,
-                                   "embedder": self.embedder, "n_clips": len(vs.clip_metrics)}
+                                   "embedder": self.embedder,
+                                   "n_clips": len(vs.scored or vs.clip_metrics)}
             row.update(vs.set_metrics)
             row.update(vs.means())
-            if vname != "ceiling":
+            if vname != "ceiling" and ceiling is not None and vs.scored == ceiling.scored:
                 row.update({f"ceiling_{k}": v for k, v in ceil_vals.items()})
             row["notes"] = "; ".join(vs.notes)
             out.append(row)
@@ -294,16 +353,18 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
         sigma = median_pairwise_distance(np.concatenate(list(ref_emb.values())))
     wanted = list(versions) if versions else [v for v in ("ceiling", *run.posts) if v in run.versions]
     result: dict[str, VersionScores] = {}
+    embs: dict[str, dict[str, np.ndarray]] = {}
     for vname in wanted:
         files = run.versions.get(vname, {})
         vs = VersionScores(run.name, vname)
         est_emb: dict[str, np.ndarray] = {}
+        failed: list[str] = []
         for cid in progress(sorted(files), desc=f"{run.name}/{vname}"):
             if cid not in ref_emb:
                 vs.notes.append(f"{cid}: no original, skipped")
                 continue
             try:
-                est_emb[cid] = embedder.embed_file(files[cid], cache=cache)
+                emb = embedder.embed_file(files[cid], cache=cache)
                 if spectral:
                     ref_w, ref_sr = audio.load_sr(originals[cid])
                     est_w, est_sr = audio.load_sr(files[cid])
@@ -315,25 +376,50 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                         vs.notes.append(f"{cid}: silent original, relative metrics left out")
                 else:
                     vs.clip_metrics[cid] = {}
+                est_emb[cid] = emb  # only once every part of the clip loaded
             except AuralensError as exc:
                 if errors is None:
                     raise
                 errors.add(f"{run.name}/{vname}/{cid}", exc, files[cid])
+                failed.append(cid)
         missing = sorted(set(ref_emb) - set(files))
         if missing:
-            vs.notes.append(f"{len(missing)} clip(s) without a render")
+            vs.notes.append(f"{len(missing)} clip(s) without a render: {_names(missing)}")
+        if failed:
+            vs.notes.append(f"{len(failed)} render(s) failed to load: {_names(failed)}")
+        result[vname], embs[vname] = vs, est_emb
+
+    # One clip set for every version, so that the rows and the ceiling beside each compare
+    # the same clips.
+    usable = [set(e) for e in embs.values() if e]
+    common = set.intersection(*usable) if usable else set()
+    warnings = [*run.warnings, *([warn] if warn else [])]
+    if usable and not common:
+        warnings.append(f"{run.name}: no clip has a usable render in every version, so each "
+                        "version is scored on its own clips (see n_clips and notes): the rows "
+                        "are not directly comparable")
+    elif any(u != common for u in usable):
+        left = sorted(set().union(*usable) - common)
+        warnings.append(f"{run.name}: every version is scored on the {len(common)} clip(s) "
+                        f"usable in all of them; left out: {_names(left)}")
+    ref_all = np.concatenate(list(ref_emb.values()))
+    for vname, vs in result.items():
+        est_emb = embs[vname]
         if not est_emb:
             vs.notes.append("no usable renders")
-            result[vname] = vs
             continue
+        vs.scored = sorted(common or est_emb)
+        if len(vs.scored) < len(est_emb):
+            vs.notes.append(f"left out as not usable in every version: "
+                            f"{_names(set(est_emb) - common)}")
         try:
-            vs.set_metrics = _set_scores([ref_emb[c] for c in est_emb], list(est_emb.values()),
-                                         sigma, vs.notes)
+            vs.set_metrics = _set_scores([ref_emb[c] for c in vs.scored],
+                                         [est_emb[c] for c in vs.scored], sigma, vs.notes)
         except AuralensError as exc:
             vs.notes.append(f"set metrics not computed: {exc}")
-        per_file = kad_per_file(np.concatenate([ref_emb[c] for c in est_emb]),
-                                {c: e for c, e in est_emb.items() if e.shape[0] >= 2}, sigma=sigma)
+        # Every file against all usable originals: the same reference for every version.
+        per_file = kad_per_file(ref_all, {c: e for c, e in est_emb.items() if e.shape[0] >= 2},
+                                sigma=sigma)
         for cid, res in per_file.items():
             vs.clip_metrics.setdefault(cid, {})["kad_file"] = res.value
-        result[vname] = vs
-    return RunScores(run, embedder.name, sigma, result, [warn] if warn else [], fixed_sigma=fixed_sigma)
+    return RunScores(run, embedder.name, sigma, result, warnings, fixed_sigma=fixed_sigma)
