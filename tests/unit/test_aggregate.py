@@ -136,3 +136,37 @@ def test_failures_are_counted_and_flagged(tmp_path) -> None:
     # every method has every item: no note
     write_report(rows[:3] + [{**rows[3], "status": "ok", "count": 2}], tmp_path / "ok")
     assert "different items" not in (tmp_path / "ok" / "tables" / "summary.md").read_text()
+
+
+def test_values_of_the_wrong_kind_count_as_missing(tmp_path) -> None:
+    rows = [{"method": "a", "n_sources": 2, "count": 2, "recognition": True, "visual_detail": 6},
+            {"method": "a", "n_sources": 2, "count": "many", "recognition": "false",
+             "visual_detail": float("inf")},
+            {"method": "a", "n_sources": "3", "count": 1, "recognition": False,
+             "visual_detail": "high"},
+            {"method": "a", "n_sources": 1, "count": 1, "recognition": None,
+             "visual_detail": float("nan")}]
+    (a,) = summarize(rows)
+    assert a["ES"] == 1.0 and a["count_missing"] == 2  # "many", and an unusable true count
+    assert a["label_acc"] == 0.5 and a["recognition_missing"] == 2  # "false" is not True
+    assert a["visual_detail"] == 6.0 and a["visual_detail_missing"] == 3
+    by = summarize(rows, ("method", "n_sources"))
+    assert [t["n_sources"] for t in by] == [1, 2, None]
+    write_report(rows, tmp_path)
+    md = (tmp_path / "tables" / "summary.md").read_text()
+    assert "inf" not in md and "| 6.000 |" in md
+    assert ("Note: 2 rows hold values the tables cannot use, counted as missing (e.g. "
+            "count 'many' is not a whole number ≥ 0).") in md
+
+
+def test_a_rerun_removes_figures_it_did_not_draw(tmp_path) -> None:
+    write_report(ROWS, tmp_path)
+    own = tmp_path / "figures" / "mine.png"
+    own.write_bytes(b"not ours")
+    counts = [{"method": "a", "n_sources": 1, "count": 1}]
+    written = write_report(counts, tmp_path)
+    assert written["figures"] == ["figures/perception.png", "figures/es_by_sources.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "es_by_sources.png", "mine.png", "perception.png"]
+    assert write_report([], tmp_path)["figures"] == []
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["mine.png"]

@@ -6,7 +6,9 @@ Every metric is summarised per method and per (method, number of sources), and t
 of missing values is reported next to each mean — a missing judge answer is never a 0.
 Rows whose ``status`` is not ``ok`` (an item that failed or was skipped for a method) are
 left out of the means and counted in the ``skipped`` column; when methods end up with
-results for different items, every table says so in a note below it.
+results for different items, every table says so in a note below it. A value of the wrong
+kind (``count: "many"``, ``recognition: "false"``, an infinite score; see :func:`row_problem`)
+counts as missing, and the tables say so in a note.
 
 Outputs of :func:`write_report`:
     ``summary.csv/.md``            every metric per method (+ ``<metric>_missing`` columns)
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import is_number, is_whole
 from auralens.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,42 @@ PRETTY = {
     "appropriateness": "appropriateness", "clapscore": "CLAPScore",
     "clip_generated": "CLIPScore (generated image)", "clip_reference": "CLIPScore (reference frame)",
 }
+
+
+#: What each checked key of a row must hold when not None (NaN scores count as missing).
+EXPECTED = {"n_sources": "a whole number ≥ 0", "count": "a whole number ≥ 0",
+            "recognition": "true or false",
+            **{m: "a finite number" for m in (*SCORE_METRICS, *EMBED_METRICS)}}
+#: Figure files :func:`write_report` writes (others in ``figures/`` are never touched).
+FIGURES = ("perception.png", "label_accuracy.png", "quality.png", "es_by_sources.png",
+           "accuracy_by_sources.png", "scores.png")
+
+
+def _usable(key: str, value: Any) -> bool:
+    if key in ("n_sources", "count"):
+        return is_whole(value, 0)
+    if key == "recognition":
+        return isinstance(value, bool)  # bool("false") would be True
+    return is_number(value)
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    """``row[key]`` when the tables can use it, else None (missing)."""
+    value = row.get(key)
+    return value if value is not None and _usable(key, value) else None
+
+
+def row_problem(row: dict[str, Any]) -> str | None:
+    """The first value of ``row`` the tables cannot use, as ``key value is not …``, or None
+    (NaN scores are missing values, not problems)."""
+    for key, expected in EXPECTED.items():
+        value = row.get(key)
+        if value is None or _usable(key, value) or (
+                key not in ("n_sources", "count", "recognition")
+                and isinstance(value, float) and math.isnan(value)):
+            continue
+        return f"{key} {value!r} is not {expected}"
+    return None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -63,22 +102,20 @@ def summarize_group(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     out: dict[str, Any] = {"n": len(ok)}
     if _present(ok, "count"):
-        pairs = [(int(r["count"]), min(int(r["n_sources"]), 4)) for r in ok
-                 if r.get("count") is not None and r.get("n_sources") is not None]
+        pairs = [(int(_value(r, "count")), min(int(_value(r, "n_sources")), 4)) for r in ok
+                 if _value(r, "count") is not None and _value(r, "n_sources") is not None]
         k = len(pairs)
         out["US"] = sum(p < t for p, t in pairs) / k if k else None
         out["ES"] = sum(p == t for p, t in pairs) / k if k else None
         out["OS"] = sum(p > t for p, t in pairs) / k if k else None
         out["count_missing"] = len(ok) - k
     if _present(ok, "recognition"):
-        vals = [bool(r["recognition"]) for r in ok if r.get("recognition") is not None]
+        vals = [_value(r, "recognition") for r in ok if _value(r, "recognition") is not None]
         out["label_acc"] = _mean([float(v) for v in vals])
         out["recognition_missing"] = len(ok) - len(vals)
     for metric in (*SCORE_METRICS, *EMBED_METRICS):
         if _present(ok, metric):
-            vals = [float(r[metric]) for r in ok
-                    if r.get(metric) is not None and not (isinstance(r[metric], float)
-                                                          and math.isnan(r[metric]))]
+            vals = [float(_value(r, metric)) for r in ok if _value(r, metric) is not None]
             out[metric] = _mean(vals)
             out[f"{metric}_missing"] = len(ok) - len(vals)
     skipped = [r for r in rows if r.get("status", "ok") != "ok"]
@@ -88,10 +125,12 @@ def summarize_group(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(rows: Iterable[dict[str, Any]], by: Sequence[str] = ("method",)) -> list[dict[str, Any]]:
-    """Group rows by the ``by`` keys (in first-seen order) and summarise each group."""
+    """Group rows by the ``by`` keys (in first-seen order) and summarise each group (an
+    ``n_sources`` the tables cannot use groups as unknown)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
+        key = tuple(_value(r, k) if k == "n_sources" else r.get(k) for k in by)
+        groups.setdefault(key, []).append(r)
     keys = list(groups)
     if "n_sources" in by:  # methods in first-seen order, sources ascending
         i = list(by).index("n_sources")
@@ -255,8 +294,14 @@ def coverage_note(rows: Sequence[dict[str, Any]]) -> str | None:
 
 
 def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path,
-                 title: str = "results") -> dict[str, list[str]]:
+                 title: str = "results", notes: Sequence[str] = ()) -> dict[str, list[str]]:
     """Write every table and figure for ``rows`` into ``out_dir``.
+
+    A figure of :data:`FIGURES` that has nothing to draw this time is removed, so no figure
+    of an earlier report stays beside these tables.
+
+    Args:
+        notes: more notes for below every table (after the coverage note).
 
     Returns:
         ``{"tables": [...], "figures": [...]}`` relative paths that were written.
@@ -265,9 +310,15 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path,
     tables_dir, fig_dir = out_dir / "tables", out_dir / "figures"
     written: dict[str, list[str]] = {"tables": [], "figures": []}
 
-    note = coverage_note(rows)
-    if note:
-        log.warning("%s", note)
+    bad = [p for r in rows if r.get("status", "ok") == "ok" and (p := row_problem(r))]
+    bad_note = (f"Note: {len(bad)} rows hold values the tables cannot use, counted as missing "
+                f"(e.g. {bad[0]})." if bad else None)
+    if bad_note:
+        log.warning("%s", bad_note)
+    coverage = coverage_note(rows)
+    if coverage:
+        log.warning("%s", coverage)
+    note = "\n\n".join(n for n in (coverage, bad_note, *notes) if n) or None
 
     def tab(table: Sequence[dict[str, Any]], name: str, caption: str) -> None:
         for p in write_table(table, tables_dir / name, f"{title}: {caption}", note):
@@ -305,4 +356,8 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path,
     fig(bar_chart(summary, ("clapscore", "clip_generated_cos", "clip_reference_cos"),
                   fig_dir / "scores.png", title=f"{title}: embedding similarity",
                   ylabel="cosine"))
+    drawn = {out_dir / f for f in written["figures"]}
+    for name in FIGURES:  # one drawn earlier would contradict these tables
+        if fig_dir / name not in drawn and (fig_dir / name).is_file():
+            (fig_dir / name).unlink()
     return written

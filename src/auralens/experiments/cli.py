@@ -23,6 +23,8 @@ def run(
     typer.echo(f"{summary['rows']} results ({summary['new']} new) in {summary['out_dir']}")
     for s in summary["skipped"]:
         typer.echo(f"{'note:' if s.get('kind') == 'note' else 'skipped'} {s['what']}: {s['reason']}")
+    for note in summary["notes"]:
+        typer.echo(note)
     if summary["errors"]:
         typer.echo(f"{summary['errors']} items failed; see {summary['out_dir']}/errors.jsonl")
 
@@ -77,8 +79,10 @@ def fuss_manifest_cmd(
 ) -> None:
     """Write a FUSS-with-labels manifest (SceneRecord JSONL) from FUSS + FSD50K or our mixer."""
     from auralens.cli_utils import fail
-    from auralens.experiments.fussmanifest import fuss_manifest, manifest_from_mixer
+    from auralens.experiments.fussmanifest import LABEL_MODES, fuss_manifest, manifest_from_mixer
 
+    if label_mode not in LABEL_MODES:  # refused even where it is not used: a typo is never ignored
+        fail(f"--label-mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
     if (fuss is None) == (mixer is None):
         fail("give exactly one of --fuss or --from-mixer")
     if mixer is not None:

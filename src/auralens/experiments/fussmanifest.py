@@ -49,6 +49,10 @@ class ManifestError(AuralensError):
     """FUSS / FSD50K inputs that do not have the expected layout."""
 
 
+#: ``label_mode`` of :func:`fuss_manifest`.
+LABEL_MODES = ("first", "all")
+
+
 def read_fsd50k_labels(ground_truth: Path) -> dict[str, list[str]]:
     """``{fsd50k_id: [label, …]}`` from FSD50K's ``eval.csv`` / ``dev.csv``.
 
@@ -67,6 +71,9 @@ def read_fsd50k_labels(ground_truth: Path) -> dict[str, list[str]]:
             if not reader.fieldnames or not {"fname", "labels"} <= set(reader.fieldnames):
                 raise ManifestError(f"{f}: expected columns fname,labels (FSD50K ground truth)")
             for row in reader:
+                if row["fname"] is None or row["labels"] is None:  # a short row
+                    raise ManifestError(f"{f}:{reader.line_num}: the row has no fname or "
+                                        "labels column")
                 out[str(row["fname"]).strip()] = [x.strip() for x in row["labels"].split(",")
                                                   if x.strip()]
     return out
@@ -80,13 +87,29 @@ def _fsd_id(source_file: str) -> str:
 
 
 def _jams_events(path: Path) -> list[dict[str, Any]]:
+    """The ``value`` of each event of a scaper JAMS file (the first annotation).
+
+    Raises:
+        ManifestError: one line naming the file (and the event) when it is not such a file.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         obs = data["annotations"][0]["data"]
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ManifestError(f"{path}: not a readable scaper JAMS file ({exc})") from exc
     if isinstance(obs, dict):  # column-major JAMS variant
-        obs = [dict(zip(obs, vals, strict=True)) for vals in zip(*obs.values(), strict=True)]
+        columns = [v for v in obs.values() if isinstance(v, list)]
+        if len(columns) != len(obs) or len({len(v) for v in columns}) > 1:
+            raise ManifestError(f"{path}: the annotation's data columns are not lists of one "
+                                "length (not a scaper JAMS file)")
+        obs = [dict(zip(obs, vals, strict=True)) for vals in zip(*columns, strict=True)]
+    if not isinstance(obs, list):
+        raise ManifestError(f"{path}: the annotation's data is not a list of events "
+                            "(not a scaper JAMS file)")
+    for i, o in enumerate(obs):
+        if not isinstance(o, dict) or not isinstance(o.get("value"), dict):
+            raise ManifestError(f"{path}: event {i} has no value object with role and "
+                                "source_file (not a scaper JAMS file)")
     return [o["value"] for o in obs]
 
 
@@ -97,6 +120,9 @@ def _read_labels_csv(path: Path) -> dict[str, list[str]]:
         if not reader.fieldnames or not {"id", "labels"} <= set(reader.fieldnames):
             raise ManifestError(f"{path}: expected columns id,labels")
         for row in reader:
+            if row["id"] is None or row["labels"] is None:  # a short row
+                raise ManifestError(f"{path}:{reader.line_num}: the row has no id or labels "
+                                    "column")
             sep = ";" if ";" in row["labels"] else ","
             out[row["id"].strip()] = [x.strip() for x in row["labels"].split(sep) if x.strip()]
     return out
@@ -127,7 +153,15 @@ def fuss_manifest(
     Returns:
         Stats: ``n`` mixtures, ``labels`` (distinct), ``source_counts`` histogram,
         ``unlabelled`` sources.
+
+    Raises:
+        ManifestError: an unknown ``label_mode``, or inputs without the expected layout (one
+            line naming the file; the manifest must cover the whole split, so no mixture is
+            left out).
     """
+    if label_mode not in LABEL_MODES:
+        raise ManifestError(f"label mode must be one of {', '.join(LABEL_MODES)}, "
+                            f"got {label_mode!r}")
     root = Path(fuss_root)
     split_dir = root / split
     if not split_dir.is_dir():

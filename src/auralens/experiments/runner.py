@@ -15,7 +15,10 @@ Markdown), ``figures/`` (PNG), ``skipped.json`` and ``run.json``. A rerun skips 
 method's settings and of the evaluation settings (resolved: default backends and local model
 paths spelled out), and a rerun whose settings for a method differ is refused before any data
 or model is loaded (use another ``--out``); rows of a version without fingerprints are checked
-against the ``run.json`` beside them. A method or metric whose model is not available
+against the ``run.json`` beside them. Rows also carry what their data were read from (the
+source, a hash of a pairs or manifest file), and a rerun on other data is refused too.
+``run.json`` is written when the run starts (``status: running``) and again when it ends
+(``done``, or ``failed`` with the error). A method or metric whose model is not available
 is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
 filled in with made-up values. Unknown backend or metric names are configuration errors,
 reported before any work starts. The tables cover exactly this run's items and methods:
@@ -46,6 +49,7 @@ import functools
 import itertools
 import logging
 import random
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -73,7 +77,7 @@ from auralens.io import (
     Timer,
     append_jsonl,
     check_out_dir,
-    read_jsonl,
+    read_jsonl_numbered,
     remove_stale_temps,
     write_json,
     write_jsonl,
@@ -539,7 +543,8 @@ class Item:
 
     @classmethod
     def from_scene(cls, rec: SceneRecord) -> Item:
-        return cls(rec.id, rec.mixture, list(dict.fromkeys(rec.labels)), rec.n_sources,
+        # a manifest may give numeric ids; results and resume compare them as text
+        return cls(str(rec.id), rec.mixture, list(dict.fromkeys(rec.labels)), rec.n_sources,
                    [s.path for s in rec.sources])
 
 
@@ -643,6 +648,7 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
     data = dict(cfg.get("data") or {})
     source = data.get("source", "esc50")
     path = data_path(cfg)  # a known source and an existing path
+    lines: list[int] = []  # each item's line in path (pairs, manifest), for messages
     if source in ("esc50", "folder"):
         from auralens.data.mix import build_mixtures
 
@@ -656,6 +662,8 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
         from auralens.types import load_scenes
 
         items = [Item.from_scene(r) for r in load_scenes(path)]
+        # load_scenes refuses any line that is not a record: the records are these lines
+        lines = [n for n, _ in read_jsonl_numbered(path)]
         for it in items:
             it.audio = _resolve(it.audio, path.parent)
             it.sources = [_resolve(s, path.parent) for s in it.sources]
@@ -665,14 +673,12 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
         items = [Item.from_scene(r) for r in load_fuss(path)]
     elif source == "pairs":
         items = []
-        for d in read_jsonl(path):
-            labels = list(d.get("labels") or [])
-            items.append(Item(str(d["id"]), _resolve(d["audio"], path.parent), labels,
-                              d.get("n_sources", len(labels) or None),
-                              [_resolve(x, path.parent) for x in d.get("sources") or []],
-                              _resolve(d["image"], path.parent) if d.get("image") else None))
+        for line, d in read_jsonl_numbered(path):
+            lines.append(line)
+            items.append(_pair_item(d, path, line))
     else:  # videos: data_path() knows no other source
         items = extract_videos(path, out_dir / "data" / "frames")
+    _check_unique_ids(items, path, lines)
     subset = cfg.get("subset")
     if subset and subset.get("n"):
         items = stratified_sample(items, int(subset["n"]), int(subset.get("seed", 0)))
@@ -681,6 +687,57 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
     if not items:
         raise ExperimentError("the experiment has no items (check data.*)")
     return items
+
+
+def _pair_item(d: Any, path: Path, line: int) -> Item:
+    """One line of a pairs manifest as an :class:`Item`.
+
+    Raises:
+        ExperimentError: ``path:line`` and what is wrong with the line.
+    """
+    where = f"{path}:{line}"
+    if not isinstance(d, dict):
+        raise ExperimentError(f"{where}: a pair must be a JSON object with id and audio, "
+                              f"got {str(d)[:60]}")
+    for key in ("id", "audio"):
+        if key not in d:
+            raise ExperimentError(f"{where}: the pair has no {key!r}")
+    if not ((isinstance(d["id"], str) and d["id"]) or is_whole(d["id"])):
+        raise ExperimentError(f"{where}: id must be a non-empty string or a whole number, "
+                              f"got {d['id']!r}")
+    if not (isinstance(d["audio"], str) and d["audio"]):
+        raise ExperimentError(f"{where}: audio must be a file path, got {d['audio']!r}")
+    if d.get("image") is not None and not isinstance(d["image"], str):
+        raise ExperimentError(f"{where}: image must be a file path, got {d['image']!r}")
+    for key in ("labels", "sources"):  # a bare string would be split into letters
+        value = d.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(x, str) for x in value)):
+            raise ExperimentError(f"{where}: {key} must be a list of strings, got {value!r}")
+    labels = list(d.get("labels") or [])
+    n_sources = d.get("n_sources", len(labels) or None)
+    if n_sources is not None and not is_whole(n_sources, 0):
+        raise ExperimentError(f"{where}: n_sources must be a whole number ≥ 0 or null, "
+                              f"got {n_sources!r}")
+    return Item(str(d["id"]), _resolve(d["audio"], path.parent), labels, n_sources,
+                [_resolve(x, path.parent) for x in d.get("sources") or []],
+                _resolve(d["image"], path.parent) if d.get("image") else None)
+
+
+def _check_unique_ids(items: Sequence[Item], path: Path, lines: Sequence[int]) -> None:
+    """Refuse two items with one id: results are keyed on it, so one would be lost.
+
+    Args:
+        lines: the line of each item in ``path`` (empty when not read from lines).
+    """
+    first: dict[str, int] = {}
+    for i, it in enumerate(items):
+        if it.id in first:
+            if lines:
+                raise ExperimentError(f"{path}:{lines[i]}: duplicate id {it.id!r} (also on line "
+                                      f"{lines[first[it.id]]}); ids must be unique")
+            raise ExperimentError(f"{path}: two items have the id {it.id!r}; ids must be unique")
+        first[it.id] = i
 
 
 def extract_videos(video_dir: Path, out_dir: Path) -> list[Item]:
@@ -911,10 +968,8 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         (the others, e.g. from a run with another subset), ``lacking`` ((item, method)
         pairs of this run without a result: failed, or the method's model was missing),
         ``new`` (this run), ``skipped`` (methods / metrics / stages with reasons),
-        ``tables``, ``figures``.
+        ``notes`` (said below the tables), ``tables``, ``figures``.
     """
-    from auralens.evaluate.aggregate import write_report
-
     cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
     _check_numbers(cfg, cfg.get("_source") or "experiment")  # sections expand_methods reads
@@ -922,15 +977,16 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     validate_experiment(cfg, methods)  # config errors before any work
     check_out_dir(out, ExperimentError)
     results_path = out / "results.jsonl"
-    old = [r for r in read_jsonl(results_path) if r.get("status", "ok") == "ok"]
+    old = [r for r in read_results(results_path) if r.get("status", "ok") == "ok"]
     # Other settings than the rows already there: refused before any data or model is
     # loaded, for every method that is not switched off, whether or not its model turns out
     # to be available here.
     keys = check_resume(out, old, [m for m in methods if not switched_off(m)], cfg)
-    settings = {m["name"]: settings_of(m, cfg) for m in methods}
+    path = data_path(cfg)
+    identity = data_identity(cfg, path)
+    check_data(out, old, identity, path)
     timer = Timer()
     skipped: list[dict[str, str]] = []
-    data_path(cfg)
     # models before data: a mistyped backend option fails here, before mixtures are built
     describer = Describer(cfg)
     runnable = []
@@ -944,13 +1000,41 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
             log.warning("skipping method %s: %s", m["name"], exc)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
-    with timer("data"):
-        items = load_items(cfg, out)
-    evaluator = Evaluator(cfg, out, skipped)
     # drops stale "skipped" lines (they are retried) and keeps fingerprints added to rows of
     # an older version
     write_jsonl(results_path, old)
-    done = {_row_key(r) for r in old}
+    record = {"command": f"experiment run {cfg.get('_source', '')}".strip(),
+              "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
+              "seed": cfg.get("seed")}
+    # a run stopped part-way still says what made the rows beside it
+    write_run_json(out, **record, extra={"status": "running", "data": identity})
+    try:
+        return _run(cfg, out, methods, runnable, keys, identity, describer, skipped, timer,
+                    record)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            write_run_json(out, **record, timings=timer.timings,
+                           extra={"status": status, "data": identity,
+                                  "error": str(exc).splitlines()[0] if str(exc) else repr(exc)})
+        except Exception as write_exc:  # noqa: BLE001 - the run's own error is the one to report
+            log.warning("%s: could not record the failed run (%s)", out, write_exc)
+        raise
+
+
+def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
+         runnable: list[dict[str, Any]], keys: dict[str, str], identity: dict[str, Any],
+         describer: Describer, skipped: list[dict[str, str]], timer: Timer,
+         record: dict[str, Any]) -> dict[str, Any]:
+    """The part of :func:`run_experiment` after ``run.json`` says the run started."""
+    from auralens.evaluate.aggregate import write_report
+
+    results_path = out / "results.jsonl"
+    settings = {m["name"]: settings_of(m, cfg) for m in methods}
+    with timer("data"):
+        items = load_items(cfg, out)
+    evaluator = Evaluator(cfg, out, skipped)
+    done = {_row_key(r) for r in read_results(results_path)}
     errors = ErrorLog(out / "errors.jsonl", reset=True)
     for note in method_notes(runnable):
         skipped.append(note)
@@ -977,12 +1061,13 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
                 "technique": method.get("technique", "zero-shot"),
                 "setting": _row_setting(method),
                 "fingerprint": keys[method["name"]], "settings": settings[method["name"]],
+                "data": identity,
                 "n_sources": item.n_sources, "labels": item.labels, **out_desc, "status": "ok",
             }
             if image_gen is not None and row["description"]:
                 with timer("image"):
                     img = image_gen.generate(row["description"], seed=int(cfg.get("seed", 0)))
-                    img_path = out / "images" / f"{item.id}__{method['name'].replace('/', '_')}.png"
+                    img_path = out / "images" / image_name(item.id, method["name"])
                     from auralens.io import atomic_path
 
                     with atomic_path(img_path) as tmp:
@@ -1002,7 +1087,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
                 "error": errors.items[-1]["error"]})
     errors.summary(len(todo))
 
-    all_rows = read_jsonl(results_path)
+    all_rows = read_results(results_path)
     rows = table_rows(all_rows, items, [m["name"] for m in methods])
     n_ok = sum(1 for r in all_rows if r.get("status", "ok") == "ok")
     n_ok_tables = sum(1 for r in rows if r.get("status", "ok") == "ok")
@@ -1011,19 +1096,125 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         log.warning("results.jsonl holds %d results of items or methods outside this run "
                     "(another subset, limit or method list); the tables leave them out",
                     outside)
+    notes = earlier_rows_notes(rows, methods)
+    for note in notes:
+        log.warning("%s", note)
     write_json(out / "skipped.json", evaluator.skipped_unique())
     with timer("report"):
-        written = write_report(rows, out, title=cfg["name"])
+        written = write_report(rows, out, title=cfg["name"], notes=notes)
     summary = {"out_dir": str(out), "rows": n_ok, "in_tables": n_ok_tables,
                "outside_tables": outside, "lacking": len(rows) - n_ok_tables,
                "new": new, "items": len(items),
                "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
-               "errors": len(errors), **written}
-    write_run_json(out, command=f"experiment run {cfg.get('_source', '')}".strip(),
-                   config={k: v for k, v in cfg.items() if not k.startswith("_")},
-                   models=evaluator.models(), timings=timer.timings, seed=cfg.get("seed"),
-                   extra={"summary": summary, "judge": evaluator.judge_info()})
+               "notes": notes, "errors": len(errors), **written}
+    write_run_json(out, **record, models=evaluator.models(), timings=timer.timings,
+                   extra={"status": "done", "data": identity, "summary": summary,
+                          "judge": evaluator.judge_info()})
     return summary
+
+
+def earlier_rows_notes(rows: Sequence[dict[str, Any]], methods: Sequence[dict[str, Any]]) -> list[str]:
+    """Notes for the tables on methods switched off in this run (``models.allm=none``) whose
+    rows come from an earlier run, naming the model that made them."""
+    notes = []
+    for m in methods:
+        if not switched_off(m):
+            continue
+        made = [r for r in rows if r.get("method") == m["name"] and r.get("status", "ok") == "ok"]
+        if made:
+            models = sorted({str(_spec((r.get("setting") or {}).get("model"))) for r in made})
+            notes.append(f"Note: the {len(made)} rows of {m['name']} come from an earlier run "
+                         f"(model {', '.join(models)}); this run gives {m['name']} no model.")
+    return notes
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of an experiment's ``results.jsonl`` (a truncated last line, left by a killed
+    run, is skipped by :func:`~auralens.io.read_jsonl`).
+
+    Raises:
+        ExperimentError: ``path:line`` of a line that is not a result row: not a JSON object,
+            no id or method, or a value the tables cannot use (``count: "many"`` …).
+    """
+    from auralens.evaluate.aggregate import row_problem
+
+    rows = []
+    for line, r in read_jsonl_numbered(path):
+        where = f"{path}:{line}"
+        if not isinstance(r, dict):
+            raise ExperimentError(f"{where}: not a JSON object, so not a result row; fix or "
+                                  "remove the line, or use another --out")
+        if not ((isinstance(r.get("id"), str) or is_whole(r.get("id")))
+                and isinstance(r.get("method"), str)):
+            raise ExperimentError(f"{where}: a result row needs an id and a method name; fix "
+                                  "or remove the line, or use another --out")
+        problem = row_problem(r)
+        if problem:
+            raise ExperimentError(f"{where}: {problem}; fix or remove the line, or use "
+                                  "another --out")
+        rows.append(r)
+    return rows
+
+
+def data_identity(cfg: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What the items are read from, compared on resume: ``data.source`` and, for a file
+    (``pairs``, ``manifest``), a hash of its contents, or for a folder read as it is (``fuss``,
+    ``videos``) its resolved path. The mixer (``esc50``, ``folder``) checks its own settings
+    against the mixtures it made under the output folder."""
+    import hashlib
+
+    source = (cfg.get("data") or {}).get("source", "esc50")
+    identity: dict[str, Any] = {"source": source}
+    if path.is_file():
+        identity["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    elif source in ("fuss", "videos"):
+        identity["path"] = str(path.resolve())
+    return identity
+
+
+def check_data(out: Path, old: Sequence[dict[str, Any]], identity: dict[str, Any],
+               path: Path) -> None:
+    """Refuse to add to rows made from other data (rows of older versions, which carry no
+    ``data``, are not checked).
+
+    Raises:
+        ExperimentError: a row's ``data`` (its :func:`data_identity`) differs, naming what
+            changed.
+    """
+    for r in old:
+        if r.get("data") in (None, identity):
+            continue
+        prev = r["data"] if isinstance(r["data"], dict) else {}
+        diff = changed_keys(prev, identity) if prev else []
+        what = {"source": "data.source", "sha256": "the contents of data.path",
+                "path": "data.path"}
+        changed = ", ".join(what.get(k, k) for k in diff) or "data"
+        raise ExperimentError(f"{out}: results.jsonl holds rows made from other data ({changed} "
+                              f"changed since; data.path is {path}); use another --out, or "
+                              f"delete {out / 'results.jsonl'} to start over")
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
+
+
+def image_name(item_id: str, method: str) -> str:
+    """``<item>__<method>.png``, one file per (item, method).
+
+    A part that is not a plain name (letters, digits, ``.``, ``-``, single ``_``) becomes its
+    plain letters plus a short hash of the whole: ``p/x`` and ``p_x`` get different files, an
+    id cannot reach outside ``images/``, and as neither form holds ``__`` the pair is
+    unambiguous.
+    """
+    import hashlib
+
+    def part(text: str) -> str:
+        if _SAFE_NAME.fullmatch(text):
+            return text
+        stem = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.")[:60]
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+        return f"{stem}-{digest}" if stem else digest
+
+    return f"{part(item_id)}__{part(method)}.png"
 
 
 class Evaluator:
