@@ -4,13 +4,15 @@ accelerate launches, and stub HTTP servers on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -58,3 +60,25 @@ def local_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def chat_server(answer: Callable[[dict[str, Any]], Any]) -> Iterator[str]:
+    """A stub OpenAI-style chat server: each request body goes to ``answer`` and its return
+    value is sent back as the message ``content``; yields the base URL ``…/v1``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            data = json.dumps({"choices": [{"message": {"content": answer(body)}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    with local_server(Handler) as url:
+        yield url

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories.audio_files import tone_folder as _folder
 
 from auralens import audio
 from auralens.cli import main
@@ -17,15 +18,6 @@ from auralens.evaluate.fad import MetricInputError
 from auralens.specs import SpecError
 
 SR = 16000
-
-
-def _folder(root: Path, name: str, freqs: list[float], noise: float) -> Path:
-    rng = np.random.default_rng(len(name))
-    t = np.arange(SR) / SR
-    for f in freqs:
-        x = 0.4 * np.sin(2 * np.pi * f * t) + noise * rng.standard_normal(SR)
-        audio.write(root / name / f"tone{int(f)}.wav", x.astype(np.float32), SR)
-    return root / name
 
 
 # ----------------------------------------------------------------------------- embedders

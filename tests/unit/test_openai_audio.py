@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
-from launch import local_server
+from launch import chat_server
 from scipy.io import wavfile
 
 from auralens.scene.allm import load_audio_llm
@@ -23,21 +21,11 @@ ANSWER = "Reasoning: a dog and rain.\nFinal description: A wet backyard where a 
 def server():
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def answer(body: dict) -> str:
+        seen.append(body)
+        return ANSWER
 
-        def do_POST(self):  # noqa: N802 - http.server API
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            data = json.dumps({"choices": [{"message": {"content": ANSWER}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    with local_server(Handler) as url:
+    with chat_server(answer) as url:
         yield seen, url
 
 
@@ -87,21 +75,7 @@ def test_imagine_cli_allm_mode_uses_the_server(server, sine, tmp_path):
 def answering():
     """A server that answers with ``state["content"]`` (None for a null content)."""
     state: dict = {"content": None}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802 - http.server API
-            self.rfile.read(int(self.headers["Content-Length"]))
-            data = json.dumps({"choices": [{"message": {"content": state["content"]}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    with local_server(Handler) as url:
+    with chat_server(lambda body: state["content"]) as url:
         yield state, url
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-from http.server import BaseHTTPRequestHandler
 
 import pytest
-from launch import local_server
+from launch import chat_server
 
 from auralens.io import mask_secrets, read_json, write_run_json
 from auralens.scene.pipeline import ImagineConfig, imagine, imagine_batch
@@ -49,21 +48,7 @@ def test_run_json_holds_no_api_key(tmp_path, monkeypatch):
 
 @pytest.fixture
 def chat_url():
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802 - http.server API
-            self.rfile.read(int(self.headers["Content-Length"]))
-            data = json.dumps({"choices": [{"message": {
-                "content": "Final description: A dog barks in a park."}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    with local_server(Handler) as url:
+    with chat_server(lambda body: "Final description: A dog barks in a park.") as url:
         yield url
 
 
