@@ -185,13 +185,17 @@ def load_with_info(
     if max_duration is not None and duration > max_duration:
         raise AudioError(path, f"duration {duration:.1f} s exceeds the limit of {max_duration:g} s")
     channels = data.shape[1]
-    wave = data.mean(axis=1) if mono else data.T
+    # Averaged in float64: float32 sums of samples near its limit (3.4e38) overflow to inf.
+    wave = data.mean(axis=1, dtype=np.float64) if mono else data.T
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     out_sr = sample_rate or sr
     wave = resample(wave, sr, out_sr)
     if wave.shape[-1] == 0:  # e.g. 1 sample at 44.1 kHz resampled to 16 kHz
         raise AudioError(path, f"too short: {data.shape[0]} sample(s) at {sr} Hz leave none at {out_sr} Hz")
-    info = inspect_wave(path, wave if mono else wave.mean(0), out_sr, sr, channels)
+    if not np.all(np.isfinite(wave)):  # resampling overshoot past the float32 limit
+        raise AudioError(path, f"sample values too large to process (peak "
+                               f"{float(np.max(np.abs(data))):.3g}; audio samples lie within ±1)")
+    info = inspect_wave(path, wave if mono else wave.mean(0, dtype=np.float64), out_sr, sr, channels)
     for flag in info.flags:
         # Flags, not errors: logged quietly, returned in AudioInfo.flags for callers to report.
         log.info("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"

@@ -47,9 +47,17 @@ def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _key_part(value: Any) -> Any:
+    # numpy prints long arrays with "...", so str() would let arrays that differ in the
+    # middle share a key: hash their content instead.
+    if isinstance(value, np.ndarray):
+        return f"ndarray:{hash_array(value)}"
+    return str(value)
+
+
 def make_key(content_hash: str, **parts: Any) -> str:
     """Combine a content hash with the settings that determine the result."""
-    blob = json.dumps({"content": content_hash, **parts}, sort_keys=True, default=str)
+    blob = json.dumps({"content": content_hash, **parts}, sort_keys=True, default=_key_part)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -71,7 +79,24 @@ class ArrayCache:
         return self.dir / key[:2] / f"{key}.safetensors"
 
     def __contains__(self, key: str) -> bool:
-        return self.path_for(key).exists()
+        """True when the entry exists and is readable: a truncated one is dropped (and so is
+        recomputed by callers that trust presence)."""
+        return self.shapes(key) is not None
+
+    def shapes(self, key: str) -> dict[str, list[int]] | None:
+        """The stored arrays' shapes, read from the entry's header, or None when it is missing
+        or unreadable (then it is dropped, as :meth:`get` does)."""
+        from safetensors import safe_open
+
+        path = self.path_for(key)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="numpy") as fh:
+                return {name: list(fh.get_slice(name).get_shape()) for name in fh.keys()}
+        except Exception:
+            path.unlink(missing_ok=True)
+            return None
 
     def get(self, key: str) -> dict[str, np.ndarray] | None:
         """Return the stored arrays, or None when missing or unreadable (then it is dropped)."""

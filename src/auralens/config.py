@@ -27,11 +27,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: {exc.reason} at byte "
+                          f"{exc.start})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+        raise ConfigError(f"{path}: invalid YAML ({yaml_problem(exc)})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser error in one line: where it is, what is wrong, and what was being read."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    out = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, where = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        out += f" ({context}" + (f" from line {where.line + 1}, column {where.column + 1}"
+                                 if where is not None else "") + ")"
+    return " ".join(out.split())
 
 
 def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
@@ -47,26 +63,31 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values typed like spec params; a value in brackets or
-    braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``)."""
+    braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``; a value in quotes is a YAML
+    quoted string, kept as text without its quotes: ``revision="0123"``)."""
     out = copy.deepcopy(cfg)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, _, value = item.partition("=")
         value = value.strip()
-        if not all(part.strip() for part in key.split(".")):
+        parts = [part.strip() for part in key.split(".")]  # "a. b" means "a.b", not key " b"
+        if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key")
-        if value[:1] in ("[", "{"):
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+        if value[:1] in ("[", "{") or quoted:
             import yaml
 
             try:
                 parsed: Any = yaml.safe_load(value)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"override {item!r}: not a YAML list or mapping "
-                                  f"({str(exc).splitlines()[0]})") from exc
+                what = "a quoted string" if quoted else "a YAML list or mapping"
+                raise ConfigError(f"override {item!r}: not {what} ({yaml_problem(exc)})") from exc
+            if quoted and not isinstance(parsed, str):  # '"a", "b"' reads as more than one string
+                raise ConfigError(f"override {item!r}: not a quoted string")
         else:
             parsed = _convert(value)
-        set_dotted(out, key.strip(), parsed)
+        set_dotted(out, ".".join(parts), parsed)
     return out
 
 

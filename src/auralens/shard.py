@@ -29,20 +29,42 @@ class ShardError(AuralensError, ValueError):
     """A malformed ``--shard`` value."""
 
 
+def _shard_from_env() -> str:
+    """``"i/n"`` for a SLURM array task: its position among the array's tasks.
+
+    ``i = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP`` (step 1 when
+    unset) and ``n = SLURM_ARRAY_TASK_COUNT``, so ``--array=1-4`` and ``--array=0-12:4`` both
+    give shards 0…3. Without ``SLURM_ARRAY_TASK_MIN`` (another scheduler setting the same
+    names) the task id is the index itself.
+    """
+    env = os.environ
+    try:
+        task = int(env["SLURM_ARRAY_TASK_ID"])
+        count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        low = int(env["SLURM_ARRAY_TASK_MIN"]) if env.get("SLURM_ARRAY_TASK_MIN") else None
+        step = int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
+    except (KeyError, ValueError) as exc:
+        raise ShardError("--shard env needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
+                         "(whole numbers)") from exc
+    if low is None:
+        return f"{task}/{count}"
+    index, off_step = divmod(task - low, step) if step > 0 else (-1, 0)
+    if off_step or not 0 <= index < count:  # e.g. an uneven list such as --array=1,2,7
+        raise ShardError(f"--shard env: array task {task} is not one of {count} tasks from {low} "
+                         f"in steps of {step}; use an evenly spaced --array or --shard i/n")
+    return f"{index}/{count}"
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """Parse ``"i/n"`` (0-based ``i``, ``0 <= i < n``); ``None``/``""`` means no sharding.
 
-    ``"env"`` reads ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT``.
+    ``"env"`` takes the shard from a SLURM array task's environment (see
+    :func:`_shard_from_env`): the array may start anywhere and have a step.
     """
     if text is None or not str(text).strip():
         return None
     if str(text).strip().lower() == "env":
-        try:
-            index = int(os.environ["SLURM_ARRAY_TASK_ID"])
-            count = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-        except (KeyError, ValueError) as exc:
-            raise ShardError("--shard env needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT") from exc
-        text = f"{index}/{count}"
+        text = _shard_from_env()
     m = _SHARD_RE.match(str(text))
     if not m:
         raise ShardError(f"--shard {text!r} is not of the form i/n (for example 0/4)")
@@ -182,8 +204,23 @@ def _part_settings(part: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
     return {k: v for k, v in cfg.items() if k != "fingerprint"}
 
 
+def _record_id(value: Any, part: Path, line: int, key: str) -> str:
+    """A record's id as text, so 1 and "1" (one shard writing ids as numbers, another as text)
+    name one item, as they do in file names and the sorted output.
+
+    Raises:
+        AuralensError: the id is neither text nor a whole number (true, 1.0, a list …), which
+            would merge unrelated records or not merge at all.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise AuralensError(f"{part}:{line}: {key!r} is {json.dumps(value)[:60]}; ids must be "
+                            "text or whole numbers")
+    return str(value)
+
+
 def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id") -> int:
-    """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins).
+    """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins;
+    ids are text or whole numbers, compared as text).
 
     Records that carry a settings ``fingerprint`` (``separate batch``, ``imagine batch``) must
     all carry the same one: shards run with different settings are not one result set.
@@ -194,8 +231,8 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
         the number of merged records.
 
     Raises:
-        AuralensError: a part missing or holding no shard results, parts made with different
-            settings, shard folders (``part-i-of-n``) that are not one complete set, or ``out``
+        AuralensError: a part missing or holding no shard results, an id that is not text or
+            a whole number, parts made with different settings, shard folders (``part-i-of-n``) that are not one complete set, or ``out``
             naming a directory or one of the parts (nothing is written then).
     """
     from auralens.config import changed_keys
@@ -241,10 +278,10 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
                     raise AuralensError(f"{first[0]}:{first[1]} and {part}:{line} were made with different "
                                         f"settings ({what}); merge only the parts of one run (rerun the odd "
                                         "shard with the others' settings)")
-            merged[rec[key]] = rec
+            merged[_record_id(rec[key], part, line, key)] = rec
     if not merged:
         raise AuralensError(f"no result records in {', '.join(str(p) for p in parts)}; nothing to merge")
-    records = [merged[k] for k in sorted(merged, key=str)]
+    records = [merged[k] for k in sorted(merged)]
     try:
         write_jsonl(out, records)
     except OSError as exc:  # name --out, not the temporary file beside it

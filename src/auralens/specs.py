@@ -74,7 +74,8 @@ def _exists(path: Path) -> bool:
         return False
 
 
-_INT_RE = re.compile(r"^[+-]?(0|[1-9][0-9_]*)$")
+# Single underscores between digits only, as int() accepts ("1_000", not "1__0" or "1_").
+_INT_RE = re.compile(r"^[+-]?(0|[1-9](_?[0-9])*)$")
 
 
 def _convert(value: str) -> Any:
@@ -120,6 +121,24 @@ def parse_params(text: str) -> dict[str, Any]:
     return params
 
 
+def _split_options(text: str) -> tuple[str, str]:
+    """``text`` split into its head and the option text after the ``@`` that starts it."""
+    m = _KIND_RE.match(text)
+    start = m.start(2) if m else 0  # a path may follow "kind:"
+    ends = [len(text), *sorted((i for i, c in enumerate(text) if c == "@"), reverse=True)]
+    for end in ends:
+        if (end > 0 and _exists(Path(os.path.expanduser(text[:end])))) or (
+                start and end > start and _exists(Path(os.path.expanduser(text[start:end])))):
+            return text[:end], text[end + 1:]
+    at = re.search(r"@(?=[A-Za-z_]\w*=)", text)
+    if at:
+        return text[:at.start()], text[at.start() + 1:]
+    if "@" in text and not _looks_like_path(text[start:]):
+        at_pos = text.find("@")  # "mel@bad" → reported as a malformed option
+        return text[:at_pos], text[at_pos + 1:]
+    return text, ""
+
+
 def _looks_like_path(text: str) -> bool:
     return (
         text.startswith(("/", "./", "../", "~"))
@@ -130,12 +149,14 @@ def _looks_like_path(text: str) -> bool:
 def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     """Parse a model spec string.
 
-    Options start at an ``@`` followed by ``name=``; when the text before a later such ``@``
-    is an existing local path, that longer head is kept, so directories named ``model@v1``
-    work, and URLs inside option values keep their slashes.
+    The longest head that is an existing local path (the whole text, or the text after a
+    ``kind:`` prefix) is kept whole, so directories named ``model@v1`` or ``m@x=1`` work; what
+    follows it must be empty or ``@key=value,…``. Otherwise options start at the first ``@``
+    followed by ``name=``, and URLs inside option values keep their slashes.
 
     Raises:
-        SpecError: when the string is empty or an option is malformed.
+        SpecError: when the string is empty, an option is malformed or a second ``@name=``
+            options part follows the first.
     """
     if isinstance(spec, ModelSpec):
         return spec
@@ -143,16 +164,14 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     text = spec.strip()
     if not text:
         raise SpecError("empty model spec")
-    head, params_text = text, ""
-    # Options begin at an "@" followed by "name="; URLs inside option values keep their "/".
-    ats = [m.start() for m in re.finditer(r"@(?=[A-Za-z_]\w*=)", text)]
-    if not ats and "@" in text and not _looks_like_path(text):
-        ats = [text.find("@")]  # "mel@bad" → reported as a malformed option below
-    if ats:
-        # An existing local path may itself contain "@": take the longest such head.
-        existing = [i for i in ats if _exists(Path(os.path.expanduser(text[:i])))]
-        at = existing[-1] if existing else ats[0]
-        head, params_text = text[:at], text[at + 1 :]
+    head, params_text = _split_options(text)
+    if not head.strip():  # "" would name the working directory as a model folder
+        raise SpecError(f"spec {text!r} names no model before its '@' options")
+    # One options part only: "m@x=1@layer=3" would otherwise hide layer inside x's value.
+    extra = re.search(r"@[A-Za-z_]\w*=", params_text)
+    if extra:
+        raise SpecError(f"spec {text!r} has a second '@' options part {params_text[extra.start():]!r}; "
+                        "separate options with ','")
     params = parse_params(params_text)
     if _looks_like_path(head):
         return ModelSpec("path", os.path.expanduser(head), params, raw)

@@ -128,6 +128,15 @@ def test_nan_samples(tmp_path, noise):
         load(tmp_path / "n.wav")
 
 
+def test_huge_float_samples_mix_down_without_overflow(tmp_path):
+    path = tmp_path / "huge.wav"
+    sf.write(path, np.full((800, 2), 3e38, np.float32), 8000, subtype="FLOAT")
+    wave, info = load_with_info(path)  # two channels near the float32 limit average, not sum
+    assert np.all(np.isfinite(wave)) and info.peak == pytest.approx(3e38, rel=1e-6)
+    with pytest.raises(AudioError, match=r"huge\.wav: sample values too large"):
+        load(path, 16000)  # resampling overshoots past the float32 limit
+
+
 def test_duration_limit(tmp_path, noise):
     p = write(tmp_path / "long.wav", np.tile(noise, 3), 16000)
     with pytest.raises(AudioError, match="exceeds the limit of 2 s"):

@@ -48,3 +48,14 @@ def test_well_formed_specs_round_trip(kind: str, ident: str, layer: int) -> None
 @pytest.mark.parametrize("text", ["x" * 5000, "hf:" + "x" * 300 + "@layer=1"])
 def test_pathological_specs_raise_spec_error(text: str) -> None:
     _check(text)
+
+
+@SETTINGS
+@given(value=st.from_regex(r"[+-]?[0-9_]{1,8}(\.[0-9_]{0,4})?", fullmatch=True))
+def test_number_like_option_values_never_raise(value: str) -> None:
+    """Underscores where int()/float() refuse them ("1__0", "1_") leave the value as text."""
+    got = parse_spec(f"nmf@n={value}").params["n"]
+    if isinstance(got, str):
+        assert got == value
+    else:
+        assert got == (float(value) if "." in value else int(value))

@@ -24,6 +24,33 @@ def test_parse_env(monkeypatch):
     assert parse_shard("env") == (2, 3)
 
 
+@pytest.mark.parametrize("task_min, step, tasks", [
+    ("1", None, [1, 2, 3, 4]),  # --array=1-4
+    ("0", "4", [0, 4, 8, 12]),  # --array=0-12:4
+    ("3", "2", [3, 5, 7, 9]),  # --array=3-9:2
+])
+def test_parse_env_uses_the_task_position_in_the_array(monkeypatch, task_min, step, tasks):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", task_min)
+    if step is not None:
+        monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", step)
+    got = []
+    for task in tasks:
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        got.append(parse_shard("env"))
+    assert got == [(0, 4), (1, 4), (2, 4), (3, 4)]
+
+
+@pytest.mark.parametrize("task", ["2", "9"])  # off the step; past the last task
+def test_parse_env_refuses_a_task_outside_the_even_array(monkeypatch, task):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+    with pytest.raises(ShardError, match=f"array task {task} is not one of 4 tasks from 1 in steps of 2"):
+        parse_shard("env")
+
+
 def test_shards_are_disjoint_and_cover_in_any_order():
     clips = [Clip(f"c{i:02d}", f"{i}.wav") for i in range(23)]
     parts = [shard_items(clips, f"{i}/4") for i in range(4)]
@@ -55,6 +82,22 @@ def test_merge_refuses_what_is_not_shard_results(tmp_path, lines, match):
     with pytest.raises(AuralensError, match=match):
         merge_jsonl([part], tmp_path / "o.jsonl")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("bad", ['["a"]', '{"a": 1}', "true", "1.0", "null"])
+def test_merge_refuses_ids_that_are_not_text_or_whole_numbers(tmp_path, bad):
+    part = tmp_path / "p.jsonl"
+    part.write_text('{"id": "a"}\n{"id": ' + bad + '}\n', encoding="utf-8")
+    with pytest.raises(AuralensError, match=r"p\.jsonl:2: 'id' is .*ids must be text or whole numbers"):
+        merge_jsonl([part], tmp_path / "o.jsonl")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_merge_treats_number_and_text_ids_alike(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"id": "1", "v": "c"}])
+    assert merge_jsonl([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "o.jsonl") == 2
+    assert read_jsonl(tmp_path / "o.jsonl") == [{"id": "1", "v": "c"}, {"id": 2, "v": "b"}]
 
 
 def test_merge_by_another_key(tmp_path):

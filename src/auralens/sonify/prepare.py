@@ -371,10 +371,11 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         for rec in todo:
             if rec.get("failed"):
                 continue
-            emb_shape = _shape(emb_cache, rec["emb_key"], "embedding")
-            lat_shape = _shape(lat_cache, rec["lat_key"], "latent")
-            index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
-                         | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
+            with errors.guard(rec["id"], rec["path"]):
+                emb_shape = _shape(emb_cache, rec["emb_key"], "embedding")
+                lat_shape = _shape(lat_cache, rec["lat_key"], "latent")
+                index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
+                             | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
 
     write_jsonl(dest / "index.jsonl", index)
     if parsed is None:  # split files list usable clips only (training never sees the others)
@@ -566,10 +567,15 @@ def _warn_empty_splits(out: Path, counts: dict[str, int]) -> None:
 
 
 def _shape(cache: ArrayCache, key: str, name: str) -> list[int]:
-    from safetensors import safe_open
+    """The shape of a cached array, from the entry's header.
 
-    with safe_open(str(cache.path_for(key)), framework="numpy") as fh:
-        return list(fh.get_slice(name).get_shape())
+    Raises:
+        PrepareError: the entry went missing or became unreadable after it was checked.
+    """
+    shapes = cache.shapes(key) or {}
+    if name not in shapes:
+        raise PrepareError(f"cache entry {cache.path_for(key)} is missing or unreadable")
+    return shapes[name]
 
 
 def _embed_isolating(extractor: Any, recs: list[dict[str, Any]], errors: ErrorLog) -> list[np.ndarray | None]:
