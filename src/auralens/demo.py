@@ -159,7 +159,8 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         plan: explicit sizes (overrides ``quick``).
 
     Raises:
-        DemoError: ``out`` holds a demo made with other settings.
+        DemoError: ``out`` holds a demo made with other settings, or ``data`` has no clips.
+        auralens.data.DatasetError: ``data`` is missing or not a dataset.
     """
     from auralens.data.mix import build_mixtures
     from auralens.data.synth import synthesize
@@ -172,6 +173,12 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     out = Path(out)
     settings = demo_settings(data, quick=quick, seed=seed, plan=plan)
     check_demo_dir(out, settings)  # before step 1 rewrites anything of an earlier demo
+    if data is not None:
+        # before the settings are recorded: a demo that cannot start must not claim the folder
+        from auralens.data import load_dataset
+
+        if not load_dataset(Path(data)):
+            raise DemoError(f"{data}: no audio clips to use (--data)")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_NAME, settings)
     timer = Timer()

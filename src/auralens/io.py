@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from auralens.errors import AuralensError
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +48,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
 
     The temporary name keeps the suffix so libraries that infer formats from it work.
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched; an
+    ``OSError`` about the temporary file is raised naming ``path``.
     """
     path = Path(path)
     if path.is_dir():  # name the user's path, not the temporary file the rename would fail on
         raise IsADirectoryError(errno.EISDIR, "is a directory; expected a file path", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets remove_stale_temps tell a killed writer's leftover
-    # from a file being written right now.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".tmp{path.suffix}",
-                                    dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # from a file being written right now. Stem and suffix are cut short: a final name near
+    # the file-system's length limit must not fail for its longer temporary name.
+    suffix = path.suffix if len(path.suffix) <= 16 else ""
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem[:40]}.{os.getpid()}.",
+                                        suffix=f".tmp{suffix}", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        if (isinstance(exc, OSError) and exc.errno is not None
+                and (tmp is None or exc.filename in (str(tmp), tmp))):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -129,7 +140,8 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, paths, numpy scalars/arrays and sets into JSON-ready values."""
+    """Convert dataclasses, paths, numpy scalars/arrays and sets into JSON-ready values
+    (NaN and ±inf become None)."""
     if is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(asdict(obj))
     if isinstance(obj, dict):
@@ -139,8 +151,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy / torch
-        return obj.tolist()
-    if isinstance(obj, float) and obj != obj:  # NaN → null, never a bogus number
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):  # NaN, ±inf → null: strict JSON has neither
         return None
     return obj
 
@@ -170,7 +182,8 @@ def mask_secrets(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
     """Atomically write JSON."""
-    return write_text(path, json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False) + "\n")
+    return write_text(path, json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False,
+                                       allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -210,7 +223,7 @@ def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line and flush it to disk (crash-safe for resumable jobs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(to_jsonable(record), ensure_ascii=False)
+    line = json.dumps(to_jsonable(record), ensure_ascii=False, allow_nan=False)
     with open(path, "a+b") as fh:
         # A killed writer can leave a last line without its newline; end it first so the new
         # record stays a line of its own (the fragment is skipped by read_jsonl).
@@ -223,32 +236,45 @@ def append_jsonl(path: str | Path, record: Any) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: str | Path) -> list[Any]:
-    """Read a JSONL file, ignoring a truncated last line left by a killed writer."""
-    return [record for _, record in read_jsonl_numbered(path)]
+class JsonLinesError(AuralensError, ValueError):
+    """A line of an input JSONL file that is not JSON (message names the file and line)."""
 
 
-def read_jsonl_numbered(path: str | Path) -> list[tuple[int, Any]]:
+def read_jsonl(path: str | Path, *, strict: bool = False) -> list[Any]:
+    """Read a JSONL file, ignoring a truncated last line left by a killed writer.
+
+    With ``strict`` (inputs such as manifests, which no job of ours is appending to) every
+    line must be JSON: a bad one raises :class:`JsonLinesError` instead of being skipped.
+    """
+    return [record for _, record in read_jsonl_numbered(path, strict=strict)]
+
+
+def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple[int, Any]]:
     """Like :func:`read_jsonl`, with each record's 1-based line number (for messages)."""
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    with open(path, encoding="utf-8") as fh:
+    # utf-8-sig: a byte order mark (some editors write one) is not part of line 1
+    with open(path, encoding="utf-8-sig") as fh:
         for i, line in enumerate(fh):
             line = line.strip()
             if not line:
                 continue
             try:
                 out.append((i + 1, json.loads(line)))
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as exc:
+                if strict:
+                    raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
+                                         f"{exc.msg})") from None
                 log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
     return out
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
     """Atomically write a whole JSONL file."""
-    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in records)
+    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False, allow_nan=False) + "\n"
+                   for r in records)
     return write_text(path, text)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,31 +152,89 @@ def save_records(path: str | Path, records: list[Any]) -> Path:
 
 
 def load_clips(path: str | Path) -> list[Clip]:
-    return [Clip.from_dict(d) for d in read_jsonl(path)]
+    return [Clip.from_dict(d) for d in read_jsonl(path, strict=True)]
 
 
-def load_scenes(path: str | Path) -> list[SceneRecord]:
-    """Read a scene manifest (one :class:`SceneRecord` per line, as ``data mix`` writes).
+_ID_PARTS = re.compile(r"[/\\]")
+
+
+def record_id(value: Any) -> str:
+    """``value`` as a record id: text that names a folder inside an output folder.
+
+    Batch jobs write ``<out>/items/<id>/``; ``/`` is kept (``train/example00000``) but an id
+    must stay below that folder. Numbers become text (a path needs text, sorting needs one type).
 
     Raises:
-        auralens.data.DatasetError: a line is not a scene record (one line naming the file
-            and the line).
+        ValueError: a list, mapping, bool, null or non-finite number; an empty id; an absolute
+            one or one with an empty, ``.`` or ``..`` part (the message says which).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"id {value!r} is not text or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"id {value!r} is not a finite number")
+    rid = str(value)
+    if not rid.strip():
+        raise ValueError("id is empty")
+    if "\0" in rid or any(part in ("", ".", "..") for part in _ID_PARTS.split(rid)):
+        raise ValueError(f"id {rid!r} is not a relative folder name (no leading /, no empty, "
+                         "'.' or '..' parts)")
+    return rid
+
+
+def check_record_ids(records: list[Any], where: str) -> None:
+    """Make every record's ``id`` a :func:`record_id` and refuse repeated ids (their items
+    would overwrite each other). ``where`` names the input in messages.
+
+    Raises:
+        ValueError: ``f"{where}: …"`` naming the id.
+    """
+    seen: set[str] = set()
+    for rec in records:
+        try:
+            rec.id = record_id(rec.id)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if rec.id in seen:
+            raise ValueError(f"{where}: id {rec.id!r} is repeated (ids must be unique)")
+        seen.add(rec.id)
+
+
+def load_scenes(path: str | Path, *, unique: bool = False) -> list[SceneRecord]:
+    """Read a scene manifest (one :class:`SceneRecord` per line, as ``data mix`` writes).
+
+    Ids are checked with :func:`record_id`; with ``unique`` (jobs that write one folder per
+    id) a repeated id is refused too.
+
+    Raises:
+        auralens.data.DatasetError: a line is not JSON or not a scene record, or its id is
+            bad or repeated (one line naming the file and the line).
     """
     from auralens.data import DatasetError
+    from auralens.io import JsonLinesError
 
+    try:
+        lines = read_jsonl_numbered(path, strict=True)
+    except JsonLinesError as exc:
+        raise DatasetError(str(exc)) from None
     records = []
-    for number, data in read_jsonl_numbered(path):
+    first: dict[str, int] = {}
+    for number, data in lines:
         try:
             if not isinstance(data, dict) or not isinstance(data.get("sources", []), list):
                 raise TypeError("not a mapping with a list of sources")
             rec = SceneRecord.from_dict(data)
-            if not isinstance(rec.id, (str, int)) or isinstance(rec.id, bool):
-                raise TypeError("bad id")
+            if rec.id is None:
+                raise TypeError("no id")
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise DatasetError(f"{path} line {number}: not a scene manifest record (needs id, "
                                "mixture and sources with path and label)") from exc
+        try:
+            rec.id = record_id(rec.id)
+        except ValueError as exc:
+            raise DatasetError(f"{path} line {number}: {exc}") from None
+        if unique and rec.id in first:  # a second item would overwrite the first one's outputs
+            raise DatasetError(f"{path} line {number}: id {rec.id!r} repeats line "
+                               f"{first[rec.id]} (ids must be unique)")
+        first.setdefault(rec.id, number)
         records.append(rec)
-    if not records and Path(path).is_file() and Path(path).read_bytes().strip():
-        # every line was malformed JSON (skipped with a warning): not a manifest at all
-        raise DatasetError(f"{path}: no scene records (no line is valid JSON)")
     return records

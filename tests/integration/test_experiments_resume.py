@@ -253,7 +253,8 @@ def test_other_settings_refused_before_data_and_models(lib: Path, tmp_path: Path
     ("data.folds=[-1]", "data.folds must be a list of whole numbers ≥ 0"),
     ("data.folds=-1", "data.folds must be a list of whole numbers ≥ 0"),
     ("data.reverb=maybe", "data.reverb must be true or false, got 'maybe'"),
-    ("data.reverb='false'", "data.reverb must be true or false, got \"'false'\""),
+    # a quoted value is text (the quotes are not part of it), and text is not a boolean
+    ("data.reverb='false'", "data.reverb must be true or false, got 'false'"),
 ])
 def test_section_keys_folds_and_reverb_are_checked(tmp_path: Path, capsys, override: str,
                                                   message: str) -> None:

@@ -945,7 +945,7 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
             raise ImagineError(f"{root}: --split needs a FUSS folder or manifest")
         return _plain_scenes(root, exclude)
     if root.is_file() and root.suffix == ".jsonl":
-        records = load_scenes(root)
+        records = load_scenes(root, unique=True)
         for rec in records:
             rec.mixture = _rebase(rec.mixture, root.parent)
             for src in rec.sources:
@@ -961,6 +961,10 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
         raise ImagineError(f"{root}: dataset directory not found")
     from auralens.data.fuss import load_fuss, stray_audio
 
+    if (root / "manifest.jsonl").is_file():
+        # load_fuss reads it leniently and falls back to the folder on a bad line; its lines
+        # and ids (folder names below --out) are checked here, naming the file and line
+        load_scenes(root / "manifest.jsonl", unique=True)
     if split is None and not (root / "manifest.jsonl").exists() and stray_audio(root):
         # other audio beside example*.wav: a folder of recordings, not a FUSS split folder
         return _plain_scenes(root, exclude)
@@ -1067,6 +1071,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     """
     from auralens.progress import progress
     from auralens.shard import parse_shard, shard_dir, shard_items
+    from auralens.types import check_record_ids
 
     cfg = _as_config(config)
     settings = cfg.result_settings()
@@ -1083,6 +1088,10 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     timer = Timer()
     with timer("load_data"):
         records = _load_scenes(Path(data), split, exclude=(out.resolve(),))
+    try:  # ids name folders below out/items: text, inside it, one item each
+        check_record_ids(records, str(data))
+    except ValueError as exc:
+        raise ImagineError(str(exc)) from None
     dest.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest)
     if limit is not None:

@@ -185,12 +185,21 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
         if not files:
             raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
         return sorted(zip(file_ids(source, files), files, strict=True))
+    from auralens.types import record_id
+
     lines = [ln.strip() for ln in source.read_text(errors="replace").splitlines()]
-    paths = [Path(ln) if Path(ln).is_absolute() else source.parent / ln
-             for ln in lines if ln and not ln.startswith("#")]
+    paths, ids = [], []
+    for number, ln in enumerate(lines, start=1):
+        if not ln or ln.startswith("#"):
+            continue
+        path = Path(ln) if Path(ln).is_absolute() else source.parent / ln
+        try:  # the id names the item's folder: '/', '.' or '..' name no file
+            ids.append(record_id(path.with_suffix("").name))
+        except ValueError:
+            raise SeparationError(f"{source} line {number}: {ln!r} does not name an audio file") from None
+        paths.append(path)
     if not paths:
         raise SeparationError(f"{source}: the list names no audio files")
-    ids = [p.with_suffix("").name for p in paths]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise SeparationError(f"{source}: file names repeat ({', '.join(dup[:5])}); "
@@ -317,10 +326,11 @@ def _record_items(data: Path, split: str | None, sr: int) -> list[tuple[str, Pat
     from auralens.scene.separate.train import resolve_paths
     from auralens.types import load_scenes
 
+    # unique: a repeated id would write over the first one's items/<id> (and score it twice)
     if data.is_file() and data.suffix == ".jsonl":
-        records = resolve_paths(load_scenes(data), data.parent)
+        records = resolve_paths(load_scenes(data, unique=True), data.parent)
     elif (data / "manifest.jsonl").exists():
-        records = resolve_paths(load_scenes(data / "manifest.jsonl"), data)
+        records = resolve_paths(load_scenes(data / "manifest.jsonl", unique=True), data)
     else:
         try:
             from auralens.data.fuss import load_fuss
