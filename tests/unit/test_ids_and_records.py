@@ -199,3 +199,19 @@ def test_demo_with_missing_data_records_no_settings(tmp_path):
     assert not (out / CONFIG_NAME).exists()
     # so the next demo into that folder is not refused as one "made with other settings"
     check_demo_dir(out, demo_settings(None, quick=True, seed=42, plan=DemoPlan.quick()))
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("{not json", r"jsonl:2: not a JSON line"),
+    ('{"id": "../../out", "mixture": "m.wav", "sources": []}', "line 2"),
+    ('{"id": "a", "mixture": "m.wav", "sources": []}', "repeats line 1"),
+])
+def test_a_fuss_folders_manifest_is_read_strictly(tmp_path: Path, line: str, problem: str) -> None:
+    """A FUSS folder's manifest.jsonl gets the checks every scene manifest gets."""
+    from auralens.data.fuss import load_fuss
+
+    first = '{"id": "a", "mixture": "m.wav", "sources": []}'
+    (tmp_path / "manifest.jsonl").write_text(f"{first}\n{line}\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=problem) as exc:
+        load_fuss(tmp_path)
+    assert "manifest.jsonl" in str(exc.value) and "\n" not in str(exc.value)

@@ -21,7 +21,6 @@ import re
 from pathlib import Path
 
 from auralens.data import DatasetError
-from auralens.io import read_jsonl
 from auralens.types import SceneRecord, Source
 
 log = logging.getLogger(__name__)
@@ -38,12 +37,11 @@ def _resolve(root: Path, path: str | Path) -> Path:
 
 
 def _from_manifest(root: Path, manifest: Path, split: str | None) -> list[SceneRecord]:
+    # the strict reader other manifests get: a bad line or a bad or repeated id names its line
+    from auralens.types import load_scenes
+
     records = []
-    for line_no, data in enumerate(read_jsonl(manifest), start=1):
-        try:
-            record = SceneRecord.from_dict(data)
-        except (TypeError, KeyError, ValueError) as exc:
-            raise DatasetError(f"{manifest}: line {line_no}: not a scene record ({exc})") from None
+    for record in load_scenes(manifest, unique=True):
         if split is not None and record.split != split:
             continue
         record.mixture = _resolve(root, record.mixture)
