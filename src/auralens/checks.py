@@ -24,4 +24,7 @@ def is_number(value: Any) -> bool:
     """True for a finite int or float (numpy scalars included), not a bool."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (``lr=1e400`` spelt out in digits)
+        return False

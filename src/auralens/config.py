@@ -63,8 +63,8 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values typed like spec params; a value in brackets or
-    braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``; a value in quotes is a YAML
-    quoted string, kept as text without its quotes: ``revision="0123"``)."""
+    braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``; a value in one pair of
+    quotes is the text inside, literally: ``revision="0123"``)."""
     out = copy.deepcopy(cfg)
     for item in overrides or []:
         if "=" not in item:
@@ -74,17 +74,19 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[st
         parts = [part.strip() for part in key.split(".")]  # "a. b" means "a.b", not key " b"
         if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key")
-        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
-        if value[:1] in ("[", "{") or quoted:
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" \
+                and value[0] not in value[1:-1]:
+            # one pair of quotes around the value: the text inside, taken literally (no
+            # escape processing, so "D:\audio\new" stays a Windows path)
+            parsed: Any = value[1:-1]
+        elif value[:1] in ("[", "{"):
             import yaml
 
             try:
-                parsed: Any = yaml.safe_load(value)
+                parsed = yaml.safe_load(value)
             except yaml.YAMLError as exc:
-                what = "a quoted string" if quoted else "a YAML list or mapping"
-                raise ConfigError(f"override {item!r}: not {what} ({yaml_problem(exc)})") from exc
-            if quoted and not isinstance(parsed, str):  # '"a", "b"' reads as more than one string
-                raise ConfigError(f"override {item!r}: not a quoted string")
+                raise ConfigError(f"override {item!r}: not a YAML list or mapping "
+                                  f"({yaml_problem(exc)})") from exc
         else:
             parsed = _convert(value)
         set_dotted(out, ".".join(parts), parsed)

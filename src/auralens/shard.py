@@ -30,36 +30,39 @@ class ShardError(AuralensError, ValueError):
 
 
 def _shard_from_env() -> str:
-    """``"i/n"`` for a SLURM array task: its position among the array's tasks.
+    """``"i/n"`` for a SLURM array task: ``i = SLURM_ARRAY_TASK_ID``, ``n = SLURM_ARRAY_TASK_COUNT``.
 
-    ``i = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP`` (step 1 when
-    unset) and ``n = SLURM_ARRAY_TASK_COUNT``, so ``--array=1-4`` and ``--array=0-12:4`` both
-    give shards 0…3. Without ``SLURM_ARRAY_TASK_MIN`` (another scheduler setting the same
-    names) the task id is the index itself.
+    The array must be the whole 0-based range ``--array=0-(n-1)``: the task id is the shard
+    index. Any other array (``--array=1-4``, a step, or part of an array submitted again,
+    such as ``--array=2``) is refused, since its task count is not the number of shards
+    and positions in it would name the wrong shards; ``--shard $SLURM_ARRAY_TASK_ID/N``
+    states both numbers. Without ``SLURM_ARRAY_TASK_MIN`` (another scheduler setting the
+    same names) the id and count are taken as they are.
     """
     env = os.environ
     try:
         task = int(env["SLURM_ARRAY_TASK_ID"])
         count = int(env["SLURM_ARRAY_TASK_COUNT"])
         low = int(env["SLURM_ARRAY_TASK_MIN"]) if env.get("SLURM_ARRAY_TASK_MIN") else None
+        high = int(env["SLURM_ARRAY_TASK_MAX"]) if env.get("SLURM_ARRAY_TASK_MAX") else None
         step = int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
     except (KeyError, ValueError) as exc:
         raise ShardError("--shard env needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
                          "(whole numbers)") from exc
-    if low is None:
-        return f"{task}/{count}"
-    index, off_step = divmod(task - low, step) if step > 0 else (-1, 0)
-    if off_step or not 0 <= index < count:  # e.g. an uneven list such as --array=1,2,7
-        raise ShardError(f"--shard env: array task {task} is not one of {count} tasks from {low} "
-                         f"in steps of {step}; use an evenly spaced --array or --shard i/n")
-    return f"{index}/{count}"
+    if low is not None and (low != 0 or step != 1 or (high is not None and high != count - 1)):
+        span = f"{low}-{high}" if high is not None else f"from {low}"
+        raise ShardError(f"--shard env needs an array of every shard from 0 (--array=0-{count - 1}); "
+                         f"this task is {task} of an array {span}"
+                         f"{f' in steps of {step}' if step != 1 else ''}: use "
+                         "--shard $SLURM_ARRAY_TASK_ID/N with N the number of shards")
+    return f"{task}/{count}"
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """Parse ``"i/n"`` (0-based ``i``, ``0 <= i < n``); ``None``/``""`` means no sharding.
 
     ``"env"`` takes the shard from a SLURM array task's environment (see
-    :func:`_shard_from_env`): the array may start anywhere and have a step.
+    :func:`_shard_from_env`): the array must be ``--array=0-(n-1)``.
     """
     if text is None or not str(text).strip():
         return None

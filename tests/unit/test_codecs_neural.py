@@ -206,3 +206,11 @@ def test_decoding_an_empty_latent_is_refused(tiny_model) -> None:
     codec = CODECS.build(f"encodec:{tiny_model('encodec')}")
     with pytest.raises(AuralensError, match="frames ≥ 1"):
         codec.decode(np.zeros((codec.latent_dim, 0), np.float32))
+
+
+def test_oobleck_seed_zero_keeps_the_earlier_name(tiny_model) -> None:
+    """Checkpoints trained before the seed was named recorded ``@sample=true``; the default
+    seed must still match them."""
+    path = tiny_model("oobleck")
+    assert CODECS.build(f"oobleck:{path}@sample=true").name == f"oobleck:{path}@sample=true"
+    assert CODECS.build(f"oobleck:{path}@sample=true,seed=3").name.endswith("@sample=true,seed=3")

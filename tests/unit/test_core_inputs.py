@@ -127,11 +127,13 @@ def test_override_key_parts_are_stripped_and_quotes_removed():
     assert apply_overrides({}, ['x="a=b"', "y='0123'", 'z="1"']) == {"x": "a=b", "y": "0123", "z": "1"}
 
 
-def test_override_with_a_broken_quoted_value_is_refused():
-    from auralens.config import ConfigError, apply_overrides
+def test_quoted_override_values_are_literal_text():
+    """No escape processing: a Windows path keeps its backslashes; a value holding its own
+    quote character is kept as written."""
+    from auralens.config import apply_overrides
 
-    with pytest.raises(ConfigError, match=r"override .*: not a quoted string"):
-        apply_overrides({}, ["x='a', 'b'"])
+    got = apply_overrides({}, ['a="D:\\audio\\new"', "b='C:\\x'", 'c="a" and "b"', "d=''"])
+    assert got == {"a": "D:\\audio\\new", "b": "C:\\x", "c": '"a" and "b"', "d": ""}
 
 
 def test_invalid_yaml_names_line_column_and_problem(tmp_path):
@@ -154,3 +156,9 @@ def test_binary_config_names_the_file(tmp_path, capsys):
     assert main(["experiment", "run", str(binary)]) == 1
     err = capsys.readouterr().err
     assert err == f"error: {binary}: not a YAML text file (not UTF-8: invalid start byte at byte 0)\n"
+
+
+def test_is_number_refuses_an_int_beyond_float_range():
+    from auralens.checks import is_number
+
+    assert is_number(10**400) is False and is_number(10**300) is True

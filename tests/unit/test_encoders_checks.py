@@ -63,6 +63,7 @@ def test_check_layer_gives_the_layer_the_built_extractor_records(tiny_model, mod
     ("ast", "trim=2", r"trim must be true or false, got 2"),
     ("clap_tiny", "layer=true", r"CLAP layer must be 'embed', 'pooled' or 0\.\.\d, got True"),
     ("clap_tiny", "layer=1.5", r"CLAP layer must be 'embed', 'pooled' or 0\.\.\d, got 1\.5"),
+    ("clap_tiny", "layer=--1", r"CLAP layer must be 'embed', 'pooled' or 0\.\.\d, got '--1'"),
 ])
 def test_bad_spec_options_are_refused_not_coerced(tiny_model, model, options, match) -> None:
     kind = "clap" if model.startswith("clap") else model

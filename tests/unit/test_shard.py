@@ -24,30 +24,28 @@ def test_parse_env(monkeypatch):
     assert parse_shard("env") == (2, 3)
 
 
-@pytest.mark.parametrize("task_min, step, tasks", [
-    ("1", None, [1, 2, 3, 4]),  # --array=1-4
-    ("0", "4", [0, 4, 8, 12]),  # --array=0-12:4
-    ("3", "2", [3, 5, 7, 9]),  # --array=3-9:2
+def test_parse_env_takes_a_whole_zero_based_array(monkeypatch):
+    for name, value in (("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_MAX", "3"),
+                        ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_ID", "3")):
+        monkeypatch.setenv(name, value)
+    assert parse_shard("env") == (3, 4)
+
+
+@pytest.mark.parametrize(("low", "high", "count", "step", "task"), [
+    ("1", "4", "4", None, "1"),  # --array=1-4: the ids are not the shard indices
+    ("0", "12", "4", "4", "4"),  # --array=0-12:4
+    ("2", "2", "1", None, "2"),  # shard 2 submitted again alone: a count of 1 is not the shards'
+    ("0", "2", "2", None, "2"),  # --array=0,2 submitted again
 ])
-def test_parse_env_uses_the_task_position_in_the_array(monkeypatch, task_min, step, tasks):
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", task_min)
-    if step is not None:
-        monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", step)
-    got = []
-    for task in tasks:
-        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
-        got.append(parse_shard("env"))
-    assert got == [(0, 4), (1, 4), (2, 4), (3, 4)]
-
-
-@pytest.mark.parametrize("task", ["2", "9"])  # off the step; past the last task
-def test_parse_env_refuses_a_task_outside_the_even_array(monkeypatch, task):
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_STEP", "2")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
-    with pytest.raises(ShardError, match=f"array task {task} is not one of 4 tasks from 1 in steps of 2"):
+def test_parse_env_refuses_arrays_whose_count_is_not_the_shards(monkeypatch, low, high, count,
+                                                                 step, task):
+    for name, value in (("SLURM_ARRAY_TASK_MIN", low), ("SLURM_ARRAY_TASK_MAX", high),
+                        ("SLURM_ARRAY_TASK_COUNT", count), ("SLURM_ARRAY_TASK_ID", task),
+                        ("SLURM_ARRAY_TASK_STEP", step)):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ShardError, match=r"needs an array of every shard from 0 .* use "
+                                         r"--shard \$SLURM_ARRAY_TASK_ID/N"):
         parse_shard("env")
 
 

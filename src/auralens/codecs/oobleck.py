@@ -72,7 +72,9 @@ class OobleckCodec(NeuralCodec):
         self.latent_dim = int(cfg.decoder_input_channels)
         self.audio_channels = int(cfg.audio_channels)
         # The name keys the latent cache: a posterior sample depends on its seed.
-        self.name = f"oobleck:{source}" + (f"@sample=true,seed={self.seed}" if sample else "")
+        # (seed 0, the default, keeps the name checkpoints made before the seed was named carry)
+        self.name = f"oobleck:{source}" + (
+            "" if not sample else "@sample=true" + (f",seed={self.seed}" if self.seed else ""))
         self._finish()
 
     def _encode(self, x: Any) -> Any:

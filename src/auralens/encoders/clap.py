@@ -20,6 +20,7 @@ Input: mono float32 at 48 kHz.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,7 +95,7 @@ class ClapExtractor(Extractor):
         else:
             # Only whole numbers: int() would take ``true`` as stage 1 and 1.5 as 1.
             text = layer.strip() if isinstance(layer, str) else None
-            k = int(text) if text is not None and text.lstrip("-").isdigit() else layer
+            k = int(text) if text is not None and re.fullmatch(r"-?[0-9]+", text) else layer
             if not is_whole(k):
                 raise LayerError(f"CLAP layer must be 'embed', 'pooled' or 0..{stages}, "
                                  f"got {layer!r}")

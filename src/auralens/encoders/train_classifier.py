@@ -297,9 +297,10 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     model = ASTForAudioClassification(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(y_tr) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
+    # The schedule spans every epoch; max_steps only stops early, so a stopped run resumed
+    # to the end follows the same learning rates as one run straight through.
+    schedule_steps = steps_per_epoch * cfg.epochs
+    total_steps = schedule_steps if cfg.max_steps is None else min(schedule_steps, cfg.max_steps)
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, Any]] = []
@@ -367,7 +368,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
                 if cfg.augment:
                     xb = _augment(xb, v_tr[idx], cfg, gen)
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+                    group["lr"] = _lr_at(step, schedule_steps, warmup, cfg.lr)
                 ya, yb2, lam = yb, yb, 1.0
                 if cfg.augment and cfg.mixup > 0 and len(idx) > 1:
                     lam = float(np.random.default_rng([cfg.seed, step]).beta(cfg.mixup, cfg.mixup))
