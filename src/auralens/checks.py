@@ -28,3 +28,13 @@ def is_number(value: Any) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int beyond float range (``lr=1e400`` spelt out in digits)
         return False
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars (also inside lists) turned into Python numbers, so
+    settings that passed the checks above can be written as JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

@@ -250,24 +250,31 @@ def read_jsonl(path: str | Path, *, strict: bool = False) -> list[Any]:
 
 
 def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple[int, Any]]:
-    """Like :func:`read_jsonl`, with each record's 1-based line number (for messages)."""
+    """Like :func:`read_jsonl`, with each record's 1-based line number (for messages).
+
+    With ``strict`` a line that is not JSON raises :class:`JsonLinesError`, except a last line
+    with no newline after it: that is what a writer stopped mid-line (or still appending, such
+    as ``data mix``) leaves, and it is skipped with a warning as without ``strict``.
+    """
     path = Path(path)
     if not path.exists():
         return []
     out = []
     # utf-8-sig: a byte order mark (some editors write one) is not part of line 1
     with open(path, encoding="utf-8-sig") as fh:
-        for i, line in enumerate(fh):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append((i + 1, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                if strict:
-                    raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
-                                         f"{exc.msg})") from None
-                log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
+        lines = fh.readlines()
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            out.append((i + 1, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            unfinished = i == len(lines) - 1 and not raw.endswith("\n")
+            if strict and not unfinished:
+                raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
+                                     f"{exc.msg})") from None
+            log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
     return out
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,24 +64,58 @@ def _table(out: Path, name: str) -> dict[str, dict[str, str]]:
         return {r["method"]: r for r in csv.DictReader(fh)}
 
 
-def test_resume_refuses_other_data_behind_the_same_path(mixes: dict[int, Path],
-                                                       tmp_path: Path) -> None:
+def test_resume_refuses_an_item_whose_data_changed(mixes: dict[int, Path],
+                                                   tmp_path: Path) -> None:
     path, out = _pairs(mixes, tmp_path), tmp_path / "e"
     assert run_experiment(_cfg(path), out)["new"] == 3
     before = (out / "results.jsonl").read_text()
-    _pairs(mixes, tmp_path, seed=1)  # same ids, other mixtures
-    assert [p["id"] for p in read_jsonl(path)] == [r["id"] for r in read_jsonl(out / "results.jsonl")]
+    pairs = read_jsonl(path)
+    write_jsonl(path, [pairs[0], {**pairs[1], "audio": pairs[2]["audio"]}, pairs[2]])
     with pytest.raises(ExperimentError) as exc:
         run_experiment(_cfg(path), out)
-    assert str(exc.value) == (f"{out}: results.jsonl holds rows made from other data (the "
-                              f"contents of data.path changed since; data.path is {path}); use "
-                              f"another --out, or delete {out / 'results.jsonl'} to start over")
+    item = pairs[1]["id"]
+    assert str(exc.value) == (f"{out}: results.jsonl holds rows of item {item!r} made from "
+                              f"other data (its audio changed since; data.path is {path}); use "
+                              f"another --out, or remove the rows of {item!r} from "
+                              f"{out / 'results.jsonl'} to redo them")
     assert (out / "results.jsonl").read_text() == before  # nothing mixed in
+    write_jsonl(path, [pairs[0], {**pairs[1], "labels": ["not a label"]}, pairs[2]])
+    with pytest.raises(ExperimentError, match=r"\(its labels changed since;"):
+        run_experiment(_cfg(path), out)
+    _pairs(mixes, tmp_path, seed=1)  # same ids, other mixtures
+    with pytest.raises(ExperimentError, match=f"holds rows of item {pairs[0]['id']!r} made"):
+        run_experiment(_cfg(path), out)
     assert run_experiment(_cfg(path), tmp_path / "other")["new"] == 3
-    # rows of a version that recorded no data are not checked
-    write_jsonl(out / "results.jsonl", [{k: v for k, v in r.items() if k != "data"}
-                                        for r in read_jsonl(out / "results.jsonl")])
+    # rows without a signature (older versions, also the one that hashed the whole data
+    # file into "data") are not checked
+    write_jsonl(out / "results.jsonl", [
+        {**{k: v for k, v in r.items() if k != "data_signature"},
+         "data": {"source": "pairs", "sha256": "0" * 64}} for r in read_jsonl(out / "results.jsonl")])
     assert run_experiment(_cfg(path), out)["new"] == 0
+
+
+def test_resume_keeps_rows_of_unchanged_items(mixes: dict[int, Path], tmp_path: Path) -> None:
+    pairs, out = read_jsonl(_pairs(mixes, tmp_path)), tmp_path / "e"
+    path = tmp_path / "data" / "pairs.jsonl"
+    write_jsonl(path, pairs[:2])
+    assert run_experiment(_cfg(path), out)["new"] == 2
+    assert [r["data_signature"]["labels"] for r in read_jsonl(out / "results.jsonl")] == [
+        p["labels"] for p in pairs[:2]]
+    write_jsonl(path, pairs)  # an appended pair just adds its rows
+    assert run_experiment(_cfg(path), out)["new"] == 1
+    # the same data in another folder, the pairs file rewritten with the new paths
+    shutil.copytree(mixes[0], tmp_path / "moved")
+    pairs_from_mixer(tmp_path / "moved", path)
+    assert read_jsonl(path) != pairs
+    summary = run_experiment(_cfg(path), out)
+    assert summary["new"] == 0 and summary["in_tables"] == 3
+    assert read_json(out / "run.json")["data"] == {"source": "pairs", "path": str(path)}
+    # an item outside this run's selection is not compared (it stays out of the tables)
+    moved = read_jsonl(path)
+    write_jsonl(path, [*moved[:2], {**moved[2], "audio": moved[0]["audio"]}])
+    limited = copy.deepcopy(_cfg(path))
+    limited["data"]["limit"] = 2
+    assert run_experiment(limited, out)["outside_tables"] == 1
 
 
 def test_numeric_manifest_ids_fill_the_tables_and_resume(mixes: dict[int, Path],
@@ -112,9 +148,14 @@ def test_duplicate_ids_are_refused(mixes: dict[int, Path], tmp_path: Path, sourc
     ({"labels": "dog"}, "labels must be a list of strings, got 'dog'"),
     ({"sources": "a.wav"}, "sources must be a list of strings, got 'a.wav'"),
     ({"n_sources": "4"}, "n_sources must be a whole number ≥ 0 or null, got '4'"),
+    ({"n_sources": 1.5}, "n_sources must be a whole number ≥ 0 or null, got 1.5"),
+    ({"n_sources": True}, "n_sources must be a whole number ≥ 0 or null, got True"),
     ({"audio": None}, "the pair has no 'audio'"),
     ({"id": None}, "the pair has no 'id'"),
-    ({"id": True}, "id must be a non-empty string or a whole number, got True"),
+    ({"id": True}, "id True is not text or a number"),
+    ({"id": "  "}, "id is empty"),  # as in a manifest (auralens.types.record_id)
+    ({"id": "../x"}, "id '../x' is not a relative folder name (no leading /, no empty, '.' "
+                     "or '..' parts)"),
     (42, "a pair must be a JSON object with id and audio, got 42"),
     (["a"], "a pair must be a JSON object with id and audio, got ['a']"),
 ])
@@ -145,6 +186,7 @@ def test_bad_pairs_lines_are_one_line_errors(mixes: dict[int, Path], tmp_path: P
     (lambda r: {**r, "count": "many"}, "count 'many' is not a whole number ≥ 0"),
     (lambda r: {**r, "recognition": "false"}, "recognition 'false' is not true or false"),
     (lambda r: {**r, "n_sources": "3"}, "n_sources '3' is not a whole number ≥ 0"),
+    (lambda r: {**r, "n_sources": 1.5}, "n_sources 1.5 is not a whole number ≥ 0"),
 ])
 def test_bad_results_lines_are_refused(mixes: dict[int, Path], tmp_path: Path, bad,
                                        problem: str) -> None:
@@ -157,6 +199,40 @@ def test_bad_results_lines_are_refused(mixes: dict[int, Path], tmp_path: Path, b
         run_experiment(_cfg(path), out)
     assert str(exc.value).startswith(f"{out / 'results.jsonl'}:2: {problem}")
     assert "\n" not in str(exc.value)
+
+
+def test_whole_valued_float_n_sources_are_whole_numbers(mixes: dict[int, Path],
+                                                       tmp_path: Path) -> None:
+    # pandas writes a column holding a null as floats: 2.0 in a pairs file or results.jsonl
+    path, out = _pairs(mixes, tmp_path), tmp_path / "e"
+    pairs = read_jsonl(path)
+    write_jsonl(path, [{**p, "n_sources": float(p["n_sources"])} for p in pairs])
+    assert run_experiment(_cfg(path), out)["new"] == 3
+    rows = read_jsonl(out / "results.jsonl")
+    assert [r["n_sources"] for r in rows] == [p["n_sources"] for p in pairs]
+    assert all(type(r["n_sources"]) is int for r in rows)
+    write_jsonl(out / "results.jsonl", [{**r, "n_sources": float(r["n_sources"]),
+                                         "count": float(r["count"])} for r in rows])
+    summary = run_experiment(_cfg(path), out)  # a resume of rows written that way
+    assert summary["new"] == 0 and summary["in_tables"] == 3
+    with open(out / "tables" / "by_sources.csv") as fh:
+        groups = [(int(r["n_sources"]), int(r["n"])) for r in csv.DictReader(fh)]
+    counts = Counter(p["n_sources"] for p in pairs)
+    assert groups == sorted(counts.items())
+
+
+def test_pairs_ids_are_read_as_manifest_ids(mixes: dict[int, Path], tmp_path: Path) -> None:
+    path = _pairs(mixes, tmp_path)
+    pairs = read_jsonl(path)
+    write_jsonl(path, [{**p, "id": i} for p, i in zip(pairs, (3.0, 4, "x"), strict=True)])
+    manifest = tmp_path / "manifest.jsonl"
+    manifest_from_mixer(mixes[0], manifest)
+    write_jsonl(manifest, [{**r, "id": i} for r, i in
+                           zip(read_jsonl(manifest), (3.0, 4, "x"), strict=True)])
+    for data, source in ((path, "pairs"), (manifest, "manifest")):
+        out = tmp_path / source
+        assert run_experiment(_cfg(data, source), out)["new"] == 3
+        assert [r["id"] for r in read_jsonl(out / "results.jsonl")] == ["3.0", "4", "x"]
 
 
 def test_a_truncated_last_results_line_is_still_skipped(mixes: dict[int, Path],
@@ -197,6 +273,11 @@ def test_method_names_differing_in_slash_get_their_own_images(mixes: dict[int, P
     assert image_name("a", "p_x") == "a__p_x.png"  # plain names keep their file names
     assert image_name("a", "p/x") != "a__p_x.png"
     assert "/" not in image_name("../../x", "m") and "__" not in image_name("a__b", "m")[:-8]
+    assert image_name("a" * 60, "m") == "a" * 60 + "__m.png"
+    long = [image_name("a" * 250, "m"), image_name("a" * 249 + "b", "m"),
+            image_name("a" * 250 + "/x", "m" * 300)]
+    assert len(set(long)) == 3 and max(len(n) for n in long) <= 150
+    (out / "images" / long[2]).write_bytes(b"")  # within the file system's limit
 
 
 def test_run_json_says_running_while_the_run_works(mixes: dict[int, Path], tmp_path: Path,

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from auralens.evaluate.aggregate import pivot, summarize, to_markdown, write_report
+from auralens.evaluate.aggregate import pivot, row_problem, summarize, to_markdown, write_report
 
 ROWS = [
     # method a: counts vs truth → ES, US, OS, missing
@@ -170,3 +170,19 @@ def test_a_rerun_removes_figures_it_did_not_draw(tmp_path) -> None:
         "es_by_sources.png", "mine.png", "perception.png"]
     assert write_report([], tmp_path)["figures"] == []
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["mine.png"]
+
+
+def test_whole_valued_float_counts_are_whole_numbers() -> None:
+    # pandas writes a column holding a null as floats: 1.0 is the whole number 1
+    rows = [{"method": "a", "n_sources": 1.0, "count": 1.0},
+            {"method": "a", "n_sources": 1, "count": 2},
+            {"method": "a", "n_sources": 2.0, "count": 2.0}]
+    assert [row_problem(r) for r in rows] == [None, None, None]
+    by = summarize(rows, ("method", "n_sources"))
+    assert [(t["n_sources"], t["n"], t["ES"]) for t in by] == [(1, 2, 0.5), (2, 1, 1.0)]
+    assert all(type(t["n_sources"]) is int for t in by)
+    assert list(pivot(by, "ES")[0]) == ["method", "n_sources=1", "n_sources=2"]
+    for bad in (1.5, "3", True, -1.0):
+        assert row_problem({"n_sources": bad}) == f"n_sources {bad!r} is not a whole number ≥ 0"
+        assert row_problem({"count": bad}) == f"count {bad!r} is not a whole number ≥ 0"
+    assert summarize([{"method": "a", "n_sources": 1, "count": 1.5}])[0]["count_missing"] == 1

@@ -289,6 +289,72 @@ def test_keyword_recognition_matches_whole_words() -> None:
     assert judge.score("recognition", "the sneezes of a child", ["sneezing"]) is True
 
 
+@pytest.mark.parametrize(("labels", "text", "count"), [
+    (["Male_speech_and_man_speaking", "Dishes_and_pots_and_pans"],
+     "a man speaks while dishes clatter", 2),
+    (["Walk_and_footsteps", "Gunshot_and_gunfire"], "footsteps, then a gunshot", 2),
+    (["door_wood_knock", "door_wood_creaks"], "someone knocks on a door, then the door creaks", 2),
+    (["water_drops", "pouring_water"], "water drips and water is poured", 2),
+    (["Male_speech_and_man_speaking", "Female_speech_and_woman_speaking"],
+     "a man speaks while a woman speaks", 2),
+    # "and" is no sound word: only the rain and wind groups are mentioned
+    (["Walk_and_footsteps", "Gunshot_and_gunfire"], "rain and wind", 2),
+    (["Dog barking"], "a dog barking", 1),  # the label and the dog group: one dog
+])
+def test_keyword_count_keeps_given_labels_apart(labels: list[str], text: str, count: int) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("count", text, labels) == count
+
+
+@pytest.mark.parametrize("labels", [["Male_speech_and_man_speaking"], ["Dishes_and_pots_and_pans"],
+                                    ["Walk_and_footsteps", "Gunshot_and_gunfire"],
+                                    ["Domestic_sounds_and_home_sounds"]])
+def test_keyword_recognition_ignores_stopwords_of_labels(labels: list[str]) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("recognition", "the sound of rain and wind", labels) is False
+    assert KeywordJudge().score("recognition", "a dog and a cat", labels) is False
+
+
+@pytest.mark.parametrize(("label", "text"), [
+    # ESC-10 classes
+    ("dog", "dogs barking"), ("crying_baby", "a crying baby"), ("rooster", "rooster crows"),
+    ("clock_tick", "clock ticking"), ("sea_waves", "sea waves"),
+    ("crackling_fire", "crackling fire"), ("helicopter", "helicopter"), ("chainsaw", "chainsaw"),
+    ("rain", "rain"), ("sneezing", "sneezing"),
+    # other endings of the label's words
+    ("Growling", "a dog growls"), ("Growling", "a low growl"), ("Drilling", "an electric drill"),
+    ("Yelling", "a man yells"), ("horses", "a horse neighs"), ("snoring", "loud snore"),
+    ("snoring", "a man snores"), ("breathing", "you can hear him breathe"),
+    ("breathing", "someone breathes"), ("keyboard_typing", "someone types"),
+    ("crying_baby", "the baby cried"), ("crying_baby", "babies"), ("sneezing", "he sneezed"),
+    ("water", "water is dripping"), ("dog", "puppies yapping"), ("rain", "drizzling"),
+    # compounds, closed or written as two words
+    ("rain", "heavy rainfall"), ("rain", "a rainstorm"), ("rain", "raindrops"),
+    ("sea_waves", "the seashore"), ("sea_waves", "at the seaside"),
+    ("sea_waves", "the shoreline"), ("dog", "a doggy yaps"), ("chainsaw", "a chain saw"),
+    ("chainsaw", "chain saws"), ("chainsaw", "saws"), ("chainsaw", "sawing wood"),
+])
+def test_keyword_recognition_matches_other_forms_of_a_word(label: str, text: str) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("recognition", text, [label]) is True
+
+
+@pytest.mark.parametrize(("label", "text"), [
+    ("chainsaw", "I saw a tree"),  # the past of "see"; so a bare "a saw cuts wood" is not one
+    ("chainsaw", "a saw cuts wood"),
+    ("cat", "a category"), ("car", "a carpet"), ("car", "a caring voice"),
+    ("sea_waves", "the season"), ("sea_waves", "a seal"), ("rain", "a rainbow"),
+    ("rain", "a brainstorm"), ("wind", "the windows"), ("dog", "dogma"),
+])
+def test_keyword_recognition_refuses_look_alike_words(label: str, text: str) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("recognition", text, [label]) is False
+
+
 def test_llm_judge_recognition_without_labels_is_missing_without_asking() -> None:
     from auralens.evaluate.judge import LLMJudge
 

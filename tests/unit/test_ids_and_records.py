@@ -215,3 +215,14 @@ def test_a_fuss_folders_manifest_is_read_strictly(tmp_path: Path, line: str, pro
     with pytest.raises(DatasetError, match=problem) as exc:
         load_fuss(tmp_path)
     assert "manifest.jsonl" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_strict_reading_skips_only_an_unfinished_last_line(tmp_path):
+    """A manifest ``data mix`` is still appending to ends mid-line with no newline: its
+    complete lines are read. The same bad line followed by a newline is an error."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "mixt')
+    assert [n for n, _ in read_jsonl_numbered(path, strict=True)] == [1, 2]
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "mixt\n')
+    with pytest.raises(JsonLinesError, match=r"m.jsonl:3: not a JSON line"):
+        read_jsonl_numbered(path, strict=True)

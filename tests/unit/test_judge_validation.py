@@ -114,3 +114,26 @@ def test_judge_validate_refuses_a_repeated_annotation(tmp_path: Path, capsys) ->
     ann.write_text("id,count,labels_included,method\na,2,,m\na,2,,n\n")  # one per method
     assert judge_agreement(ann, res)["count"] == {"agreement": 1.0, "n": 2, "confusion": {"2->2": 2},
                                                  "left_out": {}}
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ({"count": "many", "count_source": "judge"}, "count 'many' is not a whole number ≥ 0"),
+    ({"count": 2.5, "count_source": "judge"}, "count 2.5 is not a whole number ≥ 0"),
+    ({"recognition": "false", "recognition_source": "judge"},
+     "recognition 'false' is not true or false"),
+    ({"recognition": 1, "recognition_source": "per_caption"}, "recognition 1 is not true or false"),
+])
+def test_judge_validate_refuses_values_of_the_wrong_kind(tmp_path: Path, capsys, row: dict,
+                                                         problem: str) -> None:
+    res = _results(tmp_path / "results.jsonl", [
+        {"id": "a", "method": "m", "count": 2, "count_source": "judge"},
+        {"id": "b", "method": "m", **row}])
+    ann = tmp_path / "ann.csv"
+    ann.write_text("id,count,labels_included\na,2,yes\nb,2,no\n")
+    with pytest.raises(ValidationError) as err:
+        judge_agreement(ann, res)
+    assert str(err.value) == f"{res}:2: {problem}; fix or remove the line"
+    capsys.readouterr()
+    assert main(["experiment", "judge-validate", str(ann), str(res)]) == 1
+    assert capsys.readouterr().err == f"error: {res}:2: {problem}; fix or remove the line\n"
+

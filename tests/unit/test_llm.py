@@ -182,7 +182,6 @@ def test_openai_reply_content_parts_are_joined(stub, content, text):
     ({"choices": []}, "the server's reply has no message in 'choices'"),
     ("<html><body>proxy login</body></html>",
      "the server did not return JSON (its reply starts with '<html><body>proxy login"),
-    ('{"choices": [ {"message": ', "the server did not return JSON"),
 ])
 def test_openai_reply_of_another_shape_is_a_clear_error(stub, payload, message):
     state, url = stub
@@ -395,7 +394,11 @@ OK_BODY = json.dumps({"choices": [{"message": {"content": "a farm"}}]}).encode()
 
 @pytest.mark.parametrize("bad, said", [
     (_http(b'{"choices":', length=500), "the reply was cut short"),  # IncompleteRead
+    (_http(b'{"choices": [ {"message": '), "the reply was cut short"),  # whole, but unclosed JSON
     (b"GARBAGE\r\n\r\n", "BadStatusLine: GARBAGE"),
+    # no Content-Length: the body ends where the connection closed, mid-JSON
+    (b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK_BODY[:20],
+     "the reply was cut short"),
 ])
 def test_openai_client_retries_a_cut_or_garbled_reply(bad, said):
     handler, seen = _raw_server([bad, _http(OK_BODY)])

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from auralens.evaluate.ratings import (
+    COLUMNS,
     RatingError,
     aggregate_ratings,
     load_ratings,
@@ -120,3 +121,14 @@ def test_markdown_escapes_names() -> None:
     md = ratings_markdown(rows)
     assert "<script>" not in md
     assert "| &lt;script&gt;alert(1)&lt;/script&gt;\\|x&amp;y | 3.00 ± – |" in md
+
+
+
+def test_a_ratings_file_with_a_byte_order_mark_is_appended_to_and_read(tmp_path) -> None:
+    p = tmp_path / "r.csv"
+    # as a spreadsheet saves it: a byte-order mark, the columns in another order
+    header = ["rater", *(c for c in COLUMNS if c != "rater")]
+    p.write_text(",".join(header) + "\n", encoding="utf-8-sig")
+    save_rating(p, rater="ann", run="r", version="v", clip="c1", visual=4, audio=2)
+    assert p.read_text(encoding="utf-8").startswith("\ufeff")
+    assert [(r.rater, r.clip, r.visual, r.audio) for r in load_ratings(p)] == [("ann", "c1", 4, 2)]

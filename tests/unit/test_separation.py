@@ -496,3 +496,14 @@ def test_a_single_fold_number_means_one_fold() -> None:
 
     cfg = TrainConfig(train_folds=1, val_folds=4)
     assert cfg.train_folds == [1] and cfg.val_folds == [4]
+
+
+def test_numpy_settings_become_plain_numbers_that_json_can_store() -> None:
+    """numpy numbers pass the checks; the stored resume settings must still be JSON."""
+    import json
+
+    from auralens.scene.separate.train import TrainConfig, _run_settings
+
+    cfg = TrainConfig(seed=np.int64(3), crop_seconds=np.float32(2.0), val_folds=[np.int64(4)])
+    assert type(cfg.seed) is int and type(cfg.crop_seconds) is float and cfg.val_folds == [4]
+    assert json.loads(_run_settings(cfg, "."))["seed"] == 3

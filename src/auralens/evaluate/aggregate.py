@@ -8,7 +8,8 @@ Rows whose ``status`` is not ``ok`` (an item that failed or was skipped for a me
 left out of the means and counted in the ``skipped`` column; when methods end up with
 results for different items, every table says so in a note below it. A value of the wrong
 kind (``count: "many"``, ``recognition: "false"``, an infinite score; see :func:`row_problem`)
-counts as missing, and the tables say so in a note.
+counts as missing, and the tables say so in a note. A whole-valued float count (``1.0``, as
+pandas writes a column holding a null) is the whole number.
 
 Outputs of :func:`write_report`:
     ``summary.csv/.md``            every metric per method (+ ``<metric>_missing`` columns)
@@ -56,18 +57,30 @@ FIGURES = ("perception.png", "label_accuracy.png", "quality.png", "es_by_sources
            "accuracy_by_sources.png", "scores.png")
 
 
+def as_whole(value: Any, low: int = 0) -> int | None:
+    """``value`` as a whole number ≥ ``low``: an integer, or a whole-valued float (``1.0`` →
+    1); None for anything else (``1.5``, ``"3"``, a bool)."""
+    if is_whole(value, low):
+        return int(value)
+    if is_number(value) and float(value).is_integer() and value >= low:
+        return int(value)
+    return None
+
+
 def _usable(key: str, value: Any) -> bool:
     if key in ("n_sources", "count"):
-        return is_whole(value, 0)
+        return as_whole(value) is not None
     if key == "recognition":
         return isinstance(value, bool)  # bool("false") would be True
     return is_number(value)
 
 
 def _value(row: dict[str, Any], key: str) -> Any:
-    """``row[key]`` when the tables can use it, else None (missing)."""
+    """``row[key]`` when the tables can use it (counts as ``int``), else None (missing)."""
     value = row.get(key)
-    return value if value is not None and _usable(key, value) else None
+    if value is None or not _usable(key, value):
+        return None
+    return as_whole(value) if key in ("n_sources", "count") else value
 
 
 def row_problem(row: dict[str, Any]) -> str | None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 from typing import Any
 
 from auralens.checks import is_whole
@@ -287,9 +288,10 @@ def mistral_judge(spec: ModelSpec, **params: Any) -> LLMJudge:
     return LLMJudge(ModelSpec("hf", MISTRAL_ID, dict(spec.params), MISTRAL_ID), **params)
 
 
-# Synonym groups for the heuristic judge: ESC-10 classes and a few common FSD50K ones.
+# Synonym groups for the heuristic judge: ESC-10 classes and a few common FSD50K ones, in
+# base form (a word of the text is reduced to its candidate base forms, see _stems).
 SOUND_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "dog": ("dog", "bark", "puppy", "hound", "woof"),
+    "dog": ("dog", "bark", "puppy", "hound", "woof", "doggy", "doggie"),
     "rooster": ("rooster", "cock", "crow", "cockerel", "chicken"),
     "rain": ("rain", "drizzle", "downpour", "raindrop", "shower"),
     "sea_waves": ("wave", "sea", "ocean", "surf", "shore", "beach"),
@@ -298,7 +300,9 @@ SOUND_SYNONYMS: dict[str, tuple[str, ...]] = {
     "sneezing": ("sneeze",),
     "clock_tick": ("clock", "tick"),
     "helicopter": ("helicopter", "rotor", "chopper"),
-    "chainsaw": ("chainsaw", "sawing", "logging"),  # not "saw": "I saw" is no sound
+    # "saw" matches saws, sawing, sawed and "chain saw", but a bare "saw" is never a mention
+    # (see _NOT_SOUNDS): "I saw" is no sound, so "a saw cuts wood" is not recognised either
+    "chainsaw": ("chainsaw", "saw", "logging"),
     "cat": ("cat", "meow", "kitten"),
     "bird": ("bird", "chirp", "tweet", "birdsong", "sparrow"),
     "car": ("car", "vehicle", "engine", "traffic"),
@@ -319,55 +323,93 @@ VISUAL_WORDS = frozenset((
     "foreground distance left right center corner above below near far"
 ).split())
 _WORD_RE = re.compile(r"[a-z]+")
-
-
-def _stem(word: str) -> str:
-    """A label word's base form: ``barking`` → ``bark``, ``crackling`` → ``crackle``,
-    ``dishes`` → ``dish``, ``waves`` → ``wave`` (``glass`` stays)."""
-    if word.endswith("ing") and len(word) >= 6:
-        base = word[:-3]
-        return base + "e" if re.search(r"[^aeiou]l$", base) else base  # crackl → crackle
-    if word.endswith("es") and re.search(r"(?:[sxz]|[cs]h)es$", word) and len(word) >= 5:
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss") and len(word) >= 4:
-        return word[:-1]
-    return word
+#: Words of a label that name no source: "Dishes_and_pots_and_pans" is dishes, pots, pans.
+_STOPWORDS = frozenset(
+    "a an and or the of with without in on at by for from to into onto off over under "
+    "sound sounds".split())
+#: Text words that are never a sound mention on their own ("I saw" is the past of "see").
+_NOT_SOUNDS = frozenset({"saw"})
+#: Second parts of a compound that keep the first part's sound: rainfall, rainstorm,
+#: raindrop, seashore, seaside, seafront, shoreline (never "sea" in "season": the rest of
+#: the word must be one of these).
+_COMPOUND_TAILS = ("fall", "storm", "drop", "shore", "side", "front", "line")
+#: A one-syllable base ending in one vowel and one consonant doubles it before ed / ing
+#: (hop → hopping), so "hoping" comes from "hope", and "caring" from "care", not "car".
+_SHORT_CVC_RE = re.compile(r"[^aeiou]*[aeiou][^aeiouwxy]")
 
 
 @cache
-def _forms(term: str) -> frozenset[str]:
-    """``term`` with the plural and verb endings s, es, ed, ing (a final e dropped before
-    ing, a consonant's y turned into ies/ied, a short word's final consonant doubled)."""
-    out = {term, term + "s", term + "es", term + "ed", term + "ing"}
-    if term.endswith("e"):
-        out |= {term + "d", term[:-1] + "ing"}
-    if re.search(r"[^aeiou]y$", term):
-        out |= {term[:-1] + "ies", term[:-1] + "ied"}
-    if re.search(r"(?:^|[^aeiou])[aeiou][^aeiouwxy]$", term):  # drip → dripping, dripped
-        out |= {term + term[-1] + "ing", term + term[-1] + "ed"}
+def _stems(word: str) -> frozenset[str]:
+    """Candidate base forms of ``word``: itself, and with a plural or verb ending (s, es,
+    ies, ed, ied, ing) taken off, a dropped final e put back and a doubled consonant
+    undoubled: ``growls``, ``growling`` → growl; ``drilling`` → drill; ``snoring`` → snore;
+    ``horses`` → horse; ``babies``, ``cried`` → baby, cry. Candidates that are no words
+    (``drille``) match nothing."""
+    out = {word}
+    if len(word) >= 4 and word.endswith("s") and not word.endswith("ss"):
+        out.add(word[:-1])  # waves → wave, horses → horse
+        if re.search(r"(?:[sxz]|[cs]h)es$", word):
+            out.add(word[:-2])  # dishes → dish
+        if word.endswith("ies") and len(word) >= 5:
+            out.add(word[:-3] + "y")  # babies → baby
+    for ending in ("ing", "ed"):
+        base = word[: -len(ending)]
+        if not word.endswith(ending) or len(base) < 3:
+            continue
+        if ending == "ed" and base.endswith("i"):
+            out.add(base[:-1] + "y")  # cried → cry
+        if base[-1] == base[-2] and base[-1] not in "aeiou":
+            out.add(base[:-1])  # dripping → drip
+        if not _SHORT_CVC_RE.fullmatch(base):
+            out.add(base)  # barking → bark
+        if not base.endswith("e"):
+            out.add(base + "e")  # snoring → snore, crackling → crackle
     return frozenset(out)
 
 
-def _label_terms(label: str) -> tuple[str, ...]:
+def _text_stems(text: str) -> frozenset[str]:
+    """Candidate base forms of every word of ``text`` (:func:`_stems`), of every compound
+    written as two words (``chain saw`` → chainsaw) and of the first part of a compound
+    with a tail of :data:`_COMPOUND_TAILS` (``rainfall`` → rain)."""
+    words = _WORD_RE.findall(text.lower())
+    joined = [a + b for a, b in pairwise(words) if len(a) >= 3 and len(b) >= 3]
+    out: set[str] = set()
+    for word in [w for w in words if w not in _NOT_SOUNDS] + joined:
+        for stem in _stems(word):
+            out.add(stem)
+            out.update(stem[: -len(tail)] for tail in _COMPOUND_TAILS
+                       if stem.endswith(tail) and len(stem) - len(tail) >= 3)
+    return frozenset(out)
+
+
+def _label_terms(label: str) -> frozenset[str]:
+    """The words a label is recognised by: its synonym group when it names one, else the
+    candidate base forms of its words, stopwords left out."""
     key = label.strip().lower().replace(" ", "_")
     if key in SOUND_SYNONYMS:
-        return SOUND_SYNONYMS[key]
-    parts = [p for p in re.split(r"[_\s,/()\-]+", label.lower()) if len(p) >= 3]
-    return tuple(_stem(p) for p in parts) or (label.lower(),)
+        return frozenset(SOUND_SYNONYMS[key])
+    parts = [p for p in re.split(r"[_\s,/()\-]+", label.lower())
+             if len(p) >= 3 and p not in _STOPWORDS]
+    return frozenset().union(*map(_stems, parts)) if parts else frozenset({label.lower()})
 
 
 class KeywordJudge(Judge):
     """An offline keyword heuristic — NOT an LLM; its numbers are labelled as such.
 
-    * ``count``: distinct sound concepts mentioned (built-in synonym groups plus the given
-      labels' words; a label sharing a word with a group is that group's source, not
-      another one), clipped to 1–4; None when no sound word is found.
+    * ``count``: distinct sound sources mentioned, clipped to 1–4; None when no sound word
+      is found. Each given label is a source of its own, named by its words and by the
+      words of every built-in synonym group it shares a word with ("Dog barking" and the
+      dog group are one dog); the groups no label shares are sources too. Given labels are
+      never merged with each other: they are distinct sources.
     * ``recognition``: every label has one of its terms in the text.
     * ``visual_detail``: 1 + number of distinct visual words (colours, light, materials,
       places, layout), capped at 10.
 
-    Sound words match whole, with plural and verb endings (``bark`` matches ``barks``,
-    ``barking``, ``barked``; ``cat`` does not match ``category``).
+    Sound words match whole, compared by their candidate base forms (:func:`_stems`):
+    ``bark`` matches ``barks``, ``barking``, ``barked``; the label ``Growling`` matches
+    ``growls`` and ``growl``; ``cat`` does not match ``category``. A compound matches its
+    first part when written as two words (``chain saw``) or when the rest is a tail of
+    :data:`_COMPOUND_TAILS` (``rainfall``, ``seashore``).
 
     Coherence, imagination and appropriateness need language understanding; this judge
     does not support them (see :attr:`supports`), so runners skip them with a note.
@@ -380,40 +422,28 @@ class KeywordJudge(Judge):
     def __init__(self, spec: ModelSpec | None = None, **params: Any) -> None:
         self.missing: Counter[str] = Counter()
 
-    @staticmethod
-    def _words(text: str) -> list[str]:
-        return _WORD_RE.findall(text.lower())
-
-    @staticmethod
-    def _mentions(words: list[str], terms: Iterable[str]) -> bool:
-        found = set(words)
-        return any(found & _forms(t) for t in terms)
-
     def score(self, metric: str, text: str, labels: list[str] | None = None) -> Any:
         _metric(metric)
         if metric not in self.supports:
             raise JudgeError(f"the keyword heuristic cannot score {metric!r} "
                              f"(supported: {', '.join(sorted(self.supports))})")
-        words = self._words(text)
+        if metric == "visual_detail":
+            return 1 + min(9, len(set(_WORD_RE.findall(text.lower())) & VISUAL_WORDS))
+        found = _text_stems(text)
         if metric == "recognition":
             if not labels:
                 self.missing[metric] += 1
                 return None
-            return all(self._mentions(words, _label_terms(lab)) for lab in labels)
-        if metric == "visual_detail":
-            return 1 + min(9, len(set(words) & VISUAL_WORDS))
-        groups = [set(terms) for terms in SOUND_SYNONYMS.values()]
-        for lab in labels or []:
-            # A label is one source: merged with every group it shares a word with, so
-            # "Dog barking" next to the dog group does not count a dog twice.
-            terms = set(_label_terms(lab))
-            shared = [g for g in groups if g & terms]
-            groups = [g for g in groups if not g & terms] + [terms.union(*shared)]
-        found = sum(1 for terms in groups if self._mentions(words, terms))
-        if not found:
+            return all(found & _label_terms(lab) for lab in labels)
+        groups = [frozenset(terms) for terms in SOUND_SYNONYMS.values()]
+        named = [_label_terms(lab) for lab in labels or []]
+        sources = [terms.union(*(g for g in groups if g & terms)) for terms in named]
+        sources += [g for g in groups if not any(g & terms for terms in named)]
+        n = sum(1 for terms in sources if found & terms)
+        if not n:
             self.missing[metric] += 1
             return None
-        return max(1, min(4, found))
+        return max(1, min(4, n))
 
     def stats(self) -> dict[str, Any]:
         return {"missing": dict(self.missing), "note": "keyword heuristic, not an LLM"}

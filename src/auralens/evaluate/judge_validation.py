@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from auralens.errors import AuralensError
+from auralens.evaluate.aggregate import row_problem
 from auralens.io import read_jsonl_numbered
 
 _TRUE = {"yes", "y", "true", "1"}
@@ -106,6 +107,11 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         None when nothing could be compared; ``left_out`` maps a reason to a row count;
         ``judge_is_llm`` is False when any compared row was scored by a heuristic judge
         and None when no row names its judge.
+
+    Raises:
+        ValidationError: a result line that is not a row with an id or holds a value of the
+            wrong kind (``count: "many"``; see
+            :func:`~auralens.evaluate.aggregate.row_problem`), named by ``file:line``.
     """
     ann = read_annotations(annotations)
     rows = []
@@ -116,6 +122,9 @@ def judge_agreement(annotations: str | Path, results: str | Path,
             continue
         if r.get("id") is None:
             raise ValidationError(f"{results}:{line}: result row has no id")
+        problem = row_problem(r)  # as the runner: "count": "many", "recognition": "false"
+        if problem:
+            raise ValidationError(f"{results}:{line}: {problem}; fix or remove the line")
         rows.append(r)
     if not rows:
         raise ValidationError(f"{results}: no result rows" + (f" for method {method!r}" if method else ""))
@@ -143,14 +152,14 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         if a["count"] is not None and r.get("count") is not None:
             source = r.get("count_source") or "unknown"
             if source == "judge":
-                count_pairs.append((a["count"], int(r["count"])))
+                count_pairs.append((a["count"], r["count"]))
                 used = True
             else:
                 count_left[f"count from {source}, not the judge"] += 1
         if a["labels_included"] is not None and r.get("recognition") is not None:
             source = r.get("recognition_source") or "unknown"
             if source in _JUDGED_RECOGNITION:
-                label_pairs.append((a["labels_included"], bool(r["recognition"])))
+                label_pairs.append((a["labels_included"], r["recognition"]))
                 used = True
             else:
                 label_left[f"recognition from {source}, not the judge"] += 1

@@ -164,7 +164,9 @@ def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
         p = Path(p)
         if not p.exists():
             raise RatingError(f"{p}: ratings file not found")
-        with open(p, encoding="utf-8", newline="") as fh:
+        # utf-8-sig: a file saved from a spreadsheet starts with a byte-order mark, which
+        # save_rating keeps
+        with open(p, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             missing = {"rater", "version", "clip", "visual", "audio"} - set(reader.fieldnames or [])
             if missing:

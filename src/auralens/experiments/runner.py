@@ -15,8 +15,10 @@ Markdown), ``figures/`` (PNG), ``skipped.json`` and ``run.json``. A rerun skips 
 method's settings and of the evaluation settings (resolved: default backends and local model
 paths spelled out), and a rerun whose settings for a method differ is refused before any data
 or model is loaded (use another ``--out``); rows of a version without fingerprints are checked
-against the ``run.json`` beside them. Rows also carry what their data were read from (the
-source, a hash of a pairs or manifest file), and a rerun on other data is refused too.
+against the ``run.json`` beside them. Rows also carry their item's data signature (a hash of
+its audio, source files and reference frame, its labels and number of sources): a rerun
+whose item of the same id differs is refused naming the item, while new items just add rows
+and the same data moved to another folder keeps its rows.
 ``run.json`` is written when the run starts (``status: running``) and again when it ends
 (``done``, or ``failed`` with the error). A method or metric whose model is not available
 is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
@@ -72,6 +74,7 @@ from auralens.config import (
     same_working_dir,
 )
 from auralens.errors import AuralensError
+from auralens.evaluate.aggregate import as_whole
 from auralens.io import (
     ErrorLog,
     Timer,
@@ -84,7 +87,7 @@ from auralens.io import (
     write_run_json,
 )
 from auralens.specs import SpecError
-from auralens.types import SceneRecord
+from auralens.types import SceneRecord, record_id
 
 log = logging.getLogger(__name__)
 
@@ -702,9 +705,10 @@ def _pair_item(d: Any, path: Path, line: int) -> Item:
     for key in ("id", "audio"):
         if key not in d:
             raise ExperimentError(f"{where}: the pair has no {key!r}")
-    if not ((isinstance(d["id"], str) and d["id"]) or is_whole(d["id"])):
-        raise ExperimentError(f"{where}: id must be a non-empty string or a whole number, "
-                              f"got {d['id']!r}")
+    try:
+        rid = record_id(d["id"])  # as a manifest's ids: 3 and 3.0 are "3" and "3.0"
+    except ValueError as exc:
+        raise ExperimentError(f"{where}: {exc}") from None
     if not (isinstance(d["audio"], str) and d["audio"]):
         raise ExperimentError(f"{where}: audio must be a file path, got {d['audio']!r}")
     if d.get("image") is not None and not isinstance(d["image"], str):
@@ -716,10 +720,13 @@ def _pair_item(d: Any, path: Path, line: int) -> Item:
             raise ExperimentError(f"{where}: {key} must be a list of strings, got {value!r}")
     labels = list(d.get("labels") or [])
     n_sources = d.get("n_sources", len(labels) or None)
-    if n_sources is not None and not is_whole(n_sources, 0):
-        raise ExperimentError(f"{where}: n_sources must be a whole number ≥ 0 or null, "
-                              f"got {n_sources!r}")
-    return Item(str(d["id"]), _resolve(d["audio"], path.parent), labels, n_sources,
+    if n_sources is not None:  # 1.0 too: pandas writes floats in a column holding a null
+        whole = as_whole(n_sources)
+        if whole is None:
+            raise ExperimentError(f"{where}: n_sources must be a whole number ≥ 0 or null, "
+                                  f"got {n_sources!r}")
+        n_sources = whole
+    return Item(rid, _resolve(d["audio"], path.parent), labels, n_sources,
                 [_resolve(x, path.parent) for x in d.get("sources") or []],
                 _resolve(d["image"], path.parent) if d.get("image") else None)
 
@@ -983,8 +990,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     # to be available here.
     keys = check_resume(out, old, [m for m in methods if not switched_off(m)], cfg)
     path = data_path(cfg)
-    identity = data_identity(cfg, path)
-    check_data(out, old, identity, path)
+    identity = {"source": (cfg.get("data") or {}).get("source", "esc50"), "path": str(path)}
     timer = Timer()
     skipped: list[dict[str, str]] = []
     # models before data: a mistyped backend option fails here, before mixtures are built
@@ -1033,8 +1039,11 @@ def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
     settings = {m["name"]: settings_of(m, cfg) for m in methods}
     with timer("data"):
         items = load_items(cfg, out)
+        signatures = {it.id: item_signature(it) for it in items}
+    old = read_results(results_path)
+    check_data(out, old, signatures, [m["name"] for m in methods], Path(identity["path"]))
     evaluator = Evaluator(cfg, out, skipped)
-    done = {_row_key(r) for r in read_results(results_path)}
+    done = {_row_key(r) for r in old}
     errors = ErrorLog(out / "errors.jsonl", reset=True)
     for note in method_notes(runnable):
         skipped.append(note)
@@ -1061,7 +1070,7 @@ def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
                 "technique": method.get("technique", "zero-shot"),
                 "setting": _row_setting(method),
                 "fingerprint": keys[method["name"]], "settings": settings[method["name"]],
-                "data": identity,
+                "data_signature": signatures[item.id],
                 "n_sources": item.n_sources, "labels": item.labels, **out_desc, "status": "ok",
             }
             if image_gen is not None and row["description"]:
@@ -1156,42 +1165,58 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def data_identity(cfg: dict[str, Any], path: Path) -> dict[str, Any]:
-    """What the items are read from, compared on resume: ``data.source`` and, for a file
-    (``pairs``, ``manifest``), a hash of its contents, or for a folder read as it is (``fuss``,
-    ``videos``) its resolved path. The mixer (``esc50``, ``folder``) checks its own settings
-    against the mixtures it made under the output folder."""
+def item_signature(item: Item) -> dict[str, Any] | None:
+    """What an item's result rows are made from, compared on resume: a hash of the contents of
+    its audio (and of its source files and reference frame when it has them), its labels and
+    its number of sources. Paths are left out: the same data in another folder keeps its rows.
+
+    Returns:
+        The signature, or None when one of its files cannot be read (the item then fails on
+        its own, and its earlier rows are not checked).
+    """
     import hashlib
 
-    source = (cfg.get("data") or {}).get("source", "esc50")
-    identity: dict[str, Any] = {"source": source}
-    if path.is_file():
-        identity["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    elif source in ("fuss", "videos"):
-        identity["path"] = str(path.resolve())
-    return identity
+    def digest(path: Path) -> str:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+
+    try:
+        sig: dict[str, Any] = {"audio": digest(item.audio)}
+        if item.sources:
+            sig["sources"] = [digest(p) for p in item.sources]
+        if item.image is not None:
+            sig["image"] = digest(item.image)
+    except OSError:
+        return None
+    return {**sig, "labels": list(item.labels), "n_sources": item.n_sources}
 
 
-def check_data(out: Path, old: Sequence[dict[str, Any]], identity: dict[str, Any],
+def check_data(out: Path, old: Sequence[dict[str, Any]],
+               signatures: dict[str, dict[str, Any] | None], methods: Sequence[str],
                path: Path) -> None:
-    """Refuse to add to rows made from other data (rows of older versions, which carry no
-    ``data``, are not checked).
+    """Refuse to add to rows made from other data: a row of one of this run's items and
+    ``methods`` whose ``data_signature`` differs from its item's :func:`item_signature` now.
+
+    Rows of items or methods outside this run stay as they are (checked when they come
+    back); rows without a signature (older versions, also the one that kept a hash of the
+    whole data file in ``data``) and items whose files cannot be read are not checked.
 
     Raises:
-        ExperimentError: a row's ``data`` (its :func:`data_identity`) differs, naming what
-            changed.
+        ExperimentError: naming the item and what changed.
     """
+    what = {"audio": "its audio", "sources": "its source files", "image": "its reference frame",
+            "labels": "its labels", "n_sources": "its n_sources"}
+    names = set(methods)
     for r in old:
-        if r.get("data") in (None, identity):
+        prev, now = r.get("data_signature"), signatures.get(str(r.get("id")))
+        if prev is None or now is None or r.get("method") not in names or prev == now:
             continue
-        prev = r["data"] if isinstance(r["data"], dict) else {}
-        diff = changed_keys(prev, identity) if prev else []
-        what = {"source": "data.source", "sha256": "the contents of data.path",
-                "path": "data.path"}
-        changed = ", ".join(what.get(k, k) for k in diff) or "data"
-        raise ExperimentError(f"{out}: results.jsonl holds rows made from other data ({changed} "
-                              f"changed since; data.path is {path}); use another --out, or "
-                              f"delete {out / 'results.jsonl'} to start over")
+        diff = changed_keys(prev, now) if isinstance(prev, dict) else []
+        changed = ", ".join(what.get(k, k) for k in diff) or "its data"
+        raise ExperimentError(f"{out}: results.jsonl holds rows of item {r['id']!r} made from "
+                              f"other data ({changed} changed since; data.path is {path}); use "
+                              f"another --out, or remove the rows of {r['id']!r} from "
+                              f"{out / 'results.jsonl'} to redo them")
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
@@ -1200,15 +1225,15 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*")
 def image_name(item_id: str, method: str) -> str:
     """``<item>__<method>.png``, one file per (item, method).
 
-    A part that is not a plain name (letters, digits, ``.``, ``-``, single ``_``) becomes its
-    plain letters plus a short hash of the whole: ``p/x`` and ``p_x`` get different files, an
-    id cannot reach outside ``images/``, and as neither form holds ``__`` the pair is
-    unambiguous.
+    A part that is not a plain name (letters, digits, ``.``, ``-``, single ``_``) or is longer
+    than 60 characters becomes its first plain letters plus a short hash of the whole: ``p/x``
+    and ``p_x`` get different files, an id cannot reach outside ``images/``, a file name stays
+    within the file system's limit, and as neither form holds ``__`` the pair is unambiguous.
     """
     import hashlib
 
     def part(text: str) -> str:
-        if _SAFE_NAME.fullmatch(text):
+        if _SAFE_NAME.fullmatch(text) and len(text) <= 60:
             return text
         stem = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.")[:60]
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]

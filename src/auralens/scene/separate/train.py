@@ -23,14 +23,14 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from auralens.checks import is_number, is_whole
+from auralens.checks import is_number, is_whole, plain
 from auralens.data.mix import to_slots, zero_absent
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
@@ -134,6 +134,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot train (one line naming the option)."""
+        for f in fields(self):  # numpy numbers pass the checks but not json.dumps
+            setattr(self, f.name, plain(getattr(self, f.name)))
         positive = {"steps": self.steps, "steps_per_epoch": self.steps_per_epoch,
                     "batch_size": self.batch_size, "max_sources": self.max_sources,
                     "n_val": self.n_val}
