@@ -134,7 +134,9 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
     A row with another fingerprint is refused. Rows with none (written by an older version)
     are checked together against the settings ``legacy_settings(rows)`` derives for them
     (None: they cannot be determined, refused); when those give ``key`` the rows are
-    stamped with ``key`` and ``settings`` in place.
+    stamped with ``key`` and ``settings`` in place. API keys in earlier settings are masked
+    before comparing (``settings`` hold them masked), and rows that match only so are
+    stamped too.
 
     Args:
         rows: result rows of the job (``fingerprint`` and ``settings`` keys when stamped).
@@ -147,20 +149,29 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
     Returns:
         The rows stamped here (empty when there were none; the caller writes them back).
     """
+    from auralens.io import mask_secrets
+
+    restamped = []
     for row in rows:
         if row.get("fingerprint") not in (None, key):
-            refuse(different(row.get("settings")))
+            # rows from before API keys were masked in settings: the same settings once the
+            # key is masked are the same settings
+            if not (isinstance(row.get("settings"), dict)
+                    and fingerprint(mask_secrets(row["settings"])) == key):
+                refuse(different(row.get("settings")))
+            row["fingerprint"], row["settings"] = key, settings
+            restamped.append(row)
     legacy = [row for row in rows if row.get("fingerprint") is None]
     if not legacy:
-        return []
+        return restamped
     old = legacy_settings(legacy)
     if old is None:
         refuse("without a settings fingerprint (an older version)")
-    if fingerprint(old) != key:
+    if fingerprint(mask_secrets(old)) != key:
         refuse(different(old))
     for row in legacy:
         row["fingerprint"], row["settings"] = key, settings
-    return legacy
+    return restamped + legacy
 
 
 def same_working_dir(recorded: Any, actual: Path) -> bool:

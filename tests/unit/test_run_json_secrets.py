@@ -77,3 +77,51 @@ def test_imagine_records_no_api_key(chat_url, noise, tmp_path):
     assert (ImagineConfig.from_dict(other).result_settings()
             == ImagineConfig.from_dict(cfg).result_settings())
     assert len(imagine_batch(listing, tmp_path / "batch", other)) == 1
+
+
+def test_rows_stamped_before_keys_were_masked_still_match():
+    """Result rows whose settings hold the key in plain text (written before masking) are the
+    same settings: they are accepted and stamped with the masked fingerprint."""
+    from auralens.config import check_fingerprints, fingerprint
+
+    plain = {"composer": f"openai:m@api_key={SECRET},base_url=http://h/v1"}
+    masked = mask_secrets(plain)
+    key = fingerprint(masked)
+    rows = [{"id": "a", "fingerprint": fingerprint(plain), "settings": plain}]
+
+    def refuse(what):
+        raise AssertionError(what)
+
+    stamped = check_fingerprints(rows, key, masked, legacy_settings=lambda r: None,
+                                 refuse=refuse, different=str)
+    assert stamped == rows and rows[0]["fingerprint"] == key and SECRET not in json.dumps(rows)
+    other = [{"id": "b", "fingerprint": "0" * 16, "settings": {"composer": "openai:other"}}]
+    with pytest.raises(AssertionError):
+        check_fingerprints(other, key, masked, legacy_settings=lambda r: None,
+                           refuse=refuse, different=str)
+
+
+def test_experiment_results_hold_no_api_key(tmp_path):
+    from auralens.cli import main
+    from auralens.experiments.fussmanifest import pairs_from_mixer
+    from auralens.experiments.runner import run_experiment
+
+    assert main(["data", "synth", "--out", str(tmp_path / "lib"), "--clips-per-class", "1",
+                 "--sample-rate", "16000", "--duration", "1", "--classes", "siren,rain"]) == 0
+    assert main(["data", "mix", str(tmp_path / "lib"), "--out", str(tmp_path / "mix"), "--n", "1",
+                 "--duration", "1", "--no-reverb", "--max-sources", "2", "--seed", "0"]) == 0
+    pairs_from_mixer(tmp_path / "mix", tmp_path / "pairs.jsonl")
+    with chat_server(lambda body: "A siren wails in the rain.") as url:
+        def cfg(secret):
+            return {"name": "t", "kind": "pipeline", "_source": "t.yaml",
+                    "data": {"source": "pairs", "path": str(tmp_path / "pairs.jsonl")},
+                    "methods": [{"name": "m", "type": "pipeline", "separator": "reference",
+                                 "captioner": "classifier",
+                                 "composer": f"openai:m@base_url={url},api_key={secret}"}],
+                    "judge": {"spec": "keyword", "metrics": ["count"]}, "clap": {"model": None}}
+        assert run_experiment(cfg(SECRET), tmp_path / "out")["new"] == 1
+        # another key is not another setting: the row is reused
+        assert run_experiment(cfg("sk-other"), tmp_path / "out")["new"] == 0
+    for name in ("results.jsonl", "run.json"):
+        text = (tmp_path / "out" / name).read_text()
+        assert SECRET not in text and "api_key=***" in text, name

@@ -80,6 +80,7 @@ from auralens.io import (
     Timer,
     append_jsonl,
     check_out_dir,
+    mask_secrets,
     read_jsonl_numbered,
     remove_stale_temps,
     write_json,
@@ -422,7 +423,8 @@ def settings_of(method: dict[str, Any], cfg: dict[str, Any], *,
         image["generator"] = _canonical_stage_image(image.get("generator"), rr)
         evaluation["image"] = image
         evaluation["seed"] = cfg.get("seed", 0)
-    return {"method": m, "evaluation": evaluation}
+    # an API key does not shape a result, and results lines must not hold one
+    return mask_secrets({"method": m, "evaluation": evaluation})
 
 
 def _canonical_stage_image(value: Any, resolve_relative: bool) -> Any:
@@ -447,7 +449,7 @@ def switched_off(method: dict[str, Any]) -> bool:
 
 def _row_setting(method: dict[str, Any]) -> dict[str, Any]:
     """The ``setting`` column of a result row (the method's specs as given)."""
-    return {k: _spec(v) for k, v in method.items() if k != "name"}
+    return mask_secrets({k: _spec(v) for k, v in method.items() if k != "name"})
 
 
 def _legacy_methods(out: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
@@ -511,7 +513,7 @@ def check_resume(out: Path, old: list[dict[str, Any]], methods: list[dict[str, A
             """The method's settings in the run.json beside the rows, if the rows match it."""
             prev_method, prev = legacy_methods().get(name, (None, None))
             if prev_method is None or any(
-                    fingerprint(r.get("setting")) != fingerprint(_row_setting(prev_method))
+                    fingerprint(mask_secrets(r.get("setting"))) != fingerprint(_row_setting(prev_method))
                     for r in legacy):
                 return None
             return prev
