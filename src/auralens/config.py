@@ -61,6 +61,17 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _yaml_string(value: str) -> str:
+    """``value`` read as one YAML quoted string, or kept as written when it is not one."""
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, str) else value
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values typed like spec params; a value in brackets or
     braces is a YAML list or mapping: ``count_weights=[1,1,2,3]``; a value in one pair of
@@ -74,11 +85,13 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str] | None) -> dict[st
         parts = [part.strip() for part in key.split(".")]  # "a. b" means "a.b", not key " b"
         if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" \
-                and value[0] not in value[1:-1]:
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+        if quoted and value[0] not in value[1:-1]:
             # one pair of quotes around the value: the text inside, taken literally (no
             # escape processing, so "D:\audio\new" stays a Windows path)
             parsed: Any = value[1:-1]
+        elif quoted:  # quotes inside too ("say \"hi\""): a YAML quoted string, if it is one
+            parsed = _yaml_string(value)
         elif value[:1] in ("[", "{"):
             import yaml
 
@@ -159,6 +172,7 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
             if not (isinstance(row.get("settings"), dict)
                     and fingerprint(mask_secrets(row["settings"])) == key):
                 refuse(different(row.get("settings")))
+            row.update(mask_secrets(row))  # its other columns (a spec as given …) too
             row["fingerprint"], row["settings"] = key, settings
             restamped.append(row)
     legacy = [row for row in rows if row.get("fingerprint") is None]
@@ -170,6 +184,7 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
     if fingerprint(mask_secrets(old)) != key:
         refuse(different(old))
     for row in legacy:
+        row.update(mask_secrets(row))
         row["fingerprint"], row["settings"] = key, settings
     return restamped + legacy
 

@@ -157,11 +157,16 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-#: ``api_key=VALUE`` inside a spec string or a command-line argument (the value ends at a
-#: comma, as spec options do); ``api_key_env`` names a variable, not a secret.
-_SECRET_OPTION = re.compile(r"(api[_-]key\s*=\s*)[^,\s]+", re.IGNORECASE)
-#: Mapping keys whose values are secrets.
-SECRET_KEYS = frozenset({"api_key", "api-key"})
+#: ``api_key=VALUE`` (also ``apikey``, ``x-api-key``) inside a spec string, an argument or a
+#: URL query: the value ends where a spec option (``,``) or a query parameter (``&``, ``;``)
+#: does, so what follows it stays visible; ``api_key_env`` names a variable, not a secret.
+_SECRET_OPTION = re.compile(r"(api[_-]?key\s*=\s*)[^,\s&;]+", re.IGNORECASE)
+
+
+def _secret_key(name: Any) -> bool:
+    """True for a mapping key that holds an API key: ``api_key``, ``API-Key``, ``apikey``,
+    ``x-api-key`` … (not ``api_key_env``, which names a variable)."""
+    return re.sub(r"[-_\s]", "", str(name)).lower().endswith("apikey")
 #: What a masked secret reads as.
 MASK = "***"
 
@@ -171,7 +176,7 @@ def mask_secrets(obj: Any) -> Any:
     ``api_key`` entries and of ``api_key=…`` options in spec strings and arguments (so
     records such as ``run.json`` never hold a key in plain text)."""
     if isinstance(obj, dict):
-        return {k: MASK if str(k).lower() in SECRET_KEYS and v not in (None, "")
+        return {k: MASK if _secret_key(k) and v not in (None, "")
                 else mask_secrets(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [mask_secrets(v) for v in obj]
@@ -249,12 +254,37 @@ def read_jsonl(path: str | Path, *, strict: bool = False) -> list[Any]:
     return [record for _, record in read_jsonl_numbered(path, strict=strict)]
 
 
+def unclosed_json(text: str) -> bool:
+    """True when ``text`` is the start of a JSON object or array that never closes (a string
+    or bracket still open at its end): what a line or reply cut short looks like."""
+    body = text.strip()
+    if body[:1] not in ("{", "["):
+        return False
+    depth, in_string, escaped = 0, False, False
+    for ch in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return in_string or depth > 0
+
+
 def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple[int, Any]]:
     """Like :func:`read_jsonl`, with each record's 1-based line number (for messages).
 
     With ``strict`` a line that is not JSON raises :class:`JsonLinesError`, except a last line
-    with no newline after it: that is what a writer stopped mid-line (or still appending, such
-    as ``data mix``) leaves, and it is skipped with a warning as without ``strict``.
+    with no newline after it whose JSON is still open (:func:`unclosed_json`): that is what a
+    writer stopped mid-line (or still appending, such as ``data mix``) leaves, and it is
+    skipped with a warning as without ``strict``.
     """
     path = Path(path)
     if not path.exists():
@@ -270,7 +300,8 @@ def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple
         try:
             out.append((i + 1, json.loads(line)))
         except json.JSONDecodeError as exc:
-            unfinished = i == len(lines) - 1 and not raw.endswith("\n")
+            # only JSON still open at the end of the file is a line being written
+            unfinished = i == len(lines) - 1 and not raw.endswith("\n") and unclosed_json(line)
             if strict and not unfinished:
                 raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
                                      f"{exc.msg})") from None

@@ -33,10 +33,12 @@ def _shard_from_env() -> str:
     """``"i/n"`` for a SLURM array task: ``i = SLURM_ARRAY_TASK_ID``, ``n = SLURM_ARRAY_TASK_COUNT``.
 
     The array must be the whole 0-based range ``--array=0-(n-1)``: the task id is the shard
-    index. Any other array (``--array=1-4``, a step, or part of an array submitted again,
-    such as ``--array=2``) is refused, since its task count is not the number of shards
-    and positions in it would name the wrong shards; ``--shard $SLURM_ARRAY_TASK_ID/N``
-    states both numbers. Without ``SLURM_ARRAY_TASK_MIN`` (another scheduler setting the
+    index. An array that does not look like one (``--array=1-4``, a step, or a part submitted
+    again that does not start at 0, such as ``--array=2``) is refused, since its task count is
+    not the number of shards. A part that starts at 0 (``--array=0-1`` of 4) cannot be told
+    from a whole array of 2: it writes ``part-i-of-2`` folders, which ``merge`` refuses to
+    join with the ``part-i-of-4`` ones. ``--shard $SLURM_ARRAY_TASK_ID/N`` states both
+    numbers and is what a part submitted again needs. Without ``SLURM_ARRAY_TASK_MIN`` (another scheduler setting the
     same names) the id and count are taken as they are.
     """
     env = os.environ

@@ -158,15 +158,11 @@ def load_clips(path: str | Path) -> list[Clip]:
 _ID_PARTS = re.compile(r"[/\\]")
 
 
-def record_id(value: Any) -> str:
-    """``value`` as a record id: text that names a folder inside an output folder.
-
-    Batch jobs write ``<out>/items/<id>/``; ``/`` is kept (``train/example00000``) but an id
-    must stay below that folder. Numbers become text (a path needs text, sorting needs one type).
+def id_text(value: Any) -> str:
+    """``value`` as an id's text: numbers become text (sorting needs one type).
 
     Raises:
-        ValueError: a list, mapping, bool, null or non-finite number; an empty id; an absolute
-            one or one with an empty, ``.`` or ``..`` part (the message says which).
+        ValueError: a list, mapping, bool, null or non-finite number, or an empty id.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"id {value!r} is not text or a number")
@@ -175,6 +171,20 @@ def record_id(value: Any) -> str:
     rid = str(value)
     if not rid.strip():
         raise ValueError("id is empty")
+    return rid
+
+
+def record_id(value: Any) -> str:
+    """``value`` as a record id: text that names a folder inside an output folder.
+
+    Batch jobs write ``<out>/items/<id>/``; ``/`` is kept (``train/example00000``) but an id
+    must stay below that folder. Numbers become text (a path needs text, sorting needs one type).
+
+    Raises:
+        ValueError: what :func:`id_text` refuses; an absolute id or one with an empty, ``.`` or
+            ``..`` part (the message says which).
+    """
+    rid = id_text(value)
     if "\0" in rid or any(part in ("", ".", "..") for part in _ID_PARTS.split(rid)):
         raise ValueError(f"id {rid!r} is not a relative folder name (no leading /, no empty, "
                          "'.' or '..' parts)")

@@ -134,6 +134,8 @@ def test_quoted_override_values_are_literal_text():
 
     got = apply_overrides({}, ['a="D:\\audio\\new"', "b='C:\\x'", 'c="a" and "b"', "d=''"])
     assert got == {"a": "D:\\audio\\new", "b": "C:\\x", "c": '"a" and "b"', "d": ""}
+    # quotes inside as well: a YAML quoted string
+    assert apply_overrides({}, ['e="say \\"hi\\""']) == {"e": 'say "hi"'}
 
 
 def test_invalid_yaml_names_line_column_and_problem(tmp_path):

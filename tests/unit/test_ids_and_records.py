@@ -226,3 +226,11 @@ def test_strict_reading_skips_only_an_unfinished_last_line(tmp_path):
     path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "mixt\n')
     with pytest.raises(JsonLinesError, match=r"m.jsonl:3: not a JSON line"):
         read_jsonl_numbered(path, strict=True)
+
+
+def test_strict_reading_refuses_a_last_line_that_is_closed_but_not_json(tmp_path):
+    """No newline at the end, but the JSON is not open: a mistake, not a line being written."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2, "sources": [],}')
+    with pytest.raises(JsonLinesError, match=r"m.jsonl:2: not a JSON line"):
+        read_jsonl_numbered(path, strict=True)

@@ -87,7 +87,7 @@ def test_rows_stamped_before_keys_were_masked_still_match():
     plain = {"composer": f"openai:m@api_key={SECRET},base_url=http://h/v1"}
     masked = mask_secrets(plain)
     key = fingerprint(masked)
-    rows = [{"id": "a", "fingerprint": fingerprint(plain), "settings": plain}]
+    rows = [{"id": "a", "fingerprint": fingerprint(plain), "settings": plain, "setting": plain}]
 
     def refuse(what):
         raise AssertionError(what)
@@ -125,3 +125,12 @@ def test_experiment_results_hold_no_api_key(tmp_path):
     for name in ("results.jsonl", "run.json"):
         text = (tmp_path / "out" / name).read_text()
         assert SECRET not in text and "api_key=***" in text, name
+
+
+def test_mask_secrets_keeps_what_follows_a_key_in_a_query_and_masks_other_spellings():
+    """Two settings that differ after the key must not mask to the same text."""
+    one = mask_secrets("openai:m@base_url=http://p/v1?api_key=K1&deployment=a,timeout=3")
+    two = mask_secrets("openai:m@base_url=http://p/v1?api_key=K2&deployment=b,timeout=3")
+    assert one == "openai:m@base_url=http://p/v1?api_key=***&deployment=a,timeout=3" and one != two
+    got = mask_secrets({"x-api-key": "s", "apikey": "t", "API-Key": "u", "api_key_env": "VAR"})
+    assert got == {"x-api-key": "***", "apikey": "***", "API-Key": "***", "api_key_env": "VAR"}

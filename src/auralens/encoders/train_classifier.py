@@ -297,8 +297,9 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     model = ASTForAudioClassification(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(y_tr) / cfg.batch_size)
-    # The schedule spans every epoch; max_steps only stops early, so a stopped run resumed
-    # to the end follows the same learning rates as one run straight through.
+    # The schedule spans every epoch; max_steps only stops early, so a run stopped by it and
+    # resumed with the same epochs follows the rates of one run straight through (a rerun
+    # with more epochs stretches the schedule from where it is).
     schedule_steps = steps_per_epoch * cfg.epochs
     total_steps = schedule_steps if cfg.max_steps is None else min(schedule_steps, cfg.max_steps)
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))

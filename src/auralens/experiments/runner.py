@@ -88,7 +88,7 @@ from auralens.io import (
     write_run_json,
 )
 from auralens.specs import SpecError
-from auralens.types import SceneRecord, record_id
+from auralens.types import SceneRecord, id_text
 
 log = logging.getLogger(__name__)
 
@@ -708,7 +708,9 @@ def _pair_item(d: Any, path: Path, line: int) -> Item:
         if key not in d:
             raise ExperimentError(f"{where}: the pair has no {key!r}")
     try:
-        rid = record_id(d["id"])  # as a manifest's ids: 3 and 3.0 are "3" and "3.0"
+        # text as a manifest's ids (3 and 3.0 are "3" and "3.0"); a pair's id names no folder
+        # (image names are made safe apart), so "/" and ".." are fine
+        rid = id_text(d["id"])
     except ValueError as exc:
         raise ExperimentError(f"{where}: {exc}") from None
     if not (isinstance(d["audio"], str) and d["audio"]):

@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
+from auralens.io import unclosed_json
 from auralens.specs import ModelSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -672,7 +673,7 @@ class OpenAIChatModel:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:  # a proxy's HTML page, a cut-off body …
-            if _unclosed_json(text):
+            if unclosed_json(text):
                 # JSON that ends early: a body cut short with no Content-Length to tell
                 # (the connection closed mid-reply); retried like IncompleteRead
                 raise http.client.IncompleteRead(text.encode("utf-8")) from exc
@@ -787,30 +788,6 @@ class OpenAIChatModel:
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def _unclosed_json(text: str) -> bool:
-    """True when ``text`` is the start of a JSON object or array that never closes (a string
-    or bracket still open at its end): what a reply cut short looks like."""
-    body = text.strip()
-    if body[:1] not in ("{", "["):
-        return False
-    depth, in_string, escaped = 0, False, False
-    for ch in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-    return in_string or depth > 0
 
 
 def load_chat_model(spec: str | ModelSpec, **overrides: Any) -> ChatModel:
