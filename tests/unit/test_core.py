@@ -154,10 +154,13 @@ def test_load_scenes_names_the_line_that_is_not_a_scene_record(tmp_path):
         assert msg.startswith(f"{path} line 3: not a scene manifest record") and "\n" not in msg
     path.write_text(json.dumps(good) + "\n")
     assert [r.id for r in load_scenes(path)] == ["m1"]
-    # a manifest is an input: a cut last line is an error, not a shorter dataset
-    path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:20])
+    # a manifest is an input: a cut line is an error, not a shorter dataset, unless it is the
+    # last one, still open, with no newline after it (a writer such as `data mix` is there)
+    path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:20] + "\n")
     with pytest.raises(DatasetError, match=r"r.jsonl:2: not a JSON line \(column \d+: "):
         load_scenes(path)
+    path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:20])
+    assert [r.id for r in load_scenes(path)] == ["m1"]
     path.write_text('{"id": "a"\nnot json\n')
     with pytest.raises(DatasetError, match=r"r.jsonl:1: not a JSON line"):
         load_scenes(path)
