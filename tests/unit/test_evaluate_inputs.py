@@ -335,6 +335,7 @@ def test_keyword_recognition_ignores_stopwords_of_labels(labels: list[str]) -> N
     ("sea_waves", "the seashore"), ("sea_waves", "at the seaside"),
     ("sea_waves", "the shoreline"), ("dog", "a doggy yaps"), ("chainsaw", "a chain saw"),
     ("chainsaw", "chain saws"), ("chainsaw", "saws"), ("chainsaw", "sawing wood"),
+    ("water", "a waterfall"),
 ])
 def test_keyword_recognition_matches_other_forms_of_a_word(label: str, text: str) -> None:
     from auralens.evaluate.judge import KeywordJudge
@@ -348,11 +349,98 @@ def test_keyword_recognition_matches_other_forms_of_a_word(label: str, text: str
     ("cat", "a category"), ("car", "a carpet"), ("car", "a caring voice"),
     ("sea_waves", "the season"), ("sea_waves", "a seal"), ("rain", "a rainbow"),
     ("rain", "a brainstorm"), ("wind", "the windows"), ("dog", "dogma"),
+    # only the listed compounds name their first part's sound
+    ("water", "a sleek streamlined car"), ("wind", "an unexpected financial windfall"),
+    ("water", "a cafe on the waterfront"), ("water", "a bench by the riverside"),
 ])
 def test_keyword_recognition_refuses_look_alike_words(label: str, text: str) -> None:
     from auralens.evaluate.judge import KeywordJudge
 
     assert KeywordJudge().score("recognition", text, [label]) is False
+
+
+@pytest.mark.parametrize(("label", "text", "recognised"), [
+    # fuss-manifest --label-mode all: one source with several names
+    ("Bark|Dog|Domestic_animals_and_pets|Animal", "A dog barks loudly.", True),
+    ("Rain|Water", "Rain falls on the roof.", True),
+    ("Rain|Water", "A dog barks.", False),
+])
+def test_keyword_judge_takes_a_joined_label_as_one_source_with_several_names(
+        label: str, text: str, recognised: bool) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    judge = KeywordJudge()
+    assert judge.score("recognition", text, [label]) is recognised
+    assert judge.score("count", text, [label]) == 1
+    assert judge.score("count", "A dog barks in the rain.", [label, "Rain|Water"]) == 2
+
+
+@pytest.mark.parametrize(("labels", "text", "count"), [
+    (["clock_alarm", "clock_tick"], "A clock ticks.", 1),
+    (["water_drops", "pouring_water"], "Water drips.", 1),
+    (["car_horn", "engine"], "An engine idles.", 1),
+    (["crow", "rooster"], "A rooster crows.", 1),
+    (["Bark", "Dog"], "A dog barks.", 1),
+    (["Speech", "Male_speech_and_man_speaking"], "A man speaks.", 1),
+    # two sources, each named by a word of its own
+    (["clock_alarm", "clock_tick"], "An alarm clock rings while a clock ticks.", 2),
+    (["car_horn", "engine"], "A car horn honks while an engine idles.", 2),
+    (["crow", "rooster"], "A crow caws and a rooster crows.", 2),
+    (["door_wood_knock", "door_wood_creaks"], "someone knocks on a door and it creaks", 2),
+])
+def test_keyword_count_counts_a_source_several_labels_name_once(labels: list[str], text: str,
+                                                                count: int) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("count", text, labels) == count
+
+
+@pytest.mark.parametrize(("label", "text"), [
+    ("can_opening", "You can hear birds chirping."), ("can_opening", "A door opens slowly."),
+    ("hand_saw", "People clap their hands."), ("car_horn", "A car drives past."),
+    ("clock_alarm", "A clock ticks."), ("mouse_click", "A mouse squeaks."),
+    ("crying_baby", "A seagull cries."), ("toilet_flush", "Toilet paper being torn."),
+    ("engine", "A fire engine siren."), ("crackling_fire", "A fire truck's siren wails."),
+    ("door_wood_knock", "A wooden door creaks open."), ("keyboard_typing", "A keyboard melody."),
+    ("washing_machine", "Someone washing dishes."), ("glass_breaking", "Water poured into a glass."),
+    ("chirping_birds", "Crickets chirping at night."), ("vacuum_cleaner", "A street cleaner."),
+])
+def test_keyword_recognition_needs_more_than_a_generic_word_of_the_label(label: str,
+                                                                         text: str) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("recognition", text, [label]) is False
+
+
+@pytest.mark.parametrize(("label", "text"), [
+    ("can_opening", "A can is opened with a hiss."), ("can_opening", "Someone opening a soda can."),
+    ("hand_saw", "A handsaw cutting through a plank."), ("hand_saw", "He saws with a hand saw."),
+    ("car_horn", "Drivers honking."), ("clock_alarm", "An alarm clock rings."),
+    ("mouse_click", "Repeated clicking of a mouse."), ("crying_baby", "An infant is crying."),
+    ("toilet_flush", "A toilet flushes."), ("engine", "A motor revs up."),
+    ("door_wood_knock", "Knocking on the door."), ("keyboard_typing", "Fast typing."),
+    ("washing_machine", "The washer rumbles."), ("washing_machine", "A washing machine spins."),
+    ("glass_breaking", "A glass shatters."), ("glass_breaking", "Breaking glass."),
+    ("chirping_birds", "Songbirds chirping."), ("vacuum_cleaner", "Someone vacuuming."),
+    ("thunderstorm", "Thunder rumbles."), ("airplane", "A jet plane roars."),
+    ("water_drops", "Droplets of water dripping."), ("brushing_teeth", "Someone brushes their teeth."),
+    ("church_bells", "Bells toll."), ("pouring_water", "Water is poured."),
+])
+def test_keyword_recognition_of_classes_named_by_other_words(label: str, text: str) -> None:
+    from auralens.evaluate.judge import KeywordJudge
+
+    assert KeywordJudge().score("recognition", text, [label]) is True
+
+
+def test_keyword_judge_word_cache_is_bounded() -> None:
+    from auralens.evaluate.judge import KeywordJudge, _stems
+
+    size = _stems.cache_info().maxsize
+    assert size is not None
+    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}{chr(97 + i // 17576)}"
+             for i in range(size + 1000)]
+    KeywordJudge().score("count", " ".join(words))
+    assert _stems.cache_info().currsize <= size
 
 
 def test_llm_judge_recognition_without_labels_is_missing_without_asking() -> None:

@@ -137,3 +137,26 @@ def test_judge_validate_refuses_values_of_the_wrong_kind(tmp_path: Path, capsys,
     assert main(["experiment", "judge-validate", str(ann), str(res)]) == 1
     assert capsys.readouterr().err == f"error: {res}:2: {problem}; fix or remove the line\n"
 
+
+
+def test_judge_validate_reads_a_whole_float_count_as_the_number(tmp_path: Path) -> None:
+    res = _results(tmp_path / "results.jsonl", [
+        {"id": "a", "method": "m", "count": 2.0, "count_source": "judge"},
+        {"id": "b", "method": "m", "count": 3, "count_source": "judge"}])
+    ann = tmp_path / "ann.csv"
+    ann.write_text("id,count,labels_included\na,2,\nb,3,\n")
+    assert judge_agreement(ann, res)["count"]["confusion"] == {"2->2": 1, "3->3": 1}
+
+
+def test_judge_validate_checks_only_the_values_it_compares(tmp_path: Path) -> None:
+    res = _results(tmp_path / "results.jsonl", [
+        {"id": "a", "method": "m", "count": 2, "count_source": "judge", "clapscore": "n/a"},
+        {"id": "b", "method": "m", "count": "many", "count_source": "judge"}])
+    ann = tmp_path / "ann.csv"
+    ann.write_text("id,count,labels_included\na,2,\n")  # b is not annotated
+    rep = judge_agreement(ann, res)
+    assert rep["count"] == {"agreement": 1.0, "n": 1, "confusion": {"2->2": 1}, "left_out": {}}
+    ann.write_text("id,count,labels_included\na,2,\nb,2,\n")
+    with pytest.raises(ValidationError) as err:
+        judge_agreement(ann, res)
+    assert str(err.value) == f"{res}:2: count 'many' is not a whole number ≥ 0; fix or remove the line"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from auralens.errors import AuralensError
-from auralens.evaluate.aggregate import row_problem
+from auralens.evaluate.aggregate import as_whole, row_problem
 from auralens.io import read_jsonl_numbered
 
 _TRUE = {"yes", "y", "true", "1"}
@@ -109,8 +109,8 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         and None when no row names its judge.
 
     Raises:
-        ValidationError: a result line that is not a row with an id or holds a value of the
-            wrong kind (``count: "many"``; see
+        ValidationError: a result line that is not a row with an id, or an annotated row
+            whose ``count`` or ``recognition`` is of the wrong kind (``count: "many"``; see
             :func:`~auralens.evaluate.aggregate.row_problem`), named by ``file:line``.
     """
     ann = read_annotations(annotations)
@@ -122,37 +122,38 @@ def judge_agreement(annotations: str | Path, results: str | Path,
             continue
         if r.get("id") is None:
             raise ValidationError(f"{results}:{line}: result row has no id")
-        problem = row_problem(r)  # as the runner: "count": "many", "recognition": "false"
-        if problem:
-            raise ValidationError(f"{results}:{line}: {problem}; fix or remove the line")
-        rows.append(r)
+        rows.append((line, r))
     if not rows:
         raise ValidationError(f"{results}: no result rows" + (f" for method {method!r}" if method else ""))
-    by_key: dict[tuple, dict[str, Any]] = {}
-    for r in rows:
-        key = (str(r["id"]), str(r.get("method")))
-        by_key[key] = r
-    per_id = Counter(str(r["id"]) for r in rows)
+    by_key: dict[tuple, tuple[int, dict[str, Any]]] = {}
+    for line, r in rows:
+        by_key[(str(r["id"]), str(r.get("method")))] = (line, r)
+    per_id = Counter(str(r["id"]) for _, r in rows)
     count_pairs, label_pairs, unmatched = [], [], []
     count_left: Counter[str] = Counter()
     label_left: Counter[str] = Counter()
     judges: dict[str, bool | None] = {}
     for a in ann:
         if a["method"] is not None:
-            r = by_key.get((a["id"], a["method"]))
+            match = by_key.get((a["id"], a["method"]))
         else:
             if per_id.get(a["id"], 0) > 1:
                 raise ValidationError(f"{results}: several methods for id {a['id']!r}; "
                                       "pass --method or add a method column")
-            r = next((v for (i, _), v in by_key.items() if i == a["id"]), None)
-        if r is None:
+            match = next((v for (i, _), v in by_key.items() if i == a["id"]), None)
+        if match is None:
             unmatched.append(a["id"])
             continue
+        line, r = match
+        # only the values compared here, read as the runner does ("count": "many" is refused)
+        problem = row_problem({key: r.get(key) for key in ("count", "recognition")})
+        if problem:
+            raise ValidationError(f"{results}:{line}: {problem}; fix or remove the line")
         used = False
         if a["count"] is not None and r.get("count") is not None:
             source = r.get("count_source") or "unknown"
             if source == "judge":
-                count_pairs.append((a["count"], r["count"]))
+                count_pairs.append((a["count"], as_whole(r["count"])))
                 used = True
             else:
                 count_left[f"count from {source}, not the judge"] += 1
