@@ -404,14 +404,28 @@ def write_run_json(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir/run.json`` with the resolved config, versions, models and timings
-    (API keys masked, see :func:`mask_secrets`)."""
+    (API keys masked, see :func:`mask_secrets`).
+
+    A rerun of the same command and config (a resume) keeps the models an earlier run
+    recorded and this one did not load (a rerun with nothing left to do loads none), so the
+    record still says which models made the outputs beside it.
+    """
+    models = dict(models or {})
+    try:
+        earlier = read_json(Path(out_dir) / "run.json")
+    except (OSError, ValueError):
+        earlier = None
+    if (isinstance(earlier, dict) and earlier.get("command") == command
+            and isinstance(earlier.get("models"), dict)
+            and earlier.get("config") == mask_secrets(to_jsonable(config))):
+        models = {**earlier["models"], **models}
     record = {
         "command": command,
         "argv": sys.argv,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config,
         "seed": seed,
-        "models": models or {},
+        "models": models,
         "timings_s": {k: round(v, 4) for k, v in (timings or {}).items()},
         "versions": package_versions(),
         "python": sys.version.split()[0],

@@ -134,3 +134,16 @@ def test_mask_secrets_keeps_what_follows_a_key_in_a_query_and_masks_other_spelli
     assert one == "openai:m@base_url=http://p/v1?api_key=***&deployment=a,timeout=3" and one != two
     got = mask_secrets({"x-api-key": "s", "apikey": "t", "API-Key": "u", "api_key_env": "VAR"})
     assert got == {"x-api-key": "***", "apikey": "***", "API-Key": "***", "api_key_env": "VAR"}
+
+
+def test_a_rerun_with_nothing_to_load_keeps_the_models_recorded(tmp_path):
+    """A resume that loads no model still says which models made the outputs."""
+    cfg = {"separator": "tdcnpp", "n": 2}
+    write_run_json(tmp_path, command="imagine batch", config=cfg,
+                   models={"separator": {"name": "tdcnpp", "revision": "abc"}})
+    write_run_json(tmp_path, command="imagine batch", config=cfg, models={})
+    assert read_json(tmp_path / "run.json")["models"] == {"separator": {"name": "tdcnpp",
+                                                                       "revision": "abc"}}
+    # other settings: the earlier models describe other outputs and are not carried over
+    write_run_json(tmp_path, command="imagine batch", config={**cfg, "n": 3}, models={})
+    assert read_json(tmp_path / "run.json")["models"] == {}
