@@ -74,6 +74,20 @@ def test_report_contains_every_clip_player_image_and_table(report_dir: Path) -> 
     assert "FAD" in page and "KAD" in page and "ceiling" in page and "logmel@" in page
 
 
+def test_tables_name_their_metrics_and_the_better_direction(report_dir: Path) -> None:
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    clip_head = re.findall(r"<th>([^<]*)</th>", page.split("<section", 1)[1].split("</tr>", 1)[0])
+    assert clip_head == ["KAD (clip) ↓", "MR-STFT ↓", "log-mel L1 ↓", "LSD (dB) ↓", "env. corr ↑",
+                         "SI-SDR (dB)* ↑"]
+    assert "KAD (clip) (<code>kad_file</code> in clip_metrics.csv): the KAD between this clip" in page
+    assert "KAD is an unbiased estimate" in page and "can be slightly below zero" in page
+    assert "the best sonification in the column" in page
+    assert "no best SI-SDR is marked among runs whose codec decodes with Griffin-Lim" in page
+    # The CSV columns are data: they keep their keys.
+    header = (report_dir / "clip_metrics.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert {"kad_file", "lsd_db", "env_corr", "si_sdr"} <= set(header)
+
+
 def test_metrics_files_have_ceiling_beside_each_version(report_dir: Path) -> None:
     rows = list(csv.DictReader(open(report_dir / "metrics.csv", encoding="utf-8")))
     assert {(r["run"], r["version"]) for r in rows} == {
@@ -458,3 +472,71 @@ def test_runs_scored_on_different_clips_are_flagged(tmp_path: Path) -> None:
     same = tmp_path / "same"
     build_report(runs[:1], same, embedder="logmel", use_cache=False)
     assert "not all scored on the same clips" not in (same / "index.html").read_text()
+
+
+def test_kad_file_scores_each_clip_against_its_own_original(tmp_path: Path, monkeypatch) -> None:
+    """A render that is another clip's original is a typical member of the set but a bad
+    reconstruction: kad_file ranks it behind the ceiling on every clip. A render identical to
+    its original scores the unbiased estimator's value for one sample against itself,
+    −100·2(1 − k̄)/n, which lies in [−200/n, 0] for n frames."""
+    from auralens.evaluate.embedders import build_embedder
+    from auralens.evaluate.sonify_eval import evaluate_run, load_run
+
+    run = make_fake_run(tmp_path, posts=())
+    renders = run / "renders"
+    for i, cid in enumerate(CLIPS):
+        x, _ = audio.load_sr(renders / "original" / f"{cid}.wav")
+        audio.write(renders / "ceiling" / f"{cid}.wav", 0.9 * x, SR)  # a small gain error
+        other = CLIPS[(i + 1) % len(CLIPS)]
+        for post, src in (("swapped", other), ("copy", cid)):
+            (renders / post).mkdir(exist_ok=True)
+            (renders / post / f"{cid}.wav").write_bytes((renders / "original" / f"{src}.wav").read_bytes())
+    emb = build_embedder("logmel")
+    scores = evaluate_run(load_run(run), emb, spectral=False)
+    kad_file = {v: {c: m["kad_file"] for c, m in vs.clip_metrics.items()}
+                for v, vs in scores.versions.items()}
+    for cid in CLIPS:
+        assert kad_file["ceiling"][cid] < kad_file["swapped"][cid], cid
+        n = emb.embed_file(renders / "original" / f"{cid}.wav").shape[0]
+        assert -200.0 / n <= kad_file["copy"][cid] <= 0.0, cid
+    # The means in the rows follow: the ceiling beside a version is comparable with it.
+    rows = {r["version"]: r for r in scores.rows()}
+    assert rows["swapped"]["ceiling_kad_file"] == rows["ceiling"]["kad_file"] < rows["swapped"]["kad_file"]
+
+    # A clip with fewer than 2 frames in a render has no kad_file: NaN and a note, not a crash.
+    real = emb.embed_file
+    monkeypatch.setattr(emb, "embed_file", lambda p, cache=None: real(p, cache=cache)[:1]
+                        if Path(p).parent.name == "copy" and Path(p).stem == "sine_a"
+                        else real(p, cache=cache))
+    scores = evaluate_run(load_run(run), emb, spectral=False)
+    copy = scores.versions["copy"]
+    assert np.isnan(copy.clip_metrics["sine_a"]["kad_file"])
+    assert np.isfinite(copy.clip_metrics["chirp_c"]["kad_file"])
+    assert ("kad_file not computed for 1 clip(s) with fewer than 2 embedding frames in the "
+            "original or the render: sine_a") in copy.notes
+
+
+def _run_in(root: Path, folder: str, **config) -> Path:
+    run = make_fake_run(root / folder, "run", posts=("minmax",))
+    record = json.loads((run / "run.json").read_text())
+    record["config"].update(config)
+    write_json(run / "run.json", record)
+    return run
+
+
+def test_runs_are_labelled_by_the_settings_that_differ(tmp_path: Path) -> None:
+    """Three runs in folders all named ``run`` that differ in their layer are labelled
+    ``layer=patch``, ``layer=2``, ``layer=4`` everywhere, not ``run``, ``run-2``, ``run-3``."""
+    runs = [_run_in(tmp_path, f"layer={layer}", layer=layer) for layer in ("patch", 2, 4)]
+    out = tmp_path / "rep"
+    build_report(runs, out, embedder="logmel", use_cache=False, max_clips=1)
+    labels = ["layer=patch", "layer=2", "layer=4"]
+    rows = list(csv.DictReader(open(out / "metrics.csv", encoding="utf-8")))
+    assert list(dict.fromkeys(r["run"] for r in rows)) == labels
+    assert sorted(p.name for p in (out / "audio").iterdir()) == sorted(labels)
+    assert sorted(p.name for p in (out / "img").iterdir() if p.is_dir()) == sorted(labels)
+    assert {r["run"] for r in csv.DictReader(open(out / "topk_kad.csv", encoding="utf-8"))} == set(labels)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for label in labels:
+        assert f'<span class="meta">· {label}</span>' in page and f"<h3>{label}</h3>" in page
+    assert "run-2" not in page and "run-3" not in page

@@ -1,12 +1,15 @@
-"""Report inputs that are not what they should be: history lines, undefined values in CSVs."""
+"""Report inputs that are not what they should be: history lines, undefined values in CSVs;
+run labels and the summary table's headers and best marks."""
 
 from __future__ import annotations
 
 import csv
 import math
+import re
+from pathlib import Path
 
-from auralens.evaluate.report import _write_csv
-from auralens.evaluate.sonify_eval import read_history
+from auralens.evaluate.report import _run_labels, _summary_table, _write_csv
+from auralens.evaluate.sonify_eval import SonifyRun, read_history
 
 
 def test_bad_history_lines_are_left_out_and_named(tmp_path) -> None:
@@ -44,3 +47,51 @@ def test_undefined_values_are_empty_csv_cells(tmp_path) -> None:
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     assert rows == [{"a": "", "b": "", "c": "1.5", "d": "0"}, {"a": "", "b": "x", "c": "2.0", "d": ""}]
     assert "nan" not in path.read_text()
+
+
+def _run(name: str, **config) -> SonifyRun:
+    return SonifyRun(Path(name), name, {"config": config}, [], {})
+
+
+def test_run_labels_name_the_settings_that_differ() -> None:
+    base = {"encoder": "classifier:/x/presets/classifier-synth", "codec": "mel", "lr": 0.01}
+    runs = [_run("run", **base, layer=v) for v in ("patch", 2, 4)]
+    runs[1].name, runs[2].name = "run-2", "run-3"
+    assert _run_labels(runs) == ["layer=patch", "layer=2", "layer=4"]
+    # Several settings differ: all of them, in a fixed order; a path or hub id by its last part.
+    two = [_run("a", encoder="hf:facebook/hubert-base-ls960", layer=2, lr=1e-3),
+           _run("b", encoder="hf:org/ast model", layer=2, lr=0.01)]
+    assert _run_labels(two) == ["encoder=hubert-base-ls960,lr=0.001", "encoder=ast_model,lr=0.01"]
+    # Nothing differs: the folder names.
+    assert _run_labels([_run("a", **base, layer=2), _run("b", **base, layer=2)]) == ["a", "b"]
+    # A differing setting unknown for a run, or settings two runs share: their folder names.
+    assert _run_labels([_run("a", layer=2), _run("b"), _run("c", layer=4)]) == ["layer=2", "b", "layer=4"]
+    assert _run_labels([_run("a", layer=2, seed=1), _run("b", layer=2, seed=2),
+                        _run("c", layer=4)]) == ["a", "b", "layer=4"]
+    # A folder name that is another run's label still gives unique labels (ignoring case).
+    assert _run_labels([_run("LAYER=2"), _run("x", layer=2), _run("y", layer=2)]) == [
+        "LAYER=2", "x", "y"]
+    assert _run_labels([_run("layer=4"), _run("x", layer=2), _run("y", layer=4)]) == [
+        "layer=4", "layer=2", "y"]
+
+
+def _row(run: str, codec: str, **metrics) -> dict:
+    return {"run": run, "encoder": "e", "layer": 1, "gate": "g", "codec": codec,
+            "version": "none", "n_clips": 3, **metrics}
+
+
+def _bold(table: str) -> list[str]:
+    return re.findall(r'<span class="best">([^<]*)</span>', table)
+
+
+def test_summary_headers_say_which_way_is_better_and_si_sdr_best_skips_griffin_lim() -> None:
+    rows = [_row("a", "mel", fad=2.0, env_corr=0.5, lsd_db=9.0, si_sdr=-20.0),
+            _row("b", "mel@n_mels=80", fad=1.0, env_corr=0.7, lsd_db=8.0, si_sdr=-30.0)]
+    table = _summary_table(rows)
+    head = re.findall(r"<th>([^<]*)</th>", table)
+    assert head == ["FAD ↓", "LSD (dB) ↓", "env. corr ↑", "SI-SDR (dB)* ↑"]
+    # Griffin-Lim (mel codec) output: no best SI-SDR; the other columns keep theirs.
+    assert _bold(table) == ["1", "8", "0.7"]
+    # A waveform codec's SI-SDR is ranked, among its rows only.
+    rows.append(_row("c", "dac", fad=3.0, env_corr=0.1, lsd_db=10.0, si_sdr=-25.0))
+    assert _bold(_summary_table(rows)) == ["1", "8", "0.7", "-25"]

@@ -14,6 +14,10 @@
     OUT/items.json                            the rateable items (run, version, clip, files)
     OUT/run.json, OUT/errors.jsonl            provenance; clips that failed and were skipped
 
+Each run is labelled (``<run>`` above, and on the page and in the CSVs) by the settings that
+differ between the runs reported, e.g. ``layer=2`` (:func:`_run_labels`); by its folder name
+when none does.
+
 Every piece of text from run directories goes through :func:`html.escape`. Run, version and
 clip names become file names through :func:`_safe`; a name that cleaning changes gets a short
 hash of the original name (``a b`` → ``a_b-<hash>``), and the names of one run are made unique,
@@ -59,12 +63,19 @@ log = logging.getLogger(__name__)
 #: Metrics in the summary table: key → (label, lower is better).
 SUMMARY_METRICS: dict[str, tuple[str, bool]] = {
     "fad": ("FAD", True), "fad_inf": ("FAD∞", True), "kad": ("KAD", True),
-    "mr_stft": ("MR-STFT", True), "logmel_l1": ("log-mel L1", True), "lsd_db": ("LSD dB", True),
+    "mr_stft": ("MR-STFT", True), "logmel_l1": ("log-mel L1", True), "lsd_db": ("LSD (dB)", True),
     "spectral_convergence": ("SC", True), "env_corr": ("env. corr", False),
-    "si_sdr": ("SI-SDR dB*", False),
+    "si_sdr": ("SI-SDR (dB)*", False),
 }
-#: Per-clip metrics shown beside the players.
-CLIP_METRICS = ("kad_file", "mr_stft", "logmel_l1", "lsd_db", "env_corr", "si_sdr")
+#: Per-clip metrics shown beside the players: key → (label, lower is better). The CSV
+#: columns keep the keys.
+CLIP_METRICS: dict[str, tuple[str, bool]] = {
+    "kad_file": ("KAD (clip)", True), "mr_stft": ("MR-STFT", True),
+    "logmel_l1": ("log-mel L1", True), "lsd_db": ("LSD (dB)", True),
+    "env_corr": ("env. corr", False), "si_sdr": ("SI-SDR (dB)*", False),
+}
+#: Run settings that can tell the reported runs apart in their labels, in label order.
+LABEL_SETTINGS = ("encoder", "layer", "codec", "gate", "lr", "epochs")
 PLOT_SR = 22050
 
 _CSS = """
@@ -107,7 +118,7 @@ def _fmt(value: Any) -> str:
 
 def _safe(name: str) -> str:
     """A file-system-safe component (run/version/clip names come from other people's dirs)."""
-    out = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(name)).strip(".")
+    out = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in str(name)).strip(".")
     return out or "_"
 
 
@@ -158,6 +169,42 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
             name, i = f"{base}-{i}", i + 1
         names.append(name)
     return names
+
+
+def _setting_text(value: Any) -> str:
+    """A setting's value for a run label: a float in ``%g``, a path or hub id by its last part
+    (``classifier:/…/classifier-synth`` → ``classifier-synth``)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _run_labels(runs: Sequence[Any]) -> list[str]:
+    """A label per run from the :data:`LABEL_SETTINGS` that differ between the runs, e.g.
+    ``layer=patch``, ``layer=2`` or ``layer=4,lr=0.001``.
+
+    A run keeps its name (its folder's, made unique) when no setting differs, when one of
+    the differing settings is unknown for it, or when its label would be another run's too.
+    Labels are file-system safe (:func:`_safe`) and unique ignoring case (a ``-2`` … suffix
+    is the last resort).
+    """
+    infos = [run.info() for run in runs]
+    differ = [k for k in LABEL_SETTINGS if len({str(info[k]) for info in infos}) > 1]
+    labels = [",".join(_safe(f"{k}={_setting_text(info[k])}") for k in differ)
+              if differ and all(info[k] is not None for k in differ) else run.name
+              for run, info in zip(runs, infos, strict=True)]
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label.lower()] = counts.get(label.lower(), 0) + 1
+    labels = [label if counts[label.lower()] == 1 else run.name
+              for run, label in zip(runs, labels, strict=True)]
+    out: list[str] = []
+    for label in labels:
+        cand, i = label, 2
+        while cand.lower() in {o.lower() for o in out}:
+            cand, i = f"{label}-{i}", i + 1
+        out.append(cand)
+    return out
 
 
 def _is_nan(value: Any) -> bool:
@@ -274,6 +321,8 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     loaded = [load_run(p, n) for p, n in zip(paths, _unique_names(paths), strict=True)]
+    for run, label in zip(loaded, _run_labels(loaded), strict=True):
+        run.name = label
     emb = build_embedder(embedder)
     cache = ArrayCache(namespace="metric-embeddings") if use_cache else None
     errors = ErrorLog(out / "errors.jsonl", reset=True)
@@ -391,18 +440,30 @@ def _summary_plots(rows: Sequence[dict[str, Any]], out: Path) -> list[tuple[str,
     return imgs
 
 
+def _is_griffin_lim(codec: Any) -> bool:
+    """Whether a run's codec decodes with Griffin-Lim (the ``mel`` codec): its output's phase
+    is arbitrary, so SI-SDR says nothing about it."""
+    return isinstance(codec, str) and codec.split("@", 1)[0].strip().lower() == "mel"
+
+
+def _header(label: str, lower_is_better: bool) -> str:
+    """A metric column header with the direction that is better (↓ lower, ↑ higher)."""
+    return f"{label} {'↓' if lower_is_better else '↑'}"
+
+
 def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     # n_clips and notes say which clips each row's values cover.
     cols = ["run", "encoder", "layer", "gate", "codec", "version", "n_clips"]
     metrics = [k for k in SUMMARY_METRICS if any(r.get(k) is not None for r in rows)]
     best: dict[str, float] = {}
     for k in metrics:
+        # No best SI-SDR among Griffin-Lim rows: the page calls it meaningless there.
         vals = [r[k] for r in rows if r["version"] != "ceiling" and isinstance(r.get(k), float)
-                and math.isfinite(r[k])]
+                and math.isfinite(r[k]) and not (k == "si_sdr" and _is_griffin_lim(r.get("codec")))]
         if vals:
             best[k] = min(vals) if SUMMARY_METRICS[k][1] else max(vals)
     head = "".join(f'<th class="l">{_e(c)}</th>' for c in cols)
-    head += "".join(f"<th>{_e(SUMMARY_METRICS[k][0])}</th>" for k in metrics)
+    head += "".join(f"<th>{_e(_header(*SUMMARY_METRICS[k]))}</th>" for k in metrics)
     head += '<th class="l">notes</th>'
     body = []
     for r in rows:
@@ -410,7 +471,8 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
         cells = "".join(_name_cell(r.get(c)) for c in cols)
         for k in metrics:
             v = r.get(k)
-            cls = ' class="best"' if not is_ceil and k in best and v == best[k] else ""
+            cls = (' class="best"' if not is_ceil and k in best and v == best[k]
+                   and not (k == "si_sdr" and _is_griffin_lim(r.get("codec"))) else "")
             ceil = r.get(f"ceiling_{k}")
             sub = f'<span class="ceil">ceiling {_e(_fmt(ceil))}</span>' if not is_ceil and ceil is not None else ""
             cells += f"<td><span{cls}>{_e(_fmt(v))}</span>{sub}</td>"
@@ -435,7 +497,7 @@ def _clip_html(scores: Any, cid: str, order: Sequence[str], rel_audio: dict[tupl
     metric_cols = [m for m in CLIP_METRICS
                    if any(m in vs.clip_metrics.get(cid, {}) for vs in scores.versions.values())]
     head = ('<th class="l">version</th><th class="l">listen</th>'
-            + "".join(f"<th>{_e(m)}</th>" for m in metric_cols))
+            + "".join(f"<th>{_e(_header(*CLIP_METRICS[m]))}</th>" for m in metric_cols))
     trs = []
     for v in order:
         if (v, cid) not in rel_audio:
@@ -484,6 +546,14 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
                  "* SI-SDR is meaningful only where phase is preserved (waveform codecs), not for "
                  "Griffin-Lim output.</p>")
     parts.append(_summary_table(rows))
+    gl = any(_is_griffin_lim(r.get("codec")) for r in rows)
+    parts.append('<p class="meta">↓ lower is better, ↑ higher is better. '
+                 '<span class="best">Bold green</span>: the best sonification in the column '
+                 "(ceiling rows are not ranked)"
+                 + ("; no best SI-SDR is marked among runs whose codec decodes with Griffin-Lim "
+                    "(mel)" if gl else "")
+                 + ". KAD is an unbiased estimate: ≈ 0 for audio that matches the originals, and "
+                 "it can be slightly below zero.</p>")
     for label, rel in summary_imgs:
         parts.append(f'<img alt="{_e(label)} per version" src="{_e(rel)}" style="max-width:48%">')
     parts.append('<h2 id="loss">Training curves</h2>')
@@ -497,6 +567,11 @@ def _page_html(scores: Sequence[Any], rows: Sequence[dict[str, Any]], clip_secti
         else:
             parts.append('<p class="meta">no usable history.jsonl records</p>')
     parts.append('<h2 id="clips">Clips</h2>')
+    parts.append('<p class="meta">Every version of a clip against that clip\'s original. KAD (clip) '
+                 "(<code>kad_file</code> in clip_metrics.csv): the KAD between this clip's render "
+                 "and its own original (×100, the σ of the run's set KAD; unbiased, so ≈ 0 or "
+                 "slightly below for a faithful render), not a comparison with the other clips. "
+                 "↓ lower is better, ↑ higher is better; – not computable (see the notes).</p>")
     parts.extend(clip_sections)
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -14,9 +14,11 @@ originals:
 * set metrics — FAD (Gaussian fits of the pooled frames of all test clips; Ledoit–Wolf
   shrinkage is used automatically and recorded when there are fewer frames than dims),
   FAD∞ when there are enough frames, KAD (σ = median distance of the original frames, the
-  same σ for every version and every per-file score);
-* per-clip metrics — the spectral metrics of :mod:`auralens.evaluate.spectral` and per-file
-  KAD, averaged over clips.
+  same σ for every version and every per-clip score);
+* per-clip metrics — the spectral metrics of :mod:`auralens.evaluate.spectral` and
+  ``kad_file``: the KAD between the frames of one clip's render and those of *its own*
+  original (how well the clip is reconstructed, not how typical it is of the set; NaN, with a
+  note, for a clip with fewer than 2 frames on either side), averaged over clips.
 
 The ceiling row holds the same metrics for ``ceiling`` vs ``original``: the best a perfect
 gate could reach with this codec. Every sonification row carries them as ``ceiling_<metric>``.
@@ -96,7 +98,8 @@ class SonifyRun:
 
     Attributes:
         path: run directory.
-        name: display name (the directory name, made unique by the caller).
+        name: display name (the directory name unless the caller gives one; the report
+            labels runs by the settings that differ between them).
         record: parsed run.json ({} when absent).
         history: history.jsonl records (lines that are not a valid record are left out).
         versions: version name → clip id → wav path (``original`` and ``ceiling`` included
@@ -315,6 +318,26 @@ def _set_scores(ref_frames: list[np.ndarray], est_frames: list[np.ndarray], sigm
     return out
 
 
+def _clip_kad(vs: VersionScores, ref_emb: Mapping[str, np.ndarray],
+              est_emb: Mapping[str, np.ndarray], sigma: float) -> None:
+    """Set ``kad_file`` of every rendered clip: KAD between its render's frames and its own
+    original's, with the run's σ (the set KAD's), so the ceiling and every version are scored
+    on one kernel. A clip with fewer than 2 frames on either side gets NaN and a note."""
+    from auralens.evaluate.kad import kad
+
+    short = []
+    for cid, est in est_emb.items():
+        ref = ref_emb[cid]
+        if ref.shape[0] < 2 or est.shape[0] < 2:
+            vs.clip_metrics.setdefault(cid, {})["kad_file"] = float("nan")
+            short.append(cid)
+            continue
+        vs.clip_metrics.setdefault(cid, {})["kad_file"] = kad(ref, est, sigma=sigma).value
+    if short:
+        vs.notes.append(f"kad_file not computed for {len(short)} clip(s) with fewer than 2 "
+                        f"embedding frames in the original or the render: {_names(short)}")
+
+
 def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                  errors: ErrorLog | None = None, spectral: bool = True,
                  versions: Sequence[str] | None = None, sigma: float | None = None) -> RunScores:
@@ -332,7 +355,7 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
     """
     from auralens import audio
     from auralens.evaluate.embedders import circularity_warning
-    from auralens.evaluate.kad import kad_per_file, median_pairwise_distance
+    from auralens.evaluate.kad import median_pairwise_distance
     from auralens.evaluate.spectral import spectral_metrics
     from auralens.progress import progress
 
@@ -402,7 +425,6 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
         left = sorted(set().union(*usable) - common)
         warnings.append(f"{run.name}: every version is scored on the {len(common)} clip(s) "
                         f"usable in all of them; left out: {_names(left)}")
-    ref_all = np.concatenate(list(ref_emb.values()))
     for vname, vs in result.items():
         est_emb = embs[vname]
         if not est_emb:
@@ -417,9 +439,5 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                                          [est_emb[c] for c in vs.scored], sigma, vs.notes)
         except AuralensError as exc:
             vs.notes.append(f"set metrics not computed: {exc}")
-        # Every file against all usable originals: the same reference for every version.
-        per_file = kad_per_file(ref_all, {c: e for c, e in est_emb.items() if e.shape[0] >= 2},
-                                sigma=sigma)
-        for cid, res in per_file.items():
-            vs.clip_metrics.setdefault(cid, {})["kad_file"] = res.value
+        _clip_kad(vs, ref_emb, est_emb, sigma)
     return RunScores(run, embedder.name, sigma, result, warnings, fixed_sigma=fixed_sigma)
