@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from auralens import __version__
+from auralens.cli_utils import PlainHelpGroup
 from auralens.progress import setup_logging
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PlainHelpGroup,
 )
 
 
@@ -32,7 +34,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False,
+                                 help="Repeat for more log output: -v info, -vv debug."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
@@ -64,9 +67,10 @@ def demo(
     out: Path = typer.Option(Path("auralens-demo"), "--out", help="Output directory."),
     data: Path | None = typer.Option(None, "--data", help="ESC-50-layout folder to use instead of the procedural library."),
     quick: bool = typer.Option(False, "--quick", help="A reduced run (for tests)."),
-    seed: int = typer.Option(42, "--seed", min=0),
+    seed: int = typer.Option(42, "--seed", min=0, help="Seed of the sound library, the data "
+                             "splits, the mixtures and the training."),
 ) -> None:
-    """Run the offline demo end to end and write DIR/index.html."""
+    """Run the offline demo end to end and write index.html into the --out folder."""
     from auralens.demo import run_demo
 
     index = run_demo(out, data=data, quick=quick, seed=seed)

@@ -1,4 +1,5 @@
-"""Helpers for the typer CLI: a group with a default command and one-line error exits."""
+"""Helpers for the typer CLI: a group with a default command, help that shows what the parser
+takes, and one-line error exits."""
 
 from __future__ import annotations
 
@@ -28,6 +29,38 @@ class DefaultCommandGroup(TyperGroup):
 def default_group(command: str) -> type[DefaultCommandGroup]:
     """A :class:`DefaultCommandGroup` subclass whose default sub-command is ``command``."""
     return type(f"Default{command.title()}Group", (DefaultCommandGroup,), {"default_command": command})
+
+
+def plain_help(command: Any) -> None:
+    """Make the help of ``command`` and of all its sub-commands show what the parser takes.
+
+    typer's help gives every option a value placeholder, flags and counters included
+    (``--quick <bool>``, ``-v <int>``), though these take no value; and names arguments in
+    lower case (``{data}``). Here flags, counters and ``--help`` get no placeholder, and
+    arguments are named in capitals (``DATA``), as the README writes them.
+    """
+    import typer
+
+    params = list(command.params)
+    help_option = command.get_help_option(typer.Context(command))
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if param.param_type_name == "argument":
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+
+
+class PlainHelpGroup(TyperGroup):
+    """The root command group: its whole command tree gets :func:`plain_help`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        plain_help(self)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import html
 import logging
+import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +167,7 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     from auralens.data.mix import build_mixtures
     from auralens.data.synth import synthesize
     from auralens.evaluate.report import build_report
-    from auralens.scene.pipeline import imagine_batch
+    from auralens.scene.pipeline import ImagineConfig, imagine_batch
     from auralens.sonify.sweep import sweep
     from auralens.sonify.train import TrainConfig
 
@@ -185,6 +187,12 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     start = time.perf_counter()
 
     classifier = classifier_for(data)
+    built_library = data is None
+    extractor, codec = f"classifier:{classifier}", "mel"
+    imagine_cfg = {"captioner": f"classifier:{classifier}"}
+    imagine_settings = ImagineConfig.from_dict(imagine_cfg).result_settings()
+    models = {"extractor": extractor, "codec": codec,
+              **{k: imagine_settings[k] for k in ("separator", "captioner", "composer", "image")}}
     with timer("data"):
         if data is None:
             _say(f"1/5 building the procedural sound library ({plan.clips_per_class} clips per class)")
@@ -198,7 +206,7 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
              f"into the mel codec, {plan.epochs} epochs each (lr {plan.lr:g})")
         cfg = TrainConfig(gate=plan.gate, epochs=plan.epochs, lr=plan.lr, seed=seed,
                           tensorboard=False)
-        rows = sweep(data, f"classifier:{classifier}", list(plan.layers), "mel", plan.gate,
+        rows = sweep(data, extractor, list(plan.layers), codec, plan.gate,
                      out / "sonify",
                      cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
                      limit=plan.data_limit)
@@ -212,30 +220,62 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         _say(f"4/5 imagine: building {plan.mixtures} FUSS-recipe mixtures and describing them")
         build_mixtures(data, out / "mixtures", n=plan.mixtures, seed=seed)
     with timer("imagine"):
-        results = imagine_batch(out / "mixtures", out / "imagine",
-                                {"captioner": f"classifier:{classifier}"})
+        results = imagine_batch(out / "mixtures", out / "imagine", imagine_cfg)
 
     _say("5/5 writing the index page")
-    index = _write_index(out, rows, report, results, data)
+    index = _write_index(out, rows, report, results, data, built_library=built_library,
+                         classifier=classifier, models=models, gate=plan.gate,
+                         imagine_cfg=imagine_cfg)
     write_run_json(out, command="demo",
                    config={"data": str(data), "quick": quick, "plan": plan.__dict__},
-                   models={"extractor": f"classifier:{classifier}", "codec": "mel",
-                           "separator": "tdcnpp", "captioner": f"classifier:{classifier}",
-                           "composer": "template", "image": "none"},
+                   models=models,
                    timings={**timer.timings, "total": time.perf_counter() - start}, seed=seed)
     _say(f"done in {time.perf_counter() - start:.0f} s: open {index}")
     return index
 
 
 def _rel(path: Path | str, base: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
+    """``path`` relative to the folder ``base`` (a link that resolves from a page in ``base``)."""
+    return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
+
+
+def _backends(models: dict[str, str], gate: str, classifier: Path) -> str:
+    """The index's account of the models the demo ran, with why its classifier was chosen."""
+    def code(value: str) -> str:
+        return f"<code>{html.escape(value)}</code>"
+
+    why = ""
+    if classifier == PRESETS / "classifier-synth":
+        why = ("<p>The classifier is the committed <code>classifier-synth</code>, trained on the "
+               "procedural library's classes. The default <code>classifier</code> of "
+               "<code>auralens imagine</code> and <code>auralens sonify</code> is the one trained "
+               "on ESC-10, whose classes are mostly not the library's: its captions of these "
+               "mixtures differ.</p>")
+    return (f"<ul><li>Sonify: extractor {code(models['extractor'])}, codec {code(models['codec'])}, "
+            f"gate {code(gate)}</li>"
+            f"<li>Imagine: separator {code(models['separator'])}, captioner "
+            f"{code(models['captioner'])}, composer {code(models['composer'])}, image "
+            f"{code(models['image'])}</li></ul>{why}")
+
+
+def _rerun_command(out: Path, results: list[dict[str, Any]], imagine_cfg: dict[str, str]) -> str:
+    """The index's command that describes one of the demo's mixtures again, as the demo did."""
+    for r in results:
+        mixture = out / "mixtures" / f"{r.get('id')}.wav"
+        if mixture.is_file():
+            flags = " ".join(f"--{key} {shlex.quote(value)}" for key, value in imagine_cfg.items())
+            command = (f"auralens imagine run {shlex.quote(str(mixture.resolve()))} "
+                       f"--out {shlex.quote('imagine-' + mixture.stem)} {flags}")
+            return (f"<p>To describe {html.escape(str(r.get('id')))} again with the same "
+                    f"models (the result is written to imagine-{html.escape(mixture.stem)} in the "
+                    f"current folder):</p><pre>{html.escape(command)}</pre>")
+    return ""
 
 
 def _write_index(out: Path, rows: list[dict[str, Any]], report: Path | None,
-                 results: list[dict[str, Any]], data: Path) -> Path:
+                 results: list[dict[str, Any]], data: Path, *, built_library: bool,
+                 classifier: Path, models: dict[str, str], gate: str,
+                 imagine_cfg: dict[str, str]) -> Path:
     esc = html.escape
     layer_rows = "".join(
         f"<tr><td>{esc(str(r.get('layer')))}</td><td>{esc(str(r.get('status')))}</td>"
@@ -255,12 +295,15 @@ def _write_index(out: Path, rows: list[dict[str, Any]], report: Path | None,
             f"kept {esc(str(r.get('kept', '')))} of {esc(str(r.get('n_estimates', '')))} estimates — "
             f"<i>{esc(str(r.get('description', ''))[:400])}</i> {link}</li>")
     err_html = (f"<p>{len(errors)} mixtures failed; see imagine/errors.jsonl.</p>" if errors else "")
+    data_note = " (the procedural sound library this demo built)" if built_library else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>auralens demo</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head>
 <body><h1>auralens demo</h1>
-<p>Data: {esc(str(data))}. Everything below ran offline with the default backends.</p>
+<p>Data: {esc(str(Path(data).resolve()))}{data_note}.</p>
+<p>Everything below ran offline, with these models:</p>
+{_backends(models, gate, classifier)}
 <h2>Sonify: what each classifier layer keeps</h2>
 <table><tr><th>layer</th><th>status</th><th>first val loss</th><th>best val loss</th></tr>
 {layer_rows}</table>
@@ -268,6 +311,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}<
 <h2>Imagine: sound scenes described</h2>
 <p>No text-to-image model is available offline, so no images were generated.</p>
 <ul>{''.join(scene_items)}</ul>{err_html}
+{_rerun_command(out, results, imagine_cfg)}
 </body></html>
 """
     return write_text(out / "index.html", page)

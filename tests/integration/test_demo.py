@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +38,96 @@ def test_quick_demo_end_to_end(tmp_path):
     assert run["command"] == "demo" and run["timings_s"]["total"] > 0
     # Nothing downloaded: the stderr mentions no hub traffic and no image was produced.
     assert not list((out / "imagine").rglob("image.png"))
+    # The index names the captioner the demo used, every link resolves from the index's folder,
+    # and its command describes a mixture again as the demo did.
+    assert f"captioner <code>classifier:{PRESETS / 'classifier-synth'}</code>" in index
+    assert _links(index) and all((out / href).is_file() for href in _links(index))
+    argv = _rerun_argv(index)
+    rerun = subprocess.run([sys.executable, "-m", "auralens.cli", *argv[1:]], cwd=tmp_path,
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    item = next(r for r in results if argv[3].endswith(f"/{r['id']}.wav"))
+    assert f"description: {item['description']}" in rerun.stdout
+
+
+def _links(index: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r"href='([^']*)'", index)]
+
+
+def _rerun_argv(index: str) -> list[str]:
+    """The command the index gives to describe one mixture again."""
+    command = html.unescape(re.search(r"<pre>(auralens imagine run .*?)</pre>", index).group(1))
+    return shlex.split(command)
+
+
+def test_demo_index_names_its_models_and_gives_paths_that_resolve(tmp_path, monkeypatch):
+    """The index said it "ran offline with the default backends", but the demo captions with
+    classifier-synth, not the default `classifier` of `auralens imagine`; and it said
+    "Data: demo1/library", a path relative to where the demo was started, not to the index."""
+    import auralens.data.mix
+    import auralens.data.synth
+    import auralens.evaluate.report
+    import auralens.scene.pipeline
+    import auralens.sonify.sweep
+    from auralens.demo import run_demo
+
+    passed = {}
+
+    def synthesize(out, **kwargs):
+        out.mkdir(parents=True)
+        return out
+
+    def sweep(data, extractor, layers, codec, gate, out, **kwargs):
+        passed["sweep"] = (extractor, codec, gate)
+        (out / "layer=2").mkdir(parents=True)
+        return [{"layer": "2", "status": "ok", "run": "layer=2", "first_val_loss": 2.0, "best_val_loss": 1.0}]
+
+    def build_report(runs, out, **kwargs):
+        out.mkdir(parents=True)
+        (out / "index.html").write_text("report")
+        return out / "index.html"
+
+    def build_mixtures(data, out, **kwargs):
+        (out / "train").mkdir(parents=True)
+        (out / "train" / "example00000.wav").write_bytes(b"RIFF")
+
+    def imagine_batch(mixtures, out, config):
+        passed["imagine"] = config
+        item = out / "items" / "train" / "example00000"
+        item.mkdir(parents=True)
+        (item / "report.html").write_text("item")
+        return [{"id": "train/example00000", "true_labels": ["rain"], "kept": 1, "n_estimates": 4,
+                 "description": "Rain on a roof."}]
+
+    monkeypatch.setattr(auralens.data.synth, "synthesize", synthesize)
+    monkeypatch.setattr(auralens.sonify.sweep, "sweep", sweep)
+    monkeypatch.setattr(auralens.evaluate.report, "build_report", build_report)
+    monkeypatch.setattr(auralens.data.mix, "build_mixtures", build_mixtures)
+    monkeypatch.setattr(auralens.scene.pipeline, "imagine_batch", imagine_batch)
+    monkeypatch.chdir(tmp_path)
+    index_path = run_demo(Path("demo1"), quick=True)
+    out = tmp_path / "demo1"
+    assert index_path.resolve() == out / "index.html"
+    index = index_path.read_text()
+
+    synth = PRESETS / "classifier-synth"
+    assert passed["sweep"] == (f"classifier:{synth}", "mel", "lin")
+    assert passed["imagine"] == {"captioner": f"classifier:{synth}"}
+    assert "the default backends" not in index
+    assert (f"<li>Sonify: extractor <code>classifier:{synth}</code>, codec <code>mel</code>, gate "
+            "<code>lin</code></li>") in index
+    assert (f"<li>Imagine: separator <code>tdcnpp</code>, captioner <code>classifier:{synth}</code>, "
+            "composer <code>template</code>, image <code>none</code></li>") in index
+    argv = _rerun_argv(index)
+    assert argv[:3] == ["auralens", "imagine", "run"]
+    assert argv[3] == str(out / "mixtures" / "train" / "example00000.wav")
+    assert argv[argv.index("--captioner") + 1] == f"classifier:{synth}"
+    assert len(argv) == 8  # MIX, --out DIR and exactly the options the demo passed
+
+    assert f"Data: {out / 'library'} (the procedural sound library this demo built)." in index
+    assert sorted(_links(index)) == ["imagine/items/train/example00000/report.html",
+                                     "sonify/report/index.html"]
+    assert all((out / href).is_file() for href in _links(index))
 
 
 def _older_quick_demo(out: Path) -> dict[str, bytes]:

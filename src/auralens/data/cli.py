@@ -34,8 +34,9 @@ def synth_cmd(
     clips_per_class: int = typer.Option(12, "--clips-per-class", help="Clips per class (at most 1000)."),
     seed: int = typer.Option(42, "--seed", min=0, help="Library seed."),
     sample_rate: int = typer.Option(22050, "--sample-rate", help="Hz."),
-    duration: float = typer.Option(5.0, "--duration", help="Seconds per clip (at most 600, and at most "
-                                   "600 s worth of 48 kHz samples)."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds per clip: at most 600, and at "
+                                   "sample rates above 48 kHz at most 600 × 48,000 samples (e.g. "
+                                   "300 s at 96 kHz)."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated subset of the classes."),
 ) -> None:
     """Write a procedural labelled sound library (audio/*.wav + meta/esc50.csv)."""
@@ -68,8 +69,9 @@ def mix_cmd(
     max_sources: int = typer.Option(4, "--max-sources", help="Most sources per mixture."),
     min_sources: int = typer.Option(1, "--min-sources", help="Fewest sources per mixture."),
     sample_rate: int = typer.Option(16000, "--sample-rate", help="Hz."),
-    duration: float = typer.Option(10.0, "--duration", help="Seconds per mixture (at most 600, and at most "
-                                   "600 s worth of 48 kHz samples)."),
+    duration: float = typer.Option(10.0, "--duration", help="Seconds per mixture: at most 600, and "
+                                   "at sample rates above 48 kHz at most 600 × 48,000 samples (e.g. "
+                                   "300 s at 96 kHz)."),
 ) -> None:
     """Make FUSS-recipe mixtures (background + foreground events in simulated rooms)."""
     from auralens.data import detect_layout

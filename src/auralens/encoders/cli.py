@@ -31,8 +31,10 @@ def train_classifier_cmd(
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
-    """Train the AST-architecture classifier on DATA: all folds but the last train, the last
-    validates; the best epoch (val accuracy) is saved to OUT in Hugging Face format.
+    """Train the AST-architecture classifier on DATA, validating on one held-out fold.
+
+    The held-out fold is --val-fold (by default the last); the other folds train.
+    The epoch with the best validation accuracy is saved to OUT in Hugging Face format.
     Rerunning with the same OUT resumes."""
     from auralens.encoders.train_classifier import ClassifierConfig, train_classifier
 

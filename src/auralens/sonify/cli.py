@@ -105,7 +105,10 @@ def prepare_cmd(
     ctx: typer.Context,
     data: Path = typer.Argument(..., help="Dataset: ESC-50 layout or a folder of audio files."),
     encoder: str = typer.Option("classifier", "--encoder", help="Extractor spec (e.g. classifier, hf:MIT/ast-…)."),
-    layer: str = typer.Option(None, "--layer", help="Layer: patch / features / block index."),
+    layer: str = typer.Option(None, "--layer", help="Layer: patch / features / block index (when "
+                              "not given: the spec's @layer=, else the extractor's default; for "
+                              "CLAP that is embed).",
+                              show_default="the last block, 4 for the offline classifier"),
     codec: str = typer.Option("mel", "--codec", help="Codec spec (mel, dac, oobleck, encodec …)."),
     out: Path = typer.Option(..., "--out", help="PREP directory to write."),
     seed: int = typer.Option(42, "--seed", min=0, help="Split seed."),
