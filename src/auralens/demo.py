@@ -209,7 +209,10 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         rows = sweep(data, extractor, list(plan.layers), codec, plan.gate,
                      out / "sonify",
                      cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
-                     limit=plan.data_limit)
+                     limit=plan.data_limit,
+                     other_data_hint="a demo folder stays tied to the library it was made from "
+                                     "(moved or copied, it cannot be resumed); run the demo into "
+                                     "a new --out")
 
     with timer("report"):
         _say("3/5 evaluating sonifications against the codec ceiling (listening report)")

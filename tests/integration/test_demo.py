@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     item = next(r for r in results if argv[3].endswith(f"/{r['id']}.wav"))
     assert f"description: {item['description']}" in rerun.stdout
+    # A copied demo folder is tied to the library it was made from: the message says what a
+    # demo user can do (demo has no --overwrite).
+    shutil.copytree(out, tmp_path / "copy")
+    moved = subprocess.run([sys.executable, "-m", "auralens.cli", "demo", "--out",
+                            str(tmp_path / "copy"), "--quick"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert moved.returncode == 1 and "run the demo into a new --out" in moved.stderr
+    assert "--overwrite" not in moved.stderr
 
 
 def _links(index: str) -> list[str]:

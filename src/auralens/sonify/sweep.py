@@ -109,11 +109,16 @@ def _spec_of(spec: Any, build: Any) -> str:
     return spec if isinstance(spec, str) else str(build(spec).name)
 
 
+#: What to do about runs prepared from other data, for ``sonify sweep`` users.
+OTHER_DATA_HINT = "pass the same DATA, or --overwrite (or another --out) to prepare and train it again"
+
+
 def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, codec: Any,
           gate: str, out: str | Path, *, cfg: TrainConfig | None = None, seed: int = 42,
           batch_size: int = 8, duration: float | None = 5.0, limit: int | None = None,
           post: Sequence[str] = ("minmax",), render_limit: int | None = None,
-          cache_dir: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
+          cache_dir: str | Path | None = None, overwrite: bool = False,
+          other_data_hint: str = OTHER_DATA_HINT) -> list[dict[str, Any]]:
     """Run the layer sweep (see the module docstring).
 
     Args:
@@ -121,6 +126,8 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             keeps its length).
         limit: use only the first ``limit`` clips (must match the runs already in ``out``).
         overwrite: retrain every layer and render again, even where finished runs exist.
+        other_data_hint: what the error for runs prepared from other data tells the user to do
+            (a caller without ``--overwrite`` says what its own users can do).
 
     Returns:
         one summary row per layer: ``layer, status, best_val_loss, best_epoch, renders``.
@@ -151,7 +158,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             ldir = out / f"layer={spelling}"
             _finished(ldir / "run", base, planned)  # raises on other settings
             _check_limit(ldir, limit)
-            _check_data(ldir, data)
+            _check_data(ldir, data, other_data_hint)
     rows: list[dict[str, Any]] = []
     for spelling, layer in plan:
         ldir = out / f"layer={spelling}"
@@ -204,7 +211,7 @@ def _check_post(post: Sequence[str]) -> None:
             raise AuralensError(f"--post {chain!r}: {exc}") from None
 
 
-def _check_data(ldir: Path, data: str | Path) -> None:
+def _check_data(ldir: Path, data: str | Path, hint: str = OTHER_DATA_HINT) -> None:
     """Refuse a dataset other than the one a layer with a run was prepared from (its runs
     would otherwise count as finished on the new data).
 
@@ -221,8 +228,7 @@ def _check_data(ldir: Path, data: str | Path) -> None:
         return
     # a relative path (older runs) is taken relative to the current directory, as prepare did
     if Path(str(stored)).resolve() != Path(data).resolve():
-        raise TrainError(f"{ldir}: was prepared and trained from {stored}, not {data}; pass the same "
-                         "DATA, or --overwrite (or another --out) to prepare and train it again")
+        raise TrainError(f"{ldir}: was prepared and trained from {stored}, not {data}; {hint}")
 
 
 def _check_limit(ldir: Path, limit: int | None) -> None:
