@@ -166,7 +166,7 @@ def test_absurd_sizes_are_one_line_refusals_before_any_work(tmp_path: Path,
     assert not m.exists()
     res = runner.invoke(app, ["data", "synth", "--help"])
     text = re.sub(r"[\s│]+", " ", res.output)  # rich wraps the help in a box
-    assert "Seconds per clip (at most 600" in text and "Clips per class (at most 1000)" in text
+    assert "Seconds per clip: at most 600" in text and "Clips per class (at most 1000)" in text
 
 
 def test_synth_into_an_existing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
