@@ -30,6 +30,16 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def as_whole(value: Any, low: int = 0) -> int | None:
+    """``value`` as a whole number ≥ ``low``: an integer, or a whole-valued float (``1.0`` →
+    1); None for anything else (``1.5``, ``"3"``, a bool)."""
+    if is_whole(value, low):
+        return int(value)
+    if is_number(value) and float(value).is_integer() and value >= low:
+        return int(value)
+    return None
+
+
 def plain(value: Any) -> Any:
     """``value`` with numpy scalars (also inside lists) turned into Python numbers, so
     settings that passed the checks above can be written as JSON."""

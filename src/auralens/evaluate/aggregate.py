@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from auralens.checks import is_number, is_whole
+from auralens.checks import as_whole, is_number
 from auralens.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,6 @@ EXPECTED = {"n_sources": "a whole number ≥ 0", "count": "a whole number ≥ 0"
 #: Figure files :func:`write_report` writes (others in ``figures/`` are never touched).
 FIGURES = ("perception.png", "label_accuracy.png", "quality.png", "es_by_sources.png",
            "accuracy_by_sources.png", "scores.png")
-
-
-def as_whole(value: Any, low: int = 0) -> int | None:
-    """``value`` as a whole number ≥ ``low``: an integer, or a whole-valued float (``1.0`` →
-    1); None for anything else (``1.5``, ``"3"``, a bool)."""
-    if is_whole(value, low):
-        return int(value)
-    if is_number(value) and float(value).is_integer() and value >= low:
-        return int(value)
-    return None
 
 
 def _usable(key: str, value: Any) -> bool:

@@ -18,8 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from auralens.checks import as_whole
 from auralens.errors import AuralensError
-from auralens.evaluate.aggregate import as_whole, row_problem
+from auralens.evaluate.aggregate import row_problem
 from auralens.io import read_jsonl_numbered
 
 _TRUE = {"yes", "y", "true", "1"}

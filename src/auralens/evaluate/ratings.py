@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import io
 import math
 import os
@@ -28,8 +27,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from auralens.checks import is_number, is_whole
+from auralens.checks import as_whole
 from auralens.errors import AuralensError
+from auralens.evaluate.plots import md_cell
 from auralens.io import atomic_path
 
 MARKS = (1, 2, 3, 4, 5)
@@ -65,8 +65,8 @@ def _mark(value: Any, what: str) -> int:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             mark = int(value)
-    elif is_whole(value) or (is_number(value) and float(value).is_integer()):
-        mark = int(value)
+    else:
+        mark = as_whole(value)
     if mark not in MARKS:
         raise RatingError(f"{what} mark must be an integer 1–5, got {value!r}")
     return mark
@@ -230,12 +230,6 @@ def _mean_cell(mean: float, std: float | None) -> str:
     return f"{mean:.2f} ± " + ("–" if std is None else f"{std:.2f}")
 
 
-def _md_cell(value: Any) -> str:
-    """Run/version/clip names as a Markdown cell: HTML-special characters escaped (viewers
-    render HTML in cells), ``|`` and line breaks kept from splitting the row."""
-    return " ".join(html.escape(str(value), quote=False).replace("|", "\\|").splitlines())
-
-
 def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table: group columns, ``visual`` and ``audio`` as ``mean ± std``, n.
 
@@ -247,7 +241,7 @@ def ratings_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join([*keys, "visual (1–5)", "audio (1–5)", "n"]) + " |",
              "|" + "---|" * (len(keys) + 3)]
     for r in rows:
-        cells = [_md_cell(r[k]) for k in keys]
+        cells = [md_cell(r[k]) for k in keys]
         cells += [_mean_cell(r["visual_mean"], r["visual_std"]),
                   _mean_cell(r["audio_mean"], r["audio_std"]), str(r["n"])]
         lines.append("| " + " | ".join(cells) + " |")

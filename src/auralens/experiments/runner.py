@@ -62,7 +62,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from auralens.checks import is_number, is_whole
+from auralens.checks import as_whole, is_number, is_whole
 from auralens.config import (
     ConfigError,
     apply_overrides,
@@ -74,7 +74,6 @@ from auralens.config import (
     same_working_dir,
 )
 from auralens.errors import AuralensError
-from auralens.evaluate.aggregate import as_whole
 from auralens.io import (
     ErrorLog,
     Timer,
@@ -1178,11 +1177,10 @@ def item_signature(item: Item) -> dict[str, Any] | None:
         The signature, or None when one of its files cannot be read (the item then fails on
         its own, and its earlier rows are not checked).
     """
-    import hashlib
+    from auralens.cache import hash_file
 
     def digest(path: Path) -> str:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+        return hash_file(path)[:16]
 
     try:
         sig: dict[str, Any] = {"audio": digest(item.audio)}
