@@ -172,19 +172,16 @@ def check_fingerprints(rows: list[dict[str, Any]], key: str, settings: dict[str,
             if not (isinstance(row.get("settings"), dict)
                     and fingerprint(mask_secrets(row["settings"])) == key):
                 refuse(different(row.get("settings")))
-            row.update(mask_secrets(row))  # its other columns (a spec as given …) too
-            row["fingerprint"], row["settings"] = key, settings
             restamped.append(row)
     legacy = [row for row in rows if row.get("fingerprint") is None]
-    if not legacy:
-        return restamped
-    old = legacy_settings(legacy)
-    if old is None:
-        refuse("without a settings fingerprint (an older version)")
-    if fingerprint(mask_secrets(old)) != key:
-        refuse(different(old))
-    for row in legacy:
-        row.update(mask_secrets(row))
+    if legacy:
+        old = legacy_settings(legacy)
+        if old is None:
+            refuse("without a settings fingerprint (an older version)")
+        if fingerprint(mask_secrets(old)) != key:
+            refuse(different(old))
+    for row in restamped + legacy:
+        row.update(mask_secrets(row))  # its other columns (a spec as given …) too
         row["fingerprint"], row["settings"] = key, settings
     return restamped + legacy
 

@@ -411,13 +411,14 @@ def write_run_json(
     record still says which models made the outputs beside it.
     """
     models = dict(models or {})
+    config = mask_secrets(to_jsonable(config))  # as recorded, so an earlier record compares
     try:
         earlier = read_json(Path(out_dir) / "run.json")
     except (OSError, ValueError):
         earlier = None
     if (isinstance(earlier, dict) and earlier.get("command") == command
             and isinstance(earlier.get("models"), dict)
-            and earlier.get("config") == mask_secrets(to_jsonable(config))):
+            and earlier.get("config") == config):
         models = {**earlier["models"], **models}
     record = {
         "command": command,

@@ -78,14 +78,10 @@ def launch(
     from auralens.ui_app.app import serve
 
     if isinstance(imagine_config, (str, Path)):
-        from auralens.config import load_yaml
+        from auralens.scene.pipeline import imagine_section
 
         source = imagine_config
-        data = load_yaml(imagine_config)
-        # the file `imagine run --config` reads: its `imagine:` section, or the whole file
-        imagine_config = data.get("imagine", data)
-        if not isinstance(imagine_config, dict):
-            raise UIError(f"{source}: 'imagine' must be a mapping")
+        imagine_config = imagine_section(source, UIError)  # what `imagine run --config` reads
         check_imagine_config(imagine_config, str(source))
     elif imagine_config is not None:
         check_imagine_config(imagine_config, "imagine_config")

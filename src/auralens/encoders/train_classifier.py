@@ -49,7 +49,15 @@ import numpy as np
 from auralens.checks import is_number, is_whole
 from auralens.encoders.hf import _DTYPES, _short
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, Timer, read_json, remove_stale_temps, write_json, write_run_json
+from auralens.io import (
+    ErrorLog,
+    Timer,
+    check_out_dir,
+    read_json,
+    remove_stale_temps,
+    write_json,
+    write_run_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +266,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     classes = _classes(clips, Path(data) / "meta" / "esc50.csv")
     label2id = {name: i for i, name in enumerate(classes)}
     data_id = _data_fingerprint(clips)
-    if out.exists() and not out.is_dir():
-        raise AuralensError(f"{out}: exists and is not a directory; pick another --out")
+    check_out_dir(out, AuralensError, "; pick another --out")
     state_path = out / "train_state.pt"
     state: dict[str, Any] | None = None
     if state_path.exists():

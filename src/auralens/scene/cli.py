@@ -35,16 +35,12 @@ _SET = typer.Option(None, "--set", help="Override a config key: --set activity.r
 
 
 def _config(config: Path | None, sets: list[str] | None, **flags: Any) -> dict[str, Any]:
-    from auralens.config import apply_overrides, load_yaml
-    from auralens.scene.pipeline import ImagineError
+    from auralens.config import apply_overrides
+    from auralens.scene.pipeline import ImagineError, imagine_section
 
     cfg: dict[str, Any] = {}
     if config:
-        data = load_yaml(config)
-        section = data.get("imagine", data)
-        if not isinstance(section, dict):
-            raise ImagineError(f"{config}: 'imagine' must be a mapping")
-        cfg = dict(section)
+        cfg = imagine_section(config, ImagineError)
     for key, value in flags.items():
         if value is not None:
             cfg[key] = str(value) if isinstance(value, Path) else value

@@ -66,6 +66,22 @@ class ImagineError(AuralensError):
     """An input or configuration the imagine pipeline cannot use."""
 
 
+def imagine_section(path: str | Path, error: type[Exception]) -> dict[str, Any]:
+    """The settings an imagine config file holds: its ``imagine:`` section, or the whole file
+    (what ``imagine run --config`` and ``auralens ui --config`` read).
+
+    Raises:
+        error: the section is not a mapping (``f"{path}: 'imagine' must be a mapping"``).
+    """
+    from auralens.config import load_yaml
+
+    data = load_yaml(path)
+    section = data.get("imagine", data)
+    if not isinstance(section, dict):
+        raise error(f"{path}: 'imagine' must be a mapping")
+    return dict(section)
+
+
 # --------------------------------------------------------------------------- configuration
 
 
