@@ -2,7 +2,10 @@
 
 YAML turns ``true`` into a bool, and a bool is an ``int`` to Python, so ``epochs: true`` would
 pass a plain ``isinstance(value, int)`` test as 1. These predicates refuse bools and accept
-numpy scalars, which the Python API may be handed.
+numpy scalars, which the Python API may be handed. The other way round, a true/false option
+takes only a real bool: ``bool("false")`` and ``bool(2)`` are both True. Option text
+(``@sample=true``, ``--set data.reverb=no``) is turned into bools where it is parsed
+(:mod:`auralens.specs`, :mod:`auralens.config`), before these checks see it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ def is_number(value: Any) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int beyond float range (``lr=1e400`` spelt out in digits)
         return False
+
+
+def is_bool(value: Any) -> bool:
+    """True for a bool (numpy's included); False for ``0``/``1``, ``"true"``, None …"""
+    return isinstance(value, (bool, np.bool_))
+
+
+def as_bool(value: Any) -> bool | None:
+    """``value`` as a Python bool when :func:`is_bool`, else None (so a caller can name the
+    option in its own error)."""
+    return bool(value) if is_bool(value) else None
 
 
 def as_whole(value: Any, low: int = 0) -> int | None:

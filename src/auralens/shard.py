@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from auralens.errors import AuralensError
 from auralens.io import write_jsonl
+from auralens.types import id_text
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -210,22 +211,24 @@ def _part_settings(part: Path, rec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _record_id(value: Any, part: Path, line: int, key: str) -> str:
-    """A record's id as text, so 1 and "1" (one shard writing ids as numbers, another as text)
-    name one item, as they do in file names and the sorted output.
+    """A record's id as text, by the rule every manifest and batch job uses
+    (:func:`auralens.types.id_text`): 1 and "1" (one shard writing ids as numbers, another as
+    text) name one item, as they do in file names and the sorted output.
 
     Raises:
-        AuralensError: the id is neither text nor a whole number (true, 1.0, a list …), which
-            would merge unrelated records or not merge at all.
+        AuralensError: an id :func:`~auralens.types.id_text` refuses (empty, true, null, a
+            list …), which would merge unrelated records or not merge at all.
     """
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise AuralensError(f"{part}:{line}: {key!r} is {json.dumps(value)[:60]}; ids must be "
-                            "text or whole numbers")
-    return str(value)
+    try:
+        return id_text(value)
+    except ValueError as exc:
+        raise AuralensError(f"{part}:{line}: {key!r} is {json.dumps(value)[:60]}: {exc}") from None
 
 
 def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id") -> int:
     """Merge shard ``results.jsonl`` files into ``out``, one record per ``key`` (last wins;
-    ids are text or whole numbers, compared as text).
+    ids are non-empty text or finite numbers, compared as text, see
+    :func:`auralens.types.id_text`).
 
     Records that carry a settings ``fingerprint`` (``separate batch``, ``imagine batch``) must
     all carry the same one: shards run with different settings are not one result set.
@@ -236,8 +239,8 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
         the number of merged records.
 
     Raises:
-        AuralensError: a part missing or holding no shard results, an id that is not text or
-            a whole number, parts made with different settings, shard folders (``part-i-of-n``) that are not one complete set, or ``out``
+        AuralensError: a part missing or holding no shard results, an id that is empty or
+            not text or a number, parts made with different settings, shard folders (``part-i-of-n``) that are not one complete set, or ``out``
             naming a directory or one of the parts (nothing is written then).
     """
     from auralens.config import changed_keys

@@ -65,6 +65,19 @@ def test_oobleck_mean_vs_sample(tiny_model, wave) -> None:
     assert not np.allclose(s1, mean)
 
 
+def test_oobleck_sample_takes_real_bools_only(tiny_model, wave) -> None:
+    """``sample`` goes through the shared bool check: a numpy bool (Python API) is a bool,
+    as for the other true/false options (it used to be refused); text is refused."""
+    path = tiny_model("oobleck")
+    codec = CODECS.build(f"oobleck:{path}", sample=np.bool_(True), seed=1)
+    assert codec.sample is True and codec.name.endswith("@sample=true,seed=1")
+    np.testing.assert_array_equal(codec.encode(wave),
+                                  CODECS.build(f"oobleck:{path}@sample=true,seed=1").encode(wave))
+    for bad in ("true", 1):
+        with pytest.raises(AuralensError, match=r"^oobleck option sample must be true or false"):
+            CODECS.build(f"oobleck:{path}", sample=bad)
+
+
 def test_oobleck_pipeline_dir_with_vae_subfolder(tiny_model, tmp_path, wave) -> None:
     import shutil
 

@@ -7,7 +7,7 @@ import pytest
 from auralens.errors import AuralensError
 from auralens.io import read_jsonl, write_json, write_jsonl
 from auralens.shard import ShardError, merge_jsonl, parse_shard, shard_items
-from auralens.types import Clip
+from auralens.types import Clip, id_text
 
 
 def test_parse():
@@ -82,13 +82,33 @@ def test_merge_refuses_what_is_not_shard_results(tmp_path, lines, match):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-@pytest.mark.parametrize("bad", ['["a"]', '{"a": 1}', "true", "1.0", "null"])
-def test_merge_refuses_ids_that_are_not_text_or_whole_numbers(tmp_path, bad):
+@pytest.mark.parametrize("bad, why", [('["a"]', "not text or a number"), ('{"a": 1}', "not text or a number"),
+                                      ("true", "not text or a number"), ("null", "not text or a number"),
+                                      ("NaN", "not a finite number"), ('""', "id is empty"),
+                                      ('"  "', "id is empty")])
+def test_merge_refuses_ids_that_are_not_text_or_numbers(tmp_path, bad, why):
     part = tmp_path / "p.jsonl"
     part.write_text('{"id": "a"}\n{"id": ' + bad + '}\n', encoding="utf-8")
-    with pytest.raises(AuralensError, match=r"p\.jsonl:2: 'id' is .*ids must be text or whole numbers"):
+    with pytest.raises(AuralensError, match=rf"p\.jsonl:2: 'id' is .*{why}"):
         merge_jsonl([part], tmp_path / "o.jsonl")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("value", ["", " ", 1.5, 1.0, -2.25])
+def test_merge_keys_ids_as_manifests_do(tmp_path, value):
+    """Merging used its own id rule: it took an empty id (which no manifest or batch job
+    accepts) and refused a number with a fraction (which they key as its text)."""
+    part = tmp_path / "p.jsonl"
+    write_jsonl(part, [{"id": value, "v": 1}])
+    try:
+        want = id_text(value)
+    except ValueError:
+        with pytest.raises(AuralensError, match="id is empty"):
+            merge_jsonl([part], tmp_path / "o.jsonl")
+        return
+    write_jsonl(tmp_path / "q.jsonl", [{"id": want, "v": 2}])
+    assert merge_jsonl([part, tmp_path / "q.jsonl"], tmp_path / "o.jsonl") == 1
+    assert read_jsonl(tmp_path / "o.jsonl") == [{"id": want, "v": 2}]
 
 
 def test_merge_treats_number_and_text_ids_alike(tmp_path):

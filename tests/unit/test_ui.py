@@ -575,6 +575,55 @@ def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UI
     assert "warning" not in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
 
 
+def test_renders_of_another_checkpoint_file_are_flagged_as_render_does(settings: UISettings) -> None:
+    """Renders of an older version (no SHA-256) made from last.safetensors, now that the run
+    has a best.safetensors: ``sonify render`` renders them again, so the page flags them
+    (it used to look at the modification times only)."""
+    import os
+
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    cfg = {"split": "test", "checkpoint": str(run / "last.safetensors")}
+    (run / "renders" / "run.json").write_text(json.dumps({"config": cfg}))
+    old = (run / "renders" / "run.json").stat().st_mtime_ns
+    os.utime(run / "best.safetensors", ns=(old - 10**9, old - 10**9))  # not newer than the renders
+    assert core.stale_renders(run) is not None
+    assert "earlier checkpoint" in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
+    cfg["checkpoint"] = str(run / "best.safetensors")
+    (run / "renders" / "run.json").write_text(json.dumps({"config": cfg}))
+    os.utime(run / "best.safetensors", ns=(old - 10**9, old - 10**9))
+    assert core.stale_renders(run) is None
+
+
+def test_upload_analysis_uses_the_arrays_in_memory(settings: UISettings,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_render(monkeypatch)
+
+    def no_reading(path):  # noqa: ANN001, ANN202
+        raise AssertionError(f"{path} was read back")
+
+    monkeypatch.setattr(sonify, "_load", no_reading)
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    up = _wav(settings.upload_roots[0] / "mine.wav", 1.0)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(up), settings)
+    assert view.ok and "analysis failed" not in view.status, view.status
+    assert view.metrics["si_sdr"] > 30 and view.plots  # the fake render returns its input
+    out, sr = sf.read(view.sonified, dtype="float32")
+    ref, _ = sf.read(up, dtype="float32")
+    assert sr == 8000 and np.array_equal(out, ref)
+
+
+def test_upload_rendered_to_nothing_is_a_failure(settings: UISettings,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    monkeypatch.setitem(sys.modules, "auralens.sonify.render", types.SimpleNamespace(
+        render=lambda run_dir, wave, sr, post=None, *, out_sr=None: np.zeros(0, np.float32)))
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    up = _wav(settings.upload_roots[0] / "mine.wav", 1.0)
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(up), settings)
+    assert not view.ok and "returned no samples" in view.status
+
+
 def test_unnamed_raters_do_not_replace_each_other(settings: UISettings) -> None:
     import csv
 

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from auralens.checks import is_whole
+from auralens.checks import as_bool, is_whole
 from auralens.codecs.neural import NeuralCodec, codec_source, load
 from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
@@ -43,8 +43,10 @@ class OobleckCodec(NeuralCodec):
 
         from auralens.progress import quiet_diffusers_if_asked
 
-        if not isinstance(sample, bool):  # `sample=maybe` must not read as true
+        flag = as_bool(sample)
+        if flag is None:  # `sample=maybe` must not read as true
             raise AuralensError(f"oobleck option sample must be true or false, got {sample!r}")
+        sample = flag
         if not is_whole(seed, 0):
             raise AuralensError(f"oobleck option seed must be a whole number ≥ 0, got {seed!r}")
 

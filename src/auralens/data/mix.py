@@ -47,6 +47,7 @@ import numpy as np
 
 from auralens.audio import AudioError, load
 from auralens.audio import write as write_audio
+from auralens.checks import as_bool
 from auralens.data import DatasetError, check_free_space, check_length
 from auralens.io import (
     ErrorLog,
@@ -562,9 +563,10 @@ def build_mixtures(
         raise DatasetError(f"n must be >= 0, got {n}")
     if not 1 <= min_sources <= max_sources:
         raise DatasetError(f"need 1 <= min_sources <= max_sources, got {min_sources} and {max_sources}")
-    if not isinstance(reverb, (bool, np.bool_)):  # "false" or "maybe" would turn it on
+    flag = as_bool(reverb)
+    if flag is None:  # "false" or "maybe" would turn it on
         raise DatasetError(f"reverb must be true or false, got {reverb!r}")
-    reverb = bool(reverb)
+    reverb = flag
     from auralens.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from auralens.checks import is_whole
+from auralens.checks import as_bool, is_whole
 from auralens.errors import AuralensError, ModelUnavailableError
 from auralens.specs import ModelSpec, SpecError
 
@@ -37,7 +37,8 @@ MODEL_TYPES: dict[str, str] = {
     "clap": "clap",
 }
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+#: Accepted dtype names (lower case) → the torch dtype's name.
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
@@ -74,10 +75,11 @@ def read_config(source: str) -> dict[str, Any]:
 
         return json.loads(Path(hf_hub_download(source, "config.json")).read_text(encoding="utf-8"))
     except Exception as exc:  # offline, missing, gated …
-        raise ModelUnavailableError(source, _short(exc)) from exc
+        raise ModelUnavailableError(source, short_error(exc)) from exc
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"``, for one-line error messages."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -150,8 +152,8 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         if Path(source).is_dir():
-            raise AuralensError(f"{source}: cannot load as {cls.__name__}: {_short(exc)}") from exc
-        raise ModelUnavailableError(source, _short(exc)) from exc
+            raise AuralensError(f"{source}: cannot load as {cls.__name__}: {short_error(exc)}") from exc
+        raise ModelUnavailableError(source, short_error(exc)) from exc
 
 
 def pick_device(device: str | None = None) -> str:
@@ -172,9 +174,9 @@ def torch_dtype(name: str | None) -> Any:
 
     if name in (None, ""):
         return torch.float32
-    key = _DTYPES.get(str(name).lower())
+    key = DTYPES.get(str(name).lower())
     if key is None:
-        raise AuralensError(f"unknown dtype {name!r}; use one of {sorted(set(_DTYPES.values()))}")
+        raise AuralensError(f"unknown dtype {name!r}; use one of {sorted(set(DTYPES.values()))}")
     return getattr(torch, key)
 
 
@@ -311,13 +313,12 @@ def bool_option(name: str, value: Any) -> bool:
     """A true/false option (``trim=nope`` or ``trim=2`` is refused, not read as true).
 
     Raises:
-        SpecError: anything but a bool.
+        SpecError: anything but a bool (see :func:`auralens.checks.is_bool`).
     """
-    import numpy as np
-
-    if not isinstance(value, (bool, np.bool_)):
+    flag = as_bool(value)
+    if flag is None:
         raise SpecError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
+    return flag
 
 
 def build_hf(spec: ModelSpec, **params: Any) -> Any:

@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from auralens.checks import is_number, is_whole
-from auralens.encoders.hf import _DTYPES, _short
+from auralens.checks import as_bool, is_number, is_whole
+from auralens.encoders.hf import DTYPES, short_error
 from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
@@ -100,9 +100,10 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot build or train the model (one line naming the option)."""
+        # (a negative mask width or seed would only fail mid-training, inside torch or numpy)
         at_least = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "intermediate_size": 1,
                     "num_mel_bins": 16, "max_length": 16, "patch_stride": 1, "epochs": 1,
-                    "batch_size": 1}
+                    "batch_size": 1, "freq_mask": 0, "time_mask": 0, "seed": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not is_whole(value, low):
@@ -124,8 +125,14 @@ class ClassifierConfig:
             value = getattr(self, name)
             if value is not None and not is_whole(value, 1):
                 raise AuralensError(f"{name} must be a whole number ≥ 1, got {value!r}")
-        if not isinstance(self.save_dtype, str) or self.save_dtype.lower() not in _DTYPES:
-            raise AuralensError(f"save_dtype must be one of {sorted(set(_DTYPES.values()))}, "
+        augment = as_bool(self.augment)
+        if augment is None:  # augment="false" would train with augmentation
+            raise AuralensError(f"augment must be true or false, got {self.augment!r}")
+        self.augment = augment
+        if self.val_fold is not None and not is_whole(self.val_fold):  # True would pick fold 1
+            raise AuralensError(f"val_fold must be a fold number, got {self.val_fold!r}")
+        if not isinstance(self.save_dtype, str) or self.save_dtype.lower() not in DTYPES:
+            raise AuralensError(f"save_dtype must be one of {sorted(set(DTYPES.values()))}, "
                                 f"got {self.save_dtype!r}")
 
 
@@ -622,7 +629,7 @@ def _load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file at all
-        why = _short(exc).split(". ")[0]  # torch appends several sentences of advice
+        why = short_error(exc).split(". ")[0]  # torch appends several sentences of advice
         raise AuralensError(f"{path}: unreadable ({why}); use a new --out or delete it") from None
     if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
         raise AuralensError(f"{path}: not a train-classifier state; use a new --out or delete it")

@@ -328,8 +328,11 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                        "split": split_of.get(clip.id),
                        "emb_key": embedding_key(content, extractor, dtype, duration),
                        "lat_key": latent_key(content, cod, dtype, duration)}
-                rec["need_emb"] = rec["emb_key"] not in emb_cache
-                rec["need_lat"] = rec["lat_key"] not in lat_cache
+                # One header read per entry: it says whether the entry is usable and its shape.
+                rec["emb_shapes"] = emb_cache.shapes(rec["emb_key"])
+                rec["lat_shapes"] = lat_cache.shapes(rec["lat_key"])
+                rec["need_emb"] = rec["emb_shapes"] is None
+                rec["need_lat"] = rec["lat_shapes"] is None
                 need_wave = rec["need_emb"] or rec["need_lat"]
                 if need_wave:
                     wave, sr = load_clip_wave(clip.path, duration)
@@ -354,6 +357,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                 emb_cache.put(rec["emb_key"], {"embedding": emb.astype(np_dtype)},
                               meta={"clip": rec["id"], "extractor": extractor.name,
                                     "layer": str(extractor.layer)})
+                rec["emb_shapes"] = {"embedding": list(emb.shape)}
                 computed_emb += 1
         for rec in todo:
             if rec.get("failed") or not rec["need_lat"]:
@@ -364,6 +368,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                     raise PrepareError(f"{rec['path']}: codec gave a non-finite or malformed latent {lat.shape}")
                 lat_cache.put(rec["lat_key"], {"latent": lat.astype(np_dtype)},
                               meta={"clip": rec["id"], "codec": cod.name})
+                rec["lat_shapes"] = {"latent": list(lat.shape)}
                 computed_lat += 1
                 rec["lat_done"] = True
             if rec["need_lat"] and not rec.get("lat_done"):
@@ -372,8 +377,8 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
             if rec.get("failed"):
                 continue
             with errors.guard(rec["id"], rec["path"]):
-                emb_shape = _shape(emb_cache, rec["emb_key"], "embedding")
-                lat_shape = _shape(lat_cache, rec["lat_key"], "latent")
+                emb_shape = _shape(rec["emb_shapes"], emb_cache, rec["emb_key"], "embedding")
+                lat_shape = _shape(rec["lat_shapes"], lat_cache, rec["lat_key"], "latent")
                 index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
                              | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
 
@@ -566,16 +571,16 @@ def _warn_empty_splits(out: Path, counts: dict[str, int]) -> None:
                     " and ".join(empty), "s" if len(empty) > 1 else "", counts)
 
 
-def _shape(cache: ArrayCache, key: str, name: str) -> list[int]:
-    """The shape of a cached array, from the entry's header.
+def _shape(shapes: dict[str, list[int]] | None, cache: ArrayCache, key: str, name: str) -> list[int]:
+    """The shape of array ``name`` of a cache entry, from ``shapes``: the entry's header as
+    read when it was looked up, or the shape of the array just stored.
 
     Raises:
-        PrepareError: the entry went missing or became unreadable after it was checked.
+        PrepareError: the entry holds no array ``name`` (made by something else).
     """
-    shapes = cache.shapes(key) or {}
-    if name not in shapes:
+    if not shapes or name not in shapes:
         raise PrepareError(f"cache entry {cache.path_for(key)} is missing or unreadable")
-    return shapes[name]
+    return list(shapes[name])
 
 
 def _embed_isolating(extractor: Any, recs: list[dict[str, Any]], errors: ErrorLog) -> list[np.ndarray | None]:

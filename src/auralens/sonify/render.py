@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,13 @@ def resolve_run(run_dir: str | Path) -> Path:
     raise RenderError(f"{run}: no trained gate found (best.safetensors); run `auralens sonify train` first")
 
 
+def run_checkpoint(run: Path, which: str = "best") -> Path:
+    """The checkpoint :func:`load_run` loads from a run directory: ``<which>.safetensors``,
+    else ``last.safetensors``."""
+    path = run / f"{which}.safetensors"
+    return path if path.exists() else run / "last.safetensors"
+
+
 def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, codec: Any = None,
              device: str = "cpu") -> LoadedRun:
     """Load the gate of a run and rebuild its extractor and codec from the checkpoint header.
@@ -98,9 +105,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
         CheckpointMismatchError: ``encoder``/``codec`` differ from the checkpoint's.
     """
     run = resolve_run(run_dir)
-    path = run / f"{which}.safetensors"
-    if not path.exists():
-        path = run / "last.safetensors"
+    path = run_checkpoint(run, which)
     header = ckpt.read_header(path)
     ext_info, cod_info = header["extractor"], header["codec"]
     extractor = build_extractor(encoder if encoder is not None else ext_info["spec"], ext_info.get("layer"))
@@ -221,6 +226,44 @@ def checkpoint_identity(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "sha256": hash_file(Path(path)), "epoch": header.get("epoch")}
 
 
+#: SHA-256 of checkpoint files by (path, size, mtime, ctime): a long-lived process (the UI)
+#: checks the same checkpoint on every request.
+_CHECKPOINT_SHA256: dict[tuple[str, int, int, int], str] = {}
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint file, hashed again only when the file changed."""
+    from auralens.cache import hash_file
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _CHECKPOINT_SHA256:
+        _CHECKPOINT_SHA256[key] = hash_file(path)
+    return _CHECKPOINT_SHA256[key]
+
+
+def renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path,
+                  sha256: Callable[[Path], str] = checkpoint_sha256) -> str | None:
+    """Why the renders in ``out`` were not made from ``checkpoint`` as it is now, or None.
+
+    Renders record the SHA-256 of their checkpoint; a run trained again has another one.
+    Renders from an older version record none: they count as made from ``checkpoint`` when
+    it has the recorded file name and was not written after them.
+
+    Args:
+        out: the ``renders`` folder.
+        previous: its ``run.json`` ``config``.
+        checkpoint: the checkpoint rendering would load now (:func:`run_checkpoint`).
+        sha256: how to get the checkpoint's SHA-256 (asked only when one is recorded).
+    """
+    recorded = previous.get("checkpoint_sha256")
+    if not recorded:
+        return _unidentified_renders_stale(out, previous, checkpoint)
+    if recorded != sha256(checkpoint):
+        return f"made with another checkpoint than {checkpoint} (the run was trained again)"
+    return None
+
+
 def _existing_renders(out: Path) -> dict[str, Any] | None:
     """``renders/run.json["config"]`` when ``out`` holds renders, None when it holds none."""
     manifest = out / "run.json"
@@ -323,19 +366,13 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         raise RenderError(
             f"{out}: holds renders of {'the ' + had + ' split' if had else 'an unknown split'}; "
             f"pass --overwrite to replace them with the {split} split (the report scores one split per run)")
-    elif previous is not None and not previous.get("checkpoint_sha256"):
-        stale = _unidentified_renders_stale(out, previous, Path(loaded.checkpoint))
+    elif previous is not None:
+        stale = renders_stale(out, previous, Path(loaded.checkpoint), lambda _: identity["sha256"])
         if stale:
             log.warning("%s: %s; rendering again", out, stale)
             _clear_renders(out)
         else:
             kept = [str(c) for c in previous.get("clips") or []]
-    elif previous is not None and previous["checkpoint_sha256"] != identity["sha256"]:
-        log.warning("%s: made with another checkpoint than %s (the run was trained again); "
-                    "rendering again", out, loaded.checkpoint)
-        _clear_renders(out)
-    elif previous is not None:
-        kept = [str(c) for c in previous.get("clips") or []]
     out.mkdir(parents=True, exist_ok=True)
     config = {"run": str(run), "checkpoint": str(loaded.checkpoint), "checkpoint_sha256": identity["sha256"],
               "checkpoint_epoch": identity["epoch"], "split": split,

@@ -372,30 +372,18 @@ def read_run_info(run_dir: Path, key: str) -> RunInfo:
     return info
 
 
-#: SHA-256 of checkpoints by (path, size, mtime), so a request does not hash one again.
-_CHECKPOINT_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _checkpoint_sha256(path: Path) -> str:
-    from auralens.cache import hash_file
-
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _CHECKPOINT_HASHES:
-        _CHECKPOINT_HASHES[key] = hash_file(path)
-    return _CHECKPOINT_HASHES[key]
-
-
 def stale_renders(run_dir: Path) -> str | None:
     """Why ``run_dir/renders`` does not show the run's current checkpoint, or None.
 
     Training a run again (``overwrite``, resume) replaces its checkpoint but keeps
-    ``renders/``; ``renders/run.json`` records the SHA-256 of the checkpoint rendered, which
-    is compared with the one ``sonify render`` would load now (``best``, else ``last``).
-    Renders recording no SHA-256 (older versions) are stale when the checkpoint is newer.
-    None also when nothing can be compared (no run.json, no checkpoint).
+    ``renders/``; the test is the one ``sonify render`` applies before it renders again
+    (:func:`auralens.sonify.render.renders_stale`), against the checkpoint it would load now
+    (``best``, else ``last``). None also when nothing can be compared (no run.json, no
+    checkpoint).
     """
     import json
+
+    from auralens.sonify.render import renders_stale, run_checkpoint
 
     manifest = run_dir / "renders" / "run.json"
     try:
@@ -405,16 +393,9 @@ def stale_renders(run_dir: Path) -> str | None:
     cfg = data.get("config") if isinstance(data, dict) else None
     if not isinstance(cfg, dict):
         return None
-    checkpoint = run_dir / "best.safetensors"
-    if not checkpoint.is_file():
-        checkpoint = run_dir / "last.safetensors"
-    recorded = cfg.get("checkpoint_sha256")
+    checkpoint = run_checkpoint(run_dir)
     try:
-        if not checkpoint.is_file():
-            return None
-        if recorded and _checkpoint_sha256(checkpoint) == recorded:
-            return None
-        if not recorded and checkpoint.stat().st_mtime_ns <= manifest.stat().st_mtime_ns:
+        if not checkpoint.is_file() or renders_stale(manifest.parent, cfg, checkpoint) is None:
             return None
     except OSError:
         return None

@@ -262,13 +262,6 @@ def _load_render(path: Path, settings: UISettings) -> tuple[np.ndarray, int]:
         raise UIError(f"{name}: {msg.replace(str(path), name)}") from exc
 
 
-def _add_analysis(view: SonifyView, work: Path) -> None:
-    assert view.original is not None and view.sonified is not None
-    ref, sr = _load(view.original)
-    est, sr2 = _load(view.sonified)
-    _analyse(view, work, ref, sr, est, sr2)
-
-
 def _analyse(view: SonifyView, work: Path, ref: np.ndarray, sr: int, est: np.ndarray,
              sr2: int) -> None:
     if sr2 != sr:
@@ -320,6 +313,8 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
         log.exception("render failed for run %s", info.key)
         return SonifyView(ok=False, status=f"rendering failed ({type(exc).__name__}): {exc}")
     wave = np.asarray(out, dtype=np.float32).reshape(-1)
+    if wave.size == 0:  # nothing to play or compare with
+        return SonifyView(ok=False, status="rendering failed: the renderer returned no samples")
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · {md_escape(upload.name)} · "
                                       f"{md_escape(post or 'none')}")
     if upload.flags:  # the loader's flags, worded as on the Imagine tab
@@ -333,7 +328,9 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
     view.original = write(work / "original.wav", original, upload.sample_rate)
     view.sonified = write(work / "sonified.wav", wave, upload.sample_rate)
     try:
-        _add_analysis(view, work)
+        # float WAV holds these samples exactly: analyse the arrays, not the files read back
+        _analyse(view, work, np.asarray(original, dtype=np.float32), upload.sample_rate, wave,
+                 upload.sample_rate)
     except (OSError, AuralensError) as exc:
         view.status += f" (analysis failed: {exc})"
     if "silent" in upload.flags:
