@@ -94,6 +94,39 @@ def test_resume_refuses_an_item_whose_data_changed(mixes: dict[int, Path],
     assert run_experiment(_cfg(path), out)["new"] == 0
 
 
+def test_changed_data_is_refused_before_any_model_loads(mixes: dict[int, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, out = _pairs(mixes, tmp_path), tmp_path / "e"
+    assert run_experiment(_cfg(path), out)["new"] == 3
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    loads: list[str] = []
+    real = runner._build_stage
+
+    def build(stage: str, spec: object) -> object:
+        loads.append(stage)
+        return real(stage, spec)
+
+    monkeypatch.setattr(runner, "_build_stage", build)
+    real_init = runner.Evaluator.__init__
+
+    def evaluator(self: runner.Evaluator, *args: object, **kwargs: object) -> None:
+        loads.append("judge and metric models")
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.Evaluator, "__init__", evaluator)
+    pairs = read_jsonl(path)
+    write_jsonl(path, [pairs[0], {**pairs[1], "audio": pairs[2]["audio"]}, pairs[2]])
+    with pytest.raises(ExperimentError, match=f"holds rows of item {pairs[1]['id']!r} made "
+                                              r"from other data \(its audio changed since;"):
+        run_experiment(_cfg(path), out)
+    assert loads == []  # refused before the captioner, composer or judge was loaded
+    # and before anything was written: run.json still describes the rows beside it
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    pairs_from_mixer(mixes[0], path)  # the data back as it was: resumes, nothing to do
+    assert run_experiment(_cfg(path), out)["new"] == 0
+    assert loads  # a run that goes on loads its models as before
+
+
 def test_resume_keeps_rows_of_unchanged_items(mixes: dict[int, Path], tmp_path: Path) -> None:
     pairs, out = read_jsonl(_pairs(mixes, tmp_path)), tmp_path / "e"
     path = tmp_path / "data" / "pairs.jsonl"

@@ -17,8 +17,8 @@ paths spelled out), and a rerun whose settings for a method differ is refused be
 or model is loaded (use another ``--out``); rows of a version without fingerprints are checked
 against the ``run.json`` beside them. Rows also carry their item's data signature (a hash of
 its audio, source files and reference frame, its labels and number of sources): a rerun
-whose item of the same id differs is refused naming the item, while new items just add rows
-and the same data moved to another folder keeps its rows.
+whose item of the same id differs is refused naming the item (before any model is loaded),
+while new items just add rows and the same data moved to another folder keeps its rows.
 ``run.json`` is written when the run starts (``status: running``) and again when it ends
 (``done``, or ``failed`` with the error). A method or metric whose model is not available
 is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
@@ -131,18 +131,27 @@ def load_experiment(path: str | Path, overrides: Sequence[str] | None = None) ->
     base = load_yaml(path)
     first = apply_overrides(base, list(overrides or []))
     variants = first.pop("variants", {}) or {}
+    if not isinstance(variants, dict):
+        raise ConfigError(f"{path}: variants must be a mapping of variant names to settings, "
+                          f"got {variants!r}")
     variant = first.get("variant")
     if variant is not None:
-        if variant not in variants:
+        if not isinstance(variant, (str, int)) or variant not in variants:
             raise ConfigError(f"{path}: unknown variant {variant!r}; "
-                              f"available: {', '.join(variants) or 'none'}")
-        first = merge(first, variants[variant] or {})
+                              f"available: {', '.join(map(str, variants)) or 'none'}")
+        chosen = variants[variant] or {}
+        if not isinstance(chosen, dict):
+            raise ConfigError(f"{path}: variants.{variant} must be a mapping of settings, "
+                              f"got {chosen!r}")
+        first = merge(first, chosen)
     cfg = apply_overrides(first, list(overrides or []))
     unknown = sorted(str(k) for k in cfg if k not in TOP_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
-    cfg.setdefault("name", Path(path).stem)
-    name = str(cfg["name"])
+    if cfg.get("name") is None:  # absent, or an empty "name:"
+        cfg["name"] = Path(path).stem
+    # text: "name: 2024" names the default output folder runs/experiments/2024
+    name = cfg["name"] = str(cfg["name"])
     if not name or name.startswith(".") or any(c in name for c in "/\\") or name != name.strip():
         raise ConfigError(f"{path}: name {name!r} must be a plain folder name (no path separators)")
     kind = cfg.get("kind")
@@ -159,10 +168,19 @@ def expand_methods(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     plus shared keys (``separator`` …); each combination becomes a ``pipeline`` method
     named ``<captioner-name>/<composer-name>/<technique>``.
     """
+    src = cfg.get("_source")
+    given = cfg.get("methods") or []
+    if not isinstance(given, list) or not all(isinstance(m, dict) for m in given):
+        raise ConfigError(f"{src}: methods must be a list of mappings (e.g. [{{name: m, "
+                          f"type: pipeline, …}}]), got {given!r}")
     methods = []
-    for m in cfg.get("methods") or []:
+    for m in given:
         m = resolve_refs(dict(m), cfg)
         techniques = m.pop("techniques", None)
+        if techniques is not None and not isinstance(techniques, list):
+            # a bare string would give one method per letter
+            raise ConfigError(f"{src}: method {m.get('name')!r}: techniques must be a list "
+                              f"(e.g. [zero-shot, cot]), got {techniques!r}")
         if techniques:  # one method per prompting technique
             for t in techniques:
                 methods.append({**m, "technique": t, "name": f"{m.get('name', m.get('type'))}/{t}"})
@@ -181,7 +199,7 @@ def expand_methods(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         methods.append({"name": "baseline", "type": "allm", **resolve_refs(cfg["baseline"], cfg)})
     names = Counter(m.get("name") for m in methods)
     if None in names or any(c > 1 for c in names.values()):
-        raise ConfigError(f"{cfg.get('_source')}: every method needs a unique name "
+        raise ConfigError(f"{src}: every method needs a unique name "
                           f"(got {[m.get('name') for m in methods]})")
     return methods
 
@@ -265,6 +283,8 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
         if m.get("technique", "zero-shot") not in TECHNIQUES:
             raise ConfigError(f"{src}: method {name!r}: unknown technique {m.get('technique')!r}; "
                               f"use one of {', '.join(TECHNIQUES)}")
+        for key in ("model",) if m["type"] == "allm" else ("separator", "captioner", "composer"):
+            _check_params(m.get(key), f"{src}: method {name!r}: {key}.params")
         if m["type"] != "pipeline":
             continue
         if _spec(m.get("separator", "reference")) != "reference":
@@ -276,6 +296,8 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
         except ImagineError as exc:
             raise ConfigError(f"{src}: {exc}") from exc
     jcfg = cfg.get("judge") or {}
+    _check_params(jcfg, f"{src}: judge.params")
+    _check_params((cfg.get("image") or {}).get("generator"), f"{src}: image.generator.params")
     if jcfg.get("spec") not in (None, "none"):
         _check_backend_name("judge", jcfg["spec"], f"{src}: judge.spec")
     metrics = jcfg.get("metrics")
@@ -287,6 +309,15 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
             if metric not in METRICS:
                 raise ConfigError(f"{src}: unknown judge metric {metric!r} (judge.metrics); "
                                   f"known: {', '.join(METRICS)}")
+
+
+def _check_params(entry: Any, where: str) -> None:
+    """Refuse the ``params`` of a ``{spec, params}`` entry (or of ``judge``) when it is not a
+    mapping: they become keyword options, so ``params: 5`` would be a traceback later."""
+    params = entry.get("params") if isinstance(entry, dict) else None
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"{where} must be a mapping of options (e.g. {{device: cpu}}), "
+                          f"got {params!r}")
 
 
 def _check_numbers(cfg: dict[str, Any], src: str) -> None:
@@ -308,12 +339,16 @@ def _check_numbers(cfg: dict[str, Any], src: str) -> None:
               ("data.seed", data, "seed", 0), ("data.max_sources", data, "max_sources", 1),
               ("data.min_sources", data, "min_sources", 1), ("data.sample_rate", data, "sample_rate", 1),
               ("subset.n", subset, "n", 0), ("subset.seed", subset, "seed", 0)]
+    # null means "none" only for these; elsewhere the default applies only to an absent key
+    nullable = ("seed", "data.limit", "subset.n")
     for label, section, key, low in wholes:
         value = section.get(key)
-        if value is not None and not is_whole(value, low):
+        if key not in section or (value is None and label in nullable):
+            continue
+        if not is_whole(value, low):
             raise ConfigError(f"{src}: {label} must be a whole number ≥ {low}, got {value!r}")
     duration = data.get("duration")
-    if duration is not None and not (is_number(duration) and duration > 0):
+    if "duration" in data and not (is_number(duration) and duration > 0):
         raise ConfigError(f"{src}: data.duration must be a positive number of seconds, got {duration!r}")
     folds = data.get("folds")
     if folds is not None and not (
@@ -754,8 +789,8 @@ def extract_videos(video_dir: Path, out_dir: Path) -> list[Item]:
     """Videos → (16 kHz mono wav, middle frame PNG) pairs with ffmpeg.
 
     Raises:
-        ExperimentError: the folder does not exist, ffmpeg is not installed or the folder
-            holds no videos.
+        ExperimentError: the folder does not exist, ffmpeg is not installed, the folder
+            holds no videos, or ffmpeg fails on one (naming the video).
     """
     video_dir = Path(video_dir)
     if not video_dir.is_dir():
@@ -773,17 +808,40 @@ def extract_videos(video_dir: Path, out_dir: Path) -> list[Item]:
     items = []
     for v in videos:
         wav, png = out_dir / f"{v.stem}.wav", out_dir / f"{v.stem}.png"
+        # An existing file is reused by the next run, so each is written whole or not at all
+        # (a killed or failed ffmpeg must not leave a cut-off file behind).
         if not wav.exists():
-            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(v),
-                            "-vn", "-ac", "1", "-ar", "16000", str(wav)], check=True, timeout=300)
+            _ffmpeg(ffmpeg, v, wav, "the audio", ["-vn", "-ac", "1", "-ar", "16000"])
         if not png.exists():
             probe = subprocess.run([ffmpeg, "-nostdin", "-i", str(v)], capture_output=True,
                                    text=True, timeout=60).stderr
             dur = _ffmpeg_duration(probe)
-            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{dur / 2:.3f}",
-                            "-i", str(v), "-frames:v", "1", str(png)], check=True, timeout=300)
+            _ffmpeg(ffmpeg, v, png, "the middle frame", ["-frames:v", "1"],
+                    ["-ss", f"{dur / 2:.3f}"])
         items.append(Item(v.stem, wav, [], None, [], png))
     return items
+
+
+def _ffmpeg(ffmpeg: str, video: Path, target: Path, what: str, options: Sequence[str],
+            before: Sequence[str] = ()) -> None:
+    """Run ``ffmpeg`` on ``video`` into ``target`` atomically (``before``: input options).
+
+    Raises:
+        ExperimentError: ffmpeg failed (with its last message line) or took too long.
+    """
+    from auralens.io import atomic_path
+
+    try:
+        with atomic_path(target) as tmp:
+            subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", *before, "-i",
+                            str(video), *options, str(tmp)], check=True, timeout=300,
+                           capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        lines = (exc.stderr or "").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {exc.returncode}"
+        raise ExperimentError(f"{video}: ffmpeg could not extract {what} ({detail})") from None
+    except subprocess.TimeoutExpired:
+        raise ExperimentError(f"{video}: ffmpeg took over 300 s to extract {what}") from None
 
 
 def _ffmpeg_duration(text: str) -> float:
@@ -996,7 +1054,14 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     identity = {"source": (cfg.get("data") or {}).get("source", "esc50"), "path": str(path)}
     timer = Timer()
     skipped: list[dict[str, str]] = []
-    # models before data: a mistyped backend option fails here, before mixtures are built
+    names = {m["name"] for m in methods}
+    loaded = None
+    if any(r.get("data_signature") is not None and r.get("method") in names for r in old):
+        # A resume whose rows may be of other data: refused before any model loads (seconds
+        # to minutes with real models) and before anything is written.
+        loaded = _load_checked_items(cfg, out, old, methods, path, timer)
+    # Otherwise models before data: a mistyped backend option fails here, before mixtures
+    # are built.
     describer = Describer(cfg)
     runnable = []
     for m in methods:
@@ -1019,7 +1084,7 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     write_run_json(out, **record, extra={"status": "running", "data": identity})
     try:
         return _run(cfg, out, methods, runnable, keys, identity, describer, skipped, timer,
-                    record)
+                    record, old, loaded)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         try:
@@ -1031,20 +1096,39 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         raise
 
 
+def _load_checked_items(cfg: dict[str, Any], out: Path, old: Sequence[dict[str, Any]],
+                        methods: Sequence[dict[str, Any]], path: Path, timer: Timer,
+                        ) -> tuple[list[Item], dict[str, dict[str, Any] | None]]:
+    """The run's items and their :func:`item_signature`, after :func:`check_data` on ``old``.
+
+    Raises:
+        ExperimentError: bad data, or a row of ``old`` made from other data.
+    """
+    with timer("data"):
+        items = load_items(cfg, out)
+        signatures = {it.id: item_signature(it) for it in items}
+    check_data(out, old, signatures, [m["name"] for m in methods], path)
+    return items, signatures
+
+
 def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
          runnable: list[dict[str, Any]], keys: dict[str, str], identity: dict[str, Any],
          describer: Describer, skipped: list[dict[str, str]], timer: Timer,
-         record: dict[str, Any]) -> dict[str, Any]:
-    """The part of :func:`run_experiment` after ``run.json`` says the run started."""
+         record: dict[str, Any], old: list[dict[str, Any]],
+         loaded: tuple[list[Item], dict[str, dict[str, Any] | None]] | None,
+         ) -> dict[str, Any]:
+    """The part of :func:`run_experiment` after ``run.json`` says the run started.
+
+    Args:
+        old: the ``ok`` rows of ``results.jsonl``, as written back when the run started.
+        loaded: the items and signatures when already loaded and checked, else None.
+    """
     from auralens.evaluate.aggregate import write_report
 
     results_path = out / "results.jsonl"
     settings = {m["name"]: settings_of(m, cfg) for m in methods}
-    with timer("data"):
-        items = load_items(cfg, out)
-        signatures = {it.id: item_signature(it) for it in items}
-    old = read_results(results_path)
-    check_data(out, old, signatures, [m["name"] for m in methods], Path(identity["path"]))
+    items, signatures = loaded or _load_checked_items(cfg, out, old, methods,
+                                                      Path(identity["path"]), timer)
     evaluator = Evaluator(cfg, out, skipped)
     done = {_row_key(r) for r in old}
     errors = ErrorLog(out / "errors.jsonl", reset=True)
