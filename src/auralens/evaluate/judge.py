@@ -362,6 +362,17 @@ _NOT_SOUND_PAIRS = {"fire": frozenset({"engine", "truck", "alarm"})}
 _COMPOUNDS = {"rainfall": "rain", "rainstorm": "rain", "raindrop": "rain",
               "rainwater": "rain", "seashore": "sea", "seaside": "sea", "seafront": "sea",
               "shoreline": "shore", "waterfall": "water", "windstorm": "wind"}
+#: Sound terms that are also verbs naming something else (a woman waves, a man fires a gun)
+#: or another source (a rooster crows, which is no crow), each with the term its verb use
+#: stands for: None for no sound source. See :func:`_verb_use`.
+_VERB_SENSES: dict[str, str | None] = {"wave": None, "fire": None, "crow": "rooster"}
+#: Subjects after which one of those terms is the verb ("she waves", "the rooster crows"):
+#: pronouns and the people and birds that do such things. Never a word that also makes a
+#: compound noun with them ("the sea waves", "ocean waves", "a forest fire").
+_SUBJECTS = frozenset(
+    "i you he she it we they who someone somebody everyone everybody anyone nobody man men "
+    "woman women boy girl child children kid baby person people crowd guy lady friend "
+    "soldier hunter rooster cock cockerel hen chicken bird".split())
 #: A one-syllable base ending in one vowel and one consonant doubles it before ed / ing
 #: (hop → hopping), so "hoping" comes from "hope", and "caring" from "care", not "car".
 _SHORT_CVC_RE = re.compile(r"[^aeiou]*[aeiou][^aeiouwxy]")
@@ -397,17 +408,45 @@ def _stems(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _verb_use(words: Sequence[str], i: int) -> str | None:
+    """The term of :data:`_VERB_SENSES` that ``words[i]`` uses as a verb, or None when it is
+    no such term or reads as the noun.
+
+    Only what the words decide: an ``ed`` or ``ing`` form (``waving``, ``fired``, ``crowing``)
+    is always the verb; the bare or ``s`` form (``wave``, ``waves``) is the verb right after a
+    subject of :data:`_SUBJECTS` ("a woman waves", "they wave", "the rooster crows") and the
+    noun anywhere else ("waves crash", "the sea waves", "ocean waves", "a crow caws").
+    """
+    word = words[i]
+    terms = _stems(word) & _VERB_SENSES.keys()
+    if not terms:
+        return None
+    term = min(terms)
+    if word not in (term, term + "s"):
+        return term
+    return term if i > 0 and _stems(words[i - 1]) & _SUBJECTS else None
+
+
 def _text_stems(text: str) -> frozenset[str]:
     """Candidate base forms of every word of ``text`` (:func:`_stems`), of every compound
     written as two words (``chain saw`` → chainsaw) and the sound named by a compound of
     :data:`_COMPOUNDS` (``rainfall`` → rain). The words of a pair of :data:`_NOT_SOUND_PAIRS`
-    are left out."""
+    are left out, and a verb use of a term of :data:`_VERB_SENSES` (:func:`_verb_use`) stands
+    for what the verb names ("a woman waves": nothing; "the rooster crows": a rooster)."""
     words = _WORD_RE.findall(text.lower())
     joined = [a + b for a, b in pairwise(words) if len(a) >= 3 and len(b) >= 3]
     skip = {i + k for i, (a, b) in enumerate(pairwise(words))
             if a in _NOT_SOUND_PAIRS and _stems(b) & _NOT_SOUND_PAIRS[a] for k in (0, 1)}
-    kept = [w for i, w in enumerate(words) if w not in _NOT_SOUNDS and i not in skip]
     out: set[str] = set()
+    kept = []
+    for i, word in enumerate(words):
+        if word in _NOT_SOUNDS or i in skip:
+            continue
+        verb = _verb_use(words, i)
+        if verb is None:
+            kept.append(word)
+        elif _VERB_SENSES[verb] is not None:
+            out.add(_VERB_SENSES[verb])
     for word in kept + joined:
         for stem in _stems(word):
             out.add(stem)
@@ -436,7 +475,13 @@ def _name_terms(name: str) -> tuple[frozenset[str], frozenset[str]]:
     if key in _GROUPS:
         return _GROUPS[key], frozenset()
     if not content:
-        return (words, frozenset()) if words else (frozenset({name.lower()}), frozenset())
+        if words:
+            return words, frozenset()
+        if all(t in _STOPWORDS for t in tokens if t):
+            # "sound" (every source of the official FUSS release) names no source: were it
+            # a term, every "the sound of …" would mention one more source
+            return frozenset(), frozenset()
+        return frozenset({name.lower()}), frozenset()
     specific = [t for t in content if not _stems(t) & _GENERIC_WORDS] or content
     own = frozenset().union(*map(_stems, specific))
     own |= {a + b for a, b in pairwise(tokens) if a in content and b in content}  # handsaw
@@ -453,7 +498,8 @@ def _label_terms(label: str) -> tuple[frozenset[str], frozenset[str]]:
     :data:`CLASS_TERMS` is recognised by its terms; a name of :data:`SOUND_SYNONYMS` by its
     group; any other by the base forms of its words, stopwords, words in brackets and (when
     it has other words) :data:`_GENERIC_WORDS` left out, and of the groups sharing one of
-    them ("Dog barking" and the dog group are one dog).
+    them ("Dog barking" and the dog group are one dog). A name of stopwords only
+    (``sound``) has no terms: it names no source.
     """
     names: frozenset[str] = frozenset()
     words: frozenset[str] = frozenset()
@@ -498,7 +544,9 @@ class KeywordJudge(Judge):
       terms they share count once for each set of them sharing a term, and not at all when a
       counted source has that term: ``clock_alarm`` and ``clock_tick`` with "a clock ticks"
       are one clock, "a man speaks while a woman speaks" two speakers.
-    * ``recognition``: every label is named in the text: one of its names for a ``|`` label.
+    * ``recognition``: every label is named in the text: one of its names for a ``|`` label;
+      None (missing) when a label names no source (only words such as ``sound``, the label
+      of every source in the official FUSS release), which no text can be checked against.
     * ``visual_detail``: 1 + number of distinct visual words (colours, light, materials,
       places, layout), capped at 10.
 
@@ -506,7 +554,10 @@ class KeywordJudge(Judge):
     ``bark`` matches ``barks``, ``barking``, ``barked``; the label ``Growling`` matches
     ``growls`` and ``growl``; ``cat`` does not match ``category``. A compound matches its
     first part when written as two words (``chain saw``) or when it is one of
-    :data:`_COMPOUNDS` (``rainfall``, ``seashore``).
+    :data:`_COMPOUNDS` (``rainfall``, ``seashore``). A term that is also a verb naming
+    something else counts only where the words show it is the noun (:func:`_verb_use`): "a
+    woman waves" and "she waves" name no sea waves, "the rooster crows" and "a rooster
+    crowing" no crow (but a rooster); "waves crash", "the sea waves" and "ocean waves" do.
 
     Coherence, imagination and appropriateness need language understanding; this judge
     does not support them (see :attr:`supports`), so runners skip them with a note.
@@ -531,7 +582,11 @@ class KeywordJudge(Judge):
             if not labels:
                 self.missing[metric] += 1
                 return None
-            return all(_matched(found, _label_terms(str(lab))[0]) for lab in labels)
+            names = [_label_terms(str(lab))[0] for lab in labels]
+            if not all(names):  # a label that names no source ("sound") cannot be checked
+                self.missing[metric] += 1
+                return None
+            return all(_matched(found, n) for n in names)
         n = _count_sources(found, [str(lab) for lab in labels or []])
         if not n:
             self.missing[metric] += 1

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from auralens.errors import AuralensError
-from auralens.scene.caption.base import mono_wave
 from auralens.scene.caption.qwen2audio import DEFAULT_MODEL, AudioChatLM
 from auralens.scene.compose.base import Description
 from auralens.scene.compose.prompting import load_template, parse_answer, require_description
@@ -47,8 +46,12 @@ class AudioLLMDescriber:
         return load_template("allm", technique, self.template).render()
 
     def describe(self, wave: np.ndarray, technique: str = "zero-shot") -> Description:
-        """``[T]`` float32 mixture at :attr:`sample_rate` → description (+ CoT reasoning)."""
-        wave = mono_wave(wave, self.name)
+        """``[T]`` float32 mixture at :attr:`sample_rate` → description (+ CoT reasoning).
+
+        Raises:
+            AuralensError: ``wave`` is not one channel of samples (the model's ``ask``
+                checks it, naming the model), or the answer holds no description.
+        """
         answer = self.lm.ask(wave, self.messages(technique), **self.gen)
         return require_description(parse_answer(answer, cot=technique == "cot"), answer,
                                    self.name)
@@ -80,11 +83,14 @@ def _resolve(spec: str | ModelSpec | None, overrides: dict[str, Any], *, load: b
     return parsed, kind, params
 
 
-def check_audio_llm(spec: str | ModelSpec | None = None, **overrides: Any) -> None:
+def check_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path | None = None,
+                    **overrides: Any) -> None:
     """Cheap checks of an audio-LLM spec before any work (no weights read, no request sent):
-    the backend, option names and values, and a local folder's files.
+    the backend, option names and values, a local folder's files, and the user template
+    file when one is given (read and parsed, as the LLM composers' checks do).
 
     Raises:
+        TemplateError: the template file is missing, not UTF-8 text or has no user turn.
         AuralensError: one line naming the problem (``"<dir>: not an audio-language model (no
             audio feature extractor)"``, ``"unknown qwen2-audio option(s) …"`` …).
     """
@@ -101,6 +107,8 @@ def check_audio_llm(spec: str | ModelSpec | None = None, **overrides: Any) -> No
     else:
         check_audio_lm_spec("qwen2-audio", resolve_model_id(parsed, default=DEFAULT_MODEL),
                             params, expect=QWEN2AUDIO_KIND, label="Qwen2-Audio")
+    if template is not None:
+        load_template("allm", path=template)
 
 
 def load_audio_llm(spec: str | ModelSpec | None = None, *, template: str | Path | None = None,

@@ -137,6 +137,13 @@ class ImagineConfig:
             if isinstance(value, (bool, int, float, list)) or (isinstance(value, dict) and "backend" not in value):
                 raise ImagineError(f"{key} must be a backend spec (text such as 'classifier'), "
                                    f"got {value!r}")
+            params = (value.get("params") or {}) if isinstance(value, dict) else {}
+            if isinstance(value, dict) and not (
+                    isinstance(value["backend"], str | None) and isinstance(params, dict)
+                    and all(isinstance(name, str) for name in params)):
+                raise ImagineError(f"{key} must be a backend spec with options as "
+                                   f"{{backend: <text>, params: <mapping of option names>}}, "
+                                   f"got {value!r}")
         for key in ("seed", "min_kept"):
             value = getattr(self, key)
             if not is_whole(value, 0):
@@ -156,7 +163,7 @@ class ImagineConfig:
         if "render" in data and "image" not in data:
             data["image"] = data.pop("render")
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names, key=str)  # YAML keys may be numbers too
         if unknown:
             raise ImagineError(f"unknown imagine option(s) {unknown}; known: {sorted(names)}")
         return cls(**data)
@@ -272,26 +279,21 @@ def check_stage(key: str, value: Any, template: Any = None) -> None:
     Args:
         key: ``separator``, ``captioner``, ``composer``, ``image`` or ``allm``.
         value: the stage's entry in :class:`ImagineConfig`; built backends are not checked.
-        template: the config's prompt template (given to LLM composers).
+        template: the config's prompt template, read by the stages that use it (the audio
+            LLM and LLM composers), so a template without a user turn fails here.
 
     Raises:
-        AuralensError: one line naming the backend or folder and the problem.
+        AuralensError: one line naming the backend or folder and the problem
+            (:class:`~auralens.scene.compose.prompting.TemplateError` for the template).
     """
 
     if value is not None and not isinstance(value, (str, dict)):
         return  # an already-built backend (API, tests)
     spec, params = _spec_params(value)
-    if key == "allm":
+    if key == "allm":  # one loader, no registry
         from auralens.scene.allm import check_audio_llm
 
-        check_audio_llm(spec, **params)
-        if template:  # read before any work: a template without a user turn fails here
-            from auralens.scene.compose.prompting import TemplateError, load_template
-
-            try:
-                load_template("allm", path=template)
-            except TemplateError as exc:  # the template's fault, not the audio LLM's
-                raise ImagineError(f"{exc} (--template)") from exc
+        check_audio_llm(spec, template=template or None, **params)
         return
     reg = stage_registry(key)
     if spec is None or (isinstance(spec, str) and not spec.strip()):
@@ -338,7 +340,7 @@ def activity_config(settings: Any, where: str = "activity") -> Any:
         raise ImagineError(f"{where} must be a mapping of filter options "
                            f"(e.g. --set activity.rule=frames), got {settings!r}")
     known = [f.name for f in fields(ActivityConfig)]
-    unknown = sorted(set(settings) - set(known))
+    unknown = sorted(set(settings) - set(known), key=str)  # YAML keys may be numbers too
     if unknown:
         raise ImagineError(f"unknown {where} option {unknown[0]!r}; known: {', '.join(known)}")
     values = dict(settings)
@@ -402,6 +404,8 @@ class Stages:
         A bad spec (an unknown option, ``steps=abc``, a chat model given as the image
         model …) then fails in one line before separation rather than after it.
         """
+        from auralens.scene.compose.prompting import TemplateError
+
         if self._checked:
             return
         for key in self.keys():
@@ -410,6 +414,10 @@ class Stages:
             try:
                 check_stage(key, getattr(self.config, key), self.config.template)
             except ImagineError:
+                raise
+            except TemplateError as exc:
+                if key == "allm":  # the --template file's fault, not the audio LLM's
+                    raise ImagineError(f"{exc} (--template)") from exc
                 raise
             except AuralensError as exc:
                 if key == "allm":
@@ -943,6 +951,35 @@ def _plain_scenes(root: Path, exclude: tuple[Path, ...]) -> list[Any]:
     return [SceneRecord(rid, path, []) for rid, path in pairs]
 
 
+def _manifest_scenes(path: Path) -> list[Any]:
+    """The records of a scene manifest, read strictly, with relative paths resolved against
+    the manifest's folder (``data mix`` writes them that way), not the working directory."""
+    from auralens.types import load_scenes
+
+    records = load_scenes(path, unique=True)
+    for rec in records:
+        rec.mixture = _rebase(rec.mixture, path.parent)
+        for src in rec.sources:
+            src.path = _rebase(src.path, path.parent)
+    return records
+
+
+def _in_split(records: list[Any], split: str | None, where: Path) -> list[Any]:
+    """The records of ``split`` (all for None).
+
+    Raises:
+        ImagineError: ``split`` matches no record (naming ``where`` and the splits found).
+    """
+    if split is None:
+        return records
+    found = sorted({str(r.split) for r in records if r.split})
+    records = [r for r in records if r.split == split]
+    if not records:
+        raise ImagineError(f"{where}: no mixture in split {split!r} (--split); splits found: "
+                           f"{', '.join(found) or 'none'}")
+    return records
+
+
 def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) -> list[Any]:
     """FUSS-style directory, a JSONL manifest, a folder of audio files or a text list of
     audio paths → SceneRecords (the last two without reference sources).
@@ -954,33 +991,24 @@ def _load_scenes(root: Path, split: str | None, exclude: tuple[Path, ...] = ()) 
         ImagineError: the dataset is missing, or ``split`` matches no mixture.
     """
     from auralens.data import DatasetError
-    from auralens.types import load_scenes
 
     if root.is_file() and root.suffix != ".jsonl":
         if split is not None:
             raise ImagineError(f"{root}: --split needs a FUSS folder or manifest")
         return _plain_scenes(root, exclude)
     if root.is_file() and root.suffix == ".jsonl":
-        records = load_scenes(root, unique=True)
-        for rec in records:
-            rec.mixture = _rebase(rec.mixture, root.parent)
-            for src in rec.sources:
-                src.path = _rebase(src.path, root.parent)
-        if split is not None:
-            found = sorted({str(r.split) for r in records if r.split})
-            records = [r for r in records if r.split == split]
-            if not records:
-                raise ImagineError(f"{root}: no mixture in split {split!r} (--split); splits "
-                                   f"found: {', '.join(found) or 'none'}")
-        return records
+        return _in_split(_manifest_scenes(root), split, root)
     if not root.exists():
         raise ImagineError(f"{root}: dataset directory not found")
     from auralens.data.fuss import load_fuss, stray_audio
 
     if (root / "manifest.jsonl").is_file():
-        # load_fuss reads it leniently and falls back to the folder on a bad line; its lines
-        # and ids (folder names below --out) are checked here, naming the file and line
-        load_scenes(root / "manifest.jsonl", unique=True)
+        # read here, and only here: strictly (a bad line or id names the file and line, where
+        # load_fuss's DatasetError would end in the plain-folder fallback below)
+        records = _manifest_scenes(root / "manifest.jsonl")
+        if records:
+            return _in_split(records, split, root)
+        # an empty manifest: the folder's FUSS layout decides, as load_fuss does
     if split is None and not (root / "manifest.jsonl").exists() and stray_audio(root):
         # other audio beside example*.wav: a folder of recordings, not a FUSS split folder
         return _plain_scenes(root, exclude)
