@@ -53,21 +53,34 @@ def test_synth_and_split_and_mix(tmp_path: Path) -> None:
     assert len(recs) == 3 and all(1 <= r.n_sources <= 2 and not r.meta["reverb"] for r in recs)
 
 
-def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "auralens.cli", "data", "split", str(tmp_path / "missing"),
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: ")
-    assert proc.stderr.strip().count("\n") == 0 and "missing" in proc.stderr
-    cases = [
-        ["data", "mix", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--n", "2"],
-        ["data", "synth", "--out", str(tmp_path / "s"), "--classes", "unicorn"],
-        ["data", "mix", str(tmp_path), "--out", str(tmp_path / "o"), "--n", "2", "--folds", "a,b"],
-        ["data", "split", str(tmp_path), "--out", str(tmp_path / "o"), "--ratios", "1,2"],
-    ]
-    for args in cases:
-        assert main(args) == 1, args
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: {tmp_path / 'missing'}: dataset directory not found\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["data", "mix", "{tmp}/missing", "--out", "{tmp}/o", "--n", "2"],
+     "{tmp}/missing: dataset directory not found"),
+    (["data", "synth", "--out", "{tmp}/s", "--classes", "unicorn"],
+     "unknown synth class(es) unicorn; choose from siren, chirping_birds, rain, engine, clock_tick, "
+     "church_bells, wind, footsteps, water_drops, voice, crickets"),
+    # the folder is empty, so each option must be refused before the dataset is read
+    (["data", "mix", "{tmp}", "--out", "{tmp}/o", "--n", "2", "--folds", "a,b"],
+     "--folds must be comma-separated integers like 1,2,3, got 'a,b'"),
+    (["data", "split", "{tmp}", "--out", "{tmp}/o", "--ratios", "1,2"],
+     "--ratios must be three numbers like 0.8,0.1,0.1, got '1,2'"),
+], ids=["mix-missing", "synth-class", "mix-folds", "split-ratios"])
+def test_data_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      args: list[str], message: str) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    argv = [a.format(tmp=lib) for a in args]
+    assert main(argv) == 1, argv
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {message.format(tmp=lib)}\n"
+    assert list(lib.iterdir()) == []
 
 
 @pytest.mark.parametrize("args", [

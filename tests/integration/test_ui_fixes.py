@@ -81,7 +81,7 @@ def test_changing_the_run_puts_its_summary_beside_it_not_in_the_status(app: Any)
 
 
 def test_an_unreadable_ratings_file_is_shown_at_page_load(app: Any) -> None:
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     demo, settings = app
     settings.ratings_path.write_bytes(b"timestamp,rater,run,version,clip,visual,audio,comment\n"
                                       b"t,\xff,r1,r1/raw,c1,3,3,\n")

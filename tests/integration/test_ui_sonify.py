@@ -101,7 +101,7 @@ def test_renders_of_a_run_trained_again_are_flagged_and_not_rated(runs_dir: Path
     import json
     import shutil
 
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     runs = tmp_path / "runs"
     shutil.copytree(runs_dir / "toy-lin", runs / "toy-lin")
     prep = json.loads((runs / "toy-lin" / "run.json").read_text())["config"]["prepared"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -56,12 +57,10 @@ def test_truncated(tmp_path, noise):
     p = write(tmp_path / "t.flac", noise, 16000)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 3])
-    try:
-        wave = load(p)
-    except AudioError as exc:
-        assert "t.flac" in str(exc)
-    else:  # libsndfile may decode the readable prefix; it must then be shorter and finite
-        assert len(wave) < len(noise) and np.all(np.isfinite(wave))
+    # the decoder's own words in the brackets vary with the libsndfile version
+    with pytest.raises(AudioError, match=rf"^{re.escape(str(p))}: unreadable or corrupt audio \(.+\)$") as e:
+        load(p)
+    assert e.value.path == p and "\n" not in str(e.value)
 
 
 def test_truncated_wav_is_refused(tmp_path):

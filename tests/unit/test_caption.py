@@ -75,14 +75,29 @@ def test_unknown_template_composer_options_are_refused():
     assert COMPOSERS.build("template").name
 
 
-def test_classifier_default_preset_or_clear_error():
+ESC10_CLASSES = ["dog", "rooster", "rain", "sea_waves", "crackling_fire", "crying_baby", "sneezing",
+                 "clock_tick", "helicopter", "chainsaw"]
+
+
+def test_classifier_default_is_the_committed_esc10_preset():
     from auralens.scene.caption.classifier import PRESET_DIR
 
-    if (PRESET_DIR / "config.json").exists():
-        assert CAPTIONERS.build("classifier").labels
-    else:
-        with pytest.raises(ModelUnavailableError, match="classifier"):
-            CAPTIONERS.build("classifier")
+    cap = CAPTIONERS.build("classifier")
+    assert cap.labels == ESC10_CLASSES
+    assert cap.name == f"classifier:{PRESET_DIR}"
+
+
+def test_classifier_without_its_preset_is_a_clear_error(tmp_path, monkeypatch):
+    from auralens.scene.caption import classifier
+
+    monkeypatch.setattr(classifier, "PRESET_DIR", tmp_path)
+    with pytest.raises(ModelUnavailableError) as err:
+        CAPTIONERS.build("classifier")
+    assert str(err.value) == (
+        f"model {str(tmp_path)!r} is not available offline: pass a local directory (e.g. one saved "
+        "with save_pretrained) or pre-populate the Hugging Face cache (HF_HOME) on a machine with "
+        "access (the committed offline classifier is missing; pass --captioner classifier:<dir> "
+        "with any audio-classification model directory)")
 
 
 def test_clap_zeroshot_with_label_file(tiny_model, tmp_path):
@@ -140,14 +155,35 @@ def test_long_input_is_chunked_and_joined(tiny_model, monkeypatch):
     assert out == "part1 Then: part2 Then: part3"
 
 
-def test_audio_chat_places_audio_in_last_user_turn(tiny_model):
+def test_audio_chat_places_audio_in_last_user_turn(tiny_model, monkeypatch):
     lm = qwen2audio.load_qwen2audio(str(tiny_model("tiny_qwen2audio")), max_new_tokens=3)
     msgs = [{"role": "user", "content": "example question"},
             {"role": "assistant", "content": "example answer"},
             {"role": "user", "content": "describe"}]
+    seen: list[list[dict]] = []
+    rendered: list[str] = []
+    real = lm.processor.apply_chat_template
+
+    def spy(conversation, *args, **kwargs):
+        seen.append(conversation)
+        rendered.append(real(conversation, *args, **kwargs))
+        return rendered[-1]
+
+    monkeypatch.setattr(lm.processor, "apply_chat_template", spy)
     # 35 s → two audio items in the last turn; the processor checks audio tokens == audios.
     out = lm.ask(_noise(16000, 35.0), msgs)
     assert isinstance(out, str)
+    [conv] = seen
+    assert [turn["role"] for turn in conv] == ["user", "assistant", "user"]
+    assert conv[0]["content"] == [{"type": "text", "text": "example question"}]
+    assert conv[1]["content"] == [{"type": "text", "text": "example answer"}]
+    assert conv[2]["content"] == [{"type": "audio", "audio_url": "clip-0.wav"},
+                                  {"type": "audio", "audio_url": "clip-1.wav"},
+                                  {"type": "text", "text": "describe"}]
+    # the prompt the model reads: both audio slots sit after the few-shot answer
+    [text] = rendered
+    earlier, last = text.split("example answer")
+    assert "<|AUDIO|>" not in earlier and last.count("<|AUDIO|>") == 2
 
 
 def test_audio_chat_sampling_options_reach_generate(tiny_model):

@@ -34,8 +34,10 @@ def test_every_command_has_help():
 
 
 def test_version():
+    from auralens import __version__
+
     res = CliRunner().invoke(app, ["--version"])
-    assert res.exit_code == 0 and "auralens" in res.output
+    assert res.exit_code == 0 and res.output == f"auralens {__version__}\n"
 
 
 def test_console_script_error_is_one_line(tmp_path, capsys):

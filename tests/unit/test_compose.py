@@ -187,11 +187,32 @@ def test_chat_composer_uses_user_template(tmp_path):
     assert fake.calls[0] == [{"role": "user", "content": "Captions:\n1. a\n2. b\nGo."}]
 
 
-def test_hf_composer_with_tiny_chat_lm(tiny_model):
+def test_hf_composer_with_tiny_chat_lm(tiny_model, monkeypatch):
     comp = COMPOSERS.build(f"hf:{tiny_model('tiny_chat_lm')}@max_new_tokens=8")
+    captions = ["the sound of a dog", "the sound of rain"]
+    calls: list[tuple[list[dict[str, str]], dict, str]] = []
+    real = comp.llm.chat
+
+    def spy(messages, **gen):
+        answer = real(messages, **gen)
+        calls.append((messages, gen, answer))
+        return answer
+
+    monkeypatch.setattr(comp.llm, "chat", spy)
+    prompts = []
     for technique in TECHNIQUES:
-        d = comp.compose(["the sound of a dog", "the sound of rain"], technique)
-        assert isinstance(d.text, str) and isinstance(d.reasoning, str)
+        d = comp.compose(captions, technique)
+        messages, gen, answer = calls[-1]
+        assert gen == {"max_new_tokens": 8}
+        assert messages == comp.messages(captions, technique)
+        prompt = "\n".join(m["content"] for m in messages)
+        assert "1. the sound of a dog\n2. the sound of rain" in prompt
+        prompts.append(prompt)
+        assert d == parse_answer(answer, cot=technique == "cot") and d.text.strip()
+        assert comp.compose(captions, technique) == d  # greedy decoding repeats
+        assert calls[-1][2] == answer
+    assert len(calls) == 2 * len(TECHNIQUES)
+    assert len(set(prompts)) == len(TECHNIQUES)
 
 
 def test_openai_composer_against_stub(tmp_path):

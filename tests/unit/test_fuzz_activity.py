@@ -49,6 +49,11 @@ def test_nan_estimates_are_not_kept(rule: str) -> None:
     assert out[0]["kept"] is False
 
 
-def test_zero_length_input_gives_a_clear_answer() -> None:
-    out = filter_estimates(np.zeros((2, 0), np.float32), np.zeros(0, np.float32))
-    assert [d["kept"] for d in out] == [False, False]
+@pytest.mark.parametrize("rule", RULES)
+def test_zero_length_input_gives_a_clear_answer(rule: str) -> None:
+    """No samples: every estimate is dropped as silent under every rule, with zero scores."""
+    out = filter_estimates(np.zeros((2, 0), np.float32), np.zeros(0, np.float32), ActivityConfig(rule=rule))
+    scores = {"sum_abs_times_peak": 0.0, "rms": 0.0, "rms_ratio": 0.0, "energy_db": -240.0,
+              "active_frame_fraction": 0.0}
+    assert out == [{"index": k, "kept": False, "reason": "silent (all zeros)", "scores": scores}
+                   for k in range(2)]

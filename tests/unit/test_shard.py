@@ -64,8 +64,9 @@ def test_merge(tmp_path):
     n = merge_jsonl([tmp_path / "a", tmp_path / "b"], tmp_path / "all.jsonl")
     assert n == 3
     assert read_jsonl(tmp_path / "all.jsonl") == [{"id": "x", "v": 9}, {"id": "y", "v": 2}, {"id": "z", "v": 3}]
-    with pytest.raises(Exception, match="not found"):
+    with pytest.raises(AuralensError, match=f"^{re.escape(str(tmp_path / 'missing'))}: shard results not found$"):
         merge_jsonl([tmp_path / "missing"], tmp_path / "o.jsonl")
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 @pytest.mark.parametrize("lines, match", [

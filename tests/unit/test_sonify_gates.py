@@ -114,7 +114,7 @@ def test_patch_grid_to_time_major_known_answer() -> None:
     assert out[:, 0].tolist() == expected
     pooled = align.pool_patch_grid(tokens, freq_patches=f)
     assert pooled[:, 0].tolist() == [10 + ti for ti in range(t)]  # mean over f of 10f + t
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^11 tokens do not form a grid with 3 frequency patches$"):
         align.patch_grid_to_time_major(tokens[:-1], freq_patches=f)
 
 

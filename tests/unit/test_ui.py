@@ -274,7 +274,7 @@ def test_rating_form_validation(settings: UISettings) -> None:
 
 
 def test_ratings_round_trip(settings: UISettings) -> None:
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     _make_run(settings.runs_dir, "r1", ["c1", "c2"], ["raw"])
     runs = core.discover_runs(settings.runs_dir)
     assert rate.rating_choices(runs["r1"]) == ["raw", "ceiling"]
@@ -298,7 +298,7 @@ def test_ratings_round_trip(settings: UISettings) -> None:
 def test_ratings_csv_cells_never_start_a_formula(settings: UISettings, rater: str, comment: str) -> None:
     import csv
 
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
     runs = core.discover_runs(settings.runs_dir)
     rate.save("r1", "c1", "raw", 3, 4, rater, comment, settings, runs)
@@ -549,7 +549,7 @@ def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UI
     import hashlib
     import os
 
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
     _record_renders(run, hashlib.sha256(b"x").hexdigest())
     runs = core.discover_runs(settings.runs_dir)
@@ -627,7 +627,7 @@ def test_upload_rendered_to_nothing_is_a_failure(settings: UISettings,
 def test_unnamed_raters_do_not_replace_each_other(settings: UISettings) -> None:
     import csv
 
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
     runs = core.discover_runs(settings.runs_dir)
     rate.save("r1", "c1", "raw", 1, 1, "", "", settings, runs)
@@ -698,7 +698,7 @@ def test_max_duration_below_the_shortest_clip_is_refused(tmp_path: Path) -> None
 
 
 def test_an_unreadable_ratings_csv_is_a_message(settings: UISettings) -> None:
-    pytest.importorskip("auralens.evaluate.ratings")
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     settings.ratings_path.parent.mkdir(parents=True, exist_ok=True)
     settings.ratings_path.write_bytes(b"timestamp,rater,run,version,clip,visual,audio,comment\n"
                                       b"t,\xff\xfe,r1,r1/raw,c1,3,3,\n")
