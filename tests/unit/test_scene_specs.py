@@ -5,6 +5,7 @@ kind is named as such. :func:`check_stage` runs the same checks without building
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from auralens.errors import AuralensError
 from auralens.scene.allm import load_audio_llm
 from auralens.scene.caption.base import CAPTIONERS
 from auralens.scene.compose.base import COMPOSERS
-from auralens.scene.pipeline import ImagineConfig, Stages, check_stage
+from auralens.scene.pipeline import ImagineConfig, Stages, check_stage, stage_registry
 from auralens.scene.render.base import IMAGE_GENERATORS
 from auralens.specs import SpecError
 
@@ -121,9 +122,109 @@ GOOD = [
 ]
 
 
+#: The modules behind the imagine stages; imported up front so that every name they bind to a
+#: loader (``from auralens.scene.llm import from_pretrained``) is replaced below.
+BACKEND_MODULES = (
+    "auralens.scene.llm", "auralens.scene.allm", "auralens.checkpoint_io",
+    "auralens.scene.caption._hf", "auralens.scene.caption.auto",
+    "auralens.scene.caption.classifier", "auralens.scene.caption.clap_zeroshot",
+    "auralens.scene.caption.hf_audio_text", "auralens.scene.caption.openai_audio",
+    "auralens.scene.caption.qwen2audio", "auralens.scene.caption.whisper_aac",
+    "auralens.scene.compose.hf_chat", "auralens.scene.compose.openai_api",
+    "auralens.scene.compose.template", "auralens.scene.render.diffusers_t2i",
+    "auralens.scene.separate.nmf", "auralens.scene.separate.run",
+    "auralens.scene.separate.tdcnpp",
+)
+
+
+def forbid_loading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every way a stage loads weights or reaches a server raise, and record it: the
+    transformers/diffusers ``from_pretrained`` class methods, ``torch.load``, safetensors
+    reads, ``urlopen``, and auralens' own loaders and backend builders. Returns the record
+    (a check that swallowed the error still leaves its entry there)."""
+    import urllib.request
+
+    import diffusers
+    import safetensors
+    import safetensors.torch
+    import torch
+    import transformers
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    from auralens.registry import Registry
+    from auralens.scene.caption._hf import load_model
+    from auralens.scene.llm import from_pretrained
+
+    calls: list[str] = []
+
+    def forbid(name: str):
+        def loader(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} called while only checking a spec")
+        return loader
+
+    for cls in (transformers.PreTrainedModel, _BaseAutoModelClass, transformers.AutoConfig,
+                transformers.AutoTokenizer, transformers.AutoProcessor,
+                transformers.AutoFeatureExtractor, transformers.PretrainedConfig,
+                transformers.PreTrainedTokenizerBase, transformers.ProcessorMixin,
+                transformers.FeatureExtractionMixin, diffusers.DiffusionPipeline,
+                diffusers.ModelMixin):
+        monkeypatch.setattr(cls, "from_pretrained", forbid(f"{cls.__name__}.from_pretrained"))
+    monkeypatch.setattr(torch, "load", forbid("torch.load"))
+    monkeypatch.setattr(safetensors, "safe_open", forbid("safetensors.safe_open"))
+    monkeypatch.setattr(safetensors.torch, "load_file", forbid("safetensors.torch.load_file"))
+    monkeypatch.setattr(safetensors.torch, "load", forbid("safetensors.torch.load"))
+    monkeypatch.setattr(urllib.request, "urlopen", forbid("urlopen"))
+    monkeypatch.setattr(Registry, "build", forbid("Registry.build"))
+    # Resolve every registered backend first: check_stage finds a backend's check_spec through
+    # the module of the factory it resolves, which must stay the real one, not a stand-in.
+    for stage in ("separator", "captioner", "composer", "image"):
+        reg = stage_registry(stage)
+        for backend in reg.names():
+            reg.get(backend)
+    for name in BACKEND_MODULES:
+        module = importlib.import_module(name)
+        for attr, value in list(vars(module).items()):
+            own = callable(value) and getattr(value, "__module__", None) == name
+            if value is from_pretrained or value is load_model or (
+                    own and (attr.startswith(("build", "load_")) or attr == "read_checkpoint")):
+                monkeypatch.setattr(module, attr, forbid(f"{name}.{attr}"))
+    return calls
+
+
+def test_the_loading_guard_sees_real_loads(monkeypatch, tiny_model):
+    """Building a backend, and the loaders behind it, are caught and recorded."""
+    from auralens.checkpoint_io import _read
+    from auralens.scene.llm import HFChatModel
+    from auralens.scene.render.diffusers_t2i import DiffusersGenerator
+    from auralens.scene.separate.tdcnpp import DEFAULT_CHECKPOINT
+
+    chat, sd3 = str(tiny_model("tiny_chat_lm")), str(tiny_model("tiny_sd3"))
+    qwen = str(tiny_model("tiny_qwen2audio"))
+    calls = forbid_loading(monkeypatch)
+    # the guard leaves the checks themselves in place: each stage still refuses a bad option
+    for stage, bad in (("captioner", f"qwen2-audio:{qwen}@max_new_token=5"),
+                       ("composer", f"hf:{chat}@temprature=1"), ("image", f"diffusers:{sd3}@stesp=1"),
+                       ("allm", f"{qwen}@max_new_token=5")):
+        with pytest.raises(SpecError, match="unknown"):
+            check_stage(stage, bad)
+    for load in (lambda: HFChatModel(chat), lambda: DiffusersGenerator(sd3),
+                 lambda: _read(DEFAULT_CHECKPOINT, "separator", AuralensError, "cpu"),
+                 lambda: COMPOSERS.build("template")):
+        with pytest.raises((AssertionError, AuralensError), match="called while only checking a spec"):
+            load()  # the checkpoint reader wraps the error in its own
+    assert calls == ["auralens.scene.llm.from_pretrained",
+                     "auralens.scene.render.diffusers_t2i.from_pretrained",
+                     "safetensors.safe_open", "Registry.build"]
+
+
 @pytest.mark.parametrize("stage, spec", GOOD)
-def test_good_specs_pass_without_loading_anything(tiny_model, tmp_path, stage, spec):
-    check_stage(stage, spec if spec is None else _spec(tiny_model, tmp_path, spec))
+def test_good_specs_pass_without_loading_anything(monkeypatch, tiny_model, tmp_path, stage,
+                                                  spec):
+    spec = spec if spec is None else _spec(tiny_model, tmp_path, spec)  # tiny models saved first
+    calls = forbid_loading(monkeypatch)
+    check_stage(stage, spec)
+    assert calls == []
 
 
 def test_stages_check_every_configured_stage_and_build_none(tiny_model):
