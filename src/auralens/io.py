@@ -81,6 +81,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 _TEMP_NAME = re.compile(r"^\..*\.(\d+)\.[A-Za-z0-9_]{8}\.tmp[^/]*$")
 
 
+def is_temp_name(name: str) -> bool:
+    """True for the name of an :func:`atomic_path` temporary file (finished or not)."""
+    return _TEMP_NAME.match(name) is not None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

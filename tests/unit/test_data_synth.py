@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +228,7 @@ def test_a_dataset_synth_did_not_make_is_not_overwritten(tmp_path: Path) -> None
     csv_text = "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
     (esc / "meta" / "esc50.csv").write_text(csv_text)
     (esc / "audio" / "1-1-A-0.wav").write_bytes(b"user audio")
-    with pytest.raises(DatasetError, match=r"holds files that data synth did not make \(meta/esc50.csv, audio/"):
+    with pytest.raises(DatasetError, match=r"holds files that data synth did not make \(audio/1-1-A-0.wav\)"):
         synthesize(esc, **SMALL)
     assert (esc / "meta" / "esc50.csv").read_text() == csv_text
     assert sorted(p.name for p in (esc / "audio").iterdir()) == ["1-1-A-0.wav"]
@@ -237,6 +238,26 @@ def test_a_dataset_synth_did_not_make_is_not_overwritten(tmp_path: Path) -> None
     with pytest.raises(DatasetError, match="did not make"):
         synthesize(loose, **SMALL)
     assert not (loose / "meta").exists()
+
+
+@pytest.mark.parametrize("own", ["dog/bark.wav", "take1.wav", "notes.txt"])
+def test_a_folder_of_other_files_is_not_written_into(tmp_path: Path, own: str) -> None:
+    # labelled class folders or loose recordings used to get audio/ and meta/ beside them
+    out = tmp_path / "mine"
+    (out / own).parent.mkdir(parents=True, exist_ok=True)
+    (out / own).write_bytes(b"the user's")
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(out))}: holds files that data synth "
+                                           rf"did not make \({re.escape(own)}\); choose an empty or new --out$"):
+        synthesize(out, **SMALL)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [own]
+
+
+def test_empty_folders_and_leftover_temp_files_are_no_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "lib"
+    (out / "audio").mkdir(parents=True)
+    (out / ".synth_config.123.abcdefgh.tmp.json").write_bytes(b"{")  # a write cut short
+    lib = synthesize(out, **SMALL)
+    assert (lib / "meta" / "esc50.csv").is_file() and any((lib / "audio").iterdir())
 
 
 def test_a_library_of_an_older_version_is_checked_by_its_run_json(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from auralens.data import DatasetError, check_free_space, check_length
 from auralens.io import (
     atomic_path,
     check_out_dir,
+    is_temp_name,
     read_recorded_settings,
     remove_stale_temps,
     write_json,
@@ -503,14 +504,13 @@ def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
     check_out_dir(out_dir, DatasetError, "; choose another --out")
     old = _recorded_settings(out_dir)
     if old is None:
-        found = [f"{p.relative_to(out_dir)}" for p in (out_dir / "meta" / "esc50.csv", out_dir / "run.json")
-                 if p.is_file()]
-        audio = out_dir / "audio"
-        if audio.is_dir() and any(audio.iterdir()):
-            found.append("audio/ files")
-        if found:
-            raise DatasetError(f"{out_dir}: holds files that data synth did not make ({', '.join(found)}); "
-                               "choose an empty or new --out")
+        # Any file at all, not only a dataset's: a folder of the user's own recordings must
+        # not get audio/ and meta/ written beside them.
+        found = next((f for f in sorted(out_dir.rglob("*"))
+                      if f.is_file() and not is_temp_name(f.name)), None)
+        if found is not None:
+            raise DatasetError(f"{out_dir}: holds files that data synth did not make "
+                               f"({found.relative_to(out_dir)}); choose an empty or new --out")
         return
     diff = [f"{k} {old.get(k)!r} → {settings[k]!r}" if k == "classes" else f"{k} {old.get(k)} → {settings[k]}"
             for k in settings if old.get(k) != settings[k]]
