@@ -507,3 +507,13 @@ def test_numpy_settings_become_plain_numbers_that_json_can_store() -> None:
     cfg = TrainConfig(seed=np.int64(3), crop_seconds=np.float32(2.0), val_folds=[np.int64(4)])
     assert type(cfg.seed) is int and type(cfg.crop_seconds) is float and cfg.val_folds == [4]
     assert json.loads(_run_settings(cfg, "."))["seed"] == 3
+
+
+def test_training_data_of_neither_layout_is_named(tmp_path):
+    from auralens.scene.separate.train import TrainConfig, TrainError, make_sources
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(TrainError, match=r"^.+: neither an ESC-50 folder \(meta/esc50.csv\) nor a FUSS "
+                                         r"folder \(manifest.jsonl of auralens data mix, or the release's "
+                                         r"train/ folder\)$"):
+        make_sources(tmp_path, TrainConfig(), 4, 16000, None)

@@ -162,8 +162,8 @@ def train_cmd(
     resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors (only --lr, "
-                                "--epochs, --device, --eval-batch-size and TensorBoard logging may "
-                                "differ from the stored run; finished lr-grid runs are skipped)."),
+                                "--epochs, --device and --eval-batch-size may differ from the "
+                                "stored run; finished lr-grid runs are skipped)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:

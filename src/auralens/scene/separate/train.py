@@ -396,7 +396,7 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
             refs[: item.shape[0], :n] = item[:, :n].astype(np.float32)
             val.append((refs.sum(0), refs))
         return train, val
-    raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl)")
+    raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl of auralens data mix, or the release's train/ folder)")
 
 
 def _recipe_mixers(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
