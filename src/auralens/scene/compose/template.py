@@ -199,7 +199,7 @@ class TemplateComposer(Composer):
             where = positions[i] if i < len(positions) else positions[-1]
             phrase = self.visual(name)
             if counts[name] > 1:
-                phrase = f"{phrase}, its {name} sound coming from several places at once"
+                phrase = f"{phrase}, heard from several places at once"
             parts.append(f"{where}, {phrase}.")
         place = setting.place[0].upper() + setting.place[1:]
         text = " ".join([f"{place}.", *parts, setting.mood]).strip()
