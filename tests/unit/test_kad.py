@@ -8,11 +8,15 @@ import pytest
 from auralens.evaluate.kad import kad, kad_per_file, median_pairwise_distance
 
 
-def _reference_mmd(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
-    """Direct unbiased MMD² with a Gaussian RBF kernel, ×100, written out plainly."""
+def _reference_mmd(x: np.ndarray, y: np.ndarray, sigma: float, kernel: str = "rbf") -> float:
+    """Direct unbiased MMD², ×100, written out plainly; γ = 1/(2σ²) as in the KAD toolkit."""
+    gamma = 1 / (2 * sigma**2)
+    shape = {"rbf": lambda g: np.exp(-g), "iq": lambda g: 1 / (1 + g),
+             "imq": lambda g: 1 / np.sqrt(1 + g)}[kernel]
+
     def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         d2 = np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
-        return np.exp(-d2 / (2 * sigma**2))
+        return shape(gamma * d2)
 
     n, m = len(x), len(y)
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
@@ -60,6 +64,15 @@ def test_identical_sets_near_zero_and_symmetric(sets) -> None:
     same_dist = np.random.default_rng(1).standard_normal((300, 8))
     assert abs(kad(x, same_dist).value) < 0.2 * kad(x, y).value
     assert kad(x, y, sigma=2.0).value == pytest.approx(kad(y, x, sigma=2.0).value, abs=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["iq", "imq"])
+def test_other_kernels_match_the_reference(sets, kernel: str) -> None:
+    x, y = sets
+    res = kad(x, y, kernel=kernel, chunk=64)
+    assert res.value == pytest.approx(_reference_mmd(x, y, res.sigma, kernel), abs=1e-6)
+    assert kad(x, y, kernel=kernel, sigma=1.5).value == pytest.approx(
+        _reference_mmd(x, y, 1.5, kernel), abs=1e-6)
 
 
 @pytest.mark.parametrize("kernel", ["iq", "imq"])

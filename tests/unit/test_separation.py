@@ -194,7 +194,17 @@ def test_si_snr_known_answers():
     noise *= np.sqrt((ref @ ref) / 10 / (noise @ noise))  # 10 dB below it
     assert si_snr(ref + noise, ref) == pytest.approx(10.0, abs=1e-6)
     assert si_snr(3.0 * (ref + noise), ref) == pytest.approx(10.0, abs=1e-6)  # scale-invariant
-    assert si_snr(ref, ref) > 70
+    # FUSS's form: within ±80 dB whatever the level, the mean not removed
+    assert si_snr(ref, ref) == pytest.approx(80.0, abs=1e-6)
+    assert si_snr(1e-4 * ref, ref) == pytest.approx(80.0, abs=1e-6)
+    assert si_snr(np.zeros_like(ref), ref) == pytest.approx(-80.0, abs=1e-6)
+    zero_mean = ref / np.sqrt(ref @ ref / ref.size)  # unit power
+    offset = zero_mean + 0.3  # cos² = 1 / (1 + 0.3²): the offset is the error
+    assert si_snr(zero_mean, offset) == pytest.approx(10 * np.log10(1 / 0.09), abs=1e-6)
+    near = ref + 1e-3 * noise  # 70 dB: noise/signal r = 1e-7, near the 1e-8 floor
+    r, eps = 1e-7, 1e-8
+    assert si_snr(near, ref) == pytest.approx(
+        10 * np.log10((1 / (1 + r) + eps) / (r / (1 + r) + eps)), abs=1e-6)
     t = si_snr_torch(torch.tensor(ref + noise), torch.tensor(ref))
     assert float(t) == pytest.approx(10.0, abs=1e-4)
 
@@ -430,7 +440,7 @@ def test_score_mixture_refuses_shapes_and_non_finite_samples() -> None:
         pit_align(refs, refs[:, :700])
     # a few samples of STFT round-trip difference are still scored on the common part
     score = score_mixture(mix, refs, refs[:, :790])
-    assert score.n_sources == 2 and min(score.si_snr) > 90
+    assert score.n_sources == 2 and min(score.si_snr) == pytest.approx(80.0, abs=1e-6)
 
 
 def test_scale_invariant_loss_ignores_gain_and_matches_its_formula() -> None:

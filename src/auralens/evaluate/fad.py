@@ -24,6 +24,10 @@ returns complex values, NaN or ±inf. Here:
 FAD∞ (Chong & Forsyth 2020, "Effectively Unbiased FID"): FAD is biased upwards by a term
 that shrinks like ``1/n``. :func:`fad_inf` computes FAD for several evaluated-subset sizes
 ``n``, fits ``FAD(n) = a + b / n`` by least squares and reports the intercept ``a``.
+Subsets are drawn without replacement, at sizes evenly spaced in ``1/n``; fadtk draws with
+replacement at sizes evenly spaced in ``n`` from 500, and a draw with replacement repeats
+frames, which keeps part of the ``1/n`` bias in its intercept. Values therefore differ from
+fadtk's FAD-inf (ours is ≈ 0 for two samples of one distribution).
 """
 
 from __future__ import annotations

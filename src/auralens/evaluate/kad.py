@@ -11,15 +11,16 @@ works with few frames and high dimensions where FAD cannot.
 
 Kernels (``d = ‖a − b‖``; all equal 1 at d = 0):
 
-* ``"rbf"`` (default): ``exp(−d² / (2σ²))``
-* ``"iq"`` inverse quadratic: ``σ² / (σ² + d²)``
-* ``"imq"`` inverse multiquadric: ``σ / √(σ² + d²)``
+* ``"rbf"`` (default): ``exp(−γd²)``
+* ``"iq"`` inverse quadratic: ``1 / (1 + γd²)``
+* ``"imq"`` inverse multiquadric: ``1 / √(1 + γd²)``
+
+with ``γ = 1 / (2σ²)`` for all three, as in the KAD toolkit.
 
 Bandwidth σ: fixed by the user, or the **median pairwise distance of the reference set**.
-The public KAD toolkit's README says the bandwidth comes from the reference, while its code
-takes it from the evaluated set; we use the reference, so every score computed against one
-reference uses the same kernel and scores of different systems (and per-file scores) are
-comparable. When the reference has more than ``sigma_max_samples`` frames the median is taken
+As in the public KAD toolkit (an earlier version of its code took it from the evaluated set),
+every score computed against one reference then uses the same kernel, so scores of different
+systems (and per-file scores) are comparable. When the reference has more than ``sigma_max_samples`` frames the median is taken
 over all pairs of a seeded random subsample of that many frames (a 5000-frame subsample
 gives 12.5 M pairs; the median of that many pairs is stable to well under 1 %). Pairs of
 identical frames are set to exactly 0 apart (the fast ``‖a‖² + ‖b‖² − 2a·b`` expansion would
@@ -127,10 +128,11 @@ def _kernel(d2, sigma: float, kernel: str):  # noqa: ANN001, ANN202 - torch tens
     d2 = d2.clamp_min(0)  # the expansion can give tiny negatives
     if kernel == "rbf":
         return torch.exp(d2 * (-1.0 / (2.0 * sigma * sigma)))
+    two_var = 2.0 * sigma * sigma  # γ = 1 / (2σ²) for every kernel, as the KAD toolkit has it
     if kernel == "iq":
-        return (sigma * sigma) / (sigma * sigma + d2)
+        return two_var / (two_var + d2)
     if kernel == "imq":
-        return sigma / torch.sqrt(sigma * sigma + d2)
+        return torch.rsqrt(1.0 + d2 / two_var)
     raise MetricInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
 
 

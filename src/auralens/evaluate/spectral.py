@@ -236,12 +236,12 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     ``x`` vs ``x + noise`` gives the SNR; a silent reference gives NaN. Phase-sensitive: see
     the module docstring.
     """
-    from auralens.scene.separate.metrics import si_snr  # the one SI-SNR/SI-SDR implementation
+    from auralens.scene.separate.metrics import si_sdr_zero_mean
 
     ref, est = _pair(ref, est)
     if _silent(ref):
         return float("nan")
-    return float(si_snr(est, ref, eps=EPS_SDR))
+    return float(si_sdr_zero_mean(est, ref, eps=EPS_SDR))
 
 
 def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:

@@ -8,8 +8,9 @@ Per mixture (``x [T]``, references ``[N, T]``, estimates ``[M, T]``):
 2. A (reference, estimate) pair counts as *active* when its estimate's power exceeds 1 % of
    the quietest active reference's power (FUSS: −20 dB), so silent outputs paired with quiet
    references do not produce meaningless numbers.
-3. ``si_snr`` of each active pair, ``si_snri`` = ``si_snr`` minus the SI-SNR of the mixture
-   itself as an estimate of that reference.
+3. ``si_snr`` of each active pair (FUSS's gain-invariant SNR, :func:`si_snr`: no mean
+   removed, within ±80 dB), ``si_snri`` = ``si_snr`` minus the SI-SNR of the mixture itself
+   as an estimate of that reference.
 
 Aggregates (:func:`summarize`): ``1S`` = mean absolute SI-SNR over the active pairs of
 single-source mixtures (there SI-SNRi is meaningless: the mixture *is* the source);
@@ -43,7 +44,30 @@ BSS_CLAMP_DB = 100.0
 
 
 def si_snr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Scale-invariant SNR in dB over the last axis (broadcasts), computed in float64."""
+    """Gain-invariant SNR in dB over the last axis (broadcasts), computed in float64, as the
+    FUSS evaluation computes it (``signal_to_noise_ratio_gain_invariant``).
+
+    With ``c`` the cosine of ``est`` and ``ref`` (no mean removed), the signal power is
+    ``c²`` and the noise power ``1 − c²`` of unit-norm signals (taken as ``‖ê − c r̂‖²`` when
+    below 0.01, where the difference loses precision); ``eps`` is added to both, so results
+    lie within ±10·log10(1/eps) dB (±80 dB) whatever the level. ``est = ref`` gives 80 dB,
+    a silent ``est`` −80 dB.
+    """
+    est = np.asarray(est, np.float64)
+    ref = np.asarray(ref, np.float64)
+    est_n = est / np.sqrt(np.maximum((est * est).sum(-1, keepdims=True), 1e-16))
+    ref_n = ref / np.sqrt(np.maximum((ref * ref).sum(-1, keepdims=True), 1e-16))
+    cos = (est_n * ref_n).sum(-1)
+    signal = cos * cos
+    noise = 1.0 - signal
+    direct = ((est_n - ref_n * cos[..., None]) ** 2).sum(-1)
+    noise = np.where(noise >= 0.01, noise, direct)
+    return 10 * np.log10((signal + eps) / (noise + eps))
+
+
+def si_sdr_zero_mean(est: np.ndarray, ref: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019) over the last axis (broadcasts), of
+    zero-mean signals, ``eps`` added to the raw energies (so not capped), in float64."""
     est = np.asarray(est, np.float64)
     ref = np.asarray(ref, np.float64)
     est = est - est.mean(-1, keepdims=True)
@@ -180,12 +204,14 @@ def score_mixture(mix: np.ndarray, refs: np.ndarray, est: np.ndarray, *, id: str
 
 
 def bss_eval(refs: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SDR/SIR/SAR (dB) of already aligned ``[N, T]`` estimates (BSS Eval v4, sources).
+    """SDR/SIR/SAR (dB) of already aligned ``[N, T]`` estimates (BSS Eval v4, sources), over
+    the whole signal as ``fast_bss_eval`` computes them (museval instead reports the median
+    over 1 s frames).
 
     Estimate ``n`` is projected onto its reference filtered by a 512-tap FIR (the BSS-Eval
     default) for SDR, and onto all references so filtered for SAR; SIR compares the two.
     Definitions, normalisation and the ±100 dB clamp are those of
-    ``fast_bss_eval.bss_eval_sources(..., compute_permutation=False)`` (equal to ~1e-9 dB), but
+    ``fast_bss_eval.bss_eval_sources(..., compute_permutation=False)`` (equal to ~1e-5 dB), but
     the systems are solved one at a time in numpy: torch's batched float64 solve (oneMKL) fails
     once ``torch.set_num_threads`` has been called in the process. With a single reference SIR
     is undefined; we report NaN.
