@@ -276,6 +276,7 @@ def test_state_without_a_data_fingerprint_resumes_unchecked(data, tmp_path) -> N
     state = torch.load(out / "train_state.pt", weights_only=True)
     saved = json.loads(state["config"])
     saved["cfg"]["val_fold"] = None  # what the option held; no "data" entry
+    del saved["cfg"]["reverb"]  # nor reverberant copies
     state["config"] = json.dumps({"cfg": saved["cfg"], "classes": saved["classes"]})
     torch.save(state, out / "train_state.pt")
     _edit_csv(data, "1-00-A-0.wav,1,", "1-00-A-0.wav,2,")  # other data, which it cannot tell
@@ -370,3 +371,51 @@ def test_cli_says_when_max_steps_stopped_the_first_epoch(data, tmp_path, capsys)
                                                "--out to continue")
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("best val accuracy ")
+
+
+def test_reverberate_is_the_rooms_impulse_response_cut_to_length() -> None:
+    from auralens.data.mix import room_impulse_responses
+    from auralens.encoders.train_classifier import clip_room, reverberate
+
+    room = clip_room(0, "1-00-A-0", 1)
+    assert room == clip_room(0, "1-00-A-0", 1)  # seeded: the same copy is the same room
+    assert room != clip_room(0, "1-00-A-0", 2) and room != clip_room(0, "1-01-A-0", 1)
+    assert room != clip_room(1, "1-00-A-0", 1)
+    impulse = np.zeros(4000, np.float32)
+    impulse[0] = 1.0
+    rir = room_impulse_responses(room, 16000)[0]
+    out = reverberate(impulse, room)
+    assert out.shape == (4000,) and out.dtype == np.float32
+    np.testing.assert_allclose(out, rir[:4000], atol=1e-6)
+
+
+def test_reverberant_copies_join_the_training_set_only(data, tmp_path) -> None:
+    from auralens.data.esc50 import load_esc50
+    from auralens.encoders import train_classifier as tc
+    from auralens.io import ErrorLog
+
+    cfg = _tiny_cfg(epochs=1, reverb=2)
+    clips = [c for c in load_esc50(data) if c.fold == 1]
+    kept, x, valid = tc._features(clips, cfg, ErrorLog(tmp_path / "e.jsonl"), copies=2)
+    assert [c.id for c in kept] == [c.id for c in clips for _ in range(3)]
+    assert x.shape == (3 * len(clips), 64, 32) and valid.shape == (3 * len(clips),)
+    dry, wet1, wet2 = x[0].astype(np.float32), x[1].astype(np.float32), x[2].astype(np.float32)
+    assert np.abs(dry - wet1).mean() > 0.01 and np.abs(wet1 - wet2).mean() > 0.01
+    # the same copy again comes from the cache, unchanged
+    _, again, _ = tc._features(clips[:1], cfg, ErrorLog(tmp_path / "e2.jsonl"), copies=2)
+    np.testing.assert_array_equal(again, x[:3])
+    out = tmp_path / "clf"
+    result = train_classifier(data, out, cfg)
+    run = read_json(out / "run.json")
+    assert run["result"]["train_clips"] == 3 * len(clips) and run["result"]["val_clips"] == len(clips)
+    assert result["epochs_run"] == 1
+    with pytest.raises(Exception, match=r"different settings or data \(reverb 2 → 0\)"):
+        train_classifier(data, out, _tiny_cfg(epochs=2))
+
+
+def test_reverb_copies_must_be_a_whole_number() -> None:
+    from auralens.errors import AuralensError
+
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(AuralensError, match=rf"^reverb must be a whole number ≥ 0, got {bad!r}$"):
+            _tiny_cfg(reverb=bad)

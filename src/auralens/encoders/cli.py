@@ -26,6 +26,8 @@ def train_classifier_cmd(
     val_fold: int | None = typer.Option(None, "--val-fold", help="Validation fold (default: the last)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Gain/shift/SpecAugment/mixup."),
     mixup: float = typer.Option(0.3, "--mixup", help="Mixup Beta(a, a) parameter (0: off)."),
+    reverb: int = typer.Option(0, "--reverb", min=0, help="Reverberant copies of each training "
+                               "clip, each in its own seeded random shoebox room (0: none)."),
     save_dtype: str = typer.Option("float16", "--save-dtype", help="Weights dtype on disk."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
@@ -42,7 +44,7 @@ def train_classifier_cmd(
         hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
         intermediate_size=intermediate_size, num_mel_bins=num_mel_bins, max_length=max_length,
         patch_stride=patch_stride, epochs=epochs, batch_size=batch_size, lr=lr,
-        val_fold=val_fold, augment=augment, mixup=mixup, save_dtype=save_dtype,
+        val_fold=val_fold, augment=augment, mixup=mixup, reverb=reverb, save_dtype=save_dtype,
         max_steps=max_steps, threads=threads, seed=seed)
     result = train_classifier(data, out, cfg)
     if result["best_epoch"] < 1:  # --max-steps stopped the first epoch partway

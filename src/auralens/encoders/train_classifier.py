@@ -10,7 +10,10 @@ Recipe:
     * input: the AST Kaldi filterbank (16 kHz, 10 ms hop, ``num_mel_bins`` × ``max_length``),
       computed once per file and kept in the auralens cache (keyed by file content);
     * augmentation (train only): random gain (±``gain_db``), random circular time shift of
-      the real frames, SpecAugment (2 frequency + 2 time masks) and mixup;
+      the real frames, SpecAugment (2 frequency + 2 time masks) and mixup; with ``reverb`` = k,
+      k more copies of every training clip, each convolved with the impulse response of its
+      own seeded random shoebox room (the rooms ``auralens data mix`` draws), so the model
+      also knows its classes in the reverberant mixtures it is asked to caption;
     * AdamW, linear warm-up then cosine decay, label smoothing; the checkpoint with the best
       validation accuracy is kept (ties: lower validation loss);
     * resumable: ``OUT/train_state.pt`` holds the model, optimiser and history after every
@@ -92,6 +95,7 @@ class ClassifierConfig:
     freq_mask: int = 24
     time_mask: int = 48
     augment: bool = True
+    reverb: int = 0
     val_fold: int | None = None
     seed: int = 0
     save_dtype: str = "float16"
@@ -103,7 +107,7 @@ class ClassifierConfig:
         # (a negative mask width or seed would only fail mid-training, inside torch or numpy)
         at_least = {"hidden_size": 1, "num_layers": 1, "num_heads": 1, "intermediate_size": 1,
                     "num_mel_bins": 16, "max_length": 16, "patch_stride": 1, "epochs": 1,
-                    "batch_size": 1, "freq_mask": 0, "time_mask": 0, "seed": 0}
+                    "batch_size": 1, "freq_mask": 0, "time_mask": 0, "seed": 0, "reverb": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not is_whole(value, low):
@@ -143,9 +147,34 @@ def _fbank_extractor(cfg: ClassifierConfig) -> Any:
                                mean=FBANK_MEAN, std=FBANK_STD)
 
 
-def _features(clips: list[Any], cfg: ClassifierConfig, errors: ErrorLog) -> tuple[
-        list[Any], np.ndarray, np.ndarray]:
-    """Normalised fbanks ``[N, max_length, mels]`` (float16) and valid frame counts ``[N]``."""
+def clip_room(seed: int, clip_id: str, copy: int) -> dict[str, Any]:
+    """The seeded random shoebox room (one source) of reverberant copy ``copy`` of a clip."""
+    import zlib
+
+    from auralens.data.mix import _random_room
+
+    rng = np.random.default_rng([seed, zlib.crc32(str(clip_id).encode("utf-8")), copy])
+    return _random_room(rng, 1)
+
+
+def reverberate(wave: np.ndarray, room: dict[str, Any], sample_rate: int = 16000) -> np.ndarray:
+    """``[T]`` → ``[T]``: ``wave`` convolved with the impulse response of ``room``'s source,
+    cut to the input's length (as ``auralens data mix`` places a source in a room)."""
+    from scipy.signal import fftconvolve
+
+    from auralens.data.mix import room_impulse_responses
+
+    rir = room_impulse_responses(room, sample_rate)[0]
+    return fftconvolve(wave.astype(np.float64), rir)[: wave.shape[0]].astype(np.float32)
+
+
+def _features(clips: list[Any], cfg: ClassifierConfig, errors: ErrorLog, copies: int = 0,
+              ) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Normalised fbanks ``[N, max_length, mels]`` (float16) and valid frame counts ``[N]``.
+
+    With ``copies`` = k, every clip is followed by its k reverberant copies (:func:`clip_room`),
+    and the returned clips repeat it k + 1 times; a clip is kept only with all its copies.
+    """
     from auralens.audio import load
     from auralens.cache import ArrayCache, hash_file, make_key
     from auralens.progress import progress
@@ -155,22 +184,30 @@ def _features(clips: list[Any], cfg: ClassifierConfig, errors: ErrorLog) -> tupl
     kept, feats, valid = [], [], []
     for clip in progress(clips, desc="fbank features", total=len(clips)):
         with errors.guard(clip.id, clip.path):
-            key = make_key(hash_file(clip.path), kind="ast-fbank", mels=cfg.num_mel_bins,
-                           max_length=cfg.max_length, mean=FBANK_MEAN, std=FBANK_STD)
-            hit = cache.get(key)
-            if hit is None:
-                wave = load(clip.path, 16000)
-                if wave.shape[0] < 400:  # the filterbank needs one whole 25 ms window
-                    raise AuralensError(f"too short: {wave.shape[0]} samples at 16 kHz, needs at "
-                                        "least 400 (25 ms)")
-                x = fe(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
-                n = 1 + max(0, wave.shape[0] - 400) // 160
-                hit = {"fbank": x.astype(np.float16),
-                       "valid": np.array([min(n, cfg.max_length)], np.int64)}
-                cache.put(key, hit)
-            feats.append(hit["fbank"])
-            valid.append(int(hit["valid"][0]))
-            kept.append(clip)
+            digest, wave, hits = hash_file(clip.path), None, []
+            for copy in range(copies + 1):
+                room = clip_room(cfg.seed, clip.id, copy) if copy else None
+                key = make_key(digest, kind="ast-fbank", mels=cfg.num_mel_bins,
+                               max_length=cfg.max_length, mean=FBANK_MEAN, std=FBANK_STD,
+                               **({"room": room} if room else {}))
+                hit = cache.get(key)
+                if hit is None:
+                    if wave is None:
+                        wave = load(clip.path, 16000)
+                    if wave.shape[0] < 400:  # the filterbank needs one whole 25 ms window
+                        raise AuralensError(f"too short: {wave.shape[0]} samples at 16 kHz, "
+                                            "needs at least 400 (25 ms)")
+                    x = fe(reverberate(wave, room) if room else wave, sampling_rate=16000,
+                           return_tensors="np")["input_values"][0]
+                    n = 1 + max(0, wave.shape[0] - 400) // 160
+                    hit = {"fbank": x.astype(np.float16),
+                           "valid": np.array([min(n, cfg.max_length)], np.int64)}
+                    cache.put(key, hit)
+                hits.append(hit)
+            for hit in hits:
+                feats.append(hit["fbank"])
+                valid.append(int(hit["valid"][0]))
+                kept.append(clip)
     if not kept:
         return kept, np.zeros((0, cfg.max_length, cfg.num_mel_bins), np.float16), np.zeros(0, int)
     return kept, np.stack(feats), np.asarray(valid)
@@ -289,7 +326,8 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     errors = ErrorLog(out / "errors.jsonl" if main else out / f".errors.rank{rank}.jsonl", reset=True)
     # The main process fills the fbank cache first; the others then only read it.
     with timer("features"), acc.main_process_first():
-        train_clips, x_tr, v_tr = _features([c for c in clips if c.fold != val_fold], cfg, errors)
+        train_clips, x_tr, v_tr = _features([c for c in clips if c.fold != val_fold], cfg, errors,
+                                            cfg.reverb)
         val_clips, x_va, v_va = _features([c for c in clips if c.fold == val_fold], cfg, errors)
     if not main:
         errors.path.unlink(missing_ok=True)
@@ -297,7 +335,8 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
         raise AuralensError(f"{data}: no usable training or validation audio")
     y_tr = np.array([label2id[c.labels[0]] for c in train_clips], np.int64)
     y_va = np.array([label2id[c.labels[0]] for c in val_clips], np.int64)
-    log.info("%d train / %d val clips, %d classes", len(y_tr), len(y_va), len(classes))
+    log.info("%d train examples (%d reverberant copies of each clip) / %d val clips, %d classes",
+             len(y_tr), cfg.reverb, len(y_va), len(classes))
 
     torch.manual_seed(cfg.seed)
     model_cfg = ASTConfig(
@@ -544,6 +583,7 @@ def _check_resume(state: dict[str, Any], path: Path, cfg: ClassifierConfig,
     old_cfg = dict(saved["cfg"])
     if old_cfg.get("val_fold") is None:
         old_cfg["val_fold"] = default_fold
+    old_cfg.setdefault("reverb", 0)  # states from before reverberant copies existed
     diffs = [f"{key} {old_cfg.get(key)!r} → {want['cfg'].get(key)!r}"
              for key in sorted(set(old_cfg) | set(want["cfg"]))
              if old_cfg.get(key) != want["cfg"].get(key)]
