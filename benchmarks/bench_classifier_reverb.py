@@ -2,7 +2,7 @@
 
 The Imagine captioner classifies separated sources of reverberant (FUSS-recipe) mixtures, so a
 classifier that only knows dry clips is judged on the wrong condition. For every clip of
-``--fold`` this scores each ``--model`` on the dry clip and on ``--copies`` reverberant copies,
+``--fold`` (or of the whole folder) this scores each ``--model`` on the dry clip and on ``--copies`` reverberant copies,
 each in its own seeded random shoebox room (``train_classifier.clip_room`` with ``--seed``;
 use a seed other than the training seed so the rooms are new), and prints the accuracies and
 one JSON line.
@@ -26,7 +26,8 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="ESC-50-layout folder")
-    ap.add_argument("--fold", type=int, required=True, help="held-out fold to score")
+    ap.add_argument("--fold", type=int, default=None,
+                    help="held-out fold to score (default: every clip, for a library never trained on)")
     ap.add_argument("--model", action="append", required=True, help="classifier directory (repeat)")
     ap.add_argument("--copies", type=int, default=2, help="reverberant copies per clip")
     ap.add_argument("--seed", type=int, default=1234, help="room seed (not the training seed)")
@@ -38,7 +39,7 @@ def main() -> None:
     from auralens.encoders.base import EXTRACTORS
     from auralens.encoders.train_classifier import clip_room, reverberate
 
-    clips = [c for c in load_esc50(args.data) if c.fold == args.fold]
+    clips = [c for c in load_esc50(args.data) if args.fold is None or c.fold == args.fold]
     if not clips:
         raise SystemExit(f"{args.data}: no clips in fold {args.fold}")
     t0 = time.perf_counter()
@@ -49,7 +50,8 @@ def main() -> None:
     result = {"bench": "classifier_reverb", "data": str(args.data), "fold": args.fold,
               "clips": len(clips), "copies": args.copies, "room_seed": args.seed,
               "rooms_s": round(t_rooms, 1), "models": {}}
-    print(f"fold {args.fold}: {len(clips)} clips, {args.copies} reverberant copies each")
+    where = "every fold" if args.fold is None else f"fold {args.fold}"
+    print(f"{where}: {len(clips)} clips, {args.copies} reverberant copies each")
     print(f"{'model':60s}  dry acc  reverb acc")
     for spec in args.model:
         ext = EXTRACTORS.build(f"classifier:{spec}")
