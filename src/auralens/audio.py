@@ -1,7 +1,7 @@
 """Audio input/output with clear errors: load any common format to float32 mono.
 
-Loading goes through soundfile (wav, flac, ogg, mp3 with libsndfile ≥ 1.1) and resampling
-through soxr. Every failure raises :class:`AudioError` carrying the path and a plain reason,
+Loading goes through soundfile (wav, flac, ogg, mp3 with libsndfile ≥ 1.1), or ffmpeg for
+the formats libsndfile lacks (:data:`FFMPEG_SUFFIXES`: m4a, aac), and resampling through soxr. Every failure raises :class:`AudioError` carrying the path and a plain reason,
 so a CLI can print one line and a batch job can skip the item.
 """
 
@@ -25,6 +25,10 @@ DEFAULT_MAX_DURATION = 3600.0
 #: Sample rates accepted on input.
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
+#: Audio formats libsndfile cannot read: decoded with ffmpeg, which must be on PATH.
+FFMPEG_SUFFIXES = frozenset({".m4a", ".aac"})
+#: Longest one ffmpeg decode may take, in seconds.
+FFMPEG_TIMEOUT = 600
 #: Formats we write.
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 #: Peak level from which a clip is flagged as clipped.
@@ -80,9 +84,11 @@ class AudioInfo:
         return "clipped" in self.flags
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _read(path: Path, max_duration: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    if path.suffix.lower() in FFMPEG_SUFFIXES:
+        return _read_ffmpeg(path, max_duration)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
@@ -107,6 +113,39 @@ def _read_fallback(path: Path, first_exc: Exception) -> tuple[np.ndarray, int]:
         raise AudioError(path, f"unreadable or corrupt audio ({first_exc})") from exc
     y = np.atleast_2d(y).T.astype(np.float32)
     return y, int(sr)
+
+
+def _read_ffmpeg(path: Path, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with ffmpeg (float WAV on a pipe), channels and rate
+    as stored; decoding stops a little past ``max_duration`` seconds."""
+    import io
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(path, f"reading {path.suffix.lower()} audio needs ffmpeg, which is not on "
+                               "PATH; install ffmpeg or convert the file to wav or flac")
+    limit = [] if max_duration is None else ["-t", f"{max_duration * 1.01 + 1:.3f}"]
+    try:
+        proc = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), *limit,
+                               "-map", "0:a:0", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"],
+                              capture_output=True, check=False, timeout=FFMPEG_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AudioError(path, f"ffmpeg took over {FFMPEG_TIMEOUT} s to decode it") from None
+    if proc.returncode != 0 or not proc.stdout:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioError(path, f"unreadable or corrupt audio (ffmpeg: {lines[-1] if lines else 'no audio'})")
+    try:
+        data, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - ffmpeg's output is ours; still, name the file
+        raise AudioError(path, f"unreadable or corrupt audio ({exc})") from exc
+    if max_duration is not None and data.shape[0] / sr > max_duration:
+        raise AudioError(path, f"duration exceeds the limit of {max_duration:g} s (decoding "
+                               f"stopped at {data.shape[0] / sr:.1f} s)")
+    return data, int(sr)
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -150,7 +189,7 @@ def load_with_info(
     """Load an audio file as float32, averaged to mono, at ``sample_rate``.
 
     Args:
-        path: wav/flac/ogg/mp3 (anything libsndfile reads).
+        path: wav/flac/ogg/mp3 (anything libsndfile reads), or m4a/aac (needs ffmpeg).
         sample_rate: target rate; None keeps the file's rate.
         max_duration: reject files longer than this many seconds (None: no limit).
         mono: average channels (default). When False returns ``[C, T]``.
@@ -172,7 +211,7 @@ def load_with_info(
     if sample_rate is not None and not (MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
         raise AudioError(path, f"unsupported target sample rate {sample_rate} Hz")
     _check_header(path, max_duration)
-    data, sr = _read(path)
+    data, sr = _read(path, max_duration)
     if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE):
         raise AudioError(
             path, f"unsupported sample rate {sr} Hz (supported {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE})"

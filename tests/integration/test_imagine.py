@@ -4,6 +4,7 @@ baseline, a tiny SD3 image stage, the CLI, batch jobs with resume and error coll
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from pathlib import Path
 
@@ -95,7 +96,17 @@ def test_offline_pipeline_writes_everything(scenes, separator, tiny_model, tmp_p
     assert run["config"]["separator"] == "lookup" and run["skipped"]["image"]
 
 
-@pytest.mark.parametrize("n", [1, 100])
+@pytest.mark.parametrize("n", [1, 100, 399])
+def test_clips_shorter_than_25_ms_are_refused(tmp_path, n):
+    clip = write(tmp_path / "tiny.wav", np.full(n, 0.3, np.float32), 16000)
+    with pytest.raises(ImagineError, match=rf"^{re.escape(str(clip))}: too short to describe: "
+                                           rf"{1000 * n / 16000:.1f} ms \({n} sample\(s\) at 16000 Hz\); "
+                                           r"imagine needs at least 25 ms \(400 samples at 16000 Hz\)$"):
+        imagine(clip, tmp_path / "o", ImagineConfig(separator="nmf"))
+    assert read_json(tmp_path / "o" / "run.json")["status"] == "failed"
+
+
+@pytest.mark.parametrize("n", [400, 1000])
 def test_clips_shorter_than_an_analysis_window_still_get_a_report(tiny_model, tmp_path, n):
     rng = np.random.default_rng(n)
     clip = tmp_path / "tiny.wav"

@@ -227,6 +227,57 @@ def test_batch_items_are_cleaned_and_failures_are_one_line(tmp_path):
         assert not (out / "items" / item / "image.png").exists()
 
 
+class Wobble(SplitSeparator):
+    """What a trained separator makes of a DC input: the offset plus a faint ripple."""
+
+    def separate(self, mix: np.ndarray) -> np.ndarray:
+        ripple = 0.01 * np.sin(np.arange(mix.shape[-1], dtype=np.float32))
+        return np.stack([mix - ripple, ripple])
+
+
+@pytest.mark.parametrize("separator", [SplitSeparator(2), Wobble(2)])
+def test_a_dc_offset_alone_is_not_described(tmp_path, separator):
+    dc = write(tmp_path / "dc.wav", np.full(3 * 16000, 0.5, np.float32), 16000)
+
+    class Counting(Captioner):
+        calls = 0
+
+        def describe(self, wave):
+            type(self).calls += 1
+            return super().describe(wave)
+
+    result = imagine(dc, tmp_path / "o", ImagineConfig(separator=separator, captioner=Counting(),
+                                                       activity=ALL_KEPT))
+    assert result.kept == [] and result.captions == [] and result.description == ""
+    assert Counting.calls == 0
+    reasons = {d["reason"] for d in read_json(tmp_path / "o" / "activity.json")["sources"]}
+    if isinstance(separator, Wobble):  # the estimates are not constant, but the mixture is
+        assert reasons == {"the mixture is constant (no sound)"}
+    else:
+        assert reasons == {"constant (no sound)"}
+
+
+def test_inputs_shorter_than_25_ms_are_refused_naming_the_file(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    clips = tmp_path / "clips"
+    short = write(clips / "short.wav", (0.2 * rng.standard_normal(160)).astype(np.float32), 16000)
+    write(clips / "ok.wav", (0.2 * rng.standard_normal(400)).astype(np.float32), 16000)
+    message = (f"{short}: too short to describe: 10.0 ms (160 sample(s) at 16000 Hz); imagine "
+               "needs at least 25 ms (400 samples at 16000 Hz)")
+    with pytest.raises(ImagineError) as err:
+        imagine(short, tmp_path / "o", _config(2))
+    assert str(err.value) == message
+    assert imagine(clips / "ok.wav", tmp_path / "o2", _config(2)).kept == [0, 1]
+    capsys.readouterr()
+    assert main(["imagine", str(short), "--out", str(tmp_path / "o3")]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+    # A batch lists the short clip in errors.jsonl and goes on.
+    lines = imagine_batch(clips, tmp_path / "batch", _config(2))
+    assert [ln["id"] for ln in lines] == ["ok"]
+    errors = read_jsonl(tmp_path / "batch" / "errors.jsonl")
+    assert [(e["item"], e["error"]) for e in errors] == [("short", message)]
+
+
 def test_cli_bad_specs_are_one_line_before_any_output(mix, tiny_model, tmp_path, capsys):
     chat = tiny_model("tiny_chat_lm")
     for flags, message in ((["--captioner", str(chat)],

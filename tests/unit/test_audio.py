@@ -205,3 +205,59 @@ def test_float_wav_is_byte_reproducible(tmp_path, noise):
     a = write(tmp_path / "a.wav", noise, 16000).read_bytes()
     b = write(tmp_path / "b.wav", noise, 16000).read_bytes()
     assert a == b
+
+
+def _encode(tmp_path, ext: str) -> tuple[np.ndarray, object]:
+    """A 1 s stereo 44.1 kHz tone, and the same encoded by ffmpeg as ``ext``."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    sr = 44100
+    t = np.arange(sr) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    src = write(tmp_path / "src.wav", np.stack([tone, tone]), sr)
+    out = tmp_path / f"a{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", "aac",
+                    str(out)], check=True)
+    return tone, out
+
+
+@pytest.mark.parametrize("ext", [".m4a", ".aac", ".M4A"])
+def test_m4a_and_aac_are_decoded_with_ffmpeg(tmp_path, ext):
+    _, path = _encode(tmp_path, ext)
+    wave, info = load_with_info(path, 16000)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 16000) <= 1200  # aac adds encoder padding
+    assert info.channels == 2 and info.orig_sample_rate == 44100 and info.sample_rate == 16000
+    assert 0.3 < np.sqrt(np.mean(wave**2)) < 0.4  # a 0.5-amplitude sine has RMS 0.354
+    with pytest.raises(AudioError) as err:
+        load(path, max_duration=0.5)
+    assert str(err.value) == (f"{path}: duration exceeds the limit of 0.5 s (decoding stopped at "
+                              "1.0 s)")
+
+
+def test_m4a_without_ffmpeg_says_ffmpeg_is_needed(tmp_path, monkeypatch):
+    import shutil
+
+    path = tmp_path / "a.m4a"
+    path.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(AudioError) as err:
+        load(path)
+    assert str(err.value) == (f"{path}: reading .m4a audio needs ffmpeg, which is not on PATH; "
+                              "install ffmpeg or convert the file to wav or flac")
+
+
+def test_corrupt_m4a_is_one_line_naming_the_file(tmp_path):
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / "bad.m4a"
+    path.write_bytes(b"this is not audio\n" * 10)
+    with pytest.raises(AudioError) as err:
+        load(path)
+    assert str(err.value).startswith(f"{path}: unreadable or corrupt audio (ffmpeg: ")
+    assert "\n" not in str(err.value)

@@ -62,6 +62,14 @@ def test_too_few_frames_raises_clear_error() -> None:
         fad(x, x + 1)
 
 
+def test_too_few_frames_names_the_cli_option_and_the_python_argument() -> None:
+    x = np.random.default_rng(3).standard_normal((50, 64))
+    with pytest.raises(InsufficientFramesError) as err:
+        fad(x, x + 1)
+    assert str(err.value).endswith(
+        "or use --shrinkage ledoit-wolf (shrinkage='ledoit-wolf' in Python)")
+
+
 @pytest.mark.parametrize("shrinkage", ["ledoit-wolf", 0.3])
 def test_shrinkage_gives_finite_fad_with_few_frames(shrinkage: object) -> None:
     rng = np.random.default_rng(4)

@@ -174,3 +174,18 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path: Path, capsys, monke
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'ro'}: output directory is not writable (Permission denied)" in err
     assert "embed" not in err
+
+
+def test_kad_of_a_few_frames_warns_in_the_result(tmp_path: Path, capsys) -> None:
+    ref = _folder(tmp_path, "ref", [220, 330], 0.01)
+    short = tmp_path / "short"
+    t = np.arange(480) / SR  # 30 ms: 4 frames
+    audio.write(short / "a.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    assert main(["evaluate", "kad", str(ref), str(short), "--out", str(tmp_path / "o")]) == 0
+    k = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert (k["n_ref_frames"], k["n_eval_frames"]) == (2 * 101, 4)
+    assert k["warnings"] == ["only 202 reference and 4 evaluated embedding frames: a KAD from "
+                             "fewer than 10 frames a set is a very noisy estimate; use longer "
+                             "clips or more of them"]
+    assert main(["evaluate", "kad", str(ref), str(ref), "--out", str(tmp_path / "o2")]) == 0
+    assert "warnings" not in json.loads((tmp_path / "o2" / "metrics.json").read_text())

@@ -38,8 +38,8 @@ def test_every_estimate_gets_a_decision_with_finite_scores(scene, rule, threshol
     for d, row in zip(out, est, strict=True):
         assert isinstance(d["kept"], bool) and d["reason"]
         assert all(np.isfinite(v) for v in d["scores"].values()), d["scores"]
-        if not np.any(row):
-            assert not d["kept"], d
+        if not np.any(row) or np.all(row == row[0]):  # silent or constant: nothing to hear
+            assert not d["kept"] and not d["audible"], d
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -53,7 +53,7 @@ def test_nan_estimates_are_not_kept(rule: str) -> None:
 def test_zero_length_input_gives_a_clear_answer(rule: str) -> None:
     """No samples: every estimate is dropped as silent under every rule, with zero scores."""
     out = filter_estimates(np.zeros((2, 0), np.float32), np.zeros(0, np.float32), ActivityConfig(rule=rule))
-    scores = {"sum_abs_times_peak": 0.0, "rms": 0.0, "rms_ratio": 0.0, "energy_db": -240.0,
-              "active_frame_fraction": 0.0}
-    assert out == [{"index": k, "kept": False, "reason": "silent (all zeros)", "scores": scores}
-                   for k in range(2)]
+    scores = {"sum_abs_times_peak": 0.0, "rms": 0.0, "ac_rms": 0.0, "rms_ratio": 0.0,
+              "energy_db": -240.0, "active_frame_fraction": 0.0}
+    assert out == [{"index": k, "kept": False, "reason": "silent (all zeros)", "audible": False,
+                    "scores": scores} for k in range(2)]

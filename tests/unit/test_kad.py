@@ -140,3 +140,54 @@ def test_all_identical_frames_still_raise() -> None:
     with pytest.raises(ValueError, match="all identical.*fixed sigma"):
         median_pairwise_distance(x)
     assert kad(x, x + 1.0, sigma=1.0).value > 0  # a fixed sigma still works
+
+
+def test_large_computations_warn_first_and_blocks_show_progress(sets, monkeypatch, caplog) -> None:
+    import auralens.evaluate.kad as kad_mod
+    import auralens.progress
+
+    x, y = sets
+    n, m = len(x), len(y)
+    pairs = n * (n - 1) // 2 + m * (m - 1) // 2 + n * m
+    bars: list[tuple[str, int]] = []
+
+    def recording(items, desc, total=None, disable=None):
+        if disable is not True:
+            bars.append((desc, total))
+        yield from items
+
+    monkeypatch.setattr(auralens.progress, "progress", recording)
+    with caplog.at_level("WARNING", logger="auralens.evaluate.kad"):
+        quiet = kad(x, y, sigma=3.0).value
+    assert not caplog.records and bars == []  # small: no warning, no bar
+    monkeypatch.setattr(kad_mod, "LARGE_PAIRS", pairs - 1)
+    monkeypatch.setattr(kad_mod, "PROGRESS_BLOCKS", 3)
+    with caplog.at_level("WARNING", logger="auralens.evaluate.kad"):
+        value = kad(x, y, sigma=3.0, chunk=10).value
+    assert value == pytest.approx(quiet, rel=1e-12)  # blocks and bars change no result
+    assert [r.getMessage() for r in caplog.records] == [
+        f"KAD of {n} reference and {m} evaluated frames computes {pairs:.2g} kernel pairs; the "
+        "time grows with the square of the frame count and this may take long on the CPU: use "
+        "--device cuda (device='cuda' in Python), or fewer or shorter files"]
+    blocks = -(-n // 10), -(-m // 10)
+    assert bars == [("KAD reference kernel", blocks[0] * (blocks[0] + 1) // 2),
+                    ("KAD evaluated kernel", blocks[1] * (blocks[1] + 1) // 2),
+                    ("KAD cross kernel", blocks[0] * blocks[1])]
+    caplog.clear()
+    monkeypatch.setattr(kad_mod, "LARGE_PAIRS", pairs)  # at the threshold: quiet
+    with caplog.at_level("WARNING", logger="auralens.evaluate.kad"):
+        kad(x, y, sigma=3.0)
+    assert not caplog.records
+
+
+def test_per_file_scores_warn_once_for_all_files(sets, monkeypatch, caplog) -> None:
+    import auralens.evaluate.kad as kad_mod
+
+    x, y = sets
+    files = {"a": y[:100], "b": y[100:]}
+    pairs = 300 * 299 // 2 + sum(m * (m - 1) // 2 + 300 * m for m in (100, 150))
+    monkeypatch.setattr(kad_mod, "LARGE_PAIRS", 1000)
+    with caplog.at_level("WARNING", logger="auralens.evaluate.kad"):
+        kad_per_file(x, files, sigma=3.0)
+    assert [r.getMessage()[:70] for r in caplog.records] == [
+        f"KAD of 300 reference and 250 evaluated frames computes {pairs:.2g} kernel pairs"[:70]]

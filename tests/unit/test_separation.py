@@ -394,13 +394,37 @@ def test_activity_rules():
     none = filter_estimates(est, mix, ActivityConfig(threshold=1e9))
     assert not any(d["kept"] for d in none) and "max" in none[0]["reason"]
     # Non-finite or empty estimates are never kept.
-    bad = filter_estimates(np.stack([np.full(100, np.nan, np.float32), np.ones(100, np.float32)]),
-                           np.ones(100, np.float32))
+    tone = np.sin(np.arange(100, dtype=np.float32))
+    bad = filter_estimates(np.stack([np.full(100, np.nan, np.float32), tone]), tone)
     assert [d["kept"] for d in bad] == [False, True] and "non-finite" in bad[0]["reason"]
     assert [d["kept"] for d in filter_estimates(np.zeros((2, 0), np.float32), np.zeros(0))] == [False, False]
     assert count_accuracy([(2, 2), (3, 2), (1, 2), (4, 4)]) == {"equal": 0.5, "under": 0.25, "over": 0.25}
     with pytest.raises(ValueError):
         ActivityConfig(rule="magic")
+
+
+@pytest.mark.parametrize("rule", ["study", "relative_db", "frames"])
+def test_activity_drops_constant_estimates_and_everything_of_a_constant_mixture(rule):
+    cfg = ActivityConfig(rule=rule)
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(SR)).astype(np.float32)
+    dc = np.full(SR, 0.5, np.float32)
+    # A DC offset passes every energy rule, but there is nothing to hear in it.
+    out = filter_estimates(np.stack([dc, noise, np.zeros(SR, np.float32)]), dc + noise, cfg)
+    assert [(d["kept"], d["reason"], d["audible"]) for d in out][0::2] == [
+        (False, "constant (no sound)", False), (False, "silent (all zeros)", False)]
+    assert out[0]["scores"]["ac_rms"] == 0.0 and out[0]["scores"]["rms"] == pytest.approx(0.5)
+    assert out[1]["audible"] and "constant" not in out[1]["reason"]
+    # A constant mixture holds no source: whatever the separator made of it is dropped.
+    wobble = dc + 0.01 * noise  # what a separator returns for a DC input
+    out = filter_estimates(np.stack([wobble, dc - wobble]), dc, cfg)
+    assert [(d["kept"], d["reason"], d["audible"]) for d in out] == [
+        (False, "the mixture is constant (no sound)", False)] * 2
+    # One sample is a constant too.
+    one = filter_estimates(np.array([[0.5], [0.0]], np.float32), np.array([0.5], np.float32), cfg)
+    assert [d["reason"] for d in one] == ["constant (no sound)", "silent (all zeros)"]
+    # Real audio over a DC offset is still judged by the rule.
+    assert filter_estimates((dc + noise)[None], dc + noise, cfg)[0]["kept"]
 
 
 @pytest.mark.parametrize("kw, match", [

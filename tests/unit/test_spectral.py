@@ -74,14 +74,38 @@ def test_silence_is_handled(burst: np.ndarray) -> None:
     m = spectral_metrics(burst, silent, SR)
     assert all(np.isfinite(v) for v in m.values()), m
     assert m["env_corr"] == 0.0
-    # A silent reference: the metrics relative to it are undefined (NaN), the rest finite.
-    for est in (silent, burst, 1e-3 * np.random.default_rng(0).standard_normal(SR)):
+    # A silent reference: the metrics relative to it are undefined (NaN), the rest finite;
+    # the envelope correlation too, unless the estimate is silent as well.
+    for est in (burst, 1e-3 * np.random.default_rng(0).standard_normal(SR)):
         m = spectral_metrics(silent, est, SR)
-        assert {k for k, v in m.items() if not np.isfinite(v)} == relative, m
-    assert spectral_metrics(silent, silent, SR)["env_corr"] == 1.0
+        assert {k for k, v in m.items() if not np.isfinite(v)} == relative | {"env_corr"}, m
+    m = spectral_metrics(silent, silent, SR)
+    assert {k for k, v in m.items() if not np.isfinite(v)} == relative and m["env_corr"] == 1.0
     # Just above −100 dBFS the reference counts as sounding again.
     quiet = (2e-5 * np.sqrt(2) * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
     assert np.isfinite(spectral_metrics(quiet, quiet, SR)["si_sdr"])
+
+
+def test_si_sdr_of_a_constant_reference_is_undefined(burst: np.ndarray) -> None:
+    dc = np.full(SR, 0.5)
+    assert np.isnan(si_sdr(dc, dc)) and np.isnan(si_sdr(dc, burst))
+    m = spectral_metrics(dc, dc, SR)
+    assert {k for k, v in m.items() if not np.isfinite(v)} == {"si_sdr"}
+    # A sound on a DC offset is still a sound.
+    assert si_sdr(dc + burst, dc + burst) > 100
+
+
+def test_undefined_metrics_are_named_in_a_warning(burst: np.ndarray) -> None:
+    from auralens.evaluate.spectral import undefined_warning
+
+    silent, dc = np.zeros(SR), np.full(SR, 0.5)
+    assert undefined_warning(burst, spectral_metrics(burst, burst, SR)) is None
+    assert undefined_warning(dc, spectral_metrics(dc, dc, SR)) == (
+        "the reference is constant (a DC offset with no sound; silent once its mean is removed): "
+        "si_sdr undefined, given as null")
+    assert undefined_warning(silent, spectral_metrics(silent, burst, SR), "reference a.wav") == (
+        "the reference a.wav is silent (RMS at or below −100 dBFS): mr_stft, mr_stft_sc, "
+        "spectral_convergence, env_corr, si_sdr undefined, given as null")
 
 
 def test_envelope_correlation_degenerate_cases(burst: np.ndarray) -> None:
@@ -136,6 +160,27 @@ def test_cli_prints_valid_json_for_a_silent_reference(tmp_path, capsys) -> None:
     assert main(["evaluate", "spectral", str(tmp_path / "silent.wav"), str(tmp_path / "noise.wav")]) == 0
     printed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert printed["si_sdr"] is None and printed["lsd_db"] > 0
+    assert printed["env_corr"] is None
+    assert printed["warnings"] == [
+        f"the reference {tmp_path / 'silent.wav'} is silent (RMS at or below −100 dBFS): mr_stft, "
+        "mr_stft_sc, spectral_convergence, env_corr, si_sdr undefined, given as null"]
+
+
+def test_cli_constant_reference_gives_null_si_sdr_with_a_warning(tmp_path, capsys) -> None:
+    import json
+
+    import soundfile as sf
+
+    from auralens.cli import main
+
+    sf.write(tmp_path / "dc.wav", np.full(3 * SR, 0.5, np.float32), SR)
+    capsys.readouterr()
+    assert main(["evaluate", "spectral", str(tmp_path / "dc.wav"), str(tmp_path / "dc.wav")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["si_sdr"] is None and printed["mr_stft"] == 0.0
+    assert printed["warnings"] == [
+        f"the reference {tmp_path / 'dc.wav'} is constant (a DC offset with no sound; silent once "
+        "its mean is removed): si_sdr undefined, given as null"]
 
 
 

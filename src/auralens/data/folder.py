@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from auralens.audio import FFMPEG_SUFFIXES
 from auralens.data import DatasetError
 from auralens.types import Clip
 
 log = logging.getLogger(__name__)
 
-#: File extensions treated as audio (anything libsndfile, or the mp3 fallback, reads).
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"})
+#: File extensions treated as audio (anything libsndfile, or the mp3 fallback, reads; m4a and
+#: aac through ffmpeg). A listed file that cannot be read is reported by the job, not dropped.
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif",
+                              *FFMPEG_SUFFIXES})
 
 
 def is_audio_file(path: Path) -> bool:

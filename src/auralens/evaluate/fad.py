@@ -191,7 +191,7 @@ def compute_stats(frames: np.ndarray | Sequence[np.ndarray], *, shrinkage: Shrin
         raise InsufficientFramesError(
             f"FAD needs more frames than embedding dimensions: got {n} frames of dim {d}. "
             "FAD is a set metric: pool frames over many clips, use a lower-dimensional "
-            "embedder, or pass shrinkage='ledoit-wolf'")
+            "embedder, or use --shrinkage ledoit-wolf (shrinkage='ledoit-wolf' in Python)")
     mu = x.mean(axis=0)
     xc = x - mu
     with np.errstate(over="ignore", invalid="ignore"):

@@ -227,7 +227,8 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
 
     Returns:
         ``{"metric": "kad", "embedder", "kad", "sigma", "kernel", "n_ref_frames",
-        "n_eval_frames", "config"[, "per_file"][, "skipped"]}``.
+        "n_eval_frames", "config"[, "warnings"][, "per_file"][, "skipped"]}``; ``warnings``
+        when a set has fewer than :data:`~auralens.evaluate.kad.FEW_FRAMES` frames.
 
     Raises:
         InsufficientFramesError: a folder's clips give fewer than 2 frames (the folder named).
@@ -246,6 +247,12 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
             "kernel": kernel, "n_ref_frames": res.n_ref, "n_eval_frames": res.n_eval,
             "config": {"ref_dir": _abs(ref_dir), "eval_dir": _abs(eval_dir), "embedder": emb.name,
                        "sigma": sigma, "kernel": kernel, "per_file": per_file, "device": device}}
+        if min(res.n_ref, res.n_eval) < kad_mod.FEW_FRAMES:
+            few = (f"only {res.n_ref} reference and {res.n_eval} evaluated embedding frames: a KAD "
+                   f"from fewer than {kad_mod.FEW_FRAMES} frames a set is a very noisy estimate; "
+                   "use longer clips or more of them")
+            log.warning("%s", few)
+            result["warnings"] = [few]
         if per_file:
             # An unbiased MMD needs 2 frames per set: a shorter file is reported, not fatal.
             short = sorted(k for k, v in est_files.items() if v.shape[0] < 2)
@@ -265,7 +272,9 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
     Both are mixed to mono and resampled to the lower of their two rates first, then the first
     ``compared_samples`` of each are compared (the shorter file's length). Lengths that differ
     by more than one analysis frame (:data:`~auralens.evaluate.spectral.ANALYSIS_FRAME`
-    samples) add a line to ``warnings`` (and the log).
+    samples) add a line to ``warnings`` (and the log), as do metrics that are undefined (null)
+    for a silent or constant reference
+    (:func:`~auralens.evaluate.spectral.undefined_warning`).
 
     Returns:
         ``{"metric": "spectral", "sample_rate", "compared_samples", "compared_s",
@@ -277,7 +286,12 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
             rate), too short for the metrics to mean anything.
     """
     from auralens import audio
-    from auralens.evaluate.spectral import MIN_COMPARE_SAMPLES, compare_lengths, spectral_metrics
+    from auralens.evaluate.spectral import (
+        MIN_COMPARE_SAMPLES,
+        compare_lengths,
+        spectral_metrics,
+        undefined_warning,
+    )
 
     with _stage(timer, "load"):
         rw, rsr = audio.load_sr(ref)
@@ -291,11 +305,12 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
                 f"{1000 * wave.shape[-1] / sr:.1f} ms at {sr} Hz); they need at least "
                 f"{MIN_COMPARE_SAMPLES} samples ({1000 * MIN_COMPARE_SAMPLES / sr:.0f} ms)")
     lengths, warning = compare_lengths(rw.shape[-1], ew.shape[-1], sr, str(ref), str(est))
-    warnings = [warning] if warning else []
-    for line in warnings:
-        log.warning("%s", line)
     with _stage(timer, "metric"):
         m = spectral_metrics(rw, ew, sr)
+    undefined = undefined_warning(rw[: int(lengths["compared_samples"])], m, f"reference {ref}")
+    warnings = [line for line in (warning, undefined) if line]
+    for line in warnings:
+        log.warning("%s", line)
     return {"metric": "spectral", "sample_rate": sr, **lengths, "warnings": warnings, **m,
             "config": {"ref": _abs(ref), "est": _abs(est)}}
 

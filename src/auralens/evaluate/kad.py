@@ -32,7 +32,10 @@ identical has no bandwidth: that is an error, and a fixed σ must be given.
 Computation: torch, in blocks of ``chunk`` rows (memory ``chunk² `` per block), squared
 distances from ``‖a‖² + ‖b‖² − 2 a·b`` in ``dtype`` (float64 by default; float32 is ~2×
 faster on CPU and much faster on GPU), kernel sums accumulated in float64. The two
-within-set sums visit only the upper-triangle blocks (symmetry halves the work).
+within-set sums visit only the upper-triangle blocks (symmetry halves the work). The time
+grows with the square of the frame count: a sum of :data:`PROGRESS_BLOCKS` blocks or more
+shows a progress bar, and a CPU run of more than :data:`LARGE_PAIRS` kernel pairs logs a
+warning first (240k frames a side are ~10¹¹ pairs, about 20 minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ from auralens.evaluate.fad import MetricInputError, as_frames
 log = logging.getLogger(__name__)
 
 KERNELS = ("rbf", "iq", "imq")
+#: A CPU computation of more kernel pairs than this logs a warning before it starts.
+LARGE_PAIRS = 1e9
+#: A kernel sum of at least this many blocks shows a progress bar.
+PROGRESS_BLOCKS = 16
+#: Fewer frames than this in a set make a KAD too noisy to mean much (a warning, not an error).
+FEW_FRAMES = 10
 
 
 @dataclass
@@ -137,7 +146,7 @@ def _kernel(d2, sigma: float, kernel: str):  # noqa: ANN001, ANN202 - torch tens
 
 
 def kernel_sum(a, b, sigma: float, kernel: str = "rbf", *, chunk: int = 4096,  # noqa: ANN001
-               symmetric: bool = False) -> float:
+               symmetric: bool = False, desc: str = "KAD kernel") -> float:
     """Σ k(aᵢ, bⱼ) over all pairs, or over ``i ≠ j`` when ``symmetric`` (``a is b``).
 
     Args:
@@ -145,31 +154,46 @@ def kernel_sum(a, b, sigma: float, kernel: str = "rbf", *, chunk: int = 4096,  #
         b: ``[M, D]`` torch tensor (ignored when ``symmetric``).
         symmetric: ``b`` is ``a``: only upper-triangle blocks are computed and the diagonal
             (``k = 1`` for every kernel here) is excluded.
+        desc: label of the progress bar shown for :data:`PROGRESS_BLOCKS` blocks or more.
     Returns:
         the sum as a Python float (float64 accumulation).
     """
     import torch
+
+    from auralens.progress import progress
 
     if symmetric:
         b = a
     an = (a * a).sum(1)
     bn = an if symmetric else (b * b).sum(1)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i in range(0, a.shape[0], chunk):
+    blocks = [(i, j) for i in range(0, a.shape[0], chunk)
+              for j in range(i if symmetric else 0, b.shape[0], chunk)]
+    quiet = True if len(blocks) < PROGRESS_BLOCKS else None  # None: unless AURALENS_NO_PROGRESS
+    for i, j in progress(blocks, desc=desc, total=len(blocks), disable=quiet):
         ai, ani = a[i:i + chunk], an[i:i + chunk]
-        j0 = i if symmetric else 0
-        for j in range(j0, b.shape[0], chunk):
-            bj, bnj = b[j:j + chunk], bn[j:j + chunk]
-            d2 = ani[:, None] + bnj[None, :] - 2.0 * (ai @ bj.T)
-            k = _kernel(d2, sigma, kernel)
-            s = k.sum(dtype=torch.float64)
-            if symmetric:
-                if j == i:  # diagonal block: off-diagonal entries only, counted twice
-                    s = s - torch.diagonal(k).sum(dtype=torch.float64)
-                else:
-                    s = 2.0 * s
-            total += s
+        bj, bnj = b[j:j + chunk], bn[j:j + chunk]
+        d2 = ani[:, None] + bnj[None, :] - 2.0 * (ai @ bj.T)
+        k = _kernel(d2, sigma, kernel)
+        s = k.sum(dtype=torch.float64)
+        if symmetric:
+            if j == i:  # diagonal block: off-diagonal entries only, counted twice
+                s = s - torch.diagonal(k).sum(dtype=torch.float64)
+            else:
+                s = 2.0 * s
+        total += s
     return float(total.item())
+
+
+def _warn_if_slow(n_ref: int, n_eval: int, pairs: int, device: str) -> None:
+    """Log a warning before a CPU computation of more than :data:`LARGE_PAIRS` kernel pairs."""
+    import torch
+
+    if pairs > LARGE_PAIRS and torch.device(device).type == "cpu":
+        log.warning("KAD of %d reference and %d evaluated frames computes %.2g kernel pairs; the "
+                    "time grows with the square of the frame count and this may take long on the "
+                    "CPU: use --device cuda (device='cuda' in Python), or fewer or shorter files",
+                    n_ref, n_eval, pairs)
 
 
 def check_kernel(sigma: float | None, kernel: str) -> None:
@@ -230,12 +254,18 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
     xt = torch.from_numpy(x).to(device=device, dtype=td)
     yt = torch.from_numpy(y).to(device=device, dtype=td)
     n, m = x.shape[0], y.shape[0]
-    if _ref_sum is not None and _ref_sum[1] == n:
+    cached = _ref_sum is not None and _ref_sum[1] == n
+    if _ref_sum is None:  # kad_per_file warns once for all its files
+        _warn_if_slow(n, m, (0 if cached else n * (n - 1) // 2) + m * (m - 1) // 2 + n * m,
+                      device)
+    if cached:
         kxx = _ref_sum[0]
     else:
-        kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True)
-    kyy = kernel_sum(yt, yt, sigma, kernel, chunk=chunk, symmetric=True)
-    kxy = kernel_sum(xt, yt, sigma, kernel, chunk=chunk)
+        kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True,
+                         desc="KAD reference kernel")
+    kyy = kernel_sum(yt, yt, sigma, kernel, chunk=chunk, symmetric=True,
+                     desc="KAD evaluated kernel")
+    kxy = kernel_sum(xt, yt, sigma, kernel, chunk=chunk, desc="KAD cross kernel")
     mmd = kxx / (n * (n - 1)) + kyy / (m * (m - 1)) - 2.0 * kxy / (n * m)
     return KadResult(scale * mmd, float(sigma), kernel, n, m, scale)
 
@@ -267,10 +297,16 @@ def kad_per_file(reference: np.ndarray | Sequence[np.ndarray], files: Mapping[st
         sigma = median_pairwise_distance(x, max_samples=sigma_max_samples, seed=seed, device=device)
     centre = x.mean(0, keepdims=True)  # as kad() does; shifting both sides changes no distance
     x = x - centre
+    n = x.shape[0]
+    frames_of = {name: as_frames(frames, name) for name, frames in files.items()}
+    sizes = [f.shape[0] for f in frames_of.values()]
+    _warn_if_slow(n, sum(sizes), n * (n - 1) // 2 + sum(m * (m - 1) // 2 + n * m for m in sizes),
+                  device)
     xt = torch.from_numpy(x).to(device=device, dtype=_torch_dtype(dtype))
-    kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True)
+    kxx = kernel_sum(xt, xt, sigma, kernel, chunk=chunk, symmetric=True,
+                     desc="KAD reference kernel")
     out: dict[str, KadResult] = {}
-    for name, frames in files.items():
-        out[name] = kad(x, as_frames(frames, name) - centre, sigma=sigma, kernel=kernel, scale=scale, chunk=chunk,
+    for name, frames in frames_of.items():
+        out[name] = kad(x, frames - centre, sigma=sigma, kernel=kernel, scale=scale, chunk=chunk,
                         dtype=dtype, device=device, _ref_sum=(kxx, x.shape[0]))
     return out

@@ -6,6 +6,9 @@ Silence is handled by small documented epsilons, with one exception: the metrics
 *relative to the reference* (spectral convergence, the SC part of the MR-STFT distance,
 SI-SDR) are undefined for a silent reference (RMS ≤ ``SILENT_RMS``, −100 dBFS) and come back
 as NaN, which averages over clips leave out, instead of a huge number that would swamp them.
+So is the envelope correlation of a silent reference with a signal that is not silent in the
+same way, and SI-SDR of a constant reference (a DC offset: silent once its mean is removed).
+:func:`undefined_warning` says which metrics are undefined and why.
 
 * :func:`mr_stft_distance` — multi-resolution STFT distance: for each FFT size, spectral
   convergence ``‖|X|−|Y|‖_F / ‖|X|‖_F`` plus mean log-magnitude L1
@@ -214,7 +217,9 @@ def envelope_correlation(ref: np.ndarray, est: np.ndarray, sr: int, smooth_ms: f
     """Pearson correlation of the smoothed envelopes, in [−1, 1].
 
     When an envelope is constant (silence, or a stationary tone) the correlation is
-    undefined; we return 1.0 if both envelopes are equal and 0.0 otherwise (no NaN).
+    undefined; we return 1.0 if both envelopes are equal and 0.0 otherwise, except for a
+    silent reference (RMS ≤ ``SILENT_RMS``) with an estimate that differs from it: NaN, as
+    the other metrics relative to the reference.
     """
     ref, est = _pair(ref, est)
     env_a, env_b = envelope(ref, sr, smooth_ms, method), envelope(est, sr, smooth_ms, method)
@@ -225,7 +230,11 @@ def envelope_correlation(ref: np.ndarray, est: np.ndarray, sr: int, smooth_ms: f
     flat_b = nb <= 1e-9 * max(np.abs(est).max(), 1e-12) * np.sqrt(b.size)
     if flat_a or flat_b:
         scale = max(np.abs(ref).max(), np.abs(est).max(), 1e-12)
-        return 1.0 if flat_a and flat_b and np.allclose(env_a, env_b, atol=1e-9 * scale) else 0.0
+        if flat_a and flat_b and np.allclose(env_a, env_b, atol=1e-9 * scale):
+            return 1.0
+        return float("nan") if _silent(ref) else 0.0
+    if _silent(ref):
+        return float("nan")
     return float(np.clip(a @ b / (na * nb), -1.0, 1.0))
 
 
@@ -233,13 +242,13 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean signals.
 
     ``x`` vs ``0.5 x`` gives a large finite value (≈ 10 log10(‖αx‖² / EPS_SDR));
-    ``x`` vs ``x + noise`` gives the SNR; a silent reference gives NaN. Phase-sensitive: see
-    the module docstring.
+    ``x`` vs ``x + noise`` gives the SNR; a silent or constant reference (silent once its mean
+    is removed) gives NaN. Phase-sensitive: see the module docstring.
     """
     from auralens.scene.separate.metrics import si_sdr_zero_mean
 
     ref, est = _pair(ref, est)
-    if _silent(ref):
+    if _silent(ref - ref.mean()):
         return float("nan")
     return float(si_sdr_zero_mean(est, ref, eps=EPS_SDR))
 
@@ -250,7 +259,9 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
     Returns:
         ``mr_stft, mr_stft_sc, mr_stft_logmag, logmel_l1, lsd_db, spectral_convergence,
         env_corr, si_sdr``: finite floats, except the relative ones (``mr_stft``, ``mr_stft_sc``,
-        ``spectral_convergence``, ``si_sdr``), which are NaN for a silent reference.
+        ``spectral_convergence``, ``si_sdr``, and ``env_corr`` unless the estimate is silent in
+        the same way), which are NaN for a silent reference, and ``si_sdr``, NaN for a constant
+        one (see :func:`undefined_warning`).
     """
     out = mr_stft_distance(ref, est)
     out["logmel_l1"] = logmel_l1(ref, est, sr)
@@ -259,3 +270,16 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
     out["env_corr"] = envelope_correlation(ref, est, sr)
     out["si_sdr"] = si_sdr(ref, est)
     return out
+
+
+def undefined_warning(ref: np.ndarray, metrics: dict[str, float], name: str = "reference"
+                      ) -> str | None:
+    """A line saying which of ``metrics`` (of :func:`spectral_metrics`) are undefined (NaN)
+    and why (a silent or a constant ``ref``), or None when all are defined."""
+    undefined = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if not undefined:
+        return None
+    ref = _mono(ref, "reference")
+    why = ("is silent (RMS at or below −100 dBFS)" if _silent(ref)
+           else "is constant (a DC offset with no sound; silent once its mean is removed)")
+    return f"the {name} {why}: {', '.join(undefined)} undefined, given as null"

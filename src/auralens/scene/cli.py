@@ -49,7 +49,8 @@ def _config(config: Path | None, sets: list[str] | None, **flags: Any) -> dict[s
 
 @app.command("run")
 def run(
-    input: Path = typer.Argument(..., help="Audio (wav/flac/ogg/mp3) or video (needs ffmpeg)."),
+    input: Path = typer.Argument(..., help="Audio (wav/flac/ogg/mp3; m4a/aac need ffmpeg) or "
+                                 "video (needs ffmpeg)."),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     mode: str | None = _MODE, separator: str | None = _SEP, captioner: str | None = _CAP,
     composer: str | None = _COMP, technique: str | None = _TECH, image: str | None = _IMG,

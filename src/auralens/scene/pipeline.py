@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("pipeline", "allm")
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
+#: Shortest input imagine describes: one 25 ms analysis window (400 samples at 16 kHz, the
+#: least ``sonify render``'s AST takes). A shorter clip holds too little to caption.
+MIN_INPUT_SECONDS = 0.025
 _STAGE_KEYS = ("separator", "captioner", "composer", "image", "allm")
 
 
@@ -575,6 +578,20 @@ def prepare_input(path: str | Path, out_dir: Path, sample_rate: int = 16000
     return audio, reference
 
 
+def check_input_length(input: str | Path, wave: np.ndarray, sample_rate: int) -> None:
+    """Refuse an input shorter than :data:`MIN_INPUT_SECONDS` (``wave`` at ``sample_rate``).
+
+    Raises:
+        ImagineError: naming the input and its length.
+    """
+    n = int(wave.shape[-1])
+    need = int(round(MIN_INPUT_SECONDS * sample_rate))
+    if n < need:
+        raise ImagineError(f"{input}: too short to describe: {1000 * n / sample_rate:.1f} ms "
+                           f"({n} sample(s) at {sample_rate} Hz); imagine needs at least "
+                           f"{1000 * MIN_INPUT_SECONDS:g} ms ({need} samples at {sample_rate} Hz)")
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -582,12 +599,13 @@ def _keep(decisions: list[dict[str, Any]], min_kept: int) -> list[int]:
     kept = [d["index"] for d in decisions if d["kept"]]
     if len(kept) >= min_kept or not decisions:
         return kept
-    # No estimate passed: keep the most energetic ones so the scene still gets described.
+    # No estimate passed: keep the most energetic ones so the scene still gets described;
+    # never one with nothing to hear (silent, constant, or of a silent or constant mixture).
     order = sorted(decisions, key=lambda d: -d["scores"].get("rms_ratio", 0.0))
     for d in order:
         if len(kept) >= min_kept:
             break
-        if d["index"] not in kept and d["scores"].get("rms", 0.0) > 0:
+        if d["index"] not in kept and d.get("audible", True) and d["scores"].get("rms", 0.0) > 0:
             d["kept"] = True
             d["reason"] = "kept as the most energetic estimate (none passed the filter)"
             kept.append(d["index"])
@@ -675,7 +693,7 @@ def imagine(input: str | Path, out_dir: str | Path,
     """Run the Imagine pipeline (or the audio-LLM baseline) on one audio or video file.
 
     Args:
-        input: audio (wav/flac/ogg/mp3) or video (needs ffmpeg).
+        input: audio (wav/flac/ogg/mp3; m4a/aac need ffmpeg) or video (needs ffmpeg).
         out_dir: output directory (created).
         config: :class:`ImagineConfig`, a plain dict, or None for the offline defaults.
         stages: loaded backends to reuse (batch jobs); built from ``config`` when None.
@@ -743,6 +761,7 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
         from auralens.scene.separate.run import separate_array
 
         mix = load(audio_path, sep.sample_rate)
+        check_input_length(input, mix, sep.sample_rate)
         with timer("1_separate"):
             est = separate_array(sep, mix)
         result.n_estimates = int(est.shape[0])
@@ -798,6 +817,7 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
         with timer("1_load_allm"):
             describer = stages.allm()
         mix = load(audio_path, describer.sample_rate)
+        check_input_length(input, mix, describer.sample_rate)
         with timer("1_allm_describe"), _about(input, "the audio LLM"):
             description = describer.describe(mix, cfg.technique)
 

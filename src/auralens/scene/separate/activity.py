@@ -13,6 +13,12 @@ Rules (``ActivityConfig.rule``):
   ``frame_db`` dB of the mixture frame's energy.
   Short events (a single bark in 10 s) have a small global RMS but are locally dominant.
 
+Whatever the rule, an estimate with nothing to hear is never kept: non-finite samples, all
+zeros (``"silent (all zeros)"``) or a constant, a DC offset and no sound (``"constant (no
+sound)"``: its mean-removed RMS, ``ac_rms``, is at most :data:`CONSTANT_REL` of its RMS).
+When the mixture itself is silent or constant, no estimate is kept either: whatever a
+separator makes of it is not a source. Such decisions have ``"audible": False``.
+
 Each decision records every score, so a report can show why an estimate was dropped.
 """
 
@@ -24,6 +30,9 @@ from typing import Any
 import numpy as np
 
 RULES = ("study", "relative_db", "frames")
+#: A signal whose mean-removed RMS is at most this fraction of its RMS (−120 dB) is a constant:
+#: a DC offset with no sound. Float rounding leaves a constant far below it.
+CONSTANT_REL = 1e-6
 
 
 @dataclass
@@ -62,7 +71,8 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     est = np.asarray(est, np.float64)
     mix = np.asarray(mix, np.float64)
     if est.shape[-1] == 0:  # nothing to hear: every estimate scores zero (and is dropped)
-        keys = ("sum_abs_times_peak", "rms", "rms_ratio", "energy_db", "active_frame_fraction")
+        keys = ("sum_abs_times_peak", "rms", "ac_rms", "rms_ratio", "energy_db",
+                "active_frame_fraction")
         return [dict.fromkeys(keys, 0.0) | {"energy_db": -240.0} for _ in range(est.shape[0])]
     mix_rms = float(np.sqrt(np.mean(mix**2))) + 1e-12
     mix_frames = _frame_energy(mix, frame)
@@ -72,6 +82,7 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     for k in range(est.shape[0]):
         s = est[k]
         rms = float(np.sqrt(np.mean(s**2)))
+        ac_rms = float(np.sqrt(np.mean((s - s.mean()) ** 2)))
         ratio_db = 10 * np.log10(est_frames[k] / np.maximum(mix_frames, 1e-20) + 1e-20)
         # The share of the *audible* frames: a short event in a file that is otherwise digital
         # silence dominates all the frames there is anything to hear in.
@@ -79,6 +90,7 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
         out.append({
             "sum_abs_times_peak": float(np.abs(s).sum() * np.abs(s).max()),
             "rms": rms,
+            "ac_rms": ac_rms,
             "rms_ratio": rms / mix_rms,
             "energy_db": float(20 * np.log10(rms / mix_rms + 1e-12)),
             "active_frame_fraction": frac,
@@ -86,12 +98,22 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     return out
 
 
+def no_sound(rms: float, ac_rms: float) -> str | None:
+    """Why a signal with this RMS and mean-removed RMS holds no sound, or None when it does."""
+    if rms == 0.0:
+        return "silent (all zeros)"
+    if ac_rms <= CONSTANT_REL * rms:
+        return "constant (no sound)"
+    return None
+
+
 def decide(scores: dict[str, float], cfg: ActivityConfig) -> tuple[bool, str]:
     """``(kept, reason)`` for one estimate's scores."""
     if not all(np.isfinite(v) for v in scores.values()):
         return False, "non-finite samples (NaN or Inf) in the estimate"
-    if scores["rms"] == 0.0:
-        return False, "silent (all zeros)"
+    silent = no_sound(scores["rms"], scores.get("ac_rms", scores["rms"]))
+    if silent is not None:
+        return False, silent
     if cfg.rule == "study":
         if scores["sum_abs_times_peak"] <= cfg.threshold:
             return False, f"(Σ|s|)·max|s| = {scores['sum_abs_times_peak']:.3g} ≤ {cfg.threshold:g}"
@@ -109,12 +131,24 @@ def decide(scores: dict[str, float], cfg: ActivityConfig) -> tuple[bool, str]:
 
 
 def filter_estimates(est: np.ndarray, mix: np.ndarray, cfg: ActivityConfig | None = None) -> list[dict[str, Any]]:
-    """Per estimate ``{"index", "kept", "reason", "scores"}`` under ``cfg``'s rule."""
+    """Per estimate ``{"index", "kept", "reason", "audible", "scores"}`` under ``cfg``'s rule.
+
+    ``audible`` is False for an estimate with nothing to hear (non-finite, silent or
+    constant) and for every estimate of a mixture that is silent or constant.
+    """
     cfg = cfg or ActivityConfig()
+    m = np.asarray(mix, np.float64)
+    mix_silent = None
+    if m.size and np.all(np.isfinite(m)):
+        mix_silent = no_sound(float(np.sqrt(np.mean(m**2))), float(np.sqrt(np.mean((m - m.mean()) ** 2))))
     out = []
     for k, sc in enumerate(activity_scores(est, mix, cfg.frame, cfg.frame_db)):
         kept, reason = decide(sc, cfg)
-        out.append({"index": k, "kept": bool(kept), "reason": reason, "scores": sc})
+        audible = all(np.isfinite(v) for v in sc.values()) and no_sound(sc["rms"], sc["ac_rms"]) is None
+        if audible and mix_silent is not None:
+            kept, reason, audible = False, f"the mixture is {mix_silent}", False
+        out.append({"index": k, "kept": bool(kept), "reason": reason, "audible": audible,
+                    "scores": sc})
     return out
 
 
