@@ -1,8 +1,9 @@
 """Audio input/output with clear errors: load any common format to float32 mono.
 
 Loading goes through soundfile (wav, flac, ogg, mp3 with libsndfile ≥ 1.1), or ffmpeg for
-the formats libsndfile lacks (:data:`FFMPEG_SUFFIXES`: m4a, aac), and resampling through soxr. Every failure raises :class:`AudioError` carrying the path and a plain reason,
-so a CLI can print one line and a batch job can skip the item.
+what libsndfile lacks (:data:`FFMPEG_SUFFIXES`: m4a, aac and the soundtrack of a video), and
+resampling through soxr. Every failure raises :class:`AudioError` carrying the path and a
+plain reason, so a CLI can print one line and a batch job can skip the item.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ DEFAULT_MAX_DURATION = 3600.0
 #: Sample rates accepted on input.
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
-#: Audio formats libsndfile cannot read: decoded with ffmpeg, which must be on PATH.
-FFMPEG_SUFFIXES = frozenset({".m4a", ".aac"})
+#: Video containers: their first audio stream is the audio (imagine also takes a frame).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
+#: Formats libsndfile cannot read: decoded with ffmpeg, which must be on PATH.
+FFMPEG_SUFFIXES = frozenset({".m4a", ".aac"}) | VIDEO_SUFFIXES
 #: Longest one ffmpeg decode may take, in seconds.
 FFMPEG_TIMEOUT = 600
 #: Formats we write.
@@ -137,6 +140,8 @@ def _read_ffmpeg(path: Path, max_duration: float | None = None) -> tuple[np.ndar
         raise AudioError(path, f"ffmpeg took over {FFMPEG_TIMEOUT} s to decode it") from None
     if proc.returncode != 0 or not proc.stdout:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        if any("matches no streams" in line for line in lines):  # -map 0:a:0 found nothing
+            raise AudioError(path, "no audio track")
         raise AudioError(path, f"unreadable or corrupt audio (ffmpeg: {lines[-1] if lines else 'no audio'})")
     try:
         data, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
@@ -189,7 +194,8 @@ def load_with_info(
     """Load an audio file as float32, averaged to mono, at ``sample_rate``.
 
     Args:
-        path: wav/flac/ogg/mp3 (anything libsndfile reads), or m4a/aac (needs ffmpeg).
+        path: wav/flac/ogg/mp3 (anything libsndfile reads), or m4a/aac or a video's
+            soundtrack (needs ffmpeg).
         sample_rate: target rate; None keeps the file's rate.
         max_duration: reject files longer than this many seconds (None: no limit).
         mono: average channels (default). When False returns ``[C, T]``.

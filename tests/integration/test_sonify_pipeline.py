@@ -150,7 +150,7 @@ def test_checkpoint_mismatch_is_refused(trained: Path) -> None:
 
 def test_prepare_rejects_empty_dataset(tmp_path: Path, sonify_cache: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=r"empty: no audio files found \(looked for .*\.wav\)"):
+    with pytest.raises(DatasetError, match=r"empty: no audio files found \(looked for \.aac, .*\.wav, \.webm\)$"):
         prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", cache_dir=sonify_cache)
     with pytest.raises(PrepareError, match="dtype"):
         prepare(tmp_path / "empty", ENC, COD, 1, tmp_path / "p", dtype="int8", cache_dir=sonify_cache)

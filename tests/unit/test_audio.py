@@ -261,3 +261,29 @@ def test_corrupt_m4a_is_one_line_naming_the_file(tmp_path):
         load(path)
     assert str(err.value).startswith(f"{path}: unreadable or corrupt audio (ffmpeg: ")
     assert "\n" not in str(err.value)
+
+
+def test_a_videos_soundtrack_is_read_and_a_silent_video_named(tmp_path):
+    import shutil
+    import subprocess
+
+    from auralens.data.folder import audio_files
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    tone, _ = _encode(tmp_path, ".m4a")
+    video = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=blue:s=32x32:d=1", "-i", str(tmp_path / "src.wav"), "-shortest",
+                    "-c:v", "mpeg4", "-c:a", "aac", str(video)], check=True)
+    wave, info = load_with_info(video, 16000)
+    assert info.channels == 2 and info.orig_sample_rate == 44100
+    assert abs(len(wave) - 16000) <= 1200 and 0.3 < np.sqrt(np.mean(wave**2)) < 0.4
+    mute = tmp_path / "mute.mkv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=red:s=32x32:d=1", "-c:v", "mpeg4", str(mute)], check=True)
+    with pytest.raises(AudioError) as err:
+        load(mute)
+    assert str(err.value) == f"{mute}: no audio track"
+    # folders list videos with the audio files, so batch jobs read or report them
+    assert {p.name for p in audio_files(tmp_path)} >= {"clip.mp4", "mute.mkv", "a.m4a"}

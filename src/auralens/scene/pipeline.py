@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from auralens.audio import VIDEO_SUFFIXES
 from auralens.checks import is_number, is_whole
 from auralens.config import changed_keys, check_fingerprints, fingerprint, same_working_dir
 from auralens.errors import AuralensError
@@ -58,7 +59,6 @@ from auralens.io import (
 log = logging.getLogger(__name__)
 
 MODES = ("pipeline", "allm")
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
 #: Shortest input imagine describes: one 25 ms analysis window (400 samples at 16 kHz, the
 #: least ``sonify render``'s AST takes). A shorter clip holds too little to caption.
 MIN_INPUT_SECONDS = 0.025

@@ -41,7 +41,7 @@ def _activity(rule: str, threshold: float, min_rms_ratio: float) -> ActivityConf
 
 @app.command("run")
 def run_cmd(
-    mix: Path = typer.Argument(..., help="Mixture audio file (any rate; resampled to 16 kHz)."),
+    mix: Path = typer.Argument(..., help="Mixture audio file (any rate; resampled to 16 kHz; m4a/aac and video soundtracks need ffmpeg)."),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
     threshold: float = _THRESHOLD, min_rms_ratio: float = _MIN_RMS, rule: str = _RULE,
