@@ -44,8 +44,9 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no clips in fold {args.fold}")
     t0 = time.perf_counter()
     dry = [load(c.path, 16000) for c in clips]
-    wet = [[reverberate(w, clip_room(args.seed, c.id, k + 1)) for k in range(args.copies)]
-           for c, w in zip(clips, dry, strict=True)]
+    # clip by clip, its copies in order: reshaped to [clips, copies] after classifying
+    wet = [reverberate(w, clip_room(args.seed, c.id, k + 1))
+           for c, w in zip(clips, dry, strict=True) for k in range(args.copies)]
     t_rooms = time.perf_counter() - t0
     result = {"bench": "classifier_reverb", "data": str(args.data), "fold": args.fold,
               "clips": len(clips), "copies": args.copies, "room_seed": args.seed,
@@ -57,8 +58,7 @@ def main() -> None:
         ext = EXTRACTORS.build(f"classifier:{spec}")
         truth = np.array([ext.labels.index(c.labels[0]) for c in clips])
         acc_dry = float(np.mean(ext.classify(dry).argmax(1) == truth))
-        flat = [w for copies in wet for w in copies]
-        pred = ext.classify(flat).argmax(1).reshape(len(clips), args.copies)
+        pred = ext.classify(wet).argmax(1).reshape(len(clips), args.copies)
         acc_wet = float(np.mean(pred == truth[:, None]))
         result["models"][spec] = {"dry_acc": round(acc_dry, 4), "reverb_acc": round(acc_wet, 4)}
         print(f"{spec:60s}  {acc_dry:7.3f}  {acc_wet:10.3f}")

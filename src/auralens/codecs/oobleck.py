@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from auralens.checks import as_bool, is_whole
+from auralens.checks import is_whole
 from auralens.codecs.neural import NeuralCodec, codec_source, load
 from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
@@ -41,12 +41,10 @@ class OobleckCodec(NeuralCodec):
                  seed: int = 0, device: str | None = None, dtype: str | None = None) -> None:
         from diffusers import AutoencoderOobleck
 
+        from auralens.encoders.hf import bool_option
         from auralens.progress import quiet_diffusers_if_asked
 
-        flag = as_bool(sample)
-        if flag is None:  # `sample=maybe` must not read as true
-            raise AuralensError(f"oobleck option sample must be true or false, got {sample!r}")
-        sample = flag
+        sample = bool_option("oobleck option sample", sample)  # `sample=maybe` is not true
         if not is_whole(seed, 0):
             raise AuralensError(f"oobleck option seed must be a whole number ≥ 0, got {seed!r}")
 

@@ -149,12 +149,9 @@ def _fbank_extractor(cfg: ClassifierConfig) -> Any:
 
 def clip_room(seed: int, clip_id: str, copy: int) -> dict[str, Any]:
     """The seeded random shoebox room (one source) of reverberant copy ``copy`` of a clip."""
-    import zlib
+    from auralens.data.mix import _example_rng, _random_room
 
-    from auralens.data.mix import _random_room
-
-    rng = np.random.default_rng([seed, zlib.crc32(str(clip_id).encode("utf-8")), copy])
-    return _random_room(rng, 1)
+    return _random_room(_example_rng(seed, str(clip_id), copy), 1)
 
 
 def reverberate(wave: np.ndarray, room: dict[str, Any], sample_rate: int = 16000) -> np.ndarray:

@@ -105,20 +105,20 @@ def summarize_group(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     out: dict[str, Any] = {"n": len(ok)}
     if _present(ok, "count"):
-        pairs = [(int(_value(r, "count")), min(int(_value(r, "n_sources")), 4)) for r in ok
-                 if _value(r, "count") is not None and _value(r, "n_sources") is not None]
+        pairs = [(c, min(t, 4)) for r in ok
+                 if (c := _value(r, "count")) is not None and (t := _value(r, "n_sources")) is not None]
         k = len(pairs)
         out["US"] = sum(p < t for p, t in pairs) / k if k else None
         out["ES"] = sum(p == t for p, t in pairs) / k if k else None
         out["OS"] = sum(p > t for p, t in pairs) / k if k else None
         out["count_missing"] = len(ok) - k
     if _present(ok, "recognition"):
-        vals = [_value(r, "recognition") for r in ok if _value(r, "recognition") is not None]
+        vals = [v for r in ok if (v := _value(r, "recognition")) is not None]
         out["label_acc"] = _mean([float(v) for v in vals])
         out["recognition_missing"] = len(ok) - len(vals)
     for metric in (*SCORE_METRICS, *EMBED_METRICS):
         if _present(ok, metric):
-            vals = [float(_value(r, metric)) for r in ok if _value(r, metric) is not None]
+            vals = [float(v) for r in ok if (v := _value(r, metric)) is not None]
             out[metric] = _mean(vals)
             out[f"{metric}_missing"] = len(ok) - len(vals)
     skipped = [r for r in rows if r.get("status", "ok") != "ok"]

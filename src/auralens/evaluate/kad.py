@@ -256,8 +256,7 @@ def kad(reference: np.ndarray | Sequence[np.ndarray], evaluated: np.ndarray | Se
     n, m = x.shape[0], y.shape[0]
     cached = _ref_sum is not None and _ref_sum[1] == n
     if _ref_sum is None:  # kad_per_file warns once for all its files
-        _warn_if_slow(n, m, (0 if cached else n * (n - 1) // 2) + m * (m - 1) // 2 + n * m,
-                      device)
+        _warn_if_slow(n, m, n * (n - 1) // 2 + m * (m - 1) // 2 + n * m, device)
     if cached:
         kxx = _ref_sum[0]
     else:

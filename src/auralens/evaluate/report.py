@@ -137,12 +137,18 @@ def _name_map(names: Iterable[str], reserved: Callable[[str], bool] = lambda _: 
         base = _safe(name)
         if base != name or reserved(base):
             base = f"{base}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
-        cand, i = base, 2
-        while cand.lower() in taken:
-            cand, i = f"{base}-{i}", i + 1
-        taken.add(cand.lower())
-        out[name] = cand
+        out[name] = _claim(base, taken)
     return out
+
+
+def _claim(base: str, taken: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3`` … : the first not in ``taken`` ignoring case (for
+    case-insensitive file systems), added to ``taken``."""
+    cand, i = base, 2
+    while cand.lower() in taken:
+        cand, i = f"{base}-{i}", i + 1
+    taken.add(cand.lower())
+    return cand
 
 
 def _is_img_file_name(name: str) -> bool:
@@ -198,13 +204,8 @@ def _run_labels(runs: Sequence[Any]) -> list[str]:
         counts[label.lower()] = counts.get(label.lower(), 0) + 1
     labels = [label if counts[label.lower()] == 1 else run.name
               for run, label in zip(runs, labels, strict=True)]
-    out: list[str] = []
-    for label in labels:
-        cand, i = label, 2
-        while cand.lower() in {o.lower() for o in out}:
-            cand, i = f"{label}-{i}", i + 1
-        out.append(cand)
-    return out
+    taken: set[str] = set()
+    return [_claim(label, taken) for label in labels]
 
 
 def _is_nan(value: Any) -> bool:

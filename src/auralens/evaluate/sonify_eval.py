@@ -191,14 +191,19 @@ def read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         history.append(rec)
     if not bad:
         return history, []
-    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    return history, [f"{path}: {len(bad)} line(s) left out of the loss curves: line {shown}"]
+    return history, [f"{path}: {len(bad)} line(s) left out of the loss curves: line "
+                     f"{_first(bad)}"]
+
+
+def _first(items: Sequence[str], limit: int = 5) -> str:
+    """``items`` for a note, in their order: the first ``limit``, then a count."""
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def _names(ids: Iterable[str], limit: int = 5) -> str:
-    """Clip ids for a note: the first ``limit``, then a count."""
-    ids = sorted(ids)
-    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+    """Clip ids for a note, sorted: the first ``limit``, then a count."""
+    return _first(sorted(ids), limit)
 
 
 def _rendered_clips(renders: Path) -> set[str] | None:

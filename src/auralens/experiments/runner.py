@@ -845,8 +845,6 @@ def _ffmpeg(ffmpeg: str, video: Path, target: Path, what: str, options: Sequence
 
 
 def _ffmpeg_duration(text: str) -> float:
-    import re
-
     m = re.search(r"Duration:\s*(\d+):(\d+):([\d.]+)", text)
     return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
 

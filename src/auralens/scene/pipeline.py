@@ -605,7 +605,7 @@ def _keep(decisions: list[dict[str, Any]], min_kept: int) -> list[int]:
     for d in order:
         if len(kept) >= min_kept:
             break
-        if d["index"] not in kept and d.get("audible", True) and d["scores"].get("rms", 0.0) > 0:
+        if d["index"] not in kept and d["audible"]:  # audible: finite, not silent, not constant
             d["kept"] = True
             d["reason"] = "kept as the most energetic estimate (none passed the filter)"
             kept.append(d["index"])

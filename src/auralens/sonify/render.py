@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,10 +220,8 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
 
 def checkpoint_identity(path: str | Path) -> dict[str, Any]:
     """What identifies a checkpoint file's weights: its SHA-256 (plus path and epoch, for people)."""
-    from auralens.cache import hash_file
-
     header = ckpt.read_header(path)
-    return {"path": str(path), "sha256": hash_file(Path(path)), "epoch": header.get("epoch")}
+    return {"path": str(path), "sha256": checkpoint_sha256(Path(path)), "epoch": header.get("epoch")}
 
 
 #: SHA-256 of checkpoint files by (path, size, mtime, ctime): a long-lived process (the UI)
@@ -242,8 +240,7 @@ def checkpoint_sha256(path: Path) -> str:
     return _CHECKPOINT_SHA256[key]
 
 
-def renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path,
-                  sha256: Callable[[Path], str] = checkpoint_sha256) -> str | None:
+def renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path) -> str | None:
     """Why the renders in ``out`` were not made from ``checkpoint`` as it is now, or None.
 
     Renders record the SHA-256 of their checkpoint; a run trained again has another one.
@@ -254,12 +251,11 @@ def renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path,
         out: the ``renders`` folder.
         previous: its ``run.json`` ``config``.
         checkpoint: the checkpoint rendering would load now (:func:`run_checkpoint`).
-        sha256: how to get the checkpoint's SHA-256 (asked only when one is recorded).
     """
     recorded = previous.get("checkpoint_sha256")
     if not recorded:
         return _unidentified_renders_stale(out, previous, checkpoint)
-    if recorded != sha256(checkpoint):
+    if recorded != checkpoint_sha256(checkpoint):
         return f"made with another checkpoint than {checkpoint} (the run was trained again)"
     return None
 
@@ -367,7 +363,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
             f"{out}: holds renders of {'the ' + had + ' split' if had else 'an unknown split'}; "
             f"pass --overwrite to replace them with the {split} split (the report scores one split per run)")
     elif previous is not None:
-        stale = renders_stale(out, previous, Path(loaded.checkpoint), lambda _: identity["sha256"])
+        stale = renders_stale(out, previous, Path(loaded.checkpoint))
         if stale:
             log.warning("%s: %s; rendering again", out, stale)
             _clear_renders(out)

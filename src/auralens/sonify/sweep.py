@@ -211,7 +211,7 @@ def _check_post(post: Sequence[str]) -> None:
             raise AuralensError(f"--post {chain!r}: {exc}") from None
 
 
-def _check_data(ldir: Path, data: str | Path, hint: str = OTHER_DATA_HINT) -> None:
+def _check_data(ldir: Path, data: str | Path, hint: str) -> None:
     """Refuse a dataset other than the one a layer with a run was prepared from (its runs
     would otherwise count as finished on the new data).
 

@@ -81,8 +81,7 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     out = []
     for k in range(est.shape[0]):
         s = est[k]
-        rms = float(np.sqrt(np.mean(s**2)))
-        ac_rms = float(np.sqrt(np.mean((s - s.mean()) ** 2)))
+        rms, ac_rms = _rms_pair(s)
         ratio_db = 10 * np.log10(est_frames[k] / np.maximum(mix_frames, 1e-20) + 1e-20)
         # The share of the *audible* frames: a short event in a file that is otherwise digital
         # silence dominates all the frames there is anything to hear in.
@@ -98,6 +97,11 @@ def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
     return out
 
 
+def _rms_pair(x: np.ndarray) -> tuple[float, float]:
+    """RMS of a float64 ``[T]`` signal and of it with its mean removed (see :func:`no_sound`)."""
+    return float(np.sqrt(np.mean(x**2))), float(np.sqrt(np.mean((x - x.mean()) ** 2)))
+
+
 def no_sound(rms: float, ac_rms: float) -> str | None:
     """Why a signal with this RMS and mean-removed RMS holds no sound, or None when it does."""
     if rms == 0.0:
@@ -107,11 +111,17 @@ def no_sound(rms: float, ac_rms: float) -> str | None:
     return None
 
 
+def _inaudible(scores: dict[str, float]) -> str | None:
+    """Why an estimate with these scores has nothing to hear (non-finite, silent or
+    constant), or None when it has."""
+    if not all(np.isfinite(v) for v in scores.values()):
+        return "non-finite samples (NaN or Inf) in the estimate"
+    return no_sound(scores["rms"], scores.get("ac_rms", scores["rms"]))
+
+
 def decide(scores: dict[str, float], cfg: ActivityConfig) -> tuple[bool, str]:
     """``(kept, reason)`` for one estimate's scores."""
-    if not all(np.isfinite(v) for v in scores.values()):
-        return False, "non-finite samples (NaN or Inf) in the estimate"
-    silent = no_sound(scores["rms"], scores.get("ac_rms", scores["rms"]))
+    silent = _inaudible(scores)
     if silent is not None:
         return False, silent
     if cfg.rule == "study":
@@ -140,11 +150,11 @@ def filter_estimates(est: np.ndarray, mix: np.ndarray, cfg: ActivityConfig | Non
     m = np.asarray(mix, np.float64)
     mix_silent = None
     if m.size and np.all(np.isfinite(m)):
-        mix_silent = no_sound(float(np.sqrt(np.mean(m**2))), float(np.sqrt(np.mean((m - m.mean()) ** 2))))
+        mix_silent = no_sound(*_rms_pair(m))
     out = []
     for k, sc in enumerate(activity_scores(est, mix, cfg.frame, cfg.frame_db)):
         kept, reason = decide(sc, cfg)
-        audible = all(np.isfinite(v) for v in sc.values()) and no_sound(sc["rms"], sc["ac_rms"]) is None
+        audible = _inaudible(sc) is None
         if audible and mix_silent is not None:
             kept, reason, audible = False, f"the mixture is {mix_silent}", False
         out.append({"index": k, "kept": bool(kept), "reason": reason, "audible": audible,
