@@ -540,3 +540,18 @@ def test_runs_are_labelled_by_the_settings_that_differ(tmp_path: Path) -> None:
     for label in labels:
         assert f'<span class="meta">· {label}</span>' in page and f"<h3>{label}</h3>" in page
     assert "run-2" not in page and "run-3" not in page
+
+
+def test_a_constant_original_is_named_constant_not_silent(tmp_path: Path) -> None:
+    run = make_fake_run(tmp_path)
+    cid = CLIPS[0]
+    for version in ("original", "minmax", "none"):
+        path = run / "renders" / version / f"{cid}.wav"
+        assert path.exists(), path
+        audio.write(path, np.full(5 * SR, 0.3, np.float32), SR)  # a DC offset, no sound
+    build_report([run], tmp_path / "report", embedder="logmel", use_cache=False)
+    rows = {r["version"]: r for r in json.loads((tmp_path / "report" / "metrics.json").read_text())["rows"]}
+    for version in ("minmax", "none"):
+        assert rows[version]["notes"] == (
+            f"{cid}: the original is constant (a DC offset with no sound; silent once its mean is "
+            "removed): si_sdr undefined, given as null")

@@ -361,7 +361,7 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
     from auralens import audio
     from auralens.evaluate.embedders import circularity_warning
     from auralens.evaluate.kad import median_pairwise_distance
-    from auralens.evaluate.spectral import spectral_metrics
+    from auralens.evaluate.spectral import spectral_metrics, undefined_warning
     from auralens.progress import progress
 
     warn = circularity_warning(embedder, run.record)
@@ -400,8 +400,11 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                     sr = min(ref_sr, est_sr)
                     ref_w, est_w = audio.resample(ref_w, ref_sr, sr), audio.resample(est_w, est_sr, sr)
                     vs.clip_metrics[cid] = spectral_metrics(ref_w, est_w, sr)
-                    if not np.isfinite(vs.clip_metrics[cid]["si_sdr"]):
-                        vs.notes.append(f"{cid}: silent original, relative metrics left out")
+                    # a constant original leaves si_sdr undefined as a silent one does
+                    undefined = undefined_warning(ref_w[: est_w.shape[-1]], vs.clip_metrics[cid],
+                                                  "original")
+                    if undefined:
+                        vs.notes.append(f"{cid}: {undefined}")
                 else:
                     vs.clip_metrics[cid] = {}
                 est_emb[cid] = emb  # only once every part of the clip loaded
