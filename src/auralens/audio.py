@@ -161,14 +161,20 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     Returns:
         Resampled float32 array with the same leading shape.
     """
-    if orig_sr == target_sr:
+    if orig_sr == target_sr or wave.shape[-1] == 0:
         return np.ascontiguousarray(wave, dtype=np.float32)
     import soxr
 
+    # soxr pads with zeros, so a DC offset becomes a step at each end and rings into clicks
+    # (a DC-only file would come out as audio). Resampling is linear and keeps a constant,
+    # so resample around each channel's mean and add it back.
+    mean = wave.mean(axis=-1, keepdims=True, dtype=np.float64)
+    centred = (wave - mean).astype(np.float32)
     if wave.ndim == 1:
-        return soxr.resample(wave.astype(np.float32), orig_sr, target_sr).astype(np.float32)
-    out = soxr.resample(np.ascontiguousarray(wave.T, dtype=np.float32), orig_sr, target_sr)
-    return np.ascontiguousarray(out.T, dtype=np.float32)
+        out = soxr.resample(centred, orig_sr, target_sr)
+    else:
+        out = soxr.resample(np.ascontiguousarray(centred.T), orig_sr, target_sr).T
+    return np.ascontiguousarray(out + mean, dtype=np.float32)
 
 
 def inspect_wave(path: str | Path, wave: np.ndarray, sr: int, orig_sr: int | None = None,

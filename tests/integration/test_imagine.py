@@ -328,6 +328,21 @@ def test_cli_run_and_batch(scenes, tiny_model, tmp_path):
     assert res.exit_code != 0
 
 
+def test_cli_dc_only_file_at_another_rate_gives_no_description(tiny_model, tmp_path):
+    """Resampling used to ring at the ends of a DC-only file, which then passed as sound."""
+    from auralens.cli import app
+
+    wav = tmp_path / "dc.wav"
+    write(wav, np.full(44100, 0.3, np.float32), 44100, subtype="FLOAT")
+    res = CliRunner().invoke(app, ["imagine", str(wav), "--out", str(tmp_path / "o"),
+                                   "--separator", "nmf@n_iter=20", "--captioner",
+                                   f"classifier:{tiny_model('ast_classifier')}"])
+    assert res.exit_code == 0, res.output
+    assert "4 estimates, 0 kept\n" in res.output and "description:" not in res.output
+    reasons = {s["reason"] for s in read_json(tmp_path / "o" / "activity.json")["sources"]}
+    assert reasons == {"the mixture is constant (no sound)"}
+
+
 @pytest.mark.parametrize("text", ["imagine: 5\n", "imagine:\n", "imagine: [a, b]\n"])
 @pytest.mark.parametrize("command", ["run", "batch"])
 def test_cli_imagine_section_that_is_no_mapping_is_one_line(tmp_path, capsys, text, command):

@@ -119,6 +119,23 @@ def test_too_short_to_survive_resampling(tmp_path):
     assert load(tmp_path / "one.wav").shape == (1,)  # at its own rate it is one sample
 
 
+def test_dc_offset_survives_resampling_without_clicks(tmp_path, noise):
+    """soxr pads with zeros: a DC-only file came out with clicks at both ends (peak-to-peak
+    0.13 for a constant 0.3), which the activity filter then took for sound."""
+    sf.write(tmp_path / "dc.wav", np.full((44100, 2), 0.3, np.float32), 44100, subtype="FLOAT")
+    wave = load(tmp_path / "dc.wav", 16000)
+    assert wave.shape == (16000,) and np.all(wave == np.float32(0.3))
+    from auralens.scene.separate.activity import no_sound
+
+    rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))
+    assert no_sound(rms, float(np.std(wave.astype(np.float64)))) == "constant (no sound)"
+    # Linear: the same offset on real audio resamples as the audio plus the offset.
+    sf.write(tmp_path / "n.wav", noise, 16000)
+    sf.write(tmp_path / "n_dc.wav", noise + 0.25, 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load(tmp_path / "n_dc.wav", 22050),
+                               load(tmp_path / "n.wav", 22050) + 0.25, atol=2e-4)
+
+
 def test_nan_samples(tmp_path, noise):
     bad = noise.copy()
     bad[10] = np.nan
@@ -129,7 +146,8 @@ def test_nan_samples(tmp_path, noise):
 
 def test_huge_float_samples_mix_down_without_overflow(tmp_path):
     path = tmp_path / "huge.wav"
-    sf.write(path, np.full((800, 2), 3e38, np.float32), 8000, subtype="FLOAT")
+    square = np.where(np.arange(800) // 20 % 2 == 0, 3e38, -3e38).astype(np.float32)
+    sf.write(path, np.stack([square, square], 1), 8000, subtype="FLOAT")
     wave, info = load_with_info(path)  # two channels near the float32 limit average, not sum
     assert np.all(np.isfinite(wave)) and info.peak == pytest.approx(3e38, rel=1e-6)
     with pytest.raises(AudioError, match=r"huge\.wav: sample values too large"):

@@ -67,8 +67,8 @@ def run(
     for reason in [*res.notes, *res.skipped.values()]:
         typer.echo(f"note: {reason}", err=True)
     if res.mode == "pipeline":
-        typer.echo(f"{res.n_estimates} estimates, {len(res.kept)} kept: "
-                   + "; ".join(res.captions))
+        captions = f": {'; '.join(res.captions)}" if res.captions else ""
+        typer.echo(f"{res.n_estimates} estimates, {len(res.kept)} kept{captions}")
     if res.description:
         typer.echo(f"description: {res.description}")
     typer.echo(f"report: {out / 'report.html'}")
