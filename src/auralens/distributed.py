@@ -7,6 +7,7 @@ add per-process scalars (loss sums, counts) with :func:`sum_across`.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -31,7 +32,18 @@ def make_accelerator(error: type[Exception] = AuralensError, **kwargs: Any) -> A
         # Without this every launched process would train alone into the same run directory.
         raise error(f"launched as {launched} processes but accelerate set up {acc.num_processes}; "
                     "on machines without GPUs set ACCELERATE_USE_CPU=1 (see docs/scaling.md)")
+    if acc.num_processes > 1:
+        # One process may train several runs (a sweep) on the same group, so it is torn down
+        # at exit, not after each run: a group left to interpreter teardown can abort a rank
+        # ("terminate called without an active exception") after its work is done.
+        atexit.unregister(_destroy_process_group)
+        atexit.register(_destroy_process_group)
     return acc
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def sum_across(acc: Any, *values: float, device: torch.device | None = None) -> list[float]:
