@@ -10,9 +10,12 @@ from auralens.evaluate.spectral import (
     log_spectral_distance,
     logmel_l1,
     mr_stft_distance,
+    overview_mag,
     si_sdr,
     spectral_convergence,
     spectral_metrics,
+    stft_mag,
+    stft_mag_blocks,
 )
 
 SR = 16000
@@ -237,3 +240,30 @@ def test_file_too_short_for_the_metrics_is_an_error(burst: np.ndarray, tmp_path,
     assert captured.err.strip() == (f"error: {est}: too short for the spectral metrics ({n} samples, "
                                     f"{1000 * n / SR:.1f} ms at {SR} Hz); they need at least 512 "
                                     "samples (32 ms)")
+
+
+@pytest.mark.parametrize("n", [1, 511, 513, 16000, 40_003])
+def test_blocks_and_overview_are_the_full_stft_pooled(n: int) -> None:
+    """Long inputs are framed block by block (bounded memory): the same numbers as one STFT."""
+    x = np.random.default_rng(n).standard_normal(n)
+    full = stft_mag(x, 512, 128)
+    assert full.shape == (257, n // 128 + 1)
+    assert np.array_equal(np.concatenate(list(stft_mag_blocks(x, 512, 128, block=7)), axis=1), full)
+    mag, group = overview_mag(x, 512, 128, max_cols=50)
+    assert mag.shape[1] <= 50 and group == -(-full.shape[1] // 50)
+    for j in (0, mag.shape[1] - 1):  # each column is the maximum over its group of frames
+        np.testing.assert_array_equal(mag[:, j], full[:, j * group:(j + 1) * group].max(axis=1))
+
+
+def test_metrics_summed_over_blocks_match_the_whole_spectrogram() -> None:
+    """12 s at 16 kHz spans two 4096-frame blocks at hop 32: same value as in one piece."""
+    rng = np.random.default_rng(3)
+    ref = 0.1 * rng.standard_normal(12 * SR)
+    est = ref + 0.03 * rng.standard_normal(12 * SR)
+    a, b = stft_mag(ref, 256, 32), stft_mag(est, 256, 32)
+    assert a.shape[1] > 4096
+    diff = 10 * np.log10(a**2 + 1e-10) - 10 * np.log10(b**2 + 1e-10)
+    lsd = np.mean(np.sqrt(np.mean(diff**2, axis=0)))
+    assert log_spectral_distance(ref, est, n_fft=256, hop=32) == pytest.approx(lsd, rel=1e-12)
+    sc = np.linalg.norm(a - b) / np.linalg.norm(a)
+    assert spectral_convergence(ref, est, n_fft=256, hop=32) == pytest.approx(sc, rel=1e-9)

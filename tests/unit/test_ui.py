@@ -363,7 +363,6 @@ def test_folder_to_chain() -> None:
 
 def test_sonify_upload_renders_through_the_run(settings: UISettings,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
 
     calls = {}
 
@@ -371,8 +370,7 @@ def test_sonify_upload_renders_through_the_run(settings: UISettings,
         calls.update(run_dir=Path(run_dir), sr=sr, post=post, out_sr=out_sr)
         return (wave[::-1] * 0.5).astype(np.float32)
 
-    monkeypatch.setitem(sys.modules, "auralens.sonify.render",
-                        types.SimpleNamespace(render=fake_render))
+    monkeypatch.setattr("auralens.sonify.render.render", fake_render)
     _make_run(settings.runs_dir, "r1", ["c1"], ["minmax+wiener"])
     up = _wav(settings.upload_roots[0] / "mine.wav", 1.0)
     view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax+wiener", str(up), settings)
@@ -389,13 +387,11 @@ def test_sonify_upload_renders_through_the_run(settings: UISettings,
 
 def test_sonify_upload_longer_than_the_window_says_so(settings: UISettings,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
 
     def cutting_render(run_dir, wave, sr, post=None, *, out_sr=None):  # noqa: ANN001, ANN202
         return (0.5 * wave[: int(0.5 * sr)]).astype(np.float32)  # a 0.5 s input window
 
-    monkeypatch.setitem(sys.modules, "auralens.sonify.render",
-                        types.SimpleNamespace(render=cutting_render))
+    monkeypatch.setattr("auralens.sonify.render.render", cutting_render)
     _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
     up = _wav(settings.upload_roots[0] / "long.wav", 1.5)
     view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(up), settings)
@@ -472,12 +468,11 @@ def test_upload_of_the_minimum_duration_is_accepted(settings: UISettings) -> Non
 
 
 def _fake_render(monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
 
     def render(run_dir, wave, sr, post=None, *, out_sr=None):  # noqa: ANN001, ANN202
         return np.asarray(wave, np.float32).copy()  # a silent input gives a silent output
 
-    monkeypatch.setitem(sys.modules, "auralens.sonify.render", types.SimpleNamespace(render=render))
+    monkeypatch.setattr("auralens.sonify.render.render", render)
 
 
 def test_sonify_upload_of_silence_warns_and_leaves_the_metrics_out(
@@ -614,10 +609,9 @@ def test_upload_analysis_uses_the_arrays_in_memory(settings: UISettings,
 
 def test_upload_rendered_to_nothing_is_a_failure(settings: UISettings,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
 
-    monkeypatch.setitem(sys.modules, "auralens.sonify.render", types.SimpleNamespace(
-        render=lambda run_dir, wave, sr, post=None, *, out_sr=None: np.zeros(0, np.float32)))
+    monkeypatch.setattr("auralens.sonify.render.render",
+                        lambda run_dir, wave, sr, post=None, *, out_sr=None: np.zeros(0, np.float32))
     _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
     up = _wav(settings.upload_roots[0] / "mine.wav", 1.0)
     view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(up), settings)

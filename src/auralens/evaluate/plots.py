@@ -133,14 +133,15 @@ def plot_spectrogram_stack(rows: Sequence[tuple[str, np.ndarray]], sr: int, path
     plt = _plt()
     n = max(1, len(rows))
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.3 * n + 0.4), sharex=True, squeeze=False)
-    from auralens.evaluate.spectral import stft_mag
+    from auralens.evaluate.spectral import overview_mag
 
-    specs = [stft_mag(np.asarray(w, dtype=np.float32), n_fft, n_fft // 4) for _, w in rows]
-    ref = max([float(s.max()) for s in specs] + [1e-8])
-    for ax, (label, _), mag in zip(axes[:, 0], rows, specs, strict=False):
+    # Pooled to the figure's width, so a long row costs megabytes, not gigabytes.
+    specs = [overview_mag(np.asarray(w, dtype=np.float32), n_fft, n_fft // 4) for _, w in rows]
+    ref = max([float(s.max()) for s, _ in specs] + [1e-8])
+    for ax, (label, _), (mag, group) in zip(axes[:, 0], rows, specs, strict=False):
         db = 20 * np.log10(np.maximum(mag, 1e-8) / ref)
         ax.imshow(db, origin="lower", aspect="auto", vmin=-80, vmax=0, cmap="magma",
-                  extent=(0, mag.shape[1] * (n_fft // 4) / sr, 0, sr / 2000))
+                  extent=(0, mag.shape[1] * group * (n_fft // 4) / sr, 0, sr / 2000))
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time (s)   (y: kHz)")

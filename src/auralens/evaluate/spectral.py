@@ -38,7 +38,7 @@ to both energies, so a perfect match gives a large finite value instead of +inf.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -113,16 +113,60 @@ def stft_mag(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     Plain numpy (one rfft over a strided frame view) keeps the speed steady on a busy
     machine where torch's thread pool contends for cores.
     """
+    return np.concatenate(list(stft_mag_blocks(x, n_fft, hop, block=1 << 62)), axis=1)
+
+
+def stft_mag_blocks(x: np.ndarray, n_fft: int, hop: int, block: int = 4096) -> Iterator[np.ndarray]:
+    """The columns of :func:`stft_mag` in consecutive ``[F, ≤ block]`` pieces: the same
+    numbers, with memory bounded by ``block`` frames instead of the signal's length."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     x = np.pad(x, (n_fft // 2, n_fft // 2))
     if x.shape[0] < n_fft:
         x = np.pad(x, (0, n_fft - x.shape[0]))
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]  # a view: no copy
     window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as torch.hann_window
-    return np.abs(np.fft.rfft(frames * window, axis=1)).T
+    for start in range(0, frames.shape[0], block):
+        yield np.abs(np.fft.rfft(frames[start:start + block] * window, axis=1)).T
 
 
-_stft_mag = stft_mag
+def overview_mag(x: np.ndarray, n_fft: int, hop: int, max_cols: int = 1600) -> tuple[np.ndarray, int]:
+    """STFT magnitude for a picture: ``([F, ≤ max_cols], frames per column)``.
+
+    Up to ``max_cols`` frames this is :func:`stft_mag`; a longer signal's frames are taken
+    in groups, each column the maximum over its group (a short event stays visible in the
+    overview of a long recording), computed block by block so a 30-minute input needs
+    megabytes, not gigabytes.
+    """
+    n_frames = (max(np.size(x) + n_fft // 2 * 2, n_fft) - n_fft) // hop + 1  # as stft_mag_blocks
+    group = max(1, -(-n_frames // max_cols))
+    cols = []
+    for mag in stft_mag_blocks(x, n_fft, hop, block=group * max(1, 8192 // group)):
+        pad = -mag.shape[1] % group  # magnitudes are ≥ 0, so zero columns never win a max
+        mag = np.pad(mag, ((0, 0), (0, pad)))
+        cols.append(mag.reshape(mag.shape[0], -1, group).max(axis=2))
+    return np.concatenate(cols, axis=1), group
+
+
+def _block_sums(ref: np.ndarray, est: np.ndarray, n_fft: int, hop: int,
+                fn: Callable[[np.ndarray, np.ndarray], tuple[float, ...]]) -> np.ndarray:
+    """Σ over frame blocks of ``fn(|X|, |Y|)`` (magnitude blocks ``[F, n]`` of equal-length
+    signals): the metrics are sums over frames, so memory stays bounded by one block."""
+    total = None
+    for a, b in zip(stft_mag_blocks(ref, n_fft, hop), stft_mag_blocks(est, n_fft, hop), strict=True):
+        part = np.asarray(fn(a, b), dtype=np.float64)
+        total = part if total is None else total + part
+    assert total is not None  # stft_mag_blocks yields at least one block
+    return total
+
+
+def _sc_logmag(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+    """Sums for spectral convergence and the log-magnitude L1: ‖a−b‖², ‖a‖², Σ|log a − log b|, n."""
+    return (float(np.sum((a - b) ** 2)), float(np.sum(a * a)),
+            float(np.sum(np.abs(np.log(a + EPS_MAG) - np.log(b + EPS_MAG)))), a.size)
+
+
+def _sc(sums: np.ndarray) -> float:
+    return float(np.sqrt(sums[0]) / (np.sqrt(sums[1]) + EPS_NORM))
 
 
 def spectral_convergence(ref: np.ndarray, est: np.ndarray, n_fft: int = 2048,
@@ -131,9 +175,7 @@ def spectral_convergence(ref: np.ndarray, est: np.ndarray, n_fft: int = 2048,
     ref, est = _pair(ref, est)
     if _silent(ref):
         return float("nan")
-    hop = hop or n_fft // 4
-    a, b = _stft_mag(ref, n_fft, hop), _stft_mag(est, n_fft, hop)
-    return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + EPS_NORM))
+    return _sc(_block_sums(ref, est, n_fft, hop or n_fft // 4, _sc_logmag))
 
 
 def mr_stft_distance(ref: np.ndarray, est: np.ndarray,
@@ -147,9 +189,9 @@ def mr_stft_distance(ref: np.ndarray, est: np.ndarray,
     ref, est = _pair(ref, est)
     scs, lms = [], []
     for n_fft in fft_sizes:
-        a, b = _stft_mag(ref, n_fft, n_fft // 4), _stft_mag(est, n_fft, n_fft // 4)
-        scs.append(np.linalg.norm(a - b) / (np.linalg.norm(a) + EPS_NORM))
-        lms.append(np.mean(np.abs(np.log(a + EPS_MAG) - np.log(b + EPS_MAG))))
+        sums = _block_sums(ref, est, n_fft, n_fft // 4, _sc_logmag)
+        scs.append(_sc(sums))
+        lms.append(sums[2] / sums[3])
     sc, lm = float(np.mean(scs)), float(np.mean(lms))
     if _silent(ref):
         sc = float("nan")
@@ -164,28 +206,31 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
 
 
-def _mel(x: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int) -> np.ndarray:
-    return _mel_filters(sr, n_fft, n_mels) @ _stft_mag(x, n_fft, hop)
-
-
 def logmel_l1(ref: np.ndarray, est: np.ndarray, sr: int, n_fft: int = 1024,
               hop: int | None = None, n_mels: int = 64) -> float:
     """Mean |log(mel_ref+ε) − log(mel_est+ε)| (natural log, magnitude mel)."""
     ref, est = _pair(ref, est)
-    hop = hop or n_fft // 4
-    a, b = _mel(ref, sr, n_fft, hop, n_mels), _mel(est, sr, n_fft, hop, n_mels)
-    return float(np.mean(np.abs(np.log(a + EPS_MAG) - np.log(b + EPS_MAG))))
+    mel = _mel_filters(sr, n_fft, n_mels)
+
+    def sums(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+        ma, mb = mel @ a, mel @ b
+        return float(np.sum(np.abs(np.log(ma + EPS_MAG) - np.log(mb + EPS_MAG)))), ma.size
+
+    total, count = _block_sums(ref, est, n_fft, hop or n_fft // 4, sums)
+    return float(total / count)
 
 
 def log_spectral_distance(ref: np.ndarray, est: np.ndarray, n_fft: int = 2048,
                           hop: int | None = None) -> float:
     """LSD in dB: ``mean_frames sqrt(mean_freq (10 log10 P_ref − 10 log10 P_est)²)``."""
     ref, est = _pair(ref, est)
-    hop = hop or n_fft // 4
-    pa = _stft_mag(ref, n_fft, hop) ** 2
-    pb = _stft_mag(est, n_fft, hop) ** 2
-    diff = 10 * np.log10(pa + EPS_POW) - 10 * np.log10(pb + EPS_POW)
-    return float(np.mean(np.sqrt(np.mean(diff ** 2, axis=0))))
+
+    def sums(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+        diff = 10 * np.log10(a**2 + EPS_POW) - 10 * np.log10(b**2 + EPS_POW)
+        return float(np.sum(np.sqrt(np.mean(diff**2, axis=0)))), a.shape[1]
+
+    total, frames = _block_sums(ref, est, n_fft, hop or n_fft // 4, sums)
+    return float(total / frames)
 
 
 def envelope(x: np.ndarray, sr: int, smooth_ms: float = 20.0, method: str = "hilbert") -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from typing import Any
@@ -23,13 +22,6 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 500
 #: First characters that make a spreadsheet read a CSV cell as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@")
-
-
-def _ratings_module() -> Any:
-    try:
-        return importlib.import_module("auralens.evaluate.ratings")
-    except ImportError as exc:
-        raise UIError(f"ratings are not available: {exc}") from exc
 
 
 def rating_choices(info: RunInfo) -> list[str]:
@@ -88,7 +80,8 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
     stale = stale_renders(info.path)
     if stale:  # a rating is recorded against the run, not the model that made these renders
         raise UIError(f"not saved: run {info.key}: {stale}")
-    mod = _ratings_module()
+    from auralens.evaluate import ratings as mod
+
     try:
         mod.save_rating(settings.ratings_path, rater=rater, run=info.key,
                         version=f"{info.key}/{post}", clip=clip, visual=v, audio=a,
@@ -105,11 +98,10 @@ def aggregate_md(settings: UISettings) -> str:
     assert path is not None
     if not path.is_file():
         return f"_no ratings yet (they will be saved to {md_escape(path.name)})_"
+    from auralens.evaluate import ratings as mod
+
     try:
-        mod = _ratings_module()
         rows = mod.aggregate_ratings(mod.load_ratings(path), by=("version",))
-    except UIError as exc:
-        return md_escape(str(exc))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash
         return f"could not read the ratings: {md_escape(exc)}"
     except OSError as exc:  # e.g. no permission to read it

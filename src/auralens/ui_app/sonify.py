@@ -6,7 +6,6 @@ files are copied into the request's work dir before the page serves them.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -115,56 +114,21 @@ def folder_to_chain(name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- plots & metrics
-def _plot_fallback(waves: list[tuple[str, np.ndarray]], sr: int, out: Path) -> Path:
-    """Waveforms (top row) and log spectrograms (bottom row) of each wave, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import signal
-
-    n = len(waves)
-    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5.0), squeeze=False)
-    for j, (name, w) in enumerate(waves):
-        t = np.arange(w.shape[-1]) / sr
-        axes[0, j].plot(t, w, linewidth=0.5)
-        axes[0, j].set_title(f"{name}: waveform")
-        axes[0, j].set_xlabel("s")
-        f, tt, sxx = signal.spectrogram(w, fs=sr, nperseg=min(1024, max(64, w.shape[-1] // 8)))
-        axes[1, j].pcolormesh(tt, f, 10 * np.log10(sxx + 1e-10), shading="auto")
-        axes[1, j].set_title(f"{name}: spectrogram")
-        axes[1, j].set_xlabel("s")
-        axes[1, j].set_ylabel("Hz")
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
-
-
 def make_plots(waves: list[tuple[str, np.ndarray]], sr: int, out_dir: Path) -> list[tuple[Path, str]]:
     """Stacked waveform and spectrogram images (``auralens.evaluate.plots``)."""
+    from auralens.evaluate import plots
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        plots = importlib.import_module("auralens.evaluate.plots")
-        return [
-            (plots.plot_waveform_stack(waves, sr, out_dir / "waveforms.png"), "waveforms"),
-            (plots.plot_spectrogram_stack(waves, sr, out_dir / "spectrograms.png"),
-             "spectrograms"),
-        ]
-    except (ImportError, AttributeError) as exc:
-        log.info("evaluate.plots unavailable (%s); using the built-in overview", exc)
-    return [(_plot_fallback(waves, sr, out_dir / "overview.png"), "waveforms and spectrograms")]
+    return [(plots.plot_waveform_stack(waves, sr, out_dir / "waveforms.png"), "waveforms"),
+            (plots.plot_spectrogram_stack(waves, sr, out_dir / "spectrograms.png"), "spectrograms")]
 
 
 def compute_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
     """Spectral distances and envelope correlation (``auralens.evaluate.spectral``)."""
+    from auralens.evaluate.spectral import spectral_metrics
+
     n = min(ref.shape[-1], est.shape[-1])
-    try:
-        spectral = importlib.import_module("auralens.evaluate.spectral")
-        res = spectral.spectral_metrics(ref[:n], est[:n], sr)
-    except (ImportError, AttributeError) as exc:
-        log.info("spectral metrics unavailable: %s", exc)
-        return {}
+    res = spectral_metrics(ref[:n], est[:n], sr)
     # NaN (a metric relative to a silent original) is left out rather than shown as "nan".
     return {str(k): float(v) for k, v in res.items() if _is_num(v) and np.isfinite(float(v))}
 
@@ -298,10 +262,8 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
     upload = validate_upload(upload_path, settings)
     post = resolve_choice(post, post_choices(info), "post-processing")
     chain = folder_to_chain(post)
-    try:
-        render_mod = importlib.import_module("auralens.sonify.render")
-    except ImportError as exc:
-        return SonifyView(ok=False, status=f"sonify renderer not available: {exc}")
+    from auralens.sonify import render as render_mod
+
     work = new_work_dir(settings, "sonify")
     try:
         # out_sr: the rendition comes back at the upload's rate, ready to compare
