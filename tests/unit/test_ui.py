@@ -719,18 +719,3 @@ def test_ui_config_gets_the_checks_imagine_run_makes(tmp_path: Path,
     good.write_text("imagine:\n  separator: nmf\n")
     ui.launch(imagine_config=good, work_root=tmp_path / "w", port=0, block=False)
     assert started and started[0].imagine_config == {"separator": "nmf"}
-
-
-def test_without_the_pipeline_the_separated_sources_are_shown(settings: UISettings,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "auralens.scene.pipeline", None)  # import fails
-    settings.imagine_config = {"separator": "nmf"}
-    t = np.arange(8000) / 8000
-    path = settings.upload_roots[0] / "mix.wav"
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1500 * t))
-             .astype(np.float32), 8000)
-    view = imagine.run_imagine(str(path), settings)
-    assert not view.ok and "showing separated sources only" in view.status
-    assert view.sources and [s.index for s in view.sources] == list(range(len(view.sources)))
-    assert all(s.path.is_file() for s in view.sources)
-    assert 0 < view.kept_count and all(s.reason for s in view.sources)  # activity.json was read

@@ -237,7 +237,7 @@ def _image_configured(config: dict[str, Any] | None) -> bool:
 def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
     """Validate an upload, run the imagine pipeline on it and read back the results.
 
-    Every expected failure (bad upload, pipeline missing, a stage raising) becomes a view
+    Every expected failure (bad upload, a stage raising) becomes a view
     with ``ok=False`` and a one-line status; nothing propagates to the web server.
     """
     from auralens.audio import write
@@ -252,11 +252,8 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
     # the pipeline reads a clean wav the server wrote, never the client's file name
     input_wav = write(work / "input.wav", upload.wave, upload.sample_rate)
     out_dir = work / "out"
-    try:
-        from auralens.scene.pipeline import imagine
-    except ImportError as exc:
-        return _separate_only(input_wav, out_dir, settings, timer,
-                              f"imagine pipeline not available: {exc}")
+    from auralens.scene.pipeline import imagine
+
     try:
         imagine(input_wav, out_dir, settings.imagine_config)
     except AuralensError as exc:
@@ -282,27 +279,4 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
         else:
             view.image_note = "No image: " + md_escape(view.image_note or "the generator "
                                                        "produced none")
-    return view
-
-
-def _separate_only(input_wav: Path, out_dir: Path, settings: UISettings, timer: Timer,
-                   reason: str) -> ImagineView:
-    """Fallback while the full pipeline is unavailable: separation alone."""
-    try:
-        from auralens.scene.separate.run import load_separator, separate_file
-    except ImportError as exc:
-        return ImagineView(ok=False, status=f"{reason}; separator not available: {exc}")
-    spec = ((settings.imagine_config or {}).get("separator") or "tdcnpp")
-    if isinstance(spec, dict):
-        spec = spec.get("backend", "tdcnpp")
-    try:
-        with timer("separate"):
-            separator = load_separator(str(spec))
-            separate_file(input_wav, out_dir, separator=separator)  # writes out_dir/sources/
-    except Exception as exc:  # noqa: BLE001
-        return ImagineView(ok=False, status=f"{reason}; separator not available: {exc}")
-    view = read_imagine_outputs(out_dir)
-    view.ok, view.status = False, f"{reason} (showing separated sources only)"
-    view.timings = dict(timer.timings)
-    view.image_note = "No image: the imagine pipeline did not run."
     return view
