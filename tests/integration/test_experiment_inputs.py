@@ -411,3 +411,30 @@ def test_unknown_label_mode_is_refused(mixes: dict[int, Path], tmp_path: Path,
     assert capsys.readouterr().err == ("error: --label-mode must be one of first, all, "
                                        "got 'frist'\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("separator", ["reference", "nmf@n_iter=10"])
+def test_pipeline_methods_check_inputs_as_imagine_does(mixes: dict[int, Path], tmp_path: Path,
+                                                        separator: str) -> None:
+    """A missing or 0.6 ms mixture fails its row (named, as `imagine` refuses it) whatever the
+    separator; a DC-only reference source is not captioned."""
+    pairs = read_jsonl(_pairs(mixes, tmp_path))
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(10, 0.1, np.float32), 16000)
+    dc = tmp_path / "dc.wav"
+    sf.write(dc, np.full(16000, 0.5, np.float32), 16000, subtype="FLOAT")
+    pairs[0]["audio"] = str(tmp_path / "gone.wav")
+    pairs[1]["audio"] = str(short)
+    pairs[2]["sources"] = [pairs[2]["sources"][0], str(dc)]
+    path = tmp_path / "edited.jsonl"
+    write_jsonl(path, pairs)
+    cfg = _cfg(path)
+    cfg["methods"][0]["separator"] = separator
+    run_experiment(cfg, tmp_path / "e")
+    rows = {r["id"]: r for r in read_jsonl(tmp_path / "e" / "results.jsonl")}
+    assert rows[pairs[0]["id"]]["status"] == "error"
+    assert "gone.wav: file not found" in rows[pairs[0]["id"]]["error"]
+    assert rows[pairs[1]["id"]]["status"] == "error"
+    assert rows[pairs[1]["id"]]["error"].startswith(f"{short}: too short to describe: 0.6 ms")
+    if separator == "reference":
+        assert rows[pairs[2]["id"]]["status"] == "ok" and rows[pairs[2]["id"]]["n_kept"] == 1

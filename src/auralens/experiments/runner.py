@@ -916,22 +916,28 @@ class Describer:
         if key in self._captions:
             return self._captions[key]
         from auralens.audio import load, resample
+        from auralens.scene.pipeline import activity_config, check_input_length
+        from auralens.scene.separate.activity import filter_estimates, nothing_to_hear
+        from auralens.scene.separate.run import separate_array
 
         captioner = self._build("captioner", method.get("captioner"))
         csr = int(getattr(captioner, "sample_rate", 16000))
         if _spec(sep_spec) == "reference":  # oracle separation: the true source files
             if not item.sources:
                 raise ExperimentError(f"{item.id}: reference separation needs source files")
+            # The mixture is what every other method hears: one that is missing or too short
+            # to describe fails here too, as it does in `imagine`.
+            check_input_length(item.audio, load(item.audio, csr), csr)
             waves = [load(p, csr) for p in item.sources]
-            waves = [w for w in waves if np.sqrt(np.mean(w**2)) > 1e-6]  # drop silent ones
+            # Silent or constant (DC-only) sources have nothing to caption.
+            waves = [w for w in waves if np.sqrt(np.mean(np.square(w, dtype=np.float64))) > 1e-6
+                     and nothing_to_hear(w) is None]
         else:
             separator = self._build("separator", sep_spec)
             ssr = int(getattr(separator, "sample_rate", 16000))
             mix = load(item.audio, ssr)
-            est = separator.separate(mix)
-            from auralens.scene.pipeline import activity_config
-            from auralens.scene.separate.activity import filter_estimates
-
+            check_input_length(item.audio, mix, ssr)
+            est = separate_array(separator, mix)  # pads inputs shorter than the model's window
             act = activity_config(method.get("activity"), where=f"method {method['name']!r}: "
                                   "activity")
             kept = [d["index"] for d in filter_estimates(est, mix, act) if d["kept"]]
@@ -972,8 +978,11 @@ def _build_stage(stage: str, spec: Any) -> Any:
 def _allm_describe(model: Any, item: Item, technique: str) -> dict[str, Any]:
     """Run the audio-LLM baseline on the mixture and return its description."""
     from auralens.audio import load
+    from auralens.scene.pipeline import check_input_length
 
-    wave = load(item.audio, int(getattr(model, "sample_rate", 16000)))
+    sr = int(getattr(model, "sample_rate", 16000))
+    wave = load(item.audio, sr)
+    check_input_length(item.audio, wave, sr)
     desc = model.describe(wave, technique)
     return {"description": getattr(desc, "text", str(desc)),
             "reasoning": getattr(desc, "reasoning", "")}

@@ -111,6 +111,11 @@ def no_sound(rms: float, ac_rms: float) -> str | None:
     return None
 
 
+def nothing_to_hear(x: np.ndarray) -> str | None:
+    """Why the ``[T]`` signal ``x`` holds no sound (all zeros, or constant), or None."""
+    return no_sound(*_rms_pair(np.asarray(x, dtype=np.float64)))
+
+
 def _inaudible(scores: dict[str, float]) -> str | None:
     """Why an estimate with these scores has nothing to hear (non-finite, silent or
     constant), or None when it has."""
@@ -150,7 +155,7 @@ def filter_estimates(est: np.ndarray, mix: np.ndarray, cfg: ActivityConfig | Non
     m = np.asarray(mix, np.float64)
     mix_silent = None
     if m.size and np.all(np.isfinite(m)):
-        mix_silent = no_sound(*_rms_pair(m))
+        mix_silent = nothing_to_hear(m)
     out = []
     for k, sc in enumerate(activity_scores(est, mix, cfg.frame, cfg.frame_db)):
         kept, reason = decide(sc, cfg)
