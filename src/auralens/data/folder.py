@@ -22,13 +22,18 @@ def is_audio_file(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
-def audio_files(root: Path) -> list[Path]:
-    """Every audio file below ``root``, sorted; hidden files and folders are left out."""
+def audio_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Every audio file below ``root``, sorted; hidden files and folders are left out, and so
+    are files below a folder in ``exclude`` (e.g. a job's own output folder inside ``root``)."""
+    skip = tuple(Path(x).resolve() for x in exclude)
     out = []
     for path in sorted(Path(root).rglob("*")):
         rel = path.relative_to(root)
-        if not any(part.startswith(".") for part in rel.parts) and is_audio_file(path):
-            out.append(path)
+        if any(part.startswith(".") for part in rel.parts) or not is_audio_file(path):
+            continue
+        if skip and any(path.resolve().is_relative_to(x) for x in skip):
+            continue
+        out.append(path)
     return out
 
 
@@ -42,11 +47,12 @@ def file_ids(root: Path, paths: list[Path]) -> list[str]:
     return [b if seen[b] == 1 else p.relative_to(root).as_posix() for b, p in zip(bare, paths, strict=True)]
 
 
-def load_folder(root: Path) -> list[Clip]:
+def load_folder(root: Path, exclude: tuple[Path, ...] = ()) -> list[Clip]:
     """List every audio file under ``root`` (recursively, sorted).
 
     Args:
         root: a directory.
+        exclude: folders whose files are left out (a job's output folder inside ``root``).
 
     Returns:
         One :class:`Clip` per file: ``id`` = path relative to ``root`` without suffix
@@ -61,7 +67,7 @@ def load_folder(root: Path) -> list[Clip]:
         raise DatasetError(f"{root}: dataset directory not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
-    paths = audio_files(root)
+    paths = audio_files(root, exclude)
     clips = [Clip(id=cid, path=path, labels=[path.parent.name] if path.parent != root else [])
              for cid, path in zip(file_ids(root, paths), paths, strict=True)]
     if not clips:

@@ -36,6 +36,7 @@ examples, and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -52,6 +53,8 @@ from auralens.data import DatasetError, check_free_space, check_length
 from auralens.io import (
     ErrorLog,
     append_jsonl,
+    check_out_dir,
+    is_temp_name,
     read_json,
     read_jsonl,
     remove_stale_temps,
@@ -472,12 +475,110 @@ def _same_path(old: Any, new: str) -> bool | None:
         return None
 
 
-def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None) -> tuple[list[Clip], str]:
-    if isinstance(src, (str, Path)):
-        from auralens.data import load_dataset
+#: ``{split}_mix_config.json``: marks a folder as made by :func:`build_mixtures`.
+_CONFIG_SUFFIX = "_mix_config.json"
+_COMMAND = "data mix"
 
-        clips = load_dataset(Path(src))
-        name = str(Path(src).resolve())
+
+def _mix_outputs(root: Path) -> list[Path]:
+    """Folders below ``root`` that :func:`build_mixtures` made (they hold a split's settings)."""
+    return sorted({p.parent for p in root.rglob(f"*{_CONFIG_SUFFIX}") if p.is_file()} - {root})
+
+
+def _check_source_and_out(src: Path, out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is the source folder or holds it: writing there changes the
+    clips being mixed from."""
+    src_abs, out_abs = src.resolve(), out_dir.resolve()
+    if src_abs == out_abs:
+        raise DatasetError(f"{out_dir}: --out is the source folder; choose another --out "
+                           "(a new subfolder of it is fine)")
+    if src_abs.is_relative_to(out_abs):
+        raise DatasetError(f"{out_dir}: --out holds the source folder {src}; choose an --out "
+                           "outside it")
+
+
+def _check_out_owner(out_dir: Path) -> None:
+    """Refuse an existing ``out_dir`` that holds another command's output or files this function
+    did not make: its ``run.json`` and files must not be written over."""
+    if not out_dir.is_dir():
+        return
+    run_path = out_dir / "run.json"
+    if run_path.is_file():
+        try:
+            run = read_json(run_path)
+        except (OSError, ValueError):
+            run = None
+        command = run.get("command") if isinstance(run, dict) else None
+        if not isinstance(command, str):  # cannot tell what made it: never write over it
+            raise DatasetError(f"{out_dir}: its run.json is unreadable; choose an empty or new --out")
+        if command != _COMMAND:
+            raise DatasetError(f"{out_dir}: holds the output of {command!r}, not of data mix; "
+                               "choose an empty or new --out")
+        return
+    if any(p.is_file() for p in out_dir.glob(f"*{_CONFIG_SUFFIX}")):
+        return
+    # any file at all: a folder of the user's own files must not get splits written beside them
+    found = next((f for f in sorted(out_dir.rglob("*")) if f.is_file() and not is_temp_name(f.name)), None)
+    if found is not None:
+        raise DatasetError(f"{out_dir}: holds files that data mix did not make "
+                           f"({found.relative_to(out_dir)}); choose an empty or new --out")
+
+
+def _example_index(example_id: Any) -> int | None:
+    m = re.search(r"(?:^|/)example(\d+)$", str(example_id))
+    return int(m.group(1)) if m else None
+
+
+def _check_not_shrinking(out_dir: Path, split: str, n: int, previous: list[dict[str, Any]]) -> None:
+    """Refuse a smaller ``n`` than the split already holds: the examples past ``n`` would stay in
+    the manifest and the folder, which downstream commands read."""
+    indices = {_example_index(r.get("id")) for r in previous if r.get("split") == split}
+    split_dir = out_dir / split
+    if split_dir.is_dir():
+        indices |= {_example_index(f"{split}/{p.stem}") for p in split_dir.glob("example*.wav")}
+    indices.discard(None)
+    top = max(indices, default=-1)
+    if top >= n:
+        raise DatasetError(f"{out_dir}: split {split!r} already holds {len(indices)} mixtures (up to "
+                           f"example{top:05d}); --n {n} would leave the rest in place: use --n {top + 1} "
+                           "or more to keep them, or another --out")
+
+
+def _split_settings(out_dir: Path) -> dict[str, Any]:
+    """``{split: settings}`` of the earlier ``data mix`` runs recorded in ``out_dir/run.json``."""
+    try:
+        run = read_json(out_dir / "run.json")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(run, dict) or run.get("command") != _COMMAND:
+        return {}
+    splits = run.get("splits")
+    if isinstance(splits, dict):
+        return {k: v for k, v in splits.items() if isinstance(v, dict)}
+    config = run.get("config")
+    if isinstance(config, dict) and isinstance(config.get("split"), str):  # an older run.json
+        return {config["split"]: {**config, "seed": run.get("seed"),
+                                  "source_count_histogram": run.get("source_count_histogram")}}
+    return {}
+
+
+def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None,
+                   out_dir: Path | None = None) -> tuple[list[Clip], str]:
+    if isinstance(src, (str, Path)):
+        from auralens.data import detect_layout, load_dataset
+
+        src = Path(src)
+        if detect_layout(src) == "folder":
+            from auralens.data.folder import load_folder
+
+            # mixtures written inside the source (this --out, earlier ones) are not source clips
+            exclude = _mix_outputs(src)
+            if out_dir is not None and out_dir.resolve().is_relative_to(src.resolve()):
+                exclude.append(out_dir)
+            clips = load_folder(src, exclude=tuple(exclude))
+        else:
+            clips = load_dataset(src)
+        name = str(src.resolve())
     else:
         clips = list(src)
         name = f"<{len(clips)} clips>"
@@ -526,13 +627,18 @@ def build_mixtures(
     reverb: bool = True,
     folds: Sequence[int] | None = None,
     split: str = "train",
+    keep_more: bool = False,
 ) -> list[SceneRecord]:
     """Make ``n`` FUSS-style mixtures from a labelled dataset (see the module docstring).
 
     Args:
-        src: dataset directory (ESC-50 layout or a folder) or a list of clips.
+        src: dataset directory (ESC-50 layout or a folder) or a list of clips. Of a folder,
+            the audio below ``out_dir`` and below earlier outputs of this function is left out.
         out_dir: output root (created); may already hold other splits.
         n: number of examples ``{split}/example00000`` … ``example{n-1:05d}``.
+        keep_more: when the split already holds more than ``n`` examples (same settings),
+            return the first ``n`` and leave the rest in place (an experiment rerun on a
+            subset); by default that is refused, since the folder would not hold ``n``.
         seed: recipe seed (same seed and inputs → identical files).
         sample_rate: Hz of everything written.
         duration: seconds per mixture (at most :data:`~auralens.data.MAX_DURATION_S` and
@@ -546,12 +652,15 @@ def build_mixtures(
     Returns:
         One :class:`SceneRecord` per example (paths joined to ``out_dir``), in index order.
         ``out_dir/run.json`` records the settings, the source-count histogram and
-        ``n_errors``, the clips this call could not use (listed in ``errors.jsonl``).
+        ``n_errors``, the clips this call could not use (listed in ``errors.jsonl``), and
+        under ``splits`` the settings and histogram of every split made there.
 
     Raises:
         DatasetError: missing/empty dataset, bad settings, an ``out_dir`` made with
-            different settings, or mixtures that clearly do not fit on the disk (all before
-            anything is written).
+            different settings or holding more examples of ``split`` than ``n``, an
+            ``out_dir`` that is (or holds) the source folder or holds files this function did
+            not make, or mixtures that clearly do not fit on the disk (all before anything is
+            written).
     """
     import time
 
@@ -576,8 +685,12 @@ def build_mixtures(
     length = check_length(duration, sample_rate)  # an absurd duration would allocate gigabytes per source
     if not split or "/" in split or split.startswith("."):
         raise DatasetError(f"invalid split name {split!r}")
-    clips, source_name = _resolve_clips(src, folds)
     out_dir = Path(out_dir)
+    check_out_dir(out_dir, DatasetError, "; choose another --out")
+    if isinstance(src, (str, Path)):
+        _check_source_and_out(Path(src), out_dir)
+    _check_out_owner(out_dir)
+    clips, source_name = _resolve_clips(src, folds, out_dir)
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
                 "folds": sorted(int(f) for f in folds) if folds is not None else None,
@@ -595,6 +708,8 @@ def build_mixtures(
 
     manifest = out_dir / "manifest.jsonl"
     previous = read_jsonl(manifest)
+    if not keep_more:
+        _check_not_shrinking(out_dir, split, n, previous)
     others = [r for r in previous if r.get("split") != split]
     done = {r["id"]: r for r in previous if r.get("split") == split and _finished(out_dir, r)}
     n_todo = n - sum(1 for rid in done if int(rid.rsplit("example", 1)[1]) < n)
@@ -640,7 +755,7 @@ def build_mixtures(
         append_jsonl(manifest, record)  # crash-safe progress
         records.append(record)
         n_new += 1
-    # rewrite in order: other splits first, then this split's examples (beyond-n ones kept)
+    # rewrite in order: other splits first, then this split's examples (those past n: keep_more)
     extra = [r for rid, r in sorted(done.items()) if int(rid.rsplit("example", 1)[1]) >= n]
     write_jsonl(manifest, others + records + extra)
     list_lines = ["\t".join([r["mixture"], *[s["path"] for s in r["sources"]]]) for r in records + extra]
@@ -648,9 +763,14 @@ def build_mixtures(
     log.info("%s: %d new, %d kept examples; %s", out_dir, n_new, n - n_new, errors.summary())
     out = [_absolute(out_dir, r) for r in records]
     config = {k: v for k, v in settings.items() if k not in ("seed", "clips", "source")}
-    write_run_json(out_dir, command="data mix", seed=seed, timings={"mix": time.perf_counter() - start},
-                   config={"src": source_name, "n": n, **config},
-                   extra={"source_count_histogram": count_histogram(out),
+    config = {"src": source_name, "n": n + len(extra), **config}  # what the split holds
+    histogram = count_histogram(out)
+    # every split's settings: a run for another split must not erase what made the earlier ones
+    splits = {**_split_settings(out_dir),
+              split: {**config, "seed": seed, "source_count_histogram": histogram}}
+    write_run_json(out_dir, command=_COMMAND, seed=seed, timings={"mix": time.perf_counter() - start},
+                   config=config,
+                   extra={"source_count_histogram": histogram, "splits": dict(sorted(splits.items())),
                           "n_errors": len({r["item"] for r in errors.items})})  # distinct clips, this call only
     return out
 

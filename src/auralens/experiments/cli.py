@@ -71,7 +71,8 @@ def judge_validate(
 def fuss_manifest_cmd(
     out: Path = typer.Argument(..., help="Manifest JSONL to write."),
     fuss: Path | None = typer.Option(None, "--fuss", help="FUSS ssdata(_reverb) directory holding <split>/exampleNNNNN.wav."),
-    split: str = typer.Option("eval", "--split", help="FUSS split."),
+    split: str | None = typer.Option(None, "--split", help="FUSS split (default eval); with --from-mixer "
+                                     "only this split's mixtures (default every split)."),
     fsd50k: Path | None = typer.Option(None, "--fsd50k", help="FSD50K.ground_truth directory (eval.csv / dev.csv)."),
     labels_csv: Path | None = typer.Option(None, "--labels-csv", help="id,labels CSV instead of FSD50K."),
     label_mode: str = typer.Option("first", "--label-mode", help="first | all (FSD50K lists several labels per clip)."),
@@ -86,9 +87,9 @@ def fuss_manifest_cmd(
     if (fuss is None) == (mixer is None):
         fail("give exactly one of --fuss or --from-mixer")
     if mixer is not None:
-        stats = manifest_from_mixer(mixer, out)
+        stats = manifest_from_mixer(mixer, out, split=split)
     else:
-        stats = fuss_manifest(fuss, out, split=split, fsd50k_ground_truth=fsd50k,
+        stats = fuss_manifest(fuss, out, split=split or "eval", fsd50k_ground_truth=fsd50k,
                               labels_csv=labels_csv, label_mode=label_mode)
     typer.echo(f"{out}: {stats['n']} mixtures, {stats['labels']} labels, "
                f"sources per mixture {stats['source_counts']}, unlabelled sources {stats['unlabelled']}")

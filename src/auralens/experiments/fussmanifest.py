@@ -216,23 +216,43 @@ def fuss_manifest(
     return _stats(records, unlabelled)
 
 
-def manifest_from_mixer(mix_dir: str | Path, out_path: str | Path) -> dict[str, Any]:
+def manifest_from_mixer(mix_dir: str | Path, out_path: str | Path, *,
+                        split: str | None = None) -> dict[str, Any]:
     """Re-export our mixer's ``manifest.jsonl`` (relative paths resolved) as a manifest.
 
     Args:
         mix_dir: output directory of :func:`auralens.data.mix.build_mixtures` (holds
             ``manifest.jsonl``), or the manifest file itself.
         out_path: manifest JSONL to write.
+        split: only the mixtures of this split (None: every split).
+
+    Raises:
+        ManifestError: no manifest, no mixtures of ``split``, or a mixture whose mixture or
+            source file is missing (one line naming the entry: the manifest must describe
+            files that are there, so none is left out silently).
     """
     mix_dir = Path(mix_dir)
     path = mix_dir if mix_dir.is_file() else mix_dir / "manifest.jsonl"
     if not path.exists():
         raise ManifestError(f"{path}: mixer manifest not found")
     records = load_scenes(path)
+    if split is not None:
+        found = sorted({str(r.split) for r in records if r.split})
+        records = [r for r in records if r.split == split]
+        if not records:
+            raise ManifestError(f"{path}: no mixtures of split {split!r} (splits there: "
+                                f"{', '.join(found) or 'none'})")
     for r in records:
         r.mixture = r.mixture if r.mixture.is_absolute() else (path.parent / r.mixture).resolve()
         for s in r.sources:
             s.path = s.path if s.path.is_absolute() else (path.parent / s.path).resolve()
+        missing = next((p for p in [r.mixture, *(s.path for s in r.sources)] if not p.is_file()), None)
+        if missing is not None:
+            what = "mixture" if missing == r.mixture else "source"
+            raise ManifestError(f"{path}: {r.id}: {what} file not found ({missing}); rerun "
+                                "auralens data mix into that folder to remake it")
+        if not r.sources:
+            raise ManifestError(f"{path}: {r.id}: lists no sources (not a mixer record)")
     save_records(out_path, records)
     return _stats(records, 0)
 
@@ -285,10 +305,22 @@ def pairs_from_mixer(mix_dir: str | Path, out_path: str | Path, *,
             if image is None:
                 raise ManifestError(f"{frame_dir}: no reference frame for {r.id} "
                                     f"({stem}.png or {stem}.jpg)")
+            _check_image(image)
             pair["image"] = str(image.resolve())
         pairs.append(pair)
     write_jsonl(out_path, pairs)
     return _stats(records, 0)
+
+
+def _check_image(path: Path) -> None:
+    """Decode ``path`` once: a frame that is no image fails here, naming it, not deep in a run."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ManifestError(f"{path}: not a readable image ({exc})") from None
 
 
 def _stats(records: list[SceneRecord], unlabelled: int) -> dict[str, Any]:

@@ -695,7 +695,8 @@ def load_items(cfg: dict[str, Any], out_dir: Path) -> list[Item]:
                                    "folds", "sample_rate", "split") if k in data}
         if isinstance(kw.get("folds"), int):  # one fold
             kw["folds"] = [kw["folds"]]
-        recs = build_mixtures(path, out_dir / "data", n=int(data.get("n", 8)), **kw)
+        # keep_more: a rerun on fewer items reuses the first n (the tables cover only those)
+        recs = build_mixtures(path, out_dir / "data", n=int(data.get("n", 8)), keep_more=True, **kw)
         items = [Item.from_scene(r) for r in recs]
     elif source == "manifest":
         from auralens.types import load_scenes
