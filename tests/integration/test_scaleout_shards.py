@@ -123,11 +123,17 @@ def test_separate_batch_shards_of_different_settings_are_not_merged(tmp_path: Pa
     lib = synthesize(tmp_path / "lib", clips_per_class=1, seed=2, duration=1.0, sample_rate=16000,
                      classes=["siren", "rain", "engine"])
     build_mixtures(lib, tmp_path / "mm", n=4, seed=2, duration=1.0, max_sources=2, reverb=False)
-    out = tmp_path / "sb"
+    out, other = tmp_path / "sb", tmp_path / "sb-frames"
     assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(out), "--shard", "0/2"]) == 0
+    # into the same --out another rule is refused (its items would be written over) …
+    capsys.readouterr()
     assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(out), "--shard", "1/2",
+                 "--rule", "frames"]) == 1
+    assert "part-0-of-2/results.jsonl" in capsys.readouterr().err
+    # … and shards made apart with other settings do not merge
+    assert main(["separate", "batch", str(tmp_path / "mm"), "--out", str(other), "--shard", "1/2",
                  "--rule", "frames"]) == 0
-    parts = sorted(map(str, (out / "shards").iterdir()))
+    parts = [str(out / "shards" / "part-0-of-2"), str(other / "shards" / "part-1-of-2")]
     capsys.readouterr()
     assert main(["data", "merge", *parts, "--out", str(out / "results.jsonl")]) == 1
     err = capsys.readouterr().err

@@ -138,7 +138,7 @@ def test_batch_resumes_skips_broken_files_and_shards(tmp_path, tiny_model, fuss_
     (tmp_path / "list.txt").write_text("# mixtures\nin/a.wav\n\nin/sub/c.wav\n")
     assert main(["separate", "batch", str(tmp_path / "list.txt"), "--out", str(tmp_path / "l"), "-s", spec]) == 0
     assert [r["id"] for r in read_jsonl(tmp_path / "l" / "results.jsonl")] == ["a", "c"]
-    # Nothing separable, nothing to separate, ambiguous names: one-line errors, exit 1.
+    # Nothing separable, nothing to separate, a file listed twice: one-line errors, exit 1.
     capsys.readouterr()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.wav").write_bytes(b"junk")
@@ -147,9 +147,10 @@ def test_batch_resumes_skips_broken_files_and_shards(tmp_path, tiny_model, fuss_
     (tmp_path / "empty").mkdir()
     assert main(["separate", "batch", str(tmp_path / "empty"), "--out", str(tmp_path / "e")]) == 1
     assert "no audio files" in capsys.readouterr().err
-    (tmp_path / "dup.txt").write_text("in/sub/c.wav\nin/c.wav\n")
+    (tmp_path / "dup.txt").write_text("in/sub/c.wav\nin/sub/c.wav\n")
     assert main(["separate", "batch", str(tmp_path / "dup.txt"), "--out", str(tmp_path / "d")]) == 1
-    assert "file names repeat (c)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dup.txt: lists " in err and "c.wav twice" in err, err
 
 
 def test_eval_oracle_and_nmf(fuss_dir, tmp_path):

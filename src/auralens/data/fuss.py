@@ -143,7 +143,9 @@ def load_fuss(root: Path, split: str | None = None) -> list[SceneRecord]:
         split: only this split (None: all found).
 
     Returns:
-        Scene records with absolute (root-joined) paths; sources background first.
+        Scene records with absolute (root-joined) paths; sources background first. An
+        example without a ``_sources`` folder has no sources (mixtures alone can still be
+        separated or imagined; a caller that scores against references must check).
 
     Raises:
         DatasetError: ``root`` is missing or holds no FUSS examples.

@@ -1074,12 +1074,13 @@ def _legacy_settings(dest: Path, out: Path, legacy: list[dict[str, Any]]
 
 
 def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
-                  settings: dict[str, Any], out: Path | None = None) -> None:
+                  settings: dict[str, Any], out: Path | None = None, *, restamp: bool = True) -> None:
     """Refuse to add to ``results.jsonl`` when its lines were made with other settings.
 
     Lines written before lines carried a fingerprint are checked against the settings in the
     ``run.json`` beside them (see :func:`_legacy_settings`); when those give ``key`` the
-    lines get the fingerprint (the file is rewritten atomically).
+    lines get the fingerprint (the file is rewritten atomically, unless ``restamp`` is false:
+    another run's file, only checked).
 
     Raises:
         ImagineError: a line has another settings fingerprint, or none and the settings it
@@ -1098,7 +1099,7 @@ def _check_resume(results_path: Path, lines: list[dict[str, Any]], key: str,
 
     legacy = check_fingerprints(lines, key, settings, refuse=refuse, different=different,
                                 legacy_settings=lambda rows: _legacy_settings(dest, out, rows))
-    if not legacy:
+    if not legacy or not restamp:
         return
     write_jsonl(results_path, lines)
     log.info("%s: %d results lines from an older version match these settings; "
@@ -1123,7 +1124,8 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     is processed; items still go to ``out_dir/items/<id>`` but ``results.jsonl``,
     ``errors.jsonl`` and ``run.json`` go to ``out_dir/shards/part-i-of-n/``, so n jobs can
     share one ``out_dir``; ``auralens data merge out_dir/shards/* --out
-    out_dir/results.jsonl`` joins them.
+    out_dir/results.jsonl`` joins them. Since items are shared, any run recorded in
+    ``out_dir`` (unsharded or another shard) made with other settings is refused too.
 
     Returns:
         All result lines (previous runs' included).
@@ -1134,6 +1136,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
         AuralensError: a bad stage spec (:meth:`Stages.check`), before the data is read.
     """
     from auralens.progress import progress
+    from auralens.scene.separate.run import recorded_results
     from auralens.shard import parse_shard, shard_dir, shard_items
     from auralens.types import check_record_ids
 
@@ -1147,6 +1150,11 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     check_out_dir(dest, ImagineError)
     results_path = dest / "results.jsonl"
     _check_resume(results_path, read_jsonl(results_path), key, settings, out)
+    # Item folders are shared by the unsharded run and every shard: a run recorded in out with
+    # other settings would have its items overwritten under its results.
+    for path in recorded_results(out):
+        if path != results_path:
+            _check_resume(path, read_jsonl(path), key, settings, out, restamp=False)
     stages = Stages(cfg)
     stages.check()  # bad specs fail before the data is read or a model is loaded
     timer = Timer()

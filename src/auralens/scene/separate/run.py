@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -166,8 +167,10 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
     folder of audio files (every audio file below it; id = the path relative to the folder
     without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
-    relative to the file; id = the file name without its suffix, which must be unique).
-    Files below a folder in ``exclude`` (an output folder inside ``source``) are left out.
+    relative to the file; id = the file name without its suffix; where names repeat, the ids
+    a scan of the folder holding every listed file gives).
+    Files below a folder in ``exclude`` (an output folder inside ``source``) are left out; a
+    folder ``source`` equal to or inside one is refused.
     ``command`` is the one-file command a single audio file is pointed to.
     """
     from auralens.data.folder import AUDIO_EXTENSIONS, audio_files, file_ids
@@ -181,6 +184,11 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
     if source.is_dir():
+        inside = next((x for x in exclude if source.resolve().is_relative_to(x)), None)
+        if inside is not None:  # every input would be left out as an output
+            what = ("--out is the input folder" if source.resolve() == inside
+                    else f"the input folder is inside --out {inside}")
+            raise SeparationError(f"{source}: {what}; use an --out outside the input folder")
         files = [f for f in audio_files(source) if not any(f.resolve().is_relative_to(x) for x in exclude)]
         if not files:
             raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
@@ -200,11 +208,24 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
         paths.append(path)
     if not paths:
         raise SeparationError(f"{source}: the list names no audio files")
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise SeparationError(f"{source}: file names repeat ({', '.join(dup[:5])}); "
-                              "put the files in one folder and pass the folder instead")
+    if len(set(ids)) < len(ids):
+        # names repeat (s1/x.wav, s2/x.wav): ids as a scan of the folder holding them all gives
+        full = [Path(os.path.abspath(p)) for p in paths]
+        twice = next((p for k, p in enumerate(full) if p in full[:k]), None)
+        if twice is not None:
+            raise SeparationError(f"{source}: lists {twice} twice")
+        try:
+            ids = [record_id(i) for i in file_ids(Path(os.path.commonpath(full)), full)]
+        except ValueError as exc:
+            raise SeparationError(f"{source}: {exc}") from None
     return sorted(zip(ids, paths, strict=True))
+
+
+def recorded_results(out: Path) -> list[Path]:
+    """The results files of every batch run recorded in ``out``: the unsharded run's and each
+    shard's (``out/shards/part-i-of-n``); all of them write to ``out/items``."""
+    parts = sorted((out / "shards").glob("part-*-of-*/results.jsonl")) if (out / "shards").is_dir() else []
+    return [p for p in [out / "results.jsonl", *parts] if p.is_file()]
 
 
 def _separator_key(separator: str | Separator | None) -> str:
@@ -226,7 +247,8 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     ``results.jsonl`` gets one line per finished mixture, so a rerun skips them (resume after a
     kill); a file that cannot be read or separated is listed in ``errors.jsonl`` and the rest
     goes on. With ``shard="i/n"`` only every n-th id is done and the bookkeeping files go to
-    ``out_dir/shards/part-i-of-n/`` (joined by ``auralens data merge``).
+    ``out_dir/shards/part-i-of-n/`` (joined by ``auralens data merge``). Items are shared, so a
+    run recorded in ``out_dir`` (unsharded or any shard) with other settings is refused.
 
     Returns:
         All result lines (previous runs' included).
@@ -260,12 +282,14 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     # Results are reused only when they were made with the same separator and activity rule.
     settings = {"separator": _separator_key(separator), "activity": asdict(activity)}
     stamp = fingerprint(settings)
-    previous = read_jsonl(results_path)
-    other = [r.get("id") for r in previous if r.get("fingerprint") != stamp]
-    if other:
-        raise SeparationError(f"{results_path}: holds results made with other settings (e.g. "
-                              f"{other[0]}); use another --out, or delete {results_path} to start over")
-    done = {r.get("id") for r in previous}
+    # Item folders are shared by the unsharded run and every shard: a run recorded in out with
+    # other settings would have its items overwritten under its results.
+    for path in dict.fromkeys([results_path, *recorded_results(out)]):
+        other = [r.get("id") for r in read_jsonl(path) if r.get("fingerprint") != stamp]
+        if other:
+            raise SeparationError(f"{path}: holds results made with other settings (e.g. "
+                                  f"{other[0]}); use another --out, or delete {path} to start over")
+    done = {r.get("id") for r in read_jsonl(results_path)}
     todo = [it for it in items if it[0] not in done]
     with timer("load_model"):
         if isinstance(separator, Separator):
@@ -349,7 +373,8 @@ def load_eval_items(data: str | Path, *, split: str | None = None, limit: int | 
     """``[(id, mix [T], refs [N, T])]`` from a FUSS folder/manifest or an ESC-50 folder.
 
     With an ``errors`` log (:class:`~auralens.io.ErrorLog`) a mixture whose audio cannot be
-    read is listed there and left out; without one it raises.
+    read, or that has no reference sources to score against, is listed there and left out;
+    without one it raises. No mixture with reference sources at all raises.
     """
     from auralens.audio import fix_length, load
 
@@ -362,12 +387,17 @@ def load_eval_items(data: str | Path, *, split: str | None = None, limit: int | 
     rows = _record_items(data, split, sr)
     if not rows:
         raise SeparationError(f"{data}: no mixtures{f' in split {split!r}' if split else ''}")
+    rows = rows[:limit] if limit is not None else rows
+    if not any(src for _, _, src in rows):  # mixtures alone: nothing to score against
+        raise SeparationError(f"{data}: no mixture has reference sources (FUSS _sources folders "
+                              "or manifest sources); 'separate eval' scores against them")
     out = []
-    for rid, mix_path, src_paths in rows[:limit] if limit is not None else rows:
+    for rid, mix_path, src_paths in rows:
         def one(mix_path: Path = mix_path, src_paths: list[Path] = src_paths) -> tuple[np.ndarray, np.ndarray]:
+            if not src_paths:  # scored as silence it would count as a 0-source mixture
+                raise SeparationError(f"{mix_path}: no reference sources to score against")
             mix = load(mix_path, sr)
-            refs = np.stack([fix_length(load(p, sr), mix.shape[0]) for p in src_paths]) if src_paths \
-                else np.zeros((1, mix.shape[0]), np.float32)
+            refs = np.stack([fix_length(load(p, sr), mix.shape[0]) for p in src_paths])
             return mix, refs
 
         if errors is None:

@@ -1,0 +1,181 @@
+"""Batch outputs shared by the unsharded run and its shards, evaluation of mixtures without
+reference sources, and batch inputs that would be misread (--out as the input folder, a list
+whose file names repeat)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from auralens.cli import main
+from auralens.io import read_json, read_jsonl
+
+SR = 16000
+NMF = "nmf@n_iter=5"
+
+
+def _wav(path: Path, seed: int, seconds: float = 0.5) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(int(SR * seconds))).astype(np.float32), SR)
+    return path
+
+
+def _fuss(root: Path, n: int) -> Path:
+    """A FUSS-layout folder (no manifest): ``train/exampleNNNNN.wav`` with two sources each."""
+    for k in range(n):
+        mix = root / "train" / f"example{k:05d}.wav"
+        a = _wav(mix.with_name(f"{mix.stem}_sources") / "background0_sound.wav", 10 * k)
+        b = _wav(mix.with_name(f"{mix.stem}_sources") / "foreground0_sound.wav", 10 * k + 1)
+        sf.write(mix, sf.read(a)[0] + sf.read(b)[0], SR)
+    return root
+
+
+def _folder(root: Path, n: int) -> Path:
+    for k in range(n):
+        _wav(root / f"rec{k}.wav", k)
+    return root
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def _items(out: Path, name: str) -> dict[str, str]:
+    return {str(p.relative_to(out)): p.read_text() for p in sorted((out / "items").rglob(name))}
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def test_separate_batch_shard_with_other_settings_leaves_recorded_items_alone(tmp_path, capsys):
+    data = _folder(tmp_path / "data", 2)
+    out = tmp_path / "S"
+    base = ["separate", "batch", str(data), "--out", str(out), "-s", NMF]
+    assert main(base) == 0
+    before = _items(out, "activity.json")
+    assert len(before) == 2
+    capsys.readouterr()
+    # a shard of other settings would write over the unsharded run's items
+    assert main([*base, "--shard", "0/1", "--rule", "frames"]) == 1
+    err = _err(capsys)
+    assert f"{out / 'results.jsonl'}: holds results made with other settings" in err
+    assert _items(out, "activity.json") == before and not (out / "shards").exists()
+    # the same settings from a shard still run beside it
+    assert main([*base, "--shard", "1/2"]) == 0
+    assert len(read_jsonl(out / "shards" / "part-1-of-2" / "results.jsonl")) == 1
+
+    # a shard's run is guarded against the unsharded run and other shards alike
+    out2 = tmp_path / "S2"
+    base2 = ["separate", "batch", str(data), "--out", str(out2), "-s", NMF]
+    assert main([*base2, "--shard", "0/2"]) == 0
+    before = _items(out2, "activity.json")
+    capsys.readouterr()
+    for extra in ([], ["--shard", "0/1"], ["--shard", "1/2"]):
+        assert main([*base2, *extra, "--rule", "frames"]) == 1, extra
+        assert "part-0-of-2/results.jsonl: holds results made with other settings" in _err(capsys)
+    assert _items(out2, "activity.json") == before
+    assert sorted(p.name for p in (out2 / "shards").iterdir()) == ["part-0-of-2"]
+    assert not (out2 / "results.jsonl").exists()
+    assert main([*base2, "--shard", "1/2"]) == 0  # the rest of the run, as before
+    parts = sorted(map(str, (out2 / "shards").iterdir()))
+    assert main(["data", "merge", *parts, "--out", str(out2 / "results.jsonl")]) == 0
+    assert len(read_jsonl(out2 / "results.jsonl")) == 2
+
+
+def test_imagine_batch_shard_with_other_settings_leaves_recorded_items_alone(tmp_path):
+    from auralens.scene.pipeline import ImagineError, imagine_batch
+
+    data = _folder(tmp_path / "data", 2)
+    out = tmp_path / "I"
+    cfg = {"separator": NMF, "report": False}
+    frames = {**cfg, "activity": {"rule": "frames"}}
+    assert len(imagine_batch(data, out, cfg)) == 2
+    before = _items(out, "activity.json")
+    assert len(before) == 2
+    with pytest.raises(ImagineError, match=r"results.jsonl holds results made with different "
+                                           r"settings \(activity\)"):
+        imagine_batch(data, out, frames, shard="0/1")
+    assert _items(out, "activity.json") == before and not (out / "shards").exists()
+    assert len(imagine_batch(data, out, cfg, shard="1/2")) == 1  # same settings: as before
+    out2 = tmp_path / "I2"
+    imagine_batch(data, out2, cfg, shard="1/2")
+    before = _items(out2, "activity.json")
+    for shard in (None, "0/2"):  # the unsharded run and another shard are guarded alike
+        with pytest.raises(ImagineError, match=r"part-1-of-2: results.jsonl holds results made"):
+            imagine_batch(data, out2, frames, shard=shard)
+    assert _items(out2, "activity.json") == before and len(before) == 1
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def test_separate_eval_leaves_out_a_mixture_without_references(tmp_path, capsys):
+    data = _fuss(tmp_path / "data", 3)
+    shutil.rmtree(data / "train" / "example00001_sources")
+    out = tmp_path / "E"
+    assert main(["separate", "eval", str(data), "--out", str(out), "-s", NMF, "--no-bss"]) == 0
+    (error,) = read_jsonl(out / "errors.jsonl")
+    assert error["item"] == "train/example00001" and "no reference sources" in error["error"]
+    summary = read_json(out / "summary.json")
+    assert summary["n_mixtures"] == 2 and summary["errors"] == 1
+    with open(out / "by_count.csv", newline="") as fh:
+        assert [row["n_sources"] for row in csv.DictReader(fh)] == ["2"]
+
+
+def test_separate_eval_of_mixtures_alone_is_one_line_error(tmp_path, capsys):
+    data = tmp_path / "loose"
+    for k in range(2):
+        _wav(data / f"example{k:05d}.wav", k)
+    out = tmp_path / "E"
+    assert main(["separate", "eval", str(data), "--out", str(out), "-s", NMF]) == 1
+    assert "no mixture has reference sources" in _err(capsys)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("command", ["separate", "imagine"])
+def test_batch_out_equal_to_the_input_folder_is_named(tmp_path, capsys, command):
+    data = tmp_path / "recordings"
+    _wav(data / "a.wav", 0)
+    _wav(data / "b.wav", 1)
+    sep = ["-s", NMF] if command == "separate" else ["--separator", NMF]
+    assert main([command, "batch", str(data), "--out", str(data), *sep]) == 1
+    assert _err(capsys) == f"error: {data}: --out is the input folder; use an --out outside the input folder"
+    assert sorted(p.name for p in data.iterdir()) == ["a.wav", "b.wav"]
+    # an --out inside the input folder is still left out of the inputs
+    assert main([command, "batch", str(data), "--out", str(data / "out"), *sep]) == 0
+    assert main([command, "batch", str(data), "--out", str(data / "out"), *sep]) == 0
+    assert sorted(r["id"] for r in read_jsonl(data / "out" / "results.jsonl")) == ["a", "b"]
+
+
+def test_batch_list_with_repeated_file_names_gets_folder_ids(tmp_path, capsys):
+    from auralens.scene.separate.run import batch_inputs
+
+    root = tmp_path / "dupf"
+    _wav(root / "s1" / "x.wav", 0)
+    _wav(root / "s2" / "x.wav", 1)
+    listing = tmp_path / "list.txt"
+    listing.write_text("dupf/s1/x.wav\ndupf/s2/x.wav\n")
+    ids = [rid for rid, _ in batch_inputs(listing)]
+    assert ids == ["s1/x", "s2/x"] == [rid for rid, _ in batch_inputs(root)]  # as a folder scan
+    out = tmp_path / "o"
+    assert main(["separate", "batch", str(listing), "--out", str(out), "-s", NMF]) == 0
+    assert sorted(r["id"] for r in read_jsonl(out / "results.jsonl")) == ["s1/x", "s2/x"]
+    assert (out / "items" / "s1" / "x" / "summary.json").is_file()
+    # names that do not repeat keep their ids
+    listing.write_text(f"dupf/s1/x.wav\n{_wav(tmp_path / 'y.flac', 2)}\n")
+    assert [rid for rid, _ in batch_inputs(listing)] == ["x", "y"]
+    capsys.readouterr()
+    listing.write_text("dupf/s1/x.wav\n./dupf/s1/x.wav\n")  # one file twice: no id can help
+    assert main(["separate", "batch", str(listing), "--out", str(tmp_path / "o2"), "-s", NMF]) == 1
+    assert _err(capsys) == f"error: {listing}: lists {root / 's1' / 'x.wav'} twice"
