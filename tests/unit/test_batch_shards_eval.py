@@ -179,3 +179,15 @@ def test_batch_list_with_repeated_file_names_gets_folder_ids(tmp_path, capsys):
     listing.write_text("dupf/s1/x.wav\n./dupf/s1/x.wav\n")  # one file twice: no id can help
     assert main(["separate", "batch", str(listing), "--out", str(tmp_path / "o2"), "-s", NMF]) == 1
     assert _err(capsys) == f"error: {listing}: lists {root / 's1' / 'x.wav'} twice"
+
+
+def test_separate_batch_of_a_fuss_folder_without_manifest_takes_only_mixtures(tmp_path):
+    """A FUSS release has no manifest.jsonl: its reference sources used to be separated too."""
+    root = _fuss(tmp_path / "fuss", 2)
+    assert main(["separate", "batch", str(root), "--out", str(tmp_path / "o"), "-s", NMF]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "o" / "results.jsonl")] == [
+        "train/example00000", "train/example00001"]
+    # a folder of recordings that merely holds example*.wav names stays a plain folder
+    _wav(root / "train" / "recording.wav", 99)
+    assert main(["separate", "batch", str(root / "train"), "--out", str(tmp_path / "p"), "-s", NMF]) == 0
+    assert len(read_jsonl(tmp_path / "p" / "results.jsonl")) == 7

@@ -164,7 +164,8 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
                  command: str = "separate") -> list[tuple[str, Path]]:
     """``[(id, audio path)]`` to separate, sorted by id.
 
-    ``source`` is a FUSS-layout folder or manifest (its mixtures; ids from the manifest), a
+    ``source`` is a FUSS-layout folder or manifest (its mixtures, never the reference sources
+    beside them; ids from the manifest or the FUSS layout), a
     folder of audio files (every audio file below it; id = the path relative to the folder
     without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
     relative to the file; id = the file name without its suffix; where names repeat, the ids
@@ -173,7 +174,9 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     folder ``source`` equal to or inside one is refused.
     ``command`` is the one-file command a single audio file is pointed to.
     """
+    from auralens.data import DatasetError
     from auralens.data.folder import AUDIO_EXTENSIONS, audio_files, file_ids
+    from auralens.data.fuss import load_fuss, stray_audio
 
     source = Path(source)
     if not source.exists():
@@ -183,6 +186,13 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
                               f"or a text list (use 'auralens {command} FILE --out DIR' for one file)")
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
+    if source.is_dir() and not stray_audio(source):
+        try:
+            records = load_fuss(source)
+        except DatasetError:
+            records = []
+        if records:  # a FUSS folder: its mixtures, not the reference sources beside them
+            return sorted((r.id, r.mixture) for r in records)
     if source.is_dir():
         inside = next((x for x in exclude if source.resolve().is_relative_to(x)), None)
         if inside is not None:  # every input would be left out as an output
