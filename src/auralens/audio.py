@@ -38,6 +38,9 @@ WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 CLIP_LEVEL = 0.999
 #: RMS below which a clip is flagged as silent (-80 dBFS).
 SILENCE_RMS = 1e-4
+#: Peak from which loading warns: not a clipped recording but audio on another scale (e.g.
+#: unnormalised float samples), which metrics and models would read as an extremely loud clip.
+FAR_OUT_LEVEL = 2.0
 
 
 class AudioError(AuralensError):
@@ -207,7 +210,9 @@ def load_with_info(
         mono: average channels (default). When False returns ``[C, T]``.
 
     Returns:
-        ``(wave, info)`` where wave is ``[T]`` (or ``[C, T]`` when ``mono=False``).
+        ``(wave, info)`` where wave is ``[T]`` (or ``[C, T]`` when ``mono=False``). Silent and
+        clipped clips are flagged in ``info.flags`` (logged at INFO); samples beyond
+        ±:data:`FAR_OUT_LEVEL` are also logged as a warning naming the file and the peak.
 
     Raises:
         AudioError: missing, unreadable/corrupt/truncated, empty, non-finite, too long,
@@ -247,6 +252,11 @@ def load_with_info(
         raise AudioError(path, f"sample values too large to process (peak "
                                f"{float(np.max(np.abs(data))):.3g}; audio samples lie within ±1)")
     info = inspect_wave(path, wave if mono else wave.mean(0, dtype=np.float64), out_sr, sr, channels)
+    # a warning, not an error: some users keep unnormalised float audio on purpose
+    raw_peak = float(np.max(np.abs(data)))
+    if raw_peak > FAR_OUT_LEVEL:
+        log.warning("%s: sample values reach ±%.3g, far outside ±1; metrics and models expect "
+                    "audio within ±1", path, raw_peak)
     for flag in info.flags:
         # Flags, not errors: logged quietly, returned in AudioInfo.flags for callers to report.
         log.info("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"

@@ -196,8 +196,34 @@ def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
                                        allow_nan=False) + "\n")
 
 
+class JSONFileError(AuralensError, ValueError):
+    """A JSON file that cannot be parsed (message names the file and what is wrong).
+
+    A ``ValueError`` too, so callers that treat an unreadable record as absent
+    (``except (OSError, ValueError)``) keep doing so; uncaught, the CLI prints one line.
+    """
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON file.
+
+    Raises:
+        JSONFileError: the file is not UTF-8 text or not valid JSON.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        # utf-8-sig: a byte order mark (some editors write one) is not JSON
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise JSONFileError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: "
+                            f"{exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise JSONFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # JSON that Python cannot hold (an integer of 5000 digits)
+        raise JSONFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:  # nesting deeper than Python's parser can follow
+        raise JSONFileError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def read_recorded_settings(folder: Path, config_name: str, command: str, unreadable: Any,
@@ -344,7 +370,10 @@ class ErrorLog:
             record["path"] = str(path)
         self.items.append(record)
         append_jsonl(self.path, record)
-        log.error("skipped %s: %s", item, error)
+        # name the file unless the item or the message already does: an item is often an id
+        where = (f" ({path})" if path is not None and str(path) != str(item)
+                 and str(path) not in str(error) else "")
+        log.error("skipped %s%s: %s", item, where, error)
 
     @contextlib.contextmanager
     def guard(self, item: str, path: str | Path | None = None) -> Iterator[None]:

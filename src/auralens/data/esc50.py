@@ -49,11 +49,14 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
     Returns:
         One :class:`Clip` per csv row whose audio file exists, in csv order:
         ``id`` = file stem, ``labels`` = ``[category]``, ``fold``, ``target``,
-        ``meta`` = ``{"esc10", "src_file", "take"}``.
+        ``meta`` = ``{"esc10", "src_file", "take"}``. A row repeated word for word is read
+        once (with a warning).
 
     Raises:
         DatasetError: the csv is missing, empty, lacks a column or has a non-integer
-            fold/target (one line naming the file).
+            fold/target; two rows that differ list one file (or files with one stem, the
+            clip id); or, with ``folds`` None, no listed audio file exists (one line naming
+            the file).
     """
     root = Path(root)
     csv_path = root / "meta" / "esc50.csv"
@@ -70,13 +73,30 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
     if missing:
         raise DatasetError(f"{csv_path}: malformed ESC-50 csv, missing column(s) {', '.join(missing)}")
     clips: list[Clip] = []
-    n_missing = 0
-    for line, row in enumerate(reader, start=2):
+    n_missing = n_rows = 0
+    # clip id → (line, filename, row) of its first row: a repeated clip would otherwise land
+    # in two splits (train and val) or be counted twice
+    seen: dict[str, tuple[int, str, dict[str, str]]] = {}
+    for row in reader:
+        line = reader.line_num  # the physical line, right after blank lines too
         filename = (row.get("filename") or "").strip()
         if not filename:
             raise DatasetError(f"{csv_path}: line {line}: empty filename")
         fold = _int_field(csv_path, line, row, "fold")
         target = _int_field(csv_path, line, row, "target")
+        fields = {str(k): v.strip() if isinstance(v, str) else repr(v) for k, v in row.items()}
+        clip_id = Path(filename).stem
+        if clip_id in seen:
+            first, first_name, first_fields = seen[clip_id]
+            if first_name == filename and first_fields == fields:
+                log.warning("%s: lines %d and %d list %s identically; using line %d",
+                            csv_path, first, line, filename, first)
+                continue
+            what = (f"list {filename} with different values" if first_name == filename
+                    else f"list {first_name} and {filename}, one clip id {clip_id!r}")
+            raise DatasetError(f"{csv_path}: lines {first} and {line} {what}; keep one row per clip")
+        seen[clip_id] = (line, filename, fields)
+        n_rows += 1
         if wanted is not None and fold not in wanted:
             continue
         path = root / "audio" / filename
@@ -95,6 +115,11 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
         ))
     if n_missing:
         log.warning("%s: %d listed audio file(s) missing", root, n_missing)
+    if not clips and folds is None:  # callers asking for some folds name them in their own error
+        if not n_rows:
+            raise DatasetError(f"{csv_path}: lists no clips (only a header)")
+        raise DatasetError(f"{csv_path}: none of the {n_rows} listed audio files exists in "
+                           f"{root / 'audio'}")
     return clips
 
 

@@ -55,6 +55,7 @@ from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
     Timer,
+    atomic_path,
     check_out_dir,
     read_json,
     remove_stale_temps,
@@ -680,8 +681,6 @@ def _save_state(path: Path, model: Any, opt: Any, gen: Any, epoch: int, step: in
     order, next batch, loss sums) when max_steps stopped it partway."""
     import torch
 
-    from auralens.io import atomic_path
-
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
              "epoch": epoch, "step": step,
@@ -712,6 +711,8 @@ def _save_model(model: Any, cfg: ClassifierConfig, out: Path) -> None:
         to_save.save_pretrained(tmp)
         _fbank_extractor(cfg).save_pretrained(tmp)
         for f in tmp.iterdir():
-            os.replace(f, out / f.name)
+            # through atomic_path for the mode a plain write gives (the weights come as 0600)
+            with atomic_path(out / f.name) as dst:
+                os.replace(f, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

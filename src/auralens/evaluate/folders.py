@@ -307,7 +307,8 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
     lengths, warning = compare_lengths(rw.shape[-1], ew.shape[-1], sr, str(ref), str(est))
     with _stage(timer, "metric"):
         m = spectral_metrics(rw, ew, sr)
-    undefined = undefined_warning(rw[: int(lengths["compared_samples"])], m, f"reference {ref}")
+    n = int(lengths["compared_samples"])
+    undefined = undefined_warning(rw[:n], m, f"reference {ref}", est=ew[:n], est_name=f"estimate {est}")
     warnings = [line for line in (warning, undefined) if line]
     for line in warnings:
         log.warning("%s", line)

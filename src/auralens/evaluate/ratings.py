@@ -11,7 +11,9 @@ Plain functions, shared by ``auralens sonify rate`` and the web UI:
 
 CSV columns: ``timestamp, rater, run, version, clip, visual, audio, comment``. A *version* is
 what is compared (``run/post``, or ``run/ceiling`` for the codec ceiling). The latest rating of
-a rater for one (run, version, clip) replaces earlier ones when aggregating (``latest_only``).
+a rater for one (run, version, clip), by its ``timestamp``, replaces earlier ones when
+aggregating (``latest_only``); equal timestamps go by order (a later file or row wins), and a
+rating with an empty timestamp counts as older than any dated one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +154,26 @@ def save_rating(csv_path: str | Path, rating: Rating | None = None, **fields_: A
     return rating
 
 
+def _when(timestamp: str) -> datetime | None:
+    """A rating's time as naive local time (as :func:`make_rating` writes it); None for an
+    empty or unreadable timestamp."""
+    try:
+        when = datetime.fromisoformat(timestamp.strip())
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is not None:  # written with an offset: compare with the local times
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
 def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
-    """Read ratings from one or more CSVs.
+    """Read ratings from one or more CSVs, in argument and row order.
+
+    A row keeps its file's timestamp; an empty one (or no ``timestamp`` column) stays empty.
 
     Raises:
-        RatingError: a missing file, missing columns or an invalid row (named by line).
+        RatingError: a missing file, missing columns or an invalid row (named by line),
+            including a timestamp that is not an ISO date and time.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -173,9 +191,15 @@ def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
                 raise RatingError(f"{p}: not a ratings CSV (missing columns {sorted(missing)})")
             for i, row in enumerate(reader, 2):
                 try:
-                    out.append(make_rating(**{k: row.get(k, "") for k in COLUMNS}))
+                    rating = make_rating(**{k: row.get(k, "") for k in COLUMNS})
                 except RatingError as exc:
                     raise RatingError(f"{p}:{i}: {exc}") from None
+                # the recorded time decides which rating is the latest: never make one up
+                rating.timestamp = (row.get("timestamp") or "").strip()
+                if rating.timestamp and _when(rating.timestamp) is None:
+                    raise RatingError(f"{p}:{i}: timestamp {rating.timestamp!r} is not a date and "
+                                      "time (YYYY-MM-DDTHH:MM:SS)")
+                out.append(rating)
     return out
 
 
@@ -195,7 +219,9 @@ def aggregate_ratings(ratings: Sequence[Rating], *, by: Sequence[str] = ("run", 
         ratings: loaded ratings.
         by: grouping columns from :data:`GROUP_COLUMNS` (``("version",)``,
             ``("run", "version")``, ``("rater",)`` …).
-        latest_only: keep only a rater's last rating of each (run, version, clip).
+        latest_only: keep only a rater's latest rating of each (run, version, clip), by
+            timestamp; equal timestamps go by order (the later one in ``ratings`` wins), and
+            an empty timestamp is older than any dated one.
 
     Returns:
         rows ``{**group, "n", "visual_mean", "visual_std", "audio_mean", "audio_std"}``
@@ -209,10 +235,13 @@ def aggregate_ratings(ratings: Sequence[Rating], *, by: Sequence[str] = ("run", 
         raise RatingError(f"unknown grouping column {unknown[0]!r}; use one or more of "
                           f"{', '.join(GROUP_COLUMNS)}")
     if latest_only:
-        latest: dict[tuple[str, str, str, str], Rating] = {}
-        for r in ratings:  # file order is time order; later rows win
-            latest[(r.rater, r.run, r.version, r.clip)] = r
-        ratings = list(latest.values())
+        # Arguments may come in any order (new.csv old.csv), so the recorded time decides.
+        latest: dict[tuple[str, str, str, str], tuple[datetime, Rating]] = {}
+        for r in ratings:
+            key, when = (r.rater, r.run, r.version, r.clip), _when(r.timestamp) or datetime.min
+            if key not in latest or when >= latest[key][0]:
+                latest[key] = (when, r)
+        ratings = [r for _, r in latest.values()]
     groups: dict[tuple[str, ...], list[Rating]] = {}
     for r in ratings:
         groups.setdefault(tuple(str(getattr(r, b)) for b in by), []).append(r)

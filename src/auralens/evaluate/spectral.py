@@ -7,7 +7,9 @@ Silence is handled by small documented epsilons, with one exception: the metrics
 SI-SDR) are undefined for a silent reference (RMS ≤ ``SILENT_RMS``, −100 dBFS) and come back
 as NaN, which averages over clips leave out, instead of a huge number that would swamp them.
 So is the envelope correlation of a silent reference with a signal that is not silent in the
-same way, and SI-SDR of a constant reference (a DC offset: silent once its mean is removed).
+same way, and SI-SDR of a constant reference (a DC offset: silent once its mean is removed)
+or of a silent or constant *estimate* (its optimal scale is 0, so target and error both
+vanish: 0 dB would rank a silent render above every real one).
 :func:`undefined_warning` says which metrics are undefined and why.
 
 * :func:`mr_stft_distance` — multi-resolution STFT distance: for each FFT size, spectral
@@ -264,7 +266,9 @@ def envelope_correlation(ref: np.ndarray, est: np.ndarray, sr: int, smooth_ms: f
     When an envelope is constant (silence, or a stationary tone) the correlation is
     undefined; we return 1.0 if both envelopes are equal and 0.0 otherwise, except for a
     silent reference (RMS ≤ ``SILENT_RMS``) with an estimate that differs from it: NaN, as
-    the other metrics relative to the reference.
+    the other metrics relative to the reference. So a silent estimate of a sounding reference
+    gets 0.0: it follows none of the reference's loudness shape (the bottom of the scale for
+    an estimate that does not move against the reference, unlike SI-SDR it is not undefined).
     """
     ref, est = _pair(ref, est)
     env_a, env_b = envelope(ref, sr, smooth_ms, method), envelope(est, sr, smooth_ms, method)
@@ -287,13 +291,15 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean signals.
 
     ``x`` vs ``0.5 x`` gives a large finite value (≈ 10 log10(‖αx‖² / EPS_SDR));
-    ``x`` vs ``x + noise`` gives the SNR; a silent or constant reference (silent once its mean
-    is removed) gives NaN. Phase-sensitive: see the module docstring.
+    ``x`` vs ``x + noise`` gives the SNR; a silent or constant reference, or a silent or
+    constant estimate (silent once its mean is removed), gives NaN: with no estimate the
+    optimal scale is 0, target and error both vanish, and the formula's 0 dB would rank
+    silence above any real render. Phase-sensitive: see the module docstring.
     """
     from auralens.scene.separate.metrics import si_sdr_zero_mean
 
     ref, est = _pair(ref, est)
-    if _silent(ref - ref.mean()):
+    if _silent(ref - ref.mean()) or _silent(est - est.mean()):
         return float("nan")
     return float(si_sdr_zero_mean(est, ref, eps=EPS_SDR))
 
@@ -306,7 +312,8 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
         env_corr, si_sdr``: finite floats, except the relative ones (``mr_stft``, ``mr_stft_sc``,
         ``spectral_convergence``, ``si_sdr``, and ``env_corr`` unless the estimate is silent in
         the same way), which are NaN for a silent reference, and ``si_sdr``, NaN for a constant
-        one (see :func:`undefined_warning`).
+        reference and for a silent or constant estimate (see :func:`undefined_warning`). A
+        silent estimate of a sounding reference keeps ``env_corr`` 0.0 (no correlation).
     """
     out = mr_stft_distance(ref, est)
     out["logmel_l1"] = logmel_l1(ref, est, sr)
@@ -317,14 +324,24 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
     return out
 
 
-def undefined_warning(ref: np.ndarray, metrics: dict[str, float], name: str = "reference"
-                      ) -> str | None:
+def undefined_warning(ref: np.ndarray, metrics: dict[str, float], name: str = "reference",
+                      est: np.ndarray | None = None, est_name: str = "estimate") -> str | None:
     """A line saying which of ``metrics`` (of :func:`spectral_metrics`) are undefined (NaN)
-    and why (a silent or a constant ``ref``), or None when all are defined."""
+    and why (a silent or a constant ``ref``; else a silent or constant estimate, told apart
+    when ``est`` is given), or None when all are defined."""
     undefined = [k for k, v in metrics.items() if not np.isfinite(v)]
     if not undefined:
         return None
     ref = _mono(ref, "reference")
-    why = ("is silent (RMS at or below −100 dBFS)" if _silent(ref)
-           else "is constant (a DC offset with no sound; silent once its mean is removed)")
-    return f"the {name} {why}: {', '.join(undefined)} undefined, given as null"
+    silent = "is silent (RMS at or below −100 dBFS)"
+    constant = "is constant (a DC offset with no sound; silent once its mean is removed)"
+    if _silent(ref):
+        who, why = name, silent
+    elif _silent(ref - ref.mean()):
+        who, why = name, constant
+    elif est is None:  # a sounding reference: only a soundless estimate leaves a metric undefined
+        who, why = est_name, "is silent (RMS at or below −100 dBFS once any DC offset is removed)"
+    else:
+        est = _mono(est, "estimate")
+        who, why = est_name, (silent if _silent(est) else constant)
+    return f"the {who} {why}: {', '.join(undefined)} undefined, given as null"
