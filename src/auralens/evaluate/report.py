@@ -14,6 +14,12 @@
     OUT/items.json                            the rateable items (run, version, clip, files)
     OUT/run.json, OUT/errors.jsonl            provenance; clips that failed and were skipped
 
+A report is written into a new folder beside OUT and moved in when complete, so a failed one
+leaves the previous report (or no folder) and a new one keeps no files of runs it no longer
+holds; other files in OUT (``ratings.csv``) stay. A run is refused when its renders were made
+by another checkpoint than its current one (it was trained again); an lr grid of
+``sonify train`` stands for its best run, as in ``sonify render``.
+
 Each run is labelled (``<run>`` above, and on the page and in the CSVs) by the settings that
 differ between the runs reported, e.g. ``layer=2`` (:func:`_run_labels`); by its folder name
 when none does.
@@ -36,6 +42,7 @@ server serves only the page, those media and ``/api/rate`` (not ``index.html`` o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -276,6 +283,62 @@ def _check_out(out: Path, runs: Sequence[Path]) -> None:
                               f"directory {run}; write the report to a directory outside the runs")
 
 
+#: What a report writes at the top of OUT (besides ``topk_*.csv/.md``); a new report replaces
+#: these, and the rest of OUT (ratings.csv, rate.html, the user's own files) stays.
+REPORT_ENTRIES = ("index.html", "metrics.csv", "metrics.json", "clip_metrics.csv", "items.json",
+                  "run.json", "errors.jsonl", "audio", "img")
+
+
+def _is_report_entry(name: str) -> bool:
+    return name in REPORT_ENTRIES or (name.startswith("topk_") and name.endswith((".csv", ".md")))
+
+
+def _staging_dir(out: Path) -> tuple[Path, list[Path]]:
+    """A new empty folder beside ``out`` (same file system, same depth, so relative symlinks
+    made in it stay valid in ``out``), and the missing parents of ``out`` created for it,
+    deepest first.
+
+    Raises:
+        ReportError: ``out`` exists and is not a folder.
+    """
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out}: exists and is not a directory")
+    target = out.expanduser().resolve()
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = target.parent / f".{target.name}.report-{secrets.token_hex(4)}"
+        try:
+            staging.mkdir()
+            return staging, made
+        except FileExistsError:
+            continue
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move the report written in ``staging`` into ``out``: the whole folder when ``out`` does
+    not exist, else entry by entry (index.html last), removing the report entries of an
+    earlier report that this one does not have (audio/img of runs no longer reported, an old
+    errors.jsonl). Other files in ``out`` stay."""
+    target = out.expanduser().resolve()
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    for old in list(target.iterdir()):
+        if _is_report_entry(old.name) and not (staging / old.name).exists():
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+    for new in sorted(staging.iterdir(), key=lambda p: p.name == "index.html"):
+        dst = target / new.name
+        if (dst.exists() or dst.is_symlink()) and (dst.is_dir() or new.is_dir()):
+            # a folder cannot be replaced in one step: move the old one out of the way first
+            os.replace(dst, staging / f".replaced-{new.name}")
+        os.replace(new, dst)
+    shutil.rmtree(staging)
+
+
 def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str = "logmel",
                  link_audio: bool = False, smoothing: float | str | None = "auto", topk: int = 5,
                  max_clips: int | None = None, use_cache: bool = True,
@@ -284,7 +347,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
 
     Args:
         runs: run directories (see :mod:`auralens.evaluate.sonify_eval`).
-        out: output directory (created; existing report files are overwritten).
+        out: output directory (created). The report is written beside it and swapped in
+            when complete: an earlier report's files (audio/, img/, index.html … see
+            :data:`REPORT_ENTRIES`) are replaced as a whole, other files in ``out`` stay.
         embedder: metric embedder spec for FAD/KAD (``logmel`` is weight-free).
         link_audio: symlink the audio instead of copying it (smaller, but not portable).
         smoothing: EMA weight for the loss curves in ``[0, 1)`` (None or 0: raw curves only;
@@ -302,14 +367,11 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
 
     Raises:
         ReportError: no runs given or an invalid option (checked before any work);
-            RunDirError for a directory that is not a run.
+            RunDirError for a directory that is not a run, or whose renders were made by
+            another checkpoint than its current one (also before anything is written).
     """
-    from auralens import audio
-    from auralens.cache import ArrayCache
-    from auralens.evaluate import plots
     from auralens.evaluate.embedders import build_embedder
-    from auralens.evaluate.sonify_eval import evaluate_run, load_run
-    from auralens.progress import progress
+    from auralens.evaluate.sonify_eval import load_run
 
     if not runs:
         raise ReportError("no run directories given")
@@ -319,12 +381,44 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     out = Path(out)
     paths = [Path(r) for r in runs]
     _check_out(out, paths)
-    out.mkdir(parents=True, exist_ok=True)
-    timer = Timer()
+    # Runs and the embedder are checked before anything is written: a refused report leaves
+    # no folder behind.
     loaded = [load_run(p, n) for p, n in zip(paths, _unique_names(paths), strict=True)]
     for run, label in zip(loaded, _run_labels(loaded), strict=True):
         run.name = label
     emb = build_embedder(embedder)
+    # Written into a fresh folder beside OUT and swapped in at the end: a failed report keeps
+    # the previous one, and a new one keeps none of the files of runs it no longer holds.
+    staging, made = _staging_dir(out)
+    try:
+        errors = _write_report(staging, loaded, emb, embedder=embedder, link_audio=link_audio,
+                               smoothing=smoothing, topk=topk, max_clips=max_clips,
+                               use_cache=use_cache, sigma=sigma)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # parents of OUT this call created, deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    errors.path = out / "errors.jsonl"
+    if len(errors):
+        errors.summary()
+    return out / "index.html"
+
+
+def _write_report(out: Path, loaded: Sequence[Any], emb: Any, *, embedder: str, link_audio: bool,
+                  smoothing: float | str | None, topk: int, max_clips: int | None,
+                  use_cache: bool, sigma: float | None) -> ErrorLog:
+    """Score the loaded runs and write every report file into ``out`` (see
+    :func:`build_report`); returns the error log."""
+    from auralens import audio
+    from auralens.cache import ArrayCache
+    from auralens.evaluate import plots
+    from auralens.evaluate.sonify_eval import evaluate_run
+    from auralens.progress import progress
+
+    timer = Timer()
     cache = ArrayCache(namespace="metric-embeddings") if use_cache else None
     errors = ErrorLog(out / "errors.jsonl", reset=True)
 
@@ -410,16 +504,14 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
         write_json(out / "items.json", items)
 
     page = _page_html(scores, rows, clip_sections, summary_imgs, emb.name, warnings, errors)
-    index = write_text(out / "index.html", page)
+    write_text(out / "index.html", page)
     write_run_json(out, command="sonify report",
-                   config={"runs": [str(p) for p in paths], "embedder": embedder,
+                   config={"runs": [str(run.path) for run in loaded], "embedder": embedder,
                            "link_audio": link_audio, "smoothing": smoothing, "topk": topk,
                            "max_clips": max_clips},
                    models={"metric_embedder": emb.name}, timings=timer.timings,
                    extra={"errors": len(errors)})
-    if len(errors):
-        errors.summary()
-    return index
+    return errors
 
 
 def _summary_plots(rows: Sequence[dict[str, Any]], out: Path) -> list[tuple[str, str]]:
@@ -646,7 +738,12 @@ def _load_items(report_dir: Path) -> list[dict[str, Any]]:
     items_path = report_dir / "items.json"
     if not items_path.exists():
         raise ReportError(f"{report_dir}: no items.json; build it with `auralens sonify report`")
-    items = read_json(items_path)
+    try:
+        items = read_json(items_path)
+    except AuralensError:
+        raise  # already names the file
+    except ValueError as exc:
+        raise ReportError(f"{items_path}: not valid JSON ({exc})") from None
     if not isinstance(items, list) or not all(
             isinstance(it, dict) and {"id", "run", "version", "clip", *MEDIA_KINDS} <= set(it)
             for it in items):

@@ -8,7 +8,7 @@ import typer
 
 
 def report(
-    runs: list[Path] = typer.Argument(..., help="Trained and rendered run directories."),
+    runs: list[Path] = typer.Argument(..., help="Trained and rendered run directories (an lr grid: its best run, as in `sonify render`)."),
     out: Path = typer.Option(..., "--out", help="Report directory to write."),
     embedder: str = typer.Option("logmel", "--embedder",
                                  help="Metric embedder for FAD/KAD: logmel, mfcc, clap:laion/clap-htsat-unfused, …"),

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,10 @@ SPECIAL_VERSIONS = ("original", "ceiling")
 
 class RunDirError(AuralensError, ValueError):
     """A directory that is not a usable sonify run."""
+
+
+class StaleRendersError(RunDirError):
+    """A run whose renders were made by another checkpoint than the one it holds now."""
 
 
 def config_value(record: Mapping[str, Any], key: str) -> Any:
@@ -130,18 +135,29 @@ class SonifyRun:
 
 
 def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
-    """Read a run directory.
+    """Read a run directory, or the best run of an lr grid (as ``sonify render --run GRID``).
 
     Raises:
-        RunDirError: missing directory, no ``renders/original`` or no sonification folder.
+        RunDirError: missing directory, no ``renders/original`` or no sonification folder;
+            a grid without a finished or rendered best run.
+        StaleRendersError: renders made by another checkpoint than the run's current one
+            (:func:`stale_renders`).
     """
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"{path}: run directory not found")
+    notes: list[str] = []
+    name = name or path.name  # a grid keeps its own name
+    if not (path / "renders" / "original").is_dir() and _is_lr_grid(path):
+        given, path = path, _grid_best_run(path)
+        notes.append(f"{given}: an lr grid; its best run (lowest validation loss) {path} is reported")
     renders = path / "renders"
     if not (renders / "original").is_dir():
         raise RunDirError(f"{path}: not a sonify run (no renders/original/ folder); "
                           "render the run first with `auralens sonify render`")
+    stale = stale_renders(path)
+    if stale:
+        raise StaleRendersError(stale)
     versions: dict[str, dict[str, Path]] = {}
     for folder in sorted(p for p in renders.iterdir() if p.is_dir()):
         files = {f.stem: f for f in sorted(folder.iterdir()) if is_audio_file(f)}
@@ -161,7 +177,84 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
         except ValueError as exc:
             raise RunDirError(f"{path / 'run.json'}: invalid JSON ({exc})") from exc
     history, warnings = read_history(path / "history.jsonl")
-    return SonifyRun(path, name or path.name, record, history, versions, warnings)
+    return SonifyRun(path, name, record, history, versions, [*notes, *warnings])
+
+
+def _is_lr_grid(path: Path) -> bool:
+    """Whether ``path`` is a learning-rate grid of `sonify train` (``lr=*`` runs, no checkpoint
+    of its own)."""
+    if (path / "best.safetensors").exists() or (path / "last.safetensors").exists():
+        return False
+    return any(p.is_dir() for p in path.glob("lr=*"))
+
+
+def _grid_best_run(grid: Path) -> Path:
+    """The run of an lr grid that ``sonify render --run GRID`` renders (its lowest validation
+    loss), which must hold renders.
+
+    Raises:
+        RunDirError: no finished run in the grid, or its best run has no renders.
+    """
+    from auralens.sonify.render import resolve_run
+
+    try:
+        best = resolve_run(grid)
+    except AuralensError as exc:
+        raise RunDirError(f"{grid}: an lr grid without a finished run to report ({exc})") from None
+    except ValueError as exc:  # a damaged run.json of one of its runs
+        raise RunDirError(f"{grid}: an lr grid whose runs cannot be read ({exc})") from None
+    if not (best / "renders" / "original").is_dir():
+        raise RunDirError(f"{grid}: an lr grid whose best run {best} has no renders/original/ "
+                          f"folder; render it with `auralens sonify render --run {grid} --split test`")
+    return best
+
+
+def stale_renders(run: Path) -> str | None:
+    """Why the renders of ``run`` were not made by the checkpoint it holds now, or None.
+
+    The test is the one `sonify render` applies before it renders again
+    (:func:`auralens.sonify.render.renders_stale`): training a run again replaces its
+    checkpoint but keeps ``renders/``, whose scores would then be labelled with the new
+    run's settings. None when the run holds no checkpoint (nothing to compare).
+    """
+    if not ((run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()):
+        return None
+    from auralens.sonify.render import renders_stale, run_checkpoint
+
+    renders = run / "renders"
+    manifest = renders / "run.json"
+    previous: dict[str, Any] = {}
+    if not manifest.is_file():
+        # `sonify render` renders such a folder again too
+        why = "renders/ holds no run.json saying which checkpoint made them"
+    else:
+        try:
+            data = read_json(manifest)
+            cfg = data.get("config") if isinstance(data, dict) else None
+            previous = dict(cfg) if isinstance(cfg, dict) else {}
+        except ValueError:  # unreadable: no recorded checkpoint, as `sonify render` reads it
+            previous = {}
+        checkpoint = run_checkpoint(run)
+        reason = renders_stale(renders, previous, checkpoint)
+        if reason is None:
+            return None
+        why = f"renders/ was {reason}"
+    split = previous.get("split") if isinstance(previous.get("split"), str) else "test"
+    return f"{run}: {why}; render it again with `{_render_command(run, split, previous)}`, then report"
+
+
+def _render_command(run: Path, split: str, previous: Mapping[str, Any]) -> str:
+    """The `sonify render` call that makes a run's renders again as they were (split, limit,
+    post-processing chains); stale renders are replaced without --overwrite."""
+    parts = ["auralens", "sonify", "render", "--run", str(run), "--split", split]
+    limit = previous.get("limit")
+    if is_number(limit):
+        parts += ["--limit", str(int(limit))]
+    chains = [c for c in previous.get("post") or [] if isinstance(c, str)]
+    if chains and chains != ["minmax"]:  # minmax is render's default
+        for chain in chains:
+            parts += ["--post", chain]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 #: history.jsonl fields that must be numbers (or null) to be drawn.
@@ -400,9 +493,11 @@ def evaluate_run(run: SonifyRun, embedder: Any, *, cache: Any = None,
                     sr = min(ref_sr, est_sr)
                     ref_w, est_w = audio.resample(ref_w, ref_sr, sr), audio.resample(est_w, est_sr, sr)
                     vs.clip_metrics[cid] = spectral_metrics(ref_w, est_w, sr)
-                    # a constant original leaves si_sdr undefined as a silent one does
-                    undefined = undefined_warning(ref_w[: est_w.shape[-1]], vs.clip_metrics[cid],
-                                                  "original")
+                    # a constant original leaves si_sdr undefined as a silent one does, and so
+                    # does a silent or constant render
+                    n = min(ref_w.shape[-1], est_w.shape[-1])
+                    undefined = undefined_warning(ref_w[:n], vs.clip_metrics[cid], "original",
+                                                  est=est_w[:n], est_name="render")
                     if undefined:
                         vs.notes.append(f"{cid}: {undefined}")
                 else:

@@ -168,8 +168,18 @@ def train_cmd(
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Train a gate (one run per learning rate) with MSE on the prepared latents."""
-    from auralens.sonify.train import TrainConfig, loss_name, parse_lrs, train, train_grid
+    from auralens.sonify.train import (
+        TrainConfig,
+        TrainError,
+        loss_name,
+        parse_lrs,
+        train,
+        train_grid,
+    )
 
+    if resume and overwrite:  # one continues the run, the other starts it again
+        raise TrainError("--resume continues the run in OUT and --overwrite starts it again; "
+                         "give one of them")
     o = _apply_config(ctx, config, "train", dict(
         gate=gate, lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
         eval_batch_size=eval_batch_size, seed=seed, blur=blur, normalize=normalize,
@@ -184,8 +194,6 @@ def train_cmd(
     results = train_grid(prep, out, cfg, lrs, resume=resume, overwrite=overwrite)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     if not any(r.status == "ok" for r in results):
-        from auralens.sonify.train import TrainError
-
         raise TrainError(f"{out}: every learning rate diverged")
 
 
@@ -218,6 +226,10 @@ def render_cmd(
         except AuralensError as exc:
             raise AuralensError(f"--post {chain!r}: {exc}") from None
     if split:
+        if audio is not None or out is not None:  # split mode writes RUN/renders, not AUDIO → --out
+            given = ", ".join(n for n, v in (("AUDIO", audio), ("--out", out)) if v is not None)
+            raise AuralensError(f"{given} and --split: give AUDIO and --out (one clip), or --split "
+                                "(RUN/renders), not both")
         from auralens.sonify.render import render_split
 
         path = render_split(run, split, chains, limit=limit, overwrite=overwrite)

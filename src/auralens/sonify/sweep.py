@@ -133,6 +133,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
         one summary row per layer: ``layer, status, best_val_loss, best_epoch, renders``.
 
     Raises:
+        DatasetError: ``data`` is missing or holds no audio (checked first).
         PrepareError: a bad layer (all are checked first).
         AuralensError: a ``post`` chain that does not parse (before anything runs).
         TrainError: bad training options, or a layer's run was made with other training
@@ -146,6 +147,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
     base = replace(cfg or TrainConfig(), gate=gate, seed=seed)
     base.validate()
     _check_post(post)
+    _check_dataset(data)
     plan = unique_layers(layer_list, check_layers(encoder, layer_list))
     layer_list = [spelling for spelling, _ in plan]
     if not overwrite:
@@ -211,6 +213,38 @@ def _check_post(post: Sequence[str]) -> None:
             raise AuralensError(f"--post {chain!r}: {exc}") from None
 
 
+def _check_dataset(data: str | Path) -> None:
+    """Refuse a DATA that is not a dataset before any model is built or layer folder made.
+
+    Raises:
+        DatasetError: missing folder, bad metadata, no audio.
+        PrepareError: no clips.
+    """
+    from auralens.data import load_dataset
+
+    if not load_dataset(Path(data)):
+        raise PrepareError(f"{data}: no clips found")
+
+
+def _prepared_config(ldir: Path) -> dict[str, Any]:
+    """``config`` of a layer's ``prep/run.json``.
+
+    Raises:
+        PrepareError: the file is not valid JSON (naming it).
+    """
+    from auralens.errors import AuralensError
+
+    path = ldir / "prep" / "run.json"
+    try:
+        record = read_json(path)
+    except AuralensError:
+        raise  # already names the file
+    except ValueError as exc:
+        raise PrepareError(f"{path}: not valid JSON ({exc}); --overwrite prepares it again") from None
+    config = record.get("config") if isinstance(record, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
 def _check_data(ldir: Path, data: str | Path, hint: str) -> None:
     """Refuse a dataset other than the one a layer with a run was prepared from (its runs
     would otherwise count as finished on the new data).
@@ -223,7 +257,7 @@ def _check_data(ldir: Path, data: str | Path, hint: str) -> None:
     prep_json = ldir / "prep" / "run.json"
     if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
         return
-    stored = (read_json(prep_json).get("config") or {}).get("data")
+    stored = _prepared_config(ldir).get("data")
     if not stored:
         return
     # a relative path (older runs) is taken relative to the current directory, as prepare did
@@ -243,7 +277,7 @@ def _check_limit(ldir: Path, limit: int | None) -> None:
     prep_json = ldir / "prep" / "run.json"
     if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
         return
-    stored = (read_json(prep_json).get("config") or {}).get("limit")
+    stored = _prepared_config(ldir).get("limit")
     if stored != limit:
         have, want = (f"--limit {v}" if v is not None else "no --limit" for v in (stored, limit))
         raise TrainError(f"{ldir}: was prepared and trained with {have}, not {want}; pass the same "
