@@ -149,6 +149,11 @@ def test_sweep_refuses_finished_runs_of_another_config(library: Path, cache: Pat
     assert rows[0]["status"] == "ok" and (conf["gate"], conf["lr"]) == ("v1", 0.05)
     renders = read_json(out / "layer=1" / "run" / "renders" / "run.json")
     assert renders["counts"]["rendered"] == 1  # rendered again with the new gate
+    # --overwrite prepares again too: another split seed is not refused by the prepared data
+    rows = sweep(library, ENC, "1", COD, "conv", out, cfg=_cfg(lr=0.05), overwrite=True,
+                 seed=7, **kw)
+    assert rows[0]["status"] == "ok"
+    assert read_json(out / "layer=1" / "prep" / "run.json")["config"]["seed"] == 7
 
 
 # --- 4./5. renders: one split per folder, re-rendered after retraining ----------------------

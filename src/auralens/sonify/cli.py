@@ -111,11 +111,14 @@ def prepare_cmd(
                               show_default="the last block, 4 for the offline classifier"),
     codec: str = typer.Option("mel", "--codec", help="Codec spec (mel, dac, oobleck, encodec …)."),
     out: Path = typer.Option(..., "--out", help="PREP directory to write."),
-    seed: int = typer.Option(42, "--seed", min=0, help="Split seed."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Split seed (not used when DATA holds "
+                             "train/val/test.txt split files)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep "
-                                   "each clip's length). At most the extractor's input window (5.12 s "
-                                   "for the offline classifier, 10.24 s for AudioSet AST): a longer "
+                                   "each clip's length; a gate trains only on clips of one length, "
+                                   "so prepare warns when they differ). At most the extractor's "
+                                   "input window (5.12 s for the offline classifier, 10.24 s for "
+                                   "AudioSet AST): a longer "
                                    "--duration is refused, and with 0 longer clips are skipped."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips."),
@@ -140,9 +143,12 @@ def prepare_cmd(
     res = prepare(data, o["encoder"], o["codec"], o["layer"], out, seed=o["seed"],
                   batch_size=o["batch_size"], duration=o["duration"] or None, dtype=o["dtype"],
                   limit=o["limit"], shard=shard)
+    from_files = f" (from {', '.join(res.split_files)})" if res.split_files else ""
     typer.echo(f"prepared {res.n_ok}/{res.n_clips} clips into {res.out} "
                f"({res.computed_embeddings} embeddings and {res.computed_latents} latents computed, "
-               f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}")
+               f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}{from_files}")
+    for line in res.warnings:
+        typer.echo(f"warning: {line}", err=True)
 
 
 @app.command("train")
@@ -265,7 +271,7 @@ def sweep_cmd(
     seed: int = typer.Option(42, "--seed", min=0),
     batch_size: int = typer.Option(8, "--batch-size", help="Clips per extractor batch in prepare."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds each clip is cut/padded to (0: keep "
-                                   "each clip's length), as in `sonify prepare`; at most the "
+                                   "each clip's length, which must then be one length), as in `sonify prepare`; at most the "
                                    "extractor's input window."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips (a rerun must "
                               "pass the same N, or --overwrite)."),

@@ -14,23 +14,33 @@ even decode the audio of cached clips.
 
 PREP then holds:
 
-* ``index.jsonl`` — one line per usable clip: ``id, path, label, split, emb_key, lat_key,
-  emb_shape, lat_shape``;
-* ``train.txt``, ``val.txt``, ``test.txt`` — the splits (taken from DATA when it has them,
-  else a stratified split with ``seed``), listing only the clips in ``index.jsonl``: the split
-  is decided over every clip found (so it does not change when a clip fails), and clips that
-  failed are then left out of it;
+* ``index.jsonl`` — one line per usable clip: ``id, path, label, split, sha256, emb_key,
+  lat_key, emb_shape, lat_shape`` (``path`` absolute, so PREP reads the same audio from any
+  directory; ``sha256`` of the file's bytes, so rendering notices a file changed since);
+* ``train.txt``, ``val.txt``, ``test.txt`` — the splits, listing only the clips in
+  ``index.jsonl``: the split is decided over every clip found (so it does not change when a
+  clip fails), and clips that failed are then left out of it. When DATA has split files they
+  are used (``seed`` then does not apply; a warning says so): they must include ``train.txt``
+  and give every clip exactly one split. Otherwise the split is stratified with ``seed``;
 * ``run.json`` — the resolved config, under ``prepared`` the extractor/codec descriptions,
   specs, the cache root that training reads from, the usable clips per split and the array
   shapes (``emb_shape``/``lat_shape``; None when clips keep their own length and the shapes
   differ, with ``shapes_vary`` and the per-axis ``emb_shape_min``/``max`` …);
 * ``errors.jsonl`` — clips that could not be used (unreadable audio, failing model …).
 
+Preparing again into PREP resumes with the same settings and is refused with other ones
+(DATA, ``seed``, ``limit``, ``duration``, ``dtype``, extractor, layer or codec) or when the
+splits would change, since runs trained on PREP read its splits and arrays again when they
+render and report (``overwrite=True`` rewrites it anyway).
+
 A fixed ``duration`` longer than the extractor's input window (``Extractor.max_duration``:
 5.12 s for the offline classifier, 10.24 s for AudioSet AST) is refused, since the model never
-sees the rest of the clip. With ``duration=None`` every clip keeps its length: clips longer
-than the window are skipped into errors.jsonl, and for AST patch grids each index line records
-``valid_time_patches`` so that training drops the padding patches exactly like rendering does.
+sees the rest of the clip. With ``duration=None`` every clip keeps its length (index lines
+record ``seconds``): clips longer than the window are skipped into errors.jsonl, and for AST
+patch grids each index line records ``valid_time_patches`` so that training drops the padding
+patches exactly like rendering does. A gate trains only on clips of one length, so when the
+lengths differ a warning names them (also under ``warnings`` in run.json) and training refuses
+the PREP: use a fixed ``duration`` to train.
 For clips whose arrays are all cached, the length comes from the file header (decoded only
 when the header cannot tell it exactly, e.g. MP3), so a rerun still decodes no audio.
 
@@ -49,6 +59,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +85,7 @@ log = logging.getLogger(__name__)
 #: Default clip duration in seconds (ESC-50 clips are 5 s).
 DEFAULT_DURATION = 5.0
 DTYPES = ("float32", "float16")
+SPLITS = ("train", "val", "test")
 
 
 class PrepareError(AuralensError):
@@ -239,20 +251,238 @@ class PrepareResult:
     computed_latents: int
     seconds: float
     splits: dict[str, int] = field(default_factory=dict)
+    #: DATA's split files the splits were read from (None: a stratified split with the seed).
+    split_files: list[str] | None = None
+    #: Problems worth telling the user although the run succeeded (also in run.json).
+    warnings: list[str] = field(default_factory=list)
 
 
-def _splits(data: Path, clips: Sequence[Any], seed: int) -> dict[str, list[Any]]:
+def _examples(ids: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(ids[:n])
+    return shown + (f", … ({len(ids)} in all)" if len(ids) > n else "")
+
+
+def _splits(data: Path, clips: Sequence[Any], seed: int) -> tuple[dict[str, list[Any]], list[str] | None]:
+    """The splits of ``clips`` and the split files of DATA they come from (None: made with
+    ``seed``).
+
+    Raises:
+        PrepareError: DATA has split files but no train.txt, or they leave clips in no split
+            or put one in two splits (a clip in no split would silently be left out).
+    """
     from auralens.data.esc50 import make_splits, read_splits
 
-    if any((data / f"{name}.txt").is_file() for name in ("train", "val", "test")):
-        return read_splits(data, clips)
-    return make_splits(clips, seed=seed)
+    names = [f"{name}.txt" for name in ("train", "val", "test") if (data / f"{name}.txt").is_file()]
+    if not names:
+        return make_splits(clips, seed=seed), None
+    listed = ", ".join(names)
+    if "train.txt" not in names:
+        raise PrepareError(f"{data}: has split files ({listed}) but no train.txt; add train.txt, or "
+                           f"remove {listed} to split with --seed")
+    splits = read_splits(data, clips)
+    seen: dict[str, str] = {}
+    for name, members in splits.items():
+        for clip in members:
+            if seen.setdefault(clip.id, name) != name:
+                raise PrepareError(f"{data}: clip {clip.id} is in both {seen[clip.id]}.txt and {name}.txt")
+    missing = [c.id for c in clips if c.id not in seen]
+    if missing:
+        raise PrepareError(f"{data}: the split files ({listed}) leave {len(missing)} of {len(clips)} "
+                           f"clips in no split ({_examples(missing)}); list every clip in them, or "
+                           f"remove {listed} to split with --seed")
+    return splits, names
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``path`` made absolute against the current directory ("." and ".." folded, symlinks
+    kept, so file names stay those of DATA)."""
+    return Path(os.path.abspath(path))
+
+
+#: ``run.json["config"]`` keys whose change makes other clips, splits or arrays (``seed`` only
+#: when the splits are made with it).
+_RERUN_CONFIG = ("data", "limit", "seed", "duration", "dtype")
+#: Description keys not compared: spellings, and what follows from ``duration`` (named itself).
+_DESCRIPTION_IGNORED = ("spec", "valid_time_patches")
+
+
+def _setting_differences(old_config: dict[str, Any], new_config: dict[str, Any],
+                         old_prepared: dict[str, Any], new_prepared: dict[str, Any]) -> list[str]:
+    """``key old → new`` for each setting that differs between two prepare runs.
+
+    Keys one side does not record (older versions) are not compared; ``data`` only when both
+    are absolute (older versions may have recorded it relative to an unknown directory), and
+    ``seed`` only when neither run took its splits from DATA's split files.
+    """
+    diffs = []
+    for key in _RERUN_CONFIG:
+        if key not in old_config or key not in new_config:
+            continue
+        a, b = old_config[key], new_config[key]
+        if key == "data":
+            if not (Path(str(a)).is_absolute() and Path(str(b)).is_absolute()):
+                continue
+            same = Path(str(a)).resolve() == Path(str(b)).resolve()
+        elif key == "seed":
+            same = a == b or bool(old_config.get("split_files") or new_config.get("split_files"))
+        elif key == "duration" and a is not None and b is not None:
+            same = float(a) == float(b)  # 1 and 1.0 s are the same duration
+        else:
+            same = a == b
+        if not same:
+            a, b = ("none" if v is None else v for v in (a, b))
+            diffs.append(f"--{key} {a} → {b}" if key != "data" else f"DATA {a} → {b}")
+    for part in ("extractor", "codec"):
+        a, b = old_prepared.get(part) or {}, new_prepared.get(part) or {}
+        for key in sorted(set(a) & set(b), key=str):
+            if key not in _DESCRIPTION_IGNORED and a[key] != b[key]:
+                diffs.append(f"{part} {key} {a[key]!r} → {b[key]!r}")
+    return diffs
+
+
+def _split_differences(old_index: Sequence[dict[str, Any]], split_of: dict[str, str]) -> list[str]:
+    """What a new split assignment changes for the clips of an existing index."""
+    moved = [f"{r['id']} {r['split']} → {split_of[r['id']]}" for r in old_index
+             if r.get("split") in SPLITS and r["id"] in split_of and split_of[r["id"]] != r["split"]]
+    gone = [str(r["id"]) for r in old_index if r.get("split") in SPLITS and r["id"] not in split_of]
+    def clips(n: int) -> str:
+        return f"{n} clip{'' if n == 1 else 's'}"
+
+    out = []
+    if moved:
+        out.append(f"split of {clips(len(moved))} changed ({_examples(moved, 2)})")
+    if gone:
+        out.append(f"{clips(len(gone))} no longer included ({_examples(gone)})")
+    return out
+
+
+def _check_rerun(out: Path, dest: Path, config: dict[str, Any], descriptions: dict[str, Any],
+                 split_of: dict[str, str]) -> None:
+    """Refuse to prepare into a PREP that holds data prepared with other settings.
+
+    Runs trained on PREP read its splits and arrays again (render, report): rewriting them
+    would put their training clips into the test split or swap their arrays. A rerun with the
+    same settings resumes (cached arrays are reused).
+
+    Raises:
+        PrepareError: naming every setting that differs, or the clips whose split changed.
+    """
+    diffs: list[str] = []
+    for folder in dict.fromkeys((out, dest)):
+        path = folder / "run.json"
+        if not path.is_file():
+            continue
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue  # unreadable: nothing to compare with (a killed run); prepared again
+        old_config = record.get("config") or {}
+        diffs += [d for d in _setting_differences(old_config, config, record.get("prepared") or {},
+                                                  descriptions) if d not in diffs]
+    if not diffs and (out / "index.jsonl").is_file():
+        # The settings match (or are not recorded): the splits must too (DATA's split files
+        # or its clips may have changed).
+        try:
+            diffs = _split_differences(read_jsonl(out / "index.jsonl"), split_of)
+        except (OSError, ValueError):
+            diffs = []
+    if diffs:
+        raise PrepareError(
+            f"{out}: already holds data prepared with other settings ({'; '.join(diffs)}); runs "
+            "trained on it would then render and report on other splits or arrays — prepare into "
+            f"another --out, or delete {out} first")
+
+
+def _mixed_lengths_warning(out: Path, index: Sequence[dict[str, Any]], shapes: dict[str, Any]) -> str:
+    """The warning for a PREP whose clips kept lengths that differ (``duration=None``)."""
+    secs = sorted({float(r["seconds"]) for r in index if r.get("seconds") is not None})
+    lengths = (f"lengths {secs[0]:.3g}–{secs[-1]:.3g} s ({len(secs)} different)" if len(secs) > 1
+               else "different lengths")
+    frames = (f", embedding frames {shapes['emb_shape_min'][0]}–{shapes['emb_shape_max'][0]}"
+              if shapes.get("emb_shape_min") else "")
+    return (f"{out}: the clips kept their own {lengths}{frames}; clips of different lengths cannot "
+            "be trained on together (`sonify train` refuses them) — prepare with a fixed --duration "
+            "to train a gate")
+
+
+def index_fingerprint(records: Sequence[dict[str, Any]]) -> str:
+    """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of the index lines in a
+    split (what :attr:`PreparedData.fingerprint` is; computable without loading arrays)."""
+    import hashlib
+    import json
+
+    rows = sorted((str(r.get("id")), str(r.get("split")), str(r.get("emb_key")), str(r.get("lat_key")))
+                  for r in records if r.get("split") in SPLITS)
+    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
+#: ``run.json["config"]`` keys of PREP that a training run records (``prepared_settings``).
+SETTINGS_KEYS = ("data", "encoder", "layer", "codec", "duration", "dtype", "seed", "limit", "split_files")
+
+
+def prepared_settings(prep: str | Path) -> dict[str, Any]:
+    """The settings PREP was prepared with (a subset of its ``run.json["config"]``), {} when
+    it records none."""
+    try:
+        config = read_json(Path(prep) / "run.json").get("config") or {}
+    except (OSError, ValueError):
+        return {}
+    return {k: config[k] for k in SETTINGS_KEYS if k in config}
+
+
+def describe_prepared_change(recorded: dict[str, Any] | None, prep: str | Path) -> str:
+    """What changed in PREP since a run recorded its settings (``prepared_settings``): the
+    settings that differ, else that its clips, splits or cached arrays did."""
+    now = prepared_settings(prep)
+    diffs = _setting_differences(recorded or {}, now, {}, {})
+    for key in ("encoder", "layer", "codec"):
+        if recorded and key in recorded and key in now and str(recorded[key]) != str(now[key]):
+            diffs.append(f"--{key} {recorded[key]} → {now[key]}")
+    if diffs:
+        return "prepared again with " + "; ".join(diffs)
+    return "its clips, splits or cached arrays changed (prepared again)"
+
+
+def resolve_clip_path(rec: dict[str, Any], prep: str | Path) -> Path:
+    """The audio file of an index line.
+
+    Paths are absolute since this version. A relative one (older versions stored it as typed,
+    relative to a directory they did not record) is resolved against PREP's DATA, which its
+    run.json records absolute: ``syn/audio/a.wav`` with DATA ``/x/syn`` is ``/x/syn/audio/a.wav``.
+    Without such a record it is taken relative to PREP's parent folder when the file is there.
+
+    Raises:
+        PrepareError: a relative path that cannot be placed.
+    """
+    path = Path(str(rec["path"]))
+    if path.is_absolute():
+        return path
+    candidates = []
+    data = Path(str(prepared_settings(prep).get("data") or ""))
+    if data.is_absolute():
+        parts = list(path.parts)
+        while parts and parts[0] == "..":  # DATA typed as ../syn: its name still ends the path
+            parts.pop(0)
+        # the typed DATA is the part of the path that ends DATA's absolute path (longest first)
+        candidates += [data / Path(*parts[i:]) for i in range(len(parts) - 1, 0, -1)
+                       if data.parts[-i:] == tuple(parts[:i])]
+        candidates.append(data / path)  # DATA typed as "."
+    candidates.append(absolute_path(Path(prep)).parent / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if data.is_absolute():
+        raise PrepareError(f"{candidates[0]}: file not found (clip {rec.get('id')} of {prep}, recorded "
+                           f"as {path} by an older version)")
+    raise PrepareError(f"{prep}: clip {rec.get('id')} is recorded as {path}, relative to a directory "
+                       "an older version did not record; prepare the data again")
 
 
 def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None, out: str | Path, *,
             seed: int = 42, batch_size: int = 8, duration: float | None = DEFAULT_DURATION,
             dtype: str = "float32", cache_dir: str | Path | None = None,
-            limit: int | None = None, shard: str | tuple[int, int] | None = None) -> PrepareResult:
+            limit: int | None = None, shard: str | tuple[int, int] | None = None,
+            overwrite: bool = False) -> PrepareResult:
     """Compute (or fetch from the cache) embeddings and latents for a dataset.
 
     Args:
@@ -261,18 +491,24 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         codec: codec spec (``"mel"``, ``"dac"``) or a Codec.
         layer: ``"patch"``/``"features"``/block index; None keeps the spec's or backend default.
         out: PREP directory.
-        seed: split seed.
+        seed: split seed (not used when DATA has split files).
         batch_size: clips per ``embed_batch`` call.
-        duration: seconds every clip is cut/padded to (None: keep each clip's length).
+        duration: seconds every clip is cut/padded to (None: keep each clip's length; a gate
+            can only be trained when all clips then have the same length, a warning says when not).
         dtype: storage dtype of cached arrays (``float32`` or ``float16``).
         cache_dir: cache root (default ``$AURALENS_CACHE``).
         limit: use only the first ``limit`` clips (quick runs).
         shard: ``"i/n"`` (or ``"env"``): prepare only this shard's clips; its index, errors and
             run.json go to ``PREP/shards/part-i-of-n`` (join them with :func:`merge_prepared`).
+        overwrite: prepare into PREP even when it holds data prepared with other settings.
 
     Returns:
         a :class:`PrepareResult`; PREP holds index.jsonl, split files, run.json, errors.jsonl
         (for a shard: the split files, and the rest under ``PREP/shards/part-i-of-n``).
+
+    Raises:
+        PrepareError: bad options, DATA's split files leave clips in no split, PREP holds data
+            prepared with other settings (without ``overwrite``), or no clip could be prepared.
     """
     from auralens.audio import resample
     from auralens.data import load_dataset
@@ -292,23 +528,37 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     cod = build_codec(codec)
     check_duration(extractor, duration)
     data, out = Path(data), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
     clips = sorted(load_dataset(data), key=lambda c: c.id)
     if limit is not None:
         clips = clips[: int(limit)]
     if not clips:
         raise PrepareError(f"{data}: no clips found")
-    splits = _splits(data, clips, seed)
+    splits, split_files = _splits(data, clips, seed)
+    if split_files:
+        log.warning("%s: splits taken from its split files (%s); --seed does not apply",
+                    data, ", ".join(split_files))
+    split_of = {c.id: name for name, members in splits.items() for c in members}
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    descriptions = {"extractor": _describe(extractor, encoder, duration) | {"layer": extractor.layer},
+                    "codec": _describe(cod, codec)}
+    config = {"data": str(Path(data).resolve()),  # comparable from any directory
+              "encoder": descriptions["extractor"]["spec"],
+              "layer": extractor.layer, "codec": descriptions["codec"]["spec"],
+              "seed": seed, "batch_size": batch_size, "duration": duration,
+              "dtype": dtype, "cache_dir": str(root), "limit": limit,
+              "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}",
+              "split_files": split_files}
+    dest = shard_dir(out, parsed)
+    if not overwrite:  # before anything in PREP is written
+        _check_rerun(out, dest, config, descriptions, split_of)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     if parsed is not None:  # every shard writes the whole split; the merge drops failed clips
         write_splits(splits, out)
-    split_of = {c.id: name for name, members in splits.items() for c in members}
     all_clips = len(clips)
     clips = shard_items(clips, parsed)
-    dest = shard_dir(out, parsed)
     dest.mkdir(parents=True, exist_ok=True)
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emb_cache = ArrayCache(root, "embeddings")
     lat_cache = ArrayCache(root, "latents")
     errors = ErrorLog(dest / "errors.jsonl", reset=True)
@@ -324,8 +574,10 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                 if not clip.path.is_file():
                     raise PrepareError(f"{clip.path}: file not found")
                 content = hash_file(clip.path)
-                rec = {"id": clip.id, "path": str(clip.path), "label": clip.label,
-                       "split": split_of.get(clip.id),
+                # Absolute: PREP is read from other directories (train, render); the content
+                # hash lets render tell when the file was changed after preparing.
+                rec = {"id": clip.id, "path": str(absolute_path(clip.path)), "label": clip.label,
+                       "split": split_of.get(clip.id), "sha256": content,
                        "emb_key": embedding_key(content, extractor, dtype, duration),
                        "lat_key": latent_key(content, cod, dtype, duration)}
                 # One header read per entry: it says whether the entry is usable and its shape.
@@ -343,6 +595,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
                         decoded, dsr = load_clip_wave(clip.path, duration)
                         length = decoded.shape[-1], dsr
                     rec["time"] = _clip_time_info(extractor, length[0], length[1], clip.path)
+                    rec["seconds"] = length[0] / length[1]
                 if need_wave:
                     rec["wave_e"] = resample(wave, sr, extractor.sample_rate) if rec["need_emb"] else None
                     rec["wave_c"] = resample(wave, sr, cod.sample_rate) if rec["need_lat"] else None
@@ -379,8 +632,11 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
             with errors.guard(rec["id"], rec["path"]):
                 emb_shape = _shape(rec["emb_shapes"], emb_cache, rec["emb_key"], "embedding")
                 lat_shape = _shape(rec["lat_shapes"], lat_cache, rec["lat_key"], "latent")
-                index.append({k: rec[k] for k in ("id", "path", "label", "split", "emb_key", "lat_key")}
+                index.append({k: rec[k] for k in ("id", "path", "label", "split", "sha256", "emb_key",
+                                                  "lat_key")}
                              | {"emb_shape": emb_shape, "lat_shape": lat_shape} | rec.get("time", {}))
+                if "seconds" in rec:
+                    index[-1]["seconds"] = round(rec["seconds"], 6)
 
     write_jsonl(dest / "index.jsonl", index)
     if parsed is None:  # split files list usable clips only (training never sees the others)
@@ -392,9 +648,12 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         _warn_empty_splits(out, counts)
     if parsed is not None:
         log.info("shard %d/%d: %d of %d clips", parsed[0], parsed[1], len(clips), all_clips)
+    shapes = shape_summary(index)
+    warnings = [_mixed_lengths_warning(dest, index, shapes)] if shapes.get("shapes_vary") else []
+    for text in warnings:
+        log.warning("%s", text)
     prepared = {
-        "extractor": _describe(extractor, encoder, duration) | {"layer": extractor.layer},
-        "codec": _describe(cod, codec),
+        **descriptions,
         "cache_root": str(root),
         "duration": duration,
         "dtype": dtype,
@@ -403,15 +662,11 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
         "n_failed": len(errors),
         "computed": {"embeddings": computed_emb, "latents": computed_lat},
         "splits": counts,
-        **shape_summary(index),
+        "splits_from": "DATA split files" if split_files else f"seed {seed}",
+        **shapes,
+        **({"warnings": warnings} if warnings else {}),
     }
-    write_run_json(dest, command="sonify prepare",
-                   config={"data": str(Path(data).resolve()),  # comparable from any directory
-                           "encoder": prepared["extractor"]["spec"],
-                           "layer": extractor.layer, "codec": prepared["codec"]["spec"],
-                           "seed": seed, "batch_size": batch_size, "duration": duration,
-                           "dtype": dtype, "cache_dir": str(root), "limit": limit,
-                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"},
+    write_run_json(dest, command="sonify prepare", config=config,
                    models={"extractor": prepared["extractor"], "codec": prepared["codec"]},
                    timings={"total": seconds}, seed=seed, extra={"prepared": prepared})
     errors.summary(len(clips))
@@ -420,7 +675,7 @@ def prepare(data: str | Path, encoder: Any, codec: Any, layer: str | int | None,
     log.info("prepared %d/%d clips in %.1f s (%d embeddings, %d latents computed)",
              len(index), len(clips), seconds, computed_emb, computed_lat)
     return PrepareResult(dest, len(clips), len(index), len(errors), computed_emb, computed_lat,
-                         seconds, counts)
+                         seconds, counts, split_files, warnings)
 
 
 #: Settings every shard of one prepared dataset must share (``run.json["prepared"]``) …
@@ -500,9 +755,13 @@ def merge_prepared(out: str | Path) -> PrepareResult:
     _filter_split_files(out, index)
     _warn_empty_splits(out, splits)
     shapes = shape_summary(index)
-    prepared = {**{k: v for k, v in first.items() if k not in _SHAPE_KEYS}, "n_clips": n_clips,
-                "n_ok": len(index), "n_failed": len(errors), "computed": computed, "splits": splits,
-                **shapes, "shards": len(parts)}
+    warnings = [_mixed_lengths_warning(out, index, shapes)] if shapes.get("shapes_vary") else []
+    for text in warnings:
+        log.warning("%s", text)
+    prepared = {**{k: v for k, v in first.items() if k not in (*_SHAPE_KEYS, "warnings")},
+                "n_clips": n_clips, "n_ok": len(index), "n_failed": len(errors), "computed": computed,
+                "splits": splits, **shapes, **({"warnings": warnings} if warnings else {}),
+                "shards": len(parts)}
     config = {**runs[0]["config"], "shard": None}
     timings = {"total": sum(float(r.get("timings_s", {}).get("total", 0.0)) for r in runs),
                "merge": time.perf_counter() - start}
@@ -514,7 +773,8 @@ def merge_prepared(out: str | Path) -> PrepareResult:
         raise PrepareError(f"{out}: no clip could be prepared in any shard; see {errors_path}")
     log.info("merged %d shards: %d/%d clips", len(parts), len(index), n_clips)
     return PrepareResult(out, n_clips, len(index), len(errors), computed["embeddings"],
-                         computed["latents"], timings["total"], splits)
+                         computed["latents"], timings["total"], splits,
+                         runs[0]["config"].get("split_files"), warnings)
 
 
 #: Keys :func:`shape_summary` may write (a merge recomputes them from the joined index).
@@ -632,13 +892,19 @@ class PreparedData:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of the index."""
-        import hashlib
-        import json
+        """SHA-256 over the sorted ``(id, split, emb_key, lat_key)`` rows of the index
+        (:func:`index_fingerprint`)."""
+        return index_fingerprint([r for recs in self.records.values() for r in recs])
 
-        rows = sorted((str(r.get("id")), str(r.get("split")), str(r.get("emb_key")), str(r.get("lat_key")))
-                      for recs in self.records.values() for r in recs)
-        return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+    @functools.cached_property
+    def settings(self) -> dict[str, Any]:
+        """The settings PREP was prepared with (:func:`prepared_settings`)."""
+        return prepared_settings(self.root)
+
+    @functools.cached_property
+    def location(self) -> str:
+        """PREP as an absolute path: what runs record, readable from any directory."""
+        return str(absolute_path(self.root))
 
     @property
     def in_dim(self) -> int:
@@ -659,6 +925,8 @@ class PreparedData:
 
 def read_prepared_info(prep: str | Path) -> dict[str, Any]:
     path = Path(prep) / "run.json"
+    if not Path(prep).exists():
+        raise PrepareError(f"{prep}: PREP not found; run `auralens sonify prepare DATA --out {prep}` first")
     if not path.is_file():
         if (Path(prep) / "shards").is_dir():
             raise PrepareError(f"{prep}: holds shard outputs but no merged index; run "
@@ -708,9 +976,11 @@ def load_prepared(prep: str | Path, splits: Sequence[str] = ("train", "val", "te
                 e_all = np.empty((len(recs), *x.shape), np.float32)
                 l_all = np.empty((len(recs), *z.shape), np.float32)
             if x.shape != e_all.shape[1:] or z.shape != l_all.shape[1:]:
+                kept = "" if info.get("duration") is not None else " (the clips kept their own lengths)"
                 raise PrepareError(
                     f"{prep}: clip {rec['id']} has shapes {x.shape}/{z.shape}, others "
-                    f"{e_all.shape[1:]}/{l_all.shape[1:]}; prepare with a fixed --duration")
+                    f"{e_all.shape[1:]}/{l_all.shape[1:]}{kept}; clips of different lengths cannot be "
+                    "trained on together — prepare with a fixed --duration")
             e_all[i], l_all[i] = x, z
         assert e_all is not None and l_all is not None
         emb[split], lat[split] = e_all, l_all

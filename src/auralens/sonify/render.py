@@ -15,7 +15,11 @@ whole split of the prepared dataset into::
 chains, which the report scores too); the evaluation report scores exactly those clips.
 One ``renders/`` folder holds one split: rendering another split into it is refused unless
 ``overwrite`` (which empties it first). Renders of an older checkpoint (the run was trained
-again) are removed and rendered again.
+again) are removed and rendered again. The split is read from the PREP the run was trained on,
+at the absolute path the run records, whatever the current directory; a PREP prepared again
+since (its index fingerprint differs from the run's ``prepared_sha256``) is refused, since its
+"test" split may then hold the run's training clips, and so is a clip file changed since it
+was prepared. A split of which no clip could be rendered is an error.
 
 Clips longer than the extractor's input window (``Extractor.max_duration``, 5.12 s for the
 offline classifier) are cut to the window by :func:`render` with a warning: the model never
@@ -41,7 +45,7 @@ from auralens.progress import progress
 from auralens.sonify import checkpoint as ckpt
 from auralens.sonify import postprocess
 from auralens.sonify.align import to_gate_input
-from auralens.sonify.prepare import build_codec, build_extractor, load_clip_wave
+from auralens.sonify.prepare import build_codec, build_extractor, load_clip_wave, resolve_clip_path
 from auralens.sonify.train import denormalize, normalize
 
 log = logging.getLogger(__name__)
@@ -334,7 +338,9 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         the ``renders`` directory.
 
     Raises:
-        RenderError: no such split, or ``renders/`` holds another split and not ``overwrite``.
+        RenderError: the run's PREP is not found or changed since training, no such split,
+            ``renders/`` holds another split and not ``overwrite``, or every clip failed (the
+            failures are in ``renders/errors.jsonl``).
     """
     from auralens.audio import write
     from auralens.cache import ArrayCache
@@ -345,7 +351,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     chains = [post] if isinstance(post, str) or post is None else list(post)
     chains = [c if c else "none" for c in chains] or ["none"]
     names = [postprocess.chain_name(c) for c in chains]
-    prep = Path(loaded.header.get("prepared") or read_json(run / "run.json")["config"]["prepared"])
+    prep = run_prepared(loaded)
     index = [r for r in read_jsonl(prep / "index.jsonl") if r.get("split") == split]
     if not index:
         raise RenderError(f"{prep}: no clips in split {split!r}")
@@ -407,7 +413,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
                 continue
             done.pop(cid, None)  # listed again only once all its files are written
             with errors.guard(rec["id"], rec["path"]):
-                wave, sr = load_clip_wave(Path(rec["path"]), duration)
+                wave, sr = load_clip_wave(_clip_file(rec, prep), duration)
                 from auralens.audio import resample
 
                 original = resample(wave, sr, c_sr)
@@ -430,7 +436,77 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
                               "failed": len(errors)}, time.perf_counter() - start, "interrupted")
         raise
     seconds = time.perf_counter() - start
+    failed = rendered + skipped == 0  # every clip of the split failed
     manifest(list(done), {"clips": len(index), "rendered": rendered, "skipped": skipped,
-                          "failed": len(errors)}, seconds)
+                          "failed": len(errors)}, seconds, "failed" if failed else None)
     errors.summary(len(index))
+    if failed:
+        raise RenderError(f"{out}: none of the {len(index)} clips of the {split} split could be "
+                          f"rendered; see {errors.path}")
     return out
+
+
+def _clip_file(rec: dict[str, Any], prep: Path) -> Path:
+    """The audio file of an index line, checked against the SHA-256 prepare recorded.
+
+    Raises:
+        PrepareError: a relative path of an older version that cannot be placed.
+        RenderError: the file was changed after it was prepared (its cached embedding and the
+            rendered original would then disagree).
+    """
+    from auralens.cache import hash_file
+
+    path = resolve_clip_path(rec, prep)
+    if rec.get("sha256") and path.is_file() and hash_file(path) != rec["sha256"]:
+        raise RenderError(f"{path}: changed since it was prepared into {prep} (other bytes than "
+                          "recorded); prepare the data again")
+    return path
+
+
+def _prepared_candidates(recorded: Path, run: Path) -> list[Path]:
+    """Where a PREP recorded as a relative path (older versions: as typed, relative to an
+    unrecorded directory) may be: under a folder holding the run, nearest first, then under
+    the current directory."""
+    from auralens.sonify.prepare import absolute_path
+
+    if recorded.is_absolute():
+        return [recorded]
+    return list(dict.fromkeys([*(anc / recorded for anc in absolute_path(run).parents),
+                               absolute_path(recorded)]))
+
+
+def run_prepared(loaded: LoadedRun) -> Path:
+    """The PREP folder a run was trained on, as it is now; refused when it changed since.
+
+    Runs record PREP as an absolute path and the fingerprint of its index
+    (``prepared_sha256``). A relative path (older versions) is looked up next to the run and
+    below the current directory, taking the folder whose fingerprint matches.
+
+    Raises:
+        RenderError: PREP is not found, or its clips, splits or cached arrays changed since
+            the run was trained (it was prepared again with other settings).
+    """
+    from auralens.sonify.prepare import describe_prepared_change, index_fingerprint
+
+    run = loaded.run_dir
+    config: dict[str, Any] = {}
+    if (run / "run.json").is_file():
+        config = dict(read_json(run / "run.json").get("config") or {})
+    recorded = loaded.header.get("prepared") or config.get("prepared")
+    if not recorded:
+        raise RenderError(f"{run}: records no prepared dataset (PREP); render single files with AUDIO --out")
+    fingerprint = loaded.header.get("prepared_sha256") or config.get("prepared_sha256")
+    settings = loaded.header.get("prepared_settings") or config.get("prepared_settings")
+    found = [c for c in _prepared_candidates(Path(str(recorded)), run) if (c / "index.jsonl").is_file()]
+    if not found:
+        raise RenderError(f"{recorded}: PREP not found (the prepared data {run} was trained on); "
+                          "prepare it again at that path, or render single files with AUDIO --out")
+    if not fingerprint:  # runs of older versions: nothing to compare
+        return found[0]
+    for prep in found:
+        if index_fingerprint(read_jsonl(prep / "index.jsonl")) == fingerprint:
+            return prep
+    raise RenderError(f"{run}: its prepared data {found[0]} changed since it was trained "
+                      f"({describe_prepared_change(settings, found[0])}); the split may now hold other "
+                      "clips, even training ones — train the run again on it, or prepare into another "
+                      "folder")

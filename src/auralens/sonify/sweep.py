@@ -166,7 +166,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
         ldir = out / f"layer={spelling}"
         prep = ldir / "prep"
         res_prep = prepare(data, encoder, codec, layer, prep, seed=seed, batch_size=batch_size,
-                           duration=duration, limit=limit, cache_dir=cache_dir)
+                           duration=duration, limit=limit, cache_dir=cache_dir, overwrite=overwrite)
         if not res_prep.splits.get("test"):  # every layer shares the split: fail before training
             raise PrepareError(f"{prep}: no usable clips in the test split (usable clips per split: "
                                f"{res_prep.splits}); the sweep renders the test split — use more "

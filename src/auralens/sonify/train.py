@@ -334,8 +334,9 @@ def _header(cfg: TrainConfig, data: PreparedData, model_args: dict[str, Any], **
     return {"model_name": gates.canonical(cfg.gate), "model_args": model_args,
             "versions": _versions(),
             "extractor": info["extractor"], "codec": info["codec"], "normalize": cfg.normalize,
-            "duration": info.get("duration"), "prepared": str(data.root),
-            "prepared_sha256": prepared_fingerprint(data), "lr": cfg.lr,
+            "duration": info.get("duration"), "prepared": data.location,
+            "prepared_sha256": prepared_fingerprint(data), "prepared_settings": data.settings,
+            "lr": cfg.lr,
             "config": asdict(cfg), **state}
 
 
@@ -354,7 +355,9 @@ _VERSIONS: dict[str, Any] | None = None
 def _run_config(cfg: TrainConfig, data: PreparedData) -> dict[str, Any]:
     """run.json ``config`` of a training run (or an lr grid): the data it trained on and ``cfg``."""
     info = data.info
-    return {"prepared": str(data.root), "prepared_sha256": prepared_fingerprint(data),
+    # Absolute: render and report read PREP again, from whatever directory they run in.
+    return {"prepared": data.location, "prepared_sha256": prepared_fingerprint(data),
+            "prepared_settings": data.settings,
             "encoder": info["extractor"].get("spec"),
             "layer": info["extractor"].get("layer"), "codec": info["codec"].get("spec"),
             "duration": info.get("duration"),
@@ -615,12 +618,25 @@ def check_resumable(header: Mapping[str, Any], cfg: TrainConfig, path: str | Pat
     diffs = config_differences(header.get("config") or {}, cfg)
     stored_fp = header.get("prepared_sha256")
     if prepared is not None and stored_fp and stored_fp != prepared_fingerprint(prepared):
-        diffs.append(f"prepared data {header.get('prepared')} → {prepared.root}")
+        diffs.append(prepared_change(header.get("prepared"), header.get("prepared_settings"), prepared.root))
     if diffs:
         raise CheckpointMismatchError(
             f"{path}: cannot resume with changed settings ({'; '.join(diffs)}); only "
             f"{', '.join(RESUME_MAY_CHANGE)} may change — drop those options or pass --overwrite "
             "(or another --out) to start a new run")
+
+
+def prepared_change(recorded: Any, settings: Mapping[str, Any] | None, root: str | Path | None) -> str:
+    """How the prepared data differs from the one a run was trained on (fingerprints differ):
+    another folder, or the same folder whose content changed (naming changed settings)."""
+    from auralens.sonify.prepare import absolute_path, describe_prepared_change
+
+    if root is None:
+        return f"prepared data {recorded} → another prepared dataset"
+    same = recorded is not None and absolute_path(str(recorded)) == absolute_path(root)
+    if not same:
+        return f"prepared data {recorded} → {root} (other clips, splits or arrays)"
+    return f"prepared data {root}: {describe_prepared_change(dict(settings or {}), root)} since the run was trained"
 
 
 def _tb_writer(path: Path) -> Any:
@@ -744,7 +760,7 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
         diffs += [f"{k} {stored[k]!r} → {want[k]!r}" for k in _DATA_KEYS
                   if k in stored and _data_differs(k, stored[k], want[k])]
     if fingerprint is not None and stored.get("prepared_sha256") and stored["prepared_sha256"] != fingerprint:
-        diffs.append(f"prepared data {stored.get('prepared')} → {prepared_root or 'another prepared dataset'}")
+        diffs.append(prepared_change(stored.get("prepared"), stored.get("prepared_settings"), prepared_root))
     if diffs:
         raise TrainError(f"{run}: holds a run made with other settings ({'; '.join(diffs)}); choose "
                          "another --out or pass --overwrite to train it again")
