@@ -228,3 +228,16 @@ def test_clips_of_different_lengths_are_flagged_at_prepare(tmp_path: Path, cache
         (tmp_path / "var" / label / "c0.wav").unlink()
     assert _prepare(tmp_path / "var", tmp_path / "p1", cache, duration=None).warnings == []
 
+
+
+@pytest.mark.parametrize("text", ["[]", "{\"prepared\": 5}", "{"])
+def test_prep_run_json_of_the_wrong_shape_is_one_line(tmp_path, capsys, text):
+    from auralens.cli import main
+
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    (prep / "run.json").write_text(text)
+    capsys.readouterr()
+    assert main(["sonify", "train", str(prep), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "run.json" in err, err

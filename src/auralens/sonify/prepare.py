@@ -932,8 +932,9 @@ def read_prepared_info(prep: str | Path) -> dict[str, Any]:
             raise PrepareError(f"{prep}: holds shard outputs but no merged index; run "
                                "`auralens sonify prepare DATA --out PREP --merge` after the last shard")
         raise PrepareError(f"{prep}: not a prepared dataset (no run.json); run `auralens sonify prepare` first")
-    info = read_json(path).get("prepared")
-    if not info:
+    run = read_json(path)
+    info = run.get("prepared") if isinstance(run, dict) else None
+    if not isinstance(info, dict) or not info:
         raise PrepareError(f"{path}: not written by `auralens sonify prepare`")
     return info
 
