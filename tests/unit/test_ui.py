@@ -177,6 +177,17 @@ def test_work_dirs_are_fresh_and_pruned(tmp_path: Path) -> None:
     assert made[-1].exists() and not made[0].exists()
 
 
+def test_work_dirs_in_use_are_not_pruned(tmp_path: Path) -> None:
+    """A slow Imagine request is the oldest while quick requests on other tabs make new ones."""
+    s = UISettings(work_root=tmp_path / "w", keep_work_dirs=2)
+    slow = core.new_work_dir(s, "imagine")
+    with core.in_use(slow):
+        quick = [core.new_work_dir(s, "sonify") for _ in range(4)]
+        assert slow.exists() and not quick[0].exists() and quick[-1].exists()
+    core.new_work_dir(s, "sonify")
+    assert not slow.exists()
+
+
 def test_default_ratings_path(tmp_path: Path) -> None:
     s = UISettings(runs_dir=tmp_path / "runs", work_root=tmp_path / "w")
     assert s.ratings_path == (tmp_path / "runs" / "ratings.csv").resolve()
@@ -271,6 +282,17 @@ def test_rating_form_validation(settings: UISettings) -> None:
         rate.save("r1", "nope", "raw", 3, 3, "", "", settings, runs)
     with pytest.raises(UIError, match="longer than"):
         rate.save("r1", "c1", "raw", 3, 3, "x" * 600, "", settings, runs)
+    with pytest.raises(UIError, match="visual rating must be a number"):  # float(True) is 1
+        rate.save("r1", "c1", "raw", True, 3, "", "", settings, runs)
+
+
+def test_rating_text_loses_control_characters(settings: UISettings) -> None:
+    _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    runs = core.discover_runs(settings.runs_dir)
+    rate.save("r1", "c1", "raw", 3, 3, "a\x00b", "\x1b[31mred\x07 text", settings, runs)
+    text = settings.ratings_path.read_text()
+    assert "a b" in text and "[31mred text" in text
+    assert not any(ord(c) < 32 and c not in "\r\n" for c in text)
 
 
 def test_ratings_round_trip(settings: UISettings) -> None:
@@ -487,6 +509,18 @@ def test_sonify_upload_of_silence_warns_and_leaves_the_metrics_out(
     # silence against silence would read lsd_db 0, env_corr 1: "perfect"
     assert view.metrics == {}
     assert "not meaningful" in view.metrics_md and "lsd" not in view.metrics_md
+
+
+def test_sonify_upload_of_a_dc_offset_warns_and_leaves_the_metrics_out(
+        settings: UISettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """minmax maps any render onto a constant's one value: a 'perfect' score, hidden now."""
+    _fake_render(monkeypatch)
+    _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    path = settings.upload_roots[0] / "dc.wav"
+    sf.write(path, np.full(8000, 0.5, np.float32), 8000, subtype="FLOAT")
+    view = sonify.sonify_clip("r1", sonify.UPLOAD_CHOICE, "minmax", str(path), settings)
+    assert view.ok and "warning: input is constant" in view.status, view.status
+    assert view.metrics == {} and "input is constant" in view.metrics_md
 
 
 def test_sonify_upload_that_clips_warns_and_keeps_the_metrics(

@@ -19,6 +19,8 @@ import math
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,14 +144,38 @@ def new_work_dir(settings: UISettings, prefix: str) -> Path:
     return work
 
 
+#: Request directories a running request still writes into (see :func:`in_use`).
+_IN_USE: set[Path] = set()
+_IN_USE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_use(work: Path) -> Iterator[Path]:
+    """Keep ``work`` from being pruned while its request runs: a slow request (an image
+    model on a CPU) would otherwise be the oldest while quicker requests on other tabs
+    make new directories."""
+    key = work.resolve()
+    with _IN_USE_LOCK:
+        _IN_USE.add(key)
+    try:
+        yield work
+    finally:
+        with _IN_USE_LOCK:
+            _IN_USE.discard(key)
+
+
 def prune_work_dirs(root: Path, keep: int) -> int:
     """Remove the oldest request directories under ``root`` beyond ``keep``; returns count.
 
     Only directories :func:`new_work_dir` made (they hold :data:`WORK_DIR_MARKER`) count and
-    are removed; anything else in ``root`` is left alone.
+    are removed; anything else in ``root`` is left alone, and so are directories
+    :func:`in_use`.
     """
+    with _IN_USE_LOCK:
+        busy = set(_IN_USE)
     dirs = [p for p in root.iterdir()
-            if p.is_dir() and not p.is_symlink() and (p / WORK_DIR_MARKER).is_file()]
+            if p.is_dir() and not p.is_symlink() and (p / WORK_DIR_MARKER).is_file()
+            and p.resolve() not in busy]
     if len(dirs) < keep:
         return 0
     dirs.sort(key=lambda p: p.stat().st_mtime)

@@ -20,6 +20,7 @@ from auralens.io import Timer
 from auralens.ui_app.core import (
     UIError,
     UISettings,
+    in_use,
     md_escape,
     md_table,
     new_work_dir,
@@ -240,8 +241,6 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
     Every expected failure (bad upload, a stage raising) becomes a view
     with ``ok=False`` and a one-line status; nothing propagates to the web server.
     """
-    from auralens.audio import write
-
     timer = Timer()
     try:
         with timer("ui: check upload"):
@@ -249,6 +248,14 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
     except UIError as exc:
         return ImagineView(ok=False, status=str(exc))
     work = new_work_dir(settings, "imagine")
+    with in_use(work):  # not pruned by quicker requests while the stages run
+        return _imagine_upload(work, upload, settings, timer)
+
+
+def _imagine_upload(work: Path, upload: Any, settings: UISettings, timer: Timer) -> ImagineView:
+    """The pipeline on a checked upload (:func:`run_imagine`), in the request's ``work``."""
+    from auralens.audio import write
+
     # the pipeline reads a clean wav the server wrote, never the client's file name
     input_wav = write(work / "input.wav", upload.wave, upload.sample_rate)
     out_dir = work / "out"

@@ -30,6 +30,8 @@ def rating_choices(info: RunInfo) -> list[str]:
 
 
 def _mark(value: Any, what: str) -> int:
+    if isinstance(value, bool):  # float(True) is 1.0: a checkbox value is no mark
+        raise UIError(f"{what} rating must be a number from 1 to 5")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -48,8 +50,8 @@ def _clean_text(text: str | None, what: str) -> str:
     text = (text or "").strip()
     if len(text) > MAX_TEXT:
         raise UIError(f"{what} is longer than {MAX_TEXT} characters")
-    # one CSV cell, one line
-    text = " ".join(text.split())
+    # one CSV cell, one line, no control characters (NUL, escape sequences)
+    text = " ".join("".join(c if c.isprintable() or c.isspace() else " " for c in text).split())
     if text.startswith(FORMULA_PREFIXES):
         text = "'" + text
     return text

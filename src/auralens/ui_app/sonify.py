@@ -295,10 +295,16 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
                  upload.sample_rate)
     except (OSError, AuralensError) as exc:
         view.status += f" (analysis failed: {exc})"
-    if "silent" in upload.flags:
-        # Distances to a silent original score a silent output as perfect (lsd 0, env_corr 1)
-        # and anything else as awful: neither says how well the gate sonifies sound.
+    from auralens.scene.separate.activity import nothing_to_hear
+
+    why = "silent" if "silent" in upload.flags else nothing_to_hear(original)
+    if why is not None:
+        # Distances to a silent or constant original score a flat output as perfect (minmax
+        # maps any render onto a constant's single value) and anything else as awful: neither
+        # says how well the gate sonifies sound.
+        if "silent" not in upload.flags:
+            view.status += " · warning: input is constant (a DC offset, no sound)"
         view.metrics = {}
-        view.metrics_note = ("metrics not shown: the input is silent, so distances to it are "
-                             "not meaningful")
+        view.metrics_note = (f"metrics not shown: the input is {why.split(' (')[0]}, so "
+                             "distances to it are not meaningful")
     return view
