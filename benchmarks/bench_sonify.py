@@ -42,6 +42,36 @@ def _random_ast(out: Path) -> str:
     return f"ast:{out}"
 
 
+def _test_split_check(data: Path, limit: int | None, seed: int = 42) -> str | None:
+    """Why the first ``limit`` clips leave no test clip to render (None: they leave one).
+
+    Uses the split ``prepare`` makes (DATA's split files, else the stratified split with
+    ``seed``, prepare's default) and names the smallest limit that leaves a test clip.
+    """
+    from auralens.data import load_dataset
+    from auralens.errors import AuralensError
+    from auralens.sonify.prepare import _splits
+
+    def n_test(k: int) -> int:
+        return len(_splits(data, clips[:k], seed)[0]["test"])
+
+    try:
+        clips = sorted(load_dataset(data), key=lambda c: c.id)
+        k = len(clips) if limit is None else min(limit, len(clips))
+        if not clips or n_test(k) > 0:
+            return None  # (no clips: prepare says so)
+        if k == len(clips) or n_test(len(clips)) == 0:
+            return f"{data}: the split of its {len(clips)} clips has no test clip (the benchmark renders one)"
+        lo, hi = k, len(clips)  # n_test(lo) == 0 < n_test(hi); it grows with k
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if n_test(mid) > 0 else (mid, hi)
+    except AuralensError:
+        return None  # prepare reports it
+    return (f"--limit {limit} leaves no clip in the test split (the benchmark renders one); "
+            f"use --limit {hi} or more")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "esc10")
@@ -56,6 +86,13 @@ def main() -> int:
     args = ap.parse_args()
     if not (args.data / "meta" / "esc50.csv").exists():
         print(f"error: {args.data} is not an ESC-50-layout dataset", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+        return 2
+    problem = _test_split_check(args.data, args.limit)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     import numpy as np
@@ -102,6 +139,10 @@ def main() -> int:
         print(f"train {gate}: 1 epoch {hist['time_s']:.2f} s (val loss {res.best_val_loss:.4g})")
 
     loaded = load_run(tmp / "run-lin")
+    if not data.records.get("test"):
+        print("error: no test clip was prepared (the test split's clips failed; see "
+              f"{tmp / 'prep' / 'errors.jsonl'})", file=sys.stderr)
+        return 1
     clip = Path(data.records["test"][0]["path"])
     wave, sr = load_sr(clip)
     render(loaded, wave[: sr // 2], sr)  # warm-up (first-call allocations)

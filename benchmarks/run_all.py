@@ -5,7 +5,8 @@ object, or prefixed ``JSON``). This runner starts each script (under ``nice``) w
 arguments below, kills it when its budget runs out, and appends one record per JSON line to
 ``benchmarks/results.jsonl`` together with the run's machine description (``nproc``, CPU model,
 memory, load average, date) and the script's status/elapsed time. A script that fails, times
-out or prints no JSON still gets a record (``status``), so a gap is visible.
+out or prints no JSON still gets a record (``status``), so a gap is visible; one whose dataset
+is absent (``DEFAULT_DATA``) is not started and gets a ``skipped`` record saying what it needs.
 
 Then the results table in ``docs/performance.md`` (between the ``results:begin`` and
 ``results:end`` markers) is regenerated from the newest record(s) of every benchmark; the prose
@@ -47,7 +48,14 @@ QUICK_ARGS: dict[str, list[str]] = {
     "imagine": ["--n", "4"],
     "demo": ["--skip-full"],
     "trainer_vs_hf": ["--gates", "lin,conv", "--clips", "160", "--epochs", "3"],
+    # the committed ESC-10 classifier on its held-out fold (the measurement in its model card)
+    "classifier_reverb": ["--fold", "4", "--copies", "2", "--model", "src/auralens/presets/classifier"],
 }
+#: ESC-10 (ESC-50 layout), where the scripts that need real data read it by default.
+ESC10 = ROOT.parent / "shared" / "data" / "esc10"
+#: The dataset each script reads when its arguments name no ``--data`` (scripts left out need
+#: none by default). A script whose dataset is absent is skipped, not run.
+DEFAULT_DATA: dict[str, Path] = {"sonify": ESC10, "separation": ESC10, "classifier_reverb": ESC10}
 #: Per-script budgets in seconds (default ``--budget`` for the rest).
 BUDGETS: dict[str, float] = {"trainer_vs_hf": 1200.0, "sonify": 900.0, "demo": 900.0, "separation": 1500.0}
 #: Keys describing the machine/run rather than a measured result (left out of the table).
@@ -90,6 +98,27 @@ def machine_info() -> dict[str, Any]:
 def discover() -> dict[str, Path]:
     """``{name: script}`` for every ``benchmarks/bench_<name>.py``."""
     return {p.stem.removeprefix("bench_"): p for p in sorted(BENCH_DIR.glob("bench_*.py"))}
+
+
+def missing_data(name: str, args: list[str]) -> str | None:
+    """Why ``name`` cannot run with ``args`` for want of its dataset (None: it can).
+
+    The dataset is the ``--data`` among ``args`` (relative to the repository root, where the
+    scripts run), else the script's default in :data:`DEFAULT_DATA`; it must be an ESC-50-layout
+    folder (``meta/esc50.csv``).
+    """
+    data: Path | None = DEFAULT_DATA.get(name)
+    for i, arg in enumerate(args):
+        if arg == "--data" and i + 1 < len(args):
+            data = ROOT / args[i + 1]
+        elif arg.startswith("--data="):
+            data = ROOT / arg.split("=", 1)[1]
+    if data is None or (name == "separation" and "--rtf-only" in args):
+        return None
+    if (data / "meta" / "esc50.csv").is_file():
+        return None
+    return (f"needs an ESC-50-layout dataset at {data} (not found); "
+            f'pass one with --args "{name}=--data DIR …"')
 
 
 def parse_json_lines(text: str) -> list[dict[str, Any]]:
@@ -243,18 +272,27 @@ def main() -> int:
         machine = machine_info()
         run_id = uuid.uuid4().hex[:12]
         failed: list[str] = []
+        skipped: list[str] = []
         print(f"machine: {machine}", flush=True)
         for name, script in scripts.items():
             if (only and name not in only) or name in skip:
                 continue
             args = overrides.get(name, [] if opts.full else QUICK_ARGS.get(name, []))
             budget = opts.budget if opts.budget is not None else BUDGETS.get(name, 600.0)
+            need = missing_data(name, args)
             if opts.dry_run:
-                print(f"would run {script.name} {' '.join(args)} (budget {budget:.0f} s)")
+                print(f"would skip {script.name}: {need}" if need else
+                      f"would run {script.name} {' '.join(args)} (budget {budget:.0f} s)")
                 continue
             run_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            records, status = run_one(name, script, args, budget, opts.logs)
-            if status["status"] != "ok":
+            if need:
+                print(f"== {name}: skipped: {need}", flush=True)
+                records, status = [{"note": f"skipped: {need}"}], {
+                    "status": "skipped", "rc": None, "elapsed_s": 0.0, "script": script.name, "args": args}
+                skipped.append(name)
+            else:
+                records, status = run_one(name, script, args, budget, opts.logs)
+            if status["status"] not in ("ok", "skipped"):
                 failed.append(name)
             base = {"run_id": run_id, "run_at": run_at, "machine": machine, **status}
             rows = [{"bench": r.get("bench", name), **{k: v for k, v in r.items() if k != "bench"}, **base}
@@ -268,6 +306,8 @@ def main() -> int:
     if not opts.no_doc:
         update_doc(opts.doc, render_table(latest_records(opts.results)))
         print(f"table updated in {opts.doc}")
+    if not opts.table_only and skipped:
+        print(f"skipped (dataset absent): {', '.join(skipped)}", file=sys.stderr)
     if not opts.table_only and failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
