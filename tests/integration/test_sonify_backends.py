@@ -84,3 +84,29 @@ def test_offline_defaults_learn_on_procedural_library(tmp_path: Path) -> None:
     wave = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32) * 0.1
     out = render(loaded, wave, 22050)
     assert out.shape == (3 * 22050,) and np.all(np.isfinite(out))
+
+
+def test_render_refuses_a_model_folder_changed_since_training(tiny_model, library: Path,
+                                                              tmp_path: Path) -> None:
+    """The header records the extractor's revision; weights changed after training used to
+    render silently through a gate fitted to other embeddings."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from auralens.errors import CheckpointMismatchError
+
+    hub = tmp_path / "hubert"
+    shutil.copytree(tiny_model("hubert"), hub)
+    prep, run = tmp_path / "prep", tmp_path / "run"
+    prepare(library, f"hubert:{hub}", MEL, "features", prep, duration=1.0, limit=12,
+            cache_dir=tmp_path / "c")
+    train(prep, run, TrainConfig(gate="lin", lr=1e-2, epochs=1, batch_size=4, tensorboard=False))
+    assert render(load_run(run), np.zeros(16000, np.float32), 16000).shape == (22050,)
+    weights = load_file(hub / "model.safetensors")
+    name = next(k for k, v in weights.items() if v.dtype == np.float32)
+    weights[name] = weights[name] + np.float32(0.5)
+    save_file(weights, hub / "model.safetensors")
+    with pytest.raises(CheckpointMismatchError, match=r"the extractor .*hubert.* has changed since "
+                                                      r"this gate was trained \(revision "):
+        load_run(run)

@@ -122,6 +122,15 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
     if str(extractor.layer) != str(ext_info.get("layer")):
         raise CheckpointMismatchError(
             f"{path}: checkpoint was trained on layer {ext_info.get('layer')!r}, not {extractor.layer!r}")
+    for what, built, info in (("extractor", extractor, ext_info), ("codec", cod, cod_info)):
+        # Same backend, other weights or preprocessing (a model folder changed since training):
+        # the gate would map an embedding space it never saw. Known only where both record one.
+        old, new = str(info.get("revision") or ""), str(getattr(built, "revision", "") or "")
+        if old and new and old != new:
+            raise CheckpointMismatchError(
+                f"{path}: the {what} {info.get('spec') or built.name!r} has changed since this gate "
+                f"was trained (revision {old[:12]} → {new[:12]}: other weights or preprocessing); "
+                "render with the model it was trained on, or prepare and train again")
     model, header, norm = ckpt.load_gate(path, extractor=extractor.name, layer=extractor.layer,
                                          codec=cod.name)
     return LoadedRun(run, path, model.to(device), header, norm, extractor, cod)
