@@ -12,7 +12,6 @@ Remote code is never trusted unless ``trust_remote_code=true`` is passed in the 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -46,6 +45,56 @@ class LayerError(AuralensError, ValueError):
     """A layer name or index the model does not have."""
 
 
+class NotAModelFolderError(ModelUnavailableError):
+    """A local directory that holds no saved model (no ``config.json``, no weights file).
+
+    A :class:`ModelUnavailableError` for callers that catch that, but worded for a folder:
+    "not available offline" would send the user looking at the hub cache.
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        AuralensError.__init__(self, f"{path}: not a model folder ({detail})")
+        self.model = path
+
+
+#: Names of the files ``from_pretrained`` reads weights from.
+_WEIGHT_FILES = re.compile(r".*\.(?:safetensors|bin|pt|pth|ckpt|msgpack|h5)(?:\.index\.json)?")
+
+
+def has_weights(folder: Path) -> bool:
+    """True when ``folder`` holds a weights file (or a sharded checkpoint's index)."""
+    try:
+        return any(f.is_file() and _WEIGHT_FILES.fullmatch(f.name) for f in folder.iterdir())
+    except OSError:
+        return False
+
+
+def weights_file_problem(exc: BaseException) -> str | None:
+    """How to describe what a bad weights file raised while loading (``"corrupt weights
+    file (…)"``), or None for any other error, so real bugs still show as they are.
+
+    Covers safetensors' header/data errors and torch's zip reader, EOF and unpickling errors
+    (``.bin``); an unpickling error can also be a sound file torch refuses to unpickle, so it
+    is called unreadable, not corrupt.
+    """
+    import pickle
+
+    try:
+        import safetensors
+    except ImportError:
+        safetensors = None
+    cls = getattr(safetensors, "SafetensorError", None)
+    if (isinstance(cls, type) and isinstance(exc, cls)) or isinstance(exc, EOFError) or (
+            isinstance(exc, RuntimeError) and "PytorchStreamReader" in str(exc)):
+        what = "corrupt weights file"
+    elif isinstance(exc, pickle.UnpicklingError):
+        what = "unreadable weights file"
+    else:
+        return None
+    detail = short_error(exc)
+    return f"{what} ({detail if len(detail) <= 200 else detail[:199] + '…'})"
+
+
 def model_source(spec: ModelSpec, default: str | None = None) -> str:
     """The string to pass to ``from_pretrained``: a local directory or a hub id.
 
@@ -64,18 +113,25 @@ def model_source(spec: ModelSpec, default: str | None = None) -> str:
 
 def read_config(source: str) -> dict[str, Any]:
     """``config.json`` of a local dir or a cached hub model (no network when offline)."""
+    from auralens.io import read_json
+
     path = Path(source)
     if path.is_dir():
         cfg = path / "config.json"
-        if not cfg.exists():
-            raise ModelUnavailableError(source, "the directory has no config.json")
-        return json.loads(cfg.read_text(encoding="utf-8"))
-    try:
-        from huggingface_hub import hf_hub_download
+        if not cfg.is_file():
+            raise NotAModelFolderError(source, "no config.json")
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(source, "config.json")).read_text(encoding="utf-8"))
-    except Exception as exc:  # offline, missing, gated …
-        raise ModelUnavailableError(source, short_error(exc)) from exc
+            cfg = Path(hf_hub_download(source, "config.json"))
+        except Exception as exc:  # offline, missing, gated …
+            raise ModelUnavailableError(source, short_error(exc)) from exc
+    # JSONFileError (an AuralensError) names the file; the registry passes it through as is
+    data = read_json(cfg)
+    if not isinstance(data, dict):
+        raise AuralensError(f"{cfg}: not a JSON object")
+    return data
 
 
 def short_error(exc: BaseException) -> str:
@@ -105,22 +161,28 @@ def check_checkpoint_kind(cls: Any, source: str, subfolder: str | None = None) -
             differs from what ``cls`` loads.
     """
     from auralens.errors import CheckpointMismatchError
+    from auralens.io import read_json
 
     folder = Path(source) / subfolder if subfolder else Path(source)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # hub id, or no/unreadable config: from_pretrained reports it
+        # a corrupt config.json fails here (JSONFileError names it), not inside transformers
+        config = read_json(folder / "config.json")
+    except OSError:
+        return  # hub id, or no config: from_pretrained reports it
     if not isinstance(config, dict):
         return
     want = expected_model_type(cls)
     if want is not None:
         have = config.get("model_type")
         if have != want:
+            if not have:
+                raise CheckpointMismatchError(f"{source}: config.json has no model_type, not "
+                                              f"a {want!r} checkpoint")
+            hint = matching_backend(str(have))
             raise CheckpointMismatchError(
-                f"{source}: config.json has model_type {have!r}, not a {want!r} checkpoint; "
-                f"use the backend that matches it (e.g. '{have}:{source}')" if have else
-                f"{source}: config.json has no model_type, not a {want!r} checkpoint")
+                f"{source}: config.json has model_type {have!r}, not a {want!r} checkpoint"
+                + (f"; use the {hint[0]} backend that matches it ('{hint[1]}:{source}')"
+                   if hint else ""))
         return
     if not str(getattr(cls, "__module__", "")).startswith("diffusers"):
         return  # a processor / feature extractor: its own files say nothing of the model
@@ -129,6 +191,21 @@ def check_checkpoint_kind(cls: Any, source: str, subfolder: str | None = None) -
         found = f"class {have_class!r}" if have_class else f"model_type {config.get('model_type')!r}"
         raise CheckpointMismatchError(f"{folder}: config.json describes {found}, not a "
                                       f"{cls.__name__} checkpoint")
+
+
+def matching_backend(model_type: str) -> tuple[str, str] | None:
+    """``(stage, backend name)`` of a registered extractor or codec that loads checkpoints of
+    ``model_type`` (``"hubert"`` → extractor ``hubert``, ``"dac"`` → codec ``dac``), or None:
+    a suggestion must name a backend that exists."""
+    from auralens.codecs.base import CODECS
+    from auralens.encoders.base import EXTRACTORS
+
+    extractor = MODEL_TYPES.get(model_type)
+    if extractor and extractor in EXTRACTORS:
+        return "extractor", extractor
+    if model_type != "hf" and model_type in CODECS:
+        return "codec", model_type
+    return None
 
 
 def warn_missing_weights(model: Any, source: str, missing: Any) -> None:
@@ -152,8 +229,16 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         if Path(source).is_dir():
+            folder = Path(source) / kwargs["subfolder"] if kwargs.get("subfolder") else Path(source)
+            if is_model and isinstance(exc, OSError) and not has_weights(folder):
+                raise NotAModelFolderError(str(folder), "no weights file") from exc
             raise AuralensError(f"{source}: cannot load as {cls.__name__}: {short_error(exc)}") from exc
         raise ModelUnavailableError(source, short_error(exc)) from exc
+    except Exception as exc:
+        problem = weights_file_problem(exc)
+        if problem is None:
+            raise
+        raise AuralensError(f"{source}: cannot load as {cls.__name__}: {problem}") from exc
 
 
 def pick_device(device: str | None = None) -> str:

@@ -167,6 +167,12 @@ def check_values(backend: str, params: Mapping[str, Any],
         rule = (rules or {}).get(key) or VALUE_RULES.get(key)
         if rule is not None and not rule[0](value):
             raise SpecError(f"{backend} option {key} must be {rule[1]}, got {value!r}")
+    device = params.get("device")
+    if isinstance(device, str) and device != "auto":
+        # a device this machine lacks fails here, not after separation ran
+        from auralens.devices import check_device
+
+        check_device(device, SpecError, f"{backend} option device")
     if params.get("dtype") not in (None, "auto"):
         try:
             resolve_dtype(params["dtype"], "cpu")
@@ -188,9 +194,11 @@ def local_dir(model_id: str) -> Path | None:
 
 def read_json_file(path: Path) -> dict[str, Any]:
     """A model folder's JSON file as a dict (one-line error when it is not JSON)."""
+    from auralens.io import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json(path)  # JSONFileError: "<file>: not valid JSON (line L column C: …)"
+    except OSError as exc:
         raise AuralensError(f"{path}: not a readable JSON file ({exc})") from exc
     if not isinstance(data, dict):
         raise AuralensError(f"{path}: not a JSON object")
@@ -258,6 +266,32 @@ def check_hf_chat_spec(backend: str, model_id: str, params: Mapping[str, Any],
     if path is not None and not has_chat_template(path):
         raise AuralensError(f"{model_id}: tokenizer has no chat template; use an "
                             "instruction-tuned (chat) model")
+    if path is not None:
+        from transformers import AutoModelForCausalLM
+
+        # e.g. an audio-language model has a chat template too, but no causal-LM class
+        if auto_class_loads(path, [AutoModelForCausalLM]) is False:
+            raise AuralensError(f"{model_id}: not a causal language model (config.json: "
+                                f"{model_kind(path).strip() or 'no model_type'}); {backend} "
+                                "needs a text chat LLM")
+
+
+def auto_class_loads(path: Path, auto_classes: Iterable[Any]) -> bool | None:
+    """Whether one of transformers' ``AutoModelFor…`` classes loads a model folder, judged
+    from ``config.json`` alone (its ``model_type``, or an ``auto_map`` entry for remote code);
+    None when the installed transformers does not expose its mappings."""
+    cfg = read_json_file(path / "config.json")
+    auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
+    known = False
+    for cls in auto_classes:
+        if cls.__name__ in auto_map:
+            return True
+        names = getattr(getattr(cls, "_model_mapping", None), "_model_mapping", None)
+        if isinstance(names, Mapping):
+            known = True
+            if cfg.get("model_type") in names:
+                return True
+    return False if known else None
 
 
 def check_openai_spec(backend: str, model: str, params: Mapping[str, Any],
@@ -278,7 +312,9 @@ def resolve_device(device: str | None = "auto") -> str:
     import torch
 
     if device and device != "auto":
-        return device
+        from auralens.devices import check_device
+
+        return str(check_device(str(device)))  # one line, not torch's error at .to(device)
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -395,11 +431,20 @@ def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) ->
     Raises:
         ModelUnavailableError: when the files are neither a local directory nor in the cache.
     """
+    from auralens.encoders.hf import weights_file_problem
+
     try:
         return loader(model_id, **kwargs)
     except OSError as exc:  # hub/cache misses surface as OSError subclasses
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelUnavailableError(model_id, detail[:300]) from exc
+    except Exception as exc:
+        problem = weights_file_problem(exc)
+        if problem is None:
+            raise
+        owner = getattr(loader, "__self__", None)
+        what = getattr(owner, "__name__", None) or getattr(loader, "__qualname__", "a model")
+        raise AuralensError(f"{model_id}: cannot load as {what}: {problem}") from exc
 
 
 # --------------------------------------------------------------------------- HF generation

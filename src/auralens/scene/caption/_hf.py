@@ -38,6 +38,15 @@ def check_audio_model(model_id: str, what: str = "audio model",
     if expect and not any(e in kind.lower() for e in expect):
         raise AuralensError(f"{model_id}: not a {label} model (config.json: "
                             f"{kind.strip() or 'no model_type'})")
+    if what == "audio-language model" and not expect:
+        from auralens.scene.caption.hf_audio_text import audio_text_classes
+
+        # an audio encoder or classifier (AST, HuBERT …) has a feature extractor too, but
+        # none of the text-generating classes the audio-LLM loader tries takes it
+        if llm.auto_class_loads(path, audio_text_classes()) is False:
+            raise AuralensError(f"{model_id}: not an audio-language model (config.json: "
+                                f"{kind.strip() or 'no model_type'}); give a model that "
+                                "answers in text about audio, such as Qwen2-Audio")
 
 
 def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -86,6 +85,8 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
         what = "a file" if path.is_file() else "no model_index.json"
         raise AuralensError(f"{model_id}: not a diffusers pipeline ({what}); give a folder "
                             "saved with save_pretrained or a hub id such as sd3.5")
+    if path is not None:
+        read_json_file(path / "model_index.json")  # a corrupt index fails here, named
     multiple = size_multiple(model_id)
     for key in ("width", "height"):
         value = params.get(key)
@@ -148,7 +149,7 @@ class DiffusersGenerator(ImageGenerator):
         index = Path(model_id) / "model_index.json"
         name = ""
         if index.exists():
-            name = str(json.loads(index.read_text()).get("_class_name", ""))
+            name = str(read_json_file(index).get("_class_name", ""))
         elif "stable-diffusion-3" in model_id:
             name = "StableDiffusion3Pipeline"
         if name and hasattr(diffusers, name):
