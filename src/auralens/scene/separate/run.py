@@ -38,18 +38,33 @@ def train_config(path: str | Path | None, overrides: dict[str, Any] | None = Non
                  sets: list[str] | None = None) -> Any:
     """Build a :class:`~auralens.scene.separate.train.TrainConfig` from YAML + overrides.
 
-    The YAML may hold the fields at the top level or under a ``train:`` key.
+    The YAML may hold the fields at the top level or under a ``train:`` key; beside ``train:``
+    no other top-level key is read, so any is refused (naming the file and the keys).
     """
     from auralens.config import ConfigError, apply_overrides, load_yaml
     from auralens.scene.separate.train import TrainConfig
 
+    names = {f.name for f in fields(TrainConfig)}
     data: dict[str, Any] = {}
     if path is not None:
         loaded = load_yaml(path)
-        data = dict(loaded.get("train", loaded))
+        if "train" in loaded:
+            other = sorted(map(str, set(loaded) - {"train"}))
+            if other:
+                raise ConfigError(f"{path}: top-level key(s) {other} beside 'train:' would be "
+                                  "ignored; put training options (model options as model: {...}) "
+                                  "under train:")
+            section = loaded["train"] if loaded["train"] is not None else {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path}: 'train:' must be a mapping of training options, "
+                                  f"got {section!r}")
+            loaded = section
+        unknown = sorted(map(str, set(loaded) - names))
+        if unknown:
+            raise ConfigError(f"{path}: unknown training option(s) {unknown}; known: {sorted(names)}")
+        data = dict(loaded)
     data.update(overrides or {})
     data = apply_overrides(data, sets)
-    names = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(names)}")

@@ -14,14 +14,22 @@ Data (``DATA``):
 
 Outputs in ``RUN``: ``last.safetensors`` + ``last_state.pt`` (optimizer, step, RNG and a copy
 of the weights; loaded with ``torch.load(weights_only=True)``), ``best.safetensors`` (highest validation MSi),
-``history.jsonl``, TensorBoard events in ``RUN/tb``, and ``run.json``.
+``history.jsonl``, TensorBoard events in ``RUN/tb``, and ``run.json``. While no epoch has a
+validation MSi (a validation set without a multi-source mixture has none; a warning and a
+``run.json`` note say so) ``best.safetensors`` follows the latest epoch.
+
+A run trains on one ``DATA``: resuming with a folder that holds other clips is refused (a moved
+or copied folder only warns), and options that the ``DATA`` kind would leave unused are refused
+rather than recorded (see :func:`check_options`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -43,7 +51,7 @@ from auralens.io import (
     write_run_json,
 )
 from auralens.scene.separate.loss import assigned_loss, pit_loss
-from auralens.scene.separate.metrics import score_mixture, summarize
+from auralens.scene.separate.metrics import ACTIVE_REF_RMS, score_mixture, summarize
 from auralens.scene.separate.tdcnpp import (
     TDCNpp,
     TDCNppConfig,
@@ -74,7 +82,7 @@ class TrainConfig:
         lr: Adam learning rate.
         grad_clip: max gradient norm.
         train_folds / val_folds: ESC-50 folds for dynamic mixing.
-        max_sources: mixtures have 1 … max_sources sources (≤ model outputs).
+        max_sources: mixtures have 1 … max_sources sources (at most the model's outputs).
         gain_db_min: source gains are uniform in ``[gain_db_min, 0]`` dB.
         n_val: validation mixtures.
         val_seconds: their length.
@@ -93,7 +101,8 @@ class TrainConfig:
         recipe_seconds: with ``recipe: fuss``, length of each example before cropping.
         rooms: with ``recipe: fuss``, size of the precomputed room bank (0: dry).
         count_weights: relative frequency of 1, 2, … sources per training mixture (empty:
-            uniform); validation keeps equal shares.
+            uniform; at most ``max_sources`` entries); validation keeps equal shares. With
+            FUSS-layout ``DATA`` it shapes only the ``dynamic_data`` mixtures.
         keep: also keep every epoch's weights as ``RUN/keep/step{N}.safetensors`` (for
             ``auralens separate average`` or a choice on another data set).
         loss: ``fuss`` (thresholded SNR, the FUSS baseline's) or ``si-snr`` (active pairs
@@ -185,19 +194,37 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- data
 
 
+def _pool_signature(root: Path, clips: list[Any], sr: int) -> str:
+    """What a decoded pool was made from: the resolved folder, the rate and each clip's name,
+    label, size and modification time (stat only, so a start stays fast)."""
+    h = hashlib.sha256(f"{Path(root).resolve()}\t{sr}\n".encode())
+    for clip in clips:
+        try:
+            st = os.stat(clip.path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1
+        h.update(f"{Path(clip.path).name}\t{clip.label}\t{size}\t{mtime}\n".encode())
+    return h.hexdigest()
+
+
 def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None) -> tuple[list[np.ndarray], list[str]]:
-    """Decode every clip of ``folds`` at ``sr`` (cached as one npz)."""
+    """Decode every clip of ``folds`` at ``sr`` (cached as one npz, reused only for the same
+    folder and clips: the cache file is named by folds and rate alone)."""
     from auralens.audio import load
     from auralens.data.esc50 import load_esc50
 
     key = f"pool-{'-'.join(map(str, folds))}-{sr}.npz"
-    if cache is not None and (cache / key).exists():
-        data = np.load(cache / key, allow_pickle=False)
-        n = int(data["n"])
-        return [data[f"w{i}"] for i in range(n)], [str(x) for x in data["labels"]]
     clips = load_esc50(root, folds=folds)
     if not clips:
         raise TrainError(f"{root}: no clips in folds {folds}")
+    signature = _pool_signature(root, clips, sr)
+    if cache is not None and (cache / key).exists():
+        with np.load(cache / key, allow_pickle=False) as data:
+            if "signature" in data.files and str(data["signature"]) == signature:
+                n = int(data["n"])
+                return [data[f"w{i}"] for i in range(n)], [str(x) for x in data["labels"]]
+        log.info("%s: decoded from other clips than %s folds %s; decoding again", cache / key, root, folds)
     waves, labels = [], []
     from auralens.progress import progress
 
@@ -209,7 +236,8 @@ def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None) -> tup
 
         cache.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache / key) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, n=len(waves), labels=np.array(labels), **{f"w{i}": w for i, w in enumerate(waves)})
+            np.savez(fh, n=len(waves), labels=np.array(labels), signature=np.array(signature),
+                     **{f"w{i}": w for i, w in enumerate(waves)})
     return waves, labels
 
 
@@ -429,6 +457,121 @@ def _count_sampler(weights: list[float], max_sources: int) -> Any:
     return lambda rng: int(rng.choice(len(p), p=p)) + 1
 
 
+def data_kind(data: Path) -> str:
+    """``"esc50"`` (``meta/esc50.csv``) or ``"fuss"`` (``manifest.jsonl`` or a ``train/`` folder).
+
+    Raises:
+        TrainError: ``data`` is missing or of neither layout.
+    """
+    data = Path(data)
+    if not data.exists():
+        raise TrainError(f"{data}: training data not found")
+    if (data / "meta" / "esc50.csv").exists():
+        return "esc50"
+    if (data / "manifest.jsonl").exists() or (data / "train").is_dir():
+        return "fuss"
+    raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder "
+                     "(manifest.jsonl of auralens data mix, or the release's train/ folder)")
+
+
+def _check_data(data: Path, kind: str, cfg: TrainConfig) -> None:
+    """Refuse data that would give no training or validation examples, before any work."""
+    from auralens.data.esc50 import load_esc50
+
+    if kind == "esc50":
+        for name in ("train_folds", "val_folds"):
+            if not load_esc50(data, folds=getattr(cfg, name)):
+                raise TrainError(f"{data}: no clips in {name} {getattr(cfg, name)}")
+    elif not _fuss_records(data, "train") or not (_fuss_records(data, "validation")
+                                                   or _fuss_records(data, "eval")):
+        raise TrainError(f"{data}: needs train and validation/eval mixtures")
+    if cfg.dynamic_data and not (Path(cfg.dynamic_data) / "meta" / "esc50.csv").exists():
+        raise TrainError(f"{cfg.dynamic_data}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
+
+
+#: Audio files whose first bytes enter :func:`data_signature` (a stride through longer lists),
+#: so that the check costs about the same on ESC-10 and on the FUSS release.
+_SIGNATURE_HEADS = 4096
+
+
+def data_signature(data: Path, kind: str, folds: list[int] | None = None) -> str:
+    """A short hash of what training reads from ``data``: each audio file's path relative to
+    ``data``, size and (for up to :data:`_SIGNATURE_HEADS` of them) first 4 KiB, plus the
+    clips' labels and folds (ESC-50, only ``folds``) or the ``manifest.jsonl`` (FUSS). Another
+    library with the same names and sizes is told apart; a moved or copied folder is not."""
+    from auralens.data.esc50 import load_esc50
+
+    data = Path(data)
+    base = os.path.abspath(data)  # paths relative to the folder itself, however it was named
+    h = hashlib.sha256()
+    if kind == "esc50":
+        clips = load_esc50(data, folds=folds)
+        paths = [Path(c.path) for c in clips]
+        h.update("".join(f"{c.id}\t{c.label}\t{c.fold}\n" for c in clips).encode())
+    else:
+        if (data / "manifest.jsonl").is_file():
+            h.update(hashlib.sha256((data / "manifest.jsonl").read_bytes()).digest())
+        records = [r for split in ("train", "validation", "eval") for r in _fuss_records(data, split)]
+        paths = [Path(p) for r in records for p in (r.mixture, *(src.path for src in r.sources))]
+    stride = max(1, math.ceil(len(paths) / _SIGNATURE_HEADS))
+    for i, path in enumerate(paths):
+        try:
+            size = path.stat().st_size
+            head = b""
+            if i % stride == 0:
+                with open(path, "rb") as fh:
+                    head = fh.read(4096)
+        except OSError:
+            size, head = -1, b""
+        rel = os.path.relpath(os.path.abspath(path), base)
+        h.update(f"{rel}\t{size}\t".encode() + hashlib.sha256(head).digest())
+    return h.hexdigest()[:16]
+
+
+def check_options(cfg: TrainConfig, kind: str, data: Path, num_sources: int) -> list[str]:
+    """Refuse options that ``DATA`` of ``kind`` would leave unused, so a run records only the
+    settings it trained with; returns notes on options that apply in part.
+
+    Options left at their defaults are not checked (they are recorded, as every default is).
+
+    Raises:
+        TrainError: ``max_sources`` above the model's outputs, more ``count_weights`` than
+            ``max_sources``, or a changed option that does not apply to this ``DATA``.
+    """
+    if cfg.max_sources > num_sources:
+        raise TrainError(f"max_sources {cfg.max_sources} is more than the model's {num_sources} "
+                         "outputs (model.num_sources)")
+    if len(cfg.count_weights) > cfg.max_sources:
+        raise TrainError(f"count_weights has {len(cfg.count_weights)} entries (1 … "
+                         f"{len(cfg.count_weights)} sources) but max_sources is {cfg.max_sources}")
+    default = TrainConfig()
+    unused: dict[str, str] = {}
+    if kind == "esc50":
+        for name in ("dynamic_data", "dynamic_share"):
+            unused[name] = "applies to FUSS-layout DATA only"
+        if cfg.recipe == "dry":
+            for name in ("rooms", "recipe_seconds"):
+                unused[name] = "applies with recipe 'fuss' only"
+        else:
+            unused["gain_db_min"] = "applies with recipe 'dry' only (recipe 'fuss' draws its own levels)"
+    else:
+        for name in ("recipe", "rooms", "recipe_seconds", "val_folds"):
+            unused[name] = "applies to ESC-50 DATA only"
+        if not cfg.dynamic_data:
+            for name in ("train_folds", "max_sources", "gain_db_min", "count_weights", "dynamic_share"):
+                unused[name] = "applies with FUSS-layout DATA only to dynamic_data mixtures, and none is given"
+    bad = [f"{n} {getattr(cfg, n)!r} ({why})" for n, why in unused.items()
+           if getattr(cfg, n) != getattr(default, n)]
+    if bad:
+        what = "an ESC-50" if kind == "esc50" else "a FUSS-layout"
+        raise TrainError(f"{data} is {what} folder, which leaves these options unused: {'; '.join(bad)}")
+    notes = []
+    if kind == "fuss" and cfg.count_weights:
+        notes.append(f"count_weights shapes only the dynamic_data mixtures (dynamic_share "
+                     f"{cfg.dynamic_share}); the FUSS crops keep their own source counts")
+    return notes
+
+
 # ----------------------------------------------------------------------------- loop
 
 
@@ -604,27 +747,58 @@ def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
 RESUME_MAY_CHANGE = ("steps", "lr", "threads", "device", "keep")
 
 
+#: Keys of the stored settings that name the data rather than a training option.
+_DATA_KEYS = ("data", "data_signature", "dynamic_data_signature")
+
+
 def _run_settings(cfg: TrainConfig, data: str | Path) -> str:
-    """The settings a resume must keep, as JSON (stored in ``last_state.pt``). The model
+    """The settings a resume must keep, as JSON (stored in ``last_state.pt``): the options,
+    the resolved ``DATA`` and :func:`data_signature` of it (and of ``dynamic_data``). The model
     options are left to the checkpoint's own config check."""
     kept = {k: v for k, v in asdict(cfg).items() if k not in (*RESUME_MAY_CHANGE, "model", "preset")}
-    return json.dumps({**kept, "data": str(Path(data).resolve())}, sort_keys=True)
+    extra: dict[str, Any] = {"data": str(Path(data).resolve())}
+    try:
+        kind = data_kind(Path(data))
+    except TrainError:
+        kind = None  # nothing to sign; training refuses such data before it gets here
+    if kind is not None:
+        extra["data_signature"] = data_signature(
+            Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None)
+    if cfg.dynamic_data and (Path(cfg.dynamic_data) / "meta" / "esc50.csv").exists():
+        extra["dynamic_data_signature"] = data_signature(Path(cfg.dynamic_data), "esc50", cfg.train_folds)
+    return json.dumps({**kept, **extra}, sort_keys=True)
 
 
-def _check_resume_settings(out: Path, state: dict[str, Any], cfg: TrainConfig, data: str | Path) -> None:
-    """Refuse to resume with other settings than the run was started with (states written
-    before settings were stored are resumed unchecked). A moved data folder only warns."""
+def _check_resume_settings(out: Path, state: dict[str, Any], settings: str) -> None:
+    """Refuse to resume with other settings, or other data, than the run was started with
+    (states written before settings were stored are resumed unchecked). The same data in a
+    moved or copied folder only warns; a state written before data signatures were stored is
+    refused when its data folder still exists beside the new one."""
     if "settings" not in state:
         return
-    before, now = json.loads(state["settings"]), json.loads(_run_settings(cfg, data))
-    if before.get("data") != now["data"]:
-        log.warning("%s: the run was trained on %s, resumed on %s", out, before.get("data"), now["data"])
+    before, now = json.loads(state["settings"]), json.loads(settings)
     changed = [f"{k} {before.get(k)!r} → {now[k]!r}" for k in sorted(now)
-               if k != "data" and before.get(k) != now[k]]
+               if k not in _DATA_KEYS and before.get(k) != now[k]]
     if changed:
         raise TrainError(f"{out}: resumed with other settings ({'; '.join(changed)}); only "
                          f"{', '.join(RESUME_MAY_CHANGE)} may change — use another --out, or "
                          "--init from this run's checkpoint")
+    hint = (f"use another --out (--init {out / 'last.safetensors'} continues from this run's "
+            f"weights), or delete {out} to start over")
+    old_sig, new_sig = before.get("data_signature"), now.get("data_signature")
+    if before.get("data") != now["data"] or (old_sig is not None and old_sig != new_sig):
+        # An older state has no signature: a data folder still there is another folder.
+        same = (old_sig == new_sig) if old_sig is not None else not Path(str(before.get("data"))).exists()
+        if not same:
+            raise TrainError(f"{out}: the run was trained on {before.get('data')}, and "
+                             f"{now['data']} holds other data (other clips or files); a run trains "
+                             f"on one DATA — {hint}")
+        log.warning("%s: the run was trained on %s, resumed on %s (the same files)", out,
+                    before.get("data"), now["data"])
+    old_dyn = before.get("dynamic_data_signature")
+    if old_dyn is not None and old_dyn != now.get("dynamic_data_signature"):
+        raise TrainError(f"{out}: dynamic_data {now.get('dynamic_data')} holds other clips than when "
+                         f"the run started — {hint}")
 
 
 def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
@@ -689,20 +863,23 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         ``{"best": {...}, "last": {...}, "step": int}``.
 
     Raises:
-        TrainError: unusable data, a run directory whose checkpoint files disagree, a resume
-            with other settings than :data:`RESUME_MAY_CHANGE`, or ``steps`` below the run's.
+        TrainError: unusable data, options this data leaves unused (:func:`check_options`),
+            crops or validation mixtures shorter than one STFT window, a run directory whose
+            checkpoint files disagree, a resume with other settings than
+            :data:`RESUME_MAY_CHANGE` or with other data, or ``steps`` below the run's. What the
+            inputs alone decide is refused before ``out`` is created.
     """
     from auralens.progress import progress
 
     cfg = cfg or TrainConfig()
-    out = Path(out)
+    out, data = Path(out), Path(data)
     check_out_dir(out, TrainError, " (--out names the run directory)")
+    # Everything that can be refused from the inputs is checked before --out is created, so
+    # a refused run leaves no empty run folder behind.
+    kind = data_kind(data)
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     device = _device(cfg.device, acc)
-    out.mkdir(parents=True, exist_ok=True)
-    if main:
-        remove_stale_temps(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -712,10 +889,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     except CheckpointMismatchError as exc:
         raise TrainError(f"model options: {exc}") from None
     if cfg.assign == "classes":
-        model_cfg = class_slots(Path(data), cfg, model_cfg)
-    if cfg.crop_seconds * model_cfg.sample_rate < model_cfg.n_fft:
-        raise TrainError(f"crop_seconds {cfg.crop_seconds} is shorter than one STFT window "
-                         f"({model_cfg.n_fft} samples)")
+        model_cfg = class_slots(data, cfg, model_cfg)
+    for name in ("crop_seconds", "val_seconds"):
+        if getattr(cfg, name) * model_cfg.sample_rate < model_cfg.n_fft:
+            raise TrainError(f"{name} {getattr(cfg, name)} is shorter than one STFT window "
+                             f"({model_cfg.n_fft} samples)")
+    notes = check_options(cfg, kind, data, model_cfg.num_sources)
+    _check_data(data, kind, cfg)
+    settings = _run_settings(cfg, data)
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
@@ -723,7 +904,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     if last_ckpt.exists() and last_state.exists():
         model, state = _resume_state(out, model_cfg)
         step, best_msi = int(state["step"]), float(state["best_msi"])
-        _check_resume_settings(out, state, cfg, data)
+        _check_resume_settings(out, state, settings)
         if step > cfg.steps:
             raise TrainError(f"{out}: the run is at step {step}, past --steps {cfg.steps}; "
                              "give more steps to go on, or another --out")
@@ -736,6 +917,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         model, state = init_model(init, model_cfg), None
     else:
         model, state = TDCNpp(model_cfg), None
+    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_stale_temps(out)
     acc.wait_for_everyone()  # everyone has read the run directory before the main process edits it
     if main and hist_path.exists():
         # Lines after the checkpoint's step (all of them on a fresh start) come from an epoch a
@@ -752,14 +936,25 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     sr = model_cfg.sample_rate
     with acc.main_process_first():  # the main process fills the decode cache, the others read it
         slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
-        sampler, val = make_sources(Path(data), cfg, model_cfg.num_sources, sr, out / "cache", slots)
+        sampler, val = make_sources(data, cfg, model_cfg.num_sources, sr, out / "cache", slots)
+    if val and val[0][0].shape[-1] < model_cfg.n_fft:  # FUSS validation mixtures may be short
+        raise TrainError(f"{data}: the validation mixtures are {val[0][0].shape[-1]} samples long, "
+                         f"shorter than one STFT window ({model_cfg.n_fft} samples)")
+    if not any(int((np.sqrt((refs**2).mean(-1)) > ACTIVE_REF_RMS).sum()) >= 2 for _, refs in val):
+        notes.append(f"none of the {len(val)} validation mixtures has two or more sources, so "
+                     "validation MSi is undefined and best.safetensors is the latest epoch's "
+                     "(more validation mixtures, n_val, give MSi)")
+    for note in notes:
+        log.warning("%s: %s", out, note)
     crop = int(cfg.crop_seconds * sr)
     draw_count = _count_sampler(cfg.count_weights, min(cfg.max_sources, model_cfg.num_sources))
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tb"))
+        # Steps after the checkpoint were logged by a run cut short; TensorBoard drops its
+        # events from this step on (the redone steps are logged once).
+        writer = SummaryWriter(str(out / "tb"), purge_step=step + 1)
     core = model
     model, opt = acc.prepare(model, opt)
     n_params = sum(p.numel() for p in core.parameters())
@@ -803,7 +998,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                     "elapsed_s": round(time.perf_counter() - t0, 1)}
             losses = []
             score = summary["MSi"] if math.isfinite(summary["MSi"]) else -math.inf
-            improved = score > best_msi or not (out / "best.safetensors").exists()
+            # Until an epoch has a MSi, the latest epoch is the best one known.
+            improved = score > best_msi or best_msi == -math.inf or not (out / "best.safetensors").exists()
             if improved:
                 best_msi = score
             if main:
@@ -825,20 +1021,22 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                 with atomic_path(last_state) as tmp:
                     torch.save({"optimizer": opt.state_dict(), "step": step + 1, "best_msi": best_msi,
                                 "rng": _rng_state(rng), "torch_rng": torch.get_rng_state(),
-                                "settings": _run_settings(cfg, data),
+                                "settings": settings,
                                 "model": {k: v.detach().cpu() for k, v in core.state_dict().items()}},
                                tmp)
             acc.wait_for_everyone()  # nobody starts the next epoch before its files exist
     if writer is not None:
         writer.close()
     history = read_jsonl(hist_path)
-    best = max(history, key=_msi_key) if history else {}
+    scored = [h for h in history if math.isfinite(_msi_key(h))]
+    best = max(scored, key=_msi_key) if scored else (history[-1] if history else {})
     if main:
         write_run_json(out, command="separate train",
                        config={"train": asdict(cfg), "model": model_cfg.to_dict(), "data": str(data)},
                        seed=cfg.seed, timings={"train": time.perf_counter() - t0},
                        models={"separator": "tdcnpp", "parameters": n_params},
                        extra={"best": best, "last": last or (history[-1] if history else {}),
-                              "num_processes": world})
+                              "best_by": "val_MSi" if scored else "latest epoch (no validation MSi)",
+                              "notes": notes, "num_processes": world})
     acc.wait_for_everyone()
     return {"best": best, "last": last, "step": cfg.steps}
