@@ -738,12 +738,7 @@ def _load_items(report_dir: Path) -> list[dict[str, Any]]:
     items_path = report_dir / "items.json"
     if not items_path.exists():
         raise ReportError(f"{report_dir}: no items.json; build it with `auralens sonify report`")
-    try:
-        items = read_json(items_path)
-    except AuralensError:
-        raise  # already names the file
-    except ValueError as exc:
-        raise ReportError(f"{items_path}: not valid JSON ({exc})") from None
+    items = read_json(items_path)  # a damaged file: JSONFileError, naming it
     if not isinstance(items, list) or not all(
             isinstance(it, dict) and {"id", "run", "version", "clip", *MEDIA_KINDS} <= set(it)
             for it in items):

@@ -232,15 +232,13 @@ def _prepared_config(ldir: Path) -> dict[str, Any]:
     Raises:
         PrepareError: the file is not valid JSON (naming it).
     """
-    from auralens.errors import AuralensError
+    from auralens.io import JSONFileError
 
     path = ldir / "prep" / "run.json"
     try:
         record = read_json(path)
-    except AuralensError:
-        raise  # already names the file
-    except ValueError as exc:
-        raise PrepareError(f"{path}: not valid JSON ({exc}); --overwrite prepares it again") from None
+    except JSONFileError as exc:  # names the file already
+        raise PrepareError(f"{exc}; --overwrite prepares it again") from None
     config = record.get("config") if isinstance(record, dict) else None
     return config if isinstance(config, dict) else {}
 
