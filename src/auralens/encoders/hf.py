@@ -77,8 +77,6 @@ def weights_file_problem(exc: BaseException) -> str | None:
     (``.bin``); an unpickling error can also be a sound file torch refuses to unpickle, so it
     is called unreadable, not corrupt.
     """
-    import pickle
-
     try:
         import safetensors
     except ImportError:
@@ -87,7 +85,7 @@ def weights_file_problem(exc: BaseException) -> str | None:
     if (isinstance(cls, type) and isinstance(exc, cls)) or isinstance(exc, EOFError) or (
             isinstance(exc, RuntimeError) and "PytorchStreamReader" in str(exc)):
         what = "corrupt weights file"
-    elif isinstance(exc, pickle.UnpicklingError):
+    elif type(exc).__name__ == "UnpicklingError":  # by name: this package never imports pickle
         what = "unreadable weights file"
     else:
         return None
