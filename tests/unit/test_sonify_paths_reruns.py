@@ -62,17 +62,23 @@ def test_runs_record_absolute_paths_and_render_the_same_clips_elsewhere(
     originals = {p.name: p.read_bytes() for p in (trained / "run" / "renders" / "original").glob("*.wav")}
     assert originals
     # Another directory holding a library and a PREP of the same names but other audio.
+    assert _render_from_elsewhere(trained, tmp_path, monkeypatch) == originals
+    # Resuming from the parent directory keeps the absolute record.
+    monkeypatch.chdir(tmp_path)
+    train(Path("a") / "prep", Path("a") / "run", _cfg(epochs=2), resume=True)
+    assert read_json(trained / "run" / "run.json")["config"]["prepared"] == str(trained / "prep")
+
+
+def _render_from_elsewhere(trained: Path, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Render the test split again from a directory holding a library of the same names but
+    other audio; the originals it wrote, by file name."""
     other = tmp_path / "b"
     other.mkdir()
     write_library(other / "lib", per_class=4, seed=7)
     monkeypatch.chdir(other)
     render_split(trained / "run", "test", overwrite=True)
-    again = {p.name: p.read_bytes() for p in (trained / "run" / "renders" / "original").glob("*.wav")}
-    assert again == originals
-    # Resuming from the parent directory keeps the absolute record.
-    monkeypatch.chdir(tmp_path)
-    train(Path("a") / "prep", Path("a") / "run", _cfg(epochs=2), resume=True)
-    assert read_json(trained / "run" / "run.json")["config"]["prepared"] == str(trained / "prep")
+    return {p.name: p.read_bytes() for p in (trained / "run" / "renders" / "original").glob("*.wav")}
 
 
 def test_relative_clip_paths_of_older_versions_resolve_against_data(
@@ -88,13 +94,7 @@ def test_relative_clip_paths_of_older_versions_resolve_against_data(
     write_jsonl(prep / "index.jsonl", legacy)
     assert legacy[0]["path"].startswith("lib/")
     assert resolve_clip_path(legacy[0], prep) == Path(index[0]["path"])
-    other = tmp_path / "b"
-    other.mkdir()
-    write_library(other / "lib", per_class=4, seed=7)
-    monkeypatch.chdir(other)
-    render_split(trained / "run", "test", overwrite=True)
-    again = {p.name: p.read_bytes() for p in (trained / "run" / "renders" / "original").glob("*.wav")}
-    assert again == originals
+    assert _render_from_elsewhere(trained, tmp_path, monkeypatch) == originals
 
 
 def test_missing_prep_is_named_in_one_line(trained: Path) -> None:
