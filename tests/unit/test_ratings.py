@@ -132,3 +132,17 @@ def test_a_ratings_file_with_a_byte_order_mark_is_appended_to_and_read(tmp_path)
     save_rating(p, rater="ann", run="r", version="v", clip="c1", visual=4, audio=2)
     assert p.read_text(encoding="utf-8").startswith("\ufeff")
     assert [(r.rater, r.clip, r.visual, r.audio) for r in load_ratings(p)] == [("ann", "c1", 4, 2)]
+
+
+def test_a_file_ending_inside_a_quoted_field_is_not_appended_to(tmp_path) -> None:
+    """The new row used to vanish into the open comment of the last one, reported as saved."""
+    path = tmp_path / "r.csv"
+    save_rating(path, rater="ann", run="r", version="r/raw", clip="c", visual=5, audio=5,
+                comment='say "hi", twice')  # doubled quotes inside a field are fine
+    save_rating(path, rater="bob", run="r", version="r/raw", clip="c", visual=4, audio=4)
+    assert len(load_ratings(path)) == 2
+    path.write_text(path.read_text() + '2026-01-01T00:00:00,cy,r,r/raw,c,1,1,"open quote')
+    before = path.read_bytes()
+    with pytest.raises(RatingError, match="ends inside a quoted field"):
+        save_rating(path, rater="dan", run="r", version="r/raw", clip="c", visual=2, audio=2)
+    assert path.read_bytes() == before

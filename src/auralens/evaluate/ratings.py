@@ -139,6 +139,9 @@ def save_rating(csv_path: str | Path, rating: Rating | None = None, **fields_: A
             if sorted(header) != sorted(COLUMNS):
                 raise RatingError(f"{path}: not a ratings CSV (its header is {','.join(header)!r}; "
                                   f"expected the columns {','.join(COLUMNS)}); choose another file")
+            if old.count('"') % 2:  # CSV doubles quotes inside fields: an odd count is an open one
+                raise RatingError(f"{path}: ends inside a quoted field (an unfinished row would "
+                                  "swallow the new rating); mend the file or choose another")
         writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
         if not old.strip():
             writer.writeheader()
