@@ -219,21 +219,16 @@ def stale_renders(run: Path) -> str | None:
     """
     if not ((run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()):
         return None
-    from auralens.sonify.render import renders_stale, run_checkpoint
+    from auralens.sonify.render import existing_renders, renders_stale, run_checkpoint
 
     renders = run / "renders"
-    manifest = renders / "run.json"
     previous: dict[str, Any] = {}
-    if not manifest.is_file():
+    if not (renders / "run.json").is_file():
         # `sonify render` renders such a folder again too
         why = "renders/ holds no run.json saying which checkpoint made them"
     else:
-        try:
-            data = read_json(manifest)
-            cfg = data.get("config") if isinstance(data, dict) else None
-            previous = dict(cfg) if isinstance(cfg, dict) else {}
-        except ValueError:  # unreadable: no recorded checkpoint, as `sonify render` reads it
-            previous = {}
+        # unreadable: no recorded checkpoint, as `sonify render` reads it
+        previous = existing_renders(renders) or {}
         checkpoint = run_checkpoint(run)
         reason = renders_stale(renders, previous, checkpoint)
         if reason is None:

@@ -273,14 +273,17 @@ def renders_stale(out: Path, previous: dict[str, Any], checkpoint: Path) -> str 
     return None
 
 
-def _existing_renders(out: Path) -> dict[str, Any] | None:
-    """``renders/run.json["config"]`` when ``out`` holds renders, None when it holds none."""
+def existing_renders(out: Path) -> dict[str, Any] | None:
+    """``renders/run.json["config"]`` when ``out`` holds renders ({} when that file records
+    none or cannot be read), None when it holds none."""
     manifest = out / "run.json"
     if manifest.is_file():
         try:
-            return dict(read_json(manifest).get("config") or {})
+            record = read_json(manifest)
         except ValueError:
             return {}
+        config = record.get("config") if isinstance(record, dict) else None
+        return dict(config) if isinstance(config, dict) else {}
     has_audio = out.is_dir() and any(p.is_dir() and any(p.glob("*.wav")) for p in out.iterdir())
     return {} if has_audio else None
 
@@ -368,7 +371,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         index = index[: int(limit)]
     out = run / "renders"
     identity = checkpoint_identity(loaded.checkpoint)
-    previous = _existing_renders(out)
+    previous = existing_renders(out)
     kept: list[str] = []
     if previous is not None and overwrite:
         _clear_renders(out)
