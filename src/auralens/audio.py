@@ -90,22 +90,28 @@ class AudioInfo:
         return "clipped" in self.flags
 
 
-def _read(path: Path, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+def _read(path: Path, max_duration: float | None = None,
+          head: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     if path.suffix.lower() in FFMPEG_SUFFIXES:
-        return _read_ffmpeg(path, max_duration)
+        return _read_ffmpeg(path, max_duration, head)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        if head is None:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        else:  # decode only the first `head` seconds: the rest is never held in memory
+            with sf.SoundFile(str(path)) as f:
+                sr = f.samplerate
+                data = f.read(int(math.ceil(head * sr)), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
         if path.suffix.lower() == ".mp3":
-            return _read_fallback(path, exc)
+            return _read_fallback(path, exc, head)
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(path, f"unreadable or corrupt audio ({msg})") from exc
     return data, int(sr)
 
 
-def _read_fallback(path: Path, first_exc: Exception) -> tuple[np.ndarray, int]:
+def _read_fallback(path: Path, first_exc: Exception, head: float | None = None) -> tuple[np.ndarray, int]:
     """Decode through librosa/audioread for formats an old libsndfile lacks."""
     import warnings
 
@@ -114,16 +120,17 @@ def _read_fallback(path: Path, first_exc: Exception) -> tuple[np.ndarray, int]:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            y, sr = librosa.load(str(path), sr=None, mono=False)
+            y, sr = librosa.load(str(path), sr=None, mono=False, duration=head)
     except Exception as exc:
         raise AudioError(path, f"unreadable or corrupt audio ({first_exc})") from exc
     y = np.atleast_2d(y).T.astype(np.float32)
     return y, int(sr)
 
 
-def _read_ffmpeg(path: Path, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+def _read_ffmpeg(path: Path, max_duration: float | None = None,
+                 head: float | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream with ffmpeg (float WAV on a pipe), channels and rate
-    as stored; decoding stops a little past ``max_duration`` seconds."""
+    as stored; decoding stops a little past ``max_duration`` seconds, or at ``head`` seconds."""
     import io
     import shutil
     import subprocess
@@ -134,7 +141,10 @@ def _read_ffmpeg(path: Path, max_duration: float | None = None) -> tuple[np.ndar
     if ffmpeg is None:
         raise AudioError(path, f"reading {path.suffix.lower()} audio needs ffmpeg, which is not on "
                                "PATH; install ffmpeg or convert the file to wav or flac")
-    limit = [] if max_duration is None else ["-t", f"{max_duration * 1.01 + 1:.3f}"]
+    if head is not None:
+        limit = ["-t", f"{head:.6f}"]
+    else:
+        limit = [] if max_duration is None else ["-t", f"{max_duration * 1.01 + 1:.3f}"]
     try:
         proc = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), *limit,
                                "-map", "0:a:0", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"],
@@ -199,6 +209,7 @@ def load_with_info(
     *,
     max_duration: float | None = DEFAULT_MAX_DURATION,
     mono: bool = True,
+    head: float | None = None,
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load an audio file as float32, averaged to mono, at ``sample_rate``.
 
@@ -208,6 +219,9 @@ def load_with_info(
         sample_rate: target rate; None keeps the file's rate.
         max_duration: reject files longer than this many seconds (None: no limit).
         mono: average channels (default). When False returns ``[C, T]``.
+        head: read only the first ``head`` seconds (later audio is never decoded, and
+            ``max_duration`` does not apply: a long file's opening is read as cheaply as a
+            short file).
 
     Returns:
         ``(wave, info)`` where wave is ``[T]`` (or ``[C, T]`` when ``mono=False``). Silent and
@@ -227,8 +241,12 @@ def load_with_info(
         raise AudioError(path, "empty file (0 bytes)")
     if sample_rate is not None and not (MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
         raise AudioError(path, f"unsupported target sample rate {sample_rate} Hz")
+    if head is not None:
+        if not (math.isfinite(head) and head > 0):
+            raise AudioError(path, f"cannot read the first {head} s: give a positive duration")
+        max_duration = None
     _check_header(path, max_duration)
-    data, sr = _read(path, max_duration)
+    data, sr = _read(path, max_duration, head)
     if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE):
         raise AudioError(
             path, f"unsupported sample rate {sr} Hz (supported {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE})"
@@ -318,9 +336,10 @@ def load(
     sample_rate: int | None = None,
     *,
     max_duration: float | None = DEFAULT_MAX_DURATION,
+    head: float | None = None,
 ) -> np.ndarray:
     """Load ``path`` as float32 mono ``[T]`` at ``sample_rate`` (see :func:`load_with_info`)."""
-    return load_with_info(path, sample_rate, max_duration=max_duration)[0]
+    return load_with_info(path, sample_rate, max_duration=max_duration, head=head)[0]
 
 
 def load_sr(path: str | Path, sample_rate: int | None = None, **kw: object) -> tuple[np.ndarray, int]:

@@ -30,7 +30,7 @@ from auralens.sonify.prepare import (
     merge_prepared,
     prepare,
 )
-from auralens.sonify.render import RenderError, load_run, render, render_split
+from auralens.sonify.render import RenderError, load_run, read_window, render, render_split
 from auralens.sonify.sweep import sweep
 from auralens.sonify.train import TrainConfig, TrainError, parse_lrs, train, train_grid
 
@@ -240,6 +240,14 @@ def test_extractor_window_is_enforced(tiny_model, library: Path, tmp_path: Path,
         out = render(load_run(run), 0.1 * np.ones(32000, np.float32), 16000)
     assert out.shape == (round(1.28 * 22050),)
     assert "rendering only the first 1.28 s" in caplog.text
+    # From a file, only the window is decoded; the warning names the whole file's length.
+    caplog.clear()
+    ramp = np.linspace(-0.5, 0.5, 16000 * 9, dtype=np.float32)
+    sf.write(str(tmp_path / "long.wav"), ramp, 16000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.render"):
+        wave, sr = read_window(load_run(run).extractor, tmp_path / "long.wav")
+    assert sr == 16000 and np.array_equal(wave, ramp[:20480])
+    assert "clip is 9.00 s" in caplog.text and "rendering only the first 1.28 s" in caplog.text
 
 
 # --- 8. compute dtype in the cache key -----------------------------------------------------

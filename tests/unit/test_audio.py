@@ -161,6 +161,19 @@ def test_duration_limit(tmp_path, noise):
     assert len(load(p, max_duration=None)) == 48000
 
 
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".mp3"])
+def test_head_reads_only_the_opening_past_the_duration_limit(tmp_path, noise, ext):
+    p = tmp_path / f"long{ext}"
+    sf.write(str(p), np.tile(noise, 3), 16000)
+    whole = load(p, max_duration=None)
+    head = load(p, max_duration=2, head=0.5)  # a head read is not refused for the file's length
+    assert len(head) == 8000
+    if ext != ".mp3":  # lossless: exactly the first samples
+        assert np.array_equal(head, whole[:8000])
+    with pytest.raises(AudioError, match="give a positive duration"):
+        load(p, head=0.0)
+
+
 def test_unsupported_sample_rate(tmp_path):
     sf.write(tmp_path / "lo.wav", np.zeros(100, np.float32) + 0.1, 500)
     with pytest.raises(AudioError, match="unsupported sample rate 500"):
@@ -254,6 +267,7 @@ def test_m4a_and_aac_are_decoded_with_ffmpeg(tmp_path, ext):
         load(path, max_duration=0.5)
     assert str(err.value) == (f"{path}: duration exceeds the limit of 0.5 s (decoding stopped at "
                               "1.0 s)")
+    assert len(load(path, 16000, max_duration=0.5, head=0.25)) == 4000
 
 
 def test_m4a_without_ffmpeg_says_ffmpeg_is_needed(tmp_path, monkeypatch):

@@ -245,11 +245,11 @@ def render_cmd(
         raise AuralensError("give AUDIO and --out, or --split test")
     if out.resolve() == audio.resolve():
         raise AuralensError(f"--out {out} is the input audio; write the rendering to another file")
-    from auralens.audio import load_sr, write
-    from auralens.sonify.render import load_run, render
+    from auralens.audio import write
+    from auralens.sonify.render import load_run, read_window, render
 
     loaded = load_run(run)
-    wave, sr = load_sr(audio)
+    wave, sr = read_window(loaded.extractor, audio)
     try:
         result = render(loaded, wave, sr, post=",".join(chains))
     except AuralensError as exc:  # name the clip, as a batch job's error list does

@@ -233,7 +233,7 @@ def load_clip_wave(path: Path, duration: float | None) -> tuple[np.ndarray, int]
     """Decode at the file's rate and cut/zero-pad to ``duration`` seconds."""
     from auralens.audio import fix_length, load_sr
 
-    wave, sr = load_sr(path)
+    wave, sr = load_sr(path, head=duration)  # a cut clip's later audio is never decoded
     if duration is not None:
         wave = fix_length(wave, int(round(duration * sr)))
     return wave, sr

@@ -160,18 +160,41 @@ def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int,
     return np.nan_to_num(z).astype(np.float32)
 
 
-def cut_to_window(extractor: Any, wave: np.ndarray, sr: int) -> np.ndarray:
+def cut_to_window(extractor: Any, wave: np.ndarray, sr: int, *,
+                  seconds: float | None = None) -> np.ndarray:
     """``wave`` cut to the extractor's input window (``max_duration``), with a warning when
-    that drops audio; unchanged for extractors without a window."""
+    that drops audio; unchanged for extractors without a window.
+
+    Args:
+        seconds: the whole clip's duration, for the warning, when ``wave`` is only its opening.
+    """
     window = getattr(extractor, "max_duration", None)
     if window is None:
         return wave
     keep = int(np.floor(float(window) * sr + 1e-6))
     if wave.shape[-1] <= keep:
         return wave
-    log.warning("clip is %.2f s but %s sees at most %g s: rendering only the first %g s",
-                wave.shape[-1] / sr, extractor.name, float(window), float(window))
+    length = f"{seconds:.2f} s" if seconds is not None else f"over {wave.shape[-1] / sr:.2f} s"
+    log.warning("clip is %s but %s sees at most %g s: rendering only the first %g s",
+                length, extractor.name, float(window), float(window))
     return wave[..., :keep]
+
+
+def read_window(extractor: Any, path: Path) -> tuple[np.ndarray, int]:
+    """The opening of an audio file that ``extractor`` sees, at the file's rate, with the
+    :func:`cut_to_window` warning naming the whole file's duration; a long file's later audio
+    is never decoded. Files shorter than the window are read whole."""
+    from auralens.audio import load_sr
+    from auralens.sonify.prepare import header_length
+
+    window = getattr(extractor, "max_duration", None)
+    if window is None:
+        return load_sr(path)
+    # a little more than the window, so that a longer file is told apart from one that fits
+    wave, sr = load_sr(path, head=float(window) + 0.5)
+    length = header_length(path)
+    seconds = length[0] / length[1] if length is not None else None
+    return cut_to_window(extractor, wave, sr, seconds=seconds), sr
 
 
 def _decode(loaded: LoadedRun, latent: np.ndarray, length: int) -> np.ndarray:
