@@ -29,6 +29,12 @@ def _check_outputs(out: Path, figures: tuple[str, ...]) -> None:
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     run = read_json(out / "run.json")
     assert run["command"].startswith("experiment run") and "summary" in run
+    # every stage model the methods loaded is named with its revision (weights in a folder)
+    stages = {key.split("/")[0] for key in run["models"] if "/" in key}
+    assert "captioner" in stages, run["models"]
+    for key, record in run["models"].items():
+        if key.startswith("captioner/"):
+            assert len(record["revision"]) == 16, record
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from auralens.audio import load, write
 from auralens.cache import hash_array
+from auralens.encoders.hf import weights_revision
 from auralens.io import read_json, read_jsonl
 from auralens.scene.caption.base import readable_label
 from auralens.scene.pipeline import ImagineConfig, ImagineError, imagine, imagine_batch
@@ -154,7 +155,11 @@ def test_allm_mode_with_tiny_qwen2audio(scenes, tiny_model, tmp_path):
     res = imagine(scenes[0].mixture, tmp_path / "o", cfg)
     assert (tmp_path / "o" / "description.txt").exists()
     assert res.n_estimates == 0 and "allm" not in res.skipped
-    assert read_json(tmp_path / "o" / "run.json")["models"]["allm"].startswith("allm:")
+    allm = read_json(tmp_path / "o" / "run.json")["models"]["allm"]
+    # run.json names the exact weights: the folder's revision, which changes with its weights
+    assert allm["name"].startswith("allm:")
+    assert allm["revision"] == weights_revision(tiny_model("tiny_qwen2audio"))
+    assert re.fullmatch(r"[0-9a-f]{16}", allm["revision"])
     # the same model through the experiment runner's entry point and a bare directory
     from auralens.scene.allm import load_allm
 
@@ -193,7 +198,8 @@ def test_hf_composer_and_user_template_in_pipeline(scenes, separator, tiny_model
     res = imagine(scenes[0].mixture, tmp_path / "o", cfg)
     assert (tmp_path / "o" / "description.txt").read_text().strip() == res.description.strip()
     run = read_json(tmp_path / "o" / "run.json")
-    assert run["models"]["composer"].startswith("hf:") and run["config"]["template"] == str(tpl)
+    assert run["models"]["composer"]["name"].startswith("hf:") and run["config"]["template"] == str(tpl)
+    assert run["models"]["composer"]["revision"] == weights_revision(tiny_model("tiny_chat_lm"))
 
 
 def test_video_without_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):

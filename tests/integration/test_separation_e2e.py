@@ -169,7 +169,9 @@ def test_eval_oracle_and_nmf(fuss_dir, tmp_path):
     code = main(["separate", "eval", str(fuss_dir), "--out", str(tmp_path / "cli"),
                  "--separator", "oracle-ibm", "--limit", "3", "--no-bss"])
     assert code == 0
-    assert read_json(tmp_path / "cli" / "run.json")["models"]["separator"] == "oracle-ibm"
+    # a weight-free separator: no revision
+    assert read_json(tmp_path / "cli" / "run.json")["models"]["separator"] == {"name": "oracle-ibm",
+                                                                              "revision": ""}
 
 
 def test_train_resumes_and_writes_best(fuss_dir, tmp_path):

@@ -145,6 +145,9 @@ def test_run_json_records_absolute_paths_cwd_and_timings(tmp_path: Path, monkeyp
         assert run["timings_s"]["total"] >= run["timings_s"]["embed"] > 0
         metrics = json.loads((tmp_path / f"o_{metric}" / "metrics.json").read_text())
         assert metrics["config"] == run["config"]
+        # the embedder, and no revision for weight-free features
+        assert run["models"]["metric_embedder"] == {"name": metrics["embedder"], "revision": ""}
+        assert metrics["embedder"].startswith("logmel")
     assert run["config"]["kernel"] == "imq" and run["config"]["per_file"] is False
     assert main(["evaluate", "spectral", "ref/tone220.wav", "est/tone220.wav", "--out", "o_sp"]) == 0
     run = json.loads((tmp_path / "o_sp" / "run.json").read_text())

@@ -104,6 +104,28 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
 
 
+def test_a_loaded_separator_is_named_by_its_weights(tmp_path):
+    """run.json's revision of a TDCN++ checkpoint is its bytes' SHA-256 prefix: another
+    training of the same config gets another revision."""
+    import hashlib
+
+    from auralens.encoders.hf import backend_record
+    from auralens.scene.separate.run import load_separator
+    from auralens.scene.separate.tdcnpp import DEFAULT_CHECKPOINT
+
+    record = backend_record(load_separator(None))
+    assert record["revision"] == hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()[:16]
+    revisions = set()
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        path = save_checkpoint(tmp_path / f"m{seed}.safetensors", TDCNpp(micro_config()))
+        got = backend_record(load_separator(f"tdcnpp:{path}"))
+        assert got["name"] == f"tdcnpp:{path}"
+        revisions.add(got["revision"])
+    assert len(revisions) == 2
+    assert backend_record(load_separator("nmf")) == {"name": load_separator("nmf").name, "revision": ""}
+
+
 def test_tiny_model_overfits_a_few_mixtures():
     torch.manual_seed(0)
     model = TDCNpp(micro_config())

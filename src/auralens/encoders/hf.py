@@ -349,6 +349,57 @@ def model_revision(source: str) -> str:
     return h.hexdigest()[:16]
 
 
+def weights_revision(source: str | Path | None) -> str:
+    """What identifies the weights at ``source``, for run.json; never downloads.
+
+    A local model folder: :func:`model_revision` (for a diffusers pipeline folder, with
+    ``model_index.json``, its component subfolders count too); a local checkpoint file: the
+    first 16 hex digits of its SHA-256; a hub id: the commit of its snapshot in the local hub
+    cache. ``""`` when unknown (a hub id not in the cache, a server-side model).
+    """
+    if source is None or str(source) == "":
+        return ""
+    path = Path(str(source)).expanduser()
+    try:
+        if path.is_file():
+            return file_digest(path)[:16]
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                return model_revision(str(path))
+            h = hashlib.sha256(model_revision(str(path)).encode())
+            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                h.update(f"{sub.name}:{model_revision(str(sub))}\n".encode())
+            return h.hexdigest()[:16]
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("config.json", "model_index.json"):
+            hit = try_to_load_from_cache(str(source), name)
+            found = re.search(r"snapshots/([0-9a-f]{40})", hit) if isinstance(hit, str) else None
+            if found:
+                return found.group(1)
+    except (OSError, ValueError) as exc:  # a revision is informative only
+        log.debug("no revision for %s: %s", source, exc)
+    return ""
+
+
+def backend_record(backend: Any) -> dict[str, str]:
+    """``{"name", "revision"}`` of a built stage backend, for run.json's ``models``.
+
+    The revision is the backend's own ``revision`` when it has one, otherwise
+    :func:`weights_revision` of the model it loaded (``model_id``, or that of the language
+    model it wraps); ``""`` for weight-free backends and models served elsewhere.
+    """
+    name = str(getattr(backend, "name", type(backend).__name__))
+    revision = str(getattr(backend, "revision", "") or "")
+    if not revision:
+        for holder in (backend, getattr(backend, "lm", None), getattr(backend, "llm", None)):
+            model_id = getattr(holder, "model_id", None) if holder is not None else None
+            if isinstance(model_id, (str, Path)) and not str(model_id).startswith(("http:", "https:")):
+                revision = weights_revision(model_id)
+                break
+    return {"name": name, "revision": revision}
+
+
 def parse_layer(layer: Any, first_name: str, num_layers: int) -> str | int:
     """Normalise a layer option.
 

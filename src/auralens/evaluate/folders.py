@@ -178,7 +178,7 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
         timer: collects the ``embed`` and ``metric`` timings.
 
     Returns:
-        ``{"metric": "fad", "embedder", "fad", "n_ref_frames", "n_eval_frames", "dim",
+        ``{"metric": "fad", "embedder", "embedder_revision", "fad", "n_ref_frames", "n_eval_frames", "dim",
         "shrinkage_ref", "shrinkage_eval", "config"[, "skipped"]}``.
 
     Raises:
@@ -195,7 +195,8 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
         with _naming(eval_dir, "evaluated"):
             es = compute_stats(est, shrinkage=shrinkage)
         result: dict[str, Any] = {
-            "metric": "fad", "embedder": emb.name, "fad": frechet_distance(rs, es),
+            "metric": "fad", "embedder": emb.name, "embedder_revision": emb.revision,
+            "fad": frechet_distance(rs, es),
             "n_ref_frames": rs.n, "n_eval_frames": es.n, "dim": rs.dim,
             "shrinkage_ref": rs.shrinkage, "shrinkage_eval": es.shrinkage,
             "config": {"ref_dir": _abs(ref_dir), "eval_dir": _abs(eval_dir), "embedder": emb.name,
@@ -226,7 +227,7 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
         timer: collects the ``embed`` and ``metric`` timings.
 
     Returns:
-        ``{"metric": "kad", "embedder", "kad", "sigma", "kernel", "n_ref_frames",
+        ``{"metric": "kad", "embedder", "embedder_revision", "kad", "sigma", "kernel", "n_ref_frames",
         "n_eval_frames", "config"[, "warnings"][, "per_file"][, "skipped"]}``; ``warnings``
         when a set has fewer than :data:`~auralens.evaluate.kad.FEW_FRAMES` frames.
 
@@ -243,7 +244,8 @@ def kad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
     with _stage(timer, "metric"):
         res = kad_mod.kad(ref, list(est_files.values()), sigma=sigma, kernel=kernel, device=device)
         result: dict[str, Any] = {
-            "metric": "kad", "embedder": emb.name, "kad": res.value, "sigma": res.sigma,
+            "metric": "kad", "embedder": emb.name, "embedder_revision": emb.revision,
+            "kad": res.value, "sigma": res.sigma,
             "kernel": kernel, "n_ref_frames": res.n_ref, "n_eval_frames": res.n_eval,
             "config": {"ref_dir": _abs(ref_dir), "eval_dir": _abs(eval_dir), "embedder": emb.name,
                        "sigma": sigma, "kernel": kernel, "per_file": per_file, "device": device}}
@@ -351,6 +353,8 @@ def write_metrics(result: dict[str, Any], out: str | Path, command: str,
     out = Path(out)
     write_json(out / "metrics.json", result)
     write_run_json(out, command=command, config=result.get("config", {}),
-                   models={"metric_embedder": result.get("embedder")}, timings=timings,
+                   models={"metric_embedder": {"name": result.get("embedder"),
+                                               "revision": result.get("embedder_revision", "")}}
+                   if result.get("embedder") else {}, timings=timings,
                    extra={"cwd": os.getcwd()})
     return out / "metrics.json"

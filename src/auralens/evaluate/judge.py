@@ -239,6 +239,7 @@ class LLMJudge(Judge):
             chat, auto_name = load_chat(spec, **params)
             name = name or auto_name
         self.chat = chat
+        self.llm = getattr(chat, "__self__", None)  # the chat model, whose weights run.json names
         self.retries = int(retries)
         self.name = name or "llm"
         self.missing: Counter[str] = Counter()

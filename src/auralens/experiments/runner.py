@@ -883,6 +883,17 @@ class Describer:
             raise obj
         return obj
 
+    def models(self) -> dict[str, dict[str, str]]:
+        """``{"stage/name": {"name", "revision"}}`` of every stage model the methods loaded."""
+        from auralens.encoders.hf import backend_record
+
+        out = {}
+        for (stage, _), obj in self._cache.items():
+            if not isinstance(obj, Skip):
+                record = backend_record(obj)
+                out[f"{stage}/{record['name']}"] = record
+        return out
+
     def check(self, method: dict[str, Any]) -> None:
         """Load a method's models up front; raises :class:`Skip` when one is missing."""
         if method.get("type") == "allm":
@@ -1211,7 +1222,8 @@ def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
                "new": new, "items": len(items),
                "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
                "notes": notes, "errors": len(errors), **written}
-    write_run_json(out, **record, models=evaluator.models(), timings=timer.timings,
+    write_run_json(out, **record, models={**describer.models(), **evaluator.models()},
+                   timings=timer.timings,
                    extra={"status": "done", "data": identity, "summary": summary,
                           "judge": evaluator.judge_info()})
     return summary
@@ -1437,8 +1449,11 @@ class Evaluator:
         return out
 
     def models(self) -> dict[str, Any]:
-        return {"judge": getattr(self.judge, "name", None),
-                "clap": getattr(self.clap, "name", None), "clip": getattr(self.clip, "name", None)}
+        """``{"judge", "clap", "clip"}``: each ``{"name", "revision"}``, or None when not used."""
+        from auralens.encoders.hf import backend_record
+
+        return {k: None if v is None else backend_record(v)
+                for k, v in (("judge", self.judge), ("clap", self.clap), ("clip", self.clip))}
 
     def judge_info(self) -> dict[str, Any]:
         if self.judge is None:

@@ -488,8 +488,11 @@ class Stages:
         for key in self.keys():
             getattr(self, key)()
 
-    def models(self) -> dict[str, str]:
-        return {k: str(getattr(v, "name", type(v).__name__)) for k, v in self._built.items()}
+    def models(self) -> dict[str, dict[str, str]]:
+        """``{stage: {"name", "revision"}}`` of the backends built so far (for run.json)."""
+        from auralens.encoders.hf import backend_record
+
+        return {k: backend_record(v) for k, v in self._built.items()}
 
 
 # --------------------------------------------------------------------------- results

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from auralens.config import fingerprint
+from auralens.encoders.hf import backend_record
 from auralens.errors import AuralensError
 from auralens.io import check_out_dir
 from auralens.scene.separate.activity import ActivityConfig, filter_estimates
@@ -171,7 +172,7 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     }
     write_json(out_dir / "summary.json", summary)
     write_run_json(out_dir, command="separate", config={"separator": sep.name, "activity": activity},
-                   models={"separator": sep.name}, timings=timer.timings)
+                   models={"separator": backend_record(sep)}, timings=timer.timings)
     return summary
 
 
@@ -343,7 +344,9 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     write_run_json(dest, command="separate batch",
                    config={"source": str(source), "separator": name, "activity": activity,
                            "limit": limit, "fingerprint": stamp},
-                   models={"separator": name}, timings=timer.timings,
+                   # a rerun with nothing left to do loads no separator: the earlier record stays
+                   models={} if sep is None else {"separator": backend_record(sep)},
+                   timings=timer.timings,
                    extra={"n_items": len(items), "n_done": len(lines), "n_new": len(todo) - len(errors),
                           "n_failed": len(errors), "errors": errors.summary(len(todo)),
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"})
@@ -516,7 +519,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
                    config={"data": str(data), "split": split, "limit": limit, "folds": folds,
                            "n": n, "seconds": seconds, "bss": bss,
                            "activity": activity or ActivityConfig()},
-                   models={"separator": sep.name}, timings=timer.timings,
+                   models={"separator": backend_record(sep)}, timings=timer.timings,
                    extra={"summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
                           "errors": len(errors)})
     errors.summary(n_listed)

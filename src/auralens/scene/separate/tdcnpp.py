@@ -661,5 +661,9 @@ def build_tdcnpp(spec: ModelSpec, **params: Any) -> TDCNppSeparator:
     chunk, overlap = _seconds(params, "chunk", 10.0), _seconds(params, "overlap", 1.0)
     device = _torch_device(str(params.get("device", "cpu")))
     model, _ = load_checkpoint(path)
-    return TDCNppSeparator(model, name=f"tdcnpp:{path}", chunk_seconds=chunk,
-                           overlap_seconds=overlap, device=device)
+    sep = TDCNppSeparator(model, name=f"tdcnpp:{path}", chunk_seconds=chunk,
+                          overlap_seconds=overlap, device=device)
+    from auralens.encoders.hf import weights_revision
+
+    sep.revision = weights_revision(checkpoint_file(path))  # run.json names the exact weights
+    return sep
