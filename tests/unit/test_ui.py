@@ -196,6 +196,15 @@ def test_default_ratings_path(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- runs
+def _checkpoint(path: Path, tag: str) -> None:
+    """A readable gate checkpoint file whose bytes (and SHA-256) depend on ``tag``."""
+    import torch
+
+    from auralens.checkpoint_io import write_checkpoint
+
+    write_checkpoint(path, {"w": torch.zeros(1)}, {"format": "auralens-gate/1", "tag": tag})
+
+
 def _make_run(root: Path, name: str, clips: list[str], posts: list[str],
               encoder: str = "ast:tiny", gate: str = "linear") -> Path:
     run = root / name
@@ -203,7 +212,7 @@ def _make_run(root: Path, name: str, clips: list[str], posts: list[str],
     (run / "run.json").write_text(json.dumps({"config": {
         "encoder": encoder, "layer": 6, "codec": {"backend": "mel", "sample_rate": 8000},
         "gate": gate}}))
-    (run / "best.safetensors").write_bytes(b"x")
+    _checkpoint(run / "best.safetensors", "x")
     for sub in ["original", "ceiling", *posts]:
         (run / "renders" / sub).mkdir(parents=True)
         for c in clips:
@@ -580,13 +589,14 @@ def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UI
 
     import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
     run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
-    _record_renders(run, hashlib.sha256(b"x").hexdigest())
+    first = (run / "best.safetensors").read_bytes()
+    _record_renders(run, hashlib.sha256(first).hexdigest())
     runs = core.discover_runs(settings.runs_dir)
     view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
     assert view.ok and "warning" not in view.status
     assert rate.save("r1", "c1", "raw", 3, 3, "ann", "", settings, runs).startswith("saved:")
 
-    (run / "best.safetensors").write_bytes(b"retrained")  # the run was trained again
+    _checkpoint(run / "best.safetensors", "retrained")  # the run was trained again
     view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
     assert view.ok and view.sonified is not None
     assert "**warning:** these renders were made with an earlier checkpoint" in view.status
@@ -602,6 +612,13 @@ def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UI
     assert "earlier checkpoint" in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
     os.utime(run / "best.safetensors", ns=(old - 10**9, old - 10**9))
     assert "warning" not in sonify.sonify_clip("r1", "c1", "raw", None, settings).status
+
+    # a damaged checkpoint is named as such, not as a new training
+    _record_renders(run, hashlib.sha256(first).hexdigest())
+    (run / "best.safetensors").write_bytes(b"cut off")
+    status = sonify.sonify_clip("r1", "c1", "raw", None, settings).status
+    assert "checkpoint cannot be read" in status and "best.safetensors" in status
+    assert "earlier checkpoint" not in status
 
 
 def test_renders_of_another_checkpoint_file_are_flagged_as_render_does(settings: UISettings) -> None:

@@ -409,6 +409,7 @@ def stale_renders(run_dir: Path) -> str | None:
     """
     import json
 
+    from auralens.sonify.checkpoint import CheckpointError, read_header
     from auralens.sonify.render import renders_stale, run_checkpoint
 
     manifest = run_dir / "renders" / "run.json"
@@ -423,8 +424,12 @@ def stale_renders(run_dir: Path) -> str | None:
     try:
         if not checkpoint.is_file() or renders_stale(manifest.parent, cfg, checkpoint) is None:
             return None
+        read_header(checkpoint)  # a damaged file also has another SHA-256: not a new training
     except OSError:
         return None
+    except CheckpointError as exc:
+        return (f"the run's checkpoint cannot be read ({exc}), so these renders cannot be "
+                "checked against it; restore the file or train the run again")
     split = cfg.get("split") if isinstance(cfg.get("split"), str) else "test"
     return (f"these renders were made with an earlier checkpoint than the run's "
             f"{checkpoint.name} (the run was trained again); render them again with "
