@@ -107,6 +107,9 @@ def test_markdown_escapes_pipes_and_line_breaks() -> None:
 
     assert all(cells(r) == cells(header) for r in rows)
     assert to_markdown([{"x|y": "p|q"}]).splitlines()[0] == "| x\\|y |"
+    # texts from language models: HTML shown as text, a trailing backslash keeps the row intact
+    row = to_markdown([{"method": "<b>m</b> & co\\"}]).splitlines()[2]
+    assert row == "| &lt;b&gt;m&lt;/b&gt; &amp; co\\\\ |"
 
 
 def test_failures_are_counted_and_flagged(tmp_path) -> None:

@@ -25,6 +25,7 @@ Outputs of :func:`write_report`:
 from __future__ import annotations
 
 import csv
+import html
 import io
 import logging
 import math
@@ -190,9 +191,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell: ``|`` escaped, line breaks as spaces."""
-    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
+def md_cell(value: Any) -> str:
+    """``value`` safe inside a Markdown table cell.
+
+    Names and texts come from other people's directories and from language models: Markdown
+    viewers render HTML in cells, so ``<``, ``>`` and ``&`` are escaped; ``|`` and line breaks
+    would split the row, and a trailing backslash would escape the cell's closing ``|``.
+    """
+    text = html.escape(str(value).replace("\\", "\\\\"), quote=False).replace("|", "\\|")
+    return " ".join(text.splitlines())
 
 
 def to_markdown(table: Sequence[dict[str, Any]], title: str | None = None,
@@ -202,10 +209,10 @@ def to_markdown(table: Sequence[dict[str, Any]], title: str | None = None,
     lines = [f"### {title}", ""] if title else []
     if not cols:
         return "\n".join([*lines, "(no rows)", ""])
-    lines.append("| " + " | ".join(_cell(str(c)) for c in cols) + " |")
+    lines.append("| " + " | ".join(md_cell(c) for c in cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for t in table:
-        lines.append("| " + " | ".join(_cell(_fmt(t.get(c))) for c in cols) + " |")
+        lines.append("| " + " | ".join(md_cell(_fmt(t.get(c))) for c in cols) + " |")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,6 @@ real curve, so :func:`auto_smoothing` gives no smoothing below
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.evaluate.aggregate import md_cell
 from auralens.io import atomic_path, write_text
 
 
@@ -236,14 +236,6 @@ def topk_tables(rows: Sequence[Mapping[str, Any]], metric: str, *, k: int = 5,
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in table]
     return buf.getvalue(), "\n".join(md) + "\n"
-
-
-def md_cell(value: Any) -> str:
-    """A Markdown table cell: run and encoder names come from other people's directories, and
-    Markdown viewers render HTML in cells, so ``<``, ``>`` and ``&`` are escaped; ``|`` and line
-    breaks would split the row."""
-    text = html.escape(str(value), quote=False).replace("|", "\\|")
-    return " ".join(text.splitlines())
 
 
 def write_topk_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path,
