@@ -97,6 +97,17 @@ def test_user_template_file_and_placeholders(tmp_path):
 # ---------------------------------------------------------------- template composer
 
 
+def test_template_composer_refuses_an_unknown_technique():
+    """It used to answer zero-shot for any technique name, a typo included."""
+    from auralens.errors import AuralensError
+
+    comp = TemplateComposer()
+    for technique in ("zero-shot", "cot", "role", "few-shot"):
+        assert comp.compose(["a dog barking"], technique).text
+    with pytest.raises(AuralensError, match="unknown technique 'chain-of-thought'; use one of"):
+        comp.compose(["a dog barking"], "chain-of-thought")
+
+
 def test_knowledge_base_covers_esc50_and_procedural_classes():
     comp = TemplateComposer()
     vocab = comp.kb.vocabulary

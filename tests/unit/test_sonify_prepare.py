@@ -59,3 +59,20 @@ def test_prepare_reads_each_cache_header_once(tmp_path: Path, monkeypatch: pytes
     for a, b in zip(first, second, strict=True):
         assert a["emb_shape"] == b["emb_shape"] == list(emb.get(a["emb_key"])["embedding"].shape)
         assert a["lat_shape"] == b["lat_shape"] == list(lat.get(a["lat_key"])["latent"].shape)
+
+
+def test_a_built_extractor_with_another_layer_is_refused(tmp_path: Path) -> None:
+    """prepare(data, <extractor built for layer 4>, codec, "patch") used to prepare layer 4."""
+    from auralens.encoders.base import EXTRACTORS
+    from auralens.sonify.prepare import PrepareError, build_extractor, prepare
+
+    extractor = EXTRACTORS.build("classifier")  # the offline classifier, layer 4 by default
+    assert build_extractor(extractor, None) is extractor
+    assert build_extractor(extractor, 4) is extractor and build_extractor(extractor, "4") is extractor
+    last = extractor.num_layers()
+    assert build_extractor(EXTRACTORS.build("classifier", layer=last), -1).layer == last
+    data = _dataset(tmp_path / "data")
+    with pytest.raises(PrepareError, match=r"layer 'patch' was asked for, but the given .* layer 4"):
+        prepare(data, extractor, "mel", "patch", tmp_path / "out", duration=1.0,
+                cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "out").exists()

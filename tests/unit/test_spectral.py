@@ -146,10 +146,25 @@ def test_means_leave_out_clips_with_a_silent_original(burst: np.ndarray) -> None
     assert np.isnan(vs.means()["si_sdr"])
 
 
-def test_lengths_are_aligned_and_short_inputs_work(burst: np.ndarray) -> None:
-    m = spectral_metrics(burst, burst[: SR // 2], SR)
+def test_lengths_are_aligned_and_short_inputs_work(burst: np.ndarray, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.spectral"):
+        m = spectral_metrics(burst, burst[: SR // 2], SR)
     assert m["mr_stft"] == pytest.approx(0.0, abs=1e-9)
-    assert np.isfinite(spectral_metrics(burst[:100], burst[:100] * 0.9, SR)["lsd_db"])
+    # a perfect score of the common start only: said, not silent
+    assert "only the first 0.500 s of each were compared" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.spectral"):
+        assert np.isfinite(spectral_metrics(burst[:100], burst[:100] * 0.9, SR)["lsd_db"])
+    assert caplog.text == ""
+    from auralens.errors import AuralensError
+
+    for sr in (0, -1, 16000.5, None):
+        with pytest.raises(AuralensError, match="sample rate must be a positive whole number"):
+            spectral_metrics(burst, burst, sr)
+    with pytest.raises(AuralensError, match="cannot compare empty signals"):
+        spectral_metrics(burst[:0], burst, SR)
 
 
 def test_cli_prints_valid_json_for_a_silent_reference(tmp_path, capsys) -> None:

@@ -621,6 +621,35 @@ def test_renders_of_an_earlier_checkpoint_are_flagged_and_not_rated(settings: UI
     assert "earlier checkpoint" not in status
 
 
+def test_a_run_without_original_renders_says_so(settings: UISettings) -> None:
+    import shutil
+
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["minmax"])
+    shutil.rmtree(run / "renders" / "original")
+    view = sonify.sonify_clip("r1", None, "minmax", None, settings)
+    assert not view.ok and view.status.startswith("run r1 has no rendered test clips")
+    assert "--split test" in view.status
+
+
+def test_a_render_shorter_than_its_original_is_scored_with_a_note(settings: UISettings) -> None:
+    """Metrics of a render cut short describe only the common start: the page says so, and
+    shows none when too little overlaps (a 100-sample render used to score as perfect)."""
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    _wav(run / "renders" / "original" / "c1.wav", 2.0)
+    _wav(run / "renders" / "raw" / "c1.wav", 1.0)
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok and view.metrics
+    assert "only the first 1.000 s of each were compared" in view.metrics_note
+    sf.write(run / "renders" / "raw" / "c1.wav", 0.3 * np.ones(100, np.float32), 8000)
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.ok and view.metrics == {}
+    assert view.metrics_note == ("metrics not shown: only 100 samples of the original and the "
+                                 "sonification overlap")
+    _wav(run / "renders" / "raw" / "c1.wav", 2.0)  # the same length: no note
+    view = sonify.sonify_clip("r1", "c1", "raw", None, settings)
+    assert view.metrics and view.metrics_note == ""
+
+
 def test_renders_of_another_checkpoint_file_are_flagged_as_render_does(settings: UISettings) -> None:
     """Renders of an older version (no SHA-256) made from last.safetensors, now that the run
     has a best.safetensors: ``sonify render`` renders them again, so the page flags them

@@ -307,9 +307,9 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
                 f"{1000 * wave.shape[-1] / sr:.1f} ms at {sr} Hz); they need at least "
                 f"{MIN_COMPARE_SAMPLES} samples ({1000 * MIN_COMPARE_SAMPLES / sr:.0f} ms)")
     lengths, warning = compare_lengths(rw.shape[-1], ew.shape[-1], sr, str(ref), str(est))
-    with _stage(timer, "metric"):
-        m = spectral_metrics(rw, ew, sr)
     n = int(lengths["compared_samples"])
+    with _stage(timer, "metric"):
+        m = spectral_metrics(rw[:n], ew[:n], sr)  # the length warning is this command's own
     undefined = undefined_warning(rw[:n], m, f"reference {ref}", est=ew[:n], est_name=f"estimate {est}")
     warnings = [line for line in (warning, undefined) if line]
     for line in warnings:

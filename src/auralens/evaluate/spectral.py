@@ -40,9 +40,15 @@ to both energies, so a perfect match gives a large finite value instead of +inf.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+
+from auralens.checks import is_whole
+from auralens.evaluate.fad import MetricInputError
+
+log = logging.getLogger(__name__)
 
 EPS_MAG = 1e-5
 EPS_POW = 1e-10
@@ -67,8 +73,8 @@ PHASE_SENSITIVE = {"si_sdr"}
 def _mono(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if sum(d > 1 for d in x.shape) > 1:  # flattening [C, T] would compare channels end to end
-        raise ValueError(f"the metrics compare mono [T] signals; the {name} has shape {x.shape} "
-                         "(mix it down first)")
+        raise MetricInputError(f"the metrics compare mono [T] signals; the {name} has shape "
+                               f"{x.shape} (mix it down first)")
     return x.reshape(-1)
 
 
@@ -76,10 +82,10 @@ def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ref, est = _mono(ref, "reference"), _mono(est, "estimate")
     n = min(ref.shape[0], est.shape[0])
     if n == 0:
-        raise ValueError("cannot compare empty signals")
+        raise MetricInputError("cannot compare empty signals")
     ref, est = ref[:n], est[:n]
     if not (np.isfinite(ref).all() and np.isfinite(est).all()):
-        raise ValueError("cannot compare signals holding NaN or infinite samples")
+        raise MetricInputError("cannot compare signals holding NaN or infinite samples")
     return ref, est
 
 
@@ -315,6 +321,12 @@ def spectral_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, flo
         reference and for a silent or constant estimate (see :func:`undefined_warning`). A
         silent estimate of a sounding reference keeps ``env_corr`` 0.0 (no correlation).
     """
+    if not is_whole(sr, 1):
+        raise MetricInputError(f"sample rate must be a positive whole number of Hz, got {sr!r}")
+    _, warning = compare_lengths(np.shape(ref)[-1] if np.ndim(ref) else 1,
+                                 np.shape(est)[-1] if np.ndim(est) else 1, int(sr))
+    if warning:  # the metrics describe the common start only
+        log.warning("%s", warning)
     out = mr_stft_distance(ref, est)
     out["logmel_l1"] = logmel_l1(ref, est, sr)
     out["lsd_db"] = log_spectral_distance(ref, est)

@@ -105,13 +105,21 @@ def parse_layer(layer: str | int | None) -> str | int | None:
 def build_extractor(spec: Any, layer: str | int | None = None) -> Any:
     """Build an extractor from a spec string (or pass an instance through).
 
-    The explicit ``layer`` overrides a ``@layer=`` option in the spec.
+    The explicit ``layer`` overrides a ``@layer=`` option in the spec. A built extractor
+    already has its layer: a different ``layer`` is refused rather than ignored.
     """
     from auralens.encoders.base import EXTRACTORS, Extractor
 
-    if isinstance(spec, Extractor):
-        return spec
     layer = parse_layer(layer)
+    if isinstance(spec, Extractor):
+        built = getattr(spec, "layer", None)
+        # compared as the backend records layers (-1 is the last layer's number)
+        checked = spec.check_layer(layer) if layer is not None else None
+        if layer is not None and str(layer if checked is None else checked) != str(built):
+            raise PrepareError(f"layer {layer!r} was asked for, but the given {spec.name} extractor "
+                               f"was built for layer {built!r}; build it with that layer, or pass "
+                               "layer=None")
+        return spec
     overrides = {} if layer is None else {"layer": layer}
     return EXTRACTORS.build(spec, **overrides)
 

@@ -165,6 +165,10 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
         return SonifyView(ok=False, status=no_runs_message(settings))
     try:
         info = resolve_run(key, runs)
+        if not clip and not info.clips:  # "pick a clip" would point at an empty list
+            raise UIError(f"run {md_escape(info.key)} has no rendered test clips (renders/original holds "
+                          "none): render them with `auralens sonify render --run RUN --split "
+                          f"test`, or choose '{UPLOAD_CHOICE}' and upload a clip")
         clip = resolve_choice(clip, clip_choices(info), "clip")
         if clip == UPLOAD_CHOICE:
             return _sonify_upload(info, post, upload_path, settings)
@@ -232,9 +236,18 @@ def _analyse(view: SonifyView, work: Path, ref: np.ndarray, sr: int, est: np.nda
         from auralens.audio import resample
 
         est = resample(est, sr2, sr)
+    from auralens.evaluate.spectral import MIN_COMPARE_SAMPLES, compare_lengths
+
     waves = [("original", ref), ("sonification", est)]
     view.plots = make_plots(waves, sr, work / "plots")
+    info, warning = compare_lengths(ref.shape[-1], est.shape[-1], sr, "the original", "the sonification")
+    if int(info["compared_samples"]) < MIN_COMPARE_SAMPLES:
+        view.metrics_note = (f"metrics not shown: only {info['compared_samples']} samples of the "
+                             "original and the sonification overlap")
+        return
     view.metrics = compute_metrics(ref, est, sr)
+    if warning:  # the numbers describe the common start only: say so beside them
+        view.metrics_note = warning
 
 
 def window_note(n_in: int, n_out: int, sr: int) -> str | None:

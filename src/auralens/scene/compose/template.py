@@ -16,7 +16,7 @@ from typing import Any
 
 from auralens.errors import AuralensError
 from auralens.scene.caption.base import readable_label
-from auralens.scene.compose.base import Composer, Description
+from auralens.scene.compose.base import TECHNIQUES, Composer, Description
 from auralens.specs import ModelSpec, SpecError
 
 KNOWLEDGE = Path(__file__).with_name("knowledge.json")
@@ -177,6 +177,8 @@ class TemplateComposer(Composer):
 
     def compose(self, captions: list[str], technique: str = "zero-shot",
                 labels: list[str | None] | None = None) -> Description:
+        if technique not in TECHNIQUES:  # as the prompted composers refuse it
+            raise AuralensError(f"unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}")
         if not captions:
             raise AuralensError("nothing to compose: no captions (no source was kept)")
         vocab = self.kb.vocabulary
