@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError
 from auralens.io import atomic_path
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Default upper bound on clip duration in seconds (configurable per call).
 DEFAULT_MAX_DURATION = 3600.0
+#: Most channels :func:`write` takes: more means a ``[T, C]`` array was given as ``[C, T]``.
+MAX_WRITE_CHANNELS = 64
 #: Sample rates accepted on input.
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
@@ -174,6 +177,9 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     Returns:
         Resampled float32 array with the same leading shape.
     """
+    for rate in (orig_sr, target_sr):
+        if not (is_number(rate) and rate > 0):
+            raise ValueError(f"resample: sample rates must be positive, got {orig_sr!r} → {target_sr!r}")
     if orig_sr == target_sr or wave.shape[-1] == 0:
         return np.ascontiguousarray(wave, dtype=np.float32)
     import soxr
@@ -358,7 +364,18 @@ def write(path: str | Path, wave: np.ndarray, sample_rate: int, *, subtype: str 
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise AudioError(path, f"cannot write {path.suffix or 'extension-less'} files; use .wav or .flac")
+    if not (is_whole(sample_rate) and MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
+        raise AudioError(path, f"cannot write at sample rate {sample_rate!r} (a whole number of "
+                               f"Hz from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE})")
     wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim not in (1, 2):
+        raise AudioError(path, f"cannot write an array of shape {wave.shape}: give [T] or [C, T]")
+    if wave.shape[-1] == 0:
+        raise AudioError(path, "refusing to write audio with no samples")
+    if wave.ndim == 2 and wave.shape[0] > MAX_WRITE_CHANNELS:  # [T, C] given for [C, T]
+        raise AudioError(path, f"cannot write {wave.shape[0]} channels (shape {wave.shape}; "
+                               f"at most {MAX_WRITE_CHANNELS}): audio is written as [C, T], pass "
+                               "wave.T for a [T, C] array")
     if not np.all(np.isfinite(wave)):
         raise AudioError(path, "refusing to write NaN or Inf samples")
     data = wave.T if wave.ndim == 2 else wave
@@ -380,7 +397,9 @@ def write(path: str | Path, wave: np.ndarray, sample_rate: int, *, subtype: str 
 
 
 def fix_length(wave: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the last axis to ``length`` samples."""
+    """Trim or zero-pad the last axis to ``length`` samples (``length`` ≥ 0)."""
+    if length < 0:
+        raise ValueError(f"fix_length: a length of {length} samples is negative")
     n = wave.shape[-1]
     if n == length:
         return wave

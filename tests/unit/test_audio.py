@@ -194,7 +194,22 @@ def test_write_refuses_bad(tmp_path):
         write(tmp_path / "x.wav", np.array([np.nan], np.float32), 16000)
     with pytest.raises(AudioError, match="use .wav or .flac"):
         write(tmp_path / "x.mp3", np.zeros(10, np.float32), 16000)
+    # files that could not be read back: written before, now refused naming the file
+    for rate in (0, -16000, 16000.5, 10**7):
+        for ext in (".wav", ".flac"):
+            with pytest.raises(AudioError, match=rf"x{ext}: cannot write at sample rate"):
+                write(tmp_path / f"x{ext}", np.zeros(10, np.float32), rate)
+    with pytest.raises(AudioError, match=r"cannot write 16000 channels .* pass wave.T"):
+        write(tmp_path / "x.wav", np.zeros((16000, 2), np.float32), 16000)
+    with pytest.raises(AudioError, match=r"shape \(2, 2, 10\): give \[T\] or \[C, T\]"):
+        write(tmp_path / "x.wav", np.zeros((2, 2, 10), np.float32), 16000)
+    with pytest.raises(AudioError, match="no samples"):
+        write(tmp_path / "x.wav", np.zeros(0, np.float32), 16000)
     assert not list(tmp_path.iterdir())  # nothing half-written
+    stereo = write(tmp_path / "s.flac", np.zeros((2, 1600), np.float32), np.int64(16000))
+    assert sf.info(str(stereo)).channels == 2
+    with pytest.raises(ValueError, match="negative"):
+        fix_length(np.zeros(10), -5)
 
 
 def test_fix_and_loop_length():
