@@ -31,6 +31,7 @@ from auralens.encoders.base import Extractor
 from auralens.encoders.hf import (
     LayerError,
     batch_size_option,
+    check_processor_files,
     load_pretrained,
     model_revision,
     model_source,
@@ -80,6 +81,7 @@ class ClapExtractor(Extractor):
         self.source = source
         self.device = pick_device(device)
         self.torch_dtype = torch_dtype(dtype)
+        check_processor_files(source)  # before the weights load, not after
         self.model = load_pretrained(ClapModel, source, dtype=self.torch_dtype,
                                      trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()

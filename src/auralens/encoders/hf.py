@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from auralens.checks import as_bool, is_whole
-from auralens.errors import AuralensError, ModelUnavailableError
+from auralens.errors import AuralensError, MissingModelDirError, ModelUnavailableError
 from auralens.specs import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,16 @@ class NotAModelFolderError(ModelUnavailableError):
         self.model = path
 
 
+class ModelFolderError(ModelUnavailableError):
+    """A local model folder that lacks a file the model needs, or holds another kind of model
+    (``"<dir>: no tokenizer (…)"``). A :class:`ModelUnavailableError` for callers that catch
+    that, worded for the folder the user gave."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        AuralensError.__init__(self, f"{path}: {detail}")
+        self.model = path
+
+
 #: Names of the files ``from_pretrained`` reads weights from.
 _WEIGHT_FILES = re.compile(r".*\.(?:safetensors|bin|pt|pth|ckpt|msgpack|h5)(?:\.index\.json)?")
 
@@ -67,6 +77,47 @@ def has_weights(folder: Path) -> bool:
         return any(f.is_file() and _WEIGHT_FILES.fullmatch(f.name) for f in folder.iterdir())
     except OSError:
         return False
+
+
+#: Files a saved tokenizer is read from: the fast ``tokenizer.json``, BPE/WordPiece
+#: vocabularies, sentencepiece and tiktoken models.
+_TOKENIZER_FILES = re.compile(r"tokenizer\.json|vocab.*\.(?:json|txt)|merges\.txt|.*\.model"
+                              r"|.*\.tiktoken|.*\.spm")
+#: Files a saved feature extractor / image processor is read from.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """True when ``folder`` holds a saved tokenizer's vocabulary (not only its config)."""
+    try:
+        return any(f.is_file() and _TOKENIZER_FILES.fullmatch(f.name) for f in folder.iterdir())
+    except OSError:
+        return False
+
+
+def check_tokenizer_files(source: str) -> None:
+    """Refuse a local model folder without tokenizer files: transformers then builds a
+    tokenizer of a few special tokens only, and every text gets the same ids.
+    Hub ids pass (their files are checked when they load).
+
+    Raises:
+        ModelFolderError: ``"<dir>: no tokenizer (tokenizer.json / vocab files missing)"``.
+    """
+    folder = Path(os.path.expanduser(source))
+    if folder.is_dir() and not has_tokenizer_files(folder):
+        raise ModelFolderError(source, "no tokenizer (tokenizer.json / vocab files missing)")
+
+
+def check_processor_files(source: str) -> None:
+    """Refuse a local model folder without a saved feature extractor / processor config
+    (transformers' own message points at huggingface.co). Hub ids pass.
+
+    Raises:
+        ModelFolderError: ``"<dir>: no preprocessor_config.json / processor_config.json"``.
+    """
+    folder = Path(os.path.expanduser(source))
+    if folder.is_dir() and not any((folder / name).is_file() for name in PROCESSOR_FILES):
+        raise ModelFolderError(source, f"no {' / '.join(PROCESSOR_FILES)}")
 
 
 def weights_file_problem(exc: BaseException) -> str | None:
@@ -97,7 +148,8 @@ def model_source(spec: ModelSpec, default: str | None = None) -> str:
     """The string to pass to ``from_pretrained``: a local directory or a hub id.
 
     Raises:
-        ModelUnavailableError: no id given and no default, or a path that does not exist.
+        ModelUnavailableError: no id given and no default.
+        MissingModelDirError: a path (``/``, ``./``, ``../``, ``~``) that does not exist.
     """
     if spec.path is not None:
         return str(spec.path)
@@ -105,7 +157,8 @@ def model_source(spec: ModelSpec, default: str | None = None) -> str:
     if not ident:
         raise ModelUnavailableError(str(spec), "no model id or directory given")
     if ident.startswith(("/", "./", "../", "~")) and not Path(os.path.expanduser(ident)).exists():
-        raise ModelUnavailableError(ident, "directory does not exist")
+        # a path, not a hub id: the offline-cache hint would send the user to the wrong place
+        raise MissingModelDirError(os.path.expanduser(ident))
     return ident
 
 
@@ -219,6 +272,8 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     mapped to ModelUnavailableError (a local directory that fails to load: AuralensError)."""
     check_checkpoint_kind(cls, source, kwargs.get("subfolder"))
     is_model = hasattr(cls, "base_model_prefix")  # a PreTrainedModel, not a config/processor
+    if cls.__name__.endswith(("FeatureExtractor", "ImageProcessor")) and not kwargs.get("subfolder"):
+        check_processor_files(source)
     try:
         if is_model:
             model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)

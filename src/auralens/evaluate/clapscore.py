@@ -16,7 +16,16 @@ import numpy as np
 
 from auralens.checks import is_whole
 from auralens.encoders.clap import centre_crop, window_samples
-from auralens.errors import ModelUnavailableError
+from auralens.encoders.hf import (
+    ModelFolderError,
+    check_processor_files,
+    check_tokenizer_files,
+    expected_model_type,
+    read_config,
+    short_error,
+    weights_file_problem,
+)
+from auralens.errors import AuralensError, CheckpointMismatchError, ModelUnavailableError
 from auralens.evaluate.fad import MetricInputError
 from auralens.specs import parse_spec
 
@@ -25,11 +34,23 @@ log = logging.getLogger(__name__)
 DEFAULT_CLAP = "laion/clap-htsat-unfused"
 
 
-def _model_id(model: str | Path) -> str:
-    """Accept a hub id, local dir or ``hf:``-prefixed spec; return what from_pretrained takes."""
+def _model_id(model: str | Path, kind: str = "clap", default: str = DEFAULT_CLAP) -> str:
+    """Accept a hub id, local dir, ``hf:`` or ``<kind>:`` spec (``clap:DIR`` as the CLAP
+    extractor takes it); return what from_pretrained takes.
+
+    Raises:
+        AuralensError: a spec of another backend (``clip:DIR`` given to CLAPScore).
+    """
     text = str(model)
     spec = parse_spec(text)
-    return spec.id if spec.kind in {"hf", "path"} and spec.id else text
+    if spec.kind == kind:
+        return spec.id or default
+    if spec.kind in {"hf", "path"} and spec.id:
+        return spec.id
+    if spec.id:  # "mel:x", "clip:DIR": a hub lookup of the whole text would only confuse
+        raise AuralensError(f"{text}: not a {kind.upper()} model spec; give a hub id, a local "
+                            f"folder, hf:<id or folder> or {kind}:<id or folder>")
+    return text
 
 
 def check_local(model_id: str) -> None:
@@ -38,21 +59,54 @@ def check_local(model_id: str) -> None:
         raise ModelUnavailableError(model_id, "no such local directory")
 
 
-def load_model_and_processor(model: str | Path, model_cls: Any, load_processor: Any,
-                             device: str) -> tuple[str, Any, Any]:
-    """``(model_id, processor, model)`` for a hub id or local dir, in eval mode on ``device``.
+def check_model_folder(model_id: str, model_cls: Any, label: str) -> None:
+    """Cheap checks of a local folder before any weights load: a ``config.json`` of the
+    right ``model_type``, a saved processor and a tokenizer (without its files transformers
+    builds one of a few special tokens, and every text gets the same embedding).
+    Hub ids pass (their files are checked when they load).
 
     Raises:
-        ModelUnavailableError: not available offline, or not loadable as ``model_cls``.
+        NotAModelFolderError: no ``config.json``.
+        CheckpointMismatchError: another kind of model (a HuBERT folder given to CLAPScore).
+        ModelFolderError: no processor config or no tokenizer files.
     """
-    model_id = _model_id(model)
+    if not Path(model_id).expanduser().is_dir():
+        return
+    want = expected_model_type(model_cls)
+    have = read_config(model_id).get("model_type")
+    if want and have != want:
+        raise CheckpointMismatchError(
+            f"{model_id}: not a {label} model (config.json model_type {have!r}); {label}Score "
+            f"needs a {model_cls.__name__} folder")
+    check_processor_files(model_id)
+    check_tokenizer_files(model_id)
+
+
+def load_model_and_processor(model: str | Path, model_cls: Any, load_processor: Any,
+                             device: str, kind: str = "clap",
+                             default: str = DEFAULT_CLAP) -> tuple[str, Any, Any]:
+    """``(model_id, processor, model)`` for a hub id, local dir or ``hf:``/``<kind>:`` spec,
+    in eval mode on ``device``.
+
+    Raises:
+        ModelUnavailableError: not available offline, or (a subclass naming the folder) a
+            local folder that lacks files or does not load as ``model_cls``.
+        CheckpointMismatchError: a local folder of another kind of model.
+    """
+    model_id = _model_id(model, kind, default)
     check_local(model_id)
+    check_model_folder(model_id, model_cls, kind.upper())
     try:
         processor = load_processor(model_id)
-        net = model_cls.from_pretrained(model_id).to(device).eval()
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(model_id, str(exc).splitlines()[0]) from exc
-    return model_id, processor, net
+        net = model_cls.from_pretrained(model_id)
+    except Exception as exc:  # noqa: BLE001 - one line naming the model, not a traceback
+        problem = weights_file_problem(exc)
+        if problem or Path(model_id).expanduser().is_dir():
+            raise ModelFolderError(model_id, f"cannot load as {model_cls.__name__}: "
+                                             f"{problem or short_error(exc)}") from exc
+        lines = str(exc).strip().splitlines()
+        raise ModelUnavailableError(model_id, lines[0] if lines else type(exc).__name__) from exc
+    return model_id, processor, net.to(device).eval()
 
 
 def pooled(output: Any) -> Any:
@@ -100,7 +154,8 @@ class ClapScorer(TextTower):
     """Embed audio and text with CLAP and compare them.
 
     Args:
-        model: hub id or local directory of a ``ClapModel`` + ``ClapProcessor``.
+        model: hub id or local directory of a ``ClapModel`` + ``ClapProcessor`` (also as
+            ``hf:…`` or ``clap:…``).
         device: torch device string.
         batch_size: items per forward pass.
     """
@@ -171,7 +226,7 @@ class ClapScorer(TextTower):
     def score(self, waves: list[np.ndarray], texts: list[str], sr: int) -> np.ndarray:
         """CLAPScore of each (audio, text) pair → ``[N]`` cosines in [-1, 1]."""
         if len(waves) != len(texts):
-            raise ValueError(f"{len(waves)} audio clips but {len(texts)} texts")
+            raise MetricInputError(f"{len(waves)} audio clips but {len(texts)} texts")
         if not waves:
             return np.zeros(0)
         return cosine(self.embed_audio(waves, sr), self.embed_text(texts))

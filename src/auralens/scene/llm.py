@@ -252,7 +252,7 @@ def has_chat_template(path: Path) -> bool:
 def check_hf_chat_spec(backend: str, model_id: str, params: Mapping[str, Any],
                        extra: Iterable[str] = ()) -> None:
     """Cheap checks of a transformers chat-model spec: option names and values, and for a
-    local folder ``config.json`` and a tokenizer chat template (no weights are read).
+    local folder those of :func:`check_chat_model_dir` (no weights are read).
 
     Args:
         backend: registry name for messages (``hf``).
@@ -262,18 +262,37 @@ def check_hf_chat_spec(backend: str, model_id: str, params: Mapping[str, Any],
     """
     check_options(backend, params, (*LOAD_OPTIONS, *GENERATION_OPTIONS, *extra))
     check_values(backend, params)
+    check_chat_model_dir(backend, model_id)
+
+
+def check_chat_model_dir(backend: str, model_id: str) -> None:
+    """Cheap checks that a local folder is a text chat LLM (no weights read): ``config.json``
+    of a causal-LM ``model_type``, tokenizer files and a chat template. Hub ids pass.
+
+    The model kind is checked first: a codec or audio encoder has no tokenizer either, and
+    "not a causal language model" says what is wrong with it.
+
+    Raises:
+        AuralensError: one line naming the folder and what it lacks.
+    """
+    from auralens.encoders.hf import check_tokenizer_files
+
     path = check_model_dir(model_id)
-    if path is not None and not has_chat_template(path):
+    if path is None:
+        return
+    from transformers import AutoModelForCausalLM
+
+    # e.g. an audio-language model has a chat template too, but no causal-LM class
+    if auto_class_loads(path, [AutoModelForCausalLM]) is False:
+        raise AuralensError(f"{model_id}: not a causal language model (config.json: "
+                            f"{model_kind(path).strip() or 'no model_type'}); {backend} "
+                            "needs a text chat LLM")
+    # without its files transformers builds an empty tokenizer: generation fails only
+    # after every stage before it has run
+    check_tokenizer_files(model_id)
+    if not has_chat_template(path):
         raise AuralensError(f"{model_id}: tokenizer has no chat template; use an "
                             "instruction-tuned (chat) model")
-    if path is not None:
-        from transformers import AutoModelForCausalLM
-
-        # e.g. an audio-language model has a chat template too, but no causal-LM class
-        if auto_class_loads(path, [AutoModelForCausalLM]) is False:
-            raise AuralensError(f"{model_id}: not a causal language model (config.json: "
-                                f"{model_kind(path).strip() or 'no model_type'}); {backend} "
-                                "needs a text chat LLM")
 
 
 def auto_class_loads(path: Path, auto_classes: Iterable[Any]) -> bool | None:
@@ -529,6 +548,7 @@ class HFChatModel:
         load = {k: v for k, v in params.items() if k in LOAD_OPTIONS}
         self.gen_defaults = {k: v for k, v in params.items() if k not in LOAD_OPTIONS}
         kwargs, device = hf_load_kwargs(load)
+        check_chat_model_dir("hf", self.model_id)  # a local folder: its files before any load
         tok_kw = {k: v for k, v in kwargs.items() if k in ("trust_remote_code", "revision")}
         self.tokenizer = from_pretrained(AutoTokenizer.from_pretrained, self.model_id, **tok_kw)
         if not getattr(self.tokenizer, "chat_template", None):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from auralens.encoders.clap import centre_crop, window_samples
+from auralens.encoders.hf import check_tokenizer_files
 from auralens.errors import AuralensError
 from auralens.scene.caption._hf import (
     as_tensor,
@@ -97,6 +98,9 @@ class ClapZeroShotCaptioner(Captioner):
         self.name = f"clap-zeroshot:{model_id}"
         self.top_k = int(top_k)
         self.labels = read_labels(labels or AUDIOSET_LABELS)
+        # without its files transformers builds a tokenizer of a few special tokens only:
+        # every label would get the same text embedding
+        check_tokenizer_files(model_id)
         self.processor = from_pretrained(AutoProcessor.from_pretrained, model_id,
                                          **processor_kwargs(params))
         self.model, self.device = load_model(ClapModel, model_id, params)
@@ -153,8 +157,9 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
         check_prompt(params["prompt"])
     if params.get("labels") and not Path(params["labels"]).expanduser().is_file():
         raise AuralensError(f"{params['labels']}: label file not found (clap-zeroshot labels=)")
-    check_audio_model(resolve_model_id(spec, default=DEFAULT_MODEL), "audio model",
-                      ("clap",), "CLAP")
+    model_id = resolve_model_id(spec, default=DEFAULT_MODEL)
+    check_audio_model(model_id, "audio model", ("clap",), "CLAP")
+    check_tokenizer_files(model_id)  # the labels are embedded as text
 
 
 def build(spec: ModelSpec, **params: Any) -> ClapZeroShotCaptioner:

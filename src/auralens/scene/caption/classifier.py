@@ -8,16 +8,16 @@ Any transformers audio-classification directory works (``AutoModelForAudioClassi
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from auralens.errors import ModelUnavailableError
+from auralens.errors import AuralensError, ModelUnavailableError
 from auralens.scene.caption._hf import (
     check_audio_model,
     check_options,
-    load_model,
     processor_kwargs,
 )
 from auralens.scene.caption.base import (
@@ -29,8 +29,12 @@ from auralens.scene.caption.base import (
 )
 from auralens.scene.llm import (
     BOOL_RULE,
+    LOAD_OPTIONS,
     check_values,
     from_pretrained,
+    hf_load_kwargs,
+    local_dir,
+    read_json_file,
     resolve_model_id,
     whole_rule,
 )
@@ -60,9 +64,17 @@ class ClassifierCaptioner(Captioner):
         self.name = f"classifier:{model_id}"
         self.top_k = int(top_k)
         self.confidence = bool(confidence)
+        check_classifier_config(model_id)
         self.extractor = from_pretrained(AutoFeatureExtractor.from_pretrained, model_id,
                                          **processor_kwargs(params))
-        self.model, self.device = load_model(AutoModelForAudioClassification, model_id, params)
+        kwargs, device = hf_load_kwargs({k: v for k, v in params.items() if k in LOAD_OPTIONS})
+        self.model, info = from_pretrained(AutoModelForAudioClassification.from_pretrained,
+                                           model_id, output_loading_info=True, **kwargs)
+        check_head_loaded(model_id, self.model, info.get("missing_keys"))
+        if device:
+            self.model.to(device)
+        self.model.eval()
+        self.device = next(self.model.parameters()).device
         self.sample_rate = int(getattr(self.extractor, "sampling_rate", 16000))
         self.labels = [str(self.model.config.id2label[i])
                        for i in range(len(self.model.config.id2label))]
@@ -94,6 +106,53 @@ class ClassifierCaptioner(Captioner):
         return self.describe(wave).text
 
 
+#: The names transformers gives classes when a config has no labels (``LABEL_0`` …).
+_GENERIC_LABEL = re.compile(r"LABEL_[0-9]+")
+_HEAD_HINT = ("give an audio-classification model (e.g. one saved from "
+              "ASTForAudioClassification) with its class names")
+
+
+def check_classifier_config(model_id: str) -> None:
+    """Refuse a local folder whose ``config.json`` describes no classifier: a bare encoder
+    (``ASTModel``, ``HubertModel``) or one without class names. transformers would add a
+    random head and every caption would read "label 0". Hub ids pass (checked when loaded).
+
+    Raises:
+        AuralensError: ``"<dir>: not an audio classifier (…)"``.
+    """
+    path = local_dir(model_id)
+    if path is None or not (path / "config.json").is_file():
+        return  # a hub id; a folder without config.json is refused by check_audio_model
+    cfg = read_json_file(path / "config.json")
+    arch = [str(a) for a in cfg.get("architectures") or []]
+    if arch and not any(a.endswith(("ForAudioClassification", "ForSequenceClassification"))
+                        for a in arch):
+        raise AuralensError(f"{model_id}: not an audio classifier (config.json architectures: "
+                            f"{', '.join(arch)}, no classification head); {_HEAD_HINT}")
+    labels = cfg.get("id2label")
+    names = [str(v) for v in labels.values()] if isinstance(labels, dict) else []
+    if not names:
+        raise AuralensError(f"{model_id}: not an audio classifier (config.json has no "
+                            f"id2label class names); {_HEAD_HINT}")
+    if all(_GENERIC_LABEL.fullmatch(n) for n in names):
+        raise AuralensError(f"{model_id}: not an audio classifier (config.json has only generic "
+                            f"class names: {', '.join(names[:3])}); {_HEAD_HINT}")
+
+
+def check_head_loaded(model_id: str, model: Any, missing: Any) -> None:
+    """Refuse a checkpoint whose classification head was not in the weights file (the
+    config may name a classifier, the saved weights a bare encoder).
+
+    Raises:
+        AuralensError: ``"<dir>: no classification head in the checkpoint (…)"``.
+    """
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    head = sorted(str(k) for k in (missing or ()) if not str(k).startswith(prefix))
+    if head:
+        raise AuralensError(f"{model_id}: no classification head in the checkpoint ({head[0]} "
+                            f"and {len(head) - 1} more weight(s) missing); {_HEAD_HINT}")
+
+
 _NAMED = ("top_k", "confidence")
 _RULES = {"top_k": whole_rule(1), "confidence": BOOL_RULE}
 
@@ -112,7 +171,9 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
     """Option names and values, and a local folder's files (no weights read)."""
     check_options("classifier", params, _NAMED)
     check_values("classifier", params, _RULES)
-    check_audio_model(_model_id(spec), "audio classifier")
+    model_id = _model_id(spec)
+    check_audio_model(model_id, "audio classifier")
+    check_classifier_config(model_id)
 
 
 def build(spec: ModelSpec, **params: Any) -> ClassifierCaptioner:
