@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,6 +195,65 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     else:
         out = soxr.resample(np.ascontiguousarray(centred.T), orig_sr, target_sr).T
     return np.ascontiguousarray(out + mean, dtype=np.float32)
+
+
+class ClipError(AuralensError, ValueError):
+    """An in-memory clip a model cannot take: not mono, no samples, or NaN / Inf samples."""
+
+
+def check_clip(wave: Any, what: str) -> np.ndarray:
+    """``wave`` as a float32 mono ``[T]`` clip (singleton axes dropped: ``[1, T]``, ``[T, 1]``).
+
+    Models turn a NaN sample into NaN outputs everywhere, and a ``[2, T]`` array read flat
+    would be the two channels end to end, so both are refused here rather than answered.
+
+    Raises:
+        ClipError: ``"<what>: …"`` for a non-numeric, multi-channel, empty or non-finite clip.
+    """
+    try:
+        arr = np.asarray(wave, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ClipError(f"{what}: expected audio samples (a [T] float array), got "
+                        f"{type(wave).__name__}") from None
+    if arr.ndim == 0 or sum(d > 1 for d in arr.shape) > 1:
+        raise ClipError(f"{what}: expected mono audio of shape [T], got shape {tuple(arr.shape)}; "
+                        "mix the channels down first (e.g. wave.mean(axis=0) for [C, T])")
+    arr = arr.reshape(-1)
+    if arr.size == 0:
+        raise ClipError(f"{what}: empty audio (0 samples)")
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ClipError(f"{what}: the clip holds {bad} NaN or Inf sample(s)")
+    return arr
+
+
+def check_clip_methods(cls: type, names: tuple[str, ...], batch: tuple[str, ...] = ()) -> None:
+    """Make ``cls``'s own ``names`` methods (first argument: one clip) and ``batch`` methods
+    (first argument: a sequence of clips) pass their clips through :func:`check_clip`.
+
+    Called from a protocol's ``__init_subclass__``, so every backend, a user's own included,
+    refuses a bad clip in one line naming itself, before any model work.
+    """
+    for name in (*names, *batch):
+        fn = cls.__dict__.get(name)
+        if fn is not None and not getattr(fn, "_clips_checked", False):
+            setattr(cls, name, _clips_checked(fn, name, many=name in batch))
+
+
+def _clips_checked(fn: Any, name: str, *, many: bool) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, clips: Any, *args: Any, **kwargs: Any) -> Any:
+        what = f"{getattr(self, 'name', None) or type(self).__name__}.{name}"
+        if many:
+            clips = [check_clip(w, f"{what} (clip {i})") for i, w in enumerate(clips)]
+        else:
+            clips = check_clip(clips, what)
+        return fn(self, clips, *args, **kwargs)
+
+    wrapper._clips_checked = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def inspect_wave(path: str | Path, wave: np.ndarray, sr: int, orig_sr: int | None = None,

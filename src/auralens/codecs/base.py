@@ -26,6 +26,12 @@ class Codec(ABC):
     latent_dim: int = 0
     revision: str = ""
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        from auralens.audio import check_clip_methods
+
+        check_clip_methods(cls, ("encode",))
+
     @abstractmethod
     def encode(self, wave: np.ndarray) -> np.ndarray:
         """``[T]`` float32 at :attr:`sample_rate` → ``[latent_dim, frames]`` float32."""

@@ -44,6 +44,12 @@ class Extractor(ABC):
     first_name: str | None = None
     zero_is_first: bool = False
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        from auralens.audio import check_clip_methods
+
+        check_clip_methods(cls, ("embed",), batch=("embed_batch",))
+
     @abstractmethod
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """Embed one clip.

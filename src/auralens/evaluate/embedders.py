@@ -61,6 +61,12 @@ class MetricEmbedder(ABC):
     model_id: str = ""
     revision: str = ""
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        from auralens.audio import check_clip_methods
+
+        check_clip_methods(cls, ("embed",))
+
     @abstractmethod
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """``[T]`` float32 mono at :attr:`sample_rate` → ``[frames, dim]`` float32."""

@@ -67,7 +67,7 @@ def mono_wave(wave: np.ndarray, name: str) -> np.ndarray:
 
     Raises:
         AuralensError: not one channel (a ``[T, 2]`` array would be read as T clips of one
-            sample each) or no samples at all.
+            sample each), no samples at all, or NaN / Inf samples.
     """
     arr = np.asarray(wave, dtype=np.float32)
     if arr.ndim != 1:
@@ -75,6 +75,9 @@ def mono_wave(wave: np.ndarray, name: str) -> np.ndarray:
                             f"{tuple(arr.shape)}; mix the channels down first")
     if arr.size == 0:
         raise AuralensError(f"{name}: empty audio (0 samples)")
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:  # a caption of NaN features would be a confident guess about nothing
+        raise AuralensError(f"{name}: the clip holds {bad} NaN or Inf sample(s)")
     return arr
 
 

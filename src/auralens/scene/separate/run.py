@@ -109,8 +109,10 @@ def _refuse_reference(separator: Separator) -> None:
 
 def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     """``[T]`` → ``[M, T]`` with shape checks (a backend returning a wrong shape is a bug)."""
+    from auralens.audio import check_clip
+
     _refuse_reference(separator)
-    mix = np.asarray(mix, np.float32)
+    mix = check_clip(mix, f"{separator.name}: the mixture")  # NaN in, NaN sources out
     est = np.asarray(_padded(separator.separate, mix, min_samples=min_samples(separator)),
                      np.float32)
     if est.ndim != 2 or est.shape[1] != mix.shape[-1]:
