@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from auralens.codecs.base import CODECS
+from auralens.errors import AuralensError
 from auralens.specs import SpecError
 
 
@@ -72,8 +73,10 @@ def test_mel_decode_5s_is_fast() -> None:
 
 def test_mel_rejects_bad_shapes() -> None:
     codec = CODECS.build("mel")
-    with pytest.raises(ValueError, match=r"^mel codec expects a \[128, frames\] latent, got \(64, 10\)$"):
+    with pytest.raises(AuralensError, match=r"^mel codec expects a \[128, frames\] latent with at least one frame, got \(64, 10\)$"):
         codec.decode(np.zeros((64, 10), np.float32))
+    with pytest.raises(AuralensError, match=r"at least one frame, got \(128, 0\)$"):
+        codec.decode(np.zeros((128, 0), np.float32))
     with pytest.raises(ValueError, match=r"^mel@.*\.encode: expected mono audio of shape \[T\], got shape \(2, 100\)"):
         codec.encode(np.zeros((2, 100), np.float32))
     # very short input still works

@@ -9,6 +9,7 @@ import scipy.linalg
 from auralens.evaluate.fad import (
     GaussianStats,
     InsufficientFramesError,
+    MetricInputError,
     compute_stats,
     fad,
     fad_inf,
@@ -36,6 +37,8 @@ def test_stats_level_matches_closed_form_diagonal() -> None:
     s2 = GaussianStats(mu2, np.diag(b), 100)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
     assert frechet_distance(s1, s2) == pytest.approx(expected, abs=1e-10)
+    with pytest.raises(MetricInputError, match="takes two GaussianStats; the second is a ndarray"):
+        frechet_distance(s1, np.zeros((4, 2)))
 
 
 def test_trace_term_matches_scipy_sqrtm_for_non_commuting_covariances() -> None:

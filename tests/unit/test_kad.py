@@ -107,6 +107,10 @@ def test_per_file_uses_one_sigma_from_reference(sets) -> None:
     assert res["b"].value > res["a"].value > res["c"].value
     # Same value as a direct call with that sigma.
     assert res["a"].value == pytest.approx(kad(x, files["a"], sigma=sigmas.pop()).value, abs=1e-9)
+    from auralens.evaluate.fad import MetricInputError
+
+    with pytest.raises(MetricInputError, match=r"^wrong: embedding dims differ from the reference's"):
+        kad_per_file(x, {"a": y[:50], "wrong": y[:50, :2]})
 
 
 def test_zero_median_falls_back_to_median_of_non_zero_distances(caplog: pytest.LogCaptureFixture) -> None:

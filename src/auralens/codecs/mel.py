@@ -34,7 +34,12 @@ import numpy as np
 
 from auralens.checks import is_number
 from auralens.codecs.base import Codec
+from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
+
+
+class LatentShapeError(AuralensError, ValueError):
+    """A latent of another shape than the codec decodes."""
 
 
 class MelCodec(Codec):
@@ -192,8 +197,9 @@ class MelCodec(Codec):
             ``[(frames - 1) * hop_length]`` float32 at :attr:`sample_rate`.
         """
         z = np.asarray(latent, dtype=np.float32)
-        if z.ndim != 2 or z.shape[0] != self.n_mels:
-            raise ValueError(f"mel codec expects a [{self.n_mels}, frames] latent, got {z.shape}")
+        if z.ndim != 2 or z.shape[0] != self.n_mels or z.shape[1] == 0:
+            raise LatentShapeError(f"mel codec expects a [{self.n_mels}, frames] latent with at "
+                                   f"least one frame, got {z.shape}")
         frames = z.shape[1]
         if frames < 2:
             z = np.pad(z, ((0, 0), (0, 2 - frames)), mode="edge")

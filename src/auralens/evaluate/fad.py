@@ -231,6 +231,10 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     Raises:
         MetricInputError: the two fits have different dimensions.
     """
+    for side, stats in (("first", a), ("second", b)):
+        if not isinstance(stats, GaussianStats):  # frames go through compute_stats first
+            raise MetricInputError(f"frechet_distance takes two GaussianStats; the {side} is a "
+                                   f"{type(stats).__name__} (fit frames with compute_stats)")
     if a.dim != b.dim:
         raise MetricInputError(f"embedding dims differ: {a.dim} vs {b.dim}")
     diff = a.mu - b.mu

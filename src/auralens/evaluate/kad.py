@@ -298,6 +298,10 @@ def kad_per_file(reference: np.ndarray | Sequence[np.ndarray], files: Mapping[st
     x = x - centre
     n = x.shape[0]
     frames_of = {name: as_frames(frames, name) for name, frames in files.items()}
+    for name, frames in frames_of.items():  # before the reference's kernel sum, not after it
+        if frames.shape[1] != x.shape[1]:
+            raise MetricInputError(f"{name}: embedding dims differ from the reference's: "
+                                   f"{frames.shape[1]} vs {x.shape[1]}")
     sizes = [f.shape[0] for f in frames_of.values()]
     _warn_if_slow(n, sum(sizes), n * (n - 1) // 2 + sum(m * (m - 1) // 2 + n * m for m in sizes),
                   device)
