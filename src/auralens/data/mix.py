@@ -62,6 +62,7 @@ from auralens.io import (
     write_jsonl,
     write_text,
 )
+from auralens.scene.separate.activity import nothing_to_hear
 from auralens.types import Clip, SceneRecord, Source
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ class _Pool:
     max_cache: int = 512
 
     def get(self, clip: Clip) -> np.ndarray | None:
-        """The clip's active part ``[T]`` at the pool rate, or None (failed/silent)."""
+        """The clip's active part ``[T]`` at the pool rate, or None (failed, silent or
+        constant)."""
         if clip.id in self.bad:
             return None
         if clip.id in self.cache:
@@ -117,8 +119,11 @@ class _Pool:
             self.bad.add(clip.id)
             return None
         active = trim_silence(wave, self.sample_rate)
-        if active is None:
-            log.info("%s: silent, not used in mixtures", clip.path)
+        # a constant (DC offset only) clip is as inaudible as a silent one: the activity
+        # filter of separation drops such estimates, so it is no sound source either
+        quiet = "silent" if active is None else nothing_to_hear(wave)
+        if quiet is not None:
+            log.info("%s: %s, not used in mixtures", clip.path, quiet)
             self.bad.add(clip.id)
             return None
         if len(self.cache) >= self.max_cache:

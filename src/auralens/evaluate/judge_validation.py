@@ -56,6 +56,19 @@ def read_annotations(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"{path}: annotation file not found")
+    if path.is_dir():
+        raise ValidationError(f"{path}: is a directory; expected the annotations CSV file "
+                              "(columns id, count, labels_included)")
+    try:
+        return _read_annotations(path)
+    except UnicodeDecodeError as exc:  # a binary file, or a spreadsheet not saved as CSV
+        raise ValidationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "expected the annotations CSV file (columns id, count, "
+                              "labels_included)") from None
+
+
+def _read_annotations(path: Path) -> list[dict[str, Any]]:
+    """:func:`read_annotations` on an existing file."""
     # utf-8-sig: a spreadsheet's CSV export often starts with a byte-order mark
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -87,13 +100,33 @@ def read_annotations(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def results_file(path: str | Path) -> Path:
+    """The ``results.jsonl`` that ``path`` names: the file itself, or ``DIR/results.jsonl``
+    when ``path`` is an experiment's output folder.
+
+    Raises:
+        ValidationError: the path does not exist, or is a folder without ``results.jsonl``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"{path}: results file not found (expected an experiment's "
+                              "results.jsonl)")
+    if path.is_dir():
+        inner = path / "results.jsonl"
+        if inner.is_file():
+            return inner
+        raise ValidationError(f"{path}: is a directory without results.jsonl; expected an "
+                              "experiment's results.jsonl (or the --out folder holding it)")
+    return path
+
+
 def judge_agreement(annotations: str | Path, results: str | Path,
                     method: str | None = None) -> dict[str, Any]:
     """Agreement of judged ``count`` / ``recognition`` with the annotations.
 
     Args:
         annotations: CSV (see the module docstring).
-        results: an experiment's ``results.jsonl``.
+        results: an experiment's ``results.jsonl`` (or its output folder holding one).
         method: use only this method's rows (needed when several methods share ids and
             the CSV has no ``method`` column).
 
@@ -110,13 +143,20 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         and None when no row names its judge.
 
     Raises:
-        ValidationError: a result line that is not a row with an id, or an annotated row
+        ValidationError: a missing, binary or folder input (named), a result line that is
+            not a row with an id, or an annotated row
             whose ``count`` or ``recognition`` is of the wrong kind (``count: "many"``; see
             :func:`~auralens.evaluate.aggregate.row_problem`), named by ``file:line``.
     """
     ann = read_annotations(annotations)
+    results = results_file(results)
+    try:
+        lines = read_jsonl_numbered(results)
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{results}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "expected an experiment's results.jsonl") from None
     rows = []
-    for line, r in read_jsonl_numbered(results):
+    for line, r in lines:
         if not isinstance(r, dict):
             raise ValidationError(f"{results}:{line}: a result row must be a JSON object")
         if r.get("status", "ok") != "ok" or (method is not None and r.get("method") != method):

@@ -32,7 +32,7 @@ def run(
 @app.command("judge-validate")
 def judge_validate(
     annotations: Path = typer.Argument(..., help="CSV with columns id, count, labels_included [, method]."),
-    results: Path = typer.Argument(..., help="An experiment's results.jsonl."),
+    results: Path = typer.Argument(..., help="An experiment's results.jsonl (or the --out folder holding it)."),
     method: str | None = typer.Option(None, "--method", help="Only this method's rows."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
@@ -86,6 +86,9 @@ def fuss_manifest_cmd(
         fail(f"--label-mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
     if (fuss is None) == (mixer is None):
         fail("give exactly one of --fuss or --from-mixer")
+    if fuss is not None and fsd50k is None and labels_csv is None:
+        fail("--fuss needs labels: give --fsd50k DIR (the FSD50K.ground_truth folder) or "
+             "--labels-csv FILE (id,labels)")
     if mixer is not None:
         stats = manifest_from_mixer(mixer, out, split=split)
     else:

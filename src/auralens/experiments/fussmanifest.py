@@ -152,11 +152,14 @@ def fuss_manifest(
 
     Returns:
         Stats: ``n`` mixtures, ``labels`` (distinct), ``source_counts`` histogram,
-        ``unlabelled`` sources.
+        ``unlabelled`` sources, and ``unmatched_ids`` (``labels_csv`` ids that name no
+        mixture of the split, ignored with a warning) when there are any. Each record's
+        ``sample_rate`` and ``duration`` are read from its mixture's header.
 
     Raises:
-        ManifestError: an unknown ``label_mode``, or inputs without the expected layout (one
-            line naming the file; the manifest must cover the whole split, so no mixture is
+        ManifestError: an unknown ``label_mode``, no labels source, a ``labels_csv`` none of
+            whose ids names a mixture, or inputs without the expected layout (one line
+            naming the file; the manifest must cover the whole split, so no mixture is
             left out).
     """
     if label_mode not in LABEL_MODES:
@@ -169,10 +172,13 @@ def fuss_manifest(
     mixtures = sorted(p for p in split_dir.glob("example*.wav"))
     if not mixtures:
         raise ManifestError(f"{split_dir}: no exampleNNNNN.wav mixtures")
+    if not fsd50k_ground_truth and not labels_csv:
+        raise ManifestError(f"{root}: FUSS ships no labels: give --fsd50k DIR (the "
+                            "FSD50K.ground_truth folder) or --labels-csv FILE (id,labels) to "
+                            "label its sources")
     fsd = read_fsd50k_labels(Path(fsd50k_ground_truth)) if fsd50k_ground_truth else None
     given = _read_labels_csv(Path(labels_csv)) if labels_csv else None
-    if fsd is None and given is None:
-        raise ManifestError("give fsd50k_ground_truth or labels_csv to label the FUSS sources")
+    unmatched = _check_label_ids(Path(labels_csv), given, mixtures, split_dir) if given is not None else 0
     records, unlabelled = [], 0
     for mix in mixtures:
         src_dir = split_dir / f"{mix.stem}_sources"
@@ -209,11 +215,55 @@ def fuss_manifest(
             label = (labs[0] if label_mode == "first" else "|".join(labs)) if labs else "unknown"
             role = "background" if f.name.startswith("background") else "foreground"
             sources.append(Source(path=f.resolve(), label=label, role=role, origin=origin))
+        sample_rate, duration = _audio_header(mix)
         records.append(SceneRecord(id=mix.stem, mixture=mix.resolve(), sources=sources,
-                                   sample_rate=16000, duration=10.0, split=split,
+                                   sample_rate=sample_rate, duration=duration, split=split,
                                    meta={"all_labels": per_source, "dataset": "FUSS"}))
     save_records(out_path, records)
-    return _stats(records, unlabelled)
+    return {**_stats(records, unlabelled), **({"unmatched_ids": unmatched} if unmatched else {})}
+
+
+def _audio_header(path: Path) -> tuple[int, float]:
+    """The sample rate and duration (seconds) of ``path`` from its header (no decoding).
+
+    Raises:
+        ManifestError: one line naming the file when it is not readable audio.
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError) as exc:  # sf.LibsndfileError is a RuntimeError
+        raise ManifestError(f"{path}: not a readable audio file "
+                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                            ) from None
+    if info.samplerate <= 0:
+        raise ManifestError(f"{path}: the header gives no sample rate")
+    return int(info.samplerate), round(info.frames / info.samplerate, 6)
+
+
+def _check_label_ids(path: Path, given: dict[str, list[str]], mixtures: list[Path],
+                     split_dir: Path) -> int:
+    """Warn about ``--labels-csv`` ids that name no mixture of the split (naming a few and the
+    count) and return how many; refuse a CSV none of whose ids names one.
+
+    Raises:
+        ManifestError: the CSV holds no id, or none of its ids is a mixture of ``split_dir``.
+    """
+    stems = {m.stem for m in mixtures}
+    unmatched = [i for i in given if i not in stems]
+    if not given:
+        raise ManifestError(f"{path}: holds no labelled ids (expected rows id,labels)")
+    if len(unmatched) == len(given):
+        raise ManifestError(f"{path}: none of its {len(given)} id(s) names a mixture of "
+                            f"{split_dir} (e.g. {', '.join(repr(i) for i in unmatched[:3])}; "
+                            f"the mixtures are named like {sorted(stems)[0]!r})")
+    if unmatched:
+        shown = ", ".join(repr(i) for i in unmatched[:3])
+        more = ", …" if len(unmatched) > 3 else ""
+        log.warning("%s: %d id(s) name no mixture of %s and are ignored: %s%s", path,
+                    len(unmatched), split_dir, shown, more)
+    return len(unmatched)
 
 
 def manifest_from_mixer(mix_dir: str | Path, out_path: str | Path, *,

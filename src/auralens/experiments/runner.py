@@ -20,9 +20,12 @@ its audio, source files and reference frame, its labels and number of sources): 
 whose item of the same id differs is refused naming the item (before any model is loaded),
 while new items just add rows and the same data moved to another folder keeps its rows.
 ``run.json`` is written when the run starts (``status: running``) and again when it ends
-(``done``, or ``failed`` with the error). A method or metric whose model is not available
-is skipped with the reason recorded in ``skipped.json`` and ``run.json`` — nothing is ever
-filled in with made-up values. Unknown backend or metric names are configuration errors,
+(``done``, or ``failed`` with the error). A run whose tables end up without a single result
+fails (exit 1, ``run.json`` ``failed`` with the reason, ``errors.jsonl`` and the tables still
+written): no method is configured (a configuration error), no method could run, or every
+(item, method) pair failed; a run where some pairs succeed stays ``done``. A method or
+metric whose model is not available is skipped with the reason recorded in ``skipped.json``
+and ``run.json`` — nothing is ever filled in with made-up values. Unknown backend or metric names are configuration errors,
 reported before any work starts. The tables cover exactly this run's items and methods:
 results of items another subset or limit chose stay in ``results.jsonl`` (reused if those
 items come back) but out of the tables, and an (item, method) pair that failed gets a
@@ -117,6 +120,11 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 
 class ExperimentError(AuralensError):
     """An experiment definition or input that cannot be used."""
+
+
+class NothingDoneError(ExperimentError):
+    """A run that produced no result at all: no method could run, or every (item, method)
+    pair failed. ``run.json`` already says ``failed`` with the reason when it is raised."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -275,6 +283,9 @@ def validate_experiment(cfg: dict[str, Any], methods: list[dict[str, Any]]) -> N
 
     src = cfg.get("_source") or "experiment"
     _check_numbers(cfg, src)
+    if not methods:
+        raise ConfigError(f"{src}: no method to run: methods, grid and baseline are all empty "
+                          "(give at least one, e.g. methods: [{name: m, type: pipeline, …}])")
     for m in methods:
         name = m.get("name")
         if m.get("type") not in ("allm", "pipeline"):
@@ -1056,6 +1067,12 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
         pairs of this run without a result: failed, or the method's model was missing),
         ``new`` (this run), ``skipped`` (methods / metrics / stages with reasons),
         ``notes`` (said below the tables), ``tables``, ``figures``.
+
+    Raises:
+        ConfigError: a bad definition, no method configured included.
+        ExperimentError: bad data or output folder, or a run with no result at all (no
+            method could run, or every (item, method) pair failed; :class:`NothingDoneError`
+            when the tables and ``errors.jsonl`` were written).
     """
     cfg = load_experiment(config, overrides) if not isinstance(config, dict) else copy.deepcopy(config)
     out = Path(out_dir or Path("runs") / "experiments" / cfg["name"])
@@ -1104,6 +1121,8 @@ def run_experiment(config: str | Path | dict[str, Any], out_dir: str | Path | No
     try:
         return _run(cfg, out, methods, runnable, keys, identity, describer, skipped, timer,
                     record, old, loaded)
+    except NothingDoneError:
+        raise  # run.json already records the failure with what was written
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         try:
@@ -1145,6 +1164,12 @@ def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
     from auralens.evaluate.aggregate import write_report
 
     results_path = out / "results.jsonl"
+    names = {m["name"] for m in methods}
+    if not runnable and not any(r.get("method") in names for r in old):
+        # nothing could run and no earlier row could fill the tables: fail before the data
+        # is built (the generic handler records it in run.json)
+        write_json(out / "skipped.json", skipped)
+        raise ExperimentError(_no_method_reason(out, methods, skipped))
     settings = {m["name"]: settings_of(m, cfg) for m in methods}
     items, signatures = loaded or _load_checked_items(cfg, out, old, methods,
                                                       Path(identity["path"]), timer)
@@ -1222,11 +1247,48 @@ def _run(cfg: dict[str, Any], out: Path, methods: list[dict[str, Any]],
                "new": new, "items": len(items),
                "methods": [m["name"] for m in runnable], "skipped": evaluator.skipped_unique(),
                "notes": notes, "errors": len(errors), **written}
+    failure = nothing_done(out, methods, runnable, skipped, errors, len(todo), n_ok_tables)
+    extra: dict[str, Any] = {"status": "failed" if failure else "done", "data": identity,
+                             "summary": summary, "judge": evaluator.judge_info()}
+    if failure:
+        extra["error"] = failure
     write_run_json(out, **record, models={**describer.models(), **evaluator.models()},
-                   timings=timer.timings,
-                   extra={"status": "done", "data": identity, "summary": summary,
-                          "judge": evaluator.judge_info()})
+                   timings=timer.timings, extra=extra)
+    if failure:
+        raise NothingDoneError(failure)
     return summary
+
+
+def nothing_done(out: Path, methods: Sequence[dict[str, Any]],
+                 runnable: Sequence[dict[str, Any]], skipped: Sequence[dict[str, str]],
+                 errors: ErrorLog, n_todo: int, n_ok_tables: int) -> str | None:
+    """Why a run produced nothing, or None when its tables hold at least one result.
+
+    A run whose tables have a result is fine even when some (or all) of its new pairs failed
+    (a rerun that only retries broken items); one with none fails, naming why: no method
+    could run (with their reasons) or every (item, method) pair failed (with the first error).
+    """
+    if n_ok_tables:
+        return None
+    if not runnable:
+        return _no_method_reason(out, methods, skipped)
+    if n_todo and len(errors) >= n_todo:
+        first = str(errors.items[0].get("error") or "") if errors.items else ""
+        first = first.splitlines()[0] if first.strip() else "unknown error"
+        return (f"{out}: every (item, method) pair failed ({len(errors)} of {n_todo}); first: "
+                f"{first}; see {errors.path}")
+    return None
+
+
+def _no_method_reason(out: Path, methods: Sequence[dict[str, Any]],
+                      skipped: Sequence[dict[str, str]]) -> str:
+    """One line: no method could run, naming the first methods and why each was skipped."""
+    reasons = {s["what"].removeprefix("method "): s["reason"] for s in skipped
+               if s["what"].startswith("method ")}
+    shown = [f"{m['name']}: {reasons.get(m['name'], 'not available')}" for m in methods[:3]]
+    more = f"; … ({len(methods) - 3} more)" if len(methods) > 3 else ""
+    return (f"{out}: no method could run ({'; '.join(shown)}{more}); nothing to put in the "
+            "tables (see skipped.json)")
 
 
 def earlier_rows_notes(rows: Sequence[dict[str, Any]], methods: Sequence[dict[str, Any]]) -> list[str]:
