@@ -14,13 +14,15 @@ Data (``DATA``):
 
 Outputs in ``RUN``: ``last.safetensors`` + ``last_state.pt`` (optimizer, step, RNG and a copy
 of the weights; loaded with ``torch.load(weights_only=True)``), ``best.safetensors`` (highest validation MSi),
-``history.jsonl``, TensorBoard events in ``RUN/tb``, and ``run.json``. While no epoch has a
-validation MSi (a validation set without a multi-source mixture has none; a warning and a
-``run.json`` note say so) ``best.safetensors`` follows the latest epoch.
+``history.jsonl``, TensorBoard events in ``RUN/tb``, ``run.json``, and ``errors.jsonl`` listing the
+clips that could not be read (they are skipped; ``run.json`` lists them under ``skipped``). While
+no epoch has a validation MSi (a validation set without a multi-source mixture has none; a
+warning and a ``run.json`` note say so) ``best.safetensors`` follows the latest epoch.
 
 A run trains on one ``DATA``: resuming with a folder that holds other clips is refused (a moved
 or copied folder only warns), and options that the ``DATA`` kind would leave unused are refused
-rather than recorded (see :func:`check_options`).
+rather than recorded (see :func:`check_options`). ``RUN`` must be new, empty, or a run of
+``separate train``: another command's output or other files there are refused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -42,9 +46,12 @@ from auralens.checks import is_number, is_whole, plain
 from auralens.data.mix import to_slots, zero_absent
 from auralens.errors import AuralensError, CheckpointMismatchError
 from auralens.io import (
+    ErrorLog,
     append_jsonl,
     atomic_path,
     check_out_dir,
+    is_temp_name,
+    read_json,
     read_jsonl,
     remove_stale_temps,
     write_jsonl,
@@ -66,6 +73,10 @@ log = logging.getLogger(__name__)
 
 class TrainError(AuralensError):
     """Training data or a run directory that cannot be used."""
+
+
+class ModelSettingsError(TrainError, CheckpointMismatchError):
+    """A resumed run or an ``--init`` checkpoint whose model config differs from this run's."""
 
 
 @dataclass
@@ -208,9 +219,29 @@ def _pool_signature(root: Path, clips: list[Any], sr: int) -> str:
     return h.hexdigest()
 
 
-def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None) -> tuple[list[np.ndarray], list[str]]:
+def _skip_clip(item: str, path: Path, exc: BaseException, errors: Any) -> dict[str, str]:
+    """Report one clip that cannot be used (in ``errors`` when given, else as a warning) and
+    return its record."""
+    record = {"item": item, "path": str(path), "error": str(exc), "type": type(exc).__name__}
+    if errors is not None:
+        errors.add(item, exc, path)
+    else:
+        log.warning("skipped %s: %s", item if str(path) in str(exc) else f"{item} ({path})", exc)
+    return record
+
+
+def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None,
+               errors: Any = None) -> tuple[list[np.ndarray], list[str]]:
     """Decode every clip of ``folds`` at ``sr`` (cached as one npz, reused only for the same
-    folder and clips: the cache file is named by folds and rate alone)."""
+    folder and clips: the cache file is named by folds and rate alone).
+
+    A clip that cannot be read is skipped: listed in ``errors`` (an
+    :class:`~auralens.io.ErrorLog`) when given, else logged as a warning; a pool read from the
+    cache reports its skipped clips again.
+
+    Raises:
+        TrainError: no clips in ``folds``, or none of them readable.
+    """
     from auralens.audio import load
     from auralens.data.esc50 import load_esc50
 
@@ -223,20 +254,30 @@ def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None) -> tup
         with np.load(cache / key, allow_pickle=False) as data:
             if "signature" in data.files and str(data["signature"]) == signature:
                 n = int(data["n"])
+                skipped = json.loads(str(data["skipped"])) if "skipped" in data.files else []
+                for rec in skipped:
+                    _skip_clip(rec["item"], Path(rec["path"]), TrainError(rec["error"]), errors)
                 return [data[f"w{i}"] for i in range(n)], [str(x) for x in data["labels"]]
         log.info("%s: decoded from other clips than %s folds %s; decoding again", cache / key, root, folds)
-    waves, labels = [], []
+    waves, labels, skipped = [], [], []
     from auralens.progress import progress
 
     for clip in progress(clips, desc=f"decode folds {folds}"):
-        waves.append(load(clip.path, sr))
+        try:
+            wave = load(clip.path, sr)
+        except (AuralensError, OSError) as exc:  # a broken clip costs that clip, not the run
+            skipped.append(_skip_clip(clip.id, Path(clip.path), exc, errors))
+            continue
+        waves.append(wave)
         labels.append(clip.label or "")
+    if not waves:
+        raise TrainError(f"{root}: none of the {len(clips)} clips in folds {folds} is readable "
+                         f"(first: {skipped[0]['error']})")
     if cache is not None:
-        from auralens.io import atomic_path
-
         cache.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache / key) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, n=len(waves), labels=np.array(labels), signature=np.array(signature),
+                     skipped=np.array(json.dumps(skipped)),
                      **{f"w{i}": w for i, w in enumerate(waves)})
     return waves, labels
 
@@ -305,13 +346,22 @@ class RecordCropper:
     −70 dB, far below the loss's 30 dB SNR cap) and cast back to float32 per crop.
     """
 
-    def __init__(self, records: list[Any], num_outputs: int, sr: int) -> None:
+    def __init__(self, records: list[Any], num_outputs: int, sr: int, errors: Any = None) -> None:
         from auralens.audio import load
         from auralens.progress import progress
 
         self.items: list[np.ndarray] = []
+        skipped = 0
         for rec in progress(records, desc="load sources"):
-            srcs = [load(s.path, sr) for s in rec.sources][:num_outputs]
+            srcs = []
+            for src in rec.sources[:num_outputs]:
+                try:
+                    srcs.append(load(src.path, sr))
+                except (AuralensError, OSError) as exc:  # skip the mixture, keep the rest
+                    _skip_clip(str(rec.id), Path(src.path), exc, errors)
+                    skipped += 1
+                    srcs = []
+                    break
             if not srcs:
                 continue
             # Pad to the longest source (as evaluation does): a short event file must not cut
@@ -319,7 +369,9 @@ class RecordCropper:
             t = max(len(s) for s in srcs)
             self.items.append(np.stack([np.pad(s, (0, t - len(s))) for s in srcs]).astype(np.float16))
         if not self.items:
-            raise TrainError("no usable mixtures (records without sources)")
+            why = (f"{skipped} of {len(records)} records have unreadable sources, the others none"
+                   if skipped else "records without sources")
+            raise TrainError(f"no usable mixtures ({why})")
         self.num_outputs = num_outputs
 
     def sample(self, length: int, rng: np.random.Generator, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -375,11 +427,17 @@ def _fuss_records(root: Path, split: str) -> list[Any]:
 
 def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
                  cache: Path | None, slots: dict[str, int] | None = None,
-                 ) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+                 errors: Any = None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``.
 
     With ``slots`` (class → row) the training references are laid out by class, ``[S, T]``;
     validation references stay ``[num_outputs, T]`` (scored by PIT like any separator's).
+    Unreadable clips are skipped and listed in ``errors`` (an :class:`~auralens.io.ErrorLog`;
+    without one they are logged as warnings).
+
+    Raises:
+        TrainError: a pool or split without readable clips, or (with ``slots``) a class
+            whose clips are all unreadable.
     """
     data = Path(data)
     rng = np.random.default_rng(cfg.seed + 10_000)
@@ -388,10 +446,14 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         raise TrainError(f"unknown recipe {cfg.recipe!r}; use 'dry' or 'fuss'")
     if (data / "meta" / "esc50.csv").exists():
         if cfg.recipe == "fuss":
-            train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache)
+            train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache, errors)
         else:
-            tw, tl = _load_pool(data, cfg.train_folds, sr, cache)
-            vw, vl = _load_pool(data, cfg.val_folds, sr, cache)
+            tw, tl = _load_pool(data, cfg.train_folds, sr, cache, errors)
+            vw, vl = _load_pool(data, cfg.val_folds, sr, cache, errors)
+            missing = sorted(set(slots or ()) - set(tl))
+            if missing:
+                raise TrainError(f"{data}: no readable clip of class(es) {missing} in train_folds "
+                                 f"{cfg.train_folds}, so their output slots would never train")
             train = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
             val_mixer = DynamicMixer(vw, vl, num_outputs, cfg.max_sources, cfg.gain_db_min)
         counts = [1 + i % val_mixer.max_sources for i in range(cfg.n_val)]
@@ -405,15 +467,15 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
         if not train_recs or not val_recs:
             raise TrainError(f"{data}: needs train and validation/eval mixtures")
-        train = RecordCropper(train_recs, num_outputs, sr)
+        train = RecordCropper(train_recs, num_outputs, sr, errors)
         if cfg.dynamic_data:
             dyn_root = Path(cfg.dynamic_data)
             if not (dyn_root / "meta" / "esc50.csv").exists():
                 raise TrainError(f"{dyn_root}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
-            tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache)
+            tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache, errors)
             dyn = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
             train = MixedSampler(dyn, train, cfg.dynamic_share)
-        val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr)
+        val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr, errors)
         val = []
         # The first val_seconds of each validation mixture, zero-padded to one common length so
         # they batch (validation mixtures may differ in length and be shorter than val_seconds).
@@ -428,13 +490,14 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
 
 
 def _recipe_mixers(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
-                   cache: Path | None) -> tuple[Any, Any]:
+                   cache: Path | None, errors: Any = None) -> tuple[Any, Any]:
     """On-the-fly FUSS-recipe mixers for the training and the validation folds (one room bank)."""
     from auralens.data.esc50 import load_esc50
     from auralens.data.mix import RecipeMixer, RoomBank
     from auralens.io import ErrorLog
 
-    errors = ErrorLog((cache.parent if cache is not None else data) / "errors.jsonl")
+    if errors is None:
+        errors = ErrorLog((cache.parent if cache is not None else data) / "errors.jsonl")
     bank = RoomBank(cfg.rooms, num_outputs, sr, seed=cfg.seed) if cfg.rooms > 0 else None
     mixers = []
     for folds in (cfg.train_folds, cfg.val_folds):
@@ -536,7 +599,8 @@ def check_options(cfg: TrainConfig, kind: str, data: Path, num_sources: int) -> 
 
     Raises:
         TrainError: ``max_sources`` above the model's outputs, more ``count_weights`` than
-            ``max_sources``, or a changed option that does not apply to this ``DATA``.
+            ``max_sources``, ESC-50 ``train_folds`` and ``val_folds`` that share a fold, or a
+            changed option that does not apply to this ``DATA``.
     """
     if cfg.max_sources > num_sources:
         raise TrainError(f"max_sources {cfg.max_sources} is more than the model's {num_sources} "
@@ -544,6 +608,12 @@ def check_options(cfg: TrainConfig, kind: str, data: Path, num_sources: int) -> 
     if len(cfg.count_weights) > cfg.max_sources:
         raise TrainError(f"count_weights has {len(cfg.count_weights)} entries (1 … "
                          f"{len(cfg.count_weights)} sources) but max_sources is {cfg.max_sources}")
+    if kind == "esc50":
+        shared = sorted(set(cfg.train_folds) & set(cfg.val_folds))
+        if shared:
+            raise TrainError(f"train_folds {cfg.train_folds} and val_folds {cfg.val_folds} share "
+                             f"fold(s) {shared}: best.safetensors would be chosen on training clips; "
+                             "give validation folds that are not trained on")
     default = TrainConfig()
     unused: dict[str, str] = {}
     if kind == "esc50":
@@ -679,6 +749,53 @@ def _check_pair(out: Path, last_ckpt: Path, last_state: Path, steps_per_epoch: i
                      f"{last_state} to start over")
 
 
+#: What a training run writes in its folder: files at the top, and a pattern per subfolder.
+_RUN_FILES = frozenset({"last.safetensors", "last_state.pt", "best.safetensors", "history.jsonl",
+                        "run.json", "errors.jsonl"})
+_RUN_SUBFOLDERS = {"tb": re.compile(r"events\.out\.tfevents\..*"),
+                   "cache": re.compile(r"pool-[\d-]+-\d+\.npz"),
+                   "keep": re.compile(r"step\d+\.safetensors")}
+
+
+def _foreign_file(out: Path) -> Path | None:
+    """The first file in ``out`` that a training run does not write (hidden files such as a
+    file browser's are passed over: training writes no file of such a name but its temporary
+    files)."""
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or is_temp_name(path.name):
+            continue
+        if len(rel.parts) == 1 and rel.name in _RUN_FILES:
+            continue
+        pattern = _RUN_SUBFOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
+        if pattern is not None and pattern.fullmatch(rel.name):
+            continue
+        return rel
+    return None
+
+
+def _check_run_dir(out: Path) -> None:
+    """Refuse an existing ``--out`` that holds another command's output or files a training
+    run does not write (its ``run.json`` and files must not be written over or mixed with a
+    run's); a folder written by ``separate train`` is resumed."""
+    if not out.is_dir():
+        return
+    hint = "; give another --out (a new or empty folder)"
+    if (out / "run.json").is_file():
+        try:
+            run = read_json(out / "run.json")
+        except (OSError, ValueError):
+            run = None
+        command = run.get("command") if isinstance(run, dict) else None
+        if not isinstance(command, str):
+            raise TrainError(f"{out}: its run.json is unreadable, so what made the folder is unknown{hint}")
+        if command != "separate train":
+            raise TrainError(f"{out}: holds the output of {command!r}, not of separate train{hint}")
+    found = _foreign_file(out)
+    if found is not None:
+        raise TrainError(f"{out}: holds files that separate train does not write ({found}){hint}")
+
+
 def _need_classes(data: Path) -> None:
     """``assign: classes`` reads each clip's class from an ESC-50 folder's metadata."""
     if not (Path(data) / "meta" / "esc50.csv").exists():
@@ -706,6 +823,30 @@ def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNpp
     return replace(model_cfg, num_slots=len(labels), slot_labels=labels)
 
 
+def _set_text(value: Any) -> str:
+    """``value`` as ``--set`` reads it back (YAML scalars; lists as flow sequences)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _model_changes(stored: TDCNppConfig, now: TDCNppConfig,
+                   skip: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """``[(field, stored value, this run's value)]`` for the model fields that differ."""
+    a, b = stored.to_dict(), now.to_dict()
+    return [(k, a.get(k), b.get(k)) for k in b if k not in skip and a.get(k) != b.get(k)]
+
+
+def _set_hint(changes: list[tuple[str, Any, Any]]) -> str:
+    """The ``--set model.KEY=VALUE`` options that give the stored values back (``num_slots``
+    follows from ``slot_labels`` when both differ)."""
+    keys = {k for k, _, _ in changes}
+    return " ".join(f"--set model.{k}={_set_text(old)}" for k, old, _ in changes
+                    if not (k == "num_slots" and "slot_labels" in keys))
+
+
 def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
     """A model of ``model_cfg`` started from the checkpoint ``init``.
 
@@ -714,9 +855,10 @@ def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
     fresh.
 
     Raises:
-        CheckpointMismatchError: any other config difference, including a class-slot
-            checkpoint with other classes than ``model_cfg`` (its slots would be copied onto
-            the wrong classes) or started as a universal separator.
+        CheckpointMismatchError: any other config difference (:class:`ModelSettingsError`,
+            naming the ``--set model.KEY=VALUE`` options that match the checkpoint), including
+            a class-slot checkpoint with other classes than ``model_cfg`` (its slots would be
+            copied onto the wrong classes) or started as a universal separator.
     """
     header = read_header(init)
     stored = TDCNppConfig.from_dict(header["model_args"])
@@ -728,8 +870,13 @@ def init_model(init: str | Path, model_cfg: TDCNppConfig) -> TDCNpp:
             f"{init}: its output slots ({stored.slot_labels or stored.num_slots}) do not match "
             f"{want}")
     slot_keys = {"num_slots": 0, "slot_labels": []}
-    if replace(stored, **slot_keys) != replace(model_cfg, **slot_keys) or stored == model_cfg:
-        model, _ = load_checkpoint(init, expect=model_cfg)  # identical, or the usual mismatch error
+    changes = _model_changes(stored, model_cfg, skip=tuple(slot_keys))
+    if changes:
+        what = "; ".join(f"model.{k} {old!r} in the checkpoint, {new!r} here" for k, old, new in changes)
+        raise ModelSettingsError(f"{init}: config mismatch with this run's model ({what}); give "
+                                 f"{_set_hint(changes)} to start from it")
+    if stored == model_cfg:
+        model, _ = load_checkpoint(init, expect=model_cfg)
         return model.train()
     source, _ = load_checkpoint(init)
     model = TDCNpp(model_cfg)
@@ -801,8 +948,27 @@ def _check_resume_settings(out: Path, state: dict[str, Any], settings: str) -> N
                          f"the run started — {hint}")
 
 
-def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str, Any]]:
+def _check_resume_model(out: Path, last_ckpt: Path, model_cfg: TDCNppConfig) -> None:
+    """Refuse to resume with another model config than the run's, naming the changed fields
+    and the ``--set`` options that give the run's values back."""
+    header = read_header(last_ckpt)
+    try:
+        stored = TDCNppConfig.from_dict(header["model_args"])
+    except (CheckpointMismatchError, KeyError, TypeError):
+        return  # load_checkpoint reports a checkpoint without a usable config
+    changes = _model_changes(stored, model_cfg)
+    if changes:
+        what = "; ".join(f"model.{k} {old!r} → {new!r}" for k, old, new in changes)
+        raise ModelSettingsError(f"{out}: resumed with other model settings ({what}); give "
+                                 f"{_set_hint(changes)} to resume, or another --out")
+
+
+def _resume_state(out: Path, model_cfg: TDCNppConfig,
+                  settings: str | None = None) -> tuple[TDCNpp, dict[str, Any]]:
     """Model and training state of the run in ``out`` at one consistent step.
+
+    With ``settings`` the run's stored settings are checked first
+    (:func:`_check_resume_settings`), then its model config (:func:`_check_resume_model`).
 
     ``last.safetensors`` is written before ``last_state.pt``, which also holds its own copy of
     the weights: a kill between the two leaves a newer weights file next to the previous
@@ -820,6 +986,9 @@ def _resume_state(out: Path, model_cfg: TDCNppConfig) -> tuple[TDCNpp, dict[str,
     if "step" not in state:
         raise TrainError(f"{last_state}: no step stored; delete it and last.safetensors to start over")
     s_step = int(state["step"])
+    if settings is not None:
+        _check_resume_settings(out, state, settings)
+    _check_resume_model(out, last_ckpt, model_cfg)
     model, header = load_checkpoint(last_ckpt, expect=model_cfg)
     w_step = header.get("step")
     if w_step is None or int(w_step) != s_step:
@@ -862,18 +1031,25 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     Returns:
         ``{"best": {...}, "last": {...}, "step": int}``.
 
+    Unreadable clips are skipped, each named in a warning and listed in ``out/errors.jsonl``
+    and ``run.json``; training stops only when a pool is left without readable clips.
+
     Raises:
-        TrainError: unusable data, options this data leaves unused (:func:`check_options`),
-            crops or validation mixtures shorter than one STFT window, a run directory whose
-            checkpoint files disagree, a resume with other settings than
-            :data:`RESUME_MAY_CHANGE` or with other data, or ``steps`` below the run's. What the
-            inputs alone decide is refused before ``out`` is created.
+        TrainError: unusable data (no readable clips), options this data leaves unused or
+            overlapping ESC-50 folds (:func:`check_options`), crops or validation mixtures
+            shorter than one STFT window, an ``out`` holding another command's output or
+            other files (:func:`_check_run_dir`), a run directory whose checkpoint files
+            disagree, a resume with other settings than :data:`RESUME_MAY_CHANGE`, another
+            model config (:class:`ModelSettingsError`) or other data, or ``steps`` below the
+            run's. What the inputs alone decide is refused before ``out`` is created, and a
+            failure while the data is decoded removes an ``out`` this call created.
     """
     from auralens.progress import progress
 
     cfg = cfg or TrainConfig()
     out, data = Path(out), Path(data)
     check_out_dir(out, TrainError, " (--out names the run directory)")
+    _check_run_dir(out)
     # Everything that can be refused from the inputs is checked before --out is created, so
     # a refused run leaves no empty run folder behind.
     kind = data_kind(data)
@@ -902,9 +1078,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
     step, best_msi = 0, -math.inf
     _check_pair(out, last_ckpt, last_state, cfg.steps_per_epoch)
     if last_ckpt.exists() and last_state.exists():
-        model, state = _resume_state(out, model_cfg)
+        model, state = _resume_state(out, model_cfg, settings)
         step, best_msi = int(state["step"]), float(state["best_msi"])
-        _check_resume_settings(out, state, settings)
         if step > cfg.steps:
             raise TrainError(f"{out}: the run is at step {step}, past --steps {cfg.steps}; "
                              "give more steps to go on, or another --out")
@@ -917,33 +1092,43 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         model, state = init_model(init, model_cfg), None
     else:
         model, state = TDCNpp(model_cfg), None
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    if main:
-        remove_stale_temps(out)
-    acc.wait_for_everyone()  # everyone has read the run directory before the main process edits it
-    if main and hist_path.exists():
-        # Lines after the checkpoint's step (all of them on a fresh start) come from an epoch a
-        # kill cut short before its checkpoint: that epoch is redone and recorded once.
-        write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if int(h.get("step", 0)) <= step])
-        if step == 0:
-            (out / "best.safetensors").unlink(missing_ok=True)
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:  # a resumed run may lower the learning rate
-            group["lr"] = cfg.lr
-    sr = model_cfg.sample_rate
-    with acc.main_process_first():  # the main process fills the decode cache, the others read it
-        slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
-        sampler, val = make_sources(data, cfg, model_cfg.num_sources, sr, out / "cache", slots)
-    if val and val[0][0].shape[-1] < model_cfg.n_fft:  # FUSS validation mixtures may be short
-        raise TrainError(f"{data}: the validation mixtures are {val[0][0].shape[-1]} samples long, "
-                         f"shorter than one STFT window ({model_cfg.n_fft} samples)")
-    if not any(int((np.sqrt((refs**2).mean(-1)) > ACTIVE_REF_RMS).sum()) >= 2 for _, refs in val):
-        notes.append(f"none of the {len(val)} validation mixtures has two or more sources, so "
-                     "validation MSi is undefined and best.safetensors is the latest epoch's "
-                     "(more validation mixtures, n_val, give MSi)")
+    try:  # until the data is decoded: a failure removes a run folder this call created
+        errors = ErrorLog(out / "errors.jsonl", reset=main)  # the clips skipped by this session
+        if main:
+            remove_stale_temps(out)
+        acc.wait_for_everyone()  # everyone has read the run directory before the main process edits it
+        if main and hist_path.exists():
+            # Lines after the checkpoint's step (all of them on a fresh start) come from an epoch a
+            # kill cut short before its checkpoint: that epoch is redone and recorded once.
+            write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if int(h.get("step", 0)) <= step])
+            if step == 0:
+                (out / "best.safetensors").unlink(missing_ok=True)
+        model.to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            for group in opt.param_groups:  # a resumed run may lower the learning rate
+                group["lr"] = cfg.lr
+        sr = model_cfg.sample_rate
+        with acc.main_process_first():  # the main process fills the decode cache, the others read it
+            slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
+            sampler, val = make_sources(data, cfg, model_cfg.num_sources, sr, out / "cache", slots,
+                                        errors if main else None)
+        if val and val[0][0].shape[-1] < model_cfg.n_fft:  # FUSS validation mixtures may be short
+            raise TrainError(f"{data}: the validation mixtures are {val[0][0].shape[-1]} samples long, "
+                             f"shorter than one STFT window ({model_cfg.n_fft} samples)")
+        if not any(int((np.sqrt((refs**2).mean(-1)) > ACTIVE_REF_RMS).sum()) >= 2 for _, refs in val):
+            notes.append(f"none of the {len(val)} validation mixtures has two or more sources, so "
+                         "validation MSi is undefined and best.safetensors is the latest epoch's "
+                         "(more validation mixtures, n_val, give MSi)")
+    except BaseException:
+        if created and main:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if errors:
+        notes.append(f"{len(errors)} unreadable clip(s) skipped, listed in {errors.path}")
     for note in notes:
         log.warning("%s: %s", out, note)
     crop = int(cfg.crop_seconds * sr)
@@ -1037,6 +1222,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                        models={"separator": "tdcnpp", "parameters": n_params},
                        extra={"best": best, "last": last or (history[-1] if history else {}),
                               "best_by": "val_MSi" if scored else "latest epoch (no validation MSi)",
-                              "notes": notes, "num_processes": world})
+                              "notes": notes, "num_processes": world,
+                              "skipped": errors.items})
     acc.wait_for_everyone()
     return {"best": best, "last": last, "step": cfg.steps}
