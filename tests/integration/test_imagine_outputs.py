@@ -139,6 +139,12 @@ def test_a_folder_that_held_no_imagine_run_keeps_every_file(mix, tmp_path):
     for rel, data in mine.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
+    # another command's folder is refused before any work, every file left as it was
+    with pytest.raises(ImagineError, match="holds the outputs of 'sonify train'"):
+        imagine(mix, out, _config(2))
+    for rel, data in mine.items():
+        assert (out / rel).read_bytes() == data, rel
+    (out / "run.json").unlink()  # a folder of the user's files, with no command's record
     with pytest.raises(ImagineError):  # fails after starting: writes its failed record
         imagine(mix, out, _config(2, captioner=Captioner("model fell over")))
     for rel, data in mine.items():

@@ -71,7 +71,8 @@ def run(
         typer.echo(f"{res.n_estimates} estimates, {len(res.kept)} kept{captions}")
     if res.description:
         typer.echo(f"description: {res.description}")
-    typer.echo(f"report: {out / 'report.html'}")
+    if "report" in res.paths:  # --set report=false writes none
+        typer.echo(f"report: {res.paths['report']}")
 
 
 @app.command("batch")

@@ -9,9 +9,12 @@ Two modes share the input handling, the image stage and the outputs:
 Every run writes into ``out_dir``: ``sources/*.wav``, ``activity.json``, ``captions.json``,
 ``description.txt`` (+ ``reasoning.txt`` for chain-of-thought), ``image.png`` when an image
 model is configured, ``reference.png`` for video input, ``report.html`` and ``run.json``
-(status, config, models, timings per stage, skipped stages). Stage specs are checked before
-any work; a rerun first removes the files an earlier run wrote into ``out_dir``, and a run
-that fails records ``status: failed`` and the error in ``run.json``.
+(status, config, models, timings per stage, skipped stages). Stage specs, the input and
+the models are checked and loaded before ``out_dir`` is touched, so a run that cannot start
+leaves an earlier result as it was; a run that starts first removes the files an earlier
+imagine (or one-file ``separate``) run wrote into ``out_dir``, and when it fails records
+``status: failed`` and the error in ``run.json``. A folder holding another command's outputs
+is refused.
 
 Example:
     >>> from auralens.scene.pipeline import imagine
@@ -27,8 +30,12 @@ import importlib
 import logging
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,7 +43,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from auralens.audio import VIDEO_SUFFIXES
+from auralens.audio import FFMPEG_TIMEOUT, VIDEO_SUFFIXES, AudioError
 from auralens.checks import is_number, is_whole
 from auralens.config import changed_keys, check_fingerprints, fingerprint, same_working_dir
 from auralens.errors import AuralensError
@@ -394,6 +401,7 @@ class Stages:
         self._built: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
         self._checked = False
+        self._reached: set[str] = set()
 
     def keys(self) -> tuple[str, ...]:
         """The stages the config's mode uses."""
@@ -483,16 +491,89 @@ class Stages:
             raise _allm_error(exc) from exc
 
     def preload(self) -> None:
-        """Build every backend the mode needs (fail early, before a batch starts)."""
+        """Build every backend the mode needs and reach the API servers they send requests
+        to (fail early: before a batch starts, before a run clears an earlier result)."""
         self.check()
         for key in self.keys():
             getattr(self, key)()
+        self.check_servers()
+
+    def check_servers(self) -> None:
+        """Open a connection (no request) to the server of every API backend built from a
+        spec (``openai:…``, ``openai-audio:…``), once per server.
+
+        Building such a backend sends nothing, so without this an unreachable server only
+        fails at its stage, after separation and captioning. Backends passed in already built
+        are not checked (their requests may be served some other way).
+
+        Raises:
+            ImagineError: a server cannot be reached (naming the stage and its ``base_url``).
+        """
+        for key in self.keys():
+            value = getattr(self.config, key)
+            if key not in self._built or (value is not None and not isinstance(value, (str, dict))):
+                continue
+            for client in _api_clients(self._built[key]):
+                url = str(client.base_url)
+                if url in self._reached:
+                    continue
+                problem = _unreachable(url, getattr(client, "timeout", 10.0))
+                if problem is not None:
+                    exc = AuralensError(f"{url}: the server cannot be reached ({problem}); "
+                                        "start it or fix base_url")
+                    if key == "allm":
+                        raise _allm_error(exc)
+                    name = getattr(self._built[key], "name", key)
+                    raise ImagineError(f"--{key} {name}: {exc}")
+                self._reached.add(url)
 
     def models(self) -> dict[str, dict[str, str]]:
         """``{stage: {"name", "revision"}}`` of the backends built so far (for run.json)."""
         from auralens.encoders.hf import backend_record
 
         return {k: backend_record(v) for k, v in self._built.items()}
+
+
+def _api_clients(backend: Any) -> list[Any]:
+    """The OpenAI-compatible chat clients inside a built backend (a composer's ``llm``, an
+    audio LLM's ``lm.client`` …), looked up a few attributes deep."""
+    from auralens.scene.llm import OpenAIChatModel
+
+    found: list[Any] = []
+    todo, seen = [(backend, 0)], set()
+    while todo:
+        obj, depth = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, OpenAIChatModel):
+            found.append(obj)
+        elif depth < 3:
+            todo += [(getattr(obj, name, None), depth + 1) for name in ("llm", "lm", "client")]
+    return found
+
+
+def _unreachable(url: str, timeout: Any) -> str | None:
+    """Why a TCP connection to ``url``'s host cannot be opened (None when it can, or when a
+    proxy carries the requests, so only the proxy would tell)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None  # a malformed URL: the request names the problem
+    if not host:
+        return None
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return None
+    try:
+        wait = min(max(float(timeout), 0.1), 10.0)
+    except (TypeError, ValueError):
+        wait = 10.0
+    try:
+        with socket.create_connection((host, port), timeout=wait):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- results
@@ -540,45 +621,89 @@ class SceneResult:
 # --------------------------------------------------------------------------- input handling
 
 
-def prepare_input(path: str | Path, out_dir: Path, sample_rate: int = 16000
-                  ) -> tuple[Path, Path | None]:
-    """Audio files pass through; video gets its audio track extracted with ffmpeg and a
-    reference frame (``reference.png``) grabbed at the clip's middle.
+#: Rate of the audio track imagine extracts from a video (``input.wav``).
+VIDEO_AUDIO_RATE = 16000
+
+
+def read_input(path: str | Path) -> tuple[np.ndarray, int]:
+    """The sound of an input, read (and so checked) before the run touches its output folder:
+    an audio file as float32 mono at its own rate, a video's audio track extracted with ffmpeg
+    as mono at :data:`VIDEO_AUDIO_RATE`.
 
     Returns:
-        ``(audio_path, reference_png_or_None)``.
+        ``(wave [T], sample_rate)``.
 
     Raises:
-        ImagineError: missing input, or video input without ffmpeg.
+        ImagineError: missing input, video input without ffmpeg, or a video without sound
+            (``"<video>: no audio track"``, as ``separate`` says).
+        AudioError: an unreadable, empty or too long audio file (one line naming it).
     """
+    from auralens.audio import load_with_info
+
     path = Path(path)
     if not path.exists():
         raise ImagineError(f"{path}: file not found")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        return path, None
+        wave, info = load_with_info(path)
+        return wave, info.sample_rate
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise ImagineError(f"{path}: video input needs ffmpeg, which is not on PATH; install "
                            "ffmpeg or pass an audio file")
-    audio = out_dir / "input.wav"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-i", str(path), "-vn",
-                           "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", str(audio)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not audio.exists():
-        msg = (proc.stderr.strip().splitlines() or ["no audio track"])[-1]
-        raise ImagineError(f"{path}: could not extract the audio track ({msg})")
-    from auralens.audio import load_with_info
+    with tempfile.TemporaryDirectory(prefix="auralens-imagine-") as tmp:
+        audio = Path(tmp) / "input.wav"
+        try:
+            proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-i", str(path),
+                                   "-map", "0:a:0", "-vn", "-ac", "1", "-ar",
+                                   str(VIDEO_AUDIO_RATE), "-c:a", "pcm_s16le", str(audio)],
+                                  capture_output=True, text=True, check=False,
+                                  timeout=FFMPEG_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ImagineError(f"{path}: ffmpeg took over {FFMPEG_TIMEOUT} s to extract the "
+                               "audio track") from None
+        lines = proc.stderr.strip().splitlines()
+        if proc.returncode != 0 or not audio.exists():
+            # -map 0:a:0 found nothing (older ffmpeg: the output holds no stream)
+            if any("matches no streams" in ln or "does not contain any stream" in ln
+                   for ln in lines):
+                raise ImagineError(f"{path}: no audio track")
+            raise ImagineError(f"{path}: could not extract the audio track "
+                               f"({lines[-1] if lines else 'ffmpeg failed'})")
+        try:
+            wave, info = load_with_info(audio)
+        except AudioError as exc:  # name the video, not the temporary file
+            raise ImagineError(f"{path}: {exc.reason}") from None
+    return wave, info.sample_rate
 
-    _, info = load_with_info(audio)
+
+class _NoFrame(Exception):
+    """ffmpeg gave no reference frame (the temporary file is then dropped)."""
+
+
+def _reference_frame(path: Path, out_dir: Path, duration: float) -> Path | None:
+    """``reference.png`` (written atomically): the video's frame at the clip's middle, or
+    None (logged) when ffmpeg gives none."""
+    from auralens.io import atomic_path
+
+    ffmpeg = shutil.which("ffmpeg")
     reference = out_dir / "reference.png"
-    proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-ss",
-                           f"{info.duration / 2:.3f}", "-i", str(path), "-frames:v", "1",
-                           str(reference)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not reference.exists():
+    try:
+        with atomic_path(reference) as tmp:
+            if ffmpeg is None:
+                raise _NoFrame
+            try:
+                proc = subprocess.run([ffmpeg, "-nostdin", "-y", "-v", "error", "-ss",
+                                       f"{duration / 2:.3f}", "-i", str(path), "-frames:v", "1",
+                                       str(tmp)], capture_output=True, text=True, check=False,
+                                      timeout=FFMPEG_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise _NoFrame from None
+            if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+                raise _NoFrame
+    except _NoFrame:
         log.warning("%s: no reference frame could be extracted", path)
-        return audio, None
-    return audio, reference
+        return None
+    return reference
 
 
 def check_input_length(input: str | Path, wave: np.ndarray, sample_rate: int) -> None:
@@ -628,15 +753,67 @@ OUTPUT_FILES = ("run.json", "report.html", "activity.json", "captions.json", "de
 #: Files it writes in sub-folders (sources and report spectrograms), by name pattern.
 OUTPUT_PATTERNS = (("sources", re.compile(r"source\d+\.wav")),
                    ("spectrograms", re.compile(r"(?:mixture|source\d+)\.png")))
+#: The same for ``auralens separate`` (one file), whose folder an imagine run may replace:
+#: both write ``sources/source<k>.wav`` and ``activity.json``.
+SEPARATE_FILES = ("run.json", "summary.json", "activity.json")
+SEPARATE_PATTERNS = (("sources", re.compile(r"source\d+\.wav")),)
+
+
+def _command(record: Any) -> str | None:
+    """The command a ``run.json`` record names (None for anything else)."""
+    if isinstance(record, dict) and isinstance(record.get("command"), str):
+        return record["command"]
+    return None
+
+
+def _is_imagine(command: str | None) -> bool:
+    return command is not None and command.startswith("imagine --mode")
+
+
+def _read_record(out: Path) -> Any:
+    try:
+        return read_json(out / "run.json")
+    except (OSError, ValueError):
+        return None
+
+
+def earlier_run(out: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of the run whose outputs an imagine run into ``out`` replaces: an
+    earlier imagine run's or ``auralens separate``'s (one file); None when ``out`` holds no
+    command's record.
+
+    Raises:
+        ImagineError: ``out`` holds another command's outputs (``separate eval``, ``data
+            mix``, an experiment, ``sonify`` …), which imagine would mix its files with.
+    """
+    record = _read_record(out)
+    command = _command(record)
+    if command is None or not command.strip():
+        return None
+    if _is_imagine(command) or command == "separate":
+        return record
+    raise ImagineError(f"{out}: holds the outputs of '{command}' (its run.json); imagine "
+                       "would mix its files with them; use another --out")
+
+
+def _holds_result(record: dict[str, Any] | None) -> bool:
+    """True when ``record`` describes finished outputs worth keeping (not a failed run)."""
+    if record is None:
+        return False
+    if _is_imagine(_command(record)):
+        return record.get("status") not in ("failed", "interrupted")
+    return True
 
 
 def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
-    """Remove the files an earlier imagine run wrote into ``out`` (only names imagine
-    writes, never other files), so a rerun never leaves an image, sources or spectrograms
-    that its ``run.json`` does not describe.
+    """Remove the files an earlier imagine run, or ``auralens separate`` on one file, wrote
+    into ``out`` (only names that command writes, never other files), so a rerun never leaves
+    an image, sources, spectrograms or a ``summary.json`` that its ``run.json`` does not
+    describe.
 
-    Nothing is removed unless ``out/run.json`` is an imagine run's record: a folder that never
-    held an imagine run may hold a user's own ``image.png`` or ``sources/source1.wav``.
+    Nothing is removed unless ``out/run.json`` is the record of one of those commands: a
+    folder that never held such a run may hold a user's own ``image.png`` or
+    ``sources/source1.wav``.
 
     Args:
         out: the output folder.
@@ -645,15 +822,16 @@ def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
     Returns:
         The removed paths.
     """
-    try:
-        record = read_json(out / "run.json")
-    except (OSError, ValueError):
-        record = None
-    if not (isinstance(record, dict) and str(record.get("command", "")).startswith("imagine --mode")):
+    command = _command(_read_record(out))
+    if _is_imagine(command):
+        names, patterns = OUTPUT_FILES, OUTPUT_PATTERNS
+    elif command == "separate":
+        names, patterns = SEPARATE_FILES, SEPARATE_PATTERNS
+    else:
         return []
     keep = keep.resolve() if keep is not None else None
-    found = [out / name for name in OUTPUT_FILES]
-    for sub, pattern in OUTPUT_PATTERNS:
+    found = [out / name for name in names]
+    for sub, pattern in patterns:
         if (out / sub).is_dir():
             found += sorted(p for p in (out / sub).iterdir() if pattern.fullmatch(p.name))
     removed = []
@@ -661,7 +839,7 @@ def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
         if (path.is_file() or path.is_symlink()) and path.resolve() != keep:
             path.unlink()
             removed.append(path)
-    for sub, _ in OUTPUT_PATTERNS:
+    for sub, _ in patterns:
         with contextlib.suppress(OSError):  # only when nothing else is in it
             (out / sub).rmdir()
     if removed:
@@ -692,7 +870,8 @@ def _about(input: str | Path, what: str) -> Iterator[None]:
 
 def imagine(input: str | Path, out_dir: str | Path,
             config: ImagineConfig | dict[str, Any] | None = None, *,
-            stages: Stages | None = None, scene_id: str | None = None) -> SceneResult:
+            stages: Stages | None = None, scene_id: str | None = None,
+            keep_earlier: bool = True) -> SceneResult:
     """Run the Imagine pipeline (or the audio-LLM baseline) on one audio or video file.
 
     Args:
@@ -701,28 +880,54 @@ def imagine(input: str | Path, out_dir: str | Path,
         config: :class:`ImagineConfig`, a plain dict, or None for the offline defaults.
         stages: loaded backends to reuse (batch jobs); built from ``config`` when None.
         scene_id: id recorded in the result (default: the input's stem).
+        keep_earlier: False for batch items, whose folders always record the latest run
+            (``results.jsonl`` and ``errors.jsonl`` say which succeeded): a run that fails
+            before it starts then replaces the earlier files with its failed record too.
 
     Returns:
         A :class:`SceneResult`; the same facts are in ``out_dir/run.json``.
 
-    Every stage's spec is checked before any work (:meth:`Stages.check`). Files of an earlier
-    run in ``out_dir`` are removed first (:func:`clear_outputs`); when the run then fails,
-    ``run.json`` says so (``status: failed`` and the error) and the exception propagates.
+    Before ``out_dir`` is touched the stage specs are checked (:meth:`Stages.check`), a
+    folder holding another command's outputs is refused (:func:`earlier_run`), the input is
+    read (:func:`read_input`; an unusable input creates no folder) and the backends are
+    loaded and their API servers reached (:meth:`Stages.preload`). A run that cannot start
+    so leaves ``out_dir`` as it was, an earlier result included (with no earlier result, a
+    backend that cannot be loaded is recorded as a failed run). Then the files of an earlier
+    run are removed (:func:`clear_outputs`); when the run fails after that, ``run.json``
+    says so (``status: failed`` and the error) and the exception propagates.
     """
     cfg = _as_config(config)
     out = Path(out_dir)
     check_out_dir(out, ImagineError)
     stages = stages or Stages(cfg)
     stages.check()  # a bad spec fails here, before separation, leaving out_dir as it was
-    if not Path(input).exists():
-        raise ImagineError(f"{input}: file not found")
-    out.mkdir(parents=True, exist_ok=True)
-    clear_outputs(out, keep=Path(input))
+    earlier = earlier_run(out)  # another command's folder is refused, leaving it as it was
     timer = Timer()
     result = SceneResult(id=scene_id or Path(input).stem, out_dir=out, mode=cfg.mode,
                          notes=cfg.notes())
+    step = "input"
     try:
-        return _run(input, out, cfg, stages, timer, result)
+        with timer("0_input"):
+            sound = read_input(input)  # an unusable input fails here, before out_dir is made
+        step = "models"
+        with timer("0_load_models"):
+            stages.preload()
+        step = "input"
+        first = stages.separator() if cfg.mode == "pipeline" else stages.allm()
+        mix = _resample(sound[0], sound[1], first.sample_rate)
+        check_input_length(input, mix, first.sample_rate)
+    except BaseException as exc:
+        # the run did not start: out_dir stays as it was, unless it holds no result to keep
+        # and a model failed (then the failure is its record), or this is a batch item
+        if not keep_earlier or (step == "models" and not _holds_result(earlier)):
+            out.mkdir(parents=True, exist_ok=True)
+            clear_outputs(out, keep=Path(input))
+            _write_failed_run(out, cfg, stages, timer, input, result, exc)
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, keep=Path(input))
+    try:
+        return _run(input, out, cfg, stages, timer, result, sound, mix)
     except BaseException as exc:
         _write_failed_run(out, cfg, stages, timer, input, result, exc)
         raise
@@ -743,18 +948,24 @@ def _write_failed_run(out: Path, cfg: ImagineConfig, stages: Stages, timer: Time
 
 
 def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer: Timer,
-         result: SceneResult) -> SceneResult:
-    """The stages of :func:`imagine` (``out`` exists and holds no earlier run's files)."""
-    from auralens.audio import load, write
+         result: SceneResult, sound: tuple[np.ndarray, int], mix: np.ndarray) -> SceneResult:
+    """The stages of :func:`imagine` (``out`` exists and holds no earlier run's files; the
+    stages' backends are loaded; ``sound`` is the input's :func:`read_input` and ``mix`` that
+    sound at the rate of the first stage's model, checked to be long enough)."""
+    from auralens.audio import write
 
     skipped: dict[str, str] = {}
 
-    # 0. input: audio as is; video → audio track + reference frame
-    with timer("0_input"):
-        audio_path, reference = prepare_input(input, out)
-    result.reference = reference
-    if reference is not None:
-        result.paths["reference"] = str(reference)
+    # 0. input (read before the run started): video → input.wav + reference frame
+    wave, sr = sound
+    audio_path = Path(input)
+    if audio_path.suffix.lower() in VIDEO_SUFFIXES:
+        with timer("0_video"):
+            audio_path = write(out / "input.wav", wave, sr, subtype="PCM_16")
+            reference = _reference_frame(Path(input), out, wave.shape[-1] / sr)
+        result.reference = reference
+        if reference is not None:
+            result.paths["reference"] = str(reference)
 
     description = None
     if cfg.mode == "pipeline":
@@ -763,8 +974,6 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
             sep = stages.separator()
         from auralens.scene.separate.run import separate_array
 
-        mix = load(audio_path, sep.sample_rate)
-        check_input_length(input, mix, sep.sample_rate)
         with timer("1_separate"):
             est = separate_array(sep, mix)
         result.n_estimates = int(est.shape[0])
@@ -819,8 +1028,6 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
         # 1. the audio LLM hears the whole mixture
         with timer("1_load_allm"):
             describer = stages.allm()
-        mix = load(audio_path, describer.sample_rate)
-        check_input_length(input, mix, describer.sample_rate)
         with timer("1_allm_describe"), _about(input, "the audio LLM"):
             description = describer.describe(mix, cfg.technique)
 
@@ -1182,7 +1389,7 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     for rec in progress(todo, desc="imagine", total=len(todo)):
         with errors.guard(rec.id, rec.mixture):
             res = imagine(rec.mixture, out / "items" / rec.id, cfg, stages=stages,
-                          scene_id=rec.id)
+                          scene_id=rec.id, keep_earlier=False)
             append_jsonl(results_path, {
                 "id": rec.id, "fingerprint": key, "settings": settings,
                 "mode": cfg.mode, "technique": cfg.technique,
