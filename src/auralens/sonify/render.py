@@ -13,6 +13,10 @@ whole split of the prepared dataset into::
 (SHA-256) of the checkpoint they came from and every post-processing folder ``renders/`` holds
 (``folders``, with their chains in ``post``: also those of earlier calls with other ``post``
 chains, which the report scores too); the evaluation report scores exactly those clips.
+``limit`` is the extent those clips cover (the first N clips of the split, the largest
+``--limit`` of the calls whose renders it keeps; null: the whole split), ``call_limit`` and
+``call_clips`` the latest call's ``--limit`` and clips. Rendering a run that did not finish
+its epochs warns and records ``run_status``, ``run_epochs_run`` and ``run_epochs``.
 One ``renders/`` folder holds one split: rendering another split into it is refused unless
 ``overwrite`` (which empties it first). Renders of an older checkpoint (the run was trained
 again) are removed and rendered again. The split is read from the PREP the run was trained on,
@@ -68,24 +72,87 @@ class LoadedRun:
     norm: dict[str, np.ndarray]
     extractor: Any
     codec: Any
+    #: the run's training status (:func:`run_status`; None: not recorded)
+    status: dict[str, Any] | None = None
 
 
 def resolve_run(run_dir: str | Path) -> Path:
     """The run directory holding a checkpoint; for an lr grid, the run with the lowest
-    validation loss."""
+    validation loss among the learning rates the grid's ``run.json`` records (the ones its
+    summary lists), finished runs first, as the summary picks its best.
+
+    ``lr=<v>`` folders outside the recorded grid (left by an earlier call with other learning
+    rates) are ignored, with a warning naming them. A grid without a ``run.json`` yet (its first
+    call was interrupted) takes every ``lr=<v>`` folder.
+    """
+    from auralens.sonify.train import recorded_grid
+
     run = Path(run_dir)
     if (run / "best.safetensors").exists() or (run / "last.safetensors").exists():
         return run
+    subs = sorted(p for p in run.glob("lr=*") if p.is_dir())
+    recorded = recorded_grid(run)
+    if recorded is not None:
+        outside = [p.name for p in subs if p.name not in recorded and (p / "best.safetensors").exists()]
+        if outside:
+            _warn_once(("outside", str(run), tuple(outside)),
+                       "%s: ignoring %s, not among the learning rates its run.json records (%s)",
+                       run, ", ".join(outside), ", ".join(recorded))
+        subs = [run / name for name in recorded]
     candidates = []
-    for sub in sorted(run.glob("lr=*")):
+    for sub in subs:
         info = sub / "run.json"
         if (sub / "best.safetensors").exists() and info.exists():
-            loss = read_json(info).get("result", {}).get("best_val_loss")
+            result = read_json(info).get("result", {})
+            loss = result.get("best_val_loss")
             if loss is not None:
-                candidates.append((float(loss), sub))
+                candidates.append((result.get("status") != "ok", float(loss), sub))
     if candidates:
-        return min(candidates)[1]
+        return min(candidates)[2]
     raise RenderError(f"{run}: no trained gate found (best.safetensors); run `auralens sonify train` first")
+
+
+#: Warnings already given in this process (a long-lived process loads the same run again).
+_WARNED: set[tuple[Any, ...]] = set()
+
+
+def _warn_once(key: tuple[Any, ...], msg: str, *args: Any) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(msg, *args)
+
+
+def run_status(run: Path) -> dict[str, Any] | None:
+    """``{"status", "epochs_run", "epochs"}`` of a training run from its ``run.json`` (None
+    when it records none: runs of older versions, or an unreadable file)."""
+    path = run / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
+        return None
+    result, config = record["result"], record.get("config") or {}
+    if not result.get("status"):
+        return None
+    epochs_run = result.get("epochs_run")
+    if epochs_run is None:  # a killed run keeps the "running" record written at its start
+        epochs = [h.get("epoch") for h in read_jsonl(run / "history.jsonl") if isinstance(h, dict)]
+        epochs_run = max((e for e in epochs if isinstance(e, int)), default=0)
+    return {"status": result.get("status"), "epochs_run": epochs_run,
+            "epochs": config.get("epochs") if isinstance(config, dict) else None}
+
+
+def _warn_unfinished(run: Path, status: dict[str, Any] | None) -> None:
+    """Warn (once per run state) when rendering a run that did not finish its epochs."""
+    if status is None or status["status"] == "ok":
+        return
+    epochs = status["epochs"] if status["epochs"] is not None else "?"
+    _warn_once(("unfinished", str(run.resolve()), status["status"], status["epochs_run"], epochs),
+               "%s: the run did not finish (status %s, %s of %s epochs); rendering its best "
+               "checkpoint so far", run, status["status"], status["epochs_run"], epochs)
 
 
 def run_checkpoint(run: Path, which: str = "best") -> Path:
@@ -105,11 +172,16 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
         encoder/codec: optional specs or instances to use instead of the recorded ones; they
             must resolve to the same backends the gate was trained with.
 
+    A run that did not finish its epochs (still running, killed, diverged) is loaded with a
+    warning naming its status and epochs; :attr:`LoadedRun.status` holds them.
+
     Raises:
         CheckpointMismatchError: ``encoder``/``codec`` differ from the checkpoint's.
     """
     run = resolve_run(run_dir)
     path = run_checkpoint(run, which)
+    status = run_status(run)
+    _warn_unfinished(run, status)
     header = ckpt.read_header(path)
     ext_info, cod_info = header["extractor"], header["codec"]
     extractor = build_extractor(encoder if encoder is not None else ext_info["spec"], ext_info.get("layer"))
@@ -133,7 +205,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
                 "render with the model it was trained on, or prepare and train again")
     model, header, norm = ckpt.load_gate(path, extractor=extractor.name, layer=extractor.layer,
                                          codec=cod.name)
-    return LoadedRun(run, path, model.to(device), header, norm, extractor, cod)
+    return LoadedRun(run, path, model.to(device), header, norm, extractor, cod, status)
 
 
 def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int,
@@ -396,6 +468,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     identity = checkpoint_identity(loaded.checkpoint)
     previous = existing_renders(out)
     kept: list[str] = []
+    retained = False  # the renders of earlier calls stay (same split and checkpoint)
     if previous is not None and overwrite:
         _clear_renders(out)
     elif previous is not None and previous.get("split") != split:
@@ -410,10 +483,15 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
             _clear_renders(out)
         else:
             kept = [str(c) for c in previous.get("clips") or []]
+            retained = True
     out.mkdir(parents=True, exist_ok=True)
     config = {"run": str(run), "checkpoint": str(loaded.checkpoint), "checkpoint_sha256": identity["sha256"],
               "checkpoint_epoch": identity["epoch"], "split": split,
-              "limit": limit, "sample_rate": int(loaded.codec.sample_rate)}
+              "limit": _held_limit(limit, (previous or {}).get("limit") if retained and kept else limit),
+              "call_limit": limit, "sample_rate": int(loaded.codec.sample_rate)}
+    if loaded.status is not None:  # rendering an unfinished run is recorded with the renders
+        config.update(run_status=loaded.status["status"], run_epochs_run=loaded.status["epochs_run"],
+                      run_epochs=loaded.status["epochs"])
     # Folders of earlier calls with other chains stay (the report scores every folder).
     earlier = dict(zip((previous or {}).get("folders") or [], (previous or {}).get("post") or [],
                        strict=False))
@@ -423,12 +501,13 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         folders = _post_folders(out, dict(zip(names, chains, strict=True)), earlier)
         write_run_json(out, command="sonify render", seed=None,
                        config={**config, "post": list(folders.values()), "folders": list(folders),
-                               "clips": clips},
+                               "clips": clips, "call_clips": list(this_call)},
                        models={"extractor": loaded.header["extractor"], "codec": loaded.header["codec"]},
                        timings={} if seconds is None else {"render": seconds},
                        extra={"counts": counts,
                               "status": status or ("running" if seconds is None else "done")})
 
+    this_call: dict[str, None] = {}  # the clips of this call (its split and limit) now present
     # Written first: an interrupted render still says which split and checkpoint it holds.
     manifest(kept, {}, None)
     errors = ErrorLog(out / "errors.jsonl", reset=True)
@@ -444,7 +523,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
             targets = {name: out / name / f"{cid}.wav" for name in ("original", "ceiling", *names)}
             if not overwrite and all(p.exists() for p in targets.values()):
                 skipped += 1
-                done[cid] = None
+                done[cid] = this_call[cid] = None
                 continue
             done.pop(cid, None)  # listed again only once all its files are written
             with errors.guard(rec["id"], rec["path"]):
@@ -465,7 +544,7 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
                 for chain, name in zip(chains, names, strict=True):
                     write(targets[name], postprocess.apply(raw, chain, reference=original), c_sr)
                 rendered += 1
-                done[cid] = None
+                done[cid] = this_call[cid] = None
     except KeyboardInterrupt:  # record the clips finished so far, then stop
         manifest(list(done), {"clips": len(index), "rendered": rendered, "skipped": skipped,
                               "failed": len(errors)}, time.perf_counter() - start, "interrupted")
@@ -479,6 +558,18 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
         raise RenderError(f"{out}: none of the {len(index)} clips of the {split} split could be "
                           f"rendered; see {errors.path}")
     return out
+
+
+def _held_limit(limit: int | None, earlier: Any) -> int | None:
+    """The ``limit`` a renders folder holds after a call with ``limit`` over renders made with
+    ``earlier`` (each call renders the first N clips of the split): the larger one, None (the
+    whole split) when either is None."""
+    if limit is None or earlier is None:
+        return None
+    try:
+        return max(int(limit), int(earlier))
+    except (TypeError, ValueError):  # a damaged record: what this call asked for
+        return int(limit)
 
 
 def _clip_file(rec: dict[str, Any], prep: Path) -> Path:

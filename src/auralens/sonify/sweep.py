@@ -13,7 +13,9 @@ A run made with other training settings (gate, learning rate …) or on other da
 layer, codec, duration) is refused before anything runs, unless ``overwrite`` retrains every
 layer; encoder and codec specs naming the same local directory (relative or absolute) count as
 the same. A changed ``limit`` or dataset (the clips a layer was prepared from) is refused the same way for
-layers that already hold a run, and a test split without usable clips (nothing to render) is
+layers that already hold a run, and so is a rerun with other --epochs (or any other training
+setting) over the layer runs OUT holds, also those of layers not swept now (``overwrite``
+retrains only the layers given). A test split without usable clips (nothing to render) is
 refused after the first layer is prepared, before any layer trains. Every layer is checked
 against the extractor before the first one is prepared, and
 spellings naming the same layer (``4,last`` for a model with 4 blocks) train it once, in the
@@ -159,8 +161,15 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
                        "duration": duration}
             ldir = out / f"layer={spelling}"
             _finished(ldir / "run", base, planned)  # raises on other settings
+            _check_training(ldir / "run", base, "pass the same options, or --overwrite (or another "
+                            "--out) to train it again")  # epochs too
             _check_limit(ldir, limit)
             _check_data(ldir, data, other_data_hint)
+        # Layers of earlier calls not swept now: the folder would mix their settings too.
+        planned_dirs = {f"layer={spelling}" for spelling, _ in plan}
+        for ldir in sorted(p for p in out.glob("layer=*") if p.is_dir() and p.name not in planned_dirs):
+            _check_training(ldir / "run", base, "it is not among --layers now (--overwrite would "
+                            "not train it again): pass the same options, or another --out")
     rows: list[dict[str, Any]] = []
     for spelling, layer in plan:
         ldir = out / f"layer={spelling}"
@@ -177,7 +186,8 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             if overwrite:
                 res = train(prep, run, base, overwrite=True)
             else:
-                res = _finished(run, base, read_prepared_info(prep)) or train(prep, run, base, resume=True)
+                res = _finished(run, base, read_prepared_info(prep)) or train(
+                    prep, run, base, resume=(run / "last.safetensors").exists())
             row.update(status=res.status, best_val_loss=res.best_val_loss, best_epoch=res.best_epoch,
                        first_val_loss=res.first_val_loss, val_split=res.val_split)
         except NonFiniteLossError as exc:
@@ -241,6 +251,30 @@ def _prepared_config(ldir: Path) -> dict[str, Any]:
         raise PrepareError(f"{exc}; --overwrite prepares it again") from None
     config = record.get("config") if isinstance(record, dict) else None
     return config if isinstance(config, dict) else {}
+
+
+#: Training settings a layer's run may differ in: they do not change what it learns.
+_MAY_DIFFER = ("device", "tensorboard", "eval_batch_size")
+
+
+def _check_training(run: Path, cfg: TrainConfig, hint: str) -> None:
+    """Refuse a layer run trained with other training settings than ``cfg`` — the number of
+    epochs included (a finished 3-epoch run would otherwise count as finished beside new
+    2-epoch layers, under a sweep record saying 2). ``hint`` ends the message: what to do.
+
+    Raises:
+        TrainError: naming the run and every setting that changed.
+    """
+    from auralens.sonify.train import TrainError, config_differences
+
+    path = run / "run.json"
+    if not path.is_file():
+        return
+    record = read_json(path)
+    stored = record.get("config") if isinstance(record, dict) else None
+    diffs = config_differences(stored if isinstance(stored, dict) else {}, cfg, ignore=_MAY_DIFFER)
+    if diffs:
+        raise TrainError(f"{run}: was trained with other settings ({'; '.join(diffs)}); {hint}")
 
 
 def _check_data(ldir: Path, data: str | Path, hint: str) -> None:

@@ -24,12 +24,16 @@ across processes; only the main process writes checkpoints, history, TensorBoard
 
 Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
 ``RUN/lr=<v>/`` plus ``RUN/summary.csv``, ``RUN/summary.md`` and ``RUN/run.json`` (values naming the same folder,
-``1e-3`` and ``0.001``, train once).
+``1e-3`` and ``0.001``, train once). ``RUN/run.json`` records the grid's learning rates: the
+``lr=<v>`` folders of an earlier call with other values are kept (with a warning) but are not
+part of the grid, which render and the summary use. One folder holds either a single run or an
+lr grid: training the other kind into it is refused.
 
 Resuming (``resume=True``) continues ``last.safetensors`` only with the settings it was trained
 with: any change other than :data:`RESUME_MAY_CHANGE` (learning rate, epochs, device …) is
 refused, listing the keys that differ. An lr grid resumed over finished runs likewise refuses
-runs made with other settings instead of reporting them as the new ones.
+runs made with other settings instead of reporting them as the new ones. Resuming where there
+is nothing to resume trains from epoch 1 with a warning saying so.
 
 Ablations: ``blur`` — Gaussian blur of training embeddings (kernel 7 along time × 13 along
 features, i.e. torchvision's ``(kx, ky) = (7, 13)`` on the ``[dim, frames]`` image, sigma drawn
@@ -405,6 +409,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     cfg = cfg or TrainConfig()
     cfg.validate()
     run = Path(out)
+    check_not_grid(run)
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
     start_time = time.perf_counter()
     last_path, best_path, hist_path = run / "last.safetensors", run / "best.safetensors", run / "history.jsonl"
@@ -423,6 +428,8 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         raise TrainError(f"gate {cfg.gate!r} cannot be built with options {opts}: {exc}") from None
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+    if resume and not last_path.exists() and main:
+        log.warning("%s: nothing to resume (no last.safetensors there); training from epoch 1", run)
     if world > 1 and cfg.device not in ("auto", acc.device.type, str(acc.device)):
         log.warning("--device %s ignored under %d processes: using %s", cfg.device, world, acc.device)
     device = acc.device if world > 1 or cfg.device == "auto" else _device(cfg.device)
@@ -648,6 +655,77 @@ def _tb_writer(path: Path) -> Any:
     return SummaryWriter(log_dir=str(path))
 
 
+_RUN_FILES = ("run.json", "last.safetensors", "best.safetensors")
+
+
+def grid_lr_runs(out: str | Path) -> list[str]:
+    """Names of the ``lr=<v>`` folders of ``out`` that hold a run (a run.json or a checkpoint)."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.glob("lr=*") if p.is_dir() and any((p / f).exists() for f in _RUN_FILES))
+
+
+def _train_record(out: Path) -> dict[str, Any] | None:
+    """``out/run.json`` when it is a readable ``sonify train`` record, else None."""
+    path = out / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError:  # unreadable: records nothing
+        return None
+    if not isinstance(record, dict) or record.get("command") != "sonify train":
+        return None
+    return record
+
+
+def recorded_grid(out: str | Path) -> list[str] | None:
+    """Folder names (``lr=<v>``) of the learning rates ``out/run.json`` records for an lr grid,
+    in the grid's order; None when ``out`` records no grid (a single run, or no record)."""
+    record = _train_record(Path(out))
+    lrs = (record.get("config") or {}).get("lr") if record is not None else None
+    if not isinstance(lrs, list):
+        return None
+    names = []
+    for value in lrs:
+        with contextlib.suppress(TypeError, ValueError):
+            names.append(lr_dirname(float(value)))
+    return list(dict.fromkeys(names))
+
+
+def check_not_grid(run: str | Path) -> None:
+    """Refuse to train one learning rate into a folder holding an lr grid (it would write a
+    single run beside the grid's runs and replace the grid's run.json).
+
+    Raises:
+        TrainError: naming the folder and the grid's runs.
+    """
+    run = Path(run)
+    runs = grid_lr_runs(run)
+    if runs or recorded_grid(run) is not None:
+        held = ", ".join(runs) if runs else "recorded in run.json"
+        raise TrainError(f"{run}: holds an lr grid ({held}); one learning rate cannot train into "
+                         "it — pass the grid's --lr list to continue the grid, or choose another --out")
+
+
+def check_not_single_run(out: str | Path) -> None:
+    """Refuse to train an lr grid into a folder holding a single run (its ``lr=<v>`` runs
+    would sit beside the single run's checkpoint, which render would take instead).
+
+    Raises:
+        TrainError: naming the folder and the single run's learning rate.
+    """
+    out = Path(out)
+    record = _train_record(out)
+    lr = (record.get("config") or {}).get("lr") if record is not None else None
+    has_ckpt = (out / "last.safetensors").exists() or (out / "best.safetensors").exists()
+    if has_ckpt or isinstance(lr, (int, float)):
+        what = f" (lr={float(lr):g})" if isinstance(lr, (int, float)) else ""
+        raise TrainError(f"{out}: holds a single training run{what}; an lr grid cannot train into "
+                         "it — give one --lr to continue that run, or choose another --out for the grid")
+
+
 def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequence[float], *,
                resume: bool = False, overwrite: bool = False) -> list[TrainResult]:
     """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``/``run.json``.
@@ -655,13 +733,30 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     A diverging learning rate is recorded as such and the grid continues. With ``resume``,
     finished runs are skipped and unfinished ones continue; a run made with other settings is
     refused (for every learning rate before any training starts) unless ``overwrite``.
+    ``run.json`` records the learning rates of this call: ``lr=<v>`` folders of earlier calls
+    with other learning rates are kept (with a warning) but are no longer part of the grid —
+    its summary and :func:`auralens.sonify.render.resolve_run` use only the recorded ones.
+    A folder holding a single run is refused.
     """
     from dataclasses import replace
 
     out = Path(out)
     cfg.validate()
+    check_not_single_run(out)
     lrs = _unique_lrs(float(v) for v in lrs)
+    names = [lr_dirname(v) for v in lrs]
+    existing = grid_lr_runs(out)
+    outside = [name for name in existing if name not in names]
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process
+    if main and outside:
+        log.warning("%s: %s not in this grid (--lr %s); kept, but the grid's summary and "
+                    "`sonify render` use only the learning rates given now", out,
+                    ", ".join(outside), ",".join(f"{v:g}" for v in lrs))
+    if main and resume and not existing:
+        log.warning("%s: nothing to resume (no lr=<v> runs there); training the grid from epoch 1", out)
     done: dict[float, TrainResult | None] = {}
     if resume and not overwrite:  # refuse mismatched runs before any of them trains
         for lr in lrs:
@@ -679,8 +774,12 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
             log.info("%s: already finished; skipped", run)
             results.append(finished)
             continue
+        # a learning rate new to the grid starts from epoch 1 (told once above for a new grid)
+        continues = resume and (run / "last.safetensors").exists()
+        if resume and not continues and existing:
+            log.info("%s: nothing to resume; training from epoch 1", run)
         try:
-            results.append(train(data, run, replace(cfg, lr=float(lr)), resume=resume, overwrite=overwrite))
+            results.append(train(data, run, replace(cfg, lr=float(lr)), resume=continues, overwrite=overwrite))
         except NonFiniteLossError as exc:
             log.warning("%s", exc)
             info = read_json(run / "run.json").get("result", {})
@@ -688,15 +787,14 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                                        info.get("best_epoch"), info.get("best_val_loss"),
                                        info.get("first_val_loss"), info.get("final_train_loss"),
                                        0.0, str(exc), info.get("val_split", "val")))
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if main:
         write_summary(out, results)
         info = data.info
         write_run_json(out, command="sonify train", seed=cfg.seed,
                        config={**_run_config(cfg, data), "lr": [float(v) for v in lrs]},
                        models={"extractor": info["extractor"], "codec": info["codec"]},
-                       extra={"result": {"grid": [_row(r, out) for r in results]}})
+                       extra={"result": {"grid": [_row(r, out) for r in results],
+                                         "outside_grid": outside}})
     return results
 
 
