@@ -28,6 +28,10 @@ Subsets are drawn without replacement, at sizes evenly spaced in ``1/n``; fadtk 
 replacement at sizes evenly spaced in ``n`` from 500, and a draw with replacement repeats
 frames, which keeps part of the ``1/n`` bias in its intercept. Values therefore differ from
 fadtk's FAD-inf (ours is ≈ 0 for two samples of one distribution).
+The extrapolation is not clamped: a negative intercept (FAD itself is never negative), or a
+fit with ``r² <`` :data:`FAD_INF_MIN_R2` (the points do not follow ``a + b / n``, e.g. when
+every FAD(n) is sampling noise around 0 for two samples of one distribution), is reported as
+it is, with a warning (:attr:`FadInfResult.warnings` and the log).
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ from auralens.errors import AuralensError
 log = logging.getLogger(__name__)
 
 Shrinkage = str | float | None
+
+#: Below this r² of the ``FAD(n) = a + b / n`` fit, FAD∞ comes with a warning: under half of
+#: the spread of the FAD(n) points follows the ``1/n`` line, so the intercept is mostly noise.
+FAD_INF_MIN_R2 = 0.5
 
 
 class InsufficientFramesError(AuralensError, ValueError):
@@ -271,6 +279,8 @@ class FadInfResult:
         r2: coefficient of determination of the linear fit in ``1/n``.
         points: ``[(n, FAD(n))]`` the fit used.
         fad_full: FAD with every evaluated frame (the largest n).
+        warnings: why the value is not to be trusted: a negative intercept, or a poor fit
+            (``r2`` below :data:`FAD_INF_MIN_R2`); empty when neither.
     """
 
     fad_inf: float
@@ -278,6 +288,21 @@ class FadInfResult:
     r2: float
     points: list[tuple[int, float]] = field(default_factory=list)
     fad_full: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
+
+
+def fad_inf_warnings(value: float, r2: float) -> list[str]:
+    """Warnings for an extrapolated FAD∞ ``value`` from a fit of ``r2`` (see the module
+    docstring): a negative value, and a fit with ``r2 <`` :data:`FAD_INF_MIN_R2`."""
+    out = []
+    if value < 0:
+        out.append(f"FAD∞ is negative ({value:.4g}): the extrapolation to infinitely many frames "
+                   "went below 0, which a distance cannot be (the sets are likely as close as "
+                   "FAD can tell); read it as about 0, and use more frames for a steadier fit")
+    if r2 < FAD_INF_MIN_R2:
+        out.append(f"FAD∞ fit is poor (r² {r2:.2f} < {FAD_INF_MIN_R2:g}): FAD(n) does not follow "
+                   "a + b/n over the subset sizes, so the extrapolated value is unreliable")
+    return out
 
 
 def fit_inf(ns: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
@@ -320,6 +345,9 @@ def fad_inf(reference: np.ndarray | Sequence[np.ndarray] | GaussianStats,
         draws: random subsets averaged per size.
         shrinkage: covariance shrinkage for every fit (needed when sizes reach ``<= D``).
         seed: subset sampling seed.
+
+    A negative intercept or an ``r²`` below :data:`FAD_INF_MIN_R2` is returned as it is, with
+    a line in :attr:`FadInfResult.warnings` (also logged).
     """
     ref = reference if isinstance(reference, GaussianStats) else compute_stats(reference, shrinkage=shrinkage)
     x = as_frames(evaluated, "evaluated")
@@ -342,4 +370,7 @@ def fad_inf(reference: np.ndarray | Sequence[np.ndarray] | GaussianStats,
         points.append((n, float(np.mean(vals))))
     a, b, r2 = fit_inf([p[0] for p in points], [p[1] for p in points])
     full = points[-1][1] if points and points[-1][0] == m else float("nan")
-    return FadInfResult(a, b, r2, points, full)
+    warnings = fad_inf_warnings(a, r2)
+    for line in warnings:
+        log.warning("%s", line)
+    return FadInfResult(a, b, r2, points, full, warnings)

@@ -179,7 +179,8 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
 
     Returns:
         ``{"metric": "fad", "embedder", "embedder_revision", "fad", "n_ref_frames", "n_eval_frames", "dim",
-        "shrinkage_ref", "shrinkage_eval", "config"[, "skipped"]}``.
+        "shrinkage_ref", "shrinkage_eval", "config"[, "warnings"][, "skipped"]}``; ``warnings``
+        when FAD∞ is negative or its fit poor (:func:`~auralens.evaluate.fad.fad_inf_warnings`).
 
     Raises:
         InsufficientFramesError: a folder's clips give too few frames (the folder named).
@@ -206,6 +207,8 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
                 res = fad_inf(rs, est, shrinkage=shrinkage)
             result.update({"fad_inf": res.fad_inf, "fad_inf_slope": res.slope, "fad_inf_r2": res.r2,
                            "fad_inf_points": res.points})
+            if res.warnings:  # a negative FAD∞ or a poor fit (logged by fad_inf)
+                result["warnings"] = [*result.get("warnings", []), *res.warnings]
     return _with_skipped(result, skipped)
 
 

@@ -3,7 +3,8 @@
 Plain functions, shared by ``auralens sonify rate`` and the web UI:
 
 * :func:`save_rating` appends one rating to a CSV atomically (file lock + rewrite through a
-  temporary file + rename, so concurrent raters never interleave or truncate rows);
+  temporary file + rename, so concurrent raters never interleave or truncate rows); the lock
+  file (``ratings.csv.lock``) is removed again after each rating;
 * :func:`load_ratings` reads one or more CSVs;
 * :func:`aggregate_ratings` gives mean, sample standard deviation and n per version (the
   std of a single rating is undefined: ``None``, shown as ``± –`` / an empty CSV cell);
@@ -94,19 +95,43 @@ def make_rating(*, rater: str, run: str, version: str, clip: str, visual: Any, a
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path.lock`` (no-op where fcntl is unavailable)."""
+    """Exclusive advisory lock on ``path.lock`` (no-op where fcntl is unavailable); the lock
+    file is removed when the lock is released, so none is left beside the ratings.
+
+    Removing a lock file is safe only because every holder checks, once it has the lock, that
+    the file it locked is still the one at ``path.lock``: a writer that waited on a file the
+    previous holder removed finds it gone (or replaced) and locks the current file instead, so
+    two writers never hold locks on different files at once.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # Windows: atomic rename still prevents torn files
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        fh = open(lock, "a+")  # noqa: SIM115 - closed below, or on the next try
         try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            held = os.fstat(fh.fileno())
+            try:
+                current = os.stat(lock)
+            except FileNotFoundError:  # removed by the holder we waited for
+                current = None
+        except BaseException:
+            fh.close()
+            raise
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        fh.close()  # a file no longer at path.lock: its lock excludes nobody; try again
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # removed while still held: see above
+            lock.unlink()
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
 
 
 def save_rating(csv_path: str | Path, rating: Rating | None = None, **fields_: Any) -> Rating:

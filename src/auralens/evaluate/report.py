@@ -18,7 +18,8 @@ A report is written into a new folder beside OUT and moved in when complete, so 
 leaves the previous report (or no folder) and a new one keeps no files of runs it no longer
 holds; other files in OUT (``ratings.csv``) stay. A run is refused when its renders were made
 by another checkpoint than its current one (it was trained again); an lr grid of
-``sonify train`` stands for its best run, as in ``sonify render``.
+``sonify train`` stands for its best run, as in ``sonify render``, and a ``sonify sweep``
+folder for the rendered runs of its layers. A run given twice (the same folder) is refused.
 
 Each run is labelled (``<run>`` above, and on the page and in the CSVs) by the settings that
 differ between the runs reported, e.g. ``layer=2`` (:func:`_run_labels`); by its folder name
@@ -283,6 +284,91 @@ def _check_out(out: Path, runs: Sequence[Path]) -> None:
                               f"directory {run}; write the report to a directory outside the runs")
 
 
+def _record_command(folder: Path) -> str:
+    """The ``command`` of ``folder/run.json`` ("" when there is none or it cannot be read)."""
+    try:
+        record = read_json(folder / "run.json")
+    except (OSError, ValueError):
+        return ""
+    command = record.get("command") if isinstance(record, dict) else None
+    return command if isinstance(command, str) else ""
+
+
+def _sweep_runs(sweep: Path) -> list[Path]:
+    """The ``layer=<L>/run`` folders of a ``sonify sweep`` folder, in the sweep's layer order
+    (its run.json), else by name."""
+    found = {p.parent.name: p for p in sweep.glob("layer=*/run") if p.is_dir()}
+    try:
+        layers = read_json(sweep / "run.json")["config"]["layers"]
+        order = [f"layer={x}" for x in layers if f"layer={x}" in found]
+    except (OSError, ValueError, KeyError, TypeError):
+        order = []
+    order += sorted(k for k in found if k not in order)
+    return [found[k] for k in order]
+
+
+def _expand_runs(paths: Sequence[Path]) -> list[Path]:
+    """The run folders to report: a ``sonify sweep`` folder stands for the rendered runs of
+    its layers (``SWEEP/layer=<L>/run``), and a sweep's layer folder for its ``run``.
+
+    Raises:
+        RunDirError: prepared data of ``sonify prepare`` (not a trained run), or a sweep
+            without a rendered layer run.
+    """
+    from auralens.evaluate.sonify_eval import RunDirError
+
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir() or (path / "renders" / "original").is_dir():
+            out.append(path)  # load_run reports a missing folder; a rendered run as it is
+            continue
+        command = _record_command(path)
+        if command.startswith("sonify prepare") or (not command and (path / "index.jsonl").is_file()):
+            raise RunDirError(
+                f"{path}: prepared data (from `auralens sonify {command[len('sonify '):] or 'prepare'}`), "
+                f"not a trained run; train a gate on it (`auralens sonify train {path} --out RUN`), "
+                "render it (`auralens sonify render --run RUN --split test`) and report RUN")
+        layer_runs = _sweep_runs(path)
+        if command == "sonify sweep" or layer_runs:
+            rendered = [r for r in layer_runs if (r / "renders" / "original").is_dir()]
+            if not rendered:
+                raise RunDirError(f"{path}: a layer sweep without rendered runs (no "
+                                  f"{path}/layer=*/run/renders/original/); finish the sweep first")
+            skipped = [str(r) for r in layer_runs if r not in rendered]
+            if skipped:
+                log.warning("%s: a layer sweep; its runs without renders are left out: %s",
+                            path, ", ".join(skipped))
+            log.info("%s: a layer sweep; reporting its runs %s", path, ", ".join(map(str, rendered)))
+            out.extend(rendered)
+            continue
+        if (path / "run").is_dir() and (path / "prep").is_dir() and path.name.startswith("layer="):
+            log.info("%s: a layer of a sweep; reporting its run %s", path, path / "run")
+            out.append(path / "run")
+            continue
+        out.append(path)
+    return out
+
+
+def _check_duplicates(given: Sequence[Path], resolved: Sequence[Path] | None = None) -> None:
+    """Refuse a run given twice (the same folder, however spelt; ``resolved``: the folders
+    the given ones stand for, e.g. an lr grid's best run), which would be scored twice.
+
+    Raises:
+        ReportError: naming both arguments.
+    """
+    seen: dict[Path, Path] = {}
+    for arg, folder in zip(given, resolved if resolved is not None else given, strict=True):
+        key = folder.expanduser().resolve()
+        if key in seen:
+            first = seen[key]
+            if first == arg:
+                raise ReportError(f"{arg}: the same run is given twice; give each run once")
+            raise ReportError(f"{first} and {arg} are the same run ({key}"
+                              + (", an lr grid stands for its best run" if resolved is not None else "")
+                              + "); give each run once")
+        seen[key] = arg
+
+
 #: What a report writes at the top of OUT (besides ``topk_*.csv/.md``); a new report replaces
 #: these, and the rest of OUT (ratings.csv, rate.html, the user's own files) stays.
 REPORT_ENTRIES = ("index.html", "metrics.csv", "metrics.json", "clip_metrics.csv", "items.json",
@@ -346,7 +432,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     """Evaluate runs and write the listening report.
 
     Args:
-        runs: run directories (see :mod:`auralens.evaluate.sonify_eval`).
+        runs: run directories (see :mod:`auralens.evaluate.sonify_eval`); an lr grid stands
+            for its best run, a ``sonify sweep`` folder for its rendered layer runs
+            (``SWEEP/layer=<L>/run``). A run given twice is refused.
         out: output directory (created). The report is written beside it and swapped in
             when complete: an earlier report's files (audio/, img/, index.html … see
             :data:`REPORT_ENTRIES`) are replaced as a whole, other files in ``out`` stay.
@@ -366,9 +454,10 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
         path of ``index.html``.
 
     Raises:
-        ReportError: no runs given or an invalid option (checked before any work);
-            RunDirError for a directory that is not a run, or whose renders were made by
-            another checkpoint than its current one (also before anything is written).
+        ReportError: no runs given, a run given twice or an invalid option (checked before
+            any work); RunDirError for a directory that is not a run (prepared data is named as
+            such), or whose renders were made by another checkpoint than its current one (also
+            before anything is written).
     """
     from auralens.evaluate.embedders import build_embedder
     from auralens.evaluate.sonify_eval import load_run
@@ -379,11 +468,13 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     if sigma is not None and not (is_number(sigma) and sigma > 0):
         raise ReportError(f"sigma must be a positive number, got {sigma!r}")
     out = Path(out)
-    paths = [Path(r) for r in runs]
+    paths = _expand_runs([Path(r) for r in runs])
+    _check_duplicates(paths)
     _check_out(out, paths)
     # Runs and the embedder are checked before anything is written: a refused report leaves
     # no folder behind.
     loaded = [load_run(p, n) for p, n in zip(paths, _unique_names(paths), strict=True)]
+    _check_duplicates(paths, [run.path for run in loaded])  # an lr grid and its best run
     for run, label in zip(loaded, _run_labels(loaded), strict=True):
         run.name = label
     emb = build_embedder(embedder)

@@ -8,7 +8,8 @@ import typer
 
 
 def report(
-    runs: list[Path] = typer.Argument(..., help="Trained and rendered run directories (an lr grid: its best run, as in `sonify render`)."),
+    runs: list[Path] = typer.Argument(..., help="Trained and rendered run directories (an lr grid: its best run, as in `sonify render`; a "
+                                "`sonify sweep` folder: its layers' runs). Each run once."),
     out: Path = typer.Option(..., "--out", help="Report directory to write."),
     embedder: str = typer.Option("logmel", "--embedder",
                                  help="Metric embedder for FAD/KAD: logmel, mfcc, clap:laion/clap-htsat-unfused, …"),
@@ -63,6 +64,7 @@ def ratings(
 ) -> None:
     """Aggregate ratings: mean ± std and n of the visual and audio marks per version."""
     from auralens.evaluate.ratings import (
+        RatingError,
         aggregate_ratings,
         load_ratings,
         ratings_csv,
@@ -70,6 +72,9 @@ def ratings(
     )
     from auralens.io import write_text
 
+    if out is not None and out.suffix.lower() not in (".md", ".csv"):  # before reading any ratings
+        raise RatingError(f"--out {out}: the table is written as markdown (.md) or CSV (.csv); "
+                          f"name the file so, not {out.suffix or 'without a suffix'}")
     rows = aggregate_ratings(load_ratings(csvs), by=[b.strip() for b in by.split(",") if b.strip()],
                              latest_only=not all_ratings)
     md = ratings_markdown(rows)

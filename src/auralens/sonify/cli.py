@@ -62,6 +62,24 @@ def _typed(config: Path, section: str, key: str, value: object, param: object, c
         raise ConfigError(f"{config}: {section}.{key}: {exc.message}") from exc
 
 
+def _check_out_folder(out: Path, what: str) -> None:
+    """Refuse an ``--out`` that is, or lies under, an existing file: the command writes a
+    folder there (``mkdir`` would only say "File exists").
+
+    Raises:
+        AuralensError: naming --out and the file.
+    """
+    from auralens.errors import AuralensError
+
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"lies under the file {folder}"
+                raise AuralensError(f"--out {out}: {where}; a folder was expected ({what}): "
+                                    "give a new or existing folder")
+            return
+
+
 def _check_merge_settings(ctx: typer.Context, data: Path, out: Path) -> None:
     """``prepare --merge`` joins what the shards computed, so the command may repeat the shards'
     options; refuse DATA or an option whose value contradicts the shards' run.json (it would be
@@ -119,7 +137,8 @@ def prepare_cmd(
                                    "so prepare warns when they differ). At most the extractor's "
                                    "input window (5.12 s for the offline classifier, 10.24 s for "
                                    "AudioSet AST): a longer "
-                                   "--duration is refused, and with 0 longer clips are skipped."),
+                                   "--duration is refused, and with 0 longer clips are skipped. "
+                                   "At least the extractor's shortest input (25 ms for AST)."),
     dtype: str = typer.Option("float32", "--dtype", help="Stored dtype: float32 or float16."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N clips."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -131,6 +150,7 @@ def prepare_cmd(
     """Compute (or reuse from the cache) embeddings and latents of every clip."""
     from auralens.sonify.prepare import merge_prepared, prepare
 
+    _check_out_folder(out, "the PREP directory")
     if merge:
         _check_merge_settings(ctx, data, out)
         res = merge_prepared(out)
@@ -147,8 +167,7 @@ def prepare_cmd(
     typer.echo(f"prepared {res.n_ok}/{res.n_clips} clips into {res.out} "
                f"({res.computed_embeddings} embeddings and {res.computed_latents} latents computed, "
                f"{res.n_failed} failed, {res.seconds:.1f} s); splits {res.splits}{from_files}")
-    for line in res.warnings:
-        typer.echo(f"warning: {line}", err=True)
+    # res.warnings (clips of mixed lengths …) were logged by prepare: not printed again here
 
 
 @app.command("train")
@@ -183,6 +202,7 @@ def train_cmd(
         train_grid,
     )
 
+    _check_out_folder(out, "the RUN directory")
     if resume and overwrite:  # one continues the run, the other starts it again
         raise TrainError("--resume continues the run in OUT and --overwrite starts it again; "
                          "give one of them")
@@ -191,6 +211,10 @@ def train_cmd(
         eval_batch_size=eval_batch_size, seed=seed, blur=blur, normalize=normalize,
         resample=resample, device=device))
     lr = str(o.pop("lr"))
+    if "," in lr and any(not part.strip() for part in lr.split(",")):
+        # parse_lrs skips empty entries: a stray comma would drop a learning rate unnoticed
+        raise TrainError(f"--lr {lr!r}: an empty entry in the list; give learning rates "
+                         "separated by single commas, e.g. 1e-3,1e-2")
     lrs = parse_lrs(lr)
     cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":
@@ -209,10 +233,11 @@ def render_cmd(
     run: Path = typer.Option(..., "--run", help="RUN directory (or an lr grid: its best run)."),
     out: Path = typer.Option(None, "--out", help="Output wav (single-file mode)."),
     post: list[str] = typer.Option(None, "--post", help="Post-processing chain, e.g. minmax,wiener "
-                                   "(repeat for several chains in --split mode)."),
+                                   "(one chain for a single clip; repeat for several chains in "
+                                   "--split mode)."),
     split: str = typer.Option(None, "--split", help="Render a split of the prepared dataset into RUN/renders "
                               "(one split per RUN: another split needs --overwrite)."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N clips of the split."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N clips of the split (--split mode)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Empty RUN/renders and render again."),
 ) -> None:
     """Render a clip (or a whole split) through a trained gate and the codec's decoder.
@@ -226,6 +251,16 @@ def render_cmd(
     from auralens.sonify.postprocess import parse_chain
 
     chains = list(post) if post else ["minmax"]
+    if not split:
+        # One clip gets one chain: several --post would be joined into one chain silently.
+        if len(chains) > 1:
+            raise AuralensError(f"--post given {len(chains)} times ({', '.join(map(repr, chains))}); "
+                                "a single clip is rendered with one chain: give one chain, e.g. "
+                                f"--post {','.join(chains)}, or use --split to render one version "
+                                "per chain")
+        if limit is not None:
+            raise AuralensError(f"--limit {limit} applies to --split (the first N clips of a split); "
+                                "a single clip takes no --limit")
     for chain in chains:  # an option error, named as such (not as a problem of AUDIO)
         try:
             parse_chain(chain)
@@ -251,7 +286,7 @@ def render_cmd(
     loaded = load_run(run)
     wave, sr = read_window(loaded.extractor, audio)
     try:
-        result = render(loaded, wave, sr, post=",".join(chains))
+        result = render(loaded, wave, sr, post=chains[0])
     except AuralensError as exc:  # name the clip, as a batch job's error list does
         raise AuralensError(f"{audio}: {exc}") from exc
     write(out, result, loaded.codec.sample_rate)
@@ -287,6 +322,7 @@ def sweep_cmd(
     from auralens.sonify.sweep import sweep
     from auralens.sonify.train import TrainConfig
 
+    _check_out_folder(out, "the sweep directory")
     rows = sweep(data, encoder, layers, codec, gate, out, cfg=TrainConfig(gate=gate, lr=lr, epochs=epochs),
                  seed=seed, batch_size=batch_size, duration=duration or None, limit=limit,
                  post=list(post) if post else ["minmax"], render_limit=render_limit, overwrite=overwrite)

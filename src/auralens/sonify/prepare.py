@@ -60,6 +60,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,19 +174,52 @@ def latent_key(content: str, codec: Any, dtype: str, duration: float | None) -> 
                     layer="", dtype=dtype, duration=duration, **_compute_part(codec))
 
 
+def min_input_samples(extractor: Any) -> int | None:
+    """The fewest samples (at the extractor's rate) the extractor can embed, or None when it
+    does not say.
+
+    An extractor states it as a ``min_samples`` attribute; for the backends that check it only
+    inside ``embed``, it is their filterbank window: AST-type extractors (the module's
+    ``FBANK_WINDOW`` seconds, 400 samples at 16 kHz) and the HuBERT-family extractors of
+    :mod:`auralens.encoders.hf_ssl` (400 samples).
+    """
+    stated = getattr(extractor, "min_samples", None)
+    if stated is not None:
+        return int(stated)
+    module = sys.modules.get(type(extractor).__module__)
+    window = getattr(module, "FBANK_WINDOW", None)
+    rate = getattr(extractor, "sample_rate", None)
+    if window is not None and rate:
+        return int(round(float(window) * int(rate)))
+    if type(extractor).__module__ == "auralens.encoders.hf_ssl":
+        return 400
+    return None
+
+
 def check_duration(extractor: Any, duration: float | None) -> None:
-    """Refuse a fixed ``duration`` longer than the extractor's input window.
+    """Refuse a fixed ``duration`` longer than the extractor's input window, or shorter than
+    the least audio it can embed (:func:`min_input_samples`).
 
     Raises:
         PrepareError: the model would only see the window's start while the latent covers
-            the whole clip (the gate would stretch one over the other).
+            the whole clip (the gate would stretch one over the other), or every clip would
+            fail to embed.
     """
+    if duration is None:
+        return
     window = getattr(extractor, "max_duration", None)
-    if duration is not None and window is not None and duration > float(window) + 1e-6:
+    if window is not None and duration > float(window) + 1e-6:
         raise PrepareError(
             f"--duration {duration:g} s is longer than the input window of {extractor.name} "
             f"({float(window):g} s): the model never sees audio after {float(window):g} s; use "
             f"--duration {float(window):g} or less")
+    need = min_input_samples(extractor)
+    rate = getattr(extractor, "sample_rate", None)
+    if need and rate and int(round(duration * int(rate))) < need:
+        least = need / int(rate)
+        raise PrepareError(
+            f"--duration {duration:g} s is shorter than the least audio {extractor.name} can embed "
+            f"({need} samples at {int(rate)} Hz, {least:g} s); use --duration {least:g} or more")
 
 
 def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
