@@ -216,7 +216,11 @@ def canonical_spec(spec: str | ModelSpec | None, registry: Any = None, *,
     registry's default backend name (``None`` → ``"tdcnpp"`` for separators); a local path —
     the whole spec or the id after ``kind:`` — becomes absolute with ``~`` expanded and
     symlinks resolved (relative paths are read from the working directory, as the backends
-    read them); options are sorted. Backend aliases are kept (some select a model).
+    read them); a local path that is what a backend builds when given no id (its factory's
+    ``default_ids``, e.g. the committed TDCN++ checkpoint file or its folder) becomes that
+    backend's bare name (``tdcnpp:/…/tdcnpp-tiny/model.safetensors`` → ``"tdcnpp"``, and a
+    bare path to it → the registry default when that is the backend building bare paths);
+    options are sorted. Backend aliases are kept (some select a model).
 
     Args:
         spec: a spec string, a :class:`ModelSpec`, None, or anything else (a built backend),
@@ -244,8 +248,43 @@ def canonical_spec(spec: str | ModelSpec | None, registry: Any = None, *,
             and not any(c in ident for c in "/\\~")):
         kind, ident = ident.lower(), ""  # a bare backend name wins over a same-named folder
     if ident:
-        ident = resolve_local(ident, resolve_relative) or ident
+        local = resolve_local(ident, resolve_relative)
+        ident = local or ident
+        if local is not None and registry is not None:
+            name = _default_name(registry, kind, local)
+            if name is not None:  # the backend's own default, spelled as its path
+                kind, ident = name, ""
     out = ident if kind == "path" else (f"{kind}:{ident}" if ident else kind)
     if parsed.params:
         out += "@" + ",".join(f"{k}={parsed.params[k]}" for k in sorted(parsed.params))
     return out
+
+
+def _default_name(registry: Any, kind: str, local: str) -> str | None:
+    """The backend name whose factory builds the local path ``local`` when given no id (the
+    path is one of the factory's ``default_ids``), for a spec of ``kind``; else None.
+
+    A ``path`` spec (a bare local path) is built by the registry's ``path`` backend; it names
+    the registry's default backend when that backend has the same factory. Only a spec that
+    names a local path gets here, so looking the factory up (importing its module) costs
+    nothing a build of that spec would not.
+    """
+    from auralens.errors import AuralensError
+
+    get = getattr(registry, "get", None)
+    if get is None or kind not in registry:
+        return None
+    try:
+        factory = get(kind)
+        name = kind
+        if kind == "path":
+            default = getattr(registry, "default", None)
+            if default is None or default == "path" or default not in registry or get(default) is not factory:
+                return None
+            name = default
+    except (AuralensError, ImportError):
+        return None
+    ids = getattr(factory, "default_ids", ())
+    if not any(resolve_local(str(p)) == local for p in ids):
+        return None
+    return name.lower()

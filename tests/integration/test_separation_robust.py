@@ -216,9 +216,13 @@ def test_batch_output_inside_the_input_is_not_separated_again(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     sf.write(src / "a.wav", (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32), SR)
-    for _ in range(2):
-        assert main(["separate", "batch", str(src), "--out", str(src / "out"), "-s", spec]) == 0
-    assert [r["id"] for r in read_jsonl(src / "out" / "results.jsonl")] == ["a"]
+    # an --out inside the input is refused; an output folder moved into it is left out
+    assert main(["separate", "batch", str(src), "--out", str(src / "out"), "-s", spec]) == 1
+    assert not (src / "out").exists()
+    assert main(["separate", "batch", str(src), "--out", str(tmp_path / "out"), "-s", spec]) == 0
+    (tmp_path / "out").rename(src / "out")
+    assert main(["separate", "batch", str(src), "--out", str(tmp_path / "again"), "-s", spec]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "again" / "results.jsonl")] == ["a"]
 
 
 def test_single_file_and_output_folder_mistakes(tmp_path, capsys):

@@ -142,18 +142,25 @@ def eval_cmd(
     data: Path = typer.Argument(..., help="FUSS-layout folder/manifest.jsonl, or an ESC-50 folder."),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     separator: str = typer.Option("tdcnpp", "--separator", "-s", help=_SEP_HELP),
-    split: str | None = typer.Option(None, "--split", help="Manifest split to evaluate."),
+    split: str | None = typer.Option(None, "--split", help="FUSS input: manifest split to evaluate."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate at most this many mixtures."),
-    folds: str = typer.Option("4", "--folds", help="ESC-50 input: folds to mix from (comma list)."),
-    n: int = typer.Option(40, "--n", min=1, help="ESC-50 input: number of mixtures to build."),
-    seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="ESC-50 input: mixture length (≥ 0.1 s)."),
+    folds: str | None = typer.Option(None, "--folds", help="ESC-50 input: folds to mix from "
+                                     "(comma list; default 4)."),
+    n: int | None = typer.Option(None, "--n", min=1, help="ESC-50 input: number of mixtures to "
+                                 "build (default 40)."),
+    seconds: float | None = typer.Option(None, "--seconds", min=0.1, help="ESC-50 input: mixture "
+                                         "length, 0.1 to 600 s (default 10)."),
     bss: bool = typer.Option(True, "--bss/--no-bss", help="Also compute SDR/SIR/SAR."),
 ) -> None:
-    """PIT SI-SNR / SI-SNRi (1S, MSi), SDR/SIR/SAR and separation rates per source count."""
+    """PIT SI-SNR / SI-SNRi (1S, MSi), SDR/SIR/SAR and separation rates per source count.
+
+    Options for the other kind of input are refused, not ignored: --split takes FUSS data,
+    --folds / --n / --seconds an ESC-50 folder.
+    """
     from auralens.scene.separate.run import evaluate_separator
 
-    try:
-        fold_list = [int(f) for f in folds.split(",") if f.strip()]
+    try:  # None: not given (the ESC-50 default, and refused with FUSS data)
+        fold_list = None if folds is None else [int(f) for f in folds.split(",") if f.strip()]
     except ValueError:
         raise typer.BadParameter(f"{folds!r} is not a comma list of fold numbers", param_hint="--folds") from None
     if limit is not None and limit < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -120,13 +121,70 @@ def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     return est
 
 
+#: The estimates :func:`separate_file` writes in ``OUT/sources``.
+SOURCE_RE = re.compile(r"source\d+\.wav")
+
+
+def recorded_command(folder: Path) -> str | None:
+    """The command an auralens ``run.json`` in ``folder`` records, else None (no run.json, or
+    one auralens did not write)."""
+    from auralens.io import read_json
+
+    try:
+        record = read_json(folder / "run.json")
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("command"), str)
+            and isinstance(record.get("versions"), dict) and "auralens" in record["versions"]):
+        return None
+    return record["command"]
+
+
+def _earlier_sources(out: Path, input: Path, owned: bool = False) -> list[Path]:
+    """The ``sources/source<k>.wav`` files an earlier ``separate`` run wrote in ``out``, which
+    this run replaces (the rest of the folder is left alone). ``owned``: ``out`` is a batch's
+    item folder (``OUT/items/<id>``), whose such files are the batch's own even where a killed
+    run left no run.json.
+
+    Raises:
+        SeparationError: ``out`` holds another command's outputs (its run.json), or a
+            ``run.json`` auralens did not write; ``sources/source<k>.wav`` files that no
+            recorded ``separate`` run wrote (a user's own, which this run would overwrite); or
+            the input is one of the files this run writes.
+    """
+    if not out.is_dir():
+        return []
+    found = (sorted(p for p in (out / "sources").iterdir() if SOURCE_RE.fullmatch(p.name)
+                    and (p.is_file() or p.is_symlink()))
+             if (out / "sources").is_dir() else [])
+    command = "separate" if owned else recorded_command(out)
+    if command is None and (out / "run.json").exists():
+        raise SeparationError(f"{out}: its run.json was not written by auralens and would be "
+                              "replaced; use another --out")
+    if command is not None and command != "separate":
+        raise SeparationError(f"{out}: holds the outputs of 'auralens {command}' (run.json); "
+                              "use another --out for 'auralens separate'")
+    if found and command is None:
+        raise SeparationError(f"{found[0]}: not written by an earlier 'auralens separate' run in "
+                              f"{out} (no run.json), and this run would overwrite it; use another --out")
+    target = input.resolve()
+    hit = next((p for p in found if p.resolve() == target), None)
+    if hit is not None or (target.parent == (out / "sources").resolve()
+                           and SOURCE_RE.fullmatch(target.name)):
+        raise SeparationError(f"{input}: the input is one of the sources this run writes in "
+                              f"{out / 'sources'}; use another --out")
+    return found
+
+
 def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
                   *, activity: ActivityConfig | None = None) -> dict[str, Any]:
     """Separate one audio file.
 
     Writes ``out_dir/sources/source{k}.wav`` (float WAV at the separator's rate; they sum to
     the resampled input when the separator is mixture-consistent), ``activity.json`` (per
-    estimate: kept, scores, reason), ``summary.json`` and ``run.json``.
+    estimate: kept, scores, reason), ``summary.json`` and ``run.json``. ``out_dir`` may hold
+    other files: only the ``sources/source<k>.wav`` an earlier ``separate`` run wrote there
+    (its run.json says so) are replaced, never the input.
 
     Args:
         path: any audio file libsndfile reads, any rate/channels (mixed to mono).
@@ -136,7 +194,17 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
 
     Returns:
         The summary dict (also written to ``summary.json``).
+
+    Raises:
+        SeparationError: ``out_dir`` holds another command's outputs, or ``source<k>.wav``
+            files no recorded ``separate`` run wrote (see :func:`_earlier_sources`).
     """
+    return _separate_one(path, out_dir, separator, activity=activity)
+
+
+def _separate_one(path: str | Path, out_dir: str | Path, separator: str | Separator | None,
+                  *, activity: ActivityConfig | None, owned: bool = False) -> dict[str, Any]:
+    """:func:`separate_file`; ``owned``: ``out_dir`` is a batch's item folder."""
     from auralens.audio import AudioError, load, write
     from auralens.io import Timer, write_json, write_run_json
 
@@ -145,6 +213,7 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     if not Path(path).exists():  # name the input before spending time on the model
         raise AudioError(path, "file not found")
     check_out_dir(out_dir, SeparationError)
+    stale = _earlier_sources(out_dir, Path(path), owned)  # refuses a folder of other outputs first
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     with timer("load_audio"):
@@ -154,8 +223,8 @@ def separate_file(path: str | Path, out_dir: str | Path, separator: str | Separa
     activity = activity or ActivityConfig()
     decisions = filter_estimates(est, mix, activity)
     files = []
-    for stale in sorted((out_dir / "sources").glob("source*.wav")):  # from an earlier separator
-        stale.unlink()
+    for old in stale:  # an earlier run's estimates: a separator with fewer leaves none behind
+        old.unlink(missing_ok=True)
     for k, wave in enumerate(est):
         files.append(str(write(out_dir / "sources" / f"source{k}.wav", wave, sep.sample_rate)))
     write_json(out_dir / "activity.json", {"config": activity, "estimates": decisions})
@@ -188,8 +257,11 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     without its suffix, see :func:`auralens.data.folder.file_ids`) or a text file with one audio path per line (relative paths are
     relative to the file; id = the file name without its suffix; where names repeat, the ids
     a scan of the folder holding every listed file gives).
-    Files below a folder in ``exclude`` (an output folder inside ``source``) are left out; a
-    folder ``source`` equal to or inside one is refused.
+    A folder in ``exclude`` (the job's output folder) must not be ``source``, inside it, or
+    hold it: each is refused, as a later run over ``source`` would read the outputs back as
+    mixtures. Folders below ``source`` that hold another auralens run's outputs (see
+    :func:`output_trees`) are left out of a folder scan, and a ``source`` that is one is
+    refused.
     ``command`` is the one-file command a single audio file is pointed to.
     """
     from auralens.data import DatasetError
@@ -202,6 +274,8 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     if source.is_file() and source.suffix.lower() in AUDIO_EXTENSIONS:
         raise SeparationError(f"{source}: one audio file; batch takes a folder, a FUSS manifest "
                               f"or a text list (use 'auralens {command} FILE --out DIR' for one file)")
+    if source.is_dir():
+        _refuse_output_folders(source, exclude)
     if source.suffix == ".jsonl" or (source / "manifest.jsonl").exists():
         return sorted((rid, mix) for rid, mix, _ in _record_items(source, None, 16000))
     if source.is_dir() and not stray_audio(source):
@@ -212,12 +286,8 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
         if records:  # a FUSS folder: its mixtures, not the reference sources beside them
             return sorted((r.id, r.mixture) for r in records)
     if source.is_dir():
-        inside = next((x for x in exclude if source.resolve().is_relative_to(x)), None)
-        if inside is not None:  # every input would be left out as an output
-            what = ("--out is the input folder" if source.resolve() == inside
-                    else f"the input folder is inside --out {inside}")
-            raise SeparationError(f"{source}: {what}; use an --out outside the input folder")
-        files = [f for f in audio_files(source) if not any(f.resolve().is_relative_to(x) for x in exclude)]
+        skip = (*exclude, *output_trees(source))
+        files = [f for f in audio_files(source) if not any(f.resolve().is_relative_to(x) for x in skip)]
         if not files:
             raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
         return sorted(zip(file_ids(source, files), files, strict=True))
@@ -249,6 +319,58 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
     return sorted(zip(ids, paths, strict=True))
 
 
+#: Commands whose outputs are meant as inputs (datasets): their folders are scanned as usual.
+_DATA_COMMANDS = ("data ",)
+_SHARD_RE = re.compile(r"part-\d+-of-\d+")
+
+
+def _output_tree(folder: Path) -> Path | None:
+    """The output folder of the auralens run recorded in ``folder/run.json`` (a shard's record
+    in ``OUT/shards/part-i-of-n`` stands for ``OUT``), or None when there is no such record or
+    it is a dataset command's (``data …``), whose audio is meant to be read."""
+    command = recorded_command(folder)
+    if command is None or command.startswith(_DATA_COMMANDS):
+        return None
+    if folder.parent.name == "shards" and _SHARD_RE.fullmatch(folder.name):
+        return folder.parent.parent
+    return folder
+
+
+def output_trees(root: Path) -> list[Path]:
+    """Folders at or below ``root`` that hold an auralens run's outputs (``separate``,
+    ``separate batch``, ``imagine --mode …``, ``imagine batch …``, …: a ``run.json`` auralens
+    wrote), resolved. Hidden folders are not looked in (a folder scan leaves them out)."""
+    out = []
+    for record in sorted(root.rglob("run.json")):
+        if any(part.startswith(".") for part in record.relative_to(root).parts):
+            continue
+        tree = _output_tree(record.parent)
+        if tree is not None:
+            out.append(tree.resolve())
+    return out
+
+
+def _refuse_output_folders(source: Path, exclude: tuple[Path, ...]) -> None:
+    """Refuse an input folder that is, holds or lies inside an output folder (``exclude``),
+    or that holds an auralens run's outputs itself."""
+    src = source.resolve()
+    for x in exclude:
+        x = Path(x).resolve()
+        if src == x:
+            what = "--out is the input folder"
+        elif src.is_relative_to(x):
+            what = f"the input folder is inside --out {x}"
+        elif x.is_relative_to(src):  # a later run over the folder would read them back
+            what = f"--out {x} is inside the input folder"
+        else:
+            continue
+        raise SeparationError(f"{source}: {what}; use an --out outside the input folder")
+    tree = _output_tree(source)
+    if tree is not None:
+        raise SeparationError(f"{source}: holds the outputs of 'auralens {recorded_command(source)}' "
+                              "(run.json), not mixtures to process; give the folder of the inputs")
+
+
 def recorded_results(out: Path) -> list[Path]:
     """The results files of every batch run recorded in ``out``: the unsharded run's and each
     shard's (``out/shards/part-i-of-n``); all of them write to ``out/items``."""
@@ -258,7 +380,8 @@ def recorded_results(out: Path) -> list[Path]:
 
 def _separator_key(separator: str | Separator | None) -> str:
     """A separator spec in a form that does not depend on how it was typed
-    (:func:`auralens.specs.canonical_spec`; a built separator: its name)."""
+    (:func:`auralens.specs.canonical_spec`: ``tdcnpp`` and the path of the committed
+    checkpoint it builds match; a built separator: its name)."""
     from auralens.specs import canonical_spec
 
     if isinstance(separator, Separator):
@@ -335,7 +458,7 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
         for rid, path in progress(todo, desc="separate", total=len(todo)):
             with errors.guard(rid, path):
                 item_dir = out / "items" / rid
-                summary = separate_file(path, item_dir, sep, activity=activity)
+                summary = _separate_one(path, item_dir, sep, activity=activity, owned=True)
                 append_jsonl(results_path, {
                     "id": rid, "input": str(path), "out_dir": str(item_dir),
                     **{k: summary[k] for k in ("duration_s", "n_estimates", "n_kept", "kept",
@@ -475,16 +598,68 @@ def evaluate_items(sep: Separator, items: list[tuple[str, np.ndarray, np.ndarray
     return scores, spent
 
 
+#: ``separate eval`` of an ESC-50 folder: the mixtures built when ``--n`` / ``--seconds`` /
+#: ``--folds`` are not given.
+ESC_EVAL_N, ESC_EVAL_SECONDS, ESC_EVAL_FOLDS = 40, 10.0, (4,)
+
+
+def _eval_options(data: Path, split: str | None, folds: list[int] | None, n: int | None,
+                  seconds: float | None) -> tuple[list[int] | None, int | None, float | None]:
+    """``(folds, n, seconds)`` for ``data``: an ESC-50 folder's with defaults filled in, None
+    for a FUSS folder or manifest (whose mixtures are given).
+
+    Raises:
+        SeparationError: an option that does not apply to the input (``--split`` with an
+            ESC-50 folder; ``--n``, ``--folds``, ``--seconds`` with FUSS data), or a value
+            out of range (``--seconds`` above :data:`auralens.data.MAX_DURATION_S`, as
+            ``data mix`` caps mixtures).
+    """
+    from auralens.data import MAX_DURATION_S
+
+    if not data.exists():
+        raise SeparationError(f"{data}: evaluation data not found")
+    if not (data / "meta" / "esc50.csv").exists():
+        given = [name for name, value in (("--n", n), ("--folds", folds), ("--seconds", seconds))
+                 if value is not None]
+        if given:
+            raise SeparationError(f"{data}: {', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} "
+                                  "to an ESC-50 folder only (mixtures built from its folds); FUSS "
+                                  "data brings its own mixtures (use --limit or --split to choose)")
+        return None, None, None
+    if split is not None:
+        raise SeparationError(f"{data}: --split applies to FUSS data only; an ESC-50 folder has no "
+                              "splits (its mixtures are built from --folds)")
+    folds = list(ESC_EVAL_FOLDS) if folds is None else list(folds)
+    n = ESC_EVAL_N if n is None else n
+    seconds = ESC_EVAL_SECONDS if seconds is None else seconds
+    if not folds:
+        raise SeparationError(f"{data}: --folds names no fold")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SeparationError(f"{data}: --n must be a whole number of mixtures ≥ 1, got {n!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise SeparationError(f"{data}: --seconds must be a number, got {seconds!r}")
+    if not 0 < seconds <= MAX_DURATION_S:  # NaN fails too
+        raise SeparationError(f"{data}: --seconds {seconds:g} must be above 0 and at most "
+                              f"{MAX_DURATION_S:g} (the longest mixture data mix makes)")
+    return folds, n, float(seconds)
+
+
 def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
                        *, split: str | None = None, limit: int | None = None,
-                       folds: list[int] | None = None, n: int = 40, seconds: float = 10.0,
+                       folds: list[int] | None = None, n: int | None = None,
+                       seconds: float | None = None,
                        bss: bool = True, activity: ActivityConfig | None = None) -> dict[str, Any]:
     """Evaluate a separator; writes ``scores.jsonl``, ``by_count.csv``, ``summary.png``,
     ``summary.json`` and ``run.json`` in ``out_dir``.
 
     Args:
         data: FUSS-layout folder (``manifest.jsonl``), a manifest file, or an ESC-50 folder
-            (then ``n`` seeded ``seconds``-long mixtures are built from ``folds``).
+            (then ``n`` seeded ``seconds``-long mixtures are built from ``folds``; None: 40
+            mixtures of 10 s from fold 4).
+        split: FUSS data only: evaluate this split.
+        folds, n, seconds: ESC-50 folder only; given with FUSS data they are refused, as
+            ``split`` is with an ESC-50 folder (an option that would be ignored). ``seconds``
+            is at most :data:`auralens.data.MAX_DURATION_S`.
         separator: spec or built separator (``oracle-*`` use the references).
         bss: also compute SDR/SIR/SAR.
 
@@ -497,12 +672,14 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     timer = Timer()
     out_dir = Path(out_dir)
     check_out_dir(out_dir, SeparationError)
+    folds, n, seconds = _eval_options(Path(data), split, folds, n, seconds)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
     errors = ErrorLog(out_dir / "errors.jsonl", reset=True)
     with timer("load_data"):
-        items = load_eval_items(data, split=split, limit=limit, folds=folds, n=n, seconds=seconds,
-                                sr=sep.sample_rate, errors=errors)
+        esc: dict[str, Any] = {} if n is None else {"folds": folds, "n": n, "seconds": seconds}
+        items = load_eval_items(data, split=split, limit=limit, **esc, sr=sep.sample_rate,
+                                errors=errors)
     n_listed = len(items) + len(errors)
     with timer("evaluate"):
         scores, spent = evaluate_items(sep, items, activity=activity, bss=bss, errors=errors)

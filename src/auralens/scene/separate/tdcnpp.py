@@ -26,6 +26,7 @@ file that is not one of ours or whose weights do not fit the stored config.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -345,8 +346,11 @@ def save_checkpoint(path: str | Path, model: TDCNpp, extra: dict[str, Any] | Non
     from auralens.io import package_versions
 
     # The keys describing the model come last: they always describe ``model``, even when
-    # ``extra`` is the header of another checkpoint.
+    # ``extra`` is the header of another checkpoint. ``run`` (the training folder: the one
+    # holding ``path``, or holding its ``keep/`` folder) tells checkpoints of different runs
+    # apart when they are averaged; a header given in ``extra`` keeps its own.
     header = {
+        "run": str(run_folder(path)),
         **(extra or {}),
         "format": CHECKPOINT_FORMAT,
         "model_name": "tdcnpp",
@@ -354,6 +358,13 @@ def save_checkpoint(path: str | Path, model: TDCNpp, extra: dict[str, Any] | Non
         "versions": {k: v for k, v in package_versions().items() if k in ("auralens", "torch")},
     }
     return write_checkpoint(path, dict(model.state_dict()), header)
+
+
+def run_folder(path: str | Path) -> Path:
+    """The training folder a checkpoint file at ``path`` belongs to (``RUN/best.safetensors``,
+    ``RUN/last.safetensors``, ``RUN/keep/stepN.safetensors`` → ``RUN``), absolute."""
+    parent = Path(os.path.abspath(Path(path).expanduser())).parent
+    return parent.parent if parent.name == "keep" else parent
 
 
 def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
@@ -430,35 +441,88 @@ def _refuse_writing_over_inputs(out: str | Path, inputs: list[str | Path]) -> No
                                           "new checkpoint to another file")
 
 
+def _training_run(path: Path, header: dict[str, Any]) -> tuple[str | None, Any]:
+    """``(run folder, seed)`` of the training run a checkpoint comes from, each None when
+    unknown: the folder its header records (``run``), else the folder it lies in when that is
+    a training folder (a ``separate train`` run.json or ``last_state.pt`` there); the seed that
+    folder's ``separate train`` run.json records."""
+    from auralens.io import read_json
+
+    recorded = header.get("run")
+    known = isinstance(recorded, str) and bool(recorded)
+    folder = Path(recorded) if known else run_folder(path)
+    try:
+        record = read_json(folder / "run.json")
+    except (OSError, ValueError):
+        record = None
+    trained = isinstance(record, dict) and record.get("command") == "separate train"
+    seed = record.get("seed") if trained else None
+    if not (known or trained or (folder / "last_state.pt").is_file()):
+        return None, None  # not a training folder: the run is unknown
+    try:
+        folder = folder.resolve() if folder.exists() else folder
+    except (OSError, ValueError):
+        pass
+    return str(folder), seed
+
+
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """Write the element-wise mean of several checkpoints of one model (weight averaging).
 
     Averaging the weights of late checkpoints of one training run smooths out the noise of
-    the last updates. Every checkpoint must have the same config; the header of the last
-    one is kept, with ``averaged_from`` listing the sources and their steps.
+    the last updates. Every checkpoint must have the same config and come from one training
+    run: the training folder its header records (``run``, written since checkpoints record
+    it), else the training folder it lies in, and the seed that folder's ``run.json``
+    records, must agree where known. The header of the last one is kept, with
+    ``averaged_from`` listing the sources and their steps.
 
     Raises:
-        CheckpointMismatchError: no paths, or checkpoints of different configs or tensors.
+        CheckpointMismatchError: no paths, a checkpoint given twice, ``out`` not a
+            ``.safetensors`` file, checkpoints of different configs, tensors or training runs.
     """
     from auralens.checkpoint_io import read_checkpoint, write_checkpoint
 
     if not paths:
         raise CheckpointMismatchError("no checkpoints to average")
     _refuse_writing_over_inputs(out, list(paths))
+    if not str(out).lower().endswith(".safetensors"):
+        raise CheckpointMismatchError(f"--out {out}: name a .safetensors file to write the "
+                                      "averaged checkpoint to")
+    seen: dict[Path, str | Path] = {}
+    for path in paths:
+        key = checkpoint_file(path).resolve()
+        if key in seen:  # a file given twice would count twice in the mean
+            same = "twice" if str(seen[key]) == str(path) else f"twice (as {seen[key]} and {path})"
+            raise CheckpointMismatchError(f"{checkpoint_file(path)}: given {same}; list each "
+                                          "checkpoint once")
+        seen[key] = path
     total: dict[str, torch.Tensor] = {}
     header: dict[str, Any] = {}
     first: TDCNppConfig | None = None
+    first_run: tuple[str | None, Any] = (None, None)
     sources = []
     for path in paths:
         path = checkpoint_file(path)
         h, state = read_checkpoint(path, "TDCN++", CheckpointMismatchError)
         _check_header(path, h)
+        run, seed = _training_run(path, h)
         if first is None:  # the first one must be a loadable model, or the average would not be
             first = load_checkpoint(path)[0].cfg
+            first_run = (run, seed)
         # parsed configs, so a header written before a field existed matches its default
         elif _parse_config(path, h) != first:
             raise CheckpointMismatchError(f"{path}: a different TDCN++ config than {paths[0]}; "
                                           "only checkpoints of one model can be averaged")
+        else:
+            (run0, seed0) = first_run
+            if seed is not None and seed0 is not None and seed != seed0:
+                raise CheckpointMismatchError(
+                    f"{path}: trained with seed {seed}, {paths[0]} with seed {seed0}; only "
+                    "checkpoints of one training run can be averaged")
+            if run is not None and run0 is not None and run != run0:
+                raise CheckpointMismatchError(
+                    f"{path}: from the training run in {run}, {paths[0]} from the one in {run0}; "
+                    "only checkpoints of one training run can be averaged")
         if total and set(state) != set(total):
             raise CheckpointMismatchError(f"{path}: other tensors than {paths[0]}")
         for k, v in state.items():
@@ -667,3 +731,8 @@ def build_tdcnpp(spec: ModelSpec, **params: Any) -> TDCNppSeparator:
 
     sep.revision = weights_revision(checkpoint_file(path))  # run.json names the exact weights
     return sep
+
+
+#: What ``tdcnpp`` with no checkpoint builds, as a local path may spell it (the file or its
+#: folder): :func:`auralens.specs.canonical_spec` gives these paths the bare name.
+build_tdcnpp.default_ids = (DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT.parent)  # type: ignore[attr-defined]
