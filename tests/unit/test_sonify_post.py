@@ -124,3 +124,6 @@ def test_parse_lrs() -> None:
     assert parse_lrs("1e-3, 5e-4") == [1e-3, 5e-4]
     with pytest.raises(TrainError, match="not a number"):
         parse_lrs("fast")
+    for typo in ("1e-3,,1e-2", "1e-3,", ",1e-3"):  # a stray comma used to drop a rate unnoticed
+        with pytest.raises(TrainError, match="an empty entry in the list"):
+            parse_lrs(typo)

@@ -211,10 +211,6 @@ def train_cmd(
         eval_batch_size=eval_batch_size, seed=seed, blur=blur, normalize=normalize,
         resample=resample, device=device))
     lr = str(o.pop("lr"))
-    if "," in lr and any(not part.strip() for part in lr.split(",")):
-        # parse_lrs skips empty entries: a stray comma would drop a learning rate unnoticed
-        raise TrainError(f"--lr {lr!r}: an empty entry in the list; give learning rates "
-                         "separated by single commas, e.g. 1e-3,1e-2")
     lrs = parse_lrs(lr)
     cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":

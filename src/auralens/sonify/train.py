@@ -202,11 +202,14 @@ def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
         return _unique_lrs(float(v) for v in text)
     if text.strip().lower() == "study":
         return [float(v) for v in STUDY_LRS]
+    if not text.strip():
+        raise TrainError("--lr: no learning rate given")
     out = []
     for part in text.split(","):
         part = part.strip()
-        if not part:
-            continue
+        if not part:  # "1e-3,,1e-2": a value lost in typing, not one to skip
+            raise TrainError(f"--lr {text!r}: an empty entry in the list; give learning rates "
+                             "separated by single commas, e.g. 1e-3,1e-2")
         try:
             out.append(float(part))
         except ValueError:
