@@ -19,3 +19,13 @@ def tone_folder(root: Path, name: str, freqs: list[float], noise: float) -> Path
         x = 0.4 * np.sin(2 * np.pi * f * t) + noise * rng.standard_normal(SR)
         audio.write(root / name / f"tone{int(f)}.wav", x.astype(np.float32), SR)
     return root / name
+
+
+def noise_wav(path: Path, seed: int, seconds: float = 0.5, sr: int = SR) -> Path:
+    """``path``: ``seconds`` of seeded white noise at RMS 0.1 (parent folders created)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(int(sr * seconds))).astype(np.float32), sr)
+    return path

@@ -145,3 +145,26 @@ def write_library(root: Path, per_class: int = 8, seconds: float = 1.0, sr: int 
         w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
         w.writerows(rows)
     return root
+
+
+def toy_prep(root: Path, per_class: int) -> Path:
+    """``root/prep``: a toyband layer-1 PREP of a ``write_library`` of 0.5 s clips."""
+    from auralens.sonify.prepare import prepare
+
+    library = write_library(root / "lib", per_class=per_class, seconds=0.5)
+    out = root / "prep"
+    prepare(library, "toyband", "toyband", 1, out, duration=0.5, cache_dir=root / "cache")
+    return out
+
+
+def mixed_length_library(root: Path) -> Path:
+    """``root``: two labels of five noise clips, the first 0.5 s, the others 1 s (16 kHz)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i, seconds in enumerate((0.5, 1.0, 1.0, 1.0, 1.0)):
+            sf.write(root / label / f"c{i}.wav",
+                     (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+    return root

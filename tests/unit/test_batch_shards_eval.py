@@ -8,9 +8,9 @@ import csv
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
+from factories.audio_files import noise_wav
 
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl
@@ -19,11 +19,7 @@ SR = 16000
 NMF = "nmf@n_iter=5"
 
 
-def _wav(path: Path, seed: int, seconds: float = 0.5) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sf.write(path, (0.1 * rng.standard_normal(int(SR * seconds))).astype(np.float32), SR)
-    return path
+_wav = noise_wav
 
 
 def _fuss(root: Path, n: int) -> Path:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from factories.audio_files import noise_wav
 
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl, write_run_json
@@ -20,11 +20,7 @@ SR = 16000
 NMF = "nmf@n_iter=5"
 
 
-def _wav(path: Path, seed: int, seconds: float = 0.5) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sf.write(path, (0.1 * rng.standard_normal(int(SR * seconds))).astype(np.float32), SR)
-    return path
+_wav = noise_wav
 
 
 def _err(capsys: pytest.CaptureFixture[str]) -> str:

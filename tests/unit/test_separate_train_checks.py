@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from factories.separate import MICRO
+from factories.separate import MICRO, fuss_manifest_folder
 
 from auralens.cli import main
 from auralens.config import ConfigError
@@ -22,7 +21,6 @@ from auralens.scene.separate.train import (
     _load_pool,
     train,
 )
-from auralens.types import SceneRecord, Source, save_records
 
 SR = 16000
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -46,23 +44,7 @@ def libs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def fuss(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A FUSS-layout folder: two train and two validation mixtures of two sources."""
-    root = tmp_path_factory.mktemp("fuss")
-    rng = np.random.default_rng(0)
-    records = []
-    for split in ("train", "validation"):
-        for i in range(2):
-            folder = root / split / f"{split}{i}_sources"
-            folder.mkdir(parents=True)
-            refs = (0.1 * rng.standard_normal((2, SR // 2))).astype(np.float32)
-            for k, w in enumerate(refs):
-                sf.write(folder / f"s{k}.wav", w, SR, subtype="FLOAT")
-            sf.write(root / split / f"{split}{i}.wav", refs.sum(0), SR, subtype="FLOAT")
-            records.append(SceneRecord(
-                id=f"{split}{i}", mixture=Path(split) / f"{split}{i}.wav", split=split, duration=0.5,
-                sources=[Source(path=Path(split) / f"{split}{i}_sources" / f"s{k}.wav", label=f"c{k}")
-                         for k in range(2)]))
-    save_records(root / "manifest.jsonl", records)
-    return root
+    return fuss_manifest_folder(tmp_path_factory.mktemp("fuss"), {"train": 2, "validation": 2})
 
 
 def _cfg(kind: str = "esc50", **kw: object) -> TrainConfig:

@@ -7,16 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from factories.separate import MICRO
+from factories.separate import MICRO, fuss_manifest_folder
 
 from auralens.cli import main
 from auralens.errors import CheckpointMismatchError
 from auralens.io import read_json, read_jsonl, write_run_json
 from auralens.scene.separate.train import TrainConfig, TrainError, train
-from auralens.types import SceneRecord, Source, save_records
 
 SR = 16000
 
@@ -104,22 +101,7 @@ def test_class_slot_without_a_readable_clip_is_refused(lib, tmp_path):
 
 
 def test_fuss_mixture_with_an_unreadable_source_is_skipped(tmp_path, caplog):
-    root = tmp_path / "fuss"
-    rng = np.random.default_rng(0)
-    records = []
-    for split, n in (("train", 3), ("validation", 2)):
-        for i in range(n):
-            folder = root / split / f"{split}{i}_sources"
-            folder.mkdir(parents=True)
-            refs = (0.1 * rng.standard_normal((2, SR // 2))).astype(np.float32)
-            for k, w in enumerate(refs):
-                sf.write(folder / f"s{k}.wav", w, SR, subtype="FLOAT")
-            sf.write(root / split / f"{split}{i}.wav", refs.sum(0), SR, subtype="FLOAT")
-            records.append(SceneRecord(
-                id=f"{split}{i}", mixture=Path(split) / f"{split}{i}.wav", split=split, duration=0.5,
-                sources=[Source(path=Path(split) / f"{split}{i}_sources" / f"s{k}.wav", label=f"c{k}")
-                         for k in range(2)]))
-    save_records(root / "manifest.jsonl", records)
+    root = fuss_manifest_folder(tmp_path / "fuss", {"train": 3, "validation": 2})
     broken = root / "train" / "train1_sources" / "s1.wav"
     broken.write_bytes(b"junk" * 100)
     cfg = _cfg()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories.sonify import ToyExtractor, write_library
+from factories.sonify import ToyExtractor, mixed_length_library, toy_prep, write_library
 
 from auralens import audio
 from auralens.evaluate.report import ReportError, build_report
@@ -31,11 +31,7 @@ SR = 8000
 
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inputs")
-    library = write_library(root / "lib", per_class=4, seconds=0.5)
-    out = root / "prep"
-    prepare(library, "toyband", "toyband", 1, out, duration=0.5, cache_dir=root / "cache")
-    return out
+    return toy_prep(tmp_path_factory.mktemp("inputs"), per_class=4)
 
 
 @pytest.fixture(scope="module")
@@ -274,14 +270,7 @@ def test_rating_leaves_no_lock_file_and_keeps_every_concurrent_rating(tmp_path: 
 
 
 def test_mixed_lengths_warning_is_printed_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "var" / label).mkdir(parents=True)
-        for i, seconds in enumerate((0.5, 1.0, 1.0, 1.0, 1.0)):
-            sf.write(tmp_path / "var" / label / f"c{i}.wav",
-                     (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+    mixed_length_library(tmp_path / "var")
     rc, err = _cli(capsys, "prepare", str(tmp_path / "var"), "--encoder", "toyband", "--codec",
                    "toyband", "--layer", "1", "--duration", "0", "--out", str(tmp_path / "p"))
     assert rc == 0, err

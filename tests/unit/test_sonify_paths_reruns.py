@@ -8,9 +8,8 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from factories.sonify import write_library
+from factories.sonify import mixed_length_library, write_library
 from typer.testing import CliRunner
 
 from auralens.errors import CheckpointMismatchError
@@ -206,14 +205,7 @@ def test_split_files_say_the_seed_does_not_apply(tmp_path: Path, cache: Path,
 
 def test_clips_of_different_lengths_are_flagged_at_prepare(tmp_path: Path, cache: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / "var" / label).mkdir(parents=True)
-        for i, seconds in enumerate((0.5, 1.0, 1.0, 1.0, 1.0)):
-            sf.write(tmp_path / "var" / label / f"c{i}.wav",
-                     (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+    mixed_length_library(tmp_path / "var")
     with caplog.at_level(logging.WARNING):
         res = _prepare(tmp_path / "var", tmp_path / "p0", cache, duration=None)
     assert res.warnings and "0.5–1 s" in res.warnings[0] and "cannot be trained on together" in res.warnings[0]

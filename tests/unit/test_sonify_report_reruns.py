@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories.sonify import write_library
+from factories.sonify import toy_prep
 
 from auralens import audio
 from auralens.evaluate.report import build_report
 from auralens.evaluate.sonify_eval import RunDirError, StaleRendersError, load_run
 from auralens.io import read_json, write_json
-from auralens.sonify.prepare import prepare
 from auralens.sonify.render import render_split, resolve_run
 from auralens.sonify.train import TrainConfig, train, train_grid
 
@@ -32,11 +31,7 @@ SR = 8000
 
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reruns")
-    library = write_library(root / "lib", per_class=6, seconds=0.5)
-    out = root / "prep"
-    prepare(library, "toyband", "toyband", 1, out, duration=0.5, cache_dir=root / "cache")
-    return out
+    return toy_prep(tmp_path_factory.mktemp("reruns"), per_class=6)
 
 
 def _cfg(**kw) -> TrainConfig:
