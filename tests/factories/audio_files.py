@@ -29,3 +29,16 @@ def noise_wav(path: Path, seed: int, seconds: float = 0.5, sr: int = SR) -> Path
     rng = np.random.default_rng(seed)
     sf.write(path, (0.1 * rng.standard_normal(int(sr * seconds))).astype(np.float32), sr)
     return path
+
+
+def fuss_folder(root: Path, n: int) -> Path:
+    """A FUSS-layout folder (no manifest): ``train/exampleNNNNN.wav``, each the sum of two
+    noise sources in ``exampleNNNNN_sources/`` (``background0_sound``, ``foreground0_sound``)."""
+    import soundfile as sf
+
+    for k in range(n):
+        mix = root / "train" / f"example{k:05d}.wav"
+        a = noise_wav(mix.with_name(f"{mix.stem}_sources") / "background0_sound.wav", 10 * k)
+        b = noise_wav(mix.with_name(f"{mix.stem}_sources") / "foreground0_sound.wav", 10 * k + 1)
+        sf.write(mix, sf.read(a)[0] + sf.read(b)[0], SR)
+    return root

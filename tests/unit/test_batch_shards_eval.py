@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import soundfile as sf
-from factories.audio_files import noise_wav
+from factories.audio_files import fuss_folder, noise_wav
 
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl
@@ -22,14 +21,7 @@ NMF = "nmf@n_iter=5"
 _wav = noise_wav
 
 
-def _fuss(root: Path, n: int) -> Path:
-    """A FUSS-layout folder (no manifest): ``train/exampleNNNNN.wav`` with two sources each."""
-    for k in range(n):
-        mix = root / "train" / f"example{k:05d}.wav"
-        a = _wav(mix.with_name(f"{mix.stem}_sources") / "background0_sound.wav", 10 * k)
-        b = _wav(mix.with_name(f"{mix.stem}_sources") / "foreground0_sound.wav", 10 * k + 1)
-        sf.write(mix, sf.read(a)[0] + sf.read(b)[0], SR)
-    return root
+_fuss = fuss_folder
 
 
 def _folder(root: Path, n: int) -> Path:

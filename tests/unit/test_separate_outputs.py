@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 import torch
-from factories.audio_files import noise_wav
+from factories.audio_files import fuss_folder, noise_wav
 
 from auralens.cli import main
 from auralens.io import read_json, read_jsonl, write_run_json
@@ -33,14 +32,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _fuss(root: Path, n: int) -> Path:
-    """A FUSS-layout folder: ``train/exampleNNNNN.wav`` with two sources each."""
-    for k in range(n):
-        mix = root / "train" / f"example{k:05d}.wav"
-        a = _wav(mix.with_name(f"{mix.stem}_sources") / "background0_sound.wav", 10 * k)
-        b = _wav(mix.with_name(f"{mix.stem}_sources") / "foreground0_sound.wav", 10 * k + 1)
-        sf.write(mix, sf.read(a)[0] + sf.read(b)[0], SR)
-    return root
+_fuss = fuss_folder
 
 
 # ----------------------------------------------------------------------------- 1: user files
