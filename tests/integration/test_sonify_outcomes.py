@@ -212,6 +212,11 @@ def test_render_refuses_multichannel_and_non_finite(trained: Path) -> None:
     bad[[10, 20]] = [np.nan, np.inf]
     with pytest.raises(RenderError, match="2 NaN or Inf samples"):
         render(loaded, bad, 8000)
+    for rate in (0, -8000, 8000.5):  # used to divide by zero or resample nonsense
+        with pytest.raises(RenderError, match=r"sr must be a positive whole number of Hz"):
+            render(loaded, mono, rate)
+    with pytest.raises(RenderError, match=r"out_sr must be a positive whole number of Hz, got 0"):
+        render(loaded, mono, 8000, out_sr=0)
 
 
 def test_render_cli_names_the_bad_post_option(trained: Path, sonify_library: Path, tmp_path: Path,

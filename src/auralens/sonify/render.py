@@ -301,6 +301,11 @@ def render(run_dir: str | Path | LoadedRun, wave: np.ndarray, sr: int,
     from auralens.audio import fix_length, resample
 
     postprocess.parse_chain(post)  # a bad chain fails before any model work
+    from auralens.checks import is_whole
+
+    for name, rate in (("sr", sr), ("out_sr", out_sr)):
+        if rate is not None and not is_whole(rate, 1):
+            raise RenderError(f"{name} must be a positive whole number of Hz, got {rate!r}")
     wave = np.asarray(wave, dtype=np.float32)
     if sum(d > 1 for d in wave.shape) > 1:  # flattening [T, C] would interleave the channels
         raise RenderError(f"render takes a mono [T] clip, got shape {wave.shape}; mix the channels "
