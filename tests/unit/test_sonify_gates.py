@@ -135,6 +135,21 @@ def test_dense_resampler_starts_as_interpolation() -> None:
         align.TimeResampler(4, 9, 20, "reshape")
 
 
+
+def test_dense_resampler_says_when_it_stretches_another_length(caplog) -> None:
+    """A clip of another length than the training clips is squeezed to the trained frame
+    count before the dense map: said once per length, not per call."""
+    import logging
+
+    r = align.TimeResampler(4, 9, 20, "dense")
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.align"):
+        r(torch.randn(1, 4, 9))
+        assert caplog.text == ""
+        for _ in range(3):
+            assert r(torch.randn(1, 4, 22), frames_out=49).shape == (1, 4, 49)
+    assert caplog.text.count("trained on 9 frames; 22 frames are interpolated to 9") == 1
+
+
 def test_to_gate_input_reorders_flat_patch_grids_only() -> None:
     tokens = np.arange(2 * 3 * 4, dtype=np.float32).reshape(6, 4)  # F=2 × T=3 tokens, dim 4
     flat = align.to_gate_input(tokens, {"layout": "flat", "freq_patches": 2})

@@ -39,12 +39,15 @@ averages the 12 frequency patches of each time step (``[101, dim]``).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 #: AST's patch grid for its default 1024-frame input: (frequency patches, time patches).
 AST_PATCH_GRID = (12, 101)
@@ -178,6 +181,7 @@ class TimeResampler(nn.Module):
                 w.fill_(1.0 / w.shape[-1] if isinstance(self.conv, nn.Conv1d) else 1.0)
                 self.conv.bias.zero_()
         elif mode == "dense":
+            self._told: set[int] = set()  # input frame counts already warned about
             self.dense = nn.Linear(frames_in, frames_out)
             with torch.no_grad():
                 self.dense.weight.copy_(interp_matrix(frames_in, frames_out))
@@ -187,6 +191,13 @@ class TimeResampler(nn.Module):
         """``[B, C, T]`` → ``[B, C, frames_out]`` (default: the training frame count)."""
         target = int(frames_out or self.frames_out)
         if self.dense is not None:
+            if x.shape[-1] != self.frames_in and x.shape[-1] not in self._told:
+                # the weights map exactly frames_in frames: others are stretched to fit first
+                self._told.add(int(x.shape[-1]))
+                log.warning("the dense time resampler was trained on %d frames; %d frames are "
+                            "interpolated to %d first (time resolution ×%.2f): clips of the "
+                            "training length render best", self.frames_in, x.shape[-1],
+                            self.frames_in, self.frames_in / x.shape[-1])
             x = self.dense(interp_frames(x, self.frames_in))
         elif self.conv is not None:
             # Integer-stride part of the ratio; the final interpolation fixes the remainder.
