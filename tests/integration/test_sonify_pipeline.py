@@ -169,6 +169,26 @@ def test_sweep_two_layers(sonify_library: Path, sonify_cache: Path, tmp_path: Pa
              for x in ("features", 2)]
     assert names[0] == names[1] and len(names[0]) == 2  # the same test clips for every layer
     assert "features" in (tmp_path / "sweep" / "summary.md").read_text()
+    record = json.loads((tmp_path / "sweep" / "run.json").read_text())
+    assert record["status"] == "done" and [r["layer"] for r in record["layers"]] == ["features", "2"]
+
+
+def test_a_sweep_stopped_part_way_leaves_a_running_record(sonify_library: Path, sonify_cache: Path,
+                                                          tmp_path: Path, monkeypatch) -> None:
+    """The layer folders of a killed sweep are described by its run.json from the start."""
+    import auralens.sonify.sweep as sweep_mod
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_mod, "train", stop)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(sonify_library, ENC, "features,2", COD, "lin", tmp_path / "sweep",
+              cfg=TrainConfig(lr=1e-2, epochs=2, batch_size=4, tensorboard=False),
+              duration=1.0, render_limit=2, cache_dir=sonify_cache)
+    record = json.loads((tmp_path / "sweep" / "run.json").read_text())
+    assert record["status"] == "running" and record["command"] == "sonify sweep"
+    assert record["config"]["layers"] == ["features", "2"] and record["config"]["gate"] == "lin"
 
 
 def test_cli_train_and_render(prep: Path, tmp_path: Path, sonify_library: Path) -> None:

@@ -170,6 +170,13 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
         for ldir in sorted(p for p in out.glob("layer=*") if p.is_dir() and p.name not in planned_dirs):
             _check_training(ldir / "run", base, "it is not among --layers now (--overwrite would "
                             "not train it again): pass the same options, or another --out")
+    config = {"data": str(data), "encoder": str(encoder), "layers": [str(x) for x in layer_list],
+              "codec": str(codec), "gate": gate, "train": asdict(base), "batch_size": batch_size,
+              "duration": duration, "limit": limit, "post": list(post), "render_limit": render_limit}
+    # a sweep stopped part-way still says what made the layer folders beside the record
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_json(out, command="sonify sweep", seed=seed, config=config,
+                   extra={"status": "running"})
     rows: list[dict[str, Any]] = []
     for spelling, layer in plan:
         ldir = out / f"layer={spelling}"
@@ -198,12 +205,9 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             row["renders"] = str(renders.relative_to(out))
         rows.append(row)
     _write_summary(out, rows)
-    write_run_json(out, command="sonify sweep", seed=seed,
-                   config={"data": str(data), "encoder": str(encoder), "layers": [str(x) for x in layer_list],
-                           "codec": str(codec), "gate": gate, "train": asdict(base),
-                           "batch_size": batch_size, "duration": duration, "limit": limit,
-                           "post": list(post), "render_limit": render_limit},
-                   timings={"total": time.perf_counter() - start}, extra={"layers": rows})
+    write_run_json(out, command="sonify sweep", seed=seed, config=config,
+                   timings={"total": time.perf_counter() - start},
+                   extra={"status": "done", "layers": rows})
     return rows
 
 
