@@ -448,12 +448,17 @@ def test_renders_without_a_recorded_checkpoint_are_kept_unless_the_checkpoint_is
 
 # --- 12. layer spellings naming the same block train it once ---------------------------------
 
-def test_sweep_trains_a_layer_named_twice_once(library: Path, cache: Path, tmp_path: Path) -> None:
+def test_sweep_trains_a_layer_named_twice_once(library: Path, cache: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     from auralens.sonify.sweep import check_layers, unique_layers
 
     resolved = check_layers(ENC, ["last", 3, "features", -1, 2])
     assert resolved == [3, 3, "features", 3, 2]  # the toy extractor has blocks 1..3
-    assert unique_layers(["last", 3, "features", -1, 2], resolved) == [("last", 3), ("features", "features"), (2, 2)]
+    with caplog.at_level(logging.WARNING, logger="auralens.sonify.sweep"):
+        kept = unique_layers(["last", 3, "features", -1, 2], resolved)
+    assert kept == [("last", 3), ("features", "features"), (2, 2)]
+    # the dropped spellings are said at the default log level, not only with -v
+    assert "layer -1 names the same layer as last (3); trained once" in caplog.text
     out = tmp_path / "sweep"
     rows = sweep(library, ENC, "3,last,-1", COD, "lin", out, cfg=_cfg(), duration=1.0, render_limit=1,
                  cache_dir=cache)

@@ -99,7 +99,7 @@ def unique_layers(layers: Sequence[str | int], resolved: Sequence[str | int]) ->
     for spelling, layer in zip(layers, resolved, strict=True):
         key = str(layer)
         if key in seen:
-            log.info("layer %s names the same layer as %s (%s); trained once", spelling, seen[key], layer)
+            log.warning("layer %s names the same layer as %s (%s); trained once", spelling, seen[key], layer)
             continue
         seen[key] = spelling
         out.append((spelling, layer))
