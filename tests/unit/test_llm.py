@@ -273,6 +273,26 @@ def test_hf_chat_model_from_tiny_dir_is_deterministic(tiny_model):
     assert isinstance(load_chat_model(str(path)), HFChatModel)
 
 
+
+def test_hf_chat_model_keeps_within_its_context(tiny_model, caplog):
+    """A prompt that fills the context is refused in one line; one that leaves too little room
+    generates fewer new tokens, with a warning (the model used to run past its positions)."""
+    import logging
+
+    from auralens.errors import AuralensError
+
+    model = load_chat_model(f"hf:{tiny_model('tiny_chat_lm')}@max_new_tokens=6")
+    msgs = [{"role": "user", "content": "describe the scene"}]
+    prompt = int(model._encode(msgs)["input_ids"].shape[1])
+    model.model.config.max_position_embeddings = prompt + 3
+    with caplog.at_level(logging.WARNING, logger="auralens.scene.llm"):
+        model.chat(msgs)
+    assert f"the prompt is {prompt} tokens of a {prompt + 3}-token context; generating at most 3" in caplog.text
+    model.model.config.max_position_embeddings = prompt
+    with pytest.raises(AuralensError, match=rf"the prompt is {prompt} tokens, the model's whole context is {prompt}"):
+        model.chat(msgs)
+
+
 def test_missing_model_names_model_and_remedy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError) as err:

@@ -580,18 +580,44 @@ class HFChatModel:
             raise AuralensError(f"{self.model_id}: chat template failed "
                                 f"({error_line(exc)})") from exc
 
+    def _fit_context(self, prompt: int, new: int) -> int:
+        """``new`` tokens, fewer when the prompt and ``new`` overrun the model's context.
+
+        Past its context a model with learned positions fails deep inside generation, and
+        others continue on positions they were never trained on.
+
+        Raises:
+            AuralensError: the prompt alone fills the context.
+        """
+        cfg = getattr(self.model, "config", None)
+        cfg = getattr(cfg, "get_text_config", lambda: cfg)() if cfg is not None else None
+        limit = next((int(v) for v in (getattr(cfg, k, None) for k in
+                      ("max_position_embeddings", "n_positions")) if isinstance(v, int) and v > 0), None)
+        if limit is None or prompt + new <= limit:
+            return new
+        if prompt >= limit:
+            raise AuralensError(f"{self.model_id}: the prompt is {prompt} tokens, the model's whole "
+                                f"context is {limit}; use a shorter template or technique, or a model "
+                                "with a longer context")
+        log.warning("%s: the prompt is %d tokens of a %d-token context; generating at most %d new "
+                    "tokens instead of %d", self.model_id, prompt, limit, limit - prompt, new)
+        return limit - prompt
+
     def chat(self, messages: Sequence[Message], **gen: Any) -> str:
         """Generate the assistant reply.
 
         Args:
             messages: chat turns.
-            **gen: ``max_new_tokens`` (512), ``temperature`` (0 → greedy), ``top_p``,
-                ``seed``, ``repetition_penalty``.
+            **gen: ``max_new_tokens`` (512; fewer when the prompt leaves less of the model's
+                context), ``temperature`` (0 → greedy), ``top_p``, ``seed``,
+                ``repetition_penalty``.
         """
         import torch
 
         opts = {**{"max_new_tokens": 512, "temperature": 0.0}, **self.gen_defaults, **gen}
         inputs = self._encode(messages).to(self.device)
+        opts["max_new_tokens"] = self._fit_context(int(inputs["input_ids"].shape[1]),
+                                                   int(opts["max_new_tokens"]))
         pad = self.tokenizer.pad_token_id
         kwargs = generation_kwargs(opts, pad if pad is not None else self.tokenizer.eos_token_id)
         try:
