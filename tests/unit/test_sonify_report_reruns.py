@@ -86,6 +86,33 @@ def test_report_refuses_renders_made_by_an_older_checkpoint(prep: Path, tmp_path
     assert load_run(run).clips
 
 
+def test_a_rebuilt_report_names_ratings_of_earlier_renders(prep: Path, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Ratings made on a report's renders are kept when the report is rebuilt; when a run was
+    trained and rendered again since, the rebuild says they rate the earlier renders."""
+    import logging
+
+    from auralens.evaluate.ratings import save_rating
+
+    run = tmp_path / "run"
+    train(prep, run, _cfg(epochs=2))
+    render_split(run, "test", ["none"], limit=1)
+    out = tmp_path / "rep"
+    build_report([run], out, use_cache=False)
+    save_rating(out / "ratings.csv", rater="ann", run="run", version="none", clip="c", visual=3, audio=4)
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.report"):
+        build_report([run], out, use_cache=False)  # the same renders: nothing to say
+    assert "rating(s) of earlier renders" not in caplog.text
+    assert read_json(out / "run.json")["stale_ratings"] is None
+    train(prep, run, _cfg(epochs=1, lr=0.2), overwrite=True)
+    render_split(run, "test", ["none"], limit=1, overwrite=True)
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.report"):
+        build_report([run], out, use_cache=False)
+    said = f"{out / 'ratings.csv'} holds 1 rating(s) of earlier renders of run (trained and rendered again since)"
+    assert said in caplog.text and read_json(out / "run.json")["stale_ratings"].startswith(said)
+    assert (out / "ratings.csv").read_text().count("\n") == 2  # kept: header and the rating
+
+
 def test_renders_without_a_recorded_checkpoint_are_judged_like_render(prep: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(prep, run, _cfg())

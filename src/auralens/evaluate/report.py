@@ -478,13 +478,18 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     for run, label in zip(loaded, _run_labels(loaded), strict=True):
         run.name = label
     emb = build_embedder(embedder)
+    renders = _render_identities(loaded)
+    stale = _stale_ratings(out, renders)
+    if stale:
+        log.warning("%s", stale)
     # Written into a fresh folder beside OUT and swapped in at the end: a failed report keeps
     # the previous one, and a new one keeps none of the files of runs it no longer holds.
     staging, made = _staging_dir(out)
     try:
         errors = _write_report(staging, loaded, emb, embedder=embedder, link_audio=link_audio,
                                smoothing=smoothing, topk=topk, max_clips=max_clips,
-                               use_cache=use_cache, sigma=sigma)
+                               use_cache=use_cache, sigma=sigma,
+                               record={"renders": renders, "stale_ratings": stale})
         _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -498,9 +503,54 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
     return out / "index.html"
 
 
+def _render_identities(loaded: Sequence[Any]) -> dict[str, str]:
+    """``{run name: SHA-256 of the checkpoint its renders were made with}`` (runs whose renders
+    record none are left out)."""
+    from auralens.sonify.render import existing_renders
+
+    out = {}
+    for run in loaded:
+        sha = (existing_renders(Path(run.path) / "renders") or {}).get("checkpoint_sha256")
+        if isinstance(sha, str) and sha:
+            out[run.name] = sha
+    return out
+
+
+def _stale_ratings(out: Path, renders: dict[str, str]) -> str | None:
+    """Why ``OUT/ratings.csv`` holds ratings of renders this report no longer shows, or None.
+
+    The report of OUT's ``run.json`` recorded the checkpoint of each run's renders; a run
+    trained and rendered again since has another one, and ratings of its old renders would be
+    averaged with ratings of the new ones.
+    """
+    from auralens.evaluate.ratings import RatingError, load_ratings
+
+    ratings = out / "ratings.csv"
+    try:
+        record = read_json(out / "run.json") if ratings.is_file() else None
+    except (OSError, ValueError):
+        return None
+    earlier = record.get("renders") if isinstance(record, dict) and record.get("command") == "sonify report" else None
+    if not isinstance(earlier, dict):
+        return None
+    changed = sorted(name for name, sha in renders.items() if earlier.get(name) not in (None, sha))
+    if not changed:
+        return None
+    try:
+        n = sum(r.run in changed for r in load_ratings(ratings))
+    except RatingError:
+        return None
+    if not n:
+        return None
+    return (f"{ratings} holds {n} rating(s) of earlier renders of {', '.join(changed)} (trained and "
+            "rendered again since); `auralens sonify ratings` would average them with ratings of "
+            "the new renders: move the file aside to start afresh")
+
+
 def _write_report(out: Path, loaded: Sequence[Any], emb: Any, *, embedder: str, link_audio: bool,
                   smoothing: float | str | None, topk: int, max_clips: int | None,
-                  use_cache: bool, sigma: float | None) -> ErrorLog:
+                  use_cache: bool, sigma: float | None,
+                  record: dict[str, Any] | None = None) -> ErrorLog:
     """Score the loaded runs and write every report file into ``out`` (see
     :func:`build_report`); returns the error log."""
     from auralens import audio
@@ -601,7 +651,7 @@ def _write_report(out: Path, loaded: Sequence[Any], emb: Any, *, embedder: str, 
                            "link_audio": link_audio, "smoothing": smoothing, "topk": topk,
                            "max_clips": max_clips},
                    models={"metric_embedder": emb.name}, timings=timer.timings,
-                   extra={"errors": len(errors)})
+                   extra={"errors": len(errors), **(record or {})})
     return errors
 
 
