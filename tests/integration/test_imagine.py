@@ -137,6 +137,25 @@ def test_report_escapes_html(scenes, separator, tmp_path):
     assert "<script>" not in report and html.escape("<script>alert(1)</script>") in report
 
 
+
+def test_report_links_survive_odd_file_names(separator, tiny_model, scenes, tmp_path):
+    """A '#', '%' or quote in the input's name used to cut the mixture's link (HTML-escaped,
+    not URL-encoded): every local src resolves to a file."""
+    import urllib.parse
+
+    odd = tmp_path / "in" / "a #1 50% 'q'.wav"
+    odd.parent.mkdir()
+    shutil.copy(scenes[0].mixture, odd)
+    out = tmp_path / "o"
+    imagine(odd, out, _cfg(separator, tiny_model))
+    report = (out / "report.html").read_text()
+    srcs = re.findall(r"src='([^']*)'", report)
+    assert srcs and any("%231%2050%25" in s for s in srcs)
+    for src in srcs:
+        target = out / urllib.parse.unquote(html.unescape(src))
+        assert target.is_file(), src
+
+
 def test_real_offline_defaults_when_committed(scenes, tmp_path):
     from auralens.scene.caption.classifier import PRESET_DIR
     from auralens.scene.separate.tdcnpp import DEFAULT_CHECKPOINT

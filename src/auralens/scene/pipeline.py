@@ -1110,7 +1110,11 @@ def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
     from auralens.audio import load_sr
 
     def rel(p: str | Path) -> str:
-        return html.escape(os.path.relpath(Path(p), out).replace(os.sep, "/"), quote=True)
+        # a URL: '#', '?' and '%' in a file name would cut or change the link
+        from urllib.parse import quote
+
+        return html.escape(quote(os.path.relpath(Path(p), out).replace(os.sep, "/"), safe="/"),
+                           quote=True)
 
     esc = html.escape
     spec_dir = out / "spectrograms"
