@@ -244,8 +244,10 @@ def _rel(path: Path | str, base: Path) -> str:
 
 def _backends(models: dict[str, str], gate: str, classifier: Path) -> str:
     """The index's account of the models the demo ran, with why its classifier was chosen."""
-    def code(value: str) -> str:
-        return f"<code>{html.escape(value)}</code>"
+    from auralens.evaluate.report import shown_spec
+
+    def code(value: str) -> str:  # the package's presets by name, not this machine's folders
+        return f"<code>{html.escape(shown_spec(value))}</code>"
 
     why = ""
     if classifier == PRESETS / "classifier-synth":

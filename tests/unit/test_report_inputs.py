@@ -95,3 +95,18 @@ def test_summary_headers_say_which_way_is_better_and_si_sdr_best_skips_griffin_l
     # A waveform codec's SI-SDR is ranked, among its rows only.
     rows.append(_row("c", "dac", fad=3.0, env_corr=0.1, lsd_db=10.0, si_sdr=-25.0))
     assert _bold(_summary_table(rows)) == ["1", "8", "0.7", "-25"]
+
+
+def test_a_shared_page_shows_presets_and_home_without_this_machines_folders() -> None:
+    from pathlib import Path
+
+    import auralens
+    from auralens.evaluate.report import _name_cell, shown_spec
+
+    preset = Path(auralens.__file__).resolve().parent / "presets" / "classifier-synth"
+    assert shown_spec(f"classifier:{preset}@layer=4") == "classifier:presets/classifier-synth@layer=4"
+    home = Path.home()
+    if len(str(home)) > 1:
+        assert shown_spec(f"hubert:{home}/models/h") == "hubert:~/models/h"
+    cell = _name_cell(f"classifier:{preset}")
+    assert str(preset.parent) not in cell and "presets/classifier-synth" in cell

@@ -715,9 +715,22 @@ def _summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return f'<div style="overflow-x:auto"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
+def shown_spec(text: str) -> str:
+    """A spec as a shared page shows it: the package's own presets as ``presets/<name>`` and
+    the home folder as ``~``, so the page does not carry this machine's folders."""
+    import os
+
+    presets = str(Path(__file__).resolve().parents[1] / "presets") + os.sep
+    text = text.replace(presets, "presets/")
+    home = str(Path.home())
+    if len(home) > 1:
+        text = text.replace(home + os.sep, "~" + os.sep)
+    return text
+
+
 def _name_cell(value: Any, limit: int = 32) -> str:
     """A table cell for a spec/name: long specs shortened to their kind, full text on hover."""
-    text = _fmt(value)
+    text = shown_spec(_fmt(value))
     if len(text) <= limit:
         return f'<td class="l">{_e(text)}</td>'
     short = text.split("@", 1)[0] + "@…" if "@" in text else text
