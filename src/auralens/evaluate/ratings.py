@@ -37,6 +37,10 @@ from auralens.evaluate.plots import md_cell
 from auralens.io import atomic_path
 
 MARKS = (1, 2, 3, 4, 5)
+#: Longest stored comment, in characters.
+MAX_COMMENT = 500
+#: First characters that make a spreadsheet read a CSV cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
 class RatingError(AuralensError, ValueError):
@@ -80,17 +84,35 @@ def make_rating(*, rater: str, run: str, version: str, clip: str, visual: Any, a
                 comment: str = "", timestamp: str | None = None) -> Rating:
     """Validate and build a :class:`Rating`.
 
+    The rater and the comment go through :func:`safe_cell` (one line, never read as a
+    spreadsheet formula), whichever way the rating arrives: the web UI, the report's rating
+    server or a CSV being read back.
+
     Raises:
         RatingError: empty rater/version/clip or marks outside 1–5.
     """
-    rater = str(rater or "").strip()
+    rater = safe_cell(rater)
     if not rater:
         raise RatingError("a rater name is required")
     if not str(version or "").strip() or not str(clip or "").strip():
         raise RatingError("version and clip are required")
-    return Rating(timestamp or time.strftime("%Y-%m-%dT%H:%M:%S"), rater, str(run or ""),
-                  str(version), str(clip), _mark(visual, "visual"), _mark(audio, "audio"),
-                  str(comment or "").replace("\r", " ").replace("\n", " ")[:500])
+    return Rating(timestamp or time.strftime("%Y-%m-%dT%H:%M:%S"), rater,
+                  str(run or ""), str(version), str(clip), _mark(visual, "visual"),
+                  _mark(audio, "audio"), safe_cell(comment)[:MAX_COMMENT])
+
+
+def safe_cell(text: Any) -> str:
+    """Free text (a rater name, a comment) made safe for one CSV cell.
+
+    Control characters (line breaks, tabs, NUL, escape sequences) become spaces and the
+    ends are trimmed, so the value stays on one line; a value starting with one of
+    :data:`FORMULA_PREFIXES` gets a leading ``'`` so that Excel and LibreOffice show it as
+    text instead of evaluating it (CSV injection). Applying it twice changes nothing.
+    """
+    text = "".join(c if c.isprintable() else " " for c in str(text or "")).strip()
+    if text.startswith(FORMULA_PREFIXES):
+        text = "'" + text
+    return text
 
 
 @contextlib.contextmanager

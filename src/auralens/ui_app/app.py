@@ -14,7 +14,15 @@ from typing import Any
 from auralens.ui_app import imagine as imagine_h
 from auralens.ui_app import rate as rate_h
 from auralens.ui_app import sonify as sonify_h
-from auralens.ui_app.core import MIN_UPLOAD_DURATION_S, UIError, UISettings, error_md, md_escape
+from auralens.ui_app.core import (
+    MIN_UPLOAD_DURATION_S,
+    UIError,
+    UISettings,
+    error_md,
+    human_duration,
+    md_escape,
+    upload_formats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +52,10 @@ def build_app(settings: UISettings) -> Any:
     if not settings.upload_roots:
         settings.upload_roots = [Path(get_upload_folder()).resolve()]
 
-    limits = (f"Limits: {settings.max_upload_mb:g} MB and "
-              f"{MIN_UPLOAD_DURATION_S:g} s to {settings.max_duration_s / 60:g} min per clip.")
+    # gr.Audio offers the browser's whole audio/* list; the formats read here are named
+    limits = (f"Formats: {md_escape(upload_formats())}. Limits: {settings.max_upload_mb:g} MB "
+              f"and {MIN_UPLOAD_DURATION_S:g} s to {human_duration(settings.max_duration_s)} "
+              "per clip.")
 
     def run_choices() -> list[tuple[str, str]]:
         return [(info.label, key) for key, info in sonify_h.list_runs(settings).items()]
@@ -73,7 +83,10 @@ def build_app(settings: UISettings) -> Any:
                 with gr.Column(scale=2):
                     im_activity = gr.Markdown(elem_id="imagine-activity")
                     im_timings = gr.Markdown(elem_id="imagine-timings")
-                    im_report = gr.File(label="HTML report", visible=False, interactive=False,
+                    # a zip: report.html links its players and pictures relatively,
+                    # so it is only readable beside them
+                    im_report = gr.File(label="Report (zip: HTML report, input and media)",
+                                        visible=False, interactive=False,
                                         elem_id="imagine-report")
             with gr.Row():
                 im_image = gr.Image(label="Image", type="filepath", visible=False,
@@ -83,7 +96,8 @@ def build_app(settings: UISettings) -> Any:
             im_sources = []
             with gr.Row():
                 for i in range(MAX_SOURCE_SLOTS):
-                    im_sources.append(gr.Audio(label=f"source {i + 1}", visible=False,
+                    # numbered from 0, as sources/source0.wav … and report.html are
+                    im_sources.append(gr.Audio(label=f"source {i}", visible=False,
                                                interactive=False, type="filepath",
                                                elem_id=f"imagine-source-{i + 1}",
                                                min_width=220))
@@ -106,7 +120,7 @@ def build_app(settings: UISettings) -> Any:
                 activity = view.activity_md if view.sources else ""
                 captions = ("### Captions\n" + view.captions_md) if view.sources else ""
                 timings = ("### Timings\n" + view.timings_md) if view.timings else ""
-                report = (gr.update(value=str(view.report), visible=True) if view.report
+                report = (gr.update(value=str(view.bundle), visible=True) if view.bundle
                           else gr.update(value=None, visible=False))
                 return [_status(view.ok, view.status), view.description, view.reasoning,
                         captions, activity, timings, report, image, view.image_note, *players]

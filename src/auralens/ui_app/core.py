@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -131,22 +132,45 @@ def is_within(path: Path, root: Path) -> bool:
     return True
 
 
-def new_work_dir(settings: UISettings, prefix: str) -> Path:
-    """A fresh directory under the work root for one request (old ones pruned)."""
+def new_work_dir(settings: UISettings, prefix: str, *, busy: bool = False) -> Path:
+    """A fresh directory under the work root for one request (old ones pruned).
+
+    With ``busy`` the directory is marked :func:`in_use` as it is made (undo with
+    :func:`release`), so no other request's pruning can remove it before its request starts;
+    :func:`request_dir` does both.
+
+    Raises:
+        UIError: the work root cannot be written (one line, no server path).
+    """
     root = settings.work_root
     assert root is not None
-    # a temp cleaner may have removed the work root since the server started
-    root.mkdir(parents=True, exist_ok=True)
-    prune_work_dirs(root, settings.keep_work_dirs)
     safe = "".join(c for c in prefix if c.isalnum() or c in "-_") or "job"
-    work = Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
-    (work / WORK_DIR_MARKER).touch()
+    try:
+        with _IN_USE_LOCK:
+            # a temp cleaner may have removed the work root since the server started
+            root.mkdir(parents=True, exist_ok=True)
+            _prune_locked(root, settings.keep_work_dirs)
+            work = Path(tempfile.mkdtemp(prefix=f"{safe}-", dir=root))
+            (work / WORK_DIR_MARKER).touch()
+            if busy:
+                _IN_USE.add(work.resolve())
+    except OSError as exc:
+        log.warning("cannot make a request folder under %s: %s", root, exc)
+        raise UIError("the server could not make a work folder for this request "
+                      f"({exc.strerror or type(exc).__name__}); try again later") from None
     return work
 
 
 #: Request directories a running request still writes into (see :func:`in_use`).
 _IN_USE: set[Path] = set()
-_IN_USE_LOCK = threading.Lock()
+#: Guards :data:`_IN_USE`, and makes pruning and making a request directory one step.
+_IN_USE_LOCK = threading.RLock()
+
+
+def release(work: Path) -> None:
+    """Let ``work`` be pruned again (its request is over)."""
+    with _IN_USE_LOCK:
+        _IN_USE.discard(work.resolve())
 
 
 @contextlib.contextmanager
@@ -160,8 +184,18 @@ def in_use(work: Path) -> Iterator[Path]:
     try:
         yield work
     finally:
-        with _IN_USE_LOCK:
-            _IN_USE.discard(key)
+        release(key)
+
+
+@contextlib.contextmanager
+def request_dir(settings: UISettings, prefix: str) -> Iterator[Path]:
+    """A fresh request directory (:func:`new_work_dir`), kept from pruning until the block
+    ends: made and marked in one step, so a concurrent request never removes it."""
+    work = new_work_dir(settings, prefix, busy=True)
+    try:
+        yield work
+    finally:
+        release(work)
 
 
 def prune_work_dirs(root: Path, keep: int) -> int:
@@ -169,18 +203,31 @@ def prune_work_dirs(root: Path, keep: int) -> int:
 
     Only directories :func:`new_work_dir` made (they hold :data:`WORK_DIR_MARKER`) count and
     are removed; anything else in ``root`` is left alone, and so are directories
-    :func:`in_use`.
+    :func:`in_use`. A directory another process removes meanwhile is skipped.
     """
     with _IN_USE_LOCK:
-        busy = set(_IN_USE)
-    dirs = [p for p in root.iterdir()
-            if p.is_dir() and not p.is_symlink() and (p / WORK_DIR_MARKER).is_file()
-            and p.resolve() not in busy]
-    if len(dirs) < keep:
+        return _prune_locked(root, keep)
+
+
+def _prune_locked(root: Path, keep: int) -> int:
+    busy = set(_IN_USE)
+    dated: list[tuple[float, Path]] = []
+    try:
+        entries = list(root.iterdir())
+    except FileNotFoundError:
         return 0
-    dirs.sort(key=lambda p: p.stat().st_mtime)
+    for p in entries:
+        try:
+            if (p.is_dir() and not p.is_symlink() and (p / WORK_DIR_MARKER).is_file()
+                    and p.resolve() not in busy):
+                dated.append((p.stat().st_mtime, p))
+        except OSError:  # removed meanwhile (another server on the same work root)
+            continue
+    if len(dated) < keep:
+        return 0
+    dated.sort(key=lambda item: item[0])
     removed = 0
-    for old in dirs[: len(dirs) - keep + 1]:
+    for _, old in dated[: len(dated) - keep + 1]:
         shutil.rmtree(old, ignore_errors=True)
         removed += 1
     return removed
@@ -226,6 +273,34 @@ def _human_mb(n_bytes: int) -> str:
     return f"{n_bytes / 1_000_000:.1f} MB"
 
 
+def human_duration(seconds: float) -> str:
+    """A duration limit for messages: ``"2 s"``, ``"600 s (10 min)"``, ``"90 s (1.5 min)"``."""
+    if seconds < 60:
+        return f"{seconds:g} s"
+    return f"{seconds:g} s ({seconds / 60:.3g} min)"
+
+
+#: File name endings libsndfile reads (the formats every server takes).
+SNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                              ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"})
+
+
+def ffmpeg_available() -> bool:
+    """Whether uploads in the formats only ffmpeg decodes (m4a, aac, a video's soundtrack)
+    are accepted: ``ffmpeg`` decodes them and ``ffprobe`` reads their header first."""
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def upload_formats() -> str:
+    """The upload formats this server takes, for messages and the page."""
+    base = "WAV/FLAC/OGG/MP3"
+    return f"{base}/M4A/AAC or a video's soundtrack (MP4, WebM …)" if ffmpeg_available() else base
+
+
+def _unsupported(name: str) -> UIError:
+    return UIError(f"{name}: format not supported here; use {upload_formats()}")
+
+
 def max_upload_samples(settings: UISettings) -> int:
     """Most decoded samples (frames × channels) one upload may hold."""
     return int(settings.max_duration_s * UPLOAD_SAMPLES_PER_SECOND)
@@ -241,28 +316,88 @@ def _check_decoded_size(p: Path, name: str, settings: UISettings) -> None:
     """
     import soundfile as sf
 
-    try:
-        meta = sf.info(str(p))
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        msg = msg.replace(str(p), name)
-        raise UIError(f"{name}: unreadable or corrupt audio ({msg})") from exc
-    if meta.channels > MAX_UPLOAD_CHANNELS:
-        raise UIError(f"{name}: {meta.channels} channels; uploads may have at most "
+    from auralens.audio import FFMPEG_SUFFIXES
+
+    if p.suffix.lower() in FFMPEG_SUFFIXES:
+        if not ffmpeg_available():
+            raise _unsupported(name)
+        channels, rate, seconds = _probe(p, name, settings)
+    else:
+        try:
+            meta = sf.info(str(p))
+        except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError …
+            if p.suffix.lower() not in SNDFILE_SUFFIXES:
+                raise _unsupported(name) from exc
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = msg.replace(str(p), name)
+            raise UIError(f"{name}: unreadable or corrupt audio ({msg})") from exc
+        channels, rate = int(meta.channels), int(meta.samplerate)
+        seconds = meta.frames / rate if rate > 0 else float("inf")
+    if channels > MAX_UPLOAD_CHANNELS:
+        raise UIError(f"{name}: {channels} channels; uploads may have at most "
                       f"{MAX_UPLOAD_CHANNELS} (mono or stereo)")
-    if meta.samplerate > MAX_UPLOAD_SAMPLE_RATE:
-        raise UIError(f"{name}: sample rate {meta.samplerate} Hz is above the upload limit of "
+    if rate > MAX_UPLOAD_SAMPLE_RATE:
+        raise UIError(f"{name}: sample rate {rate} Hz is above the upload limit of "
                       f"{MAX_UPLOAD_SAMPLE_RATE // 1000} kHz")
-    if meta.samplerate > 0 and meta.frames / meta.samplerate > settings.max_duration_s * 1.01:
-        raise UIError(f"{name}: duration {meta.frames / meta.samplerate:.1f} s is longer than the limit of "
-                      f"{settings.max_duration_s:g} s ({settings.max_duration_s / 60:g} min)")
-    samples = int(meta.frames) * int(meta.channels)
+    if rate > 0 and seconds > settings.max_duration_s * 1.01:
+        raise UIError(f"{name}: duration {seconds:.1f} s is longer than the limit of "
+                      f"{human_duration(settings.max_duration_s)}")
+    samples = seconds * rate * channels
     limit = max_upload_samples(settings)
     if samples > limit:
-        seconds = meta.frames / meta.samplerate if meta.samplerate else float("inf")
-        raise UIError(f"{name}: too much audio to decode ({seconds:.1f} s × {meta.channels} channel(s) at "
-                      f"{meta.samplerate / 1000:g} kHz); the limit is {settings.max_duration_s:g} s of "
+        raise UIError(f"{name}: too much audio to decode ({seconds:.1f} s × {channels} channel(s) at "
+                      f"{rate / 1000:g} kHz); the limit is {settings.max_duration_s:g} s of "
                       f"48 kHz stereo or the same number of samples")
+
+
+#: Longest an ``ffprobe`` header read of one upload may take, in seconds.
+PROBE_TIMEOUT_S = 30
+
+
+def _probe(p: Path, name: str, settings: UISettings) -> tuple[int, int, float]:
+    """Channels, rate and seconds of the first audio stream of a file only ffmpeg decodes.
+
+    A container that does not state its duration counts as long as ffmpeg will decode of it
+    (:func:`auralens.audio.load_with_info` stops a little past the duration limit).
+    """
+    import json
+    import subprocess
+
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe is not None
+    try:
+        proc = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+                               "stream=channels,sample_rate:format=duration", "-of", "json",
+                               str(p)], capture_output=True, check=False, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise UIError(f"{name}: reading the file's header took over {PROBE_TIMEOUT_S} s") from None
+    except OSError as exc:
+        raise _unsupported(name) from exc
+    try:
+        data = json.loads(proc.stdout.decode(errors="replace") or "{}")
+    except ValueError:
+        data = {}
+    streams = (data.get("streams") or []) if isinstance(data, dict) else []
+    if proc.returncode != 0 or not isinstance(data, dict):
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        msg = (lines[-1] if lines else "no header").replace(str(p), name)
+        raise UIError(f"{name}: unreadable or corrupt audio (ffprobe: {msg})")
+    if not streams or not isinstance(streams[0], dict):
+        raise UIError(f"{name}: no audio track")
+    try:
+        channels = int(streams[0].get("channels") or 0)
+        rate = int(streams[0].get("sample_rate") or 0)
+    except (TypeError, ValueError):
+        channels = rate = 0
+    if channels <= 0 or rate <= 0:
+        raise UIError(f"{name}: unreadable or corrupt audio (no channel count or sample rate)")
+    try:
+        seconds = float((data.get("format") or {}).get("duration"))
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = settings.max_duration_s * 1.01 + 1  # what decoding reads at most
+    return channels, rate, seconds
 
 
 def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -> Upload:
@@ -280,12 +415,15 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
             a file over the size limit, more than :data:`MAX_UPLOAD_CHANNELS` channels, a
             rate above :data:`MAX_UPLOAD_SAMPLE_RATE`, more decoded samples than
             :func:`max_upload_samples`, too long, shorter than :data:`MIN_UPLOAD_DURATION_S`,
-            or not decodable as audio. Messages name the file by its base name only.
+            a format this server does not read (:func:`upload_formats`), or not decodable
+            as audio. Messages name the file by its base name only.
     """
     from auralens.audio import AudioError, load_with_info
 
-    if path is None or str(path).strip() == "":
+    if path is None or (isinstance(path, str) and path.strip() == ""):
         raise UIError("no audio given: upload or record a clip first")
+    if not isinstance(path, (str, os.PathLike)):
+        raise UIError("the upload did not arrive as a file; upload or record the clip again")
     p = Path(path)
     name = p.name
     if not settings.upload_roots:
@@ -294,6 +432,8 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
         log.warning("rejected a file outside the upload folders: %s", p)
         raise UIError(f"{name}: not an uploaded file; upload it through the page")
     p = p.resolve()
+    if p.is_dir():
+        raise UIError(f"{name}: is a folder, not an audio file; upload one audio file")
     if not p.is_file():
         raise UIError(f"{name}: the upload is missing (it may have expired); upload it again")
     size = p.stat().st_size
@@ -309,8 +449,9 @@ def validate_upload(path: str | os.PathLike[str] | None, settings: UISettings) -
         # libsndfile quotes the full server path; the page only ever names the file
         reason = exc.reason.replace(str(p), name).replace(str(path), name)
         if "exceeds the limit" in reason:
-            reason = (f"{reason.replace('exceeds the limit of', 'is longer than the limit of')} "
-                      f"({settings.max_duration_s / 60:g} min)")
+            reason = reason.replace("exceeds the limit of", "is longer than the limit of")
+            reason = reason.replace(f"{settings.max_duration_s:g} s",
+                                    human_duration(settings.max_duration_s), 1)
         raise UIError(f"{name}: {reason}") from exc
     if info.duration < MIN_UPLOAD_DURATION_S:
         raise UIError(f"{name}: too short to analyse ({info.duration * 1000:.1f} ms, "
@@ -488,18 +629,41 @@ def resolve_choice(value: str | None, allowed: list[str], what: str) -> str:
 
 # --------------------------------------------------------------------------- formatting
 def md_escape(text: object) -> str:
-    """Escape characters that would turn plain text into markdown/HTML."""
-    s = str(text)
+    """Escape characters that would turn plain text into markdown/HTML.
+
+    Line breaks become spaces: the text stays on its line (a table row, a status line), so
+    a name or caption can never start a heading, a list or a new table row.
+    """
+    s = " ".join(str(text).splitlines())
     for ch in ("\\", "`", "*", "_", "[", "]", "<", ">", "|", "#"):
         s = s.replace(ch, "\\" + ch)
     return s
 
 
+#: A markdown code span in a server-written message: backticks around text without one.
+_CODE_SPAN = re.compile(r"`([^`\r\n]+)`")
+
+
+def md_text(text: object) -> str:
+    """Like :func:`md_escape`, but code spans (```auralens sonify render …```) stay code.
+
+    For plain-text messages that quote a command: everything outside a pair of backticks
+    is escaped; inside one, markdown renders the text literally anyway.
+    """
+    s = " ".join(str(text).splitlines())
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(s):
+        out += [md_escape(s[pos:m.start()]), m.group(0)]
+        pos = m.end()
+    out.append(md_escape(s[pos:]))
+    return "".join(out)
+
+
 def md_table(headers: list[str], rows: list[list[object]]) -> str:
-    """A small markdown table (cells escaped)."""
+    """A small markdown table (cells escaped, each on one line)."""
     if not rows:
         return ""
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out = ["| " + " | ".join(md_escape(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
@@ -514,4 +678,5 @@ def timings_md(timings: dict[str, float]) -> str:
 
 
 def error_md(message: str) -> str:
-    return f"**Error:** {md_escape(message)}"
+    """A failure's plain-text message as a markdown line (escaped here, and only here)."""
+    return f"**Error:** {md_text(message)}"

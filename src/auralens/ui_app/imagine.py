@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,9 @@ from auralens.io import Timer
 from auralens.ui_app.core import (
     UIError,
     UISettings,
-    in_use,
     md_escape,
     md_table,
-    new_work_dir,
+    request_dir,
     timings_md,
     validate_upload,
 )
@@ -57,7 +58,8 @@ class SourceView:
         state = "kept" if self.kept else "dropped"
         score = f", score {self.score:.3g}" if self.score is not None else ""
         cap = f": {self.caption}" if self.caption else ""
-        return f"source {self.index + 1} ({state}{score}){cap}"
+        # numbered as the pipeline's files and report are: sources/source0.wav is source 0
+        return f"source {self.index} ({state}{score}){cap}"
 
 
 @dataclass
@@ -74,6 +76,10 @@ class ImagineView:
     timings: dict[str, float] = field(default_factory=dict)
     out_dir: Path | None = None
     report: Path | None = None
+    #: Why the description is empty ("" when there is one, or no reason was recorded).
+    description_note: str = ""
+    #: A zip of the report with everything it links to (:func:`bundle_outputs`).
+    bundle: Path | None = None
 
     @property
     def kept_count(self) -> int:
@@ -84,7 +90,7 @@ class ImagineView:
         if not self.sources:
             return "_no sources_"
         rows: list[list[object]] = [
-            [s.index + 1, "kept" if s.kept else "dropped",
+            [s.index, "kept" if s.kept else "dropped",
              "" if s.score is None else f"{s.score:.3g}", s.reason]
             for s in self.sources
         ]
@@ -93,7 +99,7 @@ class ImagineView:
 
     @property
     def captions_md(self) -> str:
-        rows: list[list[object]] = [[s.index + 1, s.caption] for s in self.sources
+        rows: list[list[object]] = [[s.index, s.caption] for s in self.sources
                                     if s.caption]
         if not rows:
             return "_no captions (no source was kept)_" if self.sources and not self.kept_count else "_no captions_"
@@ -221,7 +227,41 @@ def read_imagine_outputs(out_dir: Path) -> ImagineView:
         out_dir=out_dir,
         report=report if report.is_file() else None,
         image_note=str(skipped.get("image", "")),
+        description_note=str(skipped.get("compose", skipped.get("describe", ""))),
     )
+
+
+def bundle_outputs(work: Path, out_dir: Path, stem: str) -> Path | None:
+    """Zip the report with the media it links to, for the page to offer as one download.
+
+    ``report.html`` links its players and pictures relatively (``sources/*.wav``,
+    ``spectrograms/*.png``, ``../input.wav``), so it is only readable beside them: the zip
+    holds ``<stem>/input.wav`` and ``<stem>/out/…`` as they lie in ``work``, and opens
+    anywhere. It is written to a temporary name and renamed, so a half-written zip is never
+    offered. None when there is no report, or when the zip cannot be written.
+
+    Args:
+        work: the request's work dir (holds ``input.wav`` and ``out_dir``).
+        out_dir: the imagine output directory inside ``work``.
+        stem: the upload's file stem (only its safe characters are kept).
+    """
+    if not (out_dir / "report.html").is_file():
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "imagine"
+    dst = work / f"{safe}-imagine.zip"
+    tmp = work / f".{dst.name}.part"
+    files = [work / "input.wav"] if (work / "input.wav").is_file() else []
+    files += sorted(f for f in out_dir.rglob("*") if f.is_file() and not f.is_symlink())
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in files:
+                zf.write(f, f"{safe}/{f.relative_to(work).as_posix()}")
+        os.replace(tmp, dst)
+    except OSError as exc:
+        log.warning("could not zip the imagine outputs: %s", exc)
+        tmp.unlink(missing_ok=True)
+        return None
+    return dst
 
 
 def _image_configured(config: dict[str, Any] | None) -> bool:
@@ -247,9 +287,11 @@ def run_imagine(upload_path: str | None, settings: UISettings) -> ImagineView:
             upload = validate_upload(upload_path, settings)
     except UIError as exc:
         return ImagineView(ok=False, status=str(exc))
-    work = new_work_dir(settings, "imagine")
-    with in_use(work):  # not pruned by quicker requests while the stages run
-        return _imagine_upload(work, upload, settings, timer)
+    try:
+        with request_dir(settings, "imagine") as work:  # not pruned while the stages run
+            return _imagine_upload(work, upload, settings, timer)
+    except UIError as exc:  # the work folder could not be made
+        return ImagineView(ok=False, status=str(exc))
 
 
 def _imagine_upload(work: Path, upload: Any, settings: UISettings, timer: Timer) -> ImagineView:
@@ -275,9 +317,27 @@ def _imagine_upload(work: Path, upload: Any, settings: UISettings, timer: Timer)
     view = read_imagine_outputs(out_dir)
     view.timings = {**timer.timings, **view.timings}
     notes = [f"{md_escape(upload.name)}: {upload.duration:.1f} s at {upload.sample_rate} Hz"]
-    if upload.flags:
-        notes.append("warning: input is " + " and ".join(upload.flags))
+    flags = list(upload.flags)
+    no_sound = "silent" in flags
+    if not no_sound:
+        from auralens.scene.separate.activity import nothing_to_hear
+
+        if nothing_to_hear(upload.wave) is not None:  # worded as on the Sonify tab
+            flags.insert(0, "constant (a DC offset, no sound)")
+            no_sound = True
+    if flags:
+        notes.append("warning: input is " + " and ".join(flags))
+    if not view.description:
+        if no_sound:
+            why = "the input has no sound, so no source was kept and there was nothing to describe"
+        elif view.sources and not view.kept_count:
+            why = ("no separated source was kept (see the activity table), so there was "
+                   "nothing to describe")
+        else:
+            why = view.description_note or "the description stage returned an empty text"
+        notes.append(f"no description: {md_escape(why)}")
     view.status = "; ".join(notes)
+    view.bundle = bundle_outputs(work, out_dir, Path(upload.name).stem)
     if view.image is None:
         if not _image_configured(settings.imagine_config):
             view.image_note = ("No image model is configured (image backend `none`); set an "

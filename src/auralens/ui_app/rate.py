@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from auralens.errors import AuralensError
+from auralens.evaluate import ratings as ratings_mod
 from auralens.ui_app.core import (
     RunInfo,
     UIError,
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 500
 #: First characters that make a spreadsheet read a CSV cell as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@")
+FORMULA_PREFIXES = ratings_mod.FORMULA_PREFIXES
 
 
 def rating_choices(info: RunInfo) -> list[str]:
@@ -45,16 +46,16 @@ def _clean_text(text: str | None, what: str) -> str:
     """Browser text made safe for one CSV cell: one line, and never read as a formula.
 
     A value starting with one of :data:`FORMULA_PREFIXES` gets a leading ``'`` so that
-    Excel and LibreOffice show it as text instead of evaluating it.
+    Excel and LibreOffice show it as text instead of evaluating it
+    (:func:`auralens.evaluate.ratings.safe_cell`, which every stored rating goes through).
     """
     text = (text or "").strip()
     if len(text) > MAX_TEXT:
         raise UIError(f"{what} is longer than {MAX_TEXT} characters")
-    # one CSV cell, one line, no control characters (NUL, escape sequences)
+    # one CSV cell, one line, no control characters (NUL, escape sequences), runs of
+    # spaces collapsed
     text = " ".join("".join(c if c.isprintable() or c.isspace() else " " for c in text).split())
-    if text.startswith(FORMULA_PREFIXES):
-        text = "'" + text
-    return text
+    return ratings_mod.safe_cell(text)
 
 
 def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio: Any,
@@ -71,7 +72,8 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
 
     Raises:
         UIError: unknown run/clip/post, marks outside 1–5, over-long text, ratings missing,
-            or renders made with an earlier checkpoint than the run's.
+            a render that is missing or does not load, or renders made with an earlier
+            checkpoint than the run's.
     """
     info = resolve_run(key, runs)
     clip = resolve_choice(clip, info.clips, "clip")
@@ -79,15 +81,22 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
     v, a = _mark(visual, "visual"), _mark(audio, "audio")
     rater = _clean_text(rater, "rater name") or f"anonymous-{uuid.uuid4().hex[:8]}"
     comment = _clean_text(comment, "comment")
+    render = info.path / "renders" / post / f"{clip}.wav"
+    if not render.is_file():  # deleted since the run list was read
+        raise UIError(f"not saved: run {info.key} has no {post} render of {clip}")
+    from auralens.ui_app.sonify import load_render
+
+    try:  # a rating of a render nobody could play says nothing
+        load_render(render, settings)
+    except UIError as exc:
+        raise UIError(f"not saved: {exc}") from exc
     stale = stale_renders(info.path)
     if stale:  # a rating is recorded against the run, not the model that made these renders
         raise UIError(f"not saved: run {info.key}: {stale}")
-    from auralens.evaluate import ratings as mod
-
     try:
-        mod.save_rating(settings.ratings_path, rater=rater, run=info.key,
-                        version=f"{info.key}/{post}", clip=clip, visual=v, audio=a,
-                        comment=comment)
+        ratings_mod.save_rating(settings.ratings_path, rater=rater, run=info.key,
+                                version=f"{info.key}/{post}", clip=clip, visual=v, audio=a,
+                                comment=comment)
     except AuralensError as exc:
         raise UIError(f"could not save the rating: {exc}") from exc
     return (f"saved: {md_escape(info.key)} · {md_escape(clip)} · {md_escape(post)} — "
@@ -100,8 +109,7 @@ def aggregate_md(settings: UISettings) -> str:
     assert path is not None
     if not path.is_file():
         return f"_no ratings yet (they will be saved to {md_escape(path.name)})_"
-    from auralens.evaluate import ratings as mod
-
+    mod = ratings_mod
     try:
         rows = mod.aggregate_ratings(mod.load_ratings(path), by=("version",))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash

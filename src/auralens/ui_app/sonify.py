@@ -22,8 +22,9 @@ from auralens.ui_app.core import (
     discover_runs,
     md_escape,
     md_table,
-    new_work_dir,
+    md_text,
     publish,
+    request_dir,
     resolve_choice,
     resolve_run,
     stale_renders,
@@ -166,7 +167,7 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
     try:
         info = resolve_run(key, runs)
         if not clip and not info.clips:  # "pick a clip" would point at an empty list
-            raise UIError(f"run {md_escape(info.key)} has no rendered test clips (renders/original holds "
+            raise UIError(f"run {info.key} has no rendered test clips (renders/original holds "
                           "none): render them with `auralens sonify render --run RUN --split "
                           f"test`, or choose '{UPLOAD_CHOICE}' and upload a clip")
         clip = resolve_choice(clip, clip_choices(info), "clip")
@@ -183,23 +184,34 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
     # the renders are read where they are, so a broken one is named by its place under
     # --runs and never reaches the players
     try:
-        ref, sr = _load_render(src_orig, settings)
-        est, sr2 = _load_render(src_son, settings)
+        ref, sr = load_render(src_orig, settings)
+        est, sr2 = load_render(src_son, settings)
     except UIError as exc:
         return SonifyView(ok=False, status=str(exc))
     src_ceil = renders / "ceiling" / f"{clip}.wav"
     ceiling_note = ""
     if src_ceil.is_file():
         try:
-            _load_render(src_ceil, settings)
+            load_render(src_ceil, settings)
         except UIError as exc:
             ceiling_note, src_ceil = f" · ceiling not shown: {md_escape(exc)}", None
-    work = new_work_dir(settings, "sonify")
+    try:
+        with request_dir(settings, "sonify") as work:  # not pruned while it is filled
+            return _show_renders(info, clip, post, work, src_orig, src_son, src_ceil,
+                                 ceiling_note, ref, sr, est, sr2)
+    except UIError as exc:  # the work folder could not be made
+        return SonifyView(ok=False, status=str(exc))
+
+
+def _show_renders(info: RunInfo, clip: str, post: str, work: Path, src_orig: Path,
+                  src_son: Path, src_ceil: Path | None, ceiling_note: str, ref: np.ndarray,
+                  sr: int, est: np.ndarray, sr2: int) -> SonifyView:
+    """The players, plots and metrics of checked test renders (:func:`sonify_clip`)."""
     view = SonifyView(ok=True, status=f"run {md_escape(info.key)} · clip {md_escape(clip)} · "
                                        f"{md_escape(post)}{ceiling_note}")
     stale = stale_renders(info.path)
     if stale:
-        view.status = f"**warning:** {md_escape(stale)} · " + view.status
+        view.status = f"**warning:** {md_text(stale)} · " + view.status
     try:
         view.original = publish(src_orig, work, "original.wav")
         view.sonified = publish(src_son, work, f"sonified_{post}.wav")
@@ -215,7 +227,7 @@ def sonify_clip(key: str | None, clip: str | None, post: str | None, upload_path
     return view
 
 
-def _load_render(path: Path, settings: UISettings) -> tuple[np.ndarray, int]:
+def load_render(path: Path, settings: UISettings) -> tuple[np.ndarray, int]:
     """Load one render file; a broken one is named relative to ``--runs``."""
     from auralens.audio import AudioError
 
@@ -270,14 +282,19 @@ def window_note(n_in: int, n_out: int, sr: int) -> str | None:
 
 def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
                    settings: UISettings) -> SonifyView:
-    from auralens.audio import write
-
     upload = validate_upload(upload_path, settings)
     post = resolve_choice(post, post_choices(info), "post-processing")
     chain = folder_to_chain(post)
+    with request_dir(settings, "sonify") as work:  # not pruned while the gate renders
+        return _render_upload(info, post, chain, upload, work)
+
+
+def _render_upload(info: RunInfo, post: str, chain: str | None, upload: Any,
+                   work: Path) -> SonifyView:
+    """Render a checked upload through the run's gate into ``work`` (:func:`_sonify_upload`)."""
+    from auralens.audio import write
     from auralens.sonify import render as render_mod
 
-    work = new_work_dir(settings, "sonify")
     try:
         # out_sr: the rendition comes back at the upload's rate, ready to compare
         out = render_mod.render(info.path, upload.wave, upload.sample_rate, post=chain,
@@ -307,7 +324,7 @@ def _sonify_upload(info: RunInfo, post: str | None, upload_path: str | None,
         _analyse(view, work, np.asarray(original, dtype=np.float32), upload.sample_rate, wave,
                  upload.sample_rate)
     except (OSError, AuralensError) as exc:
-        view.status += f" (analysis failed: {exc})"
+        view.status += f" (analysis failed: {md_escape(exc)})"
     from auralens.scene.separate.activity import nothing_to_hear
 
     why = "silent" if "silent" in upload.flags else nothing_to_hear(original)
