@@ -174,25 +174,34 @@ def _check_shard_parts(files: Sequence[Path]) -> None:
 
 
 def _read_part(path: Path) -> list[tuple[int, Any]]:
-    """``(line number, record)`` of a results file; unparsable lines are skipped with a warning.
+    """``(line number, record)`` of a results file; lines that are not a JSON object (unparsable,
+    or valid JSON of another kind such as ``[1, 2]``) are skipped with a warning naming them.
 
-    Only the last line can be cut short by a killed writer; a bad line before it is corrupt
-    (or a fragment a resumed writer appended after), and the warning says which.
+    Only a last line without its newline can be cut short by a killed writer; any other bad line
+    is corrupt (or a fragment a resumed writer appended after), and the warning says which.
     """
     with open(path, encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
+        text = fh.read()
+    lines = text.splitlines()
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    cut_short = bool(text) and not text.endswith(("\n", "\r"))  # the writer never ended it
     out = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append((i + 1, json.loads(line)))
+            rec = json.loads(line)
         except json.JSONDecodeError:
-            if i == last:
+            if i == last and cut_short:
                 log.warning("%s: skipping an incomplete last line %d", path, i + 1)
             else:
                 log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
+            continue
+        if not isinstance(rec, dict):
+            log.warning("skipping corrupt line %d of %s (valid JSON but not a record object: %s)",
+                        i + 1, path, line.strip()[:40])
+            continue
+        out.append((i + 1, rec))
     return out
 
 
@@ -270,8 +279,6 @@ def merge_jsonl(parts: Sequence[str | Path], out: str | Path, *, key: str = "id"
     for part in files:
         for line, rec in _read_part(part):
             # a record without its key could not be told apart from another shard's copy
-            if not isinstance(rec, dict):
-                raise AuralensError(f"{part}:{line}: not a JSON object, so not a shard result")
             if key not in rec:
                 raise AuralensError(f"{part}:{line}: record has no {key!r} field (see --key)")
             stamp = rec.get("fingerprint")

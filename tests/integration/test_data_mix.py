@@ -235,12 +235,12 @@ def test_resume_follows_the_clips_not_the_path_spelling(lib: Path, tmp_path: Pat
     for wav in sorted((other / "audio").glob("*.wav")):
         data, sr = sf.read(wav, dtype="float32")
         sf.write(wav, -data, sr, subtype=sf.info(str(wav)).subtype)  # same size, other audio
-    with pytest.raises(DatasetError, match=r"different settings \(clips\)"):
+    with pytest.raises(DatasetError, match=r"different settings \(clips \(the source.s files differ\)\)"):
         build_mixtures(other, out, n=4, seed=1, **FAST)
     # A different dataset is refused, whatever its path.
     victim = sorted((tmp_path / "moved" / "audio").glob("*.wav"))[0]
     victim.unlink()
-    with pytest.raises(DatasetError, match=r"different settings \(clips\)"):
+    with pytest.raises(DatasetError, match=r"different settings \(clips \(the source.s files differ\)\)"):
         build_mixtures(tmp_path / "moved", out, n=4, seed=1, **FAST)
 
 

@@ -100,12 +100,15 @@ def split_cmd(
     data: Path = typer.Argument(..., help="Dataset: ESC-50-layout folder or a folder of labelled audio."),
     out: Path = typer.Option(..., "--out", help="Directory for train.txt, val.txt, test.txt."),
     seed: int = typer.Option(42, "--seed", min=0, help="Split seed."),
-    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="train,val,test fractions."),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="train,val,test fractions (summing to 1)."),
 ) -> None:
     """Write a deterministic, label-stratified train/val/test split."""
+    import math
+
     from auralens.data import DatasetError, load_dataset
-    from auralens.data.esc50 import make_splits, write_splits
-    from auralens.io import write_run_json
+    from auralens.data.esc50 import SPLITS, make_splits, write_splits
+    from auralens.data.folder import check_out_owner
+    from auralens.io import check_out_dir, write_run_json
 
     try:
         r = tuple(float(x) for x in ratios.split(","))
@@ -113,6 +116,13 @@ def split_cmd(
             raise ValueError
     except ValueError:
         raise DatasetError(f"--ratios must be three numbers like 0.8,0.1,0.1, got {ratios!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in r):
+        raise DatasetError(f"--ratios must be three non-negative numbers, got {ratios!r}")
+    if abs(sum(r) - 1) > 1e-6:
+        raise DatasetError(f"--ratios must sum to 1, got {ratios!r} (sum {sum(r):g})")
+    check_out_dir(out, DatasetError, "; choose another --out")
+    split_files = {f"{name}.txt" for name in SPLITS} | {"run.json"}
+    check_out_owner(out, "data split", lambda rel: rel.as_posix() in split_files, DatasetError)
     clips = load_dataset(data)
     splits = make_splits(clips, seed=seed, ratios=r)  # type: ignore[arg-type]
     write_splits(splits, out)

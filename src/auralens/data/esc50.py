@@ -39,6 +39,21 @@ def _int_field(csv_path: Path, line: int, row: dict[str, str], key: str) -> int:
         ) from None
 
 
+def _check_target_category(csv_path: Path, line: int, target: int, category: str,
+                           by_target: dict[int, tuple[int, str]],
+                           by_category: dict[str, tuple[int, int]]) -> None:
+    """Refuse a row whose target already names another category, or whose category already has
+    another target: the classes would differ by which column a reader trusts."""
+    first, other = by_target.setdefault(target, (line, category))
+    if other != category:
+        raise DatasetError(f"{csv_path}: lines {first} and {line} give target {target} two categories "
+                           f"({other!r} and {category!r}); use one category per target")
+    first, other_target = by_category.setdefault(category, (line, target))
+    if other_target != target:
+        raise DatasetError(f"{csv_path}: lines {first} and {line} give category {category!r} two targets "
+                           f"({other_target} and {target}); use one target per category")
+
+
 def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
     """Read an ESC-50-layout dataset.
 
@@ -55,7 +70,8 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
     Raises:
         DatasetError: the csv is missing, empty, lacks a column or has a non-integer
             fold/target; two rows that differ list one file (or files with one stem, the
-            clip id); or, with ``folds`` None, no listed audio file exists (one line naming
+            clip id); rows giving one target two categories or one category two targets;
+            or, with ``folds`` None, no listed audio file exists (one line naming
             the file).
     """
     root = Path(root)
@@ -77,6 +93,8 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
     # clip id → (line, filename, row) of its first row: a repeated clip would otherwise land
     # in two splits (train and val) or be counted twice
     seen: dict[str, tuple[int, str, dict[str, str]]] = {}
+    by_target: dict[int, tuple[int, str]] = {}  # target → (first line, its category)
+    by_category: dict[str, tuple[int, int]] = {}  # category → (first line, its target)
     for row in reader:
         line = reader.line_num  # the physical line, right after blank lines too
         filename = (row.get("filename") or "").strip()
@@ -96,6 +114,8 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
                     else f"list {first_name} and {filename}, one clip id {clip_id!r}")
             raise DatasetError(f"{csv_path}: lines {first} and {line} {what}; keep one row per clip")
         seen[clip_id] = (line, filename, fields)
+        category = (row.get("category") or "").strip()
+        _check_target_category(csv_path, line, target, category, by_target, by_category)
         n_rows += 1
         if wanted is not None and fold not in wanted:
             continue

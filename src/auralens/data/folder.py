@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from auralens.audio import FFMPEG_SUFFIXES
 from auralens.data import DatasetError
@@ -37,6 +40,81 @@ def audio_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
     return out
 
 
+#: Settings files a resumable data job writes first (before its run.json): a folder holding one
+#: is that job's output even when the job was interrupted.
+_OUTPUT_MARKERS = ("*_mix_config.json", "synth_config.json")
+_SHARD_RE = re.compile(r"part-\d+-of-\d+")
+
+
+def recorded_command(folder: Path) -> str | None:
+    """The command an auralens ``run.json`` in ``folder`` records, else None (no run.json, or
+    one auralens did not write)."""
+    from auralens.io import read_json
+
+    try:
+        record = read_json(Path(folder) / "run.json")
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("command"), str)
+            and isinstance(record.get("versions"), dict) and "auralens" in record["versions"]):
+        return None
+    return record["command"]
+
+
+def auralens_outputs(root: Path) -> list[Path]:
+    """Folders strictly below ``root`` that hold an auralens job's output (``data mix``,
+    ``data synth``, ``separate batch``, ``imagine batch``, ``sonify …``: a ``run.json`` auralens
+    wrote, or the settings file an interrupted data job wrote first), resolved and sorted.
+    A shard's record (``OUT/shards/part-i-of-n``) stands for ``OUT``. Their audio is not a
+    dataset's clips."""
+    root = Path(root)
+    top = root.resolve()
+    found: set[Path] = set()
+    for pattern in ("run.json", *_OUTPUT_MARKERS):
+        for marker in root.rglob(pattern):
+            rel = marker.relative_to(root)
+            if any(part.startswith(".") for part in rel.parts) or not marker.is_file():
+                continue
+            folder = marker.parent
+            if pattern == "run.json" and recorded_command(folder) is None:
+                continue
+            if folder.parent.name == "shards" and _SHARD_RE.fullmatch(folder.name):
+                folder = folder.parent.parent
+            found.add(folder.resolve())
+    return sorted(f for f in found if f != top and f.is_relative_to(top))
+
+
+def check_out_owner(out_dir: Path, command: str, owned: Callable[[Path], bool],
+                    error: type[Exception]) -> None:
+    """Refuse an existing ``out_dir`` that holds another command's output, or files ``command``
+    does not write (``owned(path relative to out_dir)`` is False): they must not be written
+    over or mixed in. A ``run.json`` of ``command`` marks the folder as its own."""
+    from auralens.io import is_temp_name, read_json
+
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    run_path = out_dir / "run.json"
+    if run_path.is_file():
+        try:
+            run: Any = read_json(run_path)
+        except (OSError, ValueError):
+            run = None
+        recorded = run.get("command") if isinstance(run, dict) else None
+        if not isinstance(recorded, str):  # cannot tell what made it: never write over it
+            raise error(f"{out_dir}: its run.json is unreadable; choose an empty or new --out")
+        if recorded != command:
+            raise error(f"{out_dir}: holds the output of {recorded!r}, not of {command}; "
+                        "choose an empty or new --out")
+        return
+    # any other file: a folder of the user's own files must not get outputs written beside them
+    found = next((f for f in sorted(out_dir.rglob("*")) if f.is_file() and not is_temp_name(f.name)
+                  and not owned(f.relative_to(out_dir))), None)
+    if found is not None:
+        raise error(f"{out_dir}: holds files that {command} did not make "
+                    f"({found.relative_to(out_dir)}); choose an empty or new --out")
+
+
 def file_ids(root: Path, paths: list[Path]) -> list[str]:
     """Ids of files below ``root``: the relative POSIX path without its suffix, except where
     two files differ only by suffix (``a.wav``, ``a.flac``): those keep it, so ids stay unique."""
@@ -53,11 +131,14 @@ def load_folder(root: Path, exclude: tuple[Path, ...] = ()) -> list[Clip]:
     Args:
         root: a directory.
         exclude: folders whose files are left out (a job's output folder inside ``root``).
+            The outputs of auralens jobs below ``root`` (see :func:`auralens_outputs`) are
+            always left out.
 
     Returns:
         One :class:`Clip` per file: ``id`` = path relative to ``root`` without suffix
         (POSIX separators; see :func:`file_ids`), ``labels`` = ``[parent folder name]`` for files in a
-        subfolder, ``[]`` for files directly in ``root``.
+        subfolder, ``[]`` for files directly in ``root``. When every clip sits directly in
+        ``root`` (no class subfolders), one warning says that every clip is unlabelled.
 
     Raises:
         DatasetError: ``root`` is missing, not a directory, or holds no audio.
@@ -67,11 +148,15 @@ def load_folder(root: Path, exclude: tuple[Path, ...] = ()) -> list[Clip]:
         raise DatasetError(f"{root}: dataset directory not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
-    paths = audio_files(root, exclude)
+    paths = audio_files(root, (*exclude, *auralens_outputs(root)))
     clips = [Clip(id=cid, path=path, labels=[path.parent.name] if path.parent != root else [])
              for cid, path in zip(file_ids(root, paths), paths, strict=True)]
     if not clips:
         raise DatasetError(
             f"{root}: no audio files found (looked for {', '.join(sorted(AUDIO_EXTENSIONS))})"
         )
+    if all(not c.labels for c in clips):
+        log.warning("%s: every audio file sits directly in the folder (no class subfolders), so "
+                    "every clip is unlabelled ('sound'); put each class in its own subfolder to "
+                    "label them", root)
     return clips

@@ -50,11 +50,11 @@ from auralens.audio import AudioError, load
 from auralens.audio import write as write_audio
 from auralens.checks import as_bool
 from auralens.data import DatasetError, check_free_space, check_length
+from auralens.data.folder import check_out_owner
 from auralens.io import (
     ErrorLog,
     append_jsonl,
     check_out_dir,
-    is_temp_name,
     read_json,
     read_jsonl,
     remove_stale_temps,
@@ -90,6 +90,13 @@ ACTIVE_DB = -40.0
 SILENT_RMS = 1e-4
 #: Settings that must match to resume into an existing output directory. The source counts by
 #: its clips (ids, labels, folds, file sizes), not by how its path was spelled.
+#: Most sources per mixture: FUSS uses at most 4; past 8 overlapping events in a few seconds no
+#: longer make a scene a listener (or a separation model with a fixed number of outputs) can
+#: take apart, and every source is one more file per example.
+MAX_SOURCES = 8
+#: Shortest mixture (s): a foreground event lasts 0.5 … 1.0 of the mixture and the activity
+#: trim works in FRAME_S frames, so shorter mixtures hold events of a few frames only.
+MIN_DURATION_S = 0.5
 _RESUME_KEYS = ("seed", "sample_rate", "duration", "max_sources", "min_sources", "reverb",
                 "folds", "clips")
 
@@ -485,11 +492,6 @@ _CONFIG_SUFFIX = "_mix_config.json"
 _COMMAND = "data mix"
 
 
-def _mix_outputs(root: Path) -> list[Path]:
-    """Folders below ``root`` that :func:`build_mixtures` made (they hold a split's settings)."""
-    return sorted({p.parent for p in root.rglob(f"*{_CONFIG_SUFFIX}") if p.is_file()} - {root})
-
-
 def _check_source_and_out(src: Path, out_dir: Path) -> None:
     """Refuse an ``out_dir`` that is the source folder or holds it: writing there changes the
     clips being mixed from."""
@@ -504,29 +506,21 @@ def _check_source_and_out(src: Path, out_dir: Path) -> None:
 
 def _check_out_owner(out_dir: Path) -> None:
     """Refuse an existing ``out_dir`` that holds another command's output or files this function
-    did not make: its ``run.json`` and files must not be written over."""
-    if not out_dir.is_dir():
+    did not make: its ``run.json`` and files must not be written over. A split's settings file
+    without a run.json marks an interrupted run of this function."""
+    if (out_dir.is_dir() and not (out_dir / "run.json").is_file()
+            and any(p.is_file() for p in out_dir.glob(f"*{_CONFIG_SUFFIX}"))):
         return
-    run_path = out_dir / "run.json"
-    if run_path.is_file():
-        try:
-            run = read_json(run_path)
-        except (OSError, ValueError):
-            run = None
-        command = run.get("command") if isinstance(run, dict) else None
-        if not isinstance(command, str):  # cannot tell what made it: never write over it
-            raise DatasetError(f"{out_dir}: its run.json is unreadable; choose an empty or new --out")
-        if command != _COMMAND:
-            raise DatasetError(f"{out_dir}: holds the output of {command!r}, not of data mix; "
-                               "choose an empty or new --out")
-        return
-    if any(p.is_file() for p in out_dir.glob(f"*{_CONFIG_SUFFIX}")):
-        return
-    # any file at all: a folder of the user's own files must not get splits written beside them
-    found = next((f for f in sorted(out_dir.rglob("*")) if f.is_file() and not is_temp_name(f.name)), None)
-    if found is not None:
-        raise DatasetError(f"{out_dir}: holds files that data mix did not make "
-                           f"({found.relative_to(out_dir)}); choose an empty or new --out")
+    check_out_owner(out_dir, _COMMAND, lambda rel: False, DatasetError)
+
+
+def _shown(value: Any) -> str:
+    """A setting as a rerun refusal names it (``folds`` None: all folds)."""
+    if value is None:
+        return "all"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _example_index(example_id: Any) -> int | None:
@@ -576,8 +570,9 @@ def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None,
         if detect_layout(src) == "folder":
             from auralens.data.folder import load_folder
 
-            # mixtures written inside the source (this --out, earlier ones) are not source clips
-            exclude = _mix_outputs(src)
+            # mixtures written inside the source (this --out; earlier ones and other auralens
+            # outputs load_folder leaves out itself) are not source clips
+            exclude = []
             if out_dir is not None and out_dir.resolve().is_relative_to(src.resolve()):
                 exclude.append(out_dir)
             clips = load_folder(src, exclude=tuple(exclude))
@@ -677,6 +672,9 @@ def build_mixtures(
         raise DatasetError(f"n must be >= 0, got {n}")
     if not 1 <= min_sources <= max_sources:
         raise DatasetError(f"need 1 <= min_sources <= max_sources, got {min_sources} and {max_sources}")
+    if max_sources > MAX_SOURCES:
+        raise DatasetError(f"max_sources must be at most {MAX_SOURCES} (FUSS uses 4; more overlapping "
+                           f"events no longer make a scene that can be taken apart), got {max_sources}")
     flag = as_bool(reverb)
     if flag is None:  # "false" or "maybe" would turn it on
         raise DatasetError(f"reverb must be true or false, got {reverb!r}")
@@ -687,6 +685,9 @@ def build_mixtures(
         raise DatasetError(f"sample_rate must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
     if not duration > 0 or duration == float("inf") or int(round(duration * sample_rate)) < 1:
         raise DatasetError(f"duration must be a positive number of seconds (at least one sample), got {duration}")
+    if duration < MIN_DURATION_S:
+        raise DatasetError(f"duration must be at least {MIN_DURATION_S:g} s (foreground events last half "
+                           f"the mixture or more), got {duration:g}")
     length = check_length(duration, sample_rate)  # an absurd duration would allocate gigabytes per source
     if not split or "/" in split or split.startswith("."):
         raise DatasetError(f"invalid split name {split!r}")
@@ -695,7 +696,16 @@ def build_mixtures(
     if isinstance(src, (str, Path)):
         _check_source_and_out(Path(src), out_dir)
     _check_out_owner(out_dir)
-    clips, source_name = _resolve_clips(src, folds, out_dir)
+    from auralens.data.synth import check_writable
+
+    check_writable(out_dir)
+    clips, source_name = _resolve_clips(src, None, out_dir)
+    if folds is not None and {c.fold for c in clips} <= {int(f) for f in folds}:
+        folds = None  # naming every fold the source has is the default, all folds
+    if folds is not None:
+        clips = [c for c in clips if c.fold in {int(f) for f in folds}]
+        if not clips:
+            raise DatasetError(f"{source_name}: no clips to mix in folds {sorted(folds)}")
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
                 "folds": sorted(int(f) for f in folds) if folds is not None else None,
@@ -704,12 +714,13 @@ def build_mixtures(
     if config_path.is_file():
         old = read_json(config_path)
         keys = [k for k in _RESUME_KEYS if k != "clips" or "clips" in old]
-        diff = [k for k in keys if old.get(k) != settings[k]]
+        diff = [f"{k} {_shown(old.get(k))} → {_shown(settings[k])}" if k != "clips" else
+                "clips (the source's files differ)" for k in keys if old.get(k) != settings[k]]
         if "clips" not in old and _same_path(old.get("source"), source_name) is False:
-            diff.append("source")
+            diff.append(f"source {old.get('source')} → {source_name}")
         if diff:
             raise DatasetError(f"{out_dir}: split {split!r} was made with different settings "
-                               f"({', '.join(diff)}); use another --out or remove it")
+                               f"({'; '.join(diff)}); use another --out or remove it")
 
     manifest = out_dir / "manifest.jsonl"
     previous = read_jsonl(manifest)

@@ -446,6 +446,7 @@ def synthesize(
     settings = {"seed": seed, "clips_per_class": int(clips_per_class), "sample_rate": int(sample_rate),
                 "duration": duration, "classes": names}
     _check_out_dir(out_dir, settings)
+    check_writable(out_dir)
     n_samples = int(round(duration * sample_rate))
 
     def clip_name(name: str, k: int) -> tuple[str, int, int, int]:
@@ -483,6 +484,41 @@ def synthesize(
     return out_dir
 
 
+def check_writable(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that cannot be created or written, before any work (a free-space
+    check there would report the free space of a read-only or virtual file system instead).
+    Folders created for the check are removed again.
+
+    Raises:
+        DatasetError: one line naming ``out_dir`` and the system's reason.
+    """
+    import os
+    import tempfile
+
+    out_dir = Path(out_dir)
+    missing = []
+    probe = out_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        if missing:
+            out_dir.mkdir(parents=True)
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=out_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DatasetError(f"{out_dir}: cannot create or write this folder ({reason}); "
+                           "choose another --out") from None
+    finally:
+        for folder in missing:  # deepest first: leave the disk as it was
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
 def _recorded_settings(out_dir: Path) -> dict[str, Any] | None:
     """The settings ``out_dir`` was synthesized with, or None when synth did not make it.
 
@@ -512,8 +548,15 @@ def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
             raise DatasetError(f"{out_dir}: holds files that data synth did not make "
                                f"({found.relative_to(out_dir)}); choose an empty or new --out")
         return
+    def same(key: str, before: Any, now: Any) -> bool:
+        if key == "classes" and isinstance(before, list) and isinstance(now, list):
+            # the files do not depend on the order: a clip's name and seed come from its class's
+            # index in SYNTH_CLASSES, and the csv is sorted by fold and file name
+            return sorted(map(str, before)) == sorted(map(str, now))
+        return before == now
+
     diff = [f"{k} {old.get(k)!r} → {settings[k]!r}" if k == "classes" else f"{k} {old.get(k)} → {settings[k]}"
-            for k in settings if old.get(k) != settings[k]]
+            for k in settings if not same(k, old.get(k), settings[k])]
     if diff:
         raise DatasetError(f"{out_dir}: holds a synth library made with other settings ({'; '.join(diff)}); "
                            f"use another --out, or remove {out_dir} to make it again")
