@@ -56,27 +56,76 @@ class DemoPlan:
     lr: float = 1e-2
     render_limit: int = 6
     mixtures: int = 8
+    #: Sonify uses only the first ``data_limit`` clips of ``--data`` (by id, so a rerun uses the
+    #: same ones); None: all. The procedural library is sized by ``clips_per_class`` instead.
     data_limit: int | None = None
 
     @classmethod
     def quick(cls) -> DemoPlan:
+        # 30 clips of --data: about the size of the quick library (3 clips of each class)
         return cls(clips_per_class=3, layers=("patch", "2"), epochs=6, render_limit=2,
-                   mixtures=3, data_limit=None)
+                   mixtures=3, data_limit=30)
 
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
-def classifier_for(data: Path | None) -> Path:
-    """The committed classifier that knows the data's classes.
+#: The committed classifiers the demo chooses from, in order of preference.
+CLASSIFIERS = ("classifier", "classifier-synth")
 
-    ``classifier-synth`` was trained on the procedural library, ``classifier`` on ESC-10;
-    explaining (and captioning with) a model that never saw the classes would say little.
+
+def classifier_labels(model: Path) -> set[str]:
+    """The class names of a classifier folder (``config.json`` ``id2label``; empty when it
+    cannot be read)."""
+    import json
+
+    try:
+        labels = json.loads((Path(model) / "config.json").read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {str(v) for v in labels.values()} if isinstance(labels, dict) else set()
+
+
+def data_classes(data: Path) -> list[str]:
+    """The class names of the clips of ``data`` (sorted).
+
+    Raises:
+        DemoError: ``data`` holds no clip.
+        auralens.data.DatasetError: ``data`` is missing or not a dataset.
+    """
+    from auralens.data import load_dataset
+
+    clips = load_dataset(Path(data))
+    if not clips:
+        raise DemoError(f"{data}: no audio clips to use (--data)")
+    return sorted({str(label) for clip in clips for label in clip.labels})
+
+
+def choose_classifier(classes: list[str] | None) -> tuple[Path, list[str]]:
+    """The committed classifier whose labels cover ``classes``, and the classes it does not know.
+
+    ``classes`` None means the procedural library (``classifier-synth`` was trained on it,
+    ``classifier`` on ESC-10). Of several covering classifiers the first of
+    :data:`CLASSIFIERS` wins; when none covers them, the one that knows most of them is taken
+    and the classes it does not know are returned (its captions name only its own classes).
     """
     synth = PRESETS / "classifier-synth"
-    if data is None and (synth / "config.json").exists():
-        return synth
-    return PRESETS / "classifier"
+    if classes is None:
+        return (synth if (synth / "config.json").exists() else PRESETS / "classifier"), []
+    found = [PRESETS / name for name in CLASSIFIERS if (PRESETS / name / "config.json").exists()]
+    if not found:
+        return PRESETS / "classifier", []
+    unknown = {model: sorted(set(classes) - classifier_labels(model)) for model in found}
+    best = min(found, key=lambda model: len(unknown[model]))  # min keeps the first of equals
+    return best, unknown[best]
+
+
+def classifier_for(data: Path | None) -> Path:
+    """The committed classifier that knows the data's classes (:func:`choose_classifier`).
+
+    Explaining (and captioning with) a model that never saw the classes would say little.
+    """
+    return choose_classifier(None if data is None else data_classes(data))[0]
 
 
 class DemoError(AuralensError):
@@ -124,13 +173,16 @@ def check_demo_dir(out: Path, settings: dict[str, Any]) -> None:
     otherwise be rewritten step by step until one refuses, leaving a mix of both runs.
 
     Raises:
-        DemoError: ``out`` is a file, or holds a demo whose seed, data, quick or plan differ.
+        DemoError: ``out`` is a file, holds another command's output or files a demo does
+            not write, or holds a demo whose seed, data, quick or plan differ.
     """
     check_out_dir(out, DemoError, "; choose another --out")
+    check_demo_owner(out)
     old = _recorded(out) if out.is_dir() else None
     if old is None:
         return
-    diff = changed_keys(old, settings)
+    library = old.get("data") is None or settings.get("data") is None
+    diff = changed_keys(_comparable(old, library), _comparable(settings, library))
     if "quick" in diff and "plan" in diff:
         diff.remove("plan")  # the sizes follow from --quick
     if diff:
@@ -139,6 +191,50 @@ def check_demo_dir(out: Path, settings: dict[str, Any]) -> None:
                          for k in sorted(diff, key=order.index))
         raise DemoError(f"{out}: holds a demo made with other settings ({what}); choose another --out, "
                         f"or remove {out} to run the demo there again")
+
+
+def _comparable(settings: dict[str, Any], library: bool) -> dict[str, Any]:
+    """``settings`` as a rerun compares them: ``data_limit`` shapes only a demo on ``--data``
+    (the procedural library is sized by ``clips_per_class``), so it is left out when either
+    demo is on the library (``library``; another data is named as such)."""
+    plan = settings.get("plan")
+    if not library or not isinstance(plan, dict):
+        return settings
+    return {**settings, "plan": {k: v for k, v in plan.items() if k != "data_limit"}}
+
+
+#: What a demo writes at the top of its folder (each subfolder is its step's command's output,
+#: which that command checks).
+_DEMO_ENTRIES = frozenset({"run.json", CONFIG_NAME, "index.html", "library", "sonify", "mixtures",
+                           "imagine"})
+
+
+def check_demo_owner(out: Path) -> None:
+    """Refuse an existing ``out`` that holds another command's output (its ``run.json`` names
+    another command) or files a demo does not write; a demo's own folder is resumed.
+
+    Raises:
+        DemoError: naming the folder and the command or the first foreign entry.
+    """
+    from auralens.io import is_temp_name, read_json
+
+    if not out.is_dir():
+        return
+    hint = "; choose an empty or new --out"
+    if (out / "run.json").is_file():
+        try:
+            run = read_json(out / "run.json")
+        except (OSError, ValueError):
+            run = None
+        command = run.get("command") if isinstance(run, dict) else None
+        if not isinstance(command, str):  # cannot tell what made it: never write over it
+            raise DemoError(f"{out}: its run.json is unreadable, so what made the folder is unknown{hint}")
+        if command != "demo":
+            raise DemoError(f"{out}: holds the output of {command!r}, not of demo{hint}")
+    for entry in sorted(out.iterdir()):
+        if entry.name.startswith(".") or is_temp_name(entry.name) or entry.name in _DEMO_ENTRIES:
+            continue
+        raise DemoError(f"{out}: holds files that demo does not write ({entry.name}){hint}")
 
 
 def _say(step: str) -> None:
@@ -175,19 +271,22 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     out = Path(out)
     settings = demo_settings(data, quick=quick, seed=seed, plan=plan)
     check_demo_dir(out, settings)  # before step 1 rewrites anything of an earlier demo
+    classes: list[str] | None = None
     if data is not None:
         # before the settings are recorded: a demo that cannot start must not claim the folder
-        from auralens.data import load_dataset
-
-        if not load_dataset(Path(data)):
-            raise DemoError(f"{data}: no audio clips to use (--data)")
+        classes = data_classes(Path(data))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_NAME, settings)
     timer = Timer()
     start = time.perf_counter()
 
-    classifier = classifier_for(data)
+    classifier, unknown = choose_classifier(classes)
+    if unknown:
+        log.warning("%s: no committed classifier knows all the data's classes; %s does not know "
+                    "%s, so its captions name only its own classes", data, classifier.name,
+                    ", ".join(unknown))
     built_library = data is None
+    data_limit = None if built_library else plan.data_limit
     extractor, codec = f"classifier:{classifier}", "mel"
     imagine_cfg = {"captioner": f"classifier:{classifier}"}
     imagine_settings = ImagineConfig.from_dict(imagine_cfg).result_settings()
@@ -199,7 +298,8 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
             data = synthesize(out / "library", clips_per_class=plan.clips_per_class, seed=seed)
         else:
             data = Path(data)
-            _say(f"1/5 using the dataset at {data}")
+            _say(f"1/5 using the dataset at {data}"
+                 + (f" (sonify: its first {data_limit} clips)" if data_limit else ""))
 
     with timer("sonify"):
         _say(f"2/5 sonify: one '{plan.gate}' gate per classifier layer ({', '.join(plan.layers)}) "
@@ -209,7 +309,7 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
         rows = sweep(data, extractor, list(plan.layers), codec, plan.gate,
                      out / "sonify",
                      cfg=cfg, seed=seed, post=("minmax",), render_limit=plan.render_limit,
-                     limit=plan.data_limit,
+                     limit=data_limit,
                      other_data_hint="a demo folder stays tied to the library it was made from "
                                      "(moved or copied, it cannot be resumed); run the demo into "
                                      "a new --out")
@@ -228,11 +328,13 @@ def run_demo(out: Path, *, data: Path | None = None, quick: bool = False, seed: 
     _say("5/5 writing the index page")
     index = _write_index(out, rows, report, results, data, built_library=built_library,
                          classifier=classifier, models=models, gate=plan.gate,
-                         imagine_cfg=imagine_cfg)
+                         imagine_cfg=imagine_cfg, unknown_classes=unknown)
     write_run_json(out, command="demo",
-                   config={"data": str(data), "quick": quick, "plan": plan.__dict__},
+                   config={"data": str(data), "quick": quick, "plan": plan.__dict__,
+                           "data_limit": data_limit},
                    models=models,
-                   timings={**timer.timings, "total": time.perf_counter() - start}, seed=seed)
+                   timings={**timer.timings, "total": time.perf_counter() - start}, seed=seed,
+                   extra={"classifier": {"name": classifier.name, "unknown_classes": unknown}})
     _say(f"done in {time.perf_counter() - start:.0f} s: open {index}")
     return index
 
@@ -242,7 +344,8 @@ def _rel(path: Path | str, base: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
 
 
-def _backends(models: dict[str, str], gate: str, classifier: Path) -> str:
+def _backends(models: dict[str, str], gate: str, classifier: Path,
+              unknown_classes: list[str] | None = None) -> str:
     """The index's account of the models the demo ran, with why its classifier was chosen."""
     from auralens.evaluate.report import shown_spec
 
@@ -256,6 +359,10 @@ def _backends(models: dict[str, str], gate: str, classifier: Path) -> str:
                "<code>auralens imagine</code> and <code>auralens sonify</code> is the one trained "
                "on ESC-10, whose classes are mostly not the library's: its captions of these "
                "mixtures differ.</p>")
+    if unknown_classes:
+        why += (f"<p><b>Warning:</b> no committed classifier knows all the data's classes; "
+                f"{code(str(classifier))} does not know {html.escape(', '.join(unknown_classes))}, "
+                "so its captions name only its own classes.</p>")
     return (f"<ul><li>Sonify: extractor {code(models['extractor'])}, codec {code(models['codec'])}, "
             f"gate {code(gate)}</li>"
             f"<li>Imagine: separator {code(models['separator'])}, captioner "
@@ -280,7 +387,7 @@ def _rerun_command(out: Path, results: list[dict[str, Any]], imagine_cfg: dict[s
 def _write_index(out: Path, rows: list[dict[str, Any]], report: Path | None,
                  results: list[dict[str, Any]], data: Path, *, built_library: bool,
                  classifier: Path, models: dict[str, str], gate: str,
-                 imagine_cfg: dict[str, str]) -> Path:
+                 imagine_cfg: dict[str, str], unknown_classes: list[str] | None = None) -> Path:
     esc = html.escape
     layer_rows = "".join(
         f"<tr><td>{esc(str(r.get('layer')))}</td><td>{esc(str(r.get('status')))}</td>"
@@ -308,7 +415,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}<
 <body><h1>auralens demo</h1>
 <p>Data: {esc(str(Path(data).resolve()))}{data_note}.</p>
 <p>Everything below ran offline, with these models:</p>
-{_backends(models, gate, classifier)}
+{_backends(models, gate, classifier, unknown_classes)}
 <h2>Sonify: what each classifier layer keeps</h2>
 <table><tr><th>layer</th><th>status</th><th>first val loss</th><th>best val loss</th></tr>
 {layer_rows}</table>

@@ -285,9 +285,9 @@ def test_state_without_a_data_fingerprint_resumes_unchecked(data, tmp_path) -> N
 
 @pytest.mark.parametrize("old,new,match", [
     ("1-03-A-3.wav,1,3,hiss", "1-03-A-3.wav,1,3,Hiss",
-     r"esc50\.csv: target 3 has several categories \('Hiss', 'hiss'\)"),
+     r"esc50\.csv: lines 3 and 5 give target 3 two categories \('Hiss' and 'hiss'\)"),
     ("1-00-A-0.wav,1,0,hum", "1-00-A-0.wav,1,1,hum",
-     r"esc50\.csv: category 'hum' has several targets \(0, 1\)"),
+     r"esc50\.csv: lines 2 and 4 give category 'hum' two targets \(1 and 0\)"),
 ])
 def test_category_not_matching_its_target_is_refused_before_out_exists(data, tmp_path, old, new,
                                                                        match) -> None:

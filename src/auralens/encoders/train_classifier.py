@@ -57,6 +57,7 @@ from auralens.io import (
     Timer,
     atomic_path,
     check_out_dir,
+    is_temp_name,
     read_json,
     remove_stale_temps,
     write_json,
@@ -309,12 +310,15 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     label2id = {name: i for i, name in enumerate(classes)}
     data_id = _data_fingerprint(clips)
     check_out_dir(out, AuralensError, "; pick another --out")
+    _check_out_owner(out)
     state_path = out / "train_state.pt"
     state: dict[str, Any] | None = None
     if state_path.exists():
         # Checked before anything is written: a refused rerun leaves the run as it was.
         state = _load_state(state_path)
         _check_resume(state, state_path, cfg, classes, data_id, val_fold, folds[-1])
+    else:
+        _check_no_lost_state(out)
     out.mkdir(parents=True, exist_ok=True)
     if main:
         remove_stale_temps(out)
@@ -552,6 +556,73 @@ def _write_run(out: Path, cfg: ClassifierConfig, timer: Timer, started: float,
     write_run_json(out, command="train-classifier", config={"data": data, **asdict(cfg)},
                    models={"classifier": "ASTForAudioClassification"}, timings=timings,
                    seed=cfg.seed, extra={"result": result})
+
+
+#: What a run writes at the top of OUT (hidden files are its temporary files and the other
+#: processes' error logs).
+_RUN_FILES = frozenset({"run.json", "history.json", "train_state.pt", "errors.jsonl", "config.json",
+                        "model.safetensors", "preprocessor_config.json"})
+_COMMAND = "train-classifier"
+_OUT_HINT = "; choose an empty or new --out"
+
+
+def _check_out_owner(out: Path) -> None:
+    """Refuse an existing ``out`` that holds another command's output (its ``run.json`` names
+    another command) or files a training run does not write; a folder of an earlier
+    train-classifier run is resumed.
+
+    Raises:
+        AuralensError: naming the folder and the command or the first foreign file.
+    """
+    if not out.is_dir():
+        return
+    run_path = out / "run.json"
+    if run_path.is_file():
+        try:
+            run = read_json(run_path)
+        except (OSError, ValueError):
+            run = None
+        command = run.get("command") if isinstance(run, dict) else None
+        if not isinstance(command, str):  # cannot tell what made it: never write over it
+            raise AuralensError(f"{out}: its run.json is unreadable, so what made the folder is "
+                                f"unknown{_OUT_HINT}")
+        if command != _COMMAND:
+            raise AuralensError(f"{out}: holds the output of {command!r}, not of train-classifier"
+                                f"{_OUT_HINT}")
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        if any(part.startswith(".") for part in rel.parts) or is_temp_name(path.name):
+            continue
+        if len(rel.parts) == 1 and rel.name in _RUN_FILES:
+            continue
+        if path.is_file():
+            raise AuralensError(f"{out}: holds files that train-classifier does not write ({rel})"
+                                f"{_OUT_HINT}")
+
+
+def _check_no_lost_state(out: Path) -> None:
+    """Refuse an ``out`` holding a trained model (or its history) but no ``train_state.pt``:
+    starting over there would silently replace the model. The one exception is a run whose
+    ``run.json`` says no epoch's state was saved yet (a stop during the first epoch's save):
+    that epoch is simply redone.
+
+    Raises:
+        AuralensError: naming the folder and the way on.
+    """
+    found = [name for name in ("model.safetensors", "history.json") if (out / name).is_file()]
+    if not found:
+        return
+    try:
+        run = read_json(out / "run.json") if (out / "run.json").is_file() else None
+    except (OSError, ValueError):
+        run = None
+    result = run.get("result") if isinstance(run, dict) else None
+    if isinstance(result, dict) and result.get("epochs_run") == 0 and result.get("status") != "ok":
+        log.warning("%s: the first epoch's training state is missing (stopped while saving); "
+                    "starting over", out)
+        return
+    raise AuralensError(f"{out}: holds a trained model ({', '.join(found)}) but no train_state.pt "
+                        f"to resume from; use another --out, or remove {out} to train again")
 
 
 #: Settings a rerun may change (everything else must match the saved state).
