@@ -214,27 +214,12 @@ def check_demo_owner(out: Path) -> None:
     another command) or files a demo does not write; a demo's own folder is resumed.
 
     Raises:
-        DemoError: naming the folder and the command or the first foreign entry.
+        DemoError: naming the folder and the command or the first foreign file.
     """
-    from auralens.io import is_temp_name, read_json
+    from auralens.data.folder import check_out_owner
 
-    if not out.is_dir():
-        return
-    hint = "; choose an empty or new --out"
-    if (out / "run.json").is_file():
-        try:
-            run = read_json(out / "run.json")
-        except (OSError, ValueError):
-            run = None
-        command = run.get("command") if isinstance(run, dict) else None
-        if not isinstance(command, str):  # cannot tell what made it: never write over it
-            raise DemoError(f"{out}: its run.json is unreadable, so what made the folder is unknown{hint}")
-        if command != "demo":
-            raise DemoError(f"{out}: holds the output of {command!r}, not of demo{hint}")
-    for entry in sorted(out.iterdir()):
-        if entry.name.startswith(".") or is_temp_name(entry.name) or entry.name in _DEMO_ENTRIES:
-            continue
-        raise DemoError(f"{out}: holds files that demo does not write ({entry.name}){hint}")
+    # each step's own command checks inside its subfolder
+    check_out_owner(out, "demo", lambda rel: rel.parts[0] in _DEMO_ENTRIES, DemoError, scan_own=True)
 
 
 def _say(step: str) -> None:

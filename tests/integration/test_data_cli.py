@@ -199,6 +199,6 @@ def test_synth_into_an_existing_dataset(tmp_path: Path, capsys: pytest.CaptureFi
     (esc / "meta").mkdir(parents=True)
     (esc / "meta" / "esc50.csv").write_text("filename,fold,target,category\n")
     assert main(["data", "synth", "--out", str(esc)]) == 1
-    assert "did not make (meta/esc50.csv)" in _one_line_error(capsys)
+    assert "does not write (meta/esc50.csv)" in _one_line_error(capsys)
     assert (esc / "meta" / "esc50.csv").read_text() == "filename,fold,target,category\n"
     assert not (esc / "audio").exists()

@@ -81,7 +81,7 @@ def test_split_refuses_a_folder_of_other_files_but_reruns_into_its_own(src, tmp_
     (other / "readme.md").write_text("mine\n", encoding="utf-8")
     assert _run(["data", "split", str(src), "--out", str(other)]) != 0
     err = capsys.readouterr().err
-    assert "holds files that data split did not make (readme.md)" in err
+    assert "holds files that data split does not write (readme.md)" in err
     assert not (other / "train.txt").exists()
     out = tmp_path / "sp"
     assert _run(["data", "split", str(src), "--out", str(out)]) == 0

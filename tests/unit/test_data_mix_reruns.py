@@ -88,7 +88,7 @@ def test_out_made_by_another_command_is_refused(src: Path, tmp_path: Path) -> No
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(DatasetError, match=r"holds files that data mix did not make \(notes.txt\)"):
+    with pytest.raises(DatasetError, match=r"holds files that data mix does not write \(notes.txt\)"):
         build_mixtures(src, mine, n=1, **FAST)
 
 

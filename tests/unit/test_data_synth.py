@@ -228,14 +228,14 @@ def test_a_dataset_synth_did_not_make_is_not_overwritten(tmp_path: Path) -> None
     csv_text = "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
     (esc / "meta" / "esc50.csv").write_text(csv_text)
     (esc / "audio" / "1-1-A-0.wav").write_bytes(b"user audio")
-    with pytest.raises(DatasetError, match=r"holds files that data synth did not make \(audio/1-1-A-0.wav\)"):
+    with pytest.raises(DatasetError, match=r"holds files that data synth does not write \(audio/1-1-A-0.wav\)"):
         synthesize(esc, **SMALL)
     assert (esc / "meta" / "esc50.csv").read_text() == csv_text
     assert sorted(p.name for p in (esc / "audio").iterdir()) == ["1-1-A-0.wav"]
     loose = tmp_path / "loose"
     (loose / "audio").mkdir(parents=True)
     (loose / "audio" / "mine.wav").write_bytes(b"x")
-    with pytest.raises(DatasetError, match="did not make"):
+    with pytest.raises(DatasetError, match="does not write"):
         synthesize(loose, **SMALL)
     assert not (loose / "meta").exists()
 
@@ -247,7 +247,7 @@ def test_a_folder_of_other_files_is_not_written_into(tmp_path: Path, own: str) -
     (out / own).parent.mkdir(parents=True, exist_ok=True)
     (out / own).write_bytes(b"the user's")
     with pytest.raises(DatasetError, match=rf"^{re.escape(str(out))}: holds files that data synth "
-                                           rf"did not make \({re.escape(own)}\); choose an empty or new --out$"):
+                                           rf"does not write \({re.escape(own)}\); choose an empty or new --out$"):
         synthesize(out, **SMALL)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [own]
 

@@ -122,7 +122,7 @@ def test_out_holding_another_commands_output_or_user_files_is_refused(lib, tmp_p
     assert _train_cli(lib, evald) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"error: {evald}: holds the output of 'separate eval', not of separate train; "
-                   "give another --out (a new or empty folder)")
+                   "choose an empty or new --out")
     assert (evald / "run.json").read_bytes() == before
     assert sorted(p.name for p in evald.iterdir()) == ["run.json"]
 
@@ -130,7 +130,7 @@ def test_out_holding_another_commands_output_or_user_files_is_refused(lib, tmp_p
     audio.mkdir()
     shutil.copy(lib / "audio" / "1-100000-A-0.wav", audio / "take1.wav")
     with pytest.raises(TrainError, match=r"my_audio: holds files that separate train does not write "
-                                         r"\(take1\.wav\); give another --out"):
+                                         r"\(take1\.wav\); choose an empty or new --out"):
         train(lib, audio, _cfg())
     assert sorted(p.name for p in audio.iterdir()) == ["take1.wav"]
 

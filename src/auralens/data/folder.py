@@ -85,15 +85,21 @@ def auralens_outputs(root: Path) -> list[Path]:
 
 
 def check_out_owner(out_dir: Path, command: str, owned: Callable[[Path], bool],
-                    error: type[Exception]) -> None:
+                    error: type[Exception], *, scan_own: bool = False) -> None:
     """Refuse an existing ``out_dir`` that holds another command's output, or files ``command``
     does not write (``owned(path relative to out_dir)`` is False): they must not be written
-    over or mixed in. A ``run.json`` of ``command`` marks the folder as its own."""
+    over or mixed in.
+
+    A ``run.json`` of ``command`` marks the folder as its own; its files are then checked
+    only with ``scan_own``. Hidden files (a file browser's) and unfinished temporary files
+    are passed over.
+    """
     from auralens.io import is_temp_name, read_json
 
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return
+    hint = "; choose an empty or new --out"
     run_path = out_dir / "run.json"
     if run_path.is_file():
         try:
@@ -102,17 +108,19 @@ def check_out_owner(out_dir: Path, command: str, owned: Callable[[Path], bool],
             run = None
         recorded = run.get("command") if isinstance(run, dict) else None
         if not isinstance(recorded, str):  # cannot tell what made it: never write over it
-            raise error(f"{out_dir}: its run.json is unreadable; choose an empty or new --out")
+            raise error(f"{out_dir}: its run.json is unreadable, so what made the folder is unknown{hint}")
         if recorded != command:
-            raise error(f"{out_dir}: holds the output of {recorded!r}, not of {command}; "
-                        "choose an empty or new --out")
-        return
+            raise error(f"{out_dir}: holds the output of {recorded!r}, not of {command}{hint}")
+        if not scan_own:
+            return
     # any other file: a folder of the user's own files must not get outputs written beside them
-    found = next((f for f in sorted(out_dir.rglob("*")) if f.is_file() and not is_temp_name(f.name)
-                  and not owned(f.relative_to(out_dir))), None)
-    if found is not None:
-        raise error(f"{out_dir}: holds files that {command} did not make "
-                    f"({found.relative_to(out_dir)}); choose an empty or new --out")
+    for path in sorted(out_dir.rglob("*")):
+        rel = path.relative_to(out_dir)
+        if (not path.is_file() or any(part.startswith(".") for part in rel.parts)
+                or is_temp_name(path.name) or rel.name == "run.json" and len(rel.parts) == 1):
+            continue
+        if not owned(rel):
+            raise error(f"{out_dir}: holds files that {command} does not write ({rel}){hint}")
 
 
 def file_ids(root: Path, paths: list[Path]) -> list[str]:

@@ -545,7 +545,7 @@ def _check_out_dir(out_dir: Path, settings: dict[str, Any]) -> None:
         found = next((f for f in sorted(out_dir.rglob("*"))
                       if f.is_file() and not is_temp_name(f.name)), None)
         if found is not None:
-            raise DatasetError(f"{out_dir}: holds files that data synth did not make "
+            raise DatasetError(f"{out_dir}: holds files that data synth does not write "
                                f"({found.relative_to(out_dir)}); choose an empty or new --out")
         return
     def same(key: str, before: Any, now: Any) -> bool:

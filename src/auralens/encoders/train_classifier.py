@@ -57,7 +57,6 @@ from auralens.io import (
     Timer,
     atomic_path,
     check_out_dir,
-    is_temp_name,
     read_json,
     remove_stale_temps,
     write_json,
@@ -574,30 +573,10 @@ def _check_out_owner(out: Path) -> None:
     Raises:
         AuralensError: naming the folder and the command or the first foreign file.
     """
-    if not out.is_dir():
-        return
-    run_path = out / "run.json"
-    if run_path.is_file():
-        try:
-            run = read_json(run_path)
-        except (OSError, ValueError):
-            run = None
-        command = run.get("command") if isinstance(run, dict) else None
-        if not isinstance(command, str):  # cannot tell what made it: never write over it
-            raise AuralensError(f"{out}: its run.json is unreadable, so what made the folder is "
-                                f"unknown{_OUT_HINT}")
-        if command != _COMMAND:
-            raise AuralensError(f"{out}: holds the output of {command!r}, not of train-classifier"
-                                f"{_OUT_HINT}")
-    for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out)
-        if any(part.startswith(".") for part in rel.parts) or is_temp_name(path.name):
-            continue
-        if len(rel.parts) == 1 and rel.name in _RUN_FILES:
-            continue
-        if path.is_file():
-            raise AuralensError(f"{out}: holds files that train-classifier does not write ({rel})"
-                                f"{_OUT_HINT}")
+    from auralens.data.folder import check_out_owner
+
+    check_out_owner(out, _COMMAND, lambda rel: len(rel.parts) == 1 and rel.name in _RUN_FILES,
+                    AuralensError, scan_own=True)
 
 
 def _check_no_lost_state(out: Path) -> None:

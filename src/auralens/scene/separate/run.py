@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from auralens.config import fingerprint
+from auralens.data.folder import recorded_command
 from auralens.encoders.hf import backend_record
 from auralens.errors import AuralensError
 from auralens.io import check_out_dir
@@ -123,21 +124,6 @@ def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
 
 #: The estimates :func:`separate_file` writes in ``OUT/sources``.
 SOURCE_RE = re.compile(r"source\d+\.wav")
-
-
-def recorded_command(folder: Path) -> str | None:
-    """The command an auralens ``run.json`` in ``folder`` records, else None (no run.json, or
-    one auralens did not write)."""
-    from auralens.io import read_json
-
-    try:
-        record = read_json(folder / "run.json")
-    except (OSError, ValueError):
-        return None
-    if not (isinstance(record, dict) and isinstance(record.get("command"), str)
-            and isinstance(record.get("versions"), dict) and "auralens" in record["versions"]):
-        return None
-    return record["command"]
 
 
 def _earlier_sources(out: Path, input: Path, owned: bool = False) -> list[Path]:

@@ -50,8 +50,6 @@ from auralens.io import (
     append_jsonl,
     atomic_path,
     check_out_dir,
-    is_temp_name,
-    read_json,
     read_jsonl,
     remove_stale_temps,
     write_jsonl,
@@ -757,43 +755,21 @@ _RUN_SUBFOLDERS = {"tb": re.compile(r"events\.out\.tfevents\..*"),
                    "keep": re.compile(r"step\d+\.safetensors")}
 
 
-def _foreign_file(out: Path) -> Path | None:
-    """The first file in ``out`` that a training run does not write (hidden files such as a
-    file browser's are passed over: training writes no file of such a name but its temporary
-    files)."""
-    for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or is_temp_name(path.name):
-            continue
-        if len(rel.parts) == 1 and rel.name in _RUN_FILES:
-            continue
-        pattern = _RUN_SUBFOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
-        if pattern is not None and pattern.fullmatch(rel.name):
-            continue
-        return rel
-    return None
+def _written_by_training(rel: Path) -> bool:
+    """Whether a training run writes the file at ``rel`` in its folder."""
+    if len(rel.parts) == 1:
+        return rel.name in _RUN_FILES
+    pattern = _RUN_SUBFOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
+    return pattern is not None and bool(pattern.fullmatch(rel.name))
 
 
 def _check_run_dir(out: Path) -> None:
     """Refuse an existing ``--out`` that holds another command's output or files a training
     run does not write (its ``run.json`` and files must not be written over or mixed with a
     run's); a folder written by ``separate train`` is resumed."""
-    if not out.is_dir():
-        return
-    hint = "; give another --out (a new or empty folder)"
-    if (out / "run.json").is_file():
-        try:
-            run = read_json(out / "run.json")
-        except (OSError, ValueError):
-            run = None
-        command = run.get("command") if isinstance(run, dict) else None
-        if not isinstance(command, str):
-            raise TrainError(f"{out}: its run.json is unreadable, so what made the folder is unknown{hint}")
-        if command != "separate train":
-            raise TrainError(f"{out}: holds the output of {command!r}, not of separate train{hint}")
-    found = _foreign_file(out)
-    if found is not None:
-        raise TrainError(f"{out}: holds files that separate train does not write ({found}){hint}")
+    from auralens.data.folder import check_out_owner
+
+    check_out_owner(out, "separate train", _written_by_training, TrainError, scan_own=True)
 
 
 def _need_classes(data: Path) -> None:
