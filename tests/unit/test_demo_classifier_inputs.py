@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories.classifier import tiny_classifier_config, tone_noise_dataset
 
 from auralens.audio import write
 from auralens.demo import DemoError, DemoPlan, check_demo_dir, demo_settings
@@ -18,30 +19,11 @@ PRESETS = Path(__file__).resolve().parents[2] / "src" / "auralens" / "presets"
 
 
 def _dataset(root: Path, per_class: int = 2) -> Path:
-    """Two folds × two classes of 0.6 s clips at 16 kHz (ESC-50 layout)."""
-    rng = np.random.default_rng(0)
-    sr, n = 16000, 9600
-    t = np.arange(n) / sr
-    rows = ["filename,fold,target,category,esc10,src_file,take"]
-    for fold in (1, 2):
-        for i in range(per_class):
-            tone = 0.4 * np.sin(2 * np.pi * rng.uniform(150, 300) * t)
-            noise = 0.3 * np.diff(rng.standard_normal(n + 1))
-            for target, name, wave in ((0, "hum", tone), (3, "hiss", noise)):
-                fname = f"{fold}-{i}{target}-A-{target}.wav"
-                write(root / "audio" / fname, wave.astype(np.float32), sr)
-                rows.append(f"{fname},{fold},{target},{name},True,{i},A")
-    (root / "meta").mkdir(parents=True)
-    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return tone_noise_dataset(root, per_class)
 
 
 def _tiny_cfg(**kw) -> ClassifierConfig:
-    base = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                num_mel_bins=32, max_length=64, patch_stride=16, epochs=1, batch_size=4,
-                lr=3e-3, warmup_epochs=0.5, augment=False, save_dtype="float16", threads=1)
-    base.update(kw)
-    return ClassifierConfig(**base)
+    return tiny_classifier_config(**{"epochs": 1, **kw})
 
 
 @pytest.fixture
