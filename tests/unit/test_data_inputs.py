@@ -18,9 +18,7 @@ from auralens.data.esc50 import load_esc50
 from auralens.data.folder import load_folder
 from auralens.data.mix import build_mixtures
 from auralens.data.synth import synthesize
-from auralens.errors import AuralensError
 from auralens.io import read_json
-from auralens.shard import merge_jsonl
 
 SR = 8000
 FAST = dict(sample_rate=SR, duration=1.0, reverb=False, max_sources=2)
@@ -231,36 +229,6 @@ def test_synth_rerun_with_classes_in_another_order_resumes(tmp_path):
     assert read_json(out / "run.json")["n_new"] == 0
     with pytest.raises(DatasetError, match=r"classes \['rain', 'siren'\] → \['rain'\]"):
         synthesize(out, classes=["rain"], **kw)
-
-
-# 9: merge of corrupt lines
-
-
-def test_merge_skips_and_names_a_corrupt_last_line_that_ends_in_a_newline(tmp_path, caplog):
-    part = tmp_path / "p.jsonl"
-    part.write_text('{"id": "a"}\n{"id": "b", "v"\n', encoding="utf-8")
-    with caplog.at_level("WARNING"):
-        assert merge_jsonl([part], tmp_path / "o.jsonl") == 1
-    messages = [r.getMessage() for r in caplog.records]
-    assert f"skipping corrupt line 2 of {part} (not valid JSON)" in messages
-    assert not any("incomplete" in m for m in messages)
-
-
-def test_merge_skips_and_names_a_line_that_is_not_an_object(tmp_path, caplog):
-    part = tmp_path / "p.jsonl"
-    part.write_text('{"id": "a"}\n[1,2]\n{"id": "b"}\n', encoding="utf-8")
-    with caplog.at_level("WARNING"):
-        assert merge_jsonl([part], tmp_path / "o.jsonl") == 2
-    messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"skipping corrupt line 2 of {part}") and "not a record object" in m
-               for m in messages)
-
-
-def test_merge_still_refuses_parts_without_any_record(tmp_path):
-    part = tmp_path / "p.jsonl"
-    part.write_text("[1,2]\n", encoding="utf-8")
-    with pytest.raises(AuralensError, match="no result records"):
-        merge_jsonl([part], tmp_path / "o.jsonl")
 
 
 # 10: an --out that cannot be written

@@ -35,6 +35,16 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
     return msg
 
 
+def _refusals(*calls) -> list[str]:
+    """The one-line message of each call, every one of which must raise an AuralensError."""
+    messages = []
+    for call in calls:
+        with pytest.raises(AuralensError) as err:
+            call()
+        messages.append(_one_line(err))
+    return messages
+
+
 def _copy(src: Path, tmp_path: Path, name: str, drop: tuple[str, ...] = ()) -> Path:
     """A copy of a tiny model folder without the files whose names start with ``drop``."""
     dst = tmp_path / name
@@ -67,11 +77,9 @@ def test_scorer_refuses_a_folder_without_tokenizer(tiny_model, tmp_path, factory
 
 def test_clap_zeroshot_refuses_a_folder_without_tokenizer(tiny_model, tmp_path):
     folder = _no_tokenizer(tiny_model("clap_tiny"), tmp_path, "clap")
-    for check in (lambda: check_stage("captioner", f"clap-zeroshot:{folder}"),
-                  lambda: CAPTIONERS.build(f"clap-zeroshot:{folder}")):
-        with pytest.raises(AuralensError) as err:
-            check()
-        assert _one_line(err) == f"{folder}: {NO_TOKENIZER}"
+    for message in _refusals(lambda: check_stage("captioner", f"clap-zeroshot:{folder}"),
+                             lambda: CAPTIONERS.build(f"clap-zeroshot:{folder}")):
+        assert message == f"{folder}: {NO_TOKENIZER}"
     from auralens.scene.caption.clap_zeroshot import ClapZeroShotCaptioner
 
     with pytest.raises(AuralensError, match="no tokenizer"):  # the class itself checks too
@@ -84,11 +92,9 @@ def test_clap_zeroshot_refuses_a_folder_without_tokenizer(tiny_model, tmp_path):
 @pytest.mark.parametrize("factory, arch", [("ast", "ASTModel"), ("hubert", "HubertModel")])
 def test_classifier_refuses_a_bare_encoder(tiny_model, factory, arch):
     folder = tiny_model(factory)
-    for check in (lambda: check_stage("captioner", f"classifier:{folder}"),
-                  lambda: CAPTIONERS.build(f"classifier:{folder}")):
-        with pytest.raises(AuralensError) as err:
-            check()
-        assert _one_line(err).startswith(
+    for message in _refusals(lambda: check_stage("captioner", f"classifier:{folder}"),
+                             lambda: CAPTIONERS.build(f"classifier:{folder}")):
+        assert message.startswith(
             f"{folder}: not an audio classifier (config.json architectures: {arch}, "
             "no classification head)")
 
@@ -182,22 +188,18 @@ def test_composer_refuses_a_chat_model_without_tokenizer_up_front(tiny_model, tm
     from auralens.scene.llm import HFChatModel
 
     folder = _no_tokenizer(tiny_model("tiny_chat_lm"), tmp_path, "chat")
-    for check in (lambda: check_stage("composer", f"hf:{folder}"),
-                  lambda: COMPOSERS.build(f"hf:{folder}"), lambda: HFChatModel(str(folder))):
-        with pytest.raises(AuralensError) as err:
-            check()
-        assert _one_line(err) == f"{folder}: {NO_TOKENIZER}"
+    for message in _refusals(lambda: check_stage("composer", f"hf:{folder}"),
+                             lambda: COMPOSERS.build(f"hf:{folder}"), lambda: HFChatModel(str(folder))):
+        assert message == f"{folder}: {NO_TOKENIZER}"
 
 
 @pytest.mark.parametrize("factory, kind", [("dac", "dac DacModel"), ("hubert", "hubert HubertModel")])
 def test_composer_given_a_codec_or_encoder_says_not_a_language_model(tiny_model, factory, kind):
     folder = tiny_model(factory)
-    for check in (lambda: check_stage("composer", f"hf:{folder}"),
-                  lambda: COMPOSERS.build(f"hf:{folder}")):
-        with pytest.raises(AuralensError) as err:
-            check()
-        assert _one_line(err) == (f"{folder}: not a causal language model (config.json: {kind}); "
-                                  "hf composer needs a text chat LLM")
+    for message in _refusals(lambda: check_stage("composer", f"hf:{folder}"),
+                             lambda: COMPOSERS.build(f"hf:{folder}")):
+        assert message == (f"{folder}: not a causal language model (config.json: {kind}); "
+                           "hf composer needs a text chat LLM")
 
 
 # ---------------------------------------------------------------- 6. CLIP image inputs

@@ -161,15 +161,42 @@ def test_merge_out_naming_a_directory_names_out(tmp_path):
     assert ".tmp" not in str(exc.value)
 
 
-def test_merge_names_a_corrupt_middle_line(tmp_path, caplog):
+def _merge_one(tmp_path, text: str, caplog) -> tuple[int, list[str], object]:
+    """Merge one part holding ``text``: ``(records written, warnings logged, the part)``."""
     part = tmp_path / "p.jsonl"
-    part.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n{"id": "c", "v"', encoding="utf-8")
+    part.write_text(text, encoding="utf-8")
     with caplog.at_level("WARNING"):
-        assert merge_jsonl([part], tmp_path / "o.jsonl") == 2
-    messages = [r.getMessage() for r in caplog.records]
+        n = merge_jsonl([part], tmp_path / "o.jsonl")
+    return n, [r.getMessage() for r in caplog.records], part
+
+
+def test_merge_names_a_corrupt_middle_line(tmp_path, caplog):
+    n, messages, part = _merge_one(tmp_path, '{"id": "a"}\nnot json\n{"id": "b"}\n{"id": "c", "v"', caplog)
+    assert n == 2
     assert f"skipping corrupt line 2 of {part} (not valid JSON)" in messages
     assert f"{part}: skipping an incomplete last line 4" in messages
     assert not any("incomplete" in m and "line 2" in m for m in messages)
+
+
+def test_merge_skips_and_names_a_corrupt_last_line_that_ends_in_a_newline(tmp_path, caplog):
+    n, messages, part = _merge_one(tmp_path, '{"id": "a"}\n{"id": "b", "v"\n', caplog)
+    assert n == 1
+    assert f"skipping corrupt line 2 of {part} (not valid JSON)" in messages
+    assert not any("incomplete" in m for m in messages)
+
+
+def test_merge_skips_and_names_a_line_that_is_not_an_object(tmp_path, caplog):
+    n, messages, part = _merge_one(tmp_path, '{"id": "a"}\n[1,2]\n{"id": "b"}\n', caplog)
+    assert n == 2
+    assert any(m.startswith(f"skipping corrupt line 2 of {part}") and "not a record object" in m
+               for m in messages)
+
+
+def test_merge_still_refuses_parts_without_any_record(tmp_path):
+    part = tmp_path / "p.jsonl"
+    part.write_text("[1,2]\n", encoding="utf-8")
+    with pytest.raises(AuralensError, match="no result records"):
+        merge_jsonl([part], tmp_path / "o.jsonl")
 
 
 def test_merge_checks_shard_folders_form_one_complete_set(tmp_path, capsys):
