@@ -180,8 +180,7 @@ def test_work_dirs_are_fresh_and_pruned(tmp_path: Path) -> None:
 def test_work_dirs_in_use_are_not_pruned(tmp_path: Path) -> None:
     """A slow Imagine request is the oldest while quick requests on other tabs make new ones."""
     s = UISettings(work_root=tmp_path / "w", keep_work_dirs=2)
-    slow = core.new_work_dir(s, "imagine")
-    with core.in_use(slow):
+    with core.request_dir(s, "imagine") as slow:
         quick = [core.new_work_dir(s, "sonify") for _ in range(4)]
         assert slow.exists() and not quick[0].exists() and quick[-1].exists()
     core.new_work_dir(s, "sonify")

@@ -166,9 +166,7 @@ class MelCodec(Codec):
         Returns:
             ``[n_mels, 1 + T // hop_length]`` float32, natural log, floored at ``log(log_floor)``.
         """
-        x = np.asarray(wave, dtype=np.float32)
-        if x.ndim != 1:
-            raise ValueError(f"mel codec expects a mono [T] wave, got shape {x.shape}")
+        x = wave  # mono float32 [T]: the Codec protocol checks
         if x.shape[0] < 2:
             x = np.pad(x, (0, 2 - x.shape[0]))
         mag = np.abs(self._stft(x))  # [F, frames]

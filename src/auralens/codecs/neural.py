@@ -60,9 +60,7 @@ class NeuralCodec(Codec):
         """``[T]`` → ``[latent_dim, ceil(T / hop_length)]`` float32."""
         import torch
 
-        x = np.asarray(wave, dtype=np.float32)
-        if x.ndim != 1:
-            raise AuralensError(f"{self.name} expects a mono [T] wave, got shape {x.shape}")
+        x = wave  # mono float32 [T]: the Codec protocol checks
         frames = self.num_frames(x.shape[0])
         x = np.pad(x, (0, frames * self.hop_length - x.shape[0]))
         t = torch.from_numpy(x)[None, None].repeat(1, self.audio_channels, 1)

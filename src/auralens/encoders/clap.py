@@ -38,7 +38,6 @@ from auralens.encoders.hf import (
     pick_device,
     torch_dtype,
 )
-from auralens.errors import AuralensError
 from auralens.specs import ModelSpec
 
 
@@ -131,13 +130,8 @@ class ClapExtractor(Extractor):
         torch = self._torch
         out: list[np.ndarray] = []
         for i in range(0, len(waves), self.batch_size):
-            chunk = [np.asarray(w, dtype=np.float32) for w in waves[i : i + self.batch_size]]
-            for w in chunk:
-                if w.ndim != 1:
-                    raise AuralensError(f"CLAP expects mono [T] waves, got shape {w.shape}")
-                if w.shape[0] == 0:  # the repeat-padding divides by the length
-                    raise AuralensError("CLAP cannot embed an empty wave (0 samples)")
-            chunk = [centre_crop(w, self.max_samples) for w in chunk]
+            # mono [T] and non-empty (the repeat-padding divides by the length): Extractor checks
+            chunk = [centre_crop(w, self.max_samples) for w in waves[i : i + self.batch_size]]
             inputs = self.feature_extractor(chunk, sampling_rate=self.sample_rate,
                                             return_tensors="pt")
             feats = inputs["input_features"].to(self.device, self.torch_dtype)

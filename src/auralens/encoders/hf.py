@@ -272,8 +272,6 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     mapped to ModelUnavailableError (a local directory that fails to load: AuralensError)."""
     check_checkpoint_kind(cls, source, kwargs.get("subfolder"))
     is_model = hasattr(cls, "base_model_prefix")  # a PreTrainedModel, not a config/processor
-    if cls.__name__.endswith(("FeatureExtractor", "ImageProcessor")) and not kwargs.get("subfolder"):
-        check_processor_files(source)
     try:
         if is_model:
             model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)

@@ -138,9 +138,7 @@ class SSLExtractor(Extractor):
         (see the module docstring); results come back in the order of ``waves``.
         """
         arrays = [np.asarray(w, dtype=np.float32) for w in waves]
-        for w in arrays:
-            if w.ndim != 1:
-                raise AuralensError(f"{self.family} expects mono [T] waves, got {w.shape}")
+        for w in arrays:  # mono [T]: the Extractor protocol checks
             if w.shape[0] < 400:
                 raise AuralensError(
                     f"{self.family} needs at least 400 samples (25 ms), got {w.shape[0]}")

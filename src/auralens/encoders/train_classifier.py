@@ -552,7 +552,7 @@ def _write_run(out: Path, cfg: ClassifierConfig, timer: Timer, started: float,
     result = dict(result)
     data = result.pop("data")
     timings = {**timer.timings, "train": session_train, "total": time.perf_counter() - started}
-    write_run_json(out, command="train-classifier", config={"data": data, **asdict(cfg)},
+    write_run_json(out, command=_COMMAND, config={"data": data, **asdict(cfg)},
                    models={"classifier": "ASTForAudioClassification"}, timings=timings,
                    seed=cfg.seed, extra={"result": result})
 
@@ -562,7 +562,6 @@ def _write_run(out: Path, cfg: ClassifierConfig, timer: Timer, started: float,
 _RUN_FILES = frozenset({"run.json", "history.json", "train_state.pt", "errors.jsonl", "config.json",
                         "model.safetensors", "preprocessor_config.json"})
 _COMMAND = "train-classifier"
-_OUT_HINT = "; choose an empty or new --out"
 
 
 def _check_out_owner(out: Path) -> None:

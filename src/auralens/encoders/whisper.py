@@ -108,11 +108,7 @@ class WhisperExtractor(Extractor):
         windows: list[np.ndarray] = []
         owners: list[int] = []
         for i, w in enumerate(waves):
-            w = np.asarray(w, dtype=np.float32)
-            if w.ndim != 1:
-                raise AuralensError(f"whisper expects mono [T] waves, got shape {w.shape}")
-            if w.shape[0] == 0:  # would come back as one frame of padding
-                raise AuralensError("whisper cannot embed an empty wave (0 samples)")
+            # mono [T] and non-empty (else one frame of padding): the Extractor protocol checks
             n = max(1, math.ceil(w.shape[0] / self.window))
             for j in range(n):
                 windows.append(w[j * self.window : (j + 1) * self.window])

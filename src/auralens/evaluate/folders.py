@@ -208,7 +208,7 @@ def fad_folders(ref_dir: str | Path, eval_dir: str | Path, *, embedder: str | An
             result.update({"fad_inf": res.fad_inf, "fad_inf_slope": res.slope, "fad_inf_r2": res.r2,
                            "fad_inf_points": res.points})
             if res.warnings:  # a negative FAD∞ or a poor fit (logged by fad_inf)
-                result["warnings"] = [*result.get("warnings", []), *res.warnings]
+                result["warnings"] = list(res.warnings)
     return _with_skipped(result, skipped)
 
 

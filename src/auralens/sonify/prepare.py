@@ -70,6 +70,7 @@ from typing import Any
 import numpy as np
 
 from auralens.cache import ArrayCache, default_cache_dir, hash_file, make_key
+from auralens.data.esc50 import SPLITS
 from auralens.errors import AuralensError
 from auralens.io import (
     ErrorLog,
@@ -86,7 +87,6 @@ log = logging.getLogger(__name__)
 #: Default clip duration in seconds (ESC-50 clips are 5 s).
 DEFAULT_DURATION = 5.0
 DTYPES = ("float32", "float16")
-SPLITS = ("train", "val", "test")
 
 
 class PrepareError(AuralensError):
@@ -314,7 +314,7 @@ def _splits(data: Path, clips: Sequence[Any], seed: int) -> tuple[dict[str, list
     """
     from auralens.data.esc50 import make_splits, read_splits
 
-    names = [f"{name}.txt" for name in ("train", "val", "test") if (data / f"{name}.txt").is_file()]
+    names = [f"{name}.txt" for name in SPLITS if (data / f"{name}.txt").is_file()]
     if not names:
         return make_splits(clips, seed=seed), None
     listed = ", ".join(names)

@@ -43,7 +43,13 @@ from auralens.sonify.prepare import (
     read_prepared_info,
 )
 from auralens.sonify.render import render_split
-from auralens.sonify.train import NonFiniteLossError, TrainConfig, _finished, train
+from auralens.sonify.train import (
+    RESUME_MAY_CHANGE,
+    NonFiniteLossError,
+    TrainConfig,
+    _finished,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +263,9 @@ def _prepared_config(ldir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-#: Training settings a layer's run may differ in: they do not change what it learns.
-_MAY_DIFFER = ("device", "tensorboard", "eval_batch_size")
+#: Training settings a layer's run may differ in: those a resume may change, except the ones
+#: that change what it learns (learning rate, epochs).
+_MAY_DIFFER = tuple(k for k in RESUME_MAY_CHANGE if k not in ("lr", "epochs"))
 
 
 def _check_training(run: Path, cfg: TrainConfig, hint: str) -> None:

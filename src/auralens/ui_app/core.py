@@ -135,7 +135,7 @@ def is_within(path: Path, root: Path) -> bool:
 def new_work_dir(settings: UISettings, prefix: str, *, busy: bool = False) -> Path:
     """A fresh directory under the work root for one request (old ones pruned).
 
-    With ``busy`` the directory is marked :func:`in_use` as it is made (undo with
+    With ``busy`` the directory is marked in use as it is made (undo with
     :func:`release`), so no other request's pruning can remove it before its request starts;
     :func:`request_dir` does both.
 
@@ -161,7 +161,7 @@ def new_work_dir(settings: UISettings, prefix: str, *, busy: bool = False) -> Pa
     return work
 
 
-#: Request directories a running request still writes into (see :func:`in_use`).
+#: Request directories a running request still writes into (see :func:`request_dir`).
 _IN_USE: set[Path] = set()
 #: Guards :data:`_IN_USE`, and makes pruning and making a request directory one step.
 _IN_USE_LOCK = threading.RLock()
@@ -174,23 +174,11 @@ def release(work: Path) -> None:
 
 
 @contextlib.contextmanager
-def in_use(work: Path) -> Iterator[Path]:
-    """Keep ``work`` from being pruned while its request runs: a slow request (an image
-    model on a CPU) would otherwise be the oldest while quicker requests on other tabs
-    make new directories."""
-    key = work.resolve()
-    with _IN_USE_LOCK:
-        _IN_USE.add(key)
-    try:
-        yield work
-    finally:
-        release(key)
-
-
-@contextlib.contextmanager
 def request_dir(settings: UISettings, prefix: str) -> Iterator[Path]:
     """A fresh request directory (:func:`new_work_dir`), kept from pruning until the block
-    ends: made and marked in one step, so a concurrent request never removes it."""
+    ends: made and marked in one step, so a concurrent request never removes it. A slow
+    request (an image model on a CPU) would otherwise be the oldest while quicker requests on
+    other tabs make new directories."""
     work = new_work_dir(settings, prefix, busy=True)
     try:
         yield work
@@ -202,8 +190,8 @@ def prune_work_dirs(root: Path, keep: int) -> int:
     """Remove the oldest request directories under ``root`` beyond ``keep``; returns count.
 
     Only directories :func:`new_work_dir` made (they hold :data:`WORK_DIR_MARKER`) count and
-    are removed; anything else in ``root`` is left alone, and so are directories
-    :func:`in_use`. A directory another process removes meanwhile is skipped.
+    are removed; anything else in ``root`` is left alone, and so are directories of running
+    requests (:func:`request_dir`). A directory another process removes meanwhile is skipped.
     """
     with _IN_USE_LOCK:
         return _prune_locked(root, keep)

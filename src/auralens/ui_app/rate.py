@@ -54,8 +54,7 @@ def _clean_text(text: str | None, what: str) -> str:
         raise UIError(f"{what} is longer than {MAX_TEXT} characters")
     # one CSV cell, one line, no control characters (NUL, escape sequences), runs of
     # spaces collapsed
-    text = " ".join("".join(c if c.isprintable() or c.isspace() else " " for c in text).split())
-    return ratings_mod.safe_cell(text)
+    return " ".join(ratings_mod.safe_cell(text).split())
 
 
 def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio: Any,
@@ -109,13 +108,12 @@ def aggregate_md(settings: UISettings) -> str:
     assert path is not None
     if not path.is_file():
         return f"_no ratings yet (they will be saved to {md_escape(path.name)})_"
-    mod = ratings_mod
     try:
-        rows = mod.aggregate_ratings(mod.load_ratings(path), by=("version",))
+        rows = ratings_mod.aggregate_ratings(ratings_mod.load_ratings(path), by=("version",))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash
         return f"could not read the ratings: {md_escape(exc)}"
     except OSError as exc:  # e.g. no permission to read it
         return f"could not read the ratings: {md_escape(path.name)}: {md_escape(exc.strerror or exc)}"
     except UnicodeDecodeError:
         return f"could not read the ratings: {md_escape(path.name)}: not UTF-8 text"
-    return mod.ratings_markdown(rows)
+    return ratings_mod.ratings_markdown(rows)

@@ -73,12 +73,10 @@ def mono_wave(wave: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise AuralensError(f"{name}: expected mono audio of shape [T], got shape "
                             f"{tuple(arr.shape)}; mix the channels down first")
-    if arr.size == 0:
-        raise AuralensError(f"{name}: empty audio (0 samples)")
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:  # a caption of NaN features would be a confident guess about nothing
-        raise AuralensError(f"{name}: the clip holds {bad} NaN or Inf sample(s)")
-    return arr
+    from auralens.audio import check_clip
+
+    # no samples, or NaN ones (a caption of NaN features would be a confident guess about nothing)
+    return check_clip(arr, name)
 
 
 def require_caption(text: str, name: str, seconds: float) -> str:
