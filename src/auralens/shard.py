@@ -114,6 +114,14 @@ def shard_dir(out: str | Path, shard: tuple[int, int] | None) -> Path:
 _PART_RE = re.compile(r"^part-(\d+)-of-(\d+)$")
 
 
+def shard_owner(folder: Path) -> Path:
+    """The run folder ``OUT`` a shard's folder ``OUT/shards/part-i-of-n`` belongs to (the
+    inverse of :func:`shard_dir`); any other folder is its own."""
+    if folder.parent.name == "shards" and _PART_RE.match(folder.name):
+        return folder.parent.parent
+    return folder
+
+
 def _check_one_set(where: object, parts: dict[Path, tuple[int, int]], missing_hint: str) -> int:
     """Check that ``parts`` (folder → ``(i, n)``) form one set of shards, none missing; return ``n``.
 

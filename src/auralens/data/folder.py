@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from auralens.audio import FFMPEG_SUFFIXES
 from auralens.data import DatasetError
+from auralens.shard import shard_owner
 from auralens.types import Clip
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ def audio_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
 #: Settings files a resumable data job writes first (before its run.json): a folder holding one
 #: is that job's output even when the job was interrupted.
 _OUTPUT_MARKERS = ("*_mix_config.json", "synth_config.json")
-_SHARD_RE = re.compile(r"part-\d+-of-\d+")
 
 
 def recorded_command(folder: Path) -> str | None:
@@ -75,12 +74,9 @@ def auralens_outputs(root: Path) -> list[Path]:
             rel = marker.relative_to(root)
             if any(part.startswith(".") for part in rel.parts) or not marker.is_file():
                 continue
-            folder = marker.parent
-            if pattern == "run.json" and recorded_command(folder) is None:
+            if pattern == "run.json" and recorded_command(marker.parent) is None:
                 continue
-            if folder.parent.name == "shards" and _SHARD_RE.fullmatch(folder.name):
-                folder = folder.parent.parent
-            found.add(folder.resolve())
+            found.add(shard_owner(marker.parent).resolve())
     return sorted(f for f in found if f != top and f.is_relative_to(top))
 
 

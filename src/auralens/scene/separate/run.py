@@ -29,6 +29,7 @@ from auralens.scene.separate.base import (
     ReferenceSeparator,
     Separator,
 )
+from auralens.shard import shard_owner
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
             return sorted((r.id, r.mixture) for r in records)
     if source.is_dir():
         skip = (*exclude, *output_trees(source))
-        files = [f for f in audio_files(source) if not any(f.resolve().is_relative_to(x) for x in skip)]
+        files = audio_files(source, skip)
         if not files:
             raise SeparationError(f"{source}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
         return sorted(zip(file_ids(source, files), files, strict=True))
@@ -307,7 +308,6 @@ def batch_inputs(source: str | Path, exclude: tuple[Path, ...] = (),
 
 #: Commands whose outputs are meant as inputs (datasets): their folders are scanned as usual.
 _DATA_COMMANDS = ("data ",)
-_SHARD_RE = re.compile(r"part-\d+-of-\d+")
 
 
 def _output_tree(folder: Path) -> Path | None:
@@ -317,9 +317,7 @@ def _output_tree(folder: Path) -> Path | None:
     command = recorded_command(folder)
     if command is None or command.startswith(_DATA_COMMANDS):
         return None
-    if folder.parent.name == "shards" and _SHARD_RE.fullmatch(folder.name):
-        return folder.parent.parent
-    return folder
+    return shard_owner(folder)
 
 
 def output_trees(root: Path) -> list[Path]:
