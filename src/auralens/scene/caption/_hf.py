@@ -49,10 +49,20 @@ def check_audio_model(model_id: str, what: str = "audio model",
                                 "answers in text about audio, such as Qwen2-Audio")
 
 
-def load_model(model_cls: Any, model_id: str, params: dict[str, Any]) -> tuple[Any, Any]:
-    """Load ``model_cls`` from ``model_id`` with our load options; returns ``(model, device)``."""
+def load_model(model_cls: Any, model_id: str, params: dict[str, Any], *,
+               check_loaded: Any = None) -> tuple[Any, Any]:
+    """Load ``model_cls`` from ``model_id`` with our load options; returns ``(model, device)``.
+
+    ``check_loaded(model, missing_keys)`` is called before the model moves to its device
+    (e.g. to refuse a checkpoint without the weights of a head it needs).
+    """
     kwargs, device = hf_load_kwargs({k: v for k, v in params.items() if k in LOAD_OPTIONS})
-    model = from_pretrained(model_cls.from_pretrained, model_id, **kwargs)
+    if check_loaded is None:
+        model = from_pretrained(model_cls.from_pretrained, model_id, **kwargs)
+    else:
+        model, info = from_pretrained(model_cls.from_pretrained, model_id,
+                                      output_loading_info=True, **kwargs)
+        check_loaded(model, info.get("missing_keys"))
     if device:
         model.to(device)
     model.eval()

@@ -18,6 +18,7 @@ from auralens.errors import AuralensError, ModelUnavailableError
 from auralens.scene.caption._hf import (
     check_audio_model,
     check_options,
+    load_model,
     processor_kwargs,
 )
 from auralens.scene.caption.base import (
@@ -29,10 +30,8 @@ from auralens.scene.caption.base import (
 )
 from auralens.scene.llm import (
     BOOL_RULE,
-    LOAD_OPTIONS,
     check_values,
     from_pretrained,
-    hf_load_kwargs,
     local_dir,
     read_json_file,
     resolve_model_id,
@@ -67,14 +66,9 @@ class ClassifierCaptioner(Captioner):
         check_classifier_config(model_id)
         self.extractor = from_pretrained(AutoFeatureExtractor.from_pretrained, model_id,
                                          **processor_kwargs(params))
-        kwargs, device = hf_load_kwargs({k: v for k, v in params.items() if k in LOAD_OPTIONS})
-        self.model, info = from_pretrained(AutoModelForAudioClassification.from_pretrained,
-                                           model_id, output_loading_info=True, **kwargs)
-        check_head_loaded(model_id, self.model, info.get("missing_keys"))
-        if device:
-            self.model.to(device)
-        self.model.eval()
-        self.device = next(self.model.parameters()).device
+        self.model, self.device = load_model(
+            AutoModelForAudioClassification, model_id, params,
+            check_loaded=lambda model, missing: check_head_loaded(model_id, model, missing))
         self.sample_rate = int(getattr(self.extractor, "sampling_rate", 16000))
         self.labels = [str(self.model.config.id2label[i])
                        for i in range(len(self.model.config.id2label))]
