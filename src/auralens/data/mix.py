@@ -561,8 +561,7 @@ def _split_settings(out_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None,
-                   out_dir: Path | None = None) -> tuple[list[Clip], str]:
+def _resolve_clips(src: Path | Sequence[Clip], out_dir: Path | None = None) -> tuple[list[Clip], str]:
     if isinstance(src, (str, Path)):
         from auralens.data import detect_layout, load_dataset
 
@@ -582,11 +581,8 @@ def _resolve_clips(src: Path | Sequence[Clip], folds: Sequence[int] | None,
     else:
         clips = list(src)
         name = f"<{len(clips)} clips>"
-    if folds is not None:
-        wanted = {int(f) for f in folds}
-        clips = [c for c in clips if c.fold in wanted]
     if not clips:
-        raise DatasetError(f"{name}: no clips to mix" + (f" in folds {sorted(folds)}" if folds else ""))
+        raise DatasetError(f"{name}: no clips to mix")
     # a stable order whatever the loader returned, so picks depend only on the seed
     return sorted(clips, key=lambda c: c.id), name
 
@@ -699,16 +695,17 @@ def build_mixtures(
     from auralens.data.synth import check_writable
 
     check_writable(out_dir)
-    clips, source_name = _resolve_clips(src, None, out_dir)
-    if folds is not None and {c.fold for c in clips} <= {int(f) for f in folds}:
-        folds = None  # naming every fold the source has is the default, all folds
-    if folds is not None:
-        clips = [c for c in clips if c.fold in {int(f) for f in folds}]
+    clips, source_name = _resolve_clips(src, out_dir)
+    wanted = None if folds is None else {int(f) for f in folds}
+    if wanted is not None and {c.fold for c in clips} <= wanted:
+        wanted = None  # naming every fold the source has is the default, all folds
+    if wanted is not None:
+        clips = [c for c in clips if c.fold in wanted]
         if not clips:
             raise DatasetError(f"{source_name}: no clips to mix in folds {sorted(folds)}")
     settings = {"seed": seed, "sample_rate": sample_rate, "duration": duration, "max_sources": max_sources,
                 "min_sources": min_sources, "reverb": reverb,
-                "folds": sorted(int(f) for f in folds) if folds is not None else None,
+                "folds": sorted(wanted) if wanted is not None else None,
                 "source": source_name, "clips": _clips_fingerprint(clips), "split": split}
     config_path = out_dir / f"{split}_mix_config.json"
     if config_path.is_file():
