@@ -163,6 +163,11 @@ class ASTExtractor(Extractor):
         id2label = self.classifier.config.id2label
         return [str(id2label[i]) for i in range(len(id2label))]
 
+    @property
+    def min_samples(self) -> int:  # type: ignore[override]
+        """One filterbank window: the fewest samples the filterbank takes."""
+        return int(round(FBANK_WINDOW * self.sample_rate))
+
     def valid_time_patches(self, num_samples: int) -> int:
         """Time patches whose first fbank frame lies inside a clip of ``num_samples``."""
         win = int(round(FBANK_WINDOW * self.sample_rate))
@@ -173,7 +178,7 @@ class ASTExtractor(Extractor):
     def features(self, waves: Sequence[np.ndarray]) -> Any:
         """Filterbank input ``[B, max_length, num_mel_bins]`` for ``waves`` (a torch tensor)."""
         batch = [np.asarray(w, dtype=np.float32) for w in waves]
-        win = int(round(FBANK_WINDOW * self.sample_rate))
+        win = self.min_samples
         for w in batch:
             if w.ndim != 1:
                 raise AuralensError(f"AST expects mono [T] waves, got shape {w.shape}")

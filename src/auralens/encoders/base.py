@@ -28,6 +28,8 @@ class Extractor(ABC):
         max_duration: seconds of audio the model sees at most (a fixed input window, e.g.
             AST's ``max_length`` fbank frames); longer input is cut by the model's feature
             extractor. None: no limit (the backend handles any length).
+        min_samples: the fewest samples (at :attr:`sample_rate`) the model can embed, e.g.
+            one filterbank window; None: any non-empty clip.
         first_name: name of the first hidden state (``"patch"``/``"features"``) for backends
             whose layers :meth:`check_layer` can validate; None otherwise.
         zero_is_first: True when ``layer=0`` is that first hidden state (AST, Whisper), so
@@ -41,6 +43,7 @@ class Extractor(ABC):
     layer: str | int = "features"
     revision: str = ""
     max_duration: float | None = None
+    min_samples: int | None = None
     first_name: str | None = None
     zero_is_first: bool = False
 

@@ -74,6 +74,8 @@ class SSLExtractor(Extractor):
     """
 
     first_name = "features"
+    #: the convolutional feature encoder's receptive field (25 ms at 16 kHz)
+    min_samples = 400
 
     def __init__(self, source: str, family: str = "hubert", layer: Any = None,
                  device: str | None = None, dtype: str | None = None, batch_size: int = 8,
@@ -139,9 +141,9 @@ class SSLExtractor(Extractor):
         """
         arrays = [np.asarray(w, dtype=np.float32) for w in waves]
         for w in arrays:  # mono [T]: the Extractor protocol checks
-            if w.shape[0] < 400:
+            if w.shape[0] < self.min_samples:
                 raise AuralensError(
-                    f"{self.family} needs at least 400 samples (25 ms), got {w.shape[0]}")
+                    f"{self.family} needs at least {self.min_samples} samples (25 ms), got {w.shape[0]}")
         if self.pads_exactly:
             groups = [list(range(len(arrays)))]
         else:

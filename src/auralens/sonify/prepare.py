@@ -60,7 +60,6 @@ import functools
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,25 +174,10 @@ def latent_key(content: str, codec: Any, dtype: str, duration: float | None) -> 
 
 
 def min_input_samples(extractor: Any) -> int | None:
-    """The fewest samples (at the extractor's rate) the extractor can embed, or None when it
-    does not say.
-
-    An extractor states it as a ``min_samples`` attribute; for the backends that check it only
-    inside ``embed``, it is their filterbank window: AST-type extractors (the module's
-    ``FBANK_WINDOW`` seconds, 400 samples at 16 kHz) and the HuBERT-family extractors of
-    :mod:`auralens.encoders.hf_ssl` (400 samples).
-    """
+    """The fewest samples (at the extractor's rate) the extractor can embed
+    (:attr:`~auralens.encoders.base.Extractor.min_samples`), or None when it does not say."""
     stated = getattr(extractor, "min_samples", None)
-    if stated is not None:
-        return int(stated)
-    module = sys.modules.get(type(extractor).__module__)
-    window = getattr(module, "FBANK_WINDOW", None)
-    rate = getattr(extractor, "sample_rate", None)
-    if window is not None and rate:
-        return int(round(float(window) * int(rate)))
-    if type(extractor).__module__ == "auralens.encoders.hf_ssl":
-        return 400
-    return None
+    return None if stated is None else int(stated)
 
 
 def check_duration(extractor: Any, duration: float | None) -> None:
