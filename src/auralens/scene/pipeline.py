@@ -62,6 +62,7 @@ from auralens.io import (
     write_run_json,
     write_text,
 )
+from auralens.scene.separate.run import SOURCE_RE
 
 log = logging.getLogger(__name__)
 
@@ -751,12 +752,12 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
 OUTPUT_FILES = ("run.json", "report.html", "activity.json", "captions.json", "description.txt",
                 "reasoning.txt", "image.png", "reference.png", "input.wav")
 #: Files it writes in sub-folders (sources and report spectrograms), by name pattern.
-OUTPUT_PATTERNS = (("sources", re.compile(r"source\d+\.wav")),
+OUTPUT_PATTERNS = (("sources", SOURCE_RE),
                    ("spectrograms", re.compile(r"(?:mixture|source\d+)\.png")))
 #: The same for ``auralens separate`` (one file), whose folder an imagine run may replace:
 #: both write ``sources/source<k>.wav`` and ``activity.json``.
 SEPARATE_FILES = ("run.json", "summary.json", "activity.json")
-SEPARATE_PATTERNS = (("sources", re.compile(r"source\d+\.wav")),)
+SEPARATE_PATTERNS = (("sources", SOURCE_RE),)
 
 
 def _command(record: Any) -> str | None:
