@@ -226,6 +226,14 @@ def read_json(path: str | Path) -> Any:
         raise JSONFileError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
+def read_run_record(folder: str | Path) -> Any:
+    """``folder/run.json`` as read, or None when it is missing or cannot be read as JSON."""
+    try:
+        return read_json(Path(folder) / "run.json")
+    except (OSError, ValueError):
+        return None
+
+
 def read_recorded_settings(folder: Path, config_name: str, command: str, unreadable: Any,
                            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """What a resumable job recorded in ``folder``: ``(settings, None)`` from its settings file

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from auralens.audio import FFMPEG_SUFFIXES
 from auralens.data import DatasetError
@@ -48,12 +47,9 @@ _OUTPUT_MARKERS = ("*_mix_config.json", "synth_config.json")
 def recorded_command(folder: Path) -> str | None:
     """The command an auralens ``run.json`` in ``folder`` records, else None (no run.json, or
     one auralens did not write)."""
-    from auralens.io import read_json
+    from auralens.io import read_run_record
 
-    try:
-        record = read_json(Path(folder) / "run.json")
-    except (OSError, ValueError):
-        return None
+    record = read_run_record(folder)
     if not (isinstance(record, dict) and isinstance(record.get("command"), str)
             and isinstance(record.get("versions"), dict) and "auralens" in record["versions"]):
         return None
@@ -90,18 +86,14 @@ def check_out_owner(out_dir: Path, command: str, owned: Callable[[Path], bool],
     only with ``scan_own``. Hidden files (a file browser's) and unfinished temporary files
     are passed over.
     """
-    from auralens.io import is_temp_name, read_json
+    from auralens.io import is_temp_name, read_run_record
 
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return
     hint = "; choose an empty or new --out"
-    run_path = out_dir / "run.json"
-    if run_path.is_file():
-        try:
-            run: Any = read_json(run_path)
-        except (OSError, ValueError):
-            run = None
+    if (out_dir / "run.json").is_file():
+        run = read_run_record(out_dir)
         recorded = run.get("command") if isinstance(run, dict) else None
         if not isinstance(recorded, str):  # cannot tell what made it: never write over it
             raise error(f"{out_dir}: its run.json is unreadable, so what made the folder is unknown{hint}")

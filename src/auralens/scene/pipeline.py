@@ -55,6 +55,7 @@ from auralens.io import (
     mask_secrets,
     read_json,
     read_jsonl,
+    read_run_record,
     remove_stale_temps,
     to_jsonable,
     write_json,
@@ -771,13 +772,6 @@ def _is_imagine(command: str | None) -> bool:
     return command is not None and command.startswith("imagine --mode")
 
 
-def _read_record(out: Path) -> Any:
-    try:
-        return read_json(out / "run.json")
-    except (OSError, ValueError):
-        return None
-
-
 def earlier_run(out: Path) -> dict[str, Any] | None:
     """The ``run.json`` of the run whose outputs an imagine run into ``out`` replaces: an
     earlier imagine run's or ``auralens separate``'s (one file); None when ``out`` holds no
@@ -787,7 +781,7 @@ def earlier_run(out: Path) -> dict[str, Any] | None:
         ImagineError: ``out`` holds another command's outputs (``separate eval``, ``data
             mix``, an experiment, ``sonify`` …), which imagine would mix its files with.
     """
-    record = _read_record(out)
+    record = read_run_record(out)
     command = _command(record)
     if command is None or not command.strip():
         return None
@@ -823,7 +817,7 @@ def clear_outputs(out: Path, keep: Path | None = None) -> list[Path]:
     Returns:
         The removed paths.
     """
-    command = _command(_read_record(out))
+    command = _command(read_run_record(out))
     if _is_imagine(command):
         names, patterns = OUTPUT_FILES, OUTPUT_PATTERNS
     elif command == "separate":

@@ -446,15 +446,12 @@ def _training_run(path: Path, header: dict[str, Any]) -> tuple[str | None, Any]:
     unknown: the folder its header records (``run``), else the folder it lies in when that is
     a training folder (a ``separate train`` run.json or ``last_state.pt`` there); the seed that
     folder's ``separate train`` run.json records."""
-    from auralens.io import read_json
+    from auralens.io import read_run_record
 
     recorded = header.get("run")
     known = isinstance(recorded, str) and bool(recorded)
     folder = Path(recorded) if known else run_folder(path)
-    try:
-        record = read_json(folder / "run.json")
-    except (OSError, ValueError):
-        record = None
+    record = read_run_record(folder)
     trained = isinstance(record, dict) and record.get("command") == "separate train"
     seed = record.get("seed") if trained else None
     if not (known or trained or (folder / "last_state.pt").is_file()):
