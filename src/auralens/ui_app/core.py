@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,22 @@ class Upload:
 
 def _human_mb(n_bytes: int) -> str:
     return f"{n_bytes / 1_000_000:.1f} MB"
+
+
+#: How the tabs word an upload that is a DC offset with no sound.
+CONSTANT_INPUT = "constant (a DC offset, no sound)"
+
+
+def soundless(wave: np.ndarray, flags: Sequence[str]) -> str | None:
+    """Why an upload has no sound, in a word: ``"silent"`` when loading flagged it so, else
+    ``"silent"`` (all zeros) or ``"constant"`` from
+    :func:`~auralens.scene.separate.activity.nothing_to_hear`; None when it has sound."""
+    if "silent" in flags:
+        return "silent"
+    from auralens.scene.separate.activity import nothing_to_hear
+
+    why = nothing_to_hear(wave)
+    return None if why is None else why.split(" (")[0]
 
 
 def human_duration(seconds: float) -> str:

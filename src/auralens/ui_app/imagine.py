@@ -20,11 +20,13 @@ from typing import Any
 from auralens.errors import AuralensError
 from auralens.io import Timer
 from auralens.ui_app.core import (
+    CONSTANT_INPUT,
     UIError,
     UISettings,
     md_escape,
     md_table,
     request_dir,
+    soundless,
     timings_md,
     validate_upload,
 )
@@ -318,13 +320,9 @@ def _imagine_upload(work: Path, upload: Any, settings: UISettings, timer: Timer)
     view.timings = {**timer.timings, **view.timings}
     notes = [f"{md_escape(upload.name)}: {upload.duration:.1f} s at {upload.sample_rate} Hz"]
     flags = list(upload.flags)
-    no_sound = "silent" in flags
-    if not no_sound:
-        from auralens.scene.separate.activity import nothing_to_hear
-
-        if nothing_to_hear(upload.wave) is not None:  # worded as on the Sonify tab
-            flags.insert(0, "constant (a DC offset, no sound)")
-            no_sound = True
+    no_sound = soundless(upload.wave, flags) is not None
+    if no_sound and "silent" not in flags:
+        flags.insert(0, CONSTANT_INPUT)  # worded as on the Sonify tab
     if flags:
         notes.append("warning: input is " + " and ".join(flags))
     if not view.description:

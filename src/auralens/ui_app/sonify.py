@@ -16,6 +16,7 @@ import numpy as np
 
 from auralens.errors import AuralensError
 from auralens.ui_app.core import (
+    CONSTANT_INPUT,
     RunInfo,
     UIError,
     UISettings,
@@ -27,6 +28,7 @@ from auralens.ui_app.core import (
     request_dir,
     resolve_choice,
     resolve_run,
+    soundless,
     stale_renders,
     validate_upload,
 )
@@ -325,16 +327,14 @@ def _render_upload(info: RunInfo, post: str, chain: str | None, upload: Any,
                  upload.sample_rate)
     except (OSError, AuralensError) as exc:
         view.status += f" (analysis failed: {md_escape(exc)})"
-    from auralens.scene.separate.activity import nothing_to_hear
-
-    why = "silent" if "silent" in upload.flags else nothing_to_hear(original)
+    why = soundless(original, upload.flags)
     if why is not None:
         # Distances to a silent or constant original score a flat output as perfect (minmax
         # maps any render onto a constant's single value) and anything else as awful: neither
         # says how well the gate sonifies sound.
         if "silent" not in upload.flags:
-            view.status += " · warning: input is constant (a DC offset, no sound)"
+            view.status += f" · warning: input is {CONSTANT_INPUT}"
         view.metrics = {}
-        view.metrics_note = (f"metrics not shown: the input is {why.split(' (')[0]}, so "
+        view.metrics_note = (f"metrics not shown: the input is {why}, so "
                              "distances to it are not meaningful")
     return view
