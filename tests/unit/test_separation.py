@@ -562,7 +562,7 @@ def test_numpy_settings_become_plain_numbers_that_json_can_store() -> None:
 
     cfg = TrainConfig(seed=np.int64(3), crop_seconds=np.float32(2.0), val_folds=[np.int64(4)])
     assert type(cfg.seed) is int and type(cfg.crop_seconds) is float and cfg.val_folds == [4]
-    assert json.loads(_run_settings(cfg, "."))["seed"] == 3
+    assert json.loads(_run_settings(cfg, ".", None))["seed"] == 3
 
 
 def test_training_data_of_neither_layout_is_named(tmp_path):

@@ -874,16 +874,13 @@ RESUME_MAY_CHANGE = ("steps", "lr", "threads", "device", "keep")
 _DATA_KEYS = ("data", "data_signature", "dynamic_data_signature")
 
 
-def _run_settings(cfg: TrainConfig, data: str | Path) -> str:
+def _run_settings(cfg: TrainConfig, data: str | Path, kind: str | None) -> str:
     """The settings a resume must keep, as JSON (stored in ``last_state.pt``): the options,
-    the resolved ``DATA`` and :func:`data_signature` of it (and of ``dynamic_data``). The model
-    options are left to the checkpoint's own config check."""
+    the resolved ``DATA`` and :func:`data_signature` of it for its ``kind`` (:func:`data_kind`;
+    None: nothing to sign), and of ``dynamic_data``. The model options are left to the
+    checkpoint's own config check."""
     kept = {k: v for k, v in asdict(cfg).items() if k not in (*RESUME_MAY_CHANGE, "model", "preset")}
     extra: dict[str, Any] = {"data": str(Path(data).resolve())}
-    try:
-        kind = data_kind(Path(data))
-    except TrainError:
-        kind = None  # nothing to sign; training refuses such data before it gets here
     if kind is not None:
         extra["data_signature"] = data_signature(
             Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None)
@@ -940,11 +937,11 @@ def _check_resume_model(out: Path, last_ckpt: Path, model_cfg: TDCNppConfig) -> 
 
 
 def _resume_state(out: Path, model_cfg: TDCNppConfig,
-                  settings: str | None = None) -> tuple[TDCNpp, dict[str, Any]]:
+                  settings: str) -> tuple[TDCNpp, dict[str, Any]]:
     """Model and training state of the run in ``out`` at one consistent step.
 
-    With ``settings`` the run's stored settings are checked first
-    (:func:`_check_resume_settings`), then its model config (:func:`_check_resume_model`).
+    The run's stored ``settings`` are checked first (:func:`_check_resume_settings`), then
+    its model config (:func:`_check_resume_model`).
 
     ``last.safetensors`` is written before ``last_state.pt``, which also holds its own copy of
     the weights: a kill between the two leaves a newer weights file next to the previous
@@ -962,8 +959,7 @@ def _resume_state(out: Path, model_cfg: TDCNppConfig,
     if "step" not in state:
         raise TrainError(f"{last_state}: no step stored; delete it and last.safetensors to start over")
     s_step = int(state["step"])
-    if settings is not None:
-        _check_resume_settings(out, state, settings)
+    _check_resume_settings(out, state, settings)
     _check_resume_model(out, last_ckpt, model_cfg)
     model, header = load_checkpoint(last_ckpt, expect=model_cfg)
     w_step = header.get("step")
@@ -1048,7 +1044,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
                              f"({model_cfg.n_fft} samples)")
     notes = check_options(cfg, kind, data, model_cfg.num_sources)
     _check_data(data, kind, cfg)
-    settings = _run_settings(cfg, data)
+    settings = _run_settings(cfg, data, kind)
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
