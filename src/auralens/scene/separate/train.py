@@ -442,7 +442,8 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     val_len = int(cfg.val_seconds * sr)
     if cfg.recipe not in ("dry", "fuss"):
         raise TrainError(f"unknown recipe {cfg.recipe!r}; use 'dry' or 'fuss'")
-    if (data / "meta" / "esc50.csv").exists():
+    kind = data_kind(data)
+    if kind == "esc50":
         if cfg.recipe == "fuss":
             train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache, errors)
         else:
@@ -460,31 +461,30 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         return train, val
     if slots is not None:
         _need_classes(data)
-    if (data / "manifest.jsonl").exists() or (data / "train").is_dir():
-        train_recs = _fuss_records(data, "train")
-        val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
-        if not train_recs or not val_recs:
-            raise TrainError(f"{data}: needs train and validation/eval mixtures")
-        train = RecordCropper(train_recs, num_outputs, sr, errors)
-        if cfg.dynamic_data:
-            dyn_root = Path(cfg.dynamic_data)
-            if not (dyn_root / "meta" / "esc50.csv").exists():
-                raise TrainError(f"{dyn_root}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
-            tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache, errors)
-            dyn = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
-            train = MixedSampler(dyn, train, cfg.dynamic_share)
-        val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr, errors)
-        val = []
-        # The first val_seconds of each validation mixture, zero-padded to one common length so
-        # they batch (validation mixtures may differ in length and be shorter than val_seconds).
-        common = min(val_len, max(item.shape[1] for item in val_src.items))
-        for item in val_src.items:
-            refs = np.zeros((num_outputs, common), np.float32)
-            n = min(common, item.shape[1])
-            refs[: item.shape[0], :n] = item[:, :n].astype(np.float32)
-            val.append((refs.sum(0), refs))
-        return train, val
-    raise TrainError(f"{data}: neither an ESC-50 folder (meta/esc50.csv) nor a FUSS folder (manifest.jsonl of auralens data mix, or the release's train/ folder)")
+    # a FUSS folder (data_kind)
+    train_recs = _fuss_records(data, "train")
+    val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
+    if not train_recs or not val_recs:
+        raise TrainError(f"{data}: needs train and validation/eval mixtures")
+    train = RecordCropper(train_recs, num_outputs, sr, errors)
+    if cfg.dynamic_data:
+        dyn_root = Path(cfg.dynamic_data)
+        if not (dyn_root / "meta" / "esc50.csv").exists():
+            raise TrainError(f"{dyn_root}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
+        tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache, errors)
+        dyn = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
+        train = MixedSampler(dyn, train, cfg.dynamic_share)
+    val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr, errors)
+    val = []
+    # The first val_seconds of each validation mixture, zero-padded to one common length so
+    # they batch (validation mixtures may differ in length and be shorter than val_seconds).
+    common = min(val_len, max(item.shape[1] for item in val_src.items))
+    for item in val_src.items:
+        refs = np.zeros((num_outputs, common), np.float32)
+        n = min(common, item.shape[1])
+        refs[: item.shape[0], :n] = item[:, :n].astype(np.float32)
+        val.append((refs.sum(0), refs))
+    return train, val
 
 
 def _recipe_mixers(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
