@@ -193,6 +193,68 @@ def test_rating_page_hides_versions(report_dir: Path) -> None:
         again.shutdown()
 
 
+def _record_renders(run: Path, sha: str) -> None:
+    """RUN/renders/run.json as `sonify render` writes it: the checkpoint the renders came from."""
+    write_json(run / "renders" / "run.json", {"command": "sonify render", "config": {
+        "split": "test", "checkpoint_sha256": sha}})
+
+
+def _rate_first_item(report_dir: Path, rater: str) -> None:
+    server, _ = serve_ratings(report_dir, rater)
+    try:
+        token = next(iter(server.tokens))
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_address[1]}/api/rate",
+            data=json.dumps({"item": token, "visual": 3, "audio": 4}).encode(),
+            headers={"Content-Type": "application/json"})
+        assert json.loads(urllib.request.urlopen(req).read())["ok"]
+    finally:
+        server.shutdown()
+
+
+def test_the_rating_server_names_the_render_each_rating_rates(tmp_path: Path) -> None:
+    """Copied audio is the render the report was built from; linked audio is the run's
+    renders as they are now (rendered again since the report)."""
+    from auralens.evaluate.ratings import load_ratings
+
+    run = make_fake_run(tmp_path, posts=("none",))
+    _record_renders(run, "a" * 64)
+    copied, linked = tmp_path / "copied", tmp_path / "linked"
+    build_report([run], copied, use_cache=False)
+    build_report([run], linked, use_cache=False, link_audio=True)
+    _record_renders(run, "b" * 64)  # trained and rendered again
+    for report_dir, render in ((copied, "a" * 12), (linked, "b" * 12)):
+        _rate_first_item(report_dir, "ann")
+        assert [r.render for r in load_ratings(report_dir / "ratings.csv")] == [render]
+        header = (report_dir / "ratings.csv").read_text(encoding="utf-8").splitlines()[0]
+        assert header.split(",")[-1] == "render"
+
+
+def test_a_rebuilt_report_judges_ratings_by_the_render_they_name(tmp_path: Path, caplog) -> None:
+    """Only ratings of another render than the run's now are named, on every rebuild, and
+    not those of the new render made before the report was rebuilt."""
+    import logging
+
+    from auralens.evaluate.ratings import save_rating
+
+    run = make_fake_run(tmp_path, posts=("none",))
+    _record_renders(run, "a" * 64)
+    out = tmp_path / "rep"
+    build_report([run], out, use_cache=False)
+    rate = {"run": "run_a", "version": "run_a/none", "clip": "sine_a", "visual": 3, "audio": 3}
+    save_rating(out / "ratings.csv", rater="ann", render="a" * 12, **rate)
+    _record_renders(run, "b" * 64)  # trained and rendered again
+    save_rating(out / "ratings.csv", rater="bob", render="b" * 12, **rate)  # e.g. in the web UI
+    said = (f"{out / 'ratings.csv'} holds 1 rating(s) of earlier renders of run_a (trained and "
+            "rendered again since); `auralens sonify ratings` counts only the latest rated render")
+    for _ in range(2):  # the second rebuild's run.json already records the new render
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="auralens.evaluate.report"):
+            build_report([run], out, use_cache=False)
+        assert said in caplog.text
+        assert json.loads((out / "run.json").read_text())["stale_ratings"].startswith(said)
+
+
 def test_busy_port_is_a_one_line_error(report_dir: Path, tmp_path: Path, capsys) -> None:
     from auralens.cli import main
     from auralens.evaluate.report import ReportError

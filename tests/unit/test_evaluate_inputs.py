@@ -201,7 +201,7 @@ def test_save_rating_writes_by_the_files_own_header(tmp_path: Path) -> None:
                 comment="ok", timestamp="2024-01-01T00:00:00")
     rows = p.read_text().splitlines()
     assert rows[0] == ",".join(reordered)
-    assert rows[1] == "ok,5,2,c1,r/post,r,ann,2024-01-01T00:00:00"
+    assert rows[1] == ",ok,5,2,c1,r/post,r,ann,2024-01-01T00:00:00"  # render first: none named
     (r,) = load_ratings(p)
     assert (r.rater, r.version, r.clip, r.visual, r.audio) == ("ann", "r/post", "c1", 2, 5)
 

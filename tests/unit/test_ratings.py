@@ -146,3 +146,77 @@ def test_a_file_ending_inside_a_quoted_field_is_not_appended_to(tmp_path) -> Non
     with pytest.raises(RatingError, match="ends inside a quoted field"):
         save_rating(path, rater="dan", run="r", version="r/raw", clip="c", visual=2, audio=2)
     assert path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- renders
+
+OLD_HEADER = "timestamp,rater,run,version,clip,visual,audio,comment"
+
+
+def _renders(run, sha: str | None) -> None:
+    """RUN/renders/run.json as ``sonify render`` writes it (None: an older version's, no SHA-256)."""
+    import json
+
+    config = {"split": "test"} | ({"checkpoint_sha256": sha} if sha else {})
+    (run / "renders").mkdir(parents=True, exist_ok=True)
+    (run / "renders" / "run.json").write_text(json.dumps({"command": "sonify render", "config": config}))
+
+
+def test_render_id_changes_exactly_with_the_checkpoint_of_the_renders(tmp_path) -> None:
+    from auralens.evaluate.ratings import RENDER_ID_DIGITS, render_id
+
+    run = tmp_path / "run"
+    assert render_id(run / "renders") == ""  # nothing rendered
+    _renders(run, None)
+    assert render_id(run / "renders") == ""  # renders of an older version name no checkpoint
+    _renders(run, "a" * 64)
+    first = render_id(run / "renders")
+    assert first == "a" * RENDER_ID_DIGITS
+    _renders(run, "a" * 64)  # rendered again from the same checkpoint: the same audio
+    assert render_id(run / "renders") == first
+    _renders(run, "b" * 64)  # trained again and rendered: other audio
+    assert render_id(run / "renders") not in ("", first)
+
+
+def test_a_ratings_file_without_the_render_column_loads_and_is_appended_to(tmp_path) -> None:
+    p = tmp_path / "old.csv"
+    p.write_text(f"{OLD_HEADER}\n2025-01-01T10:00:00,ann,r,r/raw,c1,4,2,\"a, b\"\n"
+                 "2025-01-01T10:01:00,bob,r,r/raw,c1,2,2,\n", encoding="utf-8")
+    old = load_ratings(p)
+    assert [(r.rater, r.comment, r.render) for r in old] == [("ann", "a, b", ""), ("bob", "", "")]
+    assert aggregate_ratings(old, by=("version",))[0]["n"] == 2  # as before the column existed
+    save_rating(p, rater="cy", run="r", version="r/raw", clip="c1", visual=5, audio=5, render="abc")
+    lines = p.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"{OLD_HEADER},render" and len(lines) == 4
+    assert [(r.rater, r.comment, r.render) for r in load_ratings(p)] == [
+        ("ann", "a, b", ""), ("bob", "", ""), ("cy", "", "abc")]
+
+
+def test_aggregate_keeps_two_renders_of_a_version_apart(tmp_path, caplog) -> None:
+    import logging
+
+    p = tmp_path / "ratings.csv"
+    for ts, rater, mark, render in (("2025-01-01T10:00:00", "ann", 1, "old"),
+                                    ("2025-01-01T10:00:01", "bob", 1, "old"),
+                                    ("2025-01-02T10:00:00", "ann", 5, "new"),  # re-rendered since
+                                    ("2025-01-02T10:00:01", "cy", 4, "")):  # an older file's
+        save_rating(p, rater=rater, run="r", version="r/raw", clip="c", visual=mark, audio=mark,
+                    timestamp=ts, render=render)
+    save_rating(p, rater="ann", run="r", version="r/ceiling", clip="c", visual=3, audio=3,
+                timestamp="2025-01-01T10:00:00", render="old")
+    ratings = load_ratings(p)
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.ratings"):
+        rows = {r["version"]: r for r in aggregate_ratings(ratings, by=("version",))}
+    # only the latest rated render of r/raw (plus the rating naming none): 5 and 4, not 1, 1, 5, 4
+    assert rows["r/raw"]["n"] == 2 and rows["r/raw"]["visual_mean"] == pytest.approx(4.5)
+    assert rows["r/ceiling"]["n"] == 1  # its only render is its latest
+    assert "left out 2 rating(s) of earlier renders of r/raw" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="auralens.evaluate.ratings"):
+        apart = aggregate_ratings(ratings, by=("version", "render"))
+    assert "left out" not in caplog.text
+    by_render = {(r["version"], r["render"]): (r["n"], r["visual_mean"]) for r in apart}
+    # ann's later rating is of another render: it does not replace her rating of the old one
+    assert by_render == {("r/raw", "old"): (2, 1.0), ("r/raw", "new"): (1, 5.0),
+                         ("r/raw", ""): (1, 4.0), ("r/ceiling", "old"): (1, 3.0)}
+    assert "| r/raw | old | 1.00 ± 0.00 |" in ratings_markdown(apart)

@@ -697,6 +697,31 @@ def test_upload_rendered_to_nothing_is_a_failure(settings: UISettings,
     assert not view.ok and "returned no samples" in view.status
 
 
+def test_a_rating_names_the_render_it_rates(settings: UISettings) -> None:
+    """A run trained and rendered again: the rating of its new render names another render,
+    and the table counts only the new render's ratings."""
+    import csv
+    import hashlib
+
+    import auralens.evaluate.ratings  # noqa: F401 - rate.* loads it on demand; it must import
+    run = _make_run(settings.runs_dir, "r1", ["c1"], ["raw"])
+    first = hashlib.sha256((run / "best.safetensors").read_bytes()).hexdigest()
+    _record_renders(run, first)
+    runs = core.discover_runs(settings.runs_dir)
+    rate.save("r1", "c1", "raw", 1, 1, "ann", "", settings, runs)
+    _checkpoint(run / "best.safetensors", "retrained")  # trained again ...
+    second = hashlib.sha256((run / "best.safetensors").read_bytes()).hexdigest()
+    _record_renders(run, second)  # ... and rendered again
+    rate.save("r1", "c1", "raw", 5, 5, "bob", "", settings, runs)
+    with open(settings.ratings_path, newline="", encoding="utf-8") as fh:
+        renders = [r["render"] for r in csv.DictReader(fh)]
+    assert renders == [first[:12], second[:12]]
+    table = rate.aggregate_md(settings)
+    row = next(ln for ln in table.splitlines() if "r1/raw" in ln)
+    assert "5.00" in row and row.rstrip(" |").endswith("1")  # bob's only: not (1 + 5) / 2
+    assert "left out 1 rating(s) of earlier renders of r1/raw" in table
+
+
 def test_unnamed_raters_do_not_replace_each_other(settings: UISettings) -> None:
     import csv
 

@@ -33,7 +33,8 @@ so two names never share a file.
 ``serve_ratings(report_dir, rater)`` serves the report directory on 127.0.0.1 (a free port)
 with a rating page (``rate.html``): each item shows the original and the version's waveform,
 two players and two 1–5 scales (visual, audio); each change is POSTed to ``/api/rate`` and
-stored with :func:`auralens.evaluate.ratings.save_rating` in ``report_dir/ratings.csv``.
+stored with :func:`auralens.evaluate.ratings.save_rating` in ``report_dir/ratings.csv``, naming
+the render it rates (:func:`_item_render`).
 The item order is shuffled per rater and the version names are hidden (blind rating): the
 page names each item by a random token made when the server starts, its media are served as
 ``/media/<token>/{audio,original,image}``, and the server maps tokens back to items. The
@@ -284,16 +285,6 @@ def _check_out(out: Path, runs: Sequence[Path]) -> None:
                               f"directory {run}; write the report to a directory outside the runs")
 
 
-def _record_command(folder: Path) -> str:
-    """The ``command`` of ``folder/run.json`` ("" when there is none or it cannot be read)."""
-    try:
-        record = read_json(folder / "run.json")
-    except (OSError, ValueError):
-        return ""
-    command = record.get("command") if isinstance(record, dict) else None
-    return command if isinstance(command, str) else ""
-
-
 def _sweep_runs(sweep: Path) -> list[Path]:
     """The ``layer=<L>/run`` folders of a ``sonify sweep`` folder, in the sweep's layer order
     (its run.json), else by name."""
@@ -315,6 +306,7 @@ def _expand_runs(paths: Sequence[Path]) -> list[Path]:
         RunDirError: prepared data of ``sonify prepare`` (not a trained run), or a sweep
             without a rendered layer run.
     """
+    from auralens.data.folder import recorded_command
     from auralens.evaluate.sonify_eval import RunDirError
 
     out: list[Path] = []
@@ -322,7 +314,7 @@ def _expand_runs(paths: Sequence[Path]) -> list[Path]:
         if not path.is_dir() or (path / "renders" / "original").is_dir():
             out.append(path)  # load_run reports a missing folder; a rendered run as it is
             continue
-        command = _record_command(path)
+        command = recorded_command(path) or ""  # none, unreadable or not auralens's: ""
         if command.startswith("sonify prepare") or (not command and (path / "index.jsonl").is_file()):
             raise RunDirError(
                 f"{path}: prepared data (from `auralens sonify {command[len('sonify '):] or 'prepare'}`), "
@@ -519,32 +511,45 @@ def _render_identities(loaded: Sequence[Any]) -> dict[str, str]:
 def _stale_ratings(out: Path, renders: dict[str, str]) -> str | None:
     """Why ``OUT/ratings.csv`` holds ratings of renders this report no longer shows, or None.
 
-    The report of OUT's ``run.json`` recorded the checkpoint of each run's renders; a run
-    trained and rendered again since has another one, and ratings of its old renders would be
-    averaged with ratings of the new ones.
+    ``renders``: ``{run name: checkpoint SHA-256 of its renders}`` (:func:`_render_identities`).
+    A rating that names its render (the ``render`` column) is of an earlier render when that
+    differs from the run's now. One that names none (written before the column existed) is
+    judged as before: the report of OUT's ``run.json`` recorded the checkpoint of each run's
+    renders, and a run trained and rendered again since has another one; those ratings
+    would be averaged with ratings of the new renders.
     """
-    from auralens.evaluate.ratings import RatingError, load_ratings
+    from auralens.evaluate.ratings import RatingError, checkpoint_render_id, load_ratings
 
     ratings = out / "ratings.csv"
+    if not ratings.is_file():
+        return None
     try:
-        record = read_json(out / "run.json") if ratings.is_file() else None
+        record = read_json(out / "run.json")
     except (OSError, ValueError):
-        return None
+        record = None
     earlier = record.get("renders") if isinstance(record, dict) and record.get("command") == "sonify report" else None
-    if not isinstance(earlier, dict):
-        return None
-    changed = sorted(name for name, sha in renders.items() if earlier.get(name) not in (None, sha))
-    if not changed:
-        return None
+    earlier = earlier if isinstance(earlier, dict) else {}
+    changed = {name for name, sha in renders.items() if earlier.get(name) not in (None, sha)}
+    current = {name: checkpoint_render_id(sha) for name, sha in renders.items()}
     try:
-        n = sum(r.run in changed for r in load_ratings(ratings))
+        stale = [r for r in load_ratings(ratings) if r.run in current
+                 and (r.render != current[r.run] if r.render else r.run in changed)]
     except RatingError:
         return None
-    if not n:
+    if not stale:
         return None
-    return (f"{ratings} holds {n} rating(s) of earlier renders of {', '.join(changed)} (trained and "
-            "rendered again since); `auralens sonify ratings` would average them with ratings of "
-            "the new renders: move the file aside to start afresh")
+    said = (f"{ratings} holds {len(stale)} rating(s) of earlier renders of "
+            f"{', '.join(sorted({r.run for r in stale}))} (trained and rendered again since); ")
+    unnamed = sum(not r.render for r in stale)
+    if unnamed == len(stale):
+        return said + ("`auralens sonify ratings` would average them with ratings of the new "
+                       "renders: move the file aside to start afresh")
+    if unnamed:
+        return said + (f"`auralens sonify ratings` would average the {unnamed} that name no render "
+                       "with ratings of the new renders: move the file aside to start afresh")
+    return said + ("`auralens sonify ratings` counts only the latest rated render of each version, "
+                   "so they count until the new renders are rated (`--by version,render` shows "
+                   "each render apart)")
 
 
 def _write_report(out: Path, loaded: Sequence[Any], emb: Any, *, embedder: str, link_audio: bool,
@@ -888,6 +893,33 @@ document.querySelectorAll('section.item').forEach(function(sec){
             "as both are chosen.</p>" + "".join(blocks) + script + "</body></html>\n")
 
 
+def _recorded_renders(report_dir: Path) -> dict[str, str]:
+    """``{run name: render id}`` of the renders the report in ``report_dir`` was built from
+    (its run.json; {} when it records none)."""
+    from auralens.evaluate.ratings import checkpoint_render_id
+
+    try:
+        record = read_json(report_dir / "run.json")
+    except (OSError, ValueError):
+        return {}
+    renders = record.get("renders") if isinstance(record, dict) else None
+    if not isinstance(renders, dict):
+        return {}
+    return {str(name): checkpoint_render_id(sha) for name, sha in renders.items()}
+
+
+def _item_render(report_dir: Path, item: dict[str, Any], recorded: dict[str, str]) -> str:
+    """The render id of the audio an item plays: copied audio is the renders the report was
+    built from (``recorded``, :func:`_recorded_renders`); linked audio (``--link-audio``)
+    plays the run's renders as they are now, whatever was rendered since."""
+    from auralens.evaluate.ratings import render_id
+
+    audio = report_dir / str(item["audio"])
+    if audio.is_symlink():  # REPORT/audio/... -> RUN/renders/<version>/<clip>.wav
+        return render_id(audio.resolve().parent.parent)
+    return recorded.get(str(item["run"]), "")
+
+
 def _load_items(report_dir: Path) -> list[dict[str, Any]]:
     items_path = report_dir / "items.json"
     if not items_path.exists():
@@ -984,7 +1016,8 @@ class _RatingHandler(SimpleHTTPRequestHandler):
             rating = save_rating(self.server.csv_path, rater=self.server.rater, run=item["run"],
                                  version=f"{item['run']}/{item['version']}", clip=item["clip"],
                                  visual=payload.get("visual"), audio=payload.get("audio"),
-                                 comment=comment or "")
+                                 comment=comment or "",
+                                 render=_item_render(self.server.report_dir, item, self.server.renders))
         except (RatingError, ValueError) as exc:
             self._reply(400, {"ok": False, "error": str(exc)})
             return
@@ -1034,6 +1067,8 @@ def serve_ratings(report_dir: str | Path, rater: str, *, port: int = 0, seed: in
     server.tokens = {tokens[str(it["id"])]: it for it in items}  # type: ignore[attr-defined]
     server.rater = rater  # type: ignore[attr-defined]
     server.csv_path = report_dir / "ratings.csv"  # type: ignore[attr-defined]
+    server.report_dir = report_dir  # type: ignore[attr-defined]
+    server.renders = _recorded_renders(report_dir)  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread

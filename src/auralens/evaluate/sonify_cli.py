@@ -40,7 +40,10 @@ def rate(
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: a free one)."),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the page in a browser."),
 ) -> None:
-    """Serve a local rating page: a 1–5 visual and a 1–5 audio mark per sonification."""
+    """Serve a local rating page: a 1–5 visual and a 1–5 audio mark per sonification.
+
+    Each rating names the render it rates (the ``render`` column of ratings.csv).
+    """
     import webbrowser
 
     from auralens.evaluate.report import serve_ratings
@@ -58,11 +61,16 @@ def rate(
 
 def ratings(
     csvs: list[Path] = typer.Argument(..., help="ratings.csv files."),
-    by: str = typer.Option("version", "--by", help="Comma-separated grouping: version, run, rater, clip."),
+    by: str = typer.Option("version", "--by", help="Comma-separated grouping: version, run, rater, clip, render "
+                           "(render: each render of a version apart; default: only its latest rated render)."),
     out: Path | None = typer.Option(None, "--out", help="Write the table (.md or .csv)."),
     all_ratings: bool = typer.Option(False, "--all", help="Keep repeated ratings (default: a rater's latest per item)."),
 ) -> None:
-    """Aggregate ratings: mean ± std and n of the visual and audio marks per version."""
+    """Aggregate ratings: mean ± std and n of the visual and audio marks per version.
+
+    Ratings of a version's earlier renders (the run was rendered again from another
+    checkpoint) are left out, with a warning, unless grouped by render.
+    """
     from auralens.evaluate.ratings import (
         RatingError,
         aggregate_ratings,

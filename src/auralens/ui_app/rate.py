@@ -65,6 +65,8 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
     An unnamed rater gets an id of their own (``anonymous-<8 hex>``) per rating: aggregates
     keep each rater's latest rating of a clip, so one shared name would let different
     people replace each other's marks. A named rater's new rating replaces their earlier one.
+    The rating names the render it rates (:func:`auralens.evaluate.ratings.render_id`), so
+    ratings of the run's earlier renders are never averaged with it.
 
     Returns:
         A markdown confirmation line.
@@ -95,7 +97,7 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
     try:
         ratings_mod.save_rating(settings.ratings_path, rater=rater, run=info.key,
                                 version=f"{info.key}/{post}", clip=clip, visual=v, audio=a,
-                                comment=comment)
+                                comment=comment, render=ratings_mod.render_id(info.path / "renders"))
     except AuralensError as exc:
         raise UIError(f"could not save the rating: {exc}") from exc
     return (f"saved: {md_escape(info.key)} · {md_escape(clip)} · {md_escape(post)} — "
@@ -103,17 +105,21 @@ def save(key: str | None, clip: str | None, post: str | None, visual: Any, audio
 
 
 def aggregate_md(settings: UISettings) -> str:
-    """The mean marks per rated version as a markdown table (a message when none)."""
+    """The mean marks per rated version as a markdown table (a message when none); a line
+    below it names the ratings of earlier renders that are left out."""
     path = settings.ratings_path
     assert path is not None
     if not path.is_file():
         return f"_no ratings yet (they will be saved to {md_escape(path.name)})_"
     try:
-        rows = ratings_mod.aggregate_ratings(ratings_mod.load_ratings(path), by=("version",))
+        loaded = ratings_mod.load_ratings(path)
+        rows = ratings_mod.aggregate_ratings(loaded, by=("version",))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash
         return f"could not read the ratings: {md_escape(exc)}"
     except OSError as exc:  # e.g. no permission to read it
         return f"could not read the ratings: {md_escape(path.name)}: {md_escape(exc.strerror or exc)}"
     except UnicodeDecodeError:
         return f"could not read the ratings: {md_escape(path.name)}: not UTF-8 text"
-    return ratings_mod.ratings_markdown(rows)
+    table = ratings_mod.ratings_markdown(rows)
+    _, left = ratings_mod.latest_renders(loaded)
+    return table + (f"\n_{md_escape(ratings_mod.left_out_note(left))}_\n" if left else "")
