@@ -996,15 +996,19 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
         records = []
         with timer("3_caption"):
             for k in kept:
-                wave = _resample(est[k], sep.sample_rate, captioner.sample_rate)
+                clip = _resample(est[k], sep.sample_rate, captioner.sample_rate)
                 with _about(input, f"captioning source {k}"):
-                    cap = captioner.describe(wave)
+                    cap = captioner.describe(clip)
+                del clip  # may be a view of est, which would keep all M sources alive
                 if not str(cap.text or "").strip():  # would become an empty label downstream
                     raise ImagineError(f"{input}: captioning source {k}: {captioner.name} "
                                        "gave an empty caption")
                 records.append({"index": k, "file": f"sources/source{k}.wav",
                                 "caption": cap.text, "label": cap.label, "score": cap.score,
                                 "top": [list(t) for t in cap.top]})
+        # The sources are on disk (the report reads them back): the stages after the captions
+        # need not hold all M of them ([M, T] float32) on top of their own work.
+        del est
         result.captions = [r["caption"] for r in records]
         result.labels = [r["label"] for r in records]
         write_json(out / "captions.json", {"captioner": captioner.name, "sources": records})
@@ -1116,12 +1120,14 @@ def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
     rows = []
     mix, sr = load_sr(audio_path)
     mix_png = _spectrogram_png(mix, sr, spec_dir / "mixture.png", "mixture")
+    del mix  # one wave at a time: each source is read while drawing it
     rows.append(f"<tr><td>mixture</td><td><audio controls src='{rel(audio_path)}'></audio></td>"
                 f"<td><img src='{rel(mix_png)}' alt='mixture spectrogram'></td><td></td></tr>")
     captions = dict(zip(result.kept, result.captions, strict=False))
     for k, src in enumerate(result.paths.get("sources", [])):
         wave, ssr = load_sr(src)
         png = _spectrogram_png(wave, ssr, spec_dir / f"source{k}.png", f"source {k}")
+        del wave  # not held while the next one is read
         kept = k in captions
         cap = esc(captions.get(k, "")) if kept else "<em>dropped by the activity filter</em>"
         rows.append(f"<tr class='{'kept' if kept else 'dropped'}'><td>source {k}</td>"

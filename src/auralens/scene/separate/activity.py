@@ -59,47 +59,111 @@ class ActivityConfig:
                              f"got {self.min_active_frac!r}")
 
 
+#: Samples of one signal scored at a time (rounded down to whole frames): the scores are
+#: float64 sums over samples and frames, gathered block by block, so a 30-minute input needs a
+#: few megabytes here rather than float64 copies of every ``[M, T]`` estimate.
+BLOCK = 1 << 18
+
+
 def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
     n = max(1, x.shape[-1] // frame)
     x = x[..., : n * frame] if x.shape[-1] >= frame else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, frame - x.shape[-1])])
     return (x.reshape(*x.shape[:-1], -1, frame) ** 2).sum(-1)
 
 
+@dataclass
+class _Stats:
+    """Sums over one ``[T]`` signal (float64): RMS, mean-removed RMS, Σ|x|, max|x|, whether
+    every sample is finite, and the energies of its ``frame``-long frames (``[max(1, T //
+    frame)]``; None when no frame length was asked for)."""
+
+    rms: float
+    ac_rms: float
+    sum_abs: float
+    peak: float
+    finite: bool
+    frames: np.ndarray | None = None
+
+
+def _stats(x: np.ndarray, frame: int | None = None) -> _Stats:
+    """:class:`_Stats` of the ``[T]`` signal ``x``, read :data:`BLOCK` samples at a time.
+
+    Non-finite samples give non-finite sums, as whole-array sums do; an empty signal has NaN
+    RMS values (the mean of nothing), a peak of 0 and one zero frame.
+    """
+    n = x.shape[-1]
+    if n == 0:  # no samples: one zero frame, as _frame_energy pads
+        return _Stats(float("nan"), float("nan"), 0.0, 0.0, True,
+                      None if frame is None else np.zeros(1))
+    # Blocks start on frame boundaries, so each frame's energy is summed as in one piece.
+    step = BLOCK if frame is None else frame * max(1, BLOCK // frame)
+    n_framed = 0 if frame is None or n < frame else n // frame * frame
+    total = squares = sum_abs = 0.0
+    peak, finite, frames = 0.0, True, []
+    for i in range(0, n, step):
+        b = x[i:i + step].astype(np.float64)  # a copy: changed in place below
+        finite = finite and bool(np.isfinite(b).all())
+        total += float(b.sum())
+        sq = b * b
+        squares += float(sq.sum())
+        k = (min(i + step, n_framed) - i) // frame if n_framed > i else 0
+        if k:
+            frames.append(sq[: k * frame].reshape(k, frame).sum(-1))
+        np.abs(b, out=b)
+        sum_abs += float(b.sum())
+        peak = float(np.maximum(peak, b.max()))  # np.maximum keeps a NaN, max() may not
+    mean = total / n
+    centred = float("nan")  # NaN or Inf samples: no mean to remove (x − mean is NaN too)
+    if np.isfinite(mean):
+        centred = 0.0
+        for i in range(0, n, step):  # a second pass: Σ(x − mean)² keeps a DC offset's residue exact
+            b = x[i:i + step].astype(np.float64)
+            b -= mean
+            b *= b
+            centred += float(b.sum())
+    if frame is not None and n < frame:  # shorter than one frame: one zero-padded frame
+        frames = [_frame_energy(x.astype(np.float64), frame)]
+    return _Stats(float(np.sqrt(squares / n)), float(np.sqrt(centred / n)), sum_abs, peak,
+                  finite, None if frame is None else np.concatenate(frames))
+
+
 def activity_scores(est: np.ndarray, mix: np.ndarray, frame: int = 512,
                     frame_db: float = -6.0) -> list[dict[str, float]]:
-    """Scores of every estimate (``[M, T]``) against the mixture (``[T]``)."""
-    est = np.asarray(est, np.float64)
-    mix = np.asarray(mix, np.float64)
+    """Scores of every estimate (``[M, T]``) against the mixture (``[T]``).
+
+    Sums are float64, taken block by block (:data:`BLOCK`): no full-length float64 copy of
+    the estimates or the mixture is made.
+    """
+    mix = np.asarray(mix).reshape(-1)
+    return _scores(np.asarray(est), _stats(mix, frame), frame, frame_db)
+
+
+def _scores(est: np.ndarray, mix: _Stats, frame: int, frame_db: float) -> list[dict[str, float]]:
+    """:func:`activity_scores` given the mixture's :class:`_Stats` (with ``frame``'s energies)."""
     if est.shape[-1] == 0:  # nothing to hear: every estimate scores zero (and is dropped)
         keys = ("sum_abs_times_peak", "rms", "ac_rms", "rms_ratio", "energy_db",
                 "active_frame_fraction")
         return [dict.fromkeys(keys, 0.0) | {"energy_db": -240.0} for _ in range(est.shape[0])]
-    mix_rms = float(np.sqrt(np.mean(mix**2))) + 1e-12
-    mix_frames = _frame_energy(mix, frame)
-    est_frames = _frame_energy(est, frame)
-    audible = mix_frames > 1e-10  # ignore digitally silent frames of the mixture
+    mix_rms = mix.rms + 1e-12
+    assert mix.frames is not None
+    audible = mix.frames > 1e-10  # ignore digitally silent frames of the mixture
     out = []
     for k in range(est.shape[0]):
-        s = est[k]
-        rms, ac_rms = _rms_pair(s)
-        ratio_db = 10 * np.log10(est_frames[k] / np.maximum(mix_frames, 1e-20) + 1e-20)
+        st = _stats(est[k], frame)  # one estimate at a time, block by block
+        assert st.frames is not None
+        ratio_db = 10 * np.log10(st.frames / np.maximum(mix.frames, 1e-20) + 1e-20)
         # The share of the *audible* frames: a short event in a file that is otherwise digital
         # silence dominates all the frames there is anything to hear in.
         frac = float(np.sum((ratio_db >= frame_db) & audible) / audible.sum()) if audible.any() else 0.0
         out.append({
-            "sum_abs_times_peak": float(np.abs(s).sum() * np.abs(s).max()),
-            "rms": rms,
-            "ac_rms": ac_rms,
-            "rms_ratio": rms / mix_rms,
-            "energy_db": float(20 * np.log10(rms / mix_rms + 1e-12)),
+            "sum_abs_times_peak": float(st.sum_abs * st.peak),
+            "rms": st.rms,
+            "ac_rms": st.ac_rms,
+            "rms_ratio": st.rms / mix_rms,
+            "energy_db": float(20 * np.log10(st.rms / mix_rms + 1e-12)),
             "active_frame_fraction": frac,
         })
     return out
-
-
-def _rms_pair(x: np.ndarray) -> tuple[float, float]:
-    """RMS of a float64 ``[T]`` signal and of it with its mean removed (see :func:`no_sound`)."""
-    return float(np.sqrt(np.mean(x**2))), float(np.sqrt(np.mean((x - x.mean()) ** 2)))
 
 
 def no_sound(rms: float, ac_rms: float) -> str | None:
@@ -113,7 +177,8 @@ def no_sound(rms: float, ac_rms: float) -> str | None:
 
 def nothing_to_hear(x: np.ndarray) -> str | None:
     """Why the ``[T]`` signal ``x`` holds no sound (all zeros, or constant), or None."""
-    return no_sound(*_rms_pair(np.asarray(x, dtype=np.float64)))
+    st = _stats(np.asarray(x).reshape(-1))
+    return no_sound(st.rms, st.ac_rms)
 
 
 def _inaudible(scores: dict[str, float]) -> str | None:
@@ -152,12 +217,11 @@ def filter_estimates(est: np.ndarray, mix: np.ndarray, cfg: ActivityConfig | Non
     constant) and for every estimate of a mixture that is silent or constant.
     """
     cfg = cfg or ActivityConfig()
-    m = np.asarray(mix, np.float64)
-    mix_silent = None
-    if m.size and np.all(np.isfinite(m)):
-        mix_silent = nothing_to_hear(m)
+    m = np.asarray(mix).reshape(-1)
+    ms = _stats(m, cfg.frame)  # once, for the mixture's own check and every estimate's scores
+    mix_silent = no_sound(ms.rms, ms.ac_rms) if m.size and ms.finite else None
     out = []
-    for k, sc in enumerate(activity_scores(est, mix, cfg.frame, cfg.frame_db)):
+    for k, sc in enumerate(_scores(np.asarray(est), ms, cfg.frame, cfg.frame_db)):
         kept, reason = decide(sc, cfg)
         audible = _inaudible(sc) is None
         if audible and mix_silent is not None:
