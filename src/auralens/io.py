@@ -37,10 +37,19 @@ _FILE_MODE = _file_mode()
 
 def check_out_dir(out: str | Path, error: type[Exception],
                   hint: str = " (--out names a folder)") -> None:
-    """Refuse an output folder that exists as a file, before any work (``mkdir`` would only
-    say 'File exists', after the work): ``error(f"{out}: exists and is not a directory{hint}")``."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise error(f"{out}: exists and is not a directory{hint}")
+    """Refuse an output folder that exists as a file, or lies under one, before any work
+    (``mkdir`` would only say 'File exists' or 'Not a directory', after the work):
+    ``error(f"{out}: exists and is not a directory{hint}")``, or ``error(f"{out}: lies under
+    {ancestor}, which is not a directory{hint}")``."""
+    out = Path(out)
+    for folder in (out, *out.parents):
+        # the nearest existing path decides; a dangling link counts (mkdir fails on it too)
+        if folder.exists() or folder.is_symlink():
+            if folder.is_dir():
+                return
+            where = ("exists and is not a directory" if folder == out
+                     else f"lies under {folder}, which is not a directory")
+            raise error(f"{out}: {where}{hint}")
 
 
 @contextlib.contextmanager

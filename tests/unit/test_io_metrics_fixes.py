@@ -241,3 +241,22 @@ def test_saved_classifier_files_have_the_plain_file_mode(tmp_path: Path) -> None
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
     assert modes["model.safetensors"] == 0o666 & ~umask
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+# ----------------------------------------------------------------------------- output folders
+
+
+def test_check_out_dir_refuses_a_file_a_path_under_one_and_a_dangling_link(tmp_path: Path) -> None:
+    from auralens.io import check_out_dir
+
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    (tmp_path / "dirlink").symlink_to(tmp_path, target_is_directory=True)
+    for out, where in ((taken, "exists and is not a directory"),
+                       (taken / "a" / "b", f"lies under {taken}, which is not a directory"),
+                       (tmp_path / "link", "exists and is not a directory")):
+        with pytest.raises(AuralensError, match="^" + re.escape(f"{out}: {where}; hint") + "$"):
+            check_out_dir(out, AuralensError, "; hint")
+    for out in (tmp_path, tmp_path / "new" / "sub", tmp_path / "dirlink" / "new"):
+        check_out_dir(out, AuralensError)  # a folder, or one to be made under a folder

@@ -287,8 +287,9 @@ def test_out_that_is_a_file_is_named_as_such(command: str, prep: Path, tmp_path:
             "train": ["train", str(prep), "--epochs", "1"],
             "sweep": ["sweep", str(library), "--encoder", "toyband", "--codec", "toyband",
                       "--layers", "1", "--epochs", "1"]}[command]
-    for out in (taken, taken / "sub"):
+    for out, where in ((taken, "exists and is not a directory"),
+                       (taken / "sub", f"lies under {taken}, which is not a directory")):
         rc, err = _cli(capsys, *args, "--out", str(out))
         _one_line_error(rc, err)
-        assert f"--out {out}:" in err and "a folder was expected" in err
+        assert f"error: {out}: {where} (--out names the " in err, err
     assert taken.read_text() == "export X=1\n"

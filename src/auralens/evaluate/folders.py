@@ -325,15 +325,15 @@ def check_out_dir(out: str | Path) -> Path:
     """Make ``out`` (parents too) and prove it writable with a probe file, before any work.
 
     Raises:
-        AuralensError: ``out`` is a file, or cannot be created or written.
+        AuralensError: ``out`` is, or lies under, a file, or cannot be created or written.
     """
     import tempfile
 
     from auralens.errors import AuralensError
+    from auralens.io import check_out_dir as check_not_a_file
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise AuralensError(f"{out}: --out must be a directory; a file has that name")
+    check_not_a_file(out, AuralensError)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):

@@ -63,21 +63,12 @@ def _typed(config: Path, section: str, key: str, value: object, param: object, c
 
 
 def _check_out_folder(out: Path, what: str) -> None:
-    """Refuse an ``--out`` that is, or lies under, an existing file: the command writes a
-    folder there (``mkdir`` would only say "File exists").
-
-    Raises:
-        AuralensError: naming --out and the file.
-    """
+    """Refuse an ``--out`` that is, or lies under, an existing file: the command writes
+    ``what`` there (``mkdir`` would only say "File exists", after the work)."""
     from auralens.errors import AuralensError
+    from auralens.io import check_out_dir
 
-    for folder in (out, *out.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                where = "is a file" if folder == out else f"lies under the file {folder}"
-                raise AuralensError(f"--out {out}: {where}; a folder was expected ({what}): "
-                                    "give a new or existing folder")
-            return
+    check_out_dir(out, AuralensError, f" (--out names {what})")
 
 
 def _check_merge_settings(ctx: typer.Context, data: Path, out: Path) -> None:
