@@ -475,3 +475,32 @@ def loop_to_length(wave: np.ndarray, length: int) -> np.ndarray:
         raise ValueError("cannot loop an empty wave")
     reps = int(math.ceil(length / wave.shape[-1]))
     return np.tile(wave, reps)[:length]
+
+
+def loudest_segment(wave: np.ndarray, length: int, step: int = 160) -> np.ndarray:
+    """The ``length``-sample stretch of a ``[T]`` wave with the most energy (a view).
+
+    Starts are tried every ``step`` samples (energy summed over whole steps, so the cost is one
+    pass over the wave and no full-length copy); the first of equally loud stretches wins, so
+    a steady sound gives its opening. A wave no longer than ``length`` is returned as it is.
+    """
+    n = wave.shape[-1]
+    if n <= length:
+        return wave
+    step = max(1, min(int(step), length))
+    hops = n // step
+    frames = wave[:hops * step].reshape(hops, step)
+    energy = np.einsum("ij,ij->i", frames, frames).astype(np.float64)  # [hops]
+    cum = np.concatenate([[0.0], np.cumsum(energy)])
+    k = length // step
+    start = min(int(np.argmax(cum[k:] - cum[:-k])) * step, n - length)
+
+    def power(s: int) -> float:
+        seg = wave[s:s + length]
+        return float(np.dot(seg, seg))
+
+    # The steps leave out the tail past the last whole step: the stretch that ends the wave
+    # is the one start they cannot reach.
+    if power(n - length) > power(start):
+        start = n - length
+    return wave[start:start + length]

@@ -427,3 +427,44 @@ def test_imagine_refuses_an_empty_caption_from_any_captioner(tmp_path, noise):
         imagine(clip, tmp_path / "o", {"separator": "nmf@n_iter=5", "captioner": Silent(),
                                        "report": False})
     assert not (tmp_path / "o" / "description.txt").exists()
+
+
+def test_loudest_segment_finds_the_event():
+    from auralens.audio import loudest_segment
+
+    wave = np.full(16000 * 12, 1e-3, np.float32)
+    wave[16000 * 9:16000 * 10] = 0.5  # one loud second late in the clip
+    seg = loudest_segment(wave, 16000 * 3, 160)
+    assert seg.shape == (48000,) and np.shares_memory(seg, wave)
+    assert np.count_nonzero(seg == 0.5) == 16000  # the whole event is inside
+    steady = np.ones(50000, np.float32)
+    assert np.array_equal(loudest_segment(steady, 1000, 160), steady[:1000])  # ties: opening
+    assert loudest_segment(wave[:100], 1000).shape == (100,)  # shorter: as it is
+    tail = np.zeros(10007, np.float32)
+    tail[-5:] = 1.0
+    assert loudest_segment(tail, 1000, 160)[-1] == 1.0  # a start near the end is reachable
+
+
+def test_classifier_captioner_labels_the_loudest_window(tiny_model):
+    from auralens.scene.caption.classifier import fbank_window
+
+    cap = CAPTIONERS.build(f"classifier:{tiny_model('ast_classifier')}")
+    window = fbank_window(cap.extractor)
+    frames = cap.extractor.max_length
+    assert window == 400 + 160 * (frames - 1)
+    event = _noise(16000, window / 16000, seed=3) * 20
+    quiet = np.zeros(3 * window, np.float32)
+    late = quiet.copy()
+    late[2 * window:] = event  # the event is past the extractor's opening window
+    seen = []
+    real = cap.extractor
+
+    def spy(wave, **kw):
+        seen.append(np.asarray(wave).copy())
+        return real(wave, **kw)
+
+    cap.extractor = spy
+    res = cap.describe(late)
+    cap.extractor = real
+    assert seen[0].shape == (window,) and np.array_equal(seen[0], event)
+    assert res.text == cap.describe(event).text

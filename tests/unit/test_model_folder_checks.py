@@ -133,6 +133,24 @@ def test_classifier_with_a_head_still_captions(tiny_model):
     assert cap.describe(wave).label in {"dog", "rain", "siren", "church bells"}
 
 
+
+def test_classifier_spec_check_parses_config_once(tiny_model, monkeypatch):
+    from auralens.scene import llm
+    from auralens.scene.caption import classifier
+
+    parsed: list[str] = []
+    read = llm.read_json_file
+
+    def counted(path: Path) -> dict:
+        parsed.append(Path(path).name)
+        return read(path)
+
+    monkeypatch.setattr(llm, "read_json_file", counted)
+    monkeypatch.setattr(classifier, "read_json_file", counted)
+    check_stage("captioner", f"classifier:{tiny_model('ast_classifier')}")
+    assert parsed.count("config.json") == 1, parsed
+
+
 # ---------------------------------------------------------------- 3. raw library errors
 
 

@@ -112,6 +112,25 @@ def test_fuss_mixture_with_an_unreadable_source_is_skipped(tmp_path, caplog):
     assert str(broken) in caplog.text
 
 
+
+def test_fuss_manifest_is_read_once_per_start(tmp_path, monkeypatch):
+    import auralens.types
+
+    root = fuss_manifest_folder(tmp_path / "fuss", {"train": 3, "validation": 2})
+    reads: list[Path] = []
+    load_scenes = auralens.types.load_scenes
+
+    def counted(path: Path):  # noqa: ANN202
+        reads.append(Path(path))
+        return load_scenes(path)
+
+    monkeypatch.setattr(auralens.types, "load_scenes", counted)
+    cfg = _cfg()
+    cfg.train_folds, cfg.val_folds = TrainConfig().train_folds, TrainConfig().val_folds
+    train(root, tmp_path / "run", cfg)  # the data check, its signature and the samplers
+    assert reads == [root / "manifest.jsonl"]
+
+
 # ----------------------------------------------------------------------------- --out
 
 

@@ -463,8 +463,8 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     chains = [post] if isinstance(post, str) or post is None else list(post)
     chains = [c if c else "none" for c in chains] or ["none"]
     names = [postprocess.chain_name(c) for c in chains]
-    prep = run_prepared(loaded)
-    index = [r for r in read_jsonl(prep / "index.jsonl") if r.get("split") == split]
+    prep, records = run_prepared(loaded)
+    index = [r for r in records if r.get("split") == split]
     if not index:
         raise RenderError(f"{prep}: no clips in split {split!r}")
     if limit is not None:
@@ -606,8 +606,9 @@ def _prepared_candidates(recorded: Path, run: Path) -> list[Path]:
                                absolute_path(recorded)]))
 
 
-def run_prepared(loaded: LoadedRun) -> Path:
-    """The PREP folder a run was trained on, as it is now; refused when it changed since.
+def run_prepared(loaded: LoadedRun) -> tuple[Path, list[Any]]:
+    """The PREP folder a run was trained on, as it is now, and the lines of its
+    ``index.jsonl`` (read once); refused when it changed since.
 
     Runs record PREP as an absolute path and the fingerprint of its index
     (``prepared_sha256``). A relative path (older versions) is looked up next to the run and
@@ -633,10 +634,11 @@ def run_prepared(loaded: LoadedRun) -> Path:
         raise RenderError(f"{recorded}: PREP not found (the prepared data {run} was trained on); "
                           "prepare it again at that path, or render single files with AUDIO --out")
     if not fingerprint:  # runs of older versions: nothing to compare
-        return found[0]
+        return found[0], read_jsonl(found[0] / "index.jsonl")
     for prep in found:
-        if index_fingerprint(read_jsonl(prep / "index.jsonl")) == fingerprint:
-            return prep
+        records = read_jsonl(prep / "index.jsonl")
+        if index_fingerprint(records) == fingerprint:
+            return prep, records
     raise RenderError(f"{run}: its prepared data {found[0]} changed since it was trained "
                       f"({describe_prepared_change(settings, found[0])}); the split may now hold other "
                       "clips, even training ones — train the run again on it, or prepare into another "

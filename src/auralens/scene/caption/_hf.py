@@ -21,20 +21,26 @@ def check_options(backend: str, params: dict[str, Any], named: tuple[str, ...]) 
 
 
 def check_audio_model(model_id: str, what: str = "audio model",
-                      expect: tuple[str, ...] = (), label: str = "") -> None:
+                      expect: tuple[str, ...] = (), label: str = "") -> dict[str, Any] | None:
     """Cheap checks of a local audio model folder (no weights read): ``config.json``, an audio
     feature extractor, and (``expect``) a ``model_type``/architecture naming ``label``.
     Hub ids pass (their files are checked when they load).
+
+    Returns:
+        the folder's parsed ``config.json`` (a caller checks more of it without reading it
+        again), or None for a hub id.
 
     Raises:
         AuralensError: ``"<dir>: not an audio-language model (no audio feature extractor)"`` …
     """
     path = llm.check_model_dir(model_id)
     if path is None:
-        return
+        return None
     if not llm.has_audio_feature_extractor(path):
         raise AuralensError(f"{model_id}: not an {what} (no audio feature extractor)")
-    kind = llm.model_kind(path)
+    config = llm.read_json_file(path / "config.json")
+    # what llm.model_kind reads, from the config parsed here
+    kind = " ".join([str(config.get("model_type", "")), *map(str, config.get("architectures") or [])])
     if expect and not any(e in kind.lower() for e in expect):
         raise AuralensError(f"{model_id}: not a {label} model (config.json: "
                             f"{kind.strip() or 'no model_type'})")
@@ -47,6 +53,7 @@ def check_audio_model(model_id: str, what: str = "audio model",
             raise AuralensError(f"{model_id}: not an audio-language model (config.json: "
                                 f"{kind.strip() or 'no model_type'}); give a model that "
                                 "answers in text about audio, such as Qwen2-Audio")
+    return config
 
 
 def load_model(model_cls: Any, model_id: str, params: dict[str, Any], *,

@@ -3,6 +3,11 @@
 Any transformers audio-classification directory works (``AutoModelForAudioClassification`` +
 ``AutoFeatureExtractor``); the default is the classifier committed under
 ``auralens/presets/classifier``.
+
+An AST-style classifier sees a fixed window (``max_length`` filterbank frames: 5.12 s for the
+committed one); a longer clip is labelled from its loudest window of that length
+(:func:`auralens.audio.loudest_segment`), not from its opening, which is all the feature
+extractor would keep.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from auralens.audio import loudest_segment
 from auralens.errors import AuralensError, ModelUnavailableError
 from auralens.scene.caption._hf import (
     check_audio_model,
@@ -72,12 +78,17 @@ class ClassifierCaptioner(Captioner):
         self.sample_rate = int(getattr(self.extractor, "sampling_rate", 16000))
         self.labels = [str(self.model.config.id2label[i])
                        for i in range(len(self.model.config.id2label))]
+        self.window = fbank_window(self.extractor)
 
     def describe(self, wave: np.ndarray) -> CaptionResult:
         """``[T]`` at :attr:`sample_rate` → caption with the top label and its probability."""
         import torch
 
         wave = mono_wave(wave, self.name)
+        if self.window is not None:
+            # The extractor would keep only the opening; a separated source's event may lie
+            # anywhere in it, and the features of the rest would be computed for nothing.
+            wave = loudest_segment(wave, self.window, self.sample_rate // 100)
         shortest = self.sample_rate // 10  # the filterbank needs whole 25 ms frames
         if wave.shape[-1] < shortest:
             wave = np.pad(wave, (0, shortest - wave.shape[-1]))
@@ -100,24 +111,36 @@ class ClassifierCaptioner(Captioner):
         return self.describe(wave).text
 
 
+def fbank_window(extractor: Any) -> int | None:
+    """Samples that fill the ``max_length`` frames of an AST-style filterbank extractor (25 ms
+    frames every 10 ms), else None (an extractor that takes the whole clip)."""
+    frames = getattr(extractor, "max_length", None)
+    if not hasattr(extractor, "num_mel_bins") or not isinstance(frames, int) or frames <= 0:
+        return None
+    sr = int(getattr(extractor, "sampling_rate", 16000))
+    return sr * 25 // 1000 + sr // 100 * (frames - 1)
+
+
 #: The names transformers gives classes when a config has no labels (``LABEL_0`` …).
 _GENERIC_LABEL = re.compile(r"LABEL_[0-9]+")
 _HEAD_HINT = ("give an audio-classification model (e.g. one saved from "
               "ASTForAudioClassification) with its class names")
 
 
-def check_classifier_config(model_id: str) -> None:
+def check_classifier_config(model_id: str, cfg: dict[str, Any] | None = None) -> None:
     """Refuse a local folder whose ``config.json`` describes no classifier: a bare encoder
     (``ASTModel``, ``HubertModel``) or one without class names. transformers would add a
     random head and every caption would read "label 0". Hub ids pass (checked when loaded).
+    ``cfg``: the folder's ``config.json`` when the caller has parsed it already.
 
     Raises:
         AuralensError: ``"<dir>: not an audio classifier (…)"``.
     """
-    path = local_dir(model_id)
-    if path is None or not (path / "config.json").is_file():
-        return  # a hub id; a folder without config.json is refused by check_audio_model
-    cfg = read_json_file(path / "config.json")
+    if cfg is None:
+        path = local_dir(model_id)
+        if path is None or not (path / "config.json").is_file():
+            return  # a hub id; a folder without config.json is refused by check_audio_model
+        cfg = read_json_file(path / "config.json")
     arch = [str(a) for a in cfg.get("architectures") or []]
     if arch and not any(a.endswith(("ForAudioClassification", "ForSequenceClassification"))
                         for a in arch):
@@ -166,8 +189,8 @@ def check_spec(spec: ModelSpec, **params: Any) -> None:
     check_options("classifier", params, _NAMED)
     check_values("classifier", params, _RULES)
     model_id = _model_id(spec)
-    check_audio_model(model_id, "audio classifier")
-    check_classifier_config(model_id)
+    config = check_audio_model(model_id, "audio classifier")  # None for a hub id
+    check_classifier_config(model_id, config)
 
 
 def build(spec: ModelSpec, **params: Any) -> ClassifierCaptioner:

@@ -409,24 +409,32 @@ def resolve_paths(records: list[Any], root: Path) -> list[Any]:
     return records
 
 
-def _fuss_records(root: Path, split: str) -> list[Any]:
-    """Records of one split: from ``manifest.jsonl`` when present, else the FUSS loader."""
+#: The splits of a FUSS-layout folder training reads (validation falls back to eval).
+_FUSS_SPLITS = ("train", "validation", "eval")
+
+
+def _fuss_splits(root: Path) -> dict[str, list[Any]]:
+    """Records of each of :data:`_FUSS_SPLITS`: from ``manifest.jsonl`` when present, else the
+    FUSS loader. Read once at start-up and passed to the data check, :func:`data_signature`
+    and :func:`make_sources` (a release's split folders are large to list)."""
     from auralens.types import load_scenes
 
     if (root / "manifest.jsonl").exists():
         records = resolve_paths(load_scenes(root / "manifest.jsonl"), root)
-        return [r for r in records if (r.split or "train") == split]
+        return {split: [r for r in records if (r.split or "train") == split] for split in _FUSS_SPLITS}
     try:
         from auralens.data.fuss import load_fuss
     except ImportError as exc:
         raise TrainError(f"{root}: no manifest.jsonl and no FUSS loader available") from exc
-    return load_fuss(root, split=split)
+    return {split: load_fuss(root, split=split) for split in _FUSS_SPLITS}
 
 
 def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
                  cache: Path | None, slots: dict[str, int] | None = None,
-                 errors: Any = None) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
-    """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``.
+                 errors: Any = None, splits: dict[str, list[Any]] | None = None,
+                 ) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``
+    (``splits``: its :func:`_fuss_splits` when read already).
 
     With ``slots`` (class → row) the training references are laid out by class, ``[S, T]``;
     validation references stay ``[num_outputs, T]`` (scored by PIT like any separator's).
@@ -462,8 +470,8 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     if slots is not None:
         _need_classes(data)
     # a FUSS folder (data_kind)
-    train_recs = _fuss_records(data, "train")
-    val_recs = _fuss_records(data, "validation") or _fuss_records(data, "eval")
+    splits = splits if splits is not None else _fuss_splits(data)
+    train_recs, val_recs = splits["train"], splits["validation"] or splits["eval"]
     if not train_recs or not val_recs:
         raise TrainError(f"{data}: needs train and validation/eval mixtures")
     train = RecordCropper(train_recs, num_outputs, sr, errors)
@@ -535,16 +543,19 @@ def data_kind(data: Path) -> str:
                      "(manifest.jsonl of auralens data mix, or the release's train/ folder)")
 
 
-def _check_data(data: Path, kind: str, cfg: TrainConfig) -> None:
-    """Refuse data that would give no training or validation examples, before any work."""
+def _check_data(data: Path, kind: str, cfg: TrainConfig,
+                splits: dict[str, list[Any]] | None = None) -> None:
+    """Refuse data that would give no training or validation examples, before any work
+    (``splits``: the :func:`_fuss_splits` of a FUSS folder when read already)."""
     from auralens.data.esc50 import load_esc50
 
     if kind == "esc50":
         for name in ("train_folds", "val_folds"):
             if not load_esc50(data, folds=getattr(cfg, name)):
                 raise TrainError(f"{data}: no clips in {name} {getattr(cfg, name)}")
-    elif not _fuss_records(data, "train") or not (_fuss_records(data, "validation")
-                                                   or _fuss_records(data, "eval")):
+        return
+    splits = splits if splits is not None else _fuss_splits(data)
+    if not splits["train"] or not (splits["validation"] or splits["eval"]):
         raise TrainError(f"{data}: needs train and validation/eval mixtures")
     if cfg.dynamic_data and not (Path(cfg.dynamic_data) / "meta" / "esc50.csv").exists():
         raise TrainError(f"{cfg.dynamic_data}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
@@ -555,11 +566,13 @@ def _check_data(data: Path, kind: str, cfg: TrainConfig) -> None:
 _SIGNATURE_HEADS = 4096
 
 
-def data_signature(data: Path, kind: str, folds: list[int] | None = None) -> str:
+def data_signature(data: Path, kind: str, folds: list[int] | None = None,
+                   splits: dict[str, list[Any]] | None = None) -> str:
     """A short hash of what training reads from ``data``: each audio file's path relative to
     ``data``, size and (for up to :data:`_SIGNATURE_HEADS` of them) first 4 KiB, plus the
-    clips' labels and folds (ESC-50, only ``folds``) or the ``manifest.jsonl`` (FUSS). Another
-    library with the same names and sizes is told apart; a moved or copied folder is not."""
+    clips' labels and folds (ESC-50, only ``folds``) or the ``manifest.jsonl`` (FUSS; its
+    records are ``splits``, the :func:`_fuss_splits` when read already). Another library with
+    the same names and sizes is told apart; a moved or copied folder is not."""
     from auralens.data.esc50 import load_esc50
 
     data = Path(data)
@@ -572,7 +585,8 @@ def data_signature(data: Path, kind: str, folds: list[int] | None = None) -> str
     else:
         if (data / "manifest.jsonl").is_file():
             h.update(hashlib.sha256((data / "manifest.jsonl").read_bytes()).digest())
-        records = [r for split in ("train", "validation", "eval") for r in _fuss_records(data, split)]
+        splits = splits if splits is not None else _fuss_splits(data)
+        records = [r for split in _FUSS_SPLITS for r in splits[split]]
         paths = [Path(p) for r in records for p in (r.mixture, *(src.path for src in r.sources))]
     stride = max(1, math.ceil(len(paths) / _SIGNATURE_HEADS))
     for i, path in enumerate(paths):
@@ -874,16 +888,18 @@ RESUME_MAY_CHANGE = ("steps", "lr", "threads", "device", "keep")
 _DATA_KEYS = ("data", "data_signature", "dynamic_data_signature")
 
 
-def _run_settings(cfg: TrainConfig, data: str | Path, kind: str | None) -> str:
+def _run_settings(cfg: TrainConfig, data: str | Path, kind: str | None,
+                  splits: dict[str, list[Any]] | None = None) -> str:
     """The settings a resume must keep, as JSON (stored in ``last_state.pt``): the options,
     the resolved ``DATA`` and :func:`data_signature` of it for its ``kind`` (:func:`data_kind`;
-    None: nothing to sign), and of ``dynamic_data``. The model options are left to the
-    checkpoint's own config check."""
+    None: nothing to sign; ``splits``: a FUSS folder's :func:`_fuss_splits` when read
+    already), and of ``dynamic_data``. The model options are left to the checkpoint's own
+    config check."""
     kept = {k: v for k, v in asdict(cfg).items() if k not in (*RESUME_MAY_CHANGE, "model", "preset")}
     extra: dict[str, Any] = {"data": str(Path(data).resolve())}
     if kind is not None:
         extra["data_signature"] = data_signature(
-            Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None)
+            Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None, splits)
     if cfg.dynamic_data and (Path(cfg.dynamic_data) / "meta" / "esc50.csv").exists():
         extra["dynamic_data_signature"] = data_signature(Path(cfg.dynamic_data), "esc50", cfg.train_folds)
     return json.dumps({**kept, **extra}, sort_keys=True)
@@ -1043,8 +1059,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
             raise TrainError(f"{name} {getattr(cfg, name)} is shorter than one STFT window "
                              f"({model_cfg.n_fft} samples)")
     notes = check_options(cfg, kind, data, model_cfg.num_sources)
-    _check_data(data, kind, cfg)
-    settings = _run_settings(cfg, data, kind)
+    splits = _fuss_splits(data) if kind == "fuss" else None  # listed once: checks, signature, samplers
+    _check_data(data, kind, cfg, splits)
+    settings = _run_settings(cfg, data, kind, splits)
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
@@ -1087,7 +1104,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         with acc.main_process_first():  # the main process fills the decode cache, the others read it
             slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
             sampler, val = make_sources(data, cfg, model_cfg.num_sources, sr, out / "cache", slots,
-                                        errors if main else None)
+                                        errors if main else None, splits)
         if val and val[0][0].shape[-1] < model_cfg.n_fft:  # FUSS validation mixtures may be short
             raise TrainError(f"{data}: the validation mixtures are {val[0][0].shape[-1]} samples long, "
                              f"shorter than one STFT window ({model_cfg.n_fft} samples)")
