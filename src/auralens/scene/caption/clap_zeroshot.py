@@ -1,7 +1,10 @@
 """Zero-shot captions from CLAP: rank a label vocabulary (AudioSet's 527 classes by default).
 
-Clips longer than the CLAP window (10 s) are centre-cropped to it, as in every CLAP path
-(:func:`auralens.encoders.clap.centre_crop`), so a caption does not change between runs.
+Clips longer than the CLAP window (10 s) are labelled from their loudest window
+(:func:`auralens.audio.loudest_segment`): a separated source's event may lie anywhere in it.
+The crop is deterministic (the CLAP feature extractor's own is random), so a caption does not
+change between runs. The CLAP extractor and CLAPScore, which describe a whole clip rather than
+its event, centre-crop instead (:func:`auralens.encoders.clap.centre_crop`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from auralens.encoders.clap import centre_crop, window_samples
+from auralens.audio import loudest_segment
+from auralens.encoders.clap import window_samples
 from auralens.encoders.hf import check_tokenizer_files
 from auralens.errors import AuralensError
 from auralens.scene.caption._hf import (
@@ -119,7 +123,7 @@ class ClapZeroShotCaptioner(Captioner):
         """``[T]`` → ``[L]`` softmax over the label vocabulary."""
         import torch
 
-        wave = centre_crop(mono_wave(wave, self.name), self.max_samples)
+        wave = loudest_segment(mono_wave(wave, self.name), self.max_samples, self.sample_rate // 100)
         feats = self.processor.feature_extractor(wave,
                                                  sampling_rate=self.sample_rate,
                                                  return_tensors="pt")
