@@ -262,6 +262,8 @@ def test_eval_argument_mistakes_broken_items_and_total_failure(tmp_path, capsys)
 
     with pytest.raises(SeparationError, match="no mixture could be evaluated"):
         evaluate_separator(root, tmp_path / "e2", separator=Broken(), bss=False)
+    assert json.loads((tmp_path / "e2" / "run.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "e2" / "summary.json").exists()
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -314,3 +314,50 @@ def test_eval_of_fuss_data_without_esc50_options_still_runs(tmp_path):
                  "--split", "train", "--limit", "1"]) == 0
     config = read_json(out / "run.json")["config"]
     assert (config["split"], config["n"], config["seconds"], config["folds"]) == ("train", None, None, None)
+
+
+def test_interrupted_eval_rerun_leaves_no_mix_of_two_runs(tmp_path, monkeypatch):
+    from auralens.scene.separate import metrics
+    from auralens.scene.separate.run import evaluate_separator
+
+    data = _fuss(tmp_path / "fuss", 2)
+    out = tmp_path / "E"
+    evaluate_separator(data, out, separator=NMF, bss=False)
+    assert read_json(out / "summary.json")["separator"].startswith("nmf")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if stopped while the final files are written
+
+    monkeypatch.setattr(metrics, "plot_summary", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_separator(data, out, bss=False)  # the default separator: another run
+    record = read_json(out / "run.json")
+    assert record.get("status") == "running", record  # not a finished run's record
+    assert record["models"]["separator"]["name"].startswith("tdcnpp"), record["models"]
+    # none of the earlier run's results is left beside the new run's partial ones
+    assert not (out / "summary.json").exists() and not (out / "summary.png").exists()
+    assert (out / "scores.jsonl").exists() and (out / "by_count.csv").exists()
+
+    monkeypatch.undo()
+    evaluate_separator(data, out, bss=False)
+    assert read_json(out / "run.json")["status"] == "ok"
+    assert read_json(out / "summary.json")["separator"].startswith("tdcnpp")
+
+
+def test_eval_refuses_a_folder_it_did_not_write(tmp_path):
+    from auralens.scene.separate.run import SeparationError, evaluate_separator
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text('{"mine": 1}')
+    (other / "notes.txt").write_text("my notes")
+    with pytest.raises(SeparationError, match="holds files that separate eval does not write"):
+        evaluate_separator(tmp_path / "nothing", other, "nmf")
+    sonify = tmp_path / "sonify"
+    sonify.mkdir()
+    (sonify / "summary.json").write_text('{"mine": 2}')
+    (sonify / "run.json").write_text('{"command": "sonify train", "versions": {"auralens": "0"}}')
+    with pytest.raises(SeparationError, match="holds the output of 'sonify train'"):
+        evaluate_separator(tmp_path / "nothing", sonify, "nmf")
+    assert (other / "summary.json").read_text() == '{"mine": 1}'
+    assert (sonify / "summary.json").read_text() == '{"mine": 2}'

@@ -148,6 +148,25 @@ def test_report_takes_an_lr_grid_as_its_best_run(prep: Path, tmp_path: Path) -> 
     assert any("an lr grid" in w and str(best) in w for w in run.warnings)
 
 
+@pytest.mark.parametrize("status", ["running", "interrupted"])
+def test_report_of_an_interrupted_render_says_to_finish_it(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          status: str) -> None:
+    run = _fake_run(tmp_path, "r1")  # renders/original/ holds files of clips not yet finished
+    write_json(run / "renders" / "run.json",
+               {"command": "sonify render", "status": status,
+                "config": {"split": "test", "limit": 2, "post": ["none"], "clips": []}})
+    want = (f"{run}: its `sonify render` was interrupted before it finished any clip "
+            f"(renders/run.json says '{status}'); run `auralens sonify render --run {run} "
+            "--split test --limit 2 --post none` to finish it, then report")
+    with pytest.raises(RunDirError) as exc:
+        load_run(run)
+    assert str(exc.value) == want
+    out = tmp_path / "rep"
+    rc, err = _cli(capsys, "report", str(run), "--out", str(out))
+    assert rc == 1 and err.strip() == f"error: {want}"
+    assert not out.exists()
+
+
 # --- the report folder -----------------------------------------------------------------------
 
 

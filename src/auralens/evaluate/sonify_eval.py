@@ -168,6 +168,9 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
         versions = {v: kept for v, files in versions.items()
                     if (kept := {c: f for c, f in files.items() if c in clips})}
     if "original" not in versions:
+        unfinished = _unfinished_render(path)
+        if unfinished is not None:
+            raise RunDirError(unfinished)
         raise RunDirError(f"{path}: renders/original/ holds no audio files"
                           + (" listed in renders/run.json" if clips is not None else ""))
     record: dict[str, Any] = {}
@@ -292,6 +295,30 @@ def _first(items: Sequence[str], limit: int = 5) -> str:
 def _names(ids: Iterable[str], limit: int = 5) -> str:
     """Clip ids for a note, sorted: the first ``limit``, then a count."""
     return _first(sorted(ids), limit)
+
+
+#: ``renders/run.json`` statuses of a `sonify render` that stopped before its end: "running"
+#: stays when it was killed, "interrupted" is written when it was stopped (Ctrl-C).
+UNFINISHED_RENDER = ("running", "interrupted")
+
+
+def _unfinished_render(run: Path) -> str | None:
+    """Why ``run`` has no finished renders when its `sonify render` stopped part-way (its
+    ``renders/run.json`` status is one of :data:`UNFINISHED_RENDER`), with the call that
+    finishes it; None otherwise."""
+    try:
+        record = read_json(run / "renders" / "run.json")
+    except (OSError, ValueError):
+        return None
+    status = record.get("status") if isinstance(record, dict) else None
+    if status not in UNFINISHED_RENDER:
+        return None
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    split = config.get("split") if isinstance(config.get("split"), str) else "test"
+    # a rerun keeps the clips already written and renders the rest
+    return (f"{run}: its `sonify render` was interrupted before it finished any clip "
+            f"(renders/run.json says {status!r}); run `{_render_command(run, split, config)}` "
+            "to finish it, then report")
 
 
 def _rendered_clips(renders: Path) -> set[str] | None:

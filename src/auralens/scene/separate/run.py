@@ -640,6 +640,10 @@ def _eval_options(data: Path, split: str | None, folds: list[int] | None, n: int
     return folds, n, float(seconds)
 
 
+#: The result files ``separate eval`` writes beside its ``run.json`` (and ``errors.jsonl``).
+EVAL_OUTPUTS = ("scores.jsonl", "by_count.csv", "summary.png", "summary.json")
+
+
 def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | Separator | None = None,
                        *, split: str | None = None, limit: int | None = None,
                        folds: list[int] | None = None, n: int | None = None,
@@ -647,6 +651,11 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
                        bss: bool = True, activity: ActivityConfig | None = None) -> dict[str, Any]:
     """Evaluate a separator; writes ``scores.jsonl``, ``by_count.csv``, ``summary.png``,
     ``summary.json`` and ``run.json`` in ``out_dir``.
+
+    Before the mixtures are scored an earlier run's files of those names are removed and
+    ``run.json`` says ``"status": "running"``; the final ``run.json`` (``"status": "ok"``) is
+    written last, so an interrupted evaluation never looks finished nor mixes its files with
+    an earlier one's.
 
     Args:
         data: FUSS-layout folder (``manifest.jsonl``), a manifest file, or an ESC-50 folder
@@ -668,18 +677,45 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     timer = Timer()
     out_dir = Path(out_dir)
     check_out_dir(out_dir, SeparationError)
+    from auralens.data.folder import check_out_owner
+
+    # start() removes the result files of an earlier evaluation: never anyone else's
+    check_out_owner(out_dir, "separate eval",
+                    lambda rel: len(rel.parts) == 1 and rel.name in (*EVAL_OUTPUTS, "errors.jsonl"),
+                    SeparationError)
     folds, n, seconds = _eval_options(Path(data), split, folds, n, seconds)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
+    config = {"data": str(data), "split": split, "limit": limit, "folds": folds, "n": n,
+              "seconds": seconds, "bss": bss, "activity": activity or ActivityConfig()}
+    models = {"separator": backend_record(sep)}
+
+    def start() -> None:
+        # a run killed part-way must not leave an earlier run's results looking like its own
+        for name in EVAL_OUTPUTS:
+            (out_dir / name).unlink(missing_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_run_json(out_dir, command="separate eval", config=config, models=models,
+                       extra={"status": "running"})
+
+    # An earlier run's folder is marked before loading, which lists load errors into it; a
+    # new folder only once the data passed its checks (a refused input leaves none behind).
+    started = out_dir.is_dir()
+    if started:
+        start()
     errors = ErrorLog(out_dir / "errors.jsonl", reset=True)
     with timer("load_data"):
         esc: dict[str, Any] = {} if n is None else {"folds": folds, "n": n, "seconds": seconds}
         items = load_eval_items(data, split=split, limit=limit, **esc, sr=sep.sample_rate,
                                 errors=errors)
+    if not started:
+        start()
     n_listed = len(items) + len(errors)
     with timer("evaluate"):
         scores, spent = evaluate_items(sep, items, activity=activity, bss=bss, errors=errors)
     if n_listed and not scores:
+        write_run_json(out_dir, command="separate eval", config=config, models=models,
+                       timings=timer.timings, extra={"status": "failed", "errors": len(errors)})
         raise SeparationError(f"{data}: no mixture could be evaluated; see {errors.path}")
     summary = summarize(scores)
     audio_s = sum(m.shape[-1] for _, m, _ in items) / sep.sample_rate
@@ -690,12 +726,11 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     write_csv(out_dir / "by_count.csv", summary)
     plot_summary(out_dir / "summary.png", summary, title=sep.name)
     write_json(out_dir / "summary.json", summary)
-    write_run_json(out_dir, command="separate eval",
-                   config={"data": str(data), "split": split, "limit": limit, "folds": folds,
-                           "n": n, "seconds": seconds, "bss": bss,
-                           "activity": activity or ActivityConfig()},
-                   models={"separator": backend_record(sep)}, timings=timer.timings,
-                   extra={"summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
+    # last: only a finished evaluation's record says "ok"
+    write_run_json(out_dir, command="separate eval", config=config, models=models,
+                   timings=timer.timings,
+                   extra={"status": "ok",
+                          "summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
                           "errors": len(errors)})
     errors.summary(n_listed)
     return summary
