@@ -10,11 +10,13 @@ import math
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, is_dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,57 @@ def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
     if removed:
         log.info("%s: removed %d unfinished temporary file(s) of interrupted writes", directory, len(removed))
     return removed
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The latest modification time of ``folder`` and anything in it (a writer filling a
+    file inside touches only that file)."""
+    times = [folder.stat().st_mtime]
+    for entry in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            times.append(entry.lstat().st_mtime)
+    return max(times)
+
+
+def remove_stale_temp_dirs(directory: str | Path, prefix: str, *, min_age: float = 60.0,
+                           max_age: float = 86400.0) -> list[Path]:
+    """Delete the temporary folders ``directory/<prefix><pid>-<random>`` (see
+    :func:`make_temp_dir`) that a killed writer left, by :func:`remove_stale_temps`'s rule:
+    the writer is gone and nothing in the folder changed for ``min_age`` seconds, or nothing
+    changed for ``max_age`` seconds. A folder named without a pid (``<prefix><random>``, as
+    older versions made them) cannot be matched to its writer and waits for ``max_age``.
+
+    Returns:
+        The removed folders.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pattern = re.compile(rf"^{re.escape(prefix)}(?:(\d+)-)?[A-Za-z0-9_]+$")
+    now = time.time()
+    removed = []
+    for folder in sorted(directory.glob(f"{glob_escape(prefix)}*")):
+        match = pattern.match(folder.name)
+        if match is None or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            age = now - _newest_mtime(folder)
+        except FileNotFoundError:
+            continue  # its writer just removed it
+        pid = match.group(1)
+        if age > max_age or (pid is not None and age > min_age and not _pid_alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+    if removed:
+        log.info("%s: removed %d unfinished temporary folder(s) of interrupted writes", directory, len(removed))
+    return removed
+
+
+def make_temp_dir(directory: str | Path, prefix: str) -> Path:
+    """A new empty folder ``directory/<prefix><pid>-<random>``: the pid lets
+    :func:`remove_stale_temp_dirs` tell a killed writer's leftover from one in use."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=directory))
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -272,18 +325,53 @@ def read_recorded_settings(folder: Path, config_name: str, command: str, unreada
     return None, None
 
 
+def _last_line_start(fh: Any, end: int, chunk: int = 1 << 16) -> int:
+    """Offset just past the last newline before ``end`` in binary file ``fh`` (0 if none)."""
+    pos = end
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        fh.seek(pos)
+        cut = fh.read(step).rfind(b"\n")
+        if cut >= 0:
+            return pos + cut + 1
+    return 0
+
+
+def _is_json_line(data: bytes) -> bool:
+    try:
+        json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def append_jsonl(path: str | Path, record: Any) -> None:
-    """Append one JSON line and flush it to disk (crash-safe for resumable jobs)."""
+    """Append one JSON line and flush it to disk (crash-safe for resumable jobs).
+
+    A last line without its newline that is not JSON (what a writer killed mid-line, or a
+    full disk, leaves) is cut off first, with a warning, so the file holds only whole lines
+    again; a broken line before the last one is left to :func:`read_jsonl` to skip.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(to_jsonable(record), ensure_ascii=False, allow_nan=False)
     with open(path, "a+b") as fh:
-        # A killed writer can leave a last line without its newline; end it first so the new
-        # record stays a line of its own (the fragment is skipped by read_jsonl).
-        if fh.tell() > 0:
+        end = fh.seek(0, os.SEEK_END)
+        if end > 0:
             fh.seek(-1, os.SEEK_END)
             if fh.read(1) != b"\n":
-                fh.write(b"\n")
+                start = _last_line_start(fh, end)
+                fh.seek(start)
+                if _is_json_line(fh.read(end - start)):
+                    fh.write(b"\n")  # a whole record that only lacks its newline stays
+                else:
+                    # Only this job appends here: dropping the fragment (instead of ending it
+                    # with a newline) keeps it from breaking every later parse of the file.
+                    fh.truncate(start)
+                    os.fsync(fh.fileno())  # the cut is on disk before the new line is
+                    log.warning("%s: removed an incomplete last line (%d bytes) left by an "
+                                "interrupted write", path, end - start)
         fh.write((line + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())

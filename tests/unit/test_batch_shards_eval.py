@@ -102,6 +102,35 @@ def test_imagine_batch_shard_with_other_settings_leaves_recorded_items_alone(tmp
     assert _items(out2, "activity.json") == before and len(before) == 1
 
 
+# ----------------------------------------------------------------------------- torn results
+
+
+@pytest.mark.parametrize("command", ["separate", "imagine"])
+def test_batch_resume_cuts_off_a_torn_last_results_line(tmp_path, capsys, command):
+    """A results line cut short at the end of the file (a kill, a full disk) is removed
+    when the rerun redoes its item: the file parses line by line, each item once."""
+    import json
+
+    data = _folder(tmp_path / "data", 3)
+    out = tmp_path / "out"
+    sep = ["-s", NMF] if command == "separate" else ["--separator", NMF]
+    args = [command, "batch", str(data), "--out", str(out), *sep]
+    assert main(args) == 0
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines()
+    assert len(lines) == 3
+    torn = json.loads(lines[-1])["id"]
+    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    text = results.read_text()
+    assert text.endswith("\n")
+    ids = [json.loads(line)["id"] for line in text.splitlines()]  # every line is whole JSON
+    assert sorted(ids) == sorted(json.loads(line)["id"] for line in lines) and ids[-1] == torn
+    assert f"{results}: removed an incomplete last line" in err
+
+
 # ----------------------------------------------------------------------------- eval
 
 

@@ -176,6 +176,37 @@ def test_rerun_with_fewer_epochs_is_refused_and_a_no_op_rerun_stays_truthful(dat
     assert run["result"]["train_seconds"] == first["train_seconds"] > 0
 
 
+def test_rerun_removes_save_folders_a_killed_save_left(data, tmp_path) -> None:
+    """A kill inside _save_model leaves its hidden .save-* folder; the next run removes it
+    once its writer is gone (or it is a day old), and leaves one that may still be in use."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "clf"
+    train_classifier(data, out, _tiny_cfg(epochs=1))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+    def plant(name: str, age: float) -> Path:
+        folder = out / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"partial")
+        then = time.time() - age
+        for path in (folder / "model.safetensors", folder):
+            os.utime(path, (then, then))
+        return folder
+
+    gone = [plant(".save-abc123", 2 * 86400), plant(f".save-{dead}-abcd1234", 120)]
+    kept = [plant(".save-def456", 120),  # no pid in its name: it could be a writer's
+            plant(f".save-{os.getpid()}-efgh5678", 2 * 3600)]  # its writer is alive
+    train_classifier(data, out, _tiny_cfg(epochs=1))  # nothing left to train
+    assert not any(p.exists() for p in gone)
+    assert all((p / "model.safetensors").exists() for p in kept)
+
+
 def test_resume_with_other_settings_names_the_differing_keys(data, tmp_path) -> None:
     out = tmp_path / "clf"
     train_classifier(data, out, _tiny_cfg(epochs=1))

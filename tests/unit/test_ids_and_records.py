@@ -176,6 +176,22 @@ def test_nan_and_infinity_are_written_as_null(tmp_path):
     assert [_strict_json(ln) for ln in (tmp_path / "r.jsonl").read_text().splitlines()] == [want, want]
 
 
+def test_append_cuts_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b", "x": [1, \n{"id": "c"}')  # a broken middle line
+    append_jsonl(path, {"id": "d"})  # a whole last line lacking its newline stays
+    assert path.read_text().endswith('\n{"id": "c"}\n{"id": "d"}\n')
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "e", "descr')  # a writer killed mid-line
+    append_jsonl(path, {"id": "e"})
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"id": "b", "x": [1, ' and lines[-1] == '{"id": "e"}'  # the middle is read_jsonl's
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "c", "d", "e"]
+    path.write_text('{"id": "f", "descr')  # the only line, torn
+    append_jsonl(path, {"id": "f"})
+    assert path.read_text() == '{"id": "f"}\n'
+
+
 def test_atomic_write_of_a_long_name_and_errors_name_the_final_path(tmp_path):
     path = tmp_path / ("a" * 240 + ".json")  # a plain open of this name works
     assert write_text(path, "x") == path and path.read_text() == "x"

@@ -57,7 +57,9 @@ from auralens.io import (
     Timer,
     atomic_path,
     check_out_dir,
+    make_temp_dir,
     read_json,
+    remove_stale_temp_dirs,
     remove_stale_temps,
     write_json,
     write_run_json,
@@ -321,6 +323,7 @@ def train_classifier(data: Path, out: Path, cfg: ClassifierConfig | None = None)
     out.mkdir(parents=True, exist_ok=True)
     if main:
         remove_stale_temps(out)
+        remove_stale_temp_dirs(out, _SAVE_PREFIX)  # what a kill during _save_model leaves
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # Other processes keep their (identical) failure records in memory only.
@@ -562,6 +565,8 @@ def _write_run(out: Path, cfg: ClassifierConfig, timer: Timer, started: float,
 _RUN_FILES = frozenset({"run.json", "history.json", "train_state.pt", "errors.jsonl", "config.json",
                         "model.safetensors", "preprocessor_config.json"})
 _COMMAND = "train-classifier"
+#: The hidden folder a model is saved into before its files are moved into ``out``.
+_SAVE_PREFIX = ".save-"
 
 
 def _check_out_owner(out: Path) -> None:
@@ -746,7 +751,6 @@ def _save_model(model: Any, cfg: ClassifierConfig, out: Path) -> None:
     import copy
     import os
     import shutil
-    import tempfile
 
     import torch
 
@@ -755,7 +759,7 @@ def _save_model(model: Any, cfg: ClassifierConfig, out: Path) -> None:
     dtype = torch_dtype(cfg.save_dtype)
     to_save = copy.deepcopy(model).to(dtype) if dtype != torch.float32 else model
     # Write into a sibling temp dir, then rename file by file: a kill never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=out))
+    tmp = make_temp_dir(out, _SAVE_PREFIX)
     try:
         to_save.save_pretrained(tmp)
         _fbank_extractor(cfg).save_pretrained(tmp)
