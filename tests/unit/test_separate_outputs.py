@@ -344,20 +344,18 @@ def test_interrupted_eval_rerun_leaves_no_mix_of_two_runs(tmp_path, monkeypatch)
     assert read_json(out / "summary.json")["separator"].startswith("tdcnpp")
 
 
-def test_eval_refuses_a_folder_it_did_not_write(tmp_path):
+@pytest.mark.parametrize(("files", "message"), [
+    ({"notes.txt": "my notes"}, "holds files that separate eval does not write"),
+    ({"run.json": '{"command": "sonify train", "versions": {"auralens": "0"}}'},
+     "holds the output of 'sonify train'"),
+])
+def test_eval_refuses_a_folder_it_did_not_write(tmp_path, files, message):
     from auralens.scene.separate.run import SeparationError, evaluate_separator
 
     other = tmp_path / "other"
     other.mkdir()
-    (other / "summary.json").write_text('{"mine": 1}')
-    (other / "notes.txt").write_text("my notes")
-    with pytest.raises(SeparationError, match="holds files that separate eval does not write"):
+    for name, text in {"summary.json": '{"mine": 1}', **files}.items():
+        (other / name).write_text(text)
+    with pytest.raises(SeparationError, match=message):
         evaluate_separator(tmp_path / "nothing", other, "nmf")
-    sonify = tmp_path / "sonify"
-    sonify.mkdir()
-    (sonify / "summary.json").write_text('{"mine": 2}')
-    (sonify / "run.json").write_text('{"command": "sonify train", "versions": {"auralens": "0"}}')
-    with pytest.raises(SeparationError, match="holds the output of 'sonify train'"):
-        evaluate_separator(tmp_path / "nothing", sonify, "nmf")
-    assert (other / "summary.json").read_text() == '{"mine": 1}'
-    assert (sonify / "summary.json").read_text() == '{"mine": 2}'
+    assert (other / "summary.json").read_text() == '{"mine": 1}'  # an eval result's name, kept
