@@ -107,6 +107,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _stale(age: float, pid: str | None, min_age: float, max_age: float) -> bool:
+    """Whether an interrupted write's leftover ``age`` seconds old, of the writer ``pid`` (None:
+    not known), is past use: its writer is gone and it is older than ``min_age`` seconds
+    (another machine writing to a shared disk has another pid space), or it is older than
+    ``max_age`` whatever its pid says."""
+    return age > max_age or (pid is not None and age > min_age and not _pid_alive(int(pid)))
+
+
 def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
                        max_age: float = 86400.0) -> list[Path]:
     """Delete what :func:`atomic_path` left behind when its process was killed mid-write.
@@ -132,7 +140,7 @@ def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
             age = now - tmp.stat().st_mtime
         except FileNotFoundError:
             continue  # its writer just renamed it
-        if age > max_age or (age > min_age and not _pid_alive(int(match.group(1)))):
+        if _stale(age, match.group(1), min_age, max_age):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
                 removed.append(tmp)
@@ -176,8 +184,7 @@ def remove_stale_temp_dirs(directory: str | Path, prefix: str, *, min_age: float
             age = now - _newest_mtime(folder)
         except FileNotFoundError:
             continue  # its writer just removed it
-        pid = match.group(1)
-        if age > max_age or (pid is not None and age > min_age and not _pid_alive(int(pid))):
+        if _stale(age, match.group(1), min_age, max_age):
             shutil.rmtree(folder, ignore_errors=True)
             if not folder.exists():
                 removed.append(folder)

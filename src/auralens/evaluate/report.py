@@ -523,12 +523,7 @@ def _stale_ratings(out: Path, renders: dict[str, str]) -> str | None:
     ratings = out / "ratings.csv"
     if not ratings.is_file():
         return None
-    try:
-        record = read_json(out / "run.json")
-    except (OSError, ValueError):
-        record = None
-    earlier = record.get("renders") if isinstance(record, dict) and record.get("command") == "sonify report" else None
-    earlier = earlier if isinstance(earlier, dict) else {}
+    earlier = _report_renders(out)
     changed = {name for name, sha in renders.items() if earlier.get(name) not in (None, sha)}
     current = {name: checkpoint_render_id(sha) for name, sha in renders.items()}
     try:
@@ -893,19 +888,22 @@ document.querySelectorAll('section.item').forEach(function(sec){
             "as both are chosen.</p>" + "".join(blocks) + script + "</body></html>\n")
 
 
-def _recorded_renders(report_dir: Path) -> dict[str, str]:
-    """``{run name: render id}`` of the renders the report in ``report_dir`` was built from
-    (its run.json; {} when it records none)."""
-    from auralens.evaluate.ratings import checkpoint_render_id
-
+def _report_renders(report_dir: Path) -> dict[str, Any]:
+    """``{run name: checkpoint SHA-256}`` of the renders the report in ``report_dir`` was built
+    from, as its run.json records them (:func:`_render_identities`); {} when it records none."""
     try:
         record = read_json(report_dir / "run.json")
     except (OSError, ValueError):
         return {}
-    renders = record.get("renders") if isinstance(record, dict) else None
-    if not isinstance(renders, dict):
-        return {}
-    return {str(name): checkpoint_render_id(sha) for name, sha in renders.items()}
+    renders = record.get("renders") if isinstance(record, dict) and record.get("command") == "sonify report" else None
+    return renders if isinstance(renders, dict) else {}
+
+
+def _recorded_renders(report_dir: Path) -> dict[str, str]:
+    """``{run name: render id}`` of the renders the report in ``report_dir`` was built from."""
+    from auralens.evaluate.ratings import checkpoint_render_id
+
+    return {str(name): checkpoint_render_id(sha) for name, sha in _report_renders(report_dir).items()}
 
 
 def _item_render(report_dir: Path, item: dict[str, Any], recorded: dict[str, str]) -> str:

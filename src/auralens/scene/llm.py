@@ -225,7 +225,11 @@ def check_model_dir(model_id: str) -> Path | None:
 
 def model_kind(path: Path) -> str:
     """``model_type`` and ``architectures`` of a model folder's ``config.json``, as one string."""
-    cfg = read_json_file(path / "config.json")
+    return config_kind(read_json_file(path / "config.json"))
+
+
+def config_kind(cfg: dict[str, Any]) -> str:
+    """:func:`model_kind` of an already parsed ``config.json``."""
     return " ".join([str(cfg.get("model_type", "")), *map(str, cfg.get("architectures") or [])])
 
 

@@ -112,14 +112,13 @@ def aggregate_md(settings: UISettings) -> str:
     if not path.is_file():
         return f"_no ratings yet (they will be saved to {md_escape(path.name)})_"
     try:
-        loaded = ratings_mod.load_ratings(path)
-        rows = ratings_mod.aggregate_ratings(loaded, by=("version",))
+        # the left-out ratings are named on the page, once, not logged at every page load
+        kept, left = ratings_mod.latest_renders(ratings_mod.load_ratings(path))
+        rows = ratings_mod.aggregate_ratings(kept, by=("version",))
     except AuralensError as exc:  # a damaged CSV is a message, not a crash
         return f"could not read the ratings: {md_escape(exc)}"
     except OSError as exc:  # e.g. no permission to read it
         return f"could not read the ratings: {md_escape(path.name)}: {md_escape(exc.strerror or exc)}"
     except UnicodeDecodeError:
         return f"could not read the ratings: {md_escape(path.name)}: not UTF-8 text"
-    table = ratings_mod.ratings_markdown(rows)
-    _, left = ratings_mod.latest_renders(loaded)
-    return table + (f"\n_{md_escape(ratings_mod.left_out_note(left))}_\n" if left else "")
+    return ratings_mod.ratings_markdown(rows) + (f"\n_{md_escape(ratings_mod.left_out_note(left))}_\n" if left else "")

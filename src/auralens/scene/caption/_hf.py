@@ -39,8 +39,7 @@ def check_audio_model(model_id: str, what: str = "audio model",
     if not llm.has_audio_feature_extractor(path):
         raise AuralensError(f"{model_id}: not an {what} (no audio feature extractor)")
     config = llm.read_json_file(path / "config.json")
-    # what llm.model_kind reads, from the config parsed here
-    kind = " ".join([str(config.get("model_type", "")), *map(str, config.get("architectures") or [])])
+    kind = llm.config_kind(config)
     if expect and not any(e in kind.lower() for e in expect):
         raise AuralensError(f"{model_id}: not a {label} model (config.json: "
                             f"{kind.strip() or 'no model_type'})")

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from auralens.config import fingerprint
-from auralens.data.folder import recorded_command
+from auralens.data.folder import check_out_owner, recorded_command
 from auralens.encoders.hf import backend_record
 from auralens.errors import AuralensError
 from auralens.io import check_out_dir
-from auralens.scene.separate.activity import ActivityConfig, filter_estimates
+from auralens.scene.separate.activity import BLOCK, ActivityConfig, filter_estimates
 from auralens.scene.separate.base import (
     MIN_SEPARATE_SAMPLES,
     SEPARATORS,
@@ -123,7 +123,7 @@ def separate_array(separator: Separator, mix: np.ndarray) -> np.ndarray:
     return est
 
 
-def max_sum_error(est: np.ndarray, mix: np.ndarray, block: int = 1 << 18) -> float:
+def max_sum_error(est: np.ndarray, mix: np.ndarray, block: int = BLOCK) -> float:
     """``max |Σ_m est[m] − mix|`` of ``[M, T]`` estimates and a ``[T]`` mixture, taken
     ``block`` samples at a time (the same value as on the whole arrays, without their two
     ``[T]`` temporaries)."""
@@ -677,8 +677,6 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     timer = Timer()
     out_dir = Path(out_dir)
     check_out_dir(out_dir, SeparationError)
-    from auralens.data.folder import check_out_owner
-
     # start() removes the result files of an earlier evaluation: never anyone else's
     check_out_owner(out_dir, "separate eval",
                     lambda rel: len(rel.parts) == 1 and rel.name in (*EVAL_OUTPUTS, "errors.jsonl"),
@@ -690,13 +688,16 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
               "seconds": seconds, "bss": bss, "activity": activity or ActivityConfig()}
     models = {"separator": backend_record(sep)}
 
+    def record(status: str, **extra: Any) -> None:
+        write_run_json(out_dir, command="separate eval", config=config, models=models,
+                       timings=timer.timings, extra={"status": status, **extra})
+
     def start() -> None:
         # a run killed part-way must not leave an earlier run's results looking like its own
         for name in EVAL_OUTPUTS:
             (out_dir / name).unlink(missing_ok=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_run_json(out_dir, command="separate eval", config=config, models=models,
-                       extra={"status": "running"})
+        record("running")
 
     # An earlier run's folder is marked before loading, which lists load errors into it; a
     # new folder only once the data passed its checks (a refused input leaves none behind).
@@ -714,8 +715,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     with timer("evaluate"):
         scores, spent = evaluate_items(sep, items, activity=activity, bss=bss, errors=errors)
     if n_listed and not scores:
-        write_run_json(out_dir, command="separate eval", config=config, models=models,
-                       timings=timer.timings, extra={"status": "failed", "errors": len(errors)})
+        record("failed", errors=len(errors))
         raise SeparationError(f"{data}: no mixture could be evaluated; see {errors.path}")
     summary = summarize(scores)
     audio_s = sum(m.shape[-1] for _, m, _ in items) / sep.sample_rate
@@ -727,10 +727,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     plot_summary(out_dir / "summary.png", summary, title=sep.name)
     write_json(out_dir / "summary.json", summary)
     # last: only a finished evaluation's record says "ok"
-    write_run_json(out_dir, command="separate eval", config=config, models=models,
-                   timings=timer.timings,
-                   extra={"status": "ok",
-                          "summary": {k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
-                          "errors": len(errors)})
+    record("ok", summary={k: summary[k] for k in ("1S", "MSi", "n_mixtures", "equal_rate")},
+           errors=len(errors))
     errors.summary(n_listed)
     return summary
