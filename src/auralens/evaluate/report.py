@@ -65,7 +65,15 @@ import numpy as np
 
 from auralens.checks import is_number, is_whole
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, Timer, read_json, write_json, write_run_json, write_text
+from auralens.io import (
+    ErrorLog,
+    Timer,
+    read_json,
+    read_run_record,
+    write_json,
+    write_run_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -891,10 +899,7 @@ document.querySelectorAll('section.item').forEach(function(sec){
 def _report_renders(report_dir: Path) -> dict[str, Any]:
     """``{run name: checkpoint SHA-256}`` of the renders the report in ``report_dir`` was built
     from, as its run.json records them (:func:`_render_identities`); {} when it records none."""
-    try:
-        record = read_json(report_dir / "run.json")
-    except (OSError, ValueError):
-        return {}
+    record = read_run_record(report_dir)
     renders = record.get("renders") if isinstance(record, dict) and record.get("command") == "sonify report" else None
     return renders if isinstance(renders, dict) else {}
 

@@ -45,7 +45,7 @@ import numpy as np
 from auralens.checks import is_number
 from auralens.data.folder import is_audio_file
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, read_json, read_jsonl_numbered
+from auralens.io import ErrorLog, read_json, read_jsonl_numbered, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -306,10 +306,7 @@ def _unfinished_render(run: Path) -> str | None:
     """Why ``run`` has no finished renders when its `sonify render` stopped part-way (its
     ``renders/run.json`` status is one of :data:`UNFINISHED_RENDER`), with the call that
     finishes it; None otherwise."""
-    try:
-        record = read_json(run / "renders" / "run.json")
-    except (OSError, ValueError):
-        return None
+    record = read_run_record(run / "renders")
     status = record.get("status") if isinstance(record, dict) else None
     if status not in UNFINISHED_RENDER:
         return None
