@@ -188,11 +188,12 @@ def _read_part(path: Path) -> list[tuple[int, Any]]:
     Only a last line without its newline can be cut short by a killed writer; any other bad line
     is corrupt (or a fragment a resumed writer appended after), and the warning says which.
     """
+    # lines end at newlines only: str.splitlines would also split a record at a U+2028 or
+    # U+0085 inside one of its strings, which JSON leaves unescaped
     with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    lines = text.splitlines()
+        lines = fh.readlines()
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    cut_short = bool(text) and not text.endswith(("\n", "\r"))  # the writer never ended it
+    cut_short = bool(lines) and not lines[-1].endswith("\n")  # the writer never ended it
     out = []
     for i, line in enumerate(lines):
         if not line.strip():

@@ -241,3 +241,13 @@ def test_merge_refuses_an_out_that_is_one_of_its_parts(tmp_path):
     with pytest.raises(AuralensError, match=r"--out is one of the parts being merged \(.*x\.jsonl\)"):
         merge_jsonl([tmp_path / "x.jsonl"], tmp_path / "shards" / ".." / "x.jsonl")
     assert read_jsonl(tmp_path / "x.jsonl") == [{"id": "x"}]
+
+
+def test_merge_keeps_records_whose_text_holds_line_separators(tmp_path, caplog):
+    # JSON leaves U+2028, U+2029 and U+0085 unescaped: they are no line ends of a JSONL file
+    texts = ["one\u2028two", "three\u2029four", "five\x85six"]
+    write_jsonl(tmp_path / "p.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    with caplog.at_level("WARNING"):
+        assert merge_jsonl([tmp_path / "p.jsonl"], tmp_path / "o.jsonl") == 3
+    assert not caplog.records
+    assert [r["text"] for r in read_jsonl(tmp_path / "o.jsonl")] == texts

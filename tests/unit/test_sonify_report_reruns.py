@@ -267,11 +267,9 @@ def test_sweep_names_a_damaged_prep_run_json(tmp_path: Path) -> None:
     (ldir / "run").mkdir()
     (ldir / "run" / "run.json").write_text("{}")
     (ldir / "prep" / "run.json").write_text("{")
-    for check in (lambda: sweep_mod._check_limit(ldir, None),
-                  lambda: sweep_mod._check_data(ldir, tmp_path, "hint")):
-        with pytest.raises(AuralensError, match=r"prep/run\.json: not valid JSON") as exc:
-            check()
-        assert "\n" not in str(exc.value)
+    with pytest.raises(AuralensError, match=r"prep/run\.json: not valid JSON") as exc:
+        sweep_mod._check_prepared(ldir, tmp_path, None, "hint")
+    assert "\n" not in str(exc.value)
 
 
 def test_rate_names_a_damaged_items_json(tmp_path: Path, capsys) -> None:

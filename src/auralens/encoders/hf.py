@@ -144,6 +144,17 @@ def weights_file_problem(exc: BaseException) -> str | None:
     return f"{what} ({detail if len(detail) <= 200 else detail[:199] + '…'})"
 
 
+def raise_for_bad_weights(exc: BaseException, source: str, what: str) -> None:
+    """Raise ``"<source>: cannot load as <what>: corrupt weights file (…)"`` (an
+    AuralensError, from ``exc``) when ``exc`` is what a bad weights file raised while loading
+    (:func:`weights_file_problem`); return for any other error, which the caller re-raises
+    as it is.
+    """
+    problem = weights_file_problem(exc)
+    if problem is not None:
+        raise AuralensError(f"{source}: cannot load as {what}: {problem}") from exc
+
+
 def model_source(spec: ModelSpec, default: str | None = None) -> str:
     """The string to pass to ``from_pretrained``: a local directory or a hub id.
 
@@ -286,10 +297,8 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
             raise AuralensError(f"{source}: cannot load as {cls.__name__}: {short_error(exc)}") from exc
         raise ModelUnavailableError(source, short_error(exc)) from exc
     except Exception as exc:
-        problem = weights_file_problem(exc)
-        if problem is None:
-            raise
-        raise AuralensError(f"{source}: cannot load as {cls.__name__}: {problem}") from exc
+        raise_for_bad_weights(exc, source, cls.__name__)
+        raise
 
 
 def pick_device(device: str | None = None) -> str:

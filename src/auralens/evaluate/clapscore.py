@@ -100,6 +100,8 @@ def load_model_and_processor(model: str | Path, model_cls: Any, load_processor: 
         processor = load_processor(model_id)
         net = model_cls.from_pretrained(model_id)
     except Exception as exc:  # noqa: BLE001 - one line naming the model, not a traceback
+        # unlike hf.raise_for_bad_weights, any failure of a local folder is one line here, and
+        # a ModelFolderError: a ModelUnavailableError, as the scorers' other folder errors are
         problem = weights_file_problem(exc)
         if problem or Path(model_id).expanduser().is_dir():
             raise ModelFolderError(model_id, f"cannot load as {model_cls.__name__}: "

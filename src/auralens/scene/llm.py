@@ -454,7 +454,7 @@ def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) ->
     Raises:
         ModelUnavailableError: when the files are neither a local directory nor in the cache.
     """
-    from auralens.encoders.hf import weights_file_problem
+    from auralens.encoders.hf import raise_for_bad_weights
 
     try:
         return loader(model_id, **kwargs)
@@ -462,12 +462,10 @@ def from_pretrained(loader: Callable[..., Any], model_id: str, **kwargs: Any) ->
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelUnavailableError(model_id, detail[:300]) from exc
     except Exception as exc:
-        problem = weights_file_problem(exc)
-        if problem is None:
-            raise
         owner = getattr(loader, "__self__", None)
         what = getattr(owner, "__name__", None) or getattr(loader, "__qualname__", "a model")
-        raise AuralensError(f"{model_id}: cannot load as {what}: {problem}") from exc
+        raise_for_bad_weights(exc, model_id, what)
+        raise
 
 
 # --------------------------------------------------------------------------- HF generation

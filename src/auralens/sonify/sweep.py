@@ -169,8 +169,7 @@ def sweep(data: str | Path, encoder: Any, layers: Sequence[str | int] | str, cod
             _finished(ldir / "run", base, planned)  # raises on other settings
             _check_training(ldir / "run", base, "pass the same options, or --overwrite (or another "
                             "--out) to train it again")  # epochs too
-            _check_limit(ldir, limit)
-            _check_data(ldir, data, other_data_hint)
+            _check_prepared(ldir, data, limit, other_data_hint)
         # Layers of earlier calls not swept now: the folder would mix their settings too.
         planned_dirs = {f"layer={spelling}" for spelling, _ in plan}
         for ldir in sorted(p for p in out.glob("layer=*") if p.is_dir() and p.name not in planned_dirs):
@@ -246,23 +245,6 @@ def _check_dataset(data: str | Path) -> None:
         raise PrepareError(f"{data}: no clips found")
 
 
-def _prepared_config(ldir: Path) -> dict[str, Any]:
-    """``config`` of a layer's ``prep/run.json``.
-
-    Raises:
-        PrepareError: the file is not valid JSON (naming it).
-    """
-    from auralens.io import JSONFileError
-
-    path = ldir / "prep" / "run.json"
-    try:
-        record = read_json(path)
-    except JSONFileError as exc:  # names the file already
-        raise PrepareError(f"{exc}; --overwrite prepares it again") from None
-    config = record.get("config") if isinstance(record, dict) else None
-    return config if isinstance(config, dict) else {}
-
-
 #: Training settings a layer's run may differ in: those a resume may change, except the ones
 #: that change what it learns (learning rate, epochs).
 _MAY_DIFFER = tuple(k for k in RESUME_MAY_CHANGE if k not in ("lr", "epochs"))
@@ -288,43 +270,36 @@ def _check_training(run: Path, cfg: TrainConfig, hint: str) -> None:
         raise TrainError(f"{run}: was trained with other settings ({'; '.join(diffs)}); {hint}")
 
 
-def _check_data(ldir: Path, data: str | Path, hint: str) -> None:
-    """Refuse a dataset other than the one a layer with a run was prepared from (its runs
-    would otherwise count as finished on the new data).
+def _check_prepared(ldir: Path, data: str | Path, limit: int | None, hint: str) -> None:
+    """Refuse a ``limit`` or a dataset other than the ones a layer with a run was prepared
+    with: preparing again would change its data under a run that counts as finished, and its
+    runs would count as finished on the new data. ``hint`` ends the message about the data.
 
     Raises:
-        TrainError: naming both dataset paths.
+        TrainError: naming both limits, or both dataset paths.
+        PrepareError: ``prep/run.json`` is not valid JSON (naming it).
     """
+    from auralens.io import JSONFileError
     from auralens.sonify.train import TrainError
 
     prep_json = ldir / "prep" / "run.json"
     if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
         return
-    stored = _prepared_config(ldir).get("data")
-    if not stored:
-        return
-    # a relative path (older runs) is taken relative to the current directory, as prepare did
-    if Path(str(stored)).resolve() != Path(data).resolve():
-        raise TrainError(f"{ldir}: was prepared and trained from {stored}, not {data}; {hint}")
-
-
-def _check_limit(ldir: Path, limit: int | None) -> None:
-    """Refuse a ``limit`` other than the one a layer with a run was prepared with: preparing
-    again would change its data under a run that counts as finished.
-
-    Raises:
-        TrainError: naming both limits.
-    """
-    from auralens.sonify.train import TrainError
-
-    prep_json = ldir / "prep" / "run.json"
-    if not (ldir / "run" / "run.json").is_file() or not prep_json.is_file():
-        return
-    stored = _prepared_config(ldir).get("limit")
+    try:
+        record = read_json(prep_json)
+    except JSONFileError as exc:  # names the file already
+        raise PrepareError(f"{exc}; --overwrite prepares it again") from None
+    config = record.get("config") if isinstance(record, dict) else None
+    prepared = config if isinstance(config, dict) else {}
+    stored = prepared.get("limit")
     if stored != limit:
         have, want = (f"--limit {v}" if v is not None else "no --limit" for v in (stored, limit))
         raise TrainError(f"{ldir}: was prepared and trained with {have}, not {want}; pass the same "
                          "--limit, or --overwrite (or another --out) to prepare and train it again")
+    stored = prepared.get("data")
+    # a relative path (older runs) is taken relative to the current directory, as prepare did
+    if stored and Path(str(stored)).resolve() != Path(data).resolve():
+        raise TrainError(f"{ldir}: was prepared and trained from {stored}, not {data}; {hint}")
 
 
 _COLUMNS = ("layer", "status", "best_val_loss", "best_epoch", "first_val_loss", "run", "renders")
