@@ -322,7 +322,9 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """Make ``out`` (parents too) and prove it writable with a probe file, before any work.
+    """Make ``out`` (parents too) and prove it writable with a probe file, before any work;
+    then remove the temporary files that a killed writer of ``metrics.json`` / ``run.json``
+    left in it (:func:`auralens.io.remove_stale_temps`: a live writer's are kept).
 
     Raises:
         AuralensError: ``out`` is, or lies under, a file, or cannot be created or written.
@@ -331,6 +333,7 @@ def check_out_dir(out: str | Path) -> Path:
 
     from auralens.errors import AuralensError
     from auralens.io import check_out_dir as check_not_a_file
+    from auralens.io import remove_stale_temps
 
     out = Path(out)
     check_not_a_file(out, AuralensError)
@@ -341,6 +344,7 @@ def check_out_dir(out: str | Path) -> Path:
     except OSError as exc:
         raise AuralensError(f"{out}: output directory is not writable "
                             f"({exc.strerror or exc}); choose another --out") from exc
+    remove_stale_temps(out)
     return out
 
 

@@ -65,14 +65,22 @@ def batch_cmd(
     shard: str | None = typer.Option(None, "--shard", help="Only shard i/n of the inputs (0-based, "
                                      "e.g. 1/8; 'env': SLURM array); results go to OUT/shards/part-i-of-n."),
 ) -> None:
-    """Separate every mixture of SOURCE with one loaded model (resumable; failures go to errors.jsonl)."""
+    """Separate every mixture of SOURCE with one loaded model (resumable; failures go to errors.jsonl).
+
+    The closing summary counts over the whole job, items finished by an earlier run included.
+    """
+    from auralens.io import read_json
     from auralens.scene.separate.run import separate_batch
     from auralens.shard import parse_shard, shard_dir
 
     parsed = parse_shard(shard)
-    lines = separate_batch(source, out, separator, limit=limit, shard=parsed,
-                           activity=_activity(rule, threshold, min_rms_ratio))
-    typer.echo(f"{len(lines)} results in {shard_dir(out, parsed) / 'results.jsonl'}")
+    separate_batch(source, out, separator, limit=limit, shard=parsed,
+                   activity=_activity(rule, threshold, min_rms_ratio))
+    dest = shard_dir(out, parsed)
+    run = read_json(dest / "run.json")
+    failed = f"; {run['n_failed']} failed, see {dest / 'errors.jsonl'}" if run["n_failed"] else ""
+    typer.echo(f"{run['n_done']} of {run['n_items']} items done ({run['n_new']} by this run, "
+               f"{run['n_earlier']} earlier){failed}; results in {dest / 'results.jsonl'}")
 
 
 @app.command("train")

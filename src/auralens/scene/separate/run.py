@@ -397,11 +397,17 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
     ``out_dir/shards/part-i-of-n/`` (joined by ``auralens data merge``). Items are shared, so a
     run recorded in ``out_dir`` (unsharded or any shard) with other settings is refused.
 
+    ``run.json`` and the closing ``N of M items failed`` warning count over every item of the
+    job, those an earlier (interrupted) run finished included: ``n_items``, ``n_done`` (items
+    with a result), ``n_failed`` (items that failed, each tried again by this run), and of
+    this run ``n_tried`` and ``n_new`` (``n_earlier`` = ``n_done`` − ``n_new``).
+
     Returns:
         All result lines (previous runs' included).
 
     Raises:
-        SeparationError: no input, or not one mixture could be separated.
+        SeparationError: no input, or items were left to do and not one item of the job has
+            a result (earlier runs' included).
     """
     from auralens.io import (
         ErrorLog,
@@ -461,6 +467,12 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
                                                "real_time_factor")},
                     "fingerprint": stamp})
     lines = read_jsonl(results_path)
+    # Counts over the whole job (this shard's items), earlier runs' finished items included:
+    # an item that failed before is not in results.jsonl and was tried again here, so this
+    # run's errors are all the job's failures.
+    finished = {r.get("id") for r in lines}
+    n_done = sum(rid in finished for rid, _ in items)
+    n_new = len(todo) - len(errors)
     name = sep.name if sep is not None else settings["separator"]
     write_run_json(dest, command="separate batch",
                    config={"source": str(source), "separator": name, "activity": activity,
@@ -468,10 +480,11 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
                    # a rerun with nothing left to do loads no separator: the earlier record stays
                    models={} if sep is None else {"separator": backend_record(sep)},
                    timings=timer.timings,
-                   extra={"n_items": len(items), "n_done": len(lines), "n_new": len(todo) - len(errors),
-                          "n_failed": len(errors), "errors": errors.summary(len(todo)),
+                   extra={"n_items": len(items), "n_done": n_done, "n_new": n_new,
+                          "n_earlier": n_done - n_new, "n_tried": len(todo),
+                          "n_failed": len(errors), "errors": errors.summary(len(items)),
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"})
-    if todo and not lines:  # every input failed; a rerun that only retries broken files is fine
+    if todo and not n_done:  # every item of the job failed; a rerun that only retries broken files is fine
         raise SeparationError(f"{source}: no mixture could be separated; see {errors.path}")
     return lines
 
@@ -652,7 +665,8 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     """Evaluate a separator; writes ``scores.jsonl``, ``by_count.csv``, ``summary.png``,
     ``summary.json`` and ``run.json`` in ``out_dir``.
 
-    Before the mixtures are scored an earlier run's files of those names are removed and
+    Before the mixtures are scored an earlier run's files of those names, and the temporary
+    files a killed run's writes left (:func:`auralens.io.remove_stale_temps`), are removed and
     ``run.json`` says ``"status": "running"``; the final ``run.json`` (``"status": "ok"``) is
     written last, so an interrupted evaluation never looks finished nor mixes its files with
     an earlier one's.
@@ -671,7 +685,14 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     Returns:
         :func:`~auralens.scene.separate.metrics.summarize` output plus the real-time factor.
     """
-    from auralens.io import ErrorLog, Timer, write_json, write_jsonl, write_run_json
+    from auralens.io import (
+        ErrorLog,
+        Timer,
+        remove_stale_temps,
+        write_json,
+        write_jsonl,
+        write_run_json,
+    )
     from auralens.scene.separate.metrics import plot_summary, summarize, write_csv
 
     timer = Timer()
@@ -681,6 +702,7 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     check_out_owner(out_dir, "separate eval",
                     lambda rel: len(rel.parts) == 1 and rel.name in (*EVAL_OUTPUTS, "errors.jsonl"),
                     SeparationError)
+    remove_stale_temps(out_dir)  # what a killed evaluation's writes left (a live writer's stay)
     folds, n, seconds = _eval_options(Path(data), split, folds, n, seconds)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)

@@ -37,7 +37,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,6 +65,9 @@ from auralens.scene.separate.tdcnpp import (
     read_header,
     save_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from auralens.types import Clip
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +231,30 @@ def _skip_clip(item: str, path: Path, exc: BaseException, errors: Any) -> dict[s
     return record
 
 
+def esc50_clips(root: Path, folds: list[int]) -> list[Clip]:
+    """The clips of ``folds`` of the ESC-50 folder ``root``, in csv order. Training lists a
+    folder once, with every fold it reads, and passes the list on (:func:`in_folds` picks a
+    pool's clips from it): a listed audio file that is missing is warned about once per run."""
+    from auralens.data.esc50 import load_esc50
+
+    return load_esc50(Path(root), folds=folds)
+
+
+def in_folds(clips: list[Clip], folds: list[int]) -> list[Clip]:
+    """The clips of ``folds`` among ``clips`` (order kept): what
+    ``load_esc50(root, folds=folds)`` gives when ``clips`` were listed with those folds."""
+    wanted = {int(f) for f in folds}
+    return [c for c in clips if c.fold in wanted]
+
+
 def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None,
-               errors: Any = None) -> tuple[list[np.ndarray], list[str]]:
+               errors: Any = None, clips: list[Clip] | None = None,
+               ) -> tuple[list[np.ndarray], list[str]]:
     """Decode every clip of ``folds`` at ``sr`` (cached as one npz, reused only for the same
     folder and clips: the cache file is named by folds and rate alone).
+
+    ``clips``: the folder's clips as :func:`esc50_clips` listed them (those of ``folds`` are
+    used); None: the folder is listed here.
 
     A clip that cannot be read is skipped: listed in ``errors`` (an
     :class:`~auralens.io.ErrorLog`) when given, else logged as a warning; a pool read from the
@@ -241,10 +264,9 @@ def _load_pool(root: Path, folds: list[int], sr: int, cache: Path | None,
         TrainError: no clips in ``folds``, or none of them readable.
     """
     from auralens.audio import load
-    from auralens.data.esc50 import load_esc50
 
     key = f"pool-{'-'.join(map(str, folds))}-{sr}.npz"
-    clips = load_esc50(root, folds=folds)
+    clips = esc50_clips(root, folds) if clips is None else in_folds(clips, folds)
     if not clips:
         raise TrainError(f"{root}: no clips in folds {folds}")
     signature = _pool_signature(root, clips, sr)
@@ -432,9 +454,11 @@ def _fuss_splits(root: Path) -> dict[str, list[Any]]:
 def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
                  cache: Path | None, slots: dict[str, int] | None = None,
                  errors: Any = None, splits: dict[str, list[Any]] | None = None,
+                 clips: list[Clip] | None = None, dynamic_clips: list[Clip] | None = None,
                  ) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
     """Training sampler and a fixed validation list ``[(mix, refs)]`` for ``data``
-    (``splits``: its :func:`_fuss_splits` when read already).
+    (``splits``: its :func:`_fuss_splits` when read already; ``clips`` / ``dynamic_clips``:
+    the :func:`esc50_clips` of an ESC-50 ``data`` / of ``dynamic_data`` when listed already).
 
     With ``slots`` (class → row) the training references are laid out by class, ``[S, T]``;
     validation references stay ``[num_outputs, T]`` (scored by PIT like any separator's).
@@ -453,10 +477,12 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
     kind = data_kind(data)
     if kind == "esc50":
         if cfg.recipe == "fuss":
-            train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache, errors)
+            train, val_mixer = _recipe_mixers(data, cfg, num_outputs, sr, cache, errors, clips)
         else:
-            tw, tl = _load_pool(data, cfg.train_folds, sr, cache, errors)
-            vw, vl = _load_pool(data, cfg.val_folds, sr, cache, errors)
+            if clips is None:  # one listing for both pools
+                clips = esc50_clips(data, [*cfg.train_folds, *cfg.val_folds])
+            tw, tl = _load_pool(data, cfg.train_folds, sr, cache, errors, clips)
+            vw, vl = _load_pool(data, cfg.val_folds, sr, cache, errors, clips)
             missing = sorted(set(slots or ()) - set(tl))
             if missing:
                 raise TrainError(f"{data}: no readable clip of class(es) {missing} in train_folds "
@@ -479,7 +505,7 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
         dyn_root = Path(cfg.dynamic_data)
         if not (dyn_root / "meta" / "esc50.csv").exists():
             raise TrainError(f"{dyn_root}: dynamic_data must be an ESC-50 folder (meta/esc50.csv)")
-        tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache, errors)
+        tw, tl = _load_pool(dyn_root, cfg.train_folds, sr, cache, errors, dynamic_clips)
         dyn = DynamicMixer(tw, tl, num_outputs, cfg.max_sources, cfg.gain_db_min)
         train = MixedSampler(dyn, train, cfg.dynamic_share)
     val_src = RecordCropper(val_recs[: cfg.n_val], num_outputs, sr, errors)
@@ -496,21 +522,24 @@ def make_sources(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
 
 
 def _recipe_mixers(data: Path, cfg: TrainConfig, num_outputs: int, sr: int,
-                   cache: Path | None, errors: Any = None) -> tuple[Any, Any]:
-    """On-the-fly FUSS-recipe mixers for the training and the validation folds (one room bank)."""
-    from auralens.data.esc50 import load_esc50
+                   cache: Path | None, errors: Any = None,
+                   clips: list[Clip] | None = None) -> tuple[Any, Any]:
+    """On-the-fly FUSS-recipe mixers for the training and the validation folds (one room bank;
+    ``clips``: the folder's :func:`esc50_clips` when listed already)."""
     from auralens.data.mix import RecipeMixer, RoomBank
     from auralens.io import ErrorLog
 
     if errors is None:
         errors = ErrorLog((cache.parent if cache is not None else data) / "errors.jsonl")
     bank = RoomBank(cfg.rooms, num_outputs, sr, seed=cfg.seed) if cfg.rooms > 0 else None
+    if clips is None:
+        clips = esc50_clips(data, [*cfg.train_folds, *cfg.val_folds])
     mixers = []
     for folds in (cfg.train_folds, cfg.val_folds):
-        clips = load_esc50(data, folds=folds)
-        if not clips:
+        chosen = in_folds(clips, folds)
+        if not chosen:
             raise TrainError(f"{data}: no clips in folds {folds}")
-        mixers.append(RecipeMixer(clips, num_outputs, cfg.max_sources, sr, errors=errors,
+        mixers.append(RecipeMixer(chosen, num_outputs, cfg.max_sources, sr, errors=errors,
                                   seconds=cfg.recipe_seconds, bank=bank))
     return mixers[0], mixers[1]
 
@@ -544,14 +573,16 @@ def data_kind(data: Path) -> str:
 
 
 def _check_data(data: Path, kind: str, cfg: TrainConfig,
-                splits: dict[str, list[Any]] | None = None) -> None:
+                splits: dict[str, list[Any]] | None = None,
+                clips: list[Clip] | None = None) -> None:
     """Refuse data that would give no training or validation examples, before any work
-    (``splits``: the :func:`_fuss_splits` of a FUSS folder when read already)."""
-    from auralens.data.esc50 import load_esc50
-
+    (``splits``: the :func:`_fuss_splits` of a FUSS folder when read already; ``clips``: the
+    :func:`esc50_clips` of an ESC-50 folder when listed already)."""
     if kind == "esc50":
+        if clips is None:
+            clips = esc50_clips(data, [*cfg.train_folds, *cfg.val_folds])
         for name in ("train_folds", "val_folds"):
-            if not load_esc50(data, folds=getattr(cfg, name)):
+            if not in_folds(clips, getattr(cfg, name)):
                 raise TrainError(f"{data}: no clips in {name} {getattr(cfg, name)}")
         return
     splits = splits if splits is not None else _fuss_splits(data)
@@ -567,11 +598,13 @@ _SIGNATURE_HEADS = 4096
 
 
 def data_signature(data: Path, kind: str, folds: list[int] | None = None,
-                   splits: dict[str, list[Any]] | None = None) -> str:
+                   splits: dict[str, list[Any]] | None = None,
+                   clips: list[Clip] | None = None) -> str:
     """A short hash of what training reads from ``data``: each audio file's path relative to
     ``data``, size and (for up to :data:`_SIGNATURE_HEADS` of them) first 4 KiB, plus the
     clips' labels and folds (ESC-50, only ``folds``) or the ``manifest.jsonl`` (FUSS; its
-    records are ``splits``, the :func:`_fuss_splits` when read already). Another library with
+    records are ``splits``, the :func:`_fuss_splits` when read already; an ESC-50 folder's
+    clips are ``clips``, its :func:`esc50_clips` when listed already). Another library with
     the same names and sizes is told apart; a moved or copied folder is not."""
     from auralens.data.esc50 import load_esc50
 
@@ -579,7 +612,10 @@ def data_signature(data: Path, kind: str, folds: list[int] | None = None,
     base = os.path.abspath(data)  # paths relative to the folder itself, however it was named
     h = hashlib.sha256()
     if kind == "esc50":
-        clips = load_esc50(data, folds=folds)
+        if clips is None:
+            clips = load_esc50(data, folds=folds)
+        elif folds is not None:
+            clips = in_folds(clips, folds)
         paths = [Path(c.path) for c in clips]
         h.update("".join(f"{c.id}\t{c.label}\t{c.fold}\n" for c in clips).encode())
     else:
@@ -793,17 +829,18 @@ def _need_classes(data: Path) -> None:
                          "know each clip's class")
 
 
-def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig) -> TDCNppConfig:
-    """``model_cfg`` with one slot per class of the training clips (``assign: classes``).
+def class_slots(data: Path, cfg: TrainConfig, model_cfg: TDCNppConfig,
+                clips: list[Clip] | None = None) -> TDCNppConfig:
+    """``model_cfg`` with one slot per class of the training clips (``assign: classes``;
+    ``clips``: the folder's :func:`esc50_clips` when listed already).
 
     Raises:
         TrainError: not an ESC-50 folder, fewer classes than sources, or a model whose
             ``slot_labels`` name other classes.
     """
-    from auralens.data.esc50 import load_esc50
-
     _need_classes(data)
-    labels = sorted({c.label or "" for c in load_esc50(Path(data), folds=cfg.train_folds)})
+    clips = esc50_clips(data, cfg.train_folds) if clips is None else in_folds(clips, cfg.train_folds)
+    labels = sorted({c.label or "" for c in clips})
     if len(labels) < model_cfg.num_sources:
         raise TrainError(f"{data}: assign 'classes' needs at least {model_cfg.num_sources} classes "
                          f"in folds {cfg.train_folds}, found {len(labels)}")
@@ -889,19 +926,24 @@ _DATA_KEYS = ("data", "data_signature", "dynamic_data_signature")
 
 
 def _run_settings(cfg: TrainConfig, data: str | Path, kind: str | None,
-                  splits: dict[str, list[Any]] | None = None) -> str:
+                  splits: dict[str, list[Any]] | None = None,
+                  clips: list[Clip] | None = None,
+                  dynamic_clips: list[Clip] | None = None) -> str:
     """The settings a resume must keep, as JSON (stored in ``last_state.pt``): the options,
     the resolved ``DATA`` and :func:`data_signature` of it for its ``kind`` (:func:`data_kind`;
     None: nothing to sign; ``splits``: a FUSS folder's :func:`_fuss_splits` when read
-    already), and of ``dynamic_data``. The model options are left to the checkpoint's own
-    config check."""
+    already; ``clips``: an ESC-50 folder's :func:`esc50_clips` when listed already), and of
+    ``dynamic_data`` (its clips ``dynamic_clips`` when listed already). The model options
+    are left to the checkpoint's own config check."""
     kept = {k: v for k, v in asdict(cfg).items() if k not in (*RESUME_MAY_CHANGE, "model", "preset")}
     extra: dict[str, Any] = {"data": str(Path(data).resolve())}
     if kind is not None:
         extra["data_signature"] = data_signature(
-            Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None, splits)
+            Path(data), kind, [*cfg.train_folds, *cfg.val_folds] if kind == "esc50" else None, splits,
+            clips if kind == "esc50" else None)
     if cfg.dynamic_data and (Path(cfg.dynamic_data) / "meta" / "esc50.csv").exists():
-        extra["dynamic_data_signature"] = data_signature(Path(cfg.dynamic_data), "esc50", cfg.train_folds)
+        extra["dynamic_data_signature"] = data_signature(Path(cfg.dynamic_data), "esc50",
+                                                         cfg.train_folds, clips=dynamic_clips)
     return json.dumps({**kept, **extra}, sort_keys=True)
 
 
@@ -1052,16 +1094,21 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         model_cfg: TDCNppConfig = preset(cfg.preset, **cfg.model)
     except CheckpointMismatchError as exc:
         raise TrainError(f"model options: {exc}") from None
+    # Each ESC-50 folder is listed once, with every fold training reads (a listed clip that
+    # is missing is warned about once); the checks, signatures and samplers share the list.
+    clips = esc50_clips(data, [*cfg.train_folds, *cfg.val_folds]) if kind == "esc50" else None
     if cfg.assign == "classes":
-        model_cfg = class_slots(data, cfg, model_cfg)
+        model_cfg = class_slots(data, cfg, model_cfg, clips)
     for name in ("crop_seconds", "val_seconds"):
         if getattr(cfg, name) * model_cfg.sample_rate < model_cfg.n_fft:
             raise TrainError(f"{name} {getattr(cfg, name)} is shorter than one STFT window "
                              f"({model_cfg.n_fft} samples)")
     notes = check_options(cfg, kind, data, model_cfg.num_sources)
     splits = _fuss_splits(data) if kind == "fuss" else None  # listed once: checks, signature, samplers
-    _check_data(data, kind, cfg, splits)
-    settings = _run_settings(cfg, data, kind, splits)
+    _check_data(data, kind, cfg, splits, clips)
+    dynamic_clips = (esc50_clips(Path(cfg.dynamic_data), cfg.train_folds)
+                     if kind == "fuss" and cfg.dynamic_data else None)  # _check_data saw its csv
+    settings = _run_settings(cfg, data, kind, splits, clips, dynamic_clips)
     last_ckpt, last_state = out / "last.safetensors", out / "last_state.pt"
     hist_path = out / "history.jsonl"
     step, best_msi = 0, -math.inf
@@ -1104,7 +1151,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *,
         with acc.main_process_first():  # the main process fills the decode cache, the others read it
             slots = {c: i for i, c in enumerate(model_cfg.slot_labels)} if cfg.assign == "classes" else None
             sampler, val = make_sources(data, cfg, model_cfg.num_sources, sr, out / "cache", slots,
-                                        errors if main else None, splits)
+                                        errors if main else None, splits, clips, dynamic_clips)
         if val and val[0][0].shape[-1] < model_cfg.n_fft:  # FUSS validation mixtures may be short
             raise TrainError(f"{data}: the validation mixtures are {val[0][0].shape[-1]} samples long, "
                              f"shorter than one STFT window ({model_cfg.n_fft} samples)")
