@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from auralens.config import ConfigError
+
+if TYPE_CHECKING:
+    from auralens.sonify.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +181,20 @@ def train_cmd(
     normalize: str = typer.Option("none", "--normalize", help="none or minmax (stats from the train split)."),
     resample: str = typer.Option("interp", "--resample", help="Frame mapping: interp, learned or dense."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda …"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors (only --lr, "
-                                "--epochs, --device and --eval-batch-size may differ from the "
-                                "stored run; finished lr-grid runs are skipped)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.safetensors also with "
+                                "a new --lr (only --lr, --epochs, --device and --eval-batch-size "
+                                "may differ from the stored run; an lr grid may get another "
+                                "--lr list; finished runs are skipped). Without it a rerun "
+                                "continues too, with the run's own settings (--epochs may grow)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an existing RUN (a "
+                                   "rerun without it continues the run there)."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
-    """Train a gate (one run per learning rate) with MSE on the prepared latents."""
+    """Train a gate (one run per learning rate) with MSE on the prepared latents.
+
+    Running the same command again continues RUN from its last checkpoint (a finished run is
+    reported and not trained again); other settings are refused, naming them.
+    """
     from auralens.sonify.train import (
         TrainConfig,
         TrainError,
@@ -206,12 +217,24 @@ def train_cmd(
     cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":
         res = train(prep, out, cfg, resume=resume, overwrite=overwrite)
-        typer.echo(f"{out}: best {loss_name(res.val_split)} {res.best_val_loss:.6g} at epoch {res.best_epoch}")
+        typer.echo(f"{out}: {_progress(res)}best {loss_name(res.val_split)} {res.best_val_loss:.6g} "
+                   f"at epoch {res.best_epoch}")
         return
     results = train_grid(prep, out, cfg, lrs, resume=resume, overwrite=overwrite)
+    for res in results:
+        if res.already_finished or res.resumed_from_epoch:
+            typer.echo(f"{res.run_dir}: {_progress(res).rstrip('; ')}")
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     if not any(r.status == "ok" for r in results):
         raise TrainError(f"{out}: every learning rate diverged")
+
+
+def _progress(res: TrainResult) -> str:
+    """What a training call did to a run that existed already (empty for a new run)."""
+    if res.already_finished:
+        outcome = "diverged" if res.status == "diverged" else "finished"
+        return f"already {outcome} ({res.epochs_run} epochs), not trained again; "
+    return f"continued after epoch {res.resumed_from_epoch}; " if res.resumed_from_epoch else ""
 
 
 @app.command("render")

@@ -9,10 +9,12 @@ RUN directory (read by the evaluation report, keep it stable)::
     RUN/run.json          config (encoder spec, layer, codec spec, gate, lr, epochs, device asked
                           and device_resolved …), timings, result (status ok / diverged /
                           interrupted / failed, epochs_run, losses, val_split: "train" when the
-                          dataset has no validation clips and the train loss stands in)
+                          dataset has no validation clips and the train loss stands in,
+                          resumed_from_epoch: 0, or the epoch the last process continued from)
     RUN/history.jsonl     {"epoch", "train_loss", "val_loss", "lr", "time_s"} per epoch
     RUN/best.safetensors  lowest validation loss so far
-    RUN/last.safetensors  end of the latest epoch (with optimizer + RNG state, for --resume)
+    RUN/last.safetensors  end of the latest epoch (with optimizer + RNG state and the training
+                          time so far: where a rerun continues)
     RUN/tb/               TensorBoard scalars (loss/train, loss/val, lr)
 
 Scale-out: the loop runs through ``accelerate.Accelerator``, so the same call works in one
@@ -29,11 +31,24 @@ Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run
 part of the grid, which render and the summary use. One folder holds either a single run or an
 lr grid: training the other kind into it is refused.
 
-Resuming (``resume=True``) continues ``last.safetensors`` only with the settings it was trained
-with: any change other than :data:`RESUME_MAY_CHANGE` (learning rate, epochs, device …) is
-refused, listing the keys that differ. An lr grid resumed over finished runs likewise refuses
-runs made with other settings instead of reporting them as the new ones. Resuming where there
-is nothing to resume trains from epoch 1 with a warning saying so.
+Reruns: training again into a RUN that holds a run continues it from ``last.safetensors`` when
+the settings are the run's own — only :data:`RERUN_MAY_CHANGE` may differ, ``epochs`` never
+below the epochs already trained — and a run that already finished is reported as such and not
+trained again (one that diverged with the same learning rate is reported as diverged). Any other
+difference, the prepared data included, is refused before anything is written, naming each
+setting with both values. An lr grid checks every learning rate before any of them trains,
+skips the finished ones and continues the others; a rerun with another list of learning rates
+is refused. ``overwrite=True`` starts again instead. ``resume=True`` (``--resume``) also
+continues, and besides allows the changes of :data:`RESUME_MAY_CHANGE` (a new learning rate)
+and a grid of other learning rates; where there is nothing to resume it trains
+from epoch 1 with a warning saying so.
+
+Training time: ``last.safetensors`` records the training time up to its epoch
+(``train_seconds``), so ``run.json["timings_s"]["train"]``, :attr:`TrainResult.seconds` and an lr
+grid's ``time_s`` add up every process of an interrupted and continued run
+(``timings_s.train_this_process`` is the last one's share). A process that stopped on its own
+(interrupted, failed, diverged, finished) counts until it stopped; one killed outright counts
+until its last checkpoint.
 
 Ablations: ``blur`` — Gaussian blur of training embeddings (kernel 7 along time × 13 along
 features, i.e. torchvision's ``(kx, ky) = (7, 13)`` on the ``[dim, frames]`` image, sigma drawn
@@ -134,9 +149,12 @@ class TrainConfig:
         _device(self.device)
 
 
-#: TrainConfig fields that may change when a run is continued: they shape neither the model
-#: nor the loss it is trained on.
+#: TrainConfig fields that may change when a run is continued with ``resume=True``
+#: (``--resume``): they shape neither the model nor the loss it is trained on.
 RESUME_MAY_CHANGE = ("lr", "epochs", "device", "tensorboard", "eval_batch_size")
+#: TrainConfig fields a rerun without ``resume`` may change: those that leave the run as it
+#: would have been trained in one go (``epochs`` only upwards, see :func:`check_rerun`).
+RERUN_MAY_CHANGE = ("epochs", "device", "tensorboard", "eval_batch_size")
 
 
 def _plain(value: Any) -> Any:
@@ -175,7 +193,9 @@ class TrainResult:
 
     ``val_split`` names the split the validation losses were computed on: ``"val"``, or
     ``"train"`` when the prepared dataset has no validation clips (the "validation" losses
-    are then training losses and say nothing about generalisation).
+    are then training losses and say nothing about generalisation). ``seconds`` is the run's
+    training time over every process that trained it (an interrupted run continued later
+    counts both).
     """
 
     run_dir: Path
@@ -189,6 +209,10 @@ class TrainResult:
     seconds: float
     message: str = ""
     val_split: str = "val"
+    #: the run had finished before this call, which trained nothing
+    already_finished: bool = False
+    #: the epoch this call continued from (0: it trained from epoch 1, or trained nothing)
+    resumed_from_epoch: int = 0
 
 
 def parse_lrs(text: str | float | Sequence[float]) -> list[float]:
@@ -394,8 +418,15 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         prep: PREP directory or an already loaded :class:`PreparedData`.
         out: RUN directory.
         cfg: hyper-parameters.
-        resume: continue from ``out/last.safetensors`` (the next epoch after the stored one).
+        resume: continue from ``out/last.safetensors`` (the next epoch after the stored one)
+            also with the changes :data:`RESUME_MAY_CHANGE` allows (a new learning rate …);
+            with nothing there to continue, train from epoch 1 with a warning.
         overwrite: start over even when ``out`` already holds a run.
+
+    Without ``resume`` or ``overwrite`` a run in ``out`` is continued too, but only with its own
+    settings (:func:`check_rerun`: :data:`RERUN_MAY_CHANGE` may differ, ``epochs`` may grow).
+    Either way a run that already trained its ``cfg.epochs`` epochs is not trained again: its
+    recorded result is returned with ``already_finished`` set and no file is touched.
 
     Returns:
         a :class:`TrainResult`.
@@ -406,21 +437,33 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     whose checkpoint was written, which is where ``resume`` continues.
 
     Raises:
-        NonFiniteLossError: the loss became NaN/Inf (``run.json`` records the stop).
-        TrainError: bad configuration, or ``out`` holds a run and neither resume nor overwrite.
+        NonFiniteLossError: the loss became NaN/Inf (``run.json`` records the stop), or the run
+            in ``out`` already stopped so with this learning rate.
+        TrainError: bad configuration, both ``resume`` and ``overwrite``, or an unreadable
+            ``last.safetensors``.
+        CheckpointMismatchError: ``out`` holds a run made with other settings (or data), or one
+            that trained more epochs than ``cfg.epochs`` (on a rerun without ``resume``).
     """
     cfg = cfg or TrainConfig()
     cfg.validate()
+    if resume and overwrite:
+        raise TrainError("resume continues the run in the run directory and overwrite starts it "
+                         "again; give one of them")
     run = Path(out)
     check_not_grid(run)
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
     start_time = time.perf_counter()
     last_path, best_path, hist_path = run / "last.safetensors", run / "best.safetensors", run / "history.jsonl"
-    if last_path.exists() and not resume and not overwrite:
-        raise TrainError(f"{run}: already holds a training run; pass --resume to continue it "
-                         "or --overwrite to start again")
-    if resume and last_path.exists():
-        check_resumable(ckpt.read_header(last_path), cfg, last_path, prepared=data)
+    header = None if overwrite or not last_path.exists() else _read_last(last_path)
+    if header is not None:
+        if resume:
+            check_resumable(header, cfg, last_path, prepared=data)
+        else:
+            check_rerun(header, cfg, run, prepared=data)
+        stored = _stored_outcome(run, cfg, header)
+        if stored is not None:
+            return _report_stored(stored, cfg)
+    seconds_before = _seconds_before(run, header) if header is not None else 0.0
     torch.manual_seed(cfg.seed)
     opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
     try:
@@ -431,7 +474,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         raise TrainError(f"gate {cfg.gate!r} cannot be built with options {opts}: {exc}") from None
     acc = _accelerator()
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
-    if resume and not last_path.exists() and main:
+    if resume and header is None and main:
         log.warning("%s: nothing to resume (no last.safetensors there); training from epoch 1", run)
     if world > 1 and cfg.device not in ("auto", acc.device.type, str(acc.device)):
         log.warning("--device %s ignored under %d processes: using %s", cfg.device, world, acc.device)
@@ -463,7 +506,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
 
     start_epoch, best_val, best_epoch, first_val = 1, math.inf, None, None
     train_loss: float | None = None
-    if resume and last_path.exists():
+    if header is not None:
         ck = ckpt.load(last_path)
         ckpt.check_compatible(ck.header, last_path, extractor=data.info["extractor"].get("name"),
                               layer=data.info["extractor"].get("layer"),
@@ -482,10 +525,10 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         # Drop history lines of epochs after the checkpoint (a run killed mid-write).
         if main:
             write_jsonl(hist_path, [h for h in read_jsonl(hist_path) if h["epoch"] < start_epoch])
-        log.info("%s: resuming at epoch %d", run, start_epoch)
-    elif hist_path.exists() and main:
-        hist_path.unlink()
-        best_path.unlink(missing_ok=True)
+        log.info("%s: continuing at epoch %d", run, start_epoch)
+    elif main:  # a new run: nothing of an earlier one may be taken for its own
+        for path in (hist_path, best_path, last_path):
+            path.unlink(missing_ok=True)
     if world > 1 and rank > 0:
         # Same initial weights everywhere (seeded above), different dropout masks per process.
         torch.manual_seed(cfg.seed + 7919 * rank + start_epoch)
@@ -563,7 +606,8 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             if improved:
                 best_val, best_epoch = val_loss, epoch
             state = {"epoch": epoch, "val_loss": val_loss, "train_loss": train_loss,
-                     "best_val_loss": best_val, "best_epoch": best_epoch, "first_val_loss": first_val}
+                     "best_val_loss": best_val, "best_epoch": best_epoch, "first_val_loss": first_val,
+                     "train_seconds": round(seconds_before + time.perf_counter() - start_time, 4)}
             header = _header(cfg, data, model_args, **state)
             elapsed = time.perf_counter() - t0
             if main:
@@ -588,7 +632,8 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         status, message = "diverged", str(exc)
         raise
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted during epoch {done['epoch'] + 1}; --resume continues"
+        status, message = ("interrupted", f"interrupted during epoch {done['epoch'] + 1}; rerun the same "
+                           "command to continue")
         raise
     except BaseException as exc:
         status, message = "failed", f"{type(exc).__name__}: {exc}"
@@ -602,13 +647,14 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             best_epoch, first_val = done["best_epoch"], done["first_val"]
         result = TrainResult(run, cfg.lr, status, epoch, best_epoch,
                              None if math.isinf(best_val) else best_val, first_val, train_loss,
-                             seconds, message, val_split)
+                             seconds_before + seconds, message, val_split,
+                             resumed_from_epoch=start_epoch - 1)
         if main:
-            _write_run(run, cfg, data, {"train": seconds}, {
+            _write_run(run, cfg, data, {"train": seconds_before + seconds, "train_this_process": seconds}, {
                 "status": status, "message": message, "epochs_run": epoch, "best_epoch": best_epoch,
                 "best_val_loss": result.best_val_loss, "first_val_loss": first_val,
                 "final_train_loss": train_loss, "val_split": val_split,
-                "num_processes": world}, device)
+                "resumed_from_epoch": start_epoch - 1, "num_processes": world}, device)
     acc.wait_for_everyone()
     return result
 
@@ -625,15 +671,136 @@ def check_resumable(header: Mapping[str, Any], cfg: TrainConfig, path: str | Pat
     Raises:
         CheckpointMismatchError: listing every key that differs, with both values.
     """
-    diffs = config_differences(header.get("config") or {}, cfg)
-    stored_fp = header.get("prepared_sha256")
-    if prepared is not None and stored_fp and stored_fp != prepared_fingerprint(prepared):
-        diffs.append(prepared_change(header.get("prepared"), header.get("prepared_settings"), prepared.root))
+    diffs = _header_differences(header, cfg, RESUME_MAY_CHANGE, prepared)
     if diffs:
         raise CheckpointMismatchError(
             f"{path}: cannot resume with changed settings ({'; '.join(diffs)}); only "
             f"{', '.join(RESUME_MAY_CHANGE)} may change — drop those options or pass --overwrite "
             "(or another --out) to start a new run")
+
+
+def _header_differences(header: Mapping[str, Any], cfg: TrainConfig, ignore: Sequence[str],
+                        prepared: PreparedData | None) -> list[str]:
+    """``key a → b`` for each setting of ``cfg`` (but ``ignore``) and the prepared data that
+    differ from the ones the checkpoint ``header`` was trained with."""
+    diffs = config_differences(header.get("config") or {}, cfg, ignore=ignore)
+    stored_fp = header.get("prepared_sha256")
+    if prepared is not None and stored_fp and stored_fp != prepared_fingerprint(prepared):
+        diffs.append(prepared_change(header.get("prepared"), header.get("prepared_settings"), prepared.root))
+    return diffs
+
+
+def check_rerun(header: Mapping[str, Any], cfg: TrainConfig, run: str | Path = "run", *,
+                prepared: PreparedData | None = None) -> None:
+    """Refuse to continue the run in ``run`` (its ``last.safetensors`` has ``header``) on a rerun
+    without ``resume`` whose settings are not the run's own.
+
+    Only :data:`RERUN_MAY_CHANGE` may differ from the stored ``header["config"]``, and
+    ``cfg.epochs`` may not be below the epochs already trained; with ``prepared``, the prepared
+    data must be the one the run was trained on (as in :func:`check_resumable`).
+
+    Raises:
+        CheckpointMismatchError: one line listing every setting that differs, with both
+            values, and what to do instead (``--resume`` where only the learning rate differs,
+            ``--overwrite``, another ``--out``).
+    """
+    diffs = _header_differences(header, cfg, RERUN_MAY_CHANGE, prepared)
+    trained = int(header.get("epoch") or 0)
+    if not diffs and cfg.epochs < trained:
+        raise _epochs_below(Path(run), trained, cfg.epochs)
+    if diffs:
+        if cfg.epochs < trained:
+            diffs.append(f"epochs {trained} trained → {cfg.epochs}")
+        resumable = not _header_differences(header, cfg, RESUME_MAY_CHANGE, prepared)
+        hint = "pass --resume to continue it with the new --lr, " if resumable else "pass "
+        raise CheckpointMismatchError(
+            f"{run}: holds a run trained with other settings ({'; '.join(diffs)}); a rerun "
+            f"continues it only with its own settings (--epochs may grow) — {hint}--overwrite to "
+            "train it again, or choose another --out")
+
+
+def _read_last(path: Path) -> dict[str, Any]:
+    """The header of a run's ``last.safetensors``.
+
+    Raises:
+        TrainError: the file cannot be read (naming it, and how to start again).
+    """
+    try:
+        return ckpt.read_header(path)
+    except ckpt.CheckpointError as exc:
+        raise TrainError(f"{exc}; pass --overwrite to start the run again, or choose another --out") from None
+
+
+def _recorded_result(run: Path, record: Mapping[str, Any], **kw: Any) -> TrainResult:
+    """A :class:`TrainResult` from a run's ``run.json`` record."""
+    res, stored = record.get("result") or {}, record.get("config") or {}
+    return TrainResult(run, float(stored["lr"]), res["status"], int(res.get("epochs_run") or 0),
+                       res.get("best_epoch"), res.get("best_val_loss"), res.get("first_val_loss"),
+                       res.get("final_train_loss"), float((record.get("timings_s") or {}).get("train", 0.0)),
+                       res.get("message", ""), res.get("val_split", "val"), **kw)
+
+
+def _stored_outcome(run: Path, cfg: TrainConfig, header: Mapping[str, Any]) -> TrainResult | None:
+    """The recorded result of the run in ``run`` when it needs no more training with ``cfg``,
+    else None.
+
+    It needs none when ``run.json`` records the run of the checkpoint ``header`` as finished
+    (status ``ok``) with at least ``cfg.epochs`` epochs, or as diverged with ``cfg.lr`` (the same
+    learning rate diverges again). The settings were checked against the checkpoint before.
+    """
+    record = _train_record(run)
+    res = record.get("result") if record is not None else None
+    lr = (record.get("config") or {}).get("lr") if record is not None else None
+    if not isinstance(res, dict) or not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        return None
+    epoch, ran, status = int(header.get("epoch") or 0), res.get("epochs_run"), res.get("status")
+    if status == "ok":
+        done = ran == epoch and epoch >= cfg.epochs
+    elif status == "diverged":  # the checkpoint is the epoch before the one that diverged
+        done = ran in (epoch, epoch + 1) and float(lr) == float(cfg.lr)
+    else:
+        done = False
+    return _recorded_result(run, record, already_finished=True) if done else None
+
+
+def _report_stored(stored: TrainResult, cfg: TrainConfig) -> TrainResult:
+    """Say that the run in ``stored.run_dir`` is not trained again, and return its result.
+
+    Raises:
+        NonFiniteLossError: the run diverged with this learning rate.
+    """
+    if stored.status == "diverged":
+        raise NonFiniteLossError(
+            f"{stored.run_dir}: already stopped with a non-finite loss after epoch {stored.epochs_run} "
+            f"(lr={cfg.lr:g}); not trained again — continue it with a smaller learning rate "
+            "(--resume --lr …), or pass --overwrite to start again")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        log.info("%s: already finished (%d epochs); not trained again", stored.run_dir, stored.epochs_run)
+    return stored
+
+
+def _seconds_before(run: Path, header: Mapping[str, Any]) -> float:
+    """Training time spent on the run in ``run`` until its checkpoint ``header``: the time the
+    checkpoint records (the epochs' own times in history.jsonl for checkpoints of older
+    versions), or the time ``run.json`` records where the process that wrote the checkpoint
+    stopped on its own after it (interrupted, failed, finished, diverged)."""
+    epoch = int(header.get("epoch") or 0)
+    seconds = header.get("train_seconds")
+    if not isinstance(seconds, (int, float)):
+        hist = run / "history.jsonl"
+        seconds = sum(float(h.get("time_s") or 0.0) for h in (read_jsonl(hist) if hist.exists() else [])
+                      if isinstance(h, dict) and isinstance(h.get("epoch"), int) and h["epoch"] <= epoch)
+    record = _train_record(run)
+    res = record.get("result") if record is not None else None
+    if isinstance(res, dict):
+        ran, status = res.get("epochs_run"), res.get("status")
+        if (status in ("ok", "interrupted", "failed") and ran == epoch
+                or status == "diverged" and ran in (epoch, epoch + 1)):
+            with contextlib.suppress(TypeError, ValueError, KeyError, AttributeError):
+                seconds = max(float(seconds), float(record["timings_s"]["train"]))
+    return float(seconds)
 
 
 def prepared_change(recorded: Any, settings: Mapping[str, Any] | None, root: str | Path | None) -> str:
@@ -733,9 +900,13 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                resume: bool = False, overwrite: bool = False) -> list[TrainResult]:
     """One run per learning rate in ``out/lr=<v>/`` plus ``summary.csv``/``summary.md``/``run.json``.
 
-    A diverging learning rate is recorded as such and the grid continues. With ``resume``,
-    finished runs are skipped and unfinished ones continue; a run made with other settings is
-    refused (for every learning rate before any training starts) unless ``overwrite``.
+    A diverging learning rate is recorded as such and the grid continues. Run again into
+    ``out``, the grid continues: finished runs (and diverged ones) are skipped, with
+    ``already_finished`` set, and unfinished ones continue from their last checkpoint. Every
+    learning rate's run is checked before any of them trains: one made with other settings is
+    refused (:func:`_finished`, :func:`check_rerun`), and so is another list of learning rates
+    than ``run.json`` records. ``resume`` allows that other list and the changes
+    :func:`check_resumable` allows; ``overwrite`` trains every learning rate again.
     ``run.json`` records the learning rates of this call: ``lr=<v>`` folders of earlier calls
     with other learning rates are kept (with a warning) but are no longer part of the grid —
     its summary and :func:`auralens.sonify.render.resolve_run` use only the recorded ones.
@@ -745,9 +916,14 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
 
     out = Path(out)
     cfg.validate()
+    if resume and overwrite:
+        raise TrainError("resume continues the grid in the run directory and overwrite starts it "
+                         "again; give one of them")
     check_not_single_run(out)
     lrs = _unique_lrs(float(v) for v in lrs)
     names = [lr_dirname(v) for v in lrs]
+    if not resume and not overwrite:
+        _check_same_grid(out, names)
     existing = grid_lr_runs(out)
     outside = [name for name in existing if name not in names]
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
@@ -761,35 +937,46 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     if main and resume and not existing:
         log.warning("%s: nothing to resume (no lr=<v> runs there); training the grid from epoch 1", out)
     done: dict[float, TrainResult | None] = {}
-    if resume and not overwrite:  # refuse mismatched runs before any of them trains
+    if not overwrite:  # refuse mismatched runs before any of them trains
         for lr in lrs:
             run, rcfg = out / lr_dirname(lr), replace(cfg, lr=float(lr))
-            done[lr] = _finished(run, rcfg, data.info, fingerprint=prepared_fingerprint(data),
+            finished = _finished(run, rcfg, data.info, fingerprint=prepared_fingerprint(data),
                                  prepared_root=data.root)
-            if done[lr] is None and (run / "last.safetensors").exists():
-                check_resumable(ckpt.read_header(run / "last.safetensors"), rcfg, run / "last.safetensors",
-                                prepared=data)
+            if finished is not None:
+                if not resume and finished.status == "ok" and finished.epochs_run > cfg.epochs:
+                    raise _epochs_below(run, finished.epochs_run, cfg.epochs)
+                done[lr] = replace(finished, already_finished=True)
+            elif (run / "last.safetensors").exists():
+                last = run / "last.safetensors"
+                if resume:
+                    check_resumable(_read_last(last), rcfg, last, prepared=data)
+                else:
+                    check_rerun(_read_last(last), rcfg, run, prepared=data)
     results: list[TrainResult] = []
     for lr in lrs:
         run = out / lr_dirname(lr)
         finished = done.get(lr)
         if finished is not None:
-            log.info("%s: already finished; skipped", run)
+            if main:
+                log.info("%s: already finished; skipped", run)
             results.append(finished)
             continue
         # a learning rate new to the grid starts from epoch 1 (told once above for a new grid)
-        continues = resume and (run / "last.safetensors").exists()
-        if resume and not continues and existing:
+        continues = not overwrite and (run / "last.safetensors").exists()
+        if resume and not continues and existing and main:
             log.info("%s: nothing to resume; training from epoch 1", run)
         try:
-            results.append(train(data, run, replace(cfg, lr=float(lr)), resume=continues, overwrite=overwrite))
+            results.append(train(data, run, replace(cfg, lr=float(lr)), resume=resume and continues,
+                                 overwrite=overwrite))
         except NonFiniteLossError as exc:
             log.warning("%s", exc)
-            info = read_json(run / "run.json").get("result", {})
+            record = read_json(run / "run.json")
+            info = record.get("result", {})
             results.append(TrainResult(run, float(lr), "diverged", int(info.get("epochs_run") or 0),
                                        info.get("best_epoch"), info.get("best_val_loss"),
                                        info.get("first_val_loss"), info.get("final_train_loss"),
-                                       0.0, str(exc), info.get("val_split", "val")))
+                                       float((record.get("timings_s") or {}).get("train", 0.0)),
+                                       str(exc), info.get("val_split", "val")))
     if main:
         write_summary(out, results)
         info = data.info
@@ -799,6 +986,33 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                        extra={"result": {"grid": [_row(r, out) for r in results],
                                          "outside_grid": outside}})
     return results
+
+
+def _check_same_grid(out: Path, names: Sequence[str]) -> None:
+    """Refuse a rerun of an lr grid with other learning rates than its ``run.json`` records.
+
+    Raises:
+        TrainError: naming both lists and what to do instead.
+    """
+    recorded = recorded_grid(out)
+    if recorded is None or set(recorded) == set(names):
+        return
+
+    def values(folders: Sequence[str]) -> str:
+        return ",".join(name.removeprefix("lr=") for name in folders)
+
+    raise TrainError(f"{out}: holds an lr grid of other learning rates (lr {values(recorded)} → "
+                     f"{values(names)}); a rerun continues a grid only with its own --lr list — pass "
+                     "--resume to train the new list beside it (the other runs are kept), --overwrite "
+                     "to train it again, or choose another --out")
+
+
+def _epochs_below(run: Path, trained: int, epochs: int) -> CheckpointMismatchError:
+    """The error of a rerun asking for fewer epochs than ``run`` already trained."""
+    return CheckpointMismatchError(
+        f"{run}: already trained for {trained} epochs, more than --epochs {epochs}; pass "
+        f"--epochs {trained} or more to continue it, --overwrite to train it again, or choose "
+        "another --out")
 
 
 #: Run-config keys that tie a finished run to its prepared data.
@@ -868,10 +1082,7 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
     res = info.get("result", {})
     if res.get("status") not in ("ok", "diverged") or (res.get("status") == "ok" and (res.get("epochs_run") or 0) < cfg.epochs):
         return None
-    return TrainResult(run, float(stored["lr"]), res["status"], int(res.get("epochs_run") or 0),
-                       res.get("best_epoch"), res.get("best_val_loss"), res.get("first_val_loss"),
-                       res.get("final_train_loss"), float(info.get("timings_s", {}).get("train", 0.0)),
-                       res.get("message", ""), res.get("val_split", "val"))
+    return _recorded_result(run, info)
 
 
 def loss_name(val_split: str) -> str:
