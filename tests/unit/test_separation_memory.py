@@ -1,6 +1,7 @@
 """Memory of a long separation: the activity filter scores block by block (no full-length
 float64 copies), chunked separation returns float32 estimates that still sum to the mixture,
-and ``separate`` / ``imagine`` peak near what they must hold: the input and its M sources."""
+and ``separate`` / ``imagine`` peak near what they must hold: the input and its M sources
+(imagine's captions and report spectrograms one source at a time, each drawn in blocks)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import torch
 from factories.audio_files import noise_wav
 from factories.separate import micro_config
 
+from auralens.evaluate.spectral import overview_mag
 from auralens.scene.caption.base import CaptionResult
 from auralens.scene.separate import activity
 from auralens.scene.separate.activity import RULES, ActivityConfig, filter_estimates
+from auralens.scene.separate.base import Separator
 from auralens.scene.separate.run import load_separator, max_sum_error, separate_array
 from auralens.scene.separate.tdcnpp import TDCNpp, TDCNppSeparator
 
@@ -104,7 +107,7 @@ def test_long_chunked_separation_is_float32_and_sums_to_the_mixture() -> None:
 def _growth(run: Callable[[Path, Path], Any], tmp_path: Path, m: int) -> float:
     """How much more ``run(input, out)`` peaks on 200 s of noise than on 80 s, as a share of
     how much more the input and its ``m`` sources take as float32: fixed costs (imports, a
-    model, a spectrogram's block of frames, full from about 65 s on) cancel, what grows with
+    model, a spectrogram's block of frames, full from about 8 s on) cancel, what grows with
     the input is left."""
     run(noise_wav(tmp_path / "warm.wav", seed=0, seconds=12), tmp_path / "warm")
     peaks, held = [], []
@@ -140,6 +143,87 @@ def test_imagine_grows_with_the_input_and_its_sources_only(tmp_path: Path) -> No
     sep = load_separator()
     cfg = ImagineConfig(separator=sep, captioner=_Captioner())  # with its report
     growth = _growth(lambda wav, out: imagine(wav, out, cfg), tmp_path, sep.num_sources)
-    # the report reads the files back one at a time and draws each from float64 samples;
-    # the M sources are no longer held beside it
-    assert growth < 1.8, f"peak grows {growth:.2f}× as fast as the input and its sources"
+    # one source at a time while captioning and drawing the report, each read straight into
+    # float32 and drawn a block of frames at a time (1.3× when captions held all M sources and
+    # the report read each through a float64 copy and drew it from a whole float64 copy)
+    assert growth < 1.1, f"peak grows {growth:.2f}× as fast as the input and its sources"
+
+
+# ----------------------------------------------------------------------------- caption step
+
+
+class _Shares(Separator):
+    """Four unequal shares of the mixture (every one audible), made by numpy, so that
+    tracemalloc sees the estimates (a torch model's buffers it would not)."""
+
+    name = "shares"
+    num_sources = 4
+
+    def separate(self, mix: np.ndarray) -> np.ndarray:
+        return np.stack([np.float32(w) * mix for w in (0.4, 0.3, 0.2, 0.1)])
+
+
+class _HeldAtCaption(_Captioner):
+    """Records how much numpy and Python hold (beyond ``base``) each time it is asked."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.held: list[int] = []
+
+    def describe(self, wave: np.ndarray) -> CaptionResult:
+        self.held.append(tracemalloc.get_traced_memory()[0] - self.base)
+        return super().describe(wave)
+
+
+def test_imagine_holds_one_source_at_a_time_while_captioning(tmp_path: Path) -> None:
+    from auralens.scene.pipeline import ImagineConfig, imagine
+
+    captioner = _HeldAtCaption()
+    cfg = ImagineConfig(separator=_Shares(), captioner=captioner, min_kept=4, report=False)
+    imagine(noise_wav(tmp_path / "warm.wav", seed=0, seconds=2), tmp_path / "warm", cfg)
+    seconds = 60
+    wav = noise_wav(tmp_path / "long.wav", seed=1, seconds=seconds)
+    source = seconds * SR * 4  # bytes of one float32 source, and of the input
+    captioner.held.clear()
+    tracemalloc.start()
+    try:
+        captioner.base = tracemalloc.get_traced_memory()[0]
+        result = imagine(wav, tmp_path / "out", cfg)
+    finally:
+        tracemalloc.stop()
+    assert result.kept == [0, 1, 2, 3] and len(captioner.held) == 4
+    # the input and the source being captioned; all four sources would be 5 × source
+    assert max(captioner.held) < 3 * source, \
+        f"{max(captioner.held) / source:.2f} sources' worth held while captioning"
+
+
+# ----------------------------------------------------------------------------- report spectrograms
+
+
+@pytest.mark.parametrize("n", [100, 512, 700, 128 * 1600, 128 * 1600 + 1, 16000 * 70 + 17])
+def test_report_spectrogram_columns_are_overview_mag_in_small_blocks(n: int) -> None:
+    from auralens.scene.pipeline import _overview_mag
+
+    x = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    ref, _ = overview_mag(x, 512, 128)
+    for block in (7, 100, 1024):  # blocks shorter than a column's group, partial last blocks
+        assert np.array_equal(_overview_mag(x, 512, 128, block=block), ref)
+    ref, _ = overview_mag(x, 512, 128, max_cols=50)
+    assert np.array_equal(_overview_mag(x, 512, 128, max_cols=50, block=100), ref)
+
+
+def test_report_spectrogram_costs_the_same_for_any_length(tmp_path: Path) -> None:
+    from auralens.scene.pipeline import _spectrogram_png
+
+    _spectrogram_png(np.zeros(SR, np.float32), SR, tmp_path / "warm.png", "warm")  # imports
+    peaks = []
+    for seconds in (120, 600):
+        wave = (0.1 * np.random.default_rng(seconds).standard_normal(seconds * SR)).astype(np.float32)
+        png, peak = _peak(lambda wave=wave, s=seconds: _spectrogram_png(wave, SR, tmp_path / f"{s}.png", "x"))
+        assert png.stat().st_size > 0
+        peaks.append(peak)
+    # one block of frames and the figure (≈ 30 MB, whatever the length); float64 copies of the
+    # whole wave would add 4× its size, and a block of 8192 frames ≈ 70 MB
+    mb = [f"{p / 2**20:.1f} MB" for p in peaks]
+    assert peaks[1] - peaks[0] < wave.nbytes // 8, f"{mb} for 120 s and 600 s"
+    assert peaks[1] < wave.nbytes, f"{mb} for 120 s and 600 s ({wave.nbytes / 2**20:.0f} MB of samples)"

@@ -748,6 +748,21 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
     return resample(wave, sr, target)
 
 
+def _read_source(path: Path) -> tuple[np.ndarray, int]:
+    """``(wave [T] float32, sample_rate)`` of a source this run wrote (a mono float WAV, so
+    the samples are those that were written).
+
+    Read straight into one float32 array: :func:`auralens.audio.load_sr` would also make a
+    float64 copy while mixing to mono, peaking at about four times the source's size.
+    """
+    import soundfile as sf
+
+    wave, sr = sf.read(str(path), dtype="float32")
+    if wave.ndim != 1:  # not a file this run wrote
+        raise ImagineError(f"{path}: expected one channel, found {wave.shape[1]}")
+    return wave, int(sr)
+
+
 #: Files an imagine run writes at the top of its folder; run.json first, so that a run
 #: stopped while clearing leaves no run.json rather than the previous run's.
 OUTPUT_FILES = ("run.json", "report.html", "activity.json", "captions.json", "description.txt",
@@ -990,25 +1005,29 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
         result.kept = kept
         result.paths["activity"] = str(out / "activity.json")
 
+        # The sources are on disk (float WAV: reading one back gives the same samples): from
+        # here on only one of them is held at a time, not all M ([M, T] float32) beside the
+        # captioner's and the report's own work.
+        del est
+
         # 3. per-source captions
         with timer("3_load_captioner"):
             captioner = stages.captioner()
         records = []
         with timer("3_caption"):
             for k in kept:
-                clip = _resample(est[k], sep.sample_rate, captioner.sample_rate)
+                wave_k, sr_k = _read_source(source_files[k])
+                clip = _resample(wave_k, sr_k, captioner.sample_rate)
+                del wave_k  # clip may be the same array; else only the resampled one is held
                 with _about(input, f"captioning source {k}"):
                     cap = captioner.describe(clip)
-                del clip  # may be a view of est, which would keep all M sources alive
+                del clip  # released before the next source is read
                 if not str(cap.text or "").strip():  # would become an empty label downstream
                     raise ImagineError(f"{input}: captioning source {k}: {captioner.name} "
                                        "gave an empty caption")
                 records.append({"index": k, "file": f"sources/source{k}.wav",
                                 "caption": cap.text, "label": cap.label, "score": cap.score,
                                 "top": [list(t) for t in cap.top]})
-        # The sources are on disk (the report reads them back): the stages after the captions
-        # need not hold all M of them ([M, T] float32) on top of their own work.
-        del est
         result.captions = [r["caption"] for r in records]
         result.labels = [r["label"] for r in records]
         write_json(out / "captions.json", {"captioner": captioner.name, "sources": records})
@@ -1073,6 +1092,47 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
 # --------------------------------------------------------------------------- report
 
 
+#: Frames of a report spectrogram transformed at once (rounded to whole columns): about
+#: 10 MB of float64 frames and spectra with 512-sample windows, whatever the input's length.
+SPECTROGRAM_BLOCK = 1024
+
+
+def _overview_mag(wave: np.ndarray, n_fft: int, hop: int, max_cols: int = 1600,
+                  block: int = SPECTROGRAM_BLOCK) -> np.ndarray:
+    """:func:`~auralens.evaluate.spectral.overview_mag` of a ``[T]`` wave (the same numbers:
+    zero-padded frames, periodic Hann window, each column the maximum over its group of
+    frames), computed ``block`` frames at a time from the wave as it is.
+
+    Only one block's samples become float64: no float64 copy of the whole wave (twice its
+    float32 size, plus a padded copy), and blocks of about ``block`` frames rather than
+    8192 (≈ 70 MB with 512-sample windows).
+
+    Returns:
+        ``[n_fft // 2 + 1, ≤ max_cols]`` magnitudes.
+    """
+    half = n_fft // 2
+    size = int(wave.shape[-1])
+    n_frames = (max(size + 2 * half, n_fft) - n_fft) // hop + 1  # as stft_mag_blocks
+    group = max(1, -(-n_frames // max_cols))
+    step = group * max(1, block // group)  # whole groups per block: columns never straddle
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as stft_mag_blocks
+    cols = []
+    for f0 in range(0, n_frames, step):
+        f1 = min(f0 + step, n_frames)
+        # samples of frames f0 … f1-1 in the zero-padded signal, position p = sample p - half
+        lo, hi = f0 * hop, (f1 - 1) * hop + n_fft
+        seg = np.zeros(hi - lo)
+        a, b = max(lo - half, 0), min(hi - half, size)
+        if b > a:
+            seg[a + half - lo:b + half - lo] = wave[a:b]
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
+        mag = np.abs(np.fft.rfft(frames * window, axis=1)).T
+        pad = -mag.shape[1] % group  # magnitudes are ≥ 0, so zero columns never win a max
+        mag = np.pad(mag, ((0, 0), (0, pad)))
+        cols.append(mag.reshape(mag.shape[0], -1, group).max(axis=2))
+    return np.concatenate(cols, axis=1)
+
+
 def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
     """A small log-magnitude spectrogram image of ``[T]``."""
     import matplotlib
@@ -1080,12 +1140,11 @@ def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from auralens.evaluate.spectral import overview_mag
     from auralens.io import atomic_path
 
     if wave.shape[-1] < 512:  # a clip shorter than one window still gets a (short) picture
         wave = np.pad(wave, (0, 512 - wave.shape[-1]))
-    mag, _ = overview_mag(wave, 512, 128)  # a long input is pooled to the picture's width
+    mag = _overview_mag(wave, 512, 128)  # a long input is pooled to the picture's width
     db = 20 * np.log10(mag / 256 + 1e-6)  # / Σ window: the level scipy's stft gave
     fig, ax = plt.subplots(figsize=(5, 1.6), dpi=80)
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
@@ -1125,7 +1184,7 @@ def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
                 f"<td><img src='{rel(mix_png)}' alt='mixture spectrogram'></td><td></td></tr>")
     captions = dict(zip(result.kept, result.captions, strict=False))
     for k, src in enumerate(result.paths.get("sources", [])):
-        wave, ssr = load_sr(src)
+        wave, ssr = _read_source(Path(src))
         png = _spectrogram_png(wave, ssr, spec_dir / f"source{k}.png", f"source {k}")
         del wave  # not held while the next one is read
         kept = k in captions
