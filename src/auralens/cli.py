@@ -111,7 +111,12 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _decoded_file(exc: UnicodeDecodeError) -> str | None:
     """The name of the text file being read when ``exc`` was raised, when it can be told: a
-    file object opened for reading in the innermost frame of the traceback that holds one."""
+    file object opened for reading in the innermost frame of the traceback that holds one.
+
+    Readers of the files a user names read them through :func:`auralens.io.read_user_text`,
+    whose error names the file; this finds the name for a reader that does not (such as
+    ``scene.caption.clap_zeroshot.read_labels``).
+    """
     import io
 
     frames = []
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         return 1
-    except UnicodeDecodeError as exc:  # a config, CSV or list given as a binary file
+    except UnicodeDecodeError as exc:  # a text file read without naming it (a NotTextError names it)
         name = _decoded_file(exc)
         what = f"{name}: not UTF-8 text" if name else "an input file is not UTF-8 text"
         typer.echo(f"error: {what} ({exc.reason} at byte {exc.start})", err=True)

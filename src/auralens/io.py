@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
+import io
 import json
 import logging
 import math
@@ -265,6 +267,74 @@ def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
                                        allow_nan=False) + "\n")
 
 
+class NotTextError(AuralensError, UnicodeDecodeError):
+    """A file read as text that is not UTF-8 text: ``PATH: not UTF-8 text (REASON at byte N)``,
+    N counted from the file's first byte.
+
+    A ``UnicodeDecodeError`` (and so a ``ValueError``) too: callers that catch one keep doing
+    so; uncaught, the CLI prints the message as one line.
+    """
+
+    def __init__(self, path: str | Path, data: bytes, start: int, end: int, reason: str) -> None:
+        UnicodeDecodeError.__init__(self, "utf-8", data, start, end, reason)
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"{self.path}: not UTF-8 text ({self.reason} at byte {self.start})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the arguments differ from UnicodeDecodeError's
+        return type(self), (self.path, self.object, self.start, self.end, self.reason)
+
+
+def read_user_text(path: str | Path, *, newline: str | None = None) -> str:
+    """The text of a file a user names (a config, a list, a CSV, a JSONL manifest).
+
+    A leading byte-order mark (some editors and spreadsheets write one) is dropped.
+
+    Args:
+        newline: as :func:`open`'s: None reads ``\\r\\n`` and ``\\r`` as ``\\n``; ``""`` keeps
+            line ends as they are (what :mod:`csv` wants, see :func:`open_user_text`).
+
+    Raises:
+        NotTextError: the file is not UTF-8 text (the message names it).
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotTextError(path, data, skip + exc.start, skip + exc.end, exc.reason) from None
+    if newline is None and "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def open_user_text(path: str | Path) -> io.StringIO:
+    """A file a user names, read whole by :func:`read_user_text` and given back as a text
+    stream whose lines end as in the file (``open(path, newline="")``: for :mod:`csv`).
+
+    Raises:
+        NotTextError: the file is not UTF-8 text (the message names it).
+        OSError: the file cannot be read.
+    """
+    return io.StringIO(read_user_text(path, newline=""), newline="")
+
+
+def read_user_lines(path: str | Path) -> list[str]:
+    """The lines of a file a user names, each with its ``\\n`` (a last line without one as
+    it is): split at line ends only (``\\n``, ``\\r\\n``, ``\\r``), not at the U+2028, U+0085 …
+    that :meth:`str.splitlines` also splits at and a JSON string may hold unescaped.
+
+    Raises:
+        NotTextError: the file is not UTF-8 text (the message names it).
+        OSError: the file cannot be read.
+    """
+    lines = read_user_text(path).split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
 class JSONFileError(AuralensError, ValueError):
     """A JSON file that cannot be parsed (message names the file and what is wrong).
 
@@ -424,18 +494,21 @@ def unclosed_json(text: str) -> bool:
 def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple[int, Any]]:
     """Like :func:`read_jsonl`, with each record's 1-based line number (for messages).
 
-    With ``strict`` a line that is not JSON raises :class:`JsonLinesError`, except a last line
-    with no newline after it whose JSON is still open (:func:`unclosed_json`): that is what a
-    writer stopped mid-line (or still appending, such as ``data mix``) leaves, and it is
-    skipped with a warning as without ``strict``.
+    Lines end at newlines only: a JSON string may hold U+2028 or U+0085 unescaped. A line that
+    is not JSON is skipped with a warning that says which it is: an incomplete last line (one
+    with no newline after it whose JSON is still open, :func:`unclosed_json`: what a writer
+    stopped mid-line, or still appending such as ``data mix``, leaves) or a corrupt line.
+    With ``strict`` a corrupt line raises :class:`JsonLinesError` instead.
+
+    Raises:
+        NotTextError: the file is not UTF-8 text.
+        JsonLinesError: with ``strict``, a corrupt line.
     """
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    # utf-8-sig: a byte order mark (some editors write one) is not part of line 1
-    with open(path, encoding="utf-8-sig") as fh:
-        lines = fh.readlines()
+    lines = read_user_lines(path)
     for i, raw in enumerate(lines):
         line = raw.strip()
         if not line:
@@ -445,10 +518,13 @@ def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple
         except json.JSONDecodeError as exc:
             # only JSON still open at the end of the file is a line being written
             unfinished = i == len(lines) - 1 and not raw.endswith("\n") and unclosed_json(line)
-            if strict and not unfinished:
+            if unfinished:
+                log.warning("%s: skipping an incomplete last line %d", path, i + 1)
+            elif strict:
                 raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
                                      f"{exc.msg})") from None
-            log.warning("%s:%d: skipping an incomplete JSON line", path, i + 1)
+            else:
+                log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
     return out
 
 

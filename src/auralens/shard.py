@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from auralens.errors import AuralensError
-from auralens.io import write_jsonl
+from auralens.io import read_jsonl_numbered, write_jsonl
 from auralens.types import id_text
 
 T = TypeVar("T")
@@ -183,34 +183,16 @@ def _check_shard_parts(files: Sequence[Path]) -> None:
 
 def _read_part(path: Path) -> list[tuple[int, Any]]:
     """``(line number, record)`` of a results file; lines that are not a JSON object (unparsable,
-    or valid JSON of another kind such as ``[1, 2]``) are skipped with a warning naming them.
-
-    Only a last line without its newline can be cut short by a killed writer; any other bad line
-    is corrupt (or a fragment a resumed writer appended after), and the warning says which.
+    or valid JSON of another kind such as ``[1, 2]``) are skipped with a warning naming them
+    (:func:`~auralens.io.read_jsonl_numbered` tells a last line cut short from a corrupt one).
     """
-    # lines end at newlines only: str.splitlines would also split a record at a U+2028 or
-    # U+0085 inside one of its strings, which JSON leaves unescaped
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    cut_short = bool(lines) and not lines[-1].endswith("\n")  # the writer never ended it
     out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == last and cut_short:
-                log.warning("%s: skipping an incomplete last line %d", path, i + 1)
-            else:
-                log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
-            continue
+    for line, rec in read_jsonl_numbered(path):
         if not isinstance(rec, dict):
             log.warning("skipping corrupt line %d of %s (valid JSON but not a record object: %s)",
-                        i + 1, path, line.strip()[:40])
+                        line, path, json.dumps(rec, ensure_ascii=False)[:40])
             continue
-        out.append((i + 1, rec))
+        out.append((line, rec))
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from auralens.data import DatasetError
-from auralens.io import write_text
+from auralens.io import NotTextError, read_user_text, write_text
 from auralens.types import Clip
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ def load_esc50(root: Path, folds: Sequence[int] | None = None) -> list[Clip]:
         raise DatasetError(f"{csv_path}: ESC-50 metadata file not found")
     wanted = None if folds is None else {int(f) for f in folds}
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_user_text(csv_path)
+    except NotTextError as exc:
+        raise DatasetError(str(exc)) from None
+    except OSError as exc:
         raise DatasetError(f"{csv_path}: cannot read ({exc})") from None
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
@@ -256,7 +258,7 @@ def read_splits(out_dir: Path, clips: Sequence[Clip]) -> dict[str, list[Clip]]:
             continue
         members: list[Clip] = []
         unknown = 0
-        for raw in path.read_text(encoding="utf-8").splitlines():
+        for raw in read_user_text(path).splitlines():
             entry = raw.strip()
             if not entry or entry.startswith("#"):
                 continue

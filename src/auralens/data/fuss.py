@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from auralens.data import DatasetError
+from auralens.io import read_user_text
 from auralens.types import SceneRecord, Source
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _record(root: Path, split: str, mixture: Path, sources: list[Path]) -> Scene
 
 def _from_list(root: Path, list_file: Path, split: str) -> list[SceneRecord]:
     records = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    for line in read_user_text(list_file).splitlines():
         parts = [p for p in line.strip().split("\t") if p]
         if not parts:
             continue

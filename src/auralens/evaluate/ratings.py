@@ -47,7 +47,7 @@ from typing import Any
 from auralens.checks import as_whole
 from auralens.errors import AuralensError
 from auralens.evaluate.plots import md_cell
-from auralens.io import atomic_path, read_run_record
+from auralens.io import atomic_path, open_user_text, read_run_record
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,7 @@ def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
     Raises:
         RatingError: a missing file, missing columns or an invalid row (named by line),
             including a timestamp that is not an ISO date and time.
+        NotTextError: a file that is not UTF-8 text (named).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -294,9 +295,9 @@ def load_ratings(paths: str | Path | Iterable[str | Path]) -> list[Rating]:
         p = Path(p)
         if not p.exists():
             raise RatingError(f"{p}: ratings file not found")
-        # utf-8-sig: a file saved from a spreadsheet starts with a byte-order mark, which
-        # save_rating keeps
-        with open(p, encoding="utf-8-sig", newline="") as fh:
+        # a file saved from a spreadsheet starts with a byte-order mark (save_rating keeps it),
+        # which open_user_text drops
+        with open_user_text(p) as fh:
             reader = csv.DictReader(fh)
             missing = {"rater", "version", "clip", "visual", "audio"} - set(reader.fieldnames or [])
             if missing:

@@ -505,12 +505,11 @@ def build_report(runs: Sequence[str | Path], out: str | Path, *, embedder: str =
 
 def _render_identities(loaded: Sequence[Any]) -> dict[str, str]:
     """``{run name: SHA-256 of the checkpoint its renders were made with}`` (runs whose renders
-    record none are left out)."""
-    from auralens.sonify.render import existing_renders
-
+    record none are left out), from the ``renders/run.json`` each run was loaded with."""
     out = {}
     for run in loaded:
-        sha = (existing_renders(Path(run.path) / "renders") or {}).get("checkpoint_sha256")
+        config = (run.renders or {}).get("config")
+        sha = config.get("checkpoint_sha256") if isinstance(config, dict) else None
         if isinstance(sha, str) and sha:
             out[run.name] = sha
     return out

@@ -45,7 +45,7 @@ import numpy as np
 from auralens.checks import is_number
 from auralens.data.folder import is_audio_file
 from auralens.errors import AuralensError
-from auralens.io import ErrorLog, read_json, read_jsonl_numbered, read_run_record
+from auralens.io import ErrorLog, read_json, read_jsonl_numbered
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ class SonifyRun:
         versions: version name → clip id → wav path (``original`` and ``ceiling`` included
             when present).
         warnings: problems found while reading (history lines left out, by file:line).
+        renders: ``renders/run.json`` as read (:func:`read_renders_record`): None when there
+            is none, {} when it is not a readable JSON object.
     """
 
     path: Path
@@ -118,6 +120,7 @@ class SonifyRun:
     history: list[dict[str, Any]]
     versions: dict[str, dict[str, Path]]
     warnings: list[str] = field(default_factory=list)
+    renders: dict[str, Any] | None = None
 
     @property
     def posts(self) -> list[str]:
@@ -155,7 +158,8 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
     if not (renders / "original").is_dir():
         raise RunDirError(f"{path}: not a sonify run (no renders/original/ folder); "
                           "render the run first with `auralens sonify render`")
-    stale = stale_renders(path)
+    rendered = read_renders_record(path)
+    stale = _stale_reason(path, rendered)
     if stale:
         raise StaleRendersError(stale)
     versions: dict[str, dict[str, Path]] = {}
@@ -163,12 +167,12 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
         files = {f.stem: f for f in sorted(folder.iterdir()) if is_audio_file(f)}
         if files:
             versions[folder.name] = files
-    clips = _rendered_clips(renders)
+    clips = _rendered_clips(rendered)
     if clips is not None:  # score exactly the clips `sonify render` lists (one split)
         versions = {v: kept for v, files in versions.items()
                     if (kept := {c: f for c, f in files.items() if c in clips})}
     if "original" not in versions:
-        unfinished = _unfinished_render(path)
+        unfinished = _unfinished_render(path, rendered)
         if unfinished is not None:
             raise RunDirError(unfinished)
         raise RunDirError(f"{path}: renders/original/ holds no audio files"
@@ -180,7 +184,7 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
         except ValueError as exc:
             raise RunDirError(f"{path / 'run.json'}: invalid JSON ({exc})") from exc
     history, warnings = read_history(path / "history.jsonl")
-    return SonifyRun(path, name, record, history, versions, [*notes, *warnings])
+    return SonifyRun(path, name, record, history, versions, [*notes, *warnings], rendered)
 
 
 def _is_lr_grid(path: Path) -> bool:
@@ -212,6 +216,34 @@ def _grid_best_run(grid: Path) -> Path:
     return best
 
 
+def read_renders_record(run: Path) -> dict[str, Any] | None:
+    """``run/renders/run.json`` as read: None when there is none, {} when it is not JSON or
+    not an object (as `sonify render` reads it: it records nothing).
+
+    Raises:
+        OSError: it cannot be read.
+    """
+    path = run / "renders" / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _render_config(renders: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``config`` of a ``renders/run.json`` record ({} when it holds none)."""
+    config = (renders or {}).get("config")
+    return dict(config) if isinstance(config, dict) else {}
+
+
+def _has_checkpoint(run: Path) -> bool:
+    """Whether ``run`` holds a checkpoint (`sonify render` renders from it)."""
+    return (run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()
+
+
 def stale_renders(run: Path) -> str | None:
     """Why the renders of ``run`` were not made by the checkpoint it holds now, or None.
 
@@ -220,20 +252,24 @@ def stale_renders(run: Path) -> str | None:
     checkpoint but keeps ``renders/``, whose scores would then be labelled with the new
     run's settings. None when the run holds no checkpoint (nothing to compare).
     """
-    if not ((run / "best.safetensors").is_file() or (run / "last.safetensors").is_file()):
-        return None
-    from auralens.sonify.render import existing_renders, renders_stale, run_checkpoint
+    return _stale_reason(run, read_renders_record(run)) if _has_checkpoint(run) else None
 
-    renders = run / "renders"
+
+def _stale_reason(run: Path, renders: Mapping[str, Any] | None) -> str | None:
+    """:func:`stale_renders` with ``renders/run.json`` as :func:`read_renders_record` read it."""
+    if not _has_checkpoint(run):
+        return None
+    from auralens.sonify.render import renders_stale, run_checkpoint
+
     previous: dict[str, Any] = {}
-    if not (renders / "run.json").is_file():
+    if renders is None:
         # `sonify render` renders such a folder again too
         why = "renders/ holds no run.json saying which checkpoint made them"
     else:
         # unreadable: no recorded checkpoint, as `sonify render` reads it
-        previous = existing_renders(renders) or {}
+        previous = _render_config(renders)
         checkpoint = run_checkpoint(run)
-        reason = renders_stale(renders, previous, checkpoint)
+        reason = renders_stale(run / "renders", previous, checkpoint)
         if reason is None:
             return None
         why = f"renders/ was {reason}"
@@ -302,15 +338,14 @@ def _names(ids: Iterable[str], limit: int = 5) -> str:
 UNFINISHED_RENDER = ("running", "interrupted")
 
 
-def _unfinished_render(run: Path) -> str | None:
+def _unfinished_render(run: Path, renders: Mapping[str, Any] | None) -> str | None:
     """Why ``run`` has no finished renders when its `sonify render` stopped part-way (its
-    ``renders/run.json`` status is one of :data:`UNFINISHED_RENDER`), with the call that
-    finishes it; None otherwise."""
-    record = read_run_record(run / "renders")
-    status = record.get("status") if isinstance(record, dict) else None
+    ``renders/run.json``, ``renders`` as :func:`read_renders_record` read it, has a status of
+    :data:`UNFINISHED_RENDER`), with the call that finishes it; None otherwise."""
+    status = (renders or {}).get("status")
     if status not in UNFINISHED_RENDER:
         return None
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    config = _render_config(renders)
     split = config.get("split") if isinstance(config.get("split"), str) else "test"
     # a rerun keeps the clips already written and renders the rest
     return (f"{run}: its `sonify render` was interrupted before it finished any clip "
@@ -318,15 +353,10 @@ def _unfinished_render(run: Path) -> str | None:
             "to finish it, then report")
 
 
-def _rendered_clips(renders: Path) -> set[str] | None:
-    """Clip ids (file stems) listed in ``renders/run.json``; None when it lists none."""
-    manifest = renders / "run.json"
-    if not manifest.is_file():
-        return None
-    try:
-        clips = read_json(manifest).get("config", {}).get("clips")
-    except (ValueError, AttributeError):
-        return None
+def _rendered_clips(renders: Mapping[str, Any] | None) -> set[str] | None:
+    """Clip ids (file stems) listed in ``renders/run.json`` (``renders`` as
+    :func:`read_renders_record` read it); None when it lists none."""
+    clips = _render_config(renders).get("clips")
     return {str(c) for c in clips} if isinstance(clips, list) else None
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from auralens.errors import AuralensError
-from auralens.io import write_jsonl
+from auralens.io import NotTextError, open_user_text, read_user_text, write_jsonl
 from auralens.types import SceneRecord, Source, load_scenes, save_records
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def read_fsd50k_labels(ground_truth: Path) -> dict[str, list[str]]:
         raise ManifestError(f"{ground_truth}: no FSD50K ground-truth CSV (eval.csv / dev.csv)")
     out: dict[str, list[str]] = {}
     for f in files:
-        with open(f, newline="", encoding="utf-8") as fh:
+        with open_user_text(f) as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or not {"fname", "labels"} <= set(reader.fieldnames):
                 raise ManifestError(f"{f}: expected columns fname,labels (FSD50K ground truth)")
@@ -93,8 +93,10 @@ def _jams_events(path: Path) -> list[dict[str, Any]]:
         ManifestError: one line naming the file (and the event) when it is not such a file.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_user_text(path))
         obs = data["annotations"][0]["data"]
+    except NotTextError:
+        raise
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise ManifestError(f"{path}: not a readable scaper JAMS file ({exc})") from exc
     if isinstance(obs, dict):  # column-major JAMS variant
@@ -115,7 +117,7 @@ def _jams_events(path: Path) -> list[dict[str, Any]]:
 
 def _read_labels_csv(path: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open_user_text(path) as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"id", "labels"} <= set(reader.fieldnames):
             raise ManifestError(f"{path}: expected columns id,labels")

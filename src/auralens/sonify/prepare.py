@@ -75,6 +75,7 @@ from auralens.io import (
     ErrorLog,
     read_json,
     read_jsonl,
+    read_user_text,
     remove_stale_temps,
     write_jsonl,
     write_run_json,
@@ -844,7 +845,7 @@ def _filter_split_files(out: Path, index: Sequence[dict[str, Any]]) -> None:
     for name in ("train", "val", "test"):
         path = out / f"{name}.txt"
         if path.is_file():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() in usable]
+            kept = [line for line in read_user_text(path).splitlines() if line.strip() in usable]
             write_text(path, "".join(f"{line}\n" for line in kept))
 
 
