@@ -109,30 +109,6 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
-def _decoded_file(exc: UnicodeDecodeError) -> str | None:
-    """The name of the text file being read when ``exc`` was raised, when it can be told: a
-    file object opened for reading in the innermost frame of the traceback that holds one.
-
-    Readers of the files a user names read them through :func:`auralens.io.read_user_text`,
-    whose error names the file; this finds the name for a reader that does not (such as
-    ``scene.caption.clap_zeroshot.read_labels``).
-    """
-    import io
-
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    for frame in reversed(frames):  # innermost first
-        for value in list(frame.f_locals.values()):
-            if isinstance(value, io.TextIOWrapper) and "r" in getattr(value, "mode", ""):
-                name = getattr(value, "name", None)
-                if isinstance(name, str) and name and not name.startswith("<"):  # not <stdin>
-                    return name
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping expected errors to one line."""
     from auralens.errors import AuralensError
@@ -151,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         return 1
-    except UnicodeDecodeError as exc:  # a text file read without naming it (a NotTextError names it)
-        name = _decoded_file(exc)
-        what = f"{name}: not UTF-8 text" if name else "an input file is not UTF-8 text"
-        typer.echo(f"error: {what} ({exc.reason} at byte {exc.start})", err=True)
+    except UnicodeDecodeError as exc:
+        # Readers of the text files a user names (auralens.io.read_user_text and friends) raise
+        # a NotTextError, an AuralensError naming the file; this is for a decode error from
+        # elsewhere (a library reading a file of its own), which names none.
+        typer.echo(f"error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                   err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -118,13 +118,18 @@ def _stale(age: float, pid: str | None, min_age: float, max_age: float) -> bool:
 
 
 def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
-                       max_age: float = 86400.0) -> list[Path]:
+                       max_age: float = 86400.0, recursive: bool = True) -> list[Path]:
     """Delete what :func:`atomic_path` left behind when its process was killed mid-write.
 
-    A temporary file (``.<stem>.<pid>.<random>.tmp<suffix>``, searched recursively) is
-    removed when its writer is no longer running and it is older than ``min_age`` seconds
-    (another machine writing to a shared disk has another pid space), or when it is older
-    than ``max_age`` whatever its pid says. Resumable jobs call this when they start.
+    A temporary file (``.<stem>.<pid>.<random>.tmp<suffix>``) is removed when its writer is
+    no longer running and it is older than ``min_age`` seconds (another machine writing to a
+    shared disk has another pid space), or when it is older than ``max_age`` whatever its pid
+    says. Resumable jobs call this when they start.
+
+    Args:
+        recursive: search every folder below ``directory``; False: ``directory`` itself only
+            (for a command that writes only there, whose folder may be a broad one such as
+            ``.``).
 
     Returns:
         The removed paths.
@@ -134,7 +139,8 @@ def remove_stale_temps(directory: str | Path, *, min_age: float = 60.0,
         return []
     now = time.time()
     removed = []
-    for tmp in directory.rglob(".*.tmp*"):
+    found = directory.rglob(".*.tmp*") if recursive else directory.glob(".*.tmp*")
+    for tmp in found:
         match = _TEMP_NAME.match(tmp.name)
         if match is None or not tmp.is_file():
             continue
@@ -299,16 +305,41 @@ def read_user_text(path: str | Path, *, newline: str | None = None) -> str:
         NotTextError: the file is not UTF-8 text (the message names it).
         OSError: the file cannot be read.
     """
-    path = Path(path)
+    return _decode_user_text(Path(path), newline=newline)[0]
+
+
+def _decode_user_text(path: Path, *, newline: str | None = None,
+                      torn_end: bool = False) -> tuple[str, bool]:
+    """:func:`read_user_text`, and whether a character cut short at the end was left out.
+
+    Args:
+        torn_end: a file whose only flaw is a multi-byte character cut short at its very end
+            (what a writer killed mid-character leaves) is read without that character, and
+            True is returned with the text; otherwise it raises :class:`NotTextError`.
+    """
     data = path.read_bytes()
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    torn = False
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotTextError(path, data, skip + exc.start, skip + exc.end, exc.reason) from None
+        text = _text_before_torn_end(data[skip:]) if torn_end else None
+        if text is None:
+            raise NotTextError(path, data, skip + exc.start, skip + exc.end, exc.reason) from None
+        torn = True
     if newline is None and "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+    return text, torn
+
+
+def _text_before_torn_end(data: bytes) -> str | None:
+    """``data`` decoded without a multi-byte UTF-8 character cut short at its end, or None
+    when anything else in it is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        return decoder.decode(data, final=False)  # keeps an unfinished last character back
+    except UnicodeDecodeError:
+        return None
 
 
 def open_user_text(path: str | Path) -> io.StringIO:
@@ -331,7 +362,12 @@ def read_user_lines(path: str | Path) -> list[str]:
         NotTextError: the file is not UTF-8 text (the message names it).
         OSError: the file cannot be read.
     """
-    lines = read_user_text(path).split("\n")
+    return _split_lines(read_user_text(path))
+
+
+def _split_lines(text: str) -> list[str]:
+    """:func:`read_user_lines` of a text read."""
+    lines = text.split("\n")
     return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
@@ -426,9 +462,10 @@ def _is_json_line(data: bytes) -> bool:
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line and flush it to disk (crash-safe for resumable jobs).
 
-    A last line without its newline that is not JSON (what a writer killed mid-line, or a
-    full disk, leaves) is cut off first, with a warning, so the file holds only whole lines
-    again; a broken line before the last one is left to :func:`read_jsonl` to skip.
+    A last line without its newline that is not JSON, or not UTF-8 (what a writer killed
+    mid-line, even mid-character, or a full disk, leaves) is cut off first, with a warning, so
+    the file holds only whole lines again; a broken line before the last one is left to
+    :func:`read_jsonl` to skip.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -496,36 +533,52 @@ def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple
 
     Lines end at newlines only: a JSON string may hold U+2028 or U+0085 unescaped. A line that
     is not JSON is skipped with a warning that says which it is: an incomplete last line (one
-    with no newline after it whose JSON is still open, :func:`unclosed_json`: what a writer
-    stopped mid-line, or still appending such as ``data mix``, leaves) or a corrupt line.
-    With ``strict`` a corrupt line raises :class:`JsonLinesError` instead.
+    with no newline after it whose JSON is still open, :func:`unclosed_json`, or that ends in
+    a multi-byte character cut short: what a writer stopped mid-line, or still appending such
+    as ``data mix``, leaves) or a corrupt line (not JSON, or JSON that Python cannot hold
+    such as an integer of 5000 digits). With ``strict`` a corrupt line raises
+    :class:`JsonLinesError` instead.
 
     Raises:
-        NotTextError: the file is not UTF-8 text.
+        NotTextError: the file is not UTF-8 text (other than in an incomplete last line).
         JsonLinesError: with ``strict``, a corrupt line.
     """
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    lines = read_user_lines(path)
+    text, torn = _decode_user_text(path, torn_end=True)
+    lines = _split_lines(text)
+    if torn and (not lines or lines[-1].endswith("\n")):
+        lines.append("")  # the cut character was all of the last line
     for i, raw in enumerate(lines):
+        last = i == len(lines) - 1 and not raw.endswith("\n")
+        if last and torn:  # a whole line never ends inside a character: this one was cut short
+            log.warning("%s: skipping an incomplete last line %d", path, i + 1)
+            continue
         line = raw.strip()
         if not line:
             continue
         try:
             out.append((i + 1, json.loads(line)))
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             # only JSON still open at the end of the file is a line being written
-            unfinished = i == len(lines) - 1 and not raw.endswith("\n") and unclosed_json(line)
-            if unfinished:
+            if last and unclosed_json(line):
                 log.warning("%s: skipping an incomplete last line %d", path, i + 1)
             elif strict:
-                raise JsonLinesError(f"{path}:{i + 1}: not a JSON line (column {exc.colno}: "
-                                     f"{exc.msg})") from None
+                raise JsonLinesError(f"{path}:{i + 1}: not a JSON line ({_json_problem(exc)})") from None
             else:
                 log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
     return out
+
+
+def _json_problem(exc: BaseException) -> str:
+    """What :func:`json.loads` found wrong, for a message."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"column {exc.colno}: {exc.msg}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)  # JSON that Python cannot hold (an integer of 5000 digits)
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:

@@ -1,5 +1,5 @@
 """A binary file given where the CLI reads text (a config, a CSV, a list) is one error line
-naming the file, whether its reader names it or the CLI's last-resort handler does."""
+naming the file (its reader names it)."""
 
 from __future__ import annotations
 

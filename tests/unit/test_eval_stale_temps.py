@@ -1,7 +1,8 @@
 """``separate eval`` and ``evaluate fad|kad|spectral`` remove, when they start, the temporary
 files that a killed writer left in their output folder (named as
 :func:`auralens.io.atomic_path` names them, stale by :func:`auralens.io._stale`), and keep
-those of a writer still running."""
+those of a writer still running. They write only at the top level of the folder, so its
+subfolders (the whole tree below a broad ``--out`` such as ``.``) are not searched."""
 
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ def _leftovers(out: Path) -> tuple[Path, Path, Path]:
     return stale, fresh, live
 
 
+def _stale_below(out: Path) -> Path:
+    """A killed writer's leftover in a subfolder of ``out`` (not the command's to remove)."""
+    return _temp(out / "sub" / "deeper", "scores", _dead_pid(), AGE)
+
+
 def _pid(path: Path) -> int:
     return int(path.name.split(".")[2])
 
@@ -62,18 +68,29 @@ def test_evaluate_removes_a_killed_writers_temp_files(tmp_path, capsys, metric):
     ref = tone_folder(tmp_path, "ref", [220, 330, 440, 550], 0.01)
     out = tmp_path / "out"
     stale, fresh, live = _leftovers(out)
+    below = _stale_below(out)
     inputs = [str(ref), str(ref)] if metric != "spectral" else [str(ref / "tone220.wav")] * 2
     assert main(["evaluate", metric, *inputs, "--out", str(out)]) == 0
     assert (out / "metrics.json").is_file()
     assert not stale.exists()
-    assert fresh.exists() and live.exists()
+    assert fresh.exists() and live.exists() and below.exists()
 
 
 def test_separate_eval_removes_a_killed_writers_temp_files(tmp_path, capsys):
     data = fuss_folder(tmp_path / "data", 2)
     out = tmp_path / "E"
     stale, fresh, live = _leftovers(out)
+    below = _stale_below(out)
     assert main(["separate", "eval", str(data), "--out", str(out), "-s", NMF, "--no-bss"]) == 0
     assert (out / "summary.json").is_file()
     assert not stale.exists()
+    assert fresh.exists() and live.exists() and below.exists()
+
+
+def test_remove_stale_temps_searches_below_the_folder_unless_told_not_to(tmp_path):
+    stale, fresh, live = _leftovers(tmp_path)
+    below = _stale_below(tmp_path)
+    assert io.remove_stale_temps(tmp_path, recursive=False) == [stale]
+    assert fresh.exists() and live.exists() and below.exists()
+    assert io.remove_stale_temps(tmp_path) == [below]  # the default searches every subfolder
     assert fresh.exists() and live.exists()

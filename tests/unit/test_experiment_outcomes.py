@@ -220,23 +220,31 @@ def test_judge_validate_names_the_file_it_cannot_use(tmp_path: Path,
         judge_agreement(ann, tmp_path / "nonexist.jsonl")
 
 
-def test_the_generic_decode_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_label_file_that_is_not_text_is_named_by_its_reader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from auralens.scene.caption.clap_zeroshot import read_labels
+
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"ok\n\xff\xfe")
 
     def read_it(*_args: object, **_kw: object) -> None:
-        with open(binary, encoding="utf-8") as fh:
-            fh.read()
+        read_labels(binary)
 
     monkeypatch.setattr("auralens.evaluate.judge_validation.judge_agreement", read_it)
     assert main(["experiment", "judge-validate", "a.csv", "r.jsonl"]) == 1
     assert _error_line(capsys) == (f"error: {binary}: not UTF-8 text (invalid start byte at "
                                    "byte 3)")
-    from auralens.cli import _decoded_file
 
-    # no file at hand: the handler keeps its general wording
-    assert _decoded_file(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x")) is None
+
+def test_a_decode_error_from_elsewhere_is_one_general_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def fail(*_args: object, **_kw: object) -> None:
+        b"ok\xff".decode("utf-8")
+
+    monkeypatch.setattr("auralens.evaluate.judge_validation.judge_agreement", fail)
+    assert main(["experiment", "judge-validate", "a.csv", "r.jsonl"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: an input file is not UTF-8 text (invalid start byte at byte 2)\n"
 
 
 # ----------------------------------------------------------------------------- data mix

@@ -324,7 +324,8 @@ def spectral_files(ref: str | Path, est: str | Path, timer: Timer | None = None)
 def check_out_dir(out: str | Path) -> Path:
     """Make ``out`` (parents too) and prove it writable with a probe file, before any work;
     then remove the temporary files that a killed writer of ``metrics.json`` / ``run.json``
-    left in it (:func:`auralens.io.remove_stale_temps`: a live writer's are kept).
+    left in it (:func:`auralens.io.remove_stale_temps`: a live writer's are kept; its
+    subfolders are not searched).
 
     Raises:
         AuralensError: ``out`` is, or lies under, a file, or cannot be created or written.
@@ -344,7 +345,7 @@ def check_out_dir(out: str | Path) -> Path:
     except OSError as exc:
         raise AuralensError(f"{out}: output directory is not writable "
                             f"({exc.strerror or exc}); choose another --out") from exc
-    remove_stale_temps(out)
+    remove_stale_temps(out, recursive=False)  # this command writes only at its top level
     return out
 
 

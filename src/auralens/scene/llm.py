@@ -286,10 +286,11 @@ def check_chat_model_dir(backend: str, model_id: str) -> None:
         return
     from transformers import AutoModelForCausalLM
 
+    config = read_json_file(path / "config.json")
     # e.g. an audio-language model has a chat template too, but no causal-LM class
-    if auto_class_loads(path, [AutoModelForCausalLM]) is False:
+    if auto_class_loads(config, [AutoModelForCausalLM]) is False:
         raise AuralensError(f"{model_id}: not a causal language model (config.json: "
-                            f"{model_kind(path).strip() or 'no model_type'}); {backend} "
+                            f"{config_kind(config).strip() or 'no model_type'}); {backend} "
                             "needs a text chat LLM")
     # without its files transformers builds an empty tokenizer: generation fails only
     # after every stage before it has run
@@ -299,11 +300,18 @@ def check_chat_model_dir(backend: str, model_id: str) -> None:
                             "instruction-tuned (chat) model")
 
 
-def auto_class_loads(path: Path, auto_classes: Iterable[Any]) -> bool | None:
+def auto_class_loads(config: Mapping[str, Any] | os.PathLike[str],
+                     auto_classes: Iterable[Any]) -> bool | None:
     """Whether one of transformers' ``AutoModelFor…`` classes loads a model folder, judged
-    from ``config.json`` alone (its ``model_type``, or an ``auto_map`` entry for remote code);
-    None when the installed transformers does not expose its mappings."""
-    cfg = read_json_file(path / "config.json")
+    from its ``config.json`` alone (its ``model_type``, or an ``auto_map`` entry for remote
+    code); None when the installed transformers does not expose its mappings.
+
+    Args:
+        config: the folder's parsed ``config.json`` (a caller that has read it passes it), or
+            the folder, whose ``config.json`` is then read.
+    """
+    cfg = (read_json_file(Path(config) / "config.json") if isinstance(config, os.PathLike)
+           else config)
     auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
     known = False
     for cls in auto_classes:

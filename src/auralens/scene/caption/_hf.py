@@ -48,7 +48,7 @@ def check_audio_model(model_id: str, what: str = "audio model",
 
         # an audio encoder or classifier (AST, HuBERT …) has a feature extractor too, but
         # none of the text-generating classes the audio-LLM loader tries takes it
-        if llm.auto_class_loads(path, audio_text_classes()) is False:
+        if llm.auto_class_loads(config, audio_text_classes()) is False:
             raise AuralensError(f"{model_id}: not an audio-language model (config.json: "
                                 f"{kind.strip() or 'no model_type'}); give a model that "
                                 "answers in text about audio, such as Qwen2-Audio")

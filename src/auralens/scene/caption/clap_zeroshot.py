@@ -19,6 +19,7 @@ from auralens.audio import loudest_segment
 from auralens.encoders.clap import window_samples
 from auralens.encoders.hf import check_tokenizer_files
 from auralens.errors import AuralensError
+from auralens.io import read_user_text
 from auralens.scene.caption._hf import (
     as_tensor,
     check_audio_model,
@@ -48,11 +49,16 @@ DEFAULT_MODEL = "laion/clap-htsat-unfused"
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """One label per line; blank lines and ``#`` comments ignored."""
+    """One label per line; blank lines and ``#`` comments ignored.
+
+    Raises:
+        AuralensError: the file is missing or holds no label.
+        auralens.io.NotTextError: the file is not UTF-8 text (the message names it).
+    """
     path = Path(path)
     if not path.exists():
         raise AuralensError(f"{path}: label file not found")
-    labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    labels = [ln.strip() for ln in read_user_text(path).splitlines()]
     labels = [ln for ln in labels if ln and not ln.startswith("#")]
     if not labels:
         raise AuralensError(f"{path}: no labels in file")

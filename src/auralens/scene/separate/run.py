@@ -702,7 +702,9 @@ def evaluate_separator(data: str | Path, out_dir: str | Path, separator: str | S
     check_out_owner(out_dir, "separate eval",
                     lambda rel: len(rel.parts) == 1 and rel.name in (*EVAL_OUTPUTS, "errors.jsonl"),
                     SeparationError)
-    remove_stale_temps(out_dir)  # what a killed evaluation's writes left (a live writer's stay)
+    # what a killed evaluation's writes left (a live writer's stay); it writes only at the
+    # top level of out_dir, which may be a broad folder: its subfolders are not searched
+    remove_stale_temps(out_dir, recursive=False)
     folds, n, seconds = _eval_options(Path(data), split, folds, n, seconds)
     with timer("load_model"):
         sep = separator if isinstance(separator, Separator) else load_separator(separator)
