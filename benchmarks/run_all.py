@@ -50,6 +50,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "trainer_vs_hf": ["--gates", "lin,conv", "--clips", "160", "--epochs", "3"],
     # the committed ESC-10 classifier on its held-out fold (the measurement in its model card)
     "classifier_reverb": ["--fold", "4", "--copies", "2", "--model", "src/auralens/presets/classifier"],
+    # peak RSS of separate and imagine on 10 minutes of noise (about a minute on 2 CPUs)
+    "memory": ["--minutes", "10"],
 }
 #: ESC-10 (ESC-50 layout), where the scripts that need real data read it by default.
 ESC10 = ROOT.parent / "shared" / "data" / "esc10"
@@ -57,7 +59,8 @@ ESC10 = ROOT.parent / "shared" / "data" / "esc10"
 #: none by default). A script whose dataset is absent is skipped, not run.
 DEFAULT_DATA: dict[str, Path] = {"sonify": ESC10, "separation": ESC10, "classifier_reverb": ESC10}
 #: Per-script budgets in seconds (default ``--budget`` for the rest).
-BUDGETS: dict[str, float] = {"trainer_vs_hf": 1200.0, "sonify": 900.0, "demo": 900.0, "separation": 1500.0}
+BUDGETS: dict[str, float] = {"trainer_vs_hf": 1200.0, "sonify": 900.0, "demo": 900.0, "separation": 1500.0,
+                             "memory": 600.0}
 #: Keys describing the machine/run rather than a measured result (left out of the table).
 CONTEXT_KEYS = {"bench", "run_id", "run_at", "machine", "status", "elapsed_s", "rc", "script", "args",
                 "host", "platform"}
