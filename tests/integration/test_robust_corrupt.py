@@ -166,7 +166,7 @@ def test_imagine_batch_skips_corrupt_mixtures(corrupt_fuss, tiny_model, tmp_path
             "--captioner", f"classifier:{tiny_model('ast_classifier')}", "--set", "report=false"]
     proc = run_cli(args, cli_env(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "36 results in" in proc.stdout
+    assert "36 of 40 items done (36 by this run, 0 earlier); 4 failed" in proc.stdout
     assert re.search(r"4 of 40 items failed; see .*errors\.jsonl", proc.stderr)
     errors = read_jsonl(out / "errors.jsonl")
     assert sorted(e["item"] for e in errors) == sorted(bad)

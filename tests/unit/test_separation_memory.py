@@ -1,10 +1,12 @@
 """Memory of a long separation: the activity filter scores block by block (no full-length
 float64 copies), chunked separation returns float32 estimates that still sum to the mixture,
 and ``separate`` / ``imagine`` peak near what they must hold: the input and its M sources
-(imagine's captions and report spectrograms one source at a time, each drawn in blocks)."""
+(imagine's captions and report spectrograms one source at a time, each drawn in blocks, the
+report's mixture from the input imagine holds)."""
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -200,16 +202,114 @@ def test_imagine_holds_one_source_at_a_time_while_captioning(tmp_path: Path) -> 
 # ----------------------------------------------------------------------------- report spectrograms
 
 
-@pytest.mark.parametrize("n", [100, 512, 700, 128 * 1600, 128 * 1600 + 1, 16000 * 70 + 17])
-def test_report_spectrogram_columns_are_overview_mag_in_small_blocks(n: int) -> None:
-    from auralens.scene.pipeline import _overview_mag
+def _plain_overview(x: np.ndarray, n_fft: int, hop: int, max_cols: int) -> np.ndarray:
+    """:func:`overview_mag` written out plainly: the whole signal as float64, zero-padded by
+    ``n_fft // 2`` on both sides, every frame cut out one by one, periodic Hann window, rfft
+    magnitudes of all frames at once, then each column the maximum over its group of frames
+    (the last group may be shorter)."""
+    half = n_fft // 2
+    padded = np.concatenate([np.zeros(half), np.asarray(x, dtype=np.float64), np.zeros(half)])
+    n_frames = (padded.size - n_fft) // hop + 1
+    frames = np.stack([padded[i * hop:i * hop + n_fft] for i in range(n_frames)])
+    mag = np.abs(np.fft.rfft(frames * np.hanning(n_fft + 1)[:-1], axis=1)).T
+    group = -(-n_frames // max_cols)
+    return np.stack([mag[:, j:j + group].max(axis=1) for j in range(0, n_frames, group)], axis=1)
 
+
+@pytest.mark.parametrize("n", [100, 512, 700, 128 * 1600, 128 * 1600 + 1, 16000 * 70 + 17])
+def test_overview_mag_is_the_plain_computation_in_small_blocks(n: int) -> None:
     x = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
-    ref, _ = overview_mag(x, 512, 128)
-    for block in (7, 100, 1024):  # blocks shorter than a column's group, partial last blocks
-        assert np.array_equal(_overview_mag(x, 512, 128, block=block), ref)
-    ref, _ = overview_mag(x, 512, 128, max_cols=50)
-    assert np.array_equal(_overview_mag(x, 512, 128, max_cols=50, block=100), ref)
+    for max_cols in (1600, 50):
+        ref = _plain_overview(x, 512, 128, max_cols)
+        for block in (7, 100, 1024):  # blocks shorter than a column's group, partial last blocks
+            mag, group = overview_mag(x, 512, 128, max_cols=max_cols, block=block)
+            assert group == -(-(n // 128 + 1) // max_cols)
+            assert np.array_equal(mag, ref), (max_cols, block)
+    # the same numbers for the float64 signal (the float32 samples are exact in float64)
+    assert np.array_equal(overview_mag(x.astype(np.float64), 512, 128)[0], _plain_overview(x, 512, 128, 1600))
+
+
+def test_overview_mag_of_a_sine_on_a_bin_is_known() -> None:
+    """A sine of amplitude A on bin k: the periodic Hann window gives |X[k]| = A·N/4 and
+    A·N/8 in its neighbours, in every column away from the edges, however many frames a
+    column pools."""
+    n_fft, k, amp = 512, 32, 0.5
+    t = np.arange(16000 * 60)
+    x = (amp * np.sin(2 * np.pi * k * t / n_fft)).astype(np.float32)
+    mag, group = overview_mag(x, n_fft, 128)
+    assert mag.shape == (257, 1501) and group == 5  # 7501 frames
+    inner = mag[:, 1:-2]  # the first column and the last two pool zero-padded edge frames
+    np.testing.assert_allclose(inner[k], amp * n_fft / 4, rtol=1e-6)
+    np.testing.assert_allclose(inner[[k - 1, k + 1]], amp * n_fft / 8, rtol=1e-5)
+    assert np.all(np.argmax(inner, axis=0) == k)
+
+
+def test_overview_mag_memory_does_not_grow_with_the_signal() -> None:
+    """Only one block of frames is float64 at a time: 10 minutes (37 MB of float32 samples)
+    cost about 14 MB, as 2 minutes do; a float64 copy of the whole signal, its padded copy
+    and blocks of 8192 frames took 156 MB."""
+    overview_mag(np.zeros(SR, np.float32), 512, 128)
+    peaks = []
+    for seconds in (120, 600):
+        wave = (0.1 * np.random.default_rng(seconds).standard_normal(seconds * SR)).astype(np.float32)
+        _, peak = _peak(lambda wave=wave: overview_mag(wave, 512, 128))
+        peaks.append(peak)
+    mb = [f"{p / 2**20:.1f} MB" for p in peaks]
+    assert peaks[1] - peaks[0] < wave.nbytes // 16, f"{mb} for 120 s and 600 s"
+    assert peaks[1] < wave.nbytes // 2, f"{mb} for 120 s and 600 s ({wave.nbytes / 2**20:.0f} MB of samples)"
+
+
+def test_imagine_report_draws_the_input_it_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report draws the mixture from the input imagine holds already: its peak grows
+    with the input by about one source (the one being read and drawn), not by a second read
+    of the input, whose float64 mono mix took about four times the input's size."""
+    from auralens.scene import pipeline
+    from auralens.scene.pipeline import ImagineConfig, imagine
+
+    peaks = []
+    report = pipeline.write_report
+
+    def measured(*args: Any, **kwargs: Any) -> Path:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        out = report(*args, **kwargs)
+        peaks.append(tracemalloc.get_traced_memory()[1] - start)
+        return out
+
+    monkeypatch.setattr(pipeline, "write_report", measured)
+    cfg = ImagineConfig(separator=_Shares(), captioner=_Captioner())
+    imagine(noise_wav(tmp_path / "warm.wav", seed=0, seconds=12), tmp_path / "warm", cfg)  # imports
+    gc.collect()
+    gc.disable()  # each figure leaves a few MB to the cycle collector: alike in both runs, not at random
+    tracemalloc.start()
+    try:
+        # long enough for a re-read (4× the input) to outgrow drawing one wave (≈ 30 MB)
+        for seconds in (200, 400):
+            wav = noise_wav(tmp_path / f"{seconds}.wav", seed=seconds, seconds=seconds)
+            imagine(wav, tmp_path / f"out{seconds}", cfg)
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    growth = (peaks[2] - peaks[1]) / ((400 - 200) * SR * 4)
+    assert growth < 2, f"the report's peak grows {growth:.2f}× as fast as the input"
+
+
+def test_report_mixture_picture_is_the_input_as_read(tmp_path: Path) -> None:
+    """Drawn from the samples imagine read (a stereo 44.1 kHz 16-bit input: mixed to mono at
+    its own rate), the mixture's picture is the one a fresh read of the file gives."""
+    import soundfile as sf
+
+    from auralens.audio import load_sr
+    from auralens.scene.pipeline import ImagineConfig, _spectrogram_png, imagine
+
+    t = np.arange(int(2.5 * 44100)) / 44100
+    rng = np.random.default_rng(0)
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 880 * t), 0.05 * rng.standard_normal(t.size)], 1)
+    sf.write(tmp_path / "in.wav", stereo, 44100, subtype="PCM_16")
+    imagine(tmp_path / "in.wav", tmp_path / "out", ImagineConfig(separator=_Shares(), captioner=_Captioner()))
+    wave, sr = load_sr(tmp_path / "in.wav")
+    ref = _spectrogram_png(wave, sr, tmp_path / "ref.png", "mixture")
+    assert (tmp_path / "out" / "spectrograms" / "mixture.png").read_bytes() == ref.read_bytes()
 
 
 def test_report_spectrogram_costs_the_same_for_any_length(tmp_path: Path) -> None:

@@ -91,7 +91,9 @@ def batch(
 ) -> None:
     """Imagine every mixture of a dataset (resumable; failures go to errors.jsonl).
 
+    The closing summary counts over the whole job, items finished by an earlier run included.
     Sharded runs are joined with `auralens data merge OUT/shards/* --out OUT/results.jsonl`."""
+    from auralens.io import read_json
     from auralens.scene.pipeline import ImagineConfig, imagine_batch
     from auralens.shard import parse_shard, shard_dir
 
@@ -101,5 +103,9 @@ def batch(
     parsed = parse_shard(shard)
     for note in cfg.notes():
         typer.echo(f"note: {note}", err=True)
-    lines = imagine_batch(data, out, cfg, split=split, limit=limit, shard=parsed)
-    typer.echo(f"{len(lines)} results in {shard_dir(out, parsed) / 'results.jsonl'}")
+    imagine_batch(data, out, cfg, split=split, limit=limit, shard=parsed)
+    dest = shard_dir(out, parsed)
+    run = read_json(dest / "run.json")
+    failed = f"; {run['n_failed']} failed, see {dest / 'errors.jsonl'}" if run["n_failed"] else ""
+    typer.echo(f"{run['n_done']} of {run['n_items']} items done ({run['n_new']} by this run, "
+               f"{run['n_earlier']} earlier){failed}; results in {dest / 'results.jsonl'}")

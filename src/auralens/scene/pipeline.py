@@ -1079,7 +1079,12 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
     # 6. report + run.json
     if cfg.report:
         with timer("6_report"):
-            result.paths["report"] = str(write_report(out, result, audio_path))
+            # The input's samples are in memory already (no second read, whose float64 mono
+            # mix would briefly take four times their size); a video's input.wav is read
+            # back as written, a mono float32 array, so the picture shows what is played.
+            drawn = sound if audio_path == Path(input) else _read_source(audio_path)
+            result.paths["report"] = str(write_report(out, result, audio_path, drawn))
+            del drawn
     result.timings = dict(timer.timings)
     write_run_json(out, command=f"imagine --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=result.timings, seed=cfg.seed,
@@ -1092,47 +1097,6 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
 # --------------------------------------------------------------------------- report
 
 
-#: Frames of a report spectrogram transformed at once (rounded to whole columns): about
-#: 10 MB of float64 frames and spectra with 512-sample windows, whatever the input's length.
-SPECTROGRAM_BLOCK = 1024
-
-
-def _overview_mag(wave: np.ndarray, n_fft: int, hop: int, max_cols: int = 1600,
-                  block: int = SPECTROGRAM_BLOCK) -> np.ndarray:
-    """:func:`~auralens.evaluate.spectral.overview_mag` of a ``[T]`` wave (the same numbers:
-    zero-padded frames, periodic Hann window, each column the maximum over its group of
-    frames), computed ``block`` frames at a time from the wave as it is.
-
-    Only one block's samples become float64: no float64 copy of the whole wave (twice its
-    float32 size, plus a padded copy), and blocks of about ``block`` frames rather than
-    8192 (≈ 70 MB with 512-sample windows).
-
-    Returns:
-        ``[n_fft // 2 + 1, ≤ max_cols]`` magnitudes.
-    """
-    half = n_fft // 2
-    size = int(wave.shape[-1])
-    n_frames = (max(size + 2 * half, n_fft) - n_fft) // hop + 1  # as stft_mag_blocks
-    group = max(1, -(-n_frames // max_cols))
-    step = group * max(1, block // group)  # whole groups per block: columns never straddle
-    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as stft_mag_blocks
-    cols = []
-    for f0 in range(0, n_frames, step):
-        f1 = min(f0 + step, n_frames)
-        # samples of frames f0 … f1-1 in the zero-padded signal, position p = sample p - half
-        lo, hi = f0 * hop, (f1 - 1) * hop + n_fft
-        seg = np.zeros(hi - lo)
-        a, b = max(lo - half, 0), min(hi - half, size)
-        if b > a:
-            seg[a + half - lo:b + half - lo] = wave[a:b]
-        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
-        mag = np.abs(np.fft.rfft(frames * window, axis=1)).T
-        pad = -mag.shape[1] % group  # magnitudes are ≥ 0, so zero columns never win a max
-        mag = np.pad(mag, ((0, 0), (0, pad)))
-        cols.append(mag.reshape(mag.shape[0], -1, group).max(axis=2))
-    return np.concatenate(cols, axis=1)
-
-
 def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
     """A small log-magnitude spectrogram image of ``[T]``."""
     import matplotlib
@@ -1140,11 +1104,12 @@ def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from auralens.evaluate.spectral import overview_mag
     from auralens.io import atomic_path
 
     if wave.shape[-1] < 512:  # a clip shorter than one window still gets a (short) picture
         wave = np.pad(wave, (0, 512 - wave.shape[-1]))
-    mag = _overview_mag(wave, 512, 128)  # a long input is pooled to the picture's width
+    mag, _ = overview_mag(wave, 512, 128)  # a long input is pooled to the picture's width
     db = 20 * np.log10(mag / 256 + 1e-6)  # / Σ window: the level scipy's stft gave
     fig, ax = plt.subplots(figsize=(5, 1.6), dpi=80)
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
@@ -1160,8 +1125,17 @@ def _spectrogram_png(wave: np.ndarray, sr: int, path: Path, title: str) -> Path:
     return path
 
 
-def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
-    """``report.html``: players, spectrograms, captions, description, image (all escaped)."""
+def write_report(out: Path, result: SceneResult, audio_path: Path,
+                 mix: tuple[np.ndarray, int] | None = None) -> Path:
+    """``report.html``: players, spectrograms, captions, description, image (all escaped).
+
+    Args:
+        out: the run's folder.
+        result: the run's result (its ``paths`` name the sources).
+        audio_path: the input's audio file, played and drawn as the mixture.
+        mix: ``(wave [T], sample_rate)``, the samples of ``audio_path`` already in memory (as
+            :func:`auralens.audio.load_sr` gives them); None reads them from the file.
+    """
     import html
     import os
 
@@ -1177,9 +1151,9 @@ def write_report(out: Path, result: SceneResult, audio_path: Path) -> Path:
     esc = html.escape
     spec_dir = out / "spectrograms"
     rows = []
-    mix, sr = load_sr(audio_path)
-    mix_png = _spectrogram_png(mix, sr, spec_dir / "mixture.png", "mixture")
-    del mix  # one wave at a time: each source is read while drawing it
+    wave, sr = load_sr(audio_path) if mix is None else mix
+    mix_png = _spectrogram_png(wave, sr, spec_dir / "mixture.png", "mixture")
+    del wave, mix  # one wave at a time: each source is read while drawing it
     rows.append(f"<tr><td>mixture</td><td><audio controls src='{rel(audio_path)}'></audio></td>"
                 f"<td><img src='{rel(mix_png)}' alt='mixture spectrogram'></td><td></td></tr>")
     captions = dict(zip(result.kept, result.captions, strict=False))
@@ -1401,12 +1375,19 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
     out_dir/results.jsonl`` joins them. Since items are shared, any run recorded in
     ``out_dir`` (unsharded or another shard) made with other settings is refused too.
 
+    ``run.json`` and the closing ``N of M items failed`` warning count over every item of the
+    job, those an earlier (interrupted) run finished included: ``n_items``, ``n_done`` (items
+    with a result), ``n_failed`` (items that failed, each tried again by this run), and of
+    this run ``n_tried`` and ``n_new`` (``n_earlier`` = ``n_done`` − ``n_new``).
+
     Returns:
         All result lines (previous runs' included).
 
     Raises:
         ImagineError: bad data or split, ``out_dir`` made with other settings, or (in
-            ``allm`` mode) an audio LLM that cannot be loaded — all before any item runs.
+            ``allm`` mode) an audio LLM that cannot be loaded — all before any item runs;
+            items were left to do and not one item of the job has a result (earlier runs'
+            included).
         AuralensError: a bad stage spec (:meth:`Stages.check`), before the data is read.
     """
     from auralens.progress import progress
@@ -1467,15 +1448,21 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
                 "timings": {k: round(v, 4) for k, v in res.timings.items()},
                 "skipped": res.skipped})
     timer.timings["items"] = time.perf_counter() - start
-    summary = errors.summary(len(todo))
     lines = read_jsonl(results_path)
+    # Counts over the whole job (this shard's items), earlier runs' finished items included:
+    # an item that failed before is not in results.jsonl and was tried again here, so this
+    # run's errors are all the job's failures. Lines of items outside the job (another
+    # --limit) are not counted.
+    finished = {r.get("id") for r in lines}
+    n_done = sum(r.id in finished for r in records)
+    n_new = len(todo) - len(errors)
     write_run_json(dest, command=f"imagine batch --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=timer.timings, seed=cfg.seed,
-                   extra={"data": str(data), "n_items": len(records), "n_done": len(lines),
+                   extra={"data": str(data), "n_items": len(records), "n_done": n_done,
+                          "n_new": n_new, "n_earlier": n_done - n_new, "n_tried": len(todo),
+                          "n_failed": len(errors), "errors": errors.summary(len(records)),
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}",
-                          "n_new": len(todo) - len(errors), "n_failed": len(errors),
-                          "errors": summary, "skipped": stages.skipped, "notes": cfg.notes(),
-                          "fingerprint": key})
-    if todo and not lines:  # every input failed (a rerun that only retries broken ones is fine)
+                          "skipped": stages.skipped, "notes": cfg.notes(), "fingerprint": key})
+    if todo and not n_done:  # every item of the job failed; a rerun that only retries broken ones is fine
         raise ImagineError(f"{data}: no mixture could be imagined; see {errors.path}")
     return lines
