@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from auralens.audio import FFMPEG_SUFFIXES
@@ -102,13 +102,24 @@ def check_out_owner(out_dir: Path, command: str, owned: Callable[[Path], bool],
         if not scan_own:
             return
     # any other file: a folder of the user's own files must not get outputs written beside them
-    for path in sorted(out_dir.rglob("*")):
+    for path in _sorted_files(out_dir):
         rel = path.relative_to(out_dir)
-        if (not path.is_file() or any(part.startswith(".") for part in rel.parts)
-                or is_temp_name(path.name) or rel.name == "run.json" and len(rel.parts) == 1):
+        if is_temp_name(path.name) or rel.name == "run.json" and len(rel.parts) == 1:
             continue
         if not owned(rel):
             raise error(f"{out_dir}: holds files that {command} does not write ({rel}){hint}")
+
+
+def _sorted_files(folder: Path) -> Iterator[Path]:
+    """The files below ``folder``, hidden ones and hidden folders left out, in the order of
+    ``sorted(folder.rglob("*"))``, listed one folder at a time: a check that stops at the
+    first foreign file does not walk a whole tree (an ``--out`` of ``.`` or ``~``) first."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for path in entries:
+        if path.is_dir() and not path.is_symlink():
+            yield from _sorted_files(path)
+        elif path.is_file():
+            yield path
 
 
 def file_ids(root: Path, paths: list[Path]) -> list[str]:
