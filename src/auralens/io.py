@@ -278,18 +278,36 @@ class NotTextError(AuralensError, UnicodeDecodeError):
     N counted from the file's first byte.
 
     A ``UnicodeDecodeError`` (and so a ``ValueError``) too: callers that catch one keep doing
-    so; uncaught, the CLI prints the message as one line.
+    so; uncaught, the CLI prints the message as one line. ``start`` and ``end`` count from the
+    file's first byte; ``object`` holds the file's bytes from byte ``offset`` on, as many as
+    were passed (readers here pass a few around the bad ones, not the whole file), so the bad
+    bytes are ``object[start - offset:end - offset]``.
     """
 
-    def __init__(self, path: str | Path, data: bytes, start: int, end: int, reason: str) -> None:
+    def __init__(self, path: str | Path, data: bytes, start: int, end: int, reason: str,
+                 offset: int = 0) -> None:
         UnicodeDecodeError.__init__(self, "utf-8", data, start, end, reason)
         self.path = Path(path)
+        self.offset = offset
 
     def __str__(self) -> str:
         return f"{self.path}: not UTF-8 text ({self.reason} at byte {self.start})"
 
     def __reduce__(self) -> tuple[Any, ...]:  # the arguments differ from UnicodeDecodeError's
-        return type(self), (self.path, self.object, self.start, self.end, self.reason)
+        return type(self), (self.path, self.object, self.start, self.end, self.reason, self.offset)
+
+
+#: How many bytes either side of the bad ones a :class:`NotTextError` keeps.
+_NOT_TEXT_CONTEXT = 64
+
+
+def _not_text(path: Path, data: bytes | memoryview, exc: UnicodeDecodeError,
+              offset: int = 0) -> NotTextError:
+    """The :class:`NotTextError` for ``exc``, raised decoding ``data`` (the file's bytes from
+    byte ``offset`` on), holding only the bytes around the bad ones."""
+    low = max(0, exc.start - _NOT_TEXT_CONTEXT)
+    window = bytes(data[low:exc.end + _NOT_TEXT_CONTEXT])
+    return NotTextError(path, window, offset + exc.start, offset + exc.end, exc.reason, offset + low)
 
 
 def read_user_text(path: str | Path, *, newline: str | None = None) -> str:
@@ -305,41 +323,31 @@ def read_user_text(path: str | Path, *, newline: str | None = None) -> str:
         NotTextError: the file is not UTF-8 text (the message names it).
         OSError: the file cannot be read.
     """
-    return _decode_user_text(Path(path), newline=newline)[0]
-
-
-def _decode_user_text(path: Path, *, newline: str | None = None,
-                      torn_end: bool = False) -> tuple[str, bool]:
-    """:func:`read_user_text`, and whether a character cut short at the end was left out.
-
-    Args:
-        torn_end: a file whose only flaw is a multi-byte character cut short at its very end
-            (what a writer killed mid-character leaves) is read without that character, and
-            True is returned with the text; otherwise it raises :class:`NotTextError`.
-    """
+    path = Path(path)
     data = path.read_bytes()
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    torn = False
+    error = None
     try:
-        text = data[skip:].decode("utf-8")
+        text = str(memoryview(data)[skip:], "utf-8")  # no copy of the bytes after the mark
     except UnicodeDecodeError as exc:
-        text = _text_before_torn_end(data[skip:]) if torn_end else None
-        if text is None:
-            raise NotTextError(path, data, skip + exc.start, skip + exc.end, exc.reason) from None
-        torn = True
+        error = _not_text(path, memoryview(data)[skip:], exc, skip)
+    del data  # the error's traceback keeps this frame: it holds no copy of the file
+    if error is not None:
+        raise error
     if newline is None and "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text, torn
+    return text
 
 
-def _text_before_torn_end(data: bytes) -> str | None:
-    """``data`` decoded without a multi-byte UTF-8 character cut short at its end, or None
-    when anything else in it is not UTF-8."""
+def _cut_short(data: bytes) -> bool:
+    """Whether ``data``, which is not UTF-8, is so only because it ends inside a multi-byte
+    character (what a writer killed mid-character leaves)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        return decoder.decode(data, final=False)  # keeps an unfinished last character back
+        decoder.decode(data, final=False)  # keeps an unfinished last character back
     except UnicodeDecodeError:
-        return None
+        return False
+    return True
 
 
 def open_user_text(path: str | Path) -> io.StringIO:
@@ -368,7 +376,30 @@ def read_user_lines(path: str | Path) -> list[str]:
 def _split_lines(text: str) -> list[str]:
     """:func:`read_user_lines` of a text read."""
     lines = text.split("\n")
-    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    last = lines.pop()
+    for i, line in enumerate(lines):  # in place: one list of the lines, not two
+        lines[i] = line + "\n"
+    if last:
+        lines.append(last)
+    return lines
+
+
+def _binary_lines(fh: Any) -> Iterator[tuple[int, bytes]]:
+    """The lines of binary file ``fh``, each with its byte offset in the file and its line end
+    (``\\n``, ``\\r\\n`` or ``\\r``; a last line without one as it is), a leading byte-order
+    mark left out; split where :func:`read_user_lines` splits, read one line at a time."""
+    offset = 0
+    for chunk in fh:  # ends at b"\n" only
+        pos = len(codecs.BOM_UTF8) if offset == 0 and chunk.startswith(codecs.BOM_UTF8) else 0
+        cut = chunk.find(b"\r", pos)
+        while cut >= 0:  # a lone "\r" ends a line too; "\r\n" is one line end
+            end = cut + 2 if chunk[cut + 1:cut + 2] == b"\n" else cut + 1
+            yield offset + pos, chunk[pos:end]
+            pos = end
+            cut = chunk.find(b"\r", pos)
+        if pos < len(chunk):
+            yield offset + pos, chunk[pos:]
+        offset += len(chunk)
 
 
 class JSONFileError(AuralensError, ValueError):
@@ -546,29 +577,47 @@ def read_jsonl_numbered(path: str | Path, *, strict: bool = False) -> list[tuple
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    text, torn = _decode_user_text(path, torn_end=True)
-    lines = _split_lines(text)
-    if torn and (not lines or lines[-1].endswith("\n")):
-        lines.append("")  # the cut character was all of the last line
-    for i, raw in enumerate(lines):
-        last = i == len(lines) - 1 and not raw.endswith("\n")
-        if last and torn:  # a whole line never ends inside a character: this one was cut short
-            log.warning("%s: skipping an incomplete last line %d", path, i + 1)
-            continue
-        line = raw.strip()
-        if not line:
-            continue
-        try:
-            out.append((i + 1, json.loads(line)))
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-            # only JSON still open at the end of the file is a line being written
-            if last and unclosed_json(line):
-                log.warning("%s: skipping an incomplete last line %d", path, i + 1)
-            elif strict:
-                raise JsonLinesError(f"{path}:{i + 1}: not a JSON line ({_json_problem(exc)})") from None
-            else:
-                log.warning("skipping corrupt line %d of %s (not valid JSON)", i + 1, path)
+    # Read line by line, in binary: the file's bytes and text are never held whole. A file
+    # that is not UTF-8 text raises only NotTextError, as if it had been decoded first: the
+    # warnings and a strict error wait until every line has been decoded.
+    out: list[tuple[int, Any]] = []
+    warnings: list[tuple[Any, ...]] = []
+    corrupt: JsonLinesError | None = None
+    try:
+        with open(path, "rb") as fh:
+            for number, (offset, raw) in enumerate(_binary_lines(fh), 1):
+                last = not raw.endswith((b"\n", b"\r"))
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    # a whole line never ends inside a character: this one was cut short
+                    if not (last and _cut_short(raw)):
+                        raise _not_text(path, raw, exc, offset) from None
+                    if corrupt is None:
+                        warnings.append(("%s: skipping an incomplete last line %d", path, number))
+                    continue
+                line = text.strip()
+                if not line or corrupt is not None:
+                    continue
+                try:
+                    out.append((number, json.loads(line)))
+                except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+                    # only JSON still open at the end of the file is a line being written
+                    if last and unclosed_json(line):
+                        warnings.append(("%s: skipping an incomplete last line %d", path, number))
+                    elif strict:
+                        corrupt = JsonLinesError(f"{path}:{number}: not a JSON line "
+                                                 f"({_json_problem(exc)})")
+                    else:
+                        warnings.append(("skipping corrupt line %d of %s (not valid JSON)",
+                                         number, path))
+    except NotTextError:
+        out.clear()  # the error's traceback keeps this frame: it holds no records
+        raise
+    for warning in warnings:
+        log.warning(*warning)
+    if corrupt is not None:
+        raise corrupt
     return out
 
 
