@@ -1,4 +1,4 @@
-"""Text files a user names (lists, CSVs, JAMS, JSONL manifests, split files) are read through
+"""Text files a user names (configs, lists, CSVs, JAMS, JSONL manifests, split files) are read through
 ``io.read_user_text``: a binary one is one error line naming it and the first bad byte, counted
 from the file's start; a byte-order mark is dropped."""
 
@@ -176,3 +176,29 @@ def test_a_long_binary_ratings_csv_names_the_byte_of_the_file(tmp_path: Path,
     ratings.write_bytes(b"run,clip\n" + b"r,c\n" * 3000 + NOT_TEXT)  # past a text stream's first chunk
     err = _error(capsys, "sonify", "ratings", str(ratings))
     assert err == f"error: {ratings}: not UTF-8 text (invalid start byte at byte 12009)\n"
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+def test_a_binary_config_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(NOT_TEXT)
+    err = _error(capsys, "experiment", "run", str(config))
+    assert err.startswith(f"error: {config}: ") and "not UTF-8" in err
+
+
+def test_a_binary_ratings_csv_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_bytes(b"run,clip\n" + NOT_TEXT)
+    err = _error(capsys, "sonify", "ratings", str(ratings))
+    assert err == f"error: {ratings}: not UTF-8 text (invalid start byte at byte 9)\n"
+
+
+def test_a_binary_example_list_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "fuss"
+    write(root / "eval" / "example00000.wav", 0.1 * np.ones(8000, np.float32), 16000)
+    listing = root / "eval_example_list.txt"
+    listing.write_bytes(b"eval/example00000.wav\n" + NOT_TEXT)
+    err = _error(capsys, "imagine", "batch", str(root), "--out", str(tmp_path / "o"),
+                 "--separator", "nmf")
+    assert err == f"error: {listing}: not UTF-8 text (invalid start byte at byte 22)\n"
