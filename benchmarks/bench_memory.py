@@ -41,27 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from procmem import reset_peak, rss_kb
 
 SR = 16000
 MB = 1024 * 1024
 MEASUREMENTS = ("separate", "imagine", "imagine_min_kept4")
-
-
-def _kb(field: str) -> int:
-    """VmRSS / VmHWM of this process in kB (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False when the kernel refuses."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return _kb("VmHWM") <= _kb("VmRSS") + 1024
 
 
 class _StepPeaks:
@@ -76,9 +60,9 @@ class _StepPeaks:
         self.peaks_kb: dict[str, int] = {}
 
     def close(self, next_label: str) -> None:
-        hwm = _kb("VmHWM")
+        hwm = rss_kb("VmHWM")
         self.peaks_kb[self.label] = max(self.peaks_kb.get(self.label, 0), hwm)
-        _reset_peak()
+        reset_peak()
         self.label = next_label
 
     @contextlib.contextmanager
@@ -136,15 +120,15 @@ def _worker(kind: str, long_input: Path, warmup: Path | None, out: Path, threads
     import torch
 
     torch.set_num_threads(threads)
-    import_kb = _kb("VmRSS")
+    import_kb = rss_kb("VmRSS")
     run = _runner(kind)
-    models_kb = _kb("VmRSS")
+    models_kb = rss_kb("VmRSS")
     if warmup is not None:
         run(warmup, out / "warmup")
     gc.collect()
-    before_kb = _kb("VmHWM")  # model loading and warm-up
-    base_kb = _kb("VmRSS")
-    reset_ok = _reset_peak()
+    before_kb = rss_kb("VmHWM")  # model loading and warm-up
+    base_kb = rss_kb("VmRSS")
+    reset_ok = reset_peak()
     steps = _StepPeaks()
     t0, c0 = time.perf_counter(), time.process_time()
     with steps.watching_timers():

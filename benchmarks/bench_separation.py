@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procmem import reset_peak, rss_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,33 +49,17 @@ def _rtf_worker(preset: str, seconds: float, threads: int) -> dict:
     sep = TDCNppSeparator(model, chunk_seconds=max(seconds, 10.0))
     mix = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * 16000))).astype(np.float32)
     sep.separate(mix[:16000])  # warm-up
-    base = _rss_kb("VmRSS")
-    _reset_peak()
+    base = rss_kb("VmRSS")
+    reset_peak()
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
         sep.separate(mix)
         times.append(time.perf_counter() - t0)
-    peak = _rss_kb("VmHWM")
+    peak = rss_kb("VmHWM")
     params = sum(p.numel() for p in model.parameters())
     return {"preset": preset, "rtf": min(times) / seconds, "params": params,
             "peak_rss_mb": peak / 1024, "peak_over_idle_mb": (peak - base) / 1024}
-
-
-def _rss_kb(field: str) -> int:
-    """VmRSS / VmHWM of this process in kB (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> None:
-    """Reset VmHWM to the current RSS so the peak covers only what follows (Linux ≥ 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def measure_rtf(preset: str, seconds: float, threads: int) -> dict:
