@@ -189,10 +189,147 @@ def test_rerun_of_a_diverged_run_reports_it_without_training(
     with pytest.raises(NonFiniteLossError, match="validation loss became nan at epoch 2"):
         train(prep, run, _cfg(epochs=3))
     before, count = _stamps(run), calls["n"]
-    with pytest.raises(NonFiniteLossError, match=r"run: already stopped with a non-finite loss after "
+    # epochs_run of a diverged run is the epoch the loss became non-finite in
+    with pytest.raises(NonFiniteLossError, match=r"run: already stopped with a non-finite loss during "
                                                  r"epoch 2 \(lr=0.01\); not trained again"):
         train(prep, run, _cfg(epochs=3))
     assert calls["n"] == count and _stamps(run) == before
+
+
+def _diverge_at(monkeypatch: pytest.MonkeyPatch, *at_calls: int) -> dict[str, int]:
+    """A NaN validation loss at the ``at_calls``-th validations; returns the call counter."""
+    original, calls = train_mod._evaluate, {"n": 0}
+
+    def hook(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        return math.nan if calls["n"] in at_calls else original(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_evaluate", hook)
+    return calls
+
+
+def test_rerun_of_a_run_that_diverged_in_its_first_epoch_reports_it(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No checkpoint (the loss was non-finite in epoch 1): run.json alone tells what happened."""
+    run = tmp_path / "run"
+    calls = _diverge_at(monkeypatch, 1)
+    with pytest.raises(NonFiniteLossError, match="at epoch 1"):
+        train(prep, run, _cfg())
+    assert not (run / "last.safetensors").exists()
+    before, count = _stamps(run), calls["n"]
+    with pytest.raises(NonFiniteLossError, match=r"already stopped with a non-finite loss during "
+                                                 r"epoch 1 \(lr=0.01\); not trained again"):
+        train(prep, run, _cfg())
+    code, _, err = _cli(capsys, _args(prep, run, "--epochs", "3"))
+    assert code == 1 and "during epoch 1" in err and "not trained again" in err
+    assert calls["n"] == count and _stamps(run) == before
+    # Another learning rate: refused without --resume (as for a run with a checkpoint) …
+    code, _, err = _cli(capsys, _args(prep, run, lr="1e-3"))
+    assert code == 1 and err.strip().count("\n") == 0
+    assert "holds a run trained with other settings (lr 0.01 → 0.001)" in err and "--resume" in err
+    assert _stamps(run) == before
+    # … and trained from epoch 1 with it.
+    monkeypatch.undo()
+    res = train(prep, run, _cfg(lr=1e-3), resume=True)
+    assert res.status == "ok" and not res.already_finished and _epochs(run) == [1, 2]
+    assert read_json(run / "run.json")["config"]["lr"] == 1e-3
+
+
+def test_run_without_checkpoint_refuses_other_settings_and_starts_afresh_with_its_own(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """run.json but no last.safetensors: diverged or interrupted in epoch 1 (or killed before it
+    ended): other settings are refused, the run's own start it again."""
+    diverged, stopped = tmp_path / "diverged", tmp_path / "stopped"
+    _diverge_at(monkeypatch, 1)
+    with pytest.raises(NonFiniteLossError):
+        train(prep, diverged, _cfg())
+    monkeypatch.undo()
+    _interrupt_evaluation(monkeypatch, 1)
+    code, _, _ = _cli(capsys, _args(prep, stopped))
+    assert code == 130 and read_json(stopped / "run.json")["result"]["status"] == "interrupted"
+    monkeypatch.undo()
+    for run in (diverged, stopped):
+        before = _stamps(run)
+        code, _, err = _cli(capsys, ["sonify", "train", str(prep), "--out", str(run), "--gate", "conv",
+                                     "--lr", "1e-2", "--epochs", "2", "--batch-size", "4"])
+        assert code == 1 and err.strip().count("\n") == 0, err
+        assert f"{run}: holds a run trained with other settings (gate 'v0' → " in err
+        assert "--overwrite" in err and _stamps(run) == before
+        with pytest.raises(CheckpointMismatchError, match=r"cannot resume with changed settings \(blur"):
+            train(prep, run, _cfg(blur=True), resume=True)
+        assert _stamps(run) == before
+    # The interrupted run's own settings: trained from epoch 1.
+    code, out, err = _cli(capsys, _args(prep, stopped))
+    assert code == 0, err
+    assert "continued" not in out and "already" not in out and _epochs(stopped) == [1, 2]
+    record = read_json(stopped / "run.json")
+    assert record["result"]["status"] == "ok" and record["config"]["gate"] == "v0"
+    # A killed run (its run.json still "running") of other settings is refused too.
+    killed = tmp_path / "killed"
+    _interrupt_evaluation(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(prep, killed, _cfg(hidden=32))
+    monkeypatch.undo()
+    record = read_json(killed / "run.json")
+    record["result"] = {"status": "running", "val_split": "val"}
+    from auralens.io import write_json
+
+    write_json(killed / "run.json", record)
+    with pytest.raises(CheckpointMismatchError, match=r"hidden 32 → 256"):
+        train(prep, killed, _cfg())
+    assert train(prep, killed, _cfg(hidden=32)).status == "ok" and _epochs(killed) == [1, 2]
+
+
+def test_resume_with_a_new_lr_of_a_finished_run_says_the_lr_is_not_used(
+        prep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert _cli(capsys, _args(prep, run))[0] == 0
+    before = _stamps(run)
+    code, out, err = _cli(capsys, _args(prep, run, "--resume", lr="5e-3"))
+    assert code == 0, err
+    assert (f"{run}: already finished (2 epochs with lr 0.01; --lr 0.005 not used), not trained "
+            "again; best") in out
+    assert _stamps(run) == before
+    code, out, _ = _cli(capsys, _args(prep, run, "--resume"))
+    assert "already finished (2 epochs), not trained again" in out
+
+
+def test_run_killed_after_its_final_checkpoint_is_finished_without_more_time(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The process wrote the last epoch's checkpoint and was killed before run.json said "ok"."""
+    run = tmp_path / "run"
+    original = train_mod._write_run
+
+    def killed_before_the_end(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        result = args[4] if len(args) > 4 else kwargs.get("result")
+        if (result or {}).get("status") == "running":
+            original(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_write_run", killed_before_the_end)
+    train(prep, run, _cfg())
+    monkeypatch.undo()
+    assert read_json(run / "run.json")["result"]["status"] == "running"
+    header = ckpt.read_header(run / "last.safetensors")
+    history = _stamps(run)["history.jsonl"]
+    code, out, err = _cli(capsys, _args(prep, run))
+    assert code == 0, err
+    assert f"{run}: already finished (2 epochs), not trained again; best" in out
+    assert "continued" not in out
+    record = read_json(run / "run.json")
+    assert record["result"]["status"] == "ok" and record["result"]["epochs_run"] == 2
+    assert record["result"]["best_val_loss"] == pytest.approx(header["best_val_loss"])
+    # The run's time is the checkpoint's: nothing of the process that trained nothing.
+    assert record["timings_s"]["train"] == pytest.approx(header["train_seconds"], abs=1e-4)
+    assert record["timings_s"]["train_this_process"] == 0
+    assert _stamps(run)["history.jsonl"] == history and _epochs(run) == [1, 2]
+    # From now on a plain finished run: reported, nothing written.
+    before = _stamps(run)
+    res = train(prep, run, _cfg())
+    assert res.already_finished and res.seconds == record["timings_s"]["train"]
+    assert _stamps(run) == before
 
 
 # --- the recorded training time ----------------------------------------------------------
@@ -288,3 +425,60 @@ def test_grid_continues_with_more_epochs(prep: Path, tmp_path: Path) -> None:
     assert [(r.epochs_run, r.resumed_from_epoch, r.already_finished) for r in res] == [(2, 1, False)] * 2
     assert all(r.seconds >= f.seconds for r, f in zip(res, first, strict=True))
     assert _epochs(grid / "lr=0.01") == [1, 2] and _epochs(grid / "lr=0.02") == [1, 2]
+
+
+def test_grid_records_its_learning_rates_before_the_first_one_trains(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A grid stopped in its first learning rate: a rerun with another list is refused."""
+    from auralens.sonify.render import resolve_run
+
+    grid = tmp_path / "grid"
+    _interrupt_evaluation(monkeypatch, 2)  # lr=0.01 stopped in epoch 2, lr=0.02 not started
+    code, _, _ = _cli(capsys, _args(prep, grid, lr="1e-2,2e-2"))
+    assert code == 130
+    monkeypatch.undo()
+    record = read_json(grid / "run.json")
+    assert record["config"]["lr"] == [1e-2, 2e-2] and record["result"]["status"] == "running"
+    assert train_mod.recorded_grid(grid) == ["lr=0.01", "lr=0.02"]
+    assert resolve_run(grid) == grid / "lr=0.01"  # render copes with the running record
+    with pytest.raises(TrainError, match="holds an lr grid"):
+        train(prep, grid, _cfg())
+    before = _stamps(grid)
+    code, _, err = _cli(capsys, _args(prep, grid, lr="1e-2,3e-2"))
+    assert code == 1 and err.strip().count("\n") == 0
+    assert "holds an lr grid of other learning rates (lr 0.01,0.02 → 0.01,0.03)" in err
+    assert _stamps(grid) == before and not (grid / "lr=0.03").exists()
+    # The same list continues; the end-of-grid record replaces the running one.
+    code, out, err = _cli(capsys, _args(prep, grid, lr="1e-2,2e-2"))
+    assert code == 0, err
+    assert f"{grid / 'lr=0.01'}: continued after epoch 1" in out
+    record = read_json(grid / "run.json")
+    assert record["result"]["status"] == "done"
+    assert [r["lr"] for r in record["result"]["grid"]] == ["0.01", "0.02"]
+
+
+def test_grid_of_an_older_version_without_record_refuses_another_list(
+        prep: Path, tmp_path: Path) -> None:
+    """Without run.json (a grid of an older version stopped early) its lr=<v> folders count."""
+    grid = tmp_path / "grid"
+    train_grid(prep, grid, _cfg(epochs=1), [1e-2, 2e-2])
+    (grid / "run.json").unlink()
+    with pytest.raises(TrainError, match=r"other learning rates \(lr 0.01,0.02 → 0.01,0.03\)"):
+        train_grid(prep, grid, _cfg(epochs=1), [1e-2, 3e-2])
+    # a list holding every folder's learning rate continues
+    res = train_grid(prep, grid, _cfg(epochs=1), [1e-2, 2e-2, 3e-2])
+    assert [r.already_finished for r in res] == [True, True, False]
+
+
+def test_grid_rerun_reports_a_diverged_learning_rate_during_its_epoch(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    grid = tmp_path / "grid"
+    _diverge_at(monkeypatch, 3)  # lr=0.02's first validation
+    code, _, _ = _cli(capsys, _args(prep, grid, lr="1e-2,2e-2"))
+    assert code == 0
+    monkeypatch.undo()
+    code, out, err = _cli(capsys, _args(prep, grid, lr="1e-2,2e-2"))
+    assert code == 0, err
+    assert f"{grid / 'lr=0.02'}: already diverged (during epoch 1), not trained again" in out

@@ -217,7 +217,7 @@ def train_cmd(
     cfg = TrainConfig(lr=lrs[0], **o)
     if len(lrs) == 1 and lr.strip().lower() != "study":
         res = train(prep, out, cfg, resume=resume, overwrite=overwrite)
-        typer.echo(f"{out}: {_progress(res)}best {loss_name(res.val_split)} {res.best_val_loss:.6g} "
+        typer.echo(f"{out}: {_progress(res, cfg.lr)}best {loss_name(res.val_split)} {res.best_val_loss:.6g} "
                    f"at epoch {res.best_epoch}")
         return
     results = train_grid(prep, out, cfg, lrs, resume=resume, overwrite=overwrite)
@@ -229,11 +229,16 @@ def train_cmd(
         raise TrainError(f"{out}: every learning rate diverged")
 
 
-def _progress(res: TrainResult) -> str:
-    """What a training call did to a run that existed already (empty for a new run)."""
+def _progress(res: TrainResult, lr: float | None = None) -> str:
+    """What a training call asking for learning rate ``lr`` did to a run that existed already
+    (empty for a new run)."""
+    from auralens.sonify.train import lr_not_used
+
     if res.already_finished:
-        outcome = "diverged" if res.status == "diverged" else "finished"
-        return f"already {outcome} ({res.epochs_run} epochs), not trained again; "
+        if res.status == "diverged":  # epochs_run: the epoch the loss became non-finite in
+            return f"already diverged (during epoch {res.epochs_run}), not trained again; "
+        unused = lr_not_used(res.lr, lr) if lr is not None else ""
+        return f"already finished ({res.epochs_run} epochs{unused}), not trained again; "
     return f"continued after epoch {res.resumed_from_epoch}; " if res.resumed_from_epoch else ""
 
 

@@ -26,19 +26,25 @@ across processes; only the main process writes checkpoints, history, TensorBoard
 
 Several learning rates (``lrs=[…]`` or the ``study`` preset) give one such run per value in
 ``RUN/lr=<v>/`` plus ``RUN/summary.csv``, ``RUN/summary.md`` and ``RUN/run.json`` (values naming the same folder,
-``1e-3`` and ``0.001``, train once). ``RUN/run.json`` records the grid's learning rates: the
-``lr=<v>`` folders of an earlier call with other values are kept (with a warning) but are not
-part of the grid, which render and the summary use. One folder holds either a single run or an
-lr grid: training the other kind into it is refused.
+``1e-3`` and ``0.001``, train once). ``RUN/run.json`` records the grid's learning rates, from
+before the first of them trains (``result.status`` ``running``, ``done`` with one row per
+learning rate at the end): the ``lr=<v>`` folders of an earlier call with other values are kept
+(with a warning) but are not part of the grid, which render and the summary use. One folder
+holds either a single run or an lr grid: training the other kind into it is refused.
 
 Reruns: training again into a RUN that holds a run continues it from ``last.safetensors`` when
 the settings are the run's own — only :data:`RERUN_MAY_CHANGE` may differ, ``epochs`` never
 below the epochs already trained — and a run that already finished is reported as such and not
 trained again (one that diverged with the same learning rate is reported as diverged). Any other
 difference, the prepared data included, is refused before anything is written, naming each
-setting with both values. An lr grid checks every learning rate before any of them trains,
-skips the finished ones and continues the others; a rerun with another list of learning rates
-is refused. ``overwrite=True`` starts again instead. ``resume=True`` (``--resume``) also
+setting with both values. A RUN with ``run.json`` but no checkpoint (the run diverged, was
+interrupted or was killed in its first epoch) is checked against that record the same way: a
+diverged or finished run is reported, other settings are refused, and the run's own settings
+train it again from epoch 1. A run whose last epoch has its checkpoint but whose ``run.json``
+does not say it finished (its process was killed in between) is recorded as finished, with the
+time of its checkpoint, and not trained again. An lr grid checks every learning rate before any
+of them trains, skips the finished ones and continues the others; a rerun with another list of
+learning rates is refused. ``overwrite=True`` starts again instead. ``resume=True`` (``--resume``) also
 continues, and besides allows the changes of :data:`RESUME_MAY_CHANGE` (a new learning rate)
 and a grid of other learning rates; where there is nothing to resume it trains
 from epoch 1 with a warning saying so.
@@ -396,7 +402,7 @@ def _run_config(cfg: TrainConfig, data: PreparedData) -> dict[str, Any]:
 
 
 def _write_run(run: Path, cfg: TrainConfig, data: PreparedData, timings: dict[str, float],
-               result: dict[str, Any] | None = None, device: torch.device | None = None) -> None:
+               result: dict[str, Any] | None = None, device: torch.device | str | None = None) -> None:
     info = data.info
     config = _run_config(cfg, data)
     if device is not None:  # "device" is the request (auto …); this is what it resolved to
@@ -426,7 +432,11 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     Without ``resume`` or ``overwrite`` a run in ``out`` is continued too, but only with its own
     settings (:func:`check_rerun`: :data:`RERUN_MAY_CHANGE` may differ, ``epochs`` may grow).
     Either way a run that already trained its ``cfg.epochs`` epochs is not trained again: its
-    recorded result is returned with ``already_finished`` set and no file is touched.
+    recorded result is returned with ``already_finished`` set and no file is touched. Where
+    the last epoch has its checkpoint but ``run.json`` does not record the end (the process was
+    killed in between), only ``run.json`` is written: the run is recorded as finished, adding
+    no time. Without a checkpoint, a run that ``run.json`` records is checked against that
+    record (:func:`_outcome_without_checkpoint`).
 
     Returns:
         a :class:`TrainResult`.
@@ -434,7 +444,8 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
     ``run.json["result"]["status"]`` is ``ok`` when every epoch ran, ``diverged`` after a
     non-finite loss, ``interrupted`` after Ctrl-C (KeyboardInterrupt) and ``failed`` after any
     other error; for the last two ``epochs_run`` and the losses are those of the last epoch
-    whose checkpoint was written, which is where ``resume`` continues.
+    whose checkpoint was written, which is where ``resume`` continues. For a diverged run
+    ``epochs_run`` is the epoch during which the loss became non-finite.
 
     Raises:
         NonFiniteLossError: the loss became NaN/Inf (``run.json`` records the stop), or the run
@@ -463,7 +474,15 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
         stored = _stored_outcome(run, cfg, header)
         if stored is not None:
             return _report_stored(stored, cfg)
+    elif not overwrite:  # no checkpoint, but run.json may record a run (stopped in epoch 1)
+        stored = _outcome_without_checkpoint(run, cfg, data, resume=resume)
+        if stored is not None:
+            return _report_stored(stored, cfg)
     seconds_before = _seconds_before(run, header) if header is not None else 0.0
+    if header is not None and int(header.get("epoch") or 0) >= cfg.epochs:
+        # every epoch has its checkpoint, but run.json does not say so: the process that wrote
+        # the last one stopped before recording the end; nothing is left to train
+        return _report_stored(_record_finished(run, cfg, data, header, seconds_before), cfg)
     torch.manual_seed(cfg.seed)
     opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
     try:
@@ -763,22 +782,105 @@ def _stored_outcome(run: Path, cfg: TrainConfig, header: Mapping[str, Any]) -> T
     return _recorded_result(run, record, already_finished=True) if done else None
 
 
+def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData, *,
+                                resume: bool) -> TrainResult | None:
+    """For a ``run`` without ``last.safetensors``: refuse a run its ``run.json`` records with
+    other settings, and return the recorded result when there is nothing to train.
+
+    The settings are checked as against a checkpoint (:func:`check_rerun`, or
+    :func:`check_resumable` with ``resume``). Nothing is to be trained when the record is of a
+    run that diverged with ``cfg.lr`` (in its first epoch: it left no checkpoint) or of one that
+    finished at least ``cfg.epochs`` epochs. A record of a run still ``running`` (killed),
+    ``interrupted`` or ``failed`` before its first checkpoint starts afresh (None).
+
+    Raises:
+        CheckpointMismatchError: the record is of a run made with other settings (or data), or
+            of a finished one of more epochs than ``cfg.epochs`` (without ``resume``).
+    """
+    record = _train_record(run)
+    stored = record.get("config") if record is not None else None
+    if not isinstance(stored, dict):
+        return None
+    res = record.get("result") if isinstance(record.get("result"), dict) else {}
+    status, ran = res.get("status"), res.get("epochs_run")
+    ran = ran if isinstance(ran, int) and not isinstance(ran, bool) else 0
+    # run.json in place of the missing checkpoint header: the same keys, the epochs it holds
+    header = {"config": stored, "prepared_sha256": stored.get("prepared_sha256"),
+              "prepared": stored.get("prepared"), "prepared_settings": stored.get("prepared_settings"),
+              "epoch": ran if status == "ok" else 0}
+    if resume:
+        check_resumable(header, cfg, run / "run.json", prepared=data)
+    else:
+        check_rerun(header, cfg, run, prepared=data)
+    lr = stored.get("lr")
+    same_lr = isinstance(lr, (int, float)) and not isinstance(lr, bool) and float(lr) == float(cfg.lr)
+    if status == "diverged" and same_lr or status == "ok" and ran >= cfg.epochs:
+        return _recorded_result(run, record, already_finished=True)
+    if ran > 0 and status != "diverged" and not resume and _accelerator().is_main_process:
+        log.warning("%s: run.json records %d epochs but there is no last.safetensors to continue "
+                    "from; training from epoch 1", run, ran)
+    return None
+
+
+def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Mapping[str, Any],
+                     seconds: float) -> TrainResult:
+    """Record the run in ``run`` as finished from its checkpoint ``header`` (its last epoch),
+    where ``run.json`` does not say so because the process that wrote the checkpoint stopped
+    before recording the end; return its result (``already_finished``).
+
+    The recorded time is ``seconds``, the run's own: none of this process, which trains
+    nothing. The learning rate is the checkpoint's (a new ``--lr`` is not used).
+    """
+    from dataclasses import replace
+
+    stored_lr = header.get("lr")
+    lr = float(stored_lr) if isinstance(stored_lr, (int, float)) else cfg.lr
+    rcfg = replace(cfg, lr=lr)
+    epoch = int(header.get("epoch") or 0)
+    has_val = "val" in data.emb and len(data.emb["val"]) > 0
+    best = header.get("best_val_loss")
+    best = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else None
+    message = (f"the process that trained epoch {epoch} stopped before recording the end of the "
+               "run; recorded as finished from its last checkpoint")
+    result = TrainResult(run, lr, "ok", epoch, header.get("best_epoch"), best,
+                         header.get("first_val_loss"), header.get("train_loss"), seconds, message,
+                         "val" if has_val else "train", already_finished=True)
+    acc = _accelerator()
+    if acc.is_main_process:
+        record = _train_record(run)
+        device = ((record.get("config") or {}).get("device_resolved") if record is not None else None)
+        _write_run(run, rcfg, data, {"train": seconds, "train_this_process": 0.0}, {
+            "status": "ok", "message": message, "epochs_run": epoch, "best_epoch": result.best_epoch,
+            "best_val_loss": best, "first_val_loss": result.first_val_loss,
+            "final_train_loss": result.final_train_loss, "val_split": result.val_split,
+            "resumed_from_epoch": 0}, device)
+    acc.wait_for_everyone()
+    return result
+
+
 def _report_stored(stored: TrainResult, cfg: TrainConfig) -> TrainResult:
     """Say that the run in ``stored.run_dir`` is not trained again, and return its result.
 
     Raises:
         NonFiniteLossError: the run diverged with this learning rate.
     """
-    if stored.status == "diverged":
+    if stored.status == "diverged":  # epochs_run: the epoch during which the loss became non-finite
         raise NonFiniteLossError(
-            f"{stored.run_dir}: already stopped with a non-finite loss after epoch {stored.epochs_run} "
+            f"{stored.run_dir}: already stopped with a non-finite loss during epoch {stored.epochs_run} "
             f"(lr={cfg.lr:g}); not trained again — continue it with a smaller learning rate "
             "(--resume --lr …), or pass --overwrite to start again")
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        log.info("%s: already finished (%d epochs); not trained again", stored.run_dir, stored.epochs_run)
+    if _accelerator().is_main_process:
+        log.info("%s: already finished (%d epochs%s); not trained again", stored.run_dir,
+                 stored.epochs_run, lr_not_used(stored.lr, cfg.lr))
     return stored
+
+
+def lr_not_used(trained: float, asked: float) -> str:
+    """``" with lr 0.01; --lr 0.005 not used"`` when a finished run, trained with ``trained``, is
+    reported for a call asking for ``asked`` (``--resume --lr``); empty when they are the same."""
+    if float(trained) == float(asked):
+        return ""
+    return f" with lr {trained:g}; --lr {asked:g} not used"
 
 
 def _seconds_before(run: Path, header: Mapping[str, Any]) -> float:
@@ -907,10 +1009,13 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     refused (:func:`_finished`, :func:`check_rerun`), and so is another list of learning rates
     than ``run.json`` records. ``resume`` allows that other list and the changes
     :func:`check_resumable` allows; ``overwrite`` trains every learning rate again.
-    ``run.json`` records the learning rates of this call: ``lr=<v>`` folders of earlier calls
+    ``run.json`` records the learning rates of this call, written before the first of them
+    trains (so a rerun after a kill knows the grid) and again at the end with the results:
+    ``lr=<v>`` folders of earlier calls
     with other learning rates are kept (with a warning) but are no longer part of the grid —
     its summary and :func:`auralens.sonify.render.resolve_run` use only the recorded ones.
-    A folder holding a single run is refused.
+    A folder holding a single run is refused. Under several processes every one returns once
+    the main process wrote the summary.
     """
     from dataclasses import replace
 
@@ -927,9 +1032,9 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
     existing = grid_lr_runs(out)
     outside = [name for name in existing if name not in names]
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
-    from accelerate import PartialState
-
-    main = PartialState().is_main_process
+    # the run's own Accelerator (a bare PartialState would set up one process under a launcher)
+    acc = _accelerator()
+    main = acc.is_main_process
     if main and outside:
         log.warning("%s: %s not in this grid (--lr %s); kept, but the grid's summary and "
                     "`sonify render` use only the learning rates given now", out,
@@ -952,6 +1057,11 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                     check_resumable(_read_last(last), rcfg, last, prepared=data)
                 else:
                     check_rerun(_read_last(last), rcfg, run, prepared=data)
+    # Everyone checked the runs above; only now may the main process write. The grid's record
+    # names its learning rates from the start, so a rerun after a kill sees which they were.
+    acc.wait_for_everyone()
+    if main:
+        _write_grid_record(out, cfg, data, lrs, {"status": "running", "outside_grid": outside})
     results: list[TrainResult] = []
     for lr in lrs:
         run = out / lr_dirname(lr)
@@ -979,23 +1089,38 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                                        str(exc), info.get("val_split", "val")))
     if main:
         write_summary(out, results)
-        info = data.info
-        write_run_json(out, command="sonify train", seed=cfg.seed,
-                       config={**_run_config(cfg, data), "lr": [float(v) for v in lrs]},
-                       models={"extractor": info["extractor"], "codec": info["codec"]},
-                       extra={"result": {"grid": [_row(r, out) for r in results],
-                                         "outside_grid": outside}})
+        _write_grid_record(out, cfg, data, lrs, {"status": "done", "grid": [_row(r, out) for r in results],
+                                                 "outside_grid": outside})
+    acc.wait_for_everyone()  # the summary exists for every process (the CLI prints it)
     return results
 
 
+def _write_grid_record(out: Path, cfg: TrainConfig, data: PreparedData, lrs: Sequence[float],
+                       result: dict[str, Any]) -> None:
+    """Write an lr grid's ``run.json``: its learning rates (``config.lr``, a list) and ``result``
+    (``status`` ``running`` from before the first learning rate trains, ``done`` with one
+    ``grid`` row per learning rate at the end)."""
+    info = data.info
+    write_run_json(out, command="sonify train", seed=cfg.seed,
+                   config={**_run_config(cfg, data), "lr": [float(v) for v in lrs]},
+                   models={"extractor": info["extractor"], "codec": info["codec"]},
+                   extra={"result": result})
+
+
 def _check_same_grid(out: Path, names: Sequence[str]) -> None:
-    """Refuse a rerun of an lr grid with other learning rates than its ``run.json`` records.
+    """Refuse a rerun of an lr grid with other learning rates than its ``run.json`` records
+    (or, for a grid of an older version stopped before writing one, than its ``lr=<v>``
+    folders hold: those must be among ``names``).
 
     Raises:
         TrainError: naming both lists and what to do instead.
     """
     recorded = recorded_grid(out)
-    if recorded is None or set(recorded) == set(names):
+    if recorded is None:  # a grid of an older version, killed before its record: its folders
+        recorded = grid_lr_runs(out)
+        if set(recorded) <= set(names):
+            return
+    elif set(recorded) == set(names):
         return
 
     def values(folders: Sequence[str]) -> str:
