@@ -82,8 +82,9 @@ def resolve_run(run_dir: str | Path) -> Path:
     summary lists), finished runs first, as the summary picks its best.
 
     ``lr=<v>`` folders outside the recorded grid (left by an earlier call with other learning
-    rates) are ignored, with a warning naming them. A grid without a ``run.json`` yet (its first
-    call was interrupted) takes every ``lr=<v>`` folder.
+    rates) are ignored, with a warning naming them. A grid without a ``run.json`` (made by an
+    older version whose first call was interrupted: grids now record their learning rates
+    before the first one trains) takes every ``lr=<v>`` folder.
     """
     from auralens.sonify.train import recorded_grid
 
