@@ -482,3 +482,49 @@ def test_grid_rerun_reports_a_diverged_learning_rate_during_its_epoch(
     code, out, err = _cli(capsys, _args(prep, grid, lr="1e-2,2e-2"))
     assert code == 0, err
     assert f"{grid / 'lr=0.02'}: already diverged (during epoch 1), not trained again" in out
+
+
+# --- folders whose run.json is not a readable sonify train record ---------------------------
+
+def test_a_damaged_record_without_checkpoint_is_refused_until_overwrite(
+        prep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    _interrupt_evaluation(monkeypatch, 1)  # stopped in epoch 1: run.json, no checkpoint
+    assert _cli(capsys, _args(prep, run))[0] == 130
+    monkeypatch.undo()
+    assert not (run / "last.safetensors").exists()
+    damaged = '{"command": "sonify train", "config": {"gate": "conv"'
+    (run / "run.json").write_text(damaged)
+    # what it records is unknown: a rerun, even with other settings, must not train over it
+    code, _, err = _cli(capsys, _args(prep, run, "--blur"))
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert err.startswith(f"error: {run / 'run.json'}: not valid JSON")
+    assert "pass --overwrite to train it again, or choose another --out" in err
+    assert (run / "run.json").read_text() == damaged
+    code, _, err = _cli(capsys, _args(prep, run, "--blur", "--overwrite"))
+    assert code == 0, err
+    assert read_json(run / "run.json")["config"]["blur"] is True
+
+
+def test_a_damaged_lr_record_in_a_grid_says_what_to_do(prep: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid"
+    train_grid(prep, grid, _cfg(), [1e-2, 2e-2])
+    (grid / "lr=0.02" / "run.json").write_text("{")
+    with pytest.raises(TrainError, match=r"lr=0.02/run.json: not valid JSON .*pass --overwrite to train "
+                                         r"it again, or choose another --out"):
+        train_grid(prep, grid, _cfg(), [1e-2, 2e-2])
+
+
+def test_training_into_another_commands_folder_is_refused(
+        prep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _stamps(prep)
+    code, _, err = _cli(capsys, _args(prep, prep))
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert f"{prep}: holds the output of 'sonify prepare', not of sonify train; choose another --out" in err
+    code, _, err = _cli(capsys, _args(prep, prep, "--overwrite"))
+    assert code == 1 and "holds the output of 'sonify prepare'" in err
+    assert _stamps(prep) == before  # the prepared data is as it was, still loadable
+    from auralens.sonify.prepare import load_prepared
+
+    load_prepared(prep)

@@ -462,6 +462,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
                          "again; give one of them")
     run = Path(out)
     check_not_grid(run)
+    check_run_record(run, refuse_damaged=not overwrite)
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
     start_time = time.perf_counter()
     last_path, best_path, hist_path = run / "last.safetensors", run / "best.safetensors", run / "history.jsonl"
@@ -846,6 +847,7 @@ def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Ma
                          header.get("first_val_loss"), header.get("train_loss"), seconds, message,
                          "val" if has_val else "train", already_finished=True)
     acc = _accelerator()
+    acc.wait_for_everyone()  # every process has read the record this rewrites
     if acc.is_main_process:
         record = _train_record(run)
         device = ((record.get("config") or {}).get("device_resolved") if record is not None else None)
@@ -938,6 +940,32 @@ def grid_lr_runs(out: str | Path) -> list[str]:
     return sorted(p.name for p in out.glob("lr=*") if p.is_dir() and any((p / f).exists() for f in _RUN_FILES))
 
 
+def check_run_record(run: Path, *, refuse_damaged: bool) -> None:
+    """Refuse a ``run`` whose ``run.json`` another command wrote (``sonify prepare``, ``sweep`` …):
+    training there would write over its record; with ``refuse_damaged``, also one whose
+    ``run.json`` cannot be read, since what it records (and so whether a rerun may continue
+    it) is unknown.
+
+    Raises:
+        TrainError: naming the folder or the file and what to do instead.
+    """
+    from auralens.io import JSONFileError
+
+    path = run / "run.json"
+    if not path.is_file():
+        return
+    try:
+        record = read_json(path)
+    except JSONFileError as exc:  # names the file already
+        if refuse_damaged:
+            raise TrainError(f"{exc}; pass --overwrite to train it again, or choose another --out") from None
+        return
+    command = record.get("command") if isinstance(record, dict) else None
+    if isinstance(command, str) and command != "sonify train":
+        raise TrainError(f"{run}: holds the output of {command!r}, not of sonify train; choose "
+                         "another --out")
+
+
 def _train_record(out: Path) -> dict[str, Any] | None:
     """``out/run.json`` when it is a readable ``sonify train`` record, else None."""
     path = out / "run.json"
@@ -1025,6 +1053,7 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
         raise TrainError("resume continues the grid in the run directory and overwrite starts it "
                          "again; give one of them")
     check_not_single_run(out)
+    check_run_record(out, refuse_damaged=False)  # the grid's record is written again anyway
     lrs = _unique_lrs(float(v) for v in lrs)
     names = [lr_dirname(v) for v in lrs]
     if not resume and not overwrite:
@@ -1187,10 +1216,15 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
     Raises:
         TrainError: ``run`` holds a run made with other settings (the message lists them).
     """
+    from auralens.io import JSONFileError
+
     path = run / "run.json"
     if not path.exists():
         return None
-    info = read_json(path)
+    try:
+        info = read_json(path)
+    except JSONFileError as exc:  # names the file already
+        raise TrainError(f"{exc}; pass --overwrite to train it again, or choose another --out") from None
     stored = info.get("config") or {}
     diffs = config_differences(stored, cfg, ignore=tuple(k for k in RESUME_MAY_CHANGE if k != "lr"))
     if prepared is not None:
