@@ -361,33 +361,12 @@ def open_user_text(path: str | Path) -> io.StringIO:
     return io.StringIO(read_user_text(path, newline=""), newline="")
 
 
-def read_user_lines(path: str | Path) -> list[str]:
-    """The lines of a file a user names, each with its ``\\n`` (a last line without one as
-    it is): split at line ends only (``\\n``, ``\\r\\n``, ``\\r``), not at the U+2028, U+0085 …
-    that :meth:`str.splitlines` also splits at and a JSON string may hold unescaped.
-
-    Raises:
-        NotTextError: the file is not UTF-8 text (the message names it).
-        OSError: the file cannot be read.
-    """
-    return _split_lines(read_user_text(path))
-
-
-def _split_lines(text: str) -> list[str]:
-    """:func:`read_user_lines` of a text read."""
-    lines = text.split("\n")
-    last = lines.pop()
-    for i, line in enumerate(lines):  # in place: one list of the lines, not two
-        lines[i] = line + "\n"
-    if last:
-        lines.append(last)
-    return lines
-
-
 def _binary_lines(fh: Any) -> Iterator[tuple[int, bytes]]:
     """The lines of binary file ``fh``, each with its byte offset in the file and its line end
     (``\\n``, ``\\r\\n`` or ``\\r``; a last line without one as it is), a leading byte-order
-    mark left out; split where :func:`read_user_lines` splits, read one line at a time."""
+    mark left out; split at line ends only, not at the U+2028, U+0085 … that
+    :meth:`str.splitlines` also splits at and a JSON string may hold unescaped; read one line
+    at a time."""
     offset = 0
     for chunk in fh:  # ends at b"\n" only
         pos = len(codecs.BOM_UTF8) if offset == 0 and chunk.startswith(codecs.BOM_UTF8) else 0

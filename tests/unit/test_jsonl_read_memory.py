@@ -45,7 +45,7 @@ def _bad_at_end(tmp_path: Path) -> tuple[Path, int]:
     return path, len(head) + 8
 
 
-@pytest.mark.parametrize("read", [io.read_jsonl_numbered, io.read_user_text, io.read_user_lines])
+@pytest.mark.parametrize("read", [io.read_jsonl_numbered, io.read_user_text])
 def test_a_not_text_error_holds_the_bytes_around_the_bad_one(tmp_path: Path, read) -> None:
     path, byte = _bad_at_end(tmp_path)
     with pytest.raises(io.NotTextError) as err:

@@ -50,12 +50,6 @@ def test_read_user_text_drops_a_bom_and_reads_line_ends(tmp_path: Path) -> None:
         assert fh.read() == 'a,b\r\n"x\r\ny",z\rlast'
 
 
-def test_read_user_lines_splits_at_newlines_only(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    path.write_text('{"t": "one\u2028two\x85three"}\n\n{"t": 2', encoding="utf-8")
-    assert io.read_user_lines(path) == ['{"t": "one\u2028two\x85three"}\n', "\n", '{"t": 2']
-
-
 # ----------------------------------------------------------------------------- FUSS
 
 
