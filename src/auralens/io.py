@@ -666,6 +666,37 @@ class ErrorLog:
         return msg
 
 
+def batch_counts(errors: ErrorLog, item_ids: Iterable[str], lines: Iterable[Any],
+                 n_tried: int) -> dict[str, Any]:
+    """The ``run.json`` counts of a resumable batch job (``separate batch``, ``imagine batch``)
+    over the whole job, items an earlier (interrupted) run finished included.
+
+    ``item_ids`` are the job's items, ``lines`` every line of its ``results.jsonl`` (lines of
+    items outside the job, such as another ``--limit``'s, are not counted), ``n_tried`` the
+    items this run tried and ``errors`` its failures: an item that failed before has no
+    result line and was tried again, so these are all the job's failures. Gives ``n_items``,
+    ``n_done`` (items with a result), ``n_new`` and ``n_earlier`` (of those, done by this run
+    and before it), ``n_tried``, ``n_failed`` and ``errors`` (:meth:`ErrorLog.summary` over the
+    job, which logs the ``N of M items failed`` warning).
+    """
+    ids = list(item_ids)
+    finished = {r.get("id") for r in lines}
+    n_done = sum(i in finished for i in ids)
+    n_new = n_tried - len(errors)
+    return {"n_items": len(ids), "n_done": n_done, "n_new": n_new, "n_earlier": n_done - n_new,
+            "n_tried": n_tried, "n_failed": len(errors), "errors": errors.summary(len(ids))}
+
+
+def batch_done_line(dest: Path) -> str:
+    """The closing line of a batch job whose ``run.json`` in ``dest`` holds
+    :func:`batch_counts`: ``D of N items done (K by this run, E earlier); F failed, see
+    DEST/errors.jsonl; results in DEST/results.jsonl``."""
+    run = read_json(dest / "run.json")
+    failed = f"; {run['n_failed']} failed, see {dest / 'errors.jsonl'}" if run["n_failed"] else ""
+    return (f"{run['n_done']} of {run['n_items']} items done ({run['n_new']} by this run, "
+            f"{run['n_earlier']} earlier){failed}; results in {dest / 'results.jsonl'}")
+
+
 def package_versions(names: Iterable[str] = ()) -> dict[str, str | None]:
     """Installed versions of auralens and its main dependencies (None when absent)."""
     from importlib import metadata

@@ -93,7 +93,7 @@ def batch(
 
     The closing summary counts over the whole job, items finished by an earlier run included.
     Sharded runs are joined with `auralens data merge OUT/shards/* --out OUT/results.jsonl`."""
-    from auralens.io import read_json
+    from auralens.io import batch_done_line
     from auralens.scene.pipeline import ImagineConfig, imagine_batch
     from auralens.shard import parse_shard, shard_dir
 
@@ -104,8 +104,4 @@ def batch(
     for note in cfg.notes():
         typer.echo(f"note: {note}", err=True)
     imagine_batch(data, out, cfg, split=split, limit=limit, shard=parsed)
-    dest = shard_dir(out, parsed)
-    run = read_json(dest / "run.json")
-    failed = f"; {run['n_failed']} failed, see {dest / 'errors.jsonl'}" if run["n_failed"] else ""
-    typer.echo(f"{run['n_done']} of {run['n_items']} items done ({run['n_new']} by this run, "
-               f"{run['n_earlier']} earlier){failed}; results in {dest / 'results.jsonl'}")
+    typer.echo(batch_done_line(shard_dir(out, parsed)))

@@ -51,6 +51,7 @@ from auralens.io import (
     ErrorLog,
     Timer,
     append_jsonl,
+    batch_counts,
     check_out_dir,
     mask_secrets,
     read_json,
@@ -1449,20 +1450,13 @@ def imagine_batch(data: str | Path, out_dir: str | Path,
                 "skipped": res.skipped})
     timer.timings["items"] = time.perf_counter() - start
     lines = read_jsonl(results_path)
-    # Counts over the whole job (this shard's items), earlier runs' finished items included:
-    # an item that failed before is not in results.jsonl and was tried again here, so this
-    # run's errors are all the job's failures. Lines of items outside the job (another
-    # --limit) are not counted.
-    finished = {r.get("id") for r in lines}
-    n_done = sum(r.id in finished for r in records)
-    n_new = len(todo) - len(errors)
+    # counts over the whole job (this shard's items), earlier runs' finished items included
+    counts = batch_counts(errors, (r.id for r in records), lines, len(todo))
     write_run_json(dest, command=f"imagine batch --mode {cfg.mode}", config=cfg.to_dict(),
                    models=stages.models(), timings=timer.timings, seed=cfg.seed,
-                   extra={"data": str(data), "n_items": len(records), "n_done": n_done,
-                          "n_new": n_new, "n_earlier": n_done - n_new, "n_tried": len(todo),
-                          "n_failed": len(errors), "errors": errors.summary(len(records)),
+                   extra={"data": str(data), **counts,
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}",
                           "skipped": stages.skipped, "notes": cfg.notes(), "fingerprint": key})
-    if todo and not n_done:  # every item of the job failed; a rerun that only retries broken ones is fine
+    if todo and not counts["n_done"]:  # every item of the job failed; a rerun that only retries broken ones is fine
         raise ImagineError(f"{data}: no mixture could be imagined; see {errors.path}")
     return lines

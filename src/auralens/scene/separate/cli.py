@@ -69,18 +69,14 @@ def batch_cmd(
 
     The closing summary counts over the whole job, items finished by an earlier run included.
     """
-    from auralens.io import read_json
+    from auralens.io import batch_done_line
     from auralens.scene.separate.run import separate_batch
     from auralens.shard import parse_shard, shard_dir
 
     parsed = parse_shard(shard)
     separate_batch(source, out, separator, limit=limit, shard=parsed,
                    activity=_activity(rule, threshold, min_rms_ratio))
-    dest = shard_dir(out, parsed)
-    run = read_json(dest / "run.json")
-    failed = f"; {run['n_failed']} failed, see {dest / 'errors.jsonl'}" if run["n_failed"] else ""
-    typer.echo(f"{run['n_done']} of {run['n_items']} items done ({run['n_new']} by this run, "
-               f"{run['n_earlier']} earlier){failed}; results in {dest / 'results.jsonl'}")
+    typer.echo(batch_done_line(shard_dir(out, parsed)))
 
 
 @app.command("train")

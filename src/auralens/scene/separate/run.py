@@ -413,6 +413,7 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
         ErrorLog,
         Timer,
         append_jsonl,
+        batch_counts,
         read_jsonl,
         remove_stale_temps,
         write_run_json,
@@ -467,12 +468,8 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
                                                "real_time_factor")},
                     "fingerprint": stamp})
     lines = read_jsonl(results_path)
-    # Counts over the whole job (this shard's items), earlier runs' finished items included:
-    # an item that failed before is not in results.jsonl and was tried again here, so this
-    # run's errors are all the job's failures.
-    finished = {r.get("id") for r in lines}
-    n_done = sum(rid in finished for rid, _ in items)
-    n_new = len(todo) - len(errors)
+    # counts over the whole job (this shard's items), earlier runs' finished items included
+    counts = batch_counts(errors, (rid for rid, _ in items), lines, len(todo))
     name = sep.name if sep is not None else settings["separator"]
     write_run_json(dest, command="separate batch",
                    config={"source": str(source), "separator": name, "activity": activity,
@@ -480,11 +477,9 @@ def separate_batch(source: str | Path, out_dir: str | Path, separator: str | Sep
                    # a rerun with nothing left to do loads no separator: the earlier record stays
                    models={} if sep is None else {"separator": backend_record(sep)},
                    timings=timer.timings,
-                   extra={"n_items": len(items), "n_done": n_done, "n_new": n_new,
-                          "n_earlier": n_done - n_new, "n_tried": len(todo),
-                          "n_failed": len(errors), "errors": errors.summary(len(items)),
+                   extra={**counts,
                           "shard": None if parsed is None else f"{parsed[0]}/{parsed[1]}"})
-    if todo and not n_done:  # every item of the job failed; a rerun that only retries broken files is fine
+    if todo and not counts["n_done"]:  # every item of the job failed; a rerun that only retries broken files is fine
         raise SeparationError(f"{source}: no mixture could be separated; see {errors.path}")
     return lines
 
