@@ -320,6 +320,14 @@ def test_ratings_round_trip(settings: UISettings) -> None:
     assert "3.00" in row and "3.50" in row and row.rstrip(" |").endswith("2")
 
 
+def test_a_ratings_file_that_is_not_text_is_a_message(settings: UISettings) -> None:
+    settings.ratings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.ratings_path.write_bytes(b"rater,version\n\xff\xfe not text\n")
+    msg = rate.aggregate_md(settings)
+    assert msg.startswith("could not read the ratings: ")
+    assert "not UTF-8 text (invalid start byte at byte 14)" in msg
+
+
 @pytest.mark.parametrize(("rater", "comment"), [
     ("=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\",\"y\")"),
     ("+1", "-2+3"),

@@ -119,6 +119,4 @@ def aggregate_md(settings: UISettings) -> str:
         return f"could not read the ratings: {md_escape(exc)}"
     except OSError as exc:  # e.g. no permission to read it
         return f"could not read the ratings: {md_escape(path.name)}: {md_escape(exc.strerror or exc)}"
-    except UnicodeDecodeError:
-        return f"could not read the ratings: {md_escape(path.name)}: not UTF-8 text"
     return ratings_mod.ratings_markdown(rows) + (f"\n_{md_escape(ratings_mod.left_out_note(left))}_\n" if left else "")
