@@ -365,7 +365,7 @@ def test_checkpoint_of_an_older_version_counts_its_epochs_times(prep: Path, tmp_
     record["result"] = {"status": "running"}
     write_json(run / "run.json", record)
     epoch_times = sum(h["time_s"] for h in read_jsonl(run / "history.jsonl"))
-    assert train_mod._seconds_before(run, header) == pytest.approx(epoch_times)
+    assert train_mod._seconds_before(run, header, read_json(run / "run.json")) == pytest.approx(epoch_times)
 
 
 # --- an lr grid ---------------------------------------------------------------------------

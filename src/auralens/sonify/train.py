@@ -462,7 +462,7 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
                          "again; give one of them")
     run = Path(out)
     check_not_grid(run)
-    check_run_record(run, refuse_damaged=not overwrite)
+    record = check_run_record(run, refuse_damaged=not overwrite)
     data = prep if isinstance(prep, PreparedData) else load_prepared(prep)
     start_time = time.perf_counter()
     last_path, best_path, hist_path = run / "last.safetensors", run / "best.safetensors", run / "history.jsonl"
@@ -472,18 +472,18 @@ def train(prep: str | Path | PreparedData, out: str | Path, cfg: TrainConfig | N
             check_resumable(header, cfg, last_path, prepared=data)
         else:
             check_rerun(header, cfg, run, prepared=data)
-        stored = _stored_outcome(run, cfg, header)
+        stored = _stored_outcome(run, cfg, header, record)
         if stored is not None:
             return _report_stored(stored, cfg)
     elif not overwrite:  # no checkpoint, but run.json may record a run (stopped in epoch 1)
-        stored = _outcome_without_checkpoint(run, cfg, data, resume=resume)
+        stored = _outcome_without_checkpoint(run, cfg, data, record, resume=resume)
         if stored is not None:
             return _report_stored(stored, cfg)
-    seconds_before = _seconds_before(run, header) if header is not None else 0.0
+    seconds_before = _seconds_before(run, header, record) if header is not None else 0.0
     if header is not None and int(header.get("epoch") or 0) >= cfg.epochs:
         # every epoch has its checkpoint, but run.json does not say so: the process that wrote
         # the last one stopped before recording the end; nothing is left to train
-        return _report_stored(_record_finished(run, cfg, data, header, seconds_before), cfg)
+        return _report_stored(_record_finished(run, cfg, data, header, seconds_before, record), cfg)
     torch.manual_seed(cfg.seed)
     opts = {"resample": cfg.resample, "hidden": cfg.hidden, "channels": cfg.channels, **cfg.gate_options}
     try:
@@ -760,15 +760,16 @@ def _recorded_result(run: Path, record: Mapping[str, Any], **kw: Any) -> TrainRe
                        res.get("message", ""), res.get("val_split", "val"), **kw)
 
 
-def _stored_outcome(run: Path, cfg: TrainConfig, header: Mapping[str, Any]) -> TrainResult | None:
+def _stored_outcome(run: Path, cfg: TrainConfig, header: Mapping[str, Any],
+                   record: Mapping[str, Any] | None) -> TrainResult | None:
     """The recorded result of the run in ``run`` when it needs no more training with ``cfg``,
     else None.
 
-    It needs none when ``run.json`` records the run of the checkpoint ``header`` as finished
-    (status ``ok``) with at least ``cfg.epochs`` epochs, or as diverged with ``cfg.lr`` (the same
-    learning rate diverges again). The settings were checked against the checkpoint before.
+    It needs none when ``record`` (its ``run.json``, :func:`check_run_record`) records the run
+    of the checkpoint ``header`` as finished (status ``ok``) with at least ``cfg.epochs``
+    epochs, or as diverged with ``cfg.lr`` (the same learning rate diverges again). The
+    settings were checked against the checkpoint before.
     """
-    record = _train_record(run)
     res = record.get("result") if record is not None else None
     lr = (record.get("config") or {}).get("lr") if record is not None else None
     if not isinstance(res, dict) or not isinstance(lr, (int, float)) or isinstance(lr, bool):
@@ -783,10 +784,12 @@ def _stored_outcome(run: Path, cfg: TrainConfig, header: Mapping[str, Any]) -> T
     return _recorded_result(run, record, already_finished=True) if done else None
 
 
-def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData, *,
+def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData,
+                                record: Mapping[str, Any] | None, *,
                                 resume: bool) -> TrainResult | None:
-    """For a ``run`` without ``last.safetensors``: refuse a run its ``run.json`` records with
-    other settings, and return the recorded result when there is nothing to train.
+    """For a ``run`` without ``last.safetensors``: refuse a run its ``run.json`` (``record``,
+    :func:`check_run_record`) records with other settings, and return the recorded result
+    when there is nothing to train.
 
     The settings are checked as against a checkpoint (:func:`check_rerun`, or
     :func:`check_resumable` with ``resume``). Nothing is to be trained when the record is of a
@@ -798,7 +801,6 @@ def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData,
         CheckpointMismatchError: the record is of a run made with other settings (or data), or
             of a finished one of more epochs than ``cfg.epochs`` (without ``resume``).
     """
-    record = _train_record(run)
     stored = record.get("config") if record is not None else None
     if not isinstance(stored, dict):
         return None
@@ -824,13 +826,14 @@ def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData,
 
 
 def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Mapping[str, Any],
-                     seconds: float) -> TrainResult:
+                     seconds: float, record: Mapping[str, Any] | None) -> TrainResult:
     """Record the run in ``run`` as finished from its checkpoint ``header`` (its last epoch),
     where ``run.json`` does not say so because the process that wrote the checkpoint stopped
     before recording the end; return its result (``already_finished``).
 
     The recorded time is ``seconds``, the run's own: none of this process, which trains
-    nothing. The learning rate is the checkpoint's (a new ``--lr`` is not used).
+    nothing. The learning rate is the checkpoint's (a new ``--lr`` is not used); the resolved
+    device is the one ``record`` (the run's ``run.json`` as it was) names.
     """
     from dataclasses import replace
 
@@ -849,7 +852,6 @@ def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Ma
     acc = _accelerator()
     acc.wait_for_everyone()  # every process has read the record this rewrites
     if acc.is_main_process:
-        record = _train_record(run)
         device = ((record.get("config") or {}).get("device_resolved") if record is not None else None)
         _write_run(run, rcfg, data, {"train": seconds, "train_this_process": 0.0}, {
             "status": "ok", "message": message, "epochs_run": epoch, "best_epoch": result.best_epoch,
@@ -885,18 +887,17 @@ def lr_not_used(trained: float, asked: float) -> str:
     return f" with lr {trained:g}; --lr {asked:g} not used"
 
 
-def _seconds_before(run: Path, header: Mapping[str, Any]) -> float:
+def _seconds_before(run: Path, header: Mapping[str, Any], record: Mapping[str, Any] | None) -> float:
     """Training time spent on the run in ``run`` until its checkpoint ``header``: the time the
     checkpoint records (the epochs' own times in history.jsonl for checkpoints of older
-    versions), or the time ``run.json`` records where the process that wrote the checkpoint
-    stopped on its own after it (interrupted, failed, finished, diverged)."""
+    versions), or the time its ``run.json`` (``record``) records where the process that wrote
+    the checkpoint stopped on its own after it (interrupted, failed, finished, diverged)."""
     epoch = int(header.get("epoch") or 0)
     seconds = header.get("train_seconds")
     if not isinstance(seconds, (int, float)):
         hist = run / "history.jsonl"
         seconds = sum(float(h.get("time_s") or 0.0) for h in (read_jsonl(hist) if hist.exists() else [])
                       if isinstance(h, dict) and isinstance(h.get("epoch"), int) and h["epoch"] <= epoch)
-    record = _train_record(run)
     res = record.get("result") if record is not None else None
     if isinstance(res, dict):
         ran, status = res.get("epochs_run"), res.get("status")
@@ -940,30 +941,47 @@ def grid_lr_runs(out: str | Path) -> list[str]:
     return sorted(p.name for p in out.glob("lr=*") if p.is_dir() and any((p / f).exists() for f in _RUN_FILES))
 
 
-def check_run_record(run: Path, *, refuse_damaged: bool) -> None:
+def check_run_record(run: Path, *, refuse_damaged: bool) -> dict[str, Any] | None:
     """Refuse a ``run`` whose ``run.json`` another command wrote (``sonify prepare``, ``sweep`` …):
     training there would write over its record; with ``refuse_damaged``, also one whose
     ``run.json`` cannot be read, since what it records (and so whether a rerun may continue
     it) is unknown.
 
+    Returns:
+        ``run.json`` when it is a readable ``sonify train`` record (as :func:`_train_record`
+        reads it), else None.
+
     Raises:
         TrainError: naming the folder or the file and what to do instead.
     """
-    from auralens.io import JSONFileError
-
     path = run / "run.json"
     if not path.is_file():
-        return
+        return None
     try:
-        record = read_json(path)
-    except JSONFileError as exc:  # names the file already
+        record = _read_run_json(path)
+    except TrainError:
         if refuse_damaged:
-            raise TrainError(f"{exc}; pass --overwrite to train it again, or choose another --out") from None
-        return
+            raise
+        return None
     command = record.get("command") if isinstance(record, dict) else None
     if isinstance(command, str) and command != "sonify train":
         raise TrainError(f"{run}: holds the output of {command!r}, not of sonify train; choose "
                          "another --out")
+    return record if command == "sonify train" else None
+
+
+def _read_run_json(path: Path) -> Any:
+    """A run's ``run.json`` as read.
+
+    Raises:
+        TrainError: it is not valid JSON (naming it, and what to do instead).
+    """
+    from auralens.io import JSONFileError
+
+    try:
+        return read_json(path)
+    except JSONFileError as exc:  # names the file already
+        raise TrainError(f"{exc}; pass --overwrite to train it again, or choose another --out") from None
 
 
 def _train_record(out: Path) -> dict[str, Any] | None:
@@ -1109,13 +1127,8 @@ def train_grid(prep: str | Path, out: str | Path, cfg: TrainConfig, lrs: Sequenc
                                  overwrite=overwrite))
         except NonFiniteLossError as exc:
             log.warning("%s", exc)
-            record = read_json(run / "run.json")
-            info = record.get("result", {})
-            results.append(TrainResult(run, float(lr), "diverged", int(info.get("epochs_run") or 0),
-                                       info.get("best_epoch"), info.get("best_val_loss"),
-                                       info.get("first_val_loss"), info.get("final_train_loss"),
-                                       float((record.get("timings_s") or {}).get("train", 0.0)),
-                                       str(exc), info.get("val_split", "val")))
+            results.append(replace(_recorded_result(run, read_json(run / "run.json")), lr=float(lr),
+                                   status="diverged", message=str(exc)))
     if main:
         write_summary(out, results)
         _write_grid_record(out, cfg, data, lrs, {"status": "done", "grid": [_row(r, out) for r in results],
@@ -1216,15 +1229,10 @@ def _finished(run: Path, cfg: TrainConfig, prepared: Mapping[str, Any] | None = 
     Raises:
         TrainError: ``run`` holds a run made with other settings (the message lists them).
     """
-    from auralens.io import JSONFileError
-
     path = run / "run.json"
     if not path.exists():
         return None
-    try:
-        info = read_json(path)
-    except JSONFileError as exc:  # names the file already
-        raise TrainError(f"{exc}; pass --overwrite to train it again, or choose another --out") from None
+    info = _read_run_json(path)
     stored = info.get("config") or {}
     diffs = config_differences(stored, cfg, ignore=tuple(k for k in RESUME_MAY_CHANGE if k != "lr"))
     if prepared is not None:
