@@ -46,11 +46,10 @@ def test_the_chat_model_check_reads_config_json_once(tiny_model, monkeypatch):
     assert reads == [qwen / "config.json"]  # the message's model kind comes from the same parse
 
 
-def test_auto_class_loads_takes_a_parsed_config_or_the_folder(tiny_model):
+def test_auto_class_loads_judges_a_parsed_config(tiny_model):
     from transformers import AutoModelForCausalLM
 
     chat, qwen = tiny_model("tiny_chat_lm"), tiny_model("tiny_qwen2audio")
     for folder, loads in ((chat, True), (qwen, False)):
         parsed = llm.read_json_file(folder / "config.json")
         assert llm.auto_class_loads(parsed, [AutoModelForCausalLM]) is loads
-        assert llm.auto_class_loads(folder, [AutoModelForCausalLM]) is loads

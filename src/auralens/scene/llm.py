@@ -300,18 +300,11 @@ def check_chat_model_dir(backend: str, model_id: str) -> None:
                             "instruction-tuned (chat) model")
 
 
-def auto_class_loads(config: Mapping[str, Any] | os.PathLike[str],
-                     auto_classes: Iterable[Any]) -> bool | None:
+def auto_class_loads(cfg: Mapping[str, Any], auto_classes: Iterable[Any]) -> bool | None:
     """Whether one of transformers' ``AutoModelFor…`` classes loads a model folder, judged
-    from its ``config.json`` alone (its ``model_type``, or an ``auto_map`` entry for remote
-    code); None when the installed transformers does not expose its mappings.
-
-    Args:
-        config: the folder's parsed ``config.json`` (a caller that has read it passes it), or
-            the folder, whose ``config.json`` is then read.
-    """
-    cfg = (read_json_file(Path(config) / "config.json") if isinstance(config, os.PathLike)
-           else config)
+    from its parsed ``config.json`` (``cfg``) alone (its ``model_type``, or an ``auto_map``
+    entry for remote code); None when the installed transformers does not expose its
+    mappings."""
     auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
     known = False
     for cls in auto_classes:
