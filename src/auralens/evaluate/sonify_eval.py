@@ -140,6 +140,9 @@ class SonifyRun:
 def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
     """Read a run directory, or the best run of an lr grid (as ``sonify render --run GRID``).
 
+    The best run of an lr grid whose training stopped before every learning rate finished is
+    read all the same, with a warning and a note (:attr:`SonifyRun.warnings`) saying so.
+
     Raises:
         RunDirError: missing directory, no ``renders/original`` or no sonification folder;
             a grid without a finished or rendered best run.
@@ -154,12 +157,16 @@ def load_run(path: str | Path, name: str | None = None) -> SonifyRun:
     if not (path / "renders" / "original").is_dir() and _is_lr_grid(path):
         given, path = path, _grid_best_run(path)
         notes.append(f"{given}: an lr grid; its best run (lowest validation loss) {path} is reported")
+        unfinished = _unfinished_grid(given, path)
+        if unfinished:  # reported all the same, said on the page
+            log.warning("%s", unfinished)
+            notes.append(unfinished)
     renders = path / "renders"
     if not (renders / "original").is_dir():
         raise RunDirError(f"{path}: not a sonify run (no renders/original/ folder); "
                           "render the run first with `auralens sonify render`")
     rendered = read_renders_record(path)
-    stale = _stale_reason(path, rendered)
+    stale = _stale_reason(path, rendered) if _has_checkpoint(path) else None
     if stale:
         raise StaleRendersError(stale)
     versions: dict[str, dict[str, Path]] = {}
@@ -216,6 +223,17 @@ def _grid_best_run(grid: Path) -> Path:
     return best
 
 
+def _unfinished_grid(grid: Path, best: Path) -> str | None:
+    """The note for an lr grid whose training stopped before every learning rate finished
+    (its best run ``best`` may then not be the grid's final best), else None."""
+    from auralens.sonify.render import grid_progress, unfinished_grid_message
+
+    progress = grid_progress(grid)
+    if progress is None or not progress["unfinished"]:
+        return None
+    return unfinished_grid_message(progress, best, "reporting")
+
+
 def read_renders_record(run: Path) -> dict[str, Any] | None:
     """``run/renders/run.json`` as read: None when there is none, {} when it is not JSON or
     not an object (as `sonify render` reads it: it records nothing).
@@ -252,13 +270,13 @@ def stale_renders(run: Path) -> str | None:
     checkpoint but keeps ``renders/``, whose scores would then be labelled with the new
     run's settings. None when the run holds no checkpoint (nothing to compare).
     """
+    # checked before reading renders/run.json: without a checkpoint it does not matter
     return _stale_reason(run, read_renders_record(run)) if _has_checkpoint(run) else None
 
 
 def _stale_reason(run: Path, renders: Mapping[str, Any] | None) -> str | None:
-    """:func:`stale_renders` with ``renders/run.json`` as :func:`read_renders_record` read it."""
-    if not _has_checkpoint(run):
-        return None
+    """:func:`stale_renders` of a ``run`` holding a checkpoint (:func:`_has_checkpoint`), with
+    ``renders/run.json`` as :func:`read_renders_record` read it."""
     from auralens.sonify.render import renders_stale, run_checkpoint
 
     previous: dict[str, Any] = {}

@@ -16,7 +16,10 @@ chains, which the report scores too); the evaluation report scores exactly those
 ``limit`` is the extent those clips cover (the first N clips of the split, the largest
 ``--limit`` of the calls whose renders it keeps; null: the whole split), ``call_limit`` and
 ``call_clips`` the latest call's ``--limit`` and clips. Rendering a run that did not finish
-its epochs warns and records ``run_status``, ``run_epochs_run`` and ``run_epochs``.
+its epochs warns and records ``run_status``, ``run_epochs_run`` and ``run_epochs``. Rendering
+an lr grid records ``grid_unfinished`` with the grid's learning rates (``grid_lrs``) and those
+trained (``grid_lrs_done``); a grid whose training stopped before every learning rate finished
+is rendered from the best so far, with a warning (:func:`grid_progress`).
 One ``renders/`` folder holds one split: rendering another split into it is refused unless
 ``overwrite`` (which empties it first). Renders of an older checkpoint (the run was trained
 again) are removed and rendered again. The split is read from the PREP the run was trained on,
@@ -74,6 +77,8 @@ class LoadedRun:
     codec: Any
     #: the run's training status (:func:`run_status`; None: not recorded)
     status: dict[str, Any] | None = None
+    #: the lr grid the run was picked from (:func:`grid_progress`; None: a single run)
+    grid: dict[str, Any] | None = None
 
 
 def resolve_run(run_dir: str | Path) -> Path:
@@ -146,6 +151,47 @@ def run_status(run: Path) -> dict[str, Any] | None:
             "epochs": config.get("epochs") if isinstance(config, dict) else None}
 
 
+def grid_progress(grid: str | Path) -> dict[str, Any] | None:
+    """How far the lr grid in ``grid`` trained: ``{"grid", "unfinished", "lrs", "lrs_done"}``
+    (``lr=<v>`` folder names in the grid's order; ``lrs_done``: those that finished their epochs
+    or diverged, which no rerun trains further). None when ``grid/run.json`` records no lr
+    grid (a single run, or a grid of an older version).
+
+    ``unfinished`` is true while the grid's ``run.json`` still says ``running`` (its training
+    was stopped, or still goes on) and some of its learning rates are not done: the best of
+    the grid may then change.
+    """
+    from auralens.sonify.train import recorded_grid
+
+    grid = Path(grid)
+    names = recorded_grid(grid)
+    if names is None:
+        return None
+    record = read_json(grid / "run.json")  # a readable `sonify train` record: recorded_grid read it
+    status = (record.get("result") or {}).get("status")
+    epochs = (record.get("config") or {}).get("epochs")
+    done = []
+    for name in names:
+        state = run_status(grid / name)
+        if state is None:
+            continue
+        ran = state["epochs_run"]
+        short = isinstance(epochs, int) and isinstance(ran, int) and ran < epochs
+        if state["status"] == "diverged" or state["status"] == "ok" and not short:
+            done.append(name)
+    return {"grid": str(grid), "unfinished": status == "running" and len(done) < len(names),
+            "lrs": names, "lrs_done": done}
+
+
+def unfinished_grid_message(progress: dict[str, Any], best: Path, doing: str) -> str:
+    """One line saying that the lr grid of ``progress`` (:func:`grid_progress`) is unfinished
+    and that ``doing`` (``rendering`` …) uses its best run so far, ``best``."""
+    lrs, done = progress["lrs"], progress["lrs_done"]
+    left = [name for name in lrs if name not in done]
+    return (f"{progress['grid']}: the lr grid is unfinished ({len(done)} of {len(lrs)} learning "
+            f"rates trained; not yet: {', '.join(left)}); {doing} the best so far, {best.name}")
+
+
 def _warn_unfinished(run: Path, status: dict[str, Any] | None) -> None:
     """Warn (once per run state) when rendering a run that did not finish its epochs."""
     if status is None or status["status"] == "ok":
@@ -174,12 +220,18 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
             must resolve to the same backends the gate was trained with.
 
     A run that did not finish its epochs (still running, killed, diverged) is loaded with a
-    warning naming its status and epochs; :attr:`LoadedRun.status` holds them.
+    warning naming its status and epochs; :attr:`LoadedRun.status` holds them. The best run
+    of an lr grid whose training stopped before every learning rate finished is loaded with
+    a warning saying so; :attr:`LoadedRun.grid` holds the grid's progress.
 
     Raises:
         CheckpointMismatchError: ``encoder``/``codec`` differ from the checkpoint's.
     """
     run = resolve_run(run_dir)
+    grid = grid_progress(run_dir) if run != Path(run_dir) else None
+    if grid is not None and grid["unfinished"]:  # a partial grid is rendered, but said to be one
+        _warn_once(("grid", str(Path(run_dir).resolve()), tuple(grid["lrs_done"]), run.name),
+                   "%s", unfinished_grid_message(grid, run, "rendering"))
     path = run_checkpoint(run, which)
     status = run_status(run)
     _warn_unfinished(run, status)
@@ -206,7 +258,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", encoder: Any = None, c
                 "render with the model it was trained on, or prepare and train again")
     model, header, norm = ckpt.load_gate(path, extractor=extractor.name, layer=extractor.layer,
                                          codec=cod.name)
-    return LoadedRun(run, path, model.to(device), header, norm, extractor, cod, status)
+    return LoadedRun(run, path, model.to(device), header, norm, extractor, cod, status, grid)
 
 
 def predict_latent(loaded: LoadedRun, embedding: np.ndarray, frames_out: int,
@@ -498,6 +550,9 @@ def render_split(run_dir: str | Path, split: str = "test", post: Sequence[str] |
     if loaded.status is not None:  # rendering an unfinished run is recorded with the renders
         config.update(run_status=loaded.status["status"], run_epochs_run=loaded.status["epochs_run"],
                       run_epochs=loaded.status["epochs"])
+    if loaded.grid is not None:  # picked from an lr grid: was its best final?
+        config.update(grid=loaded.grid["grid"], grid_unfinished=loaded.grid["unfinished"],
+                      grid_lrs=loaded.grid["lrs"], grid_lrs_done=loaded.grid["lrs_done"])
     # Folders of earlier calls with other chains stay (the report scores every folder).
     earlier = dict(zip((previous or {}).get("folders") or [], (previous or {}).get("post") or [],
                        strict=False))

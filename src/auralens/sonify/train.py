@@ -42,7 +42,10 @@ interrupted or was killed in its first epoch) is checked against that record the
 diverged or finished run is reported, other settings are refused, and the run's own settings
 train it again from epoch 1. A run whose last epoch has its checkpoint but whose ``run.json``
 does not say it finished (its process was killed in between) is recorded as finished, with the
-time of its checkpoint, and not trained again. An lr grid checks every learning rate before any
+time of its checkpoint, and not trained again; so is one whose checkpoint holds the ``epochs``
+asked for but which went on and stopped later (interrupted, failed, or diverged with another
+learning rate than the one asked for now, i.e. ``--resume --lr``): a warning says that nothing
+is trained, and ``result.stopped_earlier`` keeps how it stopped. An lr grid checks every learning rate before any
 of them trains, skips the finished ones and continues the others; a rerun with another list of
 learning rates is refused. ``overwrite=True`` starts again instead. ``resume=True`` (``--resume``) also
 continues, and besides allows the changes of :data:`RESUME_MAY_CHANGE` (a new learning rate)
@@ -828,28 +831,58 @@ def _outcome_without_checkpoint(run: Path, cfg: TrainConfig, data: PreparedData,
 def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Mapping[str, Any],
                      seconds: float, record: Mapping[str, Any] | None) -> TrainResult:
     """Record the run in ``run`` as finished from its checkpoint ``header`` (its last epoch),
-    where ``run.json`` does not say so because the process that wrote the checkpoint stopped
-    before recording the end; return its result (``already_finished``).
+    which holds at least the ``cfg.epochs`` asked for while ``run.json`` does not say the run
+    finished; return its result (``already_finished``).
+
+    Usually the process that wrote the checkpoint stopped before recording the end. It may
+    also be a run that went on and stopped on its own (interrupted, failed, or diverged in the
+    epoch after the checkpoint, rerun with ``--resume --lr`` and ``--epochs`` no more than the
+    checkpoint's): the message then says so, ``result.stopped_earlier`` keeps what ``record``
+    said, and a warning tells that nothing is trained.
 
     The recorded time is ``seconds``, the run's own: none of this process, which trains
-    nothing. The learning rate is the checkpoint's (a new ``--lr`` is not used); the resolved
-    device is the one ``record`` (the run's ``run.json`` as it was) names.
+    nothing. The learning rate is the checkpoint's (a new ``--lr`` is not used) and ``epochs``
+    the checkpoint's; the resolved device is the one ``record`` (the run's ``run.json`` as it
+    was) names.
     """
     from dataclasses import replace
 
     stored_lr = header.get("lr")
     lr = float(stored_lr) if isinstance(stored_lr, (int, float)) else cfg.lr
-    rcfg = replace(cfg, lr=lr)
     epoch = int(header.get("epoch") or 0)
+    # the config of the run the checkpoint holds (a resume may ask for fewer epochs)
+    rcfg = replace(cfg, lr=lr, epochs=epoch)
     has_val = "val" in data.emb and len(data.emb["val"]) > 0
     best = header.get("best_val_loss")
     best = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else None
-    message = (f"the process that trained epoch {epoch} stopped before recording the end of the "
-               "run; recorded as finished from its last checkpoint")
+    res = record.get("result") if record is not None else None
+    res = res if isinstance(res, dict) else {}
+    status, ran = res.get("status"), res.get("epochs_run")
+    planned = ((record.get("config") or {}) if record is not None else {}).get("epochs")
+    went_on = status == "diverged" or (status in ("interrupted", "failed") and isinstance(planned, int)
+                                       and planned > epoch)
+    earlier: dict[str, Any] | None = None
+    if went_on:
+        # the run went on after this checkpoint (and stopped): not an unrecorded end
+        earlier = {"status": status, "epochs_run": ran, "lr": lr, "message": res.get("message", "")}
+        what = (f"diverged during epoch {ran} (lr={lr:g})" if status == "diverged"
+                else f"{status} during epoch {epoch + 1}")
+        asked = "the" if epoch == cfg.epochs else "more than the"
+        message = (f"{what}; its checkpoint of epoch {epoch} holds {asked} --epochs {cfg.epochs} "
+                   "asked for: recorded as finished from it, nothing trained")
+    else:
+        message = (f"the process that trained epoch {epoch} stopped before recording the end of the "
+                   "run; recorded as finished from its last checkpoint")
     result = TrainResult(run, lr, "ok", epoch, header.get("best_epoch"), best,
                          header.get("first_val_loss"), header.get("train_loss"), seconds, message,
                          "val" if has_val else "train", already_finished=True)
     acc = _accelerator()
+    if earlier is not None and acc.is_main_process:
+        unused = "" if float(lr) == float(cfg.lr) else f" (--lr {cfg.lr:g} not used)"
+        log.warning("%s: %s; its checkpoint of epoch %d holds %s --epochs %d asked for, so the run "
+                    "is recorded as finished with %d epochs (lr=%g) and nothing is trained%s; pass "
+                    "--epochs %d or more to train on from epoch %d", run, what, epoch, asked,
+                    cfg.epochs, epoch, lr, unused, epoch + 1, epoch + 1)
     acc.wait_for_everyone()  # every process has read the record this rewrites
     if acc.is_main_process:
         device = ((record.get("config") or {}).get("device_resolved") if record is not None else None)
@@ -857,7 +890,7 @@ def _record_finished(run: Path, cfg: TrainConfig, data: PreparedData, header: Ma
             "status": "ok", "message": message, "epochs_run": epoch, "best_epoch": result.best_epoch,
             "best_val_loss": best, "first_val_loss": result.first_val_loss,
             "final_train_loss": result.final_train_loss, "val_split": result.val_split,
-            "resumed_from_epoch": 0}, device)
+            "resumed_from_epoch": 0, **({"stopped_earlier": earlier} if earlier else {})}, device)
     acc.wait_for_everyone()
     return result
 
