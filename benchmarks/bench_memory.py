@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import json
 import os
@@ -177,14 +176,6 @@ def _write_noise(path: Path, seconds: float, seed: int) -> int:
     return n
 
 
-def _available() -> list[str]:
-    """The measurements this version supports (``imagine_min_kept4`` needs ``min_kept``)."""
-    from auralens.scene.pipeline import ImagineConfig
-
-    names = {f.name for f in dataclasses.fields(ImagineConfig)}
-    return [m for m in MEASUREMENTS if m != "imagine_min_kept4" or "min_kept" in names]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="Length of the long input.")
@@ -207,7 +198,7 @@ def main() -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := [s for s in only if s not in MEASUREMENTS]:
         ap.error(f"unknown measurement(s) {unknown}; have {', '.join(MEASUREMENTS)}")
-    kinds = [k for k in _available() if not only or k in only]
+    kinds = [k for k in MEASUREMENTS if not only or k in only]
 
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-memory-")))
