@@ -45,6 +45,9 @@ SILENCE_RMS = 1e-4
 #: Peak from which loading warns: not a clipped recording but audio on another scale (e.g.
 #: unnormalised float samples), which metrics and models would read as an extremely loud clip.
 FAR_OUT_LEVEL = 2.0
+#: Samples per block when mixing down, resampling and measuring levels: float64 work is done
+#: one block at a time, so loading holds no float64 copy of the whole wave.
+BLOCK = 2**16
 
 
 class AudioError(AuralensError):
@@ -188,13 +191,29 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     # soxr pads with zeros, so a DC offset becomes a step at each end and rings into clicks
     # (a DC-only file would come out as audio). Resampling is linear and keeps a constant,
     # so resample around each channel's mean and add it back.
+    # Centring and adding back are done in float64 one block at a time, into float32 arrays.
     mean = wave.mean(axis=-1, keepdims=True, dtype=np.float64)
-    centred = (wave - mean).astype(np.float32)
+    n = wave.shape[-1]
     if wave.ndim == 1:
+        centred = np.empty(n, np.float32)
+        for i in range(0, n, BLOCK):
+            centred[i:i + BLOCK] = wave[i:i + BLOCK] - mean
         out = soxr.resample(centred, orig_sr, target_sr)
-    else:
-        out = soxr.resample(np.ascontiguousarray(centred.T), orig_sr, target_sr).T
-    return np.ascontiguousarray(out + mean, dtype=np.float32)
+        del centred
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
+        for i in range(0, out.shape[0], BLOCK):
+            out[i:i + BLOCK] = out[i:i + BLOCK] + mean
+        return out
+    centred = np.empty((n, wave.shape[0]), np.float32)  # [T, C]: the layout soxr takes
+    for i in range(0, n, BLOCK):
+        centred[i:i + BLOCK] = (wave[:, i:i + BLOCK] - mean).T
+    out = soxr.resample(centred, orig_sr, target_sr)  # [T', C]
+    del centred
+    res = np.empty((wave.shape[0], out.shape[0]), np.float32)
+    for i in range(0, out.shape[0], BLOCK):
+        res[:, i:i + BLOCK] = out[i:i + BLOCK].T + mean
+    return res
 
 
 class ClipError(AuralensError, ValueError):
@@ -259,14 +278,53 @@ def _clips_checked(fn: Any, name: str, *, many: bool) -> Any:
 def inspect_wave(path: str | Path, wave: np.ndarray, sr: int, orig_sr: int | None = None,
                  channels: int = 1) -> AudioInfo:
     """Compute the silence/clipping flags of a loaded ``[T]`` wave."""
-    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
-    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    peak, rms = _levels(np.ravel(wave))
+    return _info(path, peak, rms, wave.shape[-1], sr, orig_sr, channels)
+
+
+def _abs_max(x: np.ndarray) -> float:
+    """max |x| over the last axis of ``[T]`` or ``[C, T]``, block by block (no full-size
+    temporary); NaN when ``x`` holds a NaN, inf when it holds an inf, 0.0 when empty."""
+    peak = 0.0
+    for i in range(0, x.shape[-1], BLOCK):
+        peak = _larger(peak, float(np.max(np.abs(x[..., i:i + BLOCK]))))
+    return peak
+
+
+def _larger(peak: float, top: float) -> float:
+    """The larger of two peaks; NaN once either is NaN (where max() would keep ``peak``)."""
+    return peak if top <= peak or math.isnan(peak) else top
+
+
+def _levels(x: np.ndarray) -> tuple[float, float]:
+    """``(peak, rms)`` of a ``[T]`` wave, or of the channel mean of a ``[C, T]`` one; the
+    peak is NaN or inf when a sample is.
+
+    Squares and channel means are taken in float64 one block at a time (the same values as
+    over the whole wave, without a float64 copy of it).
+    """
+    n = x.shape[-1]
+    if n == 0:
+        return 0.0, 0.0
+    peak, total = 0.0, 0.0
+    for i in range(0, n, BLOCK):
+        block = x[..., i:i + BLOCK]
+        if x.ndim == 2:
+            block = block.mean(axis=0, dtype=np.float64)
+        peak = _larger(peak, float(np.max(np.abs(block))))
+        total += float(np.sum(np.square(block, dtype=np.float64)))
+    return peak, math.sqrt(total / n)
+
+
+def _info(path: str | Path, peak: float, rms: float, n: int, sr: int, orig_sr: int | None,
+          channels: int) -> AudioInfo:
+    """The :class:`AudioInfo` of ``n`` samples at ``sr`` with the given levels, flags set."""
     flags: list[str] = []
     if rms < SILENCE_RMS:
         flags.append("silent")
     if peak >= CLIP_LEVEL:
         flags.append("clipped")
-    return AudioInfo(Path(path), sr, orig_sr or sr, channels, wave.shape[-1] / sr, peak, rms, flags)
+    return AudioInfo(Path(path), sr, orig_sr or sr, channels, n / sr, peak, rms, flags)
 
 
 def load_with_info(
@@ -317,27 +375,32 @@ def load_with_info(
         raise AudioError(
             path, f"unsupported sample rate {sr} Hz (supported {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE})"
         )
-    if data.shape[0] == 0:
+    frames, channels = data.shape
+    if frames == 0:
         raise AudioError(path, "zero samples")
-    if not np.all(np.isfinite(data)):
+    raw_peak = _abs_max(data.T)  # NaN or inf when any sample is
+    if not math.isfinite(raw_peak):
         raise AudioError(path, "contains NaN or Inf samples")
-    duration = data.shape[0] / sr
+    duration = frames / sr
     if max_duration is not None and duration > max_duration:
         raise AudioError(path, f"duration {duration:.1f} s exceeds the limit of {max_duration:g} s")
-    channels = data.shape[1]
-    # Averaged in float64: float32 sums of samples near its limit (3.4e38) overflow to inf.
-    wave = data.mean(axis=1, dtype=np.float64) if mono else data.T
-    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if not mono:
+        wave = np.ascontiguousarray(data.T)  # [C, T]
+    elif channels == 1:
+        wave = np.ascontiguousarray(data[:, 0])  # a view: the samples are held once
+    else:
+        wave = _mix_down(data)
+    del data  # not held while resampling
     out_sr = sample_rate or sr
     wave = resample(wave, sr, out_sr)
     if wave.shape[-1] == 0:  # e.g. 1 sample at 44.1 kHz resampled to 16 kHz
-        raise AudioError(path, f"too short: {data.shape[0]} sample(s) at {sr} Hz leave none at {out_sr} Hz")
-    if not np.all(np.isfinite(wave)):  # resampling overshoot past the float32 limit
+        raise AudioError(path, f"too short: {frames} sample(s) at {sr} Hz leave none at {out_sr} Hz")
+    peak, rms = _levels(wave)  # of the channel mean when mono=False
+    if not math.isfinite(peak):  # resampling overshoot past the float32 limit
         raise AudioError(path, f"sample values too large to process (peak "
-                               f"{float(np.max(np.abs(data))):.3g}; audio samples lie within ±1)")
-    info = inspect_wave(path, wave if mono else wave.mean(0, dtype=np.float64), out_sr, sr, channels)
+                               f"{raw_peak:.3g}; audio samples lie within ±1)")
+    info = _info(path, peak, rms, wave.shape[-1], out_sr, sr, channels)
     # a warning, not an error: some users keep unnormalised float audio on purpose
-    raw_peak = float(np.max(np.abs(data)))
     if raw_peak > FAR_OUT_LEVEL:
         log.warning("%s: sample values reach ±%.3g, far outside ±1; metrics and models expect "
                     "audio within ±1", path, raw_peak)
@@ -346,6 +409,18 @@ def load_with_info(
         log.info("%s: %s", path, "silent (RMS below -80 dBFS)" if flag == "silent"
                     else f"clipped (peak {info.peak:.3f})")
     return wave, info
+
+
+def _mix_down(data: np.ndarray) -> np.ndarray:
+    """Average ``[T, C]`` float32 samples to a float32 ``[T]`` wave.
+
+    Averaged in float64 (float32 sums of samples near its limit, 3.4e38, overflow to inf),
+    one block at a time, so the only full-size array made is the float32 result.
+    """
+    wave = np.empty(data.shape[0], np.float32)
+    for i in range(0, data.shape[0], BLOCK):
+        wave[i:i + BLOCK] = data[i:i + BLOCK].mean(axis=1, dtype=np.float64)
+    return wave
 
 
 def _check_header(path: Path, max_duration: float | None) -> None:

@@ -751,17 +751,16 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
 
 def _read_source(path: Path) -> tuple[np.ndarray, int]:
     """``(wave [T] float32, sample_rate)`` of a source this run wrote (a mono float WAV, so
-    the samples are those that were written).
-
-    Read straight into one float32 array: :func:`auralens.audio.load_sr` would also make a
-    float64 copy while mixing to mono, peaking at about four times the source's size.
+    the samples are those that were written; a one-channel file is loaded into a single
+    float32 array, with no copy).
     """
-    import soundfile as sf
+    from auralens.audio import load_with_info
 
-    wave, sr = sf.read(str(path), dtype="float32")
-    if wave.ndim != 1:  # not a file this run wrote
-        raise ImagineError(f"{path}: expected one channel, found {wave.shape[1]}")
-    return wave, int(sr)
+    # no duration limit: the file is as long as the input this run accepted
+    wave, info = load_with_info(path, max_duration=None)
+    if info.channels != 1:  # not a file this run wrote
+        raise ImagineError(f"{path}: expected one channel, found {info.channels}")
+    return wave, info.sample_rate
 
 
 #: Files an imagine run writes at the top of its folder; run.json first, so that a run
@@ -1080,9 +1079,9 @@ def _run(input: str | Path, out: Path, cfg: ImagineConfig, stages: Stages, timer
     # 6. report + run.json
     if cfg.report:
         with timer("6_report"):
-            # The input's samples are in memory already (no second read, whose float64 mono
-            # mix would briefly take four times their size); a video's input.wav is read
-            # back as written, a mono float32 array, so the picture shows what is played.
+            # The input's samples are in memory already (no second read, which would hold
+            # them twice); a video's input.wav is read back as written, a mono float32
+            # array, so the picture shows what is played.
             drawn = sound if audio_path == Path(input) else _read_source(audio_path)
             result.paths["report"] = str(write_report(out, result, audio_path, drawn))
             del drawn
