@@ -84,6 +84,26 @@ def test_judge_validate_compares_only_the_judges_verdicts(tmp_path: Path, capsys
     assert "keyword heuristic, not an LLM" in out.err
 
 
+def test_judge_validate_counts_rows_without_a_verdict_as_left_out(tmp_path: Path) -> None:
+    # an unreadable judge answer is recorded as null: left out with a reason, not hidden
+    res = _results(tmp_path / "results.jsonl", [
+        {"id": "a", "method": "m", "count": 2, "count_source": "judge",
+         "recognition": True, "recognition_source": "judge"},
+        {"id": "d", "method": "m", "count": 1, "count_source": "judge",
+         "recognition": None, "recognition_source": "judge"},
+        {"id": "e", "method": "m", "count": None, "count_source": "judge", "recognition": True,
+         "recognition_source": "judge"},
+        {"id": "f", "method": "m"},
+    ])
+    ann = tmp_path / "ann.csv"
+    ann.write_text("id,count,labels_included\na,2,yes\nd,1,yes\ne,3,no\nf,1,\n")
+    rep = judge_agreement(ann, res)
+    assert rep["count"]["n"] == 2 and rep["count"]["agreement"] == 1.0
+    assert rep["count"]["left_out"] == {"no count from the judge": 1, "no count in the result row": 1}
+    assert rep["labels"]["n"] == 2 and rep["labels"]["agreement"] == 0.5
+    assert rep["labels"]["left_out"] == {"no recognition from the judge": 1}
+
+
 def test_judge_validate_says_when_it_cannot_compare_counts(tmp_path: Path, capsys) -> None:
     res = _results(tmp_path / "results.jsonl", [
         {"id": i, "method": "m", "count": n, "count_source": "kept_sources"}

@@ -120,6 +120,11 @@ def results_file(path: str | Path) -> Path:
     return path
 
 
+def _no_value(key: str, source: str) -> str:
+    """The left-out reason of an annotated row whose result has no ``key`` value."""
+    return f"no {key} from the judge" if source != "unknown" else f"no {key} in the result row"
+
+
 def judge_agreement(annotations: str | Path, results: str | Path,
                     method: str | None = None) -> dict[str, Any]:
     """Agreement of judged ``count`` / ``recognition`` with the annotations.
@@ -191,16 +196,20 @@ def judge_agreement(annotations: str | Path, results: str | Path,
         if problem:
             raise ValidationError(f"{results}:{line}: {problem}; fix or remove the line")
         used = False
-        if a["count"] is not None and r.get("count") is not None:
+        if a["count"] is not None:
             source = r.get("count_source") or "unknown"
-            if source == "judge":
+            if r.get("count") is None:  # e.g. a judge answer with no readable count
+                count_left[_no_value("count", source)] += 1
+            elif source == "judge":
                 count_pairs.append((a["count"], as_whole(r["count"])))
                 used = True
             else:
                 count_left[f"count from {source}, not the judge"] += 1
-        if a["labels_included"] is not None and r.get("recognition") is not None:
+        if a["labels_included"] is not None:
             source = r.get("recognition_source") or "unknown"
-            if source in _JUDGED_RECOGNITION:
+            if r.get("recognition") is None:
+                label_left[_no_value("recognition", source)] += 1
+            elif source in _JUDGED_RECOGNITION:
                 label_pairs.append((a["labels_included"], r["recognition"]))
                 used = True
             else:
